@@ -1,0 +1,254 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+
+/** A bad environment: the message names the variable (and the entry, for INSTANCE_SLAVES). */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    detail: string,
+  ) {
+    super(`${variable}: ${detail}`);
+    this.name = "ConfigError";
+  }
+}
+
+export type InstanceMode = "standalone" | "master" | "slave";
+
+export interface SlaveTarget {
+  readonly name: string;
+  /** As the operator wrote it. */
+  readonly url: string;
+  /** host:port for the gRPC channel. */
+  readonly address: string;
+  readonly tls: boolean;
+  readonly token: string;
+}
+
+export interface InstanceConfig {
+  readonly mode: InstanceMode;
+  readonly syncToken: string | undefined;
+  readonly slaves: readonly SlaveTarget[];
+  readonly syncIntervalSeconds: number;
+  readonly syncAllowHttp: boolean;
+  readonly dataDir: string;
+  readonly databaseUrl: string;
+  readonly caddyApiUrl: string;
+  readonly httpPort: number;
+  readonly httpsPort: number;
+  readonly apiListen: string;
+  readonly syncListen: string;
+  readonly syncTlsCert: string | undefined;
+  readonly syncTlsKey: string | undefined;
+  readonly syncTlsCa: string | undefined;
+  readonly adminToken: string | undefined;
+  readonly logLevel: string;
+  /** Internal wiring between the services of one instance. */
+  readonly rendererListen: string;
+  readonly dispatcherListen: string;
+  readonly configAddr: string;
+  readonly rendererAddr: string;
+  readonly internalToken: string | undefined;
+  readonly syncMaxMessageBytes: number;
+  readonly syncAckTimeoutSeconds: number;
+  readonly reconcileIntervalMs: number;
+  readonly caddyBin: string | undefined;
+  readonly caddyHasLayer4: boolean | undefined;
+}
+
+type Env = Record<string, string | undefined>;
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+function str(env: Env, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v.trim() === "" ? undefined : v.trim();
+}
+
+function bool(env: Env, name: string, dflt: boolean): boolean {
+  const v = str(env, name);
+  if (v === undefined) return dflt;
+  if (/^(true|1|yes|on)$/i.test(v)) return true;
+  if (/^(false|0|no|off)$/i.test(v)) return false;
+  throw new ConfigError(name, `"${v}" is not a boolean (use true or false)`);
+}
+
+function optBool(env: Env, name: string): boolean | undefined {
+  return str(env, name) === undefined ? undefined : bool(env, name, false);
+}
+
+function int(env: Env, name: string, dflt: number, min: number, max: number): number {
+  const v = str(env, name);
+  if (v === undefined) return dflt;
+  if (!/^\d+$/.test(v)) throw new ConfigError(name, `"${v}" is not a whole number`);
+  const n = Number(v);
+  if (n < min || n > max) throw new ConfigError(name, `${n} is outside ${min}..${max}`);
+  return n;
+}
+
+function listenAddress(env: Env, name: string, dflt: string): string {
+  const v = str(env, name) ?? dflt;
+  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(v) || Number(v.slice(v.lastIndexOf(":") + 1)) > 65535) {
+    throw new ConfigError(name, `"${v}" is not a host:port address`);
+  }
+  return v;
+}
+
+/** A listen address turned into one a local client can dial (0.0.0.0 -> 127.0.0.1). */
+export function dialable(listen: string): string {
+  return listen.replace(/^0\.0\.0\.0:/, "127.0.0.1:").replace(/^\[::\]:/, "[::1]:");
+}
+
+function parseSlaves(raw: string | undefined, allowHttp: boolean): SlaveTarget[] {
+  const V = "INSTANCE_SLAVES";
+  if (raw === undefined) throw new ConfigError(V, "required when INSTANCE_MODE=master (a JSON array of {name, url, token})");
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (e) {
+    throw new ConfigError(V, `invalid JSON: ${(e as Error).message}`);
+  }
+  if (!Array.isArray(parsed)) throw new ConfigError(V, "must be a JSON array of {name, url, token}");
+  const seen = new Set<string>();
+  return parsed.map((entry: unknown, i: number) => {
+    const at = `${V}[${i}]`;
+    if (entry === null || typeof entry !== "object" || Array.isArray(entry)) {
+      throw new ConfigError(at, "must be an object {name, url, token}");
+    }
+    const e = entry as Record<string, unknown>;
+    for (const field of ["name", "url", "token"]) {
+      if (typeof e[field] !== "string" || (e[field] as string).trim() === "") {
+        throw new ConfigError(`${at}.${field}`, "is required (a non-empty string)");
+      }
+    }
+    const name = (e.name as string).trim();
+    if (seen.has(name)) throw new ConfigError(`${at}.name`, `duplicate slave name "${name}"`);
+    seen.add(name);
+    const url = (e.url as string).trim();
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new ConfigError(`${at}.url`, `"${url}" is not a URL (e.g. https://slave-1:50443)`);
+    }
+    if (u.protocol !== "https:" && u.protocol !== "http:") {
+      throw new ConfigError(`${at}.url`, `scheme "${u.protocol}" is not supported (use https://)`);
+    }
+    if (u.protocol === "http:" && !allowHttp) {
+      throw new ConfigError(
+        `${at}.url`,
+        `"${url}" is plaintext http; use https:// or set INSTANCE_SYNC_ALLOW_HTTP=true for an isolated network`,
+      );
+    }
+    if (u.pathname !== "/" && u.pathname !== "") throw new ConfigError(`${at}.url`, "must not have a path");
+    const port = u.port || (u.protocol === "https:" ? "443" : "80");
+    return Object.freeze({
+      name,
+      url,
+      address: `${u.hostname}:${port}`,
+      tls: u.protocol === "https:",
+      token: e.token as string,
+    });
+  });
+}
+
+function readablePath(env: Env, name: string): string | undefined {
+  const p = str(env, name);
+  if (p === undefined) return undefined;
+  try {
+    readFileSync(p);
+  } catch (e) {
+    throw new ConfigError(name, `cannot read "${p}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return p;
+}
+
+/**
+ * Reads and validates the whole environment once. Throws ConfigError naming the
+ * first bad variable. The result is frozen.
+ */
+export function loadConfig(env: Env = process.env): InstanceConfig {
+  const modeRaw = str(env, "INSTANCE_MODE") ?? "standalone";
+  if (!["standalone", "master", "slave"].includes(modeRaw)) {
+    throw new ConfigError("INSTANCE_MODE", `unknown mode "${modeRaw}" (use standalone, master or slave)`);
+  }
+  const mode = modeRaw as InstanceMode;
+  const syncAllowHttp = bool(env, "INSTANCE_SYNC_ALLOW_HTTP", false);
+  const syncToken = str(env, "INSTANCE_SYNC_TOKEN");
+  if (mode === "slave" && syncToken === undefined) {
+    throw new ConfigError("INSTANCE_SYNC_TOKEN", "required when INSTANCE_MODE=slave (the token the master presents)");
+  }
+  if (mode === "slave" && syncToken !== undefined && syncToken.length < 16) {
+    throw new ConfigError("INSTANCE_SYNC_TOKEN", "too short: use at least 16 characters");
+  }
+  const slaves = mode === "master" ? parseSlaves(str(env, "INSTANCE_SLAVES"), syncAllowHttp) : [];
+  const syncIntervalSeconds = int(env, "INSTANCE_SYNC_INTERVAL", 0, 0, 86_400 * 7);
+
+  const dataDir = path.resolve(str(env, "CPM_DATA_DIR") ?? "./data");
+  const databaseUrl = str(env, "DATABASE_URL") ?? `file:${path.join(dataDir, "cpm.db")}`;
+  if (!/^(file:|postgres(ql)?:\/\/)/.test(databaseUrl)) {
+    throw new ConfigError("DATABASE_URL", "must start with file: (SQLite) or postgresql:// (PostgreSQL)");
+  }
+  const caddyApiUrl = str(env, "CADDY_API_URL") ?? "http://127.0.0.1:2019";
+  try {
+    const u = new URL(caddyApiUrl);
+    if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error();
+  } catch {
+    throw new ConfigError("CADDY_API_URL", `"${caddyApiUrl}" is not an http(s) URL`);
+  }
+  const logLevel = str(env, "LOG_LEVEL") ?? "info";
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError("LOG_LEVEL", `"${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
+
+  const apiListen = listenAddress(env, "CPM_API_LISTEN", "127.0.0.1:50051");
+  const rendererListen = listenAddress(env, "CPM_RENDERER_LISTEN", "127.0.0.1:50052");
+  const dispatcherListen = listenAddress(env, "CPM_DISPATCHER_LISTEN", "127.0.0.1:50053");
+  const syncListen = listenAddress(env, "CPM_SYNC_LISTEN", "0.0.0.0:50443");
+  const syncTlsCert = readablePath(env, "CPM_SYNC_TLS_CERT");
+  const syncTlsKey = readablePath(env, "CPM_SYNC_TLS_KEY");
+  if ((syncTlsCert === undefined) !== (syncTlsKey === undefined)) {
+    throw new ConfigError(syncTlsCert ? "CPM_SYNC_TLS_KEY" : "CPM_SYNC_TLS_CERT", "set both CPM_SYNC_TLS_CERT and CPM_SYNC_TLS_KEY, or neither");
+  }
+  const adminToken = str(env, "CPM_ADMIN_TOKEN");
+  if (adminToken !== undefined && adminToken.length < 16) {
+    throw new ConfigError("CPM_ADMIN_TOKEN", "too short: use at least 16 characters");
+  }
+  const internalToken = str(env, "CPM_INTERNAL_TOKEN");
+  if (internalToken !== undefined && internalToken.length < 16) {
+    throw new ConfigError("CPM_INTERNAL_TOKEN", "too short: use at least 16 characters");
+  }
+
+  return Object.freeze({
+    mode,
+    syncToken,
+    slaves: Object.freeze(slaves),
+    syncIntervalSeconds,
+    syncAllowHttp,
+    dataDir,
+    databaseUrl,
+    caddyApiUrl: caddyApiUrl.replace(/\/+$/, ""),
+    httpPort: int(env, "CPM_HTTP_PORT", 80, 1, 65535),
+    httpsPort: int(env, "CPM_HTTPS_PORT", 443, 1, 65535),
+    apiListen,
+    syncListen,
+    syncTlsCert,
+    syncTlsKey,
+    syncTlsCa: readablePath(env, "CPM_SYNC_TLS_CA"),
+    adminToken,
+    logLevel,
+    rendererListen,
+    dispatcherListen,
+    configAddr: str(env, "CPM_CONFIG_ADDR") ?? dialable(apiListen),
+    rendererAddr: str(env, "CPM_RENDERER_ADDR") ?? dialable(rendererListen),
+    internalToken,
+    syncMaxMessageBytes: int(env, "CPM_SYNC_MAX_MESSAGE_BYTES", 64 * 1024 * 1024, 1024 * 1024, 1024 * 1024 * 1024),
+    syncAckTimeoutSeconds: int(env, "CPM_SYNC_ACK_TIMEOUT", 60, 1, 3600),
+    reconcileIntervalMs: int(env, "CPM_RECONCILE_INTERVAL_MS", 2000, 100, 3_600_000),
+    caddyBin: str(env, "CPM_CADDY_BIN"),
+    caddyHasLayer4: optBool(env, "CPM_CADDY_LAYER4"),
+  });
+}
+
+/** Require a value a particular service needs; names the variable when it is missing. */
+export function required<T>(value: T | undefined, variable: string, why: string): T {
+  if (value === undefined) throw new ConfigError(variable, `required ${why}`);
+  return value;
+}

@@ -1,0 +1,7 @@
+export * from "./backoff.ts";
+export * from "./canonical.ts";
+export * from "./env.ts";
+export * from "./errors.ts";
+export * from "./logger.ts";
+export * from "./snapshot.ts";
+export * from "./validation.ts";

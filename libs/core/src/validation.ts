@@ -1,0 +1,85 @@
+import { isIP } from "node:net";
+import { LoadBalancingPolicy, type ProxyHost } from "@cpm/proto";
+import { ValidationError } from "./errors.ts";
+
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** A DNS host name, optionally a leading "*." wildcard, or an IP address. Returns the lower-cased form. */
+export function checkHostName(raw: string, field: string, { wildcard = true } = {}): string {
+  const v = raw.trim().toLowerCase();
+  if (v === "") throw new ValidationError(field, "must not be empty");
+  if (isIP(v)) return v;
+  const name = wildcard && v.startsWith("*.") ? v.slice(2) : v;
+  if (v.length > 253 || !name.split(".").every((l) => LABEL.test(l))) {
+    throw new ValidationError(field, `"${raw}" is not a valid host name`);
+  }
+  return v;
+}
+
+export interface ParsedUpstream {
+  scheme: "http" | "https";
+  host: string;
+  port: number;
+  /** host:port as Caddy dials it. */
+  dial: string;
+}
+
+/** "host:port" with an optional http:// or https:// scheme. */
+export function parseUpstream(raw: string, field: string): ParsedUpstream {
+  const v = raw.trim();
+  const m = /^(?:(https?):\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(v);
+  if (!m) throw new ValidationError(field, `"${raw}" is not host:port (optionally http:// or https://)`);
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) throw new ValidationError(field, `port ${port} is outside 1..65535`);
+  const hostRaw = m[2]!;
+  const host = hostRaw.startsWith("[") ? hostRaw : checkHostName(hostRaw, field, { wildcard: false });
+  if (hostRaw.startsWith("[") && isIP(hostRaw.slice(1, -1)) !== 6) {
+    throw new ValidationError(field, `"${raw}" has an invalid IPv6 address`);
+  }
+  return { scheme: (m[1] as "http" | "https" | undefined) ?? "http", host, port, dial: `${host}:${port}` };
+}
+
+export function checkName(raw: string, field: string): string {
+  const v = raw.trim();
+  if (v === "") throw new ValidationError(field, "is required");
+  if (v.length > 200) throw new ValidationError(field, "is longer than 200 characters");
+  return v;
+}
+
+export function checkEnum(value: number, allowed: Record<string, string | number>, field: string): number {
+  if (value < 0 || !Object.values(allowed).includes(value) || value === -1) {
+    throw new ValidationError(field, `${value} is not a known value`);
+  }
+  return value;
+}
+
+/**
+ * Checks one proxy host on its own (not against other resources) and returns the
+ * normalized form: trimmed, lower-cased domains, canonical upstreams, defaults filled.
+ */
+export function normalizeProxyHost(input: ProxyHost, field = "proxy_host"): ProxyHost {
+  const name = checkName(input.name, `${field}.name`);
+  if (input.domains.length === 0) throw new ValidationError(`${field}.domains`, "at least one domain is required");
+  if (input.domains.length > 100) throw new ValidationError(`${field}.domains`, "at most 100 domains");
+  const domains = input.domains.map((d, i) => checkHostName(d, `${field}.domains[${i}]`));
+  const dup = domains.findIndex((d, i) => domains.indexOf(d) !== i);
+  if (dup >= 0) throw new ValidationError(`${field}.domains[${dup}]`, `"${domains[dup]}" is listed twice`);
+  if (input.upstreams.length === 0) throw new ValidationError(`${field}.upstreams`, "at least one upstream is required");
+  const upstreams = input.upstreams.map((u, i) => {
+    const p = parseUpstream(u, `${field}.upstreams[${i}]`);
+    return p.scheme === "https" ? `https://${p.dial}` : p.dial;
+  });
+  checkEnum(input.loadBalancing, LoadBalancingPolicy, `${field}.load_balancing`);
+  if (input.hstsSubdomains && !input.hstsEnabled) {
+    throw new ValidationError(`${field}.hsts_subdomains`, "needs hsts_enabled");
+  }
+  return {
+    ...input,
+    name,
+    domains,
+    upstreams,
+    certificateId: input.certificateId.trim(),
+    accessListId: input.accessListId.trim(),
+    enabled: input.enabled ?? true,
+  };
+}

@@ -1,0 +1,34 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { Metadata } from "@grpc/grpc-js";
+import { DomainError } from "@cpm/core";
+
+/** Who is calling. `internal` is another service of this instance. */
+export interface Principal {
+  readonly kind: "internal" | "api_token" | "sync_master";
+  readonly name: string;
+  readonly role: "admin" | "viewer";
+}
+
+/** The token in `authorization: Bearer <token>`, or undefined. */
+export function bearerToken(md: Metadata): string | undefined {
+  const v = md.get("authorization")[0];
+  if (typeof v !== "string") return undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(v);
+  return m?.[1];
+}
+
+/** Compares two secrets in time that does not depend on where they differ (or their lengths). */
+export function secretsEqual(a: string, b: string): boolean {
+  const ha = createHash("sha256").update(a).digest();
+  const hb = createHash("sha256").update(b).digest();
+  return timingSafeEqual(ha, hb);
+}
+
+export const unauthenticated = (why = "missing or invalid bearer token") => new DomainError("unauthenticated", why);
+export const permissionDenied = (why: string) => new DomainError("permission_denied", why);
+
+/** Metadata carrying a bearer token, for outgoing calls. */
+export function bearerMetadata(md: Metadata, token: string): Metadata {
+  md.set("authorization", `Bearer ${token}`);
+  return md;
+}

@@ -1,0 +1,186 @@
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import {
+  Server,
+  ServerCredentials,
+  status,
+  type handleBidiStreamingCall,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  type Metadata,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import descriptor from "protobufjs/ext/descriptor/index.js";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation } from "grpc-health-check";
+import type { Logger } from "@cpm/core";
+import type { Principal } from "./auth.ts";
+import { toServiceError } from "./errors.ts";
+
+/** What every handler gets besides its request. */
+export interface CallContext {
+  readonly principal: Principal;
+  readonly log: Logger;
+  readonly metadata: Metadata;
+  /** Aborted when the client cancels or the server shuts down. */
+  readonly signal: AbortSignal;
+  readonly peer: string;
+}
+
+export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
+export type ServerStreamHandler<Req, Res> = (req: Req, ctx: CallContext, call: ServerWritableStream<Req, Res>) => Promise<void>;
+export type BidiHandler<Req, Res> = (call: ServerDuplexStream<Req, Res>, ctx: CallContext) => Promise<void>;
+
+/** The async-function form of a generated grpc-js server interface. */
+export type AsyncService<S> = {
+  [K in keyof S as string extends K ? never : K]?: S[K] extends handleUnaryCall<infer Req, infer Res>
+    ? UnaryHandler<Req, Res>
+    : S[K] extends handleServerStreamingCall<infer Req, infer Res>
+      ? ServerStreamHandler<Req, Res>
+      : S[K] extends handleBidiStreamingCall<infer Req, infer Res>
+        ? BidiHandler<Req, Res>
+        : never;
+};
+
+/** Decides who the caller is and whether it may call `method`; throws DomainError otherwise. */
+export type Authorize = (method: string, metadata: Metadata) => Promise<Principal>;
+
+export interface GrpcServerOptions {
+  log: Logger;
+  maxMessageBytes?: number;
+}
+
+/**
+ * A grpc-js server with health, reflection, central error mapping, per-call auth and
+ * graceful shutdown. Never listens by itself: call `listen`.
+ */
+export class GrpcServer {
+  readonly server: Server;
+  readonly health = new HealthImplementation({ "": "SERVING" });
+  private readonly shutdownController = new AbortController();
+  private readonly serviceNames: string[] = [];
+
+  constructor(private readonly opts: GrpcServerOptions) {
+    const max = opts.maxMessageBytes ?? 16 * 1024 * 1024;
+    this.server = new Server({
+      "grpc.max_receive_message_length": max,
+      "grpc.max_send_message_length": max,
+      "grpc.keepalive_time_ms": 30_000,
+      "grpc.keepalive_timeout_ms": 10_000,
+      "grpc.keepalive_permit_without_calls": 1,
+      "grpc.http2.min_ping_interval_without_data_ms": 5_000,
+    });
+    this.health.addToServer(this.server);
+    new ReflectionService(reflectionDefinition() as never).addToServer(this.server);
+  }
+
+  /** Adds a generated service with async handlers; missing methods answer UNIMPLEMENTED. */
+  add<S>(serviceName: string, definition: ServiceDefinition, impl: AsyncService<S>, authorize: Authorize): this {
+    const out: UntypedServiceImplementation = {};
+    for (const [method, def] of Object.entries(definition)) {
+      const handler = (impl as Record<string, unknown>)[method];
+      if (typeof handler !== "function") continue;
+      out[method] = this.wrap(def.path.replace(/^\//, ""), def.requestStream, def.responseStream, handler as never, authorize);
+    }
+    this.server.addService(definition, out);
+    this.serviceNames.push(serviceName);
+    this.health.setStatus(serviceName, "SERVING");
+    return this;
+  }
+
+  private wrap(
+    method: string,
+    requestStream: boolean,
+    responseStream: boolean,
+    handler: (...args: unknown[]) => Promise<unknown>,
+    authorize: Authorize,
+  ): UntypedServiceImplementation[string] {
+    const baseLog = this.opts.log;
+    const serverSignal = this.shutdownController.signal;
+    const context = async (call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>) => {
+      const callAbort = new AbortController();
+      (call as ServerUnaryCall<unknown, unknown>).on("cancelled", () => callAbort.abort());
+      const peer = call.getPeer();
+      const log = baseLog.child({ method, peer });
+      const principal = await authorize(method, call.metadata);
+      const ctx: CallContext = { principal, log, metadata: call.metadata, signal: AbortSignal.any([callAbort.signal, serverSignal]), peer };
+      return ctx;
+    };
+    if (!requestStream && !responseStream) {
+      const h: handleUnaryCall<unknown, unknown> = (call, cb) => {
+        context(call)
+          .then((ctx) => handler(call.request, ctx))
+          .then(
+            (res) => cb(null, res),
+            (err) => cb(toServiceError(err, baseLog.child({ method }))),
+          );
+      };
+      return h;
+    }
+    if (!requestStream && responseStream) {
+      return (call: ServerWritableStream<unknown, unknown>) => {
+        context(call)
+          .then((ctx) => handler(call.request, ctx, call))
+          .then(
+            () => call.end(),
+            (err) => call.emit("error", toServiceError(err, baseLog.child({ method }))),
+          );
+      };
+    }
+    return (call: ServerDuplexStream<unknown, unknown>) => {
+      context(call)
+        .then((ctx) => handler(call, ctx))
+        .then(
+          () => call.end(),
+          (err) => call.emit("error", toServiceError(err, baseLog.child({ method }))),
+        );
+    };
+  }
+
+  /** Binds and starts serving; returns the bound port (useful with port 0). */
+  listen(address: string, credentials: ServerCredentials = ServerCredentials.createInsecure()): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(address, credentials, (err, port) => (err ? reject(new Error(`cannot listen on ${address}: ${err.message}`)) : resolve(port)));
+    });
+  }
+
+  /** Health NOT_SERVING, end open streams, then a graceful shutdown bounded by `timeoutMs`. */
+  async shutdown(timeoutMs = 5000): Promise<void> {
+    this.health.setStatus("", "NOT_SERVING");
+    for (const name of this.serviceNames) this.health.setStatus(name, "NOT_SERVING");
+    this.shutdownController.abort();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, timeoutMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+/**
+ * Reflection serves the descriptor set `buf build` writes next to the generated code
+ * (libs/proto/descriptors.binpb): one descriptor per .proto file with its real name and
+ * imports, which clients such as grpcurl and buf curl need to resolve services.
+ */
+function reflectionDefinition(): Record<string, { fileDescriptorProtos: Uint8Array[] }> {
+  const file = createRequire(import.meta.url).resolve("@cpm/proto/descriptors.binpb");
+  const set = (descriptor as unknown as DescriptorModule).FileDescriptorSet.decode(readFileSync(file));
+  const protos = set.file.map((f) => (descriptor as unknown as DescriptorModule).FileDescriptorProto.encode(f).finish());
+  return { descriptors: { fileDescriptorProtos: protos } };
+}
+
+interface DescriptorModule {
+  FileDescriptorSet: { decode(b: Uint8Array): { file: unknown[] } };
+  FileDescriptorProto: { encode(f: unknown): { finish(): Uint8Array } };
+}
+
+export { status };

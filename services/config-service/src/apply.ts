@@ -1,0 +1,30 @@
+import type { Snapshot } from "@cpm/proto";
+import { failedPrecondition, validateSnapshot, ValidationError } from "@cpm/core";
+import type { ConfigStore } from "./store.ts";
+
+/**
+ * Applies a master's snapshot on a slave, in one transaction.
+ * - an older version of the same master is refused (FAILED_PRECONDITION);
+ * - the same version is a no-op when the stored content matches, and a repair when the
+ *   database was changed behind the service's back;
+ * - a snapshot from another master (or the first one) is taken whatever its version.
+ */
+export async function applySnapshot(store: ConfigStore, s: Snapshot | undefined): Promise<{ version: number; changed: boolean }> {
+  if (!s) throw new ValidationError("snapshot", "is required");
+  validateSnapshot(s);
+  return store.serialize(async () => {
+    const info = await store.info();
+    if (info.masterInstanceId === s.masterInstanceId) {
+      if (s.version < info.version) {
+        throw failedPrecondition(`snapshot version ${s.version} is older than the applied version ${info.version}`);
+      }
+      if (s.version === info.version) {
+        store.invalidate();
+        const current = await store.snapshot();
+        if (current.contentSha256 === s.contentSha256) return { version: info.version, changed: false };
+      }
+    }
+    await store.replaceAll(s);
+    return { version: s.version, changed: true };
+  });
+}

@@ -1,0 +1,78 @@
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
+import pg from "pg";
+import { PrismaBetterSQLite3 } from "@prisma/adapter-better-sqlite3";
+import { PrismaPg } from "@prisma/adapter-pg";
+import { PrismaClient } from "./generated/prisma/client.ts";
+import { PrismaClient as PgPrismaClient } from "./generated/prisma-pg/client.ts";
+import { migrate, readMigrations, type SqlRunner } from "./migrate.ts";
+
+export type Db = InstanceType<typeof PrismaClient>;
+
+const prismaDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../prisma");
+
+/** Path of a SQLite `file:` URL (relative paths are relative to the working directory). */
+export function sqlitePath(url: string): string {
+  return path.resolve(url.replace(/^file:/, "").replace(/\?.*$/, ""));
+}
+
+/**
+ * Opens the database named by DATABASE_URL, applies pending migrations, and returns
+ * a Prisma client on the matching driver adapter.
+ */
+export async function openDatabase(databaseUrl: string): Promise<{ db: Db; applied: string[]; dialect: "sqlite" | "postgresql" }> {
+  if (databaseUrl.startsWith("file:")) {
+    const file = sqlitePath(databaseUrl);
+    mkdirSync(path.dirname(file), { recursive: true });
+    const raw = new Database(file);
+    raw.pragma("journal_mode = WAL");
+    raw.pragma("foreign_keys = ON");
+    const runner: SqlRunner = {
+      exec: async (sql) => void raw.exec(sql),
+      query: async (sql, params) => (/^\s*select/i.test(sql) ? (raw.prepare(sql).all(...params) as Record<string, unknown>[]) : (raw.prepare(sql).run(...params), [])),
+      transaction: async (fn) => {
+        raw.exec("BEGIN");
+        try {
+          await fn();
+          raw.exec("COMMIT");
+        } catch (e) {
+          raw.exec("ROLLBACK");
+          throw e;
+        }
+      },
+    };
+    const applied = await migrate(runner, "sqlite", readMigrations(path.join(prismaDir, "migrations")));
+    raw.close();
+    const db = new PrismaClient({ adapter: new PrismaBetterSQLite3({ url: `file:${file}` }) });
+    await db.$executeRawUnsafe("PRAGMA foreign_keys = ON");
+    await db.$queryRawUnsafe("PRAGMA busy_timeout = 5000");
+    return { db, applied, dialect: "sqlite" };
+  }
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const runner: SqlRunner = {
+      exec: async (sql) => void (await client.query(sql)),
+      query: async (sql, params) => (await client.query(sql, params)).rows,
+      transaction: async (fn) => {
+        await client.query("BEGIN");
+        try {
+          await fn();
+          await client.query("COMMIT");
+        } catch (e) {
+          await client.query("ROLLBACK");
+          throw e;
+        }
+      },
+    };
+    const applied = await migrate(runner, "postgresql", readMigrations(path.join(prismaDir, "postgresql", "migrations")));
+    // The PostgreSQL client is generated from the same model (prisma/postgresql/schema.prisma),
+    // so its API is the SQLite client's; only the provider differs.
+    const db = new PgPrismaClient({ adapter: new PrismaPg({ connectionString: databaseUrl }) }) as unknown as Db;
+    return { db, applied, dialect: "postgresql" };
+  } finally {
+    await client.end();
+  }
+}

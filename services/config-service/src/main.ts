@@ -1,0 +1,39 @@
+import { ConfigError, createLogger, loadConfig } from "@cpm/core";
+import { openDatabase } from "./db.ts";
+import { createServer } from "./server.ts";
+import { ConfigStore } from "./store.ts";
+import { ApiTokens } from "./tokens.ts";
+
+// config -> logger -> dependencies -> server -> listen -> signals
+async function main() {
+  const cfg = loadConfig();
+  const log = createLogger("config-service", cfg.logLevel);
+  const { db, applied, dialect } = await openDatabase(cfg.databaseUrl);
+  if (applied.length) log.info({ applied, dialect }, "database migrated");
+  const store = new ConfigStore(db, log);
+  const info = await store.init();
+  const tokens = new ApiTokens(db);
+  if (cfg.adminToken) await tokens.ensure(cfg.adminToken);
+  const server = createServer({ store, tokens, mode: cfg.mode, internalToken: cfg.internalToken, log, maxMessageBytes: cfg.syncMaxMessageBytes });
+  const port = await server.listen(cfg.apiListen);
+  log.info({ listen: cfg.apiListen, port, mode: cfg.mode, instanceId: info.instanceId, version: info.version, dialect }, "config-service ready");
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "shutting down");
+    await server.shutdown();
+    await db.$disconnect();
+    log.flush();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+main().catch((err) => {
+  if (err instanceof ConfigError) console.error(`config-service: configuration error: ${err.message}`);
+  else console.error(`config-service: cannot start: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

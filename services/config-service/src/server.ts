@@ -1,0 +1,134 @@
+import type { Metadata } from "@grpc/grpc-js";
+import {
+  AccountServiceService,
+  ConfigServiceService,
+  InstanceMode as ProtoMode,
+  type AccountServiceServer,
+  type ConfigServiceServer,
+} from "@cpm/proto";
+import { failedPrecondition, type InstanceMode, type Logger } from "@cpm/core";
+import {
+  bearerToken,
+  GrpcServer,
+  permissionDenied,
+  secretsEqual,
+  unauthenticated,
+  type AsyncService,
+  type Authorize,
+  type Principal,
+} from "@cpm/grpc-kit";
+import { applySnapshot } from "./apply.ts";
+import { ProxyHosts } from "./resources/proxy-hosts.ts";
+import type { ConfigStore } from "./store.ts";
+import type { ApiTokens } from "./tokens.ts";
+
+export interface ConfigServiceDeps {
+  store: ConfigStore;
+  tokens: ApiTokens;
+  mode: InstanceMode;
+  /** Token the other services of this instance present. */
+  internalToken: string | undefined;
+  log: Logger;
+  maxMessageBytes?: number;
+}
+
+const MODE: Record<InstanceMode, ProtoMode> = {
+  standalone: ProtoMode.INSTANCE_MODE_STANDALONE,
+  master: ProtoMode.INSTANCE_MODE_MASTER,
+  slave: ProtoMode.INSTANCE_MODE_SLAVE,
+};
+
+/** Writes to synced resources: refused on a slave, where the master manages them. */
+const SYNCED_WRITE = /\/(Create|Update|Delete)(ProxyHost|L4ProxyHost|Certificate|AccessList)$|\/UpdateSettings$/;
+const ADMIN_WRITE = /\/(Create|Update|Delete|Revoke)[A-Za-z0-9]*$|\/UpdateSettings$/;
+
+/** Authenticates a call against the internal token and this instance's API tokens. */
+export function makeAuthenticator(tokens: ApiTokens, internalToken: string | undefined) {
+  return async (md: Metadata): Promise<Principal> => {
+    const token = bearerToken(md);
+    if (!token) throw unauthenticated("missing bearer token (metadata authorization: Bearer <token>)");
+    if (internalToken && secretsEqual(token, internalToken)) return { kind: "internal", name: "internal", role: "admin" };
+    const p = await tokens.authenticate(token);
+    if (!p) throw unauthenticated("invalid, expired or revoked token");
+    return p;
+  };
+}
+
+/** The public API of an instance (ConfigService, AccountService) with health and reflection. Does not listen. */
+export function createServer(deps: ConfigServiceDeps): GrpcServer {
+  const { store, mode, log } = deps;
+  const hosts = new ProxyHosts(store);
+  const authenticate = makeAuthenticator(deps.tokens, deps.internalToken);
+
+  const authorize: Authorize = async (method, md) => {
+    const p = await authenticate(md);
+    if (method.endsWith("/ApplySnapshot")) {
+      if (p.kind !== "internal") throw permissionDenied("ApplySnapshot is internal to an instance");
+      if (mode !== "slave") throw failedPrecondition("ApplySnapshot is only accepted on a slave (INSTANCE_MODE=slave)");
+      return p;
+    }
+    if (method.endsWith("/GetSnapshot") && p.role !== "admin") throw permissionDenied("GetSnapshot holds private keys: admin only");
+    if (ADMIN_WRITE.test(method) && p.role !== "admin") throw permissionDenied("this token may only read");
+    if (mode === "slave" && SYNCED_WRITE.test(method)) {
+      throw failedPrecondition("this instance is a slave: synced resources are managed by the master");
+    }
+    return p;
+  };
+
+  const config: AsyncService<ConfigServiceServer> = {
+    createProxyHost: async (req) => {
+      const { result, version } = await hosts.create(req.proxyHost);
+      return { proxyHost: result, configVersion: version };
+    },
+    getProxyHost: async (req) => ({ proxyHost: await hosts.get(req.id) }),
+    listProxyHosts: async () => ({ proxyHosts: await hosts.list() }),
+    updateProxyHost: async (req) => {
+      const { result, version } = await hosts.update(req.proxyHost);
+      return { proxyHost: result, configVersion: version };
+    },
+    deleteProxyHost: async (req) => ({ configVersion: (await hosts.delete(req.id)).version }),
+    getSnapshot: async () => ({ snapshot: await store.snapshot() }),
+    watchConfig: async (_req, ctx, call) => {
+      const unsubscribe = store.onCommit((c) => call.write({ version: c.version, committedAt: c.committedAt, contentSha256: c.contentSha256 }));
+      try {
+        const s = await store.snapshot();
+        call.write({ version: s.version, committedAt: s.generatedAt, contentSha256: s.contentSha256 });
+        await new Promise<void>((resolve) => (ctx.signal.aborted ? resolve() : ctx.signal.addEventListener("abort", () => resolve(), { once: true })));
+      } finally {
+        unsubscribe();
+      }
+    },
+    applySnapshot: async (req, ctx) => {
+      const r = await applySnapshot(store, req.snapshot);
+      ctx.log.info({ version: r.version, changed: r.changed }, "snapshot applied");
+      return r;
+    },
+    getInstanceInfo: async () => {
+      const i = await store.info();
+      return {
+        mode: MODE[mode],
+        instanceId: i.instanceId,
+        version: i.version,
+        masterInstanceId: i.masterInstanceId,
+        versionCommittedAt: i.committedAt,
+      };
+    },
+  };
+
+  const account: AsyncService<AccountServiceServer> = {
+    createApiToken: async (req) => {
+      const { token, secret } = await deps.tokens.create(req.name, req.role, req.expiresAt);
+      return { apiToken: token, secret };
+    },
+    listApiTokens: async () => ({ apiTokens: await deps.tokens.list() }),
+    revokeApiToken: async (req) => {
+      await deps.tokens.revoke(req.id);
+      return {};
+    },
+    whoAmI: async (_req, ctx) => ({ tokenName: ctx.principal.name, role: ctx.principal.role === "admin" ? 1 : 2 }),
+  };
+
+  return new GrpcServer({ log, maxMessageBytes: deps.maxMessageBytes })
+    .add("cpm.config.v1.ConfigService", ConfigServiceService, config, authorize)
+    .add("cpm.config.v1.AccountService", AccountServiceService, account, authorize);
+}

@@ -1,0 +1,207 @@
+import { EventEmitter } from "node:events";
+import { randomUUID } from "node:crypto";
+import {
+  AccessList,
+  AcmeSettings,
+  Certificate,
+  GeneralSettings,
+  L4ProxyHost,
+  ProxyHost,
+  type Settings,
+  type Snapshot,
+} from "@cpm/proto";
+import { SNAPSHOT_SCHEMA_VERSION, snapshotContentHash, type Logger } from "@cpm/core";
+import type { Db } from "./db.ts";
+
+/** A transaction client: what write callbacks get. */
+export type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
+
+export interface Commit {
+  version: number;
+  committedAt: Date;
+  contentSha256: string;
+}
+
+export interface InstanceInfo {
+  instanceId: string;
+  version: number;
+  committedAt: Date;
+  masterInstanceId: string;
+}
+
+/**
+ * The versioned configuration store. Every write runs in one transaction that bumps the
+ * persisted version exactly once; writes are serialized so versions commit in order; after
+ * each commit, watchers hear the new version. Snapshots are built lazily and cached per commit.
+ */
+export class ConfigStore {
+  private readonly events = new EventEmitter();
+  private queue: Promise<unknown> = Promise.resolve();
+  private cached: { key: string; snapshot: Snapshot } | undefined;
+  private revision = 0;
+
+  constructor(
+    readonly db: Db,
+    private readonly log: Logger,
+  ) {
+    this.events.setMaxListeners(0);
+  }
+
+  /** Creates the instance row on first start; returns who this instance is. */
+  async init(): Promise<InstanceInfo> {
+    const existing = await this.db.instance.findUnique({ where: { id: 1 } });
+    if (!existing) {
+      await this.db.instance.create({ data: { id: 1, instanceId: randomUUID(), version: 0, versionCommittedAt: new Date() } });
+    }
+    return this.info();
+  }
+
+  async info(): Promise<InstanceInfo> {
+    const row = await this.db.instance.findUniqueOrThrow({ where: { id: 1 } });
+    return { instanceId: row.instanceId, version: row.version, committedAt: row.versionCommittedAt, masterInstanceId: row.masterInstanceId };
+  }
+
+  /** Runs `fn` after every earlier write has finished (one writer at a time). */
+  serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * One committed write: `fn` runs in a transaction, then the version is bumped once.
+   * Nothing is written when `fn` throws.
+   */
+  write<T>(fn: (tx: Tx, now: Date) => Promise<T>): Promise<{ result: T; version: number }> {
+    return this.serialize(async () => {
+      const now = new Date();
+      const { result, version } = await this.db.$transaction(async (tx) => {
+        const result = await fn(tx, now);
+        const row = await tx.instance.update({ where: { id: 1 }, data: { version: { increment: 1 }, versionCommittedAt: now } });
+        return { result, version: row.version };
+      });
+      await this.committed();
+      return { result, version };
+    });
+  }
+
+  /** Replaces the whole synced content at a given version (slave apply). Caller serializes. */
+  async replaceAll(s: Snapshot): Promise<void> {
+    const now = new Date();
+    await this.db.$transaction(async (tx) => {
+      await tx.proxyHostDomain.deleteMany({});
+      await tx.proxyHost.deleteMany({});
+      await tx.l4ProxyHost.deleteMany({});
+      await tx.certificate.deleteMany({});
+      await tx.accessList.deleteMany({});
+      await tx.setting.deleteMany({});
+      for (const c of s.certificates) await tx.certificate.create({ data: certificateRow(c, now) });
+      for (const a of s.accessLists) await tx.accessList.create({ data: accessListRow(a, now) });
+      for (const h of s.proxyHosts) await tx.proxyHost.create({ data: { ...proxyHostRow(h, now), domains: { create: h.domains.map((domain) => ({ domain })) } } });
+      for (const h of s.l4ProxyHosts) await tx.l4ProxyHost.create({ data: l4Row(h, now) });
+      await writeSettings(tx, s.settings ?? { general: undefined, acme: undefined });
+      await tx.instance.update({ where: { id: 1 }, data: { version: s.version, versionCommittedAt: now, masterInstanceId: s.masterInstanceId } });
+    });
+    await this.committed();
+  }
+
+  private async committed(): Promise<void> {
+    this.revision++;
+    this.cached = undefined;
+    const snap = await this.snapshot();
+    const commit: Commit = { version: snap.version, committedAt: snap.generatedAt ?? new Date(), contentSha256: snap.contentSha256 };
+    this.log.debug({ version: commit.version }, "committed");
+    this.events.emit("commit", commit);
+  }
+
+  onCommit(listener: (c: Commit) => void): () => void {
+    this.events.on("commit", listener);
+    return () => this.events.off("commit", listener);
+  }
+
+  /** The full synced configuration at the current version. */
+  async snapshot(): Promise<Snapshot> {
+    const key = String(this.revision);
+    if (this.cached?.key === key) return this.cached.snapshot;
+    const [inst, hosts, l4, certs, acls, settings] = await this.db.$transaction([
+      this.db.instance.findUniqueOrThrow({ where: { id: 1 } }),
+      this.db.proxyHost.findMany({ orderBy: { id: "asc" } }),
+      this.db.l4ProxyHost.findMany({ orderBy: { id: "asc" } }),
+      this.db.certificate.findMany({ orderBy: { id: "asc" } }),
+      this.db.accessList.findMany({ orderBy: { id: "asc" } }),
+      this.db.setting.findMany(),
+    ]);
+    const content = {
+      proxyHosts: hosts.map((r) => ProxyHost.fromJSON(JSON.parse(r.data))),
+      l4ProxyHosts: l4.map((r) => L4ProxyHost.fromJSON(JSON.parse(r.data))),
+      certificates: certs.map((r) => Certificate.fromJSON(JSON.parse(r.data))),
+      accessLists: acls.map((r) => AccessList.fromJSON(JSON.parse(r.data))),
+      settings: settingsFromRows(settings),
+    };
+    const snapshot: Snapshot = {
+      schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+      masterInstanceId: inst.masterInstanceId || inst.instanceId,
+      version: inst.version,
+      generatedAt: inst.versionCommittedAt,
+      contentSha256: snapshotContentHash(content),
+      ...content,
+    };
+    if (this.cached === undefined && key === String(this.revision)) this.cached = { key, snapshot };
+    return snapshot;
+  }
+
+  /** Forget cached state (after the database may have changed behind this process). */
+  invalidate(): void {
+    this.revision++;
+    this.cached = undefined;
+  }
+}
+
+export function proxyHostRow(h: ProxyHost, now: Date) {
+  return {
+    id: h.id,
+    name: h.name,
+    data: JSON.stringify(ProxyHost.toJSON(h)),
+    certificateId: h.certificateId || null,
+    accessListId: h.accessListId || null,
+    createdAt: h.createdAt ?? now,
+    updatedAt: h.updatedAt ?? now,
+  };
+}
+
+export function l4Row(h: L4ProxyHost, now: Date) {
+  return {
+    id: h.id,
+    name: h.name,
+    data: JSON.stringify(L4ProxyHost.toJSON(h)),
+    certificateId: h.certificateId || null,
+    createdAt: h.createdAt ?? now,
+    updatedAt: h.updatedAt ?? now,
+  };
+}
+
+export function certificateRow(c: Certificate, now: Date) {
+  return { id: c.id, name: c.name, data: JSON.stringify(Certificate.toJSON(c)), createdAt: c.createdAt ?? now, updatedAt: c.updatedAt ?? now };
+}
+
+export function accessListRow(a: AccessList, now: Date) {
+  return { id: a.id, name: a.name, data: JSON.stringify(AccessList.toJSON(a)), createdAt: a.createdAt ?? now, updatedAt: a.updatedAt ?? now };
+}
+
+export function settingsFromRows(rows: { key: string; value: string }[]): Settings {
+  const get = (k: string) => rows.find((r) => r.key === k)?.value;
+  const general = get("general");
+  const acme = get("acme");
+  return {
+    general: GeneralSettings.fromJSON(general ? JSON.parse(general) : {}),
+    acme: AcmeSettings.fromJSON(acme ? JSON.parse(acme) : {}),
+  };
+}
+
+export async function writeSettings(tx: Tx, s: Settings): Promise<void> {
+  const rows = [
+    { key: "general", value: JSON.stringify(GeneralSettings.toJSON(s.general ?? GeneralSettings.fromPartial({}))) },
+    { key: "acme", value: JSON.stringify(AcmeSettings.toJSON(s.acme ?? AcmeSettings.fromPartial({}))) },
+  ];
+  for (const r of rows) await tx.setting.upsert({ where: { key: r.key }, create: r, update: { value: r.value } });
+}
