@@ -2,3 +2,5 @@ export * from "./auth.ts";
 export * from "./client.ts";
 export * from "./errors.ts";
 export * from "./server.ts";
+export * from "./clients.ts";
+export * from "./remote-auth.ts";

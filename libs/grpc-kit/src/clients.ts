@@ -1,0 +1,138 @@
+import {
+  AccountServiceClient,
+  CaddyRendererClient,
+  ConfigServiceClient,
+  Role,
+  type RenderStatus,
+  type Snapshot,
+} from "@cpm/proto";
+import { backoffDelay, sleep, type Logger } from "@cpm/core";
+import type { ClientReadableStream } from "@grpc/grpc-js";
+import { channelCredentials, clientOptions, unary, withBearer } from "./client.ts";
+import type { Principal } from "./auth.ts";
+
+/** What another service of this instance needs from config-service, over gRPC with the internal token. */
+export class ConfigClient {
+  readonly raw: ConfigServiceClient;
+  private readonly accounts: AccountServiceClient;
+
+  constructor(
+    address: string,
+    private readonly internalToken: string | undefined,
+    maxMessageBytes?: number,
+  ) {
+    const creds = channelCredentials({});
+    const opts = clientOptions({ maxMessageBytes });
+    this.raw = new ConfigServiceClient(address, creds, opts);
+    this.accounts = new AccountServiceClient(address, creds, opts);
+  }
+
+  async getSnapshot(deadlineMs = 30_000): Promise<Snapshot> {
+    const res = await unary(this.raw.getSnapshot.bind(this.raw), {}, this.internalToken, deadlineMs);
+    if (!res.snapshot) throw new Error("config-service returned no snapshot");
+    return res.snapshot;
+  }
+
+  applySnapshot(snapshot: Snapshot, deadlineMs = 60_000) {
+    return unary(this.raw.applySnapshot.bind(this.raw), { snapshot }, this.internalToken, deadlineMs);
+  }
+
+  instanceInfo() {
+    return unary(this.raw.getInstanceInfo.bind(this.raw), {}, this.internalToken);
+  }
+
+  /** Resolves an API token of this instance to a principal (undefined when invalid). */
+  async principalFor(token: string): Promise<Principal | undefined> {
+    try {
+      const r = await unary(this.accounts.whoAmI.bind(this.accounts), {}, token, 5_000);
+      return { kind: "api_token", name: r.tokenName, role: r.role === Role.ROLE_ADMIN ? "admin" : "viewer" };
+    } catch (e) {
+      if ((e as { code?: number }).code === 16) return undefined;
+      throw e;
+    }
+  }
+
+  /**
+   * Follows committed versions for as long as `signal` is not aborted, reconnecting with
+   * jittered backoff. `onCommit` gets the current version at once on every (re)connect.
+   */
+  async watch(onCommit: (c: { version: number; contentSha256: string }) => void, log: Logger, signal: AbortSignal): Promise<void> {
+    let attempt = 0;
+    while (!signal.aborted) {
+      const stream: ClientReadableStream<{ version: number; contentSha256: string }> = this.raw.watchConfig({}, withBearer(this.internalToken));
+      const onAbort = () => stream.cancel();
+      signal.addEventListener("abort", onAbort, { once: true });
+      await new Promise<void>((resolve) => {
+        stream.on("data", (m: { version: number; contentSha256: string }) => {
+          attempt = 0;
+          onCommit(m);
+        });
+        stream.on("error", (err: Error) => {
+          if (!signal.aborted) log.warn({ err: err.message }, "config watch interrupted; reconnecting");
+          resolve();
+        });
+        stream.on("end", () => resolve());
+      });
+      signal.removeEventListener("abort", onAbort);
+      if (!signal.aborted) await sleep(backoffDelay(attempt++), signal);
+    }
+  }
+
+  close(): void {
+    this.raw.close();
+    this.accounts.close();
+  }
+}
+
+/** What the sync-receiver needs from the renderer of its instance. */
+export class RendererClient {
+  readonly raw: CaddyRendererClient;
+
+  constructor(
+    address: string,
+    private readonly internalToken: string | undefined,
+    maxMessageBytes?: number,
+  ) {
+    this.raw = new CaddyRendererClient(address, channelCredentials({}), clientOptions({ maxMessageBytes }));
+  }
+
+  loadSnapshot(snapshot: Snapshot, deadlineMs = 60_000) {
+    return unary(this.raw.loadSnapshot.bind(this.raw), { snapshot }, this.internalToken, deadlineMs);
+  }
+
+  async status(): Promise<RenderStatus> {
+    const r = await unary(this.raw.getRenderStatus.bind(this.raw), {}, this.internalToken);
+    if (!r.status) throw new Error("renderer returned no status");
+    return r.status;
+  }
+
+  /** Resolves with the first status that satisfies `done`, or rejects after `timeoutMs`. */
+  waitFor(done: (s: RenderStatus) => boolean, timeoutMs: number): Promise<RenderStatus> {
+    return new Promise((resolve, reject) => {
+      const stream = this.raw.watchRenderStatus({}, withBearer(this.internalToken));
+      let last: RenderStatus | undefined;
+      const timer = setTimeout(() => {
+        stream.cancel();
+        reject(new Error(`renderer did not report the expected state within ${timeoutMs} ms${last?.lastError ? ` (last error: ${last.lastError})` : ""}`));
+      }, timeoutMs);
+      stream.on("data", (m: { status?: RenderStatus }) => {
+        if (!m.status) return;
+        last = m.status;
+        if (done(m.status)) {
+          clearTimeout(timer);
+          stream.cancel();
+          resolve(m.status);
+        }
+      });
+      stream.on("error", (err: { code?: number }) => {
+        if (err.code === 1) return; // our own cancel
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+}

@@ -1,0 +1,74 @@
+import { canonicalJson, sha256Hex } from "@cpm/core";
+
+/** Caddy answered but refused the config (it keeps running the previous one). */
+export class CaddyRejectedError extends Error {
+  constructor(
+    readonly status: number,
+    detail: string,
+  ) {
+    super(`Caddy refused the config (HTTP ${status}): ${detail}`);
+    this.name = "CaddyRejectedError";
+  }
+}
+
+/** Caddy's admin API could not be reached. */
+export class CaddyUnreachableError extends Error {
+  constructor(cause: unknown) {
+    super(`Caddy admin API unreachable: ${cause instanceof Error ? (cause.cause instanceof Error ? cause.cause.message : cause.message) : String(cause)}`);
+    this.name = "CaddyUnreachableError";
+  }
+}
+
+/** The parts of Caddy's admin API the renderer uses. */
+export class CaddyAdmin {
+  constructor(
+    readonly baseUrl: string,
+    private readonly timeoutMs = 30_000,
+  ) {}
+
+  /** host:port the admin API listens on, as Caddy's own `admin.listen` wants it. */
+  get listen(): string {
+    return new URL(this.baseUrl).host;
+  }
+
+  /** POST /load. Caddy provisions the new config and swaps it in, or keeps the old one and answers 4xx/5xx. */
+  async load(json: string): Promise<void> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.baseUrl}/load`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: json,
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (e) {
+      throw new CaddyUnreachableError(e);
+    }
+    if (!res.ok) {
+      const text = (await res.text()).trim();
+      let detail = text;
+      try {
+        detail = (JSON.parse(text) as { error?: string }).error ?? text;
+      } catch {
+        /* plain text */
+      }
+      throw new CaddyRejectedError(res.status, detail.slice(0, 2000));
+    }
+    await res.arrayBuffer();
+  }
+
+  /** sha256 of the canonical form of the config Caddy runs now ("" when it runs none). */
+  async currentConfigHash(): Promise<string> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.baseUrl}/config/`, { signal: AbortSignal.timeout(this.timeoutMs) });
+    } catch (e) {
+      throw new CaddyUnreachableError(e);
+    }
+    const text = await res.text();
+    if (!res.ok) throw new CaddyUnreachableError(new Error(`GET /config/ answered ${res.status}`));
+    const value = JSON.parse(text) as unknown;
+    if (value === null) return "";
+    return sha256Hex(canonicalJson(value));
+  }
+}

@@ -1,0 +1,2 @@
+export { render, type RenderOptions, type Rendered } from "./render/index.ts";
+export { createServer } from "./server.ts";

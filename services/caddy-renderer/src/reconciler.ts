@@ -1,0 +1,217 @@
+import { EventEmitter } from "node:events";
+import type { RenderStatus, Snapshot } from "@cpm/proto";
+import { backoffDelay, DomainError, type Logger } from "@cpm/core";
+import { CaddyAdmin, CaddyRejectedError, CaddyUnreachableError } from "./caddy.ts";
+import { render, type RenderOptions } from "./render/index.ts";
+
+export interface SnapshotSource {
+  getSnapshot(): Promise<Snapshot>;
+}
+
+interface Applied {
+  version: number;
+  contentSha256: string;
+  configSha256: string;
+  json: string;
+  at: Date;
+}
+
+/**
+ * Keeps Caddy on the configuration service's current version.
+ * - every committed version (or content change) is rendered and loaded with POST /load;
+ * - Caddy unreachable: retried with jittered backoff;
+ * - Caddy refused a config: recorded with its version and not retried until the content changes;
+ * - every `checkIntervalMs`, Caddy's running config is compared with the applied one and
+ *   re-applied when Caddy restarted or someone changed it behind our back.
+ * Loads are serialized: one at a time, newest desired state wins.
+ */
+export class Reconciler {
+  private readonly events = new EventEmitter();
+  private desired = { version: 0, contentSha256: "" };
+  private applied: Applied | undefined;
+  private rejected: { contentSha256: string; version: number } | undefined;
+  private lastError: { version: number; message: string; at: Date } | undefined;
+  private warnings: string[] = [];
+  private caddyReachable = false;
+  private caddyMatches = false;
+  private busy: Promise<void> = Promise.resolve();
+  private pending = false;
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private checkTimer: NodeJS.Timeout | undefined;
+  /** After a preflight load (slave), give the matching commit this long to arrive before reverting. */
+  private preflightUntil = 0;
+
+  constructor(
+    private readonly source: SnapshotSource,
+    private readonly caddy: CaddyAdmin,
+    private readonly opts: RenderOptions,
+    private readonly log: Logger,
+    private readonly checkIntervalMs = 2000,
+  ) {
+    this.events.setMaxListeners(0);
+  }
+
+  start(): void {
+    const tick = () => {
+      this.checkTimer = setTimeout(() => void this.check().finally(tick), this.checkIntervalMs);
+    };
+    tick();
+  }
+
+  stop(): void {
+    clearTimeout(this.checkTimer);
+    clearTimeout(this.retryTimer);
+  }
+
+  /** A committed version was announced by the configuration service. */
+  onCommit(c: { version: number; contentSha256: string }): void {
+    this.desired = { version: c.version, contentSha256: c.contentSha256 };
+    this.emit();
+    this.kick();
+  }
+
+  /** Queue a reconcile; concurrent requests collapse into one run after the current one. */
+  kick(): void {
+    if (this.pending) return;
+    this.pending = true;
+    this.busy = this.busy.then(async () => {
+      this.pending = false;
+      await this.reconcile().catch(() => undefined);
+    });
+  }
+
+  private async reconcile(): Promise<void> {
+    if (this.rejected && this.rejected.contentSha256 === this.desired.contentSha256 && this.caddyMatches) return;
+    let snapshot: Snapshot;
+    try {
+      snapshot = await this.source.getSnapshot();
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "cannot fetch snapshot from config-service");
+      this.scheduleRetry();
+      return;
+    }
+    await this.apply(snapshot);
+  }
+
+  /** Render and load one snapshot; records the outcome. Returns the rendered hash on success. */
+  private async apply(snapshot: Snapshot): Promise<string> {
+    const r = render(snapshot, this.opts);
+    this.warnings = r.warnings;
+    if (this.applied?.configSha256 === r.sha256 && this.caddyMatches) {
+      this.markApplied(snapshot, r.sha256, r.json);
+      return r.sha256;
+    }
+    try {
+      await this.caddy.load(r.json);
+      this.caddyReachable = true;
+      this.caddyMatches = true;
+      this.attempt = 0;
+      this.markApplied(snapshot, r.sha256, r.json);
+      this.log.info({ version: snapshot.version, configSha256: r.sha256 }, "Caddy config applied");
+      return r.sha256;
+    } catch (err) {
+      if (err instanceof CaddyRejectedError) {
+        this.caddyReachable = true;
+        this.rejected = { contentSha256: snapshot.contentSha256, version: snapshot.version };
+        this.lastError = { version: snapshot.version, message: err.message, at: new Date() };
+        this.log.error({ version: snapshot.version, reason: err.message }, "Caddy refused the config; it keeps the last good one");
+      } else {
+        this.caddyReachable = false;
+        this.lastError = { version: snapshot.version, message: (err as Error).message, at: new Date() };
+        this.log.warn({ version: snapshot.version, err: (err as Error).message }, "cannot reach Caddy; will retry");
+        this.scheduleRetry();
+      }
+      this.emit();
+      throw err;
+    }
+  }
+
+  private markApplied(snapshot: Snapshot, configSha256: string, json: string): void {
+    this.applied = { version: snapshot.version, contentSha256: snapshot.contentSha256, configSha256, json, at: new Date() };
+    if (this.rejected && this.rejected.contentSha256 !== snapshot.contentSha256) this.rejected = undefined;
+    if (this.lastError && this.lastError.version <= snapshot.version && !this.rejected) this.lastError = undefined;
+    this.emit();
+  }
+
+  private scheduleRetry(): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.kick(), backoffDelay(this.attempt++));
+  }
+
+  /** Periodic: is Caddy running what we applied, and are we on the desired version? */
+  private async check(): Promise<void> {
+    try {
+      const hash = await this.caddy.currentConfigHash();
+      const wasReachable = this.caddyReachable;
+      this.caddyReachable = true;
+      const matches = this.applied !== undefined && hash === this.applied.configSha256;
+      if (matches !== this.caddyMatches || !wasReachable) {
+        this.caddyMatches = matches;
+        this.emit();
+      }
+      if (!matches && this.applied) {
+        this.log.warn({ version: this.applied.version }, "Caddy is not running the applied config (restarted or changed); re-applying");
+        this.kick();
+        return;
+      }
+    } catch (err) {
+      if (err instanceof CaddyUnreachableError && this.caddyReachable) {
+        this.caddyReachable = false;
+        this.caddyMatches = false;
+        this.emit();
+      }
+      return;
+    }
+    const behind = !this.applied || this.applied.version !== this.desired.version || this.applied.contentSha256 !== this.desired.contentSha256;
+    const refused = this.rejected?.contentSha256 === this.desired.contentSha256;
+    if (behind && !refused && Date.now() > this.preflightUntil) this.kick();
+  }
+
+  /**
+   * Slave preflight: load a snapshot that is not committed yet, so a config Caddy refuses
+   * never reaches the database. Throws FAILED_PRECONDITION with Caddy's reason.
+   */
+  preflight(snapshot: Snapshot): Promise<{ configSha256: string; warnings: string[] }> {
+    const run = this.busy.then(async () => {
+      try {
+        const sha = await this.apply(snapshot);
+        this.preflightUntil = Date.now() + 15_000;
+        return { configSha256: sha, warnings: this.warnings };
+      } catch (err) {
+        if (err instanceof CaddyRejectedError) throw new DomainError("failed_precondition", err.message);
+        throw new DomainError("unavailable", (err as Error).message);
+      }
+    });
+    this.busy = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  status(): RenderStatus {
+    const a = this.applied;
+    return {
+      appliedVersion: a?.version ?? 0,
+      configSha256: a?.configSha256 ?? "",
+      appliedAt: a?.at,
+      desiredVersion: this.desired.version,
+      lastErrorVersion: this.lastError?.version ?? 0,
+      lastError: this.lastError?.message ?? "",
+      lastErrorAt: this.lastError?.at,
+      caddyReachable: this.caddyReachable,
+      warnings: this.warnings,
+      inSync: !!a && a.version === this.desired.version && a.contentSha256 === this.desired.contentSha256 && this.caddyMatches && this.caddyReachable,
+    };
+  }
+
+  onStatus(listener: (s: RenderStatus) => void): () => void {
+    this.events.on("status", listener);
+    return () => this.events.off("status", listener);
+  }
+
+  private emit(): void {
+    this.events.emit("status", this.status());
+  }
+}

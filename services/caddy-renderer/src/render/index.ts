@@ -1,0 +1,145 @@
+import { LoadBalancingPolicy, type ProxyHost, type Snapshot } from "@cpm/proto";
+import { canonicalJson, parseUpstream, sha256Hex } from "@cpm/core";
+
+/** Instance-local facts the renderer needs; never part of a snapshot. */
+export interface RenderOptions {
+  httpPort: number;
+  httpsPort: number;
+  /** host:port of Caddy's admin API; kept in every config so loading one never moves it. */
+  adminListen: string;
+  /** Whether this Caddy has the layer4 app (caddy-l4). */
+  layer4: boolean;
+}
+
+export interface Rendered {
+  /** Canonical JSON (sorted keys): the bytes sent to Caddy. */
+  json: string;
+  sha256: string;
+  warnings: string[];
+}
+
+type Json = Record<string, unknown>;
+
+const LB: Record<LoadBalancingPolicy, string> = {
+  [LoadBalancingPolicy.LOAD_BALANCING_POLICY_UNSPECIFIED]: "round_robin",
+  [LoadBalancingPolicy.LOAD_BALANCING_POLICY_ROUND_ROBIN]: "round_robin",
+  [LoadBalancingPolicy.LOAD_BALANCING_POLICY_LEAST_CONN]: "least_conn",
+  [LoadBalancingPolicy.LOAD_BALANCING_POLICY_IP_HASH]: "ip_hash",
+  [LoadBalancingPolicy.LOAD_BALANCING_POLICY_FIRST]: "first",
+  [LoadBalancingPolicy.LOAD_BALANCING_POLICY_RANDOM]: "random",
+  [LoadBalancingPolicy.UNRECOGNIZED]: "round_robin",
+};
+
+const NOT_FOUND_ROUTE: Json = {
+  handle: [{ handler: "static_response", status_code: 404, body: "No proxy host is configured for this domain.\n" }],
+};
+
+/**
+ * Snapshot -> Caddy JSON. Pure and deterministic: the same snapshot and options give
+ * the same bytes, whatever the order of the snapshot's lists.
+ *
+ * Layout: server "http" on the HTTP port serves every enabled host that has no
+ * certificate, and redirects (ssl_forced) or serves the others; server "https" on the
+ * HTTPS port serves hosts with a certificate. Unknown hosts get 404 on both.
+ */
+export function render(snapshot: Snapshot, opts: RenderOptions): Rendered {
+  const warnings: string[] = [];
+  const hosts = snapshot.proxyHosts.filter((h) => h.enabled !== false);
+  const httpRoutes: { key: string; route: Json }[] = [];
+  const httpsRoutes: { key: string; route: Json }[] = [];
+  for (const h of hosts) {
+    for (const group of domainGroups(h.domains)) {
+      const match = [{ host: group.domains }];
+      if (h.certificateId) {
+        httpsRoutes.push({ key: group.key, route: { match, handle: hostHandlers(h, true), terminal: true } });
+        httpRoutes.push({
+          key: group.key,
+          route: h.sslForced
+            ? { match, handle: [{ handler: "static_response", status_code: 308, headers: { Location: ["https://{http.request.host}{http.request.uri}"] } }], terminal: true }
+            : { match, handle: hostHandlers(h, false), terminal: true },
+        });
+      } else {
+        httpRoutes.push({ key: group.key, route: { match, handle: hostHandlers(h, false), terminal: true } });
+      }
+    }
+  }
+  const servers: Json = {
+    http: {
+      listen: [`:${opts.httpPort}`],
+      routes: [...sortRoutes(httpRoutes), NOT_FOUND_ROUTE],
+      automatic_https: { disable: true },
+    },
+  };
+  if (httpsRoutes.length > 0) {
+    servers.https = {
+      listen: [`:${opts.httpsPort}`],
+      routes: [...sortRoutes(httpsRoutes), NOT_FOUND_ROUTE],
+      // Redirects are rendered per host (ssl_forced), never implied.
+      automatic_https: { disable_redirects: true },
+    };
+  }
+  const config: Json = {
+    admin: { listen: opts.adminListen },
+    apps: { http: { http_port: opts.httpPort, https_port: opts.httpsPort, servers } },
+  };
+  const json = canonicalJson(config);
+  return { json, sha256: sha256Hex(json), warnings };
+}
+
+/** Exact names and each wildcard depth get their own route, so they can be ordered. */
+function domainGroups(domains: string[]): { key: string; domains: string[] }[] {
+  const exact = domains.filter((d) => !d.startsWith("*.")).sort();
+  const wild = domains.filter((d) => d.startsWith("*.")).sort();
+  const groups: { key: string; domains: string[] }[] = [];
+  if (exact.length) groups.push({ key: `0|${exact[0]}`, domains: exact });
+  const byDepth = new Map<number, string[]>();
+  for (const w of wild) {
+    const depth = w.split(".").length;
+    byDepth.set(depth, [...(byDepth.get(depth) ?? []), w]);
+  }
+  for (const [depth, ds] of byDepth) groups.push({ key: `1|${String(999 - depth).padStart(3, "0")}|${ds[0]}`, domains: ds });
+  return groups;
+}
+
+/** Exact host routes first, then wildcards from the most specific (deepest) down. */
+function sortRoutes(rs: { key: string; route: Json }[]): Json[] {
+  return [...rs].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((r) => r.route);
+}
+
+function hostHandlers(h: ProxyHost, https: boolean): Json[] {
+  const handlers: Json[] = [];
+  if (https && h.hstsEnabled) {
+    const value = `max-age=31536000${h.hstsSubdomains ? "; includeSubDomains" : ""}`;
+    handlers.push({ handler: "headers", response: { set: { "Strict-Transport-Security": [value] } } });
+  }
+  if (!h.allowWebsocket) {
+    // Websocket upgrades are refused unless the host allows them.
+    handlers.push({
+      handler: "subroute",
+      routes: [
+        {
+          match: [{ header: { Upgrade: ["websocket"] } }],
+          handle: [{ handler: "static_response", status_code: 403, body: "Websocket upgrades are not allowed for this host.\n" }],
+          terminal: true,
+        },
+      ],
+    });
+  }
+  handlers.push(reverseProxy(h));
+  return handlers;
+}
+
+function reverseProxy(h: ProxyHost): Json {
+  const ups = h.upstreams.map((u, i) => parseUpstream(u, `upstreams[${i}]`));
+  const tls = ups.some((u) => u.scheme === "https");
+  const rp: Json = {
+    handler: "reverse_proxy",
+    upstreams: ups.map((u) => ({ dial: u.dial })),
+    load_balancing: { selection_policy: { policy: LB[h.loadBalancing] ?? "round_robin" } },
+  };
+  // Caddy passes the client's Host through by default; without preserve_host_header the
+  // upstream sees its own address, as a plain HTTP client would send.
+  if (!h.preserveHostHeader) rp.headers = { request: { set: { Host: ["{http.reverse_proxy.upstream.hostport}"] } } };
+  if (tls) rp.transport = { protocol: "http", tls: h.skipHttpsHostnameValidation ? { insecure_skip_verify: true } : {} };
+  return rp;
+}
