@@ -146,7 +146,7 @@ function parseSlaves(raw: string | undefined, allowHttp: boolean): SlaveTarget[]
       url,
       address: `${u.hostname}:${port}`,
       tls: u.protocol === "https:",
-      token: e.token as string,
+      token: (e.token as string).trim(),
     });
   });
 }
@@ -206,6 +206,12 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
   const syncTlsKey = readablePath(env, "CPM_SYNC_TLS_KEY");
   if ((syncTlsCert === undefined) !== (syncTlsKey === undefined)) {
     throw new ConfigError(syncTlsCert ? "CPM_SYNC_TLS_KEY" : "CPM_SYNC_TLS_CERT", "set both CPM_SYNC_TLS_CERT and CPM_SYNC_TLS_KEY, or neither");
+  }
+  if (mode === "slave" && syncTlsCert === undefined && !syncAllowHttp) {
+    throw new ConfigError(
+      "CPM_SYNC_TLS_CERT",
+      "a slave serves sync over TLS: set CPM_SYNC_TLS_CERT and CPM_SYNC_TLS_KEY (or INSTANCE_SYNC_ALLOW_HTTP=true on an isolated network)",
+    );
   }
   const adminToken = str(env, "CPM_ADMIN_TOKEN");
   if (adminToken !== undefined && adminToken.length < 16) {

@@ -92,8 +92,9 @@ function main() {
     p.child = child;
     child.on("exit", (code, signal) => {
       if (stopping) return;
+      // A non-zero exit right after the first start is a misconfiguration: stop and say so.
       const early = Date.now() - p.startedAt < STARTUP_GRACE_MS;
-      if (early && p.restarts === 0) {
+      if (early && p.restarts === 0 && code !== 0) {
         say(`${p.name} exited during start-up (code ${code ?? signal}); stopping the instance`);
         void stopAll(1);
         return;

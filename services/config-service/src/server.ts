@@ -89,10 +89,18 @@ export function createServer(deps: ConfigServiceDeps): GrpcServer {
     deleteProxyHost: async (req) => ({ configVersion: (await hosts.delete(req.id)).version }),
     getSnapshot: async () => ({ snapshot: await store.snapshot() }),
     watchConfig: async (_req, ctx, call) => {
-      const unsubscribe = store.onCommit((c) => call.write({ version: c.version, committedAt: c.committedAt, contentSha256: c.contentSha256 }));
+      // Subscribe before reading the current state so no commit is missed; never send a
+      // version older than one already sent (the initial read can race a commit).
+      let last = { version: -1, sha: "" };
+      const send = (version: number, committedAt: Date | undefined, contentSha256: string) => {
+        if (version < last.version || (version === last.version && contentSha256 === last.sha)) return;
+        last = { version, sha: contentSha256 };
+        call.write({ version, committedAt, contentSha256 });
+      };
+      const unsubscribe = store.onCommit((c) => send(c.version, c.committedAt, c.contentSha256));
       try {
         const s = await store.snapshot();
-        call.write({ version: s.version, committedAt: s.generatedAt, contentSha256: s.contentSha256 });
+        send(s.version, s.generatedAt, s.contentSha256);
         await new Promise<void>((resolve) => (ctx.signal.aborted ? resolve() : ctx.signal.addEventListener("abort", () => resolve(), { once: true })));
       } finally {
         unsubscribe();

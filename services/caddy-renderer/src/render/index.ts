@@ -118,7 +118,9 @@ function hostHandlers(h: ProxyHost, https: boolean): Json[] {
       handler: "subroute",
       routes: [
         {
-          match: [{ header: { Upgrade: ["websocket"] } }],
+          // Upgrade tokens are case-insensitive (RFC 9110, RFC 6455) and Caddy proxies any
+          // casing, while the plain header matcher compares exactly: match with (?i).
+          match: [{ header_regexp: { Upgrade: { pattern: "(?i)websocket" } } }],
           handle: [{ handler: "static_response", status_code: 403, body: "Websocket upgrades are not allowed for this host.\n" }],
           terminal: true,
         },

@@ -1,0 +1,202 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import {
+  AccessList,
+  Certificate,
+  CertificateType,
+  L4ProxyHost,
+  ProxyHost,
+  Settings,
+  Snapshot,
+  type DeepPartial,
+} from "@cpm/proto";
+import { ValidationError } from "./errors.ts";
+import { SNAPSHOT_SCHEMA_VERSION, snapshotContentHash, validateSnapshot } from "./snapshot.ts";
+
+function assertValidationError(fn: () => unknown, field: string, detail?: RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof ValidationError, `expected ValidationError, got ${String(err)}`);
+    assert.equal(err.field, field);
+    assert.ok(err.message.startsWith(`${field}: `), `message should start with "${field}: ": ${err.message}`);
+    if (detail) assert.match(err.message, detail);
+    return true;
+  });
+}
+
+const host = (id: string, domains: string[], over: DeepPartial<ProxyHost> = {}) =>
+  ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}:8080`], ...over });
+const cert = (id: string, over: DeepPartial<Certificate> = {}) =>
+  Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_IMPORTED, domainNames: ["example.com"], certificatePem: `PEM ${id}`, privateKeyPem: `KEY ${id}`, ...over });
+const acl = (id: string, over: DeepPartial<AccessList> = {}) => AccessList.fromPartial({ id, name: `acl ${id}`, allow: ["10.0.0.0/8"], ...over });
+const l4 = (id: string, over: DeepPartial<L4ProxyHost> = {}) => L4ProxyHost.fromPartial({ id, name: `l4 ${id}`, listenAddress: ":5432", upstreams: ["db:5432"], ...over });
+
+/** A valid snapshot: three hosts, two certificates, two access lists, one L4 host, settings. */
+function content(): Snapshot {
+  return Snapshot.fromPartial({
+    schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+    masterInstanceId: "master-1",
+    version: 7,
+    generatedAt: new Date("2024-05-01T10:00:00Z"),
+    proxyHosts: [
+      host("h1", ["a.example.com", "*.a.example.com"], { certificateId: "c1", sslForced: true }),
+      host("h2", ["b.example.com"], { accessListId: "acl1" }),
+      host("h3", ["c.example.com"], { certificateId: "c2", accessListId: "acl2", enabled: false }),
+    ],
+    l4ProxyHosts: [l4("l1", { certificateId: "c1", tlsTermination: true })],
+    certificates: [cert("c1"), cert("c2")],
+    accessLists: [acl("acl1"), acl("acl2")],
+    settings: Settings.fromPartial({ general: { primaryDomain: "example.com", acmeEmail: "ops@example.com" } }),
+  });
+}
+
+/** Applies `edit` to a valid snapshot and seals it with the matching content hash. */
+function sealed(edit: (s: Snapshot) => void = () => {}): Snapshot {
+  const s = content();
+  edit(s);
+  s.contentSha256 = snapshotContentHash(s);
+  return s;
+}
+
+describe("snapshotContentHash", () => {
+  test("is 64 lower-case hex characters", () => {
+    assert.match(snapshotContentHash(content()), /^[0-9a-f]{64}$/);
+  });
+
+  test("is independent of the order of every list", () => {
+    const a = content();
+    const b = content();
+    b.proxyHosts.reverse();
+    b.certificates.reverse();
+    b.accessLists.reverse();
+    b.l4ProxyHosts = [l4("l0"), ...b.l4ProxyHosts];
+    a.l4ProxyHosts = [...a.l4ProxyHosts, l4("l0")];
+    assert.notDeepEqual(a.proxyHosts.map((h) => h.id), b.proxyHosts.map((h) => h.id));
+    assert.equal(snapshotContentHash(a), snapshotContentHash(b));
+  });
+
+  test("is independent of version, generatedAt, master id and the stored hash", () => {
+    const a = content();
+    const b = content();
+    b.version = 999;
+    b.generatedAt = new Date("2030-01-01T00:00:00Z");
+    b.masterInstanceId = "someone-else";
+    b.contentSha256 = "deadbeef";
+    b.schemaVersion = 1;
+    assert.equal(snapshotContentHash(a), snapshotContentHash(b));
+    // Only the content fields matter: a bare Content object hashes the same.
+    const { proxyHosts, l4ProxyHosts, certificates, accessLists, settings } = a;
+    assert.equal(snapshotContentHash({ proxyHosts, l4ProxyHosts, certificates, accessLists, settings }), snapshotContentHash(a));
+  });
+
+  const changes: [string, (s: Snapshot) => void][] = [
+    ["a domain", (s) => (s.proxyHosts[1]!.domains = ["b2.example.com"])],
+    ["domain order inside a host", (s) => s.proxyHosts[0]!.domains.reverse()],
+    ["an upstream", (s) => (s.proxyHosts[0]!.upstreams = ["h1:8081"])],
+    ["a flag", (s) => (s.proxyHosts[1]!.allowWebsocket = true)],
+    ["enabled", (s) => (s.proxyHosts[2]!.enabled = true)],
+    ["load balancing", (s) => (s.proxyHosts[0]!.loadBalancing = 3)],
+    ["a host id", (s) => (s.proxyHosts[0]!.id = "h1b")],
+    ["a host added", (s) => s.proxyHosts.push(host("h4", ["d.example.com"]))],
+    ["a host removed", (s) => s.proxyHosts.pop()],
+    ["a certificate's PEM", (s) => (s.certificates[0]!.certificatePem = "PEM other")],
+    ["a certificate's private key", (s) => (s.certificates[1]!.privateKeyPem = "KEY other")],
+    ["an access list rule", (s) => (s.accessLists[0]!.allow = ["192.168.0.0/16"])],
+    ["an access list user", (s) => (s.accessLists[0]!.users = [{ username: "u", passwordHash: "$2b$x", password: "" }])],
+    ["an L4 host", (s) => (s.l4ProxyHosts[0]!.listenAddress = ":6543")],
+    ["settings", (s) => (s.settings!.general!.acmeEmail = "other@example.com")],
+    ["settings removed", (s) => (s.settings = undefined)],
+  ];
+  for (const [what, edit] of changes) {
+    test(`changes when ${what} changes`, () => {
+      const before = snapshotContentHash(content());
+      const s = content();
+      edit(s);
+      assert.notEqual(snapshotContentHash(s), before);
+    });
+  }
+
+  test("does not sort or modify the caller's lists", () => {
+    const s = content();
+    s.proxyHosts.reverse();
+    const ids = s.proxyHosts.map((h) => h.id);
+    snapshotContentHash(s);
+    assert.deepEqual(s.proxyHosts.map((h) => h.id), ids);
+  });
+});
+
+describe("validateSnapshot", () => {
+  test("accepts a valid snapshot", () => {
+    assert.doesNotThrow(() => validateSnapshot(sealed()));
+  });
+
+  test("accepts an empty snapshot", () => {
+    const s = Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version: 1 });
+    s.contentSha256 = snapshotContentHash(s);
+    assert.doesNotThrow(() => validateSnapshot(s));
+  });
+
+  test("accepts lists in any order with the same hash", () => {
+    const s = sealed();
+    s.proxyHosts.reverse();
+    s.certificates.reverse();
+    assert.doesNotThrow(() => validateSnapshot(s));
+  });
+
+  const bad: { name: string; edit: (s: Snapshot) => void; field: string; detail?: RegExp }[] = [
+    { name: "schema_version 2", edit: (s) => (s.schemaVersion = 2), field: "snapshot.schema_version", detail: /2 is not supported \(this build reads 1\)/ },
+    { name: "schema_version 0 (unset)", edit: (s) => (s.schemaVersion = 0), field: "snapshot.schema_version" },
+    { name: "missing master id", edit: (s) => (s.masterInstanceId = ""), field: "snapshot.master_instance_id", detail: /is required/ },
+    { name: "version 0", edit: (s) => (s.version = 0), field: "snapshot.version", detail: /must be positive/ },
+    { name: "negative version", edit: (s) => (s.version = -3), field: "snapshot.version", detail: /must be positive/ },
+    { name: "NaN version", edit: (s) => (s.version = Number.NaN), field: "snapshot.version" },
+    { name: "duplicate proxy host id", edit: (s) => (s.proxyHosts[2]!.id = "h1"), field: "snapshot.proxy_hosts[2].id", detail: /"h1" appears twice/ },
+    { name: "missing proxy host id", edit: (s) => (s.proxyHosts[1]!.id = ""), field: "snapshot.proxy_hosts[1].id", detail: /is required/ },
+    { name: "duplicate certificate id", edit: (s) => s.certificates.push(cert("c1")), field: "snapshot.certificates[2].id", detail: /"c1" appears twice/ },
+    { name: "duplicate access list id", edit: (s) => (s.accessLists[1]!.id = "acl1"), field: "snapshot.access_lists[1].id", detail: /appears twice/ },
+    { name: "duplicate L4 host id", edit: (s) => s.l4ProxyHosts.push(l4("l1")), field: "snapshot.l4_proxy_hosts[1].id", detail: /appears twice/ },
+    { name: "invalid proxy host (bad domain)", edit: (s) => (s.proxyHosts[1]!.domains = ["ok.example.com", "not valid"]), field: "snapshot.proxy_hosts[1].domains[1]", detail: /not a valid host name/ },
+    { name: "invalid proxy host (bad upstream)", edit: (s) => (s.proxyHosts[0]!.upstreams = ["nope"]), field: "snapshot.proxy_hosts[0].upstreams[0]" },
+    { name: "a domain on two hosts", edit: (s) => s.proxyHosts[2]!.domains.push("a.example.com"), field: "snapshot.proxy_hosts[2].domains[1]", detail: /"a\.example\.com" is also served by proxy host "h1"/ },
+    { name: "a domain on two hosts, differing in case", edit: (s) => (s.proxyHosts[1]!.domains = ["A.Example.com"]), field: "snapshot.proxy_hosts[1].domains[0]", detail: /also served by proxy host "h1"/ },
+    { name: "a wildcard domain on two hosts", edit: (s) => s.proxyHosts[1]!.domains.push("*.a.example.com"), field: "snapshot.proxy_hosts[1].domains[1]", detail: /also served/ },
+    { name: "dangling certificate_id", edit: (s) => (s.proxyHosts[1]!.certificateId = "c-missing"), field: "snapshot.proxy_hosts[1].certificate_id", detail: /certificate "c-missing" is not in the snapshot/ },
+    { name: "certificate removed while still used", edit: (s) => s.certificates.splice(1, 1), field: "snapshot.proxy_hosts[2].certificate_id", detail: /"c2" is not in the snapshot/ },
+    { name: "dangling access_list_id", edit: (s) => (s.proxyHosts[0]!.accessListId = "acl-missing"), field: "snapshot.proxy_hosts[0].access_list_id", detail: /access list "acl-missing" is not in the snapshot/ },
+    { name: "dangling L4 certificate_id", edit: (s) => (s.l4ProxyHosts[0]!.certificateId = "c9"), field: "snapshot.l4_proxy_hosts[0].certificate_id", detail: /certificate "c9" is not in the snapshot/ },
+  ];
+  for (const { name, edit, field, detail } of bad) {
+    test(`${name} -> ${field}`, () => {
+      const s = sealed(edit);
+      assertValidationError(() => validateSnapshot(s), field, detail);
+    });
+  }
+
+  test("a content_sha256 that does not match the content", () => {
+    const s = sealed();
+    s.proxyHosts[0]!.upstreams = ["h1:9999"]; // content changed after sealing
+    assertValidationError(() => validateSnapshot(s), "snapshot.content_sha256", /does not match/);
+  });
+
+  test("a missing content_sha256", () => {
+    const s = sealed();
+    s.contentSha256 = "";
+    assertValidationError(() => validateSnapshot(s), "snapshot.content_sha256");
+  });
+
+  test("an upper-case content_sha256 does not match (hex is lower-case)", () => {
+    const s = sealed();
+    s.contentSha256 = s.contentSha256.toUpperCase();
+    assertValidationError(() => validateSnapshot(s), "snapshot.content_sha256");
+  });
+
+  test("the field prefix is the caller's", () => {
+    const s = sealed((x) => (x.version = 0));
+    assertValidationError(() => validateSnapshot(s, "push.snapshot"), "push.snapshot.version");
+  });
+
+  test("a disabled host still owns its domains", () => {
+    // h3 is disabled; reusing its domain elsewhere is still a conflict.
+    const s = sealed((x) => x.proxyHosts[1]!.domains.push("c.example.com"));
+    assertValidationError(() => validateSnapshot(s), "snapshot.proxy_hosts[2].domains[0]", /also served by proxy host "h2"/);
+  });
+});

@@ -1,0 +1,62 @@
+import type { GetSyncStatusResponse } from "@cpm/proto";
+import { ValidationError, type Logger, type SlaveTarget } from "@cpm/core";
+import type { ConfigClient } from "@cpm/grpc-kit";
+import { SlaveLink, type LinkOptions, type MasterState } from "./slave-link.ts";
+import { SnapshotCache } from "./snapshots.ts";
+
+/** Master side of instance sync: follows config-service and drives one link per slave. */
+export class Dispatcher {
+  private state: MasterState = { version: 0, contentSha256: "" };
+  private instanceId = "";
+  readonly links: SlaveLink[];
+  private interval: NodeJS.Timeout | undefined;
+  private readonly stopWatching = new AbortController();
+
+  constructor(
+    private readonly config: ConfigClient,
+    slaves: readonly SlaveTarget[],
+    opts: LinkOptions,
+    private readonly intervalSeconds: number,
+    private readonly log: Logger,
+  ) {
+    const cache = new SnapshotCache(config);
+    this.links = slaves.map((t) => new SlaveLink(t, () => this.state, cache, opts, log.child({ slave: t.name })));
+  }
+
+  start(): void {
+    void this.config.watch(
+      (c) => {
+        this.state = { version: c.version, contentSha256: c.contentSha256 };
+        for (const l of this.links) l.notify();
+      },
+      this.log,
+      this.stopWatching.signal,
+    );
+    void this.config
+      .instanceInfo()
+      .then((i) => (this.instanceId = i.instanceId))
+      .catch(() => undefined);
+    for (const l of this.links) void l.run();
+    if (this.intervalSeconds > 0) {
+      this.interval = setInterval(() => this.triggerFullSync(), this.intervalSeconds * 1000);
+    }
+  }
+
+  /** Push the current snapshot to every slave (or the named one) now. */
+  triggerFullSync(slaveName = ""): number {
+    const targets = slaveName ? this.links.filter((l) => l.target.name === slaveName) : this.links;
+    if (slaveName && targets.length === 0) throw new ValidationError("slave_name", `no slave named "${slaveName}" in INSTANCE_SLAVES`);
+    for (const l of targets) l.forceSync();
+    return this.state.version;
+  }
+
+  status(): GetSyncStatusResponse {
+    return { masterInstanceId: this.instanceId, masterVersion: this.state.version, slaves: this.links.map((l) => l.status()) };
+  }
+
+  stop(): void {
+    clearInterval(this.interval);
+    this.stopWatching.abort();
+    for (const l of this.links) l.stop();
+  }
+}

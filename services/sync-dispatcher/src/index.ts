@@ -1,0 +1,2 @@
+export { Dispatcher } from "./dispatcher.ts";
+export { createServer } from "./server.ts";

@@ -1,0 +1,46 @@
+import { ConfigError, createLogger, loadConfig } from "@cpm/core";
+import { ConfigClient, remoteAuthenticator } from "@cpm/grpc-kit";
+import { Dispatcher } from "./dispatcher.ts";
+import { createServer } from "./server.ts";
+
+// config -> logger -> dependencies -> server -> listen -> signals
+async function main() {
+  const cfg = loadConfig();
+  if (cfg.mode !== "master") throw new ConfigError("INSTANCE_MODE", `sync-dispatcher runs only on a master (INSTANCE_MODE=master), not "${cfg.mode}"`);
+  const log = createLogger("sync-dispatcher", cfg.logLevel);
+  const config = new ConfigClient(cfg.configAddr, cfg.internalToken, cfg.syncMaxMessageBytes);
+  const dispatcher = new Dispatcher(
+    config,
+    cfg.slaves,
+    { caFile: cfg.syncTlsCa, maxMessageBytes: cfg.syncMaxMessageBytes, ackTimeoutMs: cfg.syncAckTimeoutSeconds * 1000 },
+    cfg.syncIntervalSeconds,
+    log,
+  );
+  const server = createServer({ dispatcher, authenticate: remoteAuthenticator(config, cfg.internalToken), log });
+  const port = await server.listen(cfg.dispatcherListen);
+  dispatcher.start();
+  log.info(
+    { listen: cfg.dispatcherListen, port, slaves: cfg.slaves.map((s) => ({ name: s.name, url: s.url })), intervalSeconds: cfg.syncIntervalSeconds },
+    "sync-dispatcher ready",
+  );
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "shutting down");
+    dispatcher.stop();
+    await server.shutdown();
+    config.close();
+    log.flush();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+main().catch((err) => {
+  if (err instanceof ConfigError) console.error(`sync-dispatcher: configuration error: ${err.message}`);
+  else console.error(`sync-dispatcher: cannot start: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,208 @@
+import { NackCode, SyncReceiverClient, type SlaveStatus, type SyncResponse, type SyncRequest } from "@cpm/proto";
+import { backoffDelay, sleep, type Logger, type SlaveTarget } from "@cpm/core";
+import { channelCredentials, clientOptions, withBearer } from "@cpm/grpc-kit";
+import type { ClientDuplexStream } from "@grpc/grpc-js";
+import type { SnapshotCache } from "./snapshots.ts";
+
+export interface MasterState {
+  version: number;
+  contentSha256: string;
+}
+
+export interface LinkOptions {
+  caFile: string | undefined;
+  maxMessageBytes: number;
+  ackTimeoutMs: number;
+}
+
+/**
+ * One slave: a long-lived bidirectional stream, at most one snapshot in flight, newest
+ * state wins. Reconnects with jittered backoff and pushes the current snapshot as soon as
+ * the stream is up. A version the slave NACKed is not resent until the configuration
+ * changes or a full sync is forced.
+ */
+export class SlaveLink {
+  private client: SyncReceiverClient;
+  private stream: ClientDuplexStream<SyncRequest, SyncResponse> | undefined;
+  private connected = false;
+  private inFlight: { version: number; contentSha256: string; timer: NodeJS.Timeout } | undefined;
+  private acked: { version: number; contentSha256: string; configSha256: string; at: Date } | undefined;
+  private nacked: { version: number; contentSha256: string } | undefined;
+  private force = false;
+  private lastError: { message: string; at: Date } | undefined;
+  private consecutiveFailures = 0;
+  private snapshotsSent = 0;
+  private stopped = new AbortController();
+
+  constructor(
+    readonly target: SlaveTarget,
+    private readonly master: () => MasterState,
+    private readonly snapshots: SnapshotCache,
+    private readonly opts: LinkOptions,
+    private readonly log: Logger,
+  ) {
+    this.client = new SyncReceiverClient(
+      target.address,
+      channelCredentials({ tls: target.tls, caFile: opts.caFile }),
+      clientOptions({ maxMessageBytes: opts.maxMessageBytes }),
+    );
+  }
+
+  /** Runs the connect/reconnect loop until `stop`. */
+  async run(): Promise<void> {
+    let attempt = 0;
+    while (!this.stopped.signal.aborted) {
+      const healthy = await this.connectOnce();
+      if (this.stopped.signal.aborted) break;
+      attempt = healthy ? 0 : attempt + 1;
+      const delay = backoffDelay(attempt, 250, 15_000);
+      this.log.debug({ delay }, "reconnecting");
+      await sleep(delay, this.stopped.signal);
+    }
+  }
+
+  /** One stream's life. Resolves when it ends; true if it ever got an answer. */
+  private connectOnce(): Promise<boolean> {
+    return new Promise((resolve) => {
+      let answered = false;
+      const stream = this.client.sync(withBearer(this.target.token));
+      this.stream = stream;
+      stream.on("metadata", () => {
+        this.connected = true;
+        this.log.info("connected");
+        // A slave that was away converges now, not at the next interval.
+        this.force = true;
+        void this.pump();
+      });
+      stream.on("data", (res: SyncResponse) => {
+        answered = true;
+        this.onResponse(res);
+      });
+      const finish = (err?: Error & { code?: number; details?: string }) => {
+        if (this.stream !== stream) return;
+        this.stream = undefined;
+        const wasConnected = this.connected;
+        this.connected = false;
+        if (this.inFlight) clearTimeout(this.inFlight.timer);
+        this.inFlight = undefined;
+        if (!this.stopped.signal.aborted) {
+          const message = err ? describeError(err) : "stream closed by the slave";
+          this.fail(message);
+          if (wasConnected) this.log.warn({ reason: message }, "disconnected");
+          else this.log.debug({ reason: message }, "cannot connect");
+        }
+        resolve(answered);
+      };
+      stream.on("error", (err: Error) => finish(err as Error & { code?: number }));
+      stream.on("end", () => finish());
+      this.stopped.signal.addEventListener("abort", () => stream.cancel(), { once: true });
+    });
+  }
+
+  private onResponse(res: SyncResponse): void {
+    const sent = this.inFlight;
+    if (sent) clearTimeout(sent.timer);
+    this.inFlight = undefined;
+    if (res.ack) {
+      this.acked = { version: res.ack.version, contentSha256: sent?.contentSha256 ?? "", configSha256: res.ack.configSha256, at: new Date() };
+      this.nacked = undefined;
+      this.lastError = undefined;
+      this.consecutiveFailures = 0;
+      this.log.info({ version: res.ack.version, configSha256: res.ack.configSha256 }, "ACK");
+    } else if (res.nack) {
+      this.nacked = { version: res.nack.version, contentSha256: sent?.contentSha256 ?? "" };
+      this.fail(`NACK v${res.nack.version} (${NackCode[res.nack.code] ?? res.nack.code}): ${res.nack.reason}`);
+      this.log.warn({ version: res.nack.version, appliedVersion: res.nack.appliedVersion, reason: res.nack.reason }, "NACK; the slave keeps its last good configuration");
+    }
+    void this.pump();
+  }
+
+  private fail(message: string): void {
+    this.lastError = { message, at: new Date() };
+    this.consecutiveFailures++;
+  }
+
+  /** The configuration changed: push if nothing is in flight (else the ACK triggers it). */
+  notify(): void {
+    void this.pump();
+  }
+
+  /** Push the current snapshot even if the slave acked it (periodic or on request). */
+  forceSync(): void {
+    this.force = true;
+    void this.pump();
+  }
+
+  private pumping = false;
+
+  /** Sends the newest snapshot when the link is idle and the slave needs it. */
+  private async pump(): Promise<void> {
+    if (this.pumping || !this.connected || this.inFlight || !this.stream) return;
+    const want = this.master();
+    if (want.version === 0) return;
+    const upToDate = this.acked?.version === want.version && this.acked.contentSha256 === want.contentSha256;
+    const refused = this.nacked?.version === want.version && this.nacked.contentSha256 === want.contentSha256;
+    if (!this.force && (upToDate || refused)) return;
+    this.pumping = true;
+    try {
+      const { snapshot, bytes } = await this.snapshots.get(`${want.version}:${want.contentSha256}`);
+      if (!this.connected || !this.stream || this.inFlight) return;
+      this.force = false;
+      if (bytes > this.opts.maxMessageBytes) {
+        this.nacked = { version: snapshot.version, contentSha256: snapshot.contentSha256 };
+        this.fail(`snapshot v${snapshot.version} is ${bytes} bytes, over the limit of ${this.opts.maxMessageBytes} (CPM_SYNC_MAX_MESSAGE_BYTES)`);
+        this.log.error({ version: snapshot.version, bytes }, "snapshot too large to send");
+        return;
+      }
+      const stream = this.stream;
+      const timer = setTimeout(() => {
+        this.log.warn({ version: snapshot.version }, "no ACK/NACK in time; reconnecting");
+        stream.cancel();
+      }, this.opts.ackTimeoutMs);
+      this.inFlight = { version: snapshot.version, contentSha256: snapshot.contentSha256, timer };
+      this.snapshotsSent++;
+      stream.write({ snapshot });
+      this.log.debug({ version: snapshot.version, bytes }, "snapshot sent");
+    } catch (err) {
+      this.fail(`cannot read the snapshot from config-service: ${(err as Error).message}`);
+      setTimeout(() => void this.pump(), 1000);
+    } finally {
+      this.pumping = false;
+    }
+    // Something may have changed while the snapshot was being fetched.
+    const now = this.master();
+    if (!this.inFlight && (now.version !== want.version || this.force)) void this.pump();
+  }
+
+  status(): SlaveStatus {
+    const m = this.master();
+    return {
+      name: this.target.name,
+      url: this.target.url,
+      connected: this.connected,
+      masterVersion: m.version,
+      ackedVersion: this.acked?.version ?? 0,
+      configSha256: this.acked?.configSha256 ?? "",
+      lastSyncTime: this.acked?.at,
+      lastError: this.lastError?.message ?? "",
+      lastErrorTime: this.lastError?.at,
+      consecutiveFailures: this.consecutiveFailures,
+      lag: Math.max(0, m.version - (this.acked?.version ?? 0)),
+      inFlightVersion: this.inFlight?.version ?? 0,
+      lastNackedVersion: this.nacked?.version ?? 0,
+      snapshotsSent: this.snapshotsSent,
+    };
+  }
+
+  stop(): void {
+    this.stopped.abort();
+    this.client.close();
+  }
+}
+
+function describeError(err: Error & { code?: number; details?: string }): string {
+  const names: Record<number, string> = { 1: "CANCELLED", 4: "DEADLINE_EXCEEDED", 8: "RESOURCE_EXHAUSTED", 14: "UNAVAILABLE", 16: "UNAUTHENTICATED", 7: "PERMISSION_DENIED", 13: "INTERNAL", 12: "UNIMPLEMENTED" };
+  const name = err.code !== undefined ? (names[err.code] ?? `code ${err.code}`) : "error";
+  if (err.code === 16) return `UNAUTHENTICATED: the slave refused the sync token (${err.details ?? err.message})`;
+  return `${name}: ${err.details ?? err.message}`;
+}

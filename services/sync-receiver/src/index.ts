@@ -1,0 +1,2 @@
+export { createServer } from "./server.ts";
+export { SnapshotApplier } from "./receiver.ts";

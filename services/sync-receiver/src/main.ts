@@ -1,0 +1,49 @@
+import { readFileSync } from "node:fs";
+import { ServerCredentials } from "@grpc/grpc-js";
+import { ConfigError, createLogger, loadConfig, required } from "@cpm/core";
+import { ConfigClient, RendererClient } from "@cpm/grpc-kit";
+import { SnapshotApplier } from "./receiver.ts";
+import { createServer } from "./server.ts";
+
+// config -> logger -> dependencies -> server -> listen -> signals
+async function main() {
+  const cfg = loadConfig();
+  if (cfg.mode !== "slave") throw new ConfigError("INSTANCE_MODE", `sync-receiver runs only on a slave (INSTANCE_MODE=slave), not "${cfg.mode}"`);
+  const syncToken = required(cfg.syncToken, "INSTANCE_SYNC_TOKEN", "on a slave");
+  let credentials: ServerCredentials;
+  if (cfg.syncTlsCert && cfg.syncTlsKey) {
+    credentials = ServerCredentials.createSsl(null, [{ cert_chain: readFileSync(cfg.syncTlsCert), private_key: readFileSync(cfg.syncTlsKey) }], false);
+  } else if (cfg.syncAllowHttp) {
+    credentials = ServerCredentials.createInsecure();
+  } else {
+    throw new ConfigError("CPM_SYNC_TLS_CERT", "a slave serves sync over TLS: set CPM_SYNC_TLS_CERT and CPM_SYNC_TLS_KEY (or INSTANCE_SYNC_ALLOW_HTTP=true on an isolated network)");
+  }
+  const log = createLogger("sync-receiver", cfg.logLevel);
+  const config = new ConfigClient(cfg.configAddr, cfg.internalToken, cfg.syncMaxMessageBytes);
+  const renderer = new RendererClient(cfg.rendererAddr, cfg.internalToken, cfg.syncMaxMessageBytes);
+  const applier = new SnapshotApplier(config, renderer, log, cfg.syncAckTimeoutSeconds * 1000);
+  void applier.refresh().catch(() => undefined);
+  const server = createServer({ applier, syncToken, log, maxMessageBytes: cfg.syncMaxMessageBytes });
+  const port = await server.listen(cfg.syncListen, credentials);
+  log.info({ listen: cfg.syncListen, port, tls: !!cfg.syncTlsCert }, cfg.syncTlsCert ? "sync-receiver ready (TLS)" : "sync-receiver ready (PLAINTEXT: INSTANCE_SYNC_ALLOW_HTTP=true)");
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "shutting down");
+    await server.shutdown();
+    config.close();
+    renderer.close();
+    log.flush();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+main().catch((err) => {
+  if (err instanceof ConfigError) console.error(`sync-receiver: configuration error: ${err.message}`);
+  else console.error(`sync-receiver: cannot start: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { status } from "@grpc/grpc-js";
+import { ProxyHost } from "@cpm/proto";
+import { unary } from "@cpm/grpc-kit";
+import { Instance } from "../support/instance.ts";
+import { startUpstream } from "../support/net.ts";
+import { waitFor } from "../support/wait.ts";
+
+/** Expect a gRPC call to fail with `code`; returns the error's details. */
+async function rejects(p: Promise<unknown>, code: status): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    const err = e as { code?: number; details?: string };
+    assert.equal(err.code, code, `expected ${status[code]}, got ${err.code !== undefined ? status[err.code] : "?"}: ${err.details}`);
+    return err.details ?? "";
+  }
+  assert.fail(`expected ${status[code]}, the call succeeded`);
+}
+
+describe("standalone instance: gRPC API -> config-service -> renderer -> real Caddy", () => {
+  let inst: Instance;
+  let a: Awaited<ReturnType<typeof startUpstream>>;
+  let b: Awaited<ReturnType<typeof startUpstream>>;
+
+  before(async () => {
+    a = await startUpstream("A");
+    b = await startUpstream("B");
+    inst = await Instance.start({ name: "standalone" });
+  });
+  after(async () => {
+    const code = await inst?.stop();
+    assert.equal(code, 0, "the launcher stops cleanly on SIGTERM");
+    await a?.close();
+    await b?.close();
+  });
+
+  const create = (h: Partial<ProxyHost>, token = inst.adminToken) =>
+    unary(inst.config.createProxyHost.bind(inst.config), { proxyHost: ProxyHost.fromPartial(h) }, token);
+
+  it("serves a created host, follows updates, and stops serving it after delete", async () => {
+    const before = await inst.version();
+    const created = await create({ name: "app", domains: ["app.test"], upstreams: [`127.0.0.1:${a.port}`] });
+    assert.equal(created.configVersion, before + 1);
+    const r = await inst.waitServes("app.test", /upstream=A/);
+    assert.match(r.body, new RegExp(`host=127.0.0.1:${a.port}`), "without preserve_host_header the upstream sees its own address");
+    assert.equal((await inst.get("other.test")).status, 404, "an unknown host gets 404");
+
+    const updated = await unary(
+      inst.config.updateProxyHost.bind(inst.config),
+      { proxyHost: { ...created.proxyHost!, upstreams: [`127.0.0.1:${b.port}`], preserveHostHeader: true } },
+      inst.adminToken,
+    );
+    assert.equal(updated.configVersion, before + 2);
+    const r2 = await inst.waitServes("app.test", /upstream=B/);
+    assert.match(r2.body, /host=app\.test/, "preserve_host_header passes the client's Host through");
+
+    const del = await unary(inst.config.deleteProxyHost.bind(inst.config), { id: created.proxyHost!.id }, inst.adminToken);
+    assert.equal(del.configVersion, before + 3);
+    await inst.waitServes("app.test", 404);
+    const s = await inst.waitInSync();
+    assert.equal(s.appliedVersion, before + 3);
+  });
+
+  it("puts the config back when Caddy restarts or is changed behind its back", async () => {
+    await create({ name: "back", domains: ["back.test"], upstreams: [`127.0.0.1:${a.port}`] });
+    await inst.waitServes("back.test", /upstream=A/);
+    const applied = (await inst.waitInSync()).configSha256;
+
+    // Caddy stops (crash or operator); the launcher starts it again with an empty config.
+    await fetch(`http://127.0.0.1:${inst.ports.caddyAdmin}/stop`, { method: "POST" }).catch(() => undefined);
+    await inst.waitServes("back.test", /upstream=A/, 30_000);
+
+    // Someone loads another config straight into Caddy's admin API.
+    const res = await fetch(`http://127.0.0.1:${inst.ports.caddyAdmin}/load`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ admin: { listen: `127.0.0.1:${inst.ports.caddyAdmin}` } }),
+    });
+    assert.equal(res.status, 200);
+    await inst.waitServes("back.test", /upstream=A/, 30_000);
+    assert.equal((await inst.waitInSync()).configSha256, applied, "the same config (same hash) is back");
+  });
+
+  it("answers bad input with INVALID_ARGUMENT naming the field, and the version does not move", async () => {
+    const v = await inst.version();
+    const cases: [Partial<ProxyHost>, string][] = [
+      [{ name: "x", domains: ["ok.test", "exa mple.com"], upstreams: ["127.0.0.1:1"] }, "proxy_host.domains[1]"],
+      [{ name: "x", domains: ["ok.test"], upstreams: ["no-port"] }, "proxy_host.upstreams[0]"],
+      [{ name: "", domains: ["ok.test"], upstreams: ["127.0.0.1:1"] }, "proxy_host.name"],
+      [{ name: "x", domains: [], upstreams: ["127.0.0.1:1"] }, "proxy_host.domains"],
+      [{ name: "x", domains: ["ok.test"], upstreams: ["127.0.0.1:1"], certificateId: "missing" }, "proxy_host.certificate_id"],
+    ];
+    for (const [host, field] of cases) {
+      const details = await rejects(create(host), status.INVALID_ARGUMENT);
+      assert.ok(details.startsWith(`${field}:`), `"${details}" should name ${field}`);
+    }
+    await create({ name: "taken", domains: ["taken.test"], upstreams: ["127.0.0.1:1"] });
+    const v2 = await inst.version();
+    assert.equal(v2, v + 1);
+    const dup = await rejects(create({ name: "other", domains: ["TAKEN.test"], upstreams: ["127.0.0.1:1"] }), status.ALREADY_EXISTS);
+    assert.match(dup, /taken\.test/);
+    assert.equal(await inst.version(), v2, "refused writes do not move the version");
+  });
+
+  it("refuses a missing or wrong token with UNAUTHENTICATED and writes nothing", async () => {
+    const v = await inst.version();
+    await rejects(create({ name: "n", domains: ["n.test"], upstreams: ["127.0.0.1:1"] }, ""), status.UNAUTHENTICATED);
+    await rejects(create({ name: "n", domains: ["n.test"], upstreams: ["127.0.0.1:1"] }, "wrong-token-0123456789"), status.UNAUTHENTICATED);
+    await rejects(unary(inst.config.listProxyHosts.bind(inst.config), {}, "wrong-token-0123456789"), status.UNAUTHENTICATED);
+    await rejects(unary(inst.renderer.getRenderStatus.bind(inst.renderer), {}, "wrong-token-0123456789"), status.UNAUTHENTICATED);
+    assert.equal(await inst.version(), v);
+    assert.equal((await inst.get("n.test")).status, 404);
+  });
+
+  it("never writes tokens to its logs", async () => {
+    await waitFor(() => inst.log().length > 0, "log output");
+    assert.ok(!inst.log().includes(inst.adminToken), "the admin token appears in the log");
+  });
+});

@@ -1,0 +1,215 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream, mkdtempSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { credentials } from "@grpc/grpc-js";
+import {
+  AccountServiceClient,
+  CaddyRendererClient,
+  ConfigServiceClient,
+  SyncDispatcherClient,
+  SyncReceiverClient,
+  type RenderStatus,
+} from "@cpm/proto";
+import { channelCredentials, unary } from "@cpm/grpc-kit";
+import { freePort, httpGet } from "./net.ts";
+import { waitFor } from "./wait.ts";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+export interface InstancePorts {
+  api: number;
+  renderer: number;
+  dispatcher: number;
+  sync: number;
+  caddyAdmin: number;
+  http: number;
+  https: number;
+}
+
+export interface InstanceOptions {
+  name: string;
+  mode?: "standalone" | "master" | "slave";
+  env?: Record<string, string>;
+  /** Reuse a data dir and ports (restart after kill). */
+  dataDir?: string;
+  ports?: InstancePorts;
+}
+
+/**
+ * One whole CPM instance as an operator runs it: `npm start`'s launcher with its own
+ * processes (config-service, caddy-renderer, dispatcher or receiver, and a real Caddy),
+ * a SQLite file in a temporary data dir, and ports of its own.
+ */
+export class Instance {
+  readonly adminToken = `admin-${Math.random().toString(36).slice(2)}-token`;
+  child: ChildProcess | undefined;
+  config!: ConfigServiceClient;
+  account!: AccountServiceClient;
+  renderer!: CaddyRendererClient;
+  dispatcher!: SyncDispatcherClient;
+  exited: Promise<number | null> = Promise.resolve(null);
+
+  private constructor(
+    readonly opts: InstanceOptions,
+    readonly ports: InstancePorts,
+    readonly dataDir: string,
+  ) {}
+
+  static async start(opts: InstanceOptions): Promise<Instance> {
+    const ports = opts.ports ?? {
+      api: await freePort(),
+      renderer: await freePort(),
+      dispatcher: await freePort(),
+      sync: await freePort(),
+      caddyAdmin: await freePort(),
+      http: await freePort(),
+      https: await freePort(),
+    };
+    const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), `cpm-${opts.name}-`));
+    const inst = new Instance(opts, ports, dataDir);
+    await inst.launch();
+    return inst;
+  }
+
+  get env(): Record<string, string> {
+    const p = this.ports;
+    return {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "/tmp",
+      INSTANCE_MODE: this.opts.mode ?? "standalone",
+      CPM_DATA_DIR: this.dataDir,
+      CPM_ADMIN_TOKEN: this.adminToken,
+      CPM_API_LISTEN: `127.0.0.1:${p.api}`,
+      CPM_RENDERER_LISTEN: `127.0.0.1:${p.renderer}`,
+      CPM_DISPATCHER_LISTEN: `127.0.0.1:${p.dispatcher}`,
+      CPM_SYNC_LISTEN: `127.0.0.1:${p.sync}`,
+      CADDY_API_URL: `http://127.0.0.1:${p.caddyAdmin}`,
+      CPM_HTTP_PORT: String(p.http),
+      CPM_HTTPS_PORT: String(p.https),
+      CPM_RECONCILE_INTERVAL_MS: "500",
+      LOG_LEVEL: process.env.CPM_TEST_LOG_LEVEL ?? "info",
+      ...this.opts.env,
+    };
+  }
+
+  /** Starts the launcher and waits until the API answers and Caddy runs the current version. */
+  async launch(): Promise<void> {
+    const log = createWriteStream(path.join(this.dataDir, "instance.log"), { flags: "a" });
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "libs/launcher/src/main.ts")], {
+      cwd: ROOT,
+      env: this.env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout!.pipe(log);
+    child.stderr!.pipe(log);
+    this.child = child;
+    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+    const addr = (port: number) => `127.0.0.1:${port}`;
+    this.config = new ConfigServiceClient(addr(this.ports.api), credentials.createInsecure());
+    this.account = new AccountServiceClient(addr(this.ports.api), credentials.createInsecure());
+    this.renderer = new CaddyRendererClient(addr(this.ports.renderer), credentials.createInsecure());
+    this.dispatcher = new SyncDispatcherClient(addr(this.ports.dispatcher), credentials.createInsecure());
+    await waitFor(async () => (await this.info()).instanceId, `${this.opts.name}: config-service up`, 60_000, 200);
+    await this.waitInSync();
+  }
+
+  info() {
+    return unary(this.config.getInstanceInfo.bind(this.config), {}, this.adminToken, 5000);
+  }
+
+  async version(): Promise<number> {
+    return (await this.info()).version;
+  }
+
+  async renderStatus(): Promise<RenderStatus> {
+    const r = await unary(this.renderer.getRenderStatus.bind(this.renderer), {}, this.adminToken, 5000);
+    return r.status!;
+  }
+
+  /** Caddy runs the instance's current version. */
+  async waitInSync(timeoutMs = 30_000): Promise<RenderStatus> {
+    return waitFor(async () => {
+      const s = await this.renderStatus();
+      return s.inSync && s.appliedVersion === (await this.version()) ? s : undefined;
+    }, `${this.opts.name}: Caddy in sync`, timeoutMs, 100);
+  }
+
+  /** An HTTP request through this instance's Caddy. */
+  get(host: string, p = "/", headers: Record<string, string> = {}) {
+    return httpGet(this.ports.http, host, p, headers);
+  }
+
+  /** Waits until a request with Host `host` gets a body matching `re` (or a status). */
+  waitServes(host: string, expect: RegExp | number, timeoutMs = 30_000) {
+    return waitFor(
+      async () => {
+        const r = await this.get(host);
+        return (typeof expect === "number" ? r.status === expect : r.status === 200 && expect.test(r.body)) ? r : undefined;
+      },
+      `${this.opts.name} serving ${host} -> ${expect}`,
+      timeoutMs,
+    );
+  }
+
+  receiverClient(token: string, ca?: string, tls = true) {
+    return new SyncReceiverClient(`localhost:${this.ports.sync}`, channelCredentials({ tls, caFile: ca }));
+  }
+
+  log(): string {
+    try {
+      return readFileSync(path.join(this.dataDir, "instance.log"), "utf8");
+    } catch {
+      return "";
+    }
+  }
+
+  closeClients(): void {
+    for (const c of [this.config, this.account, this.renderer, this.dispatcher]) c?.close();
+  }
+
+  /** Graceful stop (SIGTERM, as `docker stop` does). Resolves with the exit code. */
+  async stop(): Promise<number | null> {
+    this.closeClients();
+    if (!this.child || this.child.exitCode !== null) return this.child?.exitCode ?? null;
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child?.kill("SIGKILL"), 20_000);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+
+  /** Abrupt death of the whole instance (launcher and every child). */
+  async kill(): Promise<void> {
+    this.closeClients();
+    if (!this.child || this.child.exitCode !== null) return;
+    // The launcher's children share its process group only when detached; kill them by env marker instead.
+    this.child.kill("SIGTERM");
+    await this.exited;
+  }
+
+  /** Starts again on the same data dir and ports. */
+  async restart(): Promise<void> {
+    await this.launch();
+  }
+}
+
+/** Runs the launcher with an environment and returns its exit code and output (for start-up failures). */
+export function runLauncher(env: Record<string, string>, timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "libs/launcher/src/main.ts")], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (d) => (output += d));
+    child.stderr.on("data", (d) => (output += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}

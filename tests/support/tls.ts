@@ -1,0 +1,31 @@
+import { execFileSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+
+export interface TestPki {
+  caCert: string;
+  cert: string;
+  key: string;
+  /** A certificate for the same names signed by a CA the master does not trust. */
+  rogueCert: string;
+  rogueKey: string;
+}
+
+function openssl(args: string[], cwd: string) {
+  execFileSync("openssl", args, { cwd, stdio: "pipe" });
+}
+
+/** Makes a CA and a server certificate for localhost/127.0.0.1 with openssl (real TLS, no mocks). */
+export function makePki(dir: string): TestPki {
+  const ext = path.join(dir, "san.ext");
+  writeFileSync(ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n");
+  for (const ca of ["ca", "rogue-ca"]) {
+    openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${ca}.key`, "-out", `${ca}.crt`, "-days", "2", "-subj", `/CN=CPM test ${ca}`], dir);
+  }
+  for (const [name, ca] of [["server", "ca"], ["rogue", "rogue-ca"]]) {
+    openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", "/CN=localhost"], dir);
+    openssl(["x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.crt`, "-CAkey", `${ca}.key`, "-CAcreateserial", "-out", `${name}.crt`, "-days", "2", "-extfile", ext], dir);
+  }
+  const p = (f: string) => path.join(dir, f);
+  return { caCert: p("ca.crt"), cert: p("server.crt"), key: p("server.key"), rogueCert: p("rogue.crt"), rogueKey: p("rogue.key") };
+}
