@@ -58,15 +58,7 @@ export class Instance {
   ) {}
 
   static async start(opts: InstanceOptions): Promise<Instance> {
-    const ports = opts.ports ?? {
-      api: await freePort(),
-      renderer: await freePort(),
-      dispatcher: await freePort(),
-      sync: await freePort(),
-      caddyAdmin: await freePort(),
-      http: await freePort(),
-      https: await freePort(),
-    };
+    const ports = opts.ports ?? (await allocatePorts());
     const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), `cpm-${opts.name}-`));
     const inst = new Instance(opts, ports, dataDir);
     await inst.launch();
@@ -101,6 +93,8 @@ export class Instance {
       cwd: ROOT,
       env: this.env,
       stdio: ["ignore", "pipe", "pipe"],
+      // Its own process group, so `kill()` can take down the launcher and every child at once.
+      detached: true,
     });
     child.stdout!.pipe(log);
     child.stderr!.pipe(log);
@@ -153,8 +147,9 @@ export class Instance {
     );
   }
 
-  receiverClient(token: string, ca?: string, tls = true) {
-    return new SyncReceiverClient(`localhost:${this.ports.sync}`, channelCredentials({ tls, caFile: ca }));
+  /** A client of this slave's sync receiver (TLS verified against `ca`, or plaintext without one). */
+  receiverClient(ca?: string) {
+    return new SyncReceiverClient(`localhost:${this.ports.sync}`, channelCredentials({ tls: !!ca, caFile: ca }));
   }
 
   log(): string {
@@ -180,12 +175,11 @@ export class Instance {
     return code;
   }
 
-  /** Abrupt death of the whole instance (launcher and every child). */
+  /** Abrupt death of the whole instance: SIGKILL to the launcher and every child (a crash, a pulled plug). */
   async kill(): Promise<void> {
     this.closeClients();
-    if (!this.child || this.child.exitCode !== null) return;
-    // The launcher's children share its process group only when detached; kill them by env marker instead.
-    this.child.kill("SIGTERM");
+    if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) return;
+    process.kill(-this.child.pid!, "SIGKILL");
     await this.exited;
   }
 
@@ -193,6 +187,18 @@ export class Instance {
   async restart(): Promise<void> {
     await this.launch();
   }
+}
+
+export async function allocatePorts(): Promise<InstancePorts> {
+  return {
+    api: await freePort(),
+    renderer: await freePort(),
+    dispatcher: await freePort(),
+    sync: await freePort(),
+    caddyAdmin: await freePort(),
+    http: await freePort(),
+    https: await freePort(),
+  };
 }
 
 /** Runs the launcher with an environment and returns its exit code and output (for start-up failures). */

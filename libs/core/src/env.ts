@@ -33,6 +33,8 @@ export interface InstanceConfig {
   readonly dataDir: string;
   readonly databaseUrl: string;
   readonly caddyApiUrl: string;
+  /** Where Caddy's admin API listens (kept in every rendered config); defaults to CADDY_API_URL's host:port. */
+  readonly caddyAdminListen: string;
   readonly httpPort: number;
   readonly httpsPort: number;
   readonly apiListen: string;
@@ -91,6 +93,12 @@ function listenAddress(env: Env, name: string, dflt: string): string {
     throw new ConfigError(name, `"${v}" is not a host:port address`);
   }
   return v;
+}
+
+/** host:port of an http(s) URL, with the scheme's default port when none is given. */
+function hostPort(url: string): string {
+  const u = new URL(url);
+  return `${u.hostname}:${u.port || (u.protocol === "https:" ? "443" : "80")}`;
 }
 
 /** A listen address turned into one a local client can dial (0.0.0.0 -> 127.0.0.1). */
@@ -231,6 +239,7 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     dataDir,
     databaseUrl,
     caddyApiUrl: caddyApiUrl.replace(/\/+$/, ""),
+    caddyAdminListen: listenAddress(env, "CPM_CADDY_ADMIN_LISTEN", hostPort(caddyApiUrl)),
     httpPort: int(env, "CPM_HTTP_PORT", 80, 1, 65535),
     httpsPort: int(env, "CPM_HTTPS_PORT", 443, 1, 65535),
     apiListen,

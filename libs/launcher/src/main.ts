@@ -73,7 +73,7 @@ function main() {
     mkdirSync(caddyDir, { recursive: true });
     const initial = path.join(caddyDir, "initial.json");
     // Only the admin API: the renderer loads the real config as soon as it is up.
-    writeFileSync(initial, JSON.stringify({ admin: { listen: new URL(cfg.caddyApiUrl).host } }));
+    writeFileSync(initial, JSON.stringify({ admin: { listen: cfg.caddyAdminListen } }));
     env.XDG_DATA_HOME = path.join(caddyDir, "data");
     env.XDG_CONFIG_HOME = path.join(caddyDir, "config");
     procs.push({ name: "caddy", command: caddy, args: ["run", "--config", initial], startedAt: 0, restarts: 0 });

@@ -26,11 +26,6 @@ export class CaddyAdmin {
     private readonly timeoutMs = 30_000,
   ) {}
 
-  /** host:port the admin API listens on, as Caddy's own `admin.listen` wants it. */
-  get listen(): string {
-    return new URL(this.baseUrl).host;
-  }
-
   /** POST /load. Caddy provisions the new config and swaps it in, or keeps the old one and answers 4xx/5xx. */
   async load(json: string): Promise<void> {
     let res: Response;
