@@ -5,3 +5,4 @@ export * from "./errors.ts";
 export * from "./logger.ts";
 export * from "./snapshot.ts";
 export * from "./validation.ts";
+export * from "./resources.ts";

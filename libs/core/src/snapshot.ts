@@ -2,6 +2,7 @@ import type { Snapshot } from "@cpm/proto";
 import { canonicalJson, sha256Hex } from "./canonical.ts";
 import { ValidationError } from "./errors.ts";
 import { normalizeProxyHost } from "./validation.ts";
+import { normalizeAccessList, normalizeCertificate, normalizeL4ProxyHost, normalizeSettings } from "./resources.ts";
 
 /** The snapshot format this build reads and writes. */
 export const SNAPSHOT_SCHEMA_VERSION = 1;
@@ -37,6 +38,10 @@ export function validateSnapshot(s: Snapshot, field = "snapshot"): void {
   const aclIds = uniqueIds(s.accessLists, `${field}.access_lists`);
   uniqueIds(s.l4ProxyHosts, `${field}.l4_proxy_hosts`);
   uniqueIds(s.proxyHosts, `${field}.proxy_hosts`);
+  s.certificates.forEach((c, i) => normalizeCertificate(c, `${field}.certificates[${i}]`));
+  s.accessLists.forEach((a, i) => normalizeAccessList(a, `${field}.access_lists[${i}]`));
+  s.l4ProxyHosts.forEach((h, i) => normalizeL4ProxyHost(h, `${field}.l4_proxy_hosts[${i}]`));
+  normalizeSettings(s.settings, `${field}.settings`);
   const domainOwner = new Map<string, string>();
   s.proxyHosts.forEach((h, i) => {
     const at = `${field}.proxy_hosts[${i}]`;

@@ -18,7 +18,11 @@ import {
   type Principal,
 } from "@cpm/grpc-kit";
 import { applySnapshot } from "./apply.ts";
+import { accessListHandlers } from "./resources/access-lists.ts";
+import { certificateHandlers } from "./resources/certificates.ts";
+import { l4ProxyHostHandlers } from "./resources/l4-proxy-hosts.ts";
 import { ProxyHosts } from "./resources/proxy-hosts.ts";
+import { settingsHandlers } from "./resources/settings.ts";
 import type { ConfigStore } from "./store.ts";
 import type { ApiTokens } from "./tokens.ts";
 
@@ -76,6 +80,10 @@ export function createServer(deps: ConfigServiceDeps): GrpcServer {
   };
 
   const config: AsyncService<ConfigServiceServer> = {
+    ...certificateHandlers(store),
+    ...accessListHandlers(store),
+    ...l4ProxyHostHandlers(store),
+    ...settingsHandlers(store),
     createProxyHost: async (req) => {
       const { result, version } = await hosts.create(req.proxyHost);
       return { proxyHost: result, configVersion: version };

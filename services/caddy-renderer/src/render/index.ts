@@ -1,15 +1,11 @@
 import { LoadBalancingPolicy, type ProxyHost, type Snapshot } from "@cpm/proto";
 import { canonicalJson, parseUpstream, sha256Hex } from "@cpm/core";
+import { accessListHandlers } from "./access.ts";
+import { renderLayer4 } from "./layer4.ts";
+import { renderTls } from "./tls.ts";
+import type { Json, RenderOptions } from "./types.ts";
 
-/** Instance-local facts the renderer needs; never part of a snapshot. */
-export interface RenderOptions {
-  httpPort: number;
-  httpsPort: number;
-  /** host:port of Caddy's admin API; kept in every config so loading one never moves it. */
-  adminListen: string;
-  /** Whether this Caddy has the layer4 app (caddy-l4). */
-  layer4: boolean;
-}
+export type { RenderOptions } from "./types.ts";
 
 export interface Rendered {
   /** Canonical JSON (sorted keys): the bytes sent to Caddy. */
@@ -18,7 +14,6 @@ export interface Rendered {
   warnings: string[];
 }
 
-type Json = Record<string, unknown>;
 
 const LB: Record<LoadBalancingPolicy, string> = {
   [LoadBalancingPolicy.LOAD_BALANCING_POLICY_UNSPECIFIED]: "round_robin",
@@ -45,21 +40,23 @@ const NOT_FOUND_ROUTE: Json = {
 export function render(snapshot: Snapshot, opts: RenderOptions): Rendered {
   const warnings: string[] = [];
   const hosts = snapshot.proxyHosts.filter((h) => h.enabled !== false);
+  const acls = new Map(snapshot.accessLists.map((a) => [a.id, a]));
+  const handlers = (h: ProxyHost, https: boolean) => hostHandlers(h, https, accessListHandlers(h.accessListId ? acls.get(h.accessListId) : undefined));
   const httpRoutes: { key: string; route: Json }[] = [];
   const httpsRoutes: { key: string; route: Json }[] = [];
   for (const h of hosts) {
     for (const group of domainGroups(h.domains)) {
       const match = [{ host: group.domains }];
       if (h.certificateId) {
-        httpsRoutes.push({ key: group.key, route: { match, handle: hostHandlers(h, true), terminal: true } });
+        httpsRoutes.push({ key: group.key, route: { match, handle: handlers(h, true), terminal: true } });
         httpRoutes.push({
           key: group.key,
           route: h.sslForced
             ? { match, handle: [{ handler: "static_response", status_code: 308, headers: { Location: ["https://{http.request.host}{http.request.uri}"] } }], terminal: true }
-            : { match, handle: hostHandlers(h, false), terminal: true },
+            : { match, handle: handlers(h, false), terminal: true },
         });
       } else {
-        httpRoutes.push({ key: group.key, route: { match, handle: hostHandlers(h, false), terminal: true } });
+        httpRoutes.push({ key: group.key, route: { match, handle: handlers(h, false), terminal: true } });
       }
     }
   }
@@ -78,10 +75,12 @@ export function render(snapshot: Snapshot, opts: RenderOptions): Rendered {
       automatic_https: { disable_redirects: true },
     };
   }
-  const config: Json = {
-    admin: { listen: opts.adminListen },
-    apps: { http: { http_port: opts.httpPort, https_port: opts.httpsPort, servers } },
-  };
+  const apps: Json = { http: { http_port: opts.httpPort, https_port: opts.httpsPort, servers } };
+  const tls = renderTls(snapshot, opts, warnings);
+  if (tls) apps.tls = tls;
+  const layer4 = renderLayer4(snapshot, opts, warnings);
+  if (layer4) apps.layer4 = layer4;
+  const config: Json = { admin: { listen: opts.adminListen }, apps };
   const json = canonicalJson(config);
   return { json, sha256: sha256Hex(json), warnings };
 }
@@ -106,7 +105,7 @@ function sortRoutes(rs: { key: string; route: Json }[]): Json[] {
   return [...rs].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((r) => r.route);
 }
 
-function hostHandlers(h: ProxyHost, https: boolean): Json[] {
+function hostHandlers(h: ProxyHost, https: boolean, access: Json[]): Json[] {
   const handlers: Json[] = [];
   if (https && h.hstsEnabled) {
     const value = `max-age=31536000${h.hstsSubdomains ? "; includeSubDomains" : ""}`;
@@ -127,6 +126,7 @@ function hostHandlers(h: ProxyHost, https: boolean): Json[] {
       ],
     });
   }
+  handlers.push(...access);
   handlers.push(reverseProxy(h));
   return handlers;
 }
