@@ -95,10 +95,12 @@ export class ConfigStore {
       await tx.certificate.deleteMany({});
       await tx.accessList.deleteMany({});
       await tx.setting.deleteMany({});
-      for (const c of s.certificates) await tx.certificate.create({ data: certificateRow(c, now) });
-      for (const a of s.accessLists) await tx.accessList.create({ data: accessListRow(a, now) });
-      for (const h of s.proxyHosts) await tx.proxyHost.create({ data: { ...proxyHostRow(h, now), domains: { create: h.domains.map((domain) => ({ domain })) } } });
-      for (const h of s.l4ProxyHosts) await tx.l4ProxyHost.create({ data: l4Row(h, now) });
+      // Bulk inserts: a 1,000-host snapshot is a handful of statements, not thousands.
+      await tx.certificate.createMany({ data: s.certificates.map((c) => certificateRow(c, now)) });
+      await tx.accessList.createMany({ data: s.accessLists.map((a) => accessListRow(a, now)) });
+      await tx.proxyHost.createMany({ data: s.proxyHosts.map((h) => proxyHostRow(h, now)) });
+      await tx.proxyHostDomain.createMany({ data: s.proxyHosts.flatMap((h) => h.domains.map((domain) => ({ domain, proxyHostId: h.id }))) });
+      await tx.l4ProxyHost.createMany({ data: s.l4ProxyHosts.map((h) => l4Row(h, now)) });
       await writeSettings(tx, s.settings ?? { general: undefined, acme: undefined });
       await tx.instance.update({ where: { id: 1 }, data: { version: s.version, versionCommittedAt: now, masterInstanceId: s.masterInstanceId } });
     });

@@ -1,5 +1,5 @@
 import type { GetSyncStatusResponse } from "@cpm/proto";
-import { ValidationError, type Logger, type SlaveTarget } from "@cpm/core";
+import { backoffDelay, sleep, ValidationError, type Logger, type SlaveTarget } from "@cpm/core";
 import type { ConfigClient } from "@cpm/grpc-kit";
 import { SlaveLink, type LinkOptions, type MasterState } from "./slave-link.ts";
 import { SnapshotCache } from "./snapshots.ts";
@@ -32,13 +32,21 @@ export class Dispatcher {
       this.log,
       this.stopWatching.signal,
     );
-    void this.config
-      .instanceInfo()
-      .then((i) => (this.instanceId = i.instanceId))
-      .catch(() => undefined);
+    void this.loadInstanceId();
     for (const l of this.links) void l.run();
     if (this.intervalSeconds > 0) {
       this.interval = setInterval(() => this.triggerFullSync(), this.intervalSeconds * 1000);
+    }
+  }
+
+  /** The master's instance id, for status; config-service may still be starting, so retry. */
+  private async loadInstanceId(): Promise<void> {
+    for (let attempt = 0; !this.stopWatching.signal.aborted && !this.instanceId; attempt++) {
+      try {
+        this.instanceId = (await this.config.instanceInfo()).instanceId;
+      } catch {
+        await sleep(backoffDelay(attempt), this.stopWatching.signal);
+      }
     }
   }
 
