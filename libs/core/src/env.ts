@@ -262,6 +262,16 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
   });
 }
 
+/**
+ * Caddy's `admin` block for this instance. When the renderer reaches Caddy under another
+ * name than the one Caddy listens on (e.g. http://caddy:2019 in docker compose), that
+ * name is allowed explicitly: Caddy refuses admin requests for hosts it does not know.
+ */
+export function caddyAdminBlock(cfg: Pick<InstanceConfig, "caddyApiUrl" | "caddyAdminListen">): { listen: string; origins?: string[] } {
+  const reached = hostPort(cfg.caddyApiUrl);
+  return reached === cfg.caddyAdminListen ? { listen: cfg.caddyAdminListen } : { listen: cfg.caddyAdminListen, origins: [reached, cfg.caddyAdminListen] };
+}
+
 /** Require a value a particular service needs; names the variable when it is missing. */
 export function required<T>(value: T | undefined, variable: string, why: string): T {
   if (value === undefined) throw new ConfigError(variable, `required ${why}`);

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { ConfigError, loadConfig, type InstanceConfig } from "@cpm/core";
+import { caddyAdminBlock, ConfigError, loadConfig, type InstanceConfig } from "@cpm/core";
 
 /**
  * `npm start`: runs one whole instance of the configured mode, each service as its own
@@ -73,7 +73,7 @@ function main() {
     mkdirSync(caddyDir, { recursive: true });
     const initial = path.join(caddyDir, "initial.json");
     // Only the admin API: the renderer loads the real config as soon as it is up.
-    writeFileSync(initial, JSON.stringify({ admin: { listen: cfg.caddyAdminListen } }));
+    writeFileSync(initial, JSON.stringify({ admin: caddyAdminBlock(cfg) }));
     env.XDG_DATA_HOME = path.join(caddyDir, "data");
     env.XDG_CONFIG_HOME = path.join(caddyDir, "config");
     procs.push({ name: "caddy", command: caddy, args: ["run", "--config", initial], startedAt: 0, restarts: 0 });

@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, loadConfig } from "@cpm/core";
+import { caddyAdminBlock, ConfigError, createLogger, loadConfig } from "@cpm/core";
 import { ConfigClient, remoteAuthenticator } from "@cpm/grpc-kit";
 import { CaddyAdmin } from "./caddy.ts";
 import { Reconciler } from "./reconciler.ts";
@@ -10,7 +10,7 @@ async function main() {
   const log = createLogger("caddy-renderer", cfg.logLevel);
   const config = new ConfigClient(cfg.configAddr, cfg.internalToken, cfg.syncMaxMessageBytes);
   const caddy = new CaddyAdmin(cfg.caddyApiUrl);
-  const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, adminListen: cfg.caddyAdminListen, layer4: cfg.caddyHasLayer4 ?? false };
+  const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: cfg.caddyHasLayer4 ?? false };
   const reconciler = new Reconciler(config, caddy, renderOptions, log, cfg.reconcileIntervalMs);
   const server = createServer({ reconciler, renderOptions, authenticate: remoteAuthenticator(config, cfg.internalToken), log, maxMessageBytes: cfg.syncMaxMessageBytes });
   const port = await server.listen(cfg.rendererListen);

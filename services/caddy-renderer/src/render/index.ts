@@ -80,7 +80,8 @@ export function render(snapshot: Snapshot, opts: RenderOptions): Rendered {
   if (tls) apps.tls = tls;
   const layer4 = renderLayer4(snapshot, opts, warnings);
   if (layer4) apps.layer4 = layer4;
-  const config: Json = { admin: { listen: opts.adminListen }, apps };
+  const admin: Json = opts.adminOrigins?.length ? { listen: opts.adminListen, origins: opts.adminOrigins } : { listen: opts.adminListen };
+  const config: Json = { admin, apps };
   const json = canonicalJson(config);
   return { json, sha256: sha256Hex(json), warnings };
 }

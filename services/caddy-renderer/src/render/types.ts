@@ -4,6 +4,8 @@ export interface RenderOptions {
   httpsPort: number;
   /** host:port of Caddy's admin API; kept in every config so loading one never moves it. */
   adminListen: string;
+  /** Host names Caddy's admin API must accept besides its listen address (see caddyAdminBlock). */
+  adminOrigins?: string[];
   /** Whether this Caddy has the layer4 app (caddy-l4). */
   layer4: boolean;
 }
