@@ -124,7 +124,7 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
 
   it("syncs configuration but never users or API tokens: each instance keeps its own", async () => {
     await create("keep", "keep.sync.test");
-    const minted = await unary(master.account.createApiToken.bind(master.account), { name: "ci-bot", role: Role.ROLE_ADMIN, expiresAt: undefined }, master.adminToken);
+    const minted = await unary(master.account.createApiToken.bind(master.account), { name: "ci-bot", role: Role.ROLE_ADMIN, expiresAt: undefined, userId: "" }, master.adminToken);
     await waitFor(async () => (await slave1.version()) === (await master.version()), "slave1 caught up");
     // The master's tokens do not open the slave's API, and the slave does not list them.
     await rejects(unary(slave1.config.listProxyHosts.bind(slave1.config), {}, master.adminToken), status.UNAUTHENTICATED);
@@ -142,7 +142,7 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
       status.FAILED_PRECONDITION,
     );
     assert.match(refused, /master/);
-    await unary(slave1.account.createApiToken.bind(slave1.account), { name: "slave-local", role: Role.ROLE_VIEWER, expiresAt: undefined }, slave1.adminToken);
+    await unary(slave1.account.createApiToken.bind(slave1.account), { name: "slave-local", role: Role.ROLE_VIEWER, expiresAt: undefined, userId: "" }, slave1.adminToken);
     const masterTokens = await unary(master.account.listApiTokens.bind(master.account), {}, master.adminToken);
     assert.ok(!masterTokens.apiTokens.some((t) => t.name === "slave-local"));
   });

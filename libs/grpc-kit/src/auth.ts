@@ -7,6 +7,9 @@ export interface Principal {
   readonly kind: "internal" | "api_token" | "sync_master";
   readonly name: string;
   readonly role: "admin" | "viewer";
+  /** For API tokens: the user the token acts for. */
+  readonly userId?: string;
+  readonly username?: string;
 }
 
 /** The token in `authorization: Bearer <token>`, or undefined. */

@@ -116,7 +116,7 @@ const api = (h: Harness) => ({
   info: () => unary(h.config.getInstanceInfo.bind(h.config), {}, ADMIN),
   version: async () => (await unary(h.config.getInstanceInfo.bind(h.config), {}, ADMIN)).version,
   createToken: (name: string, role: Role, token: string = ADMIN) =>
-    unary(h.account.createApiToken.bind(h.account), { name, role, expiresAt: undefined }, token),
+    unary(h.account.createApiToken.bind(h.account), { name, role, expiresAt: undefined, userId: "" }, token),
   listTokens: async (token: string = ADMIN) => (await unary(h.account.listApiTokens.bind(h.account), {}, token)).apiTokens,
   revokeToken: (id: string, token: string = ADMIN) => unary(h.account.revokeApiToken.bind(h.account), { id }, token),
 });

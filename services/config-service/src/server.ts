@@ -3,6 +3,7 @@ import {
   AccountServiceService,
   ConfigServiceService,
   InstanceMode as ProtoMode,
+  Role,
   type AccountServiceServer,
   type ConfigServiceServer,
 } from "@cpm/proto";
@@ -25,6 +26,7 @@ import { ProxyHosts } from "./resources/proxy-hosts.ts";
 import { settingsHandlers } from "./resources/settings.ts";
 import type { ConfigStore } from "./store.ts";
 import type { ApiTokens } from "./tokens.ts";
+import { Users } from "./users.ts";
 
 export interface ConfigServiceDeps {
   store: ConfigStore;
@@ -45,6 +47,8 @@ const MODE: Record<InstanceMode, ProtoMode> = {
 /** Writes to synced resources: refused on a slave, where the master manages them. */
 const SYNCED_WRITE = /\/(Create|Update|Delete)(ProxyHost|L4ProxyHost|Certificate|AccessList)$|\/UpdateSettings$/;
 const ADMIN_WRITE = /\/(Create|Update|Delete|Revoke)[A-Za-z0-9]*$|\/UpdateSettings$/;
+/** Reading accounts is an admin matter too (who may do what on this instance). */
+const ADMIN_READ = /AccountService\/(GetUser|ListUsers|ListApiTokens)$/;
 
 /** Authenticates a call against the internal token and this instance's API tokens. */
 export function makeAuthenticator(tokens: ApiTokens, internalToken: string | undefined) {
@@ -73,6 +77,7 @@ export function createServer(deps: ConfigServiceDeps): GrpcServer {
     }
     if (method.endsWith("/GetSnapshot") && p.role !== "admin") throw permissionDenied("GetSnapshot holds private keys: admin only");
     if (ADMIN_WRITE.test(method) && p.role !== "admin") throw permissionDenied("this token may only read");
+    if (ADMIN_READ.test(method) && p.role !== "admin") throw permissionDenied("listing users and tokens needs an admin token");
     if (mode === "slave" && SYNCED_WRITE.test(method)) {
       throw failedPrecondition("this instance is a slave: synced resources are managed by the master");
     }
@@ -131,9 +136,18 @@ export function createServer(deps: ConfigServiceDeps): GrpcServer {
     },
   };
 
+  const users = new Users(store.db);
   const account: AsyncService<AccountServiceServer> = {
-    createApiToken: async (req) => {
-      const { token, secret } = await deps.tokens.create(req.name, req.role, req.expiresAt);
+    createUser: async (req) => ({ user: await users.create(req.username, req.role, req.password) }),
+    getUser: async (req) => ({ user: await users.get(req.id) }),
+    listUsers: async () => ({ users: await users.list() }),
+    updateUser: async (req, ctx) => ({ user: await users.update(req.id, req.role, req.disabled, req.password, ctx.principal.userId) }),
+    deleteUser: async (req, ctx) => {
+      await users.delete(req.id, ctx.principal.userId);
+      return {};
+    },
+    createApiToken: async (req, ctx) => {
+      const { token, secret } = await deps.tokens.create(req.name, req.role, req.expiresAt, req.userId.trim(), ctx.principal);
       return { apiToken: token, secret };
     },
     listApiTokens: async () => ({ apiTokens: await deps.tokens.list() }),
@@ -141,7 +155,12 @@ export function createServer(deps: ConfigServiceDeps): GrpcServer {
       await deps.tokens.revoke(req.id);
       return {};
     },
-    whoAmI: async (_req, ctx) => ({ tokenName: ctx.principal.name, role: ctx.principal.role === "admin" ? 1 : 2 }),
+    whoAmI: async (_req, ctx) => ({
+      tokenName: ctx.principal.name,
+      role: ctx.principal.role === "admin" ? Role.ROLE_ADMIN : Role.ROLE_VIEWER,
+      userId: ctx.principal.userId ?? "",
+      username: ctx.principal.username ?? "",
+    }),
   };
 
   return new GrpcServer({ log, maxMessageBytes: deps.maxMessageBytes })

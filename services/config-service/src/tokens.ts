@@ -1,44 +1,60 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { ApiToken, Role } from "@cpm/proto";
-import { notFound, ValidationError, checkName } from "@cpm/core";
+import type { ApiToken, Role } from "@cpm/proto";
+import { checkName, notFound, ValidationError } from "@cpm/core";
 import type { Principal } from "@cpm/grpc-kit";
 import type { Db } from "./db.ts";
+import { roleName, roleProto, Users } from "./users.ts";
 
 const hash = (secret: string) => createHash("sha256").update(secret).digest("hex");
 
 /**
  * API tokens of this instance. Secrets are random (256 bits) and only their sha256 is
- * stored, so a plain hash is the right tool (no password stretching needed).
+ * stored, so a plain hash is the right tool (no password stretching needed). Every token
+ * acts for a user; its effective role is the lower of its own and its user's.
  */
 export class ApiTokens {
-  constructor(private readonly db: Db) {}
+  private readonly users: Users;
 
-  /** Makes sure `secret` is a valid admin token named "bootstrap" (idempotent). */
+  constructor(private readonly db: Db) {
+    this.users = new Users(db);
+  }
+
+  /** Makes sure `secret` is a valid admin token named "bootstrap" of the user "admin" (idempotent). */
   async ensure(secret: string, name = "bootstrap"): Promise<void> {
+    const userId = await this.users.ensureAdmin();
     const tokenHash = hash(secret);
     const existing = await this.db.apiToken.findUnique({ where: { tokenHash } });
     if (existing) {
-      if (existing.revokedAt || existing.role !== "admin") {
-        await this.db.apiToken.update({ where: { tokenHash }, data: { revokedAt: null, role: "admin", expiresAt: null } });
+      if (existing.revokedAt || existing.role !== "admin" || existing.userId !== userId || existing.expiresAt) {
+        await this.db.apiToken.update({ where: { tokenHash }, data: { revokedAt: null, role: "admin", expiresAt: null, userId } });
       }
+      await this.db.user.update({ where: { id: userId }, data: { disabled: false, role: "admin" } });
       return;
     }
-    await this.db.apiToken.create({ data: { id: randomUUID(), name, tokenHash, prefix: secret.slice(0, 6), role: "admin" } });
+    await this.db.apiToken.create({ data: { id: randomUUID(), name, tokenHash, prefix: secret.slice(0, 6), role: "admin", userId } });
   }
 
   async authenticate(secret: string): Promise<Principal | undefined> {
-    const row = await this.db.apiToken.findUnique({ where: { tokenHash: hash(secret) } });
+    const row = await this.db.apiToken.findUnique({ where: { tokenHash: hash(secret) }, include: { user: true } });
     if (!row || row.revokedAt || (row.expiresAt && row.expiresAt.getTime() <= Date.now())) return undefined;
-    return { kind: "api_token", name: row.name, role: row.role === "admin" ? "admin" : "viewer" };
+    if (row.user?.disabled) return undefined;
+    const role = row.role === "admin" && (!row.user || row.user.role === "admin") ? "admin" : "viewer";
+    return { kind: "api_token", name: row.name, role, userId: row.userId ?? undefined, username: row.user?.username };
   }
 
-  async create(name: string, role: Role, expiresAt: Date | undefined): Promise<{ token: ApiToken; secret: string }> {
+  async create(name: string, role: Role, expiresAt: Date | undefined, userId: string, caller: Principal): Promise<{ token: ApiToken; secret: string }> {
     const n = checkName(name, "name");
-    if (role !== Role.ROLE_ADMIN && role !== Role.ROLE_VIEWER) throw new ValidationError("role", "must be ROLE_ADMIN or ROLE_VIEWER");
+    const r = roleName(role);
     if (expiresAt && expiresAt.getTime() <= Date.now()) throw new ValidationError("expires_at", "must be in the future");
+    const owner = userId || caller.userId;
+    if (!owner) throw new ValidationError("user_id", "is required for this caller");
+    const user = await this.db.user.findUnique({ where: { id: owner } });
+    if (!user) throw new ValidationError("user_id", `user "${owner}" does not exist`);
+    if (user.disabled) throw new ValidationError("user_id", `user "${user.username}" is disabled`);
+    if (r === "admin" && user.role !== "admin") throw new ValidationError("role", `exceeds the role of user "${user.username}" (viewer)`);
     const secret = `cpm_${randomBytes(32).toString("base64url")}`;
     const row = await this.db.apiToken.create({
-      data: { id: randomUUID(), name: n, tokenHash: hash(secret), prefix: secret.slice(0, 8), role: role === Role.ROLE_ADMIN ? "admin" : "viewer", expiresAt: expiresAt ?? null },
+      data: { id: randomUUID(), name: n, tokenHash: hash(secret), prefix: secret.slice(0, 8), role: r, expiresAt: expiresAt ?? null, userId: user.id },
     });
     return { token: toProto(row), secret };
   }
@@ -55,14 +71,15 @@ export class ApiTokens {
   }
 }
 
-function toProto(r: { id: string; name: string; role: string; createdAt: Date; expiresAt: Date | null; revokedAt: Date | null; prefix: string }): ApiToken {
+function toProto(r: { id: string; name: string; role: string; createdAt: Date; expiresAt: Date | null; revokedAt: Date | null; prefix: string; userId: string | null }): ApiToken {
   return {
     id: r.id,
     name: r.name,
-    role: r.role === "admin" ? Role.ROLE_ADMIN : Role.ROLE_VIEWER,
+    role: roleProto(r.role),
     createdAt: r.createdAt,
     expiresAt: r.expiresAt ?? undefined,
     revoked: r.revokedAt !== null,
     prefix: r.prefix,
+    userId: r.userId ?? "",
   };
 }

@@ -53,6 +53,11 @@ export type AccessList = Prisma.AccessListModel
  */
 export type Setting = Prisma.SettingModel
 /**
+ * Model User
+ * Users of this instance (never synced). Passwords are bcrypt hashes.
+ */
+export type User = Prisma.UserModel
+/**
  * Model ApiToken
  * API tokens of this instance (never synced). Only a sha256 of the secret is stored.
  */

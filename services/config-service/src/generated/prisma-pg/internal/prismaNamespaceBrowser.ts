@@ -56,6 +56,7 @@ export const ModelName = {
   Certificate: 'Certificate',
   AccessList: 'AccessList',
   Setting: 'Setting',
+  User: 'User',
   ApiToken: 'ApiToken'
 } as const
 
@@ -149,12 +150,26 @@ export const SettingScalarFieldEnum = {
 export type SettingScalarFieldEnum = (typeof SettingScalarFieldEnum)[keyof typeof SettingScalarFieldEnum]
 
 
+export const UserScalarFieldEnum = {
+  id: 'id',
+  username: 'username',
+  role: 'role',
+  passwordHash: 'passwordHash',
+  disabled: 'disabled',
+  createdAt: 'createdAt',
+  updatedAt: 'updatedAt'
+} as const
+
+export type UserScalarFieldEnum = (typeof UserScalarFieldEnum)[keyof typeof UserScalarFieldEnum]
+
+
 export const ApiTokenScalarFieldEnum = {
   id: 'id',
   name: 'name',
   tokenHash: 'tokenHash',
   prefix: 'prefix',
   role: 'role',
+  userId: 'userId',
   createdAt: 'createdAt',
   expiresAt: 'expiresAt',
   revokedAt: 'revokedAt'

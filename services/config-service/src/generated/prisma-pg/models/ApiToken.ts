@@ -30,6 +30,7 @@ export type ApiTokenMinAggregateOutputType = {
   tokenHash: string | null
   prefix: string | null
   role: string | null
+  userId: string | null
   createdAt: Date | null
   expiresAt: Date | null
   revokedAt: Date | null
@@ -41,6 +42,7 @@ export type ApiTokenMaxAggregateOutputType = {
   tokenHash: string | null
   prefix: string | null
   role: string | null
+  userId: string | null
   createdAt: Date | null
   expiresAt: Date | null
   revokedAt: Date | null
@@ -52,6 +54,7 @@ export type ApiTokenCountAggregateOutputType = {
   tokenHash: number
   prefix: number
   role: number
+  userId: number
   createdAt: number
   expiresAt: number
   revokedAt: number
@@ -65,6 +68,7 @@ export type ApiTokenMinAggregateInputType = {
   tokenHash?: true
   prefix?: true
   role?: true
+  userId?: true
   createdAt?: true
   expiresAt?: true
   revokedAt?: true
@@ -76,6 +80,7 @@ export type ApiTokenMaxAggregateInputType = {
   tokenHash?: true
   prefix?: true
   role?: true
+  userId?: true
   createdAt?: true
   expiresAt?: true
   revokedAt?: true
@@ -87,6 +92,7 @@ export type ApiTokenCountAggregateInputType = {
   tokenHash?: true
   prefix?: true
   role?: true
+  userId?: true
   createdAt?: true
   expiresAt?: true
   revokedAt?: true
@@ -171,6 +177,7 @@ export type ApiTokenGroupByOutputType = {
   tokenHash: string
   prefix: string
   role: string
+  userId: string | null
   createdAt: Date
   expiresAt: Date | null
   revokedAt: Date | null
@@ -203,9 +210,11 @@ export type ApiTokenWhereInput = {
   tokenHash?: Prisma.StringFilter<"ApiToken"> | string
   prefix?: Prisma.StringFilter<"ApiToken"> | string
   role?: Prisma.StringFilter<"ApiToken"> | string
+  userId?: Prisma.StringNullableFilter<"ApiToken"> | string | null
   createdAt?: Prisma.DateTimeFilter<"ApiToken"> | Date | string
   expiresAt?: Prisma.DateTimeNullableFilter<"ApiToken"> | Date | string | null
   revokedAt?: Prisma.DateTimeNullableFilter<"ApiToken"> | Date | string | null
+  user?: Prisma.XOR<Prisma.UserNullableScalarRelationFilter, Prisma.UserWhereInput> | null
 }
 
 export type ApiTokenOrderByWithRelationInput = {
@@ -214,9 +223,11 @@ export type ApiTokenOrderByWithRelationInput = {
   tokenHash?: Prisma.SortOrder
   prefix?: Prisma.SortOrder
   role?: Prisma.SortOrder
+  userId?: Prisma.SortOrderInput | Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrderInput | Prisma.SortOrder
   revokedAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  user?: Prisma.UserOrderByWithRelationInput
 }
 
 export type ApiTokenWhereUniqueInput = Prisma.AtLeast<{
@@ -228,9 +239,11 @@ export type ApiTokenWhereUniqueInput = Prisma.AtLeast<{
   name?: Prisma.StringFilter<"ApiToken"> | string
   prefix?: Prisma.StringFilter<"ApiToken"> | string
   role?: Prisma.StringFilter<"ApiToken"> | string
+  userId?: Prisma.StringNullableFilter<"ApiToken"> | string | null
   createdAt?: Prisma.DateTimeFilter<"ApiToken"> | Date | string
   expiresAt?: Prisma.DateTimeNullableFilter<"ApiToken"> | Date | string | null
   revokedAt?: Prisma.DateTimeNullableFilter<"ApiToken"> | Date | string | null
+  user?: Prisma.XOR<Prisma.UserNullableScalarRelationFilter, Prisma.UserWhereInput> | null
 }, "id" | "tokenHash">
 
 export type ApiTokenOrderByWithAggregationInput = {
@@ -239,6 +252,7 @@ export type ApiTokenOrderByWithAggregationInput = {
   tokenHash?: Prisma.SortOrder
   prefix?: Prisma.SortOrder
   role?: Prisma.SortOrder
+  userId?: Prisma.SortOrderInput | Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrderInput | Prisma.SortOrder
   revokedAt?: Prisma.SortOrderInput | Prisma.SortOrder
@@ -256,6 +270,7 @@ export type ApiTokenScalarWhereWithAggregatesInput = {
   tokenHash?: Prisma.StringWithAggregatesFilter<"ApiToken"> | string
   prefix?: Prisma.StringWithAggregatesFilter<"ApiToken"> | string
   role?: Prisma.StringWithAggregatesFilter<"ApiToken"> | string
+  userId?: Prisma.StringNullableWithAggregatesFilter<"ApiToken"> | string | null
   createdAt?: Prisma.DateTimeWithAggregatesFilter<"ApiToken"> | Date | string
   expiresAt?: Prisma.DateTimeNullableWithAggregatesFilter<"ApiToken"> | Date | string | null
   revokedAt?: Prisma.DateTimeNullableWithAggregatesFilter<"ApiToken"> | Date | string | null
@@ -270,6 +285,7 @@ export type ApiTokenCreateInput = {
   createdAt?: Date | string
   expiresAt?: Date | string | null
   revokedAt?: Date | string | null
+  user?: Prisma.UserCreateNestedOneWithoutTokensInput
 }
 
 export type ApiTokenUncheckedCreateInput = {
@@ -278,6 +294,7 @@ export type ApiTokenUncheckedCreateInput = {
   tokenHash: string
   prefix: string
   role: string
+  userId?: string | null
   createdAt?: Date | string
   expiresAt?: Date | string | null
   revokedAt?: Date | string | null
@@ -292,6 +309,7 @@ export type ApiTokenUpdateInput = {
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  user?: Prisma.UserUpdateOneWithoutTokensNestedInput
 }
 
 export type ApiTokenUncheckedUpdateInput = {
@@ -300,6 +318,7 @@ export type ApiTokenUncheckedUpdateInput = {
   tokenHash?: Prisma.StringFieldUpdateOperationsInput | string
   prefix?: Prisma.StringFieldUpdateOperationsInput | string
   role?: Prisma.StringFieldUpdateOperationsInput | string
+  userId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -311,6 +330,7 @@ export type ApiTokenCreateManyInput = {
   tokenHash: string
   prefix: string
   role: string
+  userId?: string | null
   createdAt?: Date | string
   expiresAt?: Date | string | null
   revokedAt?: Date | string | null
@@ -333,9 +353,20 @@ export type ApiTokenUncheckedUpdateManyInput = {
   tokenHash?: Prisma.StringFieldUpdateOperationsInput | string
   prefix?: Prisma.StringFieldUpdateOperationsInput | string
   role?: Prisma.StringFieldUpdateOperationsInput | string
+  userId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+}
+
+export type ApiTokenListRelationFilter = {
+  every?: Prisma.ApiTokenWhereInput
+  some?: Prisma.ApiTokenWhereInput
+  none?: Prisma.ApiTokenWhereInput
+}
+
+export type ApiTokenOrderByRelationAggregateInput = {
+  _count?: Prisma.SortOrder
 }
 
 export type ApiTokenCountOrderByAggregateInput = {
@@ -344,6 +375,7 @@ export type ApiTokenCountOrderByAggregateInput = {
   tokenHash?: Prisma.SortOrder
   prefix?: Prisma.SortOrder
   role?: Prisma.SortOrder
+  userId?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
   revokedAt?: Prisma.SortOrder
@@ -355,6 +387,7 @@ export type ApiTokenMaxOrderByAggregateInput = {
   tokenHash?: Prisma.SortOrder
   prefix?: Prisma.SortOrder
   role?: Prisma.SortOrder
+  userId?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
   revokedAt?: Prisma.SortOrder
@@ -366,13 +399,163 @@ export type ApiTokenMinOrderByAggregateInput = {
   tokenHash?: Prisma.SortOrder
   prefix?: Prisma.SortOrder
   role?: Prisma.SortOrder
+  userId?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
   revokedAt?: Prisma.SortOrder
 }
 
+export type ApiTokenCreateNestedManyWithoutUserInput = {
+  create?: Prisma.XOR<Prisma.ApiTokenCreateWithoutUserInput, Prisma.ApiTokenUncheckedCreateWithoutUserInput> | Prisma.ApiTokenCreateWithoutUserInput[] | Prisma.ApiTokenUncheckedCreateWithoutUserInput[]
+  connectOrCreate?: Prisma.ApiTokenCreateOrConnectWithoutUserInput | Prisma.ApiTokenCreateOrConnectWithoutUserInput[]
+  createMany?: Prisma.ApiTokenCreateManyUserInputEnvelope
+  connect?: Prisma.ApiTokenWhereUniqueInput | Prisma.ApiTokenWhereUniqueInput[]
+}
+
+export type ApiTokenUncheckedCreateNestedManyWithoutUserInput = {
+  create?: Prisma.XOR<Prisma.ApiTokenCreateWithoutUserInput, Prisma.ApiTokenUncheckedCreateWithoutUserInput> | Prisma.ApiTokenCreateWithoutUserInput[] | Prisma.ApiTokenUncheckedCreateWithoutUserInput[]
+  connectOrCreate?: Prisma.ApiTokenCreateOrConnectWithoutUserInput | Prisma.ApiTokenCreateOrConnectWithoutUserInput[]
+  createMany?: Prisma.ApiTokenCreateManyUserInputEnvelope
+  connect?: Prisma.ApiTokenWhereUniqueInput | Prisma.ApiTokenWhereUniqueInput[]
+}
+
+export type ApiTokenUpdateManyWithoutUserNestedInput = {
+  create?: Prisma.XOR<Prisma.ApiTokenCreateWithoutUserInput, Prisma.ApiTokenUncheckedCreateWithoutUserInput> | Prisma.ApiTokenCreateWithoutUserInput[] | Prisma.ApiTokenUncheckedCreateWithoutUserInput[]
+  connectOrCreate?: Prisma.ApiTokenCreateOrConnectWithoutUserInput | Prisma.ApiTokenCreateOrConnectWithoutUserInput[]
+  upsert?: Prisma.ApiTokenUpsertWithWhereUniqueWithoutUserInput | Prisma.ApiTokenUpsertWithWhereUniqueWithoutUserInput[]
+  createMany?: Prisma.ApiTokenCreateManyUserInputEnvelope
+  set?: Prisma.ApiTokenWhereUniqueInput | Prisma.ApiTokenWhereUniqueInput[]
+  disconnect?: Prisma.ApiTokenWhereUniqueInput | Prisma.ApiTokenWhereUniqueInput[]
+  delete?: Prisma.ApiTokenWhereUniqueInput | Prisma.ApiTokenWhereUniqueInput[]
+  connect?: Prisma.ApiTokenWhereUniqueInput | Prisma.ApiTokenWhereUniqueInput[]
+  update?: Prisma.ApiTokenUpdateWithWhereUniqueWithoutUserInput | Prisma.ApiTokenUpdateWithWhereUniqueWithoutUserInput[]
+  updateMany?: Prisma.ApiTokenUpdateManyWithWhereWithoutUserInput | Prisma.ApiTokenUpdateManyWithWhereWithoutUserInput[]
+  deleteMany?: Prisma.ApiTokenScalarWhereInput | Prisma.ApiTokenScalarWhereInput[]
+}
+
+export type ApiTokenUncheckedUpdateManyWithoutUserNestedInput = {
+  create?: Prisma.XOR<Prisma.ApiTokenCreateWithoutUserInput, Prisma.ApiTokenUncheckedCreateWithoutUserInput> | Prisma.ApiTokenCreateWithoutUserInput[] | Prisma.ApiTokenUncheckedCreateWithoutUserInput[]
+  connectOrCreate?: Prisma.ApiTokenCreateOrConnectWithoutUserInput | Prisma.ApiTokenCreateOrConnectWithoutUserInput[]
+  upsert?: Prisma.ApiTokenUpsertWithWhereUniqueWithoutUserInput | Prisma.ApiTokenUpsertWithWhereUniqueWithoutUserInput[]
+  createMany?: Prisma.ApiTokenCreateManyUserInputEnvelope
+  set?: Prisma.ApiTokenWhereUniqueInput | Prisma.ApiTokenWhereUniqueInput[]
+  disconnect?: Prisma.ApiTokenWhereUniqueInput | Prisma.ApiTokenWhereUniqueInput[]
+  delete?: Prisma.ApiTokenWhereUniqueInput | Prisma.ApiTokenWhereUniqueInput[]
+  connect?: Prisma.ApiTokenWhereUniqueInput | Prisma.ApiTokenWhereUniqueInput[]
+  update?: Prisma.ApiTokenUpdateWithWhereUniqueWithoutUserInput | Prisma.ApiTokenUpdateWithWhereUniqueWithoutUserInput[]
+  updateMany?: Prisma.ApiTokenUpdateManyWithWhereWithoutUserInput | Prisma.ApiTokenUpdateManyWithWhereWithoutUserInput[]
+  deleteMany?: Prisma.ApiTokenScalarWhereInput | Prisma.ApiTokenScalarWhereInput[]
+}
+
 export type NullableDateTimeFieldUpdateOperationsInput = {
   set?: Date | string | null
+}
+
+export type ApiTokenCreateWithoutUserInput = {
+  id: string
+  name: string
+  tokenHash: string
+  prefix: string
+  role: string
+  createdAt?: Date | string
+  expiresAt?: Date | string | null
+  revokedAt?: Date | string | null
+}
+
+export type ApiTokenUncheckedCreateWithoutUserInput = {
+  id: string
+  name: string
+  tokenHash: string
+  prefix: string
+  role: string
+  createdAt?: Date | string
+  expiresAt?: Date | string | null
+  revokedAt?: Date | string | null
+}
+
+export type ApiTokenCreateOrConnectWithoutUserInput = {
+  where: Prisma.ApiTokenWhereUniqueInput
+  create: Prisma.XOR<Prisma.ApiTokenCreateWithoutUserInput, Prisma.ApiTokenUncheckedCreateWithoutUserInput>
+}
+
+export type ApiTokenCreateManyUserInputEnvelope = {
+  data: Prisma.ApiTokenCreateManyUserInput | Prisma.ApiTokenCreateManyUserInput[]
+  skipDuplicates?: boolean
+}
+
+export type ApiTokenUpsertWithWhereUniqueWithoutUserInput = {
+  where: Prisma.ApiTokenWhereUniqueInput
+  update: Prisma.XOR<Prisma.ApiTokenUpdateWithoutUserInput, Prisma.ApiTokenUncheckedUpdateWithoutUserInput>
+  create: Prisma.XOR<Prisma.ApiTokenCreateWithoutUserInput, Prisma.ApiTokenUncheckedCreateWithoutUserInput>
+}
+
+export type ApiTokenUpdateWithWhereUniqueWithoutUserInput = {
+  where: Prisma.ApiTokenWhereUniqueInput
+  data: Prisma.XOR<Prisma.ApiTokenUpdateWithoutUserInput, Prisma.ApiTokenUncheckedUpdateWithoutUserInput>
+}
+
+export type ApiTokenUpdateManyWithWhereWithoutUserInput = {
+  where: Prisma.ApiTokenScalarWhereInput
+  data: Prisma.XOR<Prisma.ApiTokenUpdateManyMutationInput, Prisma.ApiTokenUncheckedUpdateManyWithoutUserInput>
+}
+
+export type ApiTokenScalarWhereInput = {
+  AND?: Prisma.ApiTokenScalarWhereInput | Prisma.ApiTokenScalarWhereInput[]
+  OR?: Prisma.ApiTokenScalarWhereInput[]
+  NOT?: Prisma.ApiTokenScalarWhereInput | Prisma.ApiTokenScalarWhereInput[]
+  id?: Prisma.StringFilter<"ApiToken"> | string
+  name?: Prisma.StringFilter<"ApiToken"> | string
+  tokenHash?: Prisma.StringFilter<"ApiToken"> | string
+  prefix?: Prisma.StringFilter<"ApiToken"> | string
+  role?: Prisma.StringFilter<"ApiToken"> | string
+  userId?: Prisma.StringNullableFilter<"ApiToken"> | string | null
+  createdAt?: Prisma.DateTimeFilter<"ApiToken"> | Date | string
+  expiresAt?: Prisma.DateTimeNullableFilter<"ApiToken"> | Date | string | null
+  revokedAt?: Prisma.DateTimeNullableFilter<"ApiToken"> | Date | string | null
+}
+
+export type ApiTokenCreateManyUserInput = {
+  id: string
+  name: string
+  tokenHash: string
+  prefix: string
+  role: string
+  createdAt?: Date | string
+  expiresAt?: Date | string | null
+  revokedAt?: Date | string | null
+}
+
+export type ApiTokenUpdateWithoutUserInput = {
+  id?: Prisma.StringFieldUpdateOperationsInput | string
+  name?: Prisma.StringFieldUpdateOperationsInput | string
+  tokenHash?: Prisma.StringFieldUpdateOperationsInput | string
+  prefix?: Prisma.StringFieldUpdateOperationsInput | string
+  role?: Prisma.StringFieldUpdateOperationsInput | string
+  createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  expiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+}
+
+export type ApiTokenUncheckedUpdateWithoutUserInput = {
+  id?: Prisma.StringFieldUpdateOperationsInput | string
+  name?: Prisma.StringFieldUpdateOperationsInput | string
+  tokenHash?: Prisma.StringFieldUpdateOperationsInput | string
+  prefix?: Prisma.StringFieldUpdateOperationsInput | string
+  role?: Prisma.StringFieldUpdateOperationsInput | string
+  createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  expiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+}
+
+export type ApiTokenUncheckedUpdateManyWithoutUserInput = {
+  id?: Prisma.StringFieldUpdateOperationsInput | string
+  name?: Prisma.StringFieldUpdateOperationsInput | string
+  tokenHash?: Prisma.StringFieldUpdateOperationsInput | string
+  prefix?: Prisma.StringFieldUpdateOperationsInput | string
+  role?: Prisma.StringFieldUpdateOperationsInput | string
+  createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  expiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 
@@ -383,9 +566,11 @@ export type ApiTokenSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs
   tokenHash?: boolean
   prefix?: boolean
   role?: boolean
+  userId?: boolean
   createdAt?: boolean
   expiresAt?: boolean
   revokedAt?: boolean
+  user?: boolean | Prisma.ApiToken$userArgs<ExtArgs>
 }, ExtArgs["result"]["apiToken"]>
 
 export type ApiTokenSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetSelect<{
@@ -394,9 +579,11 @@ export type ApiTokenSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Exte
   tokenHash?: boolean
   prefix?: boolean
   role?: boolean
+  userId?: boolean
   createdAt?: boolean
   expiresAt?: boolean
   revokedAt?: boolean
+  user?: boolean | Prisma.ApiToken$userArgs<ExtArgs>
 }, ExtArgs["result"]["apiToken"]>
 
 export type ApiTokenSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetSelect<{
@@ -405,9 +592,11 @@ export type ApiTokenSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Exte
   tokenHash?: boolean
   prefix?: boolean
   role?: boolean
+  userId?: boolean
   createdAt?: boolean
   expiresAt?: boolean
   revokedAt?: boolean
+  user?: boolean | Prisma.ApiToken$userArgs<ExtArgs>
 }, ExtArgs["result"]["apiToken"]>
 
 export type ApiTokenSelectScalar = {
@@ -416,22 +605,35 @@ export type ApiTokenSelectScalar = {
   tokenHash?: boolean
   prefix?: boolean
   role?: boolean
+  userId?: boolean
   createdAt?: boolean
   expiresAt?: boolean
   revokedAt?: boolean
 }
 
-export type ApiTokenOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "name" | "tokenHash" | "prefix" | "role" | "createdAt" | "expiresAt" | "revokedAt", ExtArgs["result"]["apiToken"]>
+export type ApiTokenOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "name" | "tokenHash" | "prefix" | "role" | "userId" | "createdAt" | "expiresAt" | "revokedAt", ExtArgs["result"]["apiToken"]>
+export type ApiTokenInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  user?: boolean | Prisma.ApiToken$userArgs<ExtArgs>
+}
+export type ApiTokenIncludeCreateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  user?: boolean | Prisma.ApiToken$userArgs<ExtArgs>
+}
+export type ApiTokenIncludeUpdateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  user?: boolean | Prisma.ApiToken$userArgs<ExtArgs>
+}
 
 export type $ApiTokenPayload<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   name: "ApiToken"
-  objects: {}
+  objects: {
+    user: Prisma.$UserPayload<ExtArgs> | null
+  }
   scalars: runtime.Types.Extensions.GetPayloadResult<{
     id: string
     name: string
     tokenHash: string
     prefix: string
     role: string
+    userId: string | null
     createdAt: Date
     expiresAt: Date | null
     revokedAt: Date | null
@@ -829,6 +1031,7 @@ readonly fields: ApiTokenFieldRefs;
  */
 export interface Prisma__ApiTokenClient<T, Null = never, ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs, GlobalOmitOptions = {}> extends Prisma.PrismaPromise<T> {
   readonly [Symbol.toStringTag]: "PrismaPromise"
+  user<T extends Prisma.ApiToken$userArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.ApiToken$userArgs<ExtArgs>>): Prisma.Prisma__UserClient<runtime.Types.Result.GetResult<Prisma.$UserPayload<ExtArgs>, T, "findUniqueOrThrow", GlobalOmitOptions> | null, null, ExtArgs, GlobalOmitOptions>
   /**
    * Attaches callbacks for the resolution and/or rejection of the Promise.
    * @param onfulfilled The callback to execute when the Promise is resolved.
@@ -863,6 +1066,7 @@ export interface ApiTokenFieldRefs {
   readonly tokenHash: Prisma.FieldRef<"ApiToken", 'String'>
   readonly prefix: Prisma.FieldRef<"ApiToken", 'String'>
   readonly role: Prisma.FieldRef<"ApiToken", 'String'>
+  readonly userId: Prisma.FieldRef<"ApiToken", 'String'>
   readonly createdAt: Prisma.FieldRef<"ApiToken", 'DateTime'>
   readonly expiresAt: Prisma.FieldRef<"ApiToken", 'DateTime'>
   readonly revokedAt: Prisma.FieldRef<"ApiToken", 'DateTime'>
@@ -883,6 +1087,10 @@ export type ApiTokenFindUniqueArgs<ExtArgs extends runtime.Types.Extensions.Inte
    */
   omit?: Prisma.ApiTokenOmit<ExtArgs> | null
   /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.ApiTokenInclude<ExtArgs> | null
+  /**
    * Filter, which ApiToken to fetch.
    */
   where: Prisma.ApiTokenWhereUniqueInput
@@ -901,6 +1109,10 @@ export type ApiTokenFindUniqueOrThrowArgs<ExtArgs extends runtime.Types.Extensio
    */
   omit?: Prisma.ApiTokenOmit<ExtArgs> | null
   /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.ApiTokenInclude<ExtArgs> | null
+  /**
    * Filter, which ApiToken to fetch.
    */
   where: Prisma.ApiTokenWhereUniqueInput
@@ -918,6 +1130,10 @@ export type ApiTokenFindFirstArgs<ExtArgs extends runtime.Types.Extensions.Inter
    * Omit specific fields from the ApiToken
    */
   omit?: Prisma.ApiTokenOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.ApiTokenInclude<ExtArgs> | null
   /**
    * Filter, which ApiToken to fetch.
    */
@@ -967,6 +1183,10 @@ export type ApiTokenFindFirstOrThrowArgs<ExtArgs extends runtime.Types.Extension
    */
   omit?: Prisma.ApiTokenOmit<ExtArgs> | null
   /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.ApiTokenInclude<ExtArgs> | null
+  /**
    * Filter, which ApiToken to fetch.
    */
   where?: Prisma.ApiTokenWhereInput
@@ -1015,6 +1235,10 @@ export type ApiTokenFindManyArgs<ExtArgs extends runtime.Types.Extensions.Intern
    */
   omit?: Prisma.ApiTokenOmit<ExtArgs> | null
   /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.ApiTokenInclude<ExtArgs> | null
+  /**
    * Filter, which ApiTokens to fetch.
    */
   where?: Prisma.ApiTokenWhereInput
@@ -1058,6 +1282,10 @@ export type ApiTokenCreateArgs<ExtArgs extends runtime.Types.Extensions.Internal
    */
   omit?: Prisma.ApiTokenOmit<ExtArgs> | null
   /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.ApiTokenInclude<ExtArgs> | null
+  /**
    * The data needed to create a ApiToken.
    */
   data: Prisma.XOR<Prisma.ApiTokenCreateInput, Prisma.ApiTokenUncheckedCreateInput>
@@ -1091,6 +1319,10 @@ export type ApiTokenCreateManyAndReturnArgs<ExtArgs extends runtime.Types.Extens
    */
   data: Prisma.ApiTokenCreateManyInput | Prisma.ApiTokenCreateManyInput[]
   skipDuplicates?: boolean
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.ApiTokenIncludeCreateManyAndReturn<ExtArgs> | null
 }
 
 /**
@@ -1105,6 +1337,10 @@ export type ApiTokenUpdateArgs<ExtArgs extends runtime.Types.Extensions.Internal
    * Omit specific fields from the ApiToken
    */
   omit?: Prisma.ApiTokenOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.ApiTokenInclude<ExtArgs> | null
   /**
    * The data needed to update a ApiToken.
    */
@@ -1157,6 +1393,10 @@ export type ApiTokenUpdateManyAndReturnArgs<ExtArgs extends runtime.Types.Extens
    * Limit how many ApiTokens to update.
    */
   limit?: number
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.ApiTokenIncludeUpdateManyAndReturn<ExtArgs> | null
 }
 
 /**
@@ -1171,6 +1411,10 @@ export type ApiTokenUpsertArgs<ExtArgs extends runtime.Types.Extensions.Internal
    * Omit specific fields from the ApiToken
    */
   omit?: Prisma.ApiTokenOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.ApiTokenInclude<ExtArgs> | null
   /**
    * The filter to search for the ApiToken to update in case it exists.
    */
@@ -1198,6 +1442,10 @@ export type ApiTokenDeleteArgs<ExtArgs extends runtime.Types.Extensions.Internal
    */
   omit?: Prisma.ApiTokenOmit<ExtArgs> | null
   /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.ApiTokenInclude<ExtArgs> | null
+  /**
    * Filter which ApiToken to delete.
    */
   where: Prisma.ApiTokenWhereUniqueInput
@@ -1218,6 +1466,25 @@ export type ApiTokenDeleteManyArgs<ExtArgs extends runtime.Types.Extensions.Inte
 }
 
 /**
+ * ApiToken.user
+ */
+export type ApiToken$userArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  /**
+   * Select specific fields to fetch from the User
+   */
+  select?: Prisma.UserSelect<ExtArgs> | null
+  /**
+   * Omit specific fields from the User
+   */
+  omit?: Prisma.UserOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.UserInclude<ExtArgs> | null
+  where?: Prisma.UserWhereInput
+}
+
+/**
  * ApiToken without action
  */
 export type ApiTokenDefaultArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
@@ -1229,4 +1496,8 @@ export type ApiTokenDefaultArgs<ExtArgs extends runtime.Types.Extensions.Interna
    * Omit specific fields from the ApiToken
    */
   omit?: Prisma.ApiTokenOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.ApiTokenInclude<ExtArgs> | null
 }

@@ -1,0 +1,89 @@
+import { randomUUID } from "node:crypto";
+import bcrypt from "bcryptjs";
+import { Role, type User } from "@cpm/proto";
+import { alreadyExists, failedPrecondition, notFound, ValidationError } from "@cpm/core";
+import type { Db } from "./db.ts";
+
+const USERNAME = /^[A-Za-z0-9._@-]{3,64}$/;
+const MIN_PASSWORD = 12;
+
+export type RoleName = "admin" | "viewer";
+
+export function roleName(role: Role, field = "role"): RoleName {
+  if (role === Role.ROLE_ADMIN) return "admin";
+  if (role === Role.ROLE_VIEWER) return "viewer";
+  throw new ValidationError(field, "must be ROLE_ADMIN or ROLE_VIEWER");
+}
+
+export const roleProto = (r: string): Role => (r === "admin" ? Role.ROLE_ADMIN : Role.ROLE_VIEWER);
+
+async function hashPassword(password: string, field: string): Promise<string | null> {
+  if (!password) return null;
+  if (password.length < MIN_PASSWORD) throw new ValidationError(field, `must be at least ${MIN_PASSWORD} characters`);
+  if (password.length > 72) throw new ValidationError(field, "must be at most 72 characters (bcrypt's limit)");
+  return bcrypt.hash(password, 10);
+}
+
+type Row = { id: string; username: string; role: string; disabled: boolean; createdAt: Date; updatedAt: Date };
+const toProto = (r: Row): User => ({ id: r.id, username: r.username, role: roleProto(r.role), disabled: r.disabled, createdAt: r.createdAt, updatedAt: r.updatedAt });
+
+/**
+ * Users of this instance (never synced): admin users write, viewers only read. A user's
+ * role caps the role of its tokens; disabling a user stops its tokens at once.
+ */
+export class Users {
+  constructor(private readonly db: Db) {}
+
+  /** The user that owns the bootstrap token (CPM_ADMIN_TOKEN). */
+  async ensureAdmin(): Promise<string> {
+    const existing = await this.db.user.findUnique({ where: { username: "admin" } });
+    if (existing) return existing.id;
+    return (await this.db.user.create({ data: { id: randomUUID(), username: "admin", role: "admin" } })).id;
+  }
+
+  async create(username: string, role: Role, password: string): Promise<User> {
+    const u = username.trim();
+    if (!USERNAME.test(u)) throw new ValidationError("username", `"${username}" must be 3..64 letters, digits or . _ @ -`);
+    const r = roleName(role);
+    const passwordHash = await hashPassword(password, "password");
+    if (await this.db.user.findUnique({ where: { username: u } })) throw alreadyExists(`username: a user named "${u}" already exists`);
+    const now = new Date();
+    return toProto(await this.db.user.create({ data: { id: randomUUID(), username: u, role: r, passwordHash, createdAt: now, updatedAt: now } }));
+  }
+
+  async get(id: string): Promise<User> {
+    if (!id) throw new ValidationError("id", "is required");
+    const row = await this.db.user.findUnique({ where: { id } });
+    if (!row) throw notFound("user", id);
+    return toProto(row);
+  }
+
+  async list(): Promise<User[]> {
+    return (await this.db.user.findMany({ orderBy: { username: "asc" } })).map(toProto);
+  }
+
+  async update(id: string, role: Role, disabled: boolean, password: string, callerUserId: string | undefined): Promise<User> {
+    const current = await this.get(id);
+    const r = roleName(role);
+    if (id === callerUserId && (disabled || r !== "admin")) {
+      throw failedPrecondition("a user cannot disable or demote itself (ask another admin)");
+    }
+    if ((disabled || r !== "admin") && current.role === Role.ROLE_ADMIN) await this.keepOneAdmin(id);
+    const passwordHash = await hashPassword(password, "password");
+    const row = await this.db.user.update({ where: { id }, data: { role: r, disabled, updatedAt: new Date(), ...(passwordHash ? { passwordHash } : {}) } });
+    return toProto(row);
+  }
+
+  async delete(id: string, callerUserId: string | undefined): Promise<void> {
+    const current = await this.get(id);
+    if (id === callerUserId) throw failedPrecondition("a user cannot delete itself");
+    if (current.role === Role.ROLE_ADMIN) await this.keepOneAdmin(id);
+    await this.db.user.delete({ where: { id } });
+  }
+
+  /** Refuses a change that would leave no enabled admin. */
+  private async keepOneAdmin(exceptId: string): Promise<void> {
+    const others = await this.db.user.count({ where: { role: "admin", disabled: false, NOT: { id: exceptId } } });
+    if (others === 0) throw failedPrecondition("this is the last enabled admin user");
+  }
+}
