@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import pg from "pg";
+import { credentials, status } from "@grpc/grpc-js";
+import { AccountServiceClient, ConfigServiceClient, ProxyHost, Role } from "@cpm/proto";
+import { createLogger, SNAPSHOT_SCHEMA_VERSION, snapshotContentHash } from "@cpm/core";
+import { unary, type GrpcServer } from "@cpm/grpc-kit";
+import { openDatabase, type Db } from "./db.ts";
+import { createServer } from "./server.ts";
+import { ConfigStore } from "./store.ts";
+import { ApiTokens } from "./tokens.ts";
+
+/**
+ * The same service on PostgreSQL (adapter-pg, migrations applied by the service itself).
+ * Needs CPM_TEST_POSTGRES_URL: a server URL whose user may create databases; `.ci/run`
+ * installs and starts Debian's PostgreSQL and sets it.
+ */
+const BASE = process.env.CPM_TEST_POSTGRES_URL;
+const ADMIN = "postgres-test-admin-token-0123456789";
+const INTERNAL = "postgres-test-internal-token-0123456789";
+
+describe("config-service on PostgreSQL", { skip: BASE ? false : "CPM_TEST_POSTGRES_URL is not set: no PostgreSQL server to test against" }, () => {
+  const dbName = `cpm_test_${process.pid}_${Date.now()}`;
+  let url: string;
+  let db: Db;
+  let server: GrpcServer;
+  let config: ConfigServiceClient;
+  let account: AccountServiceClient;
+
+  const admin = async (sql: string) => {
+    const c = new pg.Client({ connectionString: BASE });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
+
+  before(async () => {
+    await admin(`CREATE DATABASE "${dbName}"`);
+    const u = new URL(BASE!);
+    u.pathname = `/${dbName}`;
+    url = u.toString();
+  });
+
+  after(async () => {
+    config?.close();
+    account?.close();
+    await server?.shutdown();
+    await db?.$disconnect();
+    await admin(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+  });
+
+  const start = async (mode: "standalone" | "slave") => {
+    const opened = await openDatabase(url);
+    db = opened.db;
+    const log = createLogger("test", "silent");
+    const store = new ConfigStore(db, log);
+    await store.init();
+    const tokens = new ApiTokens(db);
+    await tokens.ensure(ADMIN);
+    server = createServer({ store, tokens, mode, internalToken: INTERNAL, log });
+    const port = await server.listen("127.0.0.1:0");
+    config = new ConfigServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    account = new AccountServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    return opened.applied;
+  };
+
+  const stop = async () => {
+    config.close();
+    account.close();
+    await server.shutdown();
+    await db.$disconnect();
+  };
+
+  it("migrates, bumps one version per write, enforces unique domains, and keeps users", async () => {
+    const applied = await start("standalone");
+    assert.ok(applied.length >= 2, `migrations applied: ${applied.join(", ")}`);
+    const create = (name: string, domain: string) =>
+      unary(config.createProxyHost.bind(config), { proxyHost: ProxyHost.fromPartial({ name, domains: [domain], upstreams: ["127.0.0.1:8080"] }) }, ADMIN);
+    const a = await create("a", "a.pg.test");
+    assert.equal(a.configVersion, 1);
+    assert.equal((await create("b", "b.pg.test")).configVersion, 2);
+    await assert.rejects(create("c", "A.pg.test"), (e: { code: number; details: string }) => e.code === status.ALREADY_EXISTS && /a\.pg\.test/.test(e.details));
+    await unary(config.deleteProxyHost.bind(config), { id: a.proxyHost!.id }, ADMIN);
+    const info = await unary(config.getInstanceInfo.bind(config), {}, ADMIN);
+    assert.equal(info.version, 3);
+    const snap = (await unary(config.getSnapshot.bind(config), {}, ADMIN)).snapshot!;
+    assert.deepEqual(snap.proxyHosts.map((h) => h.name), ["b"]);
+    const u = await unary(account.createUser.bind(account), { username: "pg-viewer", role: Role.ROLE_VIEWER, password: "" }, ADMIN);
+    assert.equal(u.user!.username, "pg-viewer");
+    await stop();
+    // A restart on the same database applies no migration twice and keeps the version.
+    assert.deepEqual(await start("standalone"), []);
+    assert.equal((await unary(config.getInstanceInfo.bind(config), {}, ADMIN)).version, 3);
+    await stop();
+  });
+
+  it("applies a master's snapshot as a slave, idempotently, refusing older versions", async () => {
+    await start("slave");
+    const content = {
+      proxyHosts: [ProxyHost.fromPartial({ id: "h1", name: "from-master", domains: ["m.pg.test"], upstreams: ["127.0.0.1:9"], enabled: true })],
+      l4ProxyHosts: [],
+      certificates: [],
+      accessLists: [],
+    };
+    const base = (await unary(config.getSnapshot.bind(config), {}, ADMIN)).snapshot!;
+    const snapshot = { ...base, ...content, settings: base.settings, schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "master-pg", version: 10 };
+    snapshot.contentSha256 = snapshotContentHash(snapshot);
+    assert.deepEqual(await unary(config.applySnapshot.bind(config), { snapshot }, INTERNAL), { version: 10, changed: true });
+    assert.deepEqual(await unary(config.applySnapshot.bind(config), { snapshot }, INTERNAL), { version: 10, changed: false });
+    await assert.rejects(
+      unary(config.applySnapshot.bind(config), { snapshot: { ...snapshot, version: 9 } }, INTERNAL),
+      (e: { code: number }) => e.code === status.FAILED_PRECONDITION,
+    );
+    const hosts = (await unary(config.listProxyHosts.bind(config), {}, ADMIN)).proxyHosts;
+    assert.deepEqual(hosts.map((h) => h.name), ["from-master"]);
+    await stop();
+  });
+});
