@@ -364,7 +364,7 @@ describe("config-service (standalone)", () => {
       assert.deepEqual(await c.list(secret), [existing]);
       assert.deepEqual((await c.get(existing.id, secret)).proxyHost, existing);
       const who = await unary(h.account.whoAmI.bind(h.account), {}, secret);
-      assert.deepEqual(who, { tokenName: "reader", role: Role.ROLE_VIEWER });
+      assert.deepEqual({ tokenName: who.tokenName, role: who.role, username: who.username }, { tokenName: "reader", role: Role.ROLE_VIEWER, username: "admin" });
 
       await expectStatus(c.create(host("viewer-made", ["viewer.example.com"]), secret), status.PERMISSION_DENIED);
       await expectStatus(c.update({ ...existing, name: "renamed" }, secret), status.PERMISSION_DENIED);
@@ -391,7 +391,7 @@ describe("config-service (standalone)", () => {
       assert.equal(tokens[0]!.role, Role.ROLE_ADMIN);
       assert.equal(tokens[0]!.revoked, false);
       const who = await unary(h.account.whoAmI.bind(h.account), {}, ADMIN);
-      assert.deepEqual(who, { tokenName: "bootstrap", role: Role.ROLE_ADMIN });
+      assert.deepEqual({ tokenName: who.tokenName, role: who.role, username: who.username }, { tokenName: "bootstrap", role: Role.ROLE_ADMIN, username: "admin" });
     });
   });
 
@@ -514,7 +514,7 @@ function masterSnapshot(version: number, hosts: ProxyHost[] = [masterHost()]): S
     l4ProxyHosts: [],
     certificates: [],
     accessLists: [],
-    settings: { general: GeneralSettings.fromPartial({}), acme: AcmeSettings.fromPartial({}) },
+    settings: { general: GeneralSettings.fromPartial({}), acme: AcmeSettings.fromPartial({}), http: undefined },
   };
   return {
     schemaVersion: 1,
