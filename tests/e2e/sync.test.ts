@@ -226,6 +226,61 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
     }
   });
 
+  it("bounds snapshot size on both ends with an error naming CPM_SYNC_MAX_MESSAGE_BYTES, without a retry loop", async () => {
+    const plain = { INSTANCE_SYNC_ALLOW_HTTP: "true", INSTANCE_SYNC_TOKEN: TOKEN2 };
+    const small = await Instance.start({ name: "small-slave", mode: "slave", env: { ...plain, CPM_SYNC_MAX_MESSAGE_BYTES: String(64 * 1024) } });
+    others.push(small);
+    const big = await Instance.start({ name: "big-slave", mode: "slave", env: plain });
+    others.push(big);
+    const m = await Instance.start({
+      name: "size-master",
+      mode: "master",
+      env: {
+        INSTANCE_SYNC_ALLOW_HTTP: "true",
+        CPM_SYNC_MAX_MESSAGE_BYTES: String(128 * 1024),
+        INSTANCE_SLAVES: JSON.stringify([
+          { name: "small", url: `http://127.0.0.1:${small.ports.sync}`, token: TOKEN2 },
+          { name: "big", url: `http://127.0.0.1:${big.ports.sync}`, token: TOKEN2 },
+        ]),
+      },
+    });
+    others.push(m);
+    const status = async (name: string) => (await unary(m.dispatcher.getSyncStatus.bind(m.dispatcher), {}, m.adminToken)).slaves.find((s) => s.name === name)!;
+    // Each host carries 100 long domain names (about 7 KB in the snapshot).
+    const addHost = (i: number) =>
+      unary(
+        m.config.createProxyHost.bind(m.config),
+        {
+          proxyHost: ProxyHost.fromPartial({
+            name: `wide-${i}`,
+            domains: Array.from({ length: 100 }, (_, j) => `${"x".repeat(50)}-${j}.wide-${i}.test`),
+            upstreams: [`127.0.0.1:${up.port}`],
+          }),
+        },
+        m.adminToken,
+      );
+    let v = 0;
+    for (let i = 0; i < 12; i++) v = (await addHost(i)).configVersion; // ~85 KB: over the small slave's limit only
+    await waitFor(async () => (await status("big")).ackedVersion === v, "big slave acked");
+    const s1 = await waitFor(async () => {
+      const st = await status("small");
+      return /RESOURCE_EXHAUSTED/.test(st.lastError) ? st : undefined;
+    }, "the small slave refuses the oversized snapshot");
+    assert.match(s1.lastError, /CPM_SYNC_MAX_MESSAGE_BYTES/);
+    assert.notEqual(await small.version(), v, "the small slave did not apply it");
+    const sent = s1.snapshotsSent;
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal((await status("small")).snapshotsSent, sent, "an oversized snapshot is not resent in a loop");
+
+    for (let i = 12; i < 24; i++) v = (await addHost(i)).configVersion; // ~170 KB: over the master's own limit
+    const s2 = await waitFor(async () => {
+      const st = await status("big");
+      return st.lastNackedVersion === v ? st : undefined;
+    }, "the master refuses to send a snapshot over its limit");
+    assert.match(s2.lastError, /over the limit of 131072 \(CPM_SYNC_MAX_MESSAGE_BYTES\)/);
+    assert.notEqual(await big.version(), v);
+  });
+
   it("refuses an http:// slave unless INSTANCE_SYNC_ALLOW_HTTP=true, and syncs over plaintext with it", async () => {
     const slaves = JSON.stringify([{ name: "plain", url: "http://127.0.0.1:1", token: TOKEN1 }]);
     const refused = await runLauncher({ INSTANCE_MODE: "master", INSTANCE_SLAVES: slaves, CPM_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), "cpm-refused-")) });

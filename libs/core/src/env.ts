@@ -254,7 +254,7 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     configAddr: str(env, "CPM_CONFIG_ADDR") ?? dialable(apiListen),
     rendererAddr: str(env, "CPM_RENDERER_ADDR") ?? dialable(rendererListen),
     internalToken,
-    syncMaxMessageBytes: int(env, "CPM_SYNC_MAX_MESSAGE_BYTES", 64 * 1024 * 1024, 1024 * 1024, 1024 * 1024 * 1024),
+    syncMaxMessageBytes: int(env, "CPM_SYNC_MAX_MESSAGE_BYTES", 64 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
     syncAckTimeoutSeconds: int(env, "CPM_SYNC_ACK_TIMEOUT", 60, 1, 3600),
     reconcileIntervalMs: int(env, "CPM_RECONCILE_INTERVAL_MS", 2000, 100, 3_600_000),
     caddyBin: str(env, "CPM_CADDY_BIN"),

@@ -8,6 +8,12 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 
+/**
+ * Message limit between the services of one instance (snapshots travel whole). The sync
+ * stream between instances has its own, operator-set limit (CPM_SYNC_MAX_MESSAGE_BYTES).
+ */
+export const INTERNAL_MAX_MESSAGE_BYTES = 512 * 1024 * 1024;
+
 export interface ChannelOptions {
   /** Use TLS; verify against `caFile` or the system roots. */
   tls?: boolean;
@@ -21,7 +27,7 @@ export function channelCredentials(opts: ChannelOptions): ChannelCredentials {
 }
 
 export function clientOptions(opts: ChannelOptions): ClientOptions {
-  const max = opts.maxMessageBytes ?? 16 * 1024 * 1024;
+  const max = opts.maxMessageBytes ?? INTERNAL_MAX_MESSAGE_BYTES;
   return {
     "grpc.max_receive_message_length": max,
     "grpc.max_send_message_length": max,

@@ -19,6 +19,7 @@ import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "@cpm/core";
 import type { Principal } from "./auth.ts";
+import { INTERNAL_MAX_MESSAGE_BYTES } from "./client.ts";
 import { toServiceError } from "./errors.ts";
 
 /** What every handler gets besides its request. */
@@ -65,7 +66,7 @@ export class GrpcServer {
   private readonly serviceNames: string[] = [];
 
   constructor(private readonly opts: GrpcServerOptions) {
-    const max = opts.maxMessageBytes ?? 16 * 1024 * 1024;
+    const max = opts.maxMessageBytes ?? INTERNAL_MAX_MESSAGE_BYTES;
     this.server = new Server({
       "grpc.max_receive_message_length": max,
       "grpc.max_send_message_length": max,

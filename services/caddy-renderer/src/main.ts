@@ -1,6 +1,8 @@
+import path from "node:path";
 import { caddyAdminBlock, ConfigError, createLogger, loadConfig } from "@cpm/core";
 import { ConfigClient, remoteAuthenticator } from "@cpm/grpc-kit";
 import { CaddyAdmin } from "./caddy.ts";
+import { probeLayer4 } from "./probe.ts";
 import { Reconciler } from "./reconciler.ts";
 import { createServer } from "./server.ts";
 
@@ -8,11 +10,13 @@ import { createServer } from "./server.ts";
 async function main() {
   const cfg = loadConfig();
   const log = createLogger("caddy-renderer", cfg.logLevel);
-  const config = new ConfigClient(cfg.configAddr, cfg.internalToken, cfg.syncMaxMessageBytes);
+  const config = new ConfigClient(cfg.configAddr, cfg.internalToken);
   const caddy = new CaddyAdmin(cfg.caddyApiUrl);
-  const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: cfg.caddyHasLayer4 ?? false };
+  const layer4 = await probeLayer4({ configured: cfg.caddyHasLayer4, caddyBin: cfg.caddyBin });
+  log.info({ layer4: layer4.layer4, reason: layer4.reason }, "layer4 (caddy-l4) support");
+  const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: layer4.layer4, tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls") };
   const reconciler = new Reconciler(config, caddy, renderOptions, log, cfg.reconcileIntervalMs);
-  const server = createServer({ reconciler, renderOptions, authenticate: remoteAuthenticator(config, cfg.internalToken), log, maxMessageBytes: cfg.syncMaxMessageBytes });
+  const server = createServer({ reconciler, renderOptions, authenticate: remoteAuthenticator(config, cfg.internalToken), log });
   const port = await server.listen(cfg.rendererListen);
   log.info({ listen: cfg.rendererListen, port, caddy: cfg.caddyApiUrl, config: cfg.configAddr }, "caddy-renderer ready");
 

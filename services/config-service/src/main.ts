@@ -14,7 +14,7 @@ async function main() {
   const info = await store.init();
   const tokens = new ApiTokens(db);
   if (cfg.adminToken) await tokens.ensure(cfg.adminToken);
-  const server = createServer({ store, tokens, mode: cfg.mode, internalToken: cfg.internalToken, log, maxMessageBytes: cfg.syncMaxMessageBytes });
+  const server = createServer({ store, tokens, mode: cfg.mode, internalToken: cfg.internalToken, log });
   const port = await server.listen(cfg.apiListen);
   log.info({ listen: cfg.apiListen, port, mode: cfg.mode, instanceId: info.instanceId, version: info.version, dialect }, "config-service ready");
 

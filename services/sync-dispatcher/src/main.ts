@@ -8,7 +8,7 @@ async function main() {
   const cfg = loadConfig();
   if (cfg.mode !== "master") throw new ConfigError("INSTANCE_MODE", `sync-dispatcher runs only on a master (INSTANCE_MODE=master), not "${cfg.mode}"`);
   const log = createLogger("sync-dispatcher", cfg.logLevel);
-  const config = new ConfigClient(cfg.configAddr, cfg.internalToken, cfg.syncMaxMessageBytes);
+  const config = new ConfigClient(cfg.configAddr, cfg.internalToken);
   const dispatcher = new Dispatcher(
     config,
     cfg.slaves,

@@ -28,6 +28,8 @@ export class SlaveLink {
   private inFlight: { version: number; contentSha256: string; timer: NodeJS.Timeout } | undefined;
   private acked: { version: number; contentSha256: string; configSha256: string; at: Date } | undefined;
   private nacked: { version: number; contentSha256: string } | undefined;
+  /** A state too large to send (here or at the slave): not retried, even on reconnect, until it changes. */
+  private tooLarge: { version: number; contentSha256: string } | undefined;
   private force = false;
   private lastError: { message: string; at: Date } | undefined;
   private consecutiveFailures = 0;
@@ -83,8 +85,14 @@ export class SlaveLink {
         this.stream = undefined;
         const wasConnected = this.connected;
         this.connected = false;
-        if (this.inFlight) clearTimeout(this.inFlight.timer);
+        const sent = this.inFlight;
+        if (sent) clearTimeout(sent.timer);
         this.inFlight = undefined;
+        if (sent && err?.code === 8) {
+          // RESOURCE_EXHAUSTED: the slave's limit is below this snapshot.
+          this.tooLarge = { version: sent.version, contentSha256: sent.contentSha256 };
+          this.nacked = this.tooLarge;
+        }
         if (!this.stopped.signal.aborted) {
           const message = err ? describeError(err) : "stream closed by the slave";
           this.fail(message);
@@ -142,7 +150,8 @@ export class SlaveLink {
     if (want.version === 0) return;
     const upToDate = this.acked?.version === want.version && this.acked.contentSha256 === want.contentSha256;
     const refused = this.nacked?.version === want.version && this.nacked.contentSha256 === want.contentSha256;
-    if (!this.force && (upToDate || refused)) return;
+    const oversized = this.tooLarge?.version === want.version && this.tooLarge.contentSha256 === want.contentSha256;
+    if (oversized || (!this.force && (upToDate || refused))) return;
     this.pumping = true;
     try {
       const { snapshot, bytes } = await this.snapshots.get(`${want.version}:${want.contentSha256}`);
@@ -150,6 +159,7 @@ export class SlaveLink {
       this.force = false;
       if (bytes > this.opts.maxMessageBytes) {
         this.nacked = { version: snapshot.version, contentSha256: snapshot.contentSha256 };
+        this.tooLarge = this.nacked;
         this.fail(`snapshot v${snapshot.version} is ${bytes} bytes, over the limit of ${this.opts.maxMessageBytes} (CPM_SYNC_MAX_MESSAGE_BYTES)`);
         this.log.error({ version: snapshot.version, bytes }, "snapshot too large to send");
         return;
@@ -204,5 +214,6 @@ function describeError(err: Error & { code?: number; details?: string }): string
   const names: Record<number, string> = { 1: "CANCELLED", 4: "DEADLINE_EXCEEDED", 8: "RESOURCE_EXHAUSTED", 14: "UNAVAILABLE", 16: "UNAUTHENTICATED", 7: "PERMISSION_DENIED", 13: "INTERNAL", 12: "UNIMPLEMENTED" };
   const name = err.code !== undefined ? (names[err.code] ?? `code ${err.code}`) : "error";
   if (err.code === 16) return `UNAUTHENTICATED: the slave refused the sync token (${err.details ?? err.message})`;
+  if (err.code === 8) return `RESOURCE_EXHAUSTED: the slave refused the snapshot as too large (${err.details ?? err.message}); raise CPM_SYNC_MAX_MESSAGE_BYTES on the slave`;
   return `${name}: ${err.details ?? err.message}`;
 }

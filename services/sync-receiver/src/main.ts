@@ -19,8 +19,8 @@ async function main() {
     throw new ConfigError("CPM_SYNC_TLS_CERT", "a slave serves sync over TLS: set CPM_SYNC_TLS_CERT and CPM_SYNC_TLS_KEY (or INSTANCE_SYNC_ALLOW_HTTP=true on an isolated network)");
   }
   const log = createLogger("sync-receiver", cfg.logLevel);
-  const config = new ConfigClient(cfg.configAddr, cfg.internalToken, cfg.syncMaxMessageBytes);
-  const renderer = new RendererClient(cfg.rendererAddr, cfg.internalToken, cfg.syncMaxMessageBytes);
+  const config = new ConfigClient(cfg.configAddr, cfg.internalToken);
+  const renderer = new RendererClient(cfg.rendererAddr, cfg.internalToken);
   const applier = new SnapshotApplier(config, renderer, log, cfg.syncAckTimeoutSeconds * 1000);
   void applier.refresh().catch(() => undefined);
   const server = createServer({ applier, syncToken, log, maxMessageBytes: cfg.syncMaxMessageBytes });

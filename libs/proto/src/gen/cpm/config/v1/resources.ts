@@ -358,7 +358,21 @@ export interface Certificate {
   privateKeyPem: string;
   autoRenew: boolean;
   createdAt: Date | undefined;
-  updatedAt: Date | undefined;
+  updatedAt:
+    | Date
+    | undefined;
+  /**
+   * Read only (imported certificates): filled by the server from the leaf certificate;
+   * whatever a client sends here is ignored. Empty for managed certificates (Caddy obtains them).
+   */
+  notBefore: Date | undefined;
+  expiresAt:
+    | Date
+    | undefined;
+  /** SHA-256 of the leaf certificate's DER, lower-case hex without separators. */
+  fingerprintSha256: string;
+  /** The leaf certificate's issuer distinguished name. */
+  issuer: string;
 }
 
 export interface BasicAuthUser {
@@ -379,7 +393,14 @@ export interface AccessList {
   deny: string[];
   satisfy: AccessListSatisfy;
   createdAt: Date | undefined;
-  updatedAt: Date | undefined;
+  updatedAt:
+    | Date
+    | undefined;
+  /**
+   * Forward the client's Authorization header to the upstream. Off by default: when the
+   * list has users, the credentials are for the proxy and are removed before proxying.
+   */
+  passAuth: boolean;
 }
 
 export interface GeneralSettings {
@@ -394,10 +415,36 @@ export interface AcmeSettings {
   caRootPem: string;
 }
 
+/** Defaults for how every proxy host proxies HTTP. */
+export interface HttpSettings {
+  /**
+   * max-age (seconds) of the Strict-Transport-Security header sent by hosts with
+   * hsts_enabled. Unset means 31536000 (one year); 0 tells browsers to drop the policy.
+   * At most 63072000 (two years).
+   */
+  hstsMaxAgeSeconds?:
+    | number
+    | undefined;
+  /**
+   * How long Caddy waits to connect to an upstream; 0 means Caddy's default (3 s).
+   * At most 300.
+   */
+  upstreamDialTimeoutSeconds: number;
+  /**
+   * How long Caddy waits for an upstream's response headers after sending the request;
+   * 0 means Caddy's default (no limit). At most 3600.
+   */
+  upstreamResponseHeaderTimeoutSeconds: number;
+}
+
 /** Synced settings. Instance-local settings (ports, tokens) live in the environment, not here. */
 export interface Settings {
   general: GeneralSettings | undefined;
-  acme: AcmeSettings | undefined;
+  acme:
+    | AcmeSettings
+    | undefined;
+  /** Unset means every default of HttpSettings. */
+  http: HttpSettings | undefined;
 }
 
 function createBaseProxyHost(): ProxyHost {
@@ -1109,6 +1156,10 @@ function createBaseCertificate(): Certificate {
     autoRenew: false,
     createdAt: undefined,
     updatedAt: undefined,
+    notBefore: undefined,
+    expiresAt: undefined,
+    fingerprintSha256: "",
+    issuer: "",
   };
 }
 
@@ -1140,6 +1191,18 @@ export const Certificate: MessageFns<Certificate> = {
     }
     if (message.updatedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(74).fork()).join();
+    }
+    if (message.notBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.notBefore), writer.uint32(82).fork()).join();
+    }
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(90).fork()).join();
+    }
+    if (message.fingerprintSha256 !== "") {
+      writer.uint32(98).string(message.fingerprintSha256);
+    }
+    if (message.issuer !== "") {
+      writer.uint32(106).string(message.issuer);
     }
     return writer;
   },
@@ -1229,6 +1292,38 @@ export const Certificate: MessageFns<Certificate> = {
             message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.notBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.fingerprintSha256 = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.issuer = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1276,6 +1371,22 @@ export const Certificate: MessageFns<Certificate> = {
         : isSet(object.updated_at)
         ? fromJsonTimestamp(object.updated_at)
         : undefined,
+      notBefore: isSet(object.notBefore)
+        ? fromJsonTimestamp(object.notBefore)
+        : isSet(object.not_before)
+        ? fromJsonTimestamp(object.not_before)
+        : undefined,
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
+      fingerprintSha256: isSet(object.fingerprintSha256)
+        ? globalThis.String(object.fingerprintSha256)
+        : isSet(object.fingerprint_sha256)
+        ? globalThis.String(object.fingerprint_sha256)
+        : "",
+      issuer: isSet(object.issuer) ? globalThis.String(object.issuer) : "",
     };
   },
 
@@ -1308,6 +1419,18 @@ export const Certificate: MessageFns<Certificate> = {
     if (message.updatedAt !== undefined) {
       obj.updatedAt = message.updatedAt.toISOString();
     }
+    if (message.notBefore !== undefined) {
+      obj.notBefore = message.notBefore.toISOString();
+    }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = message.expiresAt.toISOString();
+    }
+    if (message.fingerprintSha256 !== "") {
+      obj.fingerprintSha256 = message.fingerprintSha256;
+    }
+    if (message.issuer !== "") {
+      obj.issuer = message.issuer;
+    }
     return obj;
   },
 
@@ -1325,6 +1448,10 @@ export const Certificate: MessageFns<Certificate> = {
     message.autoRenew = object.autoRenew ?? false;
     message.createdAt = object.createdAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
+    message.notBefore = object.notBefore ?? undefined;
+    message.expiresAt = object.expiresAt ?? undefined;
+    message.fingerprintSha256 = object.fingerprintSha256 ?? "";
+    message.issuer = object.issuer ?? "";
     return message;
   },
 };
@@ -1445,6 +1572,7 @@ function createBaseAccessList(): AccessList {
     satisfy: 0,
     createdAt: undefined,
     updatedAt: undefined,
+    passAuth: false,
   };
 }
 
@@ -1476,6 +1604,9 @@ export const AccessList: MessageFns<AccessList> = {
     }
     if (message.updatedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(74).fork()).join();
+    }
+    if (message.passAuth !== false) {
+      writer.uint32(80).bool(message.passAuth);
     }
     return writer;
   },
@@ -1565,6 +1696,14 @@ export const AccessList: MessageFns<AccessList> = {
             message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.passAuth = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1596,6 +1735,11 @@ export const AccessList: MessageFns<AccessList> = {
         : isSet(object.updated_at)
         ? fromJsonTimestamp(object.updated_at)
         : undefined,
+      passAuth: isSet(object.passAuth)
+        ? globalThis.Boolean(object.passAuth)
+        : isSet(object.pass_auth)
+        ? globalThis.Boolean(object.pass_auth)
+        : false,
     };
   },
 
@@ -1628,6 +1772,9 @@ export const AccessList: MessageFns<AccessList> = {
     if (message.updatedAt !== undefined) {
       obj.updatedAt = message.updatedAt.toISOString();
     }
+    if (message.passAuth !== false) {
+      obj.passAuth = message.passAuth;
+    }
     return obj;
   },
 
@@ -1645,6 +1792,7 @@ export const AccessList: MessageFns<AccessList> = {
     message.satisfy = object.satisfy ?? 0;
     message.createdAt = object.createdAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
+    message.passAuth = object.passAuth ?? false;
     return message;
   },
 };
@@ -1835,8 +1983,121 @@ export const AcmeSettings: MessageFns<AcmeSettings> = {
   },
 };
 
+function createBaseHttpSettings(): HttpSettings {
+  return { hstsMaxAgeSeconds: undefined, upstreamDialTimeoutSeconds: 0, upstreamResponseHeaderTimeoutSeconds: 0 };
+}
+
+export const HttpSettings: MessageFns<HttpSettings> = {
+  encode(message: HttpSettings, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hstsMaxAgeSeconds !== undefined) {
+      writer.uint32(8).uint32(message.hstsMaxAgeSeconds);
+    }
+    if (message.upstreamDialTimeoutSeconds !== 0) {
+      writer.uint32(16).uint32(message.upstreamDialTimeoutSeconds);
+    }
+    if (message.upstreamResponseHeaderTimeoutSeconds !== 0) {
+      writer.uint32(24).uint32(message.upstreamResponseHeaderTimeoutSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HttpSettings {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHttpSettings();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.hstsMaxAgeSeconds = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.upstreamDialTimeoutSeconds = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.upstreamResponseHeaderTimeoutSeconds = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HttpSettings {
+    return {
+      hstsMaxAgeSeconds: isSet(object.hstsMaxAgeSeconds)
+        ? globalThis.Number(object.hstsMaxAgeSeconds)
+        : isSet(object.hsts_max_age_seconds)
+        ? globalThis.Number(object.hsts_max_age_seconds)
+        : undefined,
+      upstreamDialTimeoutSeconds: isSet(object.upstreamDialTimeoutSeconds)
+        ? globalThis.Number(object.upstreamDialTimeoutSeconds)
+        : isSet(object.upstream_dial_timeout_seconds)
+        ? globalThis.Number(object.upstream_dial_timeout_seconds)
+        : 0,
+      upstreamResponseHeaderTimeoutSeconds: isSet(object.upstreamResponseHeaderTimeoutSeconds)
+        ? globalThis.Number(object.upstreamResponseHeaderTimeoutSeconds)
+        : isSet(object.upstream_response_header_timeout_seconds)
+        ? globalThis.Number(object.upstream_response_header_timeout_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: HttpSettings): unknown {
+    const obj: any = {};
+    if (message.hstsMaxAgeSeconds !== undefined) {
+      obj.hstsMaxAgeSeconds = Math.round(message.hstsMaxAgeSeconds);
+    }
+    if (message.upstreamDialTimeoutSeconds !== 0) {
+      obj.upstreamDialTimeoutSeconds = Math.round(message.upstreamDialTimeoutSeconds);
+    }
+    if (message.upstreamResponseHeaderTimeoutSeconds !== 0) {
+      obj.upstreamResponseHeaderTimeoutSeconds = Math.round(message.upstreamResponseHeaderTimeoutSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HttpSettings>, I>>(base?: I): HttpSettings {
+    return HttpSettings.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HttpSettings>, I>>(object: I): HttpSettings {
+    const message = createBaseHttpSettings();
+    message.hstsMaxAgeSeconds = object.hstsMaxAgeSeconds ?? undefined;
+    message.upstreamDialTimeoutSeconds = object.upstreamDialTimeoutSeconds ?? 0;
+    message.upstreamResponseHeaderTimeoutSeconds = object.upstreamResponseHeaderTimeoutSeconds ?? 0;
+    return message;
+  },
+};
+
 function createBaseSettings(): Settings {
-  return { general: undefined, acme: undefined };
+  return { general: undefined, acme: undefined, http: undefined };
 }
 
 export const Settings: MessageFns<Settings> = {
@@ -1846,6 +2107,9 @@ export const Settings: MessageFns<Settings> = {
     }
     if (message.acme !== undefined) {
       AcmeSettings.encode(message.acme, writer.uint32(18).fork()).join();
+    }
+    if (message.http !== undefined) {
+      HttpSettings.encode(message.http, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -1879,6 +2143,14 @@ export const Settings: MessageFns<Settings> = {
             message.acme = AcmeSettings.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.http = HttpSettings.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1895,6 +2167,7 @@ export const Settings: MessageFns<Settings> = {
     return {
       general: isSet(object.general) ? GeneralSettings.fromJSON(object.general) : undefined,
       acme: isSet(object.acme) ? AcmeSettings.fromJSON(object.acme) : undefined,
+      http: isSet(object.http) ? HttpSettings.fromJSON(object.http) : undefined,
     };
   },
 
@@ -1905,6 +2178,9 @@ export const Settings: MessageFns<Settings> = {
     }
     if (message.acme !== undefined) {
       obj.acme = AcmeSettings.toJSON(message.acme);
+    }
+    if (message.http !== undefined) {
+      obj.http = HttpSettings.toJSON(message.http);
     }
     return obj;
   },
@@ -1919,6 +2195,9 @@ export const Settings: MessageFns<Settings> = {
       : undefined;
     message.acme = (object.acme !== undefined && object.acme !== null)
       ? AcmeSettings.fromPartial(object.acme)
+      : undefined;
+    message.http = (object.http !== undefined && object.http !== null)
+      ? HttpSettings.fromPartial(object.http)
       : undefined;
     return message;
   },
