@@ -6,3 +6,5 @@ export * from "./logger.ts";
 export * from "./snapshot.ts";
 export * from "./validation.ts";
 export * from "./resources.ts";
+export * from "./l4.ts";
+export * from "./settings.ts";

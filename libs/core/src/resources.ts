@@ -7,7 +7,7 @@ import type { AccessList, Certificate, L4ProxyHost, Settings } from "@cpm/proto"
  */
 
 /** Certificates: see certificates.ts. */
-export { normalizeCertificate } from "./certificates.ts";
+export { covers as certificateCovers, isPrivateName, normalizeCertificate, type NormalizeCertificateOptions } from "./certificates.ts";
 /** Access lists: see access-lists.ts. */
 export { normalizeAccessList } from "./access-lists.ts";
 /** L4 proxy hosts: see l4.ts. */

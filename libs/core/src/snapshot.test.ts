@@ -26,7 +26,8 @@ function assertValidationError(fn: () => unknown, field: string, detail?: RegExp
 const host = (id: string, domains: string[], over: DeepPartial<ProxyHost> = {}) =>
   ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}:8080`], ...over });
 const cert = (id: string, over: DeepPartial<Certificate> = {}) =>
-  Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_IMPORTED, domainNames: ["example.com"], certificatePem: `PEM ${id}`, privateKeyPem: `KEY ${id}`, ...over });
+  // Managed: an imported one needs a real PEM chain and key (certificates.test.ts covers those).
+  Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames: ["example.com"], ...over });
 const acl = (id: string, over: DeepPartial<AccessList> = {}) => AccessList.fromPartial({ id, name: `acl ${id}`, allow: ["10.0.0.0/8"], ...over });
 const l4 = (id: string, over: DeepPartial<L4ProxyHost> = {}) => L4ProxyHost.fromPartial({ id, name: `l4 ${id}`, listenAddress: ":5432", upstreams: ["db:5432"], ...over });
 

@@ -3,6 +3,7 @@ import type { RenderStatus, Snapshot } from "@cpm/proto";
 import { backoffDelay, DomainError, type Logger } from "@cpm/core";
 import { CaddyAdmin, CaddyRejectedError, CaddyUnreachableError } from "./caddy.ts";
 import { render, type RenderOptions } from "./render/index.ts";
+import { ensureTlsFiles } from "./render/tls.ts";
 
 export interface SnapshotSource {
   getSnapshot(): Promise<Snapshot>;
@@ -103,6 +104,7 @@ export class Reconciler {
       return r.sha256;
     }
     try {
+      ensureTlsFiles(snapshot, this.opts); // files the config names (render/tls.ts)
       await this.caddy.load(r.json);
       this.caddyReachable = true;
       this.caddyMatches = true;

@@ -5,6 +5,7 @@ import {
   AcmeSettings,
   Certificate,
   GeneralSettings,
+  HttpSettings,
   L4ProxyHost,
   ProxyHost,
   type Settings,
@@ -101,7 +102,7 @@ export class ConfigStore {
       await tx.proxyHost.createMany({ data: s.proxyHosts.map((h) => proxyHostRow(h, now)) });
       await tx.proxyHostDomain.createMany({ data: s.proxyHosts.flatMap((h) => h.domains.map((domain) => ({ domain, proxyHostId: h.id }))) });
       await tx.l4ProxyHost.createMany({ data: s.l4ProxyHosts.map((h) => l4Row(h, now)) });
-      await writeSettings(tx, s.settings ?? { general: undefined, acme: undefined });
+      await writeSettings(tx, s.settings ?? { general: undefined, acme: undefined, http: undefined });
       await tx.instance.update({ where: { id: 1 }, data: { version: s.version, versionCommittedAt: now, masterInstanceId: s.masterInstanceId } });
     });
     await this.committed();
@@ -194,9 +195,12 @@ export function settingsFromRows(rows: { key: string; value: string }[]): Settin
   const get = (k: string) => rows.find((r) => r.key === k)?.value;
   const general = get("general");
   const acme = get("acme");
+  const http = get("http");
   return {
     general: GeneralSettings.fromJSON(general ? JSON.parse(general) : {}),
     acme: AcmeSettings.fromJSON(acme ? JSON.parse(acme) : {}),
+    // Absent until first written, so a snapshot without it keeps its content hash on a slave.
+    http: http ? HttpSettings.fromJSON(JSON.parse(http)) : undefined,
   };
 }
 
@@ -206,4 +210,10 @@ export async function writeSettings(tx: Tx, s: Settings): Promise<void> {
     { key: "acme", value: JSON.stringify(AcmeSettings.toJSON(s.acme ?? AcmeSettings.fromPartial({}))) },
   ];
   for (const r of rows) await tx.setting.upsert({ where: { key: r.key }, create: r, update: { value: r.value } });
+  if (s.http) {
+    const r = { key: "http", value: JSON.stringify(HttpSettings.toJSON(s.http)) };
+    await tx.setting.upsert({ where: { key: r.key }, create: r, update: { value: r.value } });
+  } else {
+    await tx.setting.deleteMany({ where: { key: "http" } });
+  }
 }

@@ -1,8 +1,9 @@
-import { LoadBalancingPolicy, type ProxyHost, type Snapshot } from "@cpm/proto";
+import { LoadBalancingPolicy, type ProxyHost, type Settings, type Snapshot } from "@cpm/proto";
 import { canonicalJson, parseUpstream, sha256Hex } from "@cpm/core";
 import { accessListHandlers } from "./access.ts";
 import { renderLayer4 } from "./layer4.ts";
-import { renderTls } from "./tls.ts";
+import { hstsValue, transportTimeouts } from "./settings.ts";
+import { httpsConnectionPolicies, renderPki, renderTls } from "./tls.ts";
 import type { Json, RenderOptions } from "./types.ts";
 
 export type { RenderOptions } from "./types.ts";
@@ -41,7 +42,7 @@ export function render(snapshot: Snapshot, opts: RenderOptions): Rendered {
   const warnings: string[] = [];
   const hosts = snapshot.proxyHosts.filter((h) => h.enabled !== false);
   const acls = new Map(snapshot.accessLists.map((a) => [a.id, a]));
-  const handlers = (h: ProxyHost, https: boolean) => hostHandlers(h, https, accessListHandlers(h.accessListId ? acls.get(h.accessListId) : undefined));
+  const handlers = (h: ProxyHost, https: boolean) => hostHandlers(h, https, accessListHandlers(h.accessListId ? acls.get(h.accessListId) : undefined), snapshot.settings);
   const httpRoutes: { key: string; route: Json }[] = [];
   const httpsRoutes: { key: string; route: Json }[] = [];
   for (const h of hosts) {
@@ -71,13 +72,19 @@ export function render(snapshot: Snapshot, opts: RenderOptions): Rendered {
     servers.https = {
       listen: [`:${opts.httpsPort}`],
       routes: [...sortRoutes(httpsRoutes), NOT_FOUND_ROUTE],
-      // Redirects are rendered per host (ssl_forced), never implied.
-      automatic_https: { disable_redirects: true },
+      // Certificates are explicit (render/tls.ts: load_pem for imported ones, automate for
+      // managed ones), and redirects are rendered per host (ssl_forced): automatic HTTPS
+      // would manage every host name on its own, so it is off and TLS is on through the
+      // connection policies, which pin each host's imported certificate.
+      automatic_https: { disable: true },
+      tls_connection_policies: httpsConnectionPolicies(snapshot, hosts.filter((h) => h.certificateId)),
     };
   }
   const apps: Json = { http: { http_port: opts.httpPort, https_port: opts.httpsPort, servers } };
   const tls = renderTls(snapshot, opts, warnings);
   if (tls) apps.tls = tls;
+  const pki = renderPki(snapshot, opts);
+  if (pki) apps.pki = pki;
   const layer4 = renderLayer4(snapshot, opts, warnings);
   if (layer4) apps.layer4 = layer4;
   const admin: Json = opts.adminOrigins?.length ? { listen: opts.adminListen, origins: opts.adminOrigins } : { listen: opts.adminListen };
@@ -106,10 +113,10 @@ function sortRoutes(rs: { key: string; route: Json }[]): Json[] {
   return [...rs].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((r) => r.route);
 }
 
-function hostHandlers(h: ProxyHost, https: boolean, access: Json[]): Json[] {
+function hostHandlers(h: ProxyHost, https: boolean, access: Json[], settings: Settings | undefined): Json[] {
   const handlers: Json[] = [];
   if (https && h.hstsEnabled) {
-    const value = `max-age=31536000${h.hstsSubdomains ? "; includeSubDomains" : ""}`;
+    const value = hstsValue(h, settings);
     handlers.push({ handler: "headers", response: { set: { "Strict-Transport-Security": [value] } } });
   }
   if (!h.allowWebsocket) {
@@ -128,11 +135,11 @@ function hostHandlers(h: ProxyHost, https: boolean, access: Json[]): Json[] {
     });
   }
   handlers.push(...access);
-  handlers.push(reverseProxy(h));
+  handlers.push(reverseProxy(h, settings));
   return handlers;
 }
 
-function reverseProxy(h: ProxyHost): Json {
+function reverseProxy(h: ProxyHost, settings: Settings | undefined): Json {
   const ups = h.upstreams.map((u, i) => parseUpstream(u, `upstreams[${i}]`));
   const tls = ups.some((u) => u.scheme === "https");
   const rp: Json = {
@@ -143,6 +150,7 @@ function reverseProxy(h: ProxyHost): Json {
   // Caddy passes the client's Host through by default; without preserve_host_header the
   // upstream sees its own address, as a plain HTTP client would send.
   if (!h.preserveHostHeader) rp.headers = { request: { set: { Host: ["{http.reverse_proxy.upstream.hostport}"] } } };
-  if (tls) rp.transport = { protocol: "http", tls: h.skipHttpsHostnameValidation ? { insecure_skip_verify: true } : {} };
+  const timeouts = transportTimeouts(settings);
+  if (tls || timeouts) rp.transport = { protocol: "http", ...timeouts, ...(tls ? { tls: h.skipHttpsHostnameValidation ? { insecure_skip_verify: true } : {} } : {}) };
   return rp;
 }

@@ -242,7 +242,9 @@ describe("render features", () => {
     const cfg = config(CASES["ssl-forced"]!);
     const https = cfg.apps.http.servers.https;
     assert.ok(https, "hosts with a certificate get an https server");
-    assert.deepEqual(https.automatic_https, { disable_redirects: true });
+    // Certificates and redirects are explicit (render/tls.ts), so automatic HTTPS is off and TLS is on by policy.
+    assert.deepEqual(https.automatic_https, { disable: true });
+    assert.ok(Array.isArray(https.tls_connection_policies) && https.tls_connection_policies.length > 0);
 
     const redirect = routeFor(cfg, "http", "secure.example.com");
     assert.deepEqual(redirect.handle, [

@@ -1,11 +1,184 @@
-import type { Snapshot } from "@cpm/proto";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { CertificateType, type Certificate, type ProxyHost, type Snapshot } from "@cpm/proto";
+import { certificateCovers, isPrivateName, sha256Hex } from "@cpm/core";
 import type { Json, RenderOptions } from "./types.ts";
 
-/**
- * The `tls` app: imported certificates (load_pem) and managed ones (automation policies
- * with the ACME issuer from settings, or Caddy's internal issuer). Undefined when nothing
- * needs it.
+/*
+ * Certificates in Caddy's JSON.
+ *
+ * Which certificates: those named by an enabled proxy host (and by an enabled L4 proxy host
+ * that terminates TLS, when this Caddy has layer4). Unused ones are neither loaded nor
+ * obtained (no ACME traffic, no rate limits for certificates nobody serves).
+ *
+ * - IMPORTED: `tls.certificates.load_pem` with the chain and key, tagged certificateTag(id).
+ *   The https server pins them: a connection policy per host's names (match.sni) selects the
+ *   host's certificate by tag, so the certificate the host names is the one presented even
+ *   when another loaded certificate also covers the name.
+ * - MANAGED: `tls.certificates.automate` lists every name; Caddy obtains and renews one
+ *   certificate per name. Automatic HTTPS is off on both servers (render/index.ts): Caddy
+ *   manages exactly these names, never a proxy host's name on its own, and never one that an
+ *   imported certificate serves. The issuer per name (automation policies, by subject):
+ *   1. `settings.acme.ca_url` and `settings.acme.ca_root_pem` both set (a private ACME CA):
+ *      every name goes to that ACME CA, whose root is trusted for the ACME connection. A private CA
+ *      is what issues private names in such a network, so it gets them too.
+ *   2. otherwise a private name (@cpm/core isPrivateName: IP addresses, single-label names,
+ *      localhost, *.local, *.internal, *.test, *.example, *.invalid, *.home.arpa, *.lan,
+ *      *.home, *.corp, *.intranet, *.private) goes to Caddy's internal CA: no public CA can
+ *      issue it. apps.pki then sets install_trust false (see renderPki): Caddy must not try
+ *      to write the system trust store.
+ *   3. every other name goes to ACME: `settings.acme.ca_url` (empty: Caddy's default, Let's
+ *      Encrypt), account email `settings.general.acme_email`. With non-standard ports the
+ *      challenge ports follow the instance's ports.
+ * Caddy 2.6's ACME issuer reads extra trusted roots from files only (trusted_roots_pem_files),
+ * so the config names `<opts.tlsFilesDir>/acme-ca-root-<sha256>.pem`: the rendered bytes stay
+ * a function of the snapshot and the options, and render stays pure. ensureTlsFiles writes
+ * the file (idempotent) before the config is loaded into Caddy. Without a tlsFilesDir the
+ * root is left out, with a warning.
  */
-export function renderTls(_snapshot: Snapshot, _opts: RenderOptions, _warnings: string[]): Json | undefined {
-  return undefined;
+
+/** The tag an imported certificate carries in load_pem (for connection policies, also layer4's). */
+export const certificateTag = (id: string) => `cpm-cert-${id}`;
+
+interface TlsPlan {
+  imported: Certificate[];
+  /** name -> issuer kind, sorted by name. */
+  managed: Map<string, "internal" | "acme">;
 }
+
+function usedCertificates(snapshot: Snapshot, opts: RenderOptions): Certificate[] {
+  const ids = new Set<string>();
+  for (const h of snapshot.proxyHosts) if (h.enabled !== false && h.certificateId) ids.add(h.certificateId);
+  if (opts.layer4) {
+    for (const h of snapshot.l4ProxyHosts) if (h.enabled !== false && h.tlsTermination && h.certificateId) ids.add(h.certificateId);
+  }
+  return snapshot.certificates.filter((c) => ids.has(c.id)).sort((a, b) => cmp(a.id, b.id));
+}
+
+function plan(snapshot: Snapshot, opts: RenderOptions): TlsPlan {
+  const used = usedCertificates(snapshot, opts);
+  const privateAcme = !!snapshot.settings?.acme?.caRootPem?.trim() && !!snapshot.settings?.acme?.caUrl?.trim();
+  const names = new Set<string>();
+  for (const c of used) if (c.type === CertificateType.CERTIFICATE_TYPE_MANAGED) c.domainNames.forEach((d) => names.add(d));
+  const managed = new Map<string, "internal" | "acme">();
+  for (const n of [...names].sort(cmp)) managed.set(n, !privateAcme && isPrivateName(n) ? "internal" : "acme");
+  return { imported: used.filter((c) => c.type === CertificateType.CERTIFICATE_TYPE_IMPORTED), managed };
+}
+
+/**
+ * The `tls` app: imported certificates (load_pem) and managed ones (automate, with automation
+ * policies choosing the ACME issuer from settings or Caddy's internal issuer). Undefined
+ * when nothing needs it.
+ */
+export function renderTls(snapshot: Snapshot, opts: RenderOptions, warnings: string[]): Json | undefined {
+  const p = plan(snapshot, opts);
+  if (p.imported.length === 0 && p.managed.size === 0) return undefined;
+  const certificates: Json = {};
+  if (p.imported.length > 0) {
+    certificates.load_pem = p.imported.map((c) => ({ certificate: c.certificatePem, key: c.privateKeyPem, tags: [certificateTag(c.id)] }));
+  }
+  const tls: Json = { certificates };
+  if (p.managed.size > 0) {
+    certificates.automate = [...p.managed.keys()];
+    const internal = [...p.managed].filter(([, k]) => k === "internal").map(([n]) => n);
+    const acme = [...p.managed].filter(([, k]) => k === "acme").map(([n]) => n);
+    const policies: Json[] = [];
+    if (internal.length > 0) policies.push({ subjects: internal, issuers: [{ module: "internal" }] });
+    if (acme.length > 0) policies.push({ subjects: acme, issuers: [acmeIssuer(snapshot, opts, warnings)] });
+    tls.automation = { policies };
+  }
+  hostCoverageWarnings(snapshot, warnings);
+  return tls;
+}
+
+/** apps.pki when Caddy's internal CA issues anything: never install its root into the system trust store. */
+export function renderPki(snapshot: Snapshot, opts: RenderOptions): Json | undefined {
+  const p = plan(snapshot, opts);
+  if (![...p.managed.values()].includes("internal")) return undefined;
+  return { certificate_authorities: { local: { install_trust: false } } };
+}
+
+function acmeIssuer(snapshot: Snapshot, opts: RenderOptions, warnings: string[]): Json {
+  const issuer: Json = { module: "acme" };
+  const caUrl = snapshot.settings?.acme?.caUrl?.trim();
+  const email = snapshot.settings?.general?.acmeEmail?.trim();
+  const root = snapshot.settings?.acme?.caRootPem?.trim();
+  if (caUrl) issuer.ca = caUrl;
+  if (email) issuer.email = email;
+  if (root) {
+    if (opts.tlsFilesDir) issuer.trusted_roots_pem_files = [tlsFile(opts.tlsFilesDir, "acme-ca-root", root).path];
+    else warnings.push("settings.acme.ca_root_pem is set, but this renderer has no directory for TLS files: the ACME CA's root is not trusted");
+  }
+  const challenges: Json = {};
+  if (opts.httpPort !== 80) challenges.http = { alternate_port: opts.httpPort };
+  if (opts.httpsPort !== 443) challenges["tls-alpn"] = { alternate_port: opts.httpsPort };
+  if (Object.keys(challenges).length > 0) issuer.challenges = challenges;
+  return issuer;
+}
+
+/** Where a TLS file Caddy reads lives: `<dir>/<prefix>-<sha256 of content>.pem`. */
+function tlsFile(dir: string, prefix: string, pem: string): { path: string; content: string } {
+  const content = `${pem.trim()}\n`;
+  return { path: path.join(dir, `${prefix}-${sha256Hex(content).slice(0, 32)}.pem`), content };
+}
+
+/**
+ * Writes the files a rendered config refers to (see renderTls), before it is loaded into
+ * Caddy. Render itself stays pure (a dry run writes nothing); this is idempotent: a file that
+ * is already there with the same content is left alone, a new one appears atomically.
+ */
+export function ensureTlsFiles(snapshot: Snapshot, opts: RenderOptions): void {
+  const root = snapshot.settings?.acme?.caRootPem?.trim();
+  if (!opts.tlsFilesDir || !root) return;
+  if (![...plan(snapshot, opts).managed.values()].includes("acme")) return;
+  const f = tlsFile(opts.tlsFilesDir, "acme-ca-root", root);
+  try {
+    if (readFileSync(f.path, "utf8") === f.content) return;
+  } catch {
+    /* not there yet */
+  }
+  mkdirSync(opts.tlsFilesDir, { recursive: true });
+  const tmp = `${f.path}.${process.pid}.tmp`;
+  writeFileSync(tmp, f.content, { mode: 0o644 });
+  renameSync(tmp, f.path);
+}
+
+/** A host name its certificate does not cover gets no certificate on the handshake: say so. */
+function hostCoverageWarnings(snapshot: Snapshot, warnings: string[]): void {
+  const certs = new Map(snapshot.certificates.map((c) => [c.id, c]));
+  const hosts = [...snapshot.proxyHosts].filter((h) => h.enabled !== false && h.certificateId).sort((a, b) => cmp(a.name, b.name));
+  for (const h of hosts) {
+    const c = certs.get(h.certificateId);
+    if (!c) continue;
+    const missing = h.domains.filter((d) => !c.domainNames.some((n) => certificateCovers(n, d)));
+    if (missing.length > 0) {
+      warnings.push(`proxy host "${h.name}": certificate "${c.name}" does not cover ${missing.join(", ")}; HTTPS handshakes for ${missing.length > 1 ? "them" : "it"} will fail`);
+    }
+  }
+}
+
+/**
+ * tls_connection_policies of the https server. One policy per (imported certificate, name
+ * group) that pins the host's certificate by tag, exact names before wildcards and deeper
+ * wildcards first (Caddy takes the first policy that matches); then a catch-all policy for
+ * managed names, which Caddy picks by SNI from what it manages.
+ */
+export function httpsConnectionPolicies(snapshot: Snapshot, hosts: ProxyHost[]): Json[] {
+  const certs = new Map(snapshot.certificates.map((c) => [c.id, c]));
+  const pinned: { key: string; policy: Json }[] = [];
+  for (const h of hosts) {
+    const c = certs.get(h.certificateId);
+    if (!c || c.type !== CertificateType.CERTIFICATE_TYPE_IMPORTED) continue;
+    const exact = h.domains.filter((d) => !d.startsWith("*.")).sort(cmp);
+    const wild = h.domains.filter((d) => d.startsWith("*.")).sort(cmp);
+    const groups: [string, string[]][] = [];
+    if (exact.length) groups.push([`0|${exact[0]}`, exact]);
+    const byDepth = new Map<number, string[]>();
+    for (const w of wild) byDepth.set(w.split(".").length, [...(byDepth.get(w.split(".").length) ?? []), w]);
+    for (const [depth, ds] of byDepth) groups.push([`1|${String(999 - depth).padStart(3, "0")}|${ds[0]}`, ds]);
+    for (const [key, sni] of groups) pinned.push({ key, policy: { match: { sni }, certificate_selection: { any_tag: [certificateTag(c.id)] } } });
+  }
+  return [...pinned.sort((a, b) => cmp(a.key, b.key)).map((p) => p.policy), {}];
+}
+
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);

@@ -8,6 +8,11 @@ export interface RenderOptions {
   adminOrigins?: string[];
   /** Whether this Caddy has the layer4 app (caddy-l4). */
   layer4: boolean;
+  /**
+   * A directory Caddy can read where the renderer writes TLS files Caddy only takes as files
+   * (the private ACME CA's root: render/tls.ts). Unset: such files are left out, with a warning.
+   */
+  tlsFilesDir?: string;
 }
 
 export type Json = Record<string, unknown>;

@@ -1,8 +1,134 @@
-import type { ConfigServiceServer } from "@cpm/proto";
-import type { AsyncService } from "@cpm/grpc-kit";
-import type { ConfigStore } from "../store.ts";
+import { randomUUID } from "node:crypto";
+import { Certificate, CertificateType, type ConfigServiceServer } from "@cpm/proto";
+import { alreadyExists, failedPrecondition, normalizeCertificate, notFound, ValidationError } from "@cpm/core";
+import { permissionDenied, type AsyncService, type CallContext } from "@cpm/grpc-kit";
+import { certificateRow, type ConfigStore, type Tx } from "../store.ts";
+
+const F = "certificate";
+
+/** What API clients see unless an admin asks for keys: everything but the private key. */
+export function redactCertificate(c: Certificate): Certificate {
+  return { ...c, privateKeyPem: "" };
+}
+
+/**
+ * Certificate CRUD.
+ * - Input is checked and normalized by @cpm/core's normalizeCertificate with the clock
+ *   (API writes refuse expired and not-yet-valid certificates; snapshots do not).
+ * - Private keys are stored (imported certificates only: Caddy keeps the keys of managed
+ *   ones) and go out only in GetSnapshot (admin/internal), or in Get/List when the caller
+ *   asks with include_private_key(s) AND holds the admin role (PERMISSION_DENIED otherwise).
+ *   Create and Update answer without the key: the caller just sent it.
+ * - Update replaces every field, except that an imported certificate updated with an empty
+ *   private_key_pem keeps its stored key (Get omits keys, so Get -> edit -> Update works;
+ *   a renewed certificate for the same key needs only the new chain). The kept key is then
+ *   checked against the new chain like any other.
+ * - Names are unique (ALREADY_EXISTS). Deleting a certificate that proxy hosts or L4 proxy
+ *   hosts use fails with FAILED_PRECONDITION naming them; an update keeps its id, so every
+ *   reference stays valid.
+ * - Every check runs inside the write: anything refused writes nothing and leaves the version.
+ */
+export class Certificates {
+  constructor(private readonly store: ConfigStore) {}
+
+  async list(): Promise<Certificate[]> {
+    const rows = await this.store.db.certificate.findMany({ orderBy: { name: "asc" } });
+    return rows.map((r) => fromRow(r.data));
+  }
+
+  async get(id: string): Promise<Certificate> {
+    if (!id) throw new ValidationError("id", "is required");
+    const row = await this.store.db.certificate.findUnique({ where: { id } });
+    if (!row) throw notFound("certificate", id);
+    return fromRow(row.data);
+  }
+
+  create(input: Certificate | undefined) {
+    if (!input) throw new ValidationError(F, "is required");
+    return this.store.write(async (tx, now) => {
+      const cert = normalizeCertificate(input, F, { now });
+      const created: Certificate = { ...cert, id: randomUUID(), createdAt: now, updatedAt: now };
+      await checkName(tx, created);
+      await tx.certificate.create({ data: certificateRow(created, now) });
+      return created;
+    });
+  }
+
+  update(input: Certificate | undefined) {
+    if (!input) throw new ValidationError(F, "is required");
+    if (!input.id) throw new ValidationError(`${F}.id`, "is required");
+    return this.store.write(async (tx, now) => {
+      const row = await tx.certificate.findUnique({ where: { id: input.id } });
+      if (!row) throw notFound("certificate", input.id);
+      const existing = fromRow(row.data);
+      const keepKey =
+        input.type === CertificateType.CERTIFICATE_TYPE_IMPORTED &&
+        existing.type === CertificateType.CERTIFICATE_TYPE_IMPORTED &&
+        !input.privateKeyPem.trim();
+      const cert = normalizeCertificate(keepKey ? { ...input, privateKeyPem: existing.privateKeyPem } : input, F, { now });
+      const updated: Certificate = { ...cert, id: existing.id, createdAt: row.createdAt, updatedAt: now };
+      await checkName(tx, updated);
+      const data = certificateRow(updated, now);
+      await tx.certificate.update({ where: { id: updated.id }, data: { name: data.name, data: data.data, updatedAt: data.updatedAt } });
+      return updated;
+    });
+  }
+
+  delete(id: string) {
+    if (!id) throw new ValidationError("id", "is required");
+    return this.store.write(async (tx) => {
+      const row = await tx.certificate.findUnique({ where: { id } });
+      if (!row) throw notFound("certificate", id);
+      const hosts = await tx.proxyHost.findMany({ where: { certificateId: id }, select: { name: true }, orderBy: { name: "asc" } });
+      const l4 = await tx.l4ProxyHost.findMany({ where: { certificateId: id }, select: { name: true }, orderBy: { name: "asc" } });
+      if (hosts.length > 0 || l4.length > 0) {
+        const users = [
+          ...(hosts.length ? [`proxy host${hosts.length > 1 ? "s" : ""} ${hosts.map((h) => `"${h.name}"`).join(", ")}`] : []),
+          ...(l4.length ? [`L4 proxy host${l4.length > 1 ? "s" : ""} ${l4.map((h) => `"${h.name}"`).join(", ")}`] : []),
+        ];
+        throw failedPrecondition(`certificate "${row.name}" is used by ${users.join(" and ")}; remove it from them first`);
+      }
+      await tx.certificate.delete({ where: { id } });
+    });
+  }
+}
 
 /** ConfigService handlers for this resource (CRUD with validation and referential checks). */
-export function certificateHandlers(_store: ConfigStore): AsyncService<ConfigServiceServer> {
-  return {};
+export function certificateHandlers(store: ConfigStore): AsyncService<ConfigServiceServer> {
+  const certs = new Certificates(store);
+  return {
+    createCertificate: async (req) => {
+      const { result, version } = await certs.create(req.certificate);
+      return { certificate: redactCertificate(result), configVersion: version };
+    },
+    getCertificate: async (req, ctx) => {
+      const withKey = req.includePrivateKey && mayReadKeys(ctx, "include_private_key");
+      const c = await certs.get(req.id);
+      return { certificate: withKey ? c : redactCertificate(c) };
+    },
+    listCertificates: async (req, ctx) => {
+      const withKeys = req.includePrivateKeys && mayReadKeys(ctx, "include_private_keys");
+      const all = await certs.list();
+      return { certificates: withKeys ? all : all.map(redactCertificate) };
+    },
+    updateCertificate: async (req) => {
+      const { result, version } = await certs.update(req.certificate);
+      return { certificate: redactCertificate(result), configVersion: version };
+    },
+    deleteCertificate: async (req) => ({ configVersion: (await certs.delete(req.id)).version }),
+  };
+}
+
+function mayReadKeys(ctx: CallContext, field: string): true {
+  if (ctx.principal.role !== "admin") throw permissionDenied(`${field}: private keys are for admin tokens only`);
+  return true;
+}
+
+function fromRow(data: string): Certificate {
+  return Certificate.fromJSON(JSON.parse(data));
+}
+
+async function checkName(tx: Tx, c: Certificate): Promise<void> {
+  const same = await tx.certificate.findFirst({ where: { name: c.name, NOT: { id: c.id } } });
+  if (same) throw alreadyExists(`${F}.name: a certificate named "${c.name}" already exists`);
 }

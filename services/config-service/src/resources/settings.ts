@@ -1,8 +1,39 @@
-import type { ConfigServiceServer } from "@cpm/proto";
+import type { ConfigServiceServer, Settings } from "@cpm/proto";
+import { normalizeSettings, ValidationError } from "@cpm/core";
 import type { AsyncService } from "@cpm/grpc-kit";
-import type { ConfigStore } from "../store.ts";
+import { settingsFromRows, writeSettings, type ConfigStore } from "../store.ts";
 
-/** ConfigService handlers for this resource (CRUD with validation and referential checks). */
-export function settingsHandlers(_store: ConfigStore): AsyncService<ConfigServiceServer> {
-  return {};
+/**
+ * Stored settings with every default filled, as API clients see them. Stored settings were
+ * checked when written; should an old row not pass today's rules, it is shown as stored.
+ */
+function withDefaults(s: Settings): Settings {
+  try {
+    return normalizeSettings(s);
+  } catch {
+    return s;
+  }
+}
+
+/**
+ * GetSettings (any valid token) and UpdateSettings (admin; refused on a slave by the
+ * server's authorization). UpdateSettings replaces the whole settings: sections left
+ * unset take their defaults. Every accepted update is one committed version.
+ */
+export function settingsHandlers(store: ConfigStore): AsyncService<ConfigServiceServer> {
+  return {
+    getSettings: async () => {
+      const rows = await store.db.setting.findMany();
+      return { settings: withDefaults(settingsFromRows(rows)) };
+    },
+
+    updateSettings: async (req) => {
+      if (!req.settings) throw new ValidationError("settings", "is required (UpdateSettings replaces the whole settings)");
+      const settings = normalizeSettings(req.settings, "settings");
+      const { version } = await store.write(async (tx) => {
+        await writeSettings(tx, settings);
+      });
+      return { settings, configVersion: version };
+    },
+  };
 }

@@ -1,0 +1,302 @@
+// Certificates in the rendered Caddy config: golden files (render/golden/tls-*.json) and
+// feature checks. Test certificates are made with openssl at test time; in golden files every
+// PEM (and the temporary TLS files directory) is replaced by a placeholder, so no key is
+// committed and the files are stable. `caddy validate` checks the real bytes.
+import assert from "node:assert/strict";
+import { execFile, execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { after, describe, test } from "node:test";
+import { Certificate, CertificateType, L4ProxyHost, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
+import { render, type RenderOptions } from "./index.ts";
+import { certificateTag, ensureTlsFiles } from "./tls.ts";
+
+const GOLDEN_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "golden");
+const UPDATE = process.env.UPDATE_GOLDEN === "1";
+const CADDY = "/usr/bin/caddy";
+const MANAGED = CertificateType.CERTIFICATE_TYPE_MANAGED;
+const IMPORTED = CertificateType.CERTIFICATE_TYPE_IMPORTED;
+
+type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any -- walking rendered Caddy JSON
+
+const work = mkdtempSync(path.join(tmpdir(), "cpm-render-tls-test-"));
+after(() => rmSync(work, { recursive: true, force: true }));
+const TLS_DIR = path.join(work, "tls-files");
+const OPTS: RenderOptions = { httpPort: 8080, httpsPort: 8443, adminListen: "127.0.0.1:2019", layer4: false, tlsFilesDir: TLS_DIR };
+
+/** A self-signed certificate and key for `sans` (openssl, at test time). */
+let n = 0;
+function selfSigned(cn: string, sans: string[]): { cert: string; key: string } {
+  const id = ++n;
+  execFileSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `k${id}.pem`, "-out", `c${id}.pem`, "-days", "5", "-subj", `/CN=${cn}`, "-addext", `subjectAltName=${sans.join(",")}`],
+    { cwd: work, stdio: "pipe" },
+  );
+  return { cert: readFileSync(path.join(work, `c${id}.pem`), "utf8"), key: readFileSync(path.join(work, `k${id}.pem`), "utf8") };
+}
+
+const secure = selfSigned("secure.test", ["DNS:secure.test", "DNS:*.secure.test", "DNS:*.a.secure.test"]);
+const shop = selfSigned("shop.example.com", ["DNS:shop.example.com"]);
+const wide = selfSigned("wide", ["DNS:*.secure.test", "DNS:wide.test"]);
+const acmeRoot = selfSigned("Private ACME root", ["DNS:acme.internal"]).cert;
+
+const host = (id: string, domains: string[], over: DeepPartial<ProxyHost> = {}) =>
+  ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}.internal:8080`], ...over });
+const importedCert = (id: string, pem: { cert: string; key: string }, domainNames: string[]) =>
+  Certificate.fromPartial({ id, name: `cert ${id}`, type: IMPORTED, domainNames, certificatePem: pem.cert, privateKeyPem: pem.key });
+const managedCert = (id: string, domainNames: string[]) => Certificate.fromPartial({ id, name: `cert ${id}`, type: MANAGED, domainNames, autoRenew: true });
+const snapshot = (over: DeepPartial<Snapshot> = {}) => Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "master-1", version: 1, ...over });
+
+const CASES: Record<string, { snap: Snapshot; opts?: RenderOptions }> = {
+  // Imported certificates pinned per host; exact names before wildcards, deeper wildcards first.
+  "tls-imported": {
+    snap: snapshot({
+      proxyHosts: [
+        host("secure", ["secure.test", "*.secure.test", "*.a.secure.test"], { certificateId: "c-secure", sslForced: true }),
+        host("wide", ["wide.test"], { certificateId: "c-wide" }),
+        host("plain", ["plain.test"]),
+      ],
+      certificates: [importedCert("c-secure", secure, ["secure.test", "*.secure.test", "*.a.secure.test"]), importedCert("c-wide", wide, ["*.secure.test", "wide.test"])],
+    }),
+  },
+  // Private names: Caddy's internal CA, and apps.pki never installs its root.
+  "tls-managed-internal": {
+    snap: snapshot({
+      proxyHosts: [host("intra", ["app.internal", "10.0.0.5", "*.svc.lan"], { certificateId: "c-intra", sslForced: true })],
+      certificates: [managedCert("c-intra", ["app.internal", "10.0.0.5", "*.svc.lan"])],
+    }),
+  },
+  // Public names: ACME with the directory and email from settings, on the standard ports.
+  "tls-managed-acme": {
+    snap: snapshot({
+      proxyHosts: [host("www", ["www.example.com", "example.com"], { certificateId: "c-www", sslForced: true, hstsEnabled: true })],
+      certificates: [managedCert("c-www", ["example.com", "www.example.com"])],
+      settings: { general: { acmeEmail: "ops@example.com" }, acme: { caUrl: "https://acme-staging-v02.api.letsencrypt.org/directory" } },
+    }),
+    opts: { ...OPTS, httpPort: 80, httpsPort: 443 },
+  },
+  // Everything at once: imported + managed public + managed private; unused and disabled ones left out.
+  "tls-mixed": {
+    snap: snapshot({
+      proxyHosts: [
+        host("shop", ["shop.example.com"], { certificateId: "c-shop" }),
+        host("www", ["www.example.com"], { certificateId: "c-www", sslForced: true }),
+        host("nas", ["nas.lan"], { certificateId: "c-nas" }),
+        host("off", ["off.example.com"], { certificateId: "c-off", enabled: false }),
+      ],
+      certificates: [
+        importedCert("c-shop", shop, ["shop.example.com"]),
+        managedCert("c-www", ["www.example.com"]),
+        managedCert("c-nas", ["nas.lan"]),
+        managedCert("c-off", ["off.example.com"]),
+        managedCert("c-unused", ["unused.example.com"]),
+        importedCert("c-unused-imported", wide, ["wide.test"]),
+      ],
+      settings: { general: { acmeEmail: "ops@example.com" }, acme: { caUrl: "" } },
+    }),
+  },
+  // A private ACME CA (root in settings): every managed name goes to it, its root trusted from a file.
+  "tls-private-acme": {
+    snap: snapshot({
+      proxyHosts: [host("intra", ["app.corp", "api.example.com"], { certificateId: "c-intra" })],
+      certificates: [managedCert("c-intra", ["app.corp", "api.example.com"])],
+      settings: { general: { acmeEmail: "pki@corp" }, acme: { caUrl: "https://acme.internal/acme/acme/directory", caRootPem: acmeRoot } },
+    }),
+  },
+};
+
+const PEMS: [string, string][] = [
+  [secure.cert, "<secure.test certificate>"],
+  [secure.key, "<secure.test key>"],
+  [shop.cert, "<shop.example.com certificate>"],
+  [shop.key, "<shop.example.com key>"],
+  [wide.cert, "<wide certificate>"],
+  [wide.key, "<wide key>"],
+];
+/** Rendered JSON, pretty, with the per-run parts (PEM, temporary directory) replaced by placeholders. */
+function stable(json: string): string {
+  let text = `${JSON.stringify(JSON.parse(json), null, 2)}\n`;
+  for (const [pem, placeholder] of PEMS) text = text.split(JSON.stringify(pem).slice(1, -1)).join(placeholder);
+  text = text.replace(/acme-ca-root-[0-9a-f]{32}\.pem/g, "acme-ca-root-<sha256>.pem");
+  return text.split(TLS_DIR).join("<tlsFilesDir>");
+}
+const goldenPath = (name: string) => path.join(GOLDEN_DIR, `${name}.json`);
+const config = (s: Snapshot, opts = OPTS): Json => JSON.parse(render(s, opts).json);
+const policies = (cfg: Json): Json[] => cfg.apps.http.servers.https.tls_connection_policies;
+
+describe("tls golden files", () => {
+  if (UPDATE) mkdirSync(GOLDEN_DIR, { recursive: true });
+  for (const [name, c] of Object.entries(CASES)) {
+    test(name, () => {
+      const got = stable(render(c.snap, c.opts ?? OPTS).json);
+      assert.ok(!/BEGIN (EC |RSA )?PRIVATE KEY/.test(got), "no key in a golden file");
+      if (UPDATE) {
+        writeFileSync(goldenPath(name), got);
+        return;
+      }
+      assert.ok(existsSync(goldenPath(name)), `missing ${goldenPath(name)}; run with UPDATE_GOLDEN=1`);
+      assert.equal(got, readFileSync(goldenPath(name), "utf8"));
+    });
+  }
+});
+
+describe("tls rendering", () => {
+  test("imported: load_pem with chain, key and tag; the https server pins each host's certificate by SNI", () => {
+    const cfg = config(CASES["tls-imported"]!.snap);
+    const loaded = cfg.apps.tls.certificates.load_pem;
+    assert.deepEqual(loaded, [
+      { certificate: secure.cert, key: secure.key, tags: [certificateTag("c-secure")] },
+      { certificate: wide.cert, key: wide.key, tags: [certificateTag("c-wide")] },
+    ]);
+    assert.equal(cfg.apps.tls.certificates.automate, undefined, "nothing is managed");
+    assert.equal(cfg.apps.tls.automation, undefined);
+    assert.equal(cfg.apps.pki, undefined, "no internal CA without managed private names");
+    const https = cfg.apps.http.servers.https;
+    assert.deepEqual(https.automatic_https, { disable: true }, "Caddy must not try ACME for imported names");
+    assert.deepEqual(policies(cfg), [
+      { match: { sni: ["secure.test"] }, certificate_selection: { any_tag: ["cpm-cert-c-secure"] } },
+      { match: { sni: ["wide.test"] }, certificate_selection: { any_tag: ["cpm-cert-c-wide"] } },
+      { match: { sni: ["*.a.secure.test"] }, certificate_selection: { any_tag: ["cpm-cert-c-secure"] } },
+      { match: { sni: ["*.secure.test"] }, certificate_selection: { any_tag: ["cpm-cert-c-secure"] } },
+      {},
+    ]);
+  });
+
+  test("managed private names: internal issuer, automate, pki without trust-store install", () => {
+    const cfg = config(CASES["tls-managed-internal"]!.snap);
+    assert.deepEqual(cfg.apps.tls.certificates, { automate: ["*.svc.lan", "10.0.0.5", "app.internal"] });
+    assert.deepEqual(cfg.apps.tls.automation.policies, [{ subjects: ["*.svc.lan", "10.0.0.5", "app.internal"], issuers: [{ module: "internal" }] }]);
+    assert.deepEqual(cfg.apps.pki, { certificate_authorities: { local: { install_trust: false } } });
+    assert.deepEqual(policies(cfg), [{}], "managed certificates are picked by SNI");
+  });
+
+  test("managed public names: ACME from settings (directory, email); challenge ports follow the instance's ports", () => {
+    const std = config(CASES["tls-managed-acme"]!.snap, { ...OPTS, httpPort: 80, httpsPort: 443 });
+    assert.deepEqual(std.apps.tls.automation.policies, [
+      { subjects: ["example.com", "www.example.com"], issuers: [{ module: "acme", ca: "https://acme-staging-v02.api.letsencrypt.org/directory", email: "ops@example.com" }] },
+    ]);
+    assert.equal(std.apps.pki, undefined);
+    const odd = config(CASES["tls-managed-acme"]!.snap);
+    assert.deepEqual(odd.apps.tls.automation.policies[0].issuers[0].challenges, { http: { alternate_port: 8080 }, "tls-alpn": { alternate_port: 8443 } });
+    // No settings: Caddy's default CA, no email.
+    const bare = config(snapshot({ proxyHosts: CASES["tls-managed-acme"]!.snap.proxyHosts, certificates: CASES["tls-managed-acme"]!.snap.certificates }), { ...OPTS, httpPort: 80, httpsPort: 443 });
+    assert.deepEqual(bare.apps.tls.automation.policies[0].issuers, [{ module: "acme" }]);
+  });
+
+  test("mixed: one policy per issuer; only certificates of enabled hosts are loaded or obtained", () => {
+    const r = render(CASES["tls-mixed"]!.snap, OPTS);
+    const cfg = JSON.parse(r.json);
+    assert.deepEqual(cfg.apps.tls.certificates.automate, ["nas.lan", "www.example.com"]);
+    assert.deepEqual(cfg.apps.tls.certificates.load_pem.map((c: Json) => c.tags[0]), ["cpm-cert-c-shop"]);
+    assert.deepEqual(cfg.apps.tls.automation.policies.map((p: Json) => [p.subjects, p.issuers[0].module]), [
+      [["nas.lan"], "internal"],
+      [["www.example.com"], "acme"],
+    ]);
+    for (const unused of ["off.example.com", "unused.example.com", "wide.test"]) assert.ok(!r.json.includes(unused), `${unused} is not rendered`);
+    assert.ok(!r.json.includes(JSON.stringify(wide.key).slice(1, -1)), "an unused key is not sent to Caddy");
+  });
+
+  test("private ACME CA: every name goes to it; render names its root file, ensureTlsFiles writes it once", () => {
+    const snap = CASES["tls-private-acme"]!.snap;
+    const dir = path.join(work, "private-acme");
+    const opts = { ...OPTS, tlsFilesDir: dir };
+    const r1 = render(snap, opts);
+    const issuer = JSON.parse(r1.json).apps.tls.automation.policies;
+    assert.equal(issuer.length, 1);
+    assert.deepEqual(issuer[0].subjects, ["api.example.com", "app.corp"]);
+    const files: string[] = issuer[0].issuers[0].trusted_roots_pem_files;
+    assert.equal(files.length, 1);
+    assert.equal(path.dirname(files[0]!), dir);
+    assert.equal(JSON.parse(r1.json).apps.pki, undefined, "no internal CA");
+    assert.equal(existsSync(dir), false, "render is pure: it writes nothing");
+    ensureTlsFiles(snap, opts);
+    assert.equal(readFileSync(files[0]!, "utf8"), `${acmeRoot.trim()}\n`);
+    ensureTlsFiles(snap, opts);
+    const r2 = render(snap, opts);
+    assert.equal(r2.json, r1.json, "same snapshot, same bytes");
+    assert.deepEqual(readdirSync(dir), [path.basename(files[0]!)], "one file, no leftovers");
+    // A root without a directory URL is no private CA: private names stay with the internal CA.
+    const noUrl = { ...snap, settings: { ...snap.settings!, acme: { caUrl: "", caRootPem: acmeRoot } } };
+    assert.deepEqual(JSON.parse(render(noUrl, opts).json).apps.tls.automation.policies.map((p: Json) => [p.subjects, p.issuers[0].module]), [
+      [["app.corp"], "internal"],
+      [["api.example.com"], "acme"],
+    ]);
+    // Another root, another file name.
+    const other = { ...snap, settings: { ...snap.settings!, acme: { ...snap.settings!.acme!, caRootPem: secure.cert } } };
+    assert.notEqual(JSON.parse(render(other, opts).json).apps.tls.automation.policies[0].issuers[0].trusted_roots_pem_files[0], files[0]);
+    // Without a directory for TLS files: no root, and a warning says so.
+    const noDir = render(CASES["tls-private-acme"]!.snap, { ...OPTS, tlsFilesDir: undefined });
+    assert.equal(JSON.parse(noDir.json).apps.tls.automation.policies[0].issuers[0].trusted_roots_pem_files, undefined);
+    assert.ok(noDir.warnings.some((w) => w.includes("ca_root_pem")), noDir.warnings.join("; "));
+  });
+
+  test("a host name its certificate does not cover gets a warning", () => {
+    const s = snapshot({
+      proxyHosts: [host("h", ["secure.test", "other.test"], { certificateId: "c" }), host("m", ["m.internal", "x.internal"], { certificateId: "m" })],
+      certificates: [importedCert("c", secure, ["secure.test"]), managedCert("m", ["m.internal"])],
+    });
+    const w = render(s, OPTS).warnings;
+    assert.ok(w.some((x) => x.includes('"host h"') && x.includes("other.test")), w.join("; "));
+    assert.ok(w.some((x) => x.includes('"host m"') && x.includes("x.internal")), w.join("; "));
+    assert.equal(render(CASES["tls-imported"]!.snap, OPTS).warnings.length, 0);
+  });
+
+  test("L4 hosts that terminate TLS get their certificate loaded when Caddy has layer4", () => {
+    const s = snapshot({
+      l4ProxyHosts: [L4ProxyHost.fromPartial({ id: "l4", name: "db", listenAddress: ":5432", upstreams: ["db:5432"], tlsTermination: true, certificateId: "c" })],
+      certificates: [importedCert("c", secure, ["secure.test"])],
+    });
+    assert.equal(config(s).apps.tls, undefined, "without layer4 nothing uses it");
+    const cfg = config(s, { ...OPTS, layer4: true });
+    assert.deepEqual(cfg.apps.tls.certificates.load_pem.map((c: Json) => c.tags), [["cpm-cert-c"]]);
+  });
+
+  test("no used certificate, no tls app", () => {
+    const cfg = config(snapshot({ proxyHosts: [host("a", ["a.test"])], certificates: [managedCert("x", ["x.internal"])] }));
+    assert.equal(cfg.apps.tls, undefined);
+    assert.equal(cfg.apps.pki, undefined);
+    assert.equal(cfg.apps.http.servers.https, undefined);
+  });
+
+  test("list order does not matter", () => {
+    const s = CASES["tls-mixed"]!.snap;
+    const base = render(s, OPTS).json;
+    const rev = { ...s, proxyHosts: [...s.proxyHosts].reverse(), certificates: [...s.certificates].reverse().map((c) => ({ ...c, domainNames: [...c.domainNames].reverse() })) };
+    assert.equal(render(rev, OPTS).json, base);
+  });
+});
+
+describe("caddy validate (tls)", () => {
+  const run = promisify(execFile);
+  test("every tls golden case, with its real certificates, is accepted by caddy validate", async (t) => {
+    if (!existsSync(CADDY)) {
+      t.skip("caddy binary not found");
+      return;
+    }
+    const dir = mkdtempSync(path.join(tmpdir(), "cpm-caddy-validate-tls-"));
+    try {
+      for (const [name, c] of Object.entries(CASES)) {
+        await t.test(name, async () => {
+          const file = path.join(dir, `${name}.json`);
+          writeFileSync(file, render(c.snap, c.opts ?? OPTS).json);
+          ensureTlsFiles(c.snap, c.opts ?? OPTS); // as the reconciler does before loading
+          try {
+            await run(CADDY, ["validate", "--config", file], {
+              timeout: 60_000,
+              env: { ...process.env, HOME: dir, XDG_DATA_HOME: path.join(dir, "data"), XDG_CONFIG_HOME: path.join(dir, "config") },
+            });
+          } catch (e) {
+            const err = e as { stderr?: string; message: string };
+            assert.fail(`caddy validate rejected ${name}: ${err.stderr || err.message}`);
+          }
+        });
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
