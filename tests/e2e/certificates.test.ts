@@ -129,7 +129,7 @@ describe("certificates: imported and managed, served by a real Caddy", () => {
 
   it("ssl_forced redirects plain HTTP to HTTPS with 308", async () => {
     const r = await inst.waitServes("secure.test", 308);
-    assert.equal(r.headers.location, "https://secure.test/");
+    assert.equal(r.headers.location, `https://secure.test:${inst.ports.https}/`, "the redirect keeps the instance's HTTPS port");
   });
 
   it("a managed certificate for a private name comes from Caddy's internal CA", async () => {

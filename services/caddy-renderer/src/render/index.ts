@@ -43,6 +43,8 @@ export function render(snapshot: Snapshot, opts: RenderOptions): Rendered {
   const hosts = snapshot.proxyHosts.filter((h) => h.enabled !== false);
   const acls = new Map(snapshot.accessLists.map((a) => [a.id, a]));
   const handlers = (h: ProxyHost, https: boolean) => hostHandlers(h, https, accessListHandlers(h.accessListId ? acls.get(h.accessListId) : undefined), snapshot.settings);
+  // The redirect keeps a non-default HTTPS port, so ssl_forced works on any CPM_HTTPS_PORT.
+  const httpsOrigin = `https://{http.request.host}${opts.httpsPort === 443 ? "" : `:${opts.httpsPort}`}`;
   const httpRoutes: { key: string; route: Json }[] = [];
   const httpsRoutes: { key: string; route: Json }[] = [];
   for (const h of hosts) {
@@ -53,7 +55,7 @@ export function render(snapshot: Snapshot, opts: RenderOptions): Rendered {
         httpRoutes.push({
           key: group.key,
           route: h.sslForced
-            ? { match, handle: [{ handler: "static_response", status_code: 308, headers: { Location: ["https://{http.request.host}{http.request.uri}"] } }], terminal: true }
+            ? { match, handle: [{ handler: "static_response", status_code: 308, headers: { Location: [`${httpsOrigin}{http.request.uri}`] } }], terminal: true }
             : { match, handle: handlers(h, false), terminal: true },
         });
       } else {

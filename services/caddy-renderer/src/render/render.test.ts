@@ -248,7 +248,7 @@ describe("render features", () => {
 
     const redirect = routeFor(cfg, "http", "secure.example.com");
     assert.deepEqual(redirect.handle, [
-      { handler: "static_response", status_code: 308, headers: { Location: ["https://{http.request.host}{http.request.uri}"] } },
+      { handler: "static_response", status_code: 308, headers: { Location: ["https://{http.request.host}:8443{http.request.uri}"] } },
     ]);
     assert.ok(handler(routeFor(cfg, "https", "secure.example.com"), "reverse_proxy"));
 
