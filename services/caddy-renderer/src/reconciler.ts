@@ -88,7 +88,10 @@ export class Reconciler {
     try {
       snapshot = await this.source.getSnapshot();
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, "cannot fetch snapshot from config-service");
+      const message = `cannot read the snapshot from config-service: ${(err as { details?: string }).details ?? (err as Error).message}`;
+      this.log.warn({ err: message }, "cannot fetch snapshot");
+      this.lastError = { version: this.desired.version, message, at: new Date() };
+      this.emit();
       this.scheduleRetry();
       return;
     }

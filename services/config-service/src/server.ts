@@ -7,7 +7,7 @@ import {
   type AccountServiceServer,
   type ConfigServiceServer,
 } from "@cpm/proto";
-import { failedPrecondition, type InstanceMode, type Logger } from "@cpm/core";
+import { failedPrecondition, validateSnapshot, type InstanceMode, type Logger } from "@cpm/core";
 import {
   bearerToken,
   GrpcServer,
@@ -84,6 +84,23 @@ export function createServer(deps: ConfigServiceDeps): GrpcServer {
     return p;
   };
 
+  // A snapshot is checked (structure, every reference resolves, content hash) before it is
+  // served, once per content: the database's constraints should make this hold, and a
+  // master must never ship a configuration its slaves would refuse.
+  let checkedSha = "";
+  const consistentSnapshot = async () => {
+    const s = await store.snapshot();
+    if (s.contentSha256 !== checkedSha && s.version > 0) {
+      try {
+        validateSnapshot(s);
+      } catch (err) {
+        throw failedPrecondition(`the stored configuration is inconsistent, refusing to serve it: ${(err as Error).message}`);
+      }
+      checkedSha = s.contentSha256;
+    }
+    return s;
+  };
+
   const config: AsyncService<ConfigServiceServer> = {
     ...certificateHandlers(store),
     ...accessListHandlers(store),
@@ -100,7 +117,7 @@ export function createServer(deps: ConfigServiceDeps): GrpcServer {
       return { proxyHost: result, configVersion: version };
     },
     deleteProxyHost: async (req) => ({ configVersion: (await hosts.delete(req.id)).version }),
-    getSnapshot: async () => ({ snapshot: await store.snapshot() }),
+    getSnapshot: async () => ({ snapshot: await consistentSnapshot() }),
     watchConfig: async (_req, ctx, call) => {
       // Subscribe before reading the current state so no commit is missed; never send a
       // version older than one already sent (the initial read can race a commit).
