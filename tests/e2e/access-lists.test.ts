@@ -2,44 +2,22 @@
 // with HTTP requests through Caddy. Requests come from 127.0.0.1, so address rules are tested
 // with lists that do or do not contain it.
 import assert from "node:assert/strict";
-import http from "node:http";
-import type net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { AccessList, AccessListSatisfy, ProxyHost, type DeepPartial } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
-import { Instance } from "../support/instance.ts";
+import { expectStatus } from "../support/grpc.ts";
+import { Instance, stopCleanly } from "../support/instance.ts";
+import { serveHttp } from "../support/net.ts";
 
 const { ACCESS_LIST_SATISFY_ANY: ANY, ACCESS_LIST_SATISFY_ALL: ALL } = AccessListSatisfy;
 
-/** Expect a gRPC call to fail with `code`; returns the error's details. */
-async function rejects(p: Promise<unknown>, code: status): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    const err = e as { code?: number; details?: string };
-    assert.equal(err.code, code, `expected ${status[code]}, got ${err.code !== undefined ? status[err.code] : "?"}: ${err.details}`);
-    return err.details ?? "";
-  }
-  assert.fail(`expected ${status[code]}, the call succeeded`);
-}
-
 /** An upstream that says what it received, including the Authorization header. */
-async function startEchoUpstream(): Promise<{ port: number; close: () => Promise<void> }> {
-  const server = http.createServer((req, res) => {
+const startEchoUpstream = () =>
+  serveHttp((req, res) => {
     res.setHeader("content-type", "text/plain");
     res.end(`upstream=acl host=${req.headers.host} authorization=${req.headers.authorization ?? "none"}\n`);
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
-}
 
 const basic = (user: string, password: string) => ({ Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}` });
 
@@ -60,8 +38,7 @@ describe("access lists: API -> config-service -> renderer -> real Caddy", () => 
     inst = await Instance.start({ name: "access-lists" });
   });
   after(async () => {
-    const code = await inst?.stop();
-    assert.equal(code, 0, "the launcher stops cleanly on SIGTERM");
+    await stopCleanly(inst);
     await up?.close();
   });
 
@@ -221,7 +198,7 @@ describe("access lists: API -> config-service -> renderer -> real Caddy", () => 
     await expectHttp("guarded", 401);
     const v = await inst.version();
 
-    const msg = await rejects(deleteAcl(acl.id), status.FAILED_PRECONDITION);
+    const msg = await expectStatus(deleteAcl(acl.id), status.FAILED_PRECONDITION);
     assert.match(msg, /"guarded"/);
     assert.equal(await inst.version(), v, "a refused delete does not move the version");
     await expectHttp("guarded", 401, {}, "still gated");
@@ -231,7 +208,7 @@ describe("access lists: API -> config-service -> renderer -> real Caddy", () => 
     await expectHttp("guarded", 200, {}, "detached: open");
     const del = await deleteAcl(acl.id);
     assert.equal(del.configVersion, v + 2);
-    await rejects(getAcl(acl.id), status.NOT_FOUND);
+    await expectStatus(getAcl(acl.id), status.NOT_FOUND);
     await inst.waitInSync();
   });
 
@@ -248,10 +225,10 @@ describe("access lists: API -> config-service -> renderer -> real Caddy", () => 
       [{ name: "taken" }, status.ALREADY_EXISTS, "access_list.name"],
     ];
     for (const [a, code, field] of cases) {
-      const details = await rejects(createAcl(a), code);
+      const details = await expectStatus(createAcl(a), code);
       assert.ok(details.startsWith(`${field}: `), `"${details}" should start with ${field}`);
     }
-    const missing = await rejects(
+    const missing = await expectStatus(
       unary(
         inst.config.createProxyHost.bind(inst.config),
         { proxyHost: ProxyHost.fromPartial({ name: "dangling", domains: ["dangling.test"], upstreams: ["127.0.0.1:1"], accessListId: "no-such-list" }) },

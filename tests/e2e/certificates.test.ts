@@ -12,21 +12,11 @@ import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { Certificate, CertificateType, CreateApiTokenRequest, ProxyHost, Role, type DeepPartial } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
-import { Instance } from "../support/instance.ts";
+import { expectStatus } from "../support/grpc.ts";
+import { Instance, stopCleanly } from "../support/instance.ts";
 import { startUpstream } from "../support/net.ts";
 import { makePki } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
-
-async function rejects(p: Promise<unknown>, code: status): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    const err = e as { code?: number; details?: string };
-    assert.equal(err.code, code, `expected ${status[code]}, got ${err.code !== undefined ? status[err.code] : String(e)}: ${err.details}`);
-    return err.details ?? "";
-  }
-  assert.fail(`expected ${status[code]}, the call succeeded`);
-}
 
 /** A self-signed certificate for `sans` with its key (openssl, at test time). */
 function selfSigned(dir: string, name: string, sans: string[]): { cert: string; key: string } {
@@ -89,8 +79,7 @@ describe("certificates: imported and managed, served by a real Caddy", () => {
     inst = await Instance.start({ name: "certificates" });
   });
   after(async () => {
-    const code = await inst?.stop();
-    assert.equal(code, 0, "the launcher stops cleanly on SIGTERM");
+    await stopCleanly(inst);
     await upstream?.close();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -151,7 +140,7 @@ describe("certificates: imported and managed, served by a real Caddy", () => {
 
   it("deleting a certificate in use fails with FAILED_PRECONDITION naming the host; nothing changes", async () => {
     const v = await inst.version();
-    const details = await rejects(unary(inst.config.deleteCertificate.bind(inst.config), { id: importedCert.id }, inst.adminToken), status.FAILED_PRECONDITION);
+    const details = await expectStatus(unary(inst.config.deleteCertificate.bind(inst.config), { id: importedCert.id }, inst.adminToken), status.FAILED_PRECONDITION);
     assert.match(details, /secure-host/);
     assert.equal(await inst.version(), v);
     assert.equal(sha256Hex((await peerCertificate(inst.ports.https, "secure.test")).raw), importedCert.fingerprintSha256, "still served");
@@ -168,14 +157,14 @@ describe("certificates: imported and managed, served by a real Caddy", () => {
     const viewer = (await unary(inst.account.createApiToken.bind(inst.account), CreateApiTokenRequest.fromPartial({ name: "cert-reader", role: Role.ROLE_VIEWER }), inst.adminToken)).secret;
     assert.equal((await getCert(importedCert.id, false, viewer)).certificate!.privateKeyPem, "");
     assert.ok((await listCerts(false, viewer)).certificates.length >= 2);
-    await rejects(getCert(importedCert.id, true, viewer), status.PERMISSION_DENIED);
-    await rejects(listCerts(true, viewer), status.PERMISSION_DENIED);
+    await expectStatus(getCert(importedCert.id, true, viewer), status.PERMISSION_DENIED);
+    await expectStatus(listCerts(true, viewer), status.PERMISSION_DENIED);
   });
 
   it("a key that does not match is refused naming the field; the version does not move", async () => {
     const other = selfSigned(dir, "other.test", ["DNS:other.test"]);
     const v = await inst.version();
-    const details = await rejects(
+    const details = await expectStatus(
       createCert({ name: "mismatch", type: CertificateType.CERTIFICATE_TYPE_IMPORTED, certificatePem: secure.cert, privateKeyPem: other.key }),
       status.INVALID_ARGUMENT,
     );
@@ -255,7 +244,7 @@ describe("certificates reach a slave: the snapshot carries the imported key, the
     assert.equal((await onSlave(cert.id, false)).certificate!.privateKeyPem, "");
     assert.ok(samePrivateKey((await onSlave(cert.id, true)).certificate!.privateKeyPem, pem.key));
     // Writes to synced resources are refused on the slave.
-    await rejects(unary(slave.config.deleteCertificate.bind(slave.config), { id: cert.id }, slave.adminToken), status.FAILED_PRECONDITION);
+    await expectStatus(unary(slave.config.deleteCertificate.bind(slave.config), { id: cert.id }, slave.adminToken), status.FAILED_PRECONDITION);
     for (const i of [master, slave]) assert.ok(!/PRIVATE KEY-----/.test(i.log()), `${i.opts.name}: a PEM private key appears in the log`);
   });
 });

@@ -11,22 +11,12 @@ import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { Certificate, CertificateType, CreateApiTokenRequest, L4Protocol, L4ProxyHost, ProxyHost, Role, Settings, type DeepPartial } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
-import { Instance } from "../support/instance.ts";
-import { freePort, startUpstream } from "../support/net.ts";
+import { expectStatus } from "../support/grpc.ts";
+import { Instance, stopCleanly } from "../support/instance.ts";
+import { freePort, serveHttp, startUpstream } from "../support/net.ts";
 import { waitFor } from "../support/wait.ts";
 
 type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any -- walking Caddy's running config
-
-async function rejects(p: Promise<unknown>, code: status): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    const err = e as { code?: number; details?: string };
-    assert.equal(err.code, code, `expected ${status[code]}, got ${err.code !== undefined ? status[err.code] : String(e)}: ${err.details}`);
-    return err.details ?? "";
-  }
-  assert.fail(`expected ${status[code]}, the call succeeded`);
-}
 
 /** GET over HTTPS with SNI and Host `host` (unverified); the response headers matter here. */
 function httpsGet(port: number, host: string): Promise<{ status: number; headers: http.IncomingHttpHeaders }> {
@@ -55,19 +45,7 @@ function slowGet(port: number, host: string, timeoutMs: number): Promise<number>
 }
 
 /** An upstream that accepts requests and never answers them. */
-async function startStalledUpstream(): Promise<{ port: number; close: () => Promise<void> }> {
-  const server = http.createServer(() => undefined);
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as { port: number }).port;
-  return {
-    port,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
-}
+const startStalledUpstream = () => serveHttp(() => undefined);
 
 describe("settings and L4 proxy hosts on a real Caddy without layer4", () => {
   let inst: Instance;
@@ -83,8 +61,7 @@ describe("settings and L4 proxy hosts on a real Caddy without layer4", () => {
     inst = await Instance.start({ name: "settings-l4" });
   });
   after(async () => {
-    const code = await inst?.stop();
-    assert.equal(code, 0, "the launcher stops cleanly on SIGTERM");
+    await stopCleanly(inst);
     await up?.close();
     await stalled?.close();
     rmSync(dir, { recursive: true, force: true });
@@ -183,12 +160,12 @@ describe("settings and L4 proxy hosts on a real Caddy without layer4", () => {
   it("refuses bad settings with INVALID_ARGUMENT naming the field and a viewer's update with PERMISSION_DENIED", async () => {
     const v = await inst.version();
     const before = await getSettings();
-    const d = await rejects(updateSettings({ http: { upstreamDialTimeoutSeconds: 100000 } }), status.INVALID_ARGUMENT);
+    const d = await expectStatus(updateSettings({ http: { upstreamDialTimeoutSeconds: 100000 } }), status.INVALID_ARGUMENT);
     assert.match(d, /^settings\.http\.upstream_dial_timeout_seconds: /);
-    const d2 = await rejects(updateSettings({ acme: { caUrl: "http://acme.example.com/dir" } }), status.INVALID_ARGUMENT);
+    const d2 = await expectStatus(updateSettings({ acme: { caUrl: "http://acme.example.com/dir" } }), status.INVALID_ARGUMENT);
     assert.match(d2, /^settings\.acme\.ca_url: /);
     const { secret } = await unary(inst.account.createApiToken.bind(inst.account), CreateApiTokenRequest.fromPartial({ name: "viewer", role: Role.ROLE_VIEWER }), inst.adminToken);
-    await rejects(updateSettings({ general: { acmeEmail: "v@example.com" } }, secret), status.PERMISSION_DENIED);
+    await expectStatus(updateSettings({ general: { acmeEmail: "v@example.com" } }, secret), status.PERMISSION_DENIED);
     assert.equal(await inst.version(), v);
     assert.deepEqual(await getSettings(), before);
   });
@@ -210,7 +187,7 @@ describe("settings and L4 proxy hosts on a real Caddy without layer4", () => {
 
     // A host on the same listener as another catch-all is refused; nothing changes.
     const v = await inst.version();
-    const details = await rejects(createL4({ name: "second", listenAddress: `127.0.0.1:${tcpPort}`, upstreams: ["127.0.0.1:1"] }), status.ALREADY_EXISTS);
+    const details = await expectStatus(createL4({ name: "second", listenAddress: `127.0.0.1:${tcpPort}`, upstreams: ["127.0.0.1:1"] }), status.ALREADY_EXISTS);
     assert.match(details, new RegExp(`tcp/127\\.0\\.0\\.1:${tcpPort}`));
     assert.equal(await inst.version(), v);
 

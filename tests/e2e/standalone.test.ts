@@ -3,21 +3,10 @@ import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { ProxyHost } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
-import { Instance } from "../support/instance.ts";
+import { expectStatus } from "../support/grpc.ts";
+import { Instance, stopCleanly } from "../support/instance.ts";
 import { startUpstream } from "../support/net.ts";
 import { waitFor } from "../support/wait.ts";
-
-/** Expect a gRPC call to fail with `code`; returns the error's details. */
-async function rejects(p: Promise<unknown>, code: status): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    const err = e as { code?: number; details?: string };
-    assert.equal(err.code, code, `expected ${status[code]}, got ${err.code !== undefined ? status[err.code] : "?"}: ${err.details}`);
-    return err.details ?? "";
-  }
-  assert.fail(`expected ${status[code]}, the call succeeded`);
-}
 
 describe("standalone instance: gRPC API -> config-service -> renderer -> real Caddy", () => {
   let inst: Instance;
@@ -30,8 +19,7 @@ describe("standalone instance: gRPC API -> config-service -> renderer -> real Ca
     inst = await Instance.start({ name: "standalone" });
   });
   after(async () => {
-    const code = await inst?.stop();
-    assert.equal(code, 0, "the launcher stops cleanly on SIGTERM");
+    await stopCleanly(inst);
     await a?.close();
     await b?.close();
   });
@@ -93,23 +81,23 @@ describe("standalone instance: gRPC API -> config-service -> renderer -> real Ca
       [{ name: "x", domains: ["ok.test"], upstreams: ["127.0.0.1:1"], certificateId: "missing" }, "proxy_host.certificate_id"],
     ];
     for (const [host, field] of cases) {
-      const details = await rejects(create(host), status.INVALID_ARGUMENT);
+      const details = await expectStatus(create(host), status.INVALID_ARGUMENT);
       assert.ok(details.startsWith(`${field}:`), `"${details}" should name ${field}`);
     }
     await create({ name: "taken", domains: ["taken.test"], upstreams: ["127.0.0.1:1"] });
     const v2 = await inst.version();
     assert.equal(v2, v + 1);
-    const dup = await rejects(create({ name: "other", domains: ["TAKEN.test"], upstreams: ["127.0.0.1:1"] }), status.ALREADY_EXISTS);
+    const dup = await expectStatus(create({ name: "other", domains: ["TAKEN.test"], upstreams: ["127.0.0.1:1"] }), status.ALREADY_EXISTS);
     assert.match(dup, /taken\.test/);
     assert.equal(await inst.version(), v2, "refused writes do not move the version");
   });
 
   it("refuses a missing or wrong token with UNAUTHENTICATED and writes nothing", async () => {
     const v = await inst.version();
-    await rejects(create({ name: "n", domains: ["n.test"], upstreams: ["127.0.0.1:1"] }, ""), status.UNAUTHENTICATED);
-    await rejects(create({ name: "n", domains: ["n.test"], upstreams: ["127.0.0.1:1"] }, "wrong-token-0123456789"), status.UNAUTHENTICATED);
-    await rejects(unary(inst.config.listProxyHosts.bind(inst.config), {}, "wrong-token-0123456789"), status.UNAUTHENTICATED);
-    await rejects(unary(inst.renderer.getRenderStatus.bind(inst.renderer), {}, "wrong-token-0123456789"), status.UNAUTHENTICATED);
+    await expectStatus(create({ name: "n", domains: ["n.test"], upstreams: ["127.0.0.1:1"] }, ""), status.UNAUTHENTICATED);
+    await expectStatus(create({ name: "n", domains: ["n.test"], upstreams: ["127.0.0.1:1"] }, "wrong-token-0123456789"), status.UNAUTHENTICATED);
+    await expectStatus(unary(inst.config.listProxyHosts.bind(inst.config), {}, "wrong-token-0123456789"), status.UNAUTHENTICATED);
+    await expectStatus(unary(inst.renderer.getRenderStatus.bind(inst.renderer), {}, "wrong-token-0123456789"), status.UNAUTHENTICATED);
     assert.equal(await inst.version(), v);
     assert.equal((await inst.get("n.test")).status, 404);
   });

@@ -8,21 +8,11 @@ import { status } from "@grpc/grpc-js";
 import { ProxyHost, Role, SyncReceiverClient, type SlaveStatus } from "@cpm/proto";
 import { channelCredentials, unary, withBearer } from "@cpm/grpc-kit";
 import { FakeCaddyAdminProxy } from "../support/fake-caddy-admin-proxy.ts";
+import { expectStatus } from "../support/grpc.ts";
 import { allocatePorts, Instance, runLauncher } from "../support/instance.ts";
 import { startUpstream } from "../support/net.ts";
 import { makePki, type TestPki } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
-
-async function rejects(p: Promise<unknown>, code: status): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    const err = e as { code?: number; details?: string };
-    assert.equal(err.code, code, `expected ${status[code]}, got ${err.code !== undefined ? status[err.code] : "?"}: ${err.details}`);
-    return err.details ?? "";
-  }
-  assert.fail(`expected ${status[code]}, the call succeeded`);
-}
 
 const TOKEN1 = "slave-one-sync-token-0123456789";
 const TOKEN2 = "slave-two-sync-token-9876543210";
@@ -127,8 +117,8 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
     const minted = await unary(master.account.createApiToken.bind(master.account), { name: "ci-bot", role: Role.ROLE_ADMIN, expiresAt: undefined, userId: "" }, master.adminToken);
     await waitFor(async () => (await slave1.version()) === (await master.version()), "slave1 caught up");
     // The master's tokens do not open the slave's API, and the slave does not list them.
-    await rejects(unary(slave1.config.listProxyHosts.bind(slave1.config), {}, master.adminToken), status.UNAUTHENTICATED);
-    await rejects(unary(slave1.config.listProxyHosts.bind(slave1.config), {}, minted.secret), status.UNAUTHENTICATED);
+    await expectStatus(unary(slave1.config.listProxyHosts.bind(slave1.config), {}, master.adminToken), status.UNAUTHENTICATED);
+    await expectStatus(unary(slave1.config.listProxyHosts.bind(slave1.config), {}, minted.secret), status.UNAUTHENTICATED);
     const slaveTokens = await unary(slave1.account.listApiTokens.bind(slave1.account), {}, slave1.adminToken);
     assert.ok(!slaveTokens.apiTokens.some((t) => t.name === "ci-bot"));
     // The slave's own token reads the synced configuration; the snapshots are identical.
@@ -137,7 +127,7 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
     const [ms, ss] = await Promise.all([master, slave1].map((i) => unary(i.config.getSnapshot.bind(i.config), {}, i.adminToken)));
     assert.equal(ss!.snapshot!.contentSha256, ms!.snapshot!.contentSha256);
     // The slave refuses writes to synced resources but manages its own tokens.
-    const refused = await rejects(
+    const refused = await expectStatus(
       unary(slave1.config.createProxyHost.bind(slave1.config), { proxyHost: ProxyHost.fromPartial({ name: "x", domains: ["x.test"], upstreams: ["127.0.0.1:1"] }) }, slave1.adminToken),
       status.FAILED_PRECONDITION,
     );

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, mkdtempSync, readFileSync } from "node:fs";
 import os from "node:os";
@@ -187,6 +188,11 @@ export class Instance {
   async restart(): Promise<void> {
     await this.launch();
   }
+}
+
+/** Stops `inst` (when it was started) with SIGTERM and asserts the launcher exits cleanly (code 0). */
+export async function stopCleanly(inst: Instance | undefined): Promise<void> {
+  assert.equal(await inst?.stop(), 0, "the launcher stops cleanly on SIGTERM");
 }
 
 export async function allocatePorts(): Promise<InstancePorts> {

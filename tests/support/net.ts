@@ -34,12 +34,15 @@ export function httpGet(port: number, host: string, path = "/", headers: Record<
   });
 }
 
-/** A test upstream that names itself and echoes what it received. */
-export async function startUpstream(name: string): Promise<{ port: number; close: () => Promise<void> }> {
-  const server = http.createServer((req, res) => {
-    res.setHeader("content-type", "text/plain");
-    res.end(`upstream=${name} host=${req.headers.host} path=${req.url}\n`);
-  });
+export interface TestServer {
+  port: number;
+  /** Drops open connections and stops listening. */
+  close: () => Promise<void>;
+}
+
+/** An HTTP server on 127.0.0.1 (on a free port) answering with `handler`. */
+export async function serveHttp(handler: http.RequestListener): Promise<TestServer> {
+  const server = http.createServer(handler);
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as net.AddressInfo).port;
   return {
@@ -50,4 +53,12 @@ export async function startUpstream(name: string): Promise<{ port: number; close
         server.close(() => r());
       }),
   };
+}
+
+/** A test upstream that names itself and echoes what it received. */
+export function startUpstream(name: string): Promise<TestServer> {
+  return serveHttp((req, res) => {
+    res.setHeader("content-type", "text/plain");
+    res.end(`upstream=${name} host=${req.headers.host} path=${req.url}\n`);
+  });
 }

@@ -1,23 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { AccessList, AccessListSatisfy, Settings, Snapshot, type DeepPartial } from "@cpm/proto";
-import { ValidationError } from "./errors.ts";
+import { assertValidationError } from "./test-support.ts";
 import { normalizeAccessList, normalizeIpRange } from "./access-lists.ts";
 import { snapshotContentHash, validateSnapshot } from "./snapshot.ts";
 
 /** A real bcrypt hash (cost 4) of "correct horse". */
 const HASH = "$2b$04$w8k8X9FJHDuWcgFriAIDRezjksZR5uWONuBu2QSZoSXcSMmL3Ce6e";
-
-function assertValidationError(fn: () => unknown, field: string, detail?: RegExp): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof ValidationError, `expected ValidationError, got ${String(err)}`);
-    assert.equal(err.kind, "invalid_argument");
-    assert.equal(err.field, field);
-    assert.ok(err.message.startsWith(`${field}: `), `message should start with "${field}: ": ${err.message}`);
-    if (detail) assert.match(err.message, detail);
-    return true;
-  });
-}
 
 const api = (over: DeepPartial<AccessList> = {}) => AccessList.fromPartial({ name: "office", ...over });
 const stored = (over: DeepPartial<AccessList> = {}) =>

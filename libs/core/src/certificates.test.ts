@@ -7,7 +7,7 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import { Certificate, CertificateType, Snapshot, type DeepPartial } from "@cpm/proto";
 import { covers, isPrivateName, normalizeCertificate } from "./certificates.ts";
-import { ValidationError } from "./errors.ts";
+import { assertValidationError, expectValidationError } from "./test-support.ts";
 import { snapshotContentHash, validateSnapshot } from "./snapshot.ts";
 
 const MANAGED = CertificateType.CERTIFICATE_TYPE_MANAGED;
@@ -122,21 +122,6 @@ const imported = (over: DeepPartial<Certificate> = {}) =>
 const managed = (over: DeepPartial<Certificate> = {}) => Certificate.fromPartial({ name: "managed", type: MANAGED, domainNames: ["app.example.com"], ...over });
 
 const NOW = { now: new Date() };
-
-/** Asserts fn throws a ValidationError for exactly `field`, with the message `${field}: ...`. */
-function assertValidationError(fn: () => unknown, field: string, detail?: RegExp): ValidationError {
-  let caught: ValidationError | undefined;
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof ValidationError, `expected ValidationError, got ${String(err)}`);
-    assert.equal(err.kind, "invalid_argument");
-    assert.equal(err.field, field, err.message);
-    assert.ok(err.message.startsWith(`${field}: `), `message should start with "${field}: ": ${err.message}`);
-    if (detail) assert.match(err.message, detail);
-    caught = err;
-    return true;
-  });
-  return caught!;
-}
 
 /** The base64 body of a PEM (what must never show up in an error message). */
 const bodyOf = (pem: string) => pem.split("\n").filter((l) => l && !l.startsWith("-----")).slice(0, 2).join("");
@@ -296,7 +281,7 @@ describe("normalizeCertificate: bad input", () => {
   ];
   for (const c of cases) {
     test(`${c.name} -> ${c.field}`, () => {
-      const err = assertValidationError(() => normalizeCertificate(c.cert, "certificate", NOW), c.field, c.detail);
+      const err = expectValidationError(() => normalizeCertificate(c.cert, "certificate", NOW), c.field, c.detail);
       for (const pem of [c.cert.certificatePem, c.cert.privateKeyPem, leaf.key, other]) {
         const body = bodyOf(pem);
         if (body) assert.ok(!err.message.includes(body), "the message must not quote PEM content");

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { ConfigError, dialable, loadConfig, required } from "./env.ts";
+import { assertThrowsNaming } from "./test-support.ts";
 
 type Env = Record<string, string | undefined>;
 
@@ -24,17 +25,7 @@ const okSlave = (name: string, url = `https://${name}:50443`) => ({ name, url, t
 
 /** Asserts loadConfig(env) throws a ConfigError for `variable` whose message matches `detail`. */
 function assertConfigError(env: Env, variable: string, detail?: RegExp): void {
-  assert.throws(
-    () => loadConfig(env),
-    (err: unknown) => {
-      assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-      assert.equal(err.name, "ConfigError");
-      assert.equal(err.variable, variable);
-      assert.ok(err.message.startsWith(`${variable}: `), `message should start with "${variable}: ": ${err.message}`);
-      if (detail) assert.match(err.message, detail);
-      return true;
-    },
-  );
+  assertThrowsNaming(() => loadConfig(env), ConfigError, (err) => err.variable, variable, detail);
 }
 
 describe("loadConfig defaults", () => {

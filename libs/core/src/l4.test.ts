@@ -1,22 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { L4Matcher, L4Protocol, L4ProxyHost, ProxyProtocolVersion, type DeepPartial } from "@cpm/proto";
-import { ValidationError } from "./errors.ts";
+import { assertValidationError } from "./test-support.ts";
 import { l4Listener, l4ListenerConflict, listenersOverlap, normalizeL4ProxyHost, parseListenAddress } from "./l4.ts";
 
 const { L4_PROTOCOL_TCP: TCP, L4_PROTOCOL_UDP: UDP, L4_PROTOCOL_UNSPECIFIED: PROTO_UNSPEC } = L4Protocol;
 const { L4_MATCHER_NONE: NONE, L4_MATCHER_TLS_SNI: SNI, L4_MATCHER_HTTP_HOST: HOST, L4_MATCHER_PROXY_PROTOCOL: PP, L4_MATCHER_UNSPECIFIED: M_UNSPEC } = L4Matcher;
 const { PROXY_PROTOCOL_VERSION_V1: V1, PROXY_PROTOCOL_VERSION_V2: V2 } = ProxyProtocolVersion;
-
-function assertValidationError(fn: () => unknown, field: string, detail?: RegExp): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof ValidationError, `expected ValidationError, got ${String(err)}`);
-    assert.equal(err.field, field, err.message);
-    assert.ok(err.message.startsWith(`${field}: `), `message should start with "${field}: ": ${err.message}`);
-    if (detail) assert.match(err.message, detail);
-    return true;
-  });
-}
 
 const l4 = (over: DeepPartial<L4ProxyHost> = {}) =>
   L4ProxyHost.fromPartial({ id: "id-1", name: "db", protocol: TCP, listenAddress: ":5432", upstreams: ["db.internal:5432"], ...over });

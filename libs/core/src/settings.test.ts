@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Settings, type DeepPartial } from "@cpm/proto";
-import { ValidationError } from "./errors.ts";
+import { assertValidationError } from "./test-support.ts";
 import {
   DEFAULT_HSTS_MAX_AGE_SECONDS,
   MAX_HSTS_MAX_AGE_SECONDS,
@@ -23,16 +23,6 @@ AiAixC4ze87oh75kuZvxO/DKDVN93S6W1xVYG87YPWRcmQIgEo/xsINvAZdkDb8C
 BNf3RnMvqKXllJsnDReprknYJLg=
 -----END CERTIFICATE-----
 `;
-
-function assertValidationError(fn: () => unknown, field: string, detail?: RegExp): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof ValidationError, `expected ValidationError, got ${String(err)}`);
-    assert.equal(err.field, field, err.message);
-    assert.ok(err.message.startsWith(`${field}: `), `message should start with "${field}: ": ${err.message}`);
-    if (detail) assert.match(err.message, detail);
-    return true;
-  });
-}
 
 const settings = (over: DeepPartial<Settings>) => Settings.fromPartial(over);
 

@@ -10,18 +10,8 @@ import {
   Snapshot,
   type DeepPartial,
 } from "@cpm/proto";
-import { ValidationError } from "./errors.ts";
+import { assertValidationError } from "./test-support.ts";
 import { SNAPSHOT_SCHEMA_VERSION, snapshotContentHash, validateSnapshot } from "./snapshot.ts";
-
-function assertValidationError(fn: () => unknown, field: string, detail?: RegExp): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof ValidationError, `expected ValidationError, got ${String(err)}`);
-    assert.equal(err.field, field);
-    assert.ok(err.message.startsWith(`${field}: `), `message should start with "${field}: ": ${err.message}`);
-    if (detail) assert.match(err.message, detail);
-    return true;
-  });
-}
 
 const host = (id: string, domains: string[], over: DeepPartial<ProxyHost> = {}) =>
   ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}:8080`], ...over });

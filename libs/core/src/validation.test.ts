@@ -1,20 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { LoadBalancingPolicy, ProxyHost, type DeepPartial } from "@cpm/proto";
-import { ValidationError } from "./errors.ts";
+import { assertValidationError } from "./test-support.ts";
 import { checkHostName, checkName, normalizeProxyHost, parseUpstream, type ParsedUpstream } from "./validation.ts";
-
-/** Asserts fn throws a ValidationError for exactly `field`, with the message `${field}: ...`. */
-function assertValidationError(fn: () => unknown, field: string, detail?: RegExp): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof ValidationError, `expected ValidationError, got ${String(err)}`);
-    assert.equal(err.kind, "invalid_argument");
-    assert.equal(err.field, field);
-    assert.ok(err.message.startsWith(`${field}: `), `message should start with "${field}: ": ${err.message}`);
-    if (detail) assert.match(err.message, detail);
-    return true;
-  });
-}
 
 describe("checkHostName", () => {
   const valid: [string, string][] = [

@@ -1,65 +1,14 @@
 // Service-level tests of access lists: the real gRPC server in-process on 127.0.0.1:0, a
 // temporary SQLite file per test, the generated grpc-js clients. Assertions are about what an
 // API client sees (statuses, field names, returned data, versions) and what snapshots carry.
-import { after, afterEach, beforeEach, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import bcrypt from "bcryptjs";
-import { AccessList, AccessListSatisfy, ConfigServiceClient, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
-import { createLogger, snapshotContentHash, type InstanceMode } from "@cpm/core";
-import { channelCredentials, status, unary, type GrpcServer } from "@cpm/grpc-kit";
-import { openDatabase, type Db } from "./db.ts";
-import { createServer } from "./server.ts";
-import { ConfigStore, settingsFromRows } from "./store.ts";
-import { ApiTokens } from "./tokens.ts";
-
-const ADMIN = "test-admin-token-0123456789abcdef";
-const INTERNAL = "test-internal-token-fedcba9876543210";
-
-const tmp = mkdtempSync(path.join(tmpdir(), "cpm-access-lists-test-"));
-after(() => rmSync(tmp, { recursive: true, force: true }));
-let dbCounter = 0;
-
-interface Harness {
-  db: Db;
-  config: ConfigServiceClient;
-  close(): Promise<void>;
-}
-
-async function start(mode: InstanceMode = "standalone"): Promise<Harness> {
-  const log = createLogger("test", "silent");
-  const { db } = await openDatabase(`file:${path.join(tmp, `db-${++dbCounter}.sqlite`)}`);
-  const store = new ConfigStore(db, log);
-  await store.init();
-  const tokens = new ApiTokens(db);
-  await tokens.ensure(ADMIN);
-  const server: GrpcServer = createServer({ store, tokens, mode, internalToken: INTERNAL, log });
-  const port = await server.listen("127.0.0.1:0");
-  const config = new ConfigServiceClient(`127.0.0.1:${port}`, channelCredentials({}));
-  return {
-    db,
-    config,
-    async close() {
-      config.close();
-      await server.shutdown();
-      await db.$disconnect();
-    },
-  };
-}
-
-/** Asserts the call fails with `code`; returns the message the client sees. */
-async function expectStatus(p: Promise<unknown>, code: status): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    const err = e as { code?: number; details?: string };
-    assert.equal(err.code, code, `expected ${status[code]}, got ${err.code === undefined ? "?" : status[err.code]}: ${err.details}`);
-    return err.details ?? "";
-  }
-  assert.fail(`expected ${status[code]}, the call succeeded`);
-}
+import { AccessList, AccessListSatisfy, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
+import { snapshotContentHash } from "@cpm/core";
+import { status, unary } from "@cpm/grpc-kit";
+import { settingsFromRows } from "./store.ts";
+import { ADMIN, expectStatus, harnessForEachTest, INTERNAL, type Harness } from "./test-support.ts";
 
 const api = (h: Harness) => ({
   create: (a: DeepPartial<AccessList> | undefined) =>
@@ -100,12 +49,9 @@ function assertNoSecrets(a: AccessList | undefined): void {
 describe("access lists (standalone)", () => {
   let h: Harness;
   let c: ReturnType<typeof api>;
-  beforeEach(async () => {
-    h = await start();
+  harnessForEachTest({}, (started) => {
+    h = started;
     c = api(h);
-  });
-  afterEach(async () => {
-    await h.close();
   });
 
   it("creates with hashed passwords, normalized addresses, and never returns a password or hash", async () => {
@@ -289,12 +235,9 @@ describe("access lists (standalone)", () => {
 describe("access lists (slave)", () => {
   let h: Harness;
   let c: ReturnType<typeof api>;
-  beforeEach(async () => {
-    h = await start("slave");
+  harnessForEachTest({ mode: "slave" }, (started) => {
+    h = started;
     c = api(h);
-  });
-  afterEach(async () => {
-    await h.close();
   });
 
   it("applies a snapshot whose access list carries hashes, serves it without them, and refuses writes", async () => {

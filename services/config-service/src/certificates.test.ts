@@ -7,26 +7,11 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import {
-  AccountServiceClient,
-  Certificate,
-  CertificateType,
-  ConfigServiceClient,
-  CreateApiTokenRequest,
-  L4ProxyHost,
-  ProxyHost,
-  Role,
-  type DeepPartial,
-} from "@cpm/proto";
-import { createLogger } from "@cpm/core";
-import { channelCredentials, status, unary, type GrpcServer } from "@cpm/grpc-kit";
-import { openDatabase, type Db } from "./db.ts";
-import { createServer } from "./server.ts";
-import { ConfigStore, l4Row } from "./store.ts";
-import { ApiTokens } from "./tokens.ts";
+import { Certificate, CertificateType, CreateApiTokenRequest, L4ProxyHost, ProxyHost, Role, type DeepPartial } from "@cpm/proto";
+import { status, unary } from "@cpm/grpc-kit";
+import { l4Row } from "./store.ts";
+import { ADMIN, expectStatus, startConfigService, type Harness } from "./test-support.ts";
 
-const ADMIN = "test-admin-token-0123456789abcdef";
-const INTERNAL = "test-internal-token-fedcba9876543210";
 const MANAGED = CertificateType.CERTIFICATE_TYPE_MANAGED;
 const IMPORTED = CertificateType.CERTIFICATE_TYPE_IMPORTED;
 const DAY = 86_400_000;
@@ -62,51 +47,7 @@ function issue(sans: string[], o: { fromDays?: number; toDays?: number; keyPem?:
   return { cert: readFileSync(path.join(pkiDir, `c${id}.pem`), "utf8"), key: readFileSync(path.join(pkiDir, `k${id}.pem`), "utf8") };
 }
 
-// ---- harness ----------------------------------------------------------------------------
-interface Harness {
-  db: Db;
-  config: ConfigServiceClient;
-  account: AccountServiceClient;
-  server: GrpcServer;
-  close(): Promise<void>;
-}
-let dbCounter = 0;
-async function start(): Promise<Harness> {
-  const log = createLogger("test", "silent");
-  const { db } = await openDatabase(`file:${path.join(tmp, `db-${++dbCounter}.sqlite`)}`);
-  const store = new ConfigStore(db, log);
-  await store.init();
-  const tokens = new ApiTokens(db);
-  await tokens.ensure(ADMIN);
-  const server = createServer({ store, tokens, mode: "standalone", internalToken: INTERNAL, log });
-  const port = await server.listen("127.0.0.1:0");
-  const config = new ConfigServiceClient(`127.0.0.1:${port}`, channelCredentials({}));
-  const account = new AccountServiceClient(`127.0.0.1:${port}`, channelCredentials({}));
-  return {
-    db,
-    config,
-    account,
-    server,
-    async close() {
-      config.close();
-      account.close();
-      await server.shutdown();
-      await db.$disconnect();
-    },
-  };
-}
-
-async function expectStatus(p: Promise<unknown>, code: status): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    const err = e as { code?: number; details?: string };
-    assert.equal(err.code, code, `expected ${status[code]}, got ${err.code === undefined ? String(e) : status[err.code]}: ${err.details}`);
-    return err.details ?? "";
-  }
-  assert.fail(`expected ${status[code]}, the call succeeded`);
-}
-
+// ---- API ---------------------------------------------------------------------------------
 const api = (h: Harness) => ({
   create: (c: DeepPartial<Certificate> | undefined, token = ADMIN) =>
     unary(h.config.createCertificate.bind(h.config), { certificate: c === undefined ? undefined : Certificate.fromPartial(c) }, token),
@@ -137,7 +78,7 @@ describe("certificates API", () => {
     expired = issue(["DNS:old.test"], { fromDays: -30, toDays: -1 });
     notYet = issue(["DNS:soon.test"], { fromDays: 3, toDays: 30 });
     otherKey = issue(["DNS:x.test"]).key;
-    h = await start();
+    h = await startConfigService();
     c = api(h);
   });
   after(async () => h?.close());

@@ -1,16 +1,12 @@
 // Service-level tests of L4 proxy hosts and settings: the real gRPC server in-process on
 // 127.0.0.1:0, a temporary SQLite file per test, the generated grpc-js clients. Every
 // assertion is about what an API client sees: status codes, messages, data and versions.
-import { after, afterEach, beforeEach, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import {
   Certificate,
   CertificateType,
   ConfigServiceClient,
-  AccountServiceClient,
   L4Matcher,
   L4Protocol,
   L4ProxyHost,
@@ -19,15 +15,10 @@ import {
   Settings,
   type DeepPartial,
 } from "@cpm/proto";
-import { createLogger, snapshotContentHash, validateSnapshot, type InstanceMode } from "@cpm/core";
-import { channelCredentials, status, unary, type GrpcServer } from "@cpm/grpc-kit";
-import { openDatabase, type Db } from "./db.ts";
-import { createServer } from "./server.ts";
-import { certificateRow, ConfigStore } from "./store.ts";
-import { ApiTokens } from "./tokens.ts";
-
-const ADMIN = "test-admin-token-0123456789abcdef";
-const INTERNAL = "test-internal-token-fedcba9876543210";
+import { snapshotContentHash, validateSnapshot } from "@cpm/core";
+import { status, unary } from "@cpm/grpc-kit";
+import { certificateRow } from "./store.ts";
+import { ADMIN, expectStatus, harnessForEachTest, INTERNAL, startConfigService, type Harness } from "./test-support.ts";
 
 const { L4_PROTOCOL_TCP: TCP, L4_PROTOCOL_UDP: UDP } = L4Protocol;
 const { L4_MATCHER_NONE: NONE, L4_MATCHER_TLS_SNI: SNI, L4_MATCHER_HTTP_HOST: HOST, L4_MATCHER_PROXY_PROTOCOL: PP } = L4Matcher;
@@ -44,56 +35,6 @@ AiAixC4ze87oh75kuZvxO/DKDVN93S6W1xVYG87YPWRcmQIgEo/xsINvAZdkDb8C
 BNf3RnMvqKXllJsnDReprknYJLg=
 -----END CERTIFICATE-----
 `;
-
-const tmp = mkdtempSync(path.join(tmpdir(), "cpm-l4-settings-test-"));
-after(() => rmSync(tmp, { recursive: true, force: true }));
-let dbCounter = 0;
-
-interface Harness {
-  db: Db;
-  store: ConfigStore;
-  config: ConfigServiceClient;
-  account: AccountServiceClient;
-  close(): Promise<void>;
-}
-
-async function start(mode: InstanceMode = "standalone"): Promise<Harness> {
-  const log = createLogger("test", "silent");
-  const { db } = await openDatabase(`file:${path.join(tmp, `db-${++dbCounter}.sqlite`)}`);
-  const store = new ConfigStore(db, log);
-  await store.init();
-  const tokens = new ApiTokens(db);
-  await tokens.ensure(ADMIN);
-  const server: GrpcServer = createServer({ store, tokens, mode, internalToken: INTERNAL, log });
-  const port = await server.listen("127.0.0.1:0");
-  const config = new ConfigServiceClient(`127.0.0.1:${port}`, channelCredentials({}));
-  const account = new AccountServiceClient(`127.0.0.1:${port}`, channelCredentials({}));
-  return {
-    db,
-    store,
-    config,
-    account,
-    async close() {
-      config.close();
-      account.close();
-      await server.shutdown();
-      await db.$disconnect();
-    },
-  };
-}
-
-/** Asserts the call fails with `code`; returns the message (details) the client sees. */
-async function expectStatus(p: Promise<unknown>, code: status): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    const err = e as { code?: number; details?: string };
-    assert.equal(typeof err.code, "number", `not a gRPC error: ${String(e)}`);
-    assert.equal(err.code, code, `expected ${status[code]}, got ${status[err.code!]}: ${err.details}`);
-    return err.details ?? "";
-  }
-  assert.fail(`expected ${status[code]}, the call succeeded`);
-}
 
 const l4 = (name: string, over: DeepPartial<L4ProxyHost> = {}) =>
   L4ProxyHost.fromPartial({ name, protocol: TCP, listenAddress: ":5432", upstreams: ["10.0.0.5:5432"], ...over });
@@ -122,11 +63,10 @@ async function addCertificate(h: Harness, id: string): Promise<void> {
 describe("L4 proxy hosts", () => {
   let h: Harness;
   let c: ReturnType<typeof api>;
-  beforeEach(async () => {
-    h = await start();
+  harnessForEachTest({}, (started) => {
+    h = started;
     c = api(h);
   });
-  afterEach(() => h.close());
 
   it("creates, gets, lists, updates and deletes, each write bumping the version by exactly one", async () => {
     const v0 = await c.version();
@@ -287,11 +227,10 @@ describe("L4 proxy hosts", () => {
 describe("settings", () => {
   let h: Harness;
   let c: ReturnType<typeof api>;
-  beforeEach(async () => {
-    h = await start();
+  harnessForEachTest({}, (started) => {
+    h = started;
     c = api(h);
   });
-  afterEach(() => h.close());
 
   const DEFAULTS = {
     general: { primaryDomain: "", acmeEmail: "" },
@@ -375,8 +314,8 @@ describe("settings", () => {
 
 describe("L4 hosts and settings on a slave", () => {
   it("are applied from a master's snapshot with the same content hash, and refused as local writes", async () => {
-    const master = await start("standalone");
-    const slave = await start("slave");
+    const master = await startConfigService({ mode: "standalone" });
+    const slave = await startConfigService({ mode: "slave" });
     try {
       const m = api(master);
       const s = api(slave);
@@ -397,7 +336,7 @@ describe("L4 hosts and settings on a slave", () => {
       assert.deepEqual(await s.getSettings(), await m.getSettings());
 
       // A master that never wrote settings: the slave keeps that too.
-      const fresh = await start("standalone");
+      const fresh = await startConfigService({ mode: "standalone" });
       try {
         const f = api(fresh);
         await f.create(l4("only"));

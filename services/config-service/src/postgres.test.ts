@@ -1,14 +1,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import pg from "pg";
-import { credentials, status } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import { AccountServiceClient, ConfigServiceClient, ProxyHost, Role } from "@cpm/proto";
-import { createLogger, SNAPSHOT_SCHEMA_VERSION, snapshotContentHash } from "@cpm/core";
-import { unary, type GrpcServer } from "@cpm/grpc-kit";
-import { openDatabase, type Db } from "./db.ts";
-import { createServer } from "./server.ts";
-import { ConfigStore } from "./store.ts";
-import { ApiTokens } from "./tokens.ts";
+import { SNAPSHOT_SCHEMA_VERSION, snapshotContentHash } from "@cpm/core";
+import { unary } from "@cpm/grpc-kit";
+import { expectStatus, startConfigService, type Harness } from "./test-support.ts";
 
 /**
  * The same service on PostgreSQL (adapter-pg, migrations applied by the service itself).
@@ -22,8 +19,7 @@ const INTERNAL = "postgres-test-internal-token-0123456789";
 describe("config-service on PostgreSQL", { skip: BASE ? false : "CPM_TEST_POSTGRES_URL is not set: no PostgreSQL server to test against" }, () => {
   const dbName = `cpm_test_${process.pid}_${Date.now()}`;
   let url: string;
-  let db: Db;
-  let server: GrpcServer;
+  let h: Harness | undefined;
   let config: ConfigServiceClient;
   let account: AccountServiceClient;
 
@@ -45,34 +41,18 @@ describe("config-service on PostgreSQL", { skip: BASE ? false : "CPM_TEST_POSTGR
   });
 
   after(async () => {
-    config?.close();
-    account?.close();
-    await server?.shutdown();
-    await db?.$disconnect();
+    await h?.close();
     await admin(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
   });
 
+  /** Starts the service on the test database; returns the migrations it applied. */
   const start = async (mode: "standalone" | "slave") => {
-    const opened = await openDatabase(url);
-    db = opened.db;
-    const log = createLogger("test", "silent");
-    const store = new ConfigStore(db, log);
-    await store.init();
-    const tokens = new ApiTokens(db);
-    await tokens.ensure(ADMIN);
-    server = createServer({ store, tokens, mode, internalToken: INTERNAL, log });
-    const port = await server.listen("127.0.0.1:0");
-    config = new ConfigServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
-    account = new AccountServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
-    return opened.applied;
+    h = await startConfigService({ mode, databaseUrl: url, adminToken: ADMIN, internalToken: INTERNAL });
+    ({ config, account } = h);
+    return h.applied;
   };
 
-  const stop = async () => {
-    config.close();
-    account.close();
-    await server.shutdown();
-    await db.$disconnect();
-  };
+  const stop = () => h!.close();
 
   it("migrates, bumps one version per write, enforces unique domains, and keeps users", async () => {
     const applied = await start("standalone");
@@ -82,7 +62,7 @@ describe("config-service on PostgreSQL", { skip: BASE ? false : "CPM_TEST_POSTGR
     const a = await create("a", "a.pg.test");
     assert.equal(a.configVersion, 1);
     assert.equal((await create("b", "b.pg.test")).configVersion, 2);
-    await assert.rejects(create("c", "A.pg.test"), (e: { code: number; details: string }) => e.code === status.ALREADY_EXISTS && /a\.pg\.test/.test(e.details));
+    assert.match(await expectStatus(create("c", "A.pg.test"), status.ALREADY_EXISTS), /a\.pg\.test/);
     await unary(config.deleteProxyHost.bind(config), { id: a.proxyHost!.id }, ADMIN);
     const info = await unary(config.getInstanceInfo.bind(config), {}, ADMIN);
     assert.equal(info.version, 3);
@@ -110,10 +90,7 @@ describe("config-service on PostgreSQL", { skip: BASE ? false : "CPM_TEST_POSTGR
     snapshot.contentSha256 = snapshotContentHash(snapshot);
     assert.deepEqual(await unary(config.applySnapshot.bind(config), { snapshot }, INTERNAL), { version: 10, changed: true });
     assert.deepEqual(await unary(config.applySnapshot.bind(config), { snapshot }, INTERNAL), { version: 10, changed: false });
-    await assert.rejects(
-      unary(config.applySnapshot.bind(config), { snapshot: { ...snapshot, version: 9 } }, INTERNAL),
-      (e: { code: number }) => e.code === status.FAILED_PRECONDITION,
-    );
+    await expectStatus(unary(config.applySnapshot.bind(config), { snapshot: { ...snapshot, version: 9 } }, INTERNAL), status.FAILED_PRECONDITION);
     const hosts = (await unary(config.listProxyHosts.bind(config), {}, ADMIN)).proxyHosts;
     assert.deepEqual(hosts.map((h) => h.name), ["from-master"]);
     await stop();

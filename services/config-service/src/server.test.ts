@@ -1,15 +1,10 @@
 // Service-level tests of config-service: the real gRPC server in-process on 127.0.0.1:0,
 // a temporary SQLite file per test, and the generated grpc-js clients. Every assertion is
 // about what an API client sees: status codes, messages, returned data and versions.
-import { after, afterEach, beforeEach, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import {
-  AccountServiceClient,
   AcmeSettings,
-  ConfigServiceClient,
   GeneralSettings,
   InstanceMode as ProtoMode,
   ProxyHost,
@@ -17,85 +12,13 @@ import {
   Snapshot,
   type WatchConfigResponse,
 } from "@cpm/proto";
-import { createLogger, snapshotContentHash, type InstanceMode } from "@cpm/core";
-import { channelCredentials, status, unary, withBearer, type GrpcServer } from "@cpm/grpc-kit";
-import { openDatabase, type Db } from "./db.ts";
-import { createServer } from "./server.ts";
-import { ConfigStore } from "./store.ts";
+import { snapshotContentHash } from "@cpm/core";
+import { status, unary, withBearer } from "@cpm/grpc-kit";
 import { ApiTokens } from "./tokens.ts";
+import { ADMIN, expectStatus, harnessForEachTest, INTERNAL, type Harness } from "./test-support.ts";
 
-const ADMIN = "test-admin-token-0123456789abcdef";
-const INTERNAL = "test-internal-token-fedcba9876543210";
 /** No token: withBearer sends no authorization metadata for "" (undefined would pick a helper's default). */
 const NONE = "";
-
-const tmp = mkdtempSync(path.join(tmpdir(), "cpm-config-service-test-"));
-after(() => rmSync(tmp, { recursive: true, force: true }));
-
-let dbCounter = 0;
-
-interface Harness {
-  db: Db;
-  store: ConfigStore;
-  tokens: ApiTokens;
-  server: GrpcServer;
-  config: ConfigServiceClient;
-  account: AccountServiceClient;
-  close(): Promise<void>;
-}
-
-/** Starts config-service on a fresh database; nothing is shared between harnesses. */
-async function start(mode: InstanceMode = "standalone"): Promise<Harness> {
-  const log = createLogger("test", "silent");
-  const { db } = await openDatabase(`file:${path.join(tmp, `db-${++dbCounter}.sqlite`)}`);
-  const store = new ConfigStore(db, log);
-  await store.init();
-  const tokens = new ApiTokens(db);
-  await tokens.ensure(ADMIN);
-  const server = createServer({ store, tokens, mode, internalToken: INTERNAL, log });
-  const port = await server.listen("127.0.0.1:0");
-  const address = `127.0.0.1:${port}`;
-  const config = new ConfigServiceClient(address, channelCredentials({}));
-  const account = new AccountServiceClient(address, channelCredentials({}));
-  return {
-    db,
-    store,
-    tokens,
-    server,
-    config,
-    account,
-    async close() {
-      config.close();
-      account.close();
-      await server.shutdown();
-      await db.$disconnect();
-    },
-  };
-}
-
-interface ClientError {
-  code: number;
-  details: string;
-}
-
-/** The error a call fails with; fails the test when the call succeeds. */
-async function failure(p: Promise<unknown>): Promise<ClientError> {
-  try {
-    await p;
-  } catch (e) {
-    const err = e as Partial<ClientError>;
-    assert.equal(typeof err.code, "number", `not a gRPC error: ${String(e)}`);
-    return { code: err.code!, details: err.details ?? "" };
-  }
-  assert.fail("expected the call to fail, it succeeded");
-}
-
-/** Asserts the call fails with `code`; returns the message (details) the client sees. */
-async function expectStatus(p: Promise<unknown>, code: status): Promise<string> {
-  const err = await failure(p);
-  assert.equal(err.code, code, `expected ${status[code]}, got ${status[err.code]}: ${err.details}`);
-  return err.details;
-}
 
 function host(name: string, domains: string[], extra: Partial<ProxyHost> = {}): ProxyHost {
   return ProxyHost.fromPartial({ name, domains, upstreams: ["10.0.0.1:8080"], ...extra });
@@ -161,12 +84,9 @@ function watch(h: Harness) {
 describe("config-service (standalone)", () => {
   let h: Harness;
   let c: ReturnType<typeof api>;
-  beforeEach(async () => {
-    h = await start("standalone");
+  harnessForEachTest({ mode: "standalone" }, (started) => {
+    h = started;
     c = api(h);
-  });
-  afterEach(async () => {
-    await h.close();
   });
 
   describe("proxy host CRUD", () => {
@@ -541,12 +461,9 @@ function masterHost(): ProxyHost {
 describe("config-service (slave)", () => {
   let h: Harness;
   let c: ReturnType<typeof api>;
-  beforeEach(async () => {
-    h = await start("slave");
+  harnessForEachTest({ mode: "slave" }, (started) => {
+    h = started;
     c = api(h);
-  });
-  afterEach(async () => {
-    await h.close();
   });
 
   it("refuses writes to synced resources with FAILED_PRECONDITION naming the master; reads and tokens work", async () => {

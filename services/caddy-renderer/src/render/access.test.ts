@@ -1,21 +1,9 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { describe, test } from "node:test";
-import { AccessList, AccessListSatisfy, Certificate, CertificateType, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
+import { AccessList, AccessListSatisfy, Certificate, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
 import { accessListHandlers } from "./access.ts";
-import { render, type RenderOptions } from "./index.ts";
-
-const OPTS: RenderOptions = { httpPort: 8080, httpsPort: 8443, adminListen: "127.0.0.1:2019", layer4: false };
-const GOLDEN_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "golden");
-const UPDATE = process.env.UPDATE_GOLDEN === "1";
-const CADDY = "/usr/bin/caddy";
-
-type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any -- walking rendered Caddy JSON
+import { render } from "./index.ts";
+import { assertCaddyAcceptsAll, cert, goldenConfigs, goldenTest, OPTS, type Json } from "./test-support.ts";
 
 // Real bcrypt hashes (cost 4) of "alice-password" and "bob-password".
 const ALICE = "$2b$04$uRl80ISibjka9zT2SoGU7OJcRPF4M35qu.Z9Bsu.jZQuSXO8zGXdG";
@@ -32,8 +20,6 @@ const host = (id: string, accessListId: string, over: DeepPartial<ProxyHost> = {
   ProxyHost.fromPartial({ id, name: `host ${id}`, domains: [`${id}.example.com`], upstreams: [`${id}.internal:8080`], accessListId, ...over });
 const snapshot = (accessLists: AccessList[], proxyHosts: ProxyHost[], certificates: Certificate[] = []) =>
   Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "master-1", version: 1, accessLists, proxyHosts, certificates });
-const cert = (id: string, domainNames: string[]) =>
-  Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames, autoRenew: true });
 const one = (a: AccessList) => snapshot([a], [host("app", a.id)]);
 
 /** One golden case per shape of access list (see the semantics at the top of access.ts). */
@@ -54,8 +40,6 @@ const CASES: Record<string, Snapshot> = {
   ),
 };
 
-const pretty = (json: string) => `${JSON.stringify(JSON.parse(json), null, 2)}\n`;
-const goldenPath = (name: string) => path.join(GOLDEN_DIR, `${name}.json`);
 const routeHandlers = (s: Snapshot, domain: string, server: "http" | "https" = "http"): Json[] => {
   const cfg = JSON.parse(render(s, OPTS).json);
   const r = cfg.apps.http.servers[server].routes.find((x: Json) => x.match?.[0]?.host?.includes(domain));
@@ -79,18 +63,7 @@ const auth = (accounts: { username: string; password: string }[]) => ({
 const STRIP = { handle: [{ handler: "headers", request: { delete: ["Authorization"] } }] };
 
 describe("access list golden files", () => {
-  if (UPDATE) mkdirSync(GOLDEN_DIR, { recursive: true });
-  for (const [name, snap] of Object.entries(CASES)) {
-    test(name, () => {
-      const got = pretty(render(snap, OPTS).json);
-      if (UPDATE) {
-        writeFileSync(goldenPath(name), got);
-        return;
-      }
-      assert.ok(existsSync(goldenPath(name)), `missing ${goldenPath(name)}; run with UPDATE_GOLDEN=1`);
-      assert.equal(got, readFileSync(goldenPath(name), "utf8"));
-    });
-  }
+  for (const [name, snap] of Object.entries(CASES)) goldenTest(name, () => render(snap, OPTS).json);
 });
 
 describe("accessListHandlers: semantics", () => {
@@ -209,31 +182,6 @@ describe("accessListHandlers: semantics", () => {
 });
 
 describe("access list configs: caddy validate", () => {
-  const run = promisify(execFile);
-  test("every access golden config is accepted by caddy validate", async (t) => {
-    if (!existsSync(CADDY)) {
-      t.skip("caddy binary not found");
-      return;
-    }
-    const dir = mkdtempSync(path.join(tmpdir(), "cpm-caddy-validate-access-"));
-    try {
-      for (const name of Object.keys(CASES)) {
-        await t.test(name, async () => {
-          const file = path.join(dir, `${name}.json`);
-          writeFileSync(file, existsSync(goldenPath(name)) ? readFileSync(goldenPath(name)) : render(CASES[name]!, OPTS).json);
-          try {
-            await run(CADDY, ["validate", "--config", file], {
-              timeout: 60_000,
-              env: { ...process.env, HOME: dir, XDG_DATA_HOME: path.join(dir, "data"), XDG_CONFIG_HOME: path.join(dir, "config") },
-            });
-          } catch (e) {
-            const err = e as { stderr?: string; message: string };
-            assert.fail(`caddy validate rejected ${name}: ${err.stderr || err.message}`);
-          }
-        });
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  test("every access golden config is accepted by caddy validate", (t) =>
+    assertCaddyAcceptsAll(t, "cpm-caddy-validate-access-", goldenConfigs(CASES)));
 });

@@ -1,10 +1,7 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { after, describe, test } from "node:test";
 import {
   Certificate,
@@ -20,15 +17,9 @@ import {
 import { canonicalJson } from "@cpm/core";
 import { findCaddyBinary, listsLayer4, probeLayer4 } from "../probe.ts";
 import { render, type RenderOptions } from "./index.ts";
+import { assertCaddyAccepts, CADDY, caddyValidate, cert as managed, goldenTest, OPTS as WITHOUT_L4, runCaddy, shuffled, snapshot, type Json } from "./test-support.ts";
 
-const WITH_L4: RenderOptions = { httpPort: 8080, httpsPort: 8443, adminListen: "127.0.0.1:2019", layer4: true };
-const WITHOUT_L4: RenderOptions = { ...WITH_L4, layer4: false };
-const GOLDEN_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "golden");
-const UPDATE = process.env.UPDATE_GOLDEN === "1";
-const CADDY = "/usr/bin/caddy";
-const run = promisify(execFile);
-
-type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any -- walking rendered Caddy JSON
+const WITH_L4: RenderOptions = { ...WITHOUT_L4, layer4: true };
 
 const { L4_PROTOCOL_UDP: UDP } = L4Protocol;
 const { L4_MATCHER_NONE: NONE, L4_MATCHER_TLS_SNI: SNI, L4_MATCHER_HTTP_HOST: HOST, L4_MATCHER_PROXY_PROTOCOL: PP } = L4Matcher;
@@ -37,11 +28,8 @@ const { PROXY_PROTOCOL_VERSION_V1: V1, PROXY_PROTOCOL_VERSION_V2: V2 } = ProxyPr
 const l4 = (id: string, over: DeepPartial<L4ProxyHost> = {}) =>
   L4ProxyHost.fromPartial({ id, name: `l4 ${id}`, listenAddress: ":5432", upstreams: [`${id}.internal:5432`], ...over });
 const web = (id: string, domains: string[]) => ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}.internal:8080`] });
-const managed = (id: string, domainNames: string[]) =>
-  Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames, autoRenew: true });
 const imported = (id: string, domainNames: string[]) =>
   Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_IMPORTED, domainNames, certificatePem: "PEM", privateKeyPem: "KEY" });
-const snapshot = (over: DeepPartial<Snapshot> = {}) => Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "master-1", version: 1, ...over });
 
 /** One golden case per feature, rendered with the layer4 module. */
 const WITH: Record<string, Snapshot> = {
@@ -100,46 +88,13 @@ const WITHOUT: Record<string, Snapshot> = {
   }),
 };
 
-const pretty = (json: string) => `${JSON.stringify(JSON.parse(json), null, 2)}\n`;
-const goldenPath = (name: string) => path.join(GOLDEN_DIR, `${name}.json`);
 const cfg = (s: Snapshot, opts = WITH_L4): Json => JSON.parse(render(s, opts).json);
 const servers = (s: Snapshot, opts = WITH_L4): Json => cfg(s, opts).apps.layer4.servers;
 const handlers = (route: Json) => route.handle.map((h: Json) => h.handler);
 
-/** Deterministic shuffle (mulberry32), so a failure can be reproduced. */
-function shuffled<T>(xs: readonly T[], seed: number): T[] {
-  let a = seed >>> 0;
-  const rand = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const out = [...xs];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
-
-function golden(name: string, snap: Snapshot, opts: RenderOptions) {
-  test(name, () => {
-    const got = pretty(render(snap, opts).json);
-    if (UPDATE) {
-      mkdirSync(GOLDEN_DIR, { recursive: true });
-      writeFileSync(goldenPath(name), got);
-      return;
-    }
-    assert.ok(existsSync(goldenPath(name)), `missing ${goldenPath(name)}; run with UPDATE_GOLDEN=1`);
-    assert.equal(got, readFileSync(goldenPath(name), "utf8"));
-  });
-}
-
 describe("layer4 golden files", () => {
-  for (const [name, snap] of Object.entries(WITH)) golden(name, snap, WITH_L4);
-  for (const [name, snap] of Object.entries(WITHOUT)) golden(name, snap, WITHOUT_L4);
+  for (const [name, snap] of Object.entries(WITH)) goldenTest(name, () => render(snap, WITH_L4).json);
+  for (const [name, snap] of Object.entries(WITHOUT)) goldenTest(name, () => render(snap, WITHOUT_L4).json);
 });
 
 describe("layer4 rendering (Caddy with caddy-l4)", () => {
@@ -323,30 +278,17 @@ describe("layer4 rendering (Caddy without caddy-l4)", () => {
 describe("caddy validate (this machine's Caddy)", () => {
   const dir = mkdtempSync(path.join(tmpdir(), "cpm-caddy-validate-l4-"));
   after(() => rmSync(dir, { recursive: true, force: true }));
-  const validate = async (name: string, json: string) => {
-    const file = path.join(dir, `${name}.json`);
-    writeFileSync(file, json);
-    return run(CADDY, ["validate", "--config", file], {
-      timeout: 60_000,
-      env: { ...process.env, HOME: dir, XDG_DATA_HOME: path.join(dir, "data"), XDG_CONFIG_HOME: path.join(dir, "config") },
-    });
-  };
 
   test("without layer4: the config with L4 hosts present is accepted", async (t) => {
     if (!existsSync(CADDY)) return t.skip(`${CADDY} not found: cannot run caddy validate`);
     if ((await probeLayer4({ configured: undefined, caddyBin: CADDY })).layer4) return t.skip(`${CADDY} has layer4: this test is about a Caddy without it`);
-    try {
-      await validate("l4-without-layer4", render(WITHOUT["l4-without-layer4"]!, WITHOUT_L4).json);
-    } catch (e) {
-      const err = e as { stderr?: string; message: string };
-      assert.fail(`caddy validate rejected the config: ${err.stderr || err.message}`);
-    }
+    await assertCaddyAccepts(dir, "l4-without-layer4", render(WITHOUT["l4-without-layer4"]!, WITHOUT_L4).json, "the config");
   });
 
   test("why: this Caddy refuses a config holding apps.layer4", async (t) => {
     if (!existsSync(CADDY)) return t.skip(`${CADDY} not found: cannot run caddy validate`);
     if ((await probeLayer4({ configured: undefined, caddyBin: CADDY })).layer4) return t.skip(`${CADDY} has layer4`);
-    await assert.rejects(validate("l4-none", render(WITH["l4-none"]!, WITH_L4).json), (e: { stderr?: string }) => {
+    await assert.rejects(caddyValidate(dir, "l4-none", render(WITH["l4-none"]!, WITH_L4).json), (e: { stderr?: string }) => {
       assert.match(e.stderr ?? "", /layer4/);
       return true;
     });
@@ -355,7 +297,7 @@ describe("caddy validate (this machine's Caddy)", () => {
   test("with layer4: every golden config is accepted (only where Caddy has caddy-l4)", async (t) => {
     if (!existsSync(CADDY)) return t.skip(`${CADDY} not found`);
     if (!(await probeLayer4({ configured: undefined, caddyBin: CADDY })).layer4) return t.skip(`${CADDY} has no layer4 module (Debian's build); the golden files stand in`);
-    for (const [name, snap] of Object.entries(WITH)) await validate(name, render(snap, WITH_L4).json);
+    for (const [name, snap] of Object.entries(WITH)) await assertCaddyAccepts(dir, name, render(snap, WITH_L4).json);
   });
 });
 
@@ -407,7 +349,7 @@ describe("layer4 probe", () => {
     if (!existsSync(CADDY)) return t.skip(`${CADDY} not found`);
     const r = await probeLayer4({ configured: undefined, caddyBin: CADDY });
     assert.match(r.reason, /list-modules" (lists|does not list) layer4/);
-    const { stdout } = await run(CADDY, ["list-modules"]);
+    const { stdout } = await runCaddy(["list-modules"]);
     assert.equal(r.layer4, /^layer4$/m.test(stdout));
   });
 });

@@ -1,35 +1,9 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { describe, test } from "node:test";
-import {
-  Certificate,
-  CertificateType,
-  LoadBalancingPolicy,
-  ProxyHost,
-  Snapshot,
-  type DeepPartial,
-} from "@cpm/proto";
+import { LoadBalancingPolicy, Snapshot } from "@cpm/proto";
 import { canonicalJson, sha256Hex } from "@cpm/core";
-import { render, type RenderOptions } from "./index.ts";
-
-const OPTS: RenderOptions = { httpPort: 8080, httpsPort: 8443, adminListen: "127.0.0.1:2019", layer4: false };
-const GOLDEN_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "golden");
-const UPDATE = process.env.UPDATE_GOLDEN === "1";
-const CADDY = "/usr/bin/caddy";
-
-type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any -- walking rendered Caddy JSON
-
-const host = (id: string, domains: string[], over: DeepPartial<ProxyHost> = {}) =>
-  ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}.internal:8080`], ...over });
-const cert = (id: string, domainNames: string[]) =>
-  Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames, autoRenew: true });
-const snapshot = (over: DeepPartial<Snapshot> = {}) =>
-  Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "master-1", version: 1, ...over });
+import { render } from "./index.ts";
+import { assertCaddyAcceptsAll, cert, goldenConfigs, goldenTest, host, OPTS, shuffled, snapshot, type Json } from "./test-support.ts";
 
 /** One golden case per feature. */
 const CASES: Record<string, Snapshot> = {
@@ -94,8 +68,6 @@ const CASES: Record<string, Snapshot> = {
   "empty": snapshot(),
 };
 
-const pretty = (json: string) => `${JSON.stringify(JSON.parse(json), null, 2)}\n`;
-const goldenPath = (name: string) => path.join(GOLDEN_DIR, `${name}.json`);
 const config = (s: Snapshot, opts = OPTS): Json => JSON.parse(render(s, opts).json);
 
 /** Routes of a server, including the trailing 404 fallback. */
@@ -112,37 +84,8 @@ function handler(route: Json, name: string): Json {
 }
 const isNotFound = (r: Json) => r.match === undefined && r.handle?.[0]?.handler === "static_response" && r.handle[0].status_code === 404;
 
-/** Deterministic shuffle (mulberry32), so a failure can be reproduced. */
-function shuffled<T>(xs: readonly T[], seed: number): T[] {
-  let a = seed >>> 0;
-  const rand = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const out = [...xs];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
-
 describe("render golden files", () => {
-  if (UPDATE) mkdirSync(GOLDEN_DIR, { recursive: true });
-  for (const [name, snap] of Object.entries(CASES)) {
-    test(name, () => {
-      const got = pretty(render(snap, OPTS).json);
-      if (UPDATE) {
-        writeFileSync(goldenPath(name), got);
-        return;
-      }
-      assert.ok(existsSync(goldenPath(name)), `missing ${goldenPath(name)}; run with UPDATE_GOLDEN=1`);
-      assert.equal(got, readFileSync(goldenPath(name), "utf8"));
-    });
-  }
+  for (const [name, snap] of Object.entries(CASES)) goldenTest(name, () => render(snap, OPTS).json);
 });
 
 describe("render features", () => {
@@ -369,32 +312,7 @@ describe("render determinism and options", () => {
 });
 
 describe("caddy validate", () => {
-  const run = promisify(execFile);
-  test("every golden config is accepted by caddy validate", async (t) => {
-    if (!existsSync(CADDY)) {
-      t.skip("caddy binary not found");
-      return;
-    }
-    const dir = mkdtempSync(path.join(tmpdir(), "cpm-caddy-validate-"));
-    try {
-      for (const name of Object.keys(CASES)) {
-        await t.test(name, async () => {
-          const file = path.join(dir, `${name}.json`);
-          // Validate the exact bytes render produces (the golden files are checked against them above).
-          writeFileSync(file, existsSync(goldenPath(name)) ? readFileSync(goldenPath(name)) : render(CASES[name]!, OPTS).json);
-          try {
-            await run(CADDY, ["validate", "--config", file], {
-              timeout: 60_000,
-              env: { ...process.env, HOME: dir, XDG_DATA_HOME: path.join(dir, "data"), XDG_CONFIG_HOME: path.join(dir, "config") },
-            });
-          } catch (e) {
-            const err = e as { stderr?: string; message: string };
-            assert.fail(`caddy validate rejected ${name}: ${err.stderr || err.message}`);
-          }
-        });
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  test("every golden config is accepted by caddy validate", (t) =>
+    // Validate the exact bytes render produces (the golden files are checked against them above).
+    assertCaddyAcceptsAll(t, "cpm-caddy-validate-", goldenConfigs(CASES)));
 });

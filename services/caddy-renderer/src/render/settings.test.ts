@@ -1,26 +1,11 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
+import { existsSync } from "node:fs";
 import { describe, test } from "node:test";
-import { Certificate, CertificateType, ProxyHost, Settings, Snapshot, type DeepPartial } from "@cpm/proto";
-import { render, type RenderOptions } from "./index.ts";
+import { Settings, Snapshot, type DeepPartial } from "@cpm/proto";
+import { render } from "./index.ts";
 import { hstsValue, transportTimeouts } from "./settings.ts";
+import { assertCaddyAccepts, assertGolden, CADDY, cert, host, OPTS, pretty, withTempDir, type Json } from "./test-support.ts";
 
-const OPTS: RenderOptions = { httpPort: 8080, httpsPort: 8443, adminListen: "127.0.0.1:2019", layer4: false };
-const GOLDEN_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "golden");
-const UPDATE = process.env.UPDATE_GOLDEN === "1";
-const CADDY = "/usr/bin/caddy";
-
-type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any -- walking rendered Caddy JSON
-
-const host = (id: string, domains: string[], over: DeepPartial<ProxyHost> = {}) =>
-  ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}.internal:8080`], ...over });
-const cert = (id: string, domainNames: string[]) =>
-  Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames, autoRenew: true });
 const withSettings = (http: DeepPartial<Settings["http"]> | undefined) =>
   Snapshot.fromPartial({
     schemaVersion: 1,
@@ -83,33 +68,10 @@ describe("settings -> HTTP config", () => {
 
   const GOLDEN = "settings-http";
   const goldenSnap = withSettings({ hstsMaxAgeSeconds: 600, upstreamDialTimeoutSeconds: 3, upstreamResponseHeaderTimeoutSeconds: 30 });
-  test(`golden: ${GOLDEN}`, () => {
-    const file = path.join(GOLDEN_DIR, `${GOLDEN}.json`);
-    const got = `${JSON.stringify(JSON.parse(render(goldenSnap, OPTS).json), null, 2)}\n`;
-    if (UPDATE) {
-      mkdirSync(GOLDEN_DIR, { recursive: true });
-      writeFileSync(file, got);
-      return;
-    }
-    assert.ok(existsSync(file), `missing ${file}; run with UPDATE_GOLDEN=1`);
-    assert.equal(got, readFileSync(file, "utf8"));
-  });
+  test(`golden: ${GOLDEN}`, () => assertGolden(GOLDEN, pretty(render(goldenSnap, OPTS).json)));
 
   test("caddy validate accepts the timeouts", async (t) => {
     if (!existsSync(CADDY)) return t.skip(`${CADDY} not found: cannot run caddy validate`);
-    const dir = mkdtempSync(path.join(tmpdir(), "cpm-caddy-validate-settings-"));
-    try {
-      const file = path.join(dir, "settings.json");
-      writeFileSync(file, render(goldenSnap, OPTS).json);
-      await promisify(execFile)(CADDY, ["validate", "--config", file], {
-        timeout: 60_000,
-        env: { ...process.env, HOME: dir, XDG_DATA_HOME: path.join(dir, "data"), XDG_CONFIG_HOME: path.join(dir, "config") },
-      });
-    } catch (e) {
-      const err = e as { stderr?: string; message: string };
-      assert.fail(`caddy validate rejected the config: ${err.stderr || err.message}`);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await withTempDir("cpm-caddy-validate-settings-", (dir) => assertCaddyAccepts(dir, "settings", render(goldenSnap, OPTS).json, "the config"));
   });
 });

@@ -3,29 +3,22 @@
 // PEM (and the temporary TLS files directory) is replaced by a placeholder, so no key is
 // committed and the files are stable. `caddy validate` checks the real bytes.
 import assert from "node:assert/strict";
-import { execFile, execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { after, describe, test } from "node:test";
-import { Certificate, CertificateType, L4ProxyHost, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
+import { Certificate, CertificateType, L4ProxyHost, Snapshot } from "@cpm/proto";
 import { render, type RenderOptions } from "./index.ts";
+import { assertCaddyAcceptsAll, assertGolden, cert, host, OPTS as BASE_OPTS, snapshot, type Json } from "./test-support.ts";
 import { certificateTag, ensureTlsFiles } from "./tls.ts";
 
-const GOLDEN_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "golden");
-const UPDATE = process.env.UPDATE_GOLDEN === "1";
-const CADDY = "/usr/bin/caddy";
-const MANAGED = CertificateType.CERTIFICATE_TYPE_MANAGED;
 const IMPORTED = CertificateType.CERTIFICATE_TYPE_IMPORTED;
-
-type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any -- walking rendered Caddy JSON
 
 const work = mkdtempSync(path.join(tmpdir(), "cpm-render-tls-test-"));
 after(() => rmSync(work, { recursive: true, force: true }));
 const TLS_DIR = path.join(work, "tls-files");
-const OPTS: RenderOptions = { httpPort: 8080, httpsPort: 8443, adminListen: "127.0.0.1:2019", layer4: false, tlsFilesDir: TLS_DIR };
+const OPTS: RenderOptions = { ...BASE_OPTS, tlsFilesDir: TLS_DIR };
 
 /** A self-signed certificate and key for `sans` (openssl, at test time). */
 let n = 0;
@@ -44,12 +37,8 @@ const shop = selfSigned("shop.example.com", ["DNS:shop.example.com"]);
 const wide = selfSigned("wide", ["DNS:*.secure.test", "DNS:wide.test"]);
 const acmeRoot = selfSigned("Private ACME root", ["DNS:acme.internal"]).cert;
 
-const host = (id: string, domains: string[], over: DeepPartial<ProxyHost> = {}) =>
-  ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}.internal:8080`], ...over });
 const importedCert = (id: string, pem: { cert: string; key: string }, domainNames: string[]) =>
   Certificate.fromPartial({ id, name: `cert ${id}`, type: IMPORTED, domainNames, certificatePem: pem.cert, privateKeyPem: pem.key });
-const managedCert = (id: string, domainNames: string[]) => Certificate.fromPartial({ id, name: `cert ${id}`, type: MANAGED, domainNames, autoRenew: true });
-const snapshot = (over: DeepPartial<Snapshot> = {}) => Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "master-1", version: 1, ...over });
 
 const CASES: Record<string, { snap: Snapshot; opts?: RenderOptions }> = {
   // Imported certificates pinned per host; exact names before wildcards, deeper wildcards first.
@@ -67,14 +56,14 @@ const CASES: Record<string, { snap: Snapshot; opts?: RenderOptions }> = {
   "tls-managed-internal": {
     snap: snapshot({
       proxyHosts: [host("intra", ["app.internal", "10.0.0.5", "*.svc.lan"], { certificateId: "c-intra", sslForced: true })],
-      certificates: [managedCert("c-intra", ["app.internal", "10.0.0.5", "*.svc.lan"])],
+      certificates: [cert("c-intra", ["app.internal", "10.0.0.5", "*.svc.lan"])],
     }),
   },
   // Public names: ACME with the directory and email from settings, on the standard ports.
   "tls-managed-acme": {
     snap: snapshot({
       proxyHosts: [host("www", ["www.example.com", "example.com"], { certificateId: "c-www", sslForced: true, hstsEnabled: true })],
-      certificates: [managedCert("c-www", ["example.com", "www.example.com"])],
+      certificates: [cert("c-www", ["example.com", "www.example.com"])],
       settings: { general: { acmeEmail: "ops@example.com" }, acme: { caUrl: "https://acme-staging-v02.api.letsencrypt.org/directory" } },
     }),
     opts: { ...OPTS, httpPort: 80, httpsPort: 443 },
@@ -90,10 +79,10 @@ const CASES: Record<string, { snap: Snapshot; opts?: RenderOptions }> = {
       ],
       certificates: [
         importedCert("c-shop", shop, ["shop.example.com"]),
-        managedCert("c-www", ["www.example.com"]),
-        managedCert("c-nas", ["nas.lan"]),
-        managedCert("c-off", ["off.example.com"]),
-        managedCert("c-unused", ["unused.example.com"]),
+        cert("c-www", ["www.example.com"]),
+        cert("c-nas", ["nas.lan"]),
+        cert("c-off", ["off.example.com"]),
+        cert("c-unused", ["unused.example.com"]),
         importedCert("c-unused-imported", wide, ["wide.test"]),
       ],
       settings: { general: { acmeEmail: "ops@example.com" }, acme: { caUrl: "" } },
@@ -103,7 +92,7 @@ const CASES: Record<string, { snap: Snapshot; opts?: RenderOptions }> = {
   "tls-private-acme": {
     snap: snapshot({
       proxyHosts: [host("intra", ["app.corp", "api.example.com"], { certificateId: "c-intra" })],
-      certificates: [managedCert("c-intra", ["app.corp", "api.example.com"])],
+      certificates: [cert("c-intra", ["app.corp", "api.example.com"])],
       settings: { general: { acmeEmail: "pki@corp" }, acme: { caUrl: "https://acme.internal/acme/acme/directory", caRootPem: acmeRoot } },
     }),
   },
@@ -124,22 +113,15 @@ function stable(json: string): string {
   text = text.replace(/acme-ca-root-[0-9a-f]{32}\.pem/g, "acme-ca-root-<sha256>.pem");
   return text.split(TLS_DIR).join("<tlsFilesDir>");
 }
-const goldenPath = (name: string) => path.join(GOLDEN_DIR, `${name}.json`);
 const config = (s: Snapshot, opts = OPTS): Json => JSON.parse(render(s, opts).json);
 const policies = (cfg: Json): Json[] => cfg.apps.http.servers.https.tls_connection_policies;
 
 describe("tls golden files", () => {
-  if (UPDATE) mkdirSync(GOLDEN_DIR, { recursive: true });
   for (const [name, c] of Object.entries(CASES)) {
     test(name, () => {
       const got = stable(render(c.snap, c.opts ?? OPTS).json);
       assert.ok(!/BEGIN (EC |RSA )?PRIVATE KEY/.test(got), "no key in a golden file");
-      if (UPDATE) {
-        writeFileSync(goldenPath(name), got);
-        return;
-      }
-      assert.ok(existsSync(goldenPath(name)), `missing ${goldenPath(name)}; run with UPDATE_GOLDEN=1`);
-      assert.equal(got, readFileSync(goldenPath(name), "utf8"));
+      assertGolden(name, got);
     });
   }
 });
@@ -237,7 +219,7 @@ describe("tls rendering", () => {
   test("a host name its certificate does not cover gets a warning", () => {
     const s = snapshot({
       proxyHosts: [host("h", ["secure.test", "other.test"], { certificateId: "c" }), host("m", ["m.internal", "x.internal"], { certificateId: "m" })],
-      certificates: [importedCert("c", secure, ["secure.test"]), managedCert("m", ["m.internal"])],
+      certificates: [importedCert("c", secure, ["secure.test"]), cert("m", ["m.internal"])],
     });
     const w = render(s, OPTS).warnings;
     assert.ok(w.some((x) => x.includes('"host h"') && x.includes("other.test")), w.join("; "));
@@ -256,7 +238,7 @@ describe("tls rendering", () => {
   });
 
   test("no used certificate, no tls app", () => {
-    const cfg = config(snapshot({ proxyHosts: [host("a", ["a.test"])], certificates: [managedCert("x", ["x.internal"])] }));
+    const cfg = config(snapshot({ proxyHosts: [host("a", ["a.test"])], certificates: [cert("x", ["x.internal"])] }));
     assert.equal(cfg.apps.tls, undefined);
     assert.equal(cfg.apps.pki, undefined);
     assert.equal(cfg.apps.http.servers.https, undefined);
@@ -271,32 +253,19 @@ describe("tls rendering", () => {
 });
 
 describe("caddy validate (tls)", () => {
-  const run = promisify(execFile);
-  test("every tls golden case, with its real certificates, is accepted by caddy validate", async (t) => {
-    if (!existsSync(CADDY)) {
-      t.skip("caddy binary not found");
-      return;
-    }
-    const dir = mkdtempSync(path.join(tmpdir(), "cpm-caddy-validate-tls-"));
-    try {
-      for (const [name, c] of Object.entries(CASES)) {
-        await t.test(name, async () => {
-          const file = path.join(dir, `${name}.json`);
-          writeFileSync(file, render(c.snap, c.opts ?? OPTS).json);
-          ensureTlsFiles(c.snap, c.opts ?? OPTS); // as the reconciler does before loading
-          try {
-            await run(CADDY, ["validate", "--config", file], {
-              timeout: 60_000,
-              env: { ...process.env, HOME: dir, XDG_DATA_HOME: path.join(dir, "data"), XDG_CONFIG_HOME: path.join(dir, "config") },
-            });
-          } catch (e) {
-            const err = e as { stderr?: string; message: string };
-            assert.fail(`caddy validate rejected ${name}: ${err.stderr || err.message}`);
-          }
-        });
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  test("every tls golden case, with its real certificates, is accepted by caddy validate", (t) =>
+    assertCaddyAcceptsAll(
+      t,
+      "cpm-caddy-validate-tls-",
+      Object.fromEntries(
+        Object.entries(CASES).map(([name, c]) => [
+          name,
+          () => {
+            const json = render(c.snap, c.opts ?? OPTS).json;
+            ensureTlsFiles(c.snap, c.opts ?? OPTS); // as the reconciler does before loading
+            return json;
+          },
+        ]),
+      ),
+    ));
 });

@@ -1,0 +1,135 @@
+// Helpers shared by the render tests (*.test.ts in this folder): snapshot builders, golden
+// files, and `caddy validate` with this machine's Caddy. Not exported from the package.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { test, type TestContext } from "node:test";
+import { Certificate, CertificateType, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
+import { render, type RenderOptions } from "./index.ts";
+
+export type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any -- walking rendered Caddy JSON
+
+/** Render options without layer4 (the ports tests use unless they say otherwise). */
+export const OPTS: RenderOptions = { httpPort: 8080, httpsPort: 8443, adminListen: "127.0.0.1:2019", layer4: false };
+
+// ---- snapshot builders ---------------------------------------------------------------------
+
+export const host = (id: string, domains: string[], over: DeepPartial<ProxyHost> = {}) =>
+  ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}.internal:8080`], ...over });
+/** A managed certificate (auto-renewed). */
+export const cert = (id: string, domainNames: string[]) =>
+  Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames, autoRenew: true });
+export const snapshot = (over: DeepPartial<Snapshot> = {}) =>
+  Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "master-1", version: 1, ...over });
+
+/** Deterministic shuffle (mulberry32), so a failure can be reproduced. */
+export function shuffled<T>(xs: readonly T[], seed: number): T[] {
+  let a = seed >>> 0;
+  const rand = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+// ---- golden files ----------------------------------------------------------------------------
+
+export const GOLDEN_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "golden");
+/** UPDATE_GOLDEN=1 rewrites the golden files instead of comparing with them. */
+export const UPDATE = process.env.UPDATE_GOLDEN === "1";
+
+export const goldenPath = (name: string) => path.join(GOLDEN_DIR, `${name}.json`);
+/** Rendered JSON as stored in a golden file: indented, with a final newline. */
+export const pretty = (json: string) => `${JSON.stringify(JSON.parse(json), null, 2)}\n`;
+
+/** Asserts `got` is exactly the golden file `name` (or writes it, with UPDATE_GOLDEN=1). */
+export function assertGolden(name: string, got: string): void {
+  const file = goldenPath(name);
+  if (UPDATE) {
+    mkdirSync(GOLDEN_DIR, { recursive: true });
+    writeFileSync(file, got);
+    return;
+  }
+  assert.ok(existsSync(file), `missing ${file}; run with UPDATE_GOLDEN=1`);
+  assert.equal(got, readFileSync(file, "utf8"));
+}
+
+/** A test `name` checking the pretty form of `json()` against its golden file. */
+export function goldenTest(name: string, json: () => string): void {
+  test(name, () => assertGolden(name, pretty(json())));
+}
+
+/**
+ * What `caddy validate` should see for each case: the golden file when it exists (checked
+ * against render's exact bytes by the golden tests), else the config rendered with `opts`.
+ */
+export const goldenConfigs = (cases: Record<string, Snapshot>, opts: RenderOptions = OPTS): Record<string, () => string | Buffer> =>
+  Object.fromEntries(
+    Object.entries(cases).map(([name, snap]) => [name, () => (existsSync(goldenPath(name)) ? readFileSync(goldenPath(name)) : render(snap, opts).json)]),
+  );
+
+// ---- caddy validate --------------------------------------------------------------------------
+
+export const CADDY = "/usr/bin/caddy";
+const run = promisify(execFile);
+
+/** Runs this machine's Caddy with `args` (e.g. list-modules). */
+export const runCaddy = (args: string[]) => run(CADDY, args);
+
+/** Writes `config` to `dir/name.json` and runs `caddy validate` on it (HOME and XDG dirs in `dir`); rejects when Caddy does. */
+export async function caddyValidate(dir: string, name: string, config: string | Buffer) {
+  const file = path.join(dir, `${name}.json`);
+  writeFileSync(file, config);
+  return run(CADDY, ["validate", "--config", file], {
+    timeout: 60_000,
+    env: { ...process.env, HOME: dir, XDG_DATA_HOME: path.join(dir, "data"), XDG_CONFIG_HOME: path.join(dir, "config") },
+  });
+}
+
+/** As caddyValidate, failing the test with Caddy's output when it rejects the config (`what` names it). */
+export async function assertCaddyAccepts(dir: string, name: string, config: string | Buffer, what = name): Promise<void> {
+  try {
+    await caddyValidate(dir, name, config);
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    assert.fail(`caddy validate rejected ${what}: ${err.stderr || err.message}`);
+  }
+}
+
+/** Runs `fn` with a new temporary directory (named after `prefix`), removed afterwards. */
+export async function withTempDir<T>(prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  try {
+    return await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * `caddy validate` on every config, one subtest each (skipped when there is no Caddy).
+ * `configs` maps a name to a function giving the bytes to validate.
+ */
+export async function assertCaddyAcceptsAll(t: TestContext, prefix: string, configs: Record<string, () => string | Buffer>): Promise<void> {
+  if (!existsSync(CADDY)) {
+    t.skip("caddy binary not found");
+    return;
+  }
+  await withTempDir(prefix, async (dir) => {
+    for (const [name, config] of Object.entries(configs)) {
+      await t.test(name, () => assertCaddyAccepts(dir, name, config()));
+    }
+  });
+}

@@ -1,0 +1,117 @@
+// The harness shared by this package's service-level tests (*.test.ts): the real gRPC server
+// in-process on 127.0.0.1:0, a database of its own (a temporary SQLite file unless told
+// otherwise), the generated grpc-js clients, and a helper for calls that must fail.
+import { after, afterEach, beforeEach } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { AccountServiceClient, ConfigServiceClient } from "@cpm/proto";
+import { createLogger, type InstanceMode } from "@cpm/core";
+import { channelCredentials, status, type GrpcServer } from "@cpm/grpc-kit";
+import { openDatabase, type Db } from "./db.ts";
+import { createServer } from "./server.ts";
+import { ConfigStore } from "./store.ts";
+import { ApiTokens } from "./tokens.ts";
+
+export const ADMIN = "test-admin-token-0123456789abcdef";
+export const INTERNAL = "test-internal-token-fedcba9876543210";
+
+export interface Harness {
+  db: Db;
+  store: ConfigStore;
+  tokens: ApiTokens;
+  server: GrpcServer;
+  config: ConfigServiceClient;
+  account: AccountServiceClient;
+  /** The migrations openDatabase applied when this harness started. */
+  applied: string[];
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  mode?: InstanceMode;
+  /** The database to open; default: a new SQLite file in a temporary directory removed after the tests. */
+  databaseUrl?: string;
+  /** The bootstrap admin token (default ADMIN). */
+  adminToken?: string;
+  /** The internal token (ApplySnapshot); default INTERNAL. Pass `undefined` explicitly for none. */
+  internalToken?: string | undefined;
+}
+
+let tmp: string | undefined;
+let dbCounter = 0;
+after(() => {
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+/** A URL of a new SQLite database file, in a temporary directory removed after the tests. */
+export function freshSqliteUrl(): string {
+  tmp ??= mkdtempSync(path.join(tmpdir(), "cpm-config-service-test-"));
+  return `file:${path.join(tmp, `db-${++dbCounter}.sqlite`)}`;
+}
+
+/** Starts config-service on a database of its own (nothing is shared between harnesses unless `databaseUrl` is). */
+export async function startConfigService(opts: StartOptions = {}): Promise<Harness> {
+  const adminToken = opts.adminToken ?? ADMIN;
+  const internalToken = "internalToken" in opts ? opts.internalToken : INTERNAL;
+  const log = createLogger("test", "silent");
+  const { db, applied } = await openDatabase(opts.databaseUrl ?? freshSqliteUrl());
+  const store = new ConfigStore(db, log);
+  await store.init();
+  const tokens = new ApiTokens(db);
+  await tokens.ensure(adminToken);
+  const server = createServer({ store, tokens, mode: opts.mode ?? "standalone", internalToken, log });
+  const port = await server.listen("127.0.0.1:0");
+  const address = `127.0.0.1:${port}`;
+  const config = new ConfigServiceClient(address, channelCredentials({}));
+  const account = new AccountServiceClient(address, channelCredentials({}));
+  return {
+    db,
+    store,
+    tokens,
+    server,
+    config,
+    account,
+    applied,
+    async close() {
+      config.close();
+      account.close();
+      await server.shutdown();
+      await db.$disconnect();
+    },
+  };
+}
+
+/**
+ * A fresh harness for each test of the enclosing describe: started (and handed to `use`) in
+ * beforeEach, closed in afterEach.
+ */
+export function harnessForEachTest(opts: StartOptions, use: (h: Harness) => void): void {
+  let h: Harness | undefined;
+  beforeEach(async () => {
+    h = await startConfigService(opts);
+    use(h);
+  });
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+}
+
+/**
+ * Asserts the call fails with the gRPC status `code`; returns the message (details) the client
+ * sees. Fails the test when the call succeeds or fails with something that is not a gRPC error.
+ */
+export async function expectStatus(p: Promise<unknown>, code: status): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    const err = e as { code?: unknown; details?: string };
+    assert.equal(typeof err.code, "number", `expected ${status[code]}, got something that is not a gRPC error: ${String(e)}`);
+    const got = err.code as status;
+    assert.equal(got, code, `expected ${status[code]}, got ${status[got] ?? got}: ${err.details}`);
+    return err.details ?? "";
+  }
+  assert.fail(`expected ${status[code]}, the call succeeded`);
+}
