@@ -84,6 +84,16 @@ export class Reconciler {
 
   private async reconcile(): Promise<void> {
     if (this.rejected && this.rejected.contentSha256 === this.desired.contentSha256 && this.caddyMatches) return;
+    // Same content already running (a slave's preloaded snapshot, now committed): only the
+    // version moves, no fetch, render or load needed.
+    const a = this.applied;
+    if (a && a.contentSha256 === this.desired.contentSha256 && this.caddyMatches) {
+      if (a.version !== this.desired.version) {
+        this.applied = { ...a, version: this.desired.version, at: new Date() };
+        this.emit();
+      }
+      return;
+    }
     let snapshot: Snapshot;
     try {
       snapshot = await this.source.getSnapshot();
