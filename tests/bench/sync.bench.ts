@@ -41,7 +41,7 @@ async function bareCaddy(): Promise<{ admin: number; stop: () => void }> {
 async function benchSize(n: number) {
   const up = await startUpstream("bench");
   const pki = makePki(mkdtempSync(path.join(os.tmpdir(), "cpm-bench-pki-")));
-  const quiet = { LOG_LEVEL: "warn" };
+  const quiet = { LOG_LEVEL: process.env.CPM_BENCH_LOG_LEVEL ?? "warn" };
   const slave = await Instance.start({ name: `bench-slave-${n}`, mode: "slave", env: { ...quiet, INSTANCE_SYNC_TOKEN: TOKEN, CPM_SYNC_TLS_CERT: pki.cert, CPM_SYNC_TLS_KEY: pki.key } });
   const master = await Instance.start({
     name: `bench-master-${n}`,

@@ -11,7 +11,7 @@ import {
   type Settings,
   type Snapshot,
 } from "@cpm/proto";
-import { SNAPSHOT_SCHEMA_VERSION, snapshotContentHash, type Logger } from "@cpm/core";
+import { canonicalJson, SNAPSHOT_SCHEMA_VERSION, snapshotContentHash, type Logger } from "@cpm/core";
 import type { Db } from "./db.ts";
 
 /** A transaction client: what write callbacks get. */
@@ -86,26 +86,28 @@ export class ConfigStore {
     });
   }
 
-  /** Replaces the whole synced content at a given version (slave apply). Caller serializes. */
+  /**
+   * Replaces the whole synced content with a snapshot's, at the snapshot's version (slave
+   * apply), in one transaction. Caller serializes. Only rows that differ from the current
+   * content are written, so a one-host change to a 1,000-host configuration is a few
+   * statements; when the difference cannot be applied in place (a stale cache, names swapped
+   * between two resources), everything is replaced instead.
+   */
   async replaceAll(s: Snapshot): Promise<void> {
     const now = new Date();
-    await this.db.$transaction(async (tx) => {
-      await tx.proxyHostDomain.deleteMany({});
-      await tx.proxyHost.deleteMany({});
-      await tx.l4ProxyHost.deleteMany({});
-      await tx.certificate.deleteMany({});
-      await tx.accessList.deleteMany({});
-      await tx.setting.deleteMany({});
-      // Bulk inserts: a 1,000-host snapshot is a handful of statements, not thousands.
-      await tx.certificate.createMany({ data: s.certificates.map((c) => certificateRow(c, now)) });
-      await tx.accessList.createMany({ data: s.accessLists.map((a) => accessListRow(a, now)) });
-      await tx.proxyHost.createMany({ data: s.proxyHosts.map((h) => proxyHostRow(h, now)) });
-      await tx.proxyHostDomain.createMany({ data: s.proxyHosts.flatMap((h) => h.domains.map((domain) => ({ domain, proxyHostId: h.id }))) });
-      await tx.l4ProxyHost.createMany({ data: s.l4ProxyHosts.map((h) => l4Row(h, now)) });
-      await writeSettings(tx, s.settings ?? { general: undefined, acme: undefined, http: undefined });
-      await tx.instance.update({ where: { id: 1 }, data: { version: s.version, versionCommittedAt: now, masterInstanceId: s.masterInstanceId } });
-    });
-    await this.committed();
+    const current = await this.snapshot();
+    try {
+      await this.db.$transaction((tx) => applyDifference(tx, current, s, now));
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== "P2002" && code !== "P2003" && code !== "P2025") throw err;
+      this.log.debug({ code }, "in-place apply not possible; replacing every row");
+      await this.db.$transaction((tx) => replaceEveryRow(tx, s, now));
+    }
+    this.revision++;
+    // The stored rows are the snapshot's resources, so the snapshot is the new cache.
+    this.cached = { key: String(this.revision), snapshot: { ...s, generatedAt: now } };
+    this.events.emit("commit", { version: s.version, committedAt: now, contentSha256: s.contentSha256 } satisfies Commit);
   }
 
   private async committed(): Promise<void> {
@@ -158,6 +160,60 @@ export class ConfigStore {
     this.revision++;
     this.cached = undefined;
   }
+}
+
+const encode = (x: unknown) => canonicalJson(x);
+
+/** Which resources a snapshot adds, changes and removes compared with the current content. */
+function difference<T extends { id: string }>(current: T[], next: T[]) {
+  const before = new Map(current.map((x) => [x.id, encode(x)]));
+  const keep = new Set(next.map((x) => x.id));
+  return {
+    removed: current.filter((x) => !keep.has(x.id)).map((x) => x.id),
+    added: next.filter((x) => !before.has(x.id)),
+    changed: next.filter((x) => before.has(x.id) && before.get(x.id) !== encode(x)),
+  };
+}
+
+/** Writes only what differs; order respects references and unique domains. */
+async function applyDifference(tx: Tx, current: Snapshot, s: Snapshot, now: Date): Promise<void> {
+  const hosts = difference(current.proxyHosts, s.proxyHosts);
+  const l4 = difference(current.l4ProxyHosts, s.l4ProxyHosts);
+  const certs = difference(current.certificates, s.certificates);
+  const acls = difference(current.accessLists, s.accessLists);
+  // Hosts first (they reference certificates and access lists); freed domains before new ones.
+  await tx.proxyHost.deleteMany({ where: { id: { in: hosts.removed } } });
+  await tx.l4ProxyHost.deleteMany({ where: { id: { in: l4.removed } } });
+  await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: { in: hosts.changed.map((h) => h.id) } } });
+  for (const c of certs.changed) await tx.certificate.update({ where: { id: c.id }, data: { ...certificateRow(c, now), id: undefined } });
+  await tx.certificate.createMany({ data: certs.added.map((c) => certificateRow(c, now)) });
+  for (const a of acls.changed) await tx.accessList.update({ where: { id: a.id }, data: { ...accessListRow(a, now), id: undefined } });
+  await tx.accessList.createMany({ data: acls.added.map((a) => accessListRow(a, now)) });
+  for (const h of hosts.changed) await tx.proxyHost.update({ where: { id: h.id }, data: { ...proxyHostRow(h, now), id: undefined } });
+  await tx.proxyHost.createMany({ data: hosts.added.map((h) => proxyHostRow(h, now)) });
+  await tx.proxyHostDomain.createMany({ data: [...hosts.changed, ...hosts.added].flatMap((h) => h.domains.map((domain) => ({ domain, proxyHostId: h.id }))) });
+  for (const h of l4.changed) await tx.l4ProxyHost.update({ where: { id: h.id }, data: { ...l4Row(h, now), id: undefined } });
+  await tx.l4ProxyHost.createMany({ data: l4.added.map((h) => l4Row(h, now)) });
+  await tx.certificate.deleteMany({ where: { id: { in: certs.removed } } });
+  await tx.accessList.deleteMany({ where: { id: { in: acls.removed } } });
+  await writeSettings(tx, s.settings ?? { general: undefined, acme: undefined, http: undefined });
+  await tx.instance.update({ where: { id: 1 }, data: { version: s.version, versionCommittedAt: now, masterInstanceId: s.masterInstanceId } });
+}
+
+async function replaceEveryRow(tx: Tx, s: Snapshot, now: Date): Promise<void> {
+  await tx.proxyHostDomain.deleteMany({});
+  await tx.proxyHost.deleteMany({});
+  await tx.l4ProxyHost.deleteMany({});
+  await tx.certificate.deleteMany({});
+  await tx.accessList.deleteMany({});
+  await tx.setting.deleteMany({});
+  await tx.certificate.createMany({ data: s.certificates.map((c) => certificateRow(c, now)) });
+  await tx.accessList.createMany({ data: s.accessLists.map((a) => accessListRow(a, now)) });
+  await tx.proxyHost.createMany({ data: s.proxyHosts.map((h) => proxyHostRow(h, now)) });
+  await tx.proxyHostDomain.createMany({ data: s.proxyHosts.flatMap((h) => h.domains.map((domain) => ({ domain, proxyHostId: h.id }))) });
+  await tx.l4ProxyHost.createMany({ data: s.l4ProxyHosts.map((h) => l4Row(h, now)) });
+  await writeSettings(tx, s.settings ?? { general: undefined, acme: undefined, http: undefined });
+  await tx.instance.update({ where: { id: 1 }, data: { version: s.version, versionCommittedAt: now, masterInstanceId: s.masterInstanceId } });
 }
 
 export function proxyHostRow(h: ProxyHost, now: Date) {

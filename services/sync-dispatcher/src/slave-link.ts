@@ -27,7 +27,10 @@ export class SlaveLink {
   private connected = false;
   private inFlight: { version: number; contentSha256: string; timer: NodeJS.Timeout } | undefined;
   private acked: { version: number; contentSha256: string; configSha256: string; at: Date } | undefined;
+  /** A state the slave refused for good (invalid, stale, Caddy refused it): not resent until it changes or a push is forced. */
   private nacked: { version: number; contentSha256: string } | undefined;
+  private lastNackedVersion = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
   /** A state too large to send (here or at the slave): not retried, even on reconnect, until it changes. */
   private tooLarge: { version: number; contentSha256: string } | undefined;
   private force = false;
@@ -92,6 +95,7 @@ export class SlaveLink {
           // RESOURCE_EXHAUSTED: the slave's limit is below this snapshot.
           this.tooLarge = { version: sent.version, contentSha256: sent.contentSha256 };
           this.nacked = this.tooLarge;
+          this.lastNackedVersion = sent.version;
         }
         if (!this.stopped.signal.aborted) {
           const message = err ? describeError(err) : "stream closed by the slave";
@@ -118,9 +122,16 @@ export class SlaveLink {
       this.consecutiveFailures = 0;
       this.log.info({ version: res.ack.version, configSha256: res.ack.configSha256 }, "ACK");
     } else if (res.nack) {
-      this.nacked = { version: res.nack.version, contentSha256: sent?.contentSha256 ?? "" };
+      this.lastNackedVersion = res.nack.version;
       this.fail(`NACK v${res.nack.version} (${NackCode[res.nack.code] ?? res.nack.code}): ${res.nack.reason}`);
       this.log.warn({ version: res.nack.version, appliedVersion: res.nack.appliedVersion, reason: res.nack.reason }, "NACK; the slave keeps its last good configuration");
+      if (res.nack.code === NackCode.NACK_CODE_INTERNAL) {
+        // Transient on the slave's side (a service still starting, a timeout): try again later.
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => this.forceSync(), backoffDelay(this.consecutiveFailures, 500, 15_000));
+      } else {
+        this.nacked = { version: res.nack.version, contentSha256: sent?.contentSha256 ?? "" };
+      }
     }
     void this.pump();
   }
@@ -160,6 +171,7 @@ export class SlaveLink {
       if (bytes > this.opts.maxMessageBytes) {
         this.nacked = { version: snapshot.version, contentSha256: snapshot.contentSha256 };
         this.tooLarge = this.nacked;
+        this.lastNackedVersion = snapshot.version;
         this.fail(`snapshot v${snapshot.version} is ${bytes} bytes, over the limit of ${this.opts.maxMessageBytes} (CPM_SYNC_MAX_MESSAGE_BYTES)`);
         this.log.error({ version: snapshot.version, bytes }, "snapshot too large to send");
         return;
@@ -178,10 +190,10 @@ export class SlaveLink {
       setTimeout(() => void this.pump(), 1000);
     } finally {
       this.pumping = false;
+      // Something may have changed while the snapshot was being fetched (every exit path).
+      const now = this.master();
+      if (!this.inFlight && (now.version !== want.version || now.contentSha256 !== want.contentSha256 || this.force)) void this.pump();
     }
-    // Something may have changed while the snapshot was being fetched.
-    const now = this.master();
-    if (!this.inFlight && (now.version !== want.version || this.force)) void this.pump();
   }
 
   status(): SlaveStatus {
@@ -199,12 +211,13 @@ export class SlaveLink {
       consecutiveFailures: this.consecutiveFailures,
       lag: Math.max(0, m.version - (this.acked?.version ?? 0)),
       inFlightVersion: this.inFlight?.version ?? 0,
-      lastNackedVersion: this.nacked?.version ?? 0,
+      lastNackedVersion: this.lastNackedVersion,
       snapshotsSent: this.snapshotsSent,
     };
   }
 
   stop(): void {
+    clearTimeout(this.retryTimer);
     this.stopped.abort();
     this.client.close();
   }
