@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import bcrypt from "bcryptjs";
 import { AccessList, type BasicAuthUser, type ConfigServiceServer } from "@cpm/proto";
-import { alreadyExists, failedPrecondition, normalizeAccessList, notFound, ValidationError } from "@cpm/core";
+import { alreadyExists, normalizeAccessList, notFound, ValidationError } from "@cpm/core";
 import type { AsyncService } from "@cpm/grpc-kit";
+import { inUse } from "./in-use.ts";
 import { accessListRow, type ConfigStore, type Tx } from "../store.ts";
 
 const F = "access_list";
@@ -88,10 +89,8 @@ export class AccessLists {
       const existing = await tx.accessList.findUnique({ where: { id } });
       if (!existing) throw notFound("access list", id);
       const users = await tx.proxyHost.findMany({ where: { accessListId: id }, orderBy: { name: "asc" }, select: { name: true } });
-      if (users.length > 0) {
-        const names = users.map((h) => `"${h.name}"`).join(", ");
-        throw failedPrecondition(`access list "${existing.name}" is used by proxy host${users.length > 1 ? "s" : ""} ${names}; detach it first`);
-      }
+      const used = inUse("access list", existing.name, [{ kind: "proxy host", names: users.map((h) => h.name) }], "detach it first");
+      if (used) throw used;
       await tx.accessList.delete({ where: { id } });
     });
   }

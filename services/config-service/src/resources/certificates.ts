@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { Certificate, CertificateType, type ConfigServiceServer } from "@cpm/proto";
-import { alreadyExists, failedPrecondition, normalizeCertificate, notFound, ValidationError } from "@cpm/core";
+import { alreadyExists, normalizeCertificate, notFound, ValidationError } from "@cpm/core";
 import { permissionDenied, type AsyncService, type CallContext } from "@cpm/grpc-kit";
+import { inUse } from "./in-use.ts";
 import { certificateRow, type ConfigStore, type Tx } from "../store.ts";
 
 const F = "certificate";
@@ -81,13 +82,16 @@ export class Certificates {
       if (!row) throw notFound("certificate", id);
       const hosts = await tx.proxyHost.findMany({ where: { certificateId: id }, select: { name: true }, orderBy: { name: "asc" } });
       const l4 = await tx.l4ProxyHost.findMany({ where: { certificateId: id }, select: { name: true }, orderBy: { name: "asc" } });
-      if (hosts.length > 0 || l4.length > 0) {
-        const users = [
-          ...(hosts.length ? [`proxy host${hosts.length > 1 ? "s" : ""} ${hosts.map((h) => `"${h.name}"`).join(", ")}`] : []),
-          ...(l4.length ? [`L4 proxy host${l4.length > 1 ? "s" : ""} ${l4.map((h) => `"${h.name}"`).join(", ")}`] : []),
-        ];
-        throw failedPrecondition(`certificate "${row.name}" is used by ${users.join(" and ")}; remove it from them first`);
-      }
+      const used = inUse(
+        "certificate",
+        row.name,
+        [
+          { kind: "proxy host", names: hosts.map((h) => h.name) },
+          { kind: "L4 proxy host", names: l4.map((h) => h.name) },
+        ],
+        "remove it from them first",
+      );
+      if (used) throw used;
       await tx.certificate.delete({ where: { id } });
     });
   }
