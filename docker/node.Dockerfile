@@ -10,6 +10,9 @@ COPY libs ./libs
 COPY services ./services
 COPY tests/package.json ./tests/package.json
 RUN npm ci --no-audit --no-fund
+# The state dir (and the TLS files shared with Caddy) belong to the unprivileged user;
+# empty named volumes mounted here take this ownership.
+RUN mkdir -p /data/caddy/tls && chown -R node:node /data
 USER node
 # Services run from TypeScript source through tsx (see README: "How it is built").
 ENTRYPOINT ["node", "--import", "tsx"]
