@@ -5,7 +5,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { status } from "@grpc/grpc-js";
-import { ProxyHost, Role, SyncReceiverClient, type SlaveStatus } from "@cpm/proto";
+import { AccessList, L4ProxyHost, ProxyHost, Role, Settings, SyncReceiverClient, type SlaveStatus } from "@cpm/proto";
 import { channelCredentials, unary, withBearer } from "@cpm/grpc-kit";
 import { FakeCaddyAdminProxy } from "../support/fake-caddy-admin-proxy.ts";
 import { expectStatus } from "../support/grpc.ts";
@@ -110,6 +110,43 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
     rc.close();
     assert.equal(slaveSide.appliedVersion, upd.configVersion + 1);
     assert.ok(slaveSide.masterConnected);
+  });
+
+  it("syncs every synced kind (hosts, L4 hosts, access lists, settings) to a real slave", async () => {
+    const acl = await unary(
+      master.config.createAccessList.bind(master.config),
+      { accessList: AccessList.fromPartial({ name: "office", allow: ["10.0.0.0/8"], users: [{ username: "ops", password: "a long passphrase" }] }) },
+      master.adminToken,
+    );
+    await unary(
+      master.config.createL4ProxyHost.bind(master.config),
+      { l4ProxyHost: L4ProxyHost.fromPartial({ name: "pg", listenAddress: ":15432", upstreams: ["10.0.0.9:5432"] }) },
+      master.adminToken,
+    );
+    await unary(
+      master.config.updateSettings.bind(master.config),
+      { settings: Settings.fromPartial({ general: { primaryDomain: "example.com", acmeEmail: "ops@example.com" }, acme: {}, http: { upstreamDialTimeoutSeconds: 7 } }) },
+      master.adminToken,
+    );
+    const gated = await unary(
+      master.config.createProxyHost.bind(master.config),
+      { proxyHost: ProxyHost.fromPartial({ name: "gated", domains: ["gated.sync.test"], upstreams: [`127.0.0.1:${up.port}`], accessListId: acl.accessList!.id }) },
+      master.adminToken,
+    );
+    await waitAcked("slave1", gated.configVersion);
+    const onSlave = async <T>(f: (c: typeof slave1.config) => Promise<T>) => f(slave1.config);
+    const acls = await onSlave((c) => unary(c.listAccessLists.bind(c), {}, slave1.adminToken));
+    assert.deepEqual(acls.accessLists.map((a) => [a.name, a.allow, a.users.map((u) => u.username)]), [["office", ["10.0.0.0/8"], ["ops"]]]);
+    const l4 = await onSlave((c) => unary(c.listL4ProxyHosts.bind(c), {}, slave1.adminToken));
+    assert.deepEqual(l4.l4ProxyHosts.map((h) => [h.name, h.listenAddress]), [["pg", ":15432"]]);
+    const settings = await onSlave((c) => unary(c.getSettings.bind(c), {}, slave1.adminToken));
+    assert.equal(settings.settings!.general!.primaryDomain, "example.com");
+    assert.equal(settings.settings!.http!.upstreamDialTimeoutSeconds, 7);
+    // The slave's Caddy enforces the synced access list: 401 without credentials from 127.0.0.1.
+    await slave1.waitServes("gated.sync.test", 401);
+    const ok = await slave1.get("gated.sync.test", "/", { Authorization: `Basic ${Buffer.from("ops:a long passphrase").toString("base64")}` });
+    assert.equal(ok.status, 200);
+    await unary(master.config.deleteProxyHost.bind(master.config), { id: gated.proxyHost!.id }, master.adminToken);
   });
 
   it("syncs configuration but never users or API tokens: each instance keeps its own", async () => {
