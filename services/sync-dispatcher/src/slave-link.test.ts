@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import { Metadata, Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
+import { NackCode, Snapshot, SyncReceiverService, type SyncRequest, type SyncResponse } from "@cpm/proto";
+import { createLogger, type SlaveTarget } from "@cpm/core";
+import type { ConfigClient } from "@cpm/grpc-kit";
+import { SlaveLink, type MasterState } from "./slave-link.ts";
+import { SnapshotCache } from "./snapshots.ts";
+
+/**
+ * FAKE slave: a real gRPC SyncReceiver that records what it receives and answers only when
+ * the test says so, to observe coalescing and NACK handling deterministically.
+ */
+class FakeSlave {
+  readonly received: number[] = [];
+  private call: ServerDuplexStream<SyncRequest, SyncResponse> | undefined;
+  private server = new Server();
+  port = 0;
+
+  async start(): Promise<void> {
+    this.server.addService(SyncReceiverService, {
+      sync: (call: ServerDuplexStream<SyncRequest, SyncResponse>) => {
+        this.call = call;
+        call.sendMetadata(new Metadata()); // "connected", as the real receiver does
+        call.on("data", (req: SyncRequest) => this.received.push(req.snapshot!.version));
+        call.on("end", () => call.end());
+      },
+      getReceiverStatus: (_c: unknown, cb: (e: null, r: object) => void) => cb(null, {}),
+    });
+    this.port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+  }
+
+  ack(version: number) {
+    this.call!.write({ ack: { version, configSha256: `sha-${version}` }, nack: undefined });
+  }
+
+  nack(version: number, code: NackCode) {
+    this.call!.write({ ack: undefined, nack: { version, appliedVersion: 1, reason: "refused by the fake", code } });
+  }
+
+  stop() {
+    this.server.forceShutdown();
+  }
+}
+
+const until = async (what: string, f: () => boolean, ms = 5000) => {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+describe("SlaveLink: one stream per slave, latest wins, one snapshot in flight", () => {
+  let slave: FakeSlave;
+  let link: SlaveLink;
+  let state: MasterState;
+
+  const snapshotOf = (s: MasterState) => Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version: s.version, contentSha256: s.contentSha256 });
+  const commit = (version: number) => {
+    state = { version, contentSha256: `content-${version}` };
+    link.notify();
+  };
+
+  beforeEach(async () => {
+    slave = new FakeSlave();
+    await slave.start();
+    state = { version: 1, contentSha256: "content-1" };
+    // Stands in for config-service: always answers with the current state's snapshot.
+    const fakeConfig = { getSnapshot: async () => snapshotOf(state) } as unknown as ConfigClient;
+    const target: SlaveTarget = { name: "s", url: `http://127.0.0.1:${slave.port}`, address: `127.0.0.1:${slave.port}`, tls: false, token: "t".repeat(20) };
+    link = new SlaveLink(target, () => state, new SnapshotCache(fakeConfig), { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 }, createLogger("test", "silent"));
+    void link.run();
+    await until("the first push on connect", () => slave.received.length === 1);
+  });
+
+  afterEach(() => {
+    link.stop();
+    slave.stop();
+  });
+
+  it("collapses a burst into the newest version while one is in flight", async () => {
+    for (let v = 2; v <= 11; v++) commit(v);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(slave.received, [1], "nothing else is sent while v1 is unanswered");
+    assert.equal(link.status().inFlightVersion, 1);
+    slave.ack(1);
+    await until("the newest version", () => slave.received.length === 2);
+    assert.deepEqual(slave.received, [1, 11]);
+    slave.ack(11);
+    await until("ack recorded", () => link.status().ackedVersion === 11);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(slave.received, [1, 11], "an acked state is not sent again");
+    assert.equal(link.status().lag, 0);
+    assert.equal(link.status().configSha256, "sha-11");
+  });
+
+  it("does not resend a version the slave refused, until it changes or a push is forced", async () => {
+    slave.nack(1, NackCode.NACK_CODE_CADDY_REJECTED);
+    await until("nack recorded", () => link.status().lastNackedVersion === 1);
+    link.notify();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(slave.received, [1]);
+    assert.match(link.status().lastError, /NACK v1 \(NACK_CODE_CADDY_REJECTED\): refused by the fake/);
+    link.forceSync();
+    await until("forced resend", () => slave.received.length === 2);
+    slave.ack(1);
+    commit(2);
+    await until("the next version", () => slave.received.length === 3);
+    assert.deepEqual(slave.received, [1, 1, 2]);
+  });
+
+  it("retries a transient (INTERNAL) NACK by itself", async () => {
+    slave.nack(1, NackCode.NACK_CODE_INTERNAL);
+    await until("retry after backoff", () => slave.received.length === 2, 20_000);
+    assert.deepEqual(slave.received, [1, 1]);
+    assert.equal(link.status().consecutiveFailures, 1);
+  });
+});
