@@ -29,9 +29,3 @@ export function secretsEqual(a: string, b: string): boolean {
 
 export const unauthenticated = (why = "missing or invalid bearer token") => new DomainError("unauthenticated", why);
 export const permissionDenied = (why: string) => new DomainError("permission_denied", why);
-
-/** Metadata carrying a bearer token, for outgoing calls. */
-export function bearerMetadata(md: Metadata, token: string): Metadata {
-  md.set("authorization", `Bearer ${token}`);
-  return md;
-}
