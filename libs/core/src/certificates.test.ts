@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { Certificate, CertificateType, Snapshot, type DeepPartial } from "@cpm/proto";
-import { covers, isPrivateName, normalizeCertificate } from "./certificates.ts";
+import { certificateCovers as covers, isPrivateName, normalizeCertificate } from "./certificates.ts";
 import { assertValidationError, expectValidationError } from "./test-support.ts";
 import { snapshotContentHash, validateSnapshot } from "./snapshot.ts";
 

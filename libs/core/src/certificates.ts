@@ -137,7 +137,7 @@ export function normalizeCertificate(input: Certificate, field = "certificate", 
     throw new ValidationError(`${field}.certificate_pem`, "the certificate has no DNS or IP subject alternative names (clients ignore the common name)");
   }
   domainNames.forEach((d, i) => {
-    if (!sans.some((san) => covers(san, d))) {
+    if (!sans.some((san) => certificateCovers(san, d))) {
       throw new ValidationError(`${field}.domain_names[${i}]`, `"${d}" is not covered by the certificate (it names ${sans.join(", ")})`);
     }
   });
@@ -164,7 +164,7 @@ export function normalizeCertificate(input: Certificate, field = "certificate", 
 }
 
 /** Does a certificate name (SAN or domain_names entry) cover a host name? */
-export function covers(certName: string, hostName: string): boolean {
+export function certificateCovers(certName: string, hostName: string): boolean {
   const san = canonicalName(certName);
   const name = canonicalName(hostName);
   if (san === name) return true;

@@ -5,6 +5,8 @@ export * from "./errors.ts";
 export * from "./logger.ts";
 export * from "./snapshot.ts";
 export * from "./validation.ts";
-export * from "./resources.ts";
+// Per-resource checks, used by the API and by snapshot validation alike.
+export * from "./access-lists.ts";
+export * from "./certificates.ts";
 export * from "./l4.ts";
 export * from "./settings.ts";

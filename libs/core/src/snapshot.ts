@@ -2,7 +2,10 @@ import type { Snapshot } from "@cpm/proto";
 import { canonicalJson, sha256Hex } from "./canonical.ts";
 import { ValidationError } from "./errors.ts";
 import { normalizeProxyHost } from "./validation.ts";
-import { normalizeAccessList, normalizeCertificate, normalizeL4ProxyHost, normalizeSettings } from "./resources.ts";
+import { normalizeAccessList } from "./access-lists.ts";
+import { normalizeCertificate } from "./certificates.ts";
+import { normalizeL4ProxyHost } from "./l4.ts";
+import { normalizeSettings } from "./settings.ts";
 
 /** The snapshot format this build reads and writes. */
 export const SNAPSHOT_SCHEMA_VERSION = 1;

@@ -14,14 +14,13 @@ export function remoteAuthenticator(config: ConfigClient, internalToken: string 
     if (!token) throw unauthenticated("missing bearer token (metadata authorization: Bearer <token>)");
     if (internalToken && secretsEqual(token, internalToken)) return { kind: "internal", name: "internal", role: "admin" };
     const key = createHash("sha256").update(token).digest("hex");
-    const hit = cache.get(key);
-    let p = hit && hit.until > Date.now() ? hit.p : undefined;
+    let hit = cache.get(key);
     if (!hit || hit.until <= Date.now()) {
-      p = await config.principalFor(token);
+      hit = { p: await config.principalFor(token), until: Date.now() + ttlMs };
       if (cache.size > 1000) cache.clear();
-      cache.set(key, { p, until: Date.now() + ttlMs });
+      cache.set(key, hit);
     }
-    if (!p) throw unauthenticated("invalid, expired or revoked token");
-    return p;
+    if (!hit.p) throw unauthenticated("invalid, expired or revoked token");
+    return hit.p;
   };
 }

@@ -22,7 +22,7 @@ async function main() {
   const config = new ConfigClient(cfg.configAddr, cfg.internalToken);
   const renderer = new RendererClient(cfg.rendererAddr, cfg.internalToken);
   const applier = new SnapshotApplier(config, renderer, log, cfg.syncAckTimeoutSeconds * 1000);
-  void applier.refresh().catch(() => undefined);
+  void applier.load().catch(() => undefined); // its services may still be starting; each apply reads the version again
   const server = createServer({ applier, syncToken, log, maxMessageBytes: cfg.syncMaxMessageBytes });
   const port = await server.listen(cfg.syncListen, credentials);
   log.info({ listen: cfg.syncListen, port, tls: !!cfg.syncTlsCert }, cfg.syncTlsCert ? "sync-receiver ready (TLS)" : "sync-receiver ready (PLAINTEXT: INSTANCE_SYNC_ALLOW_HTTP=true)");

@@ -30,16 +30,17 @@ export class SnapshotApplier {
     private readonly ackTimeoutMs: number,
   ) {}
 
-  /** Loads the slave's current state (version, master) from its own services. */
-  async refresh(): Promise<void> {
+  /** At start: the slave's applied version, master and Caddy config hash, for status. */
+  async load(): Promise<void> {
+    await this.refresh();
+    this.state.configSha256 = (await this.renderer.status()).configSha256;
+  }
+
+  /** The applied version and master, from the database (the one source for the stale check). */
+  private async refresh(): Promise<void> {
     const info = await this.config.instanceInfo();
     this.state.masterInstanceId = info.masterInstanceId;
     this.state.appliedVersion = info.version;
-    try {
-      this.state.configSha256 = (await this.renderer.status()).configSha256;
-    } catch {
-      /* renderer not up yet */
-    }
   }
 
   apply(snapshot: Snapshot | undefined): Promise<SyncResponse> {
