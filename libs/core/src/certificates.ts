@@ -2,7 +2,7 @@ import { createHash, createPrivateKey, createPublicKey, X509Certificate, type Ke
 import { isIP } from "node:net";
 import { CertificateType, type Certificate } from "@cpm/proto";
 import { ValidationError } from "./errors.ts";
-import { checkHostName, checkName } from "./validation.ts";
+import { checkHostName, checkName, checkOptionalId } from "./validation.ts";
 
 /*
  * Certificates: validation and normalization (pure apart from the clock: no I/O).
@@ -74,6 +74,7 @@ const PRIVATE_TLDS = new Set(["localhost", "test", "example", "invalid", "local"
 
 /** Checks one certificate on its own and returns its normalized form. */
 export function normalizeCertificate(input: Certificate, field = "certificate", opts: NormalizeCertificateOptions = {}): Certificate {
+  checkOptionalId(input.id, `${field}.id`);
   const name = checkName(input.name, `${field}.name`);
   const type = input.type;
   if (type !== CertificateType.CERTIFICATE_TYPE_MANAGED && type !== CertificateType.CERTIFICATE_TYPE_IMPORTED) {
