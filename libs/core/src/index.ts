@@ -4,6 +4,7 @@ export * from "./env.ts";
 export * from "./errors.ts";
 export * from "./logger.ts";
 export * from "./snapshot.ts";
+export * from "./text.ts";
 export * from "./validation.ts";
 // Per-resource checks, used by the API and by snapshot validation alike.
 export * from "./access-lists.ts";
