@@ -3,6 +3,7 @@ export * from "./canonical.ts";
 export * from "./env.ts";
 export * from "./errors.ts";
 export * from "./logger.ts";
+export * from "./reserved.ts";
 export * from "./snapshot.ts";
 export * from "./text.ts";
 export * from "./validation.ts";
