@@ -2,7 +2,7 @@ import { X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 import { AcmeSettings, GeneralSettings, HttpSettings, type Settings } from "@cpm/proto";
 import { ValidationError } from "./errors.ts";
-import { checkCaddyText } from "./text.ts";
+import { checkCaddyText, checkNoPlaceholder } from "./text.ts";
 import { checkHostName } from "./validation.ts";
 
 /** max-age of the HSTS header when the settings do not say (one year). */
@@ -67,6 +67,7 @@ function checkCaUrl(raw: string, field: string): string {
 
 /** One or more PEM certificates (a CA root, possibly with intermediates), each parsed and re-encoded. */
 function checkPemCertificates(raw: string, field: string): string {
+  checkNoPlaceholder(raw, field);
   const v = raw.trim();
   if (v.length > MAX_PEM_BYTES) throw new ValidationError(field, `is larger than ${MAX_PEM_BYTES} bytes`);
   const blocks = v.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
