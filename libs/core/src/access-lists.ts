@@ -1,17 +1,19 @@
 import { isIP } from "node:net";
 import { AccessListSatisfy, type AccessList, type BasicAuthUser } from "@cpm/proto";
 import { ValidationError } from "./errors.ts";
-import { checkEnum, checkName } from "./validation.ts";
+import { checkCaddyText, checkNoControl } from "./text.ts";
+import { checkEnum, checkName, checkOptionalId } from "./validation.ts";
 
 /*
  * Access lists: validation and normalization (pure: no hashing, no I/O).
  *
  * Rules
  * - name: required, trimmed, at most 200 characters (unique: checked by config-service).
- * - description: trimmed, at most 1000 characters.
+ * - description: trimmed, at most 1000 characters, no control characters.
  * - users (HTTP basic auth), at most MAX_USERS:
  *   - username: non-empty, at most 128 characters, no ":" (RFC 7617 splits on the first
- *     colon), no control characters, no leading or trailing white space; unique (exact,
+ *     colon), no control characters, no "{" or "}" (Caddy would read a placeholder), no leading or
+ *     trailing white space; unique (exact,
  *     case-sensitive, as Caddy compares it).
  *   - password (write only, clear text): at least PASSWORD_MIN_CHARS (8) characters, at most
  *     PASSWORD_MAX_BYTES (72) bytes of UTF-8 (bcrypt ignores anything past 72 bytes, so a
@@ -47,8 +49,6 @@ export const MAX_ADDRESSES = 1000;
 /** A bcrypt hash as bcryptjs and Go's x/crypto/bcrypt (Caddy) write and read it. */
 export const BCRYPT_HASH = /^\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}$/;
 
-const CONTROL = /[\u0000-\u001f\u007f]/;
-
 export interface NormalizeAccessListOptions {
   /** "api": input from an API client; "stored" (default): database and snapshot content. */
   source?: "api" | "stored";
@@ -57,7 +57,9 @@ export interface NormalizeAccessListOptions {
 /** Checks one access list on its own and returns its normalized form. */
 export function normalizeAccessList(input: AccessList, field = "access_list", opts: NormalizeAccessListOptions = {}): AccessList {
   const source = opts.source ?? "stored";
+  const id = checkOptionalId(input.id, `${field}.id`);
   const name = checkName(input.name, `${field}.name`);
+  checkNoControl(input.description ?? "", `${field}.description`);
   const description = (input.description ?? "").trim();
   if (description.length > 1000) throw new ValidationError(`${field}.description`, "is longer than 1000 characters");
 
@@ -78,14 +80,14 @@ export function normalizeAccessList(input: AccessList, field = "access_list", op
   const satisfy =
     input.satisfy === AccessListSatisfy.ACCESS_LIST_SATISFY_UNSPECIFIED ? AccessListSatisfy.ACCESS_LIST_SATISFY_ANY : input.satisfy;
 
-  return { ...input, id: input.id.trim(), name, description, users, allow, deny, satisfy, passAuth: input.passAuth === true };
+  return { ...input, id, name, description, users, allow, deny, satisfy, passAuth: input.passAuth === true };
 }
 
 function normalizeUser(u: BasicAuthUser, at: string, source: "api" | "stored"): BasicAuthUser {
   const username = u.username ?? "";
   if (username === "") throw new ValidationError(`${at}.username`, "is required");
   if (username.includes(":")) throw new ValidationError(`${at}.username`, `"${username}" contains ":" (basic auth splits user and password on it)`);
-  if (CONTROL.test(username)) throw new ValidationError(`${at}.username`, "contains a control character");
+  checkCaddyText(username, `${at}.username`);
   if (username.trim() !== username) throw new ValidationError(`${at}.username`, `"${username}" starts or ends with white space`);
   if ([...username].length > USERNAME_MAX_CHARS) throw new ValidationError(`${at}.username`, `is longer than ${USERNAME_MAX_CHARS} characters`);
   const password = u.password ?? "";
@@ -107,7 +109,7 @@ export function checkPassword(password: string, field: string): void {
   if (Buffer.byteLength(password, "utf8") > PASSWORD_MAX_BYTES) {
     throw new ValidationError(field, `must be at most ${PASSWORD_MAX_BYTES} bytes (UTF-8); bcrypt ignores the rest`);
   }
-  if (CONTROL.test(password)) throw new ValidationError(field, "contains a control character");
+  checkNoControl(password, field);
 }
 
 function normalizeAddressList(xs: string[], field: string): string[] {
@@ -129,7 +131,8 @@ export function normalizeIpRange(raw: string, field: string): string {
   const slash = v.indexOf("/");
   const addrText = slash < 0 ? v : v.slice(0, slash);
   const prefixText = slash < 0 ? undefined : v.slice(slash + 1);
-  if (addrText.includes("%")) throw bad("has a zone; zones are not supported");
+  checkCaddyText(v, field);
+  if (addrText.includes("%")) throw bad("has a zone id; zones are not supported");
   const family = isIP(addrText);
   if (family === 0) throw bad("is not an IP address or CIDR");
   let bytes = family === 4 ? parseV4(addrText) : parseV6(addrText);

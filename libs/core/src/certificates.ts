@@ -2,7 +2,8 @@ import { createHash, createPrivateKey, createPublicKey, X509Certificate, type Ke
 import { isIP } from "node:net";
 import { CertificateType, type Certificate } from "@cpm/proto";
 import { ValidationError } from "./errors.ts";
-import { checkHostName, checkName } from "./validation.ts";
+import { checkNoPlaceholder } from "./text.ts";
+import { checkHostName, checkName, checkOptionalId } from "./validation.ts";
 
 /*
  * Certificates: validation and normalization (pure apart from the clock: no I/O).
@@ -74,6 +75,7 @@ const PRIVATE_TLDS = new Set(["localhost", "test", "example", "invalid", "local"
 
 /** Checks one certificate on its own and returns its normalized form. */
 export function normalizeCertificate(input: Certificate, field = "certificate", opts: NormalizeCertificateOptions = {}): Certificate {
+  checkOptionalId(input.id, `${field}.id`);
   const name = checkName(input.name, `${field}.name`);
   const type = input.type;
   if (type !== CertificateType.CERTIFICATE_TYPE_MANAGED && type !== CertificateType.CERTIFICATE_TYPE_IMPORTED) {
@@ -202,6 +204,7 @@ function pemBlocks(text: string): PemBlock[] {
 
 function parseChain(pem: string, field: string): X509Certificate[] {
   if (!pem.trim()) throw new ValidationError(field, "is required for an imported certificate (PEM chain, leaf first)");
+  checkNoPlaceholder(pem, field);
   if (pem.length > MAX_PEM_CHARS) throw new ValidationError(field, `is longer than ${MAX_PEM_CHARS} characters`);
   const blocks = pemBlocks(pem);
   if (blocks.length === 0) throw new ValidationError(field, "holds no PEM block (expected PEM CERTIFICATE blocks, leaf first)");
@@ -231,6 +234,7 @@ const EC_CURVES = new Set(["prime256v1", "secp384r1", "secp521r1"]);
 
 function parseKey(pem: string, field: string): KeyObject {
   if (!pem.trim()) throw new ValidationError(field, "is required for an imported certificate");
+  checkNoPlaceholder(pem, field);
   if (pem.length > MAX_PEM_CHARS) throw new ValidationError(field, `is longer than ${MAX_PEM_CHARS} characters`);
   const blocks = pemBlocks(pem).filter((b) => b.label !== "EC PARAMETERS");
   if (blocks.length === 0) throw new ValidationError(field, "holds no PEM private key (expected a PEM PRIVATE KEY block)");

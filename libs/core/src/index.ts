@@ -3,7 +3,9 @@ export * from "./canonical.ts";
 export * from "./env.ts";
 export * from "./errors.ts";
 export * from "./logger.ts";
+export * from "./reserved.ts";
 export * from "./snapshot.ts";
+export * from "./text.ts";
 export * from "./validation.ts";
 // Per-resource checks, used by the API and by snapshot validation alike.
 export * from "./access-lists.ts";

@@ -1,7 +1,8 @@
 import { isIP } from "node:net";
 import { L4Matcher, L4Protocol, ProxyProtocolVersion, type L4ProxyHost } from "@cpm/proto";
 import { ValidationError } from "./errors.ts";
-import { checkEnum, checkHostName, checkName, parseUpstream } from "./validation.ts";
+import { checkCaddyText } from "./text.ts";
+import { checkEnum, checkHostName, checkName, checkOptionalId, parseUpstream } from "./validation.ts";
 
 /*
  * L4 (TCP/UDP) proxy hosts, checked one at a time. Rules between hosts (one catch-all per
@@ -34,8 +35,10 @@ export interface L4Listener {
   network: string;
 }
 
-/** "[host]:port" or ":port", host an IP address. Returns the canonical parts. */
+/** "[host]:port" or ":port", host an IP address (no zone id). Returns the canonical parts. */
 export function parseListenAddress(raw: string, field: string): { host: string; port: number; address: string } {
+  checkCaddyText(raw, field);
+  if (raw.includes("%")) throw new ValidationError(field, `"${raw}" has a zone id; zones are not supported`);
   const v = raw.trim();
   if (/^[a-z0-9]+\//i.test(v)) throw new ValidationError(field, `"${raw}" must not name a network; set protocol instead`);
   const m = /^(\[[^\]\s]*\]|[^\s:[\]]*):(\d{1,5})$/.exec(v);
@@ -82,6 +85,7 @@ export const l4MatcherName = (m: L4Matcher) => MATCHER_NAME[effectiveMatcher(m)]
 
 /** Checks one L4 proxy host on its own and returns its normalized form. */
 export function normalizeL4ProxyHost(input: L4ProxyHost, field = "l4_proxy_host"): L4ProxyHost {
+  checkOptionalId(input.id, `${field}.id`);
   const name = checkName(input.name, `${field}.name`);
   checkEnum(input.protocol, L4Protocol, `${field}.protocol`);
   checkEnum(input.matcher, L4Matcher, `${field}.matcher`);
@@ -121,7 +125,7 @@ export function normalizeL4ProxyHost(input: L4ProxyHost, field = "l4_proxy_host"
     throw new ValidationError(`${field}.matcher`, "PROXY_PROTOCOL needs TCP (UDP listeners only take the NONE matcher)");
   }
 
-  const certificateId = input.certificateId.trim();
+  const certificateId = checkOptionalId(input.certificateId, `${field}.certificate_id`);
   if (input.tlsTermination) {
     if (udp) throw new ValidationError(`${field}.tls_termination`, "is not possible over UDP");
     if (matcher === L4Matcher.L4_MATCHER_HTTP_HOST) {

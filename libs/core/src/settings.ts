@@ -2,6 +2,7 @@ import { X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 import { AcmeSettings, GeneralSettings, HttpSettings, type Settings } from "@cpm/proto";
 import { ValidationError } from "./errors.ts";
+import { checkCaddyText, checkNoPlaceholder } from "./text.ts";
 import { checkHostName } from "./validation.ts";
 
 /** max-age of the HSTS header when the settings do not say (one year). */
@@ -13,9 +14,11 @@ export const MAX_UPSTREAM_RESPONSE_HEADER_TIMEOUT_SECONDS = 3600;
 const MAX_PEM_BYTES = 64 * 1024;
 
 // A practical e-mail address: a dot-atom local part and a DNS domain name (no IP literals).
-const EMAIL_LOCAL = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
+// "{" and "}" are left out of the dot-atom: Caddy expands placeholders in the ACME e-mail.
+const EMAIL_LOCAL = /^[A-Za-z0-9!#$%&'*+/=?^_`|~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`|~-]+)*$/;
 
 function checkEmail(raw: string, field: string): string {
+  checkCaddyText(raw, field);
   const v = raw.trim();
   const at = v.lastIndexOf("@");
   if (at <= 0 || at === v.length - 1) throw new ValidationError(field, `"${raw}" is not an e-mail address (name@example.com)`);
@@ -35,9 +38,15 @@ function checkEmail(raw: string, field: string): string {
 
 const LOCAL_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
 
-/** An ACME directory URL: https, or http only on this machine (a test CA). */
+/**
+ * An ACME directory URL: https, or http only on this machine (a test CA). Returned trimmed and
+ * otherwise as written, which holds no braces (Caddy expands placeholders in it), white space
+ * or control characters (the URL parser would drop some of them silently; Caddy would not).
+ */
 function checkCaUrl(raw: string, field: string): string {
+  checkCaddyText(raw, field);
   const v = raw.trim();
+  if (/\s/.test(v)) throw new ValidationError(field, `"${raw}" contains white space`);
   let u: URL;
   try {
     u = new URL(v);
@@ -56,22 +65,24 @@ function checkCaUrl(raw: string, field: string): string {
   return v;
 }
 
-/** One or more PEM certificates (a CA root, possibly with intermediates), each parsed. */
+/** One or more PEM certificates (a CA root, possibly with intermediates), each parsed and re-encoded. */
 function checkPemCertificates(raw: string, field: string): string {
+  checkNoPlaceholder(raw, field);
   const v = raw.trim();
   if (v.length > MAX_PEM_BYTES) throw new ValidationError(field, `is larger than ${MAX_PEM_BYTES} bytes`);
   const blocks = v.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
   if (blocks.length === 0) throw new ValidationError(field, "is not a PEM certificate (-----BEGIN CERTIFICATE-----)");
   const rest = blocks.reduce((s, b) => s.replace(b, ""), v).trim();
   if (rest !== "") throw new ValidationError(field, "holds something other than PEM certificates");
-  blocks.forEach((b, i) => {
+  // Re-encoded from the parsed certificates: PEM headers or other text inside a block are dropped.
+  const pems = blocks.map((b, i) => {
     try {
-      new X509Certificate(b);
+      return new X509Certificate(b).toString().trim();
     } catch (e) {
       throw new ValidationError(field, `certificate ${i + 1} does not parse: ${(e as Error).message}`);
     }
   });
-  return `${blocks.join("\n")}\n`;
+  return `${pems.join("\n")}\n`;
 }
 
 function checkSeconds(value: number | undefined, max: number, field: string): void {

@@ -4,6 +4,7 @@ import {
   AccessList,
   Certificate,
   CertificateType,
+  L4Matcher,
   L4ProxyHost,
   ProxyHost,
   Settings,
@@ -20,6 +21,8 @@ const cert = (id: string, over: DeepPartial<Certificate> = {}) =>
   Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames: ["example.com"], ...over });
 const acl = (id: string, over: DeepPartial<AccessList> = {}) => AccessList.fromPartial({ id, name: `acl ${id}`, allow: ["10.0.0.0/8"], ...over });
 const l4 = (id: string, over: DeepPartial<L4ProxyHost> = {}) => L4ProxyHost.fromPartial({ id, name: `l4 ${id}`, listenAddress: ":5432", upstreams: ["db:5432"], ...over });
+
+const HASH = `$2b$10$${"a".repeat(53)}`;
 
 /** A valid snapshot: three hosts, two certificates, two access lists, one L4 host, settings. */
 function content(): Snapshot {
@@ -154,6 +157,31 @@ describe("validateSnapshot", () => {
     { name: "certificate removed while still used", edit: (s) => s.certificates.splice(1, 1), field: "snapshot.proxy_hosts[2].certificate_id", detail: /"c2" is not in the snapshot/ },
     { name: "dangling access_list_id", edit: (s) => (s.proxyHosts[0]!.accessListId = "acl-missing"), field: "snapshot.proxy_hosts[0].access_list_id", detail: /access list "acl-missing" is not in the snapshot/ },
     { name: "dangling L4 certificate_id", edit: (s) => (s.l4ProxyHosts[0]!.certificateId = "c9"), field: "snapshot.l4_proxy_hosts[0].certificate_id", detail: /certificate "c9" is not in the snapshot/ },
+    // What the slave's database would refuse on commit (unique names; listeners), refused before anything is applied.
+    { name: "two proxy hosts with one name", edit: (s) => (s.proxyHosts[2]!.name = "host h1"), field: "snapshot.proxy_hosts[2].name", detail: /"host h1" is also the name of snapshot\.proxy_hosts\[0\]/ },
+    { name: "two proxy hosts with one name after trimming", edit: (s) => (s.proxyHosts[1]!.name = "  host h1 "), field: "snapshot.proxy_hosts[1].name", detail: /names are unique/ },
+    { name: "two certificates with one name", edit: (s) => (s.certificates[1]!.name = "cert c1"), field: "snapshot.certificates[1].name", detail: /"cert c1" is also the name of snapshot\.certificates\[0\]/ },
+    { name: "two access lists with one name", edit: (s) => (s.accessLists[1]!.name = "acl acl1"), field: "snapshot.access_lists[1].name", detail: /is also the name of snapshot\.access_lists\[0\]/ },
+    { name: "two L4 hosts with one name", edit: (s) => s.l4ProxyHosts.push(l4("l2", { name: "l4 l1", listenAddress: ":6000" })), field: "snapshot.l4_proxy_hosts[1].name", detail: /is also the name of snapshot\.l4_proxy_hosts\[0\]/ },
+    { name: "two L4 catch-all hosts on one listener", edit: (s) => s.l4ProxyHosts.push(l4("l2")), field: "snapshot.l4_proxy_hosts[1].matcher", detail: /listener tcp\/:5432 already has a NONE host: "l4 l1"/ },
+    { name: "L4 listeners that cannot both be bound", edit: (s) => s.l4ProxyHosts.push(l4("l2", { listenAddress: "127.0.0.1:5432" })), field: "snapshot.l4_proxy_hosts[1].listen_address", detail: /overlaps tcp\/:5432/ },
+    {
+      name: "one TLS_SNI value twice on one listener",
+      edit: (s) =>
+        s.l4ProxyHosts.push(
+          l4("l2", { listenAddress: ":443", matcher: L4Matcher.L4_MATCHER_TLS_SNI, matcherValues: ["db.example.com"] }),
+          l4("l3", { listenAddress: ":443", matcher: L4Matcher.L4_MATCHER_TLS_SNI, matcherValues: ["x.example.com", "db.example.com"] }),
+        ),
+      field: "snapshot.l4_proxy_hosts[2].matcher_values[1]",
+      detail: /"db\.example\.com" is already matched on listener tcp\/:443 by L4 proxy host "l4 l2"/,
+    },
+    // Values Caddy would expand, and control characters, refused by the shared normalizers.
+    { name: "placeholder in a basic-auth username", edit: (s) => (s.accessLists[0]!.users = [{ username: "{env.CPM_ADMIN_TOKEN}", passwordHash: HASH, password: "" }]), field: "snapshot.access_lists[0].users[0].username", detail: /contains "\{" or "\}", which Caddy would read as a placeholder/ },
+    { name: "placeholder in the ACME e-mail", edit: (s) => (s.settings!.general!.acmeEmail = "{env.CPM_INTERNAL_TOKEN}@example.com"), field: "snapshot.settings.general.acme_email", detail: /placeholder/ },
+    { name: "placeholder in a certificate id", edit: (s) => (s.certificates[0]!.id = "{env.X}"), field: "snapshot.certificates[0].id", detail: /placeholder/ },
+    { name: "control character in a proxy host name", edit: (s) => (s.proxyHosts[0]!.name = "a\u001b[31m"), field: "snapshot.proxy_hosts[0].name", detail: /control character \(U\+001B\)/ },
+    { name: "zone id in a domain", edit: (s) => (s.proxyHosts[0]!.domains = ["fe80::1%eth0"]), field: "snapshot.proxy_hosts[0].domains[0]", detail: /zone/ },
+    { name: "zone id in an L4 listen address", edit: (s) => (s.l4ProxyHosts[0]!.listenAddress = "[fe80::1%eth0]:80"), field: "snapshot.l4_proxy_hosts[0].listen_address", detail: /zone/ },
   ];
   for (const { name, edit, field, detail } of bad) {
     test(`${name} -> ${field}`, () => {

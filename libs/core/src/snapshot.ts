@@ -4,7 +4,7 @@ import { ValidationError } from "./errors.ts";
 import { normalizeProxyHost } from "./validation.ts";
 import { normalizeAccessList } from "./access-lists.ts";
 import { normalizeCertificate } from "./certificates.ts";
-import { normalizeL4ProxyHost } from "./l4.ts";
+import { l4ListenerConflict, normalizeL4ProxyHost } from "./l4.ts";
 import { normalizeSettings } from "./settings.ts";
 
 /** The snapshot format this build reads and writes. */
@@ -29,7 +29,9 @@ export function snapshotContentHash(s: Content): string {
 
 /**
  * Structural and referential check of a whole snapshot, as a receiver must do before
- * applying it. Throws ValidationError naming the field (`snapshot.proxy_hosts[3].domains[0]`).
+ * applying it: every resource passes its normalizer, and nothing that the database would
+ * refuse on commit gets through (unique ids, names and domains; references; L4 listener
+ * conflicts). Throws ValidationError naming the field (`snapshot.proxy_hosts[3].domains[0]`).
  */
 export function validateSnapshot(s: Snapshot, field = "snapshot"): void {
   if (s.schemaVersion !== SNAPSHOT_SCHEMA_VERSION) {
@@ -41,14 +43,27 @@ export function validateSnapshot(s: Snapshot, field = "snapshot"): void {
   const aclIds = uniqueIds(s.accessLists, `${field}.access_lists`);
   uniqueIds(s.l4ProxyHosts, `${field}.l4_proxy_hosts`);
   uniqueIds(s.proxyHosts, `${field}.proxy_hosts`);
-  s.certificates.forEach((c, i) => normalizeCertificate(c, `${field}.certificates[${i}]`));
-  s.accessLists.forEach((a, i) => normalizeAccessList(a, `${field}.access_lists[${i}]`));
-  s.l4ProxyHosts.forEach((h, i) => normalizeL4ProxyHost(h, `${field}.l4_proxy_hosts[${i}]`));
+  uniqueNames(
+    s.certificates.map((c, i) => normalizeCertificate(c, `${field}.certificates[${i}]`)),
+    `${field}.certificates`
+  );
+  uniqueNames(
+    s.accessLists.map((a, i) => normalizeAccessList(a, `${field}.access_lists[${i}]`)),
+    `${field}.access_lists`
+  );
+  const l4 = s.l4ProxyHosts.map((h, i) => normalizeL4ProxyHost(h, `${field}.l4_proxy_hosts[${i}]`));
+  uniqueNames(l4, `${field}.l4_proxy_hosts`);
+  l4.forEach((h, i) => {
+    const conflict = l4ListenerConflict(h, l4.slice(0, i), `${field}.l4_proxy_hosts[${i}]`);
+    if (conflict) throw new ValidationError(conflict[0], conflict[1]);
+  });
   normalizeSettings(s.settings, `${field}.settings`);
+  const hosts = s.proxyHosts.map((h, i) => normalizeProxyHost(h, `${field}.proxy_hosts[${i}]`));
+  uniqueNames(hosts, `${field}.proxy_hosts`);
   const domainOwner = new Map<string, string>();
   s.proxyHosts.forEach((h, i) => {
     const at = `${field}.proxy_hosts[${i}]`;
-    const n = normalizeProxyHost(h, at);
+    const n = hosts[i]!;
     n.domains.forEach((d, j) => {
       const owner = domainOwner.get(d);
       if (owner !== undefined) throw new ValidationError(`${at}.domains[${j}]`, `"${d}" is also served by proxy host "${owner}"`);
@@ -70,6 +85,16 @@ export function validateSnapshot(s: Snapshot, field = "snapshot"): void {
   if (s.contentSha256 !== hash) {
     throw new ValidationError(`${field}.content_sha256`, "does not match the snapshot's content");
   }
+}
+
+/** Names are unique per kind (the database's unique constraints), compared as normalized. */
+function uniqueNames(xs: { name: string }[], field: string): void {
+  const first = new Map<string, number>();
+  xs.forEach((x, i) => {
+    const j = first.get(x.name);
+    if (j !== undefined) throw new ValidationError(`${field}[${i}].name`, `"${x.name}" is also the name of ${field}[${j}] (names are unique)`);
+    first.set(x.name, i);
+  });
 }
 
 function uniqueIds(xs: { id: string }[], field: string): Set<string> {

@@ -1,5 +1,5 @@
 import path from "node:path";
-import { caddyAdminBlock, ConfigError, createLogger, loadConfig } from "@cpm/core";
+import { caddyAdminBlock, ConfigError, createLogger, loadConfig, reservedAddresses } from "@cpm/core";
 import { ConfigClient, remoteAuthenticator } from "@cpm/grpc-kit";
 import { CaddyAdmin } from "./caddy.ts";
 import { probeLayer4 } from "./probe.ts";
@@ -14,7 +14,7 @@ async function main() {
   const caddy = new CaddyAdmin(cfg.caddyApiUrl);
   const layer4 = await probeLayer4({ configured: cfg.caddyHasLayer4, caddyBin: cfg.caddyBin });
   log.info({ layer4: layer4.layer4, reason: layer4.reason }, "layer4 (caddy-l4) support");
-  const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: layer4.layer4, tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls") };
+  const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: layer4.layer4, tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls"), reservedUpstreams: reservedAddresses(cfg) };
   const reconciler = new Reconciler(config, caddy, renderOptions, log, cfg.reconcileIntervalMs);
   const server = createServer({ reconciler, renderOptions, authenticate: remoteAuthenticator(config, cfg.internalToken), log });
   const port = await server.listen(cfg.rendererListen);

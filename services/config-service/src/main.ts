@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, loadConfig } from "@cpm/core";
+import { ConfigError, createLogger, loadConfig, reservedAddresses } from "@cpm/core";
 import { openDatabase } from "./db.ts";
 import { createServer } from "./server.ts";
 import { ConfigStore } from "./store.ts";
@@ -14,7 +14,7 @@ async function main() {
   const info = await store.init();
   const tokens = new ApiTokens(db);
   if (cfg.adminToken) await tokens.ensure(cfg.adminToken);
-  const server = createServer({ store, tokens, mode: cfg.mode, internalToken: cfg.internalToken, log });
+  const server = createServer({ store, tokens, mode: cfg.mode, internalToken: cfg.internalToken, log, reservedUpstreams: reservedAddresses(cfg) });
   const port = await server.listen(cfg.apiListen);
   log.info({ listen: cfg.apiListen, port, mode: cfg.mode, instanceId: info.instanceId, version: info.version, dialect }, "config-service ready");
 

@@ -7,7 +7,7 @@ import {
   type AccountServiceServer,
   type ConfigServiceServer,
 } from "@cpm/proto";
-import { failedPrecondition, validateSnapshot, type InstanceMode, type Logger } from "@cpm/core";
+import { failedPrecondition, validateSnapshot, type InstanceMode, type Logger, type ReservedAddress } from "@cpm/core";
 import {
   bearerToken,
   GrpcServer,
@@ -36,6 +36,8 @@ export interface ConfigServiceDeps {
   internalToken: string | undefined;
   log: Logger;
   maxMessageBytes?: number;
+  /** This instance's own addresses (Caddy admin API, CPM ports): upstreams must not point at them. */
+  reservedUpstreams?: readonly ReservedAddress[];
 }
 
 const MODE: Record<InstanceMode, ProtoMode> = {
@@ -65,7 +67,7 @@ export function makeAuthenticator(tokens: ApiTokens, internalToken: string | und
 /** The public API of an instance (ConfigService, AccountService) with health and reflection. Does not listen. */
 export function createServer(deps: ConfigServiceDeps): GrpcServer {
   const { store, mode, log } = deps;
-  const hosts = new ProxyHosts(store);
+  const hosts = new ProxyHosts(store, deps.reservedUpstreams);
   const authenticate = makeAuthenticator(deps.tokens, deps.internalToken);
 
   const authorize: Authorize = async (method, md) => {
@@ -104,7 +106,7 @@ export function createServer(deps: ConfigServiceDeps): GrpcServer {
   const config: AsyncService<ConfigServiceServer> = {
     ...certificateHandlers(store),
     ...accessListHandlers(store),
-    ...l4ProxyHostHandlers(store),
+    ...l4ProxyHostHandlers(store, deps.reservedUpstreams),
     ...settingsHandlers(store),
     createProxyHost: async (req) => {
       const { result, version } = await hosts.create(req.proxyHost);

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { AccountServiceClient, ConfigServiceClient } from "@cpm/proto";
-import { createLogger, type InstanceMode } from "@cpm/core";
+import { createLogger, type InstanceMode, type ReservedAddress } from "@cpm/core";
 import { channelCredentials, status, type GrpcServer } from "@cpm/grpc-kit";
 import { openDatabase, type Db } from "./db.ts";
 import { createServer } from "./server.ts";
@@ -37,6 +37,8 @@ export interface StartOptions {
   adminToken?: string;
   /** The internal token (ApplySnapshot); default INTERNAL. Pass `undefined` explicitly for none. */
   internalToken?: string | undefined;
+  /** Addresses upstreams must not point at (default: none). */
+  reservedUpstreams?: readonly ReservedAddress[];
 }
 
 let tmp: string | undefined;
@@ -61,7 +63,7 @@ export async function startConfigService(opts: StartOptions = {}): Promise<Harne
   await store.init();
   const tokens = new ApiTokens(db);
   await tokens.ensure(adminToken);
-  const server = createServer({ store, tokens, mode: opts.mode ?? "standalone", internalToken, log });
+  const server = createServer({ store, tokens, mode: opts.mode ?? "standalone", internalToken, log, reservedUpstreams: opts.reservedUpstreams });
   const port = await server.listen("127.0.0.1:0");
   const address = `127.0.0.1:${port}`;
   const config = new ConfigServiceClient(address, channelCredentials({}));

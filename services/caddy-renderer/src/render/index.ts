@@ -1,5 +1,5 @@
 import { LoadBalancingPolicy, type ProxyHost, type Settings, type Snapshot } from "@cpm/proto";
-import { canonicalJson, parseUpstream, sha256Hex } from "@cpm/core";
+import { canonicalJson, checkUpstreamsNotReserved, parseUpstream, sha256Hex } from "@cpm/core";
 import { accessListHandlers } from "./access.ts";
 import { renderLayer4 } from "./layer4.ts";
 import { hstsValue, transportTimeouts } from "./settings.ts";
@@ -38,8 +38,9 @@ const NOT_FOUND_ROUTE: Json = {
  * certificate, and redirects (ssl_forced) or serves the others; server "https" on the
  * HTTPS port serves hosts with a certificate. Unknown hosts get 404 on both.
  */
-export function render(snapshot: Snapshot, opts: RenderOptions): Rendered {
+export function render(input: Snapshot, opts: RenderOptions): Rendered {
   const warnings: string[] = [];
+  const snapshot = withoutReservedUpstreams(input, opts, warnings);
   const hosts = snapshot.proxyHosts.filter((h) => h.enabled !== false);
   const acls = new Map(snapshot.accessLists.map((a) => [a.id, a]));
   const handlers = (h: ProxyHost, https: boolean) => hostHandlers(h, https, accessListHandlers(h.accessListId ? acls.get(h.accessListId) : undefined), snapshot.settings);
@@ -93,6 +94,27 @@ export function render(snapshot: Snapshot, opts: RenderOptions): Rendered {
   const config: Json = { admin, apps };
   const json = canonicalJson(config);
   return { json, sha256: sha256Hex(json), warnings };
+}
+
+/**
+ * The snapshot without the enabled proxy hosts whose upstreams point at this instance's own
+ * addresses (opts.reservedUpstreams), one warning each. Instance-local: a master's API refuses
+ * such upstreams with its own ports, but a slave judges them by its own.
+ */
+function withoutReservedUpstreams(snapshot: Snapshot, opts: RenderOptions, warnings: string[]): Snapshot {
+  const reserved = opts.reservedUpstreams ?? [];
+  if (reserved.length === 0) return snapshot;
+  const left = new Set<string>();
+  for (const h of [...snapshot.proxyHosts].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    if (h.enabled === false) continue;
+    try {
+      checkUpstreamsNotReserved(h.upstreams, "upstreams", reserved);
+    } catch (e) {
+      warnings.push(`proxy host "${h.name}" not served: ${(e as Error).message}`);
+      left.add(h.id);
+    }
+  }
+  return left.size === 0 ? snapshot : { ...snapshot, proxyHosts: snapshot.proxyHosts.filter((h) => !left.has(h.id)) };
 }
 
 /** Exact names and each wildcard depth get their own route, so they can be ordered. */

@@ -1,5 +1,5 @@
 import { CertificateType, L4Matcher, ProxyProtocolVersion, type Certificate, type L4ProxyHost, type Snapshot } from "@cpm/proto";
-import { effectiveMatcher, l4Listener, l4ListenerConflict, normalizeL4ProxyHost, type L4Listener } from "@cpm/core";
+import { checkUpstreamsNotReserved, effectiveMatcher, l4Listener, l4ListenerConflict, normalizeL4ProxyHost, type L4Listener } from "@cpm/core";
 import { certificateTag } from "./tls.ts";
 import type { Json, RenderOptions } from "./types.ts";
 
@@ -52,6 +52,12 @@ export function renderLayer4(snapshot: Snapshot, opts: RenderOptions, warnings: 
     const taken = reserved.find((r) => r.protocol === listener.protocol && r.port === listener.port && (r.host === undefined || EVERY_ADDRESS.has(listener.host) || r.host === listener.host));
     if (taken) {
       warnings.push(`${label} not served: ${listener.network} takes this instance's ${taken.what} (port ${taken.port})`);
+      continue;
+    }
+    try {
+      checkUpstreamsNotReserved(h.upstreams, "upstreams", opts.reservedUpstreams ?? []);
+    } catch (e) {
+      warnings.push(`${label} not served: ${(e as Error).message}`);
       continue;
     }
     if (h.tlsTermination && !certs.has(h.certificateId)) {

@@ -1,7 +1,7 @@
 // Helpers shared by the render tests (*.test.ts in this folder): snapshot builders, golden
 // files, and `caddy validate` with this machine's Caddy. Not exported from the package.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -25,6 +25,18 @@ export const cert = (id: string, domainNames: string[]) =>
   Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames, autoRenew: true });
 export const snapshot = (over: DeepPartial<Snapshot> = {}) =>
   Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "master-1", version: 1, ...over });
+
+let selfSignedCount = 0;
+/** A self-signed certificate and key (P-256) for `sans` ("DNS:a.test"), made with openssl in `dir` at test time. */
+export function selfSigned(dir: string, cn: string, sans: string[]): { cert: string; key: string } {
+  const id = ++selfSignedCount;
+  execFileSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `k${id}.pem`, "-out", `c${id}.pem`, "-days", "5", "-subj", `/CN=${cn}`, "-addext", `subjectAltName=${sans.join(",")}`],
+    { cwd: dir, stdio: "pipe" },
+  );
+  return { cert: readFileSync(path.join(dir, `c${id}.pem`), "utf8"), key: readFileSync(path.join(dir, `k${id}.pem`), "utf8") };
+}
 
 /** Deterministic shuffle (mulberry32), so a failure can be reproduced. */
 export function shuffled<T>(xs: readonly T[], seed: number): T[] {

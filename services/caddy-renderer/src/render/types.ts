@@ -1,3 +1,5 @@
+import type { ReservedAddress } from "@cpm/core";
+
 /** Instance-local facts the renderer needs; never part of a snapshot. */
 export interface RenderOptions {
   httpPort: number;
@@ -13,6 +15,11 @@ export interface RenderOptions {
    * (the private ACME CA's root: render/tls.ts). Unset: such files are left out, with a warning.
    */
   tlsFilesDir?: string;
+  /**
+   * This instance's own addresses (Caddy admin API, CPM ports; @cpm/core reservedAddresses):
+   * a proxy host or L4 host with an upstream there is left out, with a warning.
+   */
+  reservedUpstreams?: readonly ReservedAddress[];
 }
 
 export type Json = Record<string, unknown>;

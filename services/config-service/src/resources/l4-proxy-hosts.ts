@@ -1,6 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { L4ProxyHost, type ConfigServiceServer } from "@cpm/proto";
-import { alreadyExists, l4ListenerConflict, normalizeL4ProxyHost, notFound, ValidationError } from "@cpm/core";
+import {
+  alreadyExists,
+  checkUpstreamsNotReserved,
+  l4ListenerConflict,
+  normalizeL4ProxyHost,
+  notFound,
+  ValidationError,
+  type ReservedAddress,
+} from "@cpm/core";
 import type { AsyncService } from "@cpm/grpc-kit";
 import { l4Row, type ConfigStore, type Tx } from "../store.ts";
 
@@ -30,8 +38,16 @@ async function checkConflicts(tx: Tx, h: L4ProxyHost): Promise<void> {
   if (conflict) throw alreadyExists(`${conflict[0]}: ${conflict[1]}`);
 }
 
-/** ConfigService handlers for L4 proxy hosts (CRUD with validation and referential checks). */
-export function l4ProxyHostHandlers(store: ConfigStore): AsyncService<ConfigServiceServer> {
+/**
+ * ConfigService handlers for L4 proxy hosts (CRUD with validation and referential checks).
+ * `reserved`: this instance's own addresses, which upstreams must not point at.
+ */
+export function l4ProxyHostHandlers(store: ConfigStore, reserved: readonly ReservedAddress[] = []): AsyncService<ConfigServiceServer> {
+  const normalize = (input: L4ProxyHost) => {
+    const host = normalizeL4ProxyHost(input, F);
+    checkUpstreamsNotReserved(host.upstreams, `${F}.upstreams`, reserved);
+    return host;
+  };
   return {
     listL4ProxyHosts: async () => {
       const rows = await store.db.l4ProxyHost.findMany({ orderBy: { name: "asc" } });
@@ -47,7 +63,7 @@ export function l4ProxyHostHandlers(store: ConfigStore): AsyncService<ConfigServ
 
     createL4ProxyHost: async (req) => {
       if (!req.l4ProxyHost) throw new ValidationError(F, "is required");
-      const host = normalizeL4ProxyHost(req.l4ProxyHost, F);
+      const host = normalize(req.l4ProxyHost);
       const { result, version } = await store.write(async (tx, now) => {
         const created: L4ProxyHost = { ...host, id: randomUUID(), createdAt: now, updatedAt: now };
         await checkConflicts(tx, created);
@@ -60,7 +76,7 @@ export function l4ProxyHostHandlers(store: ConfigStore): AsyncService<ConfigServ
     updateL4ProxyHost: async (req) => {
       if (!req.l4ProxyHost) throw new ValidationError(F, "is required");
       if (!req.l4ProxyHost.id) throw new ValidationError(`${F}.id`, "is required");
-      const host = normalizeL4ProxyHost(req.l4ProxyHost, F);
+      const host = normalize(req.l4ProxyHost);
       const { result, version } = await store.write(async (tx, now) => {
         const existing = await tx.l4ProxyHost.findUnique({ where: { id: host.id } });
         if (!existing) throw notFound("L4 proxy host", host.id);

@@ -1,13 +1,23 @@
 import { randomUUID } from "node:crypto";
 import { ProxyHost } from "@cpm/proto";
-import { alreadyExists, normalizeProxyHost, notFound, ValidationError } from "@cpm/core";
+import { alreadyExists, checkUpstreamsNotReserved, normalizeProxyHost, notFound, ValidationError, type ReservedAddress } from "@cpm/core";
 import { proxyHostRow, type ConfigStore, type Tx } from "../store.ts";
 
 const F = "proxy_host";
 
 /** Proxy host CRUD: validation, uniqueness of names and domains, references. */
 export class ProxyHosts {
-  constructor(private readonly store: ConfigStore) {}
+  /** `reserved`: this instance's own addresses, which upstreams must not point at. */
+  constructor(
+    private readonly store: ConfigStore,
+    private readonly reserved: readonly ReservedAddress[] = [],
+  ) {}
+
+  private normalize(input: ProxyHost): ProxyHost {
+    const host = normalizeProxyHost(input, F);
+    checkUpstreamsNotReserved(host.upstreams, `${F}.upstreams`, this.reserved);
+    return host;
+  }
 
   async list(): Promise<ProxyHost[]> {
     const rows = await this.store.db.proxyHost.findMany({ orderBy: { name: "asc" } });
@@ -23,7 +33,7 @@ export class ProxyHosts {
 
   create(input: ProxyHost | undefined) {
     if (!input) throw new ValidationError(F, "is required");
-    const host = normalizeProxyHost(input, F);
+    const host = this.normalize(input);
     return this.store.write(async (tx, now) => {
       const created: ProxyHost = { ...host, id: randomUUID(), createdAt: now, updatedAt: now };
       await checkConflicts(tx, created);
@@ -35,7 +45,7 @@ export class ProxyHosts {
   update(input: ProxyHost | undefined) {
     if (!input) throw new ValidationError(F, "is required");
     if (!input.id) throw new ValidationError(`${F}.id`, "is required");
-    const host = normalizeProxyHost(input, F);
+    const host = this.normalize(input);
     return this.store.write(async (tx, now) => {
       const existing = await tx.proxyHost.findUnique({ where: { id: host.id } });
       if (!existing) throw notFound("proxy host", host.id);
