@@ -3,14 +3,13 @@
 // PEM (and the temporary TLS files directory) is replaced by a placeholder, so no key is
 // committed and the files are stable. `caddy validate` checks the real bytes.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { Certificate, CertificateType, L4ProxyHost, Snapshot } from "@cpm/proto";
 import { render, type RenderOptions } from "./index.ts";
-import { assertCaddyAcceptsAll, assertGolden, cert, host, OPTS as BASE_OPTS, snapshot, type Json } from "./test-support.ts";
+import { assertCaddyAcceptsAll, assertGolden, cert, host, makeSelfSigned, OPTS as BASE_OPTS, snapshot, type Json } from "./test-support.ts";
 import { certificateTag, ensureTlsFiles } from "./tls.ts";
 
 const IMPORTED = CertificateType.CERTIFICATE_TYPE_IMPORTED;
@@ -20,17 +19,7 @@ after(() => rmSync(work, { recursive: true, force: true }));
 const TLS_DIR = path.join(work, "tls-files");
 const OPTS: RenderOptions = { ...BASE_OPTS, tlsFilesDir: TLS_DIR };
 
-/** A self-signed certificate and key for `sans` (openssl, at test time). */
-let n = 0;
-function selfSigned(cn: string, sans: string[]): { cert: string; key: string } {
-  const id = ++n;
-  execFileSync(
-    "openssl",
-    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `k${id}.pem`, "-out", `c${id}.pem`, "-days", "5", "-subj", `/CN=${cn}`, "-addext", `subjectAltName=${sans.join(",")}`],
-    { cwd: work, stdio: "pipe" },
-  );
-  return { cert: readFileSync(path.join(work, `c${id}.pem`), "utf8"), key: readFileSync(path.join(work, `k${id}.pem`), "utf8") };
-}
+const selfSigned = (cn: string, sans: string[]) => makeSelfSigned(work, cn, sans);
 
 const secure = selfSigned("secure.test", ["DNS:secure.test", "DNS:*.secure.test", "DNS:*.a.secure.test"]);
 const shop = selfSigned("shop.example.com", ["DNS:shop.example.com"]);
