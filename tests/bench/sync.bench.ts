@@ -13,7 +13,8 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { ProxyHost } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
-import { Instance } from "../support/instance.ts";
+import { caddyAdminRequest } from "@cpm/core";
+import { Instance, projectCaddy } from "../support/instance.ts";
 import { freePort, httpGet, startUpstream } from "../support/net.ts";
 import { makePki } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
@@ -33,8 +34,8 @@ async function bareCaddy(): Promise<{ admin: number; stop: () => void }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "cpm-bench-caddy-"));
   const cfg = path.join(dir, "initial.json");
   writeFileSync(cfg, JSON.stringify({ admin: { listen: `127.0.0.1:${admin}` } }));
-  const child = spawn("caddy", ["run", "--config", cfg], { stdio: "ignore", env: { ...process.env, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir } });
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${admin}/config/`)).ok, "bare caddy up", 15_000);
+  const child = spawn(projectCaddy(), ["run", "--config", cfg], { stdio: "ignore", env: { ...process.env, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir } });
+  await waitFor(async () => (await caddyAdminRequest(`http://127.0.0.1:${admin}/config/`)).status === 200, "bare caddy up", 15_000);
   return { admin, stop: () => child.kill("SIGTERM") };
 }
 
@@ -79,7 +80,7 @@ async function benchSize(n: number) {
     }
 
     // The same rendered config, loaded bare into a separate Caddy: two variants alternated so no load is a no-op.
-    const json = await (await fetch(`http://127.0.0.1:${slave.ports.caddyAdmin}/config/`)).text();
+    const json = (await caddyAdminRequest(`http://127.0.0.1:${slave.ports.caddyAdmin}/config/`)).body;
     const bare = await bareCaddy();
     const retarget = (s: string, port: number) => {
       const cfg = JSON.parse(s);
@@ -92,9 +93,8 @@ async function benchSize(n: number) {
     const loads: number[] = [];
     for (let i = 0; i < CHANGES; i++) {
       const t0 = performance.now();
-      const res = await fetch(`http://127.0.0.1:${bare.admin}/load`, { method: "POST", headers: { "content-type": "application/json" }, body: variants[i % 2] });
-      await res.arrayBuffer();
-      if (!res.ok) throw new Error(`bare load failed: ${res.status}`);
+      const res = await caddyAdminRequest(`http://127.0.0.1:${bare.admin}/load`, { method: "POST", body: variants[i % 2] });
+      if (res.status !== 200) throw new Error(`bare load failed: ${res.status}`);
       loads.push(performance.now() - t0);
     }
     bare.stop();

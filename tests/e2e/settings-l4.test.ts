@@ -1,8 +1,8 @@
-// Settings and L4 proxy hosts end to end: gRPC API -> config-service -> renderer -> the real
-// Caddy on this machine (Debian's 2.6.2, which has no layer4 module).
+// Settings end to end: gRPC API -> config-service -> renderer -> the project's Caddy; and L4
+// proxy hosts on the fallback, Debian's Caddy 2.6.2, which has no layer4 module.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import { tmpdir } from "node:os";
@@ -10,6 +10,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { Certificate, CertificateType, CreateApiTokenRequest, L4Protocol, L4ProxyHost, ProxyHost, Role, Settings, type DeepPartial } from "@cpm/proto";
+import { caddyAdminRequest } from "@cpm/core";
 import { unary } from "@cpm/grpc-kit";
 import { expectStatus } from "../support/grpc.ts";
 import { Instance, stopCleanly } from "../support/instance.ts";
@@ -47,7 +48,30 @@ function slowGet(port: number, host: string, timeoutMs: number): Promise<number>
 /** An upstream that accepts requests and never answers them. */
 const startStalledUpstream = () => serveHttp(() => undefined);
 
-describe("settings and L4 proxy hosts on a real Caddy without layer4", () => {
+/** API calls and checks against one instance. */
+function api(inst: Instance) {
+  return {
+    createHost: (h: DeepPartial<ProxyHost>) => unary(inst.config.createProxyHost.bind(inst.config), { proxyHost: ProxyHost.fromPartial(h) }, inst.adminToken),
+    createL4: (h: DeepPartial<L4ProxyHost>) => unary(inst.config.createL4ProxyHost.bind(inst.config), { l4ProxyHost: L4ProxyHost.fromPartial(h) }, inst.adminToken),
+    updateL4: (h: L4ProxyHost) => unary(inst.config.updateL4ProxyHost.bind(inst.config), { l4ProxyHost: h }, inst.adminToken),
+    deleteL4: (id: string) => unary(inst.config.deleteL4ProxyHost.bind(inst.config), { id }, inst.adminToken),
+    /** The config Caddy runs. */
+    running: async (): Promise<Json> => {
+      const res = await caddyAdminRequest(`http://127.0.0.1:${inst.ports.caddyAdmin}/config/`);
+      assert.equal(res.status, 200);
+      return JSON.parse(res.body);
+    },
+    /** Caddy runs `version` with no load error. */
+    inSyncAt: async (version: number) => {
+      const s = await inst.waitInSync();
+      assert.equal(s.appliedVersion, version);
+      assert.equal(s.lastError, "", `render status error: ${s.lastError}`);
+      return s;
+    },
+  };
+}
+
+describe("settings on a real Caddy", () => {
   let inst: Instance;
   let up: Awaited<ReturnType<typeof startUpstream>>;
   let stalled: Awaited<ReturnType<typeof startStalledUpstream>>;
@@ -57,8 +81,7 @@ describe("settings and L4 proxy hosts on a real Caddy without layer4", () => {
     dir = mkdtempSync(path.join(tmpdir(), "cpm-e2e-settings-l4-"));
     up = await startUpstream("A");
     stalled = await startStalledUpstream();
-    // CPM_CADDY_LAYER4 is unset: the renderer asks this machine's caddy (list-modules).
-    inst = await Instance.start({ name: "settings-l4" });
+    inst = await Instance.start({ name: "settings" });
   });
   after(async () => {
     await stopCleanly(inst);
@@ -67,31 +90,18 @@ describe("settings and L4 proxy hosts on a real Caddy without layer4", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const createHost = (h: DeepPartial<ProxyHost>) => unary(inst.config.createProxyHost.bind(inst.config), { proxyHost: ProxyHost.fromPartial(h) }, inst.adminToken);
-  const createL4 = (h: DeepPartial<L4ProxyHost>) => unary(inst.config.createL4ProxyHost.bind(inst.config), { l4ProxyHost: L4ProxyHost.fromPartial(h) }, inst.adminToken);
-  const updateL4 = (h: L4ProxyHost) => unary(inst.config.updateL4ProxyHost.bind(inst.config), { l4ProxyHost: h }, inst.adminToken);
-  const deleteL4 = (id: string) => unary(inst.config.deleteL4ProxyHost.bind(inst.config), { id }, inst.adminToken);
-  const updateSettings = (s: DeepPartial<Settings>, token = inst.adminToken) =>
-    unary(inst.config.updateSettings.bind(inst.config), { settings: Settings.fromPartial(s) }, token);
+  const createHost = (h: DeepPartial<ProxyHost>) => api(inst).createHost(h);
+  const updateSettings = (st: DeepPartial<Settings>, token = inst.adminToken) =>
+    unary(inst.config.updateSettings.bind(inst.config), { settings: Settings.fromPartial(st) }, token);
   const getSettings = async () => (await unary(inst.config.getSettings.bind(inst.config), {}, inst.adminToken)).settings!;
-  const running = async (): Promise<Json> => {
-    const res = await fetch(`http://127.0.0.1:${inst.ports.caddyAdmin}/config/`);
-    assert.equal(res.status, 200);
-    return res.json();
-  };
+  const running = () => api(inst).running();
   /** The reverse_proxy handler Caddy runs for `domain` on its http server. */
   const runningProxy = (cfg: Json, domain: string): Json => {
     const route = cfg.apps.http.servers.http.routes.find((r: Json) => r.match?.[0]?.host?.includes(domain));
     assert.ok(route, `no route for ${domain} in Caddy's running config`);
     return route.handle.find((h: Json) => h.handler === "reverse_proxy");
   };
-  /** Caddy runs `version` with no load error. */
-  const inSyncAt = async (version: number) => {
-    const s = await inst.waitInSync();
-    assert.equal(s.appliedVersion, version);
-    assert.equal(s.lastError, "", `render status error: ${s.lastError}`);
-    return s;
-  };
+  const inSyncAt = (version: number) => api(inst).inSyncAt(version);
 
   it("upstream timeouts from the settings reach Caddy's running config, and act", async () => {
     await createHost({ name: "app", domains: ["app.test"], upstreams: [`127.0.0.1:${up.port}`] });
@@ -169,6 +179,30 @@ describe("settings and L4 proxy hosts on a real Caddy without layer4", () => {
     assert.equal(await inst.version(), v);
     assert.deepEqual(await getSettings(), before);
   });
+});
+
+const DEBIAN_CADDY = "/usr/bin/caddy";
+
+describe("L4 proxy hosts on Debian's Caddy (no layer4), the fallback", { skip: existsSync(DEBIAN_CADDY) ? false : `${DEBIAN_CADDY} not found (apt-get install caddy)` }, () => {
+  let inst: Instance;
+  let up: Awaited<ReturnType<typeof startUpstream>>;
+
+  before(async () => {
+    up = await startUpstream("A");
+    // CPM_CADDY_LAYER4 is unset: the renderer asks this Caddy (list-modules).
+    inst = await Instance.start({ name: "l4-debian-caddy", env: { CPM_CADDY_BIN: DEBIAN_CADDY } });
+    await api(inst).createHost({ name: "app", domains: ["app.test"], upstreams: [`127.0.0.1:${up.port}`] });
+  });
+  after(async () => {
+    await stopCleanly(inst);
+    await up?.close();
+  });
+
+  const createL4 = (h: DeepPartial<L4ProxyHost>) => api(inst).createL4(h);
+  const updateL4 = (h: L4ProxyHost) => api(inst).updateL4(h);
+  const deleteL4 = (id: string) => api(inst).deleteL4(id);
+  const running = () => api(inst).running();
+  const inSyncAt = (version: number) => api(inst).inSyncAt(version);
 
   it("L4 hosts on a Caddy without layer4: HTTP hosts keep being served, the render status warns, the renderer stays in sync", async () => {
     await inst.waitServes("app.test", /upstream=A/);

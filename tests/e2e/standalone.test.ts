@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { ProxyHost } from "@cpm/proto";
+import { caddyAdminRequest } from "@cpm/core";
 import { unary } from "@cpm/grpc-kit";
 import { expectStatus } from "../support/grpc.ts";
 import { Instance, stopCleanly } from "../support/instance.ts";
@@ -59,13 +60,12 @@ describe("standalone instance: gRPC API -> config-service -> renderer -> real Ca
     const applied = (await inst.waitInSync()).configSha256;
 
     // Caddy stops (crash or operator); the launcher starts it again with an empty config.
-    await fetch(`http://127.0.0.1:${inst.ports.caddyAdmin}/stop`, { method: "POST" }).catch(() => undefined);
+    await caddyAdminRequest(`http://127.0.0.1:${inst.ports.caddyAdmin}/stop`, { method: "POST" }).catch(() => undefined);
     await inst.waitServes("back.test", /upstream=A/, 30_000);
 
     // Someone loads another config straight into Caddy's admin API.
-    const res = await fetch(`http://127.0.0.1:${inst.ports.caddyAdmin}/load`, {
+    const res = await caddyAdminRequest(`http://127.0.0.1:${inst.ports.caddyAdmin}/load`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
       body: JSON.stringify({ admin: { listen: `127.0.0.1:${inst.ports.caddyAdmin}` } }),
     });
     assert.equal(res.status, 200);

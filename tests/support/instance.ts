@@ -13,11 +13,24 @@ import {
   SyncReceiverClient,
   type RenderStatus,
 } from "@cpm/proto";
+import { builtCaddyPath, CADDY_BUILD_COMMAND, findBuiltCaddy } from "@cpm/core";
 import { channelCredentials, unary } from "@cpm/grpc-kit";
 import { freePort, httpGet } from "./net.ts";
 import { waitFor } from "./wait.ts";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+/**
+ * The Caddy the end-to-end tests run: the project's build with caddy-l4. Throws naming the
+ * build command when it has not been built.
+ */
+export function projectCaddy(): string {
+  const bin = findBuiltCaddy();
+  if (!bin) {
+    throw new Error(`the end-to-end tests need the project's Caddy with caddy-l4 (${builtCaddyPath() ?? ".cache/caddy/"}), which is not built: run \`${CADDY_BUILD_COMMAND}\` (needs Go)`);
+  }
+  return bin;
+}
 
 export interface InstancePorts {
   api: number;
@@ -32,6 +45,7 @@ export interface InstancePorts {
 export interface InstanceOptions {
   name: string;
   mode?: "standalone" | "master" | "slave";
+  /** Extra environment; `CPM_CADDY_BIN` here replaces the project's Caddy. */
   env?: Record<string, string>;
   /** Reuse a data dir and ports (restart after kill). */
   dataDir?: string;
@@ -83,6 +97,7 @@ export class Instance {
       CPM_HTTPS_PORT: String(p.https),
       CPM_RECONCILE_INTERVAL_MS: "500",
       LOG_LEVEL: process.env.CPM_TEST_LOG_LEVEL ?? "info",
+      CPM_CADDY_BIN: this.opts.env?.CPM_CADDY_BIN ?? projectCaddy(),
       ...this.opts.env,
     };
   }

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 export interface TestPki {
@@ -28,4 +28,24 @@ export function makePki(dir: string): TestPki {
   }
   const p = (f: string) => path.join(dir, f);
   return { caCert: p("ca.crt"), cert: p("server.crt"), key: p("server.key"), rogueCert: p("rogue.crt"), rogueKey: p("rogue.key") };
+}
+
+export interface NamedCerts {
+  /** The CA certificate (PEM text) that signed every certificate. */
+  caPem: string;
+  /** Per name: certificate and key, PEM text. */
+  certs: Record<string, { cert: string; key: string }>;
+}
+
+/** Makes a CA and one server certificate per DNS name, signed by it (openssl). */
+export function makeNamedCerts(dir: string, names: string[]): NamedCerts {
+  openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "named-ca.key", "-out", "named-ca.crt", "-days", "2", "-subj", "/CN=CPM test named CA"], dir);
+  const certs: NamedCerts["certs"] = {};
+  for (const name of names) {
+    writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=DNS:${name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
+    openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`], dir);
+    openssl(["x509", "-req", "-in", `${name}.csr`, "-CA", "named-ca.crt", "-CAkey", "named-ca.key", "-CAcreateserial", "-out", `${name}.crt`, "-days", "2", "-extfile", `${name}.ext`], dir);
+    certs[name] = { cert: readFileSync(path.join(dir, `${name}.crt`), "utf8"), key: readFileSync(path.join(dir, `${name}.key`), "utf8") };
+  }
+  return { caPem: readFileSync(path.join(dir, "named-ca.crt"), "utf8"), certs };
 }

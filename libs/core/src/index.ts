@@ -1,4 +1,6 @@
 export * from "./backoff.ts";
+export * from "./caddy-admin-request.ts";
+export * from "./caddy-build.ts";
 export * from "./canonical.ts";
 export * from "./env.ts";
 export * from "./errors.ts";

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { caddyAdminBlock, ConfigError, loadConfig, type InstanceConfig } from "@cpm/core";
+import { caddyAdminBlock, ConfigError, findBuiltCaddy, loadConfig, type InstanceConfig } from "@cpm/core";
 
 /**
  * `npm start`: runs one whole instance of the configured mode, each service as its own
@@ -36,6 +36,9 @@ function findCaddy(cfg: InstanceConfig): string | undefined {
       throw new ConfigError("CPM_CADDY_BIN", `"${cfg.caddyBin}" is not an executable file`);
     }
   }
+  // The project's own build (npm run caddy:build) has caddy-l4; a caddy on PATH may not.
+  const built = findBuiltCaddy();
+  if (built) return built;
   for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
     const p = path.join(dir, "caddy");
     try {
@@ -68,6 +71,8 @@ function main() {
 
   const procs: Supervised[] = [];
   const caddy = findCaddy(cfg);
+  // The renderer probes this same binary for the layer4 module.
+  if (caddy) env.CPM_CADDY_BIN = caddy;
   if (caddy) {
     const caddyDir = path.join(cfg.dataDir, "caddy");
     mkdirSync(caddyDir, { recursive: true });
@@ -78,7 +83,7 @@ function main() {
     env.XDG_CONFIG_HOME = path.join(caddyDir, "config");
     procs.push({ name: "caddy", command: caddy, args: ["run", "--config", initial], startedAt: 0, restarts: 0 });
   } else {
-    say(`no caddy binary found (CPM_CADDY_BIN or PATH): expecting Caddy's admin API at ${cfg.caddyApiUrl}`);
+    say(`no caddy binary found (CPM_CADDY_BIN, npm run caddy:build, or PATH): expecting Caddy's admin API at ${cfg.caddyApiUrl}`);
   }
   const tsx = path.join(root, "node_modules", "tsx", "dist", "esm", "index.mjs");
   for (const s of services) {

@@ -1,4 +1,4 @@
-import { canonicalJson, sha256Hex } from "@cpm/core";
+import { caddyAdminRequest, canonicalJson, sha256Hex, type CaddyAdminResponse } from "@cpm/core";
 
 /** Caddy answered but refused the config (it keeps running the previous one). */
 export class CaddyRejectedError extends Error {
@@ -14,7 +14,7 @@ export class CaddyRejectedError extends Error {
 /** Caddy's admin API could not be reached. */
 export class CaddyUnreachableError extends Error {
   constructor(cause: unknown) {
-    super(`Caddy admin API unreachable: ${cause instanceof Error ? (cause.cause instanceof Error ? cause.cause.message : cause.message) : String(cause)}`);
+    super(`Caddy admin API unreachable: ${cause instanceof Error ? cause.message : String(cause)}`);
     this.name = "CaddyUnreachableError";
   }
 }
@@ -28,19 +28,14 @@ export class CaddyAdmin {
 
   /** POST /load. Caddy provisions the new config and swaps it in, or keeps the old one and answers 4xx/5xx. */
   async load(json: string): Promise<void> {
-    let res: Response;
+    let res: CaddyAdminResponse;
     try {
-      res = await fetch(`${this.baseUrl}/load`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: json,
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
+      res = await caddyAdminRequest(`${this.baseUrl}/load`, { method: "POST", body: json, timeoutMs: this.timeoutMs });
     } catch (e) {
       throw new CaddyUnreachableError(e);
     }
-    if (!res.ok) {
-      const text = (await res.text()).trim();
+    if (res.status < 200 || res.status > 299) {
+      const text = res.body.trim();
       let detail = text;
       try {
         detail = (JSON.parse(text) as { error?: string }).error ?? text;
@@ -49,19 +44,18 @@ export class CaddyAdmin {
       }
       throw new CaddyRejectedError(res.status, detail.slice(0, 2000));
     }
-    await res.arrayBuffer();
   }
 
   /** sha256 of the canonical form of the config Caddy runs now ("" when it runs none). */
   async currentConfigHash(): Promise<string> {
-    let res: Response;
+    let res: CaddyAdminResponse;
     try {
-      res = await fetch(`${this.baseUrl}/config/`, { signal: AbortSignal.timeout(this.timeoutMs) });
+      res = await caddyAdminRequest(`${this.baseUrl}/config/`, { timeoutMs: this.timeoutMs });
     } catch (e) {
       throw new CaddyUnreachableError(e);
     }
-    const text = await res.text();
-    if (!res.ok) throw new CaddyUnreachableError(new Error(`GET /config/ answered ${res.status}`));
+    const text = res.body;
+    if (res.status !== 200) throw new CaddyUnreachableError(new Error(`GET /config/ answered ${res.status}`));
     const value = JSON.parse(text) as unknown;
     if (value === null) return "";
     return sha256Hex(canonicalJson(value));

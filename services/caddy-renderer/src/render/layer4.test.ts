@@ -17,7 +17,7 @@ import {
 import { canonicalJson } from "@cpm/core";
 import { findCaddyBinary, listsLayer4, probeLayer4 } from "../probe.ts";
 import { render, type RenderOptions } from "./index.ts";
-import { assertCaddyAccepts, CADDY, caddyValidate, cert as managed, goldenTest, OPTS as WITHOUT_L4, runCaddy, shuffled, snapshot, type Json } from "./test-support.ts";
+import { assertCaddyAccepts, CADDY, caddyValidate, cert as managed, DEBIAN_CADDY, goldenTest, makeSelfSigned, OPTS as WITHOUT_L4, runCaddy, shuffled, snapshot, type Json } from "./test-support.ts";
 
 const WITH_L4: RenderOptions = { ...WITHOUT_L4, layer4: true };
 
@@ -275,29 +275,32 @@ describe("layer4 rendering (Caddy without caddy-l4)", () => {
   });
 });
 
-describe("caddy validate (this machine's Caddy)", () => {
+describe("caddy validate", () => {
   const dir = mkdtempSync(path.join(tmpdir(), "cpm-caddy-validate-l4-"));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  test("without layer4: the config with L4 hosts present is accepted", async (t) => {
-    if (!existsSync(CADDY)) return t.skip(`${CADDY} not found: cannot run caddy validate`);
-    if ((await probeLayer4({ configured: undefined, caddyBin: CADDY })).layer4) return t.skip(`${CADDY} has layer4: this test is about a Caddy without it`);
-    await assertCaddyAccepts(dir, "l4-without-layer4", render(WITHOUT["l4-without-layer4"]!, WITHOUT_L4).json, "the config");
+  test("Debian's Caddy (no layer4): the config with L4 hosts present is accepted", async (t) => {
+    if (!existsSync(DEBIAN_CADDY)) return t.skip(`${DEBIAN_CADDY} not found (apt-get install caddy): cannot check the fallback without layer4`);
+    if ((await probeLayer4({ configured: undefined, caddyBin: DEBIAN_CADDY })).layer4) return t.skip(`${DEBIAN_CADDY} has layer4: this test is about a Caddy without it`);
+    await assertCaddyAccepts(dir, "l4-without-layer4", render(WITHOUT["l4-without-layer4"]!, WITHOUT_L4).json, "the config", DEBIAN_CADDY);
   });
 
-  test("why: this Caddy refuses a config holding apps.layer4", async (t) => {
-    if (!existsSync(CADDY)) return t.skip(`${CADDY} not found: cannot run caddy validate`);
-    if ((await probeLayer4({ configured: undefined, caddyBin: CADDY })).layer4) return t.skip(`${CADDY} has layer4`);
-    await assert.rejects(caddyValidate(dir, "l4-none", render(WITH["l4-none"]!, WITH_L4).json), (e: { stderr?: string }) => {
+  test("why: Debian's Caddy refuses a config holding apps.layer4", async (t) => {
+    if (!existsSync(DEBIAN_CADDY)) return t.skip(`${DEBIAN_CADDY} not found (apt-get install caddy)`);
+    if ((await probeLayer4({ configured: undefined, caddyBin: DEBIAN_CADDY })).layer4) return t.skip(`${DEBIAN_CADDY} has layer4`);
+    await assert.rejects(caddyValidate(dir, "l4-none", render(WITH["l4-none"]!, WITH_L4).json, DEBIAN_CADDY), (e: { stderr?: string }) => {
       assert.match(e.stderr ?? "", /layer4/);
       return true;
     });
   });
 
-  test("with layer4: every golden config is accepted (only where Caddy has caddy-l4)", async (t) => {
-    if (!existsSync(CADDY)) return t.skip(`${CADDY} not found`);
-    if (!(await probeLayer4({ configured: undefined, caddyBin: CADDY })).layer4) return t.skip(`${CADDY} has no layer4 module (Debian's build); the golden files stand in`);
-    for (const [name, snap] of Object.entries(WITH)) await assertCaddyAccepts(dir, name, render(snap, WITH_L4).json);
+  test("the project's Caddy with caddy-l4 accepts every layer4 golden case (imported certificates made real)", async (t) => {
+    if (!(await probeLayer4({ configured: undefined, caddyBin: CADDY })).layer4) return t.skip(`${CADDY} has no layer4 module: run npm run caddy:build`);
+    const real = makeSelfSigned(dir, "imp.example.com", ["DNS:imp.example.com"]);
+    for (const [name, snap] of Object.entries(WITH)) {
+      const certificates = snap.certificates.map((c) => (c.type === CertificateType.CERTIFICATE_TYPE_IMPORTED ? { ...c, certificatePem: real.cert, privateKeyPem: real.key } : c));
+      await assertCaddyAccepts(dir, name, render({ ...snap, certificates }, WITH_L4).json);
+    }
   });
 });
 
@@ -345,7 +348,7 @@ describe("layer4 probe", () => {
     assert.equal(findCaddyBinary("/nonexistent/caddy"), undefined);
   });
 
-  test("this machine's Caddy answers (Debian's 2.6.2 has no layer4)", async (t) => {
+  test("the project's Caddy (or Debian's 2.6.2, without layer4) answers", async (t) => {
     if (!existsSync(CADDY)) return t.skip(`${CADDY} not found`);
     const r = await probeLayer4({ configured: undefined, caddyBin: CADDY });
     assert.match(r.reason, /list-modules" (lists|does not list) layer4/);

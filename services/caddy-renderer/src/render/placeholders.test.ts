@@ -22,7 +22,7 @@ import {
 } from "@cpm/proto";
 import { loadConfig, reservedAddresses, snapshotContentHash, validateSnapshot, ValidationError } from "@cpm/core";
 import { render, type RenderOptions } from "./index.ts";
-import { host, OPTS, selfSigned, snapshot, type Json } from "./test-support.ts";
+import { host, makeSelfSigned as selfSigned, OPTS, snapshot, type Json } from "./test-support.ts";
 
 const work = mkdtempSync(path.join(tmpdir(), "cpm-render-placeholders-test-"));
 after(() => rmSync(work, { recursive: true, force: true }));

@@ -1,5 +1,5 @@
 // Helpers shared by the render tests (*.test.ts in this folder): snapshot builders, golden
-// files, and `caddy validate` with this machine's Caddy. Not exported from the package.
+// files, and `caddy validate` with the project's Caddy (or Debian's). Not exported from the package.
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { test, type TestContext } from "node:test";
 import { Certificate, CertificateType, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
+import { findBuiltCaddy } from "@cpm/core";
 import { render, type RenderOptions } from "./index.ts";
 
 export type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any -- walking rendered Caddy JSON
@@ -26,9 +27,9 @@ export const cert = (id: string, domainNames: string[]) =>
 export const snapshot = (over: DeepPartial<Snapshot> = {}) =>
   Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "master-1", version: 1, ...over });
 
+/** A self-signed certificate and key (PEM) for `sans`, e.g. "DNS:a.test", made by openssl in `dir`. */
 let selfSignedCount = 0;
-/** A self-signed certificate and key (P-256) for `sans` ("DNS:a.test"), made with openssl in `dir` at test time. */
-export function selfSigned(dir: string, cn: string, sans: string[]): { cert: string; key: string } {
+export function makeSelfSigned(dir: string, cn: string, sans: string[]): { cert: string; key: string } {
   const id = ++selfSignedCount;
   execFileSync(
     "openssl",
@@ -94,29 +95,32 @@ export const goldenConfigs = (cases: Record<string, Snapshot>, opts: RenderOptio
 
 // ---- caddy validate --------------------------------------------------------------------------
 
-export const CADDY = "/usr/bin/caddy";
+/** Debian's package: Caddy without the layer4 module. */
+export const DEBIAN_CADDY = "/usr/bin/caddy";
+/** The Caddy that validates: the project's build with caddy-l4 (npm run caddy:build) when present, else Debian's. */
+export const CADDY = findBuiltCaddy() ?? DEBIAN_CADDY;
 const run = promisify(execFile);
 
-/** Runs this machine's Caddy with `args` (e.g. list-modules). */
-export const runCaddy = (args: string[]) => run(CADDY, args);
+/** Runs a Caddy (this package's validating one unless `bin` says) with `args` (e.g. list-modules). */
+export const runCaddy = (args: string[], bin = CADDY) => run(bin, args);
 
 /** Writes `config` to `dir/name.json` and runs `caddy validate` on it (HOME and XDG dirs in `dir`); rejects when Caddy does. */
-export async function caddyValidate(dir: string, name: string, config: string | Buffer) {
+export async function caddyValidate(dir: string, name: string, config: string | Buffer, bin = CADDY) {
   const file = path.join(dir, `${name}.json`);
   writeFileSync(file, config);
-  return run(CADDY, ["validate", "--config", file], {
+  return run(bin, ["validate", "--config", file], {
     timeout: 60_000,
     env: { ...process.env, HOME: dir, XDG_DATA_HOME: path.join(dir, "data"), XDG_CONFIG_HOME: path.join(dir, "config") },
   });
 }
 
 /** As caddyValidate, failing the test with Caddy's output when it rejects the config (`what` names it). */
-export async function assertCaddyAccepts(dir: string, name: string, config: string | Buffer, what = name): Promise<void> {
+export async function assertCaddyAccepts(dir: string, name: string, config: string | Buffer, what = name, bin = CADDY): Promise<void> {
   try {
-    await caddyValidate(dir, name, config);
+    await caddyValidate(dir, name, config, bin);
   } catch (e) {
     const err = e as { stderr?: string; message: string };
-    assert.fail(`caddy validate rejected ${what}: ${err.stderr || err.message}`);
+    assert.fail(`${bin} validate rejected ${what}: ${err.stderr || err.message}`);
   }
 }
 

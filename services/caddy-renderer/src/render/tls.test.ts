@@ -9,7 +9,7 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import { Certificate, CertificateType, L4ProxyHost, Snapshot } from "@cpm/proto";
 import { render, type RenderOptions } from "./index.ts";
-import { assertCaddyAcceptsAll, assertGolden, cert, host, OPTS as BASE_OPTS, selfSigned as selfSignedIn, snapshot, type Json } from "./test-support.ts";
+import { assertCaddyAcceptsAll, assertGolden, cert, host, makeSelfSigned, OPTS as BASE_OPTS, snapshot, type Json } from "./test-support.ts";
 import { certificateTag, ensureTlsFiles } from "./tls.ts";
 
 const IMPORTED = CertificateType.CERTIFICATE_TYPE_IMPORTED;
@@ -19,7 +19,7 @@ after(() => rmSync(work, { recursive: true, force: true }));
 const TLS_DIR = path.join(work, "tls-files");
 const OPTS: RenderOptions = { ...BASE_OPTS, tlsFilesDir: TLS_DIR };
 
-const selfSigned = (cn: string, sans: string[]) => selfSignedIn(work, cn, sans);
+const selfSigned = (cn: string, sans: string[]) => makeSelfSigned(work, cn, sans);
 
 const secure = selfSigned("secure.test", ["DNS:secure.test", "DNS:*.secure.test", "DNS:*.a.secure.test"]);
 const shop = selfSigned("shop.example.com", ["DNS:shop.example.com"]);
