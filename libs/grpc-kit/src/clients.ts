@@ -100,6 +100,11 @@ export class RendererClient {
     return unary(this.raw.loadSnapshot.bind(this.raw), { snapshot }, this.internalToken, deadlineMs);
   }
 
+  /** The preloaded `version` will not be committed: the renderer puts Caddy back on the database's version. */
+  async releasePreload(version: number, deadlineMs = 10_000): Promise<void> {
+    await unary(this.raw.releasePreload.bind(this.raw), { version }, this.internalToken, deadlineMs);
+  }
+
   async status(): Promise<RenderStatus> {
     const r = await unary(this.raw.getRenderStatus.bind(this.raw), {}, this.internalToken);
     if (!r.status) throw new Error("renderer returned no status");

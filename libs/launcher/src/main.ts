@@ -4,6 +4,7 @@ import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSy
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { caddyAdminBlock, ConfigError, findBuiltCaddy, loadConfig, type InstanceConfig } from "@cpm/core";
+import { caddyEnvironment } from "./caddy-env.ts";
 
 /**
  * `npm start`: runs one whole instance of the configured mode, each service as its own
@@ -18,6 +19,7 @@ interface Supervised {
   name: string;
   command: string;
   args: string[];
+  env: NodeJS.ProcessEnv;
   child?: ChildProcess;
   startedAt: number;
   restarts: number;
@@ -79,21 +81,19 @@ function main() {
     const initial = path.join(caddyDir, "initial.json");
     // Only the admin API: the renderer loads the real config as soon as it is up.
     writeFileSync(initial, JSON.stringify({ admin: caddyAdminBlock(cfg) }));
-    env.XDG_DATA_HOME = path.join(caddyDir, "data");
-    env.XDG_CONFIG_HOME = path.join(caddyDir, "config");
-    procs.push({ name: "caddy", command: caddy, args: ["run", "--config", initial], startedAt: 0, restarts: 0 });
+    procs.push({ name: "caddy", command: caddy, args: ["run", "--config", initial], env: caddyEnvironment(process.env, caddyDir), startedAt: 0, restarts: 0 });
   } else {
     say(`no caddy binary found (CPM_CADDY_BIN, npm run caddy:build, or PATH): expecting Caddy's admin API at ${cfg.caddyApiUrl}`);
   }
   const tsx = path.join(root, "node_modules", "tsx", "dist", "esm", "index.mjs");
   for (const s of services) {
-    procs.push({ name: s, command: process.execPath, args: ["--import", tsx, path.join(root, "services", s, "src", "main.ts")], startedAt: 0, restarts: 0 });
+    procs.push({ name: s, command: process.execPath, args: ["--import", tsx, path.join(root, "services", s, "src", "main.ts")], env, startedAt: 0, restarts: 0 });
   }
 
   let stopping = false;
   const start = (p: Supervised) => {
     p.startedAt = Date.now();
-    const child = spawn(p.command, p.args, { env, stdio: ["ignore", "inherit", "inherit"] });
+    const child = spawn(p.command, p.args, { env: p.env, stdio: ["ignore", "inherit", "inherit"] });
     p.child = child;
     child.on("exit", (code, signal) => {
       if (stopping) return;

@@ -1,13 +1,17 @@
 import { EventEmitter } from "node:events";
 import type { RenderStatus, Snapshot } from "@cpm/proto";
 import { backoffDelay, DomainError, type Logger } from "@cpm/core";
-import { CaddyAdmin, CaddyRejectedError, CaddyUnreachableError } from "./caddy.ts";
+import { CaddyRejectedError, CaddyUnreachableError, type CaddyAdmin } from "./caddy.ts";
+import { reconcileStep, type VersionedContent } from "./reconcile-step.ts";
 import { render, type RenderOptions } from "./render/index.ts";
 import { ensureTlsFiles } from "./render/tls.ts";
 
 export interface SnapshotSource {
   getSnapshot(): Promise<Snapshot>;
 }
+
+/** The parts of Caddy's admin API the reconciler uses. */
+export type CaddyAdminApi = Pick<CaddyAdmin, "load" | "currentConfigHash">;
 
 interface Applied {
   version: number;
@@ -23,8 +27,13 @@ interface Applied {
  * - Caddy unreachable: retried with jittered backoff;
  * - Caddy refused a config: recorded with its version and not retried until the content changes;
  * - every `checkIntervalMs`, Caddy's running config is compared with the applied one and
- *   re-applied when Caddy restarted or someone changed it behind our back.
- * Loads are serialized: one at a time, newest desired state wins.
+ *   re-applied when Caddy restarted or someone changed it behind our back;
+ * - a slave's preload (`preflight`) is held: until a commit of that version (or a newer one)
+ *   is seen, the receiver releases it (`releasePreload`, the commit failed) or `preloadHoldMs`
+ *   passes (the receiver died in between), nothing else is loaded, so Caddy never moves back
+ *   to the database's older version in the gap. A release or the expiry reconciles at once.
+ * What to do is decided by `reconcileStep`; loads are serialized: one at a time, newest
+ * desired state wins.
  */
 export class Reconciler {
   private readonly events = new EventEmitter();
@@ -40,15 +49,20 @@ export class Reconciler {
   private attempt = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private checkTimer: NodeJS.Timeout | undefined;
-  /** After a preflight load (slave), give the matching commit this long to arrive before reverting. */
-  private preflightUntil = 0;
+  /** The preloaded, uncommitted snapshot Caddy keeps running (slave), and its expiry timer. */
+  private hold: (VersionedContent & { timer: NodeJS.Timeout }) | undefined;
 
+  /**
+   * @param preloadHoldMs how long a preload is held without commit or release: a crash
+   * fallback, set to the receiver's own commit deadline (CPM_SYNC_ACK_TIMEOUT).
+   */
   constructor(
     private readonly source: SnapshotSource,
-    private readonly caddy: CaddyAdmin,
+    private readonly caddy: CaddyAdminApi,
     private readonly opts: RenderOptions,
     private readonly log: Logger,
     private readonly checkIntervalMs = 2000,
+    private readonly preloadHoldMs = 60_000,
   ) {
     this.events.setMaxListeners(0);
   }
@@ -63,13 +77,36 @@ export class Reconciler {
   stop(): void {
     clearTimeout(this.checkTimer);
     clearTimeout(this.retryTimer);
+    clearTimeout(this.hold?.timer);
   }
 
   /** A committed version was announced by the configuration service. */
   onCommit(c: { version: number; contentSha256: string }): void {
     this.desired = { version: c.version, contentSha256: c.contentSha256 };
+    const h = this.hold;
+    if (h && (c.version >= h.version || c.contentSha256 === h.contentSha256)) this.endHold();
     this.emit();
     this.kick();
+  }
+
+  /**
+   * The receiver will not commit the preloaded `version`: end its hold and put Caddy back on
+   * the database's version now. A hold for another version is left alone. Returns whether a
+   * hold was released.
+   */
+  releasePreload(version: number): boolean {
+    const released = this.hold?.version === version;
+    if (released) {
+      this.endHold();
+      this.log.warn({ version }, "preloaded snapshot not committed; back to the database's version");
+    }
+    this.kick();
+    return released;
+  }
+
+  private endHold(): void {
+    clearTimeout(this.hold?.timer);
+    this.hold = undefined;
   }
 
   /** Queue a reconcile; concurrent requests collapse into one run after the current one. */
@@ -83,15 +120,24 @@ export class Reconciler {
   }
 
   private async reconcile(): Promise<void> {
-    if (this.rejected && this.rejected.contentSha256 === this.desired.contentSha256 && this.caddyMatches) return;
-    // Same content already running (a slave's preloaded snapshot, now committed): only the
-    // version moves, no fetch, render or load needed.
+    const step = reconcileStep({
+      desired: this.desired,
+      applied: this.applied,
+      caddyMatches: this.caddyMatches,
+      rejectedContentSha256: this.rejected?.contentSha256,
+      hold: this.hold,
+    });
     const a = this.applied;
-    if (a && a.contentSha256 === this.desired.contentSha256 && this.caddyMatches) {
-      if (a.version !== this.desired.version) {
-        this.applied = { ...a, version: this.desired.version, at: new Date() };
-        this.emit();
-      }
+    if (step === "none" || step === "keep-held") return;
+    if (step === "bump-version" && a) {
+      // Same content already running (a slave's preloaded snapshot, now committed): only the
+      // version moves, no fetch, render or load needed.
+      this.applied = { ...a, version: this.desired.version, at: new Date() };
+      this.emit();
+      return;
+    }
+    if (step === "reload-held" && a) {
+      await this.loadJson(a.version, a.json).catch(() => undefined);
       return;
     }
     let snapshot: Snapshot;
@@ -118,23 +164,39 @@ export class Reconciler {
     }
     try {
       ensureTlsFiles(snapshot, this.opts); // files the config names (render/tls.ts)
-      await this.caddy.load(r.json);
+    } catch (err) {
+      this.lastError = { version: snapshot.version, message: (err as Error).message, at: new Date() };
+      this.scheduleRetry();
+      this.emit();
+      throw err;
+    }
+    try {
+      await this.loadJson(snapshot.version, r.json);
+    } catch (err) {
+      if (err instanceof CaddyRejectedError) this.rejected = { contentSha256: snapshot.contentSha256, version: snapshot.version };
+      this.emit();
+      throw err;
+    }
+    this.markApplied(snapshot, r.sha256, r.json);
+    this.log.info({ version: snapshot.version, configSha256: r.sha256 }, "Caddy config applied");
+    return r.sha256;
+  }
+
+  /** POST /load; records reachability and errors, and retries later when Caddy is unreachable. */
+  private async loadJson(version: number, json: string): Promise<void> {
+    try {
+      await this.caddy.load(json);
       this.caddyReachable = true;
       this.caddyMatches = true;
       this.attempt = 0;
-      this.markApplied(snapshot, r.sha256, r.json);
-      this.log.info({ version: snapshot.version, configSha256: r.sha256 }, "Caddy config applied");
-      return r.sha256;
     } catch (err) {
+      this.lastError = { version, message: (err as Error).message, at: new Date() };
       if (err instanceof CaddyRejectedError) {
         this.caddyReachable = true;
-        this.rejected = { contentSha256: snapshot.contentSha256, version: snapshot.version };
-        this.lastError = { version: snapshot.version, message: err.message, at: new Date() };
-        this.log.error({ version: snapshot.version, reason: err.message }, "Caddy refused the config; it keeps the last good one");
+        this.log.error({ version, reason: err.message }, "Caddy refused the config; it keeps the last good one");
       } else {
         this.caddyReachable = false;
-        this.lastError = { version: snapshot.version, message: (err as Error).message, at: new Date() };
-        this.log.warn({ version: snapshot.version, err: (err as Error).message }, "cannot reach Caddy; will retry");
+        this.log.warn({ version, err: (err as Error).message }, "cannot reach Caddy; will retry");
         this.scheduleRetry();
       }
       this.emit();
@@ -180,7 +242,7 @@ export class Reconciler {
     }
     const behind = !this.applied || this.applied.version !== this.desired.version || this.applied.contentSha256 !== this.desired.contentSha256;
     const refused = this.rejected?.contentSha256 === this.desired.contentSha256;
-    if (behind && !refused && Date.now() > this.preflightUntil) this.kick();
+    if (behind && !refused) this.kick();
   }
 
   /**
@@ -191,7 +253,7 @@ export class Reconciler {
     const run = this.busy.then(async () => {
       try {
         const sha = await this.apply(snapshot);
-        this.preflightUntil = Date.now() + 15_000;
+        this.holdPreload(snapshot);
         return { configSha256: sha, warnings: this.warnings };
       } catch (err) {
         if (err instanceof CaddyRejectedError) throw new DomainError("failed_precondition", err.message);
@@ -203,6 +265,20 @@ export class Reconciler {
       () => undefined,
     );
     return run;
+  }
+
+  private holdPreload(snapshot: Snapshot): void {
+    this.endHold();
+    if (snapshot.contentSha256 === this.desired.contentSha256) return; // already what the database has
+    const { version, contentSha256 } = snapshot;
+    const timer = setTimeout(() => {
+      if (this.hold?.version !== version) return;
+      this.hold = undefined;
+      this.log.warn({ version, holdMs: this.preloadHoldMs }, "preloaded snapshot neither committed nor released in time; back to the database's version");
+      this.kick();
+    }, this.preloadHoldMs);
+    timer.unref();
+    this.hold = { version, contentSha256, timer };
   }
 
   status(): RenderStatus {

@@ -35,6 +35,11 @@ export function createServer(deps: RendererDeps): GrpcServer {
       ctx.log.info({ version: req.snapshot.version }, "snapshot preloaded into Caddy");
       return r;
     },
+    releasePreload: async (req, ctx) => {
+      if (ctx.principal.kind !== "internal") throw permissionDenied("ReleasePreload is internal to an instance");
+      if (reconciler.releasePreload(req.version)) ctx.log.info({ version: req.version }, "preload released");
+      return {};
+    },
     getRenderStatus: async () => ({ status: reconciler.status() }),
     watchRenderStatus: async (_req, ctx, call) => {
       const send = (status: RenderStatus) => call.write({ status });

@@ -36,14 +36,16 @@ class FakeSlave {
     this.call!.write({ ack: { version, configSha256: `sha-${version}` }, nack: undefined });
   }
 
-  nack(version: number, code: NackCode) {
-    this.call!.write({ ack: undefined, nack: { version, appliedVersion: 1, reason: "refused by the fake", code } });
+  nack(version: number, code: NackCode, retryable = false) {
+    this.call!.write({ ack: undefined, nack: { version, appliedVersion: 1, reason: "refused by the fake", code, retryable } });
   }
 
   stop() {
     this.server.forceShutdown();
   }
 }
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const until = async (what: string, f: () => boolean, ms = 5000) => {
   const end = Date.now() + ms;
@@ -112,10 +114,44 @@ describe("SlaveLink: one stream per slave, latest wins, one snapshot in flight",
     assert.deepEqual(slave.received, [1, 1, 2]);
   });
 
-  it("retries a transient (INTERNAL) NACK by itself", async () => {
-    slave.nack(1, NackCode.NACK_CODE_INTERNAL);
-    await until("retry after backoff", () => slave.received.length === 2, 20_000);
-    assert.deepEqual(slave.received, [1, 1]);
-    assert.equal(link.status().consecutiveFailures, 1);
+  it("retries a retryable NACK by itself, after its backoff and not in a loop", async () => {
+    const nackedAt = Date.now();
+    slave.nack(1, NackCode.NACK_CODE_UNAVAILABLE, true);
+    await pause(400);
+    assert.deepEqual(slave.received, [1], "no resend before the first backoff (at least 500 ms)");
+    await until("retry after backoff", () => slave.received.length === 2, 5_000);
+    assert.ok(Date.now() - nackedAt >= 500, "resent only after the backoff");
+    slave.nack(1, NackCode.NACK_CODE_UNAVAILABLE, true);
+    await pause(1_500);
+    assert.ok(slave.received.length <= 3, `one resend per backoff, got ${slave.received.length} snapshots`);
+    await until("second retry", () => slave.received.length === 3, 5_000);
+    assert.deepEqual(slave.received, [1, 1, 1]);
+    assert.equal(link.status().consecutiveFailures, 2);
+    assert.match(link.status().lastError, /NACK v1 \(NACK_CODE_UNAVAILABLE, retryable\)/);
+    slave.ack(1);
+    await until("ack recorded", () => link.status().ackedVersion === 1);
+    await pause(300);
+    assert.equal(slave.received.length, 3, "an ACK ends the retries");
+  });
+
+  it("does not resend a non-retryable INTERNAL NACK at all", async () => {
+    slave.nack(1, NackCode.NACK_CODE_INTERNAL, false);
+    await until("nack recorded", () => link.status().lastNackedVersion === 1);
+    link.notify();
+    await pause(1_500);
+    assert.deepEqual(slave.received, [1], "no snapshot resent in 1.5 s");
+    commit(2);
+    await until("the changed state", () => slave.received.length === 2);
+    assert.deepEqual(slave.received, [1, 2]);
+  });
+
+  it("ignores an answer for a snapshot that is not in flight", async () => {
+    slave.nack(7, NackCode.NACK_CODE_SUPERSEDED);
+    await pause(200);
+    assert.equal(link.status().inFlightVersion, 1, "v1 is still awaited");
+    assert.equal(link.status().lastNackedVersion, 0);
+    slave.ack(1);
+    await until("ack recorded", () => link.status().ackedVersion === 1);
+    assert.deepEqual(slave.received, [1]);
   });
 });

@@ -2,6 +2,7 @@ import { NackCode, SyncReceiverClient, type SlaveStatus, type SyncResponse, type
 import { backoffDelay, sleep, type Logger, type SlaveTarget } from "@cpm/core";
 import { channelCredentials, clientOptions, withBearer } from "@cpm/grpc-kit";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
+import { decideSend, type StateKey } from "./send-decision.ts";
 import type { SnapshotCache } from "./snapshots.ts";
 
 export interface MasterState {
@@ -18,21 +19,26 @@ export interface LinkOptions {
 /**
  * One slave: a long-lived bidirectional stream, at most one snapshot in flight, newest
  * state wins. Reconnects with jittered backoff and pushes the current snapshot as soon as
- * the stream is up. A version the slave NACKed is not resent until the configuration
- * changes or a full sync is forced.
+ * the stream is up. What to send is decided by `decideSend`: a state the slave NACKed as not
+ * retryable is not resent until the configuration changes or a push is forced; a retryable
+ * one is resent after a jittered backoff that grows until the next ACK.
  */
 export class SlaveLink {
   private client: SyncReceiverClient;
   private stream: ClientDuplexStream<SyncRequest, SyncResponse> | undefined;
   private connected = false;
   private inFlight: { version: number; contentSha256: string; timer: NodeJS.Timeout } | undefined;
-  private acked: { version: number; contentSha256: string; configSha256: string; at: Date } | undefined;
-  /** A state the slave refused for good (invalid, stale, Caddy refused it): not resent until it changes or a push is forced. */
-  private nacked: { version: number; contentSha256: string } | undefined;
+  private acked: (StateKey & { configSha256: string; at: Date }) | undefined;
+  /** A state the slave refused for good (not retryable): not resent until it changes or a push is forced. */
+  private refused: StateKey | undefined;
+  /** A state the slave NACKed as retryable, and when it may be sent again. */
+  private retry: (StateKey & { notBefore: number }) | undefined;
+  /** Retryable NACKs since the last ACK: the backoff exponent. */
+  private retryAttempt = 0;
   private lastNackedVersion = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   /** A state too large to send (here or at the slave): not retried, even on reconnect, until it changes. */
-  private tooLarge: { version: number; contentSha256: string } | undefined;
+  private tooLarge: StateKey | undefined;
   private force = false;
   private lastError: { message: string; at: Date } | undefined;
   private consecutiveFailures = 0;
@@ -94,7 +100,7 @@ export class SlaveLink {
         if (sent && err?.code === 8) {
           // RESOURCE_EXHAUSTED: the slave's limit is below this snapshot.
           this.tooLarge = { version: sent.version, contentSha256: sent.contentSha256 };
-          this.nacked = this.tooLarge;
+          this.refused = this.tooLarge;
           this.lastNackedVersion = sent.version;
         }
         if (!this.stopped.signal.aborted) {
@@ -112,25 +118,36 @@ export class SlaveLink {
   }
 
   private onResponse(res: SyncResponse): void {
+    const version = res.ack?.version ?? res.nack?.version;
     const sent = this.inFlight;
-    if (sent) clearTimeout(sent.timer);
+    if (!sent || sent.version !== version) {
+      // Not the answer to what is in flight (one snapshot at a time): nothing to correlate.
+      this.log.warn({ version, inFlight: sent?.version }, "answer for a snapshot that is not in flight; ignored");
+      return;
+    }
+    clearTimeout(sent.timer);
     this.inFlight = undefined;
+    const key: StateKey = { version: sent.version, contentSha256: sent.contentSha256 };
     if (res.ack) {
-      this.acked = { version: res.ack.version, contentSha256: sent?.contentSha256 ?? "", configSha256: res.ack.configSha256, at: new Date() };
-      this.nacked = undefined;
+      this.acked = { ...key, configSha256: res.ack.configSha256, at: new Date() };
+      this.refused = undefined;
+      this.retry = undefined;
+      this.retryAttempt = 0;
+      clearTimeout(this.retryTimer);
       this.lastError = undefined;
       this.consecutiveFailures = 0;
       this.log.info({ version: res.ack.version, configSha256: res.ack.configSha256 }, "ACK");
     } else if (res.nack) {
-      this.lastNackedVersion = res.nack.version;
-      this.fail(`NACK v${res.nack.version} (${NackCode[res.nack.code] ?? res.nack.code}): ${res.nack.reason}`);
-      this.log.warn({ version: res.nack.version, appliedVersion: res.nack.appliedVersion, reason: res.nack.reason }, "NACK; the slave keeps its last good configuration");
-      if (res.nack.code === NackCode.NACK_CODE_INTERNAL) {
-        // Transient on the slave's side (a service still starting, a timeout): try again later.
-        clearTimeout(this.retryTimer);
-        this.retryTimer = setTimeout(() => this.forceSync(), backoffDelay(this.consecutiveFailures, 500, 15_000));
+      const { nack } = res;
+      this.lastNackedVersion = nack.version;
+      this.fail(`NACK v${nack.version} (${NackCode[nack.code] ?? nack.code}${nack.retryable ? ", retryable" : ""}): ${nack.reason}`);
+      if (nack.retryable) {
+        const delay = backoffDelay(this.retryAttempt++, 500, 15_000);
+        this.retry = { ...key, notBefore: Date.now() + delay };
+        this.log.warn({ version: nack.version, appliedVersion: nack.appliedVersion, reason: nack.reason, retryInMs: delay }, "NACK (retryable); resending after backoff");
       } else {
-        this.nacked = { version: res.nack.version, contentSha256: sent?.contentSha256 ?? "" };
+        this.refused = key;
+        this.log.warn({ version: nack.version, appliedVersion: nack.appliedVersion, reason: nack.reason }, "NACK; the slave keeps its last good configuration");
       }
     }
     void this.pump();
@@ -156,21 +173,34 @@ export class SlaveLink {
 
   /** Sends the newest snapshot when the link is idle and the slave needs it. */
   private async pump(): Promise<void> {
-    if (this.pumping || !this.connected || this.inFlight || !this.stream) return;
+    if (this.pumping) return;
     const want = this.master();
-    if (want.version === 0) return;
-    const upToDate = this.acked?.version === want.version && this.acked.contentSha256 === want.contentSha256;
-    const refused = this.nacked?.version === want.version && this.nacked.contentSha256 === want.contentSha256;
-    const oversized = this.tooLarge?.version === want.version && this.tooLarge.contentSha256 === want.contentSha256;
-    if (oversized || (!this.force && (upToDate || refused))) return;
+    const decision = decideSend({
+      connected: this.connected && this.stream !== undefined,
+      inFlight: this.inFlight !== undefined,
+      want,
+      acked: this.acked,
+      refused: this.refused,
+      tooLarge: this.tooLarge,
+      retry: this.retry,
+      force: this.force,
+      now: Date.now(),
+    });
+    if (!decision.send) {
+      if (decision.reason === "backoff") {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => void this.pump(), decision.retryInMs);
+      }
+      return;
+    }
     this.pumping = true;
     try {
       const { snapshot, bytes } = await this.snapshots.get(`${want.version}:${want.contentSha256}`);
       if (!this.connected || !this.stream || this.inFlight) return;
       this.force = false;
       if (bytes > this.opts.maxMessageBytes) {
-        this.nacked = { version: snapshot.version, contentSha256: snapshot.contentSha256 };
-        this.tooLarge = this.nacked;
+        this.tooLarge = { version: snapshot.version, contentSha256: snapshot.contentSha256 };
+        this.refused = this.tooLarge;
         this.lastNackedVersion = snapshot.version;
         this.fail(`snapshot v${snapshot.version} is ${bytes} bytes, over the limit of ${this.opts.maxMessageBytes} (CPM_SYNC_MAX_MESSAGE_BYTES)`);
         this.log.error({ version: snapshot.version, bytes }, "snapshot too large to send");

@@ -1,2 +1,3 @@
 export { createServer } from "./server.ts";
 export { SnapshotApplier } from "./receiver.ts";
+export { SyncSession } from "./session.ts";

@@ -12,20 +12,50 @@ export interface ReceiverState {
   lastErrorTime: Date | undefined;
 }
 
+/** What the applier needs from this slave's config-service. */
+export type ConfigPort = Pick<ConfigClient, "instanceInfo" | "applySnapshot">;
+/** What the applier needs from this slave's renderer. */
+export type RendererPort = Pick<RendererClient, "loadSnapshot" | "releasePreload" | "status" | "waitFor">;
+
+/** The stream a snapshot came on ended before its turn: it was dropped, not applied. */
+export class StreamClosedError extends Error {
+  constructor() {
+    super("the sync stream ended before this snapshot's turn; dropped");
+    this.name = "StreamClosedError";
+  }
+}
+
+interface GrpcFailure {
+  code?: number;
+  details?: string;
+  message: string;
+}
+
+/**
+ * How a failed call to a service of this slave is answered: the snapshot was not at fault,
+ * so a retry can help. UNAVAILABLE when the service was down or timed out, INTERNAL otherwise.
+ */
+function dependencyFailure(e: GrpcFailure): NackCode {
+  const unavailable = e.code === Status.UNAVAILABLE || e.code === Status.DEADLINE_EXCEEDED || e.code === Status.CANCELLED;
+  return unavailable ? NackCode.NACK_CODE_UNAVAILABLE : NackCode.NACK_CODE_INTERNAL;
+}
+
 /**
  * Applies master snapshots on a slave, one at a time:
  * validate -> preload into Caddy through the renderer (a config Caddy refuses stops here,
  * nothing written) -> commit through config-service in one transaction -> wait until the
  * renderer reports Caddy on that version -> ACK(version, config hash). Any failure is a
- * NACK with the version the slave still runs.
+ * NACK with the version the slave still runs, retryable exactly when the slave and not the
+ * snapshot was at fault. A commit that fails after the preload releases it, so Caddy goes
+ * back to the database's version at once.
  */
 export class SnapshotApplier {
   private queue: Promise<unknown> = Promise.resolve();
   readonly state: ReceiverState = { masterInstanceId: "", appliedVersion: 0, configSha256: "", lastSyncTime: undefined, lastError: "", lastErrorTime: undefined };
 
   constructor(
-    private readonly config: ConfigClient,
-    private readonly renderer: RendererClient,
+    private readonly config: ConfigPort,
+    private readonly renderer: RendererPort,
     private readonly log: Logger,
     private readonly ackTimeoutMs: number,
   ) {}
@@ -43,52 +73,69 @@ export class SnapshotApplier {
     this.state.appliedVersion = info.version;
   }
 
-  apply(snapshot: Snapshot | undefined): Promise<SyncResponse> {
-    const run = this.queue.then(() => this.applyOne(snapshot));
+  /**
+   * Applies `snapshot` after the ones before it. When `signal` (the stream's) is aborted before
+   * its turn, it is dropped unapplied and the promise rejects with StreamClosedError.
+   */
+  apply(snapshot: Snapshot | undefined, signal?: AbortSignal): Promise<SyncResponse> {
+    const run = this.queue.then(() => {
+      if (signal?.aborted) throw new StreamClosedError();
+      return this.applyOne(snapshot);
+    });
     this.queue = run.catch(() => undefined);
     return run;
   }
 
+  /** The answer to a snapshot dropped unapplied because a newer one arrived on its stream. */
+  superseded(dropped: Snapshot | undefined, by: Snapshot | undefined): SyncResponse {
+    const version = dropped?.version ?? 0;
+    this.log.warn({ version, by: by?.version ?? 0 }, "snapshot superseded before it was applied (NACK)");
+    const reason = `snapshot version ${version} was superseded by version ${by?.version ?? 0} on the same stream before it was applied`;
+    return { ack: undefined, nack: { version, appliedVersion: this.state.appliedVersion, reason, code: NackCode.NACK_CODE_SUPERSEDED, retryable: false } };
+  }
+
   private async applyOne(snapshot: Snapshot | undefined): Promise<SyncResponse> {
     const version = snapshot?.version ?? 0;
-    const nack = (code: NackCode, reason: string): SyncResponse => {
+    const nack = (code: NackCode, reason: string, retryable: boolean): SyncResponse => {
       this.state.lastError = reason;
       this.state.lastErrorTime = new Date();
-      this.log.warn({ version, code: NackCode[code], reason }, "snapshot refused (NACK)");
-      return { ack: undefined, nack: { version, appliedVersion: this.state.appliedVersion, reason, code } };
+      this.log.warn({ version, code: NackCode[code], retryable, reason }, "snapshot refused (NACK)");
+      return { ack: undefined, nack: { version, appliedVersion: this.state.appliedVersion, reason, code, retryable } };
     };
     try {
       await this.refresh();
     } catch (err) {
-      return nack(NackCode.NACK_CODE_INTERNAL, `slave's config-service unavailable: ${(err as Error).message}`);
+      const e = err as GrpcFailure;
+      return nack(NackCode.NACK_CODE_UNAVAILABLE, `slave's config-service unavailable: ${e.details ?? e.message}`, true);
     }
     try {
       if (!snapshot) throw new ValidationError("snapshot", "is required");
       validateSnapshot(snapshot);
     } catch (err) {
-      return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, (err as Error).message);
+      return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, (err as Error).message, false);
     }
     const sameMaster = this.state.masterInstanceId === snapshot.masterInstanceId;
     if (sameMaster && version < this.state.appliedVersion) {
-      return nack(NackCode.NACK_CODE_STALE_VERSION, `snapshot version ${version} is older than the applied version ${this.state.appliedVersion}`);
+      return nack(NackCode.NACK_CODE_STALE_VERSION, `snapshot version ${version} is older than the applied version ${this.state.appliedVersion}`, false);
     }
     let configSha256: string;
     try {
       configSha256 = (await this.renderer.loadSnapshot(snapshot, this.ackTimeoutMs)).configSha256;
     } catch (err) {
-      const e = err as { code?: number; details?: string; message: string };
-      if (e.code === Status.FAILED_PRECONDITION) return nack(NackCode.NACK_CODE_CADDY_REJECTED, e.details ?? e.message);
-      if (e.code === Status.INVALID_ARGUMENT) return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, e.details ?? e.message);
-      return nack(NackCode.NACK_CODE_INTERNAL, `renderer: ${e.details ?? e.message}`);
+      const e = err as GrpcFailure;
+      if (e.code === Status.FAILED_PRECONDITION) return nack(NackCode.NACK_CODE_CADDY_REJECTED, e.details ?? e.message, false);
+      if (e.code === Status.INVALID_ARGUMENT) return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, e.details ?? e.message, false);
+      return nack(dependencyFailure(e), `renderer: ${e.details ?? e.message}`, true);
     }
     try {
       const r = await this.config.applySnapshot(snapshot, this.ackTimeoutMs);
       if (r.changed) this.log.info({ version }, "snapshot committed");
     } catch (err) {
-      const e = err as { code?: number; details?: string; message: string };
-      if (e.code === Status.FAILED_PRECONDITION) return nack(NackCode.NACK_CODE_STALE_VERSION, e.details ?? e.message);
-      if (e.code === Status.INVALID_ARGUMENT) return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, e.details ?? e.message);
-      return nack(NackCode.NACK_CODE_INTERNAL, `config-service: ${e.details ?? e.message}`);
+      const e = err as GrpcFailure;
+      await this.releasePreload(version);
+      if (e.code === Status.FAILED_PRECONDITION) return nack(NackCode.NACK_CODE_STALE_VERSION, e.details ?? e.message, false);
+      if (e.code === Status.INVALID_ARGUMENT) return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, e.details ?? e.message, false);
+      return nack(dependencyFailure(e), `config-service: ${e.details ?? e.message}`, true);
     }
     try {
       const s = await this.renderer.waitFor((s) => s.appliedVersion === version && s.configSha256 === configSha256, this.ackTimeoutMs);
@@ -99,7 +146,17 @@ export class SnapshotApplier {
       this.state.lastError = "";
       return { ack: { version, configSha256: s.configSha256 }, nack: undefined };
     } catch (err) {
-      return nack(NackCode.NACK_CODE_INTERNAL, `committed, but Caddy did not confirm: ${(err as Error).message}`);
+      return nack(NackCode.NACK_CODE_UNAVAILABLE, `committed, but Caddy did not confirm: ${(err as Error).message}`, true);
+    }
+  }
+
+  /** The commit failed: Caddy goes back to the database's version now, not when a hold expires. */
+  private async releasePreload(version: number): Promise<void> {
+    try {
+      await this.renderer.releasePreload(version);
+    } catch (err) {
+      const e = err as GrpcFailure;
+      this.log.warn({ version, err: e.details ?? e.message }, "cannot release the preload; the renderer's hold expires by itself");
     }
   }
 }

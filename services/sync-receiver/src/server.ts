@@ -1,8 +1,9 @@
-import { SyncReceiverService, type SyncReceiverServer } from "@cpm/proto";
+import { SyncReceiverService, type SyncReceiverServer, type SyncRequest } from "@cpm/proto";
 import type { Logger } from "@cpm/core";
 import { bearerToken, GrpcServer, secretsEqual, unauthenticated, type AsyncService, type Authorize } from "@cpm/grpc-kit";
 import { Metadata } from "@grpc/grpc-js";
 import type { SnapshotApplier } from "./receiver.ts";
+import { SyncSession } from "./session.ts";
 
 export interface ReceiverDeps {
   applier: SnapshotApplier;
@@ -27,18 +28,23 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
       ctx.log.info("master connected");
       // Headers go out at once so the master knows the stream is up before any snapshot.
       call.sendMetadata(new Metadata());
+      const session = new SyncSession(
+        deps.applier,
+        (res) => {
+          if (!call.writableEnded && !call.destroyed && !call.cancelled) call.write(res);
+        },
+        ctx.log,
+      );
       try {
-        await new Promise<void>((resolve, reject) => {
-          call.on("data", (req: { snapshot?: import("@cpm/proto").Snapshot }) => {
-            deps.applier.apply(req.snapshot).then((res) => {
-              if (!call.writableEnded && !call.destroyed) call.write(res);
-            }, reject);
-          });
+        await new Promise<void>((resolve) => {
+          call.on("data", (req: SyncRequest) => session.receive(req.snapshot));
           call.on("end", () => resolve());
           call.on("error", () => resolve());
-          ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+          if (ctx.signal.aborted) resolve();
+          else ctx.signal.addEventListener("abort", () => resolve(), { once: true });
         });
       } finally {
+        session.close();
         connectedMasters--;
         ctx.log.info("master disconnected");
       }

@@ -48,6 +48,14 @@ export interface LoadSnapshotResponse {
   warnings: string[];
 }
 
+export interface ReleasePreloadRequest {
+  /** The version given to LoadSnapshot; a hold for another version is left alone. */
+  version: number;
+}
+
+export interface ReleasePreloadResponse {
+}
+
 export interface RenderStatus {
   /** The configuration version Caddy runs now (0: none yet). */
   appliedVersion: number;
@@ -417,6 +425,125 @@ export const LoadSnapshotResponse: MessageFns<LoadSnapshotResponse> = {
     const message = createBaseLoadSnapshotResponse();
     message.configSha256 = object.configSha256 ?? "";
     message.warnings = object.warnings?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseReleasePreloadRequest(): ReleasePreloadRequest {
+  return { version: 0 };
+}
+
+export const ReleasePreloadRequest: MessageFns<ReleasePreloadRequest> = {
+  encode(message: ReleasePreloadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.version !== 0) {
+      writer.uint32(8).int64(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReleasePreloadRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReleasePreloadRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReleasePreloadRequest {
+    return { version: isSet(object.version) ? globalThis.Number(object.version) : 0 };
+  },
+
+  toJSON(message: ReleasePreloadRequest): unknown {
+    const obj: any = {};
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReleasePreloadRequest>, I>>(base?: I): ReleasePreloadRequest {
+    return ReleasePreloadRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReleasePreloadRequest>, I>>(object: I): ReleasePreloadRequest {
+    const message = createBaseReleasePreloadRequest();
+    message.version = object.version ?? 0;
+    return message;
+  },
+};
+
+function createBaseReleasePreloadResponse(): ReleasePreloadResponse {
+  return {};
+}
+
+export const ReleasePreloadResponse: MessageFns<ReleasePreloadResponse> = {
+  encode(_: ReleasePreloadResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReleasePreloadResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReleasePreloadResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ReleasePreloadResponse {
+    return {};
+  },
+
+  toJSON(_: ReleasePreloadResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReleasePreloadResponse>, I>>(base?: I): ReleasePreloadResponse {
+    return ReleasePreloadResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReleasePreloadResponse>, I>>(_: I): ReleasePreloadResponse {
+    const message = createBaseReleasePreloadResponse();
     return message;
   },
 };
@@ -955,6 +1082,21 @@ export const CaddyRendererService = {
       Buffer.from(LoadSnapshotResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): LoadSnapshotResponse => LoadSnapshotResponse.decode(value),
   },
+  /**
+   * Internal (slave): the snapshot preloaded with LoadSnapshot will not be committed. Ends the
+   * preload hold and puts Caddy back on the database's version now.
+   */
+  releasePreload: {
+    path: "/cpm.render.v1.CaddyRenderer/ReleasePreload" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReleasePreloadRequest): Buffer =>
+      Buffer.from(ReleasePreloadRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReleasePreloadRequest => ReleasePreloadRequest.decode(value),
+    responseSerialize: (value: ReleasePreloadResponse): Buffer =>
+      Buffer.from(ReleasePreloadResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReleasePreloadResponse => ReleasePreloadResponse.decode(value),
+  },
   getRenderStatus: {
     path: "/cpm.render.v1.CaddyRenderer/GetRenderStatus" as const,
     requestStream: false as const,
@@ -988,6 +1130,11 @@ export interface CaddyRendererServer extends UntypedServiceImplementation {
    * committed, so a config Caddy refuses never reaches the database.
    */
   loadSnapshot: handleUnaryCall<LoadSnapshotRequest, LoadSnapshotResponse>;
+  /**
+   * Internal (slave): the snapshot preloaded with LoadSnapshot will not be committed. Ends the
+   * preload hold and puts Caddy back on the database's version now.
+   */
+  releasePreload: handleUnaryCall<ReleasePreloadRequest, ReleasePreloadResponse>;
   getRenderStatus: handleUnaryCall<GetRenderStatusRequest, GetRenderStatusResponse>;
   /** Sends the current status at once, then on every change. */
   watchRenderStatus: handleServerStreamingCall<WatchRenderStatusRequest, WatchRenderStatusResponse>;
@@ -1028,6 +1175,25 @@ export interface CaddyRendererClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: LoadSnapshotResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Internal (slave): the snapshot preloaded with LoadSnapshot will not be committed. Ends the
+   * preload hold and puts Caddy back on the database's version now.
+   */
+  releasePreload(
+    request: ReleasePreloadRequest,
+    callback: (error: ServiceError | null, response: ReleasePreloadResponse) => void,
+  ): ClientUnaryCall;
+  releasePreload(
+    request: ReleasePreloadRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReleasePreloadResponse) => void,
+  ): ClientUnaryCall;
+  releasePreload(
+    request: ReleasePreloadRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReleasePreloadResponse) => void,
   ): ClientUnaryCall;
   getRenderStatus(
     request: GetRenderStatusRequest,

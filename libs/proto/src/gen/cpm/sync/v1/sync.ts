@@ -35,8 +35,18 @@ export enum NackCode {
   NACK_CODE_STALE_VERSION = 2,
   /** NACK_CODE_CADDY_REJECTED - Caddy refused the rendered configuration. */
   NACK_CODE_CADDY_REJECTED = 3,
-  /** NACK_CODE_INTERNAL - Anything else (database, timeouts); retrying may help. */
+  /** NACK_CODE_INTERNAL - An unexpected fault on the slave; see Nack.retryable. */
   NACK_CODE_INTERNAL = 4,
+  /**
+   * NACK_CODE_UNAVAILABLE - A service the slave depends on (config-service, renderer, Caddy) is unavailable or timed
+   * out; retryable.
+   */
+  NACK_CODE_UNAVAILABLE = 5,
+  /**
+   * NACK_CODE_SUPERSEDED - A newer snapshot arrived on the same stream before this one was applied; this one is
+   * dropped unapplied and the newer one is answered. Not retryable.
+   */
+  NACK_CODE_SUPERSEDED = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -57,6 +67,12 @@ export function nackCodeFromJSON(object: any): NackCode {
     case 4:
     case "NACK_CODE_INTERNAL":
       return NackCode.NACK_CODE_INTERNAL;
+    case 5:
+    case "NACK_CODE_UNAVAILABLE":
+      return NackCode.NACK_CODE_UNAVAILABLE;
+    case 6:
+    case "NACK_CODE_SUPERSEDED":
+      return NackCode.NACK_CODE_SUPERSEDED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -76,6 +92,10 @@ export function nackCodeToJSON(object: NackCode): string {
       return "NACK_CODE_CADDY_REJECTED";
     case NackCode.NACK_CODE_INTERNAL:
       return "NACK_CODE_INTERNAL";
+    case NackCode.NACK_CODE_UNAVAILABLE:
+      return "NACK_CODE_UNAVAILABLE";
+    case NackCode.NACK_CODE_SUPERSEDED:
+      return "NACK_CODE_SUPERSEDED";
     case NackCode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -106,6 +126,12 @@ export interface Nack {
   appliedVersion: number;
   reason: string;
   code: NackCode;
+  /**
+   * Whether sending the same snapshot again can succeed (the slave, not the snapshot, was at
+   * fault). The master resends a retryable one only after a backoff, and a non-retryable one
+   * not until its configuration changes, a periodic push is due or a full sync is forced.
+   */
+  retryable: boolean;
 }
 
 export interface GetReceiverStatusRequest {
@@ -405,7 +431,7 @@ export const Ack: MessageFns<Ack> = {
 };
 
 function createBaseNack(): Nack {
-  return { version: 0, appliedVersion: 0, reason: "", code: 0 };
+  return { version: 0, appliedVersion: 0, reason: "", code: 0, retryable: false };
 }
 
 export const Nack: MessageFns<Nack> = {
@@ -421,6 +447,9 @@ export const Nack: MessageFns<Nack> = {
     }
     if (message.code !== 0) {
       writer.uint32(32).int32(message.code);
+    }
+    if (message.retryable !== false) {
+      writer.uint32(40).bool(message.retryable);
     }
     return writer;
   },
@@ -470,6 +499,14 @@ export const Nack: MessageFns<Nack> = {
             message.code = reader.int32() as any;
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.retryable = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -492,6 +529,7 @@ export const Nack: MessageFns<Nack> = {
         : 0,
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
       code: isSet(object.code) ? nackCodeFromJSON(object.code) : 0,
+      retryable: isSet(object.retryable) ? globalThis.Boolean(object.retryable) : false,
     };
   },
 
@@ -509,6 +547,9 @@ export const Nack: MessageFns<Nack> = {
     if (message.code !== 0) {
       obj.code = nackCodeToJSON(message.code);
     }
+    if (message.retryable !== false) {
+      obj.retryable = message.retryable;
+    }
     return obj;
   },
 
@@ -521,6 +562,7 @@ export const Nack: MessageFns<Nack> = {
     message.appliedVersion = object.appliedVersion ?? 0;
     message.reason = object.reason ?? "";
     message.code = object.code ?? 0;
+    message.retryable = object.retryable ?? false;
     return message;
   },
 };

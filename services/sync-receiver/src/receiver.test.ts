@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { NackCode } from "@cpm/proto";
+import { status as Status } from "@grpc/grpc-js";
+import { StreamClosedError } from "./receiver.ts";
+import { fakes, gate, grpcError, nackOf, snap } from "./test-support.ts";
+
+describe("SnapshotApplier: validate, preload, commit, confirm; NACKs say whether a retry can help", () => {
+  it("applies a newer snapshot and ACKs its version and Caddy's config hash", async () => {
+    const { applier, config, renderer } = fakes(1);
+    const r = await applier.apply(snap(2));
+    assert.deepEqual(r, { ack: { version: 2, configSha256: "sha-2" }, nack: undefined });
+    assert.deepEqual(renderer.preloaded, [2]);
+    assert.deepEqual(config.committed, [2]);
+    assert.equal(applier.state.appliedVersion, 2);
+  });
+
+  it("refuses an older version of the same master, not retryable, touching nothing", async () => {
+    const { applier, config, renderer } = fakes(5);
+    const n = nackOf(await applier.apply(snap(3)));
+    assert.equal(n.code, NackCode.NACK_CODE_STALE_VERSION);
+    assert.equal(n.retryable, false);
+    assert.equal(n.appliedVersion, 5);
+    assert.match(n.reason, /snapshot version 3 is older than the applied version 5/);
+    assert.deepEqual(renderer.preloaded, []);
+    assert.deepEqual(config.committed, []);
+  });
+
+  it("ACKs an equal version again (idempotent)", async () => {
+    const { applier } = fakes(4);
+    assert.deepEqual(await applier.apply(snap(4)), { ack: { version: 4, configSha256: "sha-4" }, nack: undefined });
+    assert.deepEqual(await applier.apply(snap(4)), { ack: { version: 4, configSha256: "sha-4" }, nack: undefined });
+  });
+
+  it("refuses an invalid snapshot naming the field, not retryable, before Caddy sees it", async () => {
+    const { applier, renderer } = fakes(1);
+    const bad = { ...snap(2), contentSha256: "0".repeat(64) };
+    const n = nackOf(await applier.apply(bad));
+    assert.equal(n.code, NackCode.NACK_CODE_INVALID_SNAPSHOT);
+    assert.equal(n.retryable, false);
+    assert.match(n.reason, /^snapshot\.content_sha256: /);
+    const missing = nackOf(await applier.apply(undefined));
+    assert.equal(missing.reason, "snapshot: is required");
+    assert.deepEqual(renderer.preloaded, []);
+  });
+
+  it("a config Caddy refuses is not committed and not retryable", async () => {
+    const { applier, config, renderer } = fakes(1);
+    renderer.failLoad = grpcError(Status.FAILED_PRECONDITION, "Caddy refused the config (HTTP 400): bad");
+    const n = nackOf(await applier.apply(snap(2)));
+    assert.equal(n.code, NackCode.NACK_CODE_CADDY_REJECTED);
+    assert.equal(n.retryable, false);
+    assert.match(n.reason, /Caddy refused the config/);
+    assert.deepEqual(config.committed, []);
+    assert.deepEqual(renderer.released, [], "nothing was preloaded");
+    assert.equal(applier.state.lastError, n.reason);
+  });
+
+  it("a commit that fails after the preload releases it, and says whether a retry can help", async () => {
+    const cases = [
+      { err: grpcError(Status.INTERNAL, "disk I/O error"), code: NackCode.NACK_CODE_INTERNAL, retryable: true },
+      { err: grpcError(Status.UNAVAILABLE, "connection refused"), code: NackCode.NACK_CODE_UNAVAILABLE, retryable: true },
+      { err: grpcError(Status.DEADLINE_EXCEEDED, "deadline"), code: NackCode.NACK_CODE_UNAVAILABLE, retryable: true },
+      { err: grpcError(Status.FAILED_PRECONDITION, "snapshot version 2 is older than the applied version 3"), code: NackCode.NACK_CODE_STALE_VERSION, retryable: false },
+    ];
+    for (const c of cases) {
+      const { applier, config, renderer } = fakes(1);
+      config.failApply = c.err;
+      const n = nackOf(await applier.apply(snap(2)));
+      assert.equal(NackCode[n.code], NackCode[c.code], c.err.message);
+      assert.equal(n.retryable, c.retryable, c.err.message);
+      assert.equal(n.appliedVersion, 1);
+      assert.deepEqual(renderer.preloaded, [2]);
+      assert.deepEqual(renderer.released, [2], "Caddy goes back to the database's version now");
+    }
+  });
+
+  it("an unavailable dependency is a retryable UNAVAILABLE NACK", async () => {
+    const down = fakes(1);
+    down.config.failInfo = grpcError(Status.UNAVAILABLE, "No connection established");
+    const a = nackOf(await down.applier.apply(snap(2)));
+    assert.deepEqual([a.code, a.retryable], [NackCode.NACK_CODE_UNAVAILABLE, true]);
+    assert.match(a.reason, /config-service unavailable: No connection established/);
+
+    const renderer = fakes(1);
+    renderer.renderer.failLoad = grpcError(Status.UNAVAILABLE, "Caddy admin API unreachable");
+    const b = nackOf(await renderer.applier.apply(snap(2)));
+    assert.deepEqual([b.code, b.retryable], [NackCode.NACK_CODE_UNAVAILABLE, true]);
+    assert.deepEqual(renderer.config.committed, []);
+  });
+
+  it("committed but not confirmed by Caddy in time: retryable, no release", async () => {
+    const { applier, renderer } = fakes(1);
+    renderer.waitFor = async () => {
+      throw new Error("renderer did not report the expected state within 50 ms");
+    };
+    const n = nackOf(await applier.apply(snap(2)));
+    assert.deepEqual([n.code, n.retryable], [NackCode.NACK_CODE_UNAVAILABLE, true]);
+    assert.match(n.reason, /^committed, but Caddy did not confirm/);
+    assert.deepEqual(renderer.released, []);
+  });
+
+  it("drops a snapshot whose stream ended before its turn, unapplied", async () => {
+    const { applier, renderer } = fakes(1);
+    const g = gate();
+    renderer.gate = g.promise;
+    const first = applier.apply(snap(2));
+    const ended = new AbortController();
+    const second = applier.apply(snap(3), ended.signal);
+    ended.abort();
+    g.open();
+    assert.ok((await first).ack);
+    await assert.rejects(second, StreamClosedError);
+    assert.deepEqual(renderer.preloaded, [2]);
+  });
+});
