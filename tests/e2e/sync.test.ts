@@ -337,13 +337,15 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
       plainMaster.adminToken,
     );
     await plainSlave.waitServes("plain.sync.test", /upstream=U/);
+    // Caddy serves a snapshot from its preload, a moment before the slave commits it.
+    const list = () => unary(plainSlave.config.listProxyHosts.bind(plainSlave.config), {}, plainSlave.adminToken);
+    await waitFor(async () => (await list()).proxyHosts.length === 1, "the slave committed the snapshot", 15_000);
 
     // Someone edits the slave's database directly; the next periodic push restores it.
     const db = new Database(path.join(plainSlave.dataDir, "cpm.db"));
     const removed = db.prepare(`DELETE FROM "ProxyHost"`).run().changes;
     db.close();
     assert.equal(removed, 1, "the slave's database was changed behind its back");
-    const list = () => unary(plainSlave.config.listProxyHosts.bind(plainSlave.config), {}, plainSlave.adminToken);
     await waitFor(async () => (await list()).proxyHosts.length === 1, "the periodic push restores the slave's database", 15_000);
     await plainSlave.waitServes("plain.sync.test", /upstream=U/);
   });

@@ -34,6 +34,7 @@ export function projectCaddy(): string {
 
 export interface InstancePorts {
   api: number;
+  configInternal: number;
   renderer: number;
   dispatcher: number;
   sync: number;
@@ -89,6 +90,7 @@ export class Instance {
       CPM_DATA_DIR: this.dataDir,
       CPM_ADMIN_TOKEN: this.adminToken,
       CPM_API_LISTEN: `127.0.0.1:${p.api}`,
+      CPM_CONFIG_INTERNAL_LISTEN: `127.0.0.1:${p.configInternal}`,
       CPM_RENDERER_LISTEN: `127.0.0.1:${p.renderer}`,
       CPM_DISPATCHER_LISTEN: `127.0.0.1:${p.dispatcher}`,
       CPM_SYNC_LISTEN: `127.0.0.1:${p.sync}`,
@@ -213,6 +215,7 @@ export async function stopCleanly(inst: Instance | undefined): Promise<void> {
 export async function allocatePorts(): Promise<InstancePorts> {
   return {
     api: await freePort(),
+    configInternal: await freePort(),
     renderer: await freePort(),
     dispatcher: await freePort(),
     sync: await freePort(),

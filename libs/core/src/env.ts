@@ -38,6 +38,8 @@ export interface InstanceConfig {
   readonly httpPort: number;
   readonly httpsPort: number;
   readonly apiListen: string;
+  /** Largest request message config-service's public listener reads. */
+  readonly apiMaxMessageBytes: number;
   readonly syncListen: string;
   readonly syncTlsCert: string | undefined;
   readonly syncTlsKey: string | undefined;
@@ -47,7 +49,12 @@ export interface InstanceConfig {
   /** Internal wiring between the services of one instance. */
   readonly rendererListen: string;
   readonly dispatcherListen: string;
+  /** config-service's listener for the other services of the instance (internal token only, snapshot-sized messages). */
+  readonly configInternalListen: string;
+  /** Where the other services reach config-service's internal listener. */
   readonly configAddr: string;
+  /** Where the other services reach config-service's public API (to check API tokens). */
+  readonly apiAddr: string;
   readonly rendererAddr: string;
   readonly internalToken: string | undefined;
   readonly syncMaxMessageBytes: number;
@@ -58,6 +65,11 @@ export interface InstanceConfig {
 }
 
 type Env = Record<string, string | undefined>;
+
+/** CPM_API_MAX_MESSAGE_BYTES when unset: API requests are small (a certificate chain is the largest). */
+export const DEFAULT_API_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+/** CPM_SYNC_MAX_MESSAGE_BYTES when unset. */
+export const DEFAULT_SYNC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
@@ -209,6 +221,7 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
   const apiListen = listenAddress(env, "CPM_API_LISTEN", "127.0.0.1:50051");
   const rendererListen = listenAddress(env, "CPM_RENDERER_LISTEN", "127.0.0.1:50052");
   const dispatcherListen = listenAddress(env, "CPM_DISPATCHER_LISTEN", "127.0.0.1:50053");
+  const configInternalListen = listenAddress(env, "CPM_CONFIG_INTERNAL_LISTEN", "127.0.0.1:50054");
   const syncListen = listenAddress(env, "CPM_SYNC_LISTEN", "0.0.0.0:50443");
   const syncTlsCert = readablePath(env, "CPM_SYNC_TLS_CERT");
   const syncTlsKey = readablePath(env, "CPM_SYNC_TLS_KEY");
@@ -243,6 +256,7 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     httpPort: int(env, "CPM_HTTP_PORT", 80, 1, 65535),
     httpsPort: int(env, "CPM_HTTPS_PORT", 443, 1, 65535),
     apiListen,
+    apiMaxMessageBytes: int(env, "CPM_API_MAX_MESSAGE_BYTES", DEFAULT_API_MAX_MESSAGE_BYTES, 64 * 1024, 1024 * 1024 * 1024),
     syncListen,
     syncTlsCert,
     syncTlsKey,
@@ -251,10 +265,12 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     logLevel,
     rendererListen,
     dispatcherListen,
-    configAddr: str(env, "CPM_CONFIG_ADDR") ?? dialable(apiListen),
+    configInternalListen,
+    configAddr: str(env, "CPM_CONFIG_ADDR") ?? dialable(configInternalListen),
+    apiAddr: str(env, "CPM_API_ADDR") ?? dialable(apiListen),
     rendererAddr: str(env, "CPM_RENDERER_ADDR") ?? dialable(rendererListen),
     internalToken,
-    syncMaxMessageBytes: int(env, "CPM_SYNC_MAX_MESSAGE_BYTES", 64 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
+    syncMaxMessageBytes: int(env, "CPM_SYNC_MAX_MESSAGE_BYTES", DEFAULT_SYNC_MAX_MESSAGE_BYTES, 64 * 1024, 1024 * 1024 * 1024),
     syncAckTimeoutSeconds: int(env, "CPM_SYNC_ACK_TIMEOUT", 60, 1, 3600),
     reconcileIntervalMs: int(env, "CPM_RECONCILE_INTERVAL_MS", 2000, 100, 3_600_000),
     caddyBin: str(env, "CPM_CADDY_BIN"),

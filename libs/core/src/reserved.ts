@@ -23,7 +23,7 @@ export interface ReservedAddress {
 
 type ReservedSource = Pick<
   InstanceConfig,
-  "caddyApiUrl" | "caddyAdminListen" | "apiListen" | "rendererListen" | "dispatcherListen" | "syncListen" | "configAddr" | "rendererAddr"
+  "caddyApiUrl" | "caddyAdminListen" | "apiListen" | "configInternalListen" | "apiAddr" | "rendererListen" | "dispatcherListen" | "syncListen" | "configAddr" | "rendererAddr"
 >;
 
 function split(hostPort: string, what: string): ReservedAddress | undefined {
@@ -46,7 +46,9 @@ export function reservedAddresses(cfg: ReservedSource): ReservedAddress[] {
     [cfg.caddyAdminListen, `${admin} (CPM_CADDY_ADMIN_LISTEN)`],
     [apiUrl, `${admin} (CADDY_API_URL)`],
     [cfg.apiListen, "this instance's config-service (CPM_API_LISTEN)"],
-    [cfg.configAddr, "this instance's config-service (CPM_CONFIG_ADDR)"],
+    [cfg.apiAddr, "this instance's config-service (CPM_API_ADDR)"],
+    [cfg.configInternalListen, "this instance's config-service, internal (CPM_CONFIG_INTERNAL_LISTEN)"],
+    [cfg.configAddr, "this instance's config-service, internal (CPM_CONFIG_ADDR)"],
     [cfg.rendererListen, "this instance's caddy-renderer (CPM_RENDERER_LISTEN)"],
     [cfg.rendererAddr, "this instance's caddy-renderer (CPM_RENDERER_ADDR)"],
     [cfg.dispatcherListen, "this instance's sync-dispatcher (CPM_DISPATCHER_LISTEN)"],

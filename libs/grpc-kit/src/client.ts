@@ -9,10 +9,21 @@ import {
 } from "@grpc/grpc-js";
 
 /**
- * Message limit between the services of one instance (snapshots travel whole). The sync
- * stream between instances has its own, operator-set limit (CPM_SYNC_MAX_MESSAGE_BYTES).
+ * Largest message a service sends, and a client accepts from a service of its own
+ * instance (a master's snapshot can outgrow what its slaves accept). What a listener
+ * reads is bounded separately and tighter: see `snapshotReceiveLimit`.
  */
 export const INTERNAL_MAX_MESSAGE_BYTES = 512 * 1024 * 1024;
+
+/** Room for the request around a snapshot (ApplySnapshotRequest, LoadSnapshotRequest, RenderRequest). */
+export const SNAPSHOT_MESSAGE_MARGIN_BYTES = 1024 * 1024;
+
+/**
+ * Receive limit of the listeners that take whole snapshots (config-service's internal
+ * listener, the renderer): the largest snapshot a slave accepts (CPM_SYNC_MAX_MESSAGE_BYTES)
+ * plus a margin, so nothing larger than what sync can carry is ever read.
+ */
+export const snapshotReceiveLimit = (syncMaxMessageBytes: number): number => syncMaxMessageBytes + SNAPSHOT_MESSAGE_MARGIN_BYTES;
 
 export interface ChannelOptions {
   /** Use TLS; verify against `caFile` or the system roots. */

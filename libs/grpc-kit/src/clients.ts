@@ -1,30 +1,18 @@
-import {
-  AccountServiceClient,
-  CaddyRendererClient,
-  ConfigServiceClient,
-  Role,
-  type RenderStatus,
-  type Snapshot,
-} from "@cpm/proto";
+import { CaddyRendererClient, ConfigServiceClient, type RenderStatus, type Snapshot } from "@cpm/proto";
 import { backoffDelay, sleep, type Logger } from "@cpm/core";
 import type { ClientReadableStream } from "@grpc/grpc-js";
 import { channelCredentials, clientOptions, unary, withBearer } from "./client.ts";
-import type { Principal } from "./auth.ts";
 
-/** What another service of this instance needs from config-service, over gRPC with the internal token. */
+/** What another service of this instance needs from config-service's internal listener, with the internal token. */
 export class ConfigClient {
   readonly raw: ConfigServiceClient;
-  private readonly accounts: AccountServiceClient;
 
   constructor(
     address: string,
     private readonly internalToken: string | undefined,
     maxMessageBytes?: number,
   ) {
-    const creds = channelCredentials({});
-    const opts = clientOptions({ maxMessageBytes });
-    this.raw = new ConfigServiceClient(address, creds, opts);
-    this.accounts = new AccountServiceClient(address, creds, opts);
+    this.raw = new ConfigServiceClient(address, channelCredentials({}), clientOptions({ maxMessageBytes }));
   }
 
   async getSnapshot(deadlineMs = 30_000): Promise<Snapshot> {
@@ -39,17 +27,6 @@ export class ConfigClient {
 
   instanceInfo() {
     return unary(this.raw.getInstanceInfo.bind(this.raw), {}, this.internalToken);
-  }
-
-  /** Resolves an API token of this instance to a principal (undefined when invalid). */
-  async principalFor(token: string): Promise<Principal | undefined> {
-    try {
-      const r = await unary(this.accounts.whoAmI.bind(this.accounts), {}, token, 5_000);
-      return { kind: "api_token", name: r.tokenName, role: r.role === Role.ROLE_ADMIN ? "admin" : "viewer" };
-    } catch (e) {
-      if ((e as { code?: number }).code === 16) return undefined;
-      throw e;
-    }
   }
 
   /**
@@ -80,7 +57,6 @@ export class ConfigClient {
 
   close(): void {
     this.raw.close();
-    this.accounts.close();
   }
 }
 

@@ -18,9 +18,11 @@ import descriptor from "protobufjs/ext/descriptor/index.js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "@cpm/core";
-import type { Principal } from "./auth.ts";
+import { unauthenticated, type Authenticate, type Principal } from "./auth.ts";
 import { INTERNAL_MAX_MESSAGE_BYTES } from "./client.ts";
 import { toServiceError } from "./errors.ts";
+import { accessInterceptor, principalOf } from "./interceptor.ts";
+import { assertPolicyCovers, methodName, type MethodPolicy, type ServicePolicy } from "./policy.ts";
 
 /** What every handler gets besides its request. */
 export interface CallContext {
@@ -47,49 +49,70 @@ export type AsyncService<S> = {
         : never;
 };
 
-/** Decides who the caller is and whether it may call `method`; throws DomainError otherwise. */
-export type Authorize = (method: string, metadata: Metadata) => Promise<Principal>;
-
 export interface GrpcServerOptions {
   log: Logger;
-  maxMessageBytes?: number;
+  /** Who the caller is, from the metadata; called only for methods that are not public. */
+  authenticate: Authenticate;
+  /** Largest request message this listener reads (checked on its frame header, before it is buffered). */
+  maxReceiveBytes?: number;
+  /** The variable that sets `maxReceiveBytes`, named in the status of a larger message. */
+  limitVariable?: string;
+  /** Who may use server reflection here; health is public everywhere (it tells only SERVING or not). */
+  reflection?: MethodPolicy;
 }
 
 /**
- * A grpc-js server with health, reflection, central error mapping, per-call auth and
- * graceful shutdown. Never listens by itself: call `listen`.
+ * A grpc-js server with health, reflection, central error mapping, per-method access
+ * policies checked by one interceptor before a request is read, and graceful shutdown.
+ * Never listens by itself: call `listen`.
  */
 export class GrpcServer {
   readonly server: Server;
   readonly health = new HealthImplementation({ "": "SERVING" });
   private readonly shutdownController = new AbortController();
   private readonly serviceNames: string[] = [];
+  private readonly policies = new Map<string, MethodPolicy>();
 
   constructor(private readonly opts: GrpcServerOptions) {
-    const max = opts.maxMessageBytes ?? INTERNAL_MAX_MESSAGE_BYTES;
     this.server = new Server({
-      "grpc.max_receive_message_length": max,
-      "grpc.max_send_message_length": max,
+      "grpc.max_receive_message_length": opts.maxReceiveBytes ?? INTERNAL_MAX_MESSAGE_BYTES,
+      "grpc.max_send_message_length": INTERNAL_MAX_MESSAGE_BYTES,
       "grpc.keepalive_time_ms": 30_000,
       "grpc.keepalive_timeout_ms": 10_000,
       "grpc.keepalive_permit_without_calls": 1,
       "grpc.http2.min_ping_interval_without_data_ms": 5_000,
+      interceptors: [accessInterceptor({ policies: this.policies, authenticate: opts.authenticate, log: opts.log, limitVariable: opts.limitVariable })],
     });
-    this.health.addToServer(this.server);
-    new ReflectionService(reflectionDefinition() as never).addToServer(this.server);
+    this.health.addToServer(this.registrar(["public"]));
+    new ReflectionService(reflectionDefinition() as never).addToServer(this.registrar(opts.reflection ?? ["public"]));
   }
 
-  /** Adds a generated service with async handlers; missing methods answer UNIMPLEMENTED. */
-  add<S>(serviceName: string, definition: ServiceDefinition, impl: AsyncService<S>, authorize: Authorize): this {
+  /** The server as a library that adds its own services sees it: every method it adds gets `policy`. */
+  private registrar(policy: MethodPolicy): Server {
+    const addService: Server["addService"] = (definition, impl) => {
+      for (const d of Object.values(definition)) this.policies.set(d.path, policy);
+      this.server.addService(definition, impl);
+    };
+    return { addService } as Server;
+  }
+
+  /**
+   * Adds a generated service with async handlers and its access table, which must name
+   * every method of the service (start-up fails otherwise). Methods without a handler
+   * answer UNIMPLEMENTED to callers the table lets in.
+   */
+  add<S>(definition: ServiceDefinition, impl: AsyncService<S>, policy: ServicePolicy): this {
+    assertPolicyCovers(definition, policy);
     const out: UntypedServiceImplementation = {};
     for (const [method, def] of Object.entries(definition)) {
+      this.policies.set(def.path, policy.methods[methodName(def.path)]!);
       const handler = (impl as Record<string, unknown>)[method];
       if (typeof handler !== "function") continue;
-      out[method] = this.wrap(def.path.replace(/^\//, ""), def.requestStream, def.responseStream, handler as never, authorize);
+      out[method] = this.wrap(def.path.replace(/^\//, ""), def.requestStream, def.responseStream, handler as never);
     }
     this.server.addService(definition, out);
-    this.serviceNames.push(serviceName);
-    this.health.setStatus(serviceName, "SERVING");
+    this.serviceNames.push(policy.service);
+    this.health.setStatus(policy.service, "SERVING");
     return this;
   }
 
@@ -98,7 +121,6 @@ export class GrpcServer {
     requestStream: boolean,
     responseStream: boolean,
     handler: (...args: unknown[]) => Promise<unknown>,
-    authorize: Authorize,
   ): UntypedServiceImplementation[string] {
     const baseLog = this.opts.log;
     const serverSignal = this.shutdownController.signal;
@@ -107,7 +129,9 @@ export class GrpcServer {
       (call as ServerUnaryCall<unknown, unknown>).on("cancelled", () => callAbort.abort());
       const peer = call.getPeer();
       const log = baseLog.child({ method, peer });
-      const principal = await authorize(method, call.metadata);
+      // Admitted by the access interceptor before the request was read; without it, nothing runs.
+      const principal = principalOf(call.metadata);
+      if (!principal) throw unauthenticated("the call was not authenticated");
       const ctx: CallContext = { principal, log, metadata: call.metadata, signal: AbortSignal.any([callAbort.signal, serverSignal]), peer };
       return ctx;
     };

@@ -1,6 +1,6 @@
 import path from "node:path";
 import { caddyAdminBlock, ConfigError, createLogger, loadConfig, reservedAddresses } from "@cpm/core";
-import { ConfigClient, remoteAuthenticator } from "@cpm/grpc-kit";
+import { ConfigClient, RemoteAuthenticator } from "@cpm/grpc-kit";
 import { CaddyAdmin } from "./caddy.ts";
 import { probeLayer4 } from "./probe.ts";
 import { Reconciler } from "./reconciler.ts";
@@ -16,7 +16,8 @@ async function main() {
   log.info({ layer4: layer4.layer4, reason: layer4.reason }, "layer4 (caddy-l4) support");
   const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: layer4.layer4, tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls"), reservedUpstreams: reservedAddresses(cfg) };
   const reconciler = new Reconciler(config, caddy, renderOptions, log, cfg.reconcileIntervalMs, cfg.syncAckTimeoutSeconds * 1000);
-  const server = createServer({ reconciler, renderOptions, authenticate: remoteAuthenticator(config, cfg.internalToken), log });
+  const auth = new RemoteAuthenticator(cfg.apiAddr, cfg.internalToken);
+  const server = createServer({ reconciler, renderOptions, authenticate: auth.authenticate, log, syncMaxMessageBytes: cfg.syncMaxMessageBytes });
   const port = await server.listen(cfg.rendererListen);
   log.info({ listen: cfg.rendererListen, port, caddy: cfg.caddyApiUrl, config: cfg.configAddr }, "caddy-renderer ready");
 
@@ -33,6 +34,7 @@ async function main() {
     reconciler.stop();
     await server.shutdown();
     config.close();
+    auth.close();
     log.flush();
     process.exit(0);
   };

@@ -1,26 +1,30 @@
 import { CaddyRendererService, type CaddyRendererServer, type RenderStatus } from "@cpm/proto";
-import { ValidationError, validateSnapshot, type Logger } from "@cpm/core";
-import { GrpcServer, permissionDenied, type AsyncService, type Authorize, type Principal } from "@cpm/grpc-kit";
-import type { Metadata } from "@grpc/grpc-js";
+import { DEFAULT_SYNC_MAX_MESSAGE_BYTES, ValidationError, validateSnapshot, type Logger } from "@cpm/core";
+import { definePolicy, GrpcServer, snapshotReceiveLimit, type AsyncService, type Authenticate } from "@cpm/grpc-kit";
 import type { Reconciler } from "./reconciler.ts";
 import { render, type RenderOptions } from "./render/index.ts";
 
 export interface RendererDeps {
   reconciler: Reconciler;
   renderOptions: RenderOptions;
-  authenticate: (md: Metadata) => Promise<Principal>;
+  authenticate: Authenticate;
   log: Logger;
-  maxMessageBytes?: number;
+  /** Largest snapshot sync carries (CPM_SYNC_MAX_MESSAGE_BYTES); bounds what this listener reads. */
+  syncMaxMessageBytes?: number;
 }
+
+/** Who may call each CaddyRenderer method: LoadSnapshot is the sync-receiver's; status is for both. */
+export const RENDERER_POLICY = definePolicy("cpm.render.v1.CaddyRenderer", {
+  Render: ["viewer"],
+  LoadSnapshot: ["internal"],
+  ReleasePreload: ["internal"],
+  GetRenderStatus: ["viewer", "internal"],
+  WatchRenderStatus: ["viewer", "internal"],
+});
 
 /** The CaddyRenderer gRPC API. Does not listen. */
 export function createServer(deps: RendererDeps): GrpcServer {
   const { reconciler } = deps;
-  const authorize: Authorize = async (method, md) => {
-    const p = await deps.authenticate(md);
-    if (method.endsWith("/LoadSnapshot") && p.kind !== "internal") throw permissionDenied("LoadSnapshot is internal to an instance");
-    return p;
-  };
   const impl: AsyncService<CaddyRendererServer> = {
     render: async (req) => {
       if (!req.snapshot) throw new ValidationError("snapshot", "is required");
@@ -36,7 +40,6 @@ export function createServer(deps: RendererDeps): GrpcServer {
       return r;
     },
     releasePreload: async (req, ctx) => {
-      if (ctx.principal.kind !== "internal") throw permissionDenied("ReleasePreload is internal to an instance");
       if (reconciler.releasePreload(req.version)) ctx.log.info({ version: req.version }, "preload released");
       return {};
     },
@@ -52,5 +55,10 @@ export function createServer(deps: RendererDeps): GrpcServer {
       }
     },
   };
-  return new GrpcServer({ log: deps.log, maxMessageBytes: deps.maxMessageBytes }).add("cpm.render.v1.CaddyRenderer", CaddyRendererService, impl, authorize);
+  return new GrpcServer({
+    log: deps.log,
+    authenticate: deps.authenticate,
+    maxReceiveBytes: snapshotReceiveLimit(deps.syncMaxMessageBytes ?? DEFAULT_SYNC_MAX_MESSAGE_BYTES),
+    limitVariable: "CPM_SYNC_MAX_MESSAGE_BYTES",
+  }).add(CaddyRendererService, impl, RENDERER_POLICY);
 }

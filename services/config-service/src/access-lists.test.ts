@@ -26,7 +26,7 @@ const api = (h: Harness) => ({
     ),
   updateHost: (host: ProxyHost) => unary(h.config.updateProxyHost.bind(h.config), { proxyHost: host }, ADMIN),
   snapshot: async () => (await unary(h.config.getSnapshot.bind(h.config), {}, ADMIN)).snapshot!,
-  apply: (snapshot: Snapshot) => unary(h.config.applySnapshot.bind(h.config), { snapshot }, INTERNAL),
+  apply: (snapshot: Snapshot) => unary(h.internal.applySnapshot.bind(h.internal), { snapshot }, INTERNAL),
   version: async () => (await unary(h.config.getInstanceInfo.bind(h.config), {}, ADMIN)).version,
 });
 

@@ -3,12 +3,16 @@ import { describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { AccountServiceClient, ConfigServiceClient, ProxyHost, Role } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
-import { ADMIN, expectStatus, harnessForEachTest } from "./test-support.ts";
+import { DomainError } from "@cpm/core";
+import { ADMIN, expectStatus, harnessForEachTest, type Harness } from "./test-support.ts";
+import { Users } from "./users.ts";
 
 describe("users and API tokens of an instance", () => {
   let account: AccountServiceClient;
   let config: ConfigServiceClient;
-  harnessForEachTest({ mode: "standalone", internalToken: undefined }, (h) => {
+  let h: Harness;
+  harnessForEachTest({ mode: "standalone", internalToken: undefined }, (started) => {
+    h = started;
     ({ account, config } = h);
   });
 
@@ -85,5 +89,54 @@ describe("users and API tokens of an instance", () => {
     await expectStatus(unary(account.deleteUser.bind(account), { id: me.userId }, ADMIN), status.FAILED_PRECONDITION);
     const users = (await unary(account.listUsers.bind(account), {}, ADMIN)).users;
     assert.deepEqual(users.map((u) => u.username), ["admin"], "nothing was written by the refused calls");
+  });
+
+  it("stores and lists no part of the bootstrap token (CPM_ADMIN_TOKEN)", async () => {
+    await createToken("cli", Role.ROLE_VIEWER);
+    const tokens = (await unary(account.listApiTokens.bind(account), {}, ADMIN)).apiTokens;
+    const bootstrap = tokens.find((t) => t.name === "bootstrap")!;
+    assert.equal(bootstrap.prefix, "");
+    assert.ok(tokens.find((t) => t.name === "cli")!.prefix.startsWith("cpm_"), "other tokens keep a prefix to be recognized by");
+    const rows = await h.db.apiToken.findMany({ where: { name: "bootstrap" } });
+    assert.deepEqual(rows.map((r) => r.prefix), [""]);
+    assert.ok(!JSON.stringify(rows).includes(ADMIN.slice(0, 6)));
+  });
+
+  it("a bootstrap token stored with a prefix by an older version loses it at the next start", async () => {
+    await h.db.apiToken.updateMany({ where: { name: "bootstrap" }, data: { prefix: ADMIN.slice(0, 6) } });
+    await h.tokens.ensure(ADMIN);
+    assert.deepEqual((await h.db.apiToken.findMany({ where: { name: "bootstrap" } })).map((r) => r.prefix), [""]);
+  });
+
+  it("two concurrent demotions or deletions of the last two admins leave one enabled admin", async () => {
+    const users = new Users(h.db);
+    const adminId = (await unary(account.whoAmI.bind(account), {}, ADMIN)).userId;
+    for (const remove of [
+      (id: string) => users.update(id, Role.ROLE_VIEWER, false, "", undefined),
+      (id: string) => users.update(id, Role.ROLE_ADMIN, true, "", undefined),
+      (id: string) => users.delete(id, undefined),
+    ]) {
+      await h.db.user.update({ where: { id: adminId }, data: { role: "admin", disabled: false } });
+      await h.db.user.deleteMany({ where: { username: "bob" } });
+      const bob = (await createUser("bob", Role.ROLE_ADMIN)).user!;
+      const results = await Promise.allSettled([remove(adminId), remove(bob.id)]);
+      assert.equal(results.filter((r) => r.status === "fulfilled").length, 1, JSON.stringify(results));
+      const refused = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+      assert.ok(refused.reason instanceof DomainError && refused.reason.kind === "failed_precondition", String(refused.reason));
+      assert.equal(await h.db.user.count({ where: { role: "admin", disabled: false } }), 1);
+    }
+  });
+
+  it("passwords: at most 72 bytes of UTF-8 (bcrypt's limit), no control characters", async () => {
+    const cases: [string, RegExp][] = [
+      ["é".repeat(37), /^password: must be at most 72 bytes in UTF-8 \(bcrypt's limit\), got 74$/],
+      ["a".repeat(73), /^password: must be at most 72 bytes/],
+      ["correct horse\nbattery", /^password: must not contain control characters$/],
+      ["correct horse\u0000battery", /^password: must not contain control characters$/],
+      ["correct\u0085horse battery", /^password: must not contain control characters$/],
+    ];
+    for (const [password, re] of cases) assert.match(await expectStatus(createUser("carol", Role.ROLE_VIEWER, password), status.INVALID_ARGUMENT), re);
+    assert.ok((await createUser("carol", Role.ROLE_VIEWER, "é".repeat(36))).user, "72 bytes are accepted");
+    assert.ok((await createUser("dave", Role.ROLE_VIEWER, "a".repeat(72))).user);
   });
 });

@@ -1,4 +1,4 @@
-export { createServer, type ConfigServiceDeps } from "./server.ts";
+export { createServer, type ConfigServers, type ConfigServiceDeps } from "./server.ts";
 export { ConfigStore } from "./store.ts";
 export { ApiTokens } from "./tokens.ts";
 export { openDatabase } from "./db.ts";

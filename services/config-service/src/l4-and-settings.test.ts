@@ -48,7 +48,7 @@ const api = (h: Harness) => ({
   getSettings: async (token = ADMIN) => (await unary(h.config.getSettings.bind(h.config), {}, token)).settings!,
   updateSettings: (settings: Settings | undefined, token = ADMIN) => unary(h.config.updateSettings.bind(h.config), { settings }, token),
   snapshot: async () => (await unary(h.config.getSnapshot.bind(h.config), {}, ADMIN)).snapshot!,
-  apply: (snapshot: Parameters<ConfigServiceClient["applySnapshot"]>[0]["snapshot"]) => unary(h.config.applySnapshot.bind(h.config), { snapshot }, INTERNAL),
+  apply: (snapshot: Parameters<ConfigServiceClient["applySnapshot"]>[0]["snapshot"]) => unary(h.internal.applySnapshot.bind(h.internal), { snapshot }, INTERNAL),
   version: async () => (await unary(h.config.getInstanceInfo.bind(h.config), {}, ADMIN)).version,
   viewer: async () => (await unary(h.account.createApiToken.bind(h.account), { name: "viewer", role: Role.ROLE_VIEWER, expiresAt: undefined, userId: "" }, ADMIN)).secret,
 });

@@ -14,9 +14,18 @@ async function main() {
   const info = await store.init();
   const tokens = new ApiTokens(db);
   if (cfg.adminToken) await tokens.ensure(cfg.adminToken);
-  const server = createServer({ store, tokens, mode: cfg.mode, internalToken: cfg.internalToken, log, reservedUpstreams: reservedAddresses(cfg) });
-  const port = await server.listen(cfg.apiListen);
-  log.info({ listen: cfg.apiListen, port, mode: cfg.mode, instanceId: info.instanceId, version: info.version, dialect }, "config-service ready");
+  const server = createServer({
+    store,
+    tokens,
+    mode: cfg.mode,
+    internalToken: cfg.internalToken,
+    log,
+    apiMaxMessageBytes: cfg.apiMaxMessageBytes,
+    syncMaxMessageBytes: cfg.syncMaxMessageBytes,
+  });
+  const internalPort = await server.internal.listen(cfg.configInternalListen);
+  const port = await server.api.listen(cfg.apiListen);
+  log.info({ listen: cfg.apiListen, port, internalListen: cfg.configInternalListen, internalPort, mode: cfg.mode, instanceId: info.instanceId, version: info.version, dialect }, "config-service ready");
 
   let stopping = false;
   const stop = async (signal: string) => {

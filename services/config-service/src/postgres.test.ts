@@ -88,9 +88,9 @@ describe("config-service on PostgreSQL", { skip: BASE ? false : "CPM_TEST_POSTGR
     const base = (await unary(config.getSnapshot.bind(config), {}, ADMIN)).snapshot!;
     const snapshot = { ...base, ...content, settings: base.settings, schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "master-pg", version: 10 };
     snapshot.contentSha256 = snapshotContentHash(snapshot);
-    assert.deepEqual(await unary(config.applySnapshot.bind(config), { snapshot }, INTERNAL), { version: 10, changed: true });
-    assert.deepEqual(await unary(config.applySnapshot.bind(config), { snapshot }, INTERNAL), { version: 10, changed: false });
-    await expectStatus(unary(config.applySnapshot.bind(config), { snapshot: { ...snapshot, version: 9 } }, INTERNAL), status.FAILED_PRECONDITION);
+    assert.deepEqual(await unary(h!.internal.applySnapshot.bind(h!.internal), { snapshot }, INTERNAL), { version: 10, changed: true });
+    assert.deepEqual(await unary(h!.internal.applySnapshot.bind(h!.internal), { snapshot }, INTERNAL), { version: 10, changed: false });
+    await expectStatus(unary(h!.internal.applySnapshot.bind(h!.internal), { snapshot: { ...snapshot, version: 9 } }, INTERNAL), status.FAILED_PRECONDITION);
     const hosts = (await unary(config.listProxyHosts.bind(config), {}, ADMIN)).proxyHosts;
     assert.deepEqual(hosts.map((h) => h.name), ["from-master"]);
     await stop();

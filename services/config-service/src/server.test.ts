@@ -35,7 +35,9 @@ const api = (h: Harness) => ({
   delete: (id: string, token: string = ADMIN) => unary(h.config.deleteProxyHost.bind(h.config), { id }, token),
   snapshot: (token: string = ADMIN) => unary(h.config.getSnapshot.bind(h.config), {}, token),
   apply: (snapshot: Snapshot | undefined, token: string = INTERNAL) =>
-    unary(h.config.applySnapshot.bind(h.config), { snapshot }, token),
+    unary(h.internal.applySnapshot.bind(h.internal), { snapshot }, token),
+  /** ApplySnapshot on the public listener, as an API client would try it. */
+  applyPublic: (snapshot: Snapshot | undefined, token: string) => unary(h.config.applySnapshot.bind(h.config), { snapshot }, token),
   info: () => unary(h.config.getInstanceInfo.bind(h.config), {}, ADMIN),
   version: async () => (await unary(h.config.getInstanceInfo.bind(h.config), {}, ADMIN)).version,
   createToken: (name: string, role: Role, token: string = ADMIN) =>
@@ -526,8 +528,11 @@ describe("config-service (slave)", () => {
     const missing = await expectStatus(c.apply(undefined), status.INVALID_ARGUMENT);
     assert.ok(missing.startsWith("snapshot: "), missing);
 
-    // Only the instance's own services may apply, not an API token (even an admin one).
-    await expectStatus(c.apply(masterSnapshot(7, []), ADMIN), status.PERMISSION_DENIED);
+    // Only the instance's own services may apply, not an API token (even an admin one), and
+    // only on the internal listener: the public API does not know the internal token.
+    await expectStatus(c.apply(masterSnapshot(7, []), ADMIN), status.UNAUTHENTICATED);
+    await expectStatus(c.applyPublic(masterSnapshot(7, []), ADMIN), status.PERMISSION_DENIED);
+    await expectStatus(c.applyPublic(masterSnapshot(7, []), INTERNAL), status.UNAUTHENTICATED);
     await expectStatus(c.apply(masterSnapshot(7, []), NONE), status.UNAUTHENTICATED);
     assert.equal(await c.version(), 5);
     assert.deepEqual(await c.list(), v5.proxyHosts);

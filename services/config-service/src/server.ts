@@ -1,4 +1,4 @@
-import type { Metadata } from "@grpc/grpc-js";
+import type { ServiceDefinition } from "@grpc/grpc-js";
 import {
   AccountServiceService,
   ConfigServiceService,
@@ -7,17 +7,20 @@ import {
   type AccountServiceServer,
   type ConfigServiceServer,
 } from "@cpm/proto";
-import { failedPrecondition, validateSnapshot, type InstanceMode, type Logger, type ReservedAddress } from "@cpm/core";
+import { DEFAULT_API_MAX_MESSAGE_BYTES, DEFAULT_SYNC_MAX_MESSAGE_BYTES, failedPrecondition, validateSnapshot, type InstanceMode, type Logger, type ReservedAddress } from "@cpm/core";
 import {
   bearerToken,
   GrpcServer,
-  permissionDenied,
-  secretsEqual,
+  INTERNAL,
+  methodName,
+  sharedTokenAuthenticator,
+  snapshotReceiveLimit,
   unauthenticated,
   type AsyncService,
-  type Authorize,
-  type Principal,
+  type Authenticate,
+  type Caller,
 } from "@cpm/grpc-kit";
+import { ACCOUNT_SERVICE_POLICY, CONFIG_SERVICE_POLICY, SYNCED_WRITES } from "./policy.ts";
 import { applySnapshot } from "./apply.ts";
 import { accessListHandlers } from "./resources/access-lists.ts";
 import { certificateHandlers } from "./resources/certificates.ts";
@@ -32,12 +35,28 @@ export interface ConfigServiceDeps {
   store: ConfigStore;
   tokens: ApiTokens;
   mode: InstanceMode;
-  /** Token the other services of this instance present. */
+  /** Token the other services of this instance present (on the internal listener only). */
   internalToken: string | undefined;
   log: Logger;
-  maxMessageBytes?: number;
+  /** Receive limit of the public listener (CPM_API_MAX_MESSAGE_BYTES). */
+  apiMaxMessageBytes?: number;
+  /** Largest snapshot sync carries (CPM_SYNC_MAX_MESSAGE_BYTES); bounds the internal listener. */
+  syncMaxMessageBytes?: number;
   /** This instance's own addresses (Caddy admin API, CPM ports): upstreams must not point at them. */
   reservedUpstreams?: readonly ReservedAddress[];
+}
+
+/**
+ * config-service's two listeners. `api` (CPM_API_LISTEN) serves API clients: API tokens
+ * only, requests up to CPM_API_MAX_MESSAGE_BYTES. `internal` (CPM_CONFIG_INTERNAL_LISTEN)
+ * serves the other services of the instance: the internal token only, requests up to a
+ * snapshot (ApplySnapshot carries one). Keeping them apart keeps the public receive limit
+ * small and the internal token off the public API.
+ */
+export interface ConfigServers {
+  readonly api: GrpcServer;
+  readonly internal: GrpcServer;
+  shutdown(): Promise<void>;
 }
 
 const MODE: Record<InstanceMode, ProtoMode> = {
@@ -46,45 +65,44 @@ const MODE: Record<InstanceMode, ProtoMode> = {
   slave: ProtoMode.INSTANCE_MODE_SLAVE,
 };
 
-/** Writes to synced resources: refused on a slave, where the master manages them. */
-const SYNCED_WRITE = /\/(Create|Update|Delete)(ProxyHost|L4ProxyHost|Certificate|AccessList)$|\/UpdateSettings$/;
-const ADMIN_WRITE = /\/(Create|Update|Delete|Revoke)[A-Za-z0-9]*$|\/UpdateSettings$/;
-/** Reading accounts is an admin matter too (who may do what on this instance). */
-const ADMIN_READ = /AccountService\/(GetUser|ListUsers|ListApiTokens)$/;
-
-/** Authenticates a call against the internal token and this instance's API tokens. */
-export function makeAuthenticator(tokens: ApiTokens, internalToken: string | undefined) {
-  return async (md: Metadata): Promise<Principal> => {
+/** Authenticates an API token of this instance (the public listener knows no other). */
+export function apiTokenAuthenticator(tokens: ApiTokens): Authenticate {
+  return async (md) => {
     const token = bearerToken(md);
     if (!token) throw unauthenticated("missing bearer token (metadata authorization: Bearer <token>)");
-    if (internalToken && secretsEqual(token, internalToken)) return { kind: "internal", name: "internal", role: "admin" };
     const p = await tokens.authenticate(token);
     if (!p) throw unauthenticated("invalid, expired or revoked token");
     return p;
   };
 }
 
-/** The public API of an instance (ConfigService, AccountService) with health and reflection. Does not listen. */
-export function createServer(deps: ConfigServiceDeps): GrpcServer {
+/** The handlers of `impl` whose .proto method name `keep` accepts. */
+function pick<S>(definition: ServiceDefinition, impl: AsyncService<S>, keep: (method: string) => boolean): AsyncService<S> {
+  const out: Record<string, unknown> = {};
+  for (const [key, def] of Object.entries(definition)) {
+    const h = (impl as Record<string, unknown>)[key];
+    if (h && keep(methodName(def.path))) out[key] = h;
+  }
+  return out as AsyncService<S>;
+}
+
+/** On a slave, refuses writes to synced resources before they run. */
+function refuseSyncedWritesOnSlave<S>(definition: ServiceDefinition, impl: AsyncService<S>, mode: InstanceMode): AsyncService<S> {
+  if (mode !== "slave") return impl;
+  const out: Record<string, unknown> = { ...impl };
+  for (const [key, def] of Object.entries(definition)) {
+    if (!SYNCED_WRITES.has(methodName(def.path)) || !out[key]) continue;
+    out[key] = async () => {
+      throw failedPrecondition("this instance is a slave: synced resources are managed by the master");
+    };
+  }
+  return out as AsyncService<S>;
+}
+
+/** The listeners of an instance's config-service, with health and reflection. Does not listen. */
+export function createServer(deps: ConfigServiceDeps): ConfigServers {
   const { store, mode, log } = deps;
   const hosts = new ProxyHosts(store, deps.reservedUpstreams);
-  const authenticate = makeAuthenticator(deps.tokens, deps.internalToken);
-
-  const authorize: Authorize = async (method, md) => {
-    const p = await authenticate(md);
-    if (method.endsWith("/ApplySnapshot")) {
-      if (p.kind !== "internal") throw permissionDenied("ApplySnapshot is internal to an instance");
-      if (mode !== "slave") throw failedPrecondition("ApplySnapshot is only accepted on a slave (INSTANCE_MODE=slave)");
-      return p;
-    }
-    if (method.endsWith("/GetSnapshot") && p.role !== "admin") throw permissionDenied("GetSnapshot holds private keys: admin only");
-    if (ADMIN_WRITE.test(method) && p.role !== "admin") throw permissionDenied("this token may only read");
-    if (ADMIN_READ.test(method) && p.role !== "admin") throw permissionDenied("listing users and tokens needs an admin token");
-    if (mode === "slave" && SYNCED_WRITE.test(method)) {
-      throw failedPrecondition("this instance is a slave: synced resources are managed by the master");
-    }
-    return p;
-  };
 
   // A snapshot is checked (structure, every reference resolves, content hash) before it is
   // served, once per content: the database's constraints should make this hold, and a
@@ -139,6 +157,7 @@ export function createServer(deps: ConfigServiceDeps): GrpcServer {
       }
     },
     applySnapshot: async (req, ctx) => {
+      if (mode !== "slave") throw failedPrecondition("ApplySnapshot is only accepted on a slave (INSTANCE_MODE=slave)");
       const r = await applySnapshot(store, req.snapshot);
       ctx.log.info({ version: r.version, changed: r.changed }, "snapshot applied");
       return r;
@@ -182,7 +201,27 @@ export function createServer(deps: ConfigServiceDeps): GrpcServer {
     }),
   };
 
-  return new GrpcServer({ log, maxMessageBytes: deps.maxMessageBytes })
-    .add("cpm.config.v1.ConfigService", ConfigServiceService, config, authorize)
-    .add("cpm.config.v1.AccountService", AccountServiceService, account, authorize);
+  const guarded = refuseSyncedWritesOnSlave(ConfigServiceService, config, mode);
+  const has = (method: string, caller: Caller) => CONFIG_SERVICE_POLICY.methods[method]!.includes(caller);
+  const api = new GrpcServer({
+    log,
+    authenticate: apiTokenAuthenticator(deps.tokens),
+    maxReceiveBytes: deps.apiMaxMessageBytes ?? DEFAULT_API_MAX_MESSAGE_BYTES,
+    limitVariable: "CPM_API_MAX_MESSAGE_BYTES",
+  })
+    .add(ConfigServiceService, pick(ConfigServiceService, guarded, (m) => CONFIG_SERVICE_POLICY.methods[m]!.some((c) => c !== "internal")), CONFIG_SERVICE_POLICY)
+    .add(AccountServiceService, account, ACCOUNT_SERVICE_POLICY);
+  const internal = new GrpcServer({
+    log: log.child({ listener: "internal" }),
+    authenticate: sharedTokenAuthenticator(deps.internalToken, INTERNAL, "internal token (CPM_INTERNAL_TOKEN)"),
+    maxReceiveBytes: snapshotReceiveLimit(deps.syncMaxMessageBytes ?? DEFAULT_SYNC_MAX_MESSAGE_BYTES),
+    limitVariable: "CPM_SYNC_MAX_MESSAGE_BYTES",
+  }).add(ConfigServiceService, pick(ConfigServiceService, guarded, (m) => has(m, "internal")), CONFIG_SERVICE_POLICY);
+  return {
+    api,
+    internal,
+    async shutdown() {
+      await Promise.all([api.shutdown(), internal.shutdown()]);
+    },
+  };
 }

@@ -8,9 +8,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { AccountServiceClient, ConfigServiceClient } from "@cpm/proto";
 import { createLogger, type InstanceMode, type ReservedAddress } from "@cpm/core";
-import { channelCredentials, status, type GrpcServer } from "@cpm/grpc-kit";
+import { channelCredentials, status } from "@cpm/grpc-kit";
 import { openDatabase, type Db } from "./db.ts";
-import { createServer } from "./server.ts";
+import { createServer, type ConfigServers } from "./server.ts";
 import { ConfigStore } from "./store.ts";
 import { ApiTokens } from "./tokens.ts";
 
@@ -21,8 +21,14 @@ export interface Harness {
   db: Db;
   store: ConfigStore;
   tokens: ApiTokens;
-  server: GrpcServer;
+  server: ConfigServers;
+  /** ConfigService on the public listener (API tokens). */
   config: ConfigServiceClient;
+  /** ConfigService on the internal listener (the internal token). */
+  internal: ConfigServiceClient;
+  /** host:port of the public and internal listeners. */
+  apiAddress: string;
+  internalAddress: string;
   account: AccountServiceClient;
   /** The migrations openDatabase applied when this harness started. */
   applied: string[];
@@ -39,6 +45,8 @@ export interface StartOptions {
   internalToken?: string | undefined;
   /** Addresses upstreams must not point at (default: none). */
   reservedUpstreams?: readonly ReservedAddress[];
+  /** Receive limit of the public listener (default: CPM_API_MAX_MESSAGE_BYTES's). */
+  apiMaxMessageBytes?: number;
 }
 
 let tmp: string | undefined;
@@ -63,10 +71,11 @@ export async function startConfigService(opts: StartOptions = {}): Promise<Harne
   await store.init();
   const tokens = new ApiTokens(db);
   await tokens.ensure(adminToken);
-  const server = createServer({ store, tokens, mode: opts.mode ?? "standalone", internalToken, log, reservedUpstreams: opts.reservedUpstreams });
-  const port = await server.listen("127.0.0.1:0");
-  const address = `127.0.0.1:${port}`;
+  const server = createServer({ store, tokens, mode: opts.mode ?? "standalone", internalToken, log, reservedUpstreams: opts.reservedUpstreams, apiMaxMessageBytes: opts.apiMaxMessageBytes });
+  const address = `127.0.0.1:${await server.api.listen("127.0.0.1:0")}`;
+  const internalAddress = `127.0.0.1:${await server.internal.listen("127.0.0.1:0")}`;
   const config = new ConfigServiceClient(address, channelCredentials({}));
+  const internal = new ConfigServiceClient(internalAddress, channelCredentials({}));
   const account = new AccountServiceClient(address, channelCredentials({}));
   return {
     db,
@@ -74,10 +83,14 @@ export async function startConfigService(opts: StartOptions = {}): Promise<Harne
     tokens,
     server,
     config,
+    internal,
+    apiAddress: address,
+    internalAddress,
     account,
     applied,
     async close() {
       config.close();
+      internal.close();
       account.close();
       await server.shutdown();
       await db.$disconnect();

@@ -19,19 +19,22 @@ export class ApiTokens {
     this.users = new Users(db);
   }
 
-  /** Makes sure `secret` is a valid admin token named "bootstrap" of the user "admin" (idempotent). */
+  /**
+   * Makes sure `secret` is a valid admin token named "bootstrap" of the user "admin"
+   * (idempotent). No part of it is stored or listed: its prefix stays empty.
+   */
   async ensure(secret: string, name = "bootstrap"): Promise<void> {
     const userId = await this.users.ensureAdmin();
     const tokenHash = hash(secret);
     const existing = await this.db.apiToken.findUnique({ where: { tokenHash } });
     if (existing) {
-      if (existing.revokedAt || existing.role !== "admin" || existing.userId !== userId || existing.expiresAt) {
-        await this.db.apiToken.update({ where: { tokenHash }, data: { revokedAt: null, role: "admin", expiresAt: null, userId } });
+      if (existing.revokedAt || existing.role !== "admin" || existing.userId !== userId || existing.expiresAt || existing.prefix) {
+        await this.db.apiToken.update({ where: { tokenHash }, data: { revokedAt: null, role: "admin", expiresAt: null, userId, prefix: "" } });
       }
       await this.db.user.update({ where: { id: userId }, data: { disabled: false, role: "admin" } });
       return;
     }
-    await this.db.apiToken.create({ data: { id: randomUUID(), name, tokenHash, prefix: secret.slice(0, 6), role: "admin", userId } });
+    await this.db.apiToken.create({ data: { id: randomUUID(), name, tokenHash, prefix: "", role: "admin", userId } });
   }
 
   async authenticate(secret: string): Promise<Principal | undefined> {

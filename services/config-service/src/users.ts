@@ -17,10 +17,16 @@ export function roleName(role: Role, field = "role"): RoleName {
 
 export const roleProto = (r: string): Role => (r === "admin" ? Role.ROLE_ADMIN : Role.ROLE_VIEWER);
 
+/** bcrypt reads only the first 72 bytes: a longer password would be cut without a word. */
+const MAX_PASSWORD_BYTES = 72;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
 async function hashPassword(password: string, field: string): Promise<string | null> {
   if (!password) return null;
-  if (password.length < MIN_PASSWORD) throw new ValidationError(field, `must be at least ${MIN_PASSWORD} characters`);
-  if (password.length > 72) throw new ValidationError(field, "must be at most 72 characters (bcrypt's limit)");
+  if ([...password].length < MIN_PASSWORD) throw new ValidationError(field, `must be at least ${MIN_PASSWORD} characters`);
+  const bytes = Buffer.byteLength(password, "utf8");
+  if (bytes > MAX_PASSWORD_BYTES) throw new ValidationError(field, `must be at most ${MAX_PASSWORD_BYTES} bytes in UTF-8 (bcrypt's limit), got ${bytes}`);
+  if (CONTROL.test(password)) throw new ValidationError(field, "must not contain control characters");
   return bcrypt.hash(password, 10);
 }
 
@@ -68,22 +74,36 @@ export class Users {
     if (id === callerUserId && (disabled || r !== "admin")) {
       throw failedPrecondition("a user cannot disable or demote itself (ask another admin)");
     }
-    if ((disabled || r !== "admin") && current.role === Role.ROLE_ADMIN) await this.keepOneAdmin(id);
     const passwordHash = await hashPassword(password, "password");
-    const row = await this.db.user.update({ where: { id }, data: { role: r, disabled, updatedAt: new Date(), ...(passwordHash ? { passwordHash } : {}) } });
+    const removesAdmin = (disabled || r !== "admin") && current.role === Role.ROLE_ADMIN;
+    const row = await this.db.$transaction(async (tx) => {
+      if (removesAdmin) await keepOneAdmin(tx, id);
+      return tx.user.update({ where: { id }, data: { role: r, disabled, updatedAt: new Date(), ...(passwordHash ? { passwordHash } : {}) } });
+    });
     return toProto(row);
   }
 
   async delete(id: string, callerUserId: string | undefined): Promise<void> {
     const current = await this.get(id);
     if (id === callerUserId) throw failedPrecondition("a user cannot delete itself");
-    if (current.role === Role.ROLE_ADMIN) await this.keepOneAdmin(id);
-    await this.db.user.delete({ where: { id } });
+    await this.db.$transaction(async (tx) => {
+      if (current.role === Role.ROLE_ADMIN) await keepOneAdmin(tx, id);
+      await tx.user.delete({ where: { id } });
+    });
   }
+}
 
-  /** Refuses a change that would leave no enabled admin. */
-  private async keepOneAdmin(exceptId: string): Promise<void> {
-    const others = await this.db.user.count({ where: { role: "admin", disabled: false, NOT: { id: exceptId } } });
-    if (others === 0) throw failedPrecondition("this is the last enabled admin user");
-  }
+type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
+
+/**
+ * Refuses, inside the transaction that makes the change, a change that would leave no
+ * enabled admin. The enabled admins' rows are written (unchanged) first: that takes their
+ * row locks on PostgreSQL and the write lock on SQLite, so two concurrent demotions of the
+ * last two admins run one after the other and the second sees the first.
+ */
+async function keepOneAdmin(tx: Tx, exceptId: string): Promise<void> {
+  const enabledAdmin = { role: "admin", disabled: false };
+  await tx.user.updateMany({ where: enabledAdmin, data: enabledAdmin });
+  const others = await tx.user.count({ where: { ...enabledAdmin, NOT: { id: exceptId } } });
+  if (others === 0) throw failedPrecondition("this is the last enabled admin user");
 }

@@ -1,5 +1,5 @@
 import { ConfigError, createLogger, loadConfig } from "@cpm/core";
-import { ConfigClient, remoteAuthenticator } from "@cpm/grpc-kit";
+import { ConfigClient, RemoteAuthenticator } from "@cpm/grpc-kit";
 import { Dispatcher } from "./dispatcher.ts";
 import { createServer } from "./server.ts";
 
@@ -16,7 +16,8 @@ async function main() {
     cfg.syncIntervalSeconds,
     log,
   );
-  const server = createServer({ dispatcher, authenticate: remoteAuthenticator(config, cfg.internalToken), log });
+  const auth = new RemoteAuthenticator(cfg.apiAddr, cfg.internalToken);
+  const server = createServer({ dispatcher, authenticate: auth.authenticate, log, maxMessageBytes: cfg.apiMaxMessageBytes });
   const port = await server.listen(cfg.dispatcherListen);
   dispatcher.start();
   log.info(
@@ -32,6 +33,7 @@ async function main() {
     dispatcher.stop();
     await server.shutdown();
     config.close();
+    auth.close();
     log.flush();
     process.exit(0);
   };

@@ -1,25 +1,32 @@
 import { SyncDispatcherService, type SyncDispatcherServer } from "@cpm/proto";
-import type { Logger } from "@cpm/core";
-import { GrpcServer, permissionDenied, type AsyncService, type Authorize, type Principal } from "@cpm/grpc-kit";
-import type { Metadata } from "@grpc/grpc-js";
+import { DEFAULT_API_MAX_MESSAGE_BYTES, type Logger } from "@cpm/core";
+import { definePolicy, GrpcServer, type AsyncService, type Authenticate } from "@cpm/grpc-kit";
 import type { Dispatcher } from "./dispatcher.ts";
 
 export interface DispatcherDeps {
   dispatcher: Dispatcher;
-  authenticate: (md: Metadata) => Promise<Principal>;
+  authenticate: Authenticate;
   log: Logger;
+  /** Its requests are small, like the public API's (CPM_API_MAX_MESSAGE_BYTES). */
+  maxMessageBytes?: number;
 }
+
+/** Who may call each SyncDispatcher method: an operator's API tokens; no service of the instance calls it. */
+export const DISPATCHER_POLICY = definePolicy("cpm.sync.v1.SyncDispatcher", {
+  GetSyncStatus: ["viewer"],
+  TriggerFullSync: ["admin"],
+});
 
 /** The SyncDispatcher gRPC API (status and manual full sync). Does not listen. */
 export function createServer(deps: DispatcherDeps): GrpcServer {
-  const authorize: Authorize = async (method, md) => {
-    const p = await deps.authenticate(md);
-    if (method.endsWith("/TriggerFullSync") && p.role !== "admin") throw permissionDenied("TriggerFullSync needs an admin token");
-    return p;
-  };
   const impl: AsyncService<SyncDispatcherServer> = {
     getSyncStatus: async () => deps.dispatcher.status(),
     triggerFullSync: async (req) => ({ version: deps.dispatcher.triggerFullSync(req.slaveName.trim()) }),
   };
-  return new GrpcServer({ log: deps.log }).add("cpm.sync.v1.SyncDispatcher", SyncDispatcherService, impl, authorize);
+  return new GrpcServer({
+    log: deps.log,
+    authenticate: deps.authenticate,
+    maxReceiveBytes: deps.maxMessageBytes ?? DEFAULT_API_MAX_MESSAGE_BYTES,
+    limitVariable: "CPM_API_MAX_MESSAGE_BYTES",
+  }).add(SyncDispatcherService, impl, DISPATCHER_POLICY);
 }

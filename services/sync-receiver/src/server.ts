@@ -1,6 +1,6 @@
 import { SyncReceiverService, type SyncReceiverServer, type SyncRequest } from "@cpm/proto";
 import type { Logger } from "@cpm/core";
-import { bearerToken, GrpcServer, secretsEqual, unauthenticated, type AsyncService, type Authorize } from "@cpm/grpc-kit";
+import { definePolicy, GrpcServer, sharedTokenAuthenticator, type AsyncService } from "@cpm/grpc-kit";
 import { Metadata } from "@grpc/grpc-js";
 import type { SnapshotApplier } from "./receiver.ts";
 import { SyncSession } from "./session.ts";
@@ -13,15 +13,19 @@ export interface ReceiverDeps {
   maxMessageBytes: number;
 }
 
+/**
+ * Who may call each SyncReceiver method: only the master, with this slave's sync token.
+ * Server reflection on this port is behind the same token (health stays open: it tells
+ * only SERVING or not).
+ */
+export const RECEIVER_POLICY = definePolicy("cpm.sync.v1.SyncReceiver", {
+  Sync: ["sync_master"],
+  GetReceiverStatus: ["sync_master"],
+});
+
 /** The slave's SyncReceiver gRPC API. Does not listen. */
 export function createServer(deps: ReceiverDeps): GrpcServer {
   let connectedMasters = 0;
-  const authorize: Authorize = async (_method, md) => {
-    const token = bearerToken(md);
-    // Constant-time comparison; the token itself is never logged.
-    if (!token || !secretsEqual(token, deps.syncToken)) throw unauthenticated("the sync token was missing or wrong");
-    return { kind: "sync_master", name: "master", role: "admin" };
-  };
   const impl: AsyncService<SyncReceiverServer> = {
     sync: async (call, ctx) => {
       connectedMasters++;
@@ -62,5 +66,11 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
       };
     },
   };
-  return new GrpcServer({ log: deps.log, maxMessageBytes: deps.maxMessageBytes }).add("cpm.sync.v1.SyncReceiver", SyncReceiverService, impl, authorize);
+  return new GrpcServer({
+    log: deps.log,
+    authenticate: sharedTokenAuthenticator(deps.syncToken, { kind: "sync_master", name: "master", role: "admin" }, "sync token"),
+    maxReceiveBytes: deps.maxMessageBytes,
+    limitVariable: "CPM_SYNC_MAX_MESSAGE_BYTES",
+    reflection: ["sync_master"],
+  }).add(SyncReceiverService, impl, RECEIVER_POLICY);
 }
