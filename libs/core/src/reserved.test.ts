@@ -10,7 +10,7 @@ const RESERVED = reservedAddresses(cfg);
 describe("reservedAddresses", () => {
   test("the defaults: Caddy's admin API and every CPM port", () => {
     const ports = [...new Set(RESERVED.map((r) => r.port))].sort();
-    assert.deepEqual(ports, [2019, 50051, 50052, 50053, 50443]);
+    assert.deepEqual(ports, [2019, 50051, 50052, 50053, 50054, 50443]);
     assert.match(RESERVED.find((r) => r.port === 2019)!.what, /Caddy admin API/);
   });
 
