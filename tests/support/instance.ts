@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, mkdtempSync, readFileSync } from "node:fs";
+import { createWriteStream, existsSync, mkdtempSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,6 +18,13 @@ import { freePort, httpGet } from "./net.ts";
 import { waitFor } from "./wait.ts";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** The compiled launcher (`npm start`); `npm test` builds it before the end-to-end tests. */
+export function launcherPath(): string {
+  const file = path.join(ROOT, "libs/launcher/dist/main.js");
+  if (!existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\` before the end-to-end tests`);
+  return file;
+}
 
 export interface InstancePorts {
   api: number;
@@ -90,7 +97,7 @@ export class Instance {
   /** Starts the launcher and waits until the API answers and Caddy runs the current version. */
   async launch(): Promise<void> {
     const log = createWriteStream(path.join(this.dataDir, "instance.log"), { flags: "a" });
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "libs/launcher/src/main.ts")], {
+    const child = spawn(process.execPath, [launcherPath()], {
       cwd: ROOT,
       env: this.env,
       stdio: ["ignore", "pipe", "pipe"],
@@ -210,7 +217,7 @@ export async function allocatePorts(): Promise<InstancePorts> {
 /** Runs the launcher with an environment and returns its exit code and output (for start-up failures). */
 export function runLauncher(env: Record<string, string>, timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "libs/launcher/src/main.ts")], {
+    const child = spawn(process.execPath, [launcherPath()], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
       stdio: ["ignore", "pipe", "pipe"],
