@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, mkdtempSync, readFileSync } from "node:fs";
+import { createWriteStream, existsSync, mkdtempSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -30,6 +30,13 @@ export function projectCaddy(): string {
     throw new Error(`the end-to-end tests need the project's Caddy with caddy-l4 (${builtCaddyPath() ?? ".cache/caddy/"}), which is not built: run \`${CADDY_BUILD_COMMAND}\` (needs Go)`);
   }
   return bin;
+}
+
+/** The compiled launcher (`npm start`); `npm test` builds it before the end-to-end tests. */
+export function launcherPath(): string {
+  const file = path.join(ROOT, "libs/launcher/dist/main.js");
+  if (!existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\` before the end-to-end tests`);
+  return file;
 }
 
 export interface InstancePorts {
@@ -107,7 +114,7 @@ export class Instance {
   /** Starts the launcher and waits until the API answers and Caddy runs the current version. */
   async launch(): Promise<void> {
     const log = createWriteStream(path.join(this.dataDir, "instance.log"), { flags: "a" });
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "libs/launcher/src/main.ts")], {
+    const child = spawn(process.execPath, [launcherPath()], {
       cwd: ROOT,
       env: this.env,
       stdio: ["ignore", "pipe", "pipe"],
@@ -228,7 +235,7 @@ export async function allocatePorts(): Promise<InstancePorts> {
 /** Runs the launcher with an environment and returns its exit code and output (for start-up failures). */
 export function runLauncher(env: Record<string, string>, timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "libs/launcher/src/main.ts")], {
+    const child = spawn(process.execPath, [launcherPath()], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
       stdio: ["ignore", "pipe", "pipe"],

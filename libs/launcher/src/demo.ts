@@ -71,7 +71,7 @@ function main() {
   };
   const children: ChildProcess[] = [];
   for (const [name, env] of Object.entries(instances)) {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(root, "libs/launcher/src/main.ts")], { env, stdio: ["ignore", "inherit", "inherit"] });
+    const child = spawn(process.execPath, [path.join(root, "libs/launcher/dist/main.js")], { env, stdio: ["ignore", "inherit", "inherit"] });
     child.on("exit", (code) => {
       say(`${name} stopped (code ${code})`);
       for (const c of children) c.kill("SIGTERM");

@@ -85,9 +85,10 @@ function main() {
   } else {
     say(`no caddy binary found (CPM_CADDY_BIN, npm run caddy:build, or PATH): expecting Caddy's admin API at ${cfg.caddyApiUrl}`);
   }
-  const tsx = path.join(root, "node_modules", "tsx", "dist", "esm", "index.mjs");
   for (const s of services) {
-    procs.push({ name: s, command: process.execPath, args: ["--import", tsx, path.join(root, "services", s, "src", "main.ts")], env, startedAt: 0, restarts: 0 });
+    const entry = path.join(root, "services", s, "dist", "main.js");
+    if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` first`);
+    procs.push({ name: s, command: process.execPath, args: [entry], env, startedAt: 0, restarts: 0 });
   }
 
   let stopping = false;
