@@ -1,10 +1,10 @@
 // Fakes of the slave's config-service and renderer for the receiver's tests. Not exported.
 import { GetInstanceInfoResponse, ProxyHost, RenderStatus, Snapshot, type SyncResponse } from "@cpm/proto";
-import { createLogger, snapshotContentHash } from "@cpm/core";
+import { createLogger, snapshotContentHash, type Logger } from "@cpm/core";
 import { status as Status } from "@grpc/grpc-js";
 import { SnapshotApplier, type ConfigPort, type RendererPort } from "./receiver.ts";
 
-export const log = createLogger("test", "silent");
+export const log: Logger = createLogger("test", "silent");
 
 /** A valid snapshot of `master` at `version` (one proxy host naming the version). */
 export function snap(version: number, master = "master-1"): Snapshot {
