@@ -20,6 +20,7 @@ async function main() {
     mode: cfg.mode,
     internalToken: cfg.internalToken,
     log,
+    reservedUpstreams: reservedAddresses(cfg),
     apiMaxMessageBytes: cfg.apiMaxMessageBytes,
     syncMaxMessageBytes: cfg.syncMaxMessageBytes,
   });
