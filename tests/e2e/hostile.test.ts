@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, readdirSync } from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -254,6 +255,29 @@ describe("hostile input: nothing moves, nothing leaks", () => {
       await unary(standalone.config.createProxyHost.bind(standalone.config), { proxyHost: ProxyHost.fromPartial(host({ name: "after", domains: ["after.hostile.test"] })) }, standalone.adminToken);
       await standalone.waitServes("after.hostile.test", /upstream=H/);
       await standalone.waitInSync();
+    });
+  });
+
+  // --- 1b. what Caddy refuses but no validation can know ----------------------------------------
+
+  describe("one resource Caddy refuses does not stop the others from being served", () => {
+    it("an L4 host on a port another process holds: HTTP hosts are still served, the render status says why", async () => {
+      const squatter = net.createServer(() => undefined);
+      await new Promise<void>((r) => squatter.listen(0, "127.0.0.1", r));
+      const port = (squatter.address() as net.AddressInfo).port;
+      try {
+        await unary(
+          standalone.config.createL4ProxyHost.bind(standalone.config),
+          { l4ProxyHost: L4ProxyHost.fromPartial({ name: "squatted", listenAddress: `127.0.0.1:${port}`, upstreams: [`127.0.0.1:${up.port}`] }) },
+          standalone.adminToken,
+        );
+        await unary(standalone.config.createProxyHost.bind(standalone.config), { proxyHost: ProxyHost.fromPartial(host({ name: "beside-l4", domains: ["beside.hostile.test"] })) }, standalone.adminToken);
+        await standalone.waitServes("beside.hostile.test", /upstream=H/);
+        const st = await standalone.waitInSync();
+        assert.ok(st.warnings.some((w) => /L4 proxy host not served: Caddy refused/.test(w)), `warnings: ${st.warnings.join(" | ")}`);
+      } finally {
+        squatter.close();
+      }
     });
   });
 

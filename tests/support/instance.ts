@@ -121,8 +121,11 @@ export class Instance {
       // Its own process group, so `kill()` can take down the launcher and every child at once.
       detached: true,
     });
-    child.stdout!.pipe(log);
-    child.stderr!.pipe(log);
+    // Two sources into one file: neither may end it (the other could still write), it ends when both have.
+    child.stdout!.pipe(log, { end: false });
+    child.stderr!.pipe(log, { end: false });
+    let open = 2;
+    for (const s of [child.stdout!, child.stderr!]) s.once("end", () => --open === 0 && log.end());
     this.child = child;
     this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
     const addr = (port: number) => `127.0.0.1:${port}`;

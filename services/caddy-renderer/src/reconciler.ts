@@ -156,7 +156,23 @@ export class Reconciler {
 
   /** Render and load one snapshot; records the outcome. Returns the rendered hash on success. */
   private async apply(snapshot: Snapshot): Promise<string> {
-    const r = render(snapshot, this.opts);
+    try {
+      return await this.applyRendered(snapshot, render(snapshot, this.opts));
+    } catch (err) {
+      // A config Caddy refuses as a whole because of its layer4 app (typically a listener on a
+      // port another process holds: not knowable at write time) must not stop the HTTP hosts:
+      // load it again without the layer4 app, with a warning that quotes Caddy's reason.
+      if (!(err instanceof CaddyRejectedError)) throw err;
+      const withL4 = render(snapshot, this.opts);
+      const without = render(snapshot, { ...this.opts, layer4RefusedBecause: err.message });
+      if (without.sha256 === withL4.sha256) throw err;
+      this.log.warn({ version: snapshot.version, reason: err.message }, "Caddy refused the layer4 app; serving the config without it");
+      this.rejected = undefined;
+      return this.applyRendered(snapshot, without);
+    }
+  }
+
+  private async applyRendered(snapshot: Snapshot, r: { json: string; sha256: string; warnings: string[] }): Promise<string> {
     this.warnings = r.warnings;
     if (this.applied?.configSha256 === r.sha256 && this.caddyMatches) {
       this.markApplied(snapshot, r.sha256, r.json);

@@ -34,6 +34,10 @@ export function renderLayer4(snapshot: Snapshot, opts: RenderOptions, warnings: 
     warnings.push(`${plural(enabled.length, "L4 proxy host")} not served: this Caddy has no layer4 module (caddy-l4)`);
     return undefined;
   }
+  if (opts.layer4RefusedBecause !== undefined) {
+    warnings.push(`${plural(enabled.length, "L4 proxy host")} not served: Caddy refused them (${opts.layer4RefusedBecause}); the HTTP hosts are served`);
+    return undefined;
+  }
 
   const certs = new Map(snapshot.certificates.map((c) => [c.id, c]));
   const reserved = reservedPorts(opts);

@@ -20,6 +20,12 @@ export interface RenderOptions {
    * a proxy host or L4 host with an upstream there is left out, with a warning.
    */
   reservedUpstreams?: readonly ReservedAddress[];
+  /**
+   * Set when Caddy refused the whole config and accepted it without the layer4 app: the
+   * reason. L4 hosts are then left out, with a warning that quotes it, so one listener Caddy
+   * cannot open (a port another process holds) never stops the HTTP hosts from being served.
+   */
+  layer4RefusedBecause?: string;
 }
 
 export type Json = Record<string, unknown>;
