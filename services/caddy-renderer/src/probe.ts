@@ -39,7 +39,9 @@ export async function probeLayer4(opts: { configured: boolean | undefined; caddy
   const bin = findCaddyBinary(opts.caddyBin, opts.pathEnv);
   if (!bin) return { layer4: false, reason: "no caddy binary found (CPM_CADDY_BIN or PATH); assuming no layer4 module" };
   return new Promise((resolve) => {
-    execFile(bin, ["list-modules"], { timeout: opts.timeoutMs ?? 30_000, maxBuffer: 4 * 1024 * 1024 }, (err, stdout) => {
+    // Like the launcher's Caddy, the probe gets no variable of the instance (no secret).
+    const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/" };
+    execFile(bin, ["list-modules"], { timeout: opts.timeoutMs ?? 30_000, maxBuffer: 4 * 1024 * 1024, env }, (err, stdout) => {
       if (err) {
         resolve({ layer4: false, reason: `"${bin} list-modules" failed (${err.message.split("\n")[0]}); assuming no layer4 module` });
         return;
