@@ -13,6 +13,12 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * The exit code of a service that stops on a ConfigError (EX_CONFIG of sysexits.h): the
+ * launcher stops the instance at once instead of restarting a service that cannot start.
+ */
+export const CONFIG_ERROR_EXIT_CODE = 78;
+
 export type InstanceMode = "standalone" | "master" | "slave";
 
 export interface SlaveTarget {

@@ -1,5 +1,5 @@
 import path from "node:path";
-import { caddyAdminBlock, ConfigError, createLogger, loadConfig, reservedAddresses } from "@cpm/core";
+import { caddyAdminBlock, CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, reservedAddresses } from "@cpm/core";
 import { ConfigClient, RemoteAuthenticator } from "@cpm/grpc-kit";
 import { CaddyAdmin } from "./caddy.ts";
 import { probeLayer4 } from "./probe.ts";
@@ -45,5 +45,5 @@ async function main() {
 main().catch((err) => {
   if (err instanceof ConfigError) console.error(`caddy-renderer: configuration error: ${err.message}`);
   else console.error(`caddy-renderer: cannot start: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
+  process.exit(err instanceof ConfigError ? CONFIG_ERROR_EXIT_CODE : 1);
 });

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { ServerCredentials } from "@grpc/grpc-js";
-import { ConfigError, createLogger, loadConfig, required } from "@cpm/core";
+import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, required } from "@cpm/core";
 import { ConfigClient, RendererClient } from "@cpm/grpc-kit";
 import { SnapshotApplier } from "./receiver.ts";
 import { createServer } from "./server.ts";
@@ -45,5 +45,5 @@ async function main() {
 main().catch((err) => {
   if (err instanceof ConfigError) console.error(`sync-receiver: configuration error: ${err.message}`);
   else console.error(`sync-receiver: cannot start: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
+  process.exit(err instanceof ConfigError ? CONFIG_ERROR_EXIT_CODE : 1);
 });
