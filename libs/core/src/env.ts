@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import path from "node:path";
 
 /** A bad environment: the message names the variable (and the entry, for INSTANCE_SLAVES). */
@@ -11,6 +12,12 @@ export class ConfigError extends Error {
     this.name = "ConfigError";
   }
 }
+
+/**
+ * The exit code of a service that stops on a ConfigError (EX_CONFIG of sysexits.h): the
+ * launcher stops the instance at once instead of restarting a service that cannot start.
+ */
+export const CONFIG_ERROR_EXIT_CODE = 78;
 
 export type InstanceMode = "standalone" | "master" | "slave";
 
@@ -37,6 +44,11 @@ export interface InstanceConfig {
   readonly caddyAdminListen: string;
   readonly httpPort: number;
   readonly httpsPort: number;
+  /**
+   * The address Caddy's HTTP/HTTPS listeners and L4 listeners written without one bind
+   * to: "127.0.0.1", "[::1]"; undefined: every interface.
+   */
+  readonly caddyBind: string | undefined;
   readonly apiListen: string;
   /** Largest request message config-service's public listener reads. */
   readonly apiMaxMessageBytes: number;
@@ -171,6 +183,16 @@ function parseSlaves(raw: string | undefined, allowHttp: boolean): SlaveTarget[]
   });
 }
 
+/** An IP address to bind to, IPv6 in brackets ("[::1]"); undefined when unset. */
+function bindAddress(env: Env, name: string): string | undefined {
+  const v = str(env, name);
+  if (v === undefined) return undefined;
+  const bare = v.startsWith("[") && v.endsWith("]") ? v.slice(1, -1) : v;
+  const family = isIP(bare);
+  if (family === 0) throw new ConfigError(name, `"${v}" is not an IP address (e.g. 127.0.0.1 or ::1; unset: every interface)`);
+  return family === 6 ? `[${bare.toLowerCase()}]` : bare;
+}
+
 function readablePath(env: Env, name: string): string | undefined {
   const p = str(env, name);
   if (p === undefined) return undefined;
@@ -255,6 +277,7 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     caddyAdminListen: listenAddress(env, "CPM_CADDY_ADMIN_LISTEN", hostPort(caddyApiUrl)),
     httpPort: int(env, "CPM_HTTP_PORT", 80, 1, 65535),
     httpsPort: int(env, "CPM_HTTPS_PORT", 443, 1, 65535),
+    caddyBind: bindAddress(env, "CPM_CADDY_BIND"),
     apiListen,
     apiMaxMessageBytes: int(env, "CPM_API_MAX_MESSAGE_BYTES", DEFAULT_API_MAX_MESSAGE_BYTES, 64 * 1024, 1024 * 1024 * 1024),
     syncListen,

@@ -2,13 +2,16 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
+import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
  * `npm run demo`: a local master and one slave, each with its own Caddy, database and
  * ports, syncing over TLS with a CA made here, so a change on the master is seen served
- * by the slave. State lives in ./data/demo (delete it to start over).
+ * by the slave. State lives in ./data/demo (delete it to start over). The instructions are
+ * printed last, once both instances serve; Caddy's own logs go to each instance's
+ * caddy/caddy.log, not to the terminal.
  */
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const dir = path.resolve(process.env.CPM_DEMO_DIR ?? path.join(root, "data", "demo"));
@@ -33,7 +36,25 @@ function pki(): { ca: string; cert: string; key: string } {
   return out;
 }
 
-function main() {
+/** Resolves once something accepts TCP connections on 127.0.0.1:`port` (polled), false after `timeoutMs`. */
+async function listening(port: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1");
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (open) return true;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return false;
+}
+
+async function main() {
   mkdirSync(dir, { recursive: true });
   const t = pki();
   const syncToken = secret("sync-token");
@@ -88,6 +109,11 @@ function main() {
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  // Both APIs, the slave's receiver and both Caddies (they listen once their renderer loaded them).
+  const ports = [50051, 50061, 50443, 8080, 8081];
+  const up = await Promise.all(ports.map((p) => listening(p, 120_000)));
+  if (children.some((c) => c.exitCode !== null || c.signalCode !== null)) return;
+  if (up.includes(false)) say(`still waiting for ${ports.filter((_, i) => !up[i]).join(", ")}; the commands below may fail until then`);
   const call = (port: number, method: string, body: string) =>
     `npx buf curl --protocol grpc --http2-prior-knowledge -H 'authorization: Bearer ${adminToken}' -d '${body}' http://127.0.0.1:${port}/${method}`;
   say(`master: API 127.0.0.1:50051, Caddy on :8080  |  slave: API 127.0.0.1:50061, Caddy on :8081, sync on :50443 (TLS)`);
@@ -96,7 +122,8 @@ function main() {
   say(`  ${call(50051, "cpm.config.v1.ConfigService/CreateProxyHost", '{"proxy_host":{"name":"demo","domains":["demo.localhost"],"upstreams":["127.0.0.1:8090"]}}')}`);
   say(`  curl -si -H 'Host: demo.localhost' http://127.0.0.1:8081/ | head -1      # served by the slave`);
   say(`  ${call(50053, "cpm.sync.v1.SyncDispatcher/GetSyncStatus", "{}")}`);
+  say(`Caddy's logs: ${path.join(dir, "master", "caddy", "caddy.log")} and ${path.join(dir, "slave", "caddy", "caddy.log")}`);
   say("Ctrl-C stops both.");
 }
 
-main();
+void main();

@@ -1,29 +1,20 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { caddyAdminBlock, ConfigError, findBuiltCaddy, loadConfig, type InstanceConfig } from "@cpm/core";
+import { caddyAdminBlock, CONFIG_ERROR_EXIT_CODE, ConfigError, findBuiltCaddy, loadConfig, type InstanceConfig } from "@cpm/core";
 import { caddyEnvironment } from "./caddy-env.ts";
+import { caddyRunArgs } from "./caddy-run.ts";
+import { Supervisor, type ProcessSpec } from "./supervisor.ts";
 
 /**
  * `npm start`: runs one whole instance of the configured mode, each service as its own
  * process (and Caddy, when a caddy binary is available), and stops them all on
- * SIGINT/SIGTERM. A service that dies in its first seconds stops the instance (it is
- * misconfigured); one that dies later is restarted with backoff.
+ * SIGINT/SIGTERM. A process that dies is restarted with a backoff that starts over after a
+ * healthy run; a configuration error, or repeated deaths during start-up, stop the
+ * instance with a message naming the process (restart-policy.ts).
  */
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
-const STARTUP_GRACE_MS = 5_000;
-
-interface Supervised {
-  name: string;
-  command: string;
-  args: string[];
-  env: NodeJS.ProcessEnv;
-  child?: ChildProcess;
-  startedAt: number;
-  restarts: number;
-}
 
 function say(msg: string) {
   process.stderr.write(`[cpm] ${msg}\n`);
@@ -71,7 +62,7 @@ function main() {
   if (cfg.mode === "master") services.push("sync-dispatcher");
   if (cfg.mode === "slave") services.push("sync-receiver");
 
-  const procs: Supervised[] = [];
+  const procs: ProcessSpec[] = [];
   const caddy = findCaddy(cfg);
   // The renderer probes this same binary for the layer4 module.
   if (caddy) env.CPM_CADDY_BIN = caddy;
@@ -79,63 +70,31 @@ function main() {
     const caddyDir = path.join(cfg.dataDir, "caddy");
     mkdirSync(caddyDir, { recursive: true });
     const initial = path.join(caddyDir, "initial.json");
+    const admin = caddyAdminBlock(cfg);
     // Only the admin API: the renderer loads the real config as soon as it is up.
-    writeFileSync(initial, JSON.stringify({ admin: caddyAdminBlock(cfg) }));
-    procs.push({ name: "caddy", command: caddy, args: ["run", "--config", initial], env: caddyEnvironment(process.env, caddyDir), startedAt: 0, restarts: 0 });
+    writeFileSync(initial, JSON.stringify({ admin }));
+    procs.push({
+      name: "caddy",
+      command: caddy,
+      args: () => caddyRunArgs(caddyDir, initial, admin),
+      env: caddyEnvironment(process.env, caddyDir),
+      logFile: path.join(caddyDir, "caddy.log"),
+      stopLast: true,
+    });
   } else {
     say(`no caddy binary found (CPM_CADDY_BIN, npm run caddy:build, or PATH): expecting Caddy's admin API at ${cfg.caddyApiUrl}`);
   }
   for (const s of services) {
     const entry = path.join(root, "services", s, "dist", "main.js");
     if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` first`);
-    procs.push({ name: s, command: process.execPath, args: [entry], env, startedAt: 0, restarts: 0 });
+    procs.push({ name: s, command: process.execPath, args: () => [entry], env });
   }
 
-  let stopping = false;
-  const start = (p: Supervised) => {
-    p.startedAt = Date.now();
-    const child = spawn(p.command, p.args, { env: p.env, stdio: ["ignore", "inherit", "inherit"] });
-    p.child = child;
-    child.on("exit", (code, signal) => {
-      if (stopping) return;
-      // A non-zero exit right after the first start is a misconfiguration: stop and say so.
-      const early = Date.now() - p.startedAt < STARTUP_GRACE_MS;
-      if (early && p.restarts === 0 && code !== 0) {
-        say(`${p.name} exited during start-up (code ${code ?? signal}); stopping the instance`);
-        void stopAll(1);
-        return;
-      }
-      const delay = Math.min(30_000, 500 * 2 ** Math.min(p.restarts, 6));
-      p.restarts++;
-      say(`${p.name} exited (code ${code ?? signal}); restarting in ${delay} ms`);
-      setTimeout(() => !stopping && start(p), delay);
-    });
-  };
-
-  const stopAll = async (exitCode: number) => {
-    if (stopping) return;
-    stopping = true;
-    const alive = procs.filter((p) => p.child && p.child.exitCode === null && p.child.signalCode === null);
-    // Services first, Caddy last, so nothing is left without its proxy mid-request.
-    const order = [...alive.filter((p) => p.name !== "caddy"), ...alive.filter((p) => p.name === "caddy")];
-    for (const p of order) {
-      await new Promise<void>((resolve) => {
-        const c = p.child!;
-        const timer = setTimeout(() => c.kill("SIGKILL"), 10_000);
-        c.once("exit", () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        c.kill("SIGTERM");
-      });
-    }
-    process.exit(exitCode);
-  };
-
-  process.on("SIGINT", () => void stopAll(0));
-  process.on("SIGTERM", () => void stopAll(0));
-  say(`starting a ${cfg.mode} instance: ${procs.map((p) => p.name).join(", ")} (data in ${cfg.dataDir})`);
-  for (const p of procs) start(p);
+  const supervisor = new Supervisor(procs, { say, onStopped: (code) => process.exit(code) });
+  process.on("SIGINT", () => void supervisor.stop(0));
+  process.on("SIGTERM", () => void supervisor.stop(0));
+  say(`starting a ${cfg.mode} instance: ${procs.map((p) => p.name).join(", ")} (data in ${cfg.dataDir}${caddy ? `; Caddy's log: ${path.join(cfg.dataDir, "caddy", "caddy.log")}` : ""})`);
+  supervisor.start();
 }
 
 try {
@@ -143,5 +102,5 @@ try {
 } catch (err) {
   if (err instanceof ConfigError) say(`configuration error: ${err.message}`);
   else say(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
+  process.exit(err instanceof ConfigError ? CONFIG_ERROR_EXIT_CODE : 1);
 }

@@ -1,5 +1,5 @@
 import path from "node:path";
-import { caddyAdminBlock, ConfigError, createLogger, loadConfig, reservedAddresses } from "@cpm/core";
+import { caddyAdminBlock, CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, reservedAddresses } from "@cpm/core";
 import { ConfigClient, RemoteAuthenticator } from "@cpm/grpc-kit";
 import { CaddyAdmin } from "./caddy.ts";
 import { probeLayer4 } from "./probe.ts";
@@ -14,7 +14,7 @@ async function main() {
   const caddy = new CaddyAdmin(cfg.caddyApiUrl);
   const layer4 = await probeLayer4({ configured: cfg.caddyHasLayer4, caddyBin: cfg.caddyBin });
   log.info({ layer4: layer4.layer4, reason: layer4.reason }, "layer4 (caddy-l4) support");
-  const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: layer4.layer4, tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls"), reservedUpstreams: reservedAddresses(cfg) };
+  const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, bindAddress: cfg.caddyBind, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: layer4.layer4, tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls"), reservedUpstreams: reservedAddresses(cfg) };
   const reconciler = new Reconciler(config, caddy, renderOptions, log, cfg.reconcileIntervalMs, cfg.syncAckTimeoutSeconds * 1000);
   const auth = new RemoteAuthenticator(cfg.apiAddr, cfg.internalToken);
   const server = createServer({ reconciler, renderOptions, authenticate: auth.authenticate, log, syncMaxMessageBytes: cfg.syncMaxMessageBytes });
@@ -45,5 +45,5 @@ async function main() {
 main().catch((err) => {
   if (err instanceof ConfigError) console.error(`caddy-renderer: configuration error: ${err.message}`);
   else console.error(`caddy-renderer: cannot start: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
+  process.exit(err instanceof ConfigError ? CONFIG_ERROR_EXIT_CODE : 1);
 });

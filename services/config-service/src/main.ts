@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, loadConfig, reservedAddresses } from "@cpm/core";
+import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, reservedAddresses } from "@cpm/core";
 import { openDatabase } from "./db.ts";
 import { createServer } from "./server.ts";
 import { ConfigStore } from "./store.ts";
@@ -45,5 +45,5 @@ async function main() {
 main().catch((err) => {
   if (err instanceof ConfigError) console.error(`config-service: configuration error: ${err.message}`);
   else console.error(`config-service: cannot start: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
+  process.exit(err instanceof ConfigError ? CONFIG_ERROR_EXIT_CODE : 1);
 });

@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, loadConfig } from "@cpm/core";
+import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig } from "@cpm/core";
 import { ConfigClient, RemoteAuthenticator } from "@cpm/grpc-kit";
 import { Dispatcher } from "./dispatcher.ts";
 import { createServer } from "./server.ts";
@@ -44,5 +44,5 @@ async function main() {
 main().catch((err) => {
   if (err instanceof ConfigError) console.error(`sync-dispatcher: configuration error: ${err.message}`);
   else console.error(`sync-dispatcher: cannot start: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
+  process.exit(err instanceof ConfigError ? CONFIG_ERROR_EXIT_CODE : 1);
 });

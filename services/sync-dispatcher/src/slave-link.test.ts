@@ -17,7 +17,8 @@ class FakeSlave {
   private server = new Server();
   port = 0;
 
-  async start(): Promise<void> {
+  /** Listens on `port` (0: any free port), e.g. the port of a stopped fake to stand in for a restarted receiver. */
+  async start(port = 0): Promise<void> {
     this.server.addService(SyncReceiverService, {
       sync: (call: ServerDuplexStream<SyncRequest, SyncResponse>) => {
         this.call = call;
@@ -28,7 +29,7 @@ class FakeSlave {
       getReceiverStatus: (_c: unknown, cb: (e: null, r: object) => void) => cb(null, {}),
     });
     this.port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+      this.server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
     );
   }
 
@@ -44,6 +45,41 @@ class FakeSlave {
     this.server.forceShutdown();
   }
 }
+
+describe("SlaveLink: a restarted receiver", () => {
+  it("is pushed within about a second of being reachable again, however long it was down", async () => {
+    const first = new FakeSlave();
+    await first.start();
+    const port = first.port;
+    let state: MasterState = { version: 1, contentSha256: "content-1" };
+    const snapshotOf = (s: MasterState) => Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version: s.version, contentSha256: s.contentSha256 });
+    const fakeConfig = { getSnapshot: async () => snapshotOf(state) } as unknown as ConfigClient;
+    const target: SlaveTarget = { name: "s", url: `http://127.0.0.1:${port}`, address: `127.0.0.1:${port}`, tls: false, token: "t".repeat(20) };
+    const link = new SlaveLink(target, () => state, new SnapshotCache(fakeConfig), { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 }, createLogger("test", "silent"));
+    void link.run();
+    const second = new FakeSlave();
+    try {
+      await until("the first push", () => first.received.length === 1);
+      first.ack(1);
+      await until("ack", () => link.status().ackedVersion === 1);
+      first.stop();
+      await until("disconnected", () => !link.status().connected);
+      state = { version: 2, contentSha256: "content-2" };
+      link.notify();
+      // Long enough for any exponential reconnect backoff to grow well past a second.
+      await pause(6_000);
+      await second.start(port);
+      const back = Date.now();
+      await until("the push to the restarted receiver", () => second.received.length === 1, 5_000);
+      const after = Date.now() - back;
+      assert.deepEqual(second.received, [2]);
+      assert.ok(after <= 1_200, `pushed ${after} ms after the receiver was reachable again`);
+    } finally {
+      link.stop();
+      second.stop();
+    }
+  });
+});
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

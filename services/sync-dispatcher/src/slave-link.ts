@@ -1,9 +1,12 @@
 import { NackCode, SyncReceiverClient, type SlaveStatus, type SyncResponse, type SyncRequest } from "@cpm/proto";
-import { backoffDelay, sleep, type Logger, type SlaveTarget } from "@cpm/core";
+import { backoffDelay, type Logger, type SlaveTarget } from "@cpm/core";
 import { channelCredentials, clientOptions, withBearer } from "@cpm/grpc-kit";
-import type { ClientDuplexStream } from "@grpc/grpc-js";
+import { connectivityState, type ClientDuplexStream } from "@grpc/grpc-js";
 import { decideSend, type StateKey } from "./send-decision.ts";
 import type { SnapshotCache } from "./snapshots.ts";
+
+const RECONNECT_BASE_MS = 250;
+const RECONNECT_MAX_MS = 1_000;
 
 export interface MasterState {
   version: number;
@@ -18,7 +21,8 @@ export interface LinkOptions {
 
 /**
  * One slave: a long-lived bidirectional stream, at most one snapshot in flight, newest
- * state wins. Reconnects with jittered backoff and pushes the current snapshot as soon as
+ * state wins. Reconnects with jittered backoff bounded at a second (or as soon as the
+ * channel is ready again) and pushes the current snapshot as soon as
  * the stream is up. What to send is decided by `decideSend`: a state the slave NACKed as not
  * retryable is not resent until the configuration changes or a push is forced; a retryable
  * one is resent after a jittered backoff that grows until the next ACK.
@@ -66,9 +70,29 @@ export class SlaveLink {
       const healthy = await this.connectOnce();
       if (this.stopped.signal.aborted) break;
       attempt = healthy ? 0 : attempt + 1;
-      const delay = backoffDelay(attempt, 250, 15_000);
+      // Bounded at a second: a restarted slave is pushed within about a second of being reachable.
+      const delay = backoffDelay(attempt, RECONNECT_BASE_MS, RECONNECT_MAX_MS);
       this.log.debug({ delay }, "reconnecting");
-      await sleep(delay, this.stopped.signal);
+      await this.channelReadyOr(delay);
+    }
+  }
+
+  /** Waits `ms`, or less when the channel reconnects by itself before. */
+  private async channelReadyOr(ms: number): Promise<void> {
+    const channel = this.client.getChannel();
+    const deadline = Date.now() + ms;
+    while (!this.stopped.signal.aborted && Date.now() < deadline) {
+      const state = channel.getConnectivityState(false);
+      if (state === connectivityState.READY) return;
+      const changed = await new Promise<boolean>((resolve) => {
+        const onAbort = () => resolve(false);
+        this.stopped.signal.addEventListener("abort", onAbort, { once: true });
+        channel.watchConnectivityState(state, deadline, (err) => {
+          this.stopped.signal.removeEventListener("abort", onAbort);
+          resolve(!err);
+        });
+      });
+      if (!changed) return;
     }
   }
 

@@ -1,9 +1,11 @@
 import { readFileSync } from "node:fs";
+import path from "node:path";
 import { ServerCredentials } from "@grpc/grpc-js";
-import { ConfigError, createLogger, loadConfig, required } from "@cpm/core";
+import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, required } from "@cpm/core";
 import { ConfigClient, RendererClient } from "@cpm/grpc-kit";
 import { SnapshotApplier } from "./receiver.ts";
 import { createServer } from "./server.ts";
+import { FileStatusStore } from "./status-store.ts";
 
 // config -> logger -> dependencies -> server -> listen -> signals
 async function main() {
@@ -21,7 +23,7 @@ async function main() {
   const log = createLogger("sync-receiver", cfg.logLevel);
   const config = new ConfigClient(cfg.configAddr, cfg.internalToken);
   const renderer = new RendererClient(cfg.rendererAddr, cfg.internalToken);
-  const applier = new SnapshotApplier(config, renderer, log, cfg.syncAckTimeoutSeconds * 1000);
+  const applier = new SnapshotApplier(config, renderer, log, cfg.syncAckTimeoutSeconds * 1000, new FileStatusStore(path.join(cfg.dataDir, "sync-receiver-status.json")));
   void applier.load().catch(() => undefined); // its services may still be starting; each apply reads the version again
   const server = createServer({ applier, syncToken, log, maxMessageBytes: cfg.syncMaxMessageBytes });
   const port = await server.listen(cfg.syncListen, credentials);
@@ -45,5 +47,5 @@ async function main() {
 main().catch((err) => {
   if (err instanceof ConfigError) console.error(`sync-receiver: configuration error: ${err.message}`);
   else console.error(`sync-receiver: cannot start: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
+  process.exit(err instanceof ConfigError ? CONFIG_ERROR_EXIT_CODE : 1);
 });

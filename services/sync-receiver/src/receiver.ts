@@ -2,6 +2,7 @@ import { NackCode, type Snapshot, type SyncResponse } from "@cpm/proto";
 import { validateSnapshot, ValidationError, type Logger } from "@cpm/core";
 import type { ConfigClient, RendererClient } from "@cpm/grpc-kit";
 import { status as Status } from "@grpc/grpc-js";
+import type { StatusStore } from "./status-store.ts";
 
 export interface ReceiverState {
   masterInstanceId: string;
@@ -16,6 +17,9 @@ export interface ReceiverState {
 export type ConfigPort = Pick<ConfigClient, "instanceInfo" | "applySnapshot">;
 /** What the applier needs from this slave's renderer. */
 export type RendererPort = Pick<RendererClient, "loadSnapshot" | "releasePreload" | "status" | "waitFor">;
+
+/** Between attempts to read the slave's state at start. */
+const LOAD_RETRY_MS = 500;
 
 /** The stream a snapshot came on ended before its turn: it was dropped, not applied. */
 export class StreamClosedError extends Error {
@@ -58,12 +62,76 @@ export class SnapshotApplier {
     private readonly renderer: RendererPort,
     private readonly log: Logger,
     private readonly ackTimeoutMs: number,
-  ) {}
+    /** Keeps the last sync and the last error across restarts; none: they start empty. */
+    private readonly store?: StatusStore,
+  ) {
+    const saved = store?.load();
+    if (saved) Object.assign(this.state, saved);
+  }
 
-  /** At start: the slave's applied version, master and Caddy config hash, for status. */
+  /**
+   * At start, before any snapshot (each attempt takes its turn in the queue): the slave's
+   * applied version and master from the database, and Caddy's config hash for that version.
+   * A preload newer than the database is one this receiver made before it died, between
+   * preload and commit: it is released, so Caddy is back on the database's version now
+   * rather than when the renderer's hold expires. Retried while the slave's other services
+   * start, until that hold would have expired anyway (the ACK timeout).
+   */
   async load(): Promise<void> {
+    const giveUpAt = Date.now() + this.ackTimeoutMs;
+    for (;;) {
+      try {
+        return await this.enqueue(() => this.loadOnce());
+      } catch (err) {
+        if (Date.now() + LOAD_RETRY_MS > giveUpAt) throw err;
+        await new Promise((r) => setTimeout(r, LOAD_RETRY_MS));
+      }
+    }
+  }
+
+  private async loadOnce(): Promise<void> {
     await this.refresh();
-    this.state.configSha256 = (await this.renderer.status()).configSha256;
+    const committed = this.state.appliedVersion;
+    let rendered = await this.renderer.status();
+    if (rendered.appliedVersion > committed) {
+      this.log.warn({ preloaded: rendered.appliedVersion, committed }, "releasing a preload that was never committed");
+      await this.renderer.releasePreload(rendered.appliedVersion);
+      rendered = await this.renderer.waitFor((s) => s.appliedVersion === committed, this.ackTimeoutMs).catch(() => rendered);
+    }
+    this.state.configSha256 = rendered.appliedVersion === committed ? rendered.configSha256 : "";
+  }
+
+  private enqueue<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(f);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * The status as GetReceiverStatus reports it: version and master from the database and the
+   * config hash the renderer reports for that same version (empty while Caddy runs another
+   * one); the last known state when a service of this slave does not answer.
+   */
+  async status(): Promise<ReceiverState> {
+    const view = { ...this.state };
+    try {
+      const [info, rendered] = await Promise.all([this.config.instanceInfo(), this.renderer.status()]);
+      view.masterInstanceId = info.masterInstanceId;
+      view.appliedVersion = info.version;
+      view.configSha256 = rendered.appliedVersion === info.version ? rendered.configSha256 : "";
+    } catch {
+      /* the last known state */
+    }
+    return view;
+  }
+
+  private persist(): void {
+    if (!this.store) return;
+    try {
+      this.store.save({ lastSyncTime: this.state.lastSyncTime, lastError: this.state.lastError, lastErrorTime: this.state.lastErrorTime });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "cannot save the receiver's status; it is kept in memory");
+    }
   }
 
   /** The applied version and master, from the database (the one source for the stale check). */
@@ -78,12 +146,10 @@ export class SnapshotApplier {
    * its turn, it is dropped unapplied and the promise rejects with StreamClosedError.
    */
   apply(snapshot: Snapshot | undefined, signal?: AbortSignal): Promise<SyncResponse> {
-    const run = this.queue.then(() => {
+    return this.enqueue(() => {
       if (signal?.aborted) throw new StreamClosedError();
       return this.applyOne(snapshot);
     });
-    this.queue = run.catch(() => undefined);
-    return run;
   }
 
   /** The answer to a snapshot dropped unapplied because a newer one arrived on its stream. */
@@ -99,6 +165,7 @@ export class SnapshotApplier {
     const nack = (code: NackCode, reason: string, retryable: boolean): SyncResponse => {
       this.state.lastError = reason;
       this.state.lastErrorTime = new Date();
+      this.persist();
       this.log.warn({ version, code: NackCode[code], retryable, reason }, "snapshot refused (NACK)");
       return { ack: undefined, nack: { version, appliedVersion: this.state.appliedVersion, reason, code, retryable } };
     };
@@ -144,6 +211,7 @@ export class SnapshotApplier {
       this.state.configSha256 = s.configSha256;
       this.state.lastSyncTime = new Date();
       this.state.lastError = "";
+      this.persist();
       return { ack: { version, configSha256: s.configSha256 }, nack: undefined };
     } catch (err) {
       return nack(NackCode.NACK_CODE_UNAVAILABLE, `committed, but Caddy did not confirm: ${(err as Error).message}`, true);

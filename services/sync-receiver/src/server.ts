@@ -54,7 +54,7 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
       }
     },
     getReceiverStatus: async () => {
-      const s = deps.applier.state;
+      const s = await deps.applier.status();
       return {
         masterInstanceId: s.masterInstanceId,
         appliedVersion: s.appliedVersion,

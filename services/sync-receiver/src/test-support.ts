@@ -3,6 +3,7 @@ import { GetInstanceInfoResponse, ProxyHost, RenderStatus, Snapshot, type SyncRe
 import { createLogger, snapshotContentHash, type Logger } from "@cpm/core";
 import { status as Status } from "@grpc/grpc-js";
 import { SnapshotApplier, type ConfigPort, type RendererPort } from "./receiver.ts";
+import type { StatusStore } from "./status-store.ts";
 
 export const log: Logger = createLogger("test", "silent");
 
@@ -36,8 +37,12 @@ export class FakeRendererClient implements RendererPort {
     this.preloaded.push(snapshot.version);
     return { configSha256: `sha-${snapshot.version}`, warnings: [] };
   }
+  /** What Caddy runs once a preload is released (the database's version); unset: unchanged. */
+  afterRelease: RenderStatus | undefined;
+
   async releasePreload(version: number): Promise<void> {
     this.released.push(version);
+    if (this.afterRelease && this.current.appliedVersion === version) this.current = this.afterRelease;
   }
   async status(): Promise<RenderStatus> {
     return this.current;
@@ -75,11 +80,11 @@ export class FakeConfigClient implements ConfigPort {
   }
 }
 
-export function fakes(appliedVersion = 1) {
+export function fakes(appliedVersion = 1, store?: StatusStore) {
   const renderer = new FakeRendererClient();
   renderer.current = RenderStatus.fromPartial({ appliedVersion, configSha256: `sha-${appliedVersion}`, inSync: true });
   const config = new FakeConfigClient(renderer, appliedVersion);
-  const applier = new SnapshotApplier(config, renderer, log, 50);
+  const applier = new SnapshotApplier(config, renderer, log, 50, store);
   return { renderer, config, applier };
 }
 

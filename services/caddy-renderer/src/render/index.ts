@@ -66,14 +66,14 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
   }
   const servers: Json = {
     http: {
-      listen: [`:${opts.httpPort}`],
+      listen: [`${opts.bindAddress ?? ""}:${opts.httpPort}`],
       routes: [...sortRoutes(httpRoutes), NOT_FOUND_ROUTE],
       automatic_https: { disable: true },
     },
   };
   if (httpsRoutes.length > 0) {
     servers.https = {
-      listen: [`:${opts.httpsPort}`],
+      listen: [`${opts.bindAddress ?? ""}:${opts.httpsPort}`],
       routes: [...sortRoutes(httpsRoutes), NOT_FOUND_ROUTE],
       // Certificates are explicit (render/tls.ts: load_pem for imported ones, automate for
       // managed ones), and redirects are rendered per host (ssl_forced): automatic HTTPS

@@ -20,6 +20,8 @@ import { render, type RenderOptions } from "./index.ts";
 import { assertCaddyAccepts, CADDY, caddyValidate, cert as managed, DEBIAN_CADDY, goldenTest, makeSelfSigned, OPTS as WITHOUT_L4, runCaddy, shuffled, snapshot, type Json } from "./test-support.ts";
 
 const WITH_L4: RenderOptions = { ...WITHOUT_L4, layer4: true };
+/** CPM_CADDY_BIND=127.0.0.1 */
+const BOUND_L4: RenderOptions = { ...WITH_L4, bindAddress: "127.0.0.1" };
 
 const { L4_PROTOCOL_UDP: UDP } = L4Protocol;
 const { L4_MATCHER_NONE: NONE, L4_MATCHER_TLS_SNI: SNI, L4_MATCHER_HTTP_HOST: HOST, L4_MATCHER_PROXY_PROTOCOL: PP } = L4Matcher;
@@ -88,6 +90,15 @@ const WITHOUT: Record<string, Snapshot> = {
   }),
 };
 
+/** Listeners with and without an address, rendered with a bind address. */
+const BOUND_EXAMPLE = snapshot({
+  l4ProxyHosts: [
+    l4("any-address"),
+    l4("dns", { protocol: UDP, listenAddress: ":53" }),
+    l4("pinned", { listenAddress: "10.0.0.1:6432" }),
+  ],
+});
+
 const cfg = (s: Snapshot, opts = WITH_L4): Json => JSON.parse(render(s, opts).json);
 const servers = (s: Snapshot, opts = WITH_L4): Json => cfg(s, opts).apps.layer4.servers;
 const handlers = (route: Json) => route.handle.map((h: Json) => h.handler);
@@ -95,6 +106,7 @@ const handlers = (route: Json) => route.handle.map((h: Json) => h.handler);
 describe("layer4 golden files", () => {
   for (const [name, snap] of Object.entries(WITH)) goldenTest(name, () => render(snap, WITH_L4).json);
   for (const [name, snap] of Object.entries(WITHOUT)) goldenTest(name, () => render(snap, WITHOUT_L4).json);
+  goldenTest("l4-bind-address", () => render(BOUND_EXAMPLE, BOUND_L4).json);
 });
 
 describe("layer4 rendering (Caddy with caddy-l4)", () => {
@@ -216,6 +228,32 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
     assert.equal(none.warnings.length, 1);
   });
 
+  test("with a bind address, listeners written without one bind to it; those with one keep it", () => {
+    const s = servers(BOUND_EXAMPLE, BOUND_L4);
+    assert.deepEqual(s["l4-tcp-5432"].listen, ["tcp/127.0.0.1:5432"]);
+    assert.deepEqual(s["l4-udp-53"].listen, ["udp/127.0.0.1:53"]);
+    assert.deepEqual(s["l4-tcp-10.0.0.1-6432"].listen, ["tcp/10.0.0.1:6432"]);
+    assert.deepEqual(servers(BOUND_EXAMPLE)["l4-tcp-5432"].listen, ["tcp/:5432"], "unset: every interface");
+  });
+
+  test("with a bind address, the HTTP/HTTPS ports are taken on that address and on every address only", () => {
+    const s = snapshot({
+      l4ProxyHosts: [
+        l4("on-http", { listenAddress: ":8080" }),
+        l4("on-bound-https", { listenAddress: "127.0.0.1:8443" }),
+        l4("on-every-https", { listenAddress: "0.0.0.0:8443" }),
+        l4("beside-http", { listenAddress: "10.0.0.1:8080" }),
+      ],
+    });
+    const r = render(s, BOUND_L4);
+    assert.deepEqual(r.warnings, [
+      'L4 proxy host "l4 on-bound-https" not served: tcp/127.0.0.1:8443 takes this instance\'s HTTPS port (port 8443)',
+      'L4 proxy host "l4 on-every-https" not served: tcp/0.0.0.0:8443 takes this instance\'s HTTPS port (port 8443)',
+      'L4 proxy host "l4 on-http" not served: tcp/:8080 takes this instance\'s HTTP port (port 8080)',
+    ]);
+    assert.deepEqual(Object.keys(JSON.parse(r.json).apps.layer4.servers), ["l4-tcp-10.0.0.1-8080"]);
+  });
+
   test("hosts a snapshot should never hold are left out with a warning instead of breaking the config", () => {
     const s = snapshot({
       l4ProxyHosts: [
@@ -301,6 +339,7 @@ describe("caddy validate", () => {
       const certificates = snap.certificates.map((c) => (c.type === CertificateType.CERTIFICATE_TYPE_IMPORTED ? { ...c, certificatePem: real.cert, privateKeyPem: real.key } : c));
       await assertCaddyAccepts(dir, name, render({ ...snap, certificates }, WITH_L4).json);
     }
+    await assertCaddyAccepts(dir, "l4-bind-address", render(BOUND_EXAMPLE, BOUND_L4).json);
   });
 });
 

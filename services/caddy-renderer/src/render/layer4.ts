@@ -88,12 +88,17 @@ export function renderLayer4(snapshot: Snapshot, opts: RenderOptions, warnings: 
   for (const { listener, hosts } of [...groups.values()].sort((a, b) => cmp(a.listener.network, b.listener.network))) {
     const routes = hosts.flatMap((h) => hostRoutes(h, listener, certs.get(h.certificateId)));
     routes.sort((a, b) => cmp(a.key, b.key));
-    servers[serverName(listener)] = { listen: [listener.network], routes: routes.map((r) => r.route) };
+    servers[serverName(listener)] = { listen: [boundNetwork(listener, opts)], routes: routes.map((r) => r.route) };
   }
   return { servers };
 }
 
 const EVERY_ADDRESS = new Set(["", "0.0.0.0", "[::]"]);
+
+/** How Caddy writes the listener: one written without an address (":5432") binds to CPM_CADDY_BIND when set. */
+function boundNetwork(l: L4Listener, opts: RenderOptions): string {
+  return l.host === "" && opts.bindAddress ? `${l.protocol}/${opts.bindAddress}:${l.port}` : l.network;
+}
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -111,15 +116,16 @@ interface Reserved {
 }
 
 /**
- * Ports this instance's Caddy serves itself: HTTP and HTTPS on every address (TCP), HTTP/3
- * on the HTTPS port (UDP), and the admin API on its address. Instance-local, so checked
+ * Ports this instance's Caddy serves itself: HTTP and HTTPS on its bind address, every
+ * address by default (TCP), HTTP/3 on the HTTPS port (UDP), and the admin API on its address. Instance-local, so checked
  * here rather than by the API.
  */
 function reservedPorts(opts: RenderOptions): Reserved[] {
+  const bind = opts.bindAddress;
   const r: Reserved[] = [
-    { protocol: "tcp", host: undefined, port: opts.httpPort, what: "HTTP port" },
-    { protocol: "tcp", host: undefined, port: opts.httpsPort, what: "HTTPS port" },
-    { protocol: "udp", host: undefined, port: opts.httpsPort, what: "HTTPS port (HTTP/3)" },
+    { protocol: "tcp", host: bind, port: opts.httpPort, what: "HTTP port" },
+    { protocol: "tcp", host: bind, port: opts.httpsPort, what: "HTTPS port" },
+    { protocol: "udp", host: bind, port: opts.httpsPort, what: "HTTPS port (HTTP/3)" },
   ];
   const admin = /^(?:tcp\/)?(\[[^\]]*\]|[^:/]*):(\d+)$/.exec(opts.adminListen);
   if (admin) {

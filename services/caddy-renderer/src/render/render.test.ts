@@ -84,8 +84,12 @@ function handler(route: Json, name: string): Json {
 }
 const isNotFound = (r: Json) => r.match === undefined && r.handle?.[0]?.handler === "static_response" && r.handle[0].status_code === 404;
 
+/** CPM_CADDY_BIND: the HTTP and HTTPS servers listen on one address. */
+const BOUND = { ...OPTS, bindAddress: "127.0.0.1" };
+
 describe("render golden files", () => {
   for (const [name, snap] of Object.entries(CASES)) goldenTest(name, () => render(snap, OPTS).json);
+  goldenTest("bind-address", () => render(CASES["ssl-forced"]!, BOUND).json);
 });
 
 describe("render features", () => {
@@ -303,6 +307,14 @@ describe("render determinism and options", () => {
     assert.equal(cfg.apps.http.https_port, 443);
   });
 
+  test("a bind address goes into both servers' listen, with the ports; unset means every interface", () => {
+    const bound = config(CASES["ssl-forced"]!, BOUND);
+    assert.deepEqual(bound.apps.http.servers.http.listen, ["127.0.0.1:8080"]);
+    assert.deepEqual(bound.apps.http.servers.https.listen, ["127.0.0.1:8443"]);
+    assert.deepEqual(config(CASES["ssl-forced"]!, { ...OPTS, bindAddress: "[::1]" }).apps.http.servers.http.listen, ["[::1]:8080"]);
+    assert.deepEqual(config(CASES["ssl-forced"]!).apps.http.servers.http.listen, [":8080"]);
+  });
+
   test("render does not modify the snapshot", () => {
     const s = CASES["domains-wildcards"]!;
     const before = structuredClone(s);
@@ -314,5 +326,5 @@ describe("render determinism and options", () => {
 describe("caddy validate", () => {
   test("every golden config is accepted by caddy validate", (t) =>
     // Validate the exact bytes render produces (the golden files are checked against them above).
-    assertCaddyAcceptsAll(t, "cpm-caddy-validate-", goldenConfigs(CASES)));
+    assertCaddyAcceptsAll(t, "cpm-caddy-validate-", { ...goldenConfigs(CASES), "bind-address": () => render(CASES["ssl-forced"]!, BOUND).json }));
 });

@@ -4,6 +4,11 @@ import type { ReservedAddress } from "@cpm/core";
 export interface RenderOptions {
   httpPort: number;
   httpsPort: number;
+  /**
+   * The address ("127.0.0.1", "[::1]") the HTTP/HTTPS servers and L4 listeners written
+   * without one (":5432") bind to (CPM_CADDY_BIND); unset: every interface.
+   */
+  bindAddress?: string;
   /** host:port of Caddy's admin API; kept in every config so loading one never moves it. */
   adminListen: string;
   /** Host names Caddy's admin API must accept besides its listen address (see caddyAdminBlock). */

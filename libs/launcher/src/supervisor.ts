@@ -1,0 +1,107 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { closeSync, mkdirSync, openSync } from "node:fs";
+import path from "node:path";
+import { decideRestart, DEFAULT_RESTART_POLICY, describeExit, type RestartPolicy, type Run } from "./restart-policy.ts";
+
+/** One process the launcher keeps running. */
+export interface ProcessSpec {
+  name: string;
+  command: string;
+  /** Read at every start: what a process is started with may depend on what it left behind. */
+  args: () => string[];
+  env: NodeJS.ProcessEnv;
+  /** Its stdout and stderr go to this file (appended) instead of the launcher's. */
+  logFile?: string;
+  /** Stopped after the others (Caddy: nothing is left without its proxy mid-request). */
+  stopLast?: boolean;
+}
+
+export interface SupervisorOptions {
+  say: (message: string) => void;
+  /** Called once everything is stopped, with the instance's exit code. */
+  onStopped: (exitCode: number) => void;
+  policy?: RestartPolicy;
+  /** How long a process has to stop on SIGTERM before it is killed. */
+  stopTimeoutMs?: number;
+}
+
+/** Enough history for any policy: decisions look at the runs in a row at the end. */
+const MAX_RUNS_KEPT = 100;
+
+interface Supervised {
+  spec: ProcessSpec;
+  child?: ChildProcess;
+  startedAt: number;
+  runs: Run[];
+  restartTimer?: NodeJS.Timeout;
+}
+
+/**
+ * Runs processes and restarts each one that dies as `decideRestart` says; when it says
+ * stop (a configuration error, or too many deaths during start-up), stops them all and
+ * reports exit code 1.
+ */
+export class Supervisor {
+  private readonly procs: Supervised[];
+  private stopping = false;
+
+  constructor(
+    specs: readonly ProcessSpec[],
+    private readonly opts: SupervisorOptions,
+  ) {
+    this.procs = specs.map((spec) => ({ spec, startedAt: 0, runs: [] }));
+  }
+
+  start(): void {
+    for (const p of this.procs) this.launch(p);
+  }
+
+  /** Stops every process (SIGTERM, then SIGKILL after the timeout), then calls onStopped. */
+  async stop(exitCode: number): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const p of this.procs) clearTimeout(p.restartTimer);
+    const alive = this.procs.filter((p) => p.child && p.child.exitCode === null && p.child.signalCode === null);
+    const order = [...alive.filter((p) => !p.spec.stopLast), ...alive.filter((p) => p.spec.stopLast)];
+    for (const p of order) {
+      await new Promise<void>((resolve) => {
+        const c = p.child!;
+        const timer = setTimeout(() => c.kill("SIGKILL"), this.opts.stopTimeoutMs ?? 10_000);
+        c.once("exit", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        c.kill("SIGTERM");
+      });
+    }
+    this.opts.onStopped(exitCode);
+  }
+
+  private launch(p: Supervised): void {
+    const { spec } = p;
+    p.startedAt = Date.now();
+    let out: number | "inherit" = "inherit";
+    if (spec.logFile) {
+      mkdirSync(path.dirname(spec.logFile), { recursive: true });
+      out = openSync(spec.logFile, "a");
+    }
+    const child = spawn(spec.command, spec.args(), { env: spec.env, stdio: ["ignore", out, out] });
+    if (typeof out === "number") closeSync(out); // the child has its own copy
+    p.child = child;
+    child.on("error", (err) => this.opts.say(`${spec.name}: ${err.message}`));
+    child.on("exit", (code, signal) => {
+      if (this.stopping) return;
+      p.runs.push({ startedAt: p.startedAt, endedAt: Date.now(), code, signal });
+      if (p.runs.length > MAX_RUNS_KEPT) p.runs.shift();
+      const decision = decideRestart(p.runs, this.opts.policy ?? DEFAULT_RESTART_POLICY);
+      const how = describeExit({ code, signal });
+      if (!decision.restart) {
+        this.opts.say(`${spec.name} exited (${how}): ${decision.reason}; stopping the instance`);
+        void this.stop(1);
+        return;
+      }
+      this.opts.say(`${spec.name} exited (${how}); restarting in ${decision.delayMs} ms`);
+      p.restartTimer = setTimeout(() => !this.stopping && this.launch(p), decision.delayMs);
+    });
+  }
+}
