@@ -12,8 +12,8 @@ export interface Io {
   stdout(text: string): void;
   stderr(text: string): void;
   env: NodeJS.ProcessEnv;
-  /** For `--watch`: resolves after `ms`, or never again once the run is stopped. */
-  sleep?(ms: number): Promise<void>;
+  /** For `--watch`: waits `ms`; resolving false ends the watch (default: waits, never ends it). */
+  sleep?(ms: number): Promise<boolean>;
 }
 
 /** What a command needs: the output format, the API (connected on first use), and output helpers. */

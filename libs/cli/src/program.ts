@@ -237,7 +237,7 @@ function tokenCommand(run: Run): Command {
   return cmd;
 }
 
-/** One row per slave; `now` for the age of the last sync. */
+/** One row per slave. */
 export function syncStatusTable(slaves: SlaveStatus[]): string {
   return formatTable(
     ["SLAVE", "CONNECTED", "MASTER", "ACKED", "LAG", "LAST SYNC", "FAILURES", "LAST ERROR"],
@@ -265,8 +265,8 @@ function syncCommand(io: Io, run: Run): Command {
       run(c, async (ctx) => {
         const interval = Number(opts.interval);
         if (!(interval > 0)) throw invalid("--interval", `"${opts.interval}" is not a positive number of seconds`);
-        const sleep = io.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-        for (let first = true; first || opts.watch; first = false) {
+        const sleep = io.sleep ?? ((ms: number) => new Promise<boolean>((r) => setTimeout(() => r(true), ms)));
+        for (let more = true; more; ) {
           const r = await ctx.api.dispatcher((x) => x.getSyncStatus, {});
           const doc = {
             master_instance_id: r.masterInstanceId,
@@ -285,7 +285,7 @@ function syncCommand(io: Io, run: Run): Command {
           // In place: clear the screen and go home before each refresh.
           if (opts.watch && ctx.format === "table") io.stdout("\x1b[H\x1b[2J");
           ctx.print(doc, () => `${opts.watch ? `${new Date().toISOString()}  every ${interval}s (Ctrl-C stops)\n` : ""}${r.slaves.length ? syncStatusTable(r.slaves) : "no slaves configured (INSTANCE_SLAVES)\n"}`);
-          if (opts.watch) await sleep(interval * 1000);
+          more = opts.watch === true && (await sleep(interval * 1000));
         }
       }),
     );
