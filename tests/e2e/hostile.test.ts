@@ -327,7 +327,7 @@ describe("hostile input: nothing moves, nothing leaks", () => {
       }
     }
 
-    const ADMIN_ONLY = /\/(Create|Update|Delete|Revoke)[A-Za-z0-9]*$|\/UpdateSettings$|\/GetSnapshot$|\/ApplySnapshot$|\/(GetUser|ListUsers|ListApiTokens)$|\/LoadSnapshot$|\/TriggerFullSync$/;
+    const ADMIN_ONLY = /\/(Create|Update|Delete|Revoke)[A-Za-z0-9]*$|\/(UpdateSettings|ImportConfig)$|\/GetSnapshot$|\/ApplySnapshot$|\/(GetUser|ListUsers|ListApiTokens)$|\/LoadSnapshot$|\/TriggerFullSync$/;
     for (const svc of services) {
       for (const [name, m] of Object.entries(svc.def as Record<string, { path: string; requestStream: boolean; responseStream: boolean }>)) {
         if (m.requestStream || !ADMIN_ONLY.test(m.path)) continue;

@@ -33,6 +33,8 @@ export const CONFIG_SERVICE_POLICY = definePolicy("cpm.config.v1.ConfigService",
   WatchConfig: ["viewer", "internal"],
   GetInstanceInfo: ["viewer", "internal"],
   ApplySnapshot: ["internal"],
+  // Replaces the whole synced configuration.
+  ImportConfig: ["admin"],
 });
 
 /** Who may call each AccountService method: accounts are an admin matter; WhoAmI is how other services check a token. */
@@ -52,4 +54,5 @@ export const ACCOUNT_SERVICE_POLICY = definePolicy("cpm.config.v1.AccountService
 export const SYNCED_WRITES: ReadonlySet<string> = new Set([
   ...["ProxyHost", "L4ProxyHost", "Certificate", "AccessList"].flatMap((kind) => [`Create${kind}`, `Update${kind}`, `Delete${kind}`]),
   "UpdateSettings",
+  "ImportConfig",
 ]);

@@ -22,6 +22,7 @@ import {
 } from "@cpm/grpc-kit";
 import { ACCOUNT_SERVICE_POLICY, CONFIG_SERVICE_POLICY, SYNCED_WRITES } from "./policy.ts";
 import { applySnapshot } from "./apply.ts";
+import { importConfig } from "./import.ts";
 import { accessListHandlers } from "./resources/access-lists.ts";
 import { certificateHandlers } from "./resources/certificates.ts";
 import { l4ProxyHostHandlers } from "./resources/l4-proxy-hosts.ts";
@@ -160,6 +161,11 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
       if (mode !== "slave") throw failedPrecondition("ApplySnapshot is only accepted on a slave (INSTANCE_MODE=slave)");
       const r = await applySnapshot(store, req.snapshot);
       ctx.log.info({ version: r.version, changed: r.changed }, "snapshot applied");
+      return r;
+    },
+    importConfig: async (req, ctx) => {
+      const r = await importConfig(store, req.config, req.dryRun, deps.reservedUpstreams);
+      if (r.committed) ctx.log.info({ version: r.configVersion }, "configuration imported");
       return r;
     },
     getInstanceInfo: async () => {

@@ -3,7 +3,8 @@
 // otherwise), the generated grpc-js clients, and a helper for calls that must fail.
 import { after, afterEach, beforeEach } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { AccountServiceClient, ConfigServiceClient } from "@cpm/proto";
@@ -59,6 +60,18 @@ after(() => {
 export function freshSqliteUrl(): string {
   tmp ??= mkdtempSync(path.join(tmpdir(), "cpm-config-service-test-"));
   return `file:${path.join(tmp, `db-${++dbCounter}.sqlite`)}`;
+}
+
+/** A self-signed certificate (EC P-256, valid 30 days) for `name`, made with openssl: `{ cert, key }` in PEM. */
+export function selfSignedCertificate(name: string): { cert: string; key: string } {
+  tmp ??= mkdtempSync(path.join(tmpdir(), "cpm-config-service-test-"));
+  const base = path.join(tmp, `self-signed-${++dbCounter}`);
+  execFileSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${base}.key`, "-out", `${base}.crt`, "-days", "30", "-subj", `/CN=${name}`, "-addext", `subjectAltName=DNS:${name}`],
+    { stdio: "pipe" },
+  );
+  return { cert: readFileSync(`${base}.crt`, "utf8"), key: readFileSync(`${base}.key`, "utf8") };
 }
 
 /** Starts config-service on a database of its own (nothing is shared between harnesses unless `databaseUrl` is). */

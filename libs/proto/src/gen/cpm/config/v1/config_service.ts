@@ -314,6 +314,59 @@ export interface GetInstanceInfoResponse {
   versionCommittedAt: Date | undefined;
 }
 
+/**
+ * A whole synced configuration as an operator writes it: ids are instance-specific and
+ * play no part. Every `id` here is ignored, and references name the resource they point at:
+ * `certificate_id` holds a certificate's name, `access_list_id` an access list's name.
+ */
+export interface ConfigDocument {
+  proxyHosts: ProxyHost[];
+  l4ProxyHosts: L4ProxyHost[];
+  /**
+   * An imported certificate without `private_key_pem` keeps the stored key of the
+   * imported certificate of the same name.
+   */
+  certificates: Certificate[];
+  /**
+   * A user gives either a clear-text `password` (hashed by the server) or a bcrypt
+   * `password_hash`; with neither, it keeps the stored hash of the same user in the list of
+   * the same name.
+   */
+  accessLists: AccessList[];
+  /** Unset sections take their defaults, as in UpdateSettings. */
+  settings: Settings | undefined;
+}
+
+export interface ImportConfigRequest {
+  config:
+    | ConfigDocument
+    | undefined;
+  /** Check everything and answer what would change, without writing anything. */
+  dryRun: boolean;
+}
+
+/** What an import adds, changes and removes of one kind of resource, by name (sorted). */
+export interface ResourceDiff {
+  added: string[];
+  changed: string[];
+  removed: string[];
+}
+
+export interface ImportConfigResponse {
+  proxyHosts: ResourceDiff | undefined;
+  l4ProxyHosts: ResourceDiff | undefined;
+  certificates: ResourceDiff | undefined;
+  accessLists: ResourceDiff | undefined;
+  settingsChanged: boolean;
+  /**
+   * The version committed by this import; the current version when nothing changed or on
+   * a dry run.
+   */
+  configVersion: number;
+  /** Whether this import committed a version (false on a dry run and when nothing differs). */
+  committed: boolean;
+}
+
 function createBaseCreateProxyHostRequest(): CreateProxyHostRequest {
   return { proxyHost: undefined };
 }
@@ -4231,6 +4284,548 @@ export const GetInstanceInfoResponse: MessageFns<GetInstanceInfoResponse> = {
   },
 };
 
+function createBaseConfigDocument(): ConfigDocument {
+  return { proxyHosts: [], l4ProxyHosts: [], certificates: [], accessLists: [], settings: undefined };
+}
+
+export const ConfigDocument: MessageFns<ConfigDocument> = {
+  encode(message: ConfigDocument, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.proxyHosts) {
+      ProxyHost.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.l4ProxyHosts) {
+      L4ProxyHost.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.certificates) {
+      Certificate.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.accessLists) {
+      AccessList.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.settings !== undefined) {
+      Settings.encode(message.settings, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConfigDocument {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfigDocument();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.proxyHosts.push(ProxyHost.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.l4ProxyHosts.push(L4ProxyHost.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.certificates.push(Certificate.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.accessLists.push(AccessList.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.settings = Settings.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConfigDocument {
+    return {
+      proxyHosts: globalThis.Array.isArray(object?.proxyHosts)
+        ? object.proxyHosts.map((e: any) => ProxyHost.fromJSON(e))
+        : globalThis.Array.isArray(object?.proxy_hosts)
+        ? object.proxy_hosts.map((e: any) => ProxyHost.fromJSON(e))
+        : [],
+      l4ProxyHosts: globalThis.Array.isArray(object?.l4ProxyHosts)
+        ? object.l4ProxyHosts.map((e: any) => L4ProxyHost.fromJSON(e))
+        : globalThis.Array.isArray(object?.l4_proxy_hosts)
+        ? object.l4_proxy_hosts.map((e: any) => L4ProxyHost.fromJSON(e))
+        : [],
+      certificates: globalThis.Array.isArray(object?.certificates)
+        ? object.certificates.map((e: any) => Certificate.fromJSON(e))
+        : [],
+      accessLists: globalThis.Array.isArray(object?.accessLists)
+        ? object.accessLists.map((e: any) => AccessList.fromJSON(e))
+        : globalThis.Array.isArray(object?.access_lists)
+        ? object.access_lists.map((e: any) => AccessList.fromJSON(e))
+        : [],
+      settings: isSet(object.settings) ? Settings.fromJSON(object.settings) : undefined,
+    };
+  },
+
+  toJSON(message: ConfigDocument): unknown {
+    const obj: any = {};
+    if (message.proxyHosts?.length) {
+      obj.proxyHosts = message.proxyHosts.map((e) => ProxyHost.toJSON(e));
+    }
+    if (message.l4ProxyHosts?.length) {
+      obj.l4ProxyHosts = message.l4ProxyHosts.map((e) => L4ProxyHost.toJSON(e));
+    }
+    if (message.certificates?.length) {
+      obj.certificates = message.certificates.map((e) => Certificate.toJSON(e));
+    }
+    if (message.accessLists?.length) {
+      obj.accessLists = message.accessLists.map((e) => AccessList.toJSON(e));
+    }
+    if (message.settings !== undefined) {
+      obj.settings = Settings.toJSON(message.settings);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConfigDocument>, I>>(base?: I): ConfigDocument {
+    return ConfigDocument.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConfigDocument>, I>>(object: I): ConfigDocument {
+    const message = createBaseConfigDocument();
+    message.proxyHosts = object.proxyHosts?.map((e) => ProxyHost.fromPartial(e)) || [];
+    message.l4ProxyHosts = object.l4ProxyHosts?.map((e) => L4ProxyHost.fromPartial(e)) || [];
+    message.certificates = object.certificates?.map((e) => Certificate.fromPartial(e)) || [];
+    message.accessLists = object.accessLists?.map((e) => AccessList.fromPartial(e)) || [];
+    message.settings = (object.settings !== undefined && object.settings !== null)
+      ? Settings.fromPartial(object.settings)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseImportConfigRequest(): ImportConfigRequest {
+  return { config: undefined, dryRun: false };
+}
+
+export const ImportConfigRequest: MessageFns<ImportConfigRequest> = {
+  encode(message: ImportConfigRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.config !== undefined) {
+      ConfigDocument.encode(message.config, writer.uint32(10).fork()).join();
+    }
+    if (message.dryRun !== false) {
+      writer.uint32(16).bool(message.dryRun);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportConfigRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportConfigRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.config = ConfigDocument.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportConfigRequest {
+    return {
+      config: isSet(object.config) ? ConfigDocument.fromJSON(object.config) : undefined,
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : false,
+    };
+  },
+
+  toJSON(message: ImportConfigRequest): unknown {
+    const obj: any = {};
+    if (message.config !== undefined) {
+      obj.config = ConfigDocument.toJSON(message.config);
+    }
+    if (message.dryRun !== false) {
+      obj.dryRun = message.dryRun;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportConfigRequest>, I>>(base?: I): ImportConfigRequest {
+    return ImportConfigRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportConfigRequest>, I>>(object: I): ImportConfigRequest {
+    const message = createBaseImportConfigRequest();
+    message.config = (object.config !== undefined && object.config !== null)
+      ? ConfigDocument.fromPartial(object.config)
+      : undefined;
+    message.dryRun = object.dryRun ?? false;
+    return message;
+  },
+};
+
+function createBaseResourceDiff(): ResourceDiff {
+  return { added: [], changed: [], removed: [] };
+}
+
+export const ResourceDiff: MessageFns<ResourceDiff> = {
+  encode(message: ResourceDiff, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.added) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.changed) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.removed) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResourceDiff {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResourceDiff();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.added.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.changed.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.removed.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResourceDiff {
+    return {
+      added: globalThis.Array.isArray(object?.added) ? object.added.map((e: any) => globalThis.String(e)) : [],
+      changed: globalThis.Array.isArray(object?.changed) ? object.changed.map((e: any) => globalThis.String(e)) : [],
+      removed: globalThis.Array.isArray(object?.removed) ? object.removed.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ResourceDiff): unknown {
+    const obj: any = {};
+    if (message.added?.length) {
+      obj.added = message.added;
+    }
+    if (message.changed?.length) {
+      obj.changed = message.changed;
+    }
+    if (message.removed?.length) {
+      obj.removed = message.removed;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResourceDiff>, I>>(base?: I): ResourceDiff {
+    return ResourceDiff.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResourceDiff>, I>>(object: I): ResourceDiff {
+    const message = createBaseResourceDiff();
+    message.added = object.added?.map((e) => e) || [];
+    message.changed = object.changed?.map((e) => e) || [];
+    message.removed = object.removed?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseImportConfigResponse(): ImportConfigResponse {
+  return {
+    proxyHosts: undefined,
+    l4ProxyHosts: undefined,
+    certificates: undefined,
+    accessLists: undefined,
+    settingsChanged: false,
+    configVersion: 0,
+    committed: false,
+  };
+}
+
+export const ImportConfigResponse: MessageFns<ImportConfigResponse> = {
+  encode(message: ImportConfigResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.proxyHosts !== undefined) {
+      ResourceDiff.encode(message.proxyHosts, writer.uint32(10).fork()).join();
+    }
+    if (message.l4ProxyHosts !== undefined) {
+      ResourceDiff.encode(message.l4ProxyHosts, writer.uint32(18).fork()).join();
+    }
+    if (message.certificates !== undefined) {
+      ResourceDiff.encode(message.certificates, writer.uint32(26).fork()).join();
+    }
+    if (message.accessLists !== undefined) {
+      ResourceDiff.encode(message.accessLists, writer.uint32(34).fork()).join();
+    }
+    if (message.settingsChanged !== false) {
+      writer.uint32(40).bool(message.settingsChanged);
+    }
+    if (message.configVersion !== 0) {
+      writer.uint32(48).int64(message.configVersion);
+    }
+    if (message.committed !== false) {
+      writer.uint32(56).bool(message.committed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportConfigResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportConfigResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.proxyHosts = ResourceDiff.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.l4ProxyHosts = ResourceDiff.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.certificates = ResourceDiff.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.accessLists = ResourceDiff.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.settingsChanged = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.configVersion = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.committed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportConfigResponse {
+    return {
+      proxyHosts: isSet(object.proxyHosts)
+        ? ResourceDiff.fromJSON(object.proxyHosts)
+        : isSet(object.proxy_hosts)
+        ? ResourceDiff.fromJSON(object.proxy_hosts)
+        : undefined,
+      l4ProxyHosts: isSet(object.l4ProxyHosts)
+        ? ResourceDiff.fromJSON(object.l4ProxyHosts)
+        : isSet(object.l4_proxy_hosts)
+        ? ResourceDiff.fromJSON(object.l4_proxy_hosts)
+        : undefined,
+      certificates: isSet(object.certificates) ? ResourceDiff.fromJSON(object.certificates) : undefined,
+      accessLists: isSet(object.accessLists)
+        ? ResourceDiff.fromJSON(object.accessLists)
+        : isSet(object.access_lists)
+        ? ResourceDiff.fromJSON(object.access_lists)
+        : undefined,
+      settingsChanged: isSet(object.settingsChanged)
+        ? globalThis.Boolean(object.settingsChanged)
+        : isSet(object.settings_changed)
+        ? globalThis.Boolean(object.settings_changed)
+        : false,
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
+      committed: isSet(object.committed) ? globalThis.Boolean(object.committed) : false,
+    };
+  },
+
+  toJSON(message: ImportConfigResponse): unknown {
+    const obj: any = {};
+    if (message.proxyHosts !== undefined) {
+      obj.proxyHosts = ResourceDiff.toJSON(message.proxyHosts);
+    }
+    if (message.l4ProxyHosts !== undefined) {
+      obj.l4ProxyHosts = ResourceDiff.toJSON(message.l4ProxyHosts);
+    }
+    if (message.certificates !== undefined) {
+      obj.certificates = ResourceDiff.toJSON(message.certificates);
+    }
+    if (message.accessLists !== undefined) {
+      obj.accessLists = ResourceDiff.toJSON(message.accessLists);
+    }
+    if (message.settingsChanged !== false) {
+      obj.settingsChanged = message.settingsChanged;
+    }
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
+    }
+    if (message.committed !== false) {
+      obj.committed = message.committed;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportConfigResponse>, I>>(base?: I): ImportConfigResponse {
+    return ImportConfigResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportConfigResponse>, I>>(object: I): ImportConfigResponse {
+    const message = createBaseImportConfigResponse();
+    message.proxyHosts = (object.proxyHosts !== undefined && object.proxyHosts !== null)
+      ? ResourceDiff.fromPartial(object.proxyHosts)
+      : undefined;
+    message.l4ProxyHosts = (object.l4ProxyHosts !== undefined && object.l4ProxyHosts !== null)
+      ? ResourceDiff.fromPartial(object.l4ProxyHosts)
+      : undefined;
+    message.certificates = (object.certificates !== undefined && object.certificates !== null)
+      ? ResourceDiff.fromPartial(object.certificates)
+      : undefined;
+    message.accessLists = (object.accessLists !== undefined && object.accessLists !== null)
+      ? ResourceDiff.fromPartial(object.accessLists)
+      : undefined;
+    message.settingsChanged = object.settingsChanged ?? false;
+    message.configVersion = object.configVersion ?? 0;
+    message.committed = object.committed ?? false;
+    return message;
+  },
+};
+
 /**
  * The public configuration API of one instance. Every committed write bumps the
  * instance's configuration version exactly once. On a slave, writes to synced
@@ -4523,6 +5118,21 @@ export const ConfigServiceService = {
       Buffer.from(GetInstanceInfoResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetInstanceInfoResponse => GetInstanceInfoResponse.decode(value),
   },
+  /**
+   * Replaces the whole synced configuration with the one given, in one committed version
+   * (admin only; refused on a slave). Resources are matched by name: a name that exists is
+   * updated in place (its id kept), a new name is created, a stored name left out is removed.
+   */
+  importConfig: {
+    path: "/cpm.config.v1.ConfigService/ImportConfig" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ImportConfigRequest): Buffer => Buffer.from(ImportConfigRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ImportConfigRequest => ImportConfigRequest.decode(value),
+    responseSerialize: (value: ImportConfigResponse): Buffer =>
+      Buffer.from(ImportConfigResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ImportConfigResponse => ImportConfigResponse.decode(value),
+  },
 } as const;
 
 export interface ConfigServiceServer extends UntypedServiceImplementation {
@@ -4560,6 +5170,12 @@ export interface ConfigServiceServer extends UntypedServiceImplementation {
   applySnapshot: handleUnaryCall<ApplySnapshotRequest, ApplySnapshotResponse>;
   /** This instance's mode, id and version. */
   getInstanceInfo: handleUnaryCall<GetInstanceInfoRequest, GetInstanceInfoResponse>;
+  /**
+   * Replaces the whole synced configuration with the one given, in one committed version
+   * (admin only; refused on a slave). Resources are matched by name: a name that exists is
+   * updated in place (its id kept), a new name is created, a stored name left out is removed.
+   */
+  importConfig: handleUnaryCall<ImportConfigRequest, ImportConfigResponse>;
 }
 
 export interface ConfigServiceClient extends Client {
@@ -4951,6 +5567,26 @@ export interface ConfigServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetInstanceInfoResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Replaces the whole synced configuration with the one given, in one committed version
+   * (admin only; refused on a slave). Resources are matched by name: a name that exists is
+   * updated in place (its id kept), a new name is created, a stored name left out is removed.
+   */
+  importConfig(
+    request: ImportConfigRequest,
+    callback: (error: ServiceError | null, response: ImportConfigResponse) => void,
+  ): ClientUnaryCall;
+  importConfig(
+    request: ImportConfigRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ImportConfigResponse) => void,
+  ): ClientUnaryCall;
+  importConfig(
+    request: ImportConfigRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ImportConfigResponse) => void,
   ): ClientUnaryCall;
 }
 
