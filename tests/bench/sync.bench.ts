@@ -165,17 +165,19 @@ async function benchSize(n: number) {
 async function unchangedPushes(slave: Instance, ca: string, s: Snapshot, count: number): Promise<number[]> {
   const client = slave.receiverClient(ca);
   const call = client.sync(withBearer(TOKEN));
+  let failed: Error | undefined;
   const answers: ((r: SyncResponse) => void)[] = [];
   call.on("data", (r: SyncResponse) => answers.shift()?.(r));
+  call.on("error", (e: Error) => (failed = e));
   const times: number[] = [];
   try {
     for (let i = 0; i < count + 3; i++) {
       const t0 = performance.now();
-      const r = await new Promise<SyncResponse>((resolve, reject) => {
+      const r = await new Promise<SyncResponse>((resolve) => {
         answers.push(resolve);
-        call.once("error", reject);
         call.write({ snapshot: s });
       });
+      if (failed) throw failed;
       if (!r.ack) throw new Error(`unchanged push refused: ${r.nack?.reason}`);
       if (i >= 3) times.push(performance.now() - t0); // the first ones warm the stream up
     }
