@@ -1,18 +1,23 @@
 /**
- * npm run bench:sync
+ * npm run bench (also npm run bench:sync)
  *
- * For 100 and 1,000 proxy hosts, one master and one slave (TLS, each with its own real
- * Caddy): the latency from the master's API write returning to the slave's Caddy serving
- * the change, over CPM_BENCH_CHANGES changes (default 30), next to the bare `POST /load`
- * time of the same rendered config into a separate Caddy, measured in the same run.
+ * For each size in CPM_BENCH_SIZES (default 100 and 1,000 proxy hosts), one master and one
+ * slave (TLS, each with its own real Caddy), and prints one table:
+ * - writes/s: the hosts are seeded with 16 creates in flight (CPM_BENCH_IN_FLIGHT);
+ * - API write latency: CPM_BENCH_WRITES (default 200) UpdateProxyHost calls one at a time;
+ * - write -> the slave's Caddy serves it, over CPM_BENCH_CHANGES changes (default 30), next
+ *   to the bare `POST /load` of the same rendered config into a separate Caddy, same run;
+ * - the snapshot's size on the wire;
+ * - the unchanged periodic push: the master's current snapshot sent again to the slave's
+ *   receiver over one stream, the time to its ACK, and whether the slave's Caddy reloaded.
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { ProxyHost } from "@cpm/proto";
-import { unary } from "@cpm/grpc-kit";
+import { ProxyHost, Snapshot, type SyncResponse } from "@cpm/proto";
+import { unary, withBearer } from "@cpm/grpc-kit";
 import { caddyAdminRequest } from "@cpm/core";
 import { Instance, projectCaddy } from "../support/instance.ts";
 import { freePort, httpGet, startUpstream } from "../support/net.ts";
@@ -21,6 +26,9 @@ import { waitFor } from "../support/wait.ts";
 
 const SIZES = (process.env.CPM_BENCH_SIZES ?? "100,1000").split(",").map(Number);
 const CHANGES = Number(process.env.CPM_BENCH_CHANGES ?? 30);
+const WRITES = Number(process.env.CPM_BENCH_WRITES ?? 200);
+const IN_FLIGHT = Number(process.env.CPM_BENCH_IN_FLIGHT ?? 16);
+const TICKS = Number(process.env.CPM_BENCH_TICKS ?? 30);
 const TOKEN = "bench-sync-token-0123456789abcdef";
 
 const pct = (xs: number[], p: number) => {
@@ -50,18 +58,37 @@ async function benchSize(n: number) {
     env: { ...quiet, CPM_SYNC_TLS_CA: pki.caCert, INSTANCE_SLAVES: JSON.stringify([{ name: "s", url: `https://localhost:${slave.ports.sync}`, token: TOKEN }]) },
   });
   try {
-    process.stderr.write(`  seeding ${n} proxy hosts...\n`);
-    const hosts: ProxyHost[] = [];
-    for (let i = 0; i < n; i++) {
-      const r = await unary(
-        master.config.createProxyHost.bind(master.config),
-        { proxyHost: ProxyHost.fromPartial({ name: `h${i}`, domains: [`h${i}.bench.test`], upstreams: [`127.0.0.1:${up.port}`] }) },
-        master.adminToken,
-      );
-      hosts.push(r.proxyHost!);
-    }
+    process.stderr.write(`  seeding ${n} proxy hosts, ${IN_FLIGHT} in flight...\n`);
+    const hosts: ProxyHost[] = new Array(n);
+    let next = 0;
+    const seedStart = performance.now();
+    await Promise.all(
+      Array.from({ length: IN_FLIGHT }, async () => {
+        for (let i = next++; i < n; i = next++) {
+          const r = await unary(
+            master.config.createProxyHost.bind(master.config),
+            { proxyHost: ProxyHost.fromPartial({ name: `h${i}`, domains: [`h${i}.bench.test`], upstreams: [`127.0.0.1:${up.port}`] }) },
+            master.adminToken,
+          );
+          hosts[i] = r.proxyHost!;
+        }
+      }),
+    );
+    const writesPerSecond = n / ((performance.now() - seedStart) / 1000);
     const seeded = await master.version();
     await waitFor(async () => (await slave.version()) === seeded && (await slave.renderStatus()).inSync, "slave seeded", 300_000, 200);
+
+    process.stderr.write(`  ${WRITES} writes one at a time...\n`);
+    const writeLatencies: number[] = [];
+    for (let i = 0; i < WRITES; i++) {
+      const h = hosts[(i * 7) % n]!;
+      const t0 = performance.now();
+      const r = await unary(master.config.updateProxyHost.bind(master.config), { proxyHost: { ...h, upstreams: [`127.0.0.1:${up.port}`, `127.0.0.2:${1000 + i}`] } }, master.adminToken);
+      writeLatencies.push(performance.now() - t0);
+      hosts[(i * 7) % n] = r.proxyHost!;
+    }
+    const written = await master.version();
+    await waitFor(async () => (await slave.version()) === written && (await slave.renderStatus()).inSync, "slave caught up", 300_000, 200);
 
     process.stderr.write(`  ${CHANGES} changes...\n`);
     const latencies: number[] = [];
@@ -99,8 +126,24 @@ async function benchSize(n: number) {
     }
     bare.stop();
     const status = (await unary(master.dispatcher.getSyncStatus.bind(master.dispatcher), {}, master.adminToken)).slaves[0]!;
+
+    process.stderr.write(`  ${TICKS} unchanged pushes...\n`);
+    const snapshot = (await unary(master.config.getSnapshot.bind(master.config), {}, master.adminToken)).snapshot!;
+    const snapshotBytes = Snapshot.encode(snapshot).finish().length;
+    await waitFor(async () => (await slave.version()) === snapshot.version && (await slave.renderStatus()).inSync, "slave on the master's version", 60_000, 100);
+    const before = await slave.renderStatus();
+    const ticks = await unchangedPushes(slave, pki.caCert, snapshot, TICKS);
+    const after = await slave.renderStatus();
+    const reloaded = after.appliedAt?.getTime() !== before.appliedAt?.getTime() || after.configSha256 !== before.configSha256;
     return {
       n,
+      writesPerSecond,
+      writeMedian: pct(writeLatencies, 50),
+      writeP99: pct(writeLatencies, 99),
+      snapshotBytes,
+      tickMedian: pct(ticks, 50),
+      tickP99: pct(ticks, 99),
+      reloaded,
       syncMedian: pct(latencies, 50),
       syncP99: pct(latencies, 99),
       loadMedian: pct(loads, 50),
@@ -115,21 +158,57 @@ async function benchSize(n: number) {
   }
 }
 
+/**
+ * Sends `s` (what the slave already runs) `count` times over one stream, as the master's
+ * periodic push does, and returns the time from each send to its ACK.
+ */
+async function unchangedPushes(slave: Instance, ca: string, s: Snapshot, count: number): Promise<number[]> {
+  const client = slave.receiverClient(ca);
+  const call = client.sync(withBearer(TOKEN));
+  let failed: Error | undefined;
+  const answers: ((r: SyncResponse) => void)[] = [];
+  call.on("data", (r: SyncResponse) => answers.shift()?.(r));
+  call.on("error", (e: Error) => (failed = e));
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < count + 3; i++) {
+      const t0 = performance.now();
+      const r = await new Promise<SyncResponse>((resolve) => {
+        answers.push(resolve);
+        call.write({ snapshot: s });
+      });
+      if (failed) throw failed;
+      if (!r.ack) throw new Error(`unchanged push refused: ${r.nack?.reason}`);
+      if (i >= 3) times.push(performance.now() - t0); // the first ones warm the stream up
+    }
+  } finally {
+    call.end();
+    client.close();
+  }
+  return times;
+}
+
 async function main() {
-  console.log(`bench:sync — write returned on the master -> slave's Caddy serves the change (${CHANGES} changes per size)`);
-  const rows = [];
+  console.log(`bench: master + one TLS slave with real Caddies; ${IN_FLIGHT} writes in flight while seeding, ${WRITES} single writes, ${CHANGES} changes, ${TICKS} unchanged pushes per size`);
+  const rows: Awaited<ReturnType<typeof benchSize>>[] = [];
   for (const n of SIZES) {
     process.stderr.write(`size ${n}:\n`);
     rows.push(await benchSize(n));
   }
+  const line = (label: string, cell: (r: (typeof rows)[number]) => string) => console.log(`| ${label} | ${rows.map(cell).join(" | ")} |`);
   console.log("");
-  console.log("hosts | sync median | sync p99 | bare POST /load median | bare p99 | ratio (sync/load, medians) | config size");
-  console.log("------|-------------|----------|------------------------|----------|----------------------------|------------");
-  for (const r of rows) {
-    console.log(
-      `${String(r.n).padStart(5)} | ${ms(r.syncMedian).padStart(11)} | ${ms(r.syncP99).padStart(8)} | ${ms(r.loadMedian).padStart(22)} | ${ms(r.loadP99).padStart(8)} | ${(r.syncMedian / r.loadMedian).toFixed(2).padStart(26)}x | ${(r.configBytes / 1024).toFixed(0)} KiB`,
-    );
-  }
+  console.log(`| | ${rows.map((r) => `${r.n.toLocaleString("en-US")} hosts`).join(" | ")} |`);
+  console.log(`|---|${rows.map(() => "---").join("|")}|`);
+  line(`writes/s, ${IN_FLIGHT} in flight (seeding)`, (r) => `${r.writesPerSecond.toFixed(0)}/s`);
+  line("API write latency, median / p99", (r) => `${ms(r.writeMedian)} / ${ms(r.writeP99)}`);
+  line("write -> slave's Caddy serves it, median / p99", (r) => `${ms(r.syncMedian)} / ${ms(r.syncP99)}`);
+  line("bare `POST /load` of the same config, median / p99", (r) => `${ms(r.loadMedian)} / ${ms(r.loadP99)}`);
+  line("ratio of medians (sync / bare load)", (r) => `${(r.syncMedian / r.loadMedian).toFixed(2)}x`);
+  line("snapshot bytes", (r) => `${(r.snapshotBytes / 1024).toFixed(1)} KiB`);
+  line("rendered Caddy config", (r) => `${(r.configBytes / 1024).toFixed(0)} KiB`);
+  line("unchanged push -> slave's ACK, median / p99", (r) => `${ms(r.tickMedian)} / ${ms(r.tickP99)}`);
+  line("slave's Caddy reloaded by unchanged pushes", (r) => (r.reloaded ? "yes" : "no"));
+  line("snapshots sent to the slave", (r) => String(r.snapshotsSent));
 }
 
 main().then(

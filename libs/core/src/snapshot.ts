@@ -1,4 +1,5 @@
 import type { Snapshot } from "@cpm/proto";
+import { createHash } from "node:crypto";
 import { canonicalJson, sha256Hex } from "./canonical.ts";
 import { ValidationError } from "./errors.ts";
 import { normalizeProxyHost } from "./validation.ts";
@@ -12,19 +13,64 @@ export const SNAPSHOT_SCHEMA_VERSION = 1;
 
 type Content = Pick<Snapshot, "proxyHosts" | "l4ProxyHosts" | "certificates" | "accessLists" | "settings">;
 
-const byId = <T extends { id: string }>(xs: T[]) => [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+/** The resource lists of a snapshot, in the order the content hash covers them. */
+export const RESOURCE_KINDS = ["proxyHosts", "l4ProxyHosts", "certificates", "accessLists"] as const;
+export type ResourceKind = (typeof RESOURCE_KINDS)[number];
 
-/** Hash of the synced content only: independent of version, time and list order. */
+/** Hex sha256 of one resource (or of the settings): its canonical JSON. */
+export function resourceDigest(resource: unknown): string {
+  return sha256Hex(canonicalJson(resource ?? null));
+}
+
+/**
+ * Per-resource digests of a configuration: for each kind, resource id -> resourceDigest, and
+ * the settings' digest. A store can keep these up to date one resource at a time.
+ */
+export interface ContentDigests {
+  proxyHosts: ReadonlyMap<string, string>;
+  l4ProxyHosts: ReadonlyMap<string, string>;
+  certificates: ReadonlyMap<string, string>;
+  accessLists: ReadonlyMap<string, string>;
+  settings: string;
+}
+
+const sortedIds = (m: ReadonlyMap<string, string>) => [...m.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+
+/**
+ * The content hash from per-resource digests: sha256 over, for each kind in RESOURCE_KINDS,
+ * its name and its resources' `"id" digest` lines sorted by id, then the settings' digest.
+ * `ids`, when given, supplies each kind's ids already sorted (a store's cached order).
+ */
+export function contentHashOfDigests(d: ContentDigests, ids?: Partial<Record<ResourceKind, readonly string[]>>): string {
+  const h = createHash("sha256");
+  for (const kind of RESOURCE_KINDS) {
+    const digests = d[kind];
+    h.update(`${kind}\n`);
+    for (const id of ids?.[kind] ?? sortedIds(digests)) h.update(`${JSON.stringify(id)} ${digests.get(id)}\n`);
+  }
+  h.update(`settings ${d.settings}\n`);
+  return h.digest("hex");
+}
+
+/** Per-resource digests of a whole snapshot's content. */
+export function contentDigests(s: Content): ContentDigests {
+  const of = (xs: { id: string }[]) => new Map(xs.map((x) => [x.id, resourceDigest(x)]));
+  return {
+    proxyHosts: of(s.proxyHosts),
+    l4ProxyHosts: of(s.l4ProxyHosts),
+    certificates: of(s.certificates),
+    accessLists: of(s.accessLists),
+    settings: resourceDigest(s.settings),
+  };
+}
+
+/**
+ * Hash of the synced content only: independent of version, time and list order. Defined over
+ * per-resource digests (contentHashOfDigests), so a store can update it one resource at a time
+ * while master and slave agree on one definition.
+ */
 export function snapshotContentHash(s: Content): string {
-  return sha256Hex(
-    canonicalJson({
-      proxyHosts: byId(s.proxyHosts),
-      l4ProxyHosts: byId(s.l4ProxyHosts),
-      certificates: byId(s.certificates),
-      accessLists: byId(s.accessLists),
-      settings: s.settings ?? null,
-    }),
-  );
+  return contentHashOfDigests(contentDigests(s));
 }
 
 /**

@@ -19,9 +19,8 @@ export async function applySnapshot(store: ConfigStore, s: Snapshot | undefined)
         throw failedPrecondition(`snapshot version ${s.version} is older than the applied version ${info.version}`);
       }
       if (s.version === info.version) {
-        store.invalidate();
-        const current = await store.snapshot();
-        if (current.contentSha256 === s.contentSha256) return { version: info.version, changed: false };
+        await store.invalidateIfChangedElsewhere();
+        if ((await store.contentSha256()) === s.contentSha256) return { version: info.version, changed: false };
       }
     }
     await store.replaceAll(s);

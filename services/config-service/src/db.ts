@@ -47,6 +47,10 @@ export async function openDatabase(databaseUrl: string): Promise<{ db: Db; appli
     raw.close();
     const db = new PrismaClient({ adapter: new PrismaBetterSQLite3({ url: `file:${file}` }) });
     await db.$executeRawUnsafe("PRAGMA foreign_keys = ON");
+    // WAL with synchronous=NORMAL: a commit is not fsynced; the WAL is at checkpoints. The
+    // database stays consistent after a crash; a power loss can lose the last commits, and the
+    // version with them (an instance restarts on an earlier version; see README, Durability).
+    await db.$executeRawUnsafe("PRAGMA synchronous = NORMAL");
     await db.$queryRawUnsafe("PRAGMA busy_timeout = 5000");
     return { db, applied, dialect: "sqlite" };
   }

@@ -13,6 +13,8 @@ import {
   type ImportConfigResponse,
 } from "@cpm/proto";
 import { status, unary } from "@cpm/grpc-kit";
+import { createLogger } from "@cpm/core";
+import { ConfigStore } from "./store.ts";
 import { ADMIN, expectStatus, harnessForEachTest, selfSignedCertificate, startConfigService, type Harness } from "./test-support.ts";
 
 const site = selfSignedCertificate("site.test");
@@ -45,6 +47,17 @@ describe("ImportConfig", () => {
     settingsChanged: r.settingsChanged,
   });
   const none = { added: [], changed: [], removed: [] };
+
+  it("the served snapshot after an import equals a fresh read of the database (content hash and resources)", async () => {
+    await h.store.snapshot(); // the in-memory content is loaded before the import
+    await call(document());
+    await call(document({ proxyHosts: [{ name: "api", domains: ["api.example.com"], upstreams: ["10.0.0.9:8080"] }] }));
+    const served = await h.store.snapshot();
+    const fresh = await new ConfigStore(h.db, createLogger("test", "silent")).snapshot();
+    assert.equal(served.contentSha256, fresh.contentSha256);
+    assert.deepEqual(served.proxyHosts.map((x) => x.upstreams), [["10.0.0.9:8080"]]);
+    assert.deepEqual(fresh.proxyHosts, served.proxyHosts);
+  });
 
   it("into an empty instance: everything added in one committed version, references resolved by name", async () => {
     assert.equal(await version(), 0);

@@ -28,6 +28,7 @@ import {
   type ReservedAddress,
 } from "@cpm/core";
 import { BCRYPT_COST } from "./resources/access-lists.ts";
+import type { ChangeSet } from "./content-index.ts";
 import { accessListRow, certificateRow, l4Row, proxyHostRow, settingsFromRows, writeSettings, type ConfigStore, type Tx } from "./store.ts";
 
 const F = "config";
@@ -80,10 +81,11 @@ export async function importConfig(
     return response(plan, (await store.info()).version, false);
   }
   try {
-    const { result, version } = await store.write(async (tx, now) => {
+    const { result, version } = await store.write(async (tx, now, changes) => {
       const plan = planImport(await readContent(tx), hashed, { now, reserved });
       if (!hasChanges(plan)) throw new NothingToCommit();
       await applyPlan(tx, plan, now);
+      recordPlan(changes, plan);
       return plan;
     });
     return response(result, version, true);
@@ -283,6 +285,21 @@ function diff<T extends { id: string; name: string }>(current: T[], next: T[]): 
 
 function hasChanges(p: ImportPlan): boolean {
   return p.settingsChanged || [p.proxyHosts, p.l4ProxyHosts, p.certificates, p.accessLists].some((d) => d.added.length + d.changed.length + d.removed.length > 0);
+}
+
+/** Tells the store's in-memory content what the plan wrote (it reaches it once committed). */
+function recordPlan(changes: ChangeSet, p: ImportPlan): void {
+  const kinds = [
+    ["proxyHosts", p.proxyHosts],
+    ["l4ProxyHosts", p.l4ProxyHosts],
+    ["certificates", p.certificates],
+    ["accessLists", p.accessLists],
+  ] as const;
+  for (const [kind, d] of kinds) {
+    for (const x of [...d.added, ...d.changed]) changes.put(kind, x as never);
+    for (const x of d.removed) changes.remove(kind, x.id);
+  }
+  if (p.settingsChanged) changes.settings(p.next.settings);
 }
 
 /** Writes the plan in the caller's transaction: hosts leave before what they reference, and freed domains before they are taken. */

@@ -10,7 +10,7 @@ async function main() {
   const log = createLogger("config-service", cfg.logLevel);
   const { db, applied, dialect } = await openDatabase(cfg.databaseUrl);
   if (applied.length) log.info({ applied, dialect }, "database migrated");
-  const store = new ConfigStore(db, log);
+  const store = new ConfigStore(db, log, { dialect });
   const info = await store.init();
   const tokens = new ApiTokens(db);
   if (cfg.adminToken) await tokens.ensure(cfg.adminToken);

@@ -169,13 +169,15 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
       return r;
     },
     getInstanceInfo: async () => {
-      const i = await store.info();
+      await store.invalidateIfChangedElsewhere();
+      const [i, contentSha256] = await Promise.all([store.info(), store.contentSha256()]);
       return {
         mode: MODE[mode],
         instanceId: i.instanceId,
         version: i.version,
         masterInstanceId: i.masterInstanceId,
         versionCommittedAt: i.committedAt,
+        contentSha256,
       };
     },
   };

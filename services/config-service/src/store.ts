@@ -11,7 +11,8 @@ import {
   type Settings,
   type Snapshot,
 } from "@cpm/proto";
-import { canonicalJson, SNAPSHOT_SCHEMA_VERSION, snapshotContentHash, type Logger } from "@cpm/core";
+import { canonicalJson, SNAPSHOT_SCHEMA_VERSION, type Logger } from "@cpm/core";
+import { ChangeSet, ContentIndex } from "./content-index.ts";
 import type { Db } from "./db.ts";
 
 /** A transaction client: what write callbacks get. */
@@ -30,22 +31,45 @@ export interface InstanceInfo {
   masterInstanceId: string;
 }
 
+export interface StoreOptions {
+  /** SQLite lets the store notice a commit by another connection cheaply (PRAGMA data_version). */
+  dialect?: "sqlite" | "postgresql";
+}
+
+interface Loaded {
+  index: ContentIndex;
+  info: InstanceInfo;
+  /** SQLite's data_version when the rows were read (undefined on PostgreSQL). */
+  dataVersion: bigint | number | undefined;
+}
+
 /**
  * The versioned configuration store. Every write runs in one transaction that bumps the
  * persisted version exactly once; writes are serialized so versions commit in order; after
- * each commit, watchers hear the new version. Snapshots are built lazily and cached per commit.
+ * each commit, watchers hear the new version and its content hash.
+ *
+ * The synced content is kept in memory (ContentIndex): read from the database at first use
+ * and after invalidate(), then updated by each write with what it changed, so a write costs
+ * the size of its change, not of the configuration. The full Snapshot message is built only
+ * when asked for, once per commit.
  */
 export class ConfigStore {
   private readonly events = new EventEmitter();
   private queue: Promise<unknown> = Promise.resolve();
-  private cached: { key: string; snapshot: Snapshot } | undefined;
+  private cached: { revision: number; snapshot: Snapshot } | undefined;
+  /** Moves on every commit and invalidation; a load that saw it move reads again. */
   private revision = 0;
+  private loaded: Loaded | undefined;
+  private loading: Promise<Loaded> | undefined;
+  private readonly dialect: "sqlite" | "postgresql";
 
   constructor(
     readonly db: Db,
     private readonly log: Logger,
+    opts: StoreOptions = {},
   ) {
     this.events.setMaxListeners(0);
+    this.dialect = opts.dialect ?? "sqlite";
   }
 
   /** Creates the instance row on first start; returns who this instance is. */
@@ -71,18 +95,30 @@ export class ConfigStore {
 
   /**
    * One committed write: `fn` runs in a transaction, then the version is bumped once.
+   * `fn` records in `changes` every synced resource it creates, replaces or deletes (and
+   * settings it writes); they reach the in-memory content once the transaction has committed.
    * Nothing is written when `fn` throws.
    */
-  write<T>(fn: (tx: Tx, now: Date) => Promise<T>): Promise<{ result: T; version: number }> {
+  write<T>(fn: (tx: Tx, now: Date, changes: ChangeSet) => Promise<T>): Promise<{ result: T; version: number }> {
     return this.serialize(async () => {
       const now = new Date();
-      const { result, version } = await this.db.$transaction(async (tx) => {
-        const result = await fn(tx, now);
+      const changes = new ChangeSet();
+      const { result, row } = await this.db.$transaction(async (tx) => {
+        const result = await fn(tx, now, changes);
         const row = await tx.instance.update({ where: { id: 1 }, data: { version: { increment: 1 }, versionCommittedAt: now } });
-        return { result, version: row.version };
+        return { result, row };
       });
-      await this.committed();
-      return { result, version };
+      this.revision++;
+      const l = this.loaded;
+      if (l) {
+        changes.applyTo(l.index);
+        l.info = { instanceId: row.instanceId, version: row.version, committedAt: row.versionCommittedAt, masterInstanceId: row.masterInstanceId };
+        this.emitCommit({ version: row.version, committedAt: row.versionCommittedAt, contentSha256: l.index.contentSha256() });
+      } else {
+        const s = await this.snapshot();
+        this.emitCommit({ version: s.version, committedAt: s.generatedAt ?? now, contentSha256: s.contentSha256 });
+      }
+      return { result, version: row.version };
     });
   }
 
@@ -105,16 +141,14 @@ export class ConfigStore {
       await this.db.$transaction((tx) => replaceEveryRow(tx, s, now));
     }
     this.revision++;
-    // The stored rows are the snapshot's resources, so the snapshot is the new cache.
-    this.cached = { key: String(this.revision), snapshot: { ...s, generatedAt: now } };
-    this.events.emit("commit", { version: s.version, committedAt: now, contentSha256: s.contentSha256 } satisfies Commit);
+    // The stored rows are the snapshot's resources, so the snapshot's content is the new index.
+    const l = this.loaded ?? (await this.load());
+    l.index = ContentIndex.of(s);
+    l.info = { ...l.info, version: s.version, committedAt: now, masterInstanceId: s.masterInstanceId };
+    this.emitCommit({ version: s.version, committedAt: now, contentSha256: l.index.contentSha256() });
   }
 
-  private async committed(): Promise<void> {
-    this.revision++;
-    this.cached = undefined;
-    const snap = await this.snapshot();
-    const commit: Commit = { version: snap.version, committedAt: snap.generatedAt ?? new Date(), contentSha256: snap.contentSha256 };
+  private emitCommit(commit: Commit): void {
     this.log.debug({ version: commit.version }, "committed");
     this.events.emit("commit", commit);
   }
@@ -124,10 +158,73 @@ export class ConfigStore {
     return () => this.events.off("commit", listener);
   }
 
-  /** The full synced configuration at the current version. */
+  /** The content hash of the current configuration (no snapshot is built). */
+  async contentSha256(): Promise<string> {
+    return (await this.load()).index.contentSha256();
+  }
+
+  /** The full synced configuration at the current version, built once per commit. */
   async snapshot(): Promise<Snapshot> {
-    const key = String(this.revision);
-    if (this.cached?.key === key) return this.cached.snapshot;
+    for (;;) {
+      const revision = this.revision;
+      const { index, info } = await this.load();
+      if (revision !== this.revision) continue;
+      if (this.cached?.revision === revision) return this.cached.snapshot;
+      const snapshot: Snapshot = {
+        schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+        masterInstanceId: info.masterInstanceId || info.instanceId,
+        version: info.version,
+        generatedAt: info.committedAt,
+        contentSha256: index.contentSha256(),
+        ...index.content(),
+      };
+      this.cached = { revision, snapshot };
+      return snapshot;
+    }
+  }
+
+  /** Forget the in-memory content (the database may have changed behind this process). */
+  invalidate(): void {
+    this.revision++;
+    this.cached = undefined;
+    this.loaded = undefined;
+    this.loading = undefined;
+  }
+
+  /**
+   * Reads the content again when another connection has committed to the database since it
+   * was read (SQLite: PRAGMA data_version, one cheap query); on PostgreSQL, always.
+   */
+  async invalidateIfChangedElsewhere(): Promise<void> {
+    const l = this.loaded;
+    if (!l || l.dataVersion === undefined || (await this.dataVersion()) !== l.dataVersion) this.invalidate();
+  }
+
+  private async dataVersion(): Promise<bigint | number | undefined> {
+    if (this.dialect !== "sqlite") return undefined;
+    const rows = await this.db.$queryRawUnsafe<{ data_version: bigint | number }[]>("PRAGMA data_version");
+    return rows[0]?.data_version;
+  }
+
+  /** The in-memory content, read from the database when missing; a read raced by a commit is read again. */
+  private async load(): Promise<Loaded> {
+    for (;;) {
+      if (this.loaded) return this.loaded;
+      const revision = this.revision;
+      this.loading ??= this.readAll();
+      const loading = this.loading;
+      const l = await loading;
+      if (this.loading === loading) this.loading = undefined;
+      if (revision === this.revision) {
+        this.loaded = l;
+        return l;
+      }
+    }
+  }
+
+  private async readAll(): Promise<Loaded> {
+    // Read before the rows: a commit elsewhere in between is then seen as a change later, never missed.
+    const dataVersion = await this.dataVersion();
     const [inst, hosts, l4, certs, acls, settings] = await this.db.$transaction([
       this.db.instance.findUniqueOrThrow({ where: { id: 1 } }),
       this.db.proxyHost.findMany({ orderBy: { id: "asc" } }),
@@ -136,29 +233,15 @@ export class ConfigStore {
       this.db.accessList.findMany({ orderBy: { id: "asc" } }),
       this.db.setting.findMany(),
     ]);
-    const content = {
+    const index = ContentIndex.of({
       proxyHosts: hosts.map((r) => ProxyHost.fromJSON(JSON.parse(r.data))),
       l4ProxyHosts: l4.map((r) => L4ProxyHost.fromJSON(JSON.parse(r.data))),
       certificates: certs.map((r) => Certificate.fromJSON(JSON.parse(r.data))),
       accessLists: acls.map((r) => AccessList.fromJSON(JSON.parse(r.data))),
       settings: settingsFromRows(settings),
-    };
-    const snapshot: Snapshot = {
-      schemaVersion: SNAPSHOT_SCHEMA_VERSION,
-      masterInstanceId: inst.masterInstanceId || inst.instanceId,
-      version: inst.version,
-      generatedAt: inst.versionCommittedAt,
-      contentSha256: snapshotContentHash(content),
-      ...content,
-    };
-    if (this.cached === undefined && key === String(this.revision)) this.cached = { key, snapshot };
-    return snapshot;
-  }
-
-  /** Forget cached state (after the database may have changed behind this process). */
-  invalidate(): void {
-    this.revision++;
-    this.cached = undefined;
+    });
+    const info = { instanceId: inst.instanceId, version: inst.version, committedAt: inst.versionCommittedAt, masterInstanceId: inst.masterInstanceId };
+    return { index, info, dataVersion };
   }
 }
 

@@ -79,8 +79,8 @@ export async function startConfigService(opts: StartOptions = {}): Promise<Harne
   const adminToken = opts.adminToken ?? ADMIN;
   const internalToken = "internalToken" in opts ? opts.internalToken : INTERNAL;
   const log = createLogger("test", "silent");
-  const { db, applied } = await openDatabase(opts.databaseUrl ?? freshSqliteUrl());
-  const store = new ConfigStore(db, log);
+  const { db, applied, dialect } = await openDatabase(opts.databaseUrl ?? freshSqliteUrl());
+  const store = new ConfigStore(db, log, { dialect });
   await store.init();
   const tokens = new ApiTokens(db);
   await tokens.ensure(adminToken);

@@ -32,6 +32,24 @@ describe("SnapshotApplier: validate, preload, commit, confirm; NACKs say whether
     assert.deepEqual(await applier.apply(snap(4)), { ack: { version: 4, configSha256: "sha-4" }, nack: undefined });
   });
 
+  it("answers a snapshot of what already runs at once: no preload, no commit, no Caddy load", async () => {
+    const { applier, config, renderer } = fakes(1);
+    await applier.apply(snap(2));
+    assert.deepEqual([renderer.preloaded, config.committed], [[2], [2]]);
+    assert.deepEqual(await applier.apply(snap(2)), { ack: { version: 2, configSha256: "sha-2" }, nack: undefined });
+    assert.deepEqual([renderer.preloaded, config.committed], [[2], [2]], "the unchanged push touched nothing");
+
+    // The database no longer holds that content (changed behind its back): the full path repairs it.
+    config.contentSha256 = "tampered";
+    assert.deepEqual(await applier.apply(snap(2)), { ack: { version: 2, configSha256: "sha-2" }, nack: undefined });
+    assert.deepEqual([renderer.preloaded, config.committed], [[2, 2], [2, 2]]);
+
+    // Caddy not in sync on that version: the full path as well.
+    renderer.current = { ...renderer.current, inSync: false };
+    await applier.apply(snap(2));
+    assert.deepEqual(renderer.preloaded, [2, 2, 2]);
+  });
+
   it("refuses an invalid snapshot naming the field, not retryable, before Caddy sees it", async () => {
     const { applier, renderer } = fakes(1);
     const bad = { ...snap(2), contentSha256: "0".repeat(64) };

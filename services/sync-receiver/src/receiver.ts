@@ -135,10 +135,35 @@ export class SnapshotApplier {
   }
 
   /** The applied version and master, from the database (the one source for the stale check). */
-  private async refresh(): Promise<void> {
+  private async refresh(): Promise<string> {
     const info = await this.config.instanceInfo();
     this.state.masterInstanceId = info.masterInstanceId;
     this.state.appliedVersion = info.version;
+    return info.contentSha256;
+  }
+
+  /**
+   * A snapshot of what already runs (a periodic push with nothing changed): same master, same
+   * version, the content hash the slave's database holds (config-service reads the database
+   * again when it was changed behind its back), and the renderer in sync on that version. It
+   * is answered at once with an ACK: no validation, no preload, no commit, no Caddy load.
+   * Anything else returns undefined and takes the full path.
+   */
+  private async unchanged(snapshot: Snapshot | undefined, contentSha256: string): Promise<SyncResponse | undefined> {
+    if (!snapshot || !contentSha256 || snapshot.contentSha256 !== contentSha256) return undefined;
+    if (snapshot.masterInstanceId !== this.state.masterInstanceId || snapshot.version !== this.state.appliedVersion) return undefined;
+    let status;
+    try {
+      status = await this.renderer.status();
+    } catch {
+      return undefined;
+    }
+    if (!status.inSync || status.appliedVersion !== snapshot.version) return undefined;
+    this.state.configSha256 = status.configSha256;
+    this.state.lastSyncTime = new Date();
+    this.state.lastError = "";
+    this.log.debug({ version: snapshot.version }, "snapshot already applied and running (ACK, nothing to do)");
+    return { ack: { version: snapshot.version, configSha256: status.configSha256 }, nack: undefined };
   }
 
   /**
@@ -169,12 +194,15 @@ export class SnapshotApplier {
       this.log.warn({ version, code: NackCode[code], retryable, reason }, "snapshot refused (NACK)");
       return { ack: undefined, nack: { version, appliedVersion: this.state.appliedVersion, reason, code, retryable } };
     };
+    let contentSha256: string;
     try {
-      await this.refresh();
+      contentSha256 = await this.refresh();
     } catch (err) {
       const e = err as GrpcFailure;
       return nack(NackCode.NACK_CODE_UNAVAILABLE, `slave's config-service unavailable: ${e.details ?? e.message}`, true);
     }
+    const unchanged = await this.unchanged(snapshot, contentSha256);
+    if (unchanged) return unchanged;
     try {
       if (!snapshot) throw new ValidationError("snapshot", "is required");
       validateSnapshot(snapshot);

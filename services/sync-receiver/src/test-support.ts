@@ -58,6 +58,8 @@ export class FakeConfigClient implements ConfigPort {
   readonly committed: number[] = [];
   failApply: Error | undefined;
   failInfo: Error | undefined;
+  /** The content hash of what the fake database holds ("" until a snapshot is committed). */
+  contentSha256 = "";
 
   constructor(
     private readonly renderer: FakeRendererClient,
@@ -67,7 +69,7 @@ export class FakeConfigClient implements ConfigPort {
 
   async instanceInfo() {
     if (this.failInfo) throw this.failInfo;
-    return GetInstanceInfoResponse.fromPartial({ version: this.version, masterInstanceId: this.master });
+    return GetInstanceInfoResponse.fromPartial({ version: this.version, masterInstanceId: this.master, contentSha256: this.contentSha256 });
   }
   async applySnapshot(snapshot: Snapshot) {
     if (this.failApply) throw this.failApply;
@@ -75,6 +77,7 @@ export class FakeConfigClient implements ConfigPort {
     this.committed.push(snapshot.version);
     this.version = snapshot.version;
     this.master = snapshot.masterInstanceId;
+    this.contentSha256 = snapshot.contentSha256;
     this.renderer.current = RenderStatus.fromPartial({ appliedVersion: snapshot.version, configSha256: `sha-${snapshot.version}`, inSync: true });
     return { version: snapshot.version, changed };
   }

@@ -52,10 +52,11 @@ export class AccessLists {
       if (!u.password) throw new ValidationError(`${F}.users[${i}].password`, "is required for a new user");
     });
     const hashed = await hashPasswords(acl.users);
-    return this.store.write(async (tx, now) => {
+    return this.store.write(async (tx, now, changes) => {
       const created = stored({ ...acl, id: randomUUID(), users: hashed, createdAt: now, updatedAt: now });
       await checkName(tx, created);
       await tx.accessList.create({ data: accessListRow(created, now) });
+      changes.put("accessLists", created);
       return created;
     });
   }
@@ -65,7 +66,7 @@ export class AccessLists {
     if (!input.id) throw new ValidationError(`${F}.id`, "is required");
     const acl = normalizeAccessList(input, F, { source: "api" });
     const hashed = await hashPasswords(acl.users);
-    return this.store.write(async (tx, now) => {
+    return this.store.write(async (tx, now, changes) => {
       const existing = await tx.accessList.findUnique({ where: { id: acl.id } });
       if (!existing) throw notFound("access list", acl.id);
       const before = AccessList.fromJSON(JSON.parse(existing.data));
@@ -79,19 +80,21 @@ export class AccessLists {
       await checkName(tx, updated);
       const row = accessListRow(updated, now);
       await tx.accessList.update({ where: { id: acl.id }, data: { ...row, id: undefined } });
+      changes.put("accessLists", updated);
       return updated;
     });
   }
 
   delete(id: string) {
     if (!id) throw new ValidationError("id", "is required");
-    return this.store.write(async (tx) => {
+    return this.store.write(async (tx, _now, changes) => {
       const existing = await tx.accessList.findUnique({ where: { id } });
       if (!existing) throw notFound("access list", id);
       const users = await tx.proxyHost.findMany({ where: { accessListId: id }, orderBy: { name: "asc" }, select: { name: true } });
       const used = inUse("access list", existing.name, [{ kind: "proxy host", names: users.map((h) => h.name) }], "detach it first");
       if (used) throw used;
       await tx.accessList.delete({ where: { id } });
+      changes.remove("accessLists", id);
     });
   }
 }

@@ -46,11 +46,12 @@ export class Certificates {
 
   create(input: Certificate | undefined) {
     if (!input) throw new ValidationError(F, "is required");
-    return this.store.write(async (tx, now) => {
+    return this.store.write(async (tx, now, changes) => {
       const cert = normalizeCertificate(input, F, { now });
       const created: Certificate = { ...cert, id: randomUUID(), createdAt: now, updatedAt: now };
       await checkName(tx, created);
       await tx.certificate.create({ data: certificateRow(created, now) });
+      changes.put("certificates", created);
       return created;
     });
   }
@@ -58,7 +59,7 @@ export class Certificates {
   update(input: Certificate | undefined) {
     if (!input) throw new ValidationError(F, "is required");
     if (!input.id) throw new ValidationError(`${F}.id`, "is required");
-    return this.store.write(async (tx, now) => {
+    return this.store.write(async (tx, now, changes) => {
       const row = await tx.certificate.findUnique({ where: { id: input.id } });
       if (!row) throw notFound("certificate", input.id);
       const existing = fromRow(row.data);
@@ -71,13 +72,14 @@ export class Certificates {
       await checkName(tx, updated);
       const data = certificateRow(updated, now);
       await tx.certificate.update({ where: { id: updated.id }, data: { name: data.name, data: data.data, updatedAt: data.updatedAt } });
+      changes.put("certificates", updated);
       return updated;
     });
   }
 
   delete(id: string) {
     if (!id) throw new ValidationError("id", "is required");
-    return this.store.write(async (tx) => {
+    return this.store.write(async (tx, _now, changes) => {
       const row = await tx.certificate.findUnique({ where: { id } });
       if (!row) throw notFound("certificate", id);
       const hosts = await tx.proxyHost.findMany({ where: { certificateId: id }, select: { name: true }, orderBy: { name: "asc" } });
@@ -93,6 +95,7 @@ export class Certificates {
       );
       if (used) throw used;
       await tx.certificate.delete({ where: { id } });
+      changes.remove("certificates", id);
     });
   }
 }

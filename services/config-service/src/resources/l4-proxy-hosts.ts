@@ -64,10 +64,11 @@ export function l4ProxyHostHandlers(store: ConfigStore, reserved: readonly Reser
     createL4ProxyHost: async (req) => {
       if (!req.l4ProxyHost) throw new ValidationError(F, "is required");
       const host = normalize(req.l4ProxyHost);
-      const { result, version } = await store.write(async (tx, now) => {
+      const { result, version } = await store.write(async (tx, now, changes) => {
         const created: L4ProxyHost = { ...host, id: randomUUID(), createdAt: now, updatedAt: now };
         await checkConflicts(tx, created);
         await tx.l4ProxyHost.create({ data: l4Row(created, now) });
+        changes.put("l4ProxyHosts", created);
         return created;
       });
       return { l4ProxyHost: result, configVersion: version };
@@ -77,12 +78,13 @@ export function l4ProxyHostHandlers(store: ConfigStore, reserved: readonly Reser
       if (!req.l4ProxyHost) throw new ValidationError(F, "is required");
       if (!req.l4ProxyHost.id) throw new ValidationError(`${F}.id`, "is required");
       const host = normalize(req.l4ProxyHost);
-      const { result, version } = await store.write(async (tx, now) => {
+      const { result, version } = await store.write(async (tx, now, changes) => {
         const existing = await tx.l4ProxyHost.findUnique({ where: { id: host.id } });
         if (!existing) throw notFound("L4 proxy host", host.id);
         const updated: L4ProxyHost = { ...host, createdAt: existing.createdAt, updatedAt: now };
         await checkConflicts(tx, updated);
         await tx.l4ProxyHost.update({ where: { id: host.id }, data: { ...l4Row(updated, now), id: undefined } });
+        changes.put("l4ProxyHosts", updated);
         return updated;
       });
       return { l4ProxyHost: result, configVersion: version };
@@ -90,10 +92,11 @@ export function l4ProxyHostHandlers(store: ConfigStore, reserved: readonly Reser
 
     deleteL4ProxyHost: async (req) => {
       if (!req.id) throw new ValidationError("id", "is required");
-      const { version } = await store.write(async (tx) => {
+      const { version } = await store.write(async (tx, _now, changes) => {
         const existing = await tx.l4ProxyHost.findUnique({ where: { id: req.id } });
         if (!existing) throw notFound("L4 proxy host", req.id);
         await tx.l4ProxyHost.delete({ where: { id: req.id } });
+        changes.remove("l4ProxyHosts", req.id);
       });
       return { configVersion: version };
     },

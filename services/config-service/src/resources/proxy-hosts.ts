@@ -34,10 +34,11 @@ export class ProxyHosts {
   create(input: ProxyHost | undefined) {
     if (!input) throw new ValidationError(F, "is required");
     const host = this.normalize(input);
-    return this.store.write(async (tx, now) => {
+    return this.store.write(async (tx, now, changes) => {
       const created: ProxyHost = { ...host, id: randomUUID(), createdAt: now, updatedAt: now };
       await checkConflicts(tx, created);
       await tx.proxyHost.create({ data: { ...proxyHostRow(created, now), domains: { create: created.domains.map((domain) => ({ domain })) } } });
+      changes.put("proxyHosts", created);
       return created;
     });
   }
@@ -46,7 +47,7 @@ export class ProxyHosts {
     if (!input) throw new ValidationError(F, "is required");
     if (!input.id) throw new ValidationError(`${F}.id`, "is required");
     const host = this.normalize(input);
-    return this.store.write(async (tx, now) => {
+    return this.store.write(async (tx, now, changes) => {
       const existing = await tx.proxyHost.findUnique({ where: { id: host.id } });
       if (!existing) throw notFound("proxy host", host.id);
       const updated: ProxyHost = { ...host, createdAt: existing.createdAt, updatedAt: now };
@@ -57,16 +58,18 @@ export class ProxyHosts {
         where: { id: host.id },
         data: { ...row, id: undefined, domains: { create: updated.domains.map((domain) => ({ domain })) } },
       });
+      changes.put("proxyHosts", updated);
       return updated;
     });
   }
 
   delete(id: string) {
     if (!id) throw new ValidationError("id", "is required");
-    return this.store.write(async (tx) => {
+    return this.store.write(async (tx, _now, changes) => {
       const existing = await tx.proxyHost.findUnique({ where: { id } });
       if (!existing) throw notFound("proxy host", id);
       await tx.proxyHost.delete({ where: { id } });
+      changes.remove("proxyHosts", id);
     });
   }
 }

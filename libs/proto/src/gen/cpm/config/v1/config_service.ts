@@ -311,7 +311,14 @@ export interface GetInstanceInfoResponse {
   version: number;
   /** On a slave: the master whose snapshot is applied. */
   masterInstanceId: string;
-  versionCommittedAt: Date | undefined;
+  versionCommittedAt:
+    | Date
+    | undefined;
+  /**
+   * Hex sha256 of the synced content this instance holds now (the snapshot content hash);
+   * a database changed behind the service's back is read again first.
+   */
+  contentSha256: string;
 }
 
 /**
@@ -4140,7 +4147,14 @@ export const GetInstanceInfoRequest: MessageFns<GetInstanceInfoRequest> = {
 };
 
 function createBaseGetInstanceInfoResponse(): GetInstanceInfoResponse {
-  return { mode: 0, instanceId: "", version: 0, masterInstanceId: "", versionCommittedAt: undefined };
+  return {
+    mode: 0,
+    instanceId: "",
+    version: 0,
+    masterInstanceId: "",
+    versionCommittedAt: undefined,
+    contentSha256: "",
+  };
 }
 
 export const GetInstanceInfoResponse: MessageFns<GetInstanceInfoResponse> = {
@@ -4159,6 +4173,9 @@ export const GetInstanceInfoResponse: MessageFns<GetInstanceInfoResponse> = {
     }
     if (message.versionCommittedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.versionCommittedAt), writer.uint32(42).fork()).join();
+    }
+    if (message.contentSha256 !== "") {
+      writer.uint32(50).string(message.contentSha256);
     }
     return writer;
   },
@@ -4216,6 +4233,14 @@ export const GetInstanceInfoResponse: MessageFns<GetInstanceInfoResponse> = {
             message.versionCommittedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.contentSha256 = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4247,6 +4272,11 @@ export const GetInstanceInfoResponse: MessageFns<GetInstanceInfoResponse> = {
         : isSet(object.version_committed_at)
         ? fromJsonTimestamp(object.version_committed_at)
         : undefined,
+      contentSha256: isSet(object.contentSha256)
+        ? globalThis.String(object.contentSha256)
+        : isSet(object.content_sha256)
+        ? globalThis.String(object.content_sha256)
+        : "",
     };
   },
 
@@ -4267,6 +4297,9 @@ export const GetInstanceInfoResponse: MessageFns<GetInstanceInfoResponse> = {
     if (message.versionCommittedAt !== undefined) {
       obj.versionCommittedAt = message.versionCommittedAt.toISOString();
     }
+    if (message.contentSha256 !== "") {
+      obj.contentSha256 = message.contentSha256;
+    }
     return obj;
   },
 
@@ -4280,6 +4313,7 @@ export const GetInstanceInfoResponse: MessageFns<GetInstanceInfoResponse> = {
     message.version = object.version ?? 0;
     message.masterInstanceId = object.masterInstanceId ?? "";
     message.versionCommittedAt = object.versionCommittedAt ?? undefined;
+    message.contentSha256 = object.contentSha256 ?? "";
     return message;
   },
 };

@@ -1,0 +1,167 @@
+import { AccessList, AcmeSettings, Certificate, GeneralSettings, HttpSettings, L4ProxyHost, ProxyHost, type Settings, type Snapshot } from "@cpm/proto";
+import { contentHashOfDigests, RESOURCE_KINDS, resourceDigest, type ResourceKind } from "@cpm/core";
+
+/** The synced content of a snapshot: what the index holds. */
+export type Content = Pick<Snapshot, ResourceKind | "settings">;
+
+interface ResourceOf {
+  proxyHosts: ProxyHost;
+  l4ProxyHosts: L4ProxyHost;
+  certificates: Certificate;
+  accessLists: AccessList;
+}
+
+interface Codec<T> {
+  toJSON(x: T): unknown;
+  fromJSON(x: unknown): T;
+}
+
+const CODECS: { [K in ResourceKind]: Codec<ResourceOf[K]> } = {
+  proxyHosts: ProxyHost,
+  l4ProxyHosts: L4ProxyHost,
+  certificates: Certificate,
+  accessLists: AccessList,
+};
+
+/**
+ * A resource exactly as it reads back from its stored row (`fromJSON(JSON.parse(data))`,
+ * data being `JSON.stringify(toJSON(x))`), so the index never differs from a fresh read.
+ */
+function asStored<K extends ResourceKind>(kind: K, x: ResourceOf[K]): ResourceOf[K] {
+  const codec = CODECS[kind];
+  return codec.fromJSON(JSON.parse(JSON.stringify(codec.toJSON(x))));
+}
+
+/** Settings exactly as they read back from their rows (see writeSettings / settingsFromRows). */
+export function storedSettings(s: Settings | undefined): Settings {
+  const roundTrip = <T>(codec: Codec<T>, x: T) => codec.fromJSON(JSON.parse(JSON.stringify(codec.toJSON(x))));
+  return {
+    general: roundTrip(GeneralSettings, s?.general ?? GeneralSettings.fromPartial({})),
+    acme: roundTrip(AcmeSettings, s?.acme ?? AcmeSettings.fromPartial({})),
+    // Absent until first written, so a snapshot without it keeps its content hash on a slave.
+    http: s?.http ? roundTrip(HttpSettings, s.http) : undefined,
+  };
+}
+
+const byId = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+class KindIndex<T extends { id: string }> {
+  readonly values = new Map<string, T>();
+  readonly digests = new Map<string, string>();
+  private order: string[] | undefined;
+
+  put(x: T): void {
+    if (!this.values.has(x.id)) this.order = undefined;
+    this.values.set(x.id, x);
+    this.digests.set(x.id, resourceDigest(x));
+  }
+
+  remove(id: string): void {
+    if (this.values.delete(id)) this.order = undefined;
+    this.digests.delete(id);
+  }
+
+  /** Ids sorted as the content hash and the snapshot list them; re-sorted only after a create or delete. */
+  ids(): readonly string[] {
+    this.order ??= [...this.values.keys()].sort(byId);
+    return this.order;
+  }
+
+  list(): T[] {
+    return this.ids().map((id) => this.values.get(id)!);
+  }
+}
+
+/**
+ * The synced configuration in memory: every resource as stored, its digest, and the content
+ * hash over them (libs/core contentHashOfDigests). A write updates it one resource at a time;
+ * the content hash is recomputed from the kept digests (no resource is re-encoded) and cached
+ * until the next change.
+ */
+export class ContentIndex {
+  private readonly kinds: { [K in ResourceKind]: KindIndex<ResourceOf[K]> } = {
+    proxyHosts: new KindIndex(),
+    l4ProxyHosts: new KindIndex(),
+    certificates: new KindIndex(),
+    accessLists: new KindIndex(),
+  };
+  private settingsValue: Settings = storedSettings(undefined);
+  private settingsDigest = resourceDigest(this.settingsValue);
+  private hash: string | undefined;
+
+  /** An index holding `c` (resources are taken as they read back from the database). */
+  static of(c: Content): ContentIndex {
+    const idx = new ContentIndex();
+    for (const kind of RESOURCE_KINDS) for (const x of c[kind]) idx.put(kind, x as never);
+    idx.setSettings(c.settings);
+    return idx;
+  }
+
+  put<K extends ResourceKind>(kind: K, x: ResourceOf[K]): void {
+    (this.kinds[kind] as KindIndex<ResourceOf[K]>).put(asStored(kind, x));
+    this.hash = undefined;
+  }
+
+  remove(kind: ResourceKind, id: string): void {
+    this.kinds[kind].remove(id);
+    this.hash = undefined;
+  }
+
+  setSettings(s: Settings | undefined): void {
+    this.settingsValue = storedSettings(s);
+    this.settingsDigest = resourceDigest(this.settingsValue);
+    this.hash = undefined;
+  }
+
+  contentSha256(): string {
+    this.hash ??= contentHashOfDigests(
+      {
+        proxyHosts: this.kinds.proxyHosts.digests,
+        l4ProxyHosts: this.kinds.l4ProxyHosts.digests,
+        certificates: this.kinds.certificates.digests,
+        accessLists: this.kinds.accessLists.digests,
+        settings: this.settingsDigest,
+      },
+      {
+        proxyHosts: this.kinds.proxyHosts.ids(),
+        l4ProxyHosts: this.kinds.l4ProxyHosts.ids(),
+        certificates: this.kinds.certificates.ids(),
+        accessLists: this.kinds.accessLists.ids(),
+      },
+    );
+    return this.hash;
+  }
+
+  /** The content as snapshot lists, each ordered by id. */
+  content(): Content {
+    return {
+      proxyHosts: this.kinds.proxyHosts.list(),
+      l4ProxyHosts: this.kinds.l4ProxyHosts.list(),
+      certificates: this.kinds.certificates.list(),
+      accessLists: this.kinds.accessLists.list(),
+      settings: this.settingsValue,
+    };
+  }
+}
+
+/** What one write changes in the index; applied only once its transaction has committed. */
+export class ChangeSet {
+  private readonly ops: ((idx: ContentIndex) => void)[] = [];
+
+  /** A created or replaced resource. */
+  put<K extends ResourceKind>(kind: K, x: ResourceOf[K]): void {
+    this.ops.push((idx) => idx.put(kind, x));
+  }
+
+  remove(kind: ResourceKind, id: string): void {
+    this.ops.push((idx) => idx.remove(kind, id));
+  }
+
+  settings(s: Settings): void {
+    this.ops.push((idx) => idx.setSettings(s));
+  }
+
+  applyTo(idx: ContentIndex): void {
+    for (const op of this.ops) op(idx);
+  }
+}
