@@ -131,7 +131,8 @@ describe("managed certificates from a real ACME CA: issued once by the master, s
     assert.ok(issued.expiresAt && issued.expiresAt.getTime() > Date.now(), "expires_at is the issued leaf's not-after");
     assert.match(issued.fingerprintSha256, /^[0-9a-f]{64}$/);
 
-    const onMaster = await verifiedChain(master.ports.https, "acme-site.localhost", ca.rootPem);
+    // Caddy may be switching configs for a moment (the host was just created): retry the handshake.
+    const onMaster = await waitFor(() => verifiedChain(master.ports.https, "acme-site.localhost", ca!.rootPem), "the master's handshake", 15_000, 300);
     assert.equal(fingerprint(onMaster[0]!), issued.fingerprintSha256, "the master presents the recorded certificate");
     assert.ok(onMaster[0]!.subjectAltName?.includes("DNS:acme-site.localhost"));
 
