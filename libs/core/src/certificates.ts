@@ -1,6 +1,6 @@
 import { createHash, createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from "node:crypto";
 import { isIP } from "node:net";
-import { CertificateType, type Certificate } from "@cpm/proto";
+import { CertificateIssuance, CertificateStatus, CertificateType, type Certificate, type IssuedCertificate } from "@cpm/proto";
 import { ValidationError } from "./errors.ts";
 import { checkNoPlaceholder } from "./text.ts";
 import { checkHostName, checkName, checkOptionalId } from "./validation.ts";
@@ -19,7 +19,15 @@ import { checkHostName, checkName, checkOptionalId } from "./validation.ts";
  *   - a wildcard of a public name is refused: ACME issues wildcards only through the DNS
  *     challenge, which is not configured. Wildcards of private names (isPrivateName) are
  *     issued by Caddy's internal CA and are fine;
- *   - auto_renew is normalized to true: Caddy renews everything it manages.
+ *   - auto_renew is normalized to true: Caddy renews everything it manages;
+ *   - issuance: unset means MASTER (the master's Caddy obtains it; slaves serve the issued
+ *     material). EACH_NODE: every instance's Caddy obtains its own; status and issued are
+ *     cleared;
+ *   - status, status_detail and issued (MASTER): set by the master from what its Caddy
+ *     obtained (config-service), carried to slaves in the snapshot. Each issued entry names
+ *     one of domain_names (once), holds a chain that covers it and the matching key, like an
+ *     imported certificate (no clock check: a slave serves what the master has). The
+ *     read-only fields describe the entry that expires first.
  * - IMPORTED (PEM supplied by the operator, served through Caddy's tls.certificates.load_pem):
  *   - certificate_pem: one to MAX_CHAIN CERTIFICATE blocks, leaf first, each one signed by the
  *     next; any other PEM block (a key pasted in the wrong field) is refused;
@@ -112,7 +120,14 @@ export function normalizeCertificate(input: Certificate, field = "certificate", 
     });
     if (input.certificatePem.trim()) throw new ValidationError(`${field}.certificate_pem`, "must be empty for a managed certificate (Caddy obtains it)");
     if (input.privateKeyPem.trim()) throw new ValidationError(`${field}.private_key_pem`, "must be empty for a managed certificate (Caddy keeps its keys)");
-    return { ...base, domainNames, certificatePem: "", privateKeyPem: "", autoRenew: true };
+    const managed = { ...base, domainNames, certificatePem: "", privateKeyPem: "", autoRenew: true };
+    if (input.issuance === CertificateIssuance.CERTIFICATE_ISSUANCE_EACH_NODE) {
+      return { ...managed, issuance: input.issuance, status: CertificateStatus.CERTIFICATE_STATUS_UNSPECIFIED, statusDetail: "", issued: [] };
+    }
+    if (input.issuance !== CertificateIssuance.CERTIFICATE_ISSUANCE_MASTER && input.issuance !== CertificateIssuance.CERTIFICATE_ISSUANCE_UNSPECIFIED) {
+      throw new ValidationError(`${field}.issuance`, `${String(input.issuance)} is not a known value`);
+    }
+    return { ...managed, issuance: CertificateIssuance.CERTIFICATE_ISSUANCE_MASTER, ...normalizeIssuance(input, domainNames, field) };
   }
 
   // IMPORTED
@@ -154,6 +169,10 @@ export function normalizeCertificate(input: Certificate, field = "certificate", 
 
   return {
     ...base,
+    issuance: CertificateIssuance.CERTIFICATE_ISSUANCE_UNSPECIFIED,
+    status: CertificateStatus.CERTIFICATE_STATUS_UNSPECIFIED,
+    statusDetail: "",
+    issued: [],
     domainNames: filled,
     certificatePem: chain.map((c) => c.toString().trim()).join("\n") + "\n",
     privateKeyPem: String(key.export({ type: "pkcs8", format: "pem" })),
@@ -162,6 +181,53 @@ export function normalizeCertificate(input: Certificate, field = "certificate", 
     expiresAt,
     fingerprintSha256: createHash("sha256").update(leaf.raw).digest("hex"),
     issuer: leaf.issuer.split("\n").join(", "),
+  };
+}
+
+const KNOWN_STATUS = new Set([
+  CertificateStatus.CERTIFICATE_STATUS_UNSPECIFIED,
+  CertificateStatus.CERTIFICATE_STATUS_PENDING,
+  CertificateStatus.CERTIFICATE_STATUS_ISSUED,
+  CertificateStatus.CERTIFICATE_STATUS_FAILED,
+]);
+
+/** Status and issued material of a master-issued certificate (see the rules above). */
+function normalizeIssuance(input: Certificate, domainNames: string[], field: string): Pick<Certificate, "status" | "statusDetail" | "issued" | "notBefore" | "expiresAt" | "fingerprintSha256" | "issuer"> {
+  if (!KNOWN_STATUS.has(input.status)) throw new ValidationError(`${field}.status`, `${String(input.status)} is not a known value`);
+  checkNoPlaceholder(input.statusDetail, `${field}.status_detail`);
+  if (input.statusDetail.length > 2000) throw new ValidationError(`${field}.status_detail`, "is longer than 2000 characters");
+  const seen = new Set<string>();
+  let first: { leaf: X509Certificate; expiresAt: Date } | undefined;
+  const issued = input.issued.map((e, i): IssuedCertificate => {
+    const at = `${field}.issued[${i}]`;
+    const name = canonicalName(e.domainName);
+    if (!domainNames.includes(name)) throw new ValidationError(`${at}.domain_name`, `"${e.domainName}" is not one of the certificate's domain names`);
+    if (seen.has(name)) throw new ValidationError(`${at}.domain_name`, `"${name}" is listed twice`);
+    seen.add(name);
+    const chain = parseChain(e.certificatePem, `${at}.certificate_pem`);
+    const leaf = chain[0]!;
+    const key = parseKey(e.privateKeyPem, `${at}.private_key_pem`);
+    if (!leaf.publicKey.export({ type: "spki", format: "der" }).equals(createPublicKey(key).export({ type: "spki", format: "der" }))) {
+      throw new ValidationError(`${at}.private_key_pem`, "does not match the certificate (the leaf's public key is another one)");
+    }
+    if (!subjectAltNames(leaf).some((san) => certificateCovers(san, name))) throw new ValidationError(`${at}.certificate_pem`, `does not cover "${name}"`);
+    const expiresAt = new Date(leaf.validTo);
+    if (!first || expiresAt < first.expiresAt) first = { leaf, expiresAt };
+    return {
+      domainName: name,
+      certificatePem: chain.map((c) => c.toString().trim()).join("\n") + "\n",
+      privateKeyPem: String(key.export({ type: "pkcs8", format: "pem" })),
+      notAfter: expiresAt,
+    };
+  });
+  return {
+    status: input.status,
+    statusDetail: input.statusDetail,
+    issued: issued.sort((a, b) => (a.domainName < b.domainName ? -1 : a.domainName > b.domainName ? 1 : 0)),
+    notBefore: first ? new Date(first.leaf.validFrom) : undefined,
+    expiresAt: first?.expiresAt,
+    fingerprintSha256: first ? createHash("sha256").update(first.leaf.raw).digest("hex") : "",
+    issuer: first ? first.leaf.issuer.split("\n").join(", ") : "",
   };
 }
 

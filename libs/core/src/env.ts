@@ -74,6 +74,10 @@ export interface InstanceConfig {
   readonly reconcileIntervalMs: number;
   readonly caddyBin: string | undefined;
   readonly caddyHasLayer4: boolean | undefined;
+  /** Caddy's storage directory (certificates it obtained), read by the renderer of a master or standalone instance. */
+  readonly caddyStorageDir: string;
+  /** Slave: host:port of the master's Caddy HTTP port, where ACME HTTP-01 challenges for master-issued names are proxied. */
+  readonly masterHttpAddress: string | undefined;
 }
 
 type Env = Record<string, string | undefined>;
@@ -193,6 +197,21 @@ function bindAddress(env: Env, name: string): string | undefined {
   return family === 6 ? `[${bare.toLowerCase()}]` : bare;
 }
 
+function masterHttpAddress(env: Env, name: string): string | undefined {
+  const v = str(env, name);
+  if (v === undefined) return undefined;
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new ConfigError(name, `"${v}" is not a URL (e.g. http://master.internal:80)`);
+  }
+  if (u.protocol !== "http:" || u.pathname !== "/" || u.search || u.username || /[{}]/.test(v)) {
+    throw new ConfigError(name, `"${v}" must be http://host[:port] (the master's Caddy HTTP port), without a path`);
+  }
+  return `${u.hostname}:${u.port || "80"}`;
+}
+
 function readablePath(env: Env, name: string): string | undefined {
   const p = str(env, name);
   if (p === undefined) return undefined;
@@ -298,6 +317,8 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     reconcileIntervalMs: int(env, "CPM_RECONCILE_INTERVAL_MS", 2000, 100, 3_600_000),
     caddyBin: str(env, "CPM_CADDY_BIN"),
     caddyHasLayer4: optBool(env, "CPM_CADDY_LAYER4"),
+    caddyStorageDir: path.resolve(str(env, "CPM_CADDY_STORAGE_DIR") ?? path.join(dataDir, "caddy", "data", "caddy")),
+    masterHttpAddress: masterHttpAddress(env, "CPM_MASTER_HTTP_URL"),
   });
 }
 

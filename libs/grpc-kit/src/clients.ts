@@ -1,4 +1,4 @@
-import { CaddyRendererClient, ConfigServiceClient, type RenderStatus, type Snapshot } from "@cpm/proto";
+import { CaddyRendererClient, ConfigServiceClient, type RecordCertificateIssuanceRequest, type RenderStatus, type Snapshot } from "@cpm/proto";
 import { backoffDelay, sleep, type Logger } from "@cpm/core";
 import type { ClientReadableStream } from "@grpc/grpc-js";
 import { channelCredentials, clientOptions, unary, withBearer } from "./client.ts";
@@ -23,6 +23,11 @@ export class ConfigClient {
 
   applySnapshot(snapshot: Snapshot, deadlineMs = 60_000) {
     return unary(this.raw.applySnapshot.bind(this.raw), { snapshot }, this.internalToken, deadlineMs);
+  }
+
+  /** Reports what this instance's Caddy obtained for a master-issued certificate (master or standalone). */
+  recordCertificateIssuance(req: RecordCertificateIssuanceRequest, deadlineMs = 30_000) {
+    return unary(this.raw.recordCertificateIssuance.bind(this.raw), req, this.internalToken, deadlineMs);
   }
 
   instanceInfo() {

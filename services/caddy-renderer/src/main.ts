@@ -2,6 +2,7 @@ import path from "node:path";
 import { caddyAdminBlock, CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, reservedAddresses } from "@cpm/core";
 import { ConfigClient, RemoteAuthenticator } from "@cpm/grpc-kit";
 import { CaddyAdmin } from "./caddy.ts";
+import { IssuanceRecorder } from "./issuance.ts";
 import { probeLayer4 } from "./probe.ts";
 import { Reconciler } from "./reconciler.ts";
 import { createServer } from "./server.ts";
@@ -14,16 +15,26 @@ async function main() {
   const caddy = new CaddyAdmin(cfg.caddyApiUrl);
   const layer4 = await probeLayer4({ configured: cfg.caddyHasLayer4, caddyBin: cfg.caddyBin });
   log.info({ layer4: layer4.layer4, reason: layer4.reason }, "layer4 (caddy-l4) support");
-  const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, bindAddress: cfg.caddyBind, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: layer4.layer4, tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls"), reservedUpstreams: reservedAddresses(cfg) };
+  const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, bindAddress: cfg.caddyBind, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: layer4.layer4, tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls"), reservedUpstreams: reservedAddresses(cfg), servesMasterIssued: cfg.mode === "slave", masterHttpAddress: cfg.mode === "slave" ? cfg.masterHttpAddress : undefined };
   const reconciler = new Reconciler(config, caddy, renderOptions, log, cfg.reconcileIntervalMs, cfg.syncAckTimeoutSeconds * 1000);
   const auth = new RemoteAuthenticator(cfg.apiAddr, cfg.internalToken);
   const server = createServer({ reconciler, renderOptions, authenticate: auth.authenticate, log, syncMaxMessageBytes: cfg.syncMaxMessageBytes });
   const port = await server.listen(cfg.rendererListen);
   log.info({ listen: cfg.rendererListen, port, caddy: cfg.caddyApiUrl, config: cfg.configAddr }, "caddy-renderer ready");
 
+  // The master (or a standalone instance) records what its Caddy obtained for master-issued certificates.
+  const recorder = cfg.mode === "slave" ? undefined : new IssuanceRecorder(config, renderOptions, cfg.caddyStorageDir, log);
   const stopWatching = new AbortController();
   reconciler.start();
-  void config.watch((c) => reconciler.onCommit(c), log, stopWatching.signal);
+  recorder?.start();
+  void config.watch(
+    (c) => {
+      reconciler.onCommit(c);
+      recorder?.onCommit(c);
+    },
+    log,
+    stopWatching.signal,
+  );
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -32,6 +43,7 @@ async function main() {
     log.info({ signal }, "shutting down");
     stopWatching.abort();
     reconciler.stop();
+    recorder?.stop();
     await server.shutdown();
     config.close();
     auth.close();

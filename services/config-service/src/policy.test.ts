@@ -18,7 +18,7 @@ describe("access tables", () => {
 
   it("the internal token reaches only what the other services call", () => {
     const internal = Object.entries(CONFIG_SERVICE_POLICY.methods).filter(([, callers]) => callers.includes("internal")).map(([m]) => m);
-    assert.deepEqual(internal.sort(), ["ApplySnapshot", "GetInstanceInfo", "GetSnapshot", "WatchConfig"]);
+    assert.deepEqual(internal.sort(), ["ApplySnapshot", "GetInstanceInfo", "GetSnapshot", "RecordCertificateIssuance", "WatchConfig"]);
     assert.ok(Object.values(ACCOUNT_SERVICE_POLICY.methods).every((callers) => !callers.includes("internal")));
   });
 });

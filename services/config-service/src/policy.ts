@@ -3,7 +3,7 @@ import { definePolicy } from "@cpm/grpc-kit";
 /**
  * Who may call each ConfigService method. The internal token (the other services of this
  * instance) reaches only what they call: snapshots, the version stream, instance info and,
- * on a slave, ApplySnapshot. It never reaches resource CRUD or settings.
+ * on a slave, ApplySnapshot; on a master, RecordCertificateIssuance. It never reaches resource CRUD or settings.
  */
 export const CONFIG_SERVICE_POLICY = definePolicy("cpm.config.v1.ConfigService", {
   CreateProxyHost: ["admin"],
@@ -35,6 +35,8 @@ export const CONFIG_SERVICE_POLICY = definePolicy("cpm.config.v1.ConfigService",
   ApplySnapshot: ["internal"],
   // Replaces the whole synced configuration.
   ImportConfig: ["admin"],
+  // The renderer reports what the master's Caddy obtained.
+  RecordCertificateIssuance: ["internal"],
 });
 
 /** Who may call each AccountService method: accounts are an admin matter; WhoAmI is how other services check a token. */

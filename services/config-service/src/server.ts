@@ -123,7 +123,7 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
   };
 
   const config: AsyncService<ConfigServiceServer> = {
-    ...certificateHandlers(store),
+    ...certificateHandlers(store, mode),
     ...accessListHandlers(store),
     ...l4ProxyHostHandlers(store, deps.reservedUpstreams),
     ...settingsHandlers(store),

@@ -3,7 +3,7 @@ import { canonicalJson, checkUpstreamsNotReserved, parseUpstream, sha256Hex } fr
 import { accessListHandlers } from "./access.ts";
 import { renderLayer4 } from "./layer4.ts";
 import { hstsValue, transportTimeouts } from "./settings.ts";
-import { httpsConnectionPolicies, renderPki, renderTls } from "./tls.ts";
+import { challengeForwardRoute, httpsConnectionPolicies, renderPki, renderTls } from "./tls.ts";
 import type { Json, RenderOptions } from "./types.ts";
 
 export type { RenderOptions } from "./types.ts";
@@ -67,7 +67,8 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
   const servers: Json = {
     http: {
       listen: [`${opts.bindAddress ?? ""}:${opts.httpPort}`],
-      routes: [...sortRoutes(httpRoutes), NOT_FOUND_ROUTE],
+      // A challenge for a name the master orders goes to the master before any host route (ssl_forced redirects included).
+      routes: [...[challengeForwardRoute(snapshot, opts)].filter((r) => r !== undefined), ...sortRoutes(httpRoutes), NOT_FOUND_ROUTE],
       automatic_https: { disable: true },
     },
   };

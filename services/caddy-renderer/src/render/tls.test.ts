@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
-import { Certificate, CertificateType, L4ProxyHost, Snapshot } from "@cpm/proto";
+import { Certificate, CertificateIssuance, CertificateType, L4ProxyHost, Snapshot } from "@cpm/proto";
 import { render, type RenderOptions } from "./index.ts";
 import { assertCaddyAcceptsAll, assertGolden, cert, host, makeSelfSigned, OPTS as BASE_OPTS, snapshot, type Json } from "./test-support.ts";
 import { certificateTag, ensureTlsFiles } from "./tls.ts";
@@ -257,4 +257,48 @@ describe("caddy validate (tls)", () => {
         ]),
       ),
     ));
+});
+
+describe("master-issued certificates", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "cpm-issued-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const obtained = makeSelfSigned(dir, "a.example.com", ["DNS:a.example.com"]);
+  const issued = Certificate.fromPartial({
+    ...cert("c-a", ["a.example.com", "b.example.com"]),
+    issued: [{ domainName: "a.example.com", certificatePem: obtained.cert, privateKeyPem: obtained.key }],
+  });
+  const snap = snapshot({ certificates: [issued], proxyHosts: [host("h", ["a.example.com", "b.example.com"], { certificateId: "c-a" })] });
+  const SLAVE: RenderOptions = { ...BASE_OPTS, servesMasterIssued: true, masterHttpAddress: "10.0.0.1:80" };
+
+  test("on the master (or standalone), Caddy orders them: automate with the ACME issuer", () => {
+    const cfg = JSON.parse(render(snap, BASE_OPTS).json);
+    assert.deepEqual(cfg.apps.tls.certificates.automate, ["a.example.com", "b.example.com"]);
+    assert.equal(cfg.apps.tls.certificates.load_pem, undefined, "the master never loads what its own Caddy manages");
+  });
+
+  test("on a slave, the issued material is loaded and nothing is ordered; a name not issued yet is a warning", () => {
+    const r = render(snap, SLAVE);
+    const cfg = JSON.parse(r.json);
+    assert.deepEqual(cfg.apps.tls.certificates.load_pem, [{ certificate: obtained.cert, key: obtained.key, tags: [certificateTag("c-a")] }]);
+    assert.equal(cfg.apps.tls.certificates.automate, undefined);
+    assert.equal(cfg.apps.tls.automation, undefined, "no issuer at all on the slave");
+    assert.ok(r.warnings.some((w) => w.includes("not issued by the master yet for b.example.com")), r.warnings.join("\n"));
+  });
+
+  test("on a slave, HTTP-01 challenges for master-issued names go to the master's HTTP port, before any host route", () => {
+    const cfg = JSON.parse(render(snap, SLAVE).json);
+    assert.deepEqual(cfg.apps.http.servers.http.routes[0], {
+      match: [{ host: ["a.example.com", "b.example.com"], path: ["/.well-known/acme-challenge/*"] }],
+      handle: [{ handler: "reverse_proxy", upstreams: [{ dial: "10.0.0.1:80" }] }],
+      terminal: true,
+    });
+  });
+
+  test("EACH_NODE certificates are ordered by every node, slaves included", () => {
+    const each = snapshot({ ...snap, certificates: [{ ...issued, issuance: CertificateIssuance.CERTIFICATE_ISSUANCE_EACH_NODE, issued: [] }] });
+    const cfg = JSON.parse(render(each, SLAVE).json);
+    assert.deepEqual(cfg.apps.tls.certificates.automate, ["a.example.com", "b.example.com"]);
+    assert.equal(cfg.apps.tls.certificates.load_pem, undefined);
+    assert.equal(cfg.apps.http.servers.http.routes[0].match[0].path, undefined, "no challenge forwarding for names the slave orders itself");
+  });
 });

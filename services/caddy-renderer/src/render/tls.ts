@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { CertificateType, type Certificate, type ProxyHost, type Snapshot } from "@cpm/proto";
+import { CertificateIssuance, CertificateType, type Certificate, type ProxyHost, type Snapshot } from "@cpm/proto";
 import { certificateCovers, isPrivateName, sha256Hex } from "@cpm/core";
 import type { Json, RenderOptions } from "./types.ts";
 
@@ -30,6 +30,11 @@ import type { Json, RenderOptions } from "./types.ts";
  *   3. every other name goes to ACME: `settings.acme.ca_url` (empty: Caddy's default, Let's
  *      Encrypt), account email `settings.general.acme_email`. With non-standard ports the
  *      challenge ports follow the instance's ports.
+ * - MANAGED and master-issued (issuance unset or MASTER) on a slave (opts.servesMasterIssued):
+ *   never ordered here. What the master obtained (the certificate's `issued` entries, one per
+ *   name) is loaded with load_pem, tagged certificateTag(id), and picked by SNI by the
+ *   catch-all connection policy; a name not issued yet gets no certificate, with a warning.
+ *   EACH_NODE certificates are obtained by every node, as above.
  * Caddy 2.6's ACME issuer reads extra trusted roots from files only (trusted_roots_pem_files),
  * so the config names `<opts.tlsFilesDir>/acme-ca-root-<sha256>.pem`: the rendered bytes stay
  * a function of the snapshot and the options, and render stays pure. ensureTlsFiles writes
@@ -42,6 +47,8 @@ export const certificateTag = (id: string) => `cpm-cert-${id}`;
 
 interface TlsPlan {
   imported: Certificate[];
+  /** Master-issued certificates a slave serves from the snapshot. */
+  fromMaster: Certificate[];
   /** name -> issuer kind, sorted by name. */
   managed: Map<string, "internal" | "acme">;
 }
@@ -58,11 +65,12 @@ function usedCertificates(snapshot: Snapshot, opts: RenderOptions): Certificate[
 function plan(snapshot: Snapshot, opts: RenderOptions): TlsPlan {
   const used = usedCertificates(snapshot, opts);
   const privateAcme = !!snapshot.settings?.acme?.caRootPem?.trim() && !!snapshot.settings?.acme?.caUrl?.trim();
+  const fromMaster = opts.servesMasterIssued ? used.filter(isMasterIssued) : [];
   const names = new Set<string>();
-  for (const c of used) if (c.type === CertificateType.CERTIFICATE_TYPE_MANAGED) c.domainNames.forEach((d) => names.add(d));
+  for (const c of used) if (c.type === CertificateType.CERTIFICATE_TYPE_MANAGED && !fromMaster.includes(c)) c.domainNames.forEach((d) => names.add(d));
   const managed = new Map<string, "internal" | "acme">();
   for (const n of [...names].sort(cmp)) managed.set(n, !privateAcme && isPrivateName(n) ? "internal" : "acme");
-  return { imported: used.filter((c) => c.type === CertificateType.CERTIFICATE_TYPE_IMPORTED), managed };
+  return { imported: used.filter((c) => c.type === CertificateType.CERTIFICATE_TYPE_IMPORTED), fromMaster, managed };
 }
 
 /**
@@ -72,11 +80,15 @@ function plan(snapshot: Snapshot, opts: RenderOptions): TlsPlan {
  */
 export function renderTls(snapshot: Snapshot, opts: RenderOptions, warnings: string[]): Json | undefined {
   const p = plan(snapshot, opts);
-  if (p.imported.length === 0 && p.managed.size === 0) return undefined;
+  const issued = p.fromMaster.flatMap((c) => {
+    const missing = c.domainNames.filter((d) => !c.issued.some((e) => e.domainName === d));
+    if (missing.length > 0) warnings.push(`certificate "${c.name}": not issued by the master yet for ${missing.join(", ")}; HTTPS handshakes for ${missing.length > 1 ? "them" : "it"} will fail until it is`);
+    return c.issued.map((e) => ({ certificate: e.certificatePem, key: e.privateKeyPem, tags: [certificateTag(c.id)] }));
+  });
+  if (p.imported.length === 0 && p.managed.size === 0 && issued.length === 0) return undefined;
   const certificates: Json = {};
-  if (p.imported.length > 0) {
-    certificates.load_pem = p.imported.map((c) => ({ certificate: c.certificatePem, key: c.privateKeyPem, tags: [certificateTag(c.id)] }));
-  }
+  const loaded = [...p.imported.map((c) => ({ certificate: c.certificatePem, key: c.privateKeyPem, tags: [certificateTag(c.id)] })), ...issued];
+  if (loaded.length > 0) certificates.load_pem = loaded;
   const tls: Json = { certificates };
   if (p.managed.size > 0) {
     certificates.automate = [...p.managed.keys()];
@@ -89,6 +101,36 @@ export function renderTls(snapshot: Snapshot, opts: RenderOptions, warnings: str
   }
   hostCoverageWarnings(snapshot, warnings);
   return tls;
+}
+
+/** Obtained by the master and served by slaves from the snapshot (the default for managed certificates). */
+export function isMasterIssued(c: Certificate): boolean {
+  return c.type === CertificateType.CERTIFICATE_TYPE_MANAGED && c.issuance !== CertificateIssuance.CERTIFICATE_ISSUANCE_EACH_NODE;
+}
+
+/**
+ * The certificates this instance orders for the fleet: master-issued managed certificates
+ * that an enabled host uses (none on a slave).
+ */
+export function masterIssuedInUse(snapshot: Snapshot, opts: RenderOptions): Certificate[] {
+  if (opts.servesMasterIssued) return [];
+  return usedCertificates(snapshot, opts).filter(isMasterIssued);
+}
+
+/**
+ * A slave's route that proxies ACME HTTP-01 challenges for master-issued names to the
+ * master's HTTP port (opts.masterHttpAddress), so a CA validation that reaches this node
+ * succeeds. Undefined when there is nothing to forward.
+ */
+export function challengeForwardRoute(snapshot: Snapshot, opts: RenderOptions): Json | undefined {
+  if (!opts.servesMasterIssued || !opts.masterHttpAddress) return undefined;
+  const names = [...new Set(usedCertificates(snapshot, opts).filter(isMasterIssued).flatMap((c) => c.domainNames))].sort(cmp);
+  if (names.length === 0) return undefined;
+  return {
+    match: [{ host: names, path: ["/.well-known/acme-challenge/*"] }],
+    handle: [{ handler: "reverse_proxy", upstreams: [{ dial: opts.masterHttpAddress }] }],
+    terminal: true,
+  };
 }
 
 /** apps.pki when Caddy's internal CA issues anything: never install its root into the system trust store. */

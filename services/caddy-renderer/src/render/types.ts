@@ -31,6 +31,16 @@ export interface RenderOptions {
    * cannot open (a port another process holds) never stops the HTTP hosts from being served.
    */
   layer4RefusedBecause?: string;
+  /**
+   * A slave: master-issued managed certificates are served from the snapshot's issued
+   * material (load_pem) and never ordered from a CA here. Unset: this instance obtains them.
+   */
+  servesMasterIssued?: boolean;
+  /**
+   * A slave: host:port of the master's Caddy HTTP port (CPM_MASTER_HTTP_URL). ACME HTTP-01
+   * challenges for master-issued names that reach this node are proxied there.
+   */
+  masterHttpAddress?: string;
 }
 
 export type Json = Record<string, unknown>;

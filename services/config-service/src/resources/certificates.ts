@@ -1,15 +1,33 @@
 import { randomUUID } from "node:crypto";
-import { Certificate, CertificateType, type ConfigServiceServer } from "@cpm/proto";
-import { alreadyExists, normalizeCertificate, notFound, ValidationError } from "@cpm/core";
+import { Certificate, CertificateIssuance, CertificateStatus, CertificateType, type ConfigServiceServer, type RecordCertificateIssuanceRequest } from "@cpm/proto";
+import { alreadyExists, canonicalJson, failedPrecondition, normalizeCertificate, notFound, ValidationError, type InstanceMode } from "@cpm/core";
 import { permissionDenied, type AsyncService, type CallContext } from "@cpm/grpc-kit";
 import { inUse } from "./in-use.ts";
 import { certificateRow, type ConfigStore, type Tx } from "../store.ts";
 
 const F = "certificate";
 
-/** What API clients see unless an admin asks for keys: everything but the private key. */
+/** What API clients see unless an admin asks for keys: everything but the private keys (imported and issued). */
 export function redactCertificate(c: Certificate): Certificate {
-  return { ...c, privateKeyPem: "" };
+  return { ...c, privateKeyPem: "", issued: c.issued.map((e) => ({ ...e, privateKeyPem: "" })) };
+}
+
+const isMasterIssued = (c: Certificate) =>
+  c.type === CertificateType.CERTIFICATE_TYPE_MANAGED && c.issuance !== CertificateIssuance.CERTIFICATE_ISSUANCE_EACH_NODE;
+
+const sameNames = (a: string[], b: string[]) => canonicalJson([...a].sort()) === canonicalJson([...b].sort());
+
+/**
+ * The issuance state a client write leaves: clients never set status or issued material. A
+ * master-issued certificate keeps what was issued while its names stay the same (slaves keep
+ * serving it); new names, or a change of type or issuance, start over as PENDING.
+ */
+function issuanceAfterWrite(input: Certificate, existing: Certificate | undefined): Pick<Certificate, "status" | "statusDetail" | "issued"> {
+  if (!isMasterIssued(input)) return { status: CertificateStatus.CERTIFICATE_STATUS_UNSPECIFIED, statusDetail: "", issued: [] };
+  if (existing && isMasterIssued(existing) && sameNames(existing.domainNames, input.domainNames.map((d) => d.toLowerCase()))) {
+    return { status: existing.status, statusDetail: existing.statusDetail, issued: existing.issued };
+  }
+  return { status: CertificateStatus.CERTIFICATE_STATUS_PENDING, statusDetail: "", issued: [] };
 }
 
 /**
@@ -47,7 +65,7 @@ export class Certificates {
   create(input: Certificate | undefined) {
     if (!input) throw new ValidationError(F, "is required");
     return this.store.write(async (tx, now, changes) => {
-      const cert = normalizeCertificate(input, F, { now });
+      const cert = normalizeCertificate({ ...input, ...issuanceAfterWrite(input, undefined) }, F, { now });
       const created: Certificate = { ...cert, id: randomUUID(), createdAt: now, updatedAt: now };
       await checkName(tx, created);
       await tx.certificate.create({ data: certificateRow(created, now) });
@@ -67,7 +85,7 @@ export class Certificates {
         input.type === CertificateType.CERTIFICATE_TYPE_IMPORTED &&
         existing.type === CertificateType.CERTIFICATE_TYPE_IMPORTED &&
         !input.privateKeyPem.trim();
-      const cert = normalizeCertificate(keepKey ? { ...input, privateKeyPem: existing.privateKeyPem } : input, F, { now });
+      const cert = normalizeCertificate({ ...input, ...(keepKey ? { privateKeyPem: existing.privateKeyPem } : {}), ...issuanceAfterWrite(input, existing) }, F, { now });
       const updated: Certificate = { ...cert, id: existing.id, createdAt: row.createdAt, updatedAt: now };
       await checkName(tx, updated);
       const data = certificateRow(updated, now);
@@ -75,6 +93,37 @@ export class Certificates {
       changes.put("certificates", updated);
       return updated;
     });
+  }
+
+  /**
+   * Records what this instance's Caddy obtained for a master-issued certificate (master or
+   * standalone only). A report for other names than the certificate's (it changed meanwhile)
+   * is refused; one that changes nothing commits nothing.
+   */
+  async recordIssuance(req: RecordCertificateIssuanceRequest): Promise<{ version: number; changed: boolean }> {
+    const check = (row: { data: string } | null): Certificate => {
+      if (!row) throw notFound("certificate", req.certificateId);
+      const existing = fromRow(row.data);
+      if (!isMasterIssued(existing)) throw failedPrecondition(`certificate "${existing.name}" is not a master-issued managed certificate`);
+      if (!sameNames(existing.domainNames, req.domainNames)) {
+        throw failedPrecondition(`domain_names: the report is for ${req.domainNames.join(", ")}; certificate "${existing.name}" now names ${existing.domainNames.join(", ")}`);
+      }
+      return existing;
+    };
+    const next = (existing: Certificate) =>
+      normalizeCertificate({ ...existing, status: req.status, statusDetail: req.statusDetail, issued: req.issued }, F);
+    if (!req.certificateId) throw new ValidationError("certificate_id", "is required");
+    const before = check(await this.store.db.certificate.findUnique({ where: { id: req.certificateId } }));
+    if (canonicalJson(Certificate.toJSON(next(before))) === canonicalJson(Certificate.toJSON(before))) {
+      return { version: (await this.store.info()).version, changed: false };
+    }
+    const { version } = await this.store.write(async (tx, now, changes) => {
+      const existing = check(await tx.certificate.findUnique({ where: { id: req.certificateId } }));
+      const updated: Certificate = { ...next(existing), updatedAt: now };
+      await tx.certificate.update({ where: { id: updated.id }, data: { data: certificateRow(updated, now).data, updatedAt: now } });
+      changes.put("certificates", updated);
+    });
+    return { version, changed: true };
   }
 
   delete(id: string) {
@@ -101,7 +150,7 @@ export class Certificates {
 }
 
 /** ConfigService handlers for this resource (CRUD with validation and referential checks). */
-export function certificateHandlers(store: ConfigStore): AsyncService<ConfigServiceServer> {
+export function certificateHandlers(store: ConfigStore, mode: InstanceMode): AsyncService<ConfigServiceServer> {
   const certs = new Certificates(store);
   return {
     createCertificate: async (req) => {
@@ -123,6 +172,12 @@ export function certificateHandlers(store: ConfigStore): AsyncService<ConfigServ
       return { certificate: redactCertificate(result), configVersion: version };
     },
     deleteCertificate: async (req) => ({ configVersion: (await certs.delete(req.id)).version }),
+    recordCertificateIssuance: async (req, ctx) => {
+      if (mode === "slave") throw failedPrecondition("RecordCertificateIssuance: on a slave the master issues certificates");
+      const r = await certs.recordIssuance(req);
+      if (r.changed) ctx.log.info({ certificate: req.certificateId, status: req.status, names: req.issued.map((e) => e.domainName) }, "certificate issuance recorded");
+      return { configVersion: r.version, changed: r.changed };
+    },
   };
 }
 

@@ -21,7 +21,17 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../../google/protobuf/timestamp.ts";
-import { AccessList, Certificate, L4ProxyHost, ProxyHost, Settings } from "./resources.ts";
+import {
+  AccessList,
+  Certificate,
+  CertificateStatus,
+  certificateStatusFromJSON,
+  certificateStatusToJSON,
+  IssuedCertificate,
+  L4ProxyHost,
+  ProxyHost,
+  Settings,
+} from "./resources.ts";
 import { Snapshot } from "./snapshot.ts";
 
 export const protobufPackage = "cpm.config.v1";
@@ -372,6 +382,26 @@ export interface ImportConfigResponse {
   configVersion: number;
   /** Whether this import committed a version (false on a dry run and when nothing differs). */
   committed: boolean;
+}
+
+export interface RecordCertificateIssuanceRequest {
+  certificateId: string;
+  /**
+   * The domain names this report covers: must equal the certificate's (a report about an
+   * older list of names is refused).
+   */
+  domainNames: string[];
+  status: CertificateStatus;
+  /** The CA's error (FAILED). */
+  statusDetail: string;
+  /** What was obtained so far, one entry per name. */
+  issued: IssuedCertificate[];
+}
+
+export interface RecordCertificateIssuanceResponse {
+  /** The version after the call (unchanged when nothing changed). */
+  configVersion: number;
+  changed: boolean;
 }
 
 function createBaseCreateProxyHostRequest(): CreateProxyHostRequest {
@@ -4860,6 +4890,250 @@ export const ImportConfigResponse: MessageFns<ImportConfigResponse> = {
   },
 };
 
+function createBaseRecordCertificateIssuanceRequest(): RecordCertificateIssuanceRequest {
+  return { certificateId: "", domainNames: [], status: 0, statusDetail: "", issued: [] };
+}
+
+export const RecordCertificateIssuanceRequest: MessageFns<RecordCertificateIssuanceRequest> = {
+  encode(message: RecordCertificateIssuanceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.certificateId !== "") {
+      writer.uint32(10).string(message.certificateId);
+    }
+    for (const v of message.domainNames) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.status !== 0) {
+      writer.uint32(24).int32(message.status);
+    }
+    if (message.statusDetail !== "") {
+      writer.uint32(34).string(message.statusDetail);
+    }
+    for (const v of message.issued) {
+      IssuedCertificate.encode(v!, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordCertificateIssuanceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordCertificateIssuanceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.certificateId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.domainNames.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.statusDetail = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.issued.push(IssuedCertificate.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordCertificateIssuanceRequest {
+    return {
+      certificateId: isSet(object.certificateId)
+        ? globalThis.String(object.certificateId)
+        : isSet(object.certificate_id)
+        ? globalThis.String(object.certificate_id)
+        : "",
+      domainNames: globalThis.Array.isArray(object?.domainNames)
+        ? object.domainNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.domain_names)
+        ? object.domain_names.map((e: any) => globalThis.String(e))
+        : [],
+      status: isSet(object.status) ? certificateStatusFromJSON(object.status) : 0,
+      statusDetail: isSet(object.statusDetail)
+        ? globalThis.String(object.statusDetail)
+        : isSet(object.status_detail)
+        ? globalThis.String(object.status_detail)
+        : "",
+      issued: globalThis.Array.isArray(object?.issued)
+        ? object.issued.map((e: any) => IssuedCertificate.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RecordCertificateIssuanceRequest): unknown {
+    const obj: any = {};
+    if (message.certificateId !== "") {
+      obj.certificateId = message.certificateId;
+    }
+    if (message.domainNames?.length) {
+      obj.domainNames = message.domainNames;
+    }
+    if (message.status !== 0) {
+      obj.status = certificateStatusToJSON(message.status);
+    }
+    if (message.statusDetail !== "") {
+      obj.statusDetail = message.statusDetail;
+    }
+    if (message.issued?.length) {
+      obj.issued = message.issued.map((e) => IssuedCertificate.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordCertificateIssuanceRequest>, I>>(
+    base?: I,
+  ): RecordCertificateIssuanceRequest {
+    return RecordCertificateIssuanceRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordCertificateIssuanceRequest>, I>>(
+    object: I,
+  ): RecordCertificateIssuanceRequest {
+    const message = createBaseRecordCertificateIssuanceRequest();
+    message.certificateId = object.certificateId ?? "";
+    message.domainNames = object.domainNames?.map((e) => e) || [];
+    message.status = object.status ?? 0;
+    message.statusDetail = object.statusDetail ?? "";
+    message.issued = object.issued?.map((e) => IssuedCertificate.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRecordCertificateIssuanceResponse(): RecordCertificateIssuanceResponse {
+  return { configVersion: 0, changed: false };
+}
+
+export const RecordCertificateIssuanceResponse: MessageFns<RecordCertificateIssuanceResponse> = {
+  encode(message: RecordCertificateIssuanceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.configVersion !== 0) {
+      writer.uint32(8).int64(message.configVersion);
+    }
+    if (message.changed !== false) {
+      writer.uint32(16).bool(message.changed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordCertificateIssuanceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordCertificateIssuanceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.configVersion = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.changed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordCertificateIssuanceResponse {
+    return {
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
+      changed: isSet(object.changed) ? globalThis.Boolean(object.changed) : false,
+    };
+  },
+
+  toJSON(message: RecordCertificateIssuanceResponse): unknown {
+    const obj: any = {};
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
+    }
+    if (message.changed !== false) {
+      obj.changed = message.changed;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordCertificateIssuanceResponse>, I>>(
+    base?: I,
+  ): RecordCertificateIssuanceResponse {
+    return RecordCertificateIssuanceResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordCertificateIssuanceResponse>, I>>(
+    object: I,
+  ): RecordCertificateIssuanceResponse {
+    const message = createBaseRecordCertificateIssuanceResponse();
+    message.configVersion = object.configVersion ?? 0;
+    message.changed = object.changed ?? false;
+    return message;
+  },
+};
+
 /**
  * The public configuration API of one instance. Every committed write bumps the
  * instance's configuration version exactly once. On a slave, writes to synced
@@ -5167,6 +5441,23 @@ export const ConfigServiceService = {
       Buffer.from(ImportConfigResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ImportConfigResponse => ImportConfigResponse.decode(value),
   },
+  /**
+   * Internal (master or standalone): what this instance's Caddy obtained for a master-issued
+   * managed certificate. Commits (and bumps the version) only when something changed.
+   */
+  recordCertificateIssuance: {
+    path: "/cpm.config.v1.ConfigService/RecordCertificateIssuance" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RecordCertificateIssuanceRequest): Buffer =>
+      Buffer.from(RecordCertificateIssuanceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RecordCertificateIssuanceRequest =>
+      RecordCertificateIssuanceRequest.decode(value),
+    responseSerialize: (value: RecordCertificateIssuanceResponse): Buffer =>
+      Buffer.from(RecordCertificateIssuanceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RecordCertificateIssuanceResponse =>
+      RecordCertificateIssuanceResponse.decode(value),
+  },
 } as const;
 
 export interface ConfigServiceServer extends UntypedServiceImplementation {
@@ -5210,6 +5501,11 @@ export interface ConfigServiceServer extends UntypedServiceImplementation {
    * updated in place (its id kept), a new name is created, a stored name left out is removed.
    */
   importConfig: handleUnaryCall<ImportConfigRequest, ImportConfigResponse>;
+  /**
+   * Internal (master or standalone): what this instance's Caddy obtained for a master-issued
+   * managed certificate. Commits (and bumps the version) only when something changed.
+   */
+  recordCertificateIssuance: handleUnaryCall<RecordCertificateIssuanceRequest, RecordCertificateIssuanceResponse>;
 }
 
 export interface ConfigServiceClient extends Client {
@@ -5621,6 +5917,25 @@ export interface ConfigServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ImportConfigResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Internal (master or standalone): what this instance's Caddy obtained for a master-issued
+   * managed certificate. Commits (and bumps the version) only when something changed.
+   */
+  recordCertificateIssuance(
+    request: RecordCertificateIssuanceRequest,
+    callback: (error: ServiceError | null, response: RecordCertificateIssuanceResponse) => void,
+  ): ClientUnaryCall;
+  recordCertificateIssuance(
+    request: RecordCertificateIssuanceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RecordCertificateIssuanceResponse) => void,
+  ): ClientUnaryCall;
+  recordCertificateIssuance(
+    request: RecordCertificateIssuanceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RecordCertificateIssuanceResponse) => void,
   ): ClientUnaryCall;
 }
 

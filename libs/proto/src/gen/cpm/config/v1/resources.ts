@@ -244,6 +244,102 @@ export function certificateTypeToJSON(object: CertificateType): string {
   }
 }
 
+/** Who obtains a managed certificate in a master/slave deployment. */
+export enum CertificateIssuance {
+  /** CERTIFICATE_ISSUANCE_UNSPECIFIED - Treated as MASTER. */
+  CERTIFICATE_ISSUANCE_UNSPECIFIED = 0,
+  /**
+   * CERTIFICATE_ISSUANCE_MASTER - The master (or a standalone instance) obtains and renews it; the issued chain and key
+   * travel to the slaves in the snapshot and the slaves serve them without contacting a CA.
+   */
+  CERTIFICATE_ISSUANCE_MASTER = 1,
+  /** CERTIFICATE_ISSUANCE_EACH_NODE - Every instance obtains and renews its own (e.g. DNS-01 setups): N orders for N nodes. */
+  CERTIFICATE_ISSUANCE_EACH_NODE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function certificateIssuanceFromJSON(object: any): CertificateIssuance {
+  switch (object) {
+    case 0:
+    case "CERTIFICATE_ISSUANCE_UNSPECIFIED":
+      return CertificateIssuance.CERTIFICATE_ISSUANCE_UNSPECIFIED;
+    case 1:
+    case "CERTIFICATE_ISSUANCE_MASTER":
+      return CertificateIssuance.CERTIFICATE_ISSUANCE_MASTER;
+    case 2:
+    case "CERTIFICATE_ISSUANCE_EACH_NODE":
+      return CertificateIssuance.CERTIFICATE_ISSUANCE_EACH_NODE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CertificateIssuance.UNRECOGNIZED;
+  }
+}
+
+export function certificateIssuanceToJSON(object: CertificateIssuance): string {
+  switch (object) {
+    case CertificateIssuance.CERTIFICATE_ISSUANCE_UNSPECIFIED:
+      return "CERTIFICATE_ISSUANCE_UNSPECIFIED";
+    case CertificateIssuance.CERTIFICATE_ISSUANCE_MASTER:
+      return "CERTIFICATE_ISSUANCE_MASTER";
+    case CertificateIssuance.CERTIFICATE_ISSUANCE_EACH_NODE:
+      return "CERTIFICATE_ISSUANCE_EACH_NODE";
+    case CertificateIssuance.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** Where a master-issued certificate stands. */
+export enum CertificateStatus {
+  /** CERTIFICATE_STATUS_UNSPECIFIED - Imported certificates, and managed ones each node issues for itself. */
+  CERTIFICATE_STATUS_UNSPECIFIED = 0,
+  /** CERTIFICATE_STATUS_PENDING - Not issued yet for every name (the order is running, or no host uses it). */
+  CERTIFICATE_STATUS_PENDING = 1,
+  /** CERTIFICATE_STATUS_ISSUED - Issued for every name: see issued and expires_at. */
+  CERTIFICATE_STATUS_ISSUED = 2,
+  /** CERTIFICATE_STATUS_FAILED - The last attempt failed: status_detail holds the CA's error. */
+  CERTIFICATE_STATUS_FAILED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function certificateStatusFromJSON(object: any): CertificateStatus {
+  switch (object) {
+    case 0:
+    case "CERTIFICATE_STATUS_UNSPECIFIED":
+      return CertificateStatus.CERTIFICATE_STATUS_UNSPECIFIED;
+    case 1:
+    case "CERTIFICATE_STATUS_PENDING":
+      return CertificateStatus.CERTIFICATE_STATUS_PENDING;
+    case 2:
+    case "CERTIFICATE_STATUS_ISSUED":
+      return CertificateStatus.CERTIFICATE_STATUS_ISSUED;
+    case 3:
+    case "CERTIFICATE_STATUS_FAILED":
+      return CertificateStatus.CERTIFICATE_STATUS_FAILED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CertificateStatus.UNRECOGNIZED;
+  }
+}
+
+export function certificateStatusToJSON(object: CertificateStatus): string {
+  switch (object) {
+    case CertificateStatus.CERTIFICATE_STATUS_UNSPECIFIED:
+      return "CERTIFICATE_STATUS_UNSPECIFIED";
+    case CertificateStatus.CERTIFICATE_STATUS_PENDING:
+      return "CERTIFICATE_STATUS_PENDING";
+    case CertificateStatus.CERTIFICATE_STATUS_ISSUED:
+      return "CERTIFICATE_STATUS_ISSUED";
+    case CertificateStatus.CERTIFICATE_STATUS_FAILED:
+      return "CERTIFICATE_STATUS_FAILED";
+    case CertificateStatus.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum AccessListSatisfy {
   /** ACCESS_LIST_SATISFY_UNSPECIFIED - Treated as ANY. */
   ACCESS_LIST_SATISFY_UNSPECIFIED = 0,
@@ -347,6 +443,16 @@ export interface L4ProxyHost {
   updatedAt: Date | undefined;
 }
 
+/** One name of a master-issued certificate as the CA issued it. */
+export interface IssuedCertificate {
+  domainName: string;
+  /** PEM chain, leaf first. */
+  certificatePem: string;
+  /** PEM private key. Returned only when asked for explicitly. */
+  privateKeyPem: string;
+  notAfter: Date | undefined;
+}
+
 export interface Certificate {
   id: string;
   name: string;
@@ -362,8 +468,8 @@ export interface Certificate {
     | Date
     | undefined;
   /**
-   * Read only (imported certificates): filled by the server from the leaf certificate;
-   * whatever a client sends here is ignored. Empty for managed certificates (Caddy obtains them).
+   * Read only: filled by the server from the leaf certificate (imported certificates, and
+   * master-issued managed ones once issued); whatever a client sends here is ignored.
    */
   notBefore: Date | undefined;
   expiresAt:
@@ -373,6 +479,20 @@ export interface Certificate {
   fingerprintSha256: string;
   /** The leaf certificate's issuer distinguished name. */
   issuer: string;
+  /** Managed certificates: who obtains it (unset means MASTER). */
+  issuance: CertificateIssuance;
+  /**
+   * Read only (master-issued managed certificates), set by the master from what its Caddy
+   * obtained; client values are ignored.
+   */
+  status: CertificateStatus;
+  /** The CA's error when status is FAILED. */
+  statusDetail: string;
+  /**
+   * One entry per domain name the master's Caddy obtained (not_before, expires_at,
+   * fingerprint_sha256 and issuer then describe the entry that expires first).
+   */
+  issued: IssuedCertificate[];
 }
 
 export interface BasicAuthUser {
@@ -1145,6 +1265,139 @@ export const L4ProxyHost: MessageFns<L4ProxyHost> = {
   },
 };
 
+function createBaseIssuedCertificate(): IssuedCertificate {
+  return { domainName: "", certificatePem: "", privateKeyPem: "", notAfter: undefined };
+}
+
+export const IssuedCertificate: MessageFns<IssuedCertificate> = {
+  encode(message: IssuedCertificate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domainName !== "") {
+      writer.uint32(10).string(message.domainName);
+    }
+    if (message.certificatePem !== "") {
+      writer.uint32(18).string(message.certificatePem);
+    }
+    if (message.privateKeyPem !== "") {
+      writer.uint32(26).string(message.privateKeyPem);
+    }
+    if (message.notAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.notAfter), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IssuedCertificate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIssuedCertificate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domainName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.certificatePem = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.privateKeyPem = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.notAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IssuedCertificate {
+    return {
+      domainName: isSet(object.domainName)
+        ? globalThis.String(object.domainName)
+        : isSet(object.domain_name)
+        ? globalThis.String(object.domain_name)
+        : "",
+      certificatePem: isSet(object.certificatePem)
+        ? globalThis.String(object.certificatePem)
+        : isSet(object.certificate_pem)
+        ? globalThis.String(object.certificate_pem)
+        : "",
+      privateKeyPem: isSet(object.privateKeyPem)
+        ? globalThis.String(object.privateKeyPem)
+        : isSet(object.private_key_pem)
+        ? globalThis.String(object.private_key_pem)
+        : "",
+      notAfter: isSet(object.notAfter)
+        ? fromJsonTimestamp(object.notAfter)
+        : isSet(object.not_after)
+        ? fromJsonTimestamp(object.not_after)
+        : undefined,
+    };
+  },
+
+  toJSON(message: IssuedCertificate): unknown {
+    const obj: any = {};
+    if (message.domainName !== "") {
+      obj.domainName = message.domainName;
+    }
+    if (message.certificatePem !== "") {
+      obj.certificatePem = message.certificatePem;
+    }
+    if (message.privateKeyPem !== "") {
+      obj.privateKeyPem = message.privateKeyPem;
+    }
+    if (message.notAfter !== undefined) {
+      obj.notAfter = message.notAfter.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IssuedCertificate>, I>>(base?: I): IssuedCertificate {
+    return IssuedCertificate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IssuedCertificate>, I>>(object: I): IssuedCertificate {
+    const message = createBaseIssuedCertificate();
+    message.domainName = object.domainName ?? "";
+    message.certificatePem = object.certificatePem ?? "";
+    message.privateKeyPem = object.privateKeyPem ?? "";
+    message.notAfter = object.notAfter ?? undefined;
+    return message;
+  },
+};
+
 function createBaseCertificate(): Certificate {
   return {
     id: "",
@@ -1160,6 +1413,10 @@ function createBaseCertificate(): Certificate {
     expiresAt: undefined,
     fingerprintSha256: "",
     issuer: "",
+    issuance: 0,
+    status: 0,
+    statusDetail: "",
+    issued: [],
   };
 }
 
@@ -1203,6 +1460,18 @@ export const Certificate: MessageFns<Certificate> = {
     }
     if (message.issuer !== "") {
       writer.uint32(106).string(message.issuer);
+    }
+    if (message.issuance !== 0) {
+      writer.uint32(112).int32(message.issuance);
+    }
+    if (message.status !== 0) {
+      writer.uint32(120).int32(message.status);
+    }
+    if (message.statusDetail !== "") {
+      writer.uint32(130).string(message.statusDetail);
+    }
+    for (const v of message.issued) {
+      IssuedCertificate.encode(v!, writer.uint32(138).fork()).join();
     }
     return writer;
   },
@@ -1324,6 +1593,38 @@ export const Certificate: MessageFns<Certificate> = {
             message.issuer = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.issuance = reader.int32() as any;
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.statusDetail = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.issued.push(IssuedCertificate.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1387,6 +1688,16 @@ export const Certificate: MessageFns<Certificate> = {
         ? globalThis.String(object.fingerprint_sha256)
         : "",
       issuer: isSet(object.issuer) ? globalThis.String(object.issuer) : "",
+      issuance: isSet(object.issuance) ? certificateIssuanceFromJSON(object.issuance) : 0,
+      status: isSet(object.status) ? certificateStatusFromJSON(object.status) : 0,
+      statusDetail: isSet(object.statusDetail)
+        ? globalThis.String(object.statusDetail)
+        : isSet(object.status_detail)
+        ? globalThis.String(object.status_detail)
+        : "",
+      issued: globalThis.Array.isArray(object?.issued)
+        ? object.issued.map((e: any) => IssuedCertificate.fromJSON(e))
+        : [],
     };
   },
 
@@ -1431,6 +1742,18 @@ export const Certificate: MessageFns<Certificate> = {
     if (message.issuer !== "") {
       obj.issuer = message.issuer;
     }
+    if (message.issuance !== 0) {
+      obj.issuance = certificateIssuanceToJSON(message.issuance);
+    }
+    if (message.status !== 0) {
+      obj.status = certificateStatusToJSON(message.status);
+    }
+    if (message.statusDetail !== "") {
+      obj.statusDetail = message.statusDetail;
+    }
+    if (message.issued?.length) {
+      obj.issued = message.issued.map((e) => IssuedCertificate.toJSON(e));
+    }
     return obj;
   },
 
@@ -1452,6 +1775,10 @@ export const Certificate: MessageFns<Certificate> = {
     message.expiresAt = object.expiresAt ?? undefined;
     message.fingerprintSha256 = object.fingerprintSha256 ?? "";
     message.issuer = object.issuer ?? "";
+    message.issuance = object.issuance ?? 0;
+    message.status = object.status ?? 0;
+    message.statusDetail = object.statusDetail ?? "";
+    message.issued = object.issued?.map((e) => IssuedCertificate.fromPartial(e)) || [];
     return message;
   },
 };
