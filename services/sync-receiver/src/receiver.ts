@@ -50,8 +50,10 @@ function dependencyFailure(e: GrpcFailure): NackCode {
  * nothing written) -> commit through config-service in one transaction -> wait until the
  * renderer reports Caddy on that version -> ACK(version, config hash). Any failure is a
  * NACK with the version the slave still runs, retryable exactly when the slave and not the
- * snapshot was at fault. A commit that fails after the preload releases it, so Caddy goes
- * back to the database's version at once.
+ * snapshot was at fault. A commit refused for the snapshot's sake releases the preload, so
+ * Caddy goes back to the database's version at once; one that failed because the slave's
+ * config-service was down keeps it: Caddy stays on the master's newer version (never moving
+ * back) until the master's retry of it, or a newer one, commits (or the renderer's hold expires).
  */
 export class SnapshotApplier {
   private queue: Promise<unknown> = Promise.resolve();
@@ -73,9 +75,10 @@ export class SnapshotApplier {
    * At start, before any snapshot (each attempt takes its turn in the queue): the slave's
    * applied version and master from the database, and Caddy's config hash for that version.
    * A preload newer than the database is one this receiver made before it died, between
-   * preload and commit: it is released, so Caddy is back on the database's version now
-   * rather than when the renderer's hold expires. Retried while the slave's other services
-   * start, until that hold would have expired anyway (the ACK timeout).
+   * preload and commit: it is kept (Caddy does not move back a version); the master pushes
+   * that version or a newer one as soon as its stream reconnects, and the renderer's hold
+   * expires by itself otherwise. Until then the status reports no hash for the database's
+   * version. Retried while the slave's other services start, until the ACK timeout.
    */
   async load(): Promise<void> {
     const giveUpAt = Date.now() + this.ackTimeoutMs;
@@ -92,11 +95,9 @@ export class SnapshotApplier {
   private async loadOnce(): Promise<void> {
     await this.refresh();
     const committed = this.state.appliedVersion;
-    let rendered = await this.renderer.status();
+    const rendered = await this.renderer.status();
     if (rendered.appliedVersion > committed) {
-      this.log.warn({ preloaded: rendered.appliedVersion, committed }, "releasing a preload that was never committed");
-      await this.renderer.releasePreload(rendered.appliedVersion);
-      rendered = await this.renderer.waitFor((s) => s.appliedVersion === committed, this.ackTimeoutMs).catch(() => rendered);
+      this.log.warn({ preloaded: rendered.appliedVersion, committed }, "Caddy runs a preload that was never committed; kept until the master sends it again");
     }
     this.state.configSha256 = rendered.appliedVersion === committed ? rendered.configSha256 : "";
   }
@@ -227,9 +228,11 @@ export class SnapshotApplier {
       if (r.changed) this.log.info({ version }, "snapshot committed");
     } catch (err) {
       const e = err as GrpcFailure;
-      await this.releasePreload(version);
-      if (e.code === Status.FAILED_PRECONDITION) return nack(NackCode.NACK_CODE_STALE_VERSION, e.details ?? e.message, false);
-      if (e.code === Status.INVALID_ARGUMENT) return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, e.details ?? e.message, false);
+      if (e.code === Status.FAILED_PRECONDITION || e.code === Status.INVALID_ARGUMENT) {
+        await this.releasePreload(version);
+        return nack(e.code === Status.FAILED_PRECONDITION ? NackCode.NACK_CODE_STALE_VERSION : NackCode.NACK_CODE_INVALID_SNAPSHOT, e.details ?? e.message, false);
+      }
+      // The master retries this version (or sends a newer one): Caddy stays on it meanwhile.
       return nack(dependencyFailure(e), `config-service: ${e.details ?? e.message}`, true);
     }
     try {
@@ -246,7 +249,7 @@ export class SnapshotApplier {
     }
   }
 
-  /** The commit failed: Caddy goes back to the database's version now, not when a hold expires. */
+  /** The commit was refused: Caddy goes back to the database's version now, not when a hold expires. */
   private async releasePreload(version: number): Promise<void> {
     try {
       await this.renderer.releasePreload(version);
