@@ -7,6 +7,13 @@ import type { SnapshotCache } from "./snapshots.ts";
 
 const RECONNECT_BASE_MS = 250;
 const RECONNECT_MAX_MS = 1_000;
+/**
+ * Resending a state the slave NACKed as retryable (one of its services down or busy): at
+ * most a second apart, so a slave whose service is back converges within a second; one small
+ * refused push a second costs the slave next to nothing.
+ */
+const RETRY_BASE_MS = 500;
+const RETRY_MAX_MS = 1_000;
 
 export interface MasterState {
   version: number;
@@ -166,7 +173,7 @@ export class SlaveLink {
       this.lastNackedVersion = nack.version;
       this.fail(`NACK v${nack.version} (${NackCode[nack.code] ?? nack.code}${nack.retryable ? ", retryable" : ""}): ${nack.reason}`);
       if (nack.retryable) {
-        const delay = backoffDelay(this.retryAttempt++, 500, 15_000);
+        const delay = backoffDelay(this.retryAttempt++, RETRY_BASE_MS, RETRY_MAX_MS);
         this.retry = { ...key, notBefore: Date.now() + delay };
         this.log.warn({ version: nack.version, appliedVersion: nack.appliedVersion, reason: nack.reason, retryInMs: delay }, "NACK (retryable); resending after backoff");
       } else {
