@@ -40,6 +40,11 @@ function composeFlavour(): "v2" | "v1" | undefined {
 }
 const flavour = composeFlavour();
 
+/** The compose command line this machine has: `docker compose` or `docker-compose`. */
+export function composeCommand(): [string, ...string[]] {
+  return flavour === "v2" ? ["docker", "compose"] : ["docker-compose"];
+}
+
 /** Why the compose tests cannot run on this machine; undefined when they can. */
 export function dockerMissing(): string | undefined {
   if (!tryRun("docker", ["version", "--format", "{{.Server.Version}}"])) return "no Docker engine is reachable (`docker version` found no server)";
@@ -57,9 +62,13 @@ export function buildImages(): Promise<void> {
   return images;
 }
 
-/** The host address containers reach as host.docker.internal (the default bridge's gateway). */
+/** The host address containers reach as host.docker.internal (the default bridge, docker0). */
 export function hostGateway(): string {
-  return execFileSync("docker", ["network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"]).toString().trim();
+  const docker0 = os.networkInterfaces().docker0?.find((a) => a.family === "IPv4")?.address;
+  if (docker0) return docker0;
+  const gw = execFileSync("docker", ["network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"]).toString().trim();
+  if (!gw) throw new Error("cannot tell the Docker bridge's gateway address (no docker0, no gateway in `docker network inspect bridge`)");
+  return gw;
 }
 
 /** A random token of 48 hex characters. */
@@ -180,7 +189,7 @@ export class Stack {
 
   async version(): Promise<number> {
     const c = await this.config();
-    return Number((await unary(c.getInstanceInfo.bind(c), {}, this.adminToken, 5000)).configVersion);
+    return (await unary(c.getInstanceInfo.bind(c), {}, this.adminToken, 5000)).version;
   }
 
   /** Polls this instance's published HTTP port until `host` answers as expected. */
