@@ -22,10 +22,19 @@ COPY tests/package.json tests/
 RUN npm ci
 COPY libs ./libs
 COPY services ./services
+# Then only what the services load: no dev dependencies, no sources, and not the Prisma CLI
+# (with TypeScript, effect, jiti it loads): config-service applies its migrations itself at
+# start-up. Of Prisma's runtime, only the SQLite and PostgreSQL query compilers are used.
 RUN npx turbo run build --filter='./services/*' --output-logs=errors-only \
  && npm prune --omit=dev \
- && rm -rf libs/*/src services/*/src libs/launcher tests node_modules/.cache \
- && find libs services -name '*.tsbuildinfo' -delete
+ && rm -rf libs/*/src services/*/src libs/launcher tests node_modules/.cache node_modules/.bin \
+    node_modules/prisma node_modules/typescript node_modules/effect node_modules/fast-check \
+    node_modules/jiti node_modules/@types node_modules/@prisma/config node_modules/@prisma/engines \
+    node_modules/@prisma/fetch-engine node_modules/@prisma/get-platform \
+    node_modules/@prisma/client/runtime/*mysql* node_modules/@prisma/client/runtime/*sqlserver* \
+    node_modules/@prisma/client/runtime/*cockroachdb* \
+    node_modules/better-sqlite3/deps node_modules/better-sqlite3/src node_modules/better-sqlite3/build/Release/obj* \
+ && find libs services node_modules \( -name '*.map' -o -name '*.tsbuildinfo' \) -delete
 
 FROM ${BASE}
 WORKDIR /app

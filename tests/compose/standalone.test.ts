@@ -18,7 +18,7 @@ describe("docker compose: a standalone instance from docker-compose.yml", { skip
 
   before(async () => {
     // The containers reach the host's upstream through host.docker.internal (the bridge gateway).
-    upstream = await startUpstream("A", hostGateway());
+    upstream = await startUpstream("A", await hostGateway());
     secrets = secretsDir();
     stack = await Stack.up({ project: `cpm-ct-standalone-${process.pid}`, env: { CPM_SECRETS_DIR: secrets } });
   });

@@ -7,7 +7,7 @@ import { L4ProxyHost, ProxyHost } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
 import { dockerMissing, hostGateway, removeDir, removeStack, secretsDir, Stack, token } from "../support/compose.ts";
 import { startTcpEcho, tcpExchange, type L4Server } from "../support/l4.ts";
-import { startUpstream, type TestServer } from "../support/net.ts";
+import { freePort, startUpstream, type TestServer } from "../support/net.ts";
 import { makeNamedCerts } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -23,7 +23,7 @@ describe("docker compose: a master and two slaves, each its own compose project,
   const dirs: string[] = [];
 
   before(async () => {
-    const gw = hostGateway();
+    const gw = await hostGateway();
     upstream = await startUpstream("S", gw);
     echo = await startTcpEcho(gw);
     const pki = mkdtempSync(path.join(os.tmpdir(), "cpm-pki-"));
@@ -34,6 +34,7 @@ describe("docker compose: a master and two slaves, each its own compose project,
     dirs.push(slaveSecrets, masterSecrets);
 
     const tokens = [token(), token()];
+    const syncPorts = [await freePort(), await freePort()];
     slaves.push(
       ...(await Promise.all(
         tokens.map((syncToken, i) =>
@@ -46,8 +47,10 @@ describe("docker compose: a master and two slaves, each its own compose project,
               CPM_SYNC_TLS_CERT: "/secrets/slave.crt",
               CPM_SYNC_TLS_KEY: "/secrets/slave.key",
               CPM_SECRETS_DIR: slaveSecrets,
-              // Reachable from the master's containers through the bridge gateway only.
-              CPM_PUBLISH_SYNC: `${gw}:`,
+              // Reachable from the master's containers through the bridge gateway only, on a
+              // fixed port: the master's INSTANCE_SLAVES names it, and a restarted container
+              // would get another random one.
+              CPM_PUBLISH_SYNC: `${gw}:${syncPorts[i]}`,
             },
           }),
         ),

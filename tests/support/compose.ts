@@ -62,13 +62,13 @@ export function buildImages(): Promise<void> {
   return images;
 }
 
-/** The host address containers reach as host.docker.internal (the default bridge, docker0). */
-export function hostGateway(): string {
-  const docker0 = os.networkInterfaces().docker0?.find((a) => a.family === "IPv4")?.address;
-  if (docker0) return docker0;
-  const gw = execFileSync("docker", ["network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"]).toString().trim();
-  if (!gw) throw new Error("cannot tell the Docker bridge's gateway address (no docker0, no gateway in `docker network inspect bridge`)");
-  return gw;
+/** The host address containers reach as host.docker.internal (`host-gateway`), as Docker resolves it. */
+export async function hostGateway(): Promise<string> {
+  await buildImages();
+  const { stdout } = await run("docker", ["run", "--rm", "--add-host", "cpm-host:host-gateway", "--entrypoint", "getent", `cpm-node:${TAG}`, "hosts", "cpm-host"]);
+  const ip = stdout.trim().split(/\s+/)[0];
+  if (!ip) throw new Error("cannot tell which host address containers reach as host-gateway");
+  return ip;
 }
 
 /** A random token of 48 hex characters. */
