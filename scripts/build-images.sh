@@ -99,7 +99,7 @@ RUN set -e; if [ -d /usr/local/lib/node_modules/npm ]; then \
 ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt npm_config_nodedir=/usr/local
 CMD ["node"]
 EOF
-  docker build -q -t "$name" "$ctx" >/dev/null
+  docker build -q --force-rm -t "$name" "$ctx" >/dev/null
   rm -rf "$ctx"
 }
 
@@ -127,9 +127,9 @@ caddy_bin=$(sh scripts/build-caddy.sh)
 t2=$(now)
 
 say "building cpm-caddy:$tag and cpm-node:$tag"
-docker build -q -f docker/caddy.Dockerfile -t "cpm-caddy:$tag" \
+docker build -q --force-rm -f docker/caddy.Dockerfile -t "cpm-caddy:$tag" \
   --build-arg CADDY_BUILDER="$debian_runtime" --build-arg BASE="$debian_runtime" . >/dev/null
-docker build -q -f docker/node.Dockerfile -t "cpm-node:$tag" \
+docker build -q --force-rm -f docker/node.Dockerfile -t "cpm-node:$tag" \
   --build-arg BUILD_BASE="$node_build" --build-arg BASE="$node_runtime" . >/dev/null
 t3=$(now)
 
