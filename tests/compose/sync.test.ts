@@ -35,26 +35,25 @@ describe("docker compose: a master and two slaves, each its own compose project,
 
     const tokens = [token(), token()];
     const syncPorts = [await freePort(), await freePort()];
-    slaves.push(
-      ...(await Promise.all(
-        tokens.map((syncToken, i) =>
-          Stack.up({
-            project: `cpm-ct-slave${i + 1}-${process.pid}`,
-            profile: "slave",
-            env: {
-              INSTANCE_MODE: "slave",
-              INSTANCE_SYNC_TOKEN: syncToken,
-              CPM_SYNC_TLS_CERT: "/secrets/slave.crt",
-              CPM_SYNC_TLS_KEY: "/secrets/slave.key",
-              CPM_SECRETS_DIR: slaveSecrets,
-              // Reachable from the master's containers through the bridge gateway only, on a
-              // fixed port: the master's INSTANCE_SLAVES names it, and a restarted container
-              // would get another random one.
-              CPM_PUBLISH_SYNC: `${gw}:${syncPorts[i]}`,
-            },
-          }),
-        ),
-      )),
+    // Each slave is recorded as soon as it is up, so `after` removes it even if another fails.
+    await Promise.all(
+      tokens.map(async (syncToken, i) => {
+        slaves[i] = await Stack.up({
+          project: `cpm-ct-slave${i + 1}-${process.pid}`,
+          profile: "slave",
+          env: {
+            INSTANCE_MODE: "slave",
+            INSTANCE_SYNC_TOKEN: syncToken,
+            CPM_SYNC_TLS_CERT: "/secrets/slave.crt",
+            CPM_SYNC_TLS_KEY: "/secrets/slave.key",
+            CPM_SECRETS_DIR: slaveSecrets,
+            // Reachable from the master's containers through the bridge gateway only, on a
+            // fixed port: the master's INSTANCE_SLAVES names it, and a restarted container
+            // would get another random one.
+            CPM_PUBLISH_SYNC: `${gw}:${syncPorts[i]}`,
+          },
+        });
+      }),
     );
     const list = await Promise.all(
       slaves.map(async (s, i) => ({ name: `edge-${i + 1}`, url: `https://${SLAVE_HOST}:${await s.port("sync-receiver", 50443)}`, token: tokens[i] })),
