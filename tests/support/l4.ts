@@ -9,15 +9,15 @@ export interface L4Server {
   close: () => Promise<void>;
 }
 
-/** Listens on 127.0.0.1 (a free port), and closes every open connection on close. */
-async function listen(server: net.Server): Promise<L4Server> {
+/** Listens on `host` (a free port), and closes every open connection on close. */
+async function listen(server: net.Server, host = "127.0.0.1"): Promise<L4Server> {
   const sockets = new Set<net.Socket>();
   server.on("connection", (s: net.Socket) => {
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
   });
   server.on("secureConnection", (s: net.Socket) => s.on("error", () => undefined));
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  await new Promise<void>((r) => server.listen(0, host, r));
   return {
     port: (server.address() as net.AddressInfo).port,
     close: () =>
@@ -29,8 +29,8 @@ async function listen(server: net.Server): Promise<L4Server> {
 }
 
 /** A TCP server that sends back every byte it receives. */
-export function startTcpEcho(): Promise<L4Server> {
-  return listen(net.createServer((s) => s.on("error", () => undefined).pipe(s)));
+export function startTcpEcho(host?: string): Promise<L4Server> {
+  return listen(net.createServer((s) => s.on("error", () => undefined).pipe(s)), host);
 }
 
 /** A TLS server (certificate and key in PEM) that greets every client with `name` and closes. */

@@ -40,10 +40,10 @@ export interface TestServer {
   close: () => Promise<void>;
 }
 
-/** An HTTP server on 127.0.0.1 (on a free port) answering with `handler`. */
-export async function serveHttp(handler: http.RequestListener): Promise<TestServer> {
+/** An HTTP server on `host` (on a free port) answering with `handler`. */
+export async function serveHttp(handler: http.RequestListener, host = "127.0.0.1"): Promise<TestServer> {
   const server = http.createServer(handler);
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  await new Promise<void>((r) => server.listen(0, host, r));
   const port = (server.address() as net.AddressInfo).port;
   return {
     port,
@@ -55,10 +55,10 @@ export async function serveHttp(handler: http.RequestListener): Promise<TestServ
   };
 }
 
-/** A test upstream that names itself and echoes what it received. */
-export function startUpstream(name: string): Promise<TestServer> {
+/** A test upstream on `host` that names itself and echoes what it received. */
+export function startUpstream(name: string, host?: string): Promise<TestServer> {
   return serveHttp((req, res) => {
     res.setHeader("content-type", "text/plain");
     res.end(`upstream=${name} host=${req.headers.host} path=${req.url}\n`);
-  });
+  }, host);
 }

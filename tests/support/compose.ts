@@ -1,0 +1,224 @@
+// Compose stacks for the container tests: docker-compose.yml as a user runs it (images from
+// scripts/build-images.sh), one compose project per instance, started through testcontainers.
+import { execFile, execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { credentials } from "@grpc/grpc-js";
+import { ConfigServiceClient, SyncDispatcherClient } from "@cpm/proto";
+import { unary } from "@cpm/grpc-kit";
+import { ROOT } from "./instance.ts";
+import { httpGet, type HttpResult } from "./net.ts";
+import { waitFor } from "./wait.ts";
+
+// The reaper image cannot be pulled here, and /.dockerenv would make testcontainers look for
+// the host through a helper container: both off, the host is this machine.
+process.env.TESTCONTAINERS_RYUK_DISABLED ??= "true";
+process.env.TESTCONTAINERS_HOST_OVERRIDE ??= "localhost";
+const tc = await import("testcontainers");
+
+const run = promisify(execFile);
+
+/** The image tag the tests build and run, so a user's `latest` images are left alone. */
+const TAG = "compose-test";
+
+function tryRun(cmd: string, args: string[]): string | undefined {
+  try {
+    return execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"], timeout: 20_000 }).toString().trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** `docker compose` (v2) when the plugin is there, else `docker-compose` (v1), else none. */
+function composeFlavour(): "v2" | "v1" | undefined {
+  if (tryRun("docker", ["compose", "version"])) return "v2";
+  if (tryRun("docker-compose", ["version"])) return "v1";
+  return undefined;
+}
+const flavour = composeFlavour();
+
+/** The compose command line this machine has: `docker compose` or `docker-compose`. */
+export function composeCommand(): [string, ...string[]] {
+  return flavour === "v2" ? ["docker", "compose"] : ["docker-compose"];
+}
+
+/** Why the compose tests cannot run on this machine; undefined when they can. */
+export function dockerMissing(): string | undefined {
+  if (!tryRun("docker", ["version", "--format", "{{.Server.Version}}"])) return "no Docker engine is reachable (`docker version` found no server)";
+  if (!flavour) return "neither `docker compose` (v2) nor `docker-compose` (v1) is installed";
+  return undefined;
+}
+
+let images: Promise<void> | undefined;
+/** Builds the images once per process (scripts/build-images.sh; warm, it costs seconds). */
+export function buildImages(): Promise<void> {
+  images ??= run("bash", [path.join(ROOT, "scripts/build-images.sh")], { env: { ...process.env, CPM_IMAGE_TAG: TAG }, maxBuffer: 1 << 24 }).then(({ stderr }) => {
+    const summary = stderr.split("\n").filter((l) => /s, caddy|MB/.test(l));
+    console.log(summary.join("\n"));
+  });
+  return images;
+}
+
+/** The host address containers reach as host.docker.internal (`host-gateway`), as Docker resolves it. */
+export async function hostGateway(): Promise<string> {
+  await buildImages();
+  const { stdout } = await run("docker", ["run", "--rm", "--add-host", "cpm-host:host-gateway", "--entrypoint", "getent", `cpm-node:${TAG}`, "hosts", "cpm-host"]);
+  const ip = stdout.trim().split(/\s+/)[0];
+  if (!ip) throw new Error("cannot tell which host address containers reach as host-gateway");
+  return ip;
+}
+
+/** A random token of 48 hex characters. */
+export const token = () => randomBytes(24).toString("hex");
+
+/** A directory for ./secrets that the containers' unprivileged users can read. */
+export function secretsDir(files: Record<string, string> = {}): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "cpm-secrets-"));
+  chmodSync(dir, 0o755);
+  for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text, { mode: 0o644 });
+  return dir;
+}
+
+export interface StackOptions {
+  /** The compose project name: one instance per project. */
+  project: string;
+  profile?: "master" | "slave";
+  /** .env-style variables on top of the test defaults (random published ports on loopback). */
+  env: Record<string, string>;
+}
+
+/** One instance (a compose project) started from docker-compose.yml. */
+export class Stack {
+  readonly adminToken: string;
+  private started?: Awaited<ReturnType<InstanceType<typeof tc.DockerComposeEnvironment>["up"]>>;
+  private clients: { close(): void }[] = [];
+
+  private constructor(
+    readonly opts: StackOptions,
+    readonly env: Record<string, string>,
+  ) {
+    this.adminToken = env.CPM_ADMIN_TOKEN!;
+  }
+
+  /** Starts the project and waits until every container reports healthy. */
+  static async up(opts: StackOptions): Promise<Stack> {
+    await buildImages();
+    const env: Record<string, string> = {
+      CPM_NODE_IMAGE: `cpm-node:${TAG}`,
+      CPM_CADDY_IMAGE: `cpm-caddy:${TAG}`,
+      CPM_ADMIN_TOKEN: token(),
+      CPM_INTERNAL_TOKEN: token(),
+      // "127.0.0.1:" publishes each port on a random loopback port.
+      CPM_PUBLISH_HTTP: "127.0.0.1:",
+      CPM_PUBLISH_HTTPS: "127.0.0.1:",
+      CPM_PUBLISH_L4: "127.0.0.1:",
+      CPM_PUBLISH_API: "127.0.0.1:",
+      CPM_PUBLISH_DISPATCHER: "127.0.0.1:",
+      CPM_PUBLISH_SYNC: "127.0.0.1:",
+      LOG_LEVEL: "info",
+      ...opts.env,
+    };
+    const stack = new Stack(opts, env);
+    await stack.start();
+    return stack;
+  }
+
+  /** `up` of the same project again (same volumes), after `down`. */
+  async start(): Promise<void> {
+    let compose = new tc.DockerComposeEnvironment(ROOT, "docker-compose.yml")
+      .withProjectName(this.opts.project)
+      .withEnvironment(this.env)
+      .withDefaultWaitStrategy(tc.Wait.forHealthCheck())
+      .withStartupTimeout(180_000);
+    if (flavour === "v1") compose = compose.withClientOptions({ executable: { standalone: true } });
+    if (this.opts.profile) compose = compose.withProfiles(this.opts.profile);
+    this.started = await compose.up();
+  }
+
+  /** `down`: containers and network go; volumes stay unless asked. */
+  async down(removeVolumes = false): Promise<void> {
+    for (const c of this.clients.splice(0)) c.close();
+    await this.started?.down({ removeVolumes, timeout: 10_000 });
+    this.started = undefined;
+  }
+
+  /** The container of a service (compose v2 names it `<service>-1`, v1 `<project>_<service>_1`). */
+  containerName(service: string): string {
+    return flavour === "v1" ? `${this.opts.project}_${service}_1` : `${this.opts.project}-${service}-1`;
+  }
+
+  /** The host port a service's container port is published on. */
+  async port(service: string, containerPort: number): Promise<number> {
+    const { stdout } = await run("docker", ["port", this.containerName(service), `${containerPort}/tcp`]);
+    const m = /:(\d+)\s*$/m.exec(stdout.trim().split("\n")[0] ?? "");
+    if (!m) throw new Error(`${service}: port ${containerPort} is not published (${stdout.trim()})`);
+    return Number(m[1]);
+  }
+
+  /** Health of every container of the project, by container name. */
+  async health(): Promise<Record<string, string>> {
+    const { stdout } = await run("docker", ["ps", "-aq", "--filter", `label=com.docker.compose.project=${this.opts.project}`]);
+    const ids = stdout.split("\n").filter(Boolean);
+    if (!ids.length) return {};
+    const { stdout: out } = await run("docker", ["inspect", "--format", "{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}", ...ids]);
+    return Object.fromEntries(out.split("\n").filter(Boolean).map((l) => l.replace(/^\//, "").split(" ") as [string, string]));
+  }
+
+  /** Waits until every container of the project reports healthy. */
+  async waitHealthy(timeoutMs = 120_000): Promise<Record<string, string>> {
+    return waitFor(async () => {
+      const h = await this.health();
+      return Object.keys(h).length && Object.values(h).every((s) => s === "healthy") ? h : undefined;
+    }, `${this.opts.project}: every container healthy`, timeoutMs, 1000);
+  }
+
+  async config(): Promise<ConfigServiceClient> {
+    const c = new ConfigServiceClient(`127.0.0.1:${await this.port("config-service", 50051)}`, credentials.createInsecure());
+    this.clients.push(c);
+    return c;
+  }
+
+  async dispatcher(): Promise<SyncDispatcherClient> {
+    const c = new SyncDispatcherClient(`127.0.0.1:${await this.port("sync-dispatcher", 50053)}`, credentials.createInsecure());
+    this.clients.push(c);
+    return c;
+  }
+
+  async version(): Promise<number> {
+    const c = await this.config();
+    return (await unary(c.getInstanceInfo.bind(c), {}, this.adminToken, 5000)).version;
+  }
+
+  /** Polls this instance's published HTTP port until `host` answers as expected. */
+  async waitServes(host: string, expect: RegExp | number, timeoutMs = 60_000): Promise<HttpResult> {
+    const port = await this.port("caddy", 80);
+    return waitFor(async () => {
+      const r = await httpGet(port, host);
+      return (typeof expect === "number" ? r.status === expect : r.status === 200 && expect.test(r.body)) ? r : undefined;
+    }, `${this.opts.project} serving ${host} (${expect})`, timeoutMs, 250);
+  }
+
+  /** Runs a docker CLI command on one of this project's containers (kill, start, ...). */
+  async docker(command: string, service: string): Promise<void> {
+    await run("docker", [command, this.containerName(service)]);
+  }
+
+  /** The last lines of a service's log (for failure messages). */
+  async logs(service: string, lines = 40): Promise<string> {
+    const { stdout, stderr } = await run("docker", ["logs", "--tail", String(lines), this.containerName(service)]).catch(() => ({ stdout: "", stderr: "" }));
+    return stdout + stderr;
+  }
+}
+
+/** Removes a stack and its volumes, ignoring a stack that is gone already. */
+export async function removeStack(stack: Stack | undefined): Promise<void> {
+  await stack?.down(true).catch(() => undefined);
+}
+
+/** Removes a directory made by secretsDir. */
+export function removeDir(dir: string | undefined): void {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}
