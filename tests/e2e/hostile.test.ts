@@ -301,6 +301,22 @@ describe("hostile input: nothing moves, nothing leaks", () => {
     }
   });
 
+  describe("an L4 listener on this instance's own HTTP, HTTPS or admin port is refused at write time", () => {
+    const cases = () => [
+      ["HTTP port", L4Protocol.L4_PROTOCOL_TCP, `:${standalone.ports.http}`],
+      ["HTTPS port", L4Protocol.L4_PROTOCOL_TCP, `127.0.0.1:${standalone.ports.https}`],
+      ["HTTP/3", L4Protocol.L4_PROTOCOL_UDP, `:${standalone.ports.https}`],
+      ["admin API", L4Protocol.L4_PROTOCOL_TCP, `127.0.0.1:${standalone.ports.caddyAdmin}`],
+    ] as const;
+    for (let i = 0; i < 4; i++) {
+      it(`listener #${i}`, async () => {
+        const [what, protocol, listenAddress] = cases()[i]!;
+        await expectRefused(standalone, "/cpm.config.v1.ConfigService/CreateL4ProxyHost", enc(CreateL4ProxyHostRequest, { l4ProxyHost: l4({ protocol, listenAddress }) }), status.INVALID_ARGUMENT, "l4_proxy_host.listen_address");
+        assert.ok(what);
+      });
+    }
+  });
+
   // --- 3. authentication and authorization, per method --------------------------------------------
 
   describe("every method of every service: no token, a wrong token, the wrong principal", () => {

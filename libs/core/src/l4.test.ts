@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { L4Matcher, L4Protocol, L4ProxyHost, ProxyProtocolVersion, type DeepPartial } from "@cpm/proto";
 import { assertValidationError } from "./test-support.ts";
-import { l4Listener, l4ListenerConflict, listenersOverlap, normalizeL4ProxyHost, parseListenAddress } from "./l4.ts";
+import { instancePorts, l4Listener, l4ListenerConflict, listenersOverlap, normalizeL4ProxyHost, parseListenAddress, takesInstancePort } from "./l4.ts";
 
 const { L4_PROTOCOL_TCP: TCP, L4_PROTOCOL_UDP: UDP, L4_PROTOCOL_UNSPECIFIED: PROTO_UNSPEC } = L4Protocol;
 const { L4_MATCHER_NONE: NONE, L4_MATCHER_TLS_SNI: SNI, L4_MATCHER_HTTP_HOST: HOST, L4_MATCHER_PROXY_PROTOCOL: PP, L4_MATCHER_UNSPECIFIED: M_UNSPEC } = L4Matcher;
@@ -170,5 +170,28 @@ describe("listeners and conflicts between hosts", () => {
   test("a host never conflicts with itself (update)", () => {
     const h = n("me", {});
     assert.equal(l4ListenerConflict(h, [h]), undefined);
+  });
+});
+
+describe("instancePorts / takesInstancePort", () => {
+  const ports = instancePorts({ httpPort: 80, httpsPort: 443, adminListen: "127.0.0.1:2019" });
+  const on = (protocol: "tcp" | "udp", address: string) =>
+    takesInstancePort(l4Listener({ protocol: protocol === "udp" ? L4Protocol.L4_PROTOCOL_UDP : L4Protocol.L4_PROTOCOL_TCP, listenAddress: address }), ports)?.what;
+  test("HTTP, HTTPS, HTTP/3 and the admin API's address are taken", () => {
+    assert.equal(on("tcp", ":80"), "HTTP port");
+    assert.equal(on("tcp", "10.0.0.1:443"), "HTTPS port");
+    assert.equal(on("udp", ":443"), "HTTPS port (HTTP/3)");
+    assert.equal(on("tcp", "127.0.0.1:2019"), "admin API port");
+    assert.equal(on("tcp", ":2019"), "admin API port");
+  });
+  test("other ports, UDP on the HTTP port and the admin port on another address are free", () => {
+    assert.equal(on("tcp", ":8080"), undefined);
+    assert.equal(on("udp", ":80"), undefined);
+    assert.equal(on("tcp", "10.0.0.1:2019"), undefined);
+  });
+  test("with a bind address, the HTTP port on another address is free", () => {
+    const bound = instancePorts({ httpPort: 80, httpsPort: 443, bindAddress: "10.0.0.1", adminListen: "127.0.0.1:2019" });
+    assert.equal(takesInstancePort(l4Listener({ protocol: L4Protocol.L4_PROTOCOL_TCP, listenAddress: "10.0.0.2:80" }), bound), undefined);
+    assert.equal(takesInstancePort(l4Listener({ protocol: L4Protocol.L4_PROTOCOL_TCP, listenAddress: ":80" }), bound)?.what, "HTTP port");
   });
 });

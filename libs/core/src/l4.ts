@@ -190,3 +190,49 @@ export function l4ListenerConflict(h: L4ProxyHost, others: L4ProxyHost[], field 
   }
   return undefined;
 }
+
+/** A port this instance's Caddy serves itself (HTTP, HTTPS, HTTP/3, its admin API). */
+export interface InstancePort {
+  protocol: "tcp" | "udp";
+  /** undefined: every address. */
+  host: string | undefined;
+  port: number;
+  /** For messages: "HTTP port". */
+  what: string;
+}
+
+/** What decides this instance's own ports: its HTTP/HTTPS ports, Caddy's bind address and admin listen address. */
+export interface InstancePortSource {
+  httpPort: number;
+  httpsPort: number;
+  /** CPM_CADDY_BIND: undefined for every address. */
+  bindAddress?: string | undefined;
+  /** host:port of Caddy's admin API. */
+  adminListen: string;
+}
+
+/**
+ * The ports this instance's Caddy serves itself: HTTP and HTTPS on its bind address (TCP),
+ * HTTP/3 on the HTTPS port (UDP), and the admin API on its address. Instance-local: the API
+ * refuses an L4 listener on them at write time, and the renderer leaves out one that a master
+ * sent (the master cannot know a slave's ports).
+ */
+export function instancePorts(src: InstancePortSource): InstancePort[] {
+  const bind = src.bindAddress;
+  const r: InstancePort[] = [
+    { protocol: "tcp", host: bind, port: src.httpPort, what: "HTTP port" },
+    { protocol: "tcp", host: bind, port: src.httpsPort, what: "HTTPS port" },
+    { protocol: "udp", host: bind, port: src.httpsPort, what: "HTTPS port (HTTP/3)" },
+  ];
+  const admin = /^(?:tcp\/)?(\[[^\]]*\]|[^:/]*):(\d+)$/.exec(src.adminListen);
+  if (admin) {
+    const host = admin[1]!.toLowerCase();
+    r.push({ protocol: "tcp", host: WILDCARD_HOSTS.has(host) ? undefined : host === "localhost" ? "127.0.0.1" : host, port: Number(admin[2]), what: "admin API port" });
+  }
+  return r;
+}
+
+/** The instance port `listener` would take, or undefined. */
+export function takesInstancePort(listener: L4Listener, ports: readonly InstancePort[]): InstancePort | undefined {
+  return ports.find((r) => r.protocol === listener.protocol && r.port === listener.port && (r.host === undefined || WILDCARD_HOSTS.has(listener.host) || r.host === listener.host));
+}

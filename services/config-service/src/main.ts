@@ -1,4 +1,4 @@
-import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, reservedAddresses } from "@cpm/core";
+import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, instancePorts, loadConfig, reservedAddresses } from "@cpm/core";
 import { openDatabase } from "./db.ts";
 import { createServer } from "./server.ts";
 import { ConfigStore } from "./store.ts";
@@ -21,6 +21,7 @@ async function main() {
     internalToken: cfg.internalToken,
     log,
     reservedUpstreams: reservedAddresses(cfg),
+    ownPorts: instancePorts({ httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, bindAddress: cfg.caddyBind, adminListen: cfg.caddyAdminListen }),
     apiMaxMessageBytes: cfg.apiMaxMessageBytes,
     syncMaxMessageBytes: cfg.syncMaxMessageBytes,
   });

@@ -7,7 +7,7 @@ import {
   type AccountServiceServer,
   type ConfigServiceServer,
 } from "@cpm/proto";
-import { DEFAULT_API_MAX_MESSAGE_BYTES, DEFAULT_SYNC_MAX_MESSAGE_BYTES, failedPrecondition, validateSnapshot, type InstanceMode, type Logger, type ReservedAddress } from "@cpm/core";
+import { DEFAULT_API_MAX_MESSAGE_BYTES, DEFAULT_SYNC_MAX_MESSAGE_BYTES, failedPrecondition, validateSnapshot, type InstanceMode, type InstancePort, type Logger, type ReservedAddress } from "@cpm/core";
 import {
   bearerToken,
   GrpcServer,
@@ -45,6 +45,8 @@ export interface ConfigServiceDeps {
   syncMaxMessageBytes?: number;
   /** This instance's own addresses (Caddy admin API, CPM ports): upstreams must not point at them. */
   reservedUpstreams?: readonly ReservedAddress[];
+  /** The ports this instance's Caddy serves itself (HTTP, HTTPS, admin): no L4 listener may take them. */
+  ownPorts?: readonly InstancePort[];
 }
 
 /**
@@ -125,7 +127,7 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
   const config: AsyncService<ConfigServiceServer> = {
     ...certificateHandlers(store, mode),
     ...accessListHandlers(store),
-    ...l4ProxyHostHandlers(store, deps.reservedUpstreams),
+    ...l4ProxyHostHandlers(store, deps.reservedUpstreams, deps.ownPorts),
     ...settingsHandlers(store),
     createProxyHost: async (req) => {
       const { result, version } = await hosts.create(req.proxyHost);

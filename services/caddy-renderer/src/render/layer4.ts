@@ -1,5 +1,5 @@
 import { CertificateType, L4Matcher, ProxyProtocolVersion, type Certificate, type L4ProxyHost, type Snapshot } from "@cpm/proto";
-import { checkUpstreamsNotReserved, effectiveMatcher, l4Listener, l4ListenerConflict, normalizeL4ProxyHost, type L4Listener } from "@cpm/core";
+import { checkUpstreamsNotReserved, effectiveMatcher, instancePorts, l4Listener, l4ListenerConflict, normalizeL4ProxyHost, takesInstancePort, type L4Listener } from "@cpm/core";
 import { certificateTag } from "./tls.ts";
 import type { Json, RenderOptions } from "./types.ts";
 
@@ -40,7 +40,7 @@ export function renderLayer4(snapshot: Snapshot, opts: RenderOptions, warnings: 
   }
 
   const certs = new Map(snapshot.certificates.map((c) => [c.id, c]));
-  const reserved = reservedPorts(opts);
+  const reserved = instancePorts(opts);
   const accepted: L4ProxyHost[] = [];
   const byName = [...enabled].sort((a, b) => cmp(a.name, b.name) || cmp(a.id, b.id));
   for (const raw of byName) {
@@ -53,7 +53,7 @@ export function renderLayer4(snapshot: Snapshot, opts: RenderOptions, warnings: 
       continue;
     }
     const listener = l4Listener(h);
-    const taken = reserved.find((r) => r.protocol === listener.protocol && r.port === listener.port && (r.host === undefined || EVERY_ADDRESS.has(listener.host) || r.host === listener.host));
+    const taken = takesInstancePort(listener, reserved);
     if (taken) {
       warnings.push(`${label} not served: ${listener.network} takes this instance's ${taken.what} (port ${taken.port})`);
       continue;
@@ -93,8 +93,6 @@ export function renderLayer4(snapshot: Snapshot, opts: RenderOptions, warnings: 
   return { servers };
 }
 
-const EVERY_ADDRESS = new Set(["", "0.0.0.0", "[::]"]);
-
 /** How Caddy writes the listener: one written without an address (":5432") binds to CPM_CADDY_BIND when set. */
 function boundNetwork(l: L4Listener, opts: RenderOptions): string {
   return l.host === "" && opts.bindAddress ? `${l.protocol}/${opts.bindAddress}:${l.port}` : l.network;
@@ -105,34 +103,6 @@ const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 /** "l4-tcp-5432" for every address, "l4-udp-127.0.0.1-53", "l4-tcp-[::1]-5432". */
 function serverName(l: L4Listener): string {
   return `l4-${l.protocol}-${l.host ? `${l.host}-` : ""}${l.port}`;
-}
-
-interface Reserved {
-  protocol: "tcp" | "udp";
-  /** undefined: every address. */
-  host: string | undefined;
-  port: number;
-  what: string;
-}
-
-/**
- * Ports this instance's Caddy serves itself: HTTP and HTTPS on its bind address, every
- * address by default (TCP), HTTP/3 on the HTTPS port (UDP), and the admin API on its address. Instance-local, so checked
- * here rather than by the API.
- */
-function reservedPorts(opts: RenderOptions): Reserved[] {
-  const bind = opts.bindAddress;
-  const r: Reserved[] = [
-    { protocol: "tcp", host: bind, port: opts.httpPort, what: "HTTP port" },
-    { protocol: "tcp", host: bind, port: opts.httpsPort, what: "HTTPS port" },
-    { protocol: "udp", host: bind, port: opts.httpsPort, what: "HTTPS port (HTTP/3)" },
-  ];
-  const admin = /^(?:tcp\/)?(\[[^\]]*\]|[^:/]*):(\d+)$/.exec(opts.adminListen);
-  if (admin) {
-    const host = admin[1]!.toLowerCase();
-    r.push({ protocol: "tcp", host: host === "" || host === "0.0.0.0" || host === "[::]" ? undefined : host === "localhost" ? "127.0.0.1" : host, port: Number(admin[2]), what: "admin API port" });
-  }
-  return r;
 }
 
 const KIND_ORDER: Record<number, string> = {

@@ -3,10 +3,13 @@ import { L4ProxyHost, type ConfigServiceServer } from "@cpm/proto";
 import {
   alreadyExists,
   checkUpstreamsNotReserved,
+  l4Listener,
   l4ListenerConflict,
   normalizeL4ProxyHost,
   notFound,
+  takesInstancePort,
   ValidationError,
+  type InstancePort,
   type ReservedAddress,
 } from "@cpm/core";
 import type { AsyncService } from "@cpm/grpc-kit";
@@ -24,8 +27,9 @@ const fromRow = (r: { data: string }) => L4ProxyHost.fromJSON(JSON.parse(r.data)
  *   matchers: at most one NONE (catch-all) and one PROXY_PROTOCOL host, and each TLS_SNI or
  *   HTTP_HOST value once; a listener on every address and one on a single address of the
  *   same port and protocol cannot both be bound (ALREADY_EXISTS naming the listener).
- * Whether a listener takes this instance's HTTP/HTTPS port is instance-local (ports are
- * never synced): the renderer leaves such a host out with a warning.
+ * A listener on this instance's own HTTP/HTTPS/admin port is refused at write time
+ * (INVALID_ARGUMENT on `listen_address`); a slave's ports are its own (never synced), so its
+ * renderer leaves such a host from a master out, with a warning.
  */
 async function checkConflicts(tx: Tx, h: L4ProxyHost): Promise<void> {
   const sameName = await tx.l4ProxyHost.findFirst({ where: { name: h.name, NOT: { id: h.id } } });
@@ -40,12 +44,21 @@ async function checkConflicts(tx: Tx, h: L4ProxyHost): Promise<void> {
 
 /**
  * ConfigService handlers for L4 proxy hosts (CRUD with validation and referential checks).
- * `reserved`: this instance's own addresses, which upstreams must not point at.
+ * `reserved`: this instance's own addresses, which upstreams must not point at; `ownPorts`: the
+ * ports its Caddy serves itself, which no L4 listener may take.
  */
-export function l4ProxyHostHandlers(store: ConfigStore, reserved: readonly ReservedAddress[] = []): AsyncService<ConfigServiceServer> {
+export function l4ProxyHostHandlers(
+  store: ConfigStore,
+  reserved: readonly ReservedAddress[] = [],
+  ownPorts: readonly InstancePort[] = [],
+): AsyncService<ConfigServiceServer> {
   const normalize = (input: L4ProxyHost) => {
     const host = normalizeL4ProxyHost(input, F);
     checkUpstreamsNotReserved(host.upstreams, `${F}.upstreams`, reserved);
+    // A listener on this instance's own HTTP/HTTPS/admin port could never be served here.
+    const listener = l4Listener(host, `${F}.listen_address`);
+    const taken = host.enabled === false ? undefined : takesInstancePort(listener, ownPorts);
+    if (taken) throw new ValidationError(`${F}.listen_address`, `${listener.network} takes this instance's ${taken.what} (port ${taken.port})`);
     return host;
   };
   return {
