@@ -56,7 +56,9 @@ export class ConfigClient {
         stream.on("end", () => resolve());
       });
       signal.removeEventListener("abort", onAbort);
-      if (!signal.aborted) await sleep(backoffDelay(attempt++), signal);
+      // config-service is on this machine: retrying at most a second apart costs nothing, and a
+      // restarted config-service is followed again within a second (not after a grown backoff).
+      if (!signal.aborted) await sleep(backoffDelay(attempt++, 100, 1_000), signal);
     }
   }
 

@@ -229,7 +229,9 @@ export class Reconciler {
 
   private scheduleRetry(): void {
     clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.kick(), backoffDelay(this.attempt++));
+    // Caddy and config-service are local: at most a second apart, so a restarted one is
+    // caught up within a second.
+    this.retryTimer = setTimeout(() => this.kick(), backoffDelay(this.attempt++, 100, 1_000));
   }
 
   /** Periodic: is Caddy running what we applied, and are we on the desired version? */
