@@ -166,7 +166,7 @@ export class Reconciler {
       const withL4 = render(snapshot, this.opts);
       const without = render(snapshot, { ...this.opts, layer4RefusedBecause: err.message });
       if (without.sha256 === withL4.sha256) throw err;
-      this.log.warn({ version: snapshot.version, reason: err.message }, "Caddy refused the layer4 app; serving the config without it");
+      this.log.warn({ version: snapshot.version, reason: err.message }, "Caddy refused the config; trying it without the layer4 app");
       this.rejected = undefined;
       return this.applyRendered(snapshot, without);
     }
