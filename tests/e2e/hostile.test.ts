@@ -566,16 +566,17 @@ describe("hostile input: nothing moves, nothing leaks", () => {
         const r = await unmoved(p.inst, () => sendAnnouncedMessage(p.url, p.path, 16, { ca: p.tls ? ca() : undefined, token: p.token, compressedFlag: true }));
         assert.ok([status.INTERNAL, status.UNIMPLEMENTED, status.INVALID_ARGUMENT].includes(r.status), `${p.name}: ${r.status} ${r.message}`);
       });
-      for (const [what, bytes] of [
-        ["random bytes", Buffer.from(Array.from({ length: 4096 }, (_, k) => (k * 7919) % 256))],
-        ["an HTTP/1.1 request", Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n")],
-        ["a truncated HTTP/2 preface", Buffer.from("PRI * HTTP/2.0\r\n\r\nSM")],
+      for (const [what, bytes, closes] of [
+        ["random bytes", Buffer.from(Array.from({ length: 4096 }, (_, k) => (k * 7919) % 256)), true],
+        ["an HTTP/1.1 request", Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), true],
+        // An incomplete preface may be waited for; it must still not harm the port.
+        ["a truncated HTTP/2 preface", Buffer.from("PRI * HTTP/2.0\r\n\r\nSM"), false],
       ] as const) {
-        it(`port #${i}: ${what} close the connection and the port keeps serving`, async () => {
+        it(`port #${i}: ${what}${closes ? " close the connection and" : ""} the port keeps serving`, async () => {
           const p = ports()[i]!;
           await unmoved(p.inst, async () => {
             const r = await sendGarbage(p.port, bytes, p.tls ? { tls: { ca: ca() } } : {});
-            assert.ok(r.closed || r.reply.length >= 0);
+            if (closes) assert.ok(r.closed, `${p.name}: the server closes a connection that speaks ${what}`);
           });
           // Health is open (it tells nothing but SERVING) and the port still answers.
           const h = await callRaw(p.tls ? `localhost:${p.port}` : `127.0.0.1:${p.port}`, "/grpc.health.v1.Health/Check", Buffer.alloc(0), {

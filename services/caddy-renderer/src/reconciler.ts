@@ -156,16 +156,16 @@ export class Reconciler {
 
   /** Render and load one snapshot; records the outcome. Returns the rendered hash on success. */
   private async apply(snapshot: Snapshot): Promise<string> {
+    const full = render(snapshot, this.opts);
     try {
-      return await this.applyRendered(snapshot, render(snapshot, this.opts));
+      return await this.applyRendered(snapshot, full);
     } catch (err) {
       // A config Caddy refuses as a whole because of its layer4 app (typically a listener on a
       // port another process holds: not knowable at write time) must not stop the HTTP hosts:
       // load it again without the layer4 app, with a warning that quotes Caddy's reason.
       if (!(err instanceof CaddyRejectedError)) throw err;
-      const withL4 = render(snapshot, this.opts);
       const without = render(snapshot, { ...this.opts, layer4RefusedBecause: err.message });
-      if (without.sha256 === withL4.sha256) throw err;
+      if (without.sha256 === full.sha256) throw err;
       this.log.warn({ version: snapshot.version, reason: err.message }, "Caddy refused the config; trying it without the layer4 app");
       this.rejected = undefined;
       return this.applyRendered(snapshot, without);
