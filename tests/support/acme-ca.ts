@@ -58,26 +58,34 @@ export async function startAcmeCa(opts: { names: string[]; lifetime?: string }):
   child.stdout!.pipe(out, { end: false });
   child.stderr!.pipe(out, { end: false });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+    await exited;
+    out.end();
+  };
   const rootFile = path.join(dir, "data", "caddy", "pki", "authorities", "local", "root.crt");
-  const rootPem = await waitFor(() => {
-    try {
-      return readFileSync(rootFile, "utf8");
-    } catch {
-      return undefined;
-    }
-  }, "the test ACME CA's root certificate", 30_000);
   const directoryUrl = `https://127.0.0.1:${port}/acme/local/directory`;
-  await waitFor(async () => (await fetchDirectory(directoryUrl, rootPem)) ? true : undefined, "the test ACME CA's directory", 30_000, 200);
+  let rootPem: string;
+  try {
+    rootPem = await waitFor(() => {
+      try {
+        return readFileSync(rootFile, "utf8");
+      } catch {
+        return undefined;
+      }
+    }, "the test ACME CA's root certificate", 30_000);
+    await waitFor(async () => ((await fetchDirectory(directoryUrl, rootPem)) ? true : undefined), "the test ACME CA's directory", 30_000, 200);
+  } catch (err) {
+    // A CA that never came up must not outlive the test (its pipes would keep the process alive).
+    await stop();
+    throw err;
+  }
   return {
     directoryUrl,
     rootPem,
     dir,
     log: () => readFileSync(logFile, "utf8"),
-    async stop() {
-      if (child.exitCode === null) child.kill("SIGTERM");
-      await exited;
-      out.end();
-    },
+    stop,
   };
 }
 
