@@ -1,6 +1,11 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { status as Status, type ServerInterceptingCallInterface, type ServerInterceptor } from "@grpc/grpc-js";
+import { status as Status, type ServerInterceptingCall, type ServerInterceptingCallInterface, type ServerInterceptor } from "@grpc/grpc-js";
 import { collectDefaultMetrics, Counter, Histogram, Registry } from "prom-client";
+import type { Logger } from "@cpm/core";
+import { NackCode } from "@cpm/proto";
+
+// The metric types services define their own metrics with (one prom-client for the process).
+export { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 /**
  * The Prometheus registry of this process. Every metric of the service is registered here
@@ -81,7 +86,9 @@ export function grpcMetricsInterceptor(registry?: Registry): ServerInterceptor {
       m.seconds.observe(l, (performance.now() - started) / 1000);
     };
     observeStatus(call, record);
-    return call;
+    // Returned as it is, not wrapped: the interceptors after this one must still patch grpc-js's
+    // own call (see nameLimitInStatus). grpc-js chains interceptors through this interface only.
+    return call as ServerInterceptingCall;
   };
 }
 
@@ -168,4 +175,21 @@ async function answer(registry: Registry, req: IncomingMessage, res: ServerRespo
   } catch (err) {
     res.writeHead(500, { "content-type": "text/plain; charset=utf-8" }).end(`cannot collect metrics: ${(err as Error).message}\n`);
   }
+}
+
+/**
+ * Starts the `/metrics` listener when `listen` is set (its variable is named when it cannot be
+ * bound); does nothing otherwise. For a service's main.
+ */
+export async function startMetrics(listen: string | undefined, variable: string, log: Logger): Promise<MetricsServer | undefined> {
+  if (listen === undefined) return undefined;
+  const server = await serveMetrics(listen, { variable });
+  log.info({ listen, port: server.port }, "metrics served at /metrics");
+  return server;
+}
+
+/** A sync NACK code as a label value: the proto name without its prefix, lower case ("stale_version"). */
+export function nackCodeLabel(code: NackCode): string {
+  const name = NackCode[code];
+  return typeof name === "string" && code !== NackCode.UNRECOGNIZED ? name.replace(/^NACK_CODE_/, "").toLowerCase() : "unrecognized";
 }
