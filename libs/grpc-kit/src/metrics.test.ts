@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
@@ -74,6 +75,13 @@ describe("gRPC server metrics and the /metrics listener", () => {
     assert.equal(sample(text, inf), 2);
     // Node's process metrics come with the listener.
     assert.ok(sample(text, "process_cpu_user_seconds_total") !== undefined, "process metrics are served");
+  });
+
+  it("serves what promtool check metrics accepts", { skip: spawnSync("promtool", ["--version"]).status === 0 ? false : "promtool is not installed (Debian package prometheus)" }, async () => {
+    const { text } = await scrape(metrics.port);
+    const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
+    assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
+    assert.ok(sample(text, "nodejs_active_handles_total") === undefined, "no gauge named like a counter");
   });
 
   it("serves nothing but /metrics", async () => {

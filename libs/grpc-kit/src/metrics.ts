@@ -126,6 +126,7 @@ export interface ServeMetricsOptions {
 }
 
 const withDefaultMetrics = new WeakSet<Registry>();
+const NON_COUNTER_TOTALS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
 
 /**
  * Serves `registry` (with Node's process metrics added) in Prometheus's text format at
@@ -137,6 +138,9 @@ export function serveMetrics(listen: string, opts: ServeMetricsOptions): Promise
   if (!withDefaultMetrics.has(registry)) {
     withDefaultMetrics.add(registry);
     collectDefaultMetrics({ register: registry });
+    // Gauges named like counters (promtool refuses them); nodejs_active_handles and the others,
+    // by type, carry the same counts.
+    for (const name of NON_COUNTER_TOTALS) registry.removeSingleMetric(name);
   }
   const colon = listen.lastIndexOf(":");
   const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, "$1");

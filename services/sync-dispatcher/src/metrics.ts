@@ -103,6 +103,7 @@ export class DispatcherMetrics {
   link(target: SlaveTarget): LinkMetrics {
     const labels = slaveLabels(target);
     for (const c of [this.pushes, this.bytes, this.acks]) c.inc(labels, 0);
+    this.propagation.zero(labels);
     let measuredUpTo = 0;
     return {
       pushed: (bytes) => {
