@@ -197,3 +197,8 @@ export function nackCodeLabel(code: NackCode): string {
   const name = NackCode[code];
   return typeof name === "string" && code !== NackCode.UNRECOGNIZED ? name.replace(/^NACK_CODE_/, "").toLowerCase() : "unrecognized";
 }
+
+/** Every NACK code a slave can send, as label values (to start each series at 0). */
+export const NACK_CODE_LABELS: readonly string[] = Object.values(NackCode)
+  .filter((c): c is NackCode => typeof c === "number" && c !== NackCode.UNRECOGNIZED && c !== NackCode.NACK_CODE_UNSPECIFIED)
+  .map(nackCodeLabel);

@@ -1,6 +1,6 @@
 import { NackCode, type SlaveStatus } from "@cpm/proto";
 import type { SlaveTarget } from "@cpm/core";
-import { Counter, Gauge, Histogram, nackCodeLabel, metricSet, type Registry } from "@cpm/grpc-kit";
+import { Counter, Gauge, Histogram, metricSet, NACK_CODE_LABELS, nackCodeLabel, type Registry } from "@cpm/grpc-kit";
 
 /** Per-slave labels: the name and address (host:port) from INSTANCE_SLAVES; never its URL or token. */
 const SLAVE_LABELS = ["slave", "address"] as const;
@@ -104,6 +104,7 @@ export class DispatcherMetrics {
     const labels = slaveLabels(target);
     for (const c of [this.pushes, this.bytes, this.acks]) c.inc(labels, 0);
     this.propagation.zero(labels);
+    for (const code of NACK_CODE_LABELS) this.nacks.inc({ ...labels, code }, 0);
     let measuredUpTo = 0;
     return {
       pushed: (bytes) => {

@@ -1,5 +1,5 @@
-import { NackCode, type SyncResponse } from "@cpm/proto";
-import { Counter, Gauge, nackCodeLabel, metricSet, type Registry } from "@cpm/grpc-kit";
+import type { SyncResponse } from "@cpm/proto";
+import { Counter, Gauge, metricSet, NACK_CODE_LABELS, nackCodeLabel, type Registry } from "@cpm/grpc-kit";
 import type { ReceiverState } from "./receiver.ts";
 
 /**
@@ -17,9 +17,7 @@ export class ReceiverMetrics {
     this.received = new Counter({ name: "cpm_receiver_snapshots_received_total", help: "Snapshots received from the master.", registers });
     this.applied = new Counter({ name: "cpm_receiver_snapshots_applied_total", help: "Snapshots answered with an ACK (applied and running in Caddy, or already running).", registers });
     this.refused = new Counter({ name: "cpm_receiver_snapshots_refused_total", help: "Snapshots answered with a NACK, by NACK code.", labelNames: ["code"], registers });
-    for (const code of Object.values(NackCode)) {
-      if (typeof code === "number" && code !== NackCode.UNRECOGNIZED && code !== NackCode.NACK_CODE_UNSPECIFIED) this.refused.inc({ code: nackCodeLabel(code) }, 0);
-    }
+    for (const code of NACK_CODE_LABELS) this.refused.inc({ code }, 0);
     const state = () => this.state?.();
     new Gauge({
       name: "cpm_receiver_applied_version",
