@@ -304,3 +304,30 @@ describe("a slave serves sync over TLS unless plaintext is allowed", () => {
     assert.equal(loadConfig({ INSTANCE_MODE: "slave", INSTANCE_SYNC_TOKEN: TOKEN, INSTANCE_SYNC_ALLOW_HTTP: "true" }).syncAllowHttp, true);
   });
 });
+
+describe("metrics listeners (CPM_*_METRICS_LISTEN)", () => {
+  test("are off unless set", () => {
+    assert.deepEqual({ ...loadConfig({}).metricsListen }, { config: undefined, renderer: undefined, dispatcher: undefined, receiver: undefined });
+  });
+  test("take a host:port per service", () => {
+    const c = loadConfig({
+      CPM_CONFIG_METRICS_LISTEN: "127.0.0.1:9461",
+      CPM_RENDERER_METRICS_LISTEN: "[::1]:9462",
+      CPM_DISPATCHER_METRICS_LISTEN: "0.0.0.0:9463",
+      CPM_RECEIVER_METRICS_LISTEN: "localhost:9464",
+    });
+    assert.deepEqual({ ...c.metricsListen }, { config: "127.0.0.1:9461", renderer: "[::1]:9462", dispatcher: "0.0.0.0:9463", receiver: "localhost:9464" });
+  });
+  test("a bad address names its variable", () => {
+    assertConfigError({ CPM_RENDERER_METRICS_LISTEN: "9462" }, "CPM_RENDERER_METRICS_LISTEN", /not a host:port/);
+    assertConfigError({ CPM_RECEIVER_METRICS_LISTEN: "127.0.0.1:70000" }, "CPM_RECEIVER_METRICS_LISTEN", /not a host:port/);
+  });
+  test("an address another listener of the instance uses names both variables", () => {
+    assertConfigError({ CPM_CONFIG_METRICS_LISTEN: "127.0.0.1:50051" }, "CPM_CONFIG_METRICS_LISTEN", /already used by CPM_API_LISTEN/);
+    assertConfigError(
+      { CPM_CONFIG_METRICS_LISTEN: "127.0.0.1:9461", CPM_DISPATCHER_METRICS_LISTEN: "127.0.0.1:9461" },
+      "CPM_DISPATCHER_METRICS_LISTEN",
+      /already used by CPM_CONFIG_METRICS_LISTEN/,
+    );
+  });
+});

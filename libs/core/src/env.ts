@@ -78,7 +78,20 @@ export interface InstanceConfig {
   readonly caddyStorageDir: string;
   /** Slave: host:port of the master's Caddy HTTP port, where ACME HTTP-01 challenges for master-issued names are proxied. */
   readonly masterHttpAddress: string | undefined;
+  /** Where each service serves Prometheus metrics (`GET /metrics`); undefined: not served (the default). */
+  readonly metricsListen: Readonly<Record<MetricsService, string | undefined>>;
 }
+
+/** The services that can serve Prometheus metrics. */
+export type MetricsService = "config" | "renderer" | "dispatcher" | "receiver";
+
+/** The variable that sets each service's metrics address. */
+export const METRICS_LISTEN_VARIABLES: Readonly<Record<MetricsService, string>> = Object.freeze({
+  config: "CPM_CONFIG_METRICS_LISTEN",
+  renderer: "CPM_RENDERER_METRICS_LISTEN",
+  dispatcher: "CPM_DISPATCHER_METRICS_LISTEN",
+  receiver: "CPM_RECEIVER_METRICS_LISTEN",
+});
 
 type Env = Record<string, string | undefined>;
 
@@ -121,6 +134,27 @@ function listenAddress(env: Env, name: string, dflt: string): string {
     throw new ConfigError(name, `"${v}" is not a host:port address`);
   }
   return v;
+}
+
+/**
+ * The metrics addresses, off unless set. Each must differ from the others and from the
+ * instance's gRPC listeners: two listeners on one address would stop a service at start.
+ */
+function metricsListen(env: Env, taken: Record<string, string>): Record<MetricsService, string | undefined> {
+  const out = {} as Record<MetricsService, string | undefined>;
+  const used = new Map(Object.entries(taken).map(([variable, address]) => [address, variable]));
+  for (const [service, variable] of Object.entries(METRICS_LISTEN_VARIABLES) as [MetricsService, string][]) {
+    if (str(env, variable) === undefined) {
+      out[service] = undefined;
+      continue;
+    }
+    const address = listenAddress(env, variable, "");
+    const other = used.get(address);
+    if (other !== undefined && !address.endsWith(":0")) throw new ConfigError(variable, `"${address}" is already used by ${other}`);
+    used.set(address, variable);
+    out[service] = address;
+  }
+  return out;
 }
 
 /** host:port of an http(s) URL, with the scheme's default port when none is given. */
@@ -319,6 +353,15 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     caddyHasLayer4: optBool(env, "CPM_CADDY_LAYER4"),
     caddyStorageDir: path.resolve(str(env, "CPM_CADDY_STORAGE_DIR") ?? path.join(dataDir, "caddy", "data", "caddy")),
     masterHttpAddress: masterHttpAddress(env, "CPM_MASTER_HTTP_URL"),
+    metricsListen: Object.freeze(
+      metricsListen(env, {
+        CPM_API_LISTEN: apiListen,
+        CPM_RENDERER_LISTEN: rendererListen,
+        CPM_DISPATCHER_LISTEN: dispatcherListen,
+        CPM_CONFIG_INTERNAL_LISTEN: configInternalListen,
+        CPM_SYNC_LISTEN: syncListen,
+      }),
+    ),
   });
 }
 

@@ -18,10 +18,12 @@ import descriptor from "protobufjs/ext/descriptor/index.js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "@cpm/core";
+import type { Registry } from "prom-client";
 import { unauthenticated, type Authenticate, type Principal } from "./auth.ts";
 import { INTERNAL_MAX_MESSAGE_BYTES } from "./client.ts";
 import { toServiceError } from "./errors.ts";
 import { accessInterceptor, principalOf } from "./interceptor.ts";
+import { grpcMetricsInterceptor } from "./metrics.ts";
 import { assertPolicyCovers, methodName, type MethodPolicy, type ServicePolicy } from "./policy.ts";
 
 /** What every handler gets besides its request. */
@@ -59,6 +61,8 @@ export interface GrpcServerOptions {
   limitVariable?: string;
   /** Who may use server reflection here; health is public everywhere (it tells only SERVING or not). */
   reflection?: MethodPolicy;
+  /** Where calls are counted (cpm_grpc_server_*); the process's registry when unset. */
+  metricsRegistry?: Registry;
 }
 
 /**
@@ -81,7 +85,11 @@ export class GrpcServer {
       "grpc.keepalive_timeout_ms": 10_000,
       "grpc.keepalive_permit_without_calls": 1,
       "grpc.http2.min_ping_interval_without_data_ms": 5_000,
-      interceptors: [accessInterceptor({ policies: this.policies, authenticate: opts.authenticate, log: opts.log, limitVariable: opts.limitVariable })],
+      interceptors: [
+        // First: it sits on grpc-js's own call and so sees every status, even the access interceptor's.
+        grpcMetricsInterceptor(opts.metricsRegistry),
+        accessInterceptor({ policies: this.policies, authenticate: opts.authenticate, log: opts.log, limitVariable: opts.limitVariable }),
+      ],
     });
     this.health.addToServer(this.registrar(["public"]));
     new ReflectionService(reflectionDefinition() as never).addToServer(this.registrar(opts.reflection ?? ["public"]));

@@ -1,8 +1,9 @@
 import path from "node:path";
-import { caddyAdminBlock, CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, reservedAddresses } from "@cpm/core";
-import { ConfigClient, RemoteAuthenticator } from "@cpm/grpc-kit";
+import { caddyAdminBlock, CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, METRICS_LISTEN_VARIABLES, reservedAddresses } from "@cpm/core";
+import { ConfigClient, RemoteAuthenticator, startMetrics } from "@cpm/grpc-kit";
 import { CaddyAdmin } from "./caddy.ts";
 import { IssuanceRecorder } from "./issuance.ts";
+import { rendererMetrics } from "./metrics.ts";
 import { probeLayer4 } from "./probe.ts";
 import { Reconciler } from "./reconciler.ts";
 import { createServer } from "./server.ts";
@@ -16,9 +17,12 @@ async function main() {
   const layer4 = await probeLayer4({ configured: cfg.caddyHasLayer4, caddyBin: cfg.caddyBin });
   log.info({ layer4: layer4.layer4, reason: layer4.reason }, "layer4 (caddy-l4) support");
   const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, bindAddress: cfg.caddyBind, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: layer4.layer4, tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls"), reservedUpstreams: reservedAddresses(cfg), servesMasterIssued: cfg.mode === "slave", masterHttpAddress: cfg.mode === "slave" ? cfg.masterHttpAddress : undefined };
-  const reconciler = new Reconciler(config, caddy, renderOptions, log, cfg.reconcileIntervalMs, cfg.syncAckTimeoutSeconds * 1000);
+  const metrics = rendererMetrics();
+  const reconciler = new Reconciler(config, metrics.instrument(caddy), renderOptions, log, cfg.reconcileIntervalMs, cfg.syncAckTimeoutSeconds * 1000);
   const auth = new RemoteAuthenticator(cfg.apiAddr, cfg.internalToken);
   const server = createServer({ reconciler, renderOptions, authenticate: auth.authenticate, log, syncMaxMessageBytes: cfg.syncMaxMessageBytes });
+  metrics.observe(() => reconciler.status());
+  const metricsServer = await startMetrics(cfg.metricsListen.renderer, METRICS_LISTEN_VARIABLES.renderer, log);
   const port = await server.listen(cfg.rendererListen);
   log.info({ listen: cfg.rendererListen, port, caddy: cfg.caddyApiUrl, config: cfg.configAddr }, "caddy-renderer ready");
 
@@ -45,6 +49,7 @@ async function main() {
     reconciler.stop();
     recorder?.stop();
     await server.shutdown();
+    await metricsServer?.close();
     config.close();
     auth.close();
     log.flush();

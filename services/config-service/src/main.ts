@@ -1,5 +1,7 @@
-import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, instancePorts, loadConfig, reservedAddresses } from "@cpm/core";
+import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, instancePorts, loadConfig, METRICS_LISTEN_VARIABLES, reservedAddresses } from "@cpm/core";
+import { startMetrics } from "@cpm/grpc-kit";
 import { openDatabase } from "./db.ts";
+import { configMetrics } from "./metrics.ts";
 import { createServer } from "./server.ts";
 import { ConfigStore } from "./store.ts";
 import { ApiTokens } from "./tokens.ts";
@@ -12,6 +14,8 @@ async function main() {
   if (applied.length) log.info({ applied, dialect }, "database migrated");
   const store = new ConfigStore(db, log, { dialect });
   const info = await store.init();
+  configMetrics().observe(store);
+  const metrics = await startMetrics(cfg.metricsListen.config, METRICS_LISTEN_VARIABLES.config, log);
   const tokens = new ApiTokens(db);
   if (cfg.adminToken) await tokens.ensure(cfg.adminToken);
   const server = createServer({
@@ -35,6 +39,7 @@ async function main() {
     stopping = true;
     log.info({ signal }, "shutting down");
     await server.shutdown();
+    await metrics?.close();
     await db.$disconnect();
     log.flush();
     process.exit(0);

@@ -1,6 +1,7 @@
 import type { GetSyncStatusResponse } from "@cpm/proto";
 import { backoffDelay, sleep, ValidationError, type Logger, type SlaveTarget } from "@cpm/core";
 import type { ConfigClient } from "@cpm/grpc-kit";
+import type { DispatcherMetrics } from "./metrics.ts";
 import { SlaveLink, type LinkOptions, type MasterState } from "./slave-link.ts";
 import { SnapshotCache } from "./snapshots.ts";
 
@@ -18,15 +19,18 @@ export class Dispatcher {
     opts: LinkOptions,
     private readonly intervalSeconds: number,
     private readonly log: Logger,
+    private readonly metrics?: DispatcherMetrics,
   ) {
     const cache = new SnapshotCache(config);
-    this.links = slaves.map((t) => new SlaveLink(t, () => this.state, cache, opts, log.child({ slave: t.name })));
+    this.links = slaves.map((t) => new SlaveLink(t, () => this.state, cache, opts, log.child({ slave: t.name }), metrics?.link(t)));
+    metrics?.observe(() => this.links.map((l) => ({ target: l.target, status: l.status() })));
   }
 
   start(): void {
     void this.config.watch(
       (c) => {
         this.state = { version: c.version, contentSha256: c.contentSha256 };
+        this.metrics?.committed(c.version, c.committedAt);
         for (const l of this.links) l.notify();
       },
       this.log,

@@ -1,6 +1,7 @@
-import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig } from "@cpm/core";
-import { ConfigClient, RemoteAuthenticator } from "@cpm/grpc-kit";
+import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, METRICS_LISTEN_VARIABLES } from "@cpm/core";
+import { ConfigClient, RemoteAuthenticator, startMetrics } from "@cpm/grpc-kit";
 import { Dispatcher } from "./dispatcher.ts";
+import { dispatcherMetrics } from "./metrics.ts";
 import { createServer } from "./server.ts";
 
 // config -> logger -> dependencies -> server -> listen -> signals
@@ -15,7 +16,9 @@ async function main() {
     { caFile: cfg.syncTlsCa, maxMessageBytes: cfg.syncMaxMessageBytes, ackTimeoutMs: cfg.syncAckTimeoutSeconds * 1000 },
     cfg.syncIntervalSeconds,
     log,
+    dispatcherMetrics(),
   );
+  const metrics = await startMetrics(cfg.metricsListen.dispatcher, METRICS_LISTEN_VARIABLES.dispatcher, log);
   const auth = new RemoteAuthenticator(cfg.apiAddr, cfg.internalToken);
   const server = createServer({ dispatcher, authenticate: auth.authenticate, log, maxMessageBytes: cfg.apiMaxMessageBytes });
   const port = await server.listen(cfg.dispatcherListen);
@@ -32,6 +35,7 @@ async function main() {
     log.info({ signal }, "shutting down");
     dispatcher.stop();
     await server.shutdown();
+    await metrics?.close();
     config.close();
     auth.close();
     log.flush();

@@ -2,6 +2,7 @@ import { NackCode, SyncReceiverClient, type SlaveStatus, type SyncResponse, type
 import { backoffDelay, type Logger, type SlaveTarget } from "@cpm/core";
 import { channelCredentials, clientOptions, withBearer } from "@cpm/grpc-kit";
 import { connectivityState, type ClientDuplexStream } from "@grpc/grpc-js";
+import { NO_LINK_METRICS, type LinkMetrics } from "./metrics.ts";
 import { decideSend, type StateKey } from "./send-decision.ts";
 import type { SnapshotCache } from "./snapshots.ts";
 
@@ -62,6 +63,7 @@ export class SlaveLink {
     private readonly snapshots: SnapshotCache,
     private readonly opts: LinkOptions,
     private readonly log: Logger,
+    private readonly metrics: LinkMetrics = NO_LINK_METRICS,
   ) {
     this.client = new SyncReceiverClient(
       target.address,
@@ -168,9 +170,11 @@ export class SlaveLink {
       this.lastError = undefined;
       this.consecutiveFailures = 0;
       this.log.info({ version: res.ack.version, configSha256: res.ack.configSha256 }, "ACK");
+      this.metrics.acked(res.ack.version);
     } else if (res.nack) {
       const { nack } = res;
       this.lastNackedVersion = nack.version;
+      this.metrics.nacked(nack.code);
       this.fail(`NACK v${nack.version} (${NackCode[nack.code] ?? nack.code}${nack.retryable ? ", retryable" : ""}): ${nack.reason}`);
       if (nack.retryable) {
         const delay = backoffDelay(this.retryAttempt++, RETRY_BASE_MS, RETRY_MAX_MS);
@@ -245,6 +249,7 @@ export class SlaveLink {
       this.inFlight = { version: snapshot.version, contentSha256: snapshot.contentSha256, timer };
       this.snapshotsSent++;
       stream.write({ snapshot });
+      this.metrics.pushed(bytes);
       this.log.debug({ version: snapshot.version, bytes }, "snapshot sent");
     } catch (err) {
       this.fail(`cannot read the snapshot from config-service: ${(err as Error).message}`);

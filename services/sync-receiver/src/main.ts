@@ -1,8 +1,9 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { ServerCredentials } from "@grpc/grpc-js";
-import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, required } from "@cpm/core";
-import { ConfigClient, RendererClient } from "@cpm/grpc-kit";
+import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, METRICS_LISTEN_VARIABLES, required } from "@cpm/core";
+import { ConfigClient, RendererClient, startMetrics } from "@cpm/grpc-kit";
+import { receiverMetrics } from "./metrics.ts";
 import { SnapshotApplier } from "./receiver.ts";
 import { createServer } from "./server.ts";
 import { FileStatusStore } from "./status-store.ts";
@@ -25,7 +26,10 @@ async function main() {
   const renderer = new RendererClient(cfg.rendererAddr, cfg.internalToken);
   const applier = new SnapshotApplier(config, renderer, log, cfg.syncAckTimeoutSeconds * 1000, new FileStatusStore(path.join(cfg.dataDir, "sync-receiver-status.json")));
   void applier.load().catch(() => undefined); // its services may still be starting; each apply reads the version again
-  const server = createServer({ applier, syncToken, log, maxMessageBytes: cfg.syncMaxMessageBytes });
+  const metrics = receiverMetrics();
+  metrics.observe(() => applier.state);
+  const metricsServer = await startMetrics(cfg.metricsListen.receiver, METRICS_LISTEN_VARIABLES.receiver, log);
+  const server = createServer({ applier, syncToken, log, maxMessageBytes: cfg.syncMaxMessageBytes, metrics });
   const port = await server.listen(cfg.syncListen, credentials);
   log.info({ listen: cfg.syncListen, port, tls: !!cfg.syncTlsCert }, cfg.syncTlsCert ? "sync-receiver ready (TLS)" : "sync-receiver ready (PLAINTEXT: INSTANCE_SYNC_ALLOW_HTTP=true)");
 
@@ -35,6 +39,7 @@ async function main() {
     stopping = true;
     log.info({ signal }, "shutting down");
     await server.shutdown();
+    await metricsServer?.close();
     config.close();
     renderer.close();
     log.flush();

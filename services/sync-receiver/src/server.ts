@@ -2,6 +2,7 @@ import { SyncReceiverService, type SyncReceiverServer, type SyncRequest } from "
 import type { Logger } from "@cpm/core";
 import { definePolicy, GrpcServer, sharedTokenAuthenticator, type AsyncService } from "@cpm/grpc-kit";
 import { Metadata } from "@grpc/grpc-js";
+import type { ReceiverMetrics } from "./metrics.ts";
 import type { SnapshotApplier } from "./receiver.ts";
 import { SyncSession } from "./session.ts";
 
@@ -11,6 +12,7 @@ export interface ReceiverDeps {
   syncToken: string;
   log: Logger;
   maxMessageBytes: number;
+  metrics?: ReceiverMetrics;
 }
 
 /**
@@ -35,13 +37,18 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
       const session = new SyncSession(
         deps.applier,
         (res) => {
-          if (!call.writableEnded && !call.destroyed && !call.cancelled) call.write(res);
+          if (call.writableEnded || call.destroyed || call.cancelled) return;
+          call.write(res);
+          deps.metrics?.answered(res);
         },
         ctx.log,
       );
       try {
         await new Promise<void>((resolve) => {
-          call.on("data", (req: SyncRequest) => session.receive(req.snapshot));
+          call.on("data", (req: SyncRequest) => {
+            deps.metrics?.receivedSnapshot();
+            session.receive(req.snapshot);
+          });
           call.on("end", () => resolve());
           call.on("error", () => resolve());
           if (ctx.signal.aborted) resolve();
