@@ -6,3 +6,4 @@ export * from "./clients.ts";
 export * from "./remote-auth.ts";
 export * from "./policy.ts";
 export * from "./interceptor.ts";
+export * from "./tracing.ts";
