@@ -1,3 +1,4 @@
+import { initTracing } from "@cpm/grpc-kit";
 import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, instancePorts, loadConfig, reservedAddresses } from "@cpm/core";
 import { openDatabase } from "./db.ts";
 import { createServer } from "./server.ts";
@@ -8,6 +9,7 @@ import { ApiTokens } from "./tokens.ts";
 async function main() {
   const cfg = loadConfig();
   const log = createLogger("config-service", cfg.logLevel);
+  const tracing = await initTracing("config-service", { "cpm.instance.mode": cfg.mode });
   const { db, applied, dialect } = await openDatabase(cfg.databaseUrl);
   if (applied.length) log.info({ applied, dialect }, "database migrated");
   const store = new ConfigStore(db, log, { dialect });
@@ -36,6 +38,7 @@ async function main() {
     log.info({ signal }, "shutting down");
     await server.shutdown();
     await db.$disconnect();
+    await tracing.shutdown();
     log.flush();
     process.exit(0);
   };

@@ -26,7 +26,7 @@ export class Dispatcher {
   start(): void {
     void this.config.watch(
       (c) => {
-        this.state = { version: c.version, contentSha256: c.contentSha256 };
+        this.state = { version: c.version, contentSha256: c.contentSha256, traceContext: c.traceContext };
         for (const l of this.links) l.notify();
       },
       this.log,

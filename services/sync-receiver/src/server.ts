@@ -1,6 +1,6 @@
 import { SyncReceiverService, type SyncReceiverServer, type SyncRequest } from "@cpm/proto";
 import type { Logger } from "@cpm/core";
-import { definePolicy, GrpcServer, sharedTokenAuthenticator, type AsyncService } from "@cpm/grpc-kit";
+import { contextFromCarrier, definePolicy, GrpcServer, sharedTokenAuthenticator, type AsyncService } from "@cpm/grpc-kit";
 import { Metadata } from "@grpc/grpc-js";
 import type { SnapshotApplier } from "./receiver.ts";
 import { SyncSession } from "./session.ts";
@@ -41,7 +41,7 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
       );
       try {
         await new Promise<void>((resolve) => {
-          call.on("data", (req: SyncRequest) => session.receive(req.snapshot));
+          call.on("data", (req: SyncRequest) => session.receive(req.snapshot, contextFromCarrier(req.traceContext)));
           call.on("end", () => resolve());
           call.on("error", () => resolve());
           if (ctx.signal.aborted) resolve();
