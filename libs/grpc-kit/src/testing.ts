@@ -78,6 +78,8 @@ export interface ReceivedSpan {
   resource: Record<string, string | number | boolean>;
   /** OTLP status code: 0 unset, 1 ok, 2 error. */
   statusCode: number;
+  /** The spans this one links to. */
+  links: { traceId: string; spanId: string }[];
 }
 
 /** A tiny OTLP/HTTP trace receiver (JSON encoding, `POST /v1/traces`), for tests that follow a trace across processes. */
@@ -110,13 +112,13 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       if (req.method !== "POST" || req.url !== "/v1/traces") return void res.writeHead(404).end();
       if (!String(req.headers["content-type"]).startsWith("application/json")) return void res.writeHead(415).end();
       const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
-        resourceSpans?: { resource?: { attributes?: OtlpAttribute[] }; scopeSpans?: { spans?: { traceId: string; spanId: string; parentSpanId?: string; name: string; attributes?: OtlpAttribute[]; status?: { code?: number } }[] }[] }[];
+        resourceSpans?: { resource?: { attributes?: OtlpAttribute[] }; scopeSpans?: { spans?: { traceId: string; spanId: string; parentSpanId?: string; name: string; attributes?: OtlpAttribute[]; status?: { code?: number }; links?: { traceId: string; spanId: string }[] }[] }[] }[];
       };
       for (const rs of body.resourceSpans ?? []) {
         const resource = unwrapAttributes(rs.resource?.attributes);
         for (const ss of rs.scopeSpans ?? []) {
           for (const s of ss.spans ?? []) {
-            spans.push({ traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId ?? "", name: s.name, attributes: unwrapAttributes(s.attributes), resource, statusCode: s.status?.code ?? 0 });
+            spans.push({ traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId ?? "", name: s.name, attributes: unwrapAttributes(s.attributes), resource, statusCode: s.status?.code ?? 0, links: (s.links ?? []).map((l) => ({ traceId: l.traceId, spanId: l.spanId })) });
           }
         }
       }

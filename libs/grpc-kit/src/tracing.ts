@@ -158,11 +158,17 @@ export interface SpanOptions {
   /** The parent; the active context when omitted. */
   parent?: Context;
   kind?: SpanKind;
+  /** Other operations this span also continues (e.g. the commits a push carries besides its parent's). */
+  links?: readonly TraceCarrier[];
 }
 
 /** Starts a span that the caller ends (one that outlives the current call, e.g. a push until its ACK). */
 export function startSpan(name: string, opts: SpanOptions = {}): Span {
-  return tracer().startSpan(name, { attributes: opts.attributes, kind: opts.kind }, opts.parent ?? context.active());
+  const links = (opts.links ?? []).flatMap((c) => {
+    const spanContext = trace.getSpanContext(contextFromCarrier(c));
+    return spanContext ? [{ context: spanContext }] : [];
+  });
+  return tracer().startSpan(name, { attributes: opts.attributes, kind: opts.kind, links }, opts.parent ?? context.active());
 }
 
 /**

@@ -9,15 +9,43 @@ export interface PushSpan {
   carrier: TraceCarrier | undefined;
 }
 
+/** How many recent versions keep their commit's trace context (a push links the ones it coalesces). */
+const KEPT_VERSIONS = 64;
+
+/** The trace contexts of the latest committed versions, as WatchConfig announced them. */
+export class CommitTraces {
+  private readonly byVersion = new Map<number, TraceCarrier>();
+
+  record(version: number, carrier: TraceCarrier | undefined): void {
+    if (!carrier?.traceparent) return;
+    this.byVersion.set(version, carrier);
+    for (const v of this.byVersion.keys()) {
+      if (this.byVersion.size <= KEPT_VERSIONS) break;
+      this.byVersion.delete(v);
+    }
+  }
+
+  get(version: number): TraceCarrier | undefined {
+    return this.byVersion.get(version);
+  }
+
+  /** The contexts of the versions strictly between `after` and `before`: the ones a push of `before` coalesces. */
+  between(after: number, before: number): TraceCarrier[] {
+    return [...this.byVersion].filter(([v]) => v > after && v < before).map(([, c]) => c);
+  }
+}
+
 /**
- * Starts the span of a push, a child of the commit that produced the snapshot's version.
+ * Starts the span of a push, a child of the commit that produced the snapshot's version and
+ * linked to the commits of the versions it coalesces (newer than the slave's last ACK).
  * Attributes: the version, a content hash prefix, the slave's name and address, the version
- * it acked before (a gap of more than one means versions were coalesced).
+ * it acked before.
  */
-export function startPush(snapshot: Snapshot, commitTrace: TraceCarrier | undefined, target: SlaveTarget, ackedVersion: number): PushSpan {
+export function startPush(snapshot: Snapshot, commits: CommitTraces | undefined, fallback: TraceCarrier | undefined, target: SlaveTarget, ackedVersion: number): PushSpan {
   const span = startSpan("dispatcher.push", {
     kind: SpanKind.PRODUCER,
-    parent: contextFromCarrier(commitTrace),
+    parent: contextFromCarrier(commits?.get(snapshot.version) ?? fallback),
+    links: commits?.between(ackedVersion, snapshot.version),
     attributes: {
       ...versionAttributes(snapshot.version, snapshot.contentSha256),
       "cpm.slave.name": target.name,

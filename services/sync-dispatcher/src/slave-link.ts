@@ -1,7 +1,7 @@
 import { NackCode, SyncReceiverClient, type SlaveStatus, type SyncResponse, type SyncRequest } from "@cpm/proto";
 import { backoffDelay, type Logger, type SlaveTarget } from "@cpm/core";
 import { channelCredentials, clientOptions, withBearer, type TraceCarrier } from "@cpm/grpc-kit";
-import { endPush, startPush, type PushSpan } from "./push-trace.ts";
+import { endPush, startPush, type CommitTraces, type PushSpan } from "./push-trace.ts";
 import { connectivityState, type ClientDuplexStream } from "@grpc/grpc-js";
 import { decideSend, type StateKey } from "./send-decision.ts";
 import type { SnapshotCache } from "./snapshots.ts";
@@ -21,6 +21,8 @@ export interface MasterState {
   contentSha256: string;
   /** Trace context of the commit of `version` (absent when tracing is off or unknown). */
   traceContext?: TraceCarrier;
+  /** Trace contexts of recent commits, for the versions a push coalesces. */
+  commits?: CommitTraces;
 }
 
 export interface LinkOptions {
@@ -251,7 +253,7 @@ export class SlaveLink {
       // newest one when several versions were coalesced into this push).
       const now = this.master();
       const commitTrace = now.version === snapshot.version ? now.traceContext : want.version === snapshot.version ? want.traceContext : undefined;
-      const span = startPush(snapshot, commitTrace, this.target, this.acked?.version ?? 0);
+      const span = startPush(snapshot, now.commits, commitTrace, this.target, this.acked?.version ?? 0);
       this.inFlight = { version: snapshot.version, contentSha256: snapshot.contentSha256, timer, span };
       this.snapshotsSent++;
       stream.write({ snapshot, traceContext: span.carrier });
