@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ProxyHost } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "@cpm/grpc-kit/testing";
-import { Instance } from "../support/instance.ts";
+import { Instance, ROOT } from "../support/instance.ts";
 import { makePki, type TestPki } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -102,5 +103,24 @@ describe("tracing: one change followed from the master's commit to the slave's C
     assert.equal(commit.attributes["cpm.config.content_sha256"], preload.attributes["cpm.config.content_sha256"]);
     const inTrace = JSON.stringify(receiver.spans.filter((s) => s.traceId === trace));
     for (const secret of [DOMAIN, TOKEN, master.adminToken]) assert.ok(!inTrace.includes(secret), `no span of the trace holds "${secret}"`);
+  });
+
+  it("a bad tracing variable stops a service at start with a message naming it", async () => {
+    const run = (env: Record<string, string>) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const base = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", INSTANCE_MODE: "master", INSTANCE_SLAVES: "[]" };
+        const dataDir = mkdtempSync(path.join(os.tmpdir(), "cpm-tracing-env-"));
+        const main = path.join(ROOT, "services/sync-dispatcher/dist/main.js");
+        const child = execFile(process.execPath, [main], { env: { ...base, CPM_DATA_DIR: dataDir, ...env }, timeout: 20_000 }, (_err, _out, stderr) => {
+          rmSync(dataDir, { recursive: true, force: true });
+          resolve({ code: child.exitCode, stderr });
+        });
+      });
+    const exporter = await run({ OTEL_TRACES_EXPORTER: "jaeger" });
+    assert.equal(exporter.code, 78);
+    assert.match(exporter.stderr, /OTEL_TRACES_EXPORTER: "jaeger" is not one of otlp, console, none/);
+    const endpoint = await run({ OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318" });
+    assert.equal(endpoint.code, 78);
+    assert.match(endpoint.stderr, /OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318" is not an http:\/\/ or https:\/\/ URL/);
   });
 });
