@@ -281,19 +281,16 @@ export class Reconciler {
    * never reaches the database. Throws FAILED_PRECONDITION with Caddy's reason.
    */
   preflight(snapshot: Snapshot): Promise<{ configSha256: string; warnings: string[] }> {
-    const run = this.busy.then(() =>
-      withSpan("renderer.preload", { attributes: versionAttributes(snapshot.version, snapshot.contentSha256) }, async (span) => {
-        try {
-          const sha = await this.apply(snapshot);
-          this.holdPreload(snapshot);
-          span.setAttribute("cpm.config.config_sha256", sha.slice(0, 12));
-          return { configSha256: sha, warnings: this.warnings };
-        } catch (err) {
-          if (err instanceof CaddyRejectedError) throw new DomainError("failed_precondition", err.message);
-          throw new DomainError("unavailable", (err as Error).message);
-        }
-      }),
-    );
+    const run = this.busy.then(async () => {
+      try {
+        const sha = await this.apply(snapshot);
+        this.holdPreload(snapshot);
+        return { configSha256: sha, warnings: this.warnings };
+      } catch (err) {
+        if (err instanceof CaddyRejectedError) throw new DomainError("failed_precondition", err.message);
+        throw new DomainError("unavailable", (err as Error).message);
+      }
+    });
     this.busy = run.then(
       () => undefined,
       () => undefined,
