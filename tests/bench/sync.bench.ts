@@ -175,7 +175,7 @@ async function unchangedPushes(slave: Instance, ca: string, s: Snapshot, count: 
       const t0 = performance.now();
       const r = await new Promise<SyncResponse>((resolve) => {
         answers.push(resolve);
-        call.write({ snapshot: s });
+        call.write({ snapshot: s, traceContext: undefined });
       });
       if (failed) throw failed;
       if (!r.ack) throw new Error(`unchanged push refused: ${r.nack?.reason}`);

@@ -160,7 +160,7 @@ describe("hostile input: nothing moves, nothing leaks", () => {
         client.close();
         reject(e);
       });
-      call.write({ snapshot: s });
+      call.write({ snapshot: s, traceContext: undefined });
     });
   }
 

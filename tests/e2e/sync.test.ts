@@ -183,7 +183,7 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
         const call = client.sync(withBearer(token));
         call.on("data", () => resolve(-1));
         call.on("error", (e: { code: number }) => resolve(e.code));
-        call.write({ snapshot: { ...snap, version: snap.version + 100 } });
+        call.write({ snapshot: { ...snap, version: snap.version + 100 }, traceContext: undefined });
       });
       assert.equal(code, status.UNAUTHENTICATED);
     }

@@ -7,6 +7,7 @@ import {
   type ClientOptions,
   type ServiceError,
 } from "@grpc/grpc-js";
+import { injectTraceContext } from "./tracing.ts";
 
 /**
  * Largest message a service sends, and a client accepts from a service of its own
@@ -65,9 +66,9 @@ type UnaryMethod<Req, Res> = (
   cb: (err: ServiceError | null, res: Res) => void,
 ) => unknown;
 
-/** Promise form of a generated unary client method, with bearer metadata and a deadline. */
+/** Promise form of a generated unary client method, with bearer metadata, the active trace context and a deadline. */
 export function unary<Req, Res>(method: UnaryMethod<Req, Res>, req: Req, token: string | undefined, deadlineMs = 10_000): Promise<Res> {
   return new Promise((resolve, reject) => {
-    method(req, withBearer(token), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
+    method(req, injectTraceContext(withBearer(token)), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
   });
 }

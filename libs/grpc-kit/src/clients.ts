@@ -1,14 +1,16 @@
 import { CaddyRendererClient, ConfigServiceClient, type RecordCertificateIssuanceRequest, type RenderStatus, type Snapshot } from "@cpm/proto";
+import type { TraceCarrier } from "./tracing.ts";
 import { backoffDelay, sleep, type Logger } from "@cpm/core";
 import type { ClientReadableStream } from "@grpc/grpc-js";
 import { channelCredentials, clientOptions, unary, withBearer } from "./client.ts";
 
-/** A committed version as config-service's WatchConfig announces it. */
-export interface CommitEvent {
+/** A committed version as config-service's WatchConfig announces it, with the trace context of its commit (empty when unknown). */
+export interface CommitNotice {
   version: number;
   contentSha256: string;
   /** When that version was committed (config-service's clock). */
   committedAt?: Date;
+  traceContext?: TraceCarrier;
 }
 
 /** What another service of this instance needs from config-service's internal listener, with the internal token. */
@@ -46,14 +48,14 @@ export class ConfigClient {
    * Follows committed versions for as long as `signal` is not aborted, reconnecting with
    * jittered backoff. `onCommit` gets the current version at once on every (re)connect.
    */
-  async watch(onCommit: (c: CommitEvent) => void, log: Logger, signal: AbortSignal): Promise<void> {
+  async watch(onCommit: (c: CommitNotice) => void, log: Logger, signal: AbortSignal): Promise<void> {
     let attempt = 0;
     while (!signal.aborted) {
-      const stream: ClientReadableStream<CommitEvent> = this.raw.watchConfig({}, withBearer(this.internalToken));
+      const stream: ClientReadableStream<CommitNotice> = this.raw.watchConfig({}, withBearer(this.internalToken));
       const onAbort = () => stream.cancel();
       signal.addEventListener("abort", onAbort, { once: true });
       await new Promise<void>((resolve) => {
-        stream.on("data", (m: CommitEvent) => {
+        stream.on("data", (m: CommitNotice) => {
           attempt = 0;
           onCommit(m);
         });

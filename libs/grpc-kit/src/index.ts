@@ -7,3 +7,4 @@ export * from "./remote-auth.ts";
 export * from "./policy.ts";
 export * from "./interceptor.ts";
 export * from "./metrics.ts";
+export * from "./tracing.ts";

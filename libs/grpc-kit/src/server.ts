@@ -24,6 +24,7 @@ import { INTERNAL_MAX_MESSAGE_BYTES } from "./client.ts";
 import { toServiceError } from "./errors.ts";
 import { accessInterceptor, principalOf } from "./interceptor.ts";
 import { grpcMetricsInterceptor } from "./metrics.ts";
+import { extractTraceContext, runInContext } from "./tracing.ts";
 import { assertPolicyCovers, methodName, type MethodPolicy, type ServicePolicy } from "./policy.ts";
 
 /** What every handler gets besides its request. */
@@ -146,7 +147,8 @@ export class GrpcServer {
     if (!requestStream && !responseStream) {
       const h: handleUnaryCall<unknown, unknown> = (call, cb) => {
         context(call)
-          .then((ctx) => handler(call.request, ctx))
+          // A caller's trace context (W3C traceparent in the metadata) is the parent of the handler's spans.
+          .then((ctx) => runInContext(extractTraceContext(call.metadata), () => handler(call.request, ctx)))
           .then(
             (res) => cb(null, res),
             (err) => cb(toServiceError(err, baseLog.child({ method }))),

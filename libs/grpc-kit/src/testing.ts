@@ -64,3 +64,72 @@ export function rawGrpcCall(address: string, path: string, opts: RawCallOptions)
     if (end) req.end();
   });
 }
+
+/** One span as an OTLP/HTTP JSON export carries it, with its resource's attributes. */
+export interface ReceivedSpan {
+  traceId: string;
+  spanId: string;
+  /** Empty for a root span. */
+  parentSpanId: string;
+  name: string;
+  /** Span attributes, values unwrapped (`{ intValue: "3" }` -> 3). */
+  attributes: Record<string, string | number | boolean>;
+  /** The exporting process's resource attributes (`service.name`, `cpm.instance.mode`, ...). */
+  resource: Record<string, string | number | boolean>;
+  /** OTLP status code: 0 unset, 1 ok, 2 error. */
+  statusCode: number;
+  /** The spans this one links to. */
+  links: { traceId: string; spanId: string }[];
+}
+
+/** A tiny OTLP/HTTP trace receiver (JSON encoding, `POST /v1/traces`), for tests that follow a trace across processes. */
+export interface OtlpReceiver {
+  /** `http://127.0.0.1:<port>`: what OTEL_EXPORTER_OTLP_ENDPOINT points at. */
+  readonly endpoint: string;
+  readonly spans: ReceivedSpan[];
+  close(): Promise<void>;
+}
+
+type OtlpValue = { stringValue?: string; intValue?: string | number; boolValue?: boolean; doubleValue?: number };
+type OtlpAttribute = { key: string; value: OtlpValue };
+
+function unwrapAttributes(list: OtlpAttribute[] | undefined): Record<string, string | number | boolean> {
+  const out: Record<string, string | number | boolean> = {};
+  for (const { key, value } of list ?? []) {
+    out[key] = value.stringValue ?? (value.intValue !== undefined ? Number(value.intValue) : undefined) ?? value.boolValue ?? value.doubleValue ?? "";
+  }
+  return out;
+}
+
+/** Starts an OTLP/HTTP JSON receiver on a loopback port. Anything but JSON on /v1/traces is answered 415/404. */
+export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+  const { createServer } = await import("node:http");
+  const spans: ReceivedSpan[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      if (req.method !== "POST" || req.url !== "/v1/traces") return void res.writeHead(404).end();
+      if (!String(req.headers["content-type"]).startsWith("application/json")) return void res.writeHead(415).end();
+      const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
+        resourceSpans?: { resource?: { attributes?: OtlpAttribute[] }; scopeSpans?: { spans?: { traceId: string; spanId: string; parentSpanId?: string; name: string; attributes?: OtlpAttribute[]; status?: { code?: number }; links?: { traceId: string; spanId: string }[] }[] }[] }[];
+      };
+      for (const rs of body.resourceSpans ?? []) {
+        const resource = unwrapAttributes(rs.resource?.attributes);
+        for (const ss of rs.scopeSpans ?? []) {
+          for (const s of ss.spans ?? []) {
+            spans.push({ traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId ?? "", name: s.name, attributes: unwrapAttributes(s.attributes), resource, statusCode: s.status?.code ?? 0, links: (s.links ?? []).map((l) => ({ traceId: l.traceId, spanId: l.spanId })) });
+          }
+        }
+      }
+      res.writeHead(200, { "content-type": "application/json" }).end("{}");
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    spans,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,6 +1,6 @@
 import path from "node:path";
 import { caddyAdminBlock, CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, METRICS_LISTEN_VARIABLES, reservedAddresses } from "@cpm/core";
-import { ConfigClient, RemoteAuthenticator, startMetrics } from "@cpm/grpc-kit";
+import { ConfigClient, initTracing, RemoteAuthenticator, startMetrics } from "@cpm/grpc-kit";
 import { CaddyAdmin } from "./caddy.ts";
 import { IssuanceRecorder } from "./issuance.ts";
 import { rendererMetrics } from "./metrics.ts";
@@ -12,6 +12,7 @@ import { createServer } from "./server.ts";
 async function main() {
   const cfg = loadConfig();
   const log = createLogger("caddy-renderer", cfg.logLevel);
+  const tracing = await initTracing("caddy-renderer", { "cpm.instance.mode": cfg.mode });
   const config = new ConfigClient(cfg.configAddr, cfg.internalToken);
   const caddy = new CaddyAdmin(cfg.caddyApiUrl);
   const layer4 = await probeLayer4({ configured: cfg.caddyHasLayer4, caddyBin: cfg.caddyBin });
@@ -52,6 +53,7 @@ async function main() {
     await metricsServer?.close();
     config.close();
     auth.close();
+    await tracing.shutdown();
     log.flush();
     process.exit(0);
   };

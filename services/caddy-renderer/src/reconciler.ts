@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import type { RenderStatus, Snapshot } from "@cpm/proto";
 import { backoffDelay, DomainError, type Logger } from "@cpm/core";
+import { contextFromCarrier, versionAttributes, withSpan, type Span, type TraceCarrier } from "@cpm/grpc-kit";
 import { CaddyRejectedError, CaddyUnreachableError, type CaddyAdmin } from "./caddy.ts";
 import { reconcileStep, type VersionedContent } from "./reconcile-step.ts";
 import { render, type RenderOptions } from "./render/index.ts";
@@ -38,6 +39,8 @@ interface Applied {
 export class Reconciler {
   private readonly events = new EventEmitter();
   private desired = { version: 0, contentSha256: "" };
+  /** Trace context of the commit of the desired version: the load that moves Caddy to it joins that trace. */
+  private desiredTrace: TraceCarrier | undefined;
   private applied: Applied | undefined;
   private rejected: { contentSha256: string; version: number } | undefined;
   private lastError: { version: number; message: string; at: Date } | undefined;
@@ -81,8 +84,9 @@ export class Reconciler {
   }
 
   /** A committed version was announced by the configuration service. */
-  onCommit(c: { version: number; contentSha256: string }): void {
+  onCommit(c: { version: number; contentSha256: string; traceContext?: TraceCarrier }): void {
     this.desired = { version: c.version, contentSha256: c.contentSha256 };
+    this.desiredTrace = c.traceContext;
     const h = this.hold;
     if (h && (c.version >= h.version || c.contentSha256 === h.contentSha256)) this.endHold();
     this.emit();
@@ -127,12 +131,20 @@ export class Reconciler {
       rejectedContentSha256: this.rejected?.contentSha256,
       hold: this.hold,
     });
-    const a = this.applied;
     if (step === "none" || step === "keep-held") return;
+    // A re-apply of the version Caddy already had (a restart, drift) is not part of the commit's trace.
+    const parent = contextFromCarrier(this.applied?.version !== this.desired.version ? this.desiredTrace : undefined);
+    const attributes = { ...versionAttributes(this.desired.version, this.desired.contentSha256), "cpm.render.step": step };
+    await withSpan("renderer.load", { parent, attributes }, (span) => this.runStep(step, span));
+  }
+
+  private async runStep(step: ReturnType<typeof reconcileStep>, span: Span): Promise<void> {
+    const a = this.applied;
     if (step === "bump-version" && a) {
       // Same content already running (a slave's preloaded snapshot, now committed): only the
       // version moves, no fetch, render or load needed.
       this.applied = { ...a, version: this.desired.version, at: new Date() };
+      span.setAttribute("cpm.config.config_sha256", a.configSha256.slice(0, 12));
       this.emit();
       return;
     }
@@ -149,9 +161,10 @@ export class Reconciler {
       this.lastError = { version: this.desired.version, message, at: new Date() };
       this.emit();
       this.scheduleRetry();
-      return;
+      throw err;
     }
-    await this.apply(snapshot);
+    span.setAttributes(versionAttributes(snapshot.version, snapshot.contentSha256));
+    span.setAttribute("cpm.config.config_sha256", (await this.apply(snapshot)).slice(0, 12));
   }
 
   /** Render and load one snapshot; records the outcome. Returns the rendered hash on success. */

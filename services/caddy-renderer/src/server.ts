@@ -1,6 +1,7 @@
 import { CaddyRendererService, type CaddyRendererServer, type RenderStatus } from "@cpm/proto";
 import { DEFAULT_SYNC_MAX_MESSAGE_BYTES, ValidationError, validateSnapshot, type Logger } from "@cpm/core";
 import { definePolicy, GrpcServer, snapshotReceiveLimit, type AsyncService, type Authenticate } from "@cpm/grpc-kit";
+import { versionAttributes, withSpan } from "@cpm/grpc-kit";
 import type { Reconciler } from "./reconciler.ts";
 import { render, type RenderOptions } from "./render/index.ts";
 
@@ -35,7 +36,12 @@ export function createServer(deps: RendererDeps): GrpcServer {
     loadSnapshot: async (req, ctx) => {
       if (!req.snapshot) throw new ValidationError("snapshot", "is required");
       validateSnapshot(req.snapshot);
-      const r = await reconciler.preflight(req.snapshot);
+      const snapshot = req.snapshot;
+      const r = await withSpan("renderer.preload", { attributes: versionAttributes(snapshot.version, snapshot.contentSha256) }, async (span) => {
+        const loaded = await reconciler.preflight(snapshot);
+        span.setAttribute("cpm.config.config_sha256", loaded.configSha256.slice(0, 12));
+        return loaded;
+      });
       ctx.log.info({ version: req.snapshot.version }, "snapshot preloaded into Caddy");
       return r;
     },

@@ -1,5 +1,6 @@
 import type { Snapshot } from "@cpm/proto";
 import { failedPrecondition, validateSnapshot, ValidationError } from "@cpm/core";
+import { versionAttributes, withSpan } from "@cpm/grpc-kit";
 import type { ConfigStore } from "./store.ts";
 
 /**
@@ -12,7 +13,7 @@ import type { ConfigStore } from "./store.ts";
 export async function applySnapshot(store: ConfigStore, s: Snapshot | undefined): Promise<{ version: number; changed: boolean }> {
   if (!s) throw new ValidationError("snapshot", "is required");
   validateSnapshot(s);
-  return store.serialize(async () => {
+  return store.serialize(() => withSpan("config.apply", { attributes: versionAttributes(s.version, s.contentSha256) }, async (span) => {
     const info = await store.info();
     if (info.masterInstanceId === s.masterInstanceId) {
       if (s.version < info.version) {
@@ -20,10 +21,14 @@ export async function applySnapshot(store: ConfigStore, s: Snapshot | undefined)
       }
       if (s.version === info.version) {
         await store.invalidateIfChangedElsewhere();
-        if ((await store.contentSha256()) === s.contentSha256) return { version: info.version, changed: false };
+        if ((await store.contentSha256()) === s.contentSha256) {
+          span.setAttribute("cpm.apply.changed", false);
+          return { version: info.version, changed: false };
+        }
       }
     }
     await store.replaceAll(s);
+    span.setAttribute("cpm.apply.changed", true);
     return { version: s.version, changed: true };
-  });
+  }));
 }

@@ -1,5 +1,5 @@
 import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, instancePorts, loadConfig, METRICS_LISTEN_VARIABLES, reservedAddresses } from "@cpm/core";
-import { startMetrics } from "@cpm/grpc-kit";
+import { initTracing, startMetrics } from "@cpm/grpc-kit";
 import { openDatabase } from "./db.ts";
 import { configMetrics } from "./metrics.ts";
 import { createServer } from "./server.ts";
@@ -10,6 +10,7 @@ import { ApiTokens } from "./tokens.ts";
 async function main() {
   const cfg = loadConfig();
   const log = createLogger("config-service", cfg.logLevel);
+  const tracing = await initTracing("config-service", { "cpm.instance.mode": cfg.mode });
   const { db, applied, dialect } = await openDatabase(cfg.databaseUrl);
   if (applied.length) log.info({ applied, dialect }, "database migrated");
   const store = new ConfigStore(db, log, { dialect });
@@ -41,6 +42,7 @@ async function main() {
     await server.shutdown();
     await metrics?.close();
     await db.$disconnect();
+    await tracing.shutdown();
     log.flush();
     process.exit(0);
   };

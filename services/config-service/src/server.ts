@@ -20,6 +20,7 @@ import {
   type Authenticate,
   type Caller,
 } from "@cpm/grpc-kit";
+import type { TraceContext } from "@cpm/proto";
 import { ACCOUNT_SERVICE_POLICY, CONFIG_SERVICE_POLICY, SYNCED_WRITES } from "./policy.ts";
 import { applySnapshot } from "./apply.ts";
 import { importConfig } from "./import.ts";
@@ -145,15 +146,15 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
       // Subscribe before reading the current state so no commit is missed; never send a
       // version older than one already sent (the initial read can race a commit).
       let last = { version: -1, sha: "" };
-      const send = (version: number, committedAt: Date | undefined, contentSha256: string) => {
+      const send = (version: number, committedAt: Date | undefined, contentSha256: string, traceContext: TraceContext | undefined) => {
         if (version < last.version || (version === last.version && contentSha256 === last.sha)) return;
         last = { version, sha: contentSha256 };
-        call.write({ version, committedAt, contentSha256 });
+        call.write({ version, committedAt, contentSha256, traceContext });
       };
-      const unsubscribe = store.onCommit((c) => send(c.version, c.committedAt, c.contentSha256));
+      const unsubscribe = store.onCommit((c) => send(c.version, c.committedAt, c.contentSha256, c.traceContext));
       try {
         const s = await store.snapshot();
-        send(s.version, s.generatedAt, s.contentSha256);
+        send(s.version, s.generatedAt, s.contentSha256, store.traceContextOf(s.version, s.contentSha256));
         await new Promise<void>((resolve) => (ctx.signal.aborted ? resolve() : ctx.signal.addEventListener("abort", () => resolve(), { once: true })));
       } finally {
         unsubscribe();

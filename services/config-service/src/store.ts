@@ -12,6 +12,7 @@ import {
   type Snapshot,
 } from "@cpm/proto";
 import { canonicalJson, SNAPSHOT_SCHEMA_VERSION, type Logger } from "@cpm/core";
+import { traceCarrier, versionAttributes, withSpan, type TraceCarrier } from "@cpm/grpc-kit";
 import { ChangeSet, ContentIndex } from "./content-index.ts";
 import type { Db } from "./db.ts";
 
@@ -22,6 +23,8 @@ export interface Commit {
   version: number;
   committedAt: Date;
   contentSha256: string;
+  /** Trace context of the span that committed this version (undefined when tracing is off). */
+  traceContext: TraceCarrier | undefined;
 }
 
 export interface InstanceInfo {
@@ -62,6 +65,7 @@ export class ConfigStore {
   private loaded: Loaded | undefined;
   private loading: Promise<Loaded> | undefined;
   private readonly dialect: "sqlite" | "postgresql";
+  private lastCommit: Commit | undefined;
 
   constructor(
     readonly db: Db,
@@ -100,7 +104,7 @@ export class ConfigStore {
    * Nothing is written when `fn` throws.
    */
   write<T>(fn: (tx: Tx, now: Date, changes: ChangeSet) => Promise<T>): Promise<{ result: T; version: number }> {
-    return this.serialize(async () => {
+    return this.serialize(() => withSpan("config.commit", {}, async (span) => {
       const now = new Date();
       const changes = new ChangeSet();
       const { result, row } = await this.db.$transaction(async (tx) => {
@@ -118,8 +122,9 @@ export class ConfigStore {
         const s = await this.snapshot();
         this.emitCommit({ version: s.version, committedAt: s.generatedAt ?? now, contentSha256: s.contentSha256 });
       }
+      span.setAttributes(versionAttributes(row.version, this.lastCommit?.contentSha256 ?? ""));
       return { result, version: row.version };
-    });
+    }));
   }
 
   /**
@@ -148,9 +153,18 @@ export class ConfigStore {
     this.emitCommit({ version: s.version, committedAt: now, contentSha256: l.index.contentSha256() });
   }
 
-  private emitCommit(commit: Commit): void {
+  private emitCommit(c: Omit<Commit, "traceContext">): void {
+    // The active span is the one that committed: watchers carry its context with the version.
+    const commit: Commit = { ...c, traceContext: traceCarrier() };
+    this.lastCommit = commit;
     this.log.debug({ version: commit.version }, "committed");
     this.events.emit("commit", commit);
+  }
+
+  /** The trace context of the commit that produced `version` in this process; undefined when unknown. */
+  traceContextOf(version: number, contentSha256: string): TraceCarrier | undefined {
+    const c = this.lastCommit;
+    return c && c.version === version && c.contentSha256 === contentSha256 ? c.traceContext : undefined;
   }
 
   onCommit(listener: (c: Commit) => void): () => void {

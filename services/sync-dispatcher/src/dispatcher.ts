@@ -4,11 +4,13 @@ import type { ConfigClient } from "@cpm/grpc-kit";
 import type { DispatcherMetrics } from "./metrics.ts";
 import { SlaveLink, type LinkOptions, type MasterState } from "./slave-link.ts";
 import { SnapshotCache } from "./snapshots.ts";
+import { CommitTraces } from "./push-trace.ts";
 
 /** Master side of instance sync: follows config-service and drives one link per slave. */
 export class Dispatcher {
   private state: MasterState = { version: 0, contentSha256: "" };
   private instanceId = "";
+  private readonly commits = new CommitTraces();
   readonly links: SlaveLink[];
   private interval: NodeJS.Timeout | undefined;
   private readonly stopWatching = new AbortController();
@@ -29,7 +31,8 @@ export class Dispatcher {
   start(): void {
     void this.config.watch(
       (c) => {
-        this.state = { version: c.version, contentSha256: c.contentSha256 };
+        this.commits.record(c.version, c.traceContext);
+        this.state = { version: c.version, contentSha256: c.contentSha256, traceContext: c.traceContext, commits: this.commits };
         this.metrics?.committed(c.version, c.committedAt);
         for (const l of this.links) l.notify();
       },

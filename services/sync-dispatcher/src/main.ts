@@ -1,5 +1,5 @@
 import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, METRICS_LISTEN_VARIABLES } from "@cpm/core";
-import { ConfigClient, RemoteAuthenticator, startMetrics } from "@cpm/grpc-kit";
+import { ConfigClient, initTracing, RemoteAuthenticator, startMetrics } from "@cpm/grpc-kit";
 import { Dispatcher } from "./dispatcher.ts";
 import { dispatcherMetrics } from "./metrics.ts";
 import { createServer } from "./server.ts";
@@ -9,6 +9,7 @@ async function main() {
   const cfg = loadConfig();
   if (cfg.mode !== "master") throw new ConfigError("INSTANCE_MODE", `sync-dispatcher runs only on a master (INSTANCE_MODE=master), not "${cfg.mode}"`);
   const log = createLogger("sync-dispatcher", cfg.logLevel);
+  const tracing = await initTracing("sync-dispatcher", { "cpm.instance.mode": cfg.mode });
   const config = new ConfigClient(cfg.configAddr, cfg.internalToken);
   const dispatcher = new Dispatcher(
     config,
@@ -38,6 +39,7 @@ async function main() {
     await metrics?.close();
     config.close();
     auth.close();
+    await tracing.shutdown();
     log.flush();
     process.exit(0);
   };

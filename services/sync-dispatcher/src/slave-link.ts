@@ -1,6 +1,7 @@
 import { NackCode, SyncReceiverClient, type SlaveStatus, type SyncResponse, type SyncRequest } from "@cpm/proto";
 import { backoffDelay, type Logger, type SlaveTarget } from "@cpm/core";
-import { channelCredentials, clientOptions, withBearer } from "@cpm/grpc-kit";
+import { channelCredentials, clientOptions, withBearer, type TraceCarrier } from "@cpm/grpc-kit";
+import { endPush, startPush, type CommitTraces, type PushSpan } from "./push-trace.ts";
 import { connectivityState, type ClientDuplexStream } from "@grpc/grpc-js";
 import { NO_LINK_METRICS, type LinkMetrics } from "./metrics.ts";
 import { decideSend, type StateKey } from "./send-decision.ts";
@@ -19,6 +20,10 @@ const RETRY_MAX_MS = 1_000;
 export interface MasterState {
   version: number;
   contentSha256: string;
+  /** Trace context of the commit of `version` (absent when tracing is off or unknown). */
+  traceContext?: TraceCarrier;
+  /** Trace contexts of recent commits, for the versions a push coalesces. */
+  commits?: CommitTraces;
 }
 
 export interface LinkOptions {
@@ -39,7 +44,7 @@ export class SlaveLink {
   private client: SyncReceiverClient;
   private stream: ClientDuplexStream<SyncRequest, SyncResponse> | undefined;
   private connected = false;
-  private inFlight: { version: number; contentSha256: string; timer: NodeJS.Timeout } | undefined;
+  private inFlight: { version: number; contentSha256: string; timer: NodeJS.Timeout; span: PushSpan } | undefined;
   private acked: (StateKey & { configSha256: string; at: Date }) | undefined;
   /** A state the slave refused for good (not retryable): not resent until it changes or a push is forced. */
   private refused: StateKey | undefined;
@@ -129,6 +134,7 @@ export class SlaveLink {
         this.connected = false;
         const sent = this.inFlight;
         if (sent) clearTimeout(sent.timer);
+        if (sent) endPush(sent.span, { error: err ?? Object.assign(new Error("stream closed"), { name: "StreamClosed" }) });
         this.inFlight = undefined;
         if (sent && err?.code === 8) {
           // RESOURCE_EXHAUSTED: the slave's limit is below this snapshot.
@@ -159,6 +165,7 @@ export class SlaveLink {
       return;
     }
     clearTimeout(sent.timer);
+    endPush(sent.span, { response: res });
     this.inFlight = undefined;
     const key: StateKey = { version: sent.version, contentSha256: sent.contentSha256 };
     if (res.ack) {
@@ -246,9 +253,14 @@ export class SlaveLink {
         this.log.warn({ version: snapshot.version }, "no ACK/NACK in time; reconnecting");
         stream.cancel();
       }, this.opts.ackTimeoutMs);
-      this.inFlight = { version: snapshot.version, contentSha256: snapshot.contentSha256, timer };
+      // The push belongs to the trace of the commit that produced the version it carries (the
+      // newest one when several versions were coalesced into this push).
+      const now = this.master();
+      const commitTrace = now.version === snapshot.version ? now.traceContext : want.version === snapshot.version ? want.traceContext : undefined;
+      const span = startPush(snapshot, now.commits, commitTrace, this.target, this.acked?.version ?? 0);
+      this.inFlight = { version: snapshot.version, contentSha256: snapshot.contentSha256, timer, span };
       this.snapshotsSent++;
-      stream.write({ snapshot });
+      stream.write({ snapshot, traceContext: span.carrier });
       this.metrics.pushed(bytes);
       this.log.debug({ version: snapshot.version, bytes }, "snapshot sent");
     } catch (err) {

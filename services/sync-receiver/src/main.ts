@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { ServerCredentials } from "@grpc/grpc-js";
 import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, METRICS_LISTEN_VARIABLES, required } from "@cpm/core";
-import { ConfigClient, RendererClient, startMetrics } from "@cpm/grpc-kit";
+import { ConfigClient, initTracing, RendererClient, startMetrics } from "@cpm/grpc-kit";
 import { receiverMetrics } from "./metrics.ts";
 import { SnapshotApplier } from "./receiver.ts";
 import { createServer } from "./server.ts";
@@ -22,6 +22,7 @@ async function main() {
     throw new ConfigError("CPM_SYNC_TLS_CERT", "a slave serves sync over TLS: set CPM_SYNC_TLS_CERT and CPM_SYNC_TLS_KEY (or INSTANCE_SYNC_ALLOW_HTTP=true on an isolated network)");
   }
   const log = createLogger("sync-receiver", cfg.logLevel);
+  const tracing = await initTracing("sync-receiver", { "cpm.instance.mode": cfg.mode });
   const config = new ConfigClient(cfg.configAddr, cfg.internalToken);
   const renderer = new RendererClient(cfg.rendererAddr, cfg.internalToken);
   const applier = new SnapshotApplier(config, renderer, log, cfg.syncAckTimeoutSeconds * 1000, new FileStatusStore(path.join(cfg.dataDir, "sync-receiver-status.json")));
@@ -42,6 +43,7 @@ async function main() {
     await metricsServer?.close();
     config.close();
     renderer.close();
+    await tracing.shutdown();
     log.flush();
     process.exit(0);
   };

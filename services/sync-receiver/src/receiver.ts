@@ -3,6 +3,7 @@ import { validateSnapshot, ValidationError, type Logger } from "@cpm/core";
 import type { ConfigClient, RendererClient } from "@cpm/grpc-kit";
 import { status as Status } from "@grpc/grpc-js";
 import type { StatusStore } from "./status-store.ts";
+import { traceApply } from "./apply-trace.ts";
 
 export interface ReceiverState {
   masterInstanceId: string;
@@ -174,7 +175,7 @@ export class SnapshotApplier {
   apply(snapshot: Snapshot | undefined, signal?: AbortSignal): Promise<SyncResponse> {
     return this.enqueue(() => {
       if (signal?.aborted) throw new StreamClosedError();
-      return this.applyOne(snapshot);
+      return traceApply(snapshot, () => this.applyOne(snapshot));
     });
   }
 

@@ -1,6 +1,6 @@
 import { SyncReceiverService, type SyncReceiverServer, type SyncRequest } from "@cpm/proto";
 import type { Logger } from "@cpm/core";
-import { definePolicy, GrpcServer, sharedTokenAuthenticator, type AsyncService } from "@cpm/grpc-kit";
+import { contextFromCarrier, definePolicy, GrpcServer, sharedTokenAuthenticator, type AsyncService } from "@cpm/grpc-kit";
 import { Metadata } from "@grpc/grpc-js";
 import type { ReceiverMetrics } from "./metrics.ts";
 import type { SnapshotApplier } from "./receiver.ts";
@@ -47,7 +47,7 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
         await new Promise<void>((resolve) => {
           call.on("data", (req: SyncRequest) => {
             deps.metrics?.receivedSnapshot();
-            session.receive(req.snapshot);
+            session.receive(req.snapshot, contextFromCarrier(req.traceContext));
           });
           call.on("end", () => resolve());
           call.on("error", () => resolve());

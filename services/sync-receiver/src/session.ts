@@ -1,5 +1,6 @@
 import type { Snapshot, SyncResponse } from "@cpm/proto";
 import type { Logger } from "@cpm/core";
+import { activeContext, runInContext, type Context } from "@cpm/grpc-kit";
 import { StreamClosedError, type SnapshotApplier } from "./receiver.ts";
 
 /**
@@ -9,7 +10,8 @@ import { StreamClosedError, type SnapshotApplier } from "./receiver.ts";
  * dropped unapplied and nothing more is sent.
  */
 export class SyncSession {
-  private pending: { snapshot: Snapshot | undefined } | undefined;
+  /** `trace`: the push's trace context, active while this snapshot is applied. */
+  private pending: { snapshot: Snapshot | undefined; trace: Context } | undefined;
   private applying = false;
   private readonly closed = new AbortController();
 
@@ -19,11 +21,11 @@ export class SyncSession {
     private readonly log: Logger,
   ) {}
 
-  /** A snapshot arrived on the stream. */
-  receive(snapshot: Snapshot | undefined): void {
+  /** A snapshot arrived on the stream; `trace` is its push's trace context (the active one by default). */
+  receive(snapshot: Snapshot | undefined, trace: Context = activeContext()): void {
     if (this.closed.signal.aborted) return;
     if (this.pending) this.reply(this.applier.superseded(this.pending.snapshot, snapshot));
-    this.pending = { snapshot };
+    this.pending = { snapshot, trace };
     if (!this.applying) void this.drain();
   }
 
@@ -42,10 +44,10 @@ export class SyncSession {
     this.applying = true;
     try {
       while (this.pending && !this.closed.signal.aborted) {
-        const { snapshot } = this.pending;
+        const { snapshot, trace } = this.pending;
         this.pending = undefined;
         try {
-          this.reply(await this.applier.apply(snapshot, this.closed.signal));
+          this.reply(await runInContext(trace, () => this.applier.apply(snapshot, this.closed.signal)));
         } catch (err) {
           if (!(err instanceof StreamClosedError)) this.log.error({ err }, "snapshot apply failed unexpectedly");
         }

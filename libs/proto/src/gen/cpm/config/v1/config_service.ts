@@ -33,6 +33,7 @@ import {
   Settings,
 } from "./resources.ts";
 import { Snapshot } from "./snapshot.ts";
+import { TraceContext } from "./trace_context.ts";
 
 export const protobufPackage = "cpm.config.v1";
 
@@ -299,6 +300,11 @@ export interface WatchConfigResponse {
    * slave repairs a database that was changed behind its back.
    */
   contentSha256: string;
+  /**
+   * Of the commit that produced this version; absent when tracing is off or the version was
+   * committed before this process started.
+   */
+  traceContext: TraceContext | undefined;
 }
 
 export interface ApplySnapshotRequest {
@@ -3862,7 +3868,7 @@ export const WatchConfigRequest: MessageFns<WatchConfigRequest> = {
 };
 
 function createBaseWatchConfigResponse(): WatchConfigResponse {
-  return { version: 0, committedAt: undefined, contentSha256: "" };
+  return { version: 0, committedAt: undefined, contentSha256: "", traceContext: undefined };
 }
 
 export const WatchConfigResponse: MessageFns<WatchConfigResponse> = {
@@ -3875,6 +3881,9 @@ export const WatchConfigResponse: MessageFns<WatchConfigResponse> = {
     }
     if (message.contentSha256 !== "") {
       writer.uint32(26).string(message.contentSha256);
+    }
+    if (message.traceContext !== undefined) {
+      TraceContext.encode(message.traceContext, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -3916,6 +3925,14 @@ export const WatchConfigResponse: MessageFns<WatchConfigResponse> = {
             message.contentSha256 = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.traceContext = TraceContext.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3941,6 +3958,11 @@ export const WatchConfigResponse: MessageFns<WatchConfigResponse> = {
         : isSet(object.content_sha256)
         ? globalThis.String(object.content_sha256)
         : "",
+      traceContext: isSet(object.traceContext)
+        ? TraceContext.fromJSON(object.traceContext)
+        : isSet(object.trace_context)
+        ? TraceContext.fromJSON(object.trace_context)
+        : undefined,
     };
   },
 
@@ -3955,6 +3977,9 @@ export const WatchConfigResponse: MessageFns<WatchConfigResponse> = {
     if (message.contentSha256 !== "") {
       obj.contentSha256 = message.contentSha256;
     }
+    if (message.traceContext !== undefined) {
+      obj.traceContext = TraceContext.toJSON(message.traceContext);
+    }
     return obj;
   },
 
@@ -3966,6 +3991,9 @@ export const WatchConfigResponse: MessageFns<WatchConfigResponse> = {
     message.version = object.version ?? 0;
     message.committedAt = object.committedAt ?? undefined;
     message.contentSha256 = object.contentSha256 ?? "";
+    message.traceContext = (object.traceContext !== undefined && object.traceContext !== null)
+      ? TraceContext.fromPartial(object.traceContext)
+      : undefined;
     return message;
   },
 };

@@ -22,6 +22,7 @@ import {
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../../google/protobuf/timestamp.ts";
 import { Snapshot } from "../../config/v1/snapshot.ts";
+import { TraceContext } from "../../config/v1/trace_context.ts";
 
 export const protobufPackage = "cpm.sync.v1";
 
@@ -103,7 +104,11 @@ export function nackCodeToJSON(object: NackCode): string {
 }
 
 export interface SyncRequest {
-  snapshot: Snapshot | undefined;
+  snapshot:
+    | Snapshot
+    | undefined;
+  /** Of this push (one per snapshot: the stream's metadata is sent once); absent when tracing is off. */
+  traceContext: TraceContext | undefined;
 }
 
 export interface SyncResponse {
@@ -188,13 +193,16 @@ export interface TriggerFullSyncResponse {
 }
 
 function createBaseSyncRequest(): SyncRequest {
-  return { snapshot: undefined };
+  return { snapshot: undefined, traceContext: undefined };
 }
 
 export const SyncRequest: MessageFns<SyncRequest> = {
   encode(message: SyncRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.snapshot !== undefined) {
       Snapshot.encode(message.snapshot, writer.uint32(10).fork()).join();
+    }
+    if (message.traceContext !== undefined) {
+      TraceContext.encode(message.traceContext, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -220,6 +228,14 @@ export const SyncRequest: MessageFns<SyncRequest> = {
             message.snapshot = Snapshot.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.traceContext = TraceContext.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -233,13 +249,23 @@ export const SyncRequest: MessageFns<SyncRequest> = {
   },
 
   fromJSON(object: any): SyncRequest {
-    return { snapshot: isSet(object.snapshot) ? Snapshot.fromJSON(object.snapshot) : undefined };
+    return {
+      snapshot: isSet(object.snapshot) ? Snapshot.fromJSON(object.snapshot) : undefined,
+      traceContext: isSet(object.traceContext)
+        ? TraceContext.fromJSON(object.traceContext)
+        : isSet(object.trace_context)
+        ? TraceContext.fromJSON(object.trace_context)
+        : undefined,
+    };
   },
 
   toJSON(message: SyncRequest): unknown {
     const obj: any = {};
     if (message.snapshot !== undefined) {
       obj.snapshot = Snapshot.toJSON(message.snapshot);
+    }
+    if (message.traceContext !== undefined) {
+      obj.traceContext = TraceContext.toJSON(message.traceContext);
     }
     return obj;
   },
@@ -251,6 +277,9 @@ export const SyncRequest: MessageFns<SyncRequest> = {
     const message = createBaseSyncRequest();
     message.snapshot = (object.snapshot !== undefined && object.snapshot !== null)
       ? Snapshot.fromPartial(object.snapshot)
+      : undefined;
+    message.traceContext = (object.traceContext !== undefined && object.traceContext !== null)
+      ? TraceContext.fromPartial(object.traceContext)
       : undefined;
     return message;
   },
