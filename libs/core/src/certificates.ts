@@ -189,6 +189,7 @@ const KNOWN_STATUS = new Set([
   CertificateStatus.CERTIFICATE_STATUS_PENDING,
   CertificateStatus.CERTIFICATE_STATUS_ISSUED,
   CertificateStatus.CERTIFICATE_STATUS_FAILED,
+  CertificateStatus.CERTIFICATE_STATUS_RENEWING,
 ]);
 
 /** Status and issued material of a master-issued certificate (see the rules above). */
