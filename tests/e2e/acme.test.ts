@@ -1,9 +1,10 @@
 // Managed certificates through a real ACME CA (the project's Caddy as acme_server, HTTP-01):
 // the master orders them once, the slaves serve what the master obtained without contacting
-// the CA.
+// the CA. The CA issues 5-minute certificates (its shortest): Caddy then finds each one in
+// its renewal window whenever it checks.
 import assert from "node:assert/strict";
 import { createHash, X509Certificate } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import tls from "node:tls";
@@ -19,6 +20,7 @@ import {
 import { unary } from "@cpm/grpc-kit";
 import { Port80Forwarder, startAcmeCa, type AcmeCa } from "../support/acme-ca.ts";
 import { Instance } from "../support/instance.ts";
+import { launcherChildren } from "../support/procs.ts";
 import { httpGet, startUpstream } from "../support/net.ts";
 import { makePki } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
@@ -60,7 +62,7 @@ describe("managed certificates from a real ACME CA: issued once by the master, s
     port80 = new Port80Forwarder();
     try {
       await port80.start();
-      ca = await startAcmeCa({ names: ["acme-site.localhost"] });
+      ca = await startAcmeCa({ names: ["acme-site.localhost", "via-slave.localhost"], lifetime: "5m", deny: ["refused.localhost"] });
     } catch (e) {
       skipReason = (e as Error).message;
       await port80?.close().catch(() => undefined);
@@ -96,6 +98,20 @@ describe("managed certificates from a real ACME CA: issued once by the master, s
     await up?.close();
   });
 
+  const syncStatus = () => unary(master.dispatcher.getSyncStatus.bind(master.dispatcher), {}, master.adminToken);
+  const createManaged = async (name: string) => {
+    const c = await unary(
+      master.config.createCertificate.bind(master.config),
+      { certificate: Certificate.fromPartial({ name, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames: [`${name}.localhost`] }) },
+      master.adminToken,
+    );
+    await unary(
+      master.config.createProxyHost.bind(master.config),
+      { proxyHost: ProxyHost.fromPartial({ name, domains: [`${name}.localhost`], upstreams: [`127.0.0.1:${up.port}`], certificateId: c.certificate!.id }) },
+      master.adminToken,
+    );
+    return c.certificate!;
+  };
   const getCert = (inst: Instance, id: string, includePrivateKey = false) =>
     unary(inst.config.getCertificate.bind(inst.config), { id, includePrivateKey }, inst.adminToken).then((r) => r.certificate!);
 
@@ -162,5 +178,87 @@ describe("managed certificates from a real ACME CA: issued once by the master, s
     const listed = await unary(slave.config.listCertificates.bind(slave.config), { includePrivateKeys: false }, slave.adminToken);
     assert.equal(listed.certificates.find((c) => c.id === cert.id)?.issued[0]?.privateKeyPem, "");
     assert.doesNotMatch(master.log() + slave.log(), /BEGIN (EC )?PRIVATE KEY/, "no private key in the services' logs");
+  });
+
+  it("GetSyncStatus shows the certificate issued on the master, with its not-after, and served by the slave", async (t) => {
+    if (!ca) return t.skip(`needs port 80 on 127.0.0.1 and a mount namespace for the test CA: ${skipReason}`);
+    const onMaster = await getCert(master, cert.id);
+    const entry = await waitFor(async () => {
+      const c = (await syncStatus()).certificates.find((e) => e.certificateId === cert.id);
+      return c?.fingerprintSha256 === onMaster.fingerprintSha256 && c.slaves[0]?.servesCurrent ? c : undefined;
+    }, "the sync status shows the slave serving the issued certificate", 30_000, 300);
+    assert.equal(entry.name, "acme-site");
+    assert.equal(entry.status, CertificateStatus.CERTIFICATE_STATUS_ISSUED);
+    assert.deepEqual(entry.notAfter, onMaster.expiresAt);
+    assert.equal(entry.statusDetail, "");
+    assert.deepEqual(entry.slaves, [{ slaveName: "acme-slave", servesCurrent: true }]);
+  });
+
+  it("a renewal on the master reaches the slave: it presents the new certificate without contacting the CA", async (t) => {
+    if (!ca) return t.skip(`needs port 80 on 127.0.0.1 and a mount namespace for the test CA: ${skipReason}`);
+    const before = (await verifiedChain(slave.ports.https, "acme-site.localhost", ca.rootPem))[0]!;
+    const recorded = await getCert(master, cert.id);
+    assert.equal(fingerprint(before), recorded.fingerprintSha256);
+    // A 5-minute certificate is always in Caddy's renewal window (under 50 minutes left). A
+    // running Caddy checks every 10 minutes; a Caddy that starts checks at once: restart the
+    // master's (the launcher brings it back with its last config).
+    const caddyPid = launcherChildren(master.child!.pid!).get("caddy");
+    assert.ok(caddyPid, "the master's launcher runs Caddy");
+    process.kill(caddyPid, "SIGKILL");
+    const renewed = await waitFor(async () => {
+      const chain = await verifiedChain(slave.ports.https, "acme-site.localhost", ca!.rootPem);
+      return chain[0]!.serialNumber !== before.serialNumber ? chain[0]! : undefined;
+    }, "the slave presents the renewed certificate", 120_000, 500);
+    assert.ok(new Date(renewed.validTo) > new Date(before.validTo), `later not-after: ${renewed.validTo} after ${before.validTo}`);
+    const onMaster = await getCert(master, cert.id);
+    assert.notEqual(onMaster.fingerprintSha256, recorded.fingerprintSha256, "the master recorded the renewal");
+    assert.match(readFileSync(path.join(master.dataDir, "caddy", "data", "caddy", "cpm", "issuance.log"), "utf8"), /"msg":"certificate renewed successfully","identifier":"acme-site.localhost"/, "Caddy on the master renewed it");
+    const slaveConfig = (await httpGet(slave.ports.caddyAdmin, `127.0.0.1:${slave.ports.caddyAdmin}`, "/config/")).body;
+    assert.doesNotMatch(slaveConfig, /"module":"acme"|"automate"/, "the slave's Caddy has no ACME issuer: it contacted no CA");
+  });
+
+  it("the CA's HTTP-01 validation reaching a slave succeeds: the slave forwards the challenge to the master", async (t) => {
+    if (!ca) return t.skip(`needs port 80 on 127.0.0.1 and a mount namespace for the test CA: ${skipReason}`);
+    port80!.target = slave.ports.http;
+    const before = port80!.connections;
+    try {
+      const c = await createManaged("via-slave");
+      const issued = await waitFor(async () => {
+        const got = await getCert(master, c.id);
+        return got.status === CertificateStatus.CERTIFICATE_STATUS_ISSUED ? got : undefined;
+      }, "the master obtains via-slave.localhost through the slave", 90_000, 500);
+      assert.ok(port80!.connections > before, "the CA's validation went to the slave");
+      const onSlave = await waitFor(async () => {
+        const chain = await verifiedChain(slave.ports.https, "via-slave.localhost", ca!.rootPem);
+        return fingerprint(chain[0]!) === issued.fingerprintSha256 ? chain : undefined;
+      }, "the slave presents via-slave.localhost", 30_000, 300);
+      assert.ok(onSlave[0]!.subjectAltName?.includes("DNS:via-slave.localhost"));
+    } finally {
+      port80!.target = master.ports.http;
+    }
+  });
+
+  it("a name the CA refuses ends FAILED with the CA's error, on the master, on the slave and in the sync status", async (t) => {
+    if (!ca) return t.skip(`needs port 80 on 127.0.0.1 and a mount namespace for the test CA: ${skipReason}`);
+    // (A name the CA cannot reach or whose challenge answer is wrong would do too with a CA
+    // that gives up on a failed challenge; this one keeps the authorization pending, so Caddy
+    // reports it only when its order times out, after minutes.)
+    const c = await createManaged("refused");
+    const failed = await waitFor(async () => {
+      const got = await getCert(master, c.id);
+      return got.status === CertificateStatus.CERTIFICATE_STATUS_FAILED ? got : undefined;
+    }, "the master records the failed order", 120_000, 500);
+    assert.match(failed.statusDetail, /^refused\.localhost: .*urn:ietf:params:acme:error:rejectedIdentifier - The server will not issue certificates for the identifier$/, failed.statusDetail);
+    assert.doesNotMatch(failed.statusDetail, /[\u0000-\u001f{}]/, "sanitized");
+    assert.equal(failed.issued.length, 0);
+    const onSlave = await waitFor(async () => {
+      const got = await getCert(slave, c.id);
+      return got.status === CertificateStatus.CERTIFICATE_STATUS_FAILED ? got : undefined;
+    }, "the slave shows the failure");
+    assert.equal(onSlave.statusDetail, failed.statusDetail);
+    const entry = await waitFor(async () => (await syncStatus()).certificates.find((e) => e.certificateId === c.id && e.status === CertificateStatus.CERTIFICATE_STATUS_FAILED), "the sync status shows the failure");
+    assert.equal(entry.statusDetail, failed.statusDetail);
+    assert.equal(entry.notAfter, undefined);
+    assert.deepEqual(entry.slaves, [{ slaveName: "acme-slave", servesCurrent: false }]);
   });
 });

@@ -24,12 +24,18 @@ export interface AcmeCa {
   stop(): Promise<void>;
 }
 
-export async function startAcmeCa(opts: { names: string[]; lifetime?: string }): Promise<AcmeCa> {
+/**
+ * `names`: resolved to 127.0.0.1 by the CA; `lifetime`: of what it issues (Caddy's duration,
+ * at least "5m"); `deny`: names the CA refuses to order (its policy: new orders for them get
+ * urn:ietf:params:acme:error:rejectedIdentifier).
+ */
+export async function startAcmeCa(opts: { names: string[]; lifetime?: string; deny?: string[] }): Promise<AcmeCa> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "cpm-acme-ca-"));
   const port = await freePort();
   const admin = await freePort();
   const handler: Record<string, unknown> = { handler: "acme_server", ca: "local", challenges: ["http-01"] };
   if (opts.lifetime) handler.lifetime = opts.lifetime;
+  if (opts.deny?.length) handler.policy = { deny: { domains: opts.deny } };
   const config = {
     admin: { listen: `127.0.0.1:${admin}` },
     apps: {

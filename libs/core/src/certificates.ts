@@ -2,7 +2,7 @@ import { createHash, createPrivateKey, createPublicKey, X509Certificate, type Ke
 import { isIP } from "node:net";
 import { CertificateIssuance, CertificateStatus, CertificateType, type Certificate, type IssuedCertificate } from "@cpm/proto";
 import { ValidationError } from "./errors.ts";
-import { checkNoPlaceholder } from "./text.ts";
+import { checkCaddyText, checkNoPlaceholder } from "./text.ts";
 import { checkHostName, checkName, checkOptionalId } from "./validation.ts";
 
 /*
@@ -27,7 +27,8 @@ import { checkHostName, checkName, checkOptionalId } from "./validation.ts";
  *     obtained (config-service), carried to slaves in the snapshot. Each issued entry names
  *     one of domain_names (once), holds a chain that covers it and the matching key, like an
  *     imported certificate (no clock check: a slave serves what the master has). The
- *     read-only fields describe the entry that expires first.
+ *     read-only fields describe the entry that expires first. status_detail (the CA's error,
+ *     at most 2000 characters) holds no control character and no placeholder brace.
  * - IMPORTED (PEM supplied by the operator, served through Caddy's tls.certificates.load_pem):
  *   - certificate_pem: one to MAX_CHAIN CERTIFICATE blocks, leaf first, each one signed by the
  *     next; any other PEM block (a key pasted in the wrong field) is refused;
@@ -189,12 +190,13 @@ const KNOWN_STATUS = new Set([
   CertificateStatus.CERTIFICATE_STATUS_PENDING,
   CertificateStatus.CERTIFICATE_STATUS_ISSUED,
   CertificateStatus.CERTIFICATE_STATUS_FAILED,
+  CertificateStatus.CERTIFICATE_STATUS_RENEWING,
 ]);
 
 /** Status and issued material of a master-issued certificate (see the rules above). */
 function normalizeIssuance(input: Certificate, domainNames: string[], field: string): Pick<Certificate, "status" | "statusDetail" | "issued" | "notBefore" | "expiresAt" | "fingerprintSha256" | "issuer"> {
   if (!KNOWN_STATUS.has(input.status)) throw new ValidationError(`${field}.status`, `${String(input.status)} is not a known value`);
-  checkNoPlaceholder(input.statusDetail, `${field}.status_detail`);
+  checkCaddyText(input.statusDetail, `${field}.status_detail`);
   if (input.statusDetail.length > 2000) throw new ValidationError(`${field}.status_detail`, "is longer than 2000 characters");
   const seen = new Set<string>();
   let first: { leaf: X509Certificate; expiresAt: Date } | undefined;

@@ -9,6 +9,7 @@ import {
   type Snapshot,
 } from "@cpm/proto";
 import { certificateCovers, type Logger } from "@cpm/core";
+import { IssuanceLog, type NameActivity } from "./issuance-log.ts";
 import { masterIssuedInUse } from "./render/tls.ts";
 import type { RenderOptions } from "./render/types.ts";
 
@@ -70,13 +71,27 @@ function sanNames(cert: X509Certificate): string[] {
 
 const leafDer = (pem: string) => new X509Certificate(pem).raw;
 
+/** A status_detail is at most this long (config-service refuses longer ones). */
+const MAX_STATUS_DETAIL = 2000;
+
 /**
- * What to report for one master-issued certificate, given what Caddy obtained per name
- * (pure). Undefined when the certificate already records exactly that: ISSUED once every
- * name has a certificate, PENDING before. A name whose copy vanished from storage keeps its
- * recorded entry (slaves keep serving it; Caddy is renewing or re-obtaining it).
+ * What to report for one master-issued certificate, given what Caddy obtained per name and
+ * what Caddy last did per name (its log: issuance-log.ts) (pure). Undefined when the
+ * certificate already records exactly that.
+ * - FAILED when Caddy's last attempt for a name failed (status_detail: "name: CA's error"
+ *   per failed name); what was issued before is kept and still served;
+ * - PENDING while some name has no certificate yet;
+ * - RENEWING when every name has one and Caddy is renewing (or re-obtaining) one of them;
+ * - ISSUED otherwise.
+ * A name whose copy vanished from storage keeps its recorded entry (slaves keep serving it).
+ * A recorded FAILED stays while Caddy has said nothing new (e.g. after a restart of the
+ * renderer) and nothing new was obtained.
  */
-export function issuanceReport(cert: Certificate, obtained: ReadonlyMap<string, Obtained>): RecordCertificateIssuanceRequest | undefined {
+export function issuanceReport(
+  cert: Certificate,
+  obtained: ReadonlyMap<string, Obtained>,
+  activity: (name: string) => NameActivity | undefined = () => undefined,
+): RecordCertificateIssuanceRequest | undefined {
   const recorded = new Map(cert.issued.map((e) => [e.domainName, e]));
   let changed = false;
   const issued: IssuedCertificate[] = [];
@@ -90,10 +105,25 @@ export function issuanceReport(cert: Certificate, obtained: ReadonlyMap<string, 
       issued.push(before);
     }
   }
-  const status = issued.length === cert.domainNames.length ? CertificateStatus.CERTIFICATE_STATUS_ISSUED : CertificateStatus.CERTIFICATE_STATUS_PENDING;
-  const failed = cert.status === CertificateStatus.CERTIFICATE_STATUS_FAILED && !changed;
-  if (!changed && (status === cert.status || failed)) return undefined;
-  return { certificateId: cert.id, domainNames: cert.domainNames, status, statusDetail: "", issued };
+  const acts = cert.domainNames.map((name) => ({ name, act: activity(name) }));
+  const failures = acts.flatMap(({ name, act }) => (act?.kind === "failed" ? [`${name}: ${act.error}`] : []));
+  let status: CertificateStatus;
+  let statusDetail = "";
+  if (failures.length > 0) {
+    status = CertificateStatus.CERTIFICATE_STATUS_FAILED;
+    statusDetail = failures.join("; ");
+    if (statusDetail.length > MAX_STATUS_DETAIL) statusDetail = `${statusDetail.slice(0, MAX_STATUS_DETAIL - 1)}…`;
+  } else if (issued.length < cert.domainNames.length) {
+    status = CertificateStatus.CERTIFICATE_STATUS_PENDING;
+  } else if (acts.some(({ act }) => act?.kind === "renewing" || act?.kind === "obtaining")) {
+    status = CertificateStatus.CERTIFICATE_STATUS_RENEWING;
+  } else {
+    status = CertificateStatus.CERTIFICATE_STATUS_ISSUED;
+  }
+  const silent = acts.every(({ act }) => act === undefined);
+  if (!changed && silent && cert.status === CertificateStatus.CERTIFICATE_STATUS_FAILED) return undefined;
+  if (!changed && status === cert.status && statusDetail === cert.statusDetail) return undefined;
+  return { certificateId: cert.id, domainNames: cert.domainNames, status, statusDetail, issued };
 }
 
 /** What the recorder needs from config-service (the internal client). */
@@ -119,6 +149,7 @@ export class IssuanceRecorder {
     private readonly storageDir: string,
     private readonly log: Logger,
     private readonly intervalMs = 2000,
+    private readonly caddyLog?: IssuanceLog,
   ) {}
 
   start(): void {
@@ -146,17 +177,19 @@ export class IssuanceRecorder {
   private async scanOnce(): Promise<void> {
     try {
       if (!this.snapshot || this.snapshot.version < this.desiredVersion) this.snapshot = await this.store.getSnapshot();
+      this.caddyLog?.poll();
+      const activity = (name: string) => this.caddyLog?.activity(name);
       for (const cert of masterIssuedInUse(this.snapshot, this.opts)) {
         const obtained = new Map<string, Obtained>();
         for (const name of cert.domainNames) {
           const o = readObtained(this.storageDir, name);
           if (o) obtained.set(name, o);
         }
-        const report = issuanceReport(cert, obtained);
+        const report = issuanceReport(cert, obtained, activity);
         if (!report) continue;
         const r = await this.store.recordCertificateIssuance(report);
         if (r.changed) {
-          this.log.info({ certificate: cert.name, status: CertificateStatus[report.status], names: report.issued.map((e) => e.domainName) }, "certificate issuance recorded");
+          this.log.info({ certificate: cert.name, status: CertificateStatus[report.status], detail: report.statusDetail || undefined, names: report.issued.map((e) => e.domainName) }, "certificate issuance recorded");
           this.desiredVersion = Math.max(this.desiredVersion, r.configVersion);
         }
       }

@@ -4,6 +4,7 @@ import { ConfigClient, initTracing, RemoteAuthenticator, startMetrics } from "@c
 import { CaddyAdmin } from "./caddy.ts";
 import { IssuanceRecorder } from "./issuance.ts";
 import { rendererMetrics } from "./metrics.ts";
+import { IssuanceLog, issuanceLogPath } from "./issuance-log.ts";
 import { probeLayer4 } from "./probe.ts";
 import { Reconciler } from "./reconciler.ts";
 import { createServer } from "./server.ts";
@@ -17,7 +18,7 @@ async function main() {
   const caddy = new CaddyAdmin(cfg.caddyApiUrl);
   const layer4 = await probeLayer4({ configured: cfg.caddyHasLayer4, caddyBin: cfg.caddyBin });
   log.info({ layer4: layer4.layer4, reason: layer4.reason }, "layer4 (caddy-l4) support");
-  const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, bindAddress: cfg.caddyBind, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: layer4.layer4, tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls"), reservedUpstreams: reservedAddresses(cfg), servesMasterIssued: cfg.mode === "slave", masterHttpAddress: cfg.mode === "slave" ? cfg.masterHttpAddress : undefined };
+  const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, bindAddress: cfg.caddyBind, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: layer4.layer4, tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls"), reservedUpstreams: reservedAddresses(cfg), servesMasterIssued: cfg.mode === "slave", masterHttpAddress: cfg.mode === "slave" ? cfg.masterHttpAddress : undefined, issuanceLogFile: cfg.mode === "slave" ? undefined : issuanceLogPath(cfg.caddyStorageDir) };
   const metrics = rendererMetrics();
   const reconciler = new Reconciler(config, metrics.instrument(caddy), renderOptions, log, cfg.reconcileIntervalMs, cfg.syncAckTimeoutSeconds * 1000);
   const auth = new RemoteAuthenticator(cfg.apiAddr, cfg.internalToken);
@@ -28,7 +29,7 @@ async function main() {
   log.info({ listen: cfg.rendererListen, port, caddy: cfg.caddyApiUrl, config: cfg.configAddr }, "caddy-renderer ready");
 
   // The master (or a standalone instance) records what its Caddy obtained for master-issued certificates.
-  const recorder = cfg.mode === "slave" ? undefined : new IssuanceRecorder(config, renderOptions, cfg.caddyStorageDir, log);
+  const recorder = cfg.mode === "slave" ? undefined : new IssuanceRecorder(config, renderOptions, cfg.caddyStorageDir, log, 2000, new IssuanceLog(issuanceLogPath(cfg.caddyStorageDir)));
   const stopWatching = new AbortController();
   reconciler.start();
   recorder?.start();

@@ -7,10 +7,10 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Certificate, CertificateType, CreateApiTokenRequest, L4ProxyHost, ProxyHost, Role, type DeepPartial } from "@cpm/proto";
+import { Certificate, CertificateStatus, CertificateType, CreateApiTokenRequest, L4ProxyHost, ProxyHost, Role, type DeepPartial } from "@cpm/proto";
 import { status, unary } from "@cpm/grpc-kit";
 import { l4Row } from "./store.ts";
-import { ADMIN, expectStatus, startConfigService, type Harness } from "./test-support.ts";
+import { ADMIN, expectStatus, INTERNAL, startConfigService, type Harness } from "./test-support.ts";
 
 const MANAGED = CertificateType.CERTIFICATE_TYPE_MANAGED;
 const IMPORTED = CertificateType.CERTIFICATE_TYPE_IMPORTED;
@@ -242,5 +242,60 @@ describe("certificates API", () => {
         assert.deepEqual((await c.list(true)).map((x) => Certificate.toJSON(x)), before, "nothing written");
       });
     }
+  });
+
+  describe("RecordCertificateIssuance (internal): the states the master's renderer reports", () => {
+    let id: string;
+    let leaf: { cert: string; key: string };
+    const record = (over: { status: CertificateStatus; statusDetail?: string; issued?: boolean }) =>
+      unary(
+        h.internal.recordCertificateIssuance.bind(h.internal),
+        {
+          certificateId: id,
+          domainNames: ["fleet.test"],
+          status: over.status,
+          statusDetail: over.statusDetail ?? "",
+          issued: over.issued === false ? [] : [{ domainName: "fleet.test", certificatePem: leaf.cert, privateKeyPem: leaf.key, notAfter: undefined }],
+        },
+        INTERNAL,
+      );
+
+    before(async () => {
+      leaf = issue(["DNS:fleet.test"]);
+      id = (await c.create({ name: "fleet", type: MANAGED, domainNames: ["fleet.test"] })).certificate!.id;
+    });
+
+    it("RENEWING keeps the issued entry and its not-after", async () => {
+      await record({ status: CertificateStatus.CERTIFICATE_STATUS_ISSUED });
+      const v = await c.version();
+      assert.equal((await record({ status: CertificateStatus.CERTIFICATE_STATUS_RENEWING })).changed, true);
+      assert.equal(await c.version(), v + 1, "one version");
+      const got = (await c.get(id)).certificate!;
+      assert.equal(got.status, CertificateStatus.CERTIFICATE_STATUS_RENEWING);
+      assert.equal(got.issued.length, 1);
+      assert.ok(got.expiresAt && got.issued[0]!.notAfter && got.expiresAt.getTime() === got.issued[0]!.notAfter.getTime());
+    });
+
+    it("FAILED carries the CA's error; the issued entry stays", async () => {
+      await record({ status: CertificateStatus.CERTIFICATE_STATUS_FAILED, statusDetail: "fleet.test: HTTP 400 urn:ietf:params:acme:error:rejectedIdentifier - no" });
+      const got = (await c.get(id)).certificate!;
+      assert.equal(got.status, CertificateStatus.CERTIFICATE_STATUS_FAILED);
+      assert.equal(got.statusDetail, "fleet.test: HTTP 400 urn:ietf:params:acme:error:rejectedIdentifier - no");
+      assert.equal(got.issued.length, 1);
+      assert.equal(got.issued[0]!.privateKeyPem, "", "no key unless asked");
+    });
+
+    it("a detail with a placeholder or a control character, an oversized one and an unknown status are refused, naming the field", async () => {
+      const v = await c.version();
+      const braces = await expectStatus(record({ status: CertificateStatus.CERTIFICATE_STATUS_FAILED, statusDetail: "{env.HOME}" }), status.INVALID_ARGUMENT);
+      assert.match(braces, /status_detail: /);
+      const control = await expectStatus(record({ status: CertificateStatus.CERTIFICATE_STATUS_FAILED, statusDetail: "bad\u001b[31m" }), status.INVALID_ARGUMENT);
+      assert.match(control, /status_detail: contains a control character \(U\+001B\)/);
+      const long = await expectStatus(record({ status: CertificateStatus.CERTIFICATE_STATUS_FAILED, statusDetail: "x".repeat(2001) }), status.INVALID_ARGUMENT);
+      assert.match(long, /status_detail: is longer than 2000 characters/);
+      const unknown = await expectStatus(record({ status: 99 as CertificateStatus }), status.INVALID_ARGUMENT);
+      assert.match(unknown, /status: 99 is not a known value/);
+      assert.equal(await c.version(), v, "nothing committed");
+    });
   });
 });

@@ -1,4 +1,5 @@
-import type { GetSyncStatusResponse } from "@cpm/proto";
+import type { CertificateSyncStatus, GetSyncStatusResponse } from "@cpm/proto";
+import { certificateSyncStatus, IssuedVersions } from "./certificate-status.ts";
 import { backoffDelay, sleep, ValidationError, type Logger, type SlaveTarget } from "@cpm/core";
 import type { ConfigClient } from "@cpm/grpc-kit";
 import type { DispatcherMetrics } from "./metrics.ts";
@@ -14,6 +15,8 @@ export class Dispatcher {
   readonly links: SlaveLink[];
   private interval: NodeJS.Timeout | undefined;
   private readonly stopWatching = new AbortController();
+  private readonly snapshots: SnapshotCache;
+  private readonly issuedVersions = new IssuedVersions();
 
   constructor(
     private readonly config: ConfigClient,
@@ -23,8 +26,8 @@ export class Dispatcher {
     private readonly log: Logger,
     private readonly metrics?: DispatcherMetrics,
   ) {
-    const cache = new SnapshotCache(config);
-    this.links = slaves.map((t) => new SlaveLink(t, () => this.state, cache, opts, log.child({ slave: t.name }), metrics?.link(t)));
+    this.snapshots = new SnapshotCache(config, (s) => this.issuedVersions.observe(s));
+    this.links = slaves.map((t) => new SlaveLink(t, () => this.state, this.snapshots, opts, log.child({ slave: t.name }), metrics?.link(t)));
     metrics?.observe(() => this.links.map((l) => ({ target: l.target, status: l.status() })));
   }
 
@@ -65,8 +68,23 @@ export class Dispatcher {
     return this.state.version;
   }
 
-  status(): GetSyncStatusResponse {
-    return { masterInstanceId: this.instanceId, masterVersion: this.state.version, slaves: this.links.map((l) => l.status()) };
+  /**
+   * Every slave's link, and every master-issued certificate of the current snapshot with
+   * whether each slave serves its current material (the snapshot comes from the cache the
+   * links share; without one, e.g. config-service down, the certificates are left out).
+   */
+  async status(): Promise<GetSyncStatusResponse> {
+    const slaves = this.links.map((l) => l.status());
+    let certificates: CertificateSyncStatus[] = [];
+    if (this.state.version > 0) {
+      try {
+        const { snapshot } = await this.snapshots.get(`${this.state.version}:${this.state.contentSha256}`);
+        certificates = certificateSyncStatus(snapshot, this.issuedVersions, slaves);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, "sync status: no snapshot for the certificates");
+      }
+    }
+    return { masterInstanceId: this.instanceId, masterVersion: this.state.version, slaves, certificates };
   }
 
   stop(): void {

@@ -13,12 +13,18 @@ export interface EncodedSnapshot {
 export class SnapshotCache {
   private current: { key: string; value: Promise<EncodedSnapshot> } | undefined;
 
-  constructor(private readonly config: ConfigClient) {}
+  constructor(
+    private readonly config: ConfigClient,
+    private readonly onFetched: (snapshot: Snapshot) => void = () => undefined,
+  ) {}
 
   /** `key` identifies the committed state (version and content hash) the caller wants. */
   get(key: string): Promise<EncodedSnapshot> {
     if (this.current?.key === key) return this.current.value;
-    const value = this.config.getSnapshot().then((snapshot) => ({ snapshot, bytes: Snapshot.encode(snapshot).finish().length }));
+    const value = this.config.getSnapshot().then((snapshot) => {
+      this.onFetched(snapshot);
+      return { snapshot, bytes: Snapshot.encode(snapshot).finish().length };
+    });
     const entry = { key, value };
     this.current = entry;
     value.catch(() => {

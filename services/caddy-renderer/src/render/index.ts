@@ -4,6 +4,7 @@ import { accessListHandlers } from "./access.ts";
 import { renderLayer4 } from "./layer4.ts";
 import { hstsValue, transportTimeouts } from "./settings.ts";
 import { challengeForwardRoute, httpsConnectionPolicies, renderPki, renderTls } from "./tls.ts";
+import { issuanceLogging } from "./issuance-log.ts";
 import type { Json, RenderOptions } from "./types.ts";
 
 export type { RenderOptions } from "./types.ts";
@@ -93,6 +94,7 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
   if (layer4) apps.layer4 = layer4;
   const admin: Json = opts.adminOrigins?.length ? { listen: opts.adminListen, origins: opts.adminOrigins } : { listen: opts.adminListen };
   const config: Json = { admin, apps };
+  if (opts.issuanceLogFile) config.logging = issuanceLogging(opts.issuanceLogFile);
   const json = canonicalJson(config);
   return { json, sha256: sha256Hex(json), warnings };
 }

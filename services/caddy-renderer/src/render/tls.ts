@@ -118,16 +118,17 @@ export function masterIssuedInUse(snapshot: Snapshot, opts: RenderOptions): Cert
 }
 
 /**
- * A slave's route that proxies ACME HTTP-01 challenges for master-issued names to the
- * master's HTTP port (opts.masterHttpAddress), so a CA validation that reaches this node
- * succeeds. Undefined when there is nothing to forward.
+ * A slave's route that proxies ACME HTTP-01 challenges to the master's HTTP port
+ * (opts.masterHttpAddress), so a CA validation that reaches this node succeeds. It matches
+ * every host, not only the master-issued names of this snapshot: the master orders as soon
+ * as it commits, and the CA's validation may reach a slave before that snapshot does. Caddy
+ * answers the challenges it started itself (EACH_NODE names) before any route, so only the
+ * others go to the master. Undefined without a master address.
  */
-export function challengeForwardRoute(snapshot: Snapshot, opts: RenderOptions): Json | undefined {
+export function challengeForwardRoute(_snapshot: Snapshot, opts: RenderOptions): Json | undefined {
   if (!opts.servesMasterIssued || !opts.masterHttpAddress) return undefined;
-  const names = [...new Set(usedCertificates(snapshot, opts).filter(isMasterIssued).flatMap((c) => c.domainNames))].sort(cmp);
-  if (names.length === 0) return undefined;
   return {
-    match: [{ host: names, path: ["/.well-known/acme-challenge/*"] }],
+    match: [{ path: ["/.well-known/acme-challenge/*"] }],
     handle: [{ handler: "reverse_proxy", upstreams: [{ dial: opts.masterHttpAddress }] }],
     terminal: true,
   };

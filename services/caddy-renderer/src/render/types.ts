@@ -41,6 +41,12 @@ export interface RenderOptions {
    * challenges for master-issued names that reach this node are proxied there.
    */
   masterHttpAddress?: string;
+  /**
+   * Master or standalone: a file Caddy writes its certificate manager's log lines to (JSON,
+   * loggers tls.obtain and tls.renew), read back by the issuance recorder for each order's
+   * state and the CA's errors. Unset: no such log.
+   */
+  issuanceLogFile?: string;
 }
 
 export type Json = Record<string, unknown>;

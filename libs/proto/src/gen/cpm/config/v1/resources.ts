@@ -298,8 +298,13 @@ export enum CertificateStatus {
   CERTIFICATE_STATUS_PENDING = 1,
   /** CERTIFICATE_STATUS_ISSUED - Issued for every name: see issued and expires_at. */
   CERTIFICATE_STATUS_ISSUED = 2,
-  /** CERTIFICATE_STATUS_FAILED - The last attempt failed: status_detail holds the CA's error. */
+  /**
+   * CERTIFICATE_STATUS_FAILED - The last attempt failed: status_detail holds the CA's error (issued keeps what was
+   * obtained before, which is still served).
+   */
   CERTIFICATE_STATUS_FAILED = 3,
+  /** CERTIFICATE_STATUS_RENEWING - Issued for every name, and Caddy is renewing at least one of them now. */
+  CERTIFICATE_STATUS_RENEWING = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -317,6 +322,9 @@ export function certificateStatusFromJSON(object: any): CertificateStatus {
     case 3:
     case "CERTIFICATE_STATUS_FAILED":
       return CertificateStatus.CERTIFICATE_STATUS_FAILED;
+    case 4:
+    case "CERTIFICATE_STATUS_RENEWING":
+      return CertificateStatus.CERTIFICATE_STATUS_RENEWING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -334,6 +342,8 @@ export function certificateStatusToJSON(object: CertificateStatus): string {
       return "CERTIFICATE_STATUS_ISSUED";
     case CertificateStatus.CERTIFICATE_STATUS_FAILED:
       return "CERTIFICATE_STATUS_FAILED";
+    case CertificateStatus.CERTIFICATE_STATUS_RENEWING:
+      return "CERTIFICATE_STATUS_RENEWING";
     case CertificateStatus.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -21,6 +21,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../../google/protobuf/timestamp.ts";
+import { CertificateStatus, certificateStatusFromJSON, certificateStatusToJSON } from "../../config/v1/resources.ts";
 import { Snapshot } from "../../config/v1/snapshot.ts";
 import { TraceContext } from "../../config/v1/trace_context.ts";
 
@@ -181,6 +182,38 @@ export interface GetSyncStatusResponse {
   masterInstanceId: string;
   masterVersion: number;
   slaves: SlaveStatus[];
+  /** Master-issued managed certificates in the master's current snapshot. */
+  certificates: CertificateSyncStatus[];
+}
+
+/** Where one master-issued certificate stands on the master and on each slave. */
+export interface CertificateSyncStatus {
+  certificateId: string;
+  name: string;
+  status: CertificateStatus;
+  /** The CA's error when status is FAILED. */
+  statusDetail: string;
+  /** Not-after of the issued entry that expires first (unset before issuance). */
+  notAfter:
+    | Date
+    | undefined;
+  /** SHA-256 of that entry's leaf (see Certificate.fingerprint_sha256). */
+  fingerprintSha256: string;
+  /**
+   * The first master version this dispatcher saw holding the current issued material
+   * (fingerprint); 0 before issuance.
+   */
+  issuedVersion: number;
+  slaves: CertificateOnSlave[];
+}
+
+export interface CertificateOnSlave {
+  slaveName: string;
+  /**
+   * The slave acknowledged a version at or after issued_version, so its Caddy serves the
+   * master's current certificate.
+   */
+  servesCurrent: boolean;
 }
 
 export interface TriggerFullSyncRequest {
@@ -1234,7 +1267,7 @@ export const GetSyncStatusRequest: MessageFns<GetSyncStatusRequest> = {
 };
 
 function createBaseGetSyncStatusResponse(): GetSyncStatusResponse {
-  return { masterInstanceId: "", masterVersion: 0, slaves: [] };
+  return { masterInstanceId: "", masterVersion: 0, slaves: [], certificates: [] };
 }
 
 export const GetSyncStatusResponse: MessageFns<GetSyncStatusResponse> = {
@@ -1247,6 +1280,9 @@ export const GetSyncStatusResponse: MessageFns<GetSyncStatusResponse> = {
     }
     for (const v of message.slaves) {
       SlaveStatus.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.certificates) {
+      CertificateSyncStatus.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1288,6 +1324,14 @@ export const GetSyncStatusResponse: MessageFns<GetSyncStatusResponse> = {
             message.slaves.push(SlaveStatus.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.certificates.push(CertificateSyncStatus.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1313,6 +1357,9 @@ export const GetSyncStatusResponse: MessageFns<GetSyncStatusResponse> = {
         ? globalThis.Number(object.master_version)
         : 0,
       slaves: globalThis.Array.isArray(object?.slaves) ? object.slaves.map((e: any) => SlaveStatus.fromJSON(e)) : [],
+      certificates: globalThis.Array.isArray(object?.certificates)
+        ? object.certificates.map((e: any) => CertificateSyncStatus.fromJSON(e))
+        : [],
     };
   },
 
@@ -1327,6 +1374,9 @@ export const GetSyncStatusResponse: MessageFns<GetSyncStatusResponse> = {
     if (message.slaves?.length) {
       obj.slaves = message.slaves.map((e) => SlaveStatus.toJSON(e));
     }
+    if (message.certificates?.length) {
+      obj.certificates = message.certificates.map((e) => CertificateSyncStatus.toJSON(e));
+    }
     return obj;
   },
 
@@ -1338,6 +1388,312 @@ export const GetSyncStatusResponse: MessageFns<GetSyncStatusResponse> = {
     message.masterInstanceId = object.masterInstanceId ?? "";
     message.masterVersion = object.masterVersion ?? 0;
     message.slaves = object.slaves?.map((e) => SlaveStatus.fromPartial(e)) || [];
+    message.certificates = object.certificates?.map((e) => CertificateSyncStatus.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCertificateSyncStatus(): CertificateSyncStatus {
+  return {
+    certificateId: "",
+    name: "",
+    status: 0,
+    statusDetail: "",
+    notAfter: undefined,
+    fingerprintSha256: "",
+    issuedVersion: 0,
+    slaves: [],
+  };
+}
+
+export const CertificateSyncStatus: MessageFns<CertificateSyncStatus> = {
+  encode(message: CertificateSyncStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.certificateId !== "") {
+      writer.uint32(10).string(message.certificateId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.status !== 0) {
+      writer.uint32(24).int32(message.status);
+    }
+    if (message.statusDetail !== "") {
+      writer.uint32(34).string(message.statusDetail);
+    }
+    if (message.notAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.notAfter), writer.uint32(42).fork()).join();
+    }
+    if (message.fingerprintSha256 !== "") {
+      writer.uint32(50).string(message.fingerprintSha256);
+    }
+    if (message.issuedVersion !== 0) {
+      writer.uint32(56).int64(message.issuedVersion);
+    }
+    for (const v of message.slaves) {
+      CertificateOnSlave.encode(v!, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CertificateSyncStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCertificateSyncStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.certificateId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.statusDetail = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.notAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.fingerprintSha256 = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.issuedVersion = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.slaves.push(CertificateOnSlave.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CertificateSyncStatus {
+    return {
+      certificateId: isSet(object.certificateId)
+        ? globalThis.String(object.certificateId)
+        : isSet(object.certificate_id)
+        ? globalThis.String(object.certificate_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      status: isSet(object.status) ? certificateStatusFromJSON(object.status) : 0,
+      statusDetail: isSet(object.statusDetail)
+        ? globalThis.String(object.statusDetail)
+        : isSet(object.status_detail)
+        ? globalThis.String(object.status_detail)
+        : "",
+      notAfter: isSet(object.notAfter)
+        ? fromJsonTimestamp(object.notAfter)
+        : isSet(object.not_after)
+        ? fromJsonTimestamp(object.not_after)
+        : undefined,
+      fingerprintSha256: isSet(object.fingerprintSha256)
+        ? globalThis.String(object.fingerprintSha256)
+        : isSet(object.fingerprint_sha256)
+        ? globalThis.String(object.fingerprint_sha256)
+        : "",
+      issuedVersion: isSet(object.issuedVersion)
+        ? globalThis.Number(object.issuedVersion)
+        : isSet(object.issued_version)
+        ? globalThis.Number(object.issued_version)
+        : 0,
+      slaves: globalThis.Array.isArray(object?.slaves)
+        ? object.slaves.map((e: any) => CertificateOnSlave.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CertificateSyncStatus): unknown {
+    const obj: any = {};
+    if (message.certificateId !== "") {
+      obj.certificateId = message.certificateId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.status !== 0) {
+      obj.status = certificateStatusToJSON(message.status);
+    }
+    if (message.statusDetail !== "") {
+      obj.statusDetail = message.statusDetail;
+    }
+    if (message.notAfter !== undefined) {
+      obj.notAfter = message.notAfter.toISOString();
+    }
+    if (message.fingerprintSha256 !== "") {
+      obj.fingerprintSha256 = message.fingerprintSha256;
+    }
+    if (message.issuedVersion !== 0) {
+      obj.issuedVersion = Math.round(message.issuedVersion);
+    }
+    if (message.slaves?.length) {
+      obj.slaves = message.slaves.map((e) => CertificateOnSlave.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CertificateSyncStatus>, I>>(base?: I): CertificateSyncStatus {
+    return CertificateSyncStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CertificateSyncStatus>, I>>(object: I): CertificateSyncStatus {
+    const message = createBaseCertificateSyncStatus();
+    message.certificateId = object.certificateId ?? "";
+    message.name = object.name ?? "";
+    message.status = object.status ?? 0;
+    message.statusDetail = object.statusDetail ?? "";
+    message.notAfter = object.notAfter ?? undefined;
+    message.fingerprintSha256 = object.fingerprintSha256 ?? "";
+    message.issuedVersion = object.issuedVersion ?? 0;
+    message.slaves = object.slaves?.map((e) => CertificateOnSlave.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCertificateOnSlave(): CertificateOnSlave {
+  return { slaveName: "", servesCurrent: false };
+}
+
+export const CertificateOnSlave: MessageFns<CertificateOnSlave> = {
+  encode(message: CertificateOnSlave, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.slaveName !== "") {
+      writer.uint32(10).string(message.slaveName);
+    }
+    if (message.servesCurrent !== false) {
+      writer.uint32(16).bool(message.servesCurrent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CertificateOnSlave {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCertificateOnSlave();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.slaveName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.servesCurrent = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CertificateOnSlave {
+    return {
+      slaveName: isSet(object.slaveName)
+        ? globalThis.String(object.slaveName)
+        : isSet(object.slave_name)
+        ? globalThis.String(object.slave_name)
+        : "",
+      servesCurrent: isSet(object.servesCurrent)
+        ? globalThis.Boolean(object.servesCurrent)
+        : isSet(object.serves_current)
+        ? globalThis.Boolean(object.serves_current)
+        : false,
+    };
+  },
+
+  toJSON(message: CertificateOnSlave): unknown {
+    const obj: any = {};
+    if (message.slaveName !== "") {
+      obj.slaveName = message.slaveName;
+    }
+    if (message.servesCurrent !== false) {
+      obj.servesCurrent = message.servesCurrent;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CertificateOnSlave>, I>>(base?: I): CertificateOnSlave {
+    return CertificateOnSlave.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CertificateOnSlave>, I>>(object: I): CertificateOnSlave {
+    const message = createBaseCertificateOnSlave();
+    message.slaveName = object.slaveName ?? "";
+    message.servesCurrent = object.servesCurrent ?? false;
     return message;
   },
 };
