@@ -34,14 +34,8 @@ const FORBIDDEN: Json = { handler: "static_response", status_code: 403, body: "A
 const sorted = (xs: string[]) => [...new Set(xs)].sort();
 const remoteIp = (ranges: string[]): Json => ({ remote_ip: { ranges: sorted(ranges) } });
 
-/** Handlers that gate a proxy host with its access list (placed before reverse_proxy): one subroute, or none. */
+/** Handlers that gate a proxy host with its access list (placed before reverse_proxy). */
 export function accessListHandlers(acl: AccessList | undefined): Json[] {
-  const routes = accessListRoutes(acl);
-  return routes.length > 0 ? [{ handler: "subroute", routes }] : [];
-}
-
-/** The gate's routes (none when the list gates nothing); none is terminal, so a request let through goes on. */
-export function accessListRoutes(acl: AccessList | undefined): Json[] {
   if (!acl) return [];
   const allow = acl.allow;
   const deny = acl.deny;
@@ -63,7 +57,7 @@ export function accessListRoutes(acl: AccessList | undefined): Json[] {
   if (users.length > 0 && !acl.passAuth) {
     routes.push({ handle: [{ handler: "headers", request: { delete: ["Authorization"] } }] });
   }
-  return routes;
+  return [{ handler: "subroute", routes }];
 }
 
 function basicAuth(acl: AccessList): Json {

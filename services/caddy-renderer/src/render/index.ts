@@ -1,6 +1,6 @@
 import { LoadBalancingPolicy, type ProxyHost, type Settings, type Snapshot } from "@cpm/proto";
 import { canonicalJson, checkUpstreamsNotReserved, parseUpstream, sha256Hex } from "@cpm/core";
-import { accessListRoutes } from "./access.ts";
+import { accessListHandlers } from "./access.ts";
 import { DomainIndex } from "./domains.ts";
 import { renderLayer4 } from "./layer4.ts";
 import { hstsValue, transportTimeouts } from "./settings.ts";
@@ -56,7 +56,7 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
   const https = tlsHosts.length > 0;
   // The redirect keeps a non-default HTTPS port, so ssl_forced works on any CPM_HTTPS_PORT.
   const httpsOrigin = `https://{http.request.host}${opts.httpsPort === 443 ? "" : `:${opts.httpsPort}`}`;
-  const classes = groupBy(served, (h) => classRoutes(h, https, httpsOrigin, accessListRoutes(h.accessListId ? acls.get(h.accessListId) : undefined), snapshot.settings));
+  const classes = groupBy(served, (h) => classRoutes(h, https, httpsOrigin, accessListHandlers(h.accessListId ? acls.get(h.accessListId) : undefined), snapshot.settings));
   const proxies = groupBy(served, (h) => [reverseProxy(h, snapshot.settings)]);
   const listRoutes = (groups: { hosts: ProxyHost[]; value: Json[] }[], handle: (v: Json[]) => Json[]) =>
     groups
@@ -154,7 +154,7 @@ function classRoutes(h: ProxyHost, https: boolean, httpsOrigin: string, access: 
       handle: [{ handler: "static_response", status_code: 403, body: "Websocket upgrades are not allowed for this host.\n" }],
     });
   }
-  routes.push(...access);
+  if (access.length > 0) routes.push({ handle: access });
   return routes;
 }
 
