@@ -58,11 +58,13 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
   const httpsOrigin = `https://{http.request.host}${opts.httpsPort === 443 ? "" : `:${opts.httpsPort}`}`;
   const classes = groupBy(served, (h) => classRoutes(h, https, httpsOrigin, accessListHandlers(h.accessListId ? acls.get(h.accessListId) : undefined), snapshot.settings));
   const proxies = groupBy(served, (h) => [reverseProxy(h, snapshot.settings)]);
+  // Routes for disjoint sets of hosts: any order is right; sorted by first name to be deterministic.
   const listRoutes = (groups: { hosts: ProxyHost[]; value: Json[] }[], handle: (v: Json[]) => Json[]) =>
     groups
       .filter((g) => g.value.length > 0)
-      .map((g) => ({ match: [index.matcher(g.hosts)], handle: handle(g.value) }))
-      .sort((a, b) => cmp(a.match[0]!.host[0], b.match[0]!.host[0]));
+      .map((g) => ({ first: index.domainsOf(g.hosts[0]!)[0]!, route: { match: [index.matcher(g.hosts)], handle: handle(g.value) } }))
+      .sort((a, b) => cmp(a.first, b.first))
+      .map((r) => r.route);
   const server: Json = {
     listen: [`${opts.bindAddress ?? ""}:${opts.httpPort}`, ...(https ? [`${opts.bindAddress ?? ""}:${opts.httpsPort}`] : [])],
     routes: [
