@@ -38,6 +38,7 @@ const NOT_FOUND_ROUTE: Json = { handle: [NOT_FOUND] };
  * the HTTPS port too; Caddy turns TLS on for every listener but the HTTP port's (apps.http
  * http_port). Its routes, in order:
  * 1. on a slave, HTTP-01 challenges for master-issued names go to the master (render/tls.ts);
+ *    plain HTTP drops the HTTP/3 advertisement meant for the HTTPS port;
  * 2. one route per class of hosts that share the same handling before the proxy (HTTPS
  *    forced, HTTPS without a certificate, HSTS, websocket refusal, access list): a subroute
  *    that redirects, refuses or gates, or falls through to 3;
@@ -70,6 +71,10 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
     routes: [
       // A challenge for a name the master orders goes to the master before any host route (ssl_forced redirects included).
       ...[challengeForwardRoute(snapshot, opts)].filter((r) => r !== undefined),
+      // With TLS on, Caddy advertises HTTP/3 (Alt-Svc) on every response of the server, plain
+      // HTTP included; a server of its own on the HTTP port never did. Removed at once (not
+      // deferred), so an upstream's own Alt-Svc still goes through, as it did.
+      ...(https ? [{ match: [{ protocol: "http" }], handle: [{ handler: "headers", response: { delete: ["Alt-Svc"] } }] }] : []),
       ...listRoutes(classes, (routes) => [{ handler: "subroute", routes }]),
       // reverse_proxy never calls the next handler, so these routes need no `terminal`.
       ...listRoutes(proxies, (handlers) => handlers),
@@ -97,12 +102,15 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-/** Hosts grouped by an equal rendered value (compared as canonical JSON), in first-seen order. */
+/**
+ * Hosts grouped by an equal rendered value, in first-seen order. Values are compared as
+ * JSON.stringify gives them: the code that builds them always adds keys in the same order.
+ */
 function groupBy(hosts: ProxyHost[], value: (h: ProxyHost) => Json[]): { hosts: ProxyHost[]; value: Json[] }[] {
   const groups = new Map<string, { hosts: ProxyHost[]; value: Json[] }>();
   for (const h of hosts) {
     const v = value(h);
-    const key = canonicalJson(v);
+    const key = JSON.stringify(v);
     const g = groups.get(key);
     if (g) g.hosts.push(h);
     else groups.set(key, { hosts: [h], value: v });

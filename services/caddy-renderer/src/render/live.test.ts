@@ -34,6 +34,7 @@ interface Answer {
   status: number;
   body: string;
   location?: string;
+  altSvc?: string;
 }
 
 function request(port: number, hostName: string, opts: { tls?: boolean; upgrade?: string } = {}): Promise<Answer> {
@@ -45,7 +46,7 @@ function request(port: number, hostName: string, opts: { tls?: boolean; upgrade?
     const done = (res: http.IncomingMessage) => {
       let body = "";
       res.on("data", (c) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode!, body, location: res.headers.location }));
+      res.on("end", () => resolve({ status: res.statusCode!, body, location: res.headers.location, altSvc: res.headers["alt-svc"] }));
     };
     const req = opts.tls ? https.request({ ...common, servername: hostName, rejectUnauthorized: false }, done) : http.request(common, done);
     req.on("error", reject);
@@ -117,6 +118,12 @@ describe("rendered HTTP layout in a real Caddy", { skip: existsSync(CADDY) ? fal
     const ws = await request(ports.http, "TWIN.test", { upgrade: "WebSocket" });
     assert.equal(ws.status, 403);
     assert.equal(ws.body, "Websocket upgrades are not allowed for this host.\n");
+  });
+
+  test("HTTP/3 is advertised over HTTPS only", async () => {
+    assert.match((await request(ports.https, "x.example.test", { tls: true })).altSvc ?? "", /h3=":\d+"/);
+    assert.equal((await request(ports.http, "twin.test")).altSvc, undefined);
+    assert.equal((await request(ports.http, "unknown.test")).altSvc, undefined);
   });
 
   test("unknown names get 404 on both ports; the HTTP port speaks no TLS", async () => {

@@ -76,6 +76,9 @@ const isNotFound = (r: Json) => r.match === undefined && r.handle?.[0]?.handler 
 const NOT_FOUND = { handler: "static_response", status_code: 404, body: "No proxy host is configured for this domain.\n" };
 const WS_REFUSED = { handler: "static_response", status_code: 403, body: "Websocket upgrades are not allowed for this host.\n" };
 const names = (hs: Json[]) => hs.map((h: Json) => h.handler);
+/** Plain HTTP on a server with TLS: Caddy's HTTP/3 advertisement is removed first. */
+const DROP_ALT_SVC = { handler: "headers", response: { delete: ["Alt-Svc"] } };
+const tlsOn = (cfg: Json) => cfg.apps.http.servers.http.listen.length > 1;
 
 /** CPM_CADDY_BIND: the HTTP and HTTPS listeners bind one address. */
 const BOUND = { ...OPTS, bindAddress: "127.0.0.1" };
@@ -103,7 +106,9 @@ describe("render features", () => {
 
   test("unknown host names get 404 over HTTP and HTTPS", () => {
     for (const [name, snap] of Object.entries(CASES)) {
-      for (const https of [false, true]) assert.deepEqual(handlersFor(config(snap), { host: "unknown.example.net", https, upgrade: "websocket" }), [NOT_FOUND], name);
+      const cfg = config(snap);
+      assert.deepEqual(handlersFor(cfg, { host: "unknown.example.net", https: true, upgrade: "websocket" }), [NOT_FOUND], name);
+      assert.deepEqual(handlersFor(cfg, { host: "unknown.example.net", upgrade: "websocket" }), tlsOn(cfg) ? [DROP_ALT_SVC, NOT_FOUND] : [NOT_FOUND], name);
     }
   });
 
@@ -200,16 +205,17 @@ describe("render features", () => {
     assert.ok(cfg.apps.http.servers.http.tls_connection_policies.length > 0, "hosts with a certificate get TLS on the HTTPS listener");
     for (const upgrade of [undefined, "websocket"]) {
       assert.deepEqual(handlersFor(cfg, { host: "secure.example.com", upgrade }), [
+        DROP_ALT_SVC,
         { handler: "static_response", status_code: 308, headers: { Location: ["https://{http.request.host}:8443{http.request.uri}"] } },
       ]);
     }
     assert.ok(proxyFor(cfg, "secure.example.com", true));
     // Not forced: served on both, no redirect.
-    assert.deepEqual(names(handlersFor(cfg, { host: "both.example.com" })), ["reverse_proxy"]);
+    assert.deepEqual(names(handlersFor(cfg, { host: "both.example.com" })), ["headers", "reverse_proxy"]);
     assert.deepEqual(names(handlersFor(cfg, { host: "both.example.com", https: true })), ["reverse_proxy"]);
     // The default port needs none in the Location.
     const std = config(CASES["ssl-forced"]!, { ...OPTS, httpPort: 80, httpsPort: 443 });
-    assert.deepEqual(handlersFor(std, { host: "secure.example.com" })[0].headers.Location, ["https://{http.request.host}{http.request.uri}"]);
+    assert.deepEqual(handlersFor(std, { host: "secure.example.com" })[1].headers.Location, ["https://{http.request.host}{http.request.uri}"]);
   });
 
   test("a host without a certificate answers HTTPS like an unknown host (404), when others have one", () => {
@@ -219,6 +225,7 @@ describe("render features", () => {
     });
     const cfg = config(s);
     assert.deepEqual(handlersFor(cfg, { host: "plain.example.com", https: true }), [NOT_FOUND]);
+    assert.deepEqual(names(handlersFor(cfg, { host: "plain.example.com" })), ["headers", "reverse_proxy"], "plain HTTP without the HTTP/3 advertisement");
     assert.ok(proxyFor(cfg, "plain.example.com"));
     assert.ok(proxyFor(cfg, "tls.example.com", true));
   });
