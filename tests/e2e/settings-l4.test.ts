@@ -95,10 +95,10 @@ describe("settings on a real Caddy", () => {
     unary(inst.config.updateSettings.bind(inst.config), { settings: Settings.fromPartial(st) }, token);
   const getSettings = async () => (await unary(inst.config.getSettings.bind(inst.config), {}, inst.adminToken)).settings!;
   const running = () => api(inst).running();
-  /** The reverse_proxy handler Caddy runs for `domain` on its http server. */
+  /** The reverse_proxy handler Caddy runs for `domain` (the route that proxies it; hosts proxied alike share one). */
   const runningProxy = (cfg: Json, domain: string): Json => {
-    const route = cfg.apps.http.servers.http.routes.find((r: Json) => r.match?.[0]?.host?.includes(domain));
-    assert.ok(route, `no route for ${domain} in Caddy's running config`);
+    const route = cfg.apps.http.servers.http.routes.find((r: Json) => r.match?.[0]?.host?.includes(domain) && r.handle.some((h: Json) => h.handler === "reverse_proxy"));
+    assert.ok(route, `no route proxies ${domain} in Caddy's running config`);
     return route.handle.find((h: Json) => h.handler === "reverse_proxy");
   };
   const inSyncAt = (version: number) => api(inst).inSyncAt(version);

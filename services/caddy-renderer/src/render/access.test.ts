@@ -3,7 +3,7 @@ import { describe, test } from "node:test";
 import { AccessList, AccessListSatisfy, Certificate, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
 import { accessListHandlers } from "./access.ts";
 import { render } from "./index.ts";
-import { assertCaddyAcceptsAll, cert, goldenConfigs, goldenTest, OPTS, type Json } from "./test-support.ts";
+import { assertCaddyAcceptsAll, cert, goldenConfigs, goldenTest, handlersFor, OPTS, type Json } from "./test-support.ts";
 
 // Real bcrypt hashes (cost 4) of "alice-password" and "bob-password".
 const ALICE = "$2b$04$uRl80ISibjka9zT2SoGU7OJcRPF4M35qu.Z9Bsu.jZQuSXO8zGXdG";
@@ -40,12 +40,9 @@ const CASES: Record<string, Snapshot> = {
   ),
 };
 
-const routeHandlers = (s: Snapshot, domain: string, server: "http" | "https" = "http"): Json[] => {
-  const cfg = JSON.parse(render(s, OPTS).json);
-  const r = cfg.apps.http.servers[server].routes.find((x: Json) => x.match?.[0]?.host?.includes(domain));
-  assert.ok(r, `no route for ${domain}`);
-  return r.handle;
-};
+/** What a request for `domain` runs (render/test-support.ts handlersFor), with an Upgrade header when `upgrade`. */
+const routeHandlers = (s: Snapshot, domain: string, server: "http" | "https" = "http", upgrade?: string): Json[] =>
+  handlersFor(JSON.parse(render(s, OPTS).json), { host: domain, https: server === "https", upgrade });
 /** The gate's subroute routes for a single access list. */
 const gate = (a: AccessList): Json[] => {
   const hs = accessListHandlers(a);
@@ -140,12 +137,13 @@ describe("accessListHandlers: semantics", () => {
   test("the gate sits after the websocket refusal and right before reverse_proxy; hosts can share a list", () => {
     const s = CASES["access-shared"]!;
     const one = routeHandlers(s, "one.example.com");
-    assert.deepEqual(one.map((x: Json) => x.handler), ["subroute", "subroute", "reverse_proxy"]);
-    assert.deepEqual(one[1], accessListHandlers(s.accessLists[0])[0]);
-    const two = routeHandlers(s, "two.example.com");
+    assert.deepEqual(one.map((x: Json) => x.handler), ["subroute", "reverse_proxy"]);
+    assert.deepEqual(one[0], accessListHandlers(s.accessLists[0])[0]);
+    assert.deepEqual(routeHandlers(s, "one.example.com", "http", "websocket").map((x: Json) => x.status_code), [403], "the websocket refusal comes first");
+    const two = routeHandlers(s, "two.example.com", "http", "websocket");
     assert.deepEqual(two.map((x: Json) => x.handler), ["subroute", "reverse_proxy"], "websockets allowed: only the gate");
     assert.deepEqual(two[0], accessListHandlers(s.accessLists[0])[0]);
-    assert.deepEqual(routeHandlers(s, "open.example.com").map((x: Json) => x.handler), ["subroute", "reverse_proxy"], "a host without an access list is not gated");
+    assert.deepEqual(routeHandlers(s, "open.example.com").map((x: Json) => x.handler), ["reverse_proxy"], "a host without an access list is not gated");
     assert.equal(render(s, OPTS).json.includes("0.0.0.0/0"), false, "an unused access list renders nothing");
   });
 
@@ -162,7 +160,7 @@ describe("accessListHandlers: semantics", () => {
 
   test("a host whose access list is missing from the snapshot is not gated by another list", () => {
     const s = snapshot([acl("other", { deny: ["0.0.0.0/0"] })], [host("app", "missing")]);
-    assert.deepEqual(routeHandlers(s, "app.example.com").map((x: Json) => x.handler), ["subroute", "reverse_proxy"]);
+    assert.deepEqual(routeHandlers(s, "app.example.com").map((x: Json) => x.handler), ["reverse_proxy"]);
   });
 
   test("deterministic: the order of users and addresses does not change the bytes", () => {

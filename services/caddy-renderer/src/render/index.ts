@@ -1,6 +1,7 @@
 import { LoadBalancingPolicy, type ProxyHost, type Settings, type Snapshot } from "@cpm/proto";
 import { canonicalJson, checkUpstreamsNotReserved, parseUpstream, sha256Hex } from "@cpm/core";
 import { accessListHandlers } from "./access.ts";
+import { DomainIndex } from "./domains.ts";
 import { renderLayer4 } from "./layer4.ts";
 import { hstsValue, transportTimeouts } from "./settings.ts";
 import { challengeForwardRoute, httpsConnectionPolicies, renderPki, renderTls } from "./tls.ts";
@@ -27,69 +28,72 @@ const LB: Record<LoadBalancingPolicy, string> = {
   [LoadBalancingPolicy.UNRECOGNIZED]: "round_robin",
 };
 
-const NOT_FOUND_ROUTE: Json = {
-  handle: [{ handler: "static_response", status_code: 404, body: "No proxy host is configured for this domain.\n" }],
-};
+const NOT_FOUND: Json = { handler: "static_response", status_code: 404, body: "No proxy host is configured for this domain.\n" };
+const NOT_FOUND_ROUTE: Json = { handle: [NOT_FOUND] };
 
 /**
  * Snapshot -> Caddy JSON. Pure and deterministic: the same snapshot and options give
  * the same bytes, whatever the order of the snapshot's lists.
  *
- * Layout: server "http" on the HTTP port serves every enabled host that has no
- * certificate, and redirects (ssl_forced) or serves the others; server "https" on the
- * HTTPS port serves hosts with a certificate. Unknown hosts get 404 on both.
+ * Layout: one server, "http", listens on the HTTP port and, when a host has a certificate, on
+ * the HTTPS port too; Caddy turns TLS on for every listener but the HTTP port's (apps.http
+ * http_port). Its routes, in order:
+ * 1. on a slave, HTTP-01 challenges for master-issued names go to the master (render/tls.ts);
+ *    plain HTTP drops the HTTP/3 advertisement meant for the HTTPS port;
+ * 2. one route per class of hosts that share the same handling before the proxy (HTTPS
+ *    forced, HTTPS without a certificate, HSTS, websocket refusal, access list): a subroute
+ *    that redirects, refuses or gates, or falls through to 3;
+ * 3. one route per distinct reverse_proxy handler, listing every host that proxies that way;
+ * 4. 404 for any other host name.
+ * Routes that list hosts never overlap (render/domains.ts), so hosts are grouped freely.
  */
 export function render(input: Snapshot, opts: RenderOptions): Rendered {
   const warnings: string[] = [];
   const snapshot = withoutReservedUpstreams(input, opts, warnings);
-  const hosts = snapshot.proxyHosts.filter((h) => h.enabled !== false);
+  const hosts = snapshot.proxyHosts.filter((h) => h.enabled !== false).sort((a, b) => cmp(a.id, b.id));
+  const index = new DomainIndex(hosts);
+  const served = hosts.filter((h) => index.domainsOf(h).length > 0);
   const acls = new Map(snapshot.accessLists.map((a) => [a.id, a]));
-  const handlers = (h: ProxyHost, https: boolean) => hostHandlers(h, https, accessListHandlers(h.accessListId ? acls.get(h.accessListId) : undefined), snapshot.settings);
+  const tlsHosts = served.filter((h) => h.certificateId);
+  const https = tlsHosts.length > 0;
   // The redirect keeps a non-default HTTPS port, so ssl_forced works on any CPM_HTTPS_PORT.
   const httpsOrigin = `https://{http.request.host}${opts.httpsPort === 443 ? "" : `:${opts.httpsPort}`}`;
-  const httpRoutes: { key: string; route: Json }[] = [];
-  const httpsRoutes: { key: string; route: Json }[] = [];
-  for (const h of hosts) {
-    for (const group of domainGroups(h.domains)) {
-      const match = [{ host: group.domains }];
-      if (h.certificateId) {
-        httpsRoutes.push({ key: group.key, route: { match, handle: handlers(h, true), terminal: true } });
-        httpRoutes.push({
-          key: group.key,
-          route: h.sslForced
-            ? { match, handle: [{ handler: "static_response", status_code: 308, headers: { Location: [`${httpsOrigin}{http.request.uri}`] } }], terminal: true }
-            : { match, handle: handlers(h, false), terminal: true },
-        });
-      } else {
-        httpRoutes.push({ key: group.key, route: { match, handle: handlers(h, false), terminal: true } });
-      }
-    }
-  }
-  const servers: Json = {
-    http: {
-      listen: [`${opts.bindAddress ?? ""}:${opts.httpPort}`],
+  const classes = groupBy(served, (h) => classRoutes(h, https, httpsOrigin, accessListHandlers(h.accessListId ? acls.get(h.accessListId) : undefined), snapshot.settings));
+  const proxies = groupBy(served, (h) => [reverseProxy(h, snapshot.settings)]);
+  // Routes for disjoint sets of hosts: any order is right; sorted by first name to be deterministic.
+  const listRoutes = (groups: { hosts: ProxyHost[]; value: Json[] }[], handle: (v: Json[]) => Json[]) =>
+    groups
+      .filter((g) => g.value.length > 0)
+      .map((g) => ({ first: index.domainsOf(g.hosts[0]!)[0]!, route: { match: [index.matcher(g.hosts)], handle: handle(g.value) } }))
+      .sort((a, b) => cmp(a.first, b.first))
+      .map((r) => r.route);
+  const server: Json = {
+    listen: [`${opts.bindAddress ?? ""}:${opts.httpPort}`, ...(https ? [`${opts.bindAddress ?? ""}:${opts.httpsPort}`] : [])],
+    routes: [
       // A challenge for a name the master orders goes to the master before any host route (ssl_forced redirects included).
-      routes: [...[challengeForwardRoute(snapshot, opts)].filter((r) => r !== undefined), ...sortRoutes(httpRoutes), NOT_FOUND_ROUTE],
-      automatic_https: { disable: true },
-    },
+      ...[challengeForwardRoute(snapshot, opts)].filter((r) => r !== undefined),
+      // With TLS on, Caddy advertises HTTP/3 (Alt-Svc) on every response of the server, plain
+      // HTTP included; a server of its own on the HTTP port never did. Removed at once (not
+      // deferred), so an upstream's own Alt-Svc still goes through, as it did.
+      ...(https ? [{ match: [{ protocol: "http" }], handle: [{ handler: "headers", response: { delete: ["Alt-Svc"] } }] }] : []),
+      ...listRoutes(classes, (routes) => [{ handler: "subroute", routes }]),
+      // reverse_proxy never calls the next handler, so these routes need no `terminal`.
+      ...listRoutes(proxies, (handlers) => handlers),
+      NOT_FOUND_ROUTE,
+    ],
+    // Certificates are explicit (render/tls.ts: load_pem for imported ones, automate for
+    // managed ones), and redirects are rendered per class of hosts (ssl_forced): automatic
+    // HTTPS would manage every host name on its own, so it is off, and TLS is on through the
+    // connection policies, which pin each imported certificate to its hosts' names.
+    automatic_https: { disable: true },
   };
-  if (httpsRoutes.length > 0) {
-    servers.https = {
-      listen: [`${opts.bindAddress ?? ""}:${opts.httpsPort}`],
-      routes: [...sortRoutes(httpsRoutes), NOT_FOUND_ROUTE],
-      // Certificates are explicit (render/tls.ts: load_pem for imported ones, automate for
-      // managed ones), and redirects are rendered per host (ssl_forced): automatic HTTPS
-      // would manage every host name on its own, so it is off and TLS is on through the
-      // connection policies, which pin each host's imported certificate.
-      automatic_https: { disable: true },
-      tls_connection_policies: httpsConnectionPolicies(snapshot, hosts.filter((h) => h.certificateId)),
-    };
-  }
-  const apps: Json = { http: { http_port: opts.httpPort, https_port: opts.httpsPort, servers } };
+  if (https) server.tls_connection_policies = httpsConnectionPolicies(snapshot, opts, tlsHosts, index);
+  const apps: Json = { http: { http_port: opts.httpPort, https_port: opts.httpsPort, servers: { http: server } } };
   const tls = renderTls(snapshot, opts, warnings);
-  if (tls) apps.tls = tls;
-  const pki = renderPki(snapshot, opts);
-  if (pki) apps.pki = pki;
+  if (tls) {
+    apps.tls = tls;
+    apps.pki = renderPki();
+  }
   const layer4 = renderLayer4(snapshot, opts, warnings);
   if (layer4) apps.layer4 = layer4;
   const admin: Json = opts.adminOrigins?.length ? { listen: opts.adminListen, origins: opts.adminOrigins } : { listen: opts.adminListen };
@@ -97,6 +101,24 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
   if (opts.issuanceLogFile) config.logging = issuanceLogging(opts.issuanceLogFile);
   const json = canonicalJson(config);
   return { json, sha256: sha256Hex(json), warnings };
+}
+
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * Hosts grouped by an equal rendered value, in first-seen order. Values are compared as
+ * JSON.stringify gives them: the code that builds them always adds keys in the same order.
+ */
+function groupBy(hosts: ProxyHost[], value: (h: ProxyHost) => Json[]): { hosts: ProxyHost[]; value: Json[] }[] {
+  const groups = new Map<string, { hosts: ProxyHost[]; value: Json[] }>();
+  for (const h of hosts) {
+    const v = value(h);
+    const key = JSON.stringify(v);
+    const g = groups.get(key);
+    if (g) g.hosts.push(h);
+    else groups.set(key, { hosts: [h], value: v });
+  }
+  return [...groups.values()];
 }
 
 /**
@@ -108,7 +130,7 @@ function withoutReservedUpstreams(snapshot: Snapshot, opts: RenderOptions, warni
   const reserved = opts.reservedUpstreams ?? [];
   if (reserved.length === 0) return snapshot;
   const left = new Set<string>();
-  for (const h of [...snapshot.proxyHosts].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+  for (const h of [...snapshot.proxyHosts].sort((a, b) => cmp(a.name, b.name))) {
     if (h.enabled === false) continue;
     try {
       checkUpstreamsNotReserved(h.upstreams, "upstreams", reserved);
@@ -120,50 +142,33 @@ function withoutReservedUpstreams(snapshot: Snapshot, opts: RenderOptions, warni
   return left.size === 0 ? snapshot : { ...snapshot, proxyHosts: snapshot.proxyHosts.filter((h) => !left.has(h.id)) };
 }
 
-/** Exact names and each wildcard depth get their own route, so they can be ordered. */
-function domainGroups(domains: string[]): { key: string; domains: string[] }[] {
-  const exact = domains.filter((d) => !d.startsWith("*.")).sort();
-  const wild = domains.filter((d) => d.startsWith("*.")).sort();
-  const groups: { key: string; domains: string[] }[] = [];
-  if (exact.length) groups.push({ key: `0|${exact[0]}`, domains: exact });
-  const byDepth = new Map<number, string[]>();
-  for (const w of wild) {
-    const depth = w.split(".").length;
-    byDepth.set(depth, [...(byDepth.get(depth) ?? []), w]);
+/**
+ * What a host does before its proxy, as subroute routes (empty: nothing, the request goes
+ * straight to reverse_proxy). The order is the order of the checks: HTTPS forced (plain HTTP
+ * is redirected), no certificate (HTTPS gets the 404 an unknown host gets), HSTS on HTTPS
+ * (set before anything answers, so refusals carry it too), websocket refusal, access list.
+ * No route is terminal: in a subroute that would end the whole request, not the subroute.
+ */
+function classRoutes(h: ProxyHost, https: boolean, httpsOrigin: string, access: Json[], settings: Settings | undefined): Json[] {
+  const routes: Json[] = [];
+  if (h.certificateId && h.sslForced) {
+    routes.push({ match: [{ protocol: "http" }], handle: [{ handler: "static_response", status_code: 308, headers: { Location: [`${httpsOrigin}{http.request.uri}`] } }] });
   }
-  for (const [depth, ds] of byDepth) groups.push({ key: `1|${String(999 - depth).padStart(3, "0")}|${ds[0]}`, domains: ds });
-  return groups;
-}
-
-/** Exact host routes first, then wildcards from the most specific (deepest) down. */
-function sortRoutes(rs: { key: string; route: Json }[]): Json[] {
-  return [...rs].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((r) => r.route);
-}
-
-function hostHandlers(h: ProxyHost, https: boolean, access: Json[], settings: Settings | undefined): Json[] {
-  const handlers: Json[] = [];
-  if (https && h.hstsEnabled) {
-    const value = hstsValue(h, settings);
-    handlers.push({ handler: "headers", response: { set: { "Strict-Transport-Security": [value] } } });
+  if (!h.certificateId && https) routes.push({ match: [{ protocol: "https" }], handle: [NOT_FOUND] });
+  if (h.certificateId && h.hstsEnabled) {
+    routes.push({ match: [{ protocol: "https" }], handle: [{ handler: "headers", response: { set: { "Strict-Transport-Security": [hstsValue(h, settings)] } } }] });
   }
   if (!h.allowWebsocket) {
-    // Websocket upgrades are refused unless the host allows them.
-    handlers.push({
-      handler: "subroute",
-      routes: [
-        {
-          // Upgrade tokens are case-insensitive (RFC 9110, RFC 6455) and Caddy proxies any
-          // casing, while the plain header matcher compares exactly: match with (?i).
-          match: [{ header_regexp: { Upgrade: { pattern: "(?i)websocket" } } }],
-          handle: [{ handler: "static_response", status_code: 403, body: "Websocket upgrades are not allowed for this host.\n" }],
-          terminal: true,
-        },
-      ],
+    // Websocket upgrades are refused unless the host allows them. Upgrade tokens are
+    // case-insensitive (RFC 9110, RFC 6455) and Caddy proxies any casing, while the plain
+    // header matcher compares exactly: match with (?i).
+    routes.push({
+      match: [{ header_regexp: { Upgrade: { pattern: "(?i)websocket" } } }],
+      handle: [{ handler: "static_response", status_code: 403, body: "Websocket upgrades are not allowed for this host.\n" }],
     });
   }
-  handlers.push(...access);
-  handlers.push(reverseProxy(h, settings));
-  return handlers;
+  if (access.length > 0) routes.push({ handle: access });
+  return routes;
 }
 
 function reverseProxy(h: ProxyHost, settings: Settings | undefined): Json {
@@ -172,11 +177,13 @@ function reverseProxy(h: ProxyHost, settings: Settings | undefined): Json {
   const rp: Json = {
     handler: "reverse_proxy",
     upstreams: ups.map((u) => ({ dial: u.dial })),
-    load_balancing: { selection_policy: { policy: LB[h.loadBalancing] ?? "round_robin" } },
   };
+  // Every policy picks the only upstream when there is one (Caddy's default policy is random).
+  if (ups.length > 1) rp.load_balancing = { selection_policy: { policy: LB[h.loadBalancing] ?? "round_robin" } };
   // Caddy passes the client's Host through by default; without preserve_host_header the
-  // upstream sees its own address, as a plain HTTP client would send.
-  if (!h.preserveHostHeader) rp.headers = { request: { set: { Host: ["{http.reverse_proxy.upstream.hostport}"] } } };
+  // upstream sees its own address, as a plain HTTP client would send. With one upstream that
+  // address is known here: the same value as the placeholder, in fewer bytes.
+  if (!h.preserveHostHeader) rp.headers = { request: { set: { Host: [ups.length === 1 ? ups[0]!.dial : "{http.reverse_proxy.upstream.hostport}"] } } };
   const timeouts = transportTimeouts(settings);
   if (tls || timeouts) rp.transport = { protocol: "http", ...timeouts, ...(tls ? { tls: h.skipHttpsHostnameValidation ? { insecure_skip_verify: true } : {} } : {}) };
   return rp;

@@ -3,7 +3,7 @@ import { describe, test } from "node:test";
 import { LoadBalancingPolicy, Snapshot } from "@cpm/proto";
 import { canonicalJson, sha256Hex } from "@cpm/core";
 import { render } from "./index.ts";
-import { assertCaddyAcceptsAll, cert, goldenConfigs, goldenTest, host, OPTS, shuffled, snapshot, type Json } from "./test-support.ts";
+import { assertCaddyAcceptsAll, cert, goldenConfigs, goldenTest, handlersFor, host, OPTS, proxyFor, shuffled, snapshot, type Json } from "./test-support.ts";
 
 /** One golden case per feature. */
 const CASES: Record<string, Snapshot> = {
@@ -70,21 +70,17 @@ const CASES: Record<string, Snapshot> = {
 
 const config = (s: Snapshot, opts = OPTS): Json => JSON.parse(render(s, opts).json);
 
-/** Routes of a server, including the trailing 404 fallback. */
-function routes(cfg: Json, server: "http" | "https"): Json[] {
-  return cfg.apps.http.servers[server].routes;
-}
-function routeFor(cfg: Json, server: "http" | "https", domain: string): Json {
-  const r = routes(cfg, server).find((x: Json) => x.match?.[0]?.host?.includes(domain));
-  assert.ok(r, `no route for ${domain} on ${server}`);
-  return r;
-}
-function handler(route: Json, name: string): Json {
-  return route.handle.find((h: Json) => h.handler === name);
-}
+/** The one HTTP server's routes, the trailing 404 fallback included. */
+const routes = (cfg: Json): Json[] => cfg.apps.http.servers.http.routes;
 const isNotFound = (r: Json) => r.match === undefined && r.handle?.[0]?.handler === "static_response" && r.handle[0].status_code === 404;
+const NOT_FOUND = { handler: "static_response", status_code: 404, body: "No proxy host is configured for this domain.\n" };
+const WS_REFUSED = { handler: "static_response", status_code: 403, body: "Websocket upgrades are not allowed for this host.\n" };
+const names = (hs: Json[]) => hs.map((h: Json) => h.handler);
+/** Plain HTTP on a server with TLS: Caddy's HTTP/3 advertisement is removed first. */
+const DROP_ALT_SVC = { handler: "headers", response: { delete: ["Alt-Svc"] } };
+const tlsOn = (cfg: Json) => cfg.apps.http.servers.http.listen.length > 1;
 
-/** CPM_CADDY_BIND: the HTTP and HTTPS servers listen on one address. */
+/** CPM_CADDY_BIND: the HTTP and HTTPS listeners bind one address. */
 const BOUND = { ...OPTS, bindAddress: "127.0.0.1" };
 
 describe("render golden files", () => {
@@ -93,59 +89,79 @@ describe("render golden files", () => {
 });
 
 describe("render features", () => {
-  test("every config has both ports, the http server and the 404 fallback last", () => {
+  test("every config has both ports, one server and the 404 fallback last", () => {
     for (const [name, snap] of Object.entries(CASES)) {
       const cfg = config(snap);
       assert.equal(cfg.apps.http.http_port, 8080, name);
       assert.equal(cfg.apps.http.https_port, 8443, name);
-      assert.deepEqual(cfg.apps.http.servers.http.listen, [":8080"], name);
+      assert.deepEqual(Object.keys(cfg.apps.http.servers), ["http"], name);
       assert.deepEqual(cfg.apps.http.servers.http.automatic_https, { disable: true }, name);
-      assert.ok(isNotFound(routes(cfg, "http").at(-1)), `${name}: http server ends with the 404 route`);
-      assert.equal(routes(cfg, "http").filter(isNotFound).length, 1, name);
-      if (cfg.apps.http.servers.https) {
-        assert.deepEqual(cfg.apps.http.servers.https.listen, [":8443"], name);
-        assert.ok(isNotFound(routes(cfg, "https").at(-1)), `${name}: https server ends with the 404 route`);
-      }
-      for (const r of [...routes(cfg, "http"), ...(cfg.apps.http.servers.https ? routes(cfg, "https") : [])]) {
-        if (!isNotFound(r)) assert.equal(r.terminal, true, `${name}: host routes are terminal`);
-      }
+      assert.ok(isNotFound(routes(cfg).at(-1)), `${name}: the server ends with the 404 route`);
+      assert.equal(routes(cfg).filter(isNotFound).length, 1, name);
+      const tls = snap.proxyHosts.some((h) => h.enabled !== false && h.certificateId);
+      assert.deepEqual(cfg.apps.http.servers.http.listen, tls ? [":8080", ":8443"] : [":8080"], `${name}: the HTTPS port only with a certificate`);
+      assert.equal(Array.isArray(cfg.apps.http.servers.http.tls_connection_policies), tls, `${name}: TLS policies only with a certificate`);
     }
   });
 
-  test("empty snapshot: only the 404 fallback on the http server, no https server", () => {
+  test("unknown host names get 404 over HTTP and HTTPS", () => {
+    for (const [name, snap] of Object.entries(CASES)) {
+      const cfg = config(snap);
+      assert.deepEqual(handlersFor(cfg, { host: "unknown.example.net", https: true, upgrade: "websocket" }), [NOT_FOUND], name);
+      assert.deepEqual(handlersFor(cfg, { host: "unknown.example.net", upgrade: "websocket" }), tlsOn(cfg) ? [DROP_ALT_SVC, NOT_FOUND] : [NOT_FOUND], name);
+    }
+  });
+
+  test("empty snapshot: only the 404 fallback, no HTTPS listener", () => {
     const cfg = config(CASES.empty!);
-    assert.deepEqual(Object.keys(cfg.apps.http.servers), ["http"]);
-    assert.equal(routes(cfg, "http").length, 1);
-    assert.equal(routes(cfg, "http")[0].handle[0].status_code, 404);
+    assert.deepEqual(routes(cfg), [{ handle: [NOT_FOUND] }]);
+    assert.deepEqual(cfg.apps.http.servers.http.listen, [":8080"]);
   });
 
-  test("basic host: one route proxying to the upstream", () => {
+  test("basic host: one route proxying to the upstream, nothing a default would do", () => {
     const cfg = config(CASES.basic!);
-    assert.equal(cfg.apps.http.servers.https, undefined, "no certificate, no https server");
-    assert.equal(routes(cfg, "http").length, 2);
-    const r = routeFor(cfg, "http", "app.example.com");
-    assert.deepEqual(r.match, [{ host: ["app.example.com"] }]);
-    const rp = handler(r, "reverse_proxy");
-    assert.deepEqual(rp.upstreams, [{ dial: "app.internal:8080" }]);
-    assert.equal(r.handle.at(-1).handler, "reverse_proxy", "reverse_proxy is the last handler");
-    assert.equal(rp.transport, undefined, "plain http upstream: no transport");
+    assert.deepEqual(cfg.apps.http.servers.http.listen, [":8080"], "no certificate, no HTTPS listener");
+    assert.deepEqual(proxyFor(cfg, "app.example.com"), {
+      handler: "reverse_proxy",
+      upstreams: [{ dial: "app.internal:8080" }],
+      // One upstream: the Host the placeholder would give, written out.
+      headers: { request: { set: { Host: ["app.internal:8080"] } } },
+    });
+    assert.deepEqual(names(handlersFor(cfg, { host: "APP.example.com" })), ["reverse_proxy"], "host names match whatever their case");
+    assert.deepEqual(handlersFor(cfg, { host: "app.example.com", upgrade: "websocket" }), [WS_REFUSED]);
   });
 
-  test("domains: exact names first, then wildcards from the deepest down", () => {
+  test("domains: exact names win over wildcards; a wildcard stands for one label", () => {
     const cfg = config(CASES["domains-wildcards"]!);
-    const hosts = routes(cfg, "http").filter((r: Json) => !isNotFound(r)).map((r: Json) => r.match[0].host);
-    assert.deepEqual(hosts, [
-      ["api.other.org"],
-      ["example.com", "www.example.com"],
-      ["*.a.dev.example.com"],
-      ["*.dev.example.com"],
-      ["*.example.com"],
-      ["*.other.org"],
-    ]);
-    // All routes of one host proxy to the same upstream.
-    for (const d of ["example.com", "*.a.dev.example.com", "*.dev.example.com", "*.example.com"]) {
-      assert.deepEqual(handler(routeFor(cfg, "http", d), "reverse_proxy").upstreams, [{ dial: "main.internal:8080" }], d);
-    }
+    const upstream = (d: string) => proxyFor(cfg, d).upstreams[0].dial;
+    for (const d of ["example.com", "www.example.com", "x.example.com", "x.dev.example.com", "y.a.dev.example.com"]) assert.equal(upstream(d), "main.internal:8080", d);
+    for (const d of ["api.other.org", "x.other.org"]) assert.equal(upstream(d), "other.internal:8080", d);
+    for (const d of ["x.y.example.com", "other.org", "a.b.other.org"]) assert.deepEqual(handlersFor(cfg, { host: d }), [NOT_FOUND], d);
+  });
+
+  test("an exact name of one host under another host's wildcard is served by its own host, whatever the grouping", () => {
+    const s = snapshot({
+      proxyHosts: [
+        host("wild", ["*.example.com"], { allowWebsocket: false }),
+        host("exact", ["b.example.com"], { allowWebsocket: true }),
+        host("twin", ["c.example.com"], { allowWebsocket: false, upstreams: ["wild.internal:8080"] }),
+      ],
+    });
+    const cfg = config(s);
+    assert.equal(proxyFor(cfg, "b.example.com").upstreams[0].dial, "exact.internal:8080");
+    assert.deepEqual(names(handlersFor(cfg, { host: "b.example.com", upgrade: "websocket" })), ["reverse_proxy"], "b allows websockets, the wildcard does not");
+    assert.deepEqual(handlersFor(cfg, { host: "x.example.com", upgrade: "websocket" }), [WS_REFUSED]);
+    // "twin" proxies like "wild": one route lists both, and still leaves b.example.com out.
+    const rp = routes(cfg).filter((r) => r.handle[0].handler === "reverse_proxy");
+    assert.equal(rp.length, 2);
+    assert.deepEqual(rp.find((r) => r.match[0].host.includes("*.example.com")).match, [{ host: ["*.example.com", "c.example.com"], not: [{ host: ["b.example.com"] }] }]);
+  });
+
+  test("hosts that proxy the same way share one route", () => {
+    const s = snapshot({ proxyHosts: ["a", "b", "c"].map((id) => host(id, [`${id}.example.com`], { upstreams: ["shared.internal:80"] })) });
+    const cfg = config(s);
+    assert.equal(routes(cfg).length, 3, "the websocket refusal, the proxy, the 404");
+    for (const id of ["a", "b", "c"]) assert.equal(proxyFor(cfg, `${id}.example.com`).upstreams[0].dial, "shared.internal:80");
   });
 
   test("load balancing: each policy maps to Caddy's selection policy; upstream order is kept", () => {
@@ -158,84 +174,80 @@ describe("render features", () => {
       ["first.example.com", "first"],
       ["random.example.com", "random"],
     ];
-    for (const [d, policy] of want) {
-      assert.deepEqual(handler(routeFor(cfg, "http", d), "reverse_proxy").load_balancing, { selection_policy: { policy } }, d);
-    }
-    assert.deepEqual(handler(routeFor(cfg, "http", "first.example.com"), "reverse_proxy").upstreams, [{ dial: "primary:80" }, { dial: "backup:80" }]);
+    for (const [d, policy] of want) assert.deepEqual(proxyFor(cfg, d).load_balancing, { selection_policy: { policy } }, d);
+    assert.deepEqual(proxyFor(cfg, "first.example.com").upstreams, [{ dial: "primary:80" }, { dial: "backup:80" }]);
+    assert.equal(proxyFor(config(CASES.basic!), "app.example.com").load_balancing, undefined, "one upstream: any policy picks it");
   });
 
   test("preserve_host_header: off sets Host to the upstream, on passes the client's Host", () => {
     const cfg = config(CASES["preserve-host-header"]!);
-    assert.equal(handler(routeFor(cfg, "http", "preserve.example.com"), "reverse_proxy").headers, undefined);
-    assert.deepEqual(handler(routeFor(cfg, "http", "rewrite.example.com"), "reverse_proxy").headers, {
-      request: { set: { Host: ["{http.reverse_proxy.upstream.hostport}"] } },
-    });
+    assert.equal(proxyFor(cfg, "preserve.example.com").headers, undefined);
+    assert.deepEqual(proxyFor(cfg, "rewrite.example.com").headers, { request: { set: { Host: ["rewrite.internal:8080"] } } });
+    const multi = config(snapshot({ proxyHosts: [host("m", ["m.example.com"], { upstreams: ["a:80", "b:80"] })] }));
+    assert.deepEqual(proxyFor(multi, "m.example.com").headers, { request: { set: { Host: ["{http.reverse_proxy.upstream.hostport}"] } } }, "several upstreams: the chosen one's");
   });
 
   test("https upstreams: TLS transport, verification skipped only when asked", () => {
     const cfg = config(CASES["https-upstream"]!);
-    const verify = handler(routeFor(cfg, "http", "verify.example.com"), "reverse_proxy");
+    const verify = proxyFor(cfg, "verify.example.com");
     assert.deepEqual(verify.transport, { protocol: "http", tls: {} });
     assert.deepEqual(verify.upstreams, [{ dial: "secure.internal:8443" }], "the dial address has no scheme");
-    const skip = handler(routeFor(cfg, "http", "skip.example.com"), "reverse_proxy");
+    const skip = proxyFor(cfg, "skip.example.com");
     assert.deepEqual(skip.transport, { protocol: "http", tls: { insecure_skip_verify: true } });
     assert.deepEqual(skip.upstreams, [{ dial: "10.0.0.5:8443" }, { dial: "[fd00::5]:8443" }]);
-    const plain = handler(routeFor(cfg, "http", "plain.example.com"), "reverse_proxy");
+    const plain = proxyFor(cfg, "plain.example.com");
     assert.equal(plain.transport, undefined, "skip_https_hostname_validation has no effect on http upstreams");
     assert.deepEqual(plain.upstreams, [{ dial: "plain.internal:80" }]);
   });
 
-  test("ssl_forced: 308 to https on the http server, reverse_proxy on the https server", () => {
+  test("ssl_forced: 308 to https over HTTP, proxied over HTTPS", () => {
     const cfg = config(CASES["ssl-forced"]!);
-    const https = cfg.apps.http.servers.https;
-    assert.ok(https, "hosts with a certificate get an https server");
-    // Certificates and redirects are explicit (render/tls.ts), so automatic HTTPS is off and TLS is on by policy.
-    assert.deepEqual(https.automatic_https, { disable: true });
-    assert.ok(Array.isArray(https.tls_connection_policies) && https.tls_connection_policies.length > 0);
-
-    const redirect = routeFor(cfg, "http", "secure.example.com");
-    assert.deepEqual(redirect.handle, [
-      { handler: "static_response", status_code: 308, headers: { Location: ["https://{http.request.host}:8443{http.request.uri}"] } },
-    ]);
-    assert.ok(handler(routeFor(cfg, "https", "secure.example.com"), "reverse_proxy"));
-
-    // Not forced: served on both servers, no redirect.
-    const plain = routeFor(cfg, "http", "both.example.com");
-    assert.ok(handler(plain, "reverse_proxy"));
-    assert.equal(plain.handle.some((h: Json) => h.status_code === 308), false);
-    assert.ok(handler(routeFor(cfg, "https", "both.example.com"), "reverse_proxy"));
-  });
-
-  test("HSTS: header only on https, includeSubDomains only when asked", () => {
-    const cfg = config(CASES.hsts!);
-    const sts = (d: string) => handler(routeFor(cfg, "https", d), "headers")?.response?.set?.["Strict-Transport-Security"];
-    assert.deepEqual(sts("hsts.example.com"), ["max-age=31536000"]);
-    assert.deepEqual(sts("hsts-sub.example.com"), ["max-age=31536000; includeSubDomains"]);
-    assert.equal(routeFor(cfg, "https", "hsts.example.com").handle[0].handler, "headers", "HSTS header is set before proxying");
-    for (const d of ["hsts.example.com", "hsts-sub.example.com"]) {
-      const httpRoute = routeFor(cfg, "http", d);
-      assert.equal(handler(httpRoute, "headers"), undefined, `${d}: no HSTS over plain http`);
+    assert.ok(cfg.apps.http.servers.http.tls_connection_policies.length > 0, "hosts with a certificate get TLS on the HTTPS listener");
+    for (const upgrade of [undefined, "websocket"]) {
+      assert.deepEqual(handlersFor(cfg, { host: "secure.example.com", upgrade }), [
+        DROP_ALT_SVC,
+        { handler: "static_response", status_code: 308, headers: { Location: ["https://{http.request.host}:8443{http.request.uri}"] } },
+      ]);
     }
-    // Without HSTS, no headers handler at all.
-    const noHsts = config(CASES["ssl-forced"]!);
-    assert.equal(handler(routeFor(noHsts, "https", "secure.example.com"), "headers"), undefined);
+    assert.ok(proxyFor(cfg, "secure.example.com", true));
+    // Not forced: served on both, no redirect.
+    assert.deepEqual(names(handlersFor(cfg, { host: "both.example.com" })), ["headers", "reverse_proxy"]);
+    assert.deepEqual(names(handlersFor(cfg, { host: "both.example.com", https: true })), ["reverse_proxy"]);
+    // The default port needs none in the Location.
+    const std = config(CASES["ssl-forced"]!, { ...OPTS, httpPort: 80, httpsPort: 443 });
+    assert.deepEqual(handlersFor(std, { host: "secure.example.com" })[1].headers.Location, ["https://{http.request.host}{http.request.uri}"]);
   });
 
-  test("websockets: refused with 403 unless allowed", () => {
+  test("a host without a certificate answers HTTPS like an unknown host (404), when others have one", () => {
+    const s = snapshot({
+      proxyHosts: [host("plain", ["plain.example.com"]), host("tls", ["tls.example.com"], { certificateId: "c" })],
+      certificates: [cert("c", ["tls.example.com"])],
+    });
+    const cfg = config(s);
+    assert.deepEqual(handlersFor(cfg, { host: "plain.example.com", https: true }), [NOT_FOUND]);
+    assert.deepEqual(names(handlersFor(cfg, { host: "plain.example.com" })), ["headers", "reverse_proxy"], "plain HTTP without the HTTP/3 advertisement");
+    assert.ok(proxyFor(cfg, "plain.example.com"));
+    assert.ok(proxyFor(cfg, "tls.example.com", true));
+  });
+
+  test("HSTS: header only over HTTPS, before anything answers; includeSubDomains only when asked", () => {
+    const cfg = config(CASES.hsts!);
+    const sts = (d: string, https: boolean) => handlersFor(cfg, { host: d, https }).find((h) => h.handler === "headers")?.response?.set?.["Strict-Transport-Security"];
+    assert.deepEqual(sts("hsts.example.com", true), ["max-age=31536000"]);
+    assert.deepEqual(sts("hsts-sub.example.com", true), ["max-age=31536000; includeSubDomains"]);
+    assert.deepEqual(names(handlersFor(cfg, { host: "hsts.example.com", https: true })), ["headers", "reverse_proxy"]);
+    assert.deepEqual(names(handlersFor(cfg, { host: "hsts.example.com", https: true, upgrade: "websocket" })), ["headers", "static_response"], "the refusal carries it too");
+    for (const d of ["hsts.example.com", "hsts-sub.example.com"]) assert.equal(sts(d, false), undefined, `${d}: no HSTS over plain http`);
+    const noHsts = config(CASES["ssl-forced"]!);
+    assert.deepEqual(names(handlersFor(noHsts, { host: "secure.example.com", https: true })), ["reverse_proxy"]);
+  });
+
+  test("websockets: refused with 403 unless allowed, whatever the token's case", () => {
     const cfg = config(CASES.websocket!);
-    const denied = routeFor(cfg, "http", "denied.example.com");
-    const sub = handler(denied, "subroute");
-    assert.ok(sub, "a subroute refuses upgrades");
-    // Caddy proxies an upgrade whatever the token's case, so the refusal must match any case.
-    assert.deepEqual(sub.routes[0].match, [{ header_regexp: { Upgrade: { pattern: "(?i)websocket" } } }]);
-    const re = new RegExp(String(sub.routes[0].match[0].header_regexp.Upgrade.pattern).replace(/^\(\?i\)/, ""), "i");
-    for (const v of ["websocket", "WebSocket", "WEBSOCKET"]) assert.match(v, re);
-    assert.doesNotMatch("h2c", re);
-    assert.equal(sub.routes[0].handle[0].status_code, 403);
-    assert.ok(denied.handle.indexOf(sub) < denied.handle.indexOf(handler(denied, "reverse_proxy")), "refusal comes before the proxy");
-    const allowed = routeFor(cfg, "http", "allowed.example.com");
-    assert.equal(handler(allowed, "subroute"), undefined);
-    assert.deepEqual(allowed.handle.map((h: Json) => h.handler), ["reverse_proxy"]);
+    for (const upgrade of ["websocket", "WebSocket", "WEBSOCKET"]) assert.deepEqual(handlersFor(cfg, { host: "denied.example.com", upgrade }), [WS_REFUSED], upgrade);
+    assert.deepEqual(names(handlersFor(cfg, { host: "denied.example.com", upgrade: "h2c" })), ["reverse_proxy"]);
+    assert.deepEqual(names(handlersFor(cfg, { host: "denied.example.com" })), ["reverse_proxy"]);
+    assert.deepEqual(names(handlersFor(cfg, { host: "allowed.example.com", upgrade: "websocket" })), ["reverse_proxy"]);
   });
 
   test("disabled host: omitted everywhere; unset enabled means enabled", () => {
@@ -243,10 +255,10 @@ describe("render features", () => {
     const text = render(CASES["disabled-host"]!, OPTS).json;
     assert.equal(text.includes("off.example.com"), false);
     assert.equal(text.includes("off.internal"), false);
-    assert.equal(cfg.apps.http.servers.https, undefined, "the only host with a certificate is disabled");
-    assert.ok(routeFor(cfg, "http", "on.example.com"));
-    assert.ok(routeFor(cfg, "http", "default.example.com"));
-    assert.equal(routes(cfg, "http").length, 3);
+    assert.deepEqual(cfg.apps.http.servers.http.listen, [":8080"], "the only host with a certificate is disabled");
+    assert.ok(proxyFor(cfg, "on.example.com"));
+    assert.ok(proxyFor(cfg, "default.example.com"));
+    assert.deepEqual(handlersFor(cfg, { host: "off.example.com" }), [NOT_FOUND]);
   });
 });
 
@@ -301,18 +313,15 @@ describe("render determinism and options", () => {
 
   test("ports come from the options", () => {
     const cfg = config(CASES["ssl-forced"]!, { ...OPTS, httpPort: 80, httpsPort: 443 });
-    assert.deepEqual(cfg.apps.http.servers.http.listen, [":80"]);
-    assert.deepEqual(cfg.apps.http.servers.https.listen, [":443"]);
+    assert.deepEqual(cfg.apps.http.servers.http.listen, [":80", ":443"]);
     assert.equal(cfg.apps.http.http_port, 80);
     assert.equal(cfg.apps.http.https_port, 443);
   });
 
-  test("a bind address goes into both servers' listen, with the ports; unset means every interface", () => {
-    const bound = config(CASES["ssl-forced"]!, BOUND);
-    assert.deepEqual(bound.apps.http.servers.http.listen, ["127.0.0.1:8080"]);
-    assert.deepEqual(bound.apps.http.servers.https.listen, ["127.0.0.1:8443"]);
-    assert.deepEqual(config(CASES["ssl-forced"]!, { ...OPTS, bindAddress: "[::1]" }).apps.http.servers.http.listen, ["[::1]:8080"]);
-    assert.deepEqual(config(CASES["ssl-forced"]!).apps.http.servers.http.listen, [":8080"]);
+  test("a bind address goes into both listeners, with the ports; unset means every interface", () => {
+    assert.deepEqual(config(CASES["ssl-forced"]!, BOUND).apps.http.servers.http.listen, ["127.0.0.1:8080", "127.0.0.1:8443"]);
+    assert.deepEqual(config(CASES["ssl-forced"]!, { ...OPTS, bindAddress: "[::1]" }).apps.http.servers.http.listen, ["[::1]:8080", "[::1]:8443"]);
+    assert.deepEqual(config(CASES["ssl-forced"]!).apps.http.servers.http.listen, [":8080", ":8443"]);
   });
 
   test("render does not modify the snapshot", () => {

@@ -4,7 +4,7 @@ import { describe, test } from "node:test";
 import { Settings, Snapshot, type DeepPartial } from "@cpm/proto";
 import { render } from "./index.ts";
 import { hstsValue, transportTimeouts } from "./settings.ts";
-import { assertCaddyAccepts, assertGolden, CADDY, cert, host, OPTS, pretty, withTempDir, type Json } from "./test-support.ts";
+import { assertCaddyAccepts, assertGolden, CADDY, cert, handlersFor, host, OPTS, pretty, proxyFor, withTempDir, type Json } from "./test-support.ts";
 
 const withSettings = (http: DeepPartial<Settings["http"]> | undefined) =>
   Snapshot.fromPartial({
@@ -20,10 +20,9 @@ const withSettings = (http: DeepPartial<Settings["http"]> | undefined) =>
     settings: http === undefined ? undefined : { http },
   });
 
-const rp = (cfg: Json, server: "http" | "https", domain: string) =>
-  cfg.apps.http.servers[server].routes.find((r: Json) => r.match?.[0]?.host?.includes(domain)).handle.find((h: Json) => h.handler === "reverse_proxy");
+const rp = (cfg: Json, server: "http" | "https", domain: string) => proxyFor(cfg, domain, server === "https");
 const sts = (cfg: Json, domain: string) =>
-  cfg.apps.http.servers.https.routes.find((r: Json) => r.match?.[0]?.host?.includes(domain)).handle.find((h: Json) => h.handler === "headers")?.response.set["Strict-Transport-Security"];
+  handlersFor(cfg, { host: domain, https: true }).find((h: Json) => h.handler === "headers")?.response.set["Strict-Transport-Security"];
 
 describe("settings -> HTTP config", () => {
   test("hstsValue: the settings' max-age, one year when unset, 0 kept", () => {

@@ -149,3 +149,88 @@ export async function assertCaddyAcceptsAll(t: TestContext, prefix: string, conf
     }
   });
 }
+
+// ---- reading a rendered HTTP config as Caddy would ------------------------------------------
+
+/** A request as the route matchers see it. */
+export interface Req {
+  host: string;
+  /** Arrived on the HTTPS listener (TLS); default plain HTTP. */
+  https?: boolean;
+  /** The Upgrade header, if any. */
+  upgrade?: string;
+  path?: string;
+}
+
+/** Caddy's host matcher for one name: case-insensitive, and "*" stands for exactly one label. */
+export function hostMatches(patterns: string[], name: string): boolean {
+  const parts = name.toLowerCase().split(".");
+  return patterns.some((p) => {
+    const pp = p.toLowerCase().split(".");
+    return pp.length === parts.length && pp.every((x, i) => x === "*" || x === parts[i]);
+  });
+}
+
+/** One matcher set against `req`; a matcher these tests cannot judge (remote_ip) fails the test. */
+function matchSet(set: Json, req: Req): boolean {
+  return Object.entries(set).every(([kind, v]: [string, Json]) => {
+    switch (kind) {
+      case "host":
+        return hostMatches(v, req.host);
+      case "not":
+        return !v.some((s: Json) => matchSet(s, req));
+      case "protocol":
+        return v === (req.https ? "https" : "http");
+      case "header_regexp":
+        return Object.entries(v).every(([h, m]: [string, Json]) => {
+          assert.equal(h, "Upgrade", "only the Upgrade header is judged here");
+          const re = new RegExp(String(m.pattern).replace(/^\(\?i\)/, ""), String(m.pattern).startsWith("(?i)") ? "i" : "");
+          return req.upgrade !== undefined && re.test(req.upgrade);
+        });
+      case "path":
+        return v.some((p: string) => (p.endsWith("*") ? (req.path ?? "/").startsWith(p.slice(0, -1)) : (req.path ?? "/") === p));
+      default:
+        assert.fail(`matcher ${kind} is not judged by these tests`);
+    }
+  });
+}
+
+/** An access list's gate (render/access.ts): judged by the access tests, listed here as one handler. */
+const isGate = (subroute: Json) =>
+  subroute.routes.some((r: Json) => /"remote_ip"|"authentication"/.test(JSON.stringify([r.match, r.handle.filter((h: Json) => h.handler !== "subroute")])));
+
+const matches = (route: Json, req: Req) => route.match === undefined || route.match.some((s: Json) => matchSet(s, req));
+
+/**
+ * What the HTTP server runs for `req`, in order, as Caddy would: the handlers of each matching
+ * route, subroutes opened, up to the handler that answers (static_response, reverse_proxy).
+ * An access list's gate is listed as one handler, not opened (it asks for addresses and
+ * credentials these tests do not model).
+ */
+export function handlersFor(cfg: Json, req: Req): Json[] {
+  const out: Json[] = [];
+  const walk = (routes: Json[]): boolean => {
+    for (const r of routes) {
+      if (!matches(r, req)) continue;
+      for (const h of r.handle) {
+        if (h.handler === "subroute" && !isGate(h)) {
+          if (walk(h.routes)) return true;
+          continue;
+        }
+        out.push(h);
+        if (h.handler === "static_response" || h.handler === "reverse_proxy") return true;
+      }
+      if (r.terminal) return true;
+    }
+    return false;
+  };
+  walk(cfg.apps.http.servers.http.routes);
+  return out;
+}
+
+/** The reverse_proxy handler a request for `host` reaches (over HTTPS when `https`); fails when it gets none. */
+export function proxyFor(cfg: Json, host: string, https = false): Json {
+  const hs = handlersFor(cfg, { host, https });
+  assert.equal(hs.at(-1)?.handler, "reverse_proxy", `${host} (${https ? "https" : "http"}) reaches no reverse_proxy: ${JSON.stringify(hs)}`);
+  return hs.at(-1);
+}

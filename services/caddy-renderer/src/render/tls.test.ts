@@ -103,7 +103,7 @@ function stable(json: string): string {
   return text.split(TLS_DIR).join("<tlsFilesDir>");
 }
 const config = (s: Snapshot, opts = OPTS): Json => JSON.parse(render(s, opts).json);
-const policies = (cfg: Json): Json[] => cfg.apps.http.servers.https.tls_connection_policies;
+const policies = (cfg: Json): Json[] => cfg.apps.http.servers.http.tls_connection_policies;
 
 describe("tls golden files", () => {
   for (const [name, c] of Object.entries(CASES)) {
@@ -116,7 +116,7 @@ describe("tls golden files", () => {
 });
 
 describe("tls rendering", () => {
-  test("imported: load_pem with chain, key and tag; the https server pins each host's certificate by SNI", () => {
+  test("imported: load_pem with chain, key and tag; the HTTPS listener pins each certificate to its hosts' names by SNI", () => {
     const cfg = config(CASES["tls-imported"]!.snap);
     const loaded = cfg.apps.tls.certificates.load_pem;
     assert.deepEqual(loaded, [
@@ -125,16 +125,26 @@ describe("tls rendering", () => {
     ]);
     assert.equal(cfg.apps.tls.certificates.automate, undefined, "nothing is managed");
     assert.equal(cfg.apps.tls.automation, undefined);
-    assert.equal(cfg.apps.pki, undefined, "no internal CA without managed private names");
-    const https = cfg.apps.http.servers.https;
-    assert.deepEqual(https.automatic_https, { disable: true }, "Caddy must not try ACME for imported names");
+    assert.deepEqual(cfg.apps.pki, { certificate_authorities: { local: { install_trust: false } } }, "Caddy's internal CA never installs its root, even when it issues nothing");
+    assert.deepEqual(cfg.apps.http.servers.http.automatic_https, { disable: true }, "Caddy must not try ACME for imported names");
+    // One policy per certificate for exact names, then one per certificate for wildcards.
     assert.deepEqual(policies(cfg), [
       { match: { sni: ["secure.test"] }, certificate_selection: { any_tag: ["cpm-cert-c-secure"] } },
       { match: { sni: ["wide.test"] }, certificate_selection: { any_tag: ["cpm-cert-c-wide"] } },
-      { match: { sni: ["*.a.secure.test"] }, certificate_selection: { any_tag: ["cpm-cert-c-secure"] } },
-      { match: { sni: ["*.secure.test"] }, certificate_selection: { any_tag: ["cpm-cert-c-secure"] } },
+      { match: { sni: ["*.a.secure.test", "*.secure.test"] }, certificate_selection: { any_tag: ["cpm-cert-c-secure"] } },
       {},
     ]);
+  });
+
+  test("the only certificate Caddy holds is selected by the catch-all policy, no name listed", () => {
+    const s = snapshot({
+      proxyHosts: [host("a", ["a.secure.test"], { certificateId: "c" }), host("b", ["b.secure.test"], { certificateId: "c" }), host("p", ["plain.test"])],
+      certificates: [importedCert("c", secure, ["*.secure.test"])],
+    });
+    assert.deepEqual(policies(config(s)), [{ certificate_selection: { any_tag: ["cpm-cert-c"] } }]);
+    // A managed certificate beside it: names are pinned again.
+    const two = snapshot({ ...s, proxyHosts: [...s.proxyHosts, host("m", ["m.internal"], { certificateId: "m" })], certificates: [...s.certificates, cert("m", ["m.internal"])] });
+    assert.deepEqual(policies(config(two)), [{ match: { sni: ["a.secure.test", "b.secure.test"] }, certificate_selection: { any_tag: ["cpm-cert-c"] } }, {}]);
   });
 
   test("managed private names: internal issuer, automate, pki without trust-store install", () => {
@@ -150,7 +160,7 @@ describe("tls rendering", () => {
     assert.deepEqual(std.apps.tls.automation.policies, [
       { subjects: ["example.com", "www.example.com"], issuers: [{ module: "acme", ca: "https://acme-staging-v02.api.letsencrypt.org/directory", email: "ops@example.com" }] },
     ]);
-    assert.equal(std.apps.pki, undefined);
+    assert.deepEqual(std.apps.pki, { certificate_authorities: { local: { install_trust: false } } });
     const odd = config(CASES["tls-managed-acme"]!.snap);
     assert.deepEqual(odd.apps.tls.automation.policies[0].issuers[0].challenges, { http: { alternate_port: 8080 }, "tls-alpn": { alternate_port: 8443 } });
     // No settings: Caddy's default CA, no email.
@@ -182,7 +192,7 @@ describe("tls rendering", () => {
     const files: string[] = issuer[0].issuers[0].trusted_roots_pem_files;
     assert.equal(files.length, 1);
     assert.equal(path.dirname(files[0]!), dir);
-    assert.equal(JSON.parse(r1.json).apps.pki, undefined, "no internal CA");
+    assert.deepEqual(JSON.parse(r1.json).apps.pki, { certificate_authorities: { local: { install_trust: false } } }, "no trust-store install");
     assert.equal(existsSync(dir), false, "render is pure: it writes nothing");
     ensureTlsFiles(snap, opts);
     assert.equal(readFileSync(files[0]!, "utf8"), `${acmeRoot.trim()}\n`);
@@ -230,7 +240,8 @@ describe("tls rendering", () => {
     const cfg = config(snapshot({ proxyHosts: [host("a", ["a.test"])], certificates: [cert("x", ["x.internal"])] }));
     assert.equal(cfg.apps.tls, undefined);
     assert.equal(cfg.apps.pki, undefined);
-    assert.equal(cfg.apps.http.servers.https, undefined);
+    assert.deepEqual(cfg.apps.http.servers.http.listen, [":8080"], "no HTTPS listener");
+    assert.equal(cfg.apps.http.servers.http.tls_connection_policies, undefined);
   });
 
   test("list order does not matter", () => {
@@ -287,14 +298,14 @@ describe("master-issued certificates", () => {
 
   test("on a slave, HTTP-01 challenges go to the master's HTTP port, before any host route, even before the snapshot names them", () => {
     const route = {
-      match: [{ path: ["/.well-known/acme-challenge/*"] }],
+      match: [{ path: ["/.well-known/acme-challenge/*"], protocol: "http" }],
       handle: [{ handler: "reverse_proxy", upstreams: [{ dial: "10.0.0.1:80" }] }],
       terminal: true,
     };
     assert.deepEqual(JSON.parse(render(snapshot({}), SLAVE).json).apps.http.servers.http.routes[0], route, "forwarded before the master's certificate reaches this slave");
     const cfg = JSON.parse(render(snap, SLAVE).json);
     assert.deepEqual(cfg.apps.http.servers.http.routes[0], {
-      match: [{ path: ["/.well-known/acme-challenge/*"] }],
+      match: [{ path: ["/.well-known/acme-challenge/*"], protocol: "http" }],
       handle: [{ handler: "reverse_proxy", upstreams: [{ dial: "10.0.0.1:80" }] }],
       terminal: true,
     });

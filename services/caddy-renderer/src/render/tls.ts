@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { CertificateIssuance, CertificateType, type Certificate, type ProxyHost, type Snapshot } from "@cpm/proto";
 import { certificateCovers, isPrivateName, sha256Hex } from "@cpm/core";
+import type { DomainIndex } from "./domains.ts";
 import type { Json, RenderOptions } from "./types.ts";
 
 /*
@@ -12,11 +13,11 @@ import type { Json, RenderOptions } from "./types.ts";
  * obtained (no ACME traffic, no rate limits for certificates nobody serves).
  *
  * - IMPORTED: `tls.certificates.load_pem` with the chain and key, tagged certificateTag(id).
- *   The https server pins them: a connection policy per host's names (match.sni) selects the
- *   host's certificate by tag, so the certificate the host names is the one presented even
- *   when another loaded certificate also covers the name.
+ *   The HTTP server's HTTPS listener pins them: connection policies per certificate list its
+ *   hosts' names (match.sni) and select it by tag, so the certificate a host names is the one
+ *   presented even when another loaded certificate also covers the name.
  * - MANAGED: `tls.certificates.automate` lists every name; Caddy obtains and renews one
- *   certificate per name. Automatic HTTPS is off on both servers (render/index.ts): Caddy
+ *   certificate per name. Automatic HTTPS is off (render/index.ts): Caddy
  *   manages exactly these names, never a proxy host's name on its own, and never one that an
  *   imported certificate serves. The issuer per name (automation policies, by subject):
  *   1. `settings.acme.ca_url` and `settings.acme.ca_root_pem` both set (a private ACME CA):
@@ -25,8 +26,7 @@ import type { Json, RenderOptions } from "./types.ts";
  *   2. otherwise a private name (@cpm/core isPrivateName: IP addresses, single-label names,
  *      localhost, *.local, *.internal, *.test, *.example, *.invalid, *.home.arpa, *.lan,
  *      *.home, *.corp, *.intranet, *.private) goes to Caddy's internal CA: no public CA can
- *      issue it. apps.pki then sets install_trust false (see renderPki): Caddy must not try
- *      to write the system trust store.
+ *      issue it. apps.pki always sets install_trust false (see renderPki).
  *   3. every other name goes to ACME: `settings.acme.ca_url` (empty: Caddy's default, Let's
  *      Encrypt), account email `settings.general.acme_email`. With non-standard ports the
  *      challenge ports follow the instance's ports.
@@ -128,16 +128,18 @@ export function masterIssuedInUse(snapshot: Snapshot, opts: RenderOptions): Cert
 export function challengeForwardRoute(_snapshot: Snapshot, opts: RenderOptions): Json | undefined {
   if (!opts.servesMasterIssued || !opts.masterHttpAddress) return undefined;
   return {
-    match: [{ path: ["/.well-known/acme-challenge/*"] }],
+    match: [{ path: ["/.well-known/acme-challenge/*"], protocol: "http" }],
     handle: [{ handler: "reverse_proxy", upstreams: [{ dial: opts.masterHttpAddress }] }],
     terminal: true,
   };
 }
 
-/** apps.pki when Caddy's internal CA issues anything: never install its root into the system trust store. */
-export function renderPki(snapshot: Snapshot, opts: RenderOptions): Json | undefined {
-  const p = plan(snapshot, opts);
-  if (![...p.managed.values()].includes("internal")) return undefined;
+/**
+ * apps.pki, beside every TLS app: Caddy sets up its internal CA whenever its TLS app runs (even for ACME-only
+ * or imported certificates) and would then install that CA's root into the system trust store.
+ * A proxy manager must never change the trust store of the machine it runs on.
+ */
+export function renderPki(): Json {
   return { certificate_authorities: { local: { install_trust: false } } };
 }
 
@@ -201,27 +203,37 @@ function hostCoverageWarnings(snapshot: Snapshot, warnings: string[]): void {
 }
 
 /**
- * tls_connection_policies of the https server. One policy per (imported certificate, name
- * group) that pins the host's certificate by tag, exact names before wildcards and deeper
- * wildcards first (Caddy takes the first policy that matches); then a catch-all policy for
- * managed names, which Caddy picks by SNI from what it manages.
+ * tls_connection_policies of the HTTP server. Each imported certificate gets a policy that pins
+ * it by tag for the exact names of its hosts, and one for their wildcards. All exact-name
+ * policies come first (Caddy takes the first policy that matches, and an exact name is more
+ * precise than a wildcard that covers it); exact names are unique across hosts and wildcards
+ * match exactly one label, so no two policies of one kind match the same name. Then a catch-all
+ * policy for managed names, which Caddy picks by SNI from what it manages.
+ *
+ * When that certificate is the only one Caddy holds (nothing else loaded, nothing managed),
+ * every handshake could only ever get it: the catch-all policy selects it by tag and no name
+ * needs listing.
  */
-export function httpsConnectionPolicies(snapshot: Snapshot, hosts: ProxyHost[]): Json[] {
+export function httpsConnectionPolicies(snapshot: Snapshot, opts: RenderOptions, hosts: ProxyHost[], index: DomainIndex): Json[] {
+  const p = plan(snapshot, opts);
+  const only = p.imported.length === 1 && p.fromMaster.length === 0 && p.managed.size === 0 ? p.imported[0]! : undefined;
+  if (only && hosts.some((h) => h.certificateId === only.id)) return [{ certificate_selection: { any_tag: [certificateTag(only.id)] } }];
   const certs = new Map(snapshot.certificates.map((c) => [c.id, c]));
-  const pinned: { key: string; policy: Json }[] = [];
+  const names = new Map<string, { exact: string[]; wild: string[] }>();
   for (const h of hosts) {
     const c = certs.get(h.certificateId);
     if (!c || c.type !== CertificateType.CERTIFICATE_TYPE_IMPORTED) continue;
-    const exact = h.domains.filter((d) => !d.startsWith("*.")).sort(cmp);
-    const wild = h.domains.filter((d) => d.startsWith("*.")).sort(cmp);
-    const groups: [string, string[]][] = [];
-    if (exact.length) groups.push([`0|${exact[0]}`, exact]);
-    const byDepth = new Map<number, string[]>();
-    for (const w of wild) byDepth.set(w.split(".").length, [...(byDepth.get(w.split(".").length) ?? []), w]);
-    for (const [depth, ds] of byDepth) groups.push([`1|${String(999 - depth).padStart(3, "0")}|${ds[0]}`, ds]);
-    for (const [key, sni] of groups) pinned.push({ key, policy: { match: { sni }, certificate_selection: { any_tag: [certificateTag(c.id)] } } });
+    const n = names.get(c.id) ?? { exact: [], wild: [] };
+    for (const d of index.domainsOf(h)) (d.startsWith("*.") ? n.wild : n.exact).push(d);
+    names.set(c.id, n);
   }
-  return [...pinned.sort((a, b) => cmp(a.key, b.key)).map((p) => p.policy), {}];
+  const ids = [...names.keys()].sort(cmp);
+  const policy = (id: string, sni: string[]) => ({ match: { sni: sni.sort(cmp) }, certificate_selection: { any_tag: [certificateTag(id)] } });
+  return [
+    ...ids.filter((id) => names.get(id)!.exact.length > 0).map((id) => policy(id, names.get(id)!.exact)),
+    ...ids.filter((id) => names.get(id)!.wild.length > 0).map((id) => policy(id, names.get(id)!.wild)),
+    {},
+  ];
 }
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);

@@ -1,0 +1,65 @@
+/**
+ * npm run bench:render
+ *
+ * Size of the Caddy config the renderer produces (the bytes `POST /load` sends to Caddy),
+ * per proxy host, at CPM_BENCH_SIZES hosts (default 100, 1,000 and 10,000), for a few
+ * typical shapes of host. Render only: no Caddy, no services. Render time is printed for
+ * information (one run, not a measurement to compare across machines).
+ */
+import { performance } from "node:perf_hooks";
+import { CertificateType, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
+import { render } from "@cpm/caddy-renderer";
+
+const SIZES = (process.env.CPM_BENCH_SIZES ?? "100,1000,10000").split(",").map(Number);
+const OPTS = { httpPort: 80, httpsPort: 443, adminListen: "127.0.0.1:2019", layer4: false };
+/** Stands in for a real PEM chain and key: their size is the same whatever the layout. */
+const PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+const KEY = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n";
+
+/** Host i: one domain under the wildcard certificate's name, its own upstream (or the shared one). */
+const upstream = (i: number, shared: boolean) => (shared ? "10.0.0.1:8080" : `10.0.${(i >> 8) & 255}.${i & 255}:8080`);
+
+interface Shape {
+  name: string;
+  host: (i: number) => DeepPartial<ProxyHost>;
+}
+
+const WILDCARD = "c-wildcard";
+const SHAPES: Shape[] = [
+  { name: "wildcard certificate, HTTPS forced, own upstream (API defaults otherwise)", host: (i) => ({ certificateId: WILDCARD, sslForced: true, upstreams: [upstream(i, false)] }) },
+  { name: "wildcard certificate, HTTP and HTTPS, own upstream", host: (i) => ({ certificateId: WILDCARD, upstreams: [upstream(i, false)] }) },
+  { name: "no certificate, own upstream", host: (i) => ({ upstreams: [upstream(i, false)] }) },
+  { name: "no certificate, one upstream shared by all (npm run bench's hosts)", host: (i) => ({ upstreams: [upstream(i, true)] }) },
+  {
+    name: "wildcard certificate, HTTPS forced, HSTS, websockets, Host preserved, own upstream",
+    host: (i) => ({ certificateId: WILDCARD, sslForced: true, hstsEnabled: true, allowWebsocket: true, preserveHostHeader: true, upstreams: [upstream(i, false)] }),
+  },
+];
+
+function snapshotOf(shape: Shape, n: number): Snapshot {
+  return Snapshot.fromPartial({
+    schemaVersion: 1,
+    version: 1,
+    proxyHosts: Array.from({ length: n }, (_, i) => ({ id: `h${i}`, name: `h${i}`, domains: [`h${i}.example.com`], enabled: true, ...shape.host(i) })),
+    certificates: [{ id: WILDCARD, name: "wildcard", type: CertificateType.CERTIFICATE_TYPE_IMPORTED, domainNames: ["*.example.com"], certificatePem: PEM, privateKeyPem: KEY }],
+  });
+}
+
+const base = (shape: Shape) => render(snapshotOf(shape, 0), OPTS).json.length;
+
+// Warm-up, so the first figure is not the JIT compiling the renderer.
+for (const shape of SHAPES) render(snapshotOf(shape, 1000), OPTS);
+
+console.log(`rendered Caddy config, bytes per proxy host (config minus the same config without hosts, divided by hosts)\n`);
+console.log(`| host shape | ${SIZES.map((n) => `${n.toLocaleString("en-US")} hosts`).join(" | ")} |`);
+console.log(`|---|${SIZES.map(() => "---").join("|")}|`);
+for (const shape of SHAPES) {
+  const cells = SIZES.map((n) => {
+    const s = snapshotOf(shape, n);
+    const t0 = performance.now();
+    const bytes = render(s, OPTS).json.length;
+    const ms = performance.now() - t0;
+    return `${((bytes - base(shape)) / n).toFixed(0)} B (${(bytes / 1024).toFixed(0)} KiB, ${ms.toFixed(0)} ms)`;
+  });
+  console.log(`| ${shape.name} | ${cells.join(" | ")} |`);
+}
