@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from "commander";
-import { Role, type ImportConfigResponse, type ResourceDiff, type SlaveStatus } from "@cpm/proto";
+import { certificateStatusToJSON, Role, type CertificateSyncStatus, type ImportConfigResponse, type ResourceDiff, type SlaveStatus } from "@cpm/proto";
 import { Ctx, readDocumentFile, type Io } from "./context.ts";
 import { exportDocument, importDocument, settingsFromDoc, settingsToDoc } from "./document.ts";
 import { CliError, describeFailure, ExitCode, invalid } from "./exit-codes.ts";
@@ -254,11 +254,30 @@ export function syncStatusTable(slaves: SlaveStatus[]): string {
   );
 }
 
+/** The state of a certificate status as a word: ISSUED, PENDING, RENEWING, FAILED. */
+function statusWord(c: CertificateSyncStatus): string {
+  return certificateStatusToJSON(c.status).replace(/^CERTIFICATE_STATUS_/, "");
+}
+
+/** One row per master-issued certificate: its state on the master and which slaves serve it. */
+export function certificateStatusTable(certs: CertificateSyncStatus[]): string {
+  return formatTable(
+    ["CERTIFICATE", "STATUS", "NOT AFTER", "SERVED BY", "ERROR"],
+    certs.map((c) => [
+      c.name,
+      statusWord(c),
+      formatTime(c.notAfter),
+      c.slaves.length ? `${c.slaves.filter((s) => s.servesCurrent).length}/${c.slaves.length}` : "-",
+      c.statusDetail || "-",
+    ]),
+  );
+}
+
 function syncCommand(io: Io, run: Run): Command {
   const cmd = new Command("sync").description("instance sync, from the master's dispatcher");
   cmd
     .command("status")
-    .description("one row per slave: connected, acked version, lag, last sync, last error")
+    .description("one row per slave: connected, acked version, lag, last sync, last error; then one per master-issued certificate")
     .option("-w, --watch", "refresh in place until interrupted")
     .option("--interval <seconds>", "refresh interval with --watch", "2")
     .action(async (opts: { watch?: boolean; interval: string }, c: Command) =>
@@ -281,10 +300,18 @@ function syncCommand(io: Io, run: Run): Command {
               last_error: s.lastError,
               consecutive_failures: s.consecutiveFailures,
             })),
+            certificates: r.certificates.map((c) => ({
+              name: c.name,
+              status: statusWord(c),
+              not_after: formatTime(c.notAfter),
+              error: c.statusDetail,
+              slaves_serving: c.slaves.filter((s) => s.servesCurrent).map((s) => s.slaveName),
+              slaves_not_serving: c.slaves.filter((s) => !s.servesCurrent).map((s) => s.slaveName),
+            })),
           };
           // In place: clear the screen and go home before each refresh.
           if (opts.watch && ctx.format === "table") io.stdout("\x1b[H\x1b[2J");
-          ctx.print(doc, () => `${opts.watch ? `${new Date().toISOString()}  every ${interval}s (Ctrl-C stops)\n` : ""}${r.slaves.length ? syncStatusTable(r.slaves) : "no slaves configured (INSTANCE_SLAVES)\n"}`);
+          ctx.print(doc, () => `${opts.watch ? `${new Date().toISOString()}  every ${interval}s (Ctrl-C stops)\n` : ""}${r.slaves.length ? syncStatusTable(r.slaves) : "no slaves configured (INSTANCE_SLAVES)\n"}${r.certificates.length ? `\n${certificateStatusTable(r.certificates)}` : ""}`);
           more = opts.watch === true && (await sleep(interval * 1000));
         }
       }),

@@ -2,7 +2,7 @@
 // answers fixed per-slave statuses) and `cpm completion`.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { GetSyncStatusResponse, SyncDispatcherService, type SyncDispatcherServer } from "@cpm/proto";
+import { CertificateStatus, GetSyncStatusResponse, SyncDispatcherService, type SyncDispatcherServer } from "@cpm/proto";
 import { createLogger } from "@cpm/core";
 import { definePolicy, GrpcServer, sharedTokenAuthenticator, type AsyncService } from "@cpm/grpc-kit";
 import { ExitCode, runCli } from "./index.ts";
@@ -23,6 +23,10 @@ describe("cpm sync status", () => {
           slaves: [
             { name: "edge-1", url: "https://edge-1:50443", connected: true, masterVersion: 42, ackedVersion: 42, configSha256: "ab", lastSyncTime: new Date("2026-01-02T03:04:05.678Z"), lastError: "", lastErrorTime: undefined, consecutiveFailures: 0, lag: 0, inFlightVersion: 0, lastNackedVersion: 0, snapshotsSent: 9 },
             { name: "edge-2", url: "https://edge-2:50443", connected: false, masterVersion: 42, ackedVersion: 40, configSha256: "", lastSyncTime: undefined, lastError: "connect ECONNREFUSED", lastErrorTime: undefined, consecutiveFailures: 3, lag: 2, inFlightVersion: 0, lastNackedVersion: 0, snapshotsSent: 4 },
+          ],
+          certificates: [
+            { certificateId: "c1", name: "shop", status: CertificateStatus.CERTIFICATE_STATUS_ISSUED, statusDetail: "", notAfter: new Date("2027-02-01T00:00:00Z"), fingerprintSha256: "ff", issuedVersion: 41, slaves: [{ slaveName: "edge-1", servesCurrent: true }, { slaveName: "edge-2", servesCurrent: false }] },
+            { certificateId: "c2", name: "blog", status: CertificateStatus.CERTIFICATE_STATUS_FAILED, statusDetail: "blog.example.com: HTTP 400 rejectedIdentifier", notAfter: undefined, fingerprintSha256: "", issuedVersion: 0, slaves: [] },
           ],
         });
       },
@@ -59,10 +63,16 @@ describe("cpm sync status", () => {
         "edge-1  yes        42      42     0    2026-01-02T03:04:05Z  0         -",
         "edge-2  no         42      40     2    -                     3         connect ECONNREFUSED",
         "",
+        "CERTIFICATE  STATUS  NOT AFTER             SERVED BY  ERROR",
+        "shop         ISSUED  2027-02-01T00:00:00Z  1/2        -",
+        "blog         FAILED  -                     -          blog.example.com: HTTP 400 rejectedIdentifier",
+        "",
       ].join("\n"),
     );
     const json = JSON.parse((await run(["sync", "status", "-o", "json"])).out) as { slaves: { name: string; lag: number }[] };
     assert.deepEqual(json.slaves.map((s) => [s.name, s.lag]), [["edge-1", 0], ["edge-2", 2]]);
+    const certs = (JSON.parse((await run(["sync", "status", "-o", "json"])).out) as { certificates: { name: string; status: string; slaves_serving: string[] }[] }).certificates;
+    assert.deepEqual(certs.map((c) => [c.name, c.status, c.slaves_serving]), [["shop", "ISSUED", ["edge-1"]], ["blog", "FAILED", []]]);
   });
 
   it("--watch refreshes in place until stopped", async () => {
