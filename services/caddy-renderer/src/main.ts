@@ -5,6 +5,7 @@ import { CaddyAdmin } from "./caddy.ts";
 import { IssuanceRecorder } from "./issuance.ts";
 import { probeLayer4 } from "./probe.ts";
 import { Reconciler } from "./reconciler.ts";
+import { FilePreloadHoldStore } from "./reconciler-hold.ts";
 import { createServer } from "./server.ts";
 
 // config -> logger -> dependencies -> server -> listen -> signals
@@ -16,7 +17,7 @@ async function main() {
   const layer4 = await probeLayer4({ configured: cfg.caddyHasLayer4, caddyBin: cfg.caddyBin });
   log.info({ layer4: layer4.layer4, reason: layer4.reason }, "layer4 (caddy-l4) support");
   const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, bindAddress: cfg.caddyBind, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: layer4.layer4, tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls"), reservedUpstreams: reservedAddresses(cfg), servesMasterIssued: cfg.mode === "slave", masterHttpAddress: cfg.mode === "slave" ? cfg.masterHttpAddress : undefined };
-  const reconciler = new Reconciler(config, caddy, renderOptions, log, cfg.reconcileIntervalMs, cfg.syncAckTimeoutSeconds * 1000);
+  const reconciler = new Reconciler(config, caddy, renderOptions, log, cfg.reconcileIntervalMs, cfg.syncAckTimeoutSeconds * 1000, new FilePreloadHoldStore(path.join(cfg.dataDir, "caddy-renderer-preload.json")));
   const auth = new RemoteAuthenticator(cfg.apiAddr, cfg.internalToken);
   const server = createServer({ reconciler, renderOptions, authenticate: auth.authenticate, log, syncMaxMessageBytes: cfg.syncMaxMessageBytes });
   const port = await server.listen(cfg.rendererListen);
