@@ -137,6 +137,15 @@ describe("Reconciler: a slave's preload is held until commit, release or expiry"
     assert.deepEqual(caddy.loads, [2, 1]);
   });
 
+  it("a preload of the version the database has holds nothing: no commit notice will come", async () => {
+    await start(20);
+    // The same version again, its content hash declared otherwise: committing it changes no
+    // stored content, so WatchConfig announces nothing new.
+    await reconciler.preflight({ ...snap(1), contentSha256: "content-1-declared-otherwise" });
+    await until("in sync on v1", () => reconciler.status().inSync && reconciler.status().appliedVersion === 1, 1000);
+    assert.equal(caddy.version(), 1);
+  });
+
   it("a preload Caddy refuses holds nothing: Caddy keeps the database's version", async () => {
     await start(20);
     caddy.refuse = true;

@@ -352,8 +352,10 @@ export class Reconciler {
   private holdPreload(h: SavedHold): void {
     clearTimeout(this.hold?.timer);
     this.hold = undefined;
-    if (h.contentSha256 === this.desired.contentSha256) {
-      this.storeHold(); // already what the database has
+    if (this.committed(h)) {
+      // The database has this version already (or a newer one, or this content): nothing to
+      // wait for, and no commit notice may come (committing content it has announces nothing).
+      this.storeHold();
       return;
     }
     this.setHold(h, this.preloadHoldMs);
