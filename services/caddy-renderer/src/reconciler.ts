@@ -352,9 +352,10 @@ export class Reconciler {
   private holdPreload(h: SavedHold): void {
     clearTimeout(this.hold?.timer);
     this.hold = undefined;
-    if (this.committed(h)) {
-      // The database has this version already (or a newer one, or this content): nothing to
-      // wait for, and no commit notice may come (committing content it has announces nothing).
+    if (h.version === this.desired.version || h.contentSha256 === this.desired.contentSha256) {
+      // The database has this version (or this content) already: nothing to wait for, and no
+      // commit notice may come (committing content it has announces nothing). An older version
+      // is held: the receiver preloads one only from another master.
       this.storeHold();
       return;
     }
