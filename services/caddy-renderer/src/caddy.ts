@@ -48,6 +48,11 @@ export class CaddyAdmin {
 
   /** sha256 of the canonical form of the config Caddy runs now ("" when it runs none). */
   async currentConfigHash(): Promise<string> {
+    return (await this.currentConfig()).sha256;
+  }
+
+  /** The config Caddy runs now (GET /config/) and the sha256 of its canonical form ("" when it runs none). */
+  async currentConfig(): Promise<{ json: string; sha256: string }> {
     let res: CaddyAdminResponse;
     try {
       res = await caddyAdminRequest(`${this.baseUrl}/config/`, { timeoutMs: this.timeoutMs });
@@ -57,7 +62,7 @@ export class CaddyAdmin {
     const text = res.body;
     if (res.status !== 200) throw new CaddyUnreachableError(new Error(`GET /config/ answered ${res.status}`));
     const value = JSON.parse(text) as unknown;
-    if (value === null) return "";
-    return sha256Hex(canonicalJson(value));
+    if (value === null) return { json: text, sha256: "" };
+    return { json: text, sha256: sha256Hex(canonicalJson(value)) };
   }
 }

@@ -7,6 +7,7 @@ import { rendererMetrics } from "./metrics.ts";
 import { IssuanceLog, issuanceLogPath } from "./issuance-log.ts";
 import { probeLayer4 } from "./probe.ts";
 import { Reconciler } from "./reconciler.ts";
+import { FilePreloadHoldStore } from "./reconciler-hold.ts";
 import { createServer } from "./server.ts";
 
 // config -> logger -> dependencies -> server -> listen -> signals
@@ -20,7 +21,7 @@ async function main() {
   log.info({ layer4: layer4.layer4, reason: layer4.reason }, "layer4 (caddy-l4) support");
   const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, bindAddress: cfg.caddyBind, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: layer4.layer4, tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls"), reservedUpstreams: reservedAddresses(cfg), servesMasterIssued: cfg.mode === "slave", masterHttpAddress: cfg.mode === "slave" ? cfg.masterHttpAddress : undefined, issuanceLogFile: cfg.mode === "slave" ? undefined : issuanceLogPath(cfg.caddyStorageDir) };
   const metrics = rendererMetrics();
-  const reconciler = new Reconciler(config, metrics.instrument(caddy), renderOptions, log, cfg.reconcileIntervalMs, cfg.syncAckTimeoutSeconds * 1000);
+  const reconciler = new Reconciler(config, metrics.instrument(caddy), renderOptions, log, cfg.reconcileIntervalMs, cfg.syncAckTimeoutSeconds * 1000, new FilePreloadHoldStore(path.join(cfg.dataDir, "caddy-renderer-preload.json")));
   const auth = new RemoteAuthenticator(cfg.apiAddr, cfg.internalToken);
   const server = createServer({ reconciler, renderOptions, authenticate: auth.authenticate, log, syncMaxMessageBytes: cfg.syncMaxMessageBytes });
   metrics.observe(() => reconciler.status());

@@ -21,6 +21,7 @@ describe("renderer metrics", () => {
         if (e) throw e;
       },
       currentConfigHash: async () => "abc",
+      currentConfig: async () => ({ json: "{}", sha256: "abc" }),
     });
     await caddy.load("{}");
     await assert.rejects(caddy.load("{}"), CaddyRejectedError);

@@ -69,6 +69,7 @@ export class RendererMetrics {
         }
       },
       currentConfigHash: () => caddy.currentConfigHash(),
+      currentConfig: () => caddy.currentConfig(),
     };
   }
 }

@@ -1,9 +1,13 @@
 import assert from "node:assert/strict";
+import { existsSync, mkdtempSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { afterEach, describe, it } from "node:test";
 import { ProxyHost, Snapshot } from "@cpm/proto";
 import { canonicalJson, createLogger, sha256Hex } from "@cpm/core";
 import { CaddyRejectedError } from "./caddy.ts";
 import { Reconciler, type CaddyAdminApi, type SnapshotSource } from "./reconciler.ts";
+import { FilePreloadHoldStore } from "./reconciler-hold.ts";
 import { OPTS } from "./render/test-support.ts";
 
 /** Version n serves the domain `v<n>.example.com`, so a loaded config tells its version. */
@@ -28,8 +32,16 @@ class FakeCaddyAdmin implements CaddyAdminApi {
     this.loads.push(this.version());
   }
 
+  unreachable = false;
+
   async currentConfigHash(): Promise<string> {
-    return this.running === undefined ? "" : sha256Hex(canonicalJson(JSON.parse(this.running)));
+    return (await this.currentConfig()).sha256;
+  }
+
+  async currentConfig(): Promise<{ json: string; sha256: string }> {
+    if (this.unreachable) throw new Error("the fake is down");
+    if (this.running === undefined) return { json: "null", sha256: "" };
+    return { json: this.running, sha256: sha256Hex(canonicalJson(JSON.parse(this.running))) };
   }
 
   /** The version whose config runs now (0: none). */
@@ -125,6 +137,15 @@ describe("Reconciler: a slave's preload is held until commit, release or expiry"
     assert.deepEqual(caddy.loads, [2, 1]);
   });
 
+  it("a preload of the version the database has holds nothing: no commit notice will come", async () => {
+    await start(20);
+    // The same version again, its content hash declared otherwise: committing it changes no
+    // stored content, so WatchConfig announces nothing new.
+    await reconciler.preflight({ ...snap(1), contentSha256: "content-1-declared-otherwise" });
+    await until("in sync on v1", () => reconciler.status().inSync && reconciler.status().appliedVersion === 1, 1000);
+    assert.equal(caddy.version(), 1);
+  });
+
   it("a preload Caddy refuses holds nothing: Caddy keeps the database's version", async () => {
     await start(20);
     caddy.refuse = true;
@@ -133,5 +154,84 @@ describe("Reconciler: a slave's preload is held until commit, release or expiry"
     await pause(100);
     assert.equal(caddy.version(), 1);
     assert.deepEqual(caddy.loads, []);
+  });
+});
+
+describe("Reconciler: a preload hold outlives a restart of the renderer", () => {
+  const running: Reconciler[] = [];
+  afterEach(() => running.splice(0).forEach((r) => r.stop()));
+
+  /** One run of the renderer (a process): a reconciler on the saved hold, the database announced. */
+  const boot = (caddy: FakeCaddyAdmin, source: FakeSource, store: FilePreloadHoldStore, preloadHoldMs = 60_000) => {
+    const r = new Reconciler(source, caddy, OPTS, createLogger("test", "silent"), 20, preloadHoldMs, store);
+    running.push(r);
+    r.start();
+    r.onCommit({ version: source.db.version, contentSha256: source.db.contentSha256 });
+    return r;
+  };
+  const setup = async () => {
+    const caddy = new FakeCaddyAdmin();
+    const source = new FakeSource(snap(1));
+    const store = new FilePreloadHoldStore(path.join(mkdtempSync(path.join(os.tmpdir(), "cpm-hold-")), "hold.json"));
+    const first = boot(caddy, source, store);
+    await until("v1 in Caddy", () => first.status().inSync && caddy.version() === 1);
+    await first.preflight(snap(2));
+    first.stop(); // SIGKILL: nothing more from this run
+    running.length = 0;
+    caddy.loads.length = 0;
+    return { caddy, source, store };
+  };
+
+  it("a restart between preload and commit keeps Caddy on the preload, not the database's older version", async () => {
+    const { caddy, source, store } = await setup();
+    const seen: number[] = [];
+    const second = boot(caddy, source, store);
+    second.onStatus((s) => seen.push(s.appliedVersion));
+    await until("the restarted renderer decided", () => second.status().appliedVersion !== 0);
+    await pause(150); // periodic checks and the database's announcement run meanwhile
+    assert.equal(second.status().appliedVersion, 2, "the held preload is reported, not v1");
+    assert.equal(caddy.version(), 2);
+    assert.deepEqual(caddy.loads, [], "nothing loaded over the preload");
+    source.db = snap(2);
+    second.onCommit({ version: 2, contentSha256: "content-2" });
+    await until("in sync on v2", () => second.status().inSync && second.status().appliedVersion === 2);
+    assert.deepEqual(caddy.loads, [], "the commit only moves the version");
+    assert.ok(seen.every((v) => v === 0 || v === 2), `versions reported: ${seen.join(",")}`);
+    assert.equal(existsSync(store.file), false, "the committed hold is no longer saved");
+  });
+
+  it("a restart waits for Caddy before it decides, then keeps the preload Caddy resumed", async () => {
+    const { caddy, source, store } = await setup();
+    caddy.unreachable = true; // the whole slave restarts: Caddy is not up yet
+    const second = boot(caddy, source, store);
+    await pause(100);
+    assert.deepEqual(caddy.loads, []);
+    caddy.unreachable = false; // Caddy back with its autosaved (preloaded) config
+    await until("the preload adopted", () => second.status().appliedVersion === 2);
+    await pause(100);
+    assert.equal(caddy.version(), 2);
+    assert.deepEqual(caddy.loads, []);
+  });
+
+  it("a saved hold Caddy does not run is dropped: the database's version is loaded", async () => {
+    const { caddy, source, store } = await setup();
+    caddy.running = undefined; // Caddy restarted without the preload
+    const second = boot(caddy, source, store);
+    await until("v1 in Caddy", () => second.status().inSync && caddy.version() === 1);
+    assert.equal(existsSync(store.file), false);
+  });
+
+  it("the hold's expiry counts from the preload, across the restart", async () => {
+    const caddy = new FakeCaddyAdmin();
+    const source = new FakeSource(snap(1));
+    const store = new FilePreloadHoldStore(path.join(mkdtempSync(path.join(os.tmpdir(), "cpm-hold-")), "hold.json"));
+    const first = boot(caddy, source, store, 400);
+    await until("v1 in Caddy", () => first.status().inSync && caddy.version() === 1);
+    await first.preflight(snap(2));
+    first.stop();
+    const second = boot(caddy, source, store, 400);
+    await until("v2 held", () => second.status().appliedVersion === 2);
+    await until("v1 back after the bound", () => caddy.version() === 1 && second.status().inSync, 2000);
+    assert.equal(existsSync(store.file), false);
   });
 });

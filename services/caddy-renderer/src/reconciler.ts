@@ -3,6 +3,7 @@ import type { RenderStatus, Snapshot } from "@cpm/proto";
 import { backoffDelay, DomainError, type Logger } from "@cpm/core";
 import { contextFromCarrier, versionAttributes, withSpan, type Span, type TraceCarrier } from "@cpm/grpc-kit";
 import { CaddyRejectedError, CaddyUnreachableError, type CaddyAdmin } from "./caddy.ts";
+import type { PreloadHoldStore, SavedHold } from "./reconciler-hold.ts";
 import { reconcileStep, type VersionedContent } from "./reconcile-step.ts";
 import { render, type RenderOptions } from "./render/index.ts";
 import { ensureTlsFiles } from "./render/tls.ts";
@@ -12,7 +13,7 @@ export interface SnapshotSource {
 }
 
 /** The parts of Caddy's admin API the reconciler uses. */
-export type CaddyAdminApi = Pick<CaddyAdmin, "load" | "currentConfigHash">;
+export type CaddyAdminApi = Pick<CaddyAdmin, "load" | "currentConfigHash" | "currentConfig">;
 
 interface Applied {
   version: number;
@@ -33,6 +34,8 @@ interface Applied {
  *   is seen, the receiver releases it (`releasePreload`, the commit failed) or `preloadHoldMs`
  *   passes (the receiver died in between), nothing else is loaded, so Caddy never moves back
  *   to the database's older version in the gap. A release or the expiry reconciles at once.
+ *   The hold is saved (`holdStore`) before Caddy is given the preload: a restarted renderer
+ *   holds it again when Caddy still runs it, instead of loading the database's older version.
  * What to do is decided by `reconcileStep`; loads are serialized: one at a time, newest
  * desired state wins.
  */
@@ -53,11 +56,14 @@ export class Reconciler {
   private retryTimer: NodeJS.Timeout | undefined;
   private checkTimer: NodeJS.Timeout | undefined;
   /** The preloaded, uncommitted snapshot Caddy keeps running (slave), and its expiry timer. */
-  private hold: (VersionedContent & { timer: NodeJS.Timeout }) | undefined;
+  private hold: (SavedHold & { timer: NodeJS.Timeout }) | undefined;
+  /** A hold saved by the previous run of this renderer, not looked at yet. */
+  private saved: SavedHold | undefined;
 
   /**
    * @param preloadHoldMs how long a preload is held without commit or release: a crash
    * fallback, set to the receiver's own commit deadline (CPM_SYNC_ACK_TIMEOUT).
+   * @param holdStore keeps the hold across restarts; none: a restart forgets it.
    */
   constructor(
     private readonly source: SnapshotSource,
@@ -66,8 +72,10 @@ export class Reconciler {
     private readonly log: Logger,
     private readonly checkIntervalMs = 2000,
     private readonly preloadHoldMs = 60_000,
+    private readonly holdStore?: PreloadHoldStore,
   ) {
     this.events.setMaxListeners(0);
+    this.saved = holdStore?.load();
   }
 
   start(): void {
@@ -87,8 +95,7 @@ export class Reconciler {
   onCommit(c: { version: number; contentSha256: string; traceContext?: TraceCarrier }): void {
     this.desired = { version: c.version, contentSha256: c.contentSha256 };
     this.desiredTrace = c.traceContext;
-    const h = this.hold;
-    if (h && (c.version >= h.version || c.contentSha256 === h.contentSha256)) this.endHold();
+    if (this.hold && this.committed(this.hold)) this.endHold();
     this.emit();
     this.kick();
   }
@@ -108,9 +115,59 @@ export class Reconciler {
     return released;
   }
 
+  /** The database has the held version, or a newer one, or the same content. */
+  private committed(h: VersionedContent): boolean {
+    return this.desired.version >= h.version || this.desired.contentSha256 === h.contentSha256;
+  }
+
   private endHold(): void {
-    clearTimeout(this.hold?.timer);
+    if (!this.hold) return;
+    clearTimeout(this.hold.timer);
     this.hold = undefined;
+    this.storeHold();
+  }
+
+  /** Saves the hold there is now (`next`: the one about to be loaded), or clears the saved one. */
+  private storeHold(next?: SavedHold): void {
+    const h = next ?? this.hold;
+    try {
+      if (h) this.holdStore?.save(h);
+      else this.holdStore?.clear();
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "cannot save the preload hold; a restart will not keep it");
+    }
+  }
+
+  /**
+   * After a restart, before anything is loaded: a hold the previous run saved is held again
+   * when Caddy still runs its config (it was loaded, and Caddy kept or resumed it) and it is
+   * neither expired nor committed. False when Caddy cannot be asked yet (retried later).
+   */
+  private async resumeSavedHold(): Promise<boolean> {
+    const saved = this.saved;
+    if (!saved) return true;
+    let running: { json: string; sha256: string };
+    try {
+      running = await this.caddy.currentConfig();
+    } catch {
+      this.scheduleRetry();
+      return false;
+    }
+    this.saved = undefined;
+    if (running.sha256 !== saved.configSha256) {
+      this.storeHold();
+      return true;
+    }
+    this.applied = { version: saved.version, contentSha256: saved.contentSha256, configSha256: saved.configSha256, json: running.json, at: new Date() };
+    this.caddyReachable = true;
+    this.caddyMatches = true;
+    const left = saved.until - Date.now();
+    if (left > 0 && !this.committed(saved)) {
+      this.setHold(saved, left);
+      this.log.info({ version: saved.version, holdMs: left }, "Caddy runs a preload held before a restart; kept until commit, release or expiry");
+    } else this.storeHold();
+    this.emit();
+    return true;
   }
 
   /** Queue a reconcile; concurrent requests collapse into one run after the current one. */
@@ -124,6 +181,7 @@ export class Reconciler {
   }
 
   private async reconcile(): Promise<void> {
+    if (!(await this.resumeSavedHold())) return;
     const step = reconcileStep({
       desired: this.desired,
       applied: this.applied,
@@ -168,10 +226,10 @@ export class Reconciler {
   }
 
   /** Render and load one snapshot; records the outcome. Returns the rendered hash on success. */
-  private async apply(snapshot: Snapshot): Promise<string> {
+  private async apply(snapshot: Snapshot, beforeLoad?: (configSha256: string) => void): Promise<string> {
     const full = render(snapshot, this.opts);
     try {
-      return await this.applyRendered(snapshot, full);
+      return await this.applyRendered(snapshot, full, beforeLoad);
     } catch (err) {
       // A config Caddy refuses as a whole because of its layer4 app (typically a listener on a
       // port another process holds: not knowable at write time) must not stop the HTTP hosts:
@@ -181,11 +239,11 @@ export class Reconciler {
       if (without.sha256 === full.sha256) throw err;
       this.log.warn({ version: snapshot.version, reason: err.message }, "Caddy refused the config; trying it without the layer4 app");
       this.rejected = undefined;
-      return this.applyRendered(snapshot, without);
+      return this.applyRendered(snapshot, without, beforeLoad);
     }
   }
 
-  private async applyRendered(snapshot: Snapshot, r: { json: string; sha256: string; warnings: string[] }): Promise<string> {
+  private async applyRendered(snapshot: Snapshot, r: { json: string; sha256: string; warnings: string[] }, beforeLoad?: (configSha256: string) => void): Promise<string> {
     this.warnings = r.warnings;
     if (this.applied?.configSha256 === r.sha256 && this.caddyMatches) {
       this.markApplied(snapshot, r.sha256, r.json);
@@ -200,6 +258,7 @@ export class Reconciler {
       throw err;
     }
     try {
+      beforeLoad?.(r.sha256);
       await this.loadJson(snapshot.version, r.json);
     } catch (err) {
       if (err instanceof CaddyRejectedError) this.rejected = { contentSha256: snapshot.contentSha256, version: snapshot.version };
@@ -283,10 +342,15 @@ export class Reconciler {
   preflight(snapshot: Snapshot): Promise<{ configSha256: string; warnings: string[] }> {
     const run = this.busy.then(async () => {
       try {
-        const sha = await this.apply(snapshot);
-        this.holdPreload(snapshot);
+        await this.resumeSavedHold();
+        const until = Date.now() + this.preloadHoldMs;
+        const hold = (configSha256: string): SavedHold => ({ version: snapshot.version, contentSha256: snapshot.contentSha256, configSha256, until });
+        // Saved before Caddy gets it: a restart in between finds Caddy on it, or not.
+        const sha = await this.apply(snapshot, (configSha256) => this.storeHold(hold(configSha256)));
+        this.holdPreload(hold(sha));
         return { configSha256: sha, warnings: this.warnings };
       } catch (err) {
+        this.storeHold(); // back to the hold there is, if any
         if (err instanceof CaddyRejectedError) throw new DomainError("failed_precondition", err.message);
         throw new DomainError("unavailable", (err as Error).message);
       }
@@ -298,18 +362,30 @@ export class Reconciler {
     return run;
   }
 
-  private holdPreload(snapshot: Snapshot): void {
-    this.endHold();
-    if (snapshot.contentSha256 === this.desired.contentSha256) return; // already what the database has
-    const { version, contentSha256 } = snapshot;
+  private holdPreload(h: SavedHold): void {
+    clearTimeout(this.hold?.timer);
+    this.hold = undefined;
+    if (h.version === this.desired.version || h.contentSha256 === this.desired.contentSha256) {
+      // The database has this version (or this content) already: nothing to wait for, and no
+      // commit notice may come (committing content it has announces nothing). An older version
+      // is held: the receiver preloads one only from another master.
+      this.storeHold();
+      return;
+    }
+    this.setHold(h, this.preloadHoldMs);
+  }
+
+  private setHold(h: SavedHold, ms: number): void {
+    const { version } = h;
     const timer = setTimeout(() => {
       if (this.hold?.version !== version) return;
-      this.hold = undefined;
+      this.endHold();
       this.log.warn({ version, holdMs: this.preloadHoldMs }, "preloaded snapshot neither committed nor released in time; back to the database's version");
       this.kick();
-    }, this.preloadHoldMs);
+    }, ms);
     timer.unref();
-    this.hold = { version, contentSha256, timer };
+    this.hold = { ...h, timer };
+    this.storeHold();
   }
 
   status(): RenderStatus {

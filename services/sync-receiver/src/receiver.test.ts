@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { NackCode } from "@cpm/proto";
+import { NackCode, RenderStatus } from "@cpm/proto";
 import { status as Status } from "@grpc/grpc-js";
 import { StreamClosedError } from "./receiver.ts";
 import { fakes, gate, grpcError, nackOf, snap } from "./test-support.ts";
@@ -24,6 +24,19 @@ describe("SnapshotApplier: validate, preload, commit, confirm; NACKs say whether
     assert.match(n.reason, /snapshot version 3 is older than the applied version 5/);
     assert.deepEqual(renderer.preloaded, []);
     assert.deepEqual(config.committed, []);
+  });
+
+  it("refuses a version older than the preload Caddy runs ahead of the database, touching nothing", async () => {
+    const { applier, config, renderer } = fakes(5);
+    // v7 preloaded, its commit still to come (config-service was down, or this receiver restarted).
+    renderer.current = RenderStatus.fromPartial({ appliedVersion: 7, configSha256: "sha-7", inSync: false });
+    const n = nackOf(await applier.apply(snap(6)));
+    assert.equal(n.code, NackCode.NACK_CODE_STALE_VERSION);
+    assert.equal(n.retryable, false);
+    assert.match(n.reason, /snapshot version 6 is older than the preloaded version 7 Caddy runs/);
+    assert.deepEqual([renderer.preloaded, config.committed], [[], []]);
+    assert.equal((await applier.apply(snap(7))).ack?.version, 7, "the preloaded version itself goes through");
+    assert.equal((await applier.apply(snap(6, "master-2"))).ack?.version, 6, "another master's is taken whatever its version");
   });
 
   it("ACKs an equal version again (idempotent)", async () => {

@@ -215,6 +215,12 @@ export class SnapshotApplier {
     if (sameMaster && version < this.state.appliedVersion) {
       return nack(NackCode.NACK_CODE_STALE_VERSION, `snapshot version ${version} is older than the applied version ${this.state.appliedVersion}`, false);
     }
+    const preloaded = sameMaster ? await this.preloadedVersion() : 0;
+    if (version < preloaded) {
+      // A late snapshot (an old stream's, delivered after a stall) must not replace a newer
+      // preload whose commit is still to come: Caddy would move back a version.
+      return nack(NackCode.NACK_CODE_STALE_VERSION, `snapshot version ${version} is older than the preloaded version ${preloaded} Caddy runs`, false);
+    }
     let configSha256: string;
     try {
       configSha256 = (await this.renderer.loadSnapshot(snapshot, this.ackTimeoutMs)).configSha256;
@@ -247,6 +253,16 @@ export class SnapshotApplier {
       return { ack: { version, configSha256: s.configSha256 }, nack: undefined };
     } catch (err) {
       return nack(NackCode.NACK_CODE_UNAVAILABLE, `committed, but Caddy did not confirm: ${(err as Error).message}`, true);
+    }
+  }
+
+  /** The version of a preload Caddy runs ahead of the database (held for its commit); 0: none, or unknown. */
+  private async preloadedVersion(): Promise<number> {
+    try {
+      const { appliedVersion } = await this.renderer.status();
+      return appliedVersion > this.state.appliedVersion ? appliedVersion : 0;
+    } catch {
+      return 0; // the renderer is down: the preload fails anyway
     }
   }
 
