@@ -49,7 +49,7 @@ describe("a slave's preload survives a process killed before its commit: Caddy n
         client.close();
         reject(e);
       });
-      call.write({ snapshot: s });
+      call.write({ snapshot: s, traceContext: undefined });
     });
   }
 
