@@ -55,9 +55,11 @@ export class ProxyHosts {
       if (!existing) throw notFound("proxy host", host.id);
       const updated: ProxyHost = { ...host, createdAt: existing.createdAt, updatedAt: now };
       await checkConflicts(tx, updated, current);
-      await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: host.id } });
+      // The domain rows are rewritten only when the domains change (known when `existing` is the stored resource).
+      const sameDomains = current && sameList((existing as ProxyHost).domains, updated.domains);
+      if (!sameDomains) await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: host.id } });
       await tx.proxyHost.updateMany({ where: { id: host.id }, data: { ...proxyHostRow(updated, now), id: undefined } });
-      await tx.proxyHostDomain.createMany({ data: domainRows(updated) });
+      if (!sameDomains) await tx.proxyHostDomain.createMany({ data: domainRows(updated) });
       changes.put("proxyHosts", updated);
       return updated;
     });
@@ -74,6 +76,7 @@ export class ProxyHosts {
   }
 }
 
+const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 const domainRows = (h: ProxyHost) => h.domains.map((domain) => ({ domain, proxyHostId: h.id }));
 
 /**
