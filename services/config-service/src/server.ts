@@ -110,13 +110,16 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
   // A snapshot is checked (structure, every reference resolves) before it is served, once per
   // content: the database's constraints should make this hold, and a master must never ship
   // a configuration its slaves would refuse. Its content hash is not computed again: the store
-  // derives it from the digests of the very resources the snapshot carries.
+  // derives it from the digests of the very resources the snapshot carries. The store never
+  // changes a resource object once made, so one unchanged since the last check is not
+  // normalized again (the checks across resources run in full every time).
   let checkedSha = "";
+  const normalized = new WeakMap<object, unknown>();
   const consistentSnapshot = async () => {
     const s = await store.snapshot();
     if (s.contentSha256 !== checkedSha && s.version > 0) {
       try {
-        validateSnapshotContent(s);
+        validateSnapshotContent(s, "snapshot", normalized);
       } catch (err) {
         throw failedPrecondition(`the stored configuration is inconsistent, refusing to serve it: ${(err as Error).message}`);
       }
