@@ -12,7 +12,7 @@ import {
   type DeepPartial,
 } from "@cpm/proto";
 import { assertValidationError } from "./test-support.ts";
-import { SNAPSHOT_SCHEMA_VERSION, snapshotContentHash, validateSnapshot } from "./snapshot.ts";
+import { SNAPSHOT_SCHEMA_VERSION, snapshotContentHash, validateSnapshot, validateSnapshotContent } from "./snapshot.ts";
 
 const host = (id: string, domains: string[], over: DeepPartial<ProxyHost> = {}) =>
   ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}:8080`], ...over });
@@ -217,5 +217,24 @@ describe("validateSnapshot", () => {
     // h3 is disabled; reusing its domain elsewhere is still a conflict.
     const s = sealed((x) => x.proxyHosts[1]!.domains.push("c.example.com"));
     assertValidationError(() => validateSnapshot(s), "snapshot.proxy_hosts[2].domains[0]", /also served by proxy host "h2"/);
+  });
+});
+
+describe("validateSnapshotContent with the normalized resources of earlier calls", () => {
+  test("still checks across resources: a domain two known hosts share is refused", () => {
+    const normalized = new WeakMap<object, unknown>();
+    const s = content();
+    validateSnapshotContent(s, "snapshot", normalized);
+    assert.ok(normalized.has(s.proxyHosts[0]!), "each resource's normalized form is kept");
+    // The same host objects, one of them now next to a new host serving its domain.
+    const next = { ...s, proxyHosts: [...s.proxyHosts, host("h4", ["b.example.com"])] };
+    assertValidationError(() => validateSnapshotContent(next, "snapshot", normalized), "snapshot.proxy_hosts[3].domains[0]", /also served by proxy host "h2"/);
+  });
+
+  test("normalizes a resource it has not seen", () => {
+    const normalized = new WeakMap<object, unknown>();
+    validateSnapshotContent(content(), "snapshot", normalized);
+    const bad = { ...content(), proxyHosts: [host("h9", ["not a host name"])] };
+    assertValidationError(() => validateSnapshotContent(bad, "snapshot", normalized), "snapshot.proxy_hosts[0].domains[0]");
   });
 });

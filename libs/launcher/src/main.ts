@@ -2,7 +2,9 @@ import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { caddyAdminBlock, CONFIG_ERROR_EXIT_CODE, ConfigError, findBuiltCaddy, loadConfig, type InstanceConfig } from "@cpm/core";
+// Only the parts of @cpm/core it needs (no proto, validation or logger): the launcher stays a small process.
+import { findBuiltCaddy } from "@cpm/core/caddy-build";
+import { caddyAdminBlock, CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig, type InstanceConfig } from "@cpm/core/env";
 import { caddyEnvironment } from "./caddy-env.ts";
 import { caddyRunArgs } from "./caddy-run.ts";
 import { Supervisor, type ProcessSpec } from "./supervisor.ts";

@@ -1,4 +1,4 @@
-import { CONFIG_ERROR_EXIT_CODE } from "@cpm/core";
+import { CONFIG_ERROR_EXIT_CODE } from "@cpm/core/env";
 
 /** One life of a supervised process: when it started and died, and how. */
 export interface Run {

@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { AccessList, Certificate, CertificateType, L4ProxyHost, ProxyHost, Settings } from "@cpm/proto";
 import { createLogger, snapshotContentHash } from "@cpm/core";
 import { unary } from "@cpm/grpc-kit";
 import { ConfigStore } from "./store.ts";
-import { ADMIN, startConfigService, type Harness } from "./test-support.ts";
+import { ADMIN, expectStatus, startConfigService, type Harness } from "./test-support.ts";
+import { status } from "@cpm/grpc-kit";
 
 /** A small deterministic generator (mulberry32), so a failing sequence can be replayed from its seed. */
 function random(seed: number) {
@@ -110,5 +112,33 @@ describe("the in-memory content", () => {
     assert.equal(after.proxyHosts.length, 0);
     assert.notEqual(after.contentSha256, before);
     assert.equal(after.contentSha256, (await fromDatabase()).contentSha256);
+  });
+});
+
+describe("a write's checks in memory", () => {
+  let h: Harness;
+  before(async () => {
+    h = await startConfigService();
+  });
+  after(async () => h.close());
+
+  it("checks a write's names and domains against rows another process committed", async () => {
+    const create = (name: string, domain: string) =>
+      unary(h.config.createProxyHost.bind(h.config), { proxyHost: ProxyHost.fromPartial({ name, domains: [domain], upstreams: ["10.0.0.1:80"] }) }, ADMIN);
+    await create("seen-first", "first.elsewhere.test"); // the content is in memory now
+    const { sqlitePath } = await import("./db.ts");
+    const url = (await h.db.$queryRawUnsafe<{ file: string }[]>("PRAGMA database_list"))[0]!.file;
+    const data = JSON.stringify(ProxyHost.toJSON(ProxyHost.fromPartial({ id: "written-elsewhere", name: "elsewhere", domains: ["taken.elsewhere.test"], upstreams: ["10.0.0.2:80"] })));
+    // Another process (two copies of SQLite in one process do not see each other's locks).
+    const script = `
+      const db = new (require("better-sqlite3"))(process.argv[1]);
+      db.prepare('INSERT INTO "ProxyHost" ("id", "name", "data", "createdAt", "updatedAt") VALUES (?, ?, ?, 0, 0)').run("written-elsewhere", "elsewhere", process.argv[2]);
+      db.prepare('INSERT INTO "ProxyHostDomain" ("domain", "proxyHostId") VALUES (?, ?)').run("taken.elsewhere.test", "written-elsewhere");
+      db.close();`;
+    execFileSync(process.execPath, ["-e", script, sqlitePath(url), data], { cwd: import.meta.dirname });
+    const domain = await expectStatus(create("another", "taken.elsewhere.test"), status.ALREADY_EXISTS);
+    assert.match(domain, /proxy_host\.domains\[0\]: "taken\.elsewhere\.test" is already served by proxy host "elsewhere"/);
+    const name = await expectStatus(create("elsewhere", "free.elsewhere.test"), status.ALREADY_EXISTS);
+    assert.match(name, /proxy_host\.name: a proxy host named "elsewhere" already exists/);
   });
 });

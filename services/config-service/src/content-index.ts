@@ -45,23 +45,35 @@ export function storedSettings(s: Settings | undefined): Settings {
 
 const byId = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
+/** Where `id` is, or would go, in the sorted `ids`. */
+function sortedIndex(ids: readonly string[], id: string): number {
+  let lo = 0;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ids[mid]! < id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 class KindIndex<T extends { id: string }> {
   readonly values = new Map<string, T>();
   readonly digests = new Map<string, string>();
   private order: string[] | undefined;
 
   put(x: T): void {
-    if (!this.values.has(x.id)) this.order = undefined;
+    if (!this.values.has(x.id) && this.order) this.order.splice(sortedIndex(this.order, x.id), 0, x.id);
     this.values.set(x.id, x);
     this.digests.set(x.id, resourceDigest(x));
   }
 
   remove(id: string): void {
-    if (this.values.delete(id)) this.order = undefined;
+    if (this.values.delete(id) && this.order) this.order.splice(sortedIndex(this.order, id), 1);
     this.digests.delete(id);
   }
 
-  /** Ids sorted as the content hash and the snapshot list them; re-sorted only after a create or delete. */
+  /** Ids sorted as the content hash and the snapshot list them; sorted once, then kept in order. */
   ids(): readonly string[] {
     this.order ??= [...this.values.keys()].sort(byId);
     return this.order;
@@ -85,6 +97,9 @@ export class ContentIndex {
     certificates: new KindIndex(),
     accessLists: new KindIndex(),
   };
+  /** Proxy host name -> id, and domain -> id of the proxy host serving it (the database's unique keys). */
+  private readonly hostNames = new Map<string, string>();
+  private readonly hostDomains = new Map<string, string>();
   private settingsValue: Settings = storedSettings(undefined);
   private settingsDigest = resourceDigest(this.settingsValue);
   private hash: string | undefined;
@@ -98,13 +113,45 @@ export class ContentIndex {
   }
 
   put<K extends ResourceKind>(kind: K, x: ResourceOf[K]): void {
-    (this.kinds[kind] as KindIndex<ResourceOf[K]>).put(asStored(kind, x));
+    if (kind === "proxyHosts") this.unindexHost(x.id);
+    const stored = asStored(kind, x);
+    (this.kinds[kind] as KindIndex<ResourceOf[K]>).put(stored);
+    if (kind === "proxyHosts") {
+      const h = stored as ProxyHost;
+      this.hostNames.set(h.name, h.id);
+      for (const d of h.domains) this.hostDomains.set(d, h.id);
+    }
     this.hash = undefined;
   }
 
   remove(kind: ResourceKind, id: string): void {
+    if (kind === "proxyHosts") this.unindexHost(id);
     this.kinds[kind].remove(id);
     this.hash = undefined;
+  }
+
+  private unindexHost(id: string): void {
+    const h = this.kinds.proxyHosts.values.get(id);
+    if (!h) return;
+    if (this.hostNames.get(h.name) === id) this.hostNames.delete(h.name);
+    for (const d of h.domains) if (this.hostDomains.get(d) === id) this.hostDomains.delete(d);
+  }
+
+  /** The stored resource of `kind` with this id. */
+  get<K extends ResourceKind>(kind: K, id: string): ResourceOf[K] | undefined {
+    return (this.kinds[kind] as KindIndex<ResourceOf[K]>).values.get(id);
+  }
+
+  /** The proxy host named `name`. */
+  proxyHostNamed(name: string): ProxyHost | undefined {
+    const id = this.hostNames.get(name);
+    return id === undefined ? undefined : this.kinds.proxyHosts.values.get(id);
+  }
+
+  /** The proxy host serving `domain`. */
+  proxyHostServing(domain: string): ProxyHost | undefined {
+    const id = this.hostDomains.get(domain);
+    return id === undefined ? undefined : this.kinds.proxyHosts.values.get(id);
   }
 
   setSettings(s: Settings | undefined): void {

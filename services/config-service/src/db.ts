@@ -2,11 +2,8 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
-import pg from "pg";
 import { PrismaBetterSQLite3 } from "@prisma/adapter-better-sqlite3";
-import { PrismaPg } from "@prisma/adapter-pg";
 import { PrismaClient } from "./generated/prisma/client.ts";
-import { PrismaClient as PgPrismaClient } from "./generated/prisma-pg/client.ts";
 import { migrate, readMigrations, type SqlRunner } from "./migrate.ts";
 
 export type Db = InstanceType<typeof PrismaClient>;
@@ -54,6 +51,12 @@ export async function openDatabase(databaseUrl: string): Promise<{ db: Db; appli
     await db.$queryRawUnsafe("PRAGMA busy_timeout = 5000");
     return { db, applied, dialect: "sqlite" };
   }
+  // PostgreSQL's driver and client are loaded only here: a SQLite instance does not carry them (about 10 MiB).
+  const [{ default: pg }, { PrismaPg }, { PrismaClient: PgPrismaClient }] = await Promise.all([
+    import("pg"),
+    import("@prisma/adapter-pg"),
+    import("./generated/prisma-pg/client.ts"),
+  ]);
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {

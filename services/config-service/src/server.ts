@@ -7,7 +7,7 @@ import {
   type AccountServiceServer,
   type ConfigServiceServer,
 } from "@cpm/proto";
-import { DEFAULT_API_MAX_MESSAGE_BYTES, DEFAULT_SYNC_MAX_MESSAGE_BYTES, failedPrecondition, validateSnapshot, type InstanceMode, type InstancePort, type Logger, type ReservedAddress } from "@cpm/core";
+import { DEFAULT_API_MAX_MESSAGE_BYTES, DEFAULT_SYNC_MAX_MESSAGE_BYTES, failedPrecondition, validateSnapshotContent, type InstanceMode, type InstancePort, type Logger, type ReservedAddress } from "@cpm/core";
 import {
   bearerToken,
   GrpcServer,
@@ -108,15 +108,19 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
   const { store, mode, log } = deps;
   const hosts = new ProxyHosts(store, deps.reservedUpstreams);
 
-  // A snapshot is checked (structure, every reference resolves, content hash) before it is
-  // served, once per content: the database's constraints should make this hold, and a
-  // master must never ship a configuration its slaves would refuse.
+  // A snapshot is checked (structure, every reference resolves) before it is served, once per
+  // content: the database's constraints should make this hold, and a master must never ship
+  // a configuration its slaves would refuse. Its content hash is not computed again: the store
+  // derives it from the digests of the very resources the snapshot carries. The store never
+  // changes a resource object once made, so one unchanged since the last check is not
+  // normalized again (the checks across resources run in full every time).
   let checkedSha = "";
+  const normalized = new WeakMap<object, unknown>();
   const consistentSnapshot = async () => {
     const s = await store.snapshot();
     if (s.contentSha256 !== checkedSha && s.version > 0) {
       try {
-        validateSnapshot(s);
+        validateSnapshotContent(s, "snapshot", normalized);
       } catch (err) {
         throw failedPrecondition(`the stored configuration is inconsistent, refusing to serve it: ${(err as Error).message}`);
       }

@@ -101,14 +101,17 @@ export class ConfigStore {
    * One committed write: `fn` runs in a transaction, then the version is bumped once.
    * `fn` records in `changes` every synced resource it creates, replaces or deletes (and
    * settings it writes); they reach the in-memory content once the transaction has committed.
-   * Nothing is written when `fn` throws.
+   * Nothing is written when `fn` throws. On SQLite `fn` also gets the current content
+   * (`current`, read again first when another connection has committed), so it can check
+   * names and references in memory instead of querying; on PostgreSQL it is undefined.
    */
-  write<T>(fn: (tx: Tx, now: Date, changes: ChangeSet) => Promise<T>): Promise<{ result: T; version: number }> {
+  write<T>(fn: (tx: Tx, now: Date, changes: ChangeSet, current: ContentIndex | undefined) => Promise<T>): Promise<{ result: T; version: number }> {
     return this.serialize(() => withSpan("config.commit", {}, async (span) => {
       const now = new Date();
       const changes = new ChangeSet();
+      const current = await this.freshIndex();
       const { result, row } = await this.db.$transaction(async (tx) => {
-        const result = await fn(tx, now, changes);
+        const result = await fn(tx, now, changes, current);
         const row = await tx.instance.update({ where: { id: 1 }, data: { version: { increment: 1 }, versionCommittedAt: now } });
         return { result, row };
       });
@@ -212,6 +215,13 @@ export class ConfigStore {
   async invalidateIfChangedElsewhere(): Promise<void> {
     const l = this.loaded;
     if (!l || l.dataVersion === undefined || (await this.dataVersion()) !== l.dataVersion) this.invalidate();
+  }
+
+  /** SQLite: the in-memory content, known to match the database. PostgreSQL: undefined (no cheap check). */
+  private async freshIndex(): Promise<ContentIndex | undefined> {
+    if (this.dialect !== "sqlite") return undefined;
+    await this.invalidateIfChangedElsewhere();
+    return (await this.load()).index;
   }
 
   private async dataVersion(): Promise<bigint | number | undefined> {

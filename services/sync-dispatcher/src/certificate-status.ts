@@ -30,7 +30,7 @@ export class IssuedVersions {
  * GetSyncStatus's certificates (pure): every master-issued managed certificate of the
  * master's current snapshot (status is set only for those), with each slave's standing.
  */
-export function certificateSyncStatus(snapshot: Snapshot, versions: IssuedVersions, slaves: readonly { name: string; ackedVersion: number }[]): CertificateSyncStatus[] {
+export function certificateSyncStatus(snapshot: Pick<Snapshot, "certificates">, versions: IssuedVersions, slaves: readonly { name: string; ackedVersion: number }[]): CertificateSyncStatus[] {
   return snapshot.certificates
     .filter((c) => c.status !== CertificateStatus.CERTIFICATE_STATUS_UNSPECIFIED)
     .map((c) => {

@@ -78,7 +78,7 @@ export class Dispatcher {
     let certificates: CertificateSyncStatus[] = [];
     if (this.state.version > 0) {
       try {
-        const { snapshot } = await this.snapshots.get(`${this.state.version}:${this.state.contentSha256}`);
+        const snapshot = await this.snapshots.get(`${this.state.version}:${this.state.contentSha256}`);
         certificates = certificateSyncStatus(snapshot, this.issuedVersions, slaves);
       } catch (err) {
         this.log.warn({ err: (err as Error).message }, "sync status: no snapshot for the certificates");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { Metadata, Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
-import { NackCode, Snapshot, SyncReceiverService, type SyncRequest, type SyncResponse } from "@cpm/proto";
+import { NackCode, Snapshot, SyncReceiverService, SyncRequest, type SyncResponse } from "@cpm/proto";
 import { createLogger, type SlaveTarget } from "@cpm/core";
 import type { ConfigClient } from "@cpm/grpc-kit";
 import { SlaveLink, type MasterState } from "./slave-link.ts";
@@ -189,5 +189,50 @@ describe("SlaveLink: one stream per slave, latest wins, one snapshot in flight",
     slave.ack(1);
     await until("ack recorded", () => link.status().ackedVersion === 1);
     assert.deepEqual(slave.received, [1]);
+  });
+});
+
+describe("SlaveLink: several slaves", () => {
+  it("get the same snapshot, fetched and encoded once per version", async () => {
+    const slaves = [new FakeSlave(), new FakeSlave(), new FakeSlave()];
+    for (const s of slaves) await s.start();
+    let state: MasterState = { version: 1, contentSha256: "content-1" };
+    let fetched = 0;
+    const fakeConfig = {
+      getSnapshot: async () => {
+        fetched++;
+        return Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version: state.version, contentSha256: state.contentSha256 });
+      },
+    } as unknown as ConfigClient;
+    const encode = SyncRequest.encode;
+    let encoded = 0;
+    SyncRequest.encode = (m, w) => {
+      encoded++;
+      return encode(m, w);
+    };
+    const cache = new SnapshotCache(fakeConfig);
+    const links = slaves.map((s, i) => {
+      const target: SlaveTarget = { name: `s${i}`, url: `http://127.0.0.1:${s.port}`, address: `127.0.0.1:${s.port}`, tls: false, token: "t".repeat(20) };
+      return new SlaveLink(target, () => state, cache, { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 }, createLogger("test", "silent"));
+    });
+    try {
+      for (const l of links) void l.run();
+      await until("every slave got version 1", () => slaves.every((s) => s.received.length === 1));
+      for (const s of slaves) s.ack(1);
+      await until("acks", () => links.every((l) => l.status().ackedVersion === 1));
+      state = { version: 2, contentSha256: "content-2" };
+      for (const l of links) l.notify();
+      await until("every slave got version 2", () => slaves.every((s) => s.received.length === 2));
+      assert.deepEqual(
+        slaves.map((s) => s.received),
+        slaves.map(() => [1, 2]),
+      );
+      assert.equal(fetched, 2, "one GetSnapshot per version");
+      assert.equal(encoded, 2, "one encoding per version, whatever the number of slaves");
+    } finally {
+      SyncRequest.encode = encode;
+      for (const l of links) l.stop();
+      for (const s of slaves) s.stop();
+    }
   });
 });

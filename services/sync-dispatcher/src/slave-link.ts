@@ -1,11 +1,28 @@
-import { NackCode, SyncReceiverClient, type SlaveStatus, type SyncResponse, type SyncRequest } from "@cpm/proto";
+import { NackCode, SyncReceiverService, SyncRequest, type SlaveStatus, type SyncResponse } from "@cpm/proto";
 import { backoffDelay, type Logger, type SlaveTarget } from "@cpm/core";
 import { channelCredentials, clientOptions, withBearer, type TraceCarrier } from "@cpm/grpc-kit";
+import { connectivityState, makeGenericClientConstructor, type Client, type ClientDuplexStream, type Metadata } from "@grpc/grpc-js";
 import { endPush, startPush, type CommitTraces, type PushSpan } from "./push-trace.ts";
-import { connectivityState, type ClientDuplexStream } from "@grpc/grpc-js";
 import { NO_LINK_METRICS, type LinkMetrics } from "./metrics.ts";
 import { decideSend, type StateKey } from "./send-decision.ts";
-import type { SnapshotCache } from "./snapshots.ts";
+import { withTraceContext, type SnapshotCache } from "./snapshots.ts";
+
+/**
+ * The SyncReceiver client the links use: a request that is already a Buffer (a snapshot
+ * encoded once per version, see SnapshotCache) is written as is, so every slave gets the
+ * same bytes without encoding them again.
+ */
+const SyncLinkClient = makeGenericClientConstructor(
+  {
+    sync: {
+      ...SyncReceiverService.sync,
+      requestSerialize: (value: SyncRequest | Buffer): Buffer => (Buffer.isBuffer(value) ? value : Buffer.from(SyncRequest.encode(value).finish())),
+    },
+  },
+  "cpm.sync.v1.SyncReceiver",
+) as unknown as new (...args: ConstructorParameters<typeof Client>) => Client & {
+  sync(metadata: Metadata): ClientDuplexStream<SyncRequest | Buffer, SyncResponse>;
+};
 
 const RECONNECT_BASE_MS = 250;
 const RECONNECT_MAX_MS = 1_000;
@@ -41,8 +58,8 @@ export interface LinkOptions {
  * one is resent after a jittered backoff that grows until the next ACK.
  */
 export class SlaveLink {
-  private client: SyncReceiverClient;
-  private stream: ClientDuplexStream<SyncRequest, SyncResponse> | undefined;
+  private client: InstanceType<typeof SyncLinkClient>;
+  private stream: ClientDuplexStream<SyncRequest | Buffer, SyncResponse> | undefined;
   private connected = false;
   private inFlight: { version: number; contentSha256: string; timer: NodeJS.Timeout; span: PushSpan } | undefined;
   private acked: (StateKey & { configSha256: string; at: Date }) | undefined;
@@ -70,7 +87,7 @@ export class SlaveLink {
     private readonly log: Logger,
     private readonly metrics: LinkMetrics = NO_LINK_METRICS,
   ) {
-    this.client = new SyncReceiverClient(
+    this.client = new SyncLinkClient(
       target.address,
       channelCredentials({ tls: target.tls, caFile: opts.caFile }),
       clientOptions({ maxMessageBytes: opts.maxMessageBytes }),
@@ -237,7 +254,8 @@ export class SlaveLink {
     }
     this.pumping = true;
     try {
-      const { snapshot, bytes } = await this.snapshots.get(`${want.version}:${want.contentSha256}`);
+      const snapshot = await this.snapshots.get(`${want.version}:${want.contentSha256}`);
+      const { bytes } = snapshot;
       if (!this.connected || !this.stream || this.inFlight) return;
       this.force = false;
       if (bytes > this.opts.maxMessageBytes) {
@@ -260,7 +278,7 @@ export class SlaveLink {
       const span = startPush(snapshot, now.commits, commitTrace, this.target, this.acked?.version ?? 0);
       this.inFlight = { version: snapshot.version, contentSha256: snapshot.contentSha256, timer, span };
       this.snapshotsSent++;
-      stream.write({ snapshot, traceContext: span.carrier });
+      stream.write(withTraceContext(snapshot.frame, span.carrier));
       this.metrics.pushed(bytes);
       this.log.debug({ version: snapshot.version, bytes }, "snapshot sent");
     } catch (err) {

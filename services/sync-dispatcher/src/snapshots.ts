@@ -1,14 +1,23 @@
-import { Snapshot } from "@cpm/proto";
-import type { ConfigClient } from "@cpm/grpc-kit";
+import { SyncRequest, type Certificate, type Snapshot } from "@cpm/proto";
+import type { ConfigClient, TraceCarrier } from "@cpm/grpc-kit";
 
+/**
+ * One version's snapshot, encoded once as the SyncRequest every link writes: the same bytes
+ * go to every slave; of the decoded message only the certificates are kept (for the
+ * certificate status in GetSyncStatus).
+ */
 export interface EncodedSnapshot {
-  snapshot: Snapshot;
+  version: number;
+  contentSha256: string;
+  certificates: Certificate[];
+  /** The serialized SyncRequest carrying the snapshot (written as is by SyncLinkClient). */
+  frame: Buffer;
   bytes: number;
 }
 
 /**
- * The newest snapshot, fetched once per committed change and shared by every slave link,
- * so N slaves cost one GetSnapshot per version, not N.
+ * The newest snapshot, fetched and encoded once per committed change and shared by every
+ * slave link, so N slaves cost one GetSnapshot and one encoding per version, not N.
  */
 export class SnapshotCache {
   private current: { key: string; value: Promise<EncodedSnapshot> } | undefined;
@@ -23,7 +32,8 @@ export class SnapshotCache {
     if (this.current?.key === key) return this.current.value;
     const value = this.config.getSnapshot().then((snapshot) => {
       this.onFetched(snapshot);
-      return { snapshot, bytes: Snapshot.encode(snapshot).finish().length };
+      const frame = Buffer.from(SyncRequest.encode({ snapshot, traceContext: undefined }).finish());
+      return { version: snapshot.version, contentSha256: snapshot.contentSha256, certificates: snapshot.certificates, frame, bytes: frame.length };
     });
     const entry = { key, value };
     this.current = entry;
@@ -32,4 +42,14 @@ export class SnapshotCache {
     });
     return value;
   }
+}
+
+/**
+ * The frame with a push's own trace context added. Protobuf merges a message's fields across
+ * concatenated encodings, so the snapshot's bytes (encoded once per version) are sent as they
+ * are, followed by this push's `trace_context` field; without a trace context, the frame alone.
+ */
+export function withTraceContext(frame: Buffer, carrier: TraceCarrier | undefined): Buffer {
+  if (!carrier?.traceparent) return frame;
+  return Buffer.concat([frame, SyncRequest.encode({ snapshot: undefined, traceContext: carrier }).finish()]);
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { ProxyHost } from "@cpm/proto";
 import { alreadyExists, checkUpstreamsNotReserved, normalizeProxyHost, notFound, ValidationError, type ReservedAddress } from "@cpm/core";
+import type { ContentIndex } from "../content-index.ts";
 import { proxyHostRow, type ConfigStore, type Tx } from "../store.ts";
 
 const F = "proxy_host";
@@ -34,10 +35,12 @@ export class ProxyHosts {
   create(input: ProxyHost | undefined) {
     if (!input) throw new ValidationError(F, "is required");
     const host = this.normalize(input);
-    return this.store.write(async (tx, now, changes) => {
+    return this.store.write(async (tx, now, changes, current) => {
       const created: ProxyHost = { ...host, id: randomUUID(), createdAt: now, updatedAt: now };
-      await checkConflicts(tx, created);
-      await tx.proxyHost.create({ data: { ...proxyHostRow(created, now), domains: { create: created.domains.map((domain) => ({ domain })) } } });
+      await checkConflicts(tx, created, current);
+      // createMany: no row is read back (the resource is already known).
+      await tx.proxyHost.createMany({ data: [proxyHostRow(created, now)] });
+      await tx.proxyHostDomain.createMany({ data: domainRows(created) });
       changes.put("proxyHosts", created);
       return created;
     });
@@ -47,17 +50,16 @@ export class ProxyHosts {
     if (!input) throw new ValidationError(F, "is required");
     if (!input.id) throw new ValidationError(`${F}.id`, "is required");
     const host = this.normalize(input);
-    return this.store.write(async (tx, now, changes) => {
-      const existing = await tx.proxyHost.findUnique({ where: { id: host.id } });
+    return this.store.write(async (tx, now, changes, current) => {
+      const existing = current ? current.get("proxyHosts", host.id) : await tx.proxyHost.findUnique({ where: { id: host.id } });
       if (!existing) throw notFound("proxy host", host.id);
       const updated: ProxyHost = { ...host, createdAt: existing.createdAt, updatedAt: now };
-      await checkConflicts(tx, updated);
-      await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: host.id } });
-      const row = proxyHostRow(updated, now);
-      await tx.proxyHost.update({
-        where: { id: host.id },
-        data: { ...row, id: undefined, domains: { create: updated.domains.map((domain) => ({ domain })) } },
-      });
+      await checkConflicts(tx, updated, current);
+      // The domain rows are rewritten only when the domains change (known when `existing` is the stored resource).
+      const sameDomains = current && sameList((existing as ProxyHost).domains, updated.domains);
+      if (!sameDomains) await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: host.id } });
+      await tx.proxyHost.updateMany({ where: { id: host.id }, data: { ...proxyHostRow(updated, now), id: undefined } });
+      if (!sameDomains) await tx.proxyHostDomain.createMany({ data: domainRows(updated) });
       changes.put("proxyHosts", updated);
       return updated;
     });
@@ -74,19 +76,37 @@ export class ProxyHosts {
   }
 }
 
-async function checkConflicts(tx: Tx, h: ProxyHost): Promise<void> {
+const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+const domainRows = (h: ProxyHost) => h.domains.map((domain) => ({ domain, proxyHostId: h.id }));
+
+/**
+ * Names, domains and references are unique or must exist: checked in the in-memory content
+ * when the store has it (SQLite), else in the database. Its constraints have the last word.
+ */
+async function checkConflicts(tx: Tx, h: ProxyHost, current: ContentIndex | undefined): Promise<void> {
+  if (current) {
+    const sameName = current.proxyHostNamed(h.name);
+    if (sameName && sameName.id !== h.id) throw nameTaken(h.name);
+    for (const [i, domain] of h.domains.entries()) {
+      const owner = current.proxyHostServing(domain);
+      if (owner && owner.id !== h.id) throw domainTaken(i, domain, owner.name);
+    }
+    if (h.certificateId && !current.get("certificates", h.certificateId)) throw missingCertificate(h.certificateId);
+    if (h.accessListId && !current.get("accessLists", h.accessListId)) throw missingAccessList(h.accessListId);
+    return;
+  }
   const sameName = await tx.proxyHost.findFirst({ where: { name: h.name, NOT: { id: h.id } } });
-  if (sameName) throw alreadyExists(`${F}.name: a proxy host named "${h.name}" already exists`);
+  if (sameName) throw nameTaken(h.name);
   const taken = await tx.proxyHostDomain.findMany({ where: { domain: { in: h.domains }, NOT: { proxyHostId: h.id } }, include: { proxyHost: true } });
   if (taken.length > 0) {
     const t = taken[0]!;
-    const i = h.domains.indexOf(t.domain);
-    throw alreadyExists(`${F}.domains[${i}]: "${t.domain}" is already served by proxy host "${t.proxyHost.name}"`);
+    throw domainTaken(h.domains.indexOf(t.domain), t.domain, t.proxyHost.name);
   }
-  if (h.certificateId && !(await tx.certificate.findUnique({ where: { id: h.certificateId } }))) {
-    throw new ValidationError(`${F}.certificate_id`, `certificate "${h.certificateId}" does not exist`);
-  }
-  if (h.accessListId && !(await tx.accessList.findUnique({ where: { id: h.accessListId } }))) {
-    throw new ValidationError(`${F}.access_list_id`, `access list "${h.accessListId}" does not exist`);
-  }
+  if (h.certificateId && !(await tx.certificate.findUnique({ where: { id: h.certificateId } }))) throw missingCertificate(h.certificateId);
+  if (h.accessListId && !(await tx.accessList.findUnique({ where: { id: h.accessListId } }))) throw missingAccessList(h.accessListId);
 }
+
+const nameTaken = (name: string) => alreadyExists(`${F}.name: a proxy host named "${name}" already exists`);
+const domainTaken = (i: number, domain: string, owner: string) => alreadyExists(`${F}.domains[${i}]: "${domain}" is already served by proxy host "${owner}"`);
+const missingCertificate = (id: string) => new ValidationError(`${F}.certificate_id`, `certificate "${id}" does not exist`);
+const missingAccessList = (id: string) => new ValidationError(`${F}.access_list_id`, `access list "${id}" does not exist`);
