@@ -38,6 +38,8 @@ const BUN = process.env.CPM_ORIGINAL_BUN ?? "bun";
 const SIZES = (process.env.CPM_BENCH_SIZES ?? "100,1000").split(",").map(Number);
 const CHANGES = Number(process.env.CPM_BENCH_CHANGES ?? 30);
 const IN_FLIGHT = Number(process.env.CPM_BENCH_IN_FLIGHT ?? 16);
+/** How long the slave may take to serve the seeded hosts. */
+const SEED_TIMEOUT_MS = Number(process.env.CPM_BENCH_SEED_TIMEOUT_MS ?? 600_000);
 const TOKEN = "bench-original-sync-token-0123456789";
 const WILDCARD = "*.bench.test";
 /** The upstream's port inside each of the original's network namespaces. */
@@ -177,7 +179,7 @@ async function benchThis(n: number, pem: { cert: string; key: string }): Promise
         }
       }),
     );
-    await untilServed("127.0.0.1", slave.ports.https, `h${n - 1}.bench.test`);
+    await untilServed("127.0.0.1", slave.ports.https, `h${n - 1}.bench.test`, SEED_TIMEOUT_MS);
     const seeded = await master.version();
     await waitFor(async () => (await slave.version()) === seeded && (await slave.renderStatus()).inSync, "slave seeded", 600_000, 200);
 
@@ -394,7 +396,7 @@ async function benchOriginal(n: number, pem: { cert: string; key: string }, subn
       db.close();
     }
     await originalApi(master, token, "POST", "/api/v1/caddy/apply");
-    await untilServed(slave.ns.ip, 443, `h${n - 1}.bench.test`);
+    await untilServed(slave.ns.ip, 443, `h${n - 1}.bench.test`, SEED_TIMEOUT_MS);
 
     log(`original: ${CHANGES} changes...`);
     const serve: number[] = [];
@@ -436,23 +438,31 @@ async function main() {
   const certs: NamedCerts = makeNamedCerts(mkdtempSync(path.join(os.tmpdir(), "cpm-bench-orig-cert-")), [WILDCARD]);
   const pem = certs.certs[WILDCARD]!;
   console.log(`bench:original: master + one slave each, real Caddies, ${CHANGES} changes per cell, hosts on one imported wildcard certificate`);
-  const rows: { n: number; cpm: Cell; orig: Cell }[] = [];
+  const rows: { n: number; cpm: Cell | Error; orig: Cell | Error }[] = [];
   let subnet = 100 + (process.pid % 50) * 2;
+  // A side that fails at a size is reported in its cells; the other side and sizes still run.
+  const attempt = (run: () => Promise<Cell>) =>
+    run().catch((err: unknown) => {
+      console.error(err);
+      return err instanceof Error ? err : new Error(String(err));
+    });
   for (const n of SIZES) {
     process.stderr.write(`size ${n}:\n`);
-    const cpm = await benchThis(n, pem);
-    const orig = await benchOriginal(n, pem, subnet);
+    const cpm = await attempt(() => benchThis(n, pem));
+    const orig = await attempt(() => benchOriginal(n, pem, subnet));
     subnet += 2;
     rows.push({ n, cpm, orig });
   }
-  const cell = (xs: number[]) => `${ms(pct(xs, 50))} / ${ms(pct(xs, 99))}`;
-  const size = (c: Cell, n: number) => `${(c.configBytes / 1024).toFixed(0)} KiB (${(c.configBytes / n).toFixed(0)} B/host)`;
+  const failed = (c: Cell | Error): c is Error => c instanceof Error;
+  const cell = (c: Cell | Error, pick: (c: Cell) => number[]) => (failed(c) ? `failed: ${c.message.slice(0, 120)}` : `${ms(pct(pick(c), 50))} / ${ms(pct(pick(c), 99))}`);
+  const size = (c: Cell | Error, n: number) => (failed(c) ? "-" : `${(c.configBytes / 1024).toFixed(0)} KiB (${(c.configBytes / n).toFixed(0)} B/host)`);
+  const median = (c: Cell | Error, pick: (c: Cell) => number[]) => (failed(c) ? NaN : pct(pick(c), 50));
   console.log("");
   console.log("| hosts | write -> slave's Caddy serves it, this project (median / p99) | same, original | ratio of medians (original / this) | API write returns, this / original (median) | rendered config, this | rendered config, original | bare `POST /load`, this (median / p99) | bare `POST /load`, original |");
   console.log("|---|---|---|---|---|---|---|---|---|");
   for (const { n, cpm, orig } of rows) {
     console.log(
-      `| ${n.toLocaleString("en-US")} | ${cell(cpm.serve)} | ${cell(orig.serve)} | ${(pct(orig.serve, 50) / pct(cpm.serve, 50)).toFixed(2)}x | ${ms(pct(cpm.write, 50))} / ${ms(pct(orig.write, 50))} | ${size(cpm, n)} | ${size(orig, n)} | ${cell(cpm.loads)} | ${cell(orig.loads)} |`,
+      `| ${n.toLocaleString("en-US")} | ${cell(cpm, (c) => c.serve)} | ${cell(orig, (c) => c.serve)} | ${(median(orig, (c) => c.serve) / median(cpm, (c) => c.serve)).toFixed(2)}x | ${ms(median(cpm, (c) => c.write))} / ${ms(median(orig, (c) => c.write))} | ${size(cpm, n)} | ${size(orig, n)} | ${cell(cpm, (c) => c.loads)} | ${cell(orig, (c) => c.loads)} |`,
     );
   }
 }
