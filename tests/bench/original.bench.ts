@@ -44,6 +44,8 @@ const TOKEN = "bench-original-sync-token-0123456789";
 const WILDCARD = "*.bench.test";
 /** The upstream's port inside each of the original's network namespaces. */
 const NS_UPSTREAM_PORT = 18080;
+/** The original's API defaults for a new proxy host, given to this project's hosts too so both render the same shape. */
+const ORIGINAL_HOST_DEFAULTS = { sslForced: true, hstsEnabled: true, hstsSubdomains: false, allowWebsocket: true, preserveHostHeader: true };
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -53,8 +55,9 @@ const ms = (x: number) => `${x.toFixed(0)} ms`;
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 const log = (s: string) => process.stderr.write(`  ${s}\n`);
 
-/** Every process this run started, killed on the way out whatever happens. */
+/** Every process and instance this run started, stopped on the way out whatever happens. */
 const children = new Set<ChildProcess>();
+const instances = new Set<Instance>();
 function track(child: ChildProcess): ChildProcess {
   children.add(child);
   child.once("exit", () => children.delete(child));
@@ -151,11 +154,16 @@ async function benchThis(n: number, pem: { cert: string; key: string }): Promise
   const pki = makePki(mkdtempSync(path.join(os.tmpdir(), "cpm-bench-orig-pki-")));
   const quiet = { LOG_LEVEL: process.env.CPM_BENCH_LOG_LEVEL ?? "warn" };
   const slave = await Instance.start({ name: `bench-orig-slave-${n}`, mode: "slave", env: { ...quiet, INSTANCE_SYNC_TOKEN: TOKEN, CPM_SYNC_TLS_CERT: pki.cert, CPM_SYNC_TLS_KEY: pki.key } });
+  instances.add(slave);
   const master = await Instance.start({
     name: `bench-orig-master-${n}`,
     mode: "master",
     env: { ...quiet, CPM_SYNC_TLS_CA: pki.caCert, INSTANCE_SLAVES: JSON.stringify([{ name: "s", url: `https://localhost:${slave.ports.sync}`, token: TOKEN }]) },
+  }).catch(async (err) => {
+    await slave.stop();
+    throw err;
   });
+  instances.add(master);
   try {
     const cert = (
       await unary(
@@ -172,7 +180,7 @@ async function benchThis(n: number, pem: { cert: string; key: string }): Promise
         for (let i = next++; i < n; i = next++) {
           const r = await unary(
             master.config.createProxyHost.bind(master.config),
-            { proxyHost: ProxyHost.fromPartial({ name: `h${i}`, domains: [`h${i}.bench.test`], upstreams: [`127.0.0.1:${up.port}`], certificateId: cert.id }) },
+            { proxyHost: ProxyHost.fromPartial({ name: `h${i}`, domains: [`h${i}.bench.test`], upstreams: [`127.0.0.1:${up.port}`], certificateId: cert.id, ...ORIGINAL_HOST_DEFAULTS }) },
             master.adminToken,
           );
           hosts[i] = r.proxyHost!;
@@ -199,8 +207,10 @@ async function benchThis(n: number, pem: { cert: string; key: string }): Promise
     const json = (await caddyAdminRequest(`http://127.0.0.1:${slave.ports.caddyAdmin}/config/`)).body;
     return { serve, write, configBytes: json.length, loads: await bareLoads(json, CHANGES) };
   } finally {
-    await master.stop();
-    await slave.stop();
+    for (const i of [master, slave]) {
+      await i.stop();
+      instances.delete(i);
+    }
     await up.close();
   }
 }
@@ -473,6 +483,7 @@ const logsDirExisted = existsSync(LOGS_DIR);
 
 async function cleanup() {
   await Promise.all([...children].map(stopChild));
+  await Promise.all([...instances].map((i) => i.stop()));
   for (const ns of [...namespaces]) ns.remove();
   if (!logsDirExisted) rmSync(LOGS_DIR, { recursive: true, force: true });
 }
