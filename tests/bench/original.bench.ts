@@ -72,7 +72,7 @@ async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-/** GET https://ip:port/ for `domain` (SNI and Host); the body when the upstream answered it. */
+/** GET https://ip:port/ for `domain` (SNI and Host): whether the upstream answered it. */
 function httpsServes(ip: string, port: number, domain: string): Promise<boolean> {
   return new Promise((resolve) => {
     const req = https.request(
