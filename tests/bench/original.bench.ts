@@ -32,6 +32,7 @@ import { Instance, projectCaddy } from "../support/instance.ts";
 import { freePort, startUpstream } from "../support/net.ts";
 import { makeNamedCerts, makePki, type NamedCerts } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
+import { pct } from "./stats.ts";
 
 const ORIGINAL_DIR = process.env.CPM_ORIGINAL_DIR;
 const BUN = process.env.CPM_ORIGINAL_BUN ?? "bun";
@@ -47,10 +48,6 @@ const NS_UPSTREAM_PORT = 18080;
 /** The original's API defaults for a new proxy host, given to this project's hosts too so both render the same shape. */
 const ORIGINAL_HOST_DEFAULTS = { sslForced: true, hstsEnabled: true, hstsSubdomains: false, allowWebsocket: true, preserveHostHeader: true };
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-};
 const ms = (x: number) => `${x.toFixed(0)} ms`;
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 const log = (s: string) => process.stderr.write(`  ${s}\n`);

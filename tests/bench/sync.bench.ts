@@ -23,6 +23,7 @@ import { Instance, projectCaddy } from "../support/instance.ts";
 import { freePort, httpGet, startUpstream } from "../support/net.ts";
 import { makePki } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
+import { pct } from "./stats.ts";
 
 const SIZES = (process.env.CPM_BENCH_SIZES ?? "100,1000").split(",").map(Number);
 const CHANGES = Number(process.env.CPM_BENCH_CHANGES ?? 30);
@@ -31,10 +32,6 @@ const IN_FLIGHT = Number(process.env.CPM_BENCH_IN_FLIGHT ?? 16);
 const TICKS = Number(process.env.CPM_BENCH_TICKS ?? 30);
 const TOKEN = "bench-sync-token-0123456789abcdef";
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-};
 const ms = (x: number) => `${x.toFixed(1)} ms`;
 
 async function bareCaddy(): Promise<{ admin: number; stop: () => void }> {

@@ -148,20 +148,7 @@ describe("hostile input: nothing moves, nothing leaks", () => {
 
   /** One snapshot over a fresh TLS stream to the slave's receiver; resolves with its answer. */
   function pushToSlave(s: Snapshot, token: string | undefined = SYNC_TOKEN): Promise<SyncResponse> {
-    const client = slave.receiverClient(pki.caCert);
-    return new Promise((resolve, reject) => {
-      const call = client.sync(withBearer(token));
-      call.on("data", (r: SyncResponse) => {
-        resolve(r);
-        call.end();
-        client.close();
-      });
-      call.on("error", (e) => {
-        client.close();
-        reject(e);
-      });
-      call.write({ snapshot: s, traceContext: undefined });
-    });
+    return slave.pushSnapshot(s, token, pki.caCert);
   }
 
   // --- 1. validation of every field of every resource (API writes) ----------------------------

@@ -37,20 +37,7 @@ describe("a slave's preload survives a process killed before its commit: Caddy n
 
   /** One snapshot over a fresh TLS stream to the slave's receiver, as the master sends it. */
   function push(s: Snapshot): Promise<SyncResponse> {
-    const client = slave.receiverClient(pki.caCert);
-    return new Promise((resolve, reject) => {
-      const call = client.sync(withBearer(SYNC_TOKEN));
-      call.on("data", (r: SyncResponse) => {
-        resolve(r);
-        call.end();
-        client.close();
-      });
-      call.on("error", (e) => {
-        client.close();
-        reject(e);
-      });
-      call.write({ snapshot: s, traceContext: undefined });
-    });
+    return slave.pushSnapshot(s, SYNC_TOKEN, pki.caCert);
   }
 
   /** The receiver's first step: the snapshot preloaded into Caddy through the renderer, nothing committed. */

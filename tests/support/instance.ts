@@ -12,9 +12,11 @@ import {
   SyncDispatcherClient,
   SyncReceiverClient,
   type RenderStatus,
+  type Snapshot,
+  type SyncResponse,
 } from "@cpm/proto";
 import { builtCaddyPath, CADDY_BUILD_COMMAND, findBuiltCaddy } from "@cpm/core";
-import { channelCredentials, unary } from "@cpm/grpc-kit";
+import { channelCredentials, unary, withBearer } from "@cpm/grpc-kit";
 import { freePort, httpGet } from "./net.ts";
 import { waitFor } from "./wait.ts";
 
@@ -178,6 +180,24 @@ export class Instance {
   /** A client of this slave's sync receiver (TLS verified against `ca`, or plaintext without one). */
   receiverClient(ca?: string) {
     return new SyncReceiverClient(`localhost:${this.ports.sync}`, channelCredentials({ tls: !!ca, caFile: ca }));
+  }
+
+  /** One snapshot over a fresh stream to this slave's receiver, as a master sends it; resolves with its answer. */
+  pushSnapshot(snapshot: Snapshot, token: string | undefined, ca?: string): Promise<SyncResponse> {
+    const client = this.receiverClient(ca);
+    return new Promise((resolve, reject) => {
+      const call = client.sync(withBearer(token));
+      call.on("data", (r: SyncResponse) => {
+        resolve(r);
+        call.end();
+        client.close();
+      });
+      call.on("error", (e) => {
+        client.close();
+        reject(e);
+      });
+      call.write({ snapshot, traceContext: undefined });
+    });
   }
 
   log(): string {
