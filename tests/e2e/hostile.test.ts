@@ -39,7 +39,7 @@ import {
   type SyncResponse,
 } from "@cpm/proto";
 import { snapshotContentHash } from "@cpm/core";
-import { channelCredentials, unary, withBearer } from "@cpm/grpc-kit";
+import { channelCredentials, unary } from "@cpm/grpc-kit";
 import { Instance } from "../support/instance.ts";
 import { startUpstream, type TestServer } from "../support/net.ts";
 import { callRaw, sendAnnouncedMessage, sendGarbage } from "../support/raw-grpc.ts";

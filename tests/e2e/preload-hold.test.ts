@@ -10,7 +10,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ProxyHost, Snapshot, type SyncResponse } from "@cpm/proto";
 import { caddyAdminRequest, canonicalJson, sha256Hex, snapshotContentHash } from "@cpm/core";
-import { ConfigClient, RendererClient, withBearer } from "@cpm/grpc-kit";
+import { ConfigClient, RendererClient } from "@cpm/grpc-kit";
 import { regressions, RenderWatch } from "../chaos/watch.ts";
 import { Instance } from "../support/instance.ts";
 import { startUpstream, type TestServer } from "../support/net.ts";
