@@ -36,8 +36,15 @@ describe("a slave's preload survives a process killed before its commit: Caddy n
   }
 
   /** One snapshot over a fresh TLS stream to the slave's receiver, as the master sends it. */
-  function push(s: Snapshot): Promise<SyncResponse> {
-    return slave.pushSnapshot(s, SYNC_TOKEN, pki.caCert);
+  async function push(s: Snapshot): Promise<SyncResponse> {
+    // As the master does: a retryable NACK (a service of the slave not reachable yet, e.g. its
+    // channel to a config-service that has just started) is sent again, at most 30 s long.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const r = await slave.pushSnapshot(s, SYNC_TOKEN, pki.caCert);
+      if (!r.nack?.retryable || Date.now() > deadline) return r;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
   }
 
   /** The receiver's first step: the snapshot preloaded into Caddy through the renderer, nothing committed. */
