@@ -221,12 +221,19 @@ describe("managed certificates from a real ACME CA: issued once by the master, s
     if (!ca) return t.skip(`needs port 80 on 127.0.0.1 and a mount namespace for the test CA: ${skipReason}`);
     port80!.target = slave.ports.http;
     const before = port80!.connections;
+    // The slave's receiver is paused while the master orders: the CA's validation reaches a
+    // slave that does not know the name yet (the order starts at the master's commit, before
+    // any slave has it), and no reload of the slave's Caddy coincides with it (the test CA,
+    // unlike a public one, leaves a challenge whose one validation failed pending for good).
+    const receiver = launcherChildren(slave.child!.pid!).get("sync-receiver");
+    assert.ok(receiver, "the slave's launcher runs its receiver");
+    process.kill(receiver, "SIGSTOP");
     try {
       const c = await createManaged("via-slave");
       const issued = await waitFor(async () => {
         const got = await getCert(master, c.id);
         return got.status === CertificateStatus.CERTIFICATE_STATUS_ISSUED ? got : undefined;
-      }, "the master obtains via-slave.localhost through the slave", 90_000, 500);
+      }, "the master obtains via-slave.localhost through the slave", 90_000, 500).finally(() => process.kill(receiver, "SIGCONT"));
       assert.ok(port80!.connections > before, "the CA's validation went to the slave");
       const onSlave = await waitFor(async () => {
         const chain = await verifiedChain(slave.ports.https, "via-slave.localhost", ca!.rootPem);
@@ -234,6 +241,7 @@ describe("managed certificates from a real ACME CA: issued once by the master, s
       }, "the slave presents via-slave.localhost", 30_000, 300);
       assert.ok(onSlave[0]!.subjectAltName?.includes("DNS:via-slave.localhost"));
     } finally {
+      process.kill(receiver, "SIGCONT");
       port80!.target = master.ports.http;
     }
   });

@@ -114,19 +114,37 @@ async function fetchDirectory(url: string, ca: string): Promise<boolean> {
  * CAP_NET_BIND_SERVICE): `start` rejects with the reason otherwise.
  */
 export class Port80Forwarder {
-  target = 0;
+  private port = 0;
   connections = 0;
+  private readonly open = new Set<net.Socket>();
   private readonly server = net.createServer((c) => {
     this.connections++;
-    const up = net.connect(this.target, "127.0.0.1");
+    const up = net.connect(this.port, "127.0.0.1");
+    this.open.add(c);
     c.pipe(up).pipe(c);
     const end = () => {
+      this.open.delete(c);
       c.destroy();
       up.destroy();
     };
     c.on("error", end);
+    c.on("close", end);
     up.on("error", end);
   });
+
+  get target(): number {
+    return this.port;
+  }
+
+  /**
+   * Where new connections go. Open ones are closed: the CA's HTTP client keeps connections
+   * alive, and a validation must reach the node chosen now, not the one an old connection leads to.
+   */
+  set target(port: number) {
+    this.port = port;
+    for (const c of this.open) c.destroy();
+    this.open.clear();
+  }
 
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
