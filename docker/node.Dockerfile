@@ -9,6 +9,7 @@ WORKDIR /app
 ENV TURBO_TELEMETRY_DISABLED=1 npm_config_fund=false npm_config_audit=false npm_config_update_notifier=false
 # Manifests first: the dependency layer is rebuilt only when one of them changes.
 COPY package.json package-lock.json turbo.json tsconfig.base.json ./
+COPY libs/cli/package.json libs/cli/
 COPY libs/core/package.json libs/core/
 COPY libs/grpc-kit/package.json libs/grpc-kit/
 COPY libs/launcher/package.json libs/launcher/
@@ -22,10 +23,10 @@ COPY tests/package.json tests/
 RUN npm ci
 COPY libs ./libs
 COPY services ./services
-# Then only what the services load: no dev dependencies, no sources, and not the Prisma CLI
+# Then only what the services and the `cpm` CLI load: no dev dependencies, no sources, and not the Prisma CLI
 # (with TypeScript, effect, jiti it loads): config-service applies its migrations itself at
 # start-up. Of Prisma's runtime, only the SQLite and PostgreSQL query compilers are used.
-RUN npx turbo run build --filter='./services/*' --output-logs=errors-only \
+RUN npx turbo run build --filter='./services/*' --filter=@cpm/cli --output-logs=errors-only \
  && npm prune --omit=dev \
  && rm -rf libs/*/src services/*/src libs/launcher tests node_modules/.cache node_modules/.bin \
     node_modules/prisma node_modules/typescript node_modules/effect node_modules/fast-check \
@@ -41,6 +42,8 @@ WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=build /app /app
 COPY docker/healthcheck.mjs docker/entrypoint.sh /app/docker/
+# The operator's CLI on PATH: `docker compose exec config-service cpm proxy-host list`.
+RUN ln -s /app/libs/cli/bin/cpm.js /usr/local/bin/cpm && chmod +x /app/libs/cli/bin/cpm.js
 # The state dir (and the TLS files shared with Caddy) belong to the unprivileged user;
 # empty named volumes mounted here take this ownership.
 RUN mkdir -p /data/caddy/tls && chown -R 1000:1000 /data

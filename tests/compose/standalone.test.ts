@@ -41,6 +41,12 @@ describe("docker compose: a standalone instance from docker-compose.yml", { skip
     assert.equal((await stack!.waitServes("other.test", 404)).status, 404, "an unknown host gets 404");
   });
 
+  it("has the cpm CLI on PATH in the image: it lists the host through the API", async () => {
+    const { stdout } = await run("docker", ["exec", "-e", `CPM_TOKEN=${stack!.adminToken}`, stack!.containerName("config-service"), "cpm", "proxy-host", "list", "-o", "json"]);
+    const hosts = JSON.parse(stdout) as { name: string; domains: string[] }[];
+    assert.deepEqual(hosts.map((h) => [h.name, h.domains]), [["app", ["app.test"]]]);
+  });
+
   it("keeps its data across down and up (volumes)", async () => {
     const version = await stack!.version();
     await stack!.down();
