@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { status as Status, type ServerInterceptingCall, type ServerInterceptingCallInterface, type ServerInterceptor } from "@grpc/grpc-js";
-import { collectDefaultMetrics, Counter, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "@cpm/core";
 import { NackCode } from "@cpm/proto";
 
@@ -29,6 +29,22 @@ export function metricSet<T>(create: (registry: Registry) => T): (registry?: Reg
     }
     return set;
   };
+}
+
+/**
+ * A gauge read when scraped: `read` gives its value, or undefined to leave it as it was
+ * (the thing it reads is not there yet).
+ */
+export function scrapedGauge(registry: Registry, name: string, help: string, read: () => number | undefined): Gauge {
+  return new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const v = read();
+      if (v !== undefined) this.set(v);
+    },
+  });
 }
 
 /** Latency buckets in seconds, from a local call (1 ms) to a slow Caddy load or push (60 s). */

@@ -1,5 +1,5 @@
 import type { RenderStatus } from "@cpm/proto";
-import { Counter, Gauge, Histogram, LATENCY_BUCKETS, metricSet, type Registry } from "@cpm/grpc-kit";
+import { Counter, Histogram, LATENCY_BUCKETS, metricSet, scrapedGauge, type Registry } from "@cpm/grpc-kit";
 import { CaddyRejectedError, CaddyUnreachableError } from "./caddy.ts";
 import type { CaddyAdminApi } from "./reconciler.ts";
 
@@ -30,16 +30,10 @@ export class RendererMetrics {
       registers,
     });
     this.duration = new Histogram({ name: "cpm_renderer_caddy_load_duration_seconds", help: "Duration of POST /load to Caddy.", buckets: LATENCY_BUCKETS, registers });
-    const status = () => this.status?.();
     const gauge = (name: string, help: string, read: (s: RenderStatus) => number) =>
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          const s = status();
-          if (s) this.set(read(s));
-        },
+      scrapedGauge(registry, name, help, () => {
+        const s = this.status?.();
+        return s && read(s);
       });
     gauge("cpm_renderer_caddy_reachable", "1 when Caddy's admin API answered the last request, else 0.", (s) => Number(s.caddyReachable));
     gauge("cpm_renderer_in_sync", "1 when Caddy runs the configuration's current version, else 0.", (s) => Number(s.inSync));

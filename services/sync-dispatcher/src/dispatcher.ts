@@ -35,7 +35,7 @@ export class Dispatcher {
     void this.config.watch(
       (c) => {
         this.commits.record(c.version, c.traceContext);
-        this.state = { version: c.version, contentSha256: c.contentSha256, traceContext: c.traceContext, commits: this.commits };
+        this.state = { version: c.version, contentSha256: c.contentSha256, commits: this.commits };
         this.metrics?.committed(c.version, c.committedAt);
         for (const l of this.links) l.notify();
       },

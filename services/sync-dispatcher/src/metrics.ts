@@ -1,6 +1,6 @@
 import { NackCode, type SlaveStatus } from "@cpm/proto";
 import type { SlaveTarget } from "@cpm/core";
-import { Counter, Gauge, Histogram, metricSet, NACK_CODE_LABELS, nackCodeLabel, type Registry } from "@cpm/grpc-kit";
+import { Counter, Gauge, Histogram, metricSet, NACK_CODE_LABELS, nackCodeLabel, scrapedGauge, type Registry } from "@cpm/grpc-kit";
 
 /** Per-slave labels: the name and address (host:port) from INSTANCE_SLAVES; never its URL or token. */
 const SLAVE_LABELS = ["slave", "address"] as const;
@@ -71,15 +71,7 @@ export class DispatcherMetrics {
     perSlave("cpm_dispatcher_slave_connected", "1 while the sync stream to the slave is up, else 0.", (s) => Number(s.connected));
     perSlave("cpm_dispatcher_slave_acked_version", "The last configuration version the slave ACKed (0: none since the dispatcher started).", (s) => s.ackedVersion);
     perSlave("cpm_dispatcher_slave_lag_versions", "How many versions the slave is behind the master (master version - acked version).", (s) => s.lag);
-    const master = () => this.masterVersion;
-    new Gauge({
-      name: "cpm_dispatcher_master_version",
-      help: "The master's configuration version, as the dispatcher last heard it from config-service.",
-      registers,
-      collect() {
-        this.set(master());
-      },
-    });
+    scrapedGauge(registry, "cpm_dispatcher_master_version", "The master's configuration version, as the dispatcher last heard it from config-service.", () => this.masterVersion);
   }
 
   /** Reads the links' status when scraped. */

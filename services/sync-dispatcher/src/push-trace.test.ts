@@ -38,10 +38,10 @@ describe("push spans", () => {
     const commits = new CommitTraces();
     for (const v of [4, 5, 6]) await withSpan(`commit ${v}`, { attributes: { "cpm.config.version": v } }, () => commits.record(v, traceCarrier()));
     // The slave acked v4; v5 and v6 were committed while a push was in flight: one push carries v6.
-    const ack = startPush(snapshotAt(6), commits, undefined, target, 4);
+    const ack = startPush(snapshotAt(6), commits, target, 4);
     assert.match(ack.carrier?.traceparent ?? "", /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
     endPush(ack, { response: { ack: { version: 6, configSha256: "ab".repeat(32) }, nack: undefined } });
-    const nack = startPush(snapshotAt(7), commits, undefined, target, 6);
+    const nack = startPush(snapshotAt(7), commits, target, 6);
     endPush(nack, { response: { ack: undefined, nack: { version: 7, appliedVersion: 6, reason: "proxy_hosts[0]: secret.example.com refused", code: NackCode.NACK_CODE_CADDY_REJECTED, retryable: false } } });
     await tracing.shutdown();
 

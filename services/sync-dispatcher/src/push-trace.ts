@@ -41,10 +41,10 @@ export class CommitTraces {
  * Attributes: the version, a content hash prefix, the slave's name and address, the version
  * it acked before.
  */
-export function startPush(snapshot: Pick<Snapshot, "version" | "contentSha256">, commits: CommitTraces | undefined, fallback: TraceCarrier | undefined, target: SlaveTarget, ackedVersion: number): PushSpan {
+export function startPush(snapshot: Pick<Snapshot, "version" | "contentSha256">, commits: CommitTraces | undefined, target: SlaveTarget, ackedVersion: number): PushSpan {
   const span = startSpan("dispatcher.push", {
     kind: SpanKind.PRODUCER,
-    parent: contextFromCarrier(commits?.get(snapshot.version) ?? fallback),
+    parent: contextFromCarrier(commits?.get(snapshot.version)),
     links: commits?.between(ackedVersion, snapshot.version),
     attributes: {
       ...versionAttributes(snapshot.version, snapshot.contentSha256),

@@ -1,6 +1,6 @@
 import { NackCode, SyncReceiverService, SyncRequest, type SlaveStatus, type SyncResponse } from "@cpm/proto";
 import { backoffDelay, type Logger, type SlaveTarget } from "@cpm/core";
-import { channelCredentials, clientOptions, withBearer, type TraceCarrier } from "@cpm/grpc-kit";
+import { channelCredentials, clientOptions, withBearer } from "@cpm/grpc-kit";
 import { connectivityState, makeGenericClientConstructor, type Client, type ClientDuplexStream, type Metadata } from "@grpc/grpc-js";
 import { endPush, startPush, type CommitTraces, type PushSpan } from "./push-trace.ts";
 import { NO_LINK_METRICS, type LinkMetrics } from "./metrics.ts";
@@ -37,9 +37,7 @@ const RETRY_MAX_MS = 1_000;
 export interface MasterState {
   version: number;
   contentSha256: string;
-  /** Trace context of the commit of `version` (absent when tracing is off or unknown). */
-  traceContext?: TraceCarrier;
-  /** Trace contexts of recent commits, for the versions a push coalesces. */
+  /** Trace contexts of recent commits: the push's parent and the versions it coalesces. */
   commits?: CommitTraces;
 }
 
@@ -273,9 +271,7 @@ export class SlaveLink {
       }, this.opts.ackTimeoutMs);
       // The push belongs to the trace of the commit that produced the version it carries (the
       // newest one when several versions were coalesced into this push).
-      const now = this.master();
-      const commitTrace = now.version === snapshot.version ? now.traceContext : want.version === snapshot.version ? want.traceContext : undefined;
-      const span = startPush(snapshot, now.commits, commitTrace, this.target, this.acked?.version ?? 0);
+      const span = startPush(snapshot, this.master().commits, this.target, this.acked?.version ?? 0);
       this.inFlight = { version: snapshot.version, contentSha256: snapshot.contentSha256, timer, span };
       this.snapshotsSent++;
       stream.write(withTraceContext(snapshot.frame, span.carrier));

@@ -1,5 +1,5 @@
 import type { SyncResponse } from "@cpm/proto";
-import { Counter, Gauge, metricSet, NACK_CODE_LABELS, nackCodeLabel, type Registry } from "@cpm/grpc-kit";
+import { Counter, metricSet, NACK_CODE_LABELS, nackCodeLabel, scrapedGauge, type Registry } from "@cpm/grpc-kit";
 import type { ReceiverState } from "./receiver.ts";
 
 /**
@@ -18,24 +18,10 @@ export class ReceiverMetrics {
     this.applied = new Counter({ name: "cpm_receiver_snapshots_applied_total", help: "Snapshots answered with an ACK (applied and running in Caddy, or already running).", registers });
     this.refused = new Counter({ name: "cpm_receiver_snapshots_refused_total", help: "Snapshots answered with a NACK, by NACK code.", labelNames: ["code"], registers });
     for (const code of NACK_CODE_LABELS) this.refused.inc({ code }, 0);
-    const state = () => this.state?.();
-    new Gauge({
-      name: "cpm_receiver_applied_version",
-      help: "The configuration version this slave has applied (as last read from its config-service).",
-      registers,
-      collect() {
-        const s = state();
-        if (s) this.set(s.appliedVersion);
-      },
-    });
-    new Gauge({
-      name: "cpm_receiver_last_sync_timestamp_seconds",
-      help: "When the last snapshot was ACKed (Unix time, seconds); 0: never.",
-      registers,
-      collect() {
-        const s = state();
-        if (s) this.set(s.lastSyncTime ? s.lastSyncTime.getTime() / 1000 : 0);
-      },
+    scrapedGauge(registry, "cpm_receiver_applied_version", "The configuration version this slave has applied (as last read from its config-service).", () => this.state?.().appliedVersion);
+    scrapedGauge(registry, "cpm_receiver_last_sync_timestamp_seconds", "When the last snapshot was ACKed (Unix time, seconds); 0: never.", () => {
+      const s = this.state?.();
+      return s && (s.lastSyncTime ? s.lastSyncTime.getTime() / 1000 : 0);
     });
   }
 
