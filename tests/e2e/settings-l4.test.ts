@@ -57,9 +57,19 @@ function api(inst: Instance) {
     deleteL4: (id: string) => unary(inst.config.deleteL4ProxyHost.bind(inst.config), { id }, inst.adminToken),
     /** The config Caddy runs. */
     running: async (): Promise<Json> => {
-      const res = await caddyAdminRequest(`http://127.0.0.1:${inst.ports.caddyAdmin}/config/`);
-      assert.equal(res.status, 200);
-      return JSON.parse(res.body);
+      // Caddy restarts its admin endpoint on every load: a read that meets a load still in
+      // progress (the renderer's, for a write just made) has its connection reset; read again.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const res = await caddyAdminRequest(`http://127.0.0.1:${inst.ports.caddyAdmin}/config/`);
+          assert.equal(res.status, 200);
+          return JSON.parse(res.body);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (attempt >= 20 || (code !== "ECONNRESET" && code !== "ECONNREFUSED")) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
     },
     /** Caddy runs `version` with no load error. */
     inSyncAt: async (version: number) => {
