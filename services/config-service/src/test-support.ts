@@ -82,7 +82,7 @@ export async function startConfigService(opts: StartOptions = {}): Promise<Harne
   const { db, applied, dialect } = await openDatabase(opts.databaseUrl ?? freshSqliteUrl());
   const store = new ConfigStore(db, log, { dialect });
   await store.init();
-  const tokens = new ApiTokens(db);
+  const tokens = new ApiTokens(db, { dialect });
   await tokens.ensure(adminToken);
   const server = createServer({ store, tokens, mode: opts.mode ?? "standalone", internalToken, log, reservedUpstreams: opts.reservedUpstreams, apiMaxMessageBytes: opts.apiMaxMessageBytes });
   const address = `127.0.0.1:${await server.api.listen("127.0.0.1:0")}`;
