@@ -2,26 +2,16 @@
 // token or its user takes effect on the very next call, whoever made it (this process through
 // the API, another object of this process, or another connection to the database file).
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { createRequire } from "node:module";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { ProxyHost, Role } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
 import { sqlitePath } from "./db.ts";
-import { ADMIN, expectStatus, freshSqliteUrl, startConfigService, type Harness } from "./test-support.ts";
+import { ADMIN, expectStatus, freshSqliteUrl, sqliteInAnotherProcess, startConfigService, type Harness } from "./test-support.ts";
 import { MAX_REMEMBERED_MISSES, tokenCacheOf } from "./token-cache.ts";
 import { ApiTokens } from "./tokens.ts";
 import { Users } from "./users.ts";
-
-const BETTER_SQLITE3 = createRequire(import.meta.url).resolve("better-sqlite3");
-const OTHER_PROCESS = `
-const [, lib, file, sql, ...params] = process.argv;
-const db = new (require(lib))(file);
-db.pragma("busy_timeout = 5000");
-process.stdout.write(String(db.prepare(sql).run(...params).changes));
-db.close();`;
 
 describe("the API token check (cached in memory on SQLite)", () => {
   let h: Harness;
@@ -40,15 +30,8 @@ describe("the API token check (cached in memory on SQLite)", () => {
   const listHosts = (token: string) => unary(h.config.listProxyHosts.bind(h.config), {}, token);
   const createHost = (token: string, name: string) =>
     unary(h.config.createProxyHost.bind(h.config), { proxyHost: ProxyHost.fromPartial({ name, domains: [`${name}.test`], upstreams: ["127.0.0.1:1"] }) }, token);
-  /**
-   * Runs `sql` in another process on the instance's database file, as an operator with sqlite3
-   * would; returns the number of rows changed. (Another process, not a second SQLite library in
-   * this one: two copies of SQLite in one process do not see each other's file locks.)
-   */
-  const elsewhere = (sql: string, ...params: string[]) =>
-    Number(
-      execFileSync(process.execPath, ["-e", OTHER_PROCESS, BETTER_SQLITE3, file, sql, ...params], { encoding: "utf8" }),
-    );
+  /** Runs `sql` on the instance's database file from another process, as an operator with sqlite3 would. */
+  const elsewhere = (sql: string, ...params: string[]) => sqliteInAnotherProcess(file, sql, ...params);
   /** A time as the Prisma SQLite adapter stores it. */
   const sqliteTime = (d: Date) => d.toISOString().replace("Z", "+00:00");
   const cached = () => tokenCacheOf(h.db).size();
@@ -127,7 +110,7 @@ describe("the API token check (cached in memory on SQLite)", () => {
     await expectStatus(listHosts(secret), status.UNAUTHENTICATED);
     const adminId = (await whoAmI(ADMIN)).userId;
     const tokenHash = createHash("sha256").update(secret).digest("hex");
-    elsewhere(`INSERT INTO "ApiToken" ("id", "name", "tokenHash", "prefix", "role", "userId", "createdAt") VALUES ('t-ops', 'from-sqlite3', ?, '', 'viewer', ?, ?)`, tokenHash, adminId, sqliteTime(new Date()));
+    assert.equal(elsewhere(`INSERT INTO "ApiToken" ("id", "name", "tokenHash", "prefix", "role", "userId", "createdAt") VALUES ('t-ops', 'from-sqlite3', ?, '', 'viewer', ?, ?)`, tokenHash, adminId, sqliteTime(new Date())), 1);
     assert.equal((await whoAmI(secret)).tokenName, "from-sqlite3");
   });
 
