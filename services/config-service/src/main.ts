@@ -17,7 +17,7 @@ async function main() {
   const info = await store.init();
   configMetrics().observe(store);
   const metrics = await startMetrics(cfg.metricsListen.config, METRICS_LISTEN_VARIABLES.config, log);
-  const tokens = new ApiTokens(db);
+  const tokens = new ApiTokens(db, { dialect });
   if (cfg.adminToken) await tokens.ensure(cfg.adminToken);
   const server = createServer({
     store,

@@ -6,6 +6,7 @@ import { AccountServiceClient, ConfigServiceClient, ProxyHost, Role } from "@cpm
 import { SNAPSHOT_SCHEMA_VERSION, snapshotContentHash } from "@cpm/core";
 import { unary } from "@cpm/grpc-kit";
 import { expectStatus, startConfigService, type Harness } from "./test-support.ts";
+import { tokenCacheOf } from "./token-cache.ts";
 
 /**
  * The same service on PostgreSQL (adapter-pg, migrations applied by the service itself).
@@ -74,6 +75,32 @@ describe("config-service on PostgreSQL", { skip: BASE ? false : "CPM_TEST_POSTGR
     // A restart on the same database applies no migration twice and keeps the version.
     assert.deepEqual(await start("standalone"), []);
     assert.equal((await unary(config.getInstanceInfo.bind(config), {}, ADMIN)).version, 3);
+    await stop();
+  });
+
+  it("checks API tokens against the database on every call (nothing cached): revoke, demote and disable take effect at once", async () => {
+    await start("standalone");
+    const user = (await unary(account.createUser.bind(account), { username: "pg-ops", role: Role.ROLE_ADMIN, password: "" }, ADMIN)).user!;
+    const create = (name: string) => unary(account.createApiToken.bind(account), { name, role: Role.ROLE_ADMIN, expiresAt: undefined, userId: user.id }, ADMIN);
+    const write = (token: string, name: string) =>
+      unary(config.createProxyHost.bind(config), { proxyHost: ProxyHost.fromPartial({ name, domains: [`${name}.pg.test`], upstreams: ["127.0.0.1:9"] }) }, token);
+    const revoked = await create("pg-revoked");
+    const kept = await create("pg-kept");
+    await write(revoked.secret, "by-revoked");
+    await unary(account.revokeApiToken.bind(account), { id: revoked.apiToken!.id }, ADMIN);
+    await expectStatus(write(revoked.secret, "after-revoke"), status.UNAUTHENTICATED);
+    // A change made by another connection is seen as well.
+    const other = new pg.Client({ connectionString: url });
+    await other.connect();
+    try {
+      assert.equal((await other.query(`UPDATE "User" SET role = 'viewer' WHERE id = $1`, [user.id])).rowCount, 1);
+    } finally {
+      await other.end();
+    }
+    await expectStatus(write(kept.secret, "after-demote"), status.PERMISSION_DENIED);
+    await unary(account.updateUser.bind(account), { id: user.id, role: Role.ROLE_VIEWER, disabled: true, password: "" }, ADMIN);
+    await expectStatus(unary(config.listProxyHosts.bind(config), {}, kept.secret), status.UNAUTHENTICATED);
+    assert.deepEqual(tokenCacheOf(h!.db).size(), { tokens: 0, misses: 0 });
     await stop();
   });
 

@@ -31,7 +31,6 @@ import { ProxyHosts } from "./resources/proxy-hosts.ts";
 import { settingsHandlers } from "./resources/settings.ts";
 import type { ConfigStore } from "./store.ts";
 import type { ApiTokens } from "./tokens.ts";
-import { Users } from "./users.ts";
 
 export interface ConfigServiceDeps {
   store: ConfigStore;
@@ -189,7 +188,7 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
     },
   };
 
-  const users = new Users(store.db);
+  const users = deps.tokens.users;
   const account: AsyncService<AccountServiceServer> = {
     createUser: async (req) => ({ user: await users.create(req.username, req.role, req.password) }),
     getUser: async (req) => ({ user: await users.get(req.id) }),

@@ -225,9 +225,7 @@ export class ConfigStore {
   }
 
   private async dataVersion(): Promise<bigint | number | undefined> {
-    if (this.dialect !== "sqlite") return undefined;
-    const rows = await this.db.$queryRawUnsafe<{ data_version: bigint | number }[]>("PRAGMA data_version");
-    return rows[0]?.data_version;
+    return this.dialect === "sqlite" ? sqliteDataVersion(this.db) : undefined;
   }
 
   /** The in-memory content, read from the database when missing; a read raced by a commit is read again. */
@@ -267,6 +265,15 @@ export class ConfigStore {
     const info = { instanceId: inst.instanceId, version: inst.version, committedAt: inst.versionCommittedAt, masterInstanceId: inst.masterInstanceId };
     return { index, info, dataVersion };
   }
+}
+
+/**
+ * SQLite's `PRAGMA data_version` of `db`'s connection: it changes when another connection has
+ * committed to the database file (not on this connection's own commits). One cheap query.
+ */
+export async function sqliteDataVersion(db: Db): Promise<bigint | number | undefined> {
+  const rows = await db.$queryRawUnsafe<{ data_version: bigint | number }[]>("PRAGMA data_version");
+  return rows[0]?.data_version;
 }
 
 const encode = (x: unknown) => canonicalJson(x);

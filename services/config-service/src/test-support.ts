@@ -5,6 +5,7 @@ import { after, afterEach, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { AccountServiceClient, ConfigServiceClient } from "@cpm/proto";
@@ -74,6 +75,23 @@ export function selfSignedCertificate(name: string): { cert: string; key: string
   return { cert: readFileSync(`${base}.crt`, "utf8"), key: readFileSync(`${base}.key`, "utf8") };
 }
 
+const BETTER_SQLITE3 = createRequire(import.meta.url).resolve("better-sqlite3");
+const RUN_SQL = `
+const [, lib, file, sql, ...params] = process.argv;
+const db = new (require(lib))(file);
+db.pragma("busy_timeout = 5000");
+process.stdout.write(String(db.prepare(sql).run(...params).changes));
+db.close();`;
+
+/**
+ * Runs one SQL statement on the SQLite database `file` from another process (as an operator
+ * with sqlite3 would) and returns how many rows it changed. Another process, not a second
+ * connection here: two copies of SQLite in one process do not see each other's file locks.
+ */
+export function sqliteInAnotherProcess(file: string, sql: string, ...params: string[]): number {
+  return Number(execFileSync(process.execPath, ["-e", RUN_SQL, BETTER_SQLITE3, file, sql, ...params], { encoding: "utf8" }));
+}
+
 /** Starts config-service on a database of its own (nothing is shared between harnesses unless `databaseUrl` is). */
 export async function startConfigService(opts: StartOptions = {}): Promise<Harness> {
   const adminToken = opts.adminToken ?? ADMIN;
@@ -82,7 +100,7 @@ export async function startConfigService(opts: StartOptions = {}): Promise<Harne
   const { db, applied, dialect } = await openDatabase(opts.databaseUrl ?? freshSqliteUrl());
   const store = new ConfigStore(db, log, { dialect });
   await store.init();
-  const tokens = new ApiTokens(db);
+  const tokens = new ApiTokens(db, { dialect });
   await tokens.ensure(adminToken);
   const server = createServer({ store, tokens, mode: opts.mode ?? "standalone", internalToken, log, reservedUpstreams: opts.reservedUpstreams, apiMaxMessageBytes: opts.apiMaxMessageBytes });
   const address = `127.0.0.1:${await server.api.listen("127.0.0.1:0")}`;

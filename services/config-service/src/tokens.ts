@@ -3,9 +3,15 @@ import type { ApiToken, Role } from "@cpm/proto";
 import { checkName, notFound, ValidationError } from "@cpm/core";
 import type { Principal } from "@cpm/grpc-kit";
 import type { Db } from "./db.ts";
+import { tokenCacheOf, type TokenCache, type TokenFacts } from "./token-cache.ts";
 import { roleName, roleProto, Users } from "./users.ts";
 
 const hash = (secret: string) => createHash("sha256").update(secret).digest("hex");
+
+export interface ApiTokensOptions {
+  /** On SQLite the check is a lookup in memory (see TokenCache); elsewhere it reads every time. */
+  dialect?: "sqlite" | "postgresql";
+}
 
 /**
  * API tokens of this instance. Secrets are random (256 bits) and only their sha256 is
@@ -13,10 +19,17 @@ const hash = (secret: string) => createHash("sha256").update(secret).digest("hex
  * acts for a user; its effective role is the lower of its own and its user's.
  */
 export class ApiTokens {
-  private readonly users: Users;
+  /** The users of this instance; their writes invalidate the token check's cache too. */
+  readonly users: Users;
+  private readonly cache: TokenCache;
 
-  constructor(private readonly db: Db) {
+  constructor(
+    private readonly db: Db,
+    opts: ApiTokensOptions = {},
+  ) {
     this.users = new Users(db);
+    this.cache = tokenCacheOf(db);
+    if (opts.dialect === "sqlite") this.cache.enable();
   }
 
   /**
@@ -25,7 +38,10 @@ export class ApiTokens {
    */
   async ensure(secret: string, name = "bootstrap"): Promise<void> {
     const userId = await this.users.ensureAdmin();
-    const tokenHash = hash(secret);
+    await this.cache.writing(() => this.ensureToken(hash(secret), name, userId));
+  }
+
+  private async ensureToken(tokenHash: string, name: string, userId: string): Promise<void> {
     const existing = await this.db.apiToken.findUnique({ where: { tokenHash } });
     if (existing) {
       if (existing.revokedAt || existing.role !== "admin" || existing.userId !== userId || existing.expiresAt || existing.prefix) {
@@ -37,12 +53,21 @@ export class ApiTokens {
     await this.db.apiToken.create({ data: { id: randomUUID(), name, tokenHash, prefix: "", role: "admin", userId } });
   }
 
+  /** Who `secret` acts for; undefined when it is unknown, revoked, expired or its user is disabled. */
   async authenticate(secret: string): Promise<Principal | undefined> {
-    const row = await this.db.apiToken.findUnique({ where: { tokenHash: hash(secret) }, include: { user: true } });
-    if (!row || row.revokedAt || (row.expiresAt && row.expiresAt.getTime() <= Date.now())) return undefined;
-    if (row.user?.disabled) return undefined;
-    const role = row.role === "admin" && (!row.user || row.user.role === "admin") ? "admin" : "viewer";
-    return { kind: "api_token", name: row.name, role, userId: row.userId ?? undefined, username: row.user?.username };
+    const tokenHash = hash(secret);
+    const t = await this.cache.lookup(tokenHash, () => this.read(tokenHash));
+    if (!t || t.revoked || (t.expiresAt !== null && t.expiresAt <= Date.now())) return undefined;
+    if (t.user?.disabled) return undefined;
+    const role = t.role === "admin" && (!t.user || t.user.role === "admin") ? "admin" : "viewer";
+    return { kind: "api_token", name: t.name, role, userId: t.userId ?? undefined, username: t.user?.username };
+  }
+
+  private async read(tokenHash: string): Promise<TokenFacts | undefined> {
+    const row = await this.db.apiToken.findUnique({ where: { tokenHash }, include: { user: true } });
+    if (!row) return undefined;
+    const user = row.user && { role: row.user.role, disabled: row.user.disabled, username: row.user.username };
+    return { name: row.name, role: row.role, userId: row.userId, expiresAt: row.expiresAt?.getTime() ?? null, revoked: row.revokedAt !== null, user };
   }
 
   async create(name: string, role: Role, expiresAt: Date | undefined, userId: string, caller: Principal): Promise<{ token: ApiToken; secret: string }> {
@@ -56,9 +81,11 @@ export class ApiTokens {
     if (user.disabled) throw new ValidationError("user_id", `user "${user.username}" is disabled`);
     if (r === "admin" && user.role !== "admin") throw new ValidationError("role", `exceeds the role of user "${user.username}" (viewer)`);
     const secret = `cpm_${randomBytes(32).toString("base64url")}`;
-    const row = await this.db.apiToken.create({
-      data: { id: randomUUID(), name: n, tokenHash: hash(secret), prefix: secret.slice(0, 8), role: r, expiresAt: expiresAt ?? null, userId: user.id },
-    });
+    const row = await this.cache.writing(() =>
+      this.db.apiToken.create({
+        data: { id: randomUUID(), name: n, tokenHash: hash(secret), prefix: secret.slice(0, 8), role: r, expiresAt: expiresAt ?? null, userId: user.id },
+      }),
+    );
     return { token: toProto(row), secret };
   }
 
@@ -70,7 +97,7 @@ export class ApiTokens {
     if (!id) throw new ValidationError("id", "is required");
     const row = await this.db.apiToken.findUnique({ where: { id } });
     if (!row) throw notFound("API token", id);
-    await this.db.apiToken.update({ where: { id }, data: { revokedAt: new Date() } });
+    await this.cache.writing(() => this.db.apiToken.update({ where: { id }, data: { revokedAt: new Date() } }));
   }
 }
 

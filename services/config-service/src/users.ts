@@ -3,6 +3,7 @@ import bcrypt from "bcryptjs";
 import { Role, type User } from "@cpm/proto";
 import { alreadyExists, failedPrecondition, notFound, ValidationError } from "@cpm/core";
 import type { Db } from "./db.ts";
+import { tokenCacheOf, type TokenCache } from "./token-cache.ts";
 
 const USERNAME = /^[A-Za-z0-9._@-]{3,64}$/;
 const MIN_PASSWORD = 12;
@@ -38,13 +39,18 @@ const toProto = (r: Row): User => ({ id: r.id, username: r.username, role: roleP
  * role caps the role of its tokens; disabling a user stops its tokens at once.
  */
 export class Users {
-  constructor(private readonly db: Db) {}
+  /** Every write here ends by emptying it: the token check sees the change at once. */
+  private readonly tokenCache: TokenCache;
+
+  constructor(private readonly db: Db) {
+    this.tokenCache = tokenCacheOf(db);
+  }
 
   /** The user that owns the bootstrap token (CPM_ADMIN_TOKEN). */
   async ensureAdmin(): Promise<string> {
     const existing = await this.db.user.findUnique({ where: { username: "admin" } });
     if (existing) return existing.id;
-    return (await this.db.user.create({ data: { id: randomUUID(), username: "admin", role: "admin" } })).id;
+    return (await this.tokenCache.writing(() => this.db.user.create({ data: { id: randomUUID(), username: "admin", role: "admin" } }))).id;
   }
 
   async create(username: string, role: Role, password: string): Promise<User> {
@@ -54,7 +60,7 @@ export class Users {
     const passwordHash = await hashPassword(password, "password");
     if (await this.db.user.findUnique({ where: { username: u } })) throw alreadyExists(`username: a user named "${u}" already exists`);
     const now = new Date();
-    return toProto(await this.db.user.create({ data: { id: randomUUID(), username: u, role: r, passwordHash, createdAt: now, updatedAt: now } }));
+    return toProto(await this.tokenCache.writing(() => this.db.user.create({ data: { id: randomUUID(), username: u, role: r, passwordHash, createdAt: now, updatedAt: now } })));
   }
 
   async get(id: string): Promise<User> {
@@ -76,20 +82,24 @@ export class Users {
     }
     const passwordHash = await hashPassword(password, "password");
     const removesAdmin = (disabled || r !== "admin") && current.role === Role.ROLE_ADMIN;
-    const row = await this.db.$transaction(async (tx) => {
-      if (removesAdmin) await keepOneAdmin(tx, id);
-      return tx.user.update({ where: { id }, data: { role: r, disabled, updatedAt: new Date(), ...(passwordHash ? { passwordHash } : {}) } });
-    });
+    const row = await this.tokenCache.writing(() =>
+      this.db.$transaction(async (tx) => {
+        if (removesAdmin) await keepOneAdmin(tx, id);
+        return tx.user.update({ where: { id }, data: { role: r, disabled, updatedAt: new Date(), ...(passwordHash ? { passwordHash } : {}) } });
+      }),
+    );
     return toProto(row);
   }
 
   async delete(id: string, callerUserId: string | undefined): Promise<void> {
     const current = await this.get(id);
     if (id === callerUserId) throw failedPrecondition("a user cannot delete itself");
-    await this.db.$transaction(async (tx) => {
-      if (current.role === Role.ROLE_ADMIN) await keepOneAdmin(tx, id);
-      await tx.user.delete({ where: { id } });
-    });
+    await this.tokenCache.writing(() =>
+      this.db.$transaction(async (tx) => {
+        if (current.role === Role.ROLE_ADMIN) await keepOneAdmin(tx, id);
+        await tx.user.delete({ where: { id } });
+      }),
+    );
   }
 }
 
