@@ -12,13 +12,28 @@ export const SYNC_TOKEN = "bench-sync-token-0123456789abcdef";
 const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 const quiet = () => ({ LOG_LEVEL: process.env.CPM_BENCH_LOG_LEVEL ?? "warn" });
 
+/** Instances started here and not stopped yet. */
+const live = new Set<Instance>();
+
+/**
+ * On SIGINT or SIGTERM, kills every instance started here and not stopped (each runs in its own
+ * process group, which a Ctrl-C does not reach), then exits.
+ */
+export function killInstancesOnSignal(): void {
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => void Promise.all([...live].map((i) => i.kill())).finally(() => process.exit(130)));
+  }
+}
+
 /** Launches an instance; one whose start fails is killed (no processes left behind) and the error rethrown. */
 export async function startInstance(opts: InstanceOptions): Promise<Instance> {
   const inst = await Instance.prepare(opts);
+  live.add(inst);
   try {
     await inst.launch();
   } catch (e) {
     await inst.kill();
+    live.delete(inst);
     throw e;
   }
   return inst;
@@ -64,6 +79,7 @@ export function startMaster(name: string, slaves: Instance[], pki: TestPki): Pro
 /** Stops every instance (SIGTERM, SIGKILL after the helper's grace period), concurrently. */
 export async function stopAll(instances: Instance[]): Promise<void> {
   await Promise.all(instances.map((i) => i.stop()));
+  for (const i of instances) live.delete(i);
 }
 
 /** Runs `fn(0..count-1)` with `inFlight` calls at a time. */

@@ -44,7 +44,7 @@ import { Instance, projectCaddy } from "../support/instance.ts";
 import { freePort, startUpstream } from "../support/net.ts";
 import { makePki, type TestPki } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
-import { burst, restartUntilServed, seed, setDomain, startMaster, startSlave, startSlaves, stopAll, SYNC_TOKEN, untilServed, waitSlavesOn } from "./cluster.ts";
+import { burst, killInstancesOnSignal, restartUntilServed, seed, setDomain, startMaster, startSlave, startSlaves, stopAll, SYNC_TOKEN, untilServed, waitSlavesOn } from "./cluster.ts";
 import { measureTree, mib } from "./proc-mem.ts";
 import { pct } from "./stats.ts";
 
@@ -270,6 +270,7 @@ function machineLine(): string {
 }
 
 async function main() {
+  killInstancesOnSignal();
   console.log(machineLine());
   console.log(
     `bench: master + one TLS slave with real Caddies per size; ${IN_FLIGHT} writes in flight while seeding and in bursts, ${WRITES} single writes, ${CHANGES} changes, ${TICKS} unchanged pushes, a burst of ${BURST}, ${RESTARTS} slave restarts per size` +
