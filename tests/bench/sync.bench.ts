@@ -1,38 +1,79 @@
 /**
  * npm run bench (also npm run bench:sync)
  *
- * For each size in CPM_BENCH_SIZES (default 100 and 1,000 proxy hosts), one master and one
- * slave (TLS, each with its own real Caddy), and prints one table:
- * - writes/s: the hosts are seeded with 16 creates in flight (CPM_BENCH_IN_FLIGHT);
+ * Prints the machine (CPU model, cores, Node, load average at start), then for each size in
+ * CPM_BENCH_SIZES (default 100 and 1,000 proxy hosts; 10000 works too) one master and one slave
+ * (TLS, each a whole instance with its own real Caddy), and one table with a goal per row:
+ * - writes/s: the hosts are seeded with CPM_BENCH_IN_FLIGHT (default 16) creates in flight;
  * - API write latency: CPM_BENCH_WRITES (default 200) UpdateProxyHost calls one at a time;
  * - write -> the slave's Caddy serves it, over CPM_BENCH_CHANGES changes (default 30), next
- *   to the bare `POST /load` of the same rendered config into a separate Caddy, same run;
- * - the snapshot's size on the wire;
+ *   to the bare `POST /load` of the same rendered config into a separate Caddy, same run, and
+ *   the ratios median / bare median and p99 / bare median;
+ * - burst: CPM_BENCH_BURST (default 1000) updates of existing hosts, CPM_BENCH_IN_FLIGHT at a
+ *   time; the time from the last write returning until the slave holds the final version with
+ *   its Caddy on it and serves the last write's domain, and the snapshots pushed meanwhile;
+ * - whole-instance memory of master and slave (sum over the launcher's process tree of VmRSS,
+ *   and of private pages, as `npm run bench:rss` measures), the median of
+ *   CPM_BENCH_RSS_SAMPLES (default 3) readings a second apart, taken CPM_BENCH_RSS_SETTLE_MS
+ *   (default 2000) after the burst with the slave in sync;
+ * - slave restart: CPM_BENCH_RESTARTS times (default 3) the slave is killed (SIGKILL to its
+ *   process group), a host changes on the master (which keeps running), and the slave starts
+ *   again on its data dir; measured from the slave's API being up, taken as its sync receiver
+ *   answering GetReceiverStatus over TLS (the earliest moment the master can push to it), until
+ *   its Caddy serves the change; median and max;
+ * - the snapshot's size on the wire and the rendered config's size;
  * - the unchanged periodic push: the master's current snapshot sent again to the slave's
- *   receiver over one stream, the time to its ACK, and whether the slave's Caddy reloaded.
+ *   receiver over one stream, CPM_BENCH_TICKS times (default 30), the time to its ACK, and
+ *   whether the slave's Caddy reloaded.
+ * Then one fan-out table at CPM_BENCH_FANOUT_HOSTS hosts (default 100): a master with one slave,
+ * then a master with CPM_BENCH_FANOUT slaves (default 20; 0 skips the table), started
+ * CPM_BENCH_FANOUT_BATCH at a time (default 5); the median over CPM_BENCH_FANOUT_CHANGES changes
+ * (default 10) of write -> the last slave's Caddy serves it (every slave polled over HTTP), the
+ * ratio, and the burst with every slave.
+ * CPM_BENCH_LOG_LEVEL (default warn) is the instances' LOG_LEVEL.
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { ProxyHost, Snapshot, type SyncResponse } from "@cpm/proto";
+import { Snapshot, type SyncResponse } from "@cpm/proto";
 import { unary, withBearer } from "@cpm/grpc-kit";
 import { caddyAdminRequest } from "@cpm/core";
 import { Instance, projectCaddy } from "../support/instance.ts";
-import { freePort, httpGet, startUpstream } from "../support/net.ts";
-import { makePki } from "../support/tls.ts";
+import { freePort, startUpstream } from "../support/net.ts";
+import { makePki, type TestPki } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
+import { burst, killInstancesOnSignal, restartUntilServed, seed, setDomain, startMaster, startSlave, startSlaves, stopAll, SYNC_TOKEN, untilServed, waitSlavesOn } from "./cluster.ts";
+import { measureTree, mib } from "./proc-mem.ts";
 import { pct } from "./stats.ts";
 
-const SIZES = (process.env.CPM_BENCH_SIZES ?? "100,1000").split(",").map(Number);
-const CHANGES = Number(process.env.CPM_BENCH_CHANGES ?? 30);
-const WRITES = Number(process.env.CPM_BENCH_WRITES ?? 200);
-const IN_FLIGHT = Number(process.env.CPM_BENCH_IN_FLIGHT ?? 16);
-const TICKS = Number(process.env.CPM_BENCH_TICKS ?? 30);
-const TOKEN = "bench-sync-token-0123456789abcdef";
+const num = (name: string, dflt: number) => {
+  const v = Number(process.env[name] ?? dflt);
+  if (!Number.isInteger(v) || v < 0) throw new Error(`${name} must be a whole number >= 0, got ${JSON.stringify(process.env[name])}`);
+  return v;
+};
+const SIZES = (process.env.CPM_BENCH_SIZES ?? "100,1000").split(",").map((s) => {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`CPM_BENCH_SIZES must list whole numbers >= 1, got ${JSON.stringify(s)}`);
+  return n;
+});
+const CHANGES = num("CPM_BENCH_CHANGES", 30);
+const WRITES = num("CPM_BENCH_WRITES", 200);
+const IN_FLIGHT = num("CPM_BENCH_IN_FLIGHT", 16);
+const TICKS = num("CPM_BENCH_TICKS", 30);
+const BURST = num("CPM_BENCH_BURST", 1000);
+const RESTARTS = num("CPM_BENCH_RESTARTS", 3);
+const RSS_SAMPLES = num("CPM_BENCH_RSS_SAMPLES", 3);
+const RSS_SETTLE_MS = num("CPM_BENCH_RSS_SETTLE_MS", 2000);
+const FANOUT = num("CPM_BENCH_FANOUT", 20);
+const FANOUT_HOSTS = num("CPM_BENCH_FANOUT_HOSTS", 100);
+const FANOUT_CHANGES = num("CPM_BENCH_FANOUT_CHANGES", 10);
+const FANOUT_BATCH = Math.max(1, num("CPM_BENCH_FANOUT_BATCH", 5));
 
 const ms = (x: number) => `${x.toFixed(1)} ms`;
+const ratio = (x: number) => `${x.toFixed(2)}x`;
+const sleep = (t: number) => new Promise((res) => setTimeout(res, t));
 
 async function bareCaddy(): Promise<{ admin: number; stop: () => void }> {
   const admin = await freePort();
@@ -44,68 +85,10 @@ async function bareCaddy(): Promise<{ admin: number; stop: () => void }> {
   return { admin, stop: () => child.kill("SIGTERM") };
 }
 
-async function benchSize(n: number) {
-  const up = await startUpstream("bench");
-  const pki = makePki(mkdtempSync(path.join(os.tmpdir(), "cpm-bench-pki-")));
-  const quiet = { LOG_LEVEL: process.env.CPM_BENCH_LOG_LEVEL ?? "warn" };
-  const slave = await Instance.start({ name: `bench-slave-${n}`, mode: "slave", env: { ...quiet, INSTANCE_SYNC_TOKEN: TOKEN, CPM_SYNC_TLS_CERT: pki.cert, CPM_SYNC_TLS_KEY: pki.key } });
-  const master = await Instance.start({
-    name: `bench-master-${n}`,
-    mode: "master",
-    env: { ...quiet, CPM_SYNC_TLS_CA: pki.caCert, INSTANCE_SLAVES: JSON.stringify([{ name: "s", url: `https://localhost:${slave.ports.sync}`, token: TOKEN }]) },
-  });
+/** Median and p99 of `count` bare `POST /load`s of the Caddy config `json` into a separate Caddy (two variants alternated, so no load is a no-op). */
+async function bareLoads(json: string, count: number): Promise<number[]> {
+  const bare = await bareCaddy();
   try {
-    process.stderr.write(`  seeding ${n} proxy hosts, ${IN_FLIGHT} in flight...\n`);
-    const hosts: ProxyHost[] = new Array(n);
-    let next = 0;
-    const seedStart = performance.now();
-    await Promise.all(
-      Array.from({ length: IN_FLIGHT }, async () => {
-        for (let i = next++; i < n; i = next++) {
-          const r = await unary(
-            master.config.createProxyHost.bind(master.config),
-            { proxyHost: ProxyHost.fromPartial({ name: `h${i}`, domains: [`h${i}.bench.test`], upstreams: [`127.0.0.1:${up.port}`] }) },
-            master.adminToken,
-          );
-          hosts[i] = r.proxyHost!;
-        }
-      }),
-    );
-    const writesPerSecond = n / ((performance.now() - seedStart) / 1000);
-    const seeded = await master.version();
-    await waitFor(async () => (await slave.version()) === seeded && (await slave.renderStatus()).inSync, "slave seeded", 300_000, 200);
-
-    process.stderr.write(`  ${WRITES} writes one at a time...\n`);
-    const writeLatencies: number[] = [];
-    for (let i = 0; i < WRITES; i++) {
-      const h = hosts[(i * 7) % n]!;
-      const t0 = performance.now();
-      const r = await unary(master.config.updateProxyHost.bind(master.config), { proxyHost: { ...h, upstreams: [`127.0.0.1:${up.port}`, `127.0.0.2:${1000 + i}`] } }, master.adminToken);
-      writeLatencies.push(performance.now() - t0);
-      hosts[(i * 7) % n] = r.proxyHost!;
-    }
-    const written = await master.version();
-    await waitFor(async () => (await slave.version()) === written && (await slave.renderStatus()).inSync, "slave caught up", 300_000, 200);
-
-    process.stderr.write(`  ${CHANGES} changes...\n`);
-    const latencies: number[] = [];
-    for (let i = 0; i < CHANGES; i++) {
-      const h = hosts[i % hosts.length]!;
-      const domain = `c${i}.bench.test`;
-      await unary(master.config.updateProxyHost.bind(master.config), { proxyHost: { ...h, domains: [domain] } }, master.adminToken);
-      const t0 = performance.now();
-      for (;;) {
-        const r = await httpGet(slave.ports.http, domain).catch(() => undefined);
-        if (r?.status === 200) break;
-        await new Promise((res) => setTimeout(res, 1));
-      }
-      latencies.push(performance.now() - t0);
-      hosts[i % hosts.length] = { ...h, domains: [domain] };
-    }
-
-    // The same rendered config, loaded bare into a separate Caddy: two variants alternated so no load is a no-op.
-    const json = (await caddyAdminRequest(`http://127.0.0.1:${slave.ports.caddyAdmin}/config/`)).body;
-    const bare = await bareCaddy();
     const retarget = (s: string, port: number) => {
       const cfg = JSON.parse(s);
       cfg.admin = { listen: `127.0.0.1:${bare.admin}` };
@@ -115,14 +98,53 @@ async function benchSize(n: number) {
     };
     const variants = [retarget(json, await freePort()), retarget(json, await freePort())];
     const loads: number[] = [];
-    for (let i = 0; i < CHANGES; i++) {
+    for (let i = 0; i < count; i++) {
       const t0 = performance.now();
       const res = await caddyAdminRequest(`http://127.0.0.1:${bare.admin}/load`, { method: "POST", body: variants[i % 2] });
       if (res.status !== 200) throw new Error(`bare load failed: ${res.status}`);
       loads.push(performance.now() - t0);
     }
+    return loads;
+  } finally {
     bare.stop();
-    const status = (await unary(master.dispatcher.getSyncStatus.bind(master.dispatcher), {}, master.adminToken)).slaves[0]!;
+  }
+}
+
+async function benchSize(n: number, pki: TestPki) {
+  const up = await startUpstream("bench");
+  const slave = await startSlave(`bench-slave-${n}`, pki);
+  const master = await startMaster(`bench-master-${n}`, [slave], pki).catch(async (e) => {
+    await slave.stop();
+    throw e;
+  });
+  try {
+    process.stderr.write(`  seeding ${n} proxy hosts, ${IN_FLIGHT} in flight...\n`);
+    const { hosts, writesPerSecond } = await seed(master, n, up.port, IN_FLIGHT);
+    await waitSlavesOn(master, [slave], "seeded");
+
+    process.stderr.write(`  ${WRITES} writes one at a time...\n`);
+    const writeLatencies: number[] = [];
+    for (let i = 0; i < WRITES; i++) {
+      const k = (i * 7) % n;
+      const t0 = performance.now();
+      const r = await unary(master.config.updateProxyHost.bind(master.config), { proxyHost: { ...hosts[k]!, upstreams: [`127.0.0.1:${up.port}`, `127.0.0.2:${1000 + i}`] } }, master.adminToken);
+      writeLatencies.push(performance.now() - t0);
+      hosts[k] = r.proxyHost!;
+    }
+    await waitSlavesOn(master, [slave], "caught up");
+
+    process.stderr.write(`  ${CHANGES} changes...\n`);
+    const latencies: number[] = [];
+    for (let i = 0; i < CHANGES; i++) {
+      const k = i % n;
+      const domain = `c${i}.bench.test`;
+      hosts[k] = (await setDomain(master, hosts[k]!, domain)).host;
+      latencies.push(await untilServed([slave], domain));
+    }
+
+    const json = (await caddyAdminRequest(`http://127.0.0.1:${slave.ports.caddyAdmin}/config/`)).body;
+    const loads = await bareLoads(json, Math.max(CHANGES, 1));
+    const sentBeforeBurst = (await unary(master.dispatcher.getSyncStatus.bind(master.dispatcher), {}, master.adminToken)).slaves[0]!.snapshotsSent;
 
     process.stderr.write(`  ${TICKS} unchanged pushes...\n`);
     const snapshot = (await unary(master.config.getSnapshot.bind(master.config), {}, master.adminToken)).snapshot!;
@@ -132,6 +154,26 @@ async function benchSize(n: number) {
     const ticks = await unchangedPushes(slave, pki.caCert, snapshot, TICKS);
     const after = await slave.renderStatus();
     const reloaded = after.appliedAt?.getTime() !== before.appliedAt?.getTime() || after.configSha256 !== before.configSha256;
+
+    let burstResult: Awaited<ReturnType<typeof burst>> | undefined;
+    if (BURST > 0) {
+      process.stderr.write(`  burst of ${BURST} writes, ${IN_FLIGHT} in flight...\n`);
+      burstResult = await burst(master, [slave], hosts, BURST, IN_FLIGHT, `${n}`);
+    }
+
+    process.stderr.write(`  memory: settling ${RSS_SETTLE_MS} ms...\n`);
+    await waitSlavesOn(master, [slave], "in sync before the memory readings");
+    await sleep(RSS_SETTLE_MS);
+    const [masterMem, slaveMem] = RSS_SAMPLES > 0 ? await Promise.all([measureTree(master.child!.pid!, RSS_SAMPLES), measureTree(slave.child!.pid!, RSS_SAMPLES)]) : [];
+
+    process.stderr.write(`  ${RESTARTS} slave restarts...\n`);
+    const restarts: number[] = [];
+    for (let i = 0; i < RESTARTS; i++) {
+      const r = await restartUntilServed(master, slave, hosts[i % n]!, `r${i}.bench.test`, pki.caCert);
+      hosts[i % n] = r.host;
+      restarts.push(r.ms);
+    }
+
     return {
       n,
       writesPerSecond,
@@ -146,11 +188,15 @@ async function benchSize(n: number) {
       loadMedian: pct(loads, 50),
       loadP99: pct(loads, 99),
       configBytes: json.length,
-      snapshotsSent: status.snapshotsSent,
+      snapshotsSent: Number(sentBeforeBurst),
+      burst: burstResult,
+      masterMem,
+      slaveMem,
+      restartMedian: restarts.length ? pct(restarts, 50) : NaN,
+      restartMax: restarts.length ? Math.max(...restarts) : NaN,
     };
   } finally {
-    await master.stop();
-    await slave.stop();
+    await stopAll([master, slave]);
     await up.close();
   }
 }
@@ -161,7 +207,7 @@ async function benchSize(n: number) {
  */
 async function unchangedPushes(slave: Instance, ca: string, s: Snapshot, count: number): Promise<number[]> {
   const client = slave.receiverClient(ca);
-  const call = client.sync(withBearer(TOKEN));
+  const call = client.sync(withBearer(SYNC_TOKEN));
   let failed: Error | undefined;
   const answers: ((r: SyncResponse) => void)[] = [];
   call.on("data", (r: SyncResponse) => answers.shift()?.(r));
@@ -185,27 +231,103 @@ async function unchangedPushes(slave: Instance, ca: string, s: Snapshot, count: 
   return times;
 }
 
+/** A master with `slaveCount` slaves at `n` hosts: write -> every slave serves it, per change; and a burst when `withBurst`. */
+async function benchFanout(n: number, slaveCount: number, pki: TestPki, withBurst: boolean) {
+  const up = await startUpstream("bench");
+  const slaves = await startSlaves(`bench-fan${slaveCount}`, slaveCount, pki, FANOUT_BATCH);
+  const master = await startMaster(`bench-fan${slaveCount}-master`, slaves, pki).catch(async (e) => {
+    await stopAll(slaves);
+    throw e;
+  });
+  try {
+    process.stderr.write(`  seeding ${n} proxy hosts, ${slaveCount} slave(s)...\n`);
+    const { hosts } = await seed(master, n, up.port, IN_FLIGHT);
+    await waitSlavesOn(master, slaves, "seeded");
+    process.stderr.write(`  ${FANOUT_CHANGES} changes to ${slaveCount} slave(s)...\n`);
+    const times: number[] = [];
+    for (let i = 0; i < FANOUT_CHANGES; i++) {
+      const k = i % n;
+      const domain = `f${i}.bench.test`;
+      hosts[k] = (await setDomain(master, hosts[k]!, domain)).host;
+      times.push(await untilServed(slaves, domain));
+    }
+    let burstResult: Awaited<ReturnType<typeof burst>> | undefined;
+    if (withBurst && BURST > 0) {
+      process.stderr.write(`  burst of ${BURST} writes to ${slaveCount} slaves...\n`);
+      burstResult = await burst(master, slaves, hosts, BURST, IN_FLIGHT, `fan${slaveCount}`);
+    }
+    return { median: pct(times, 50), burst: burstResult };
+  } finally {
+    await stopAll([master, ...slaves]);
+    await up.close();
+  }
+}
+
+function machineLine(): string {
+  const cpus = os.cpus();
+  const load = os.loadavg().map((l) => l.toFixed(2)).join(" ");
+  return `machine: ${cpus[0]?.model ?? "unknown CPU"}, ${cpus.length} cores, Node ${process.version}, load average at start ${load}`;
+}
+
 async function main() {
-  console.log(`bench: master + one TLS slave with real Caddies; ${IN_FLIGHT} writes in flight while seeding, ${WRITES} single writes, ${CHANGES} changes, ${TICKS} unchanged pushes per size`);
+  killInstancesOnSignal();
+  console.log(machineLine());
+  console.log(
+    `bench: master + one TLS slave with real Caddies per size; ${IN_FLIGHT} writes in flight while seeding and in bursts, ${WRITES} single writes, ${CHANGES} changes, ${TICKS} unchanged pushes, a burst of ${BURST}, ${RESTARTS} slave restarts per size` +
+      (FANOUT > 0 ? `; fan-out: ${FANOUT} slaves at ${FANOUT_HOSTS} hosts, ${FANOUT_CHANGES} changes` : ""),
+  );
+  const pki = makePki(mkdtempSync(path.join(os.tmpdir(), "cpm-bench-pki-")));
   const rows: Awaited<ReturnType<typeof benchSize>>[] = [];
   for (const n of SIZES) {
     process.stderr.write(`size ${n}:\n`);
-    rows.push(await benchSize(n));
+    rows.push(await benchSize(n, pki));
   }
-  const line = (label: string, cell: (r: (typeof rows)[number]) => string) => console.log(`| ${label} | ${rows.map(cell).join(" | ")} |`);
+  let fan: { one: Awaited<ReturnType<typeof benchFanout>>; many: Awaited<ReturnType<typeof benchFanout>> } | undefined;
+  if (FANOUT > 0) {
+    process.stderr.write(`fan-out at ${FANOUT_HOSTS} hosts: 1 slave\n`);
+    const one = await benchFanout(FANOUT_HOSTS, 1, pki, false);
+    process.stderr.write(`fan-out at ${FANOUT_HOSTS} hosts: ${FANOUT} slaves\n`);
+    const many = await benchFanout(FANOUT_HOSTS, FANOUT, pki, true);
+    fan = { one, many };
+  }
+
+  type Row = (typeof rows)[number];
+  const line = (label: string, cell: (r: Row) => string, goal = "") => console.log(`| ${label} | ${rows.map(cell).join(" | ")} | ${goal} |`);
+  const sizeGoal = (byN: (n: number) => string | undefined) =>
+    rows
+      .map((r) => [r.n, byN(r.n)] as const)
+      .filter(([, g]) => g)
+      .map(([n, g]) => `${g} at ${n.toLocaleString("en-US")}`)
+      .join(", ");
+  const burstCell = (b: Row["burst"]) => (b ? `${ms(b.settleMs)}; pushed ${b.pushed} of ${b.writes} (${((100 * b.pushed) / b.writes).toFixed(1)}%)` : "not run");
+  const memCell = (m: Row["masterMem"]) => (m ? `${mib(m.totalRssKiB)} / ${mib(m.totalUssKiB)}` : "not run");
   console.log("");
-  console.log(`| | ${rows.map((r) => `${r.n.toLocaleString("en-US")} hosts`).join(" | ")} |`);
-  console.log(`|---|${rows.map(() => "---").join("|")}|`);
-  line(`writes/s, ${IN_FLIGHT} in flight (seeding)`, (r) => `${r.writesPerSecond.toFixed(0)}/s`);
-  line("API write latency, median / p99", (r) => `${ms(r.writeMedian)} / ${ms(r.writeP99)}`);
+  console.log(`| | ${rows.map((r) => `${r.n.toLocaleString("en-US")} hosts`).join(" | ")} | goal |`);
+  console.log(`|---|${rows.map(() => "---").join("|")}|---|`);
+  line(`writes/s, ${IN_FLIGHT} in flight (seeding)`, (r) => `${r.writesPerSecond.toFixed(0)}/s`, ">= 500/s");
+  line("API write latency, median / p99", (r) => `${ms(r.writeMedian)} / ${ms(r.writeP99)}`, "median <= 10 ms");
   line("write -> slave's Caddy serves it, median / p99", (r) => `${ms(r.syncMedian)} / ${ms(r.syncP99)}`);
   line("bare `POST /load` of the same config, median / p99", (r) => `${ms(r.loadMedian)} / ${ms(r.loadP99)}`);
-  line("ratio of medians (sync / bare load)", (r) => `${(r.syncMedian / r.loadMedian).toFixed(2)}x`);
-  line("snapshot bytes", (r) => `${(r.snapshotBytes / 1024).toFixed(1)} KiB`);
+  line("ratio of medians (sync / bare load)", (r) => ratio(r.syncMedian / r.loadMedian), sizeGoal((n) => (n === 100 ? "<= 2x" : n === 1000 ? "<= 1.3x" : undefined)));
+  line("ratio sync p99 / bare load median", (r) => ratio(r.syncP99 / r.loadMedian), "<= 2x");
+  line(`burst of ${BURST} updates (${IN_FLIGHT} in flight): last write -> slave serves the final version; snapshots pushed`, (r) => burstCell(r.burst), "pushed <= 10% of writes");
+  line(`slave restarted -> its Caddy serves a change made while it was down, from its receiver answering GetReceiverStatus, median / max of ${RESTARTS}`, (r) => `${ms(r.restartMedian)} / ${ms(r.restartMax)}`, "<= 1 s");
+  line("master instance memory (process tree), RSS / USS", (r) => memCell(r.masterMem), "");
+  line("slave instance memory (process tree), RSS / USS", (r) => memCell(r.slaveMem), "");
+  line("snapshot bytes", (r) => `${(r.snapshotBytes / 1024).toFixed(1)} KiB`, "<= 160 KB");
   line("rendered Caddy config", (r) => `${(r.configBytes / 1024).toFixed(0)} KiB`);
-  line("unchanged push -> slave's ACK, median / p99", (r) => `${ms(r.tickMedian)} / ${ms(r.tickP99)}`);
-  line("slave's Caddy reloaded by unchanged pushes", (r) => (r.reloaded ? "yes" : "no"));
-  line("snapshots sent to the slave", (r) => String(r.snapshotsSent));
+  line("unchanged push -> slave's ACK, median / p99", (r) => `${ms(r.tickMedian)} / ${ms(r.tickP99)}`, "<= 5 ms");
+  line("slave's Caddy reloaded by unchanged pushes", (r) => (r.reloaded ? "yes" : "no"), "no");
+  line("snapshots sent to the slave (before the burst)", (r) => String(r.snapshotsSent));
+
+  if (fan) {
+    console.log("");
+    console.log(`| fan-out at ${FANOUT_HOSTS.toLocaleString("en-US")} hosts | 1 slave | ${FANOUT} slaves | goal |`);
+    console.log("|---|---|---|---|");
+    console.log(`| write -> every slave's Caddy serves it (the last one), median of ${FANOUT_CHANGES} | ${ms(fan.one.median)} | ${ms(fan.many.median)} | |`);
+    console.log(`| ratio ${FANOUT} slaves / 1 slave | | ${ratio(fan.many.median / fan.one.median)} | <= 1.5x |`);
+    console.log(`| burst of ${BURST} updates: last write -> every slave serves the final version; most snapshots pushed to one slave | | ${burstCell(fan.many.burst)} | pushed <= 10% of writes |`);
+  }
 }
 
 main().then(

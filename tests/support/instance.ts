@@ -90,6 +90,16 @@ export class Instance {
     return inst;
   }
 
+  /**
+   * An instance with its ports and data dir, not launched yet: `launch()` starts it, and `kill()`
+   * takes down what a launch that failed part-way left running.
+   */
+  static async prepare(opts: InstanceOptions): Promise<Instance> {
+    const ports = opts.ports ?? (await allocatePorts());
+    const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), `cpm-${opts.name}-`));
+    return new Instance(opts, ports, dataDir);
+  }
+
   get env(): Record<string, string> {
     const p = this.ports;
     return {
