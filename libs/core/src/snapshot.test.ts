@@ -12,7 +12,7 @@ import {
   type DeepPartial,
 } from "@cpm/proto";
 import { assertValidationError } from "./test-support.ts";
-import { SNAPSHOT_SCHEMA_VERSION, snapshotContentHash, validateSnapshot, validateSnapshotContent } from "./snapshot.ts";
+import { contentDigests, SNAPSHOT_SCHEMA_VERSION, snapshotContentHash, SnapshotCheckMemo, validateSnapshot, validateSnapshotContent } from "./snapshot.ts";
 
 const host = (id: string, domains: string[], over: DeepPartial<ProxyHost> = {}) =>
   ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}:8080`], ...over });
@@ -236,5 +236,90 @@ describe("validateSnapshotContent with the normalized resources of earlier calls
     validateSnapshotContent(content(), "snapshot", normalized);
     const bad = { ...content(), proxyHosts: [host("h9", ["not a host name"])] };
     assertValidationError(() => validateSnapshotContent(bad, "snapshot", normalized), "snapshot.proxy_hosts[0].domains[0]");
+  });
+});
+
+describe("validateSnapshot with a SnapshotCheckMemo (resources unchanged since the last valid snapshot)", () => {
+  /** A deterministic generator (mulberry32), so a failing sequence can be replayed from its seed. */
+  const random = (seed: number) => {
+    let a = seed >>> 0;
+    return () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = Math.imul(a ^ (a >>> 15), 1 | a);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  };
+  /** As it arrives over the wire: freshly decoded objects, none shared with an earlier snapshot. */
+  const wire = (s: Snapshot) => Snapshot.decode(Snapshot.encode(s).finish());
+  const sealedWire = (edit?: (s: Snapshot) => void) => {
+    const s = wire(sealed(edit));
+    s.contentSha256 = snapshotContentHash(s);
+    return wire(s);
+  };
+
+  test("after random edits, its digests and verdict equal a full recomputation", () => {
+    const seed = Number(process.env.CPM_TEST_SEED ?? 20261126);
+    const rnd = random(seed);
+    const memo = new SnapshotCheckMemo();
+    let s = content();
+    let next = 100;
+    for (let step = 0; step < 300; step++) {
+      const r = rnd();
+      const hosts = s.proxyHosts;
+      if (r < 0.3 && hosts.length) {
+        const i = Math.floor(rnd() * hosts.length);
+        hosts[i] = { ...hosts[i]!, upstreams: [`u${step}:80`], allowWebsocket: rnd() < 0.5 };
+      } else if (r < 0.5) {
+        const id = `h${next++}`;
+        hosts.push(host(id, [`${id}.example.com`]));
+      } else if (r < 0.6 && hosts.length > 1) {
+        hosts.splice(Math.floor(rnd() * hosts.length), 1);
+      } else if (r < 0.7) {
+        s.accessLists[0] = { ...s.accessLists[0]!, allow: [`10.${step % 256}.0.0/16`] };
+      } else if (r < 0.8) {
+        s.settings = Settings.fromPartial({ general: { primaryDomain: `p${step}.example.com` } });
+      } else if (r < 0.9 && hosts.length) {
+        const i = Math.floor(rnd() * hosts.length);
+        hosts[i] = { ...hosts[i]!, name: `renamed ${step}` };
+      }
+      s = wire(s);
+      s.contentSha256 = snapshotContentHash(s);
+      const arrived = wire(s);
+      const digests = validateSnapshot(arrived, "snapshot", memo);
+      assert.deepEqual(digests, contentDigests(arrived), `seed ${seed}, step ${step}: the digests equal a full recomputation`);
+      // What is refused without the memo is refused with it.
+      const tampered = wire(s);
+      tampered.proxyHosts[0] = { ...tampered.proxyHosts[0]!, upstreams: ["tampered:1"] };
+      assert.throws(() => validateSnapshot(tampered, "snapshot", memo), /content_sha256/, `seed ${seed}, step ${step}: a content hash that does not match is refused`);
+    }
+  });
+
+  test("a known resource changed into an invalid one is refused", () => {
+    const memo = new SnapshotCheckMemo();
+    validateSnapshot(sealedWire(), "snapshot", memo);
+    const bad = sealedWire((s) => void (s.proxyHosts[1] = { ...s.proxyHosts[1]!, domains: ["not a host name"] }));
+    assertValidationError(() => validateSnapshot(bad, "snapshot", memo), "snapshot.proxy_hosts[1].domains[0]");
+  });
+
+  test("still checks across resources: two known hosts made to share a domain are refused", () => {
+    const memo = new SnapshotCheckMemo();
+    validateSnapshot(sealedWire(), "snapshot", memo);
+    const clash = sealedWire((s) => void s.proxyHosts.push(host("h9", ["b.example.com"])));
+    assertValidationError(() => validateSnapshot(clash, "snapshot", memo), "snapshot.proxy_hosts[3].domains[0]");
+  });
+
+  test("a snapshot that fails leaves the memo as it was; one snapshot's resources are kept", () => {
+    const memo = new SnapshotCheckMemo();
+    const first = sealedWire();
+    validateSnapshot(first, "snapshot", memo);
+    const size = memo.size();
+    assert.equal(size, first.proxyHosts.length + first.l4ProxyHosts.length + first.certificates.length + first.accessLists.length);
+    const wrong = sealedWire((s) => void s.proxyHosts.push(host("h9", ["z.example.com"])));
+    wrong.contentSha256 = "0".repeat(64);
+    assert.throws(() => validateSnapshot(wrong, "snapshot", memo), /content_sha256/);
+    assert.equal(memo.size(), size);
+    validateSnapshot(sealedWire((s) => void s.proxyHosts.splice(0, 1)), "snapshot", memo);
+    assert.equal(memo.size(), size - 1, "a resource absent from the last valid snapshot is forgotten");
   });
 });

@@ -1,4 +1,4 @@
-import type { Snapshot } from "@cpm/proto";
+import { AccessList, Certificate, L4ProxyHost, ProxyHost, type Snapshot } from "@cpm/proto";
 import { createHash } from "node:crypto";
 import { canonicalJson, sha256Hex } from "./canonical.ts";
 import { ValidationError } from "./errors.ts";
@@ -79,12 +79,113 @@ export function snapshotContentHash(s: Content): string {
  * Structural and referential check of a whole snapshot, as a receiver must do before
  * applying it: every resource passes its normalizer, and nothing that the database would
  * refuse on commit gets through (unique ids, names and domains; references; L4 listener
- * conflicts). Throws ValidationError naming the field (`snapshot.proxy_hosts[3].domains[0]`).
+ * conflicts), and the content hash matches. Throws ValidationError naming the field
+ * (`snapshot.proxy_hosts[3].domains[0]`). Returns the per-resource digests it computed; with
+ * `memo`, resources unchanged since the last snapshot validated with it are not normalized or
+ * hashed again.
  */
-export function validateSnapshot(s: Snapshot, field = "snapshot"): void {
-  validateSnapshotContent(s, field);
-  if (s.contentSha256 !== snapshotContentHash(s)) {
+export function validateSnapshot(s: Snapshot, field = "snapshot", memo?: SnapshotCheckMemo): ContentDigests {
+  const check = memo?.begin(s);
+  validateSnapshotContent(s, field, check);
+  const digests = check ? check.digests(s) : contentDigests(s);
+  if (s.contentSha256 !== contentHashOfDigests(digests)) {
     throw new ValidationError(`${field}.content_sha256`, "does not match the snapshot's content");
+  }
+  check?.commit();
+  return digests;
+}
+
+/** Where validateSnapshotContent keeps and finds each resource's normalized form, by object. */
+export interface NormalizedMemo {
+  get(resource: object): unknown;
+  set(resource: object, normalized: unknown): void;
+}
+
+const ENCODERS: { [K in ResourceKind]: { encode(x: never): { finish(): Uint8Array } } } = {
+  proxyHosts: ProxyHost,
+  l4ProxyHosts: L4ProxyHost,
+  certificates: Certificate,
+  accessLists: AccessList,
+};
+
+/** What a memo knows of one resource it checked: its wire bytes, normalized form and digest. */
+interface Known {
+  bytes: Buffer;
+  normalized: unknown;
+  digest: string | undefined;
+}
+
+const emptyKinds = (): Record<ResourceKind, Map<string, Known>> => ({ proxyHosts: new Map(), l4ProxyHosts: new Map(), certificates: new Map(), accessLists: new Map() });
+
+/**
+ * What one process learned from the last snapshot it validated, so that the next one costs
+ * the resources that changed: a resource with the same id whose protobuf encoding is the very
+ * same bytes (equal bytes decode to equal values) reuses its normalized form and digest instead
+ * of being normalized and hashed as canonical JSON again. The checks across resources (unique
+ * names and domains, references, L4 listeners) and the content hash over the digests still
+ * run in full. Holds one snapshot's resources: those absent from the last valid snapshot are
+ * forgotten; a snapshot that fails validation changes nothing.
+ */
+export class SnapshotCheckMemo {
+  private known = emptyKinds();
+
+  /** Starts checking `s` (see validateSnapshot); synchronous, so checks never interleave. */
+  begin(s: Snapshot): SnapshotCheck {
+    const entries = new Map<object, Known>();
+    const next = emptyKinds();
+    for (const kind of RESOURCE_KINDS) {
+      const known = this.known[kind];
+      for (const x of s[kind] as { id: string }[]) {
+        const u8 = ENCODERS[kind].encode(x as never).finish();
+        const bytes = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+        const before = known.get(x.id);
+        const entry: Known = before && before.bytes.equals(bytes) ? { ...before, bytes } : { bytes, normalized: undefined, digest: undefined };
+        entries.set(x, entry);
+        next[kind].set(x.id, entry);
+      }
+    }
+    return new SnapshotCheck(entries, () => (this.known = next));
+  }
+
+  /** How many resources it knows (for tests). */
+  size(): number {
+    return RESOURCE_KINDS.reduce((n, k) => n + this.known[k].size, 0);
+  }
+}
+
+/** One snapshot being checked against a SnapshotCheckMemo. */
+export class SnapshotCheck implements NormalizedMemo {
+  constructor(
+    private readonly entries: Map<object, Known>,
+    private readonly done: () => void,
+  ) {}
+
+  get(resource: object): unknown {
+    return this.entries.get(resource)?.normalized;
+  }
+
+  set(resource: object, normalized: unknown): void {
+    const e = this.entries.get(resource);
+    if (e) e.normalized = normalized;
+  }
+
+  /** The snapshot's per-resource digests, computing only those the memo did not know. */
+  digests(s: Content): ContentDigests {
+    const of = (xs: { id: string }[]) =>
+      new Map(
+        xs.map((x) => {
+          const e = this.entries.get(x);
+          if (!e) return [x.id, resourceDigest(x)];
+          e.digest ??= resourceDigest(x);
+          return [x.id, e.digest];
+        }),
+      );
+    return { proxyHosts: of(s.proxyHosts), l4ProxyHosts: of(s.l4ProxyHosts), certificates: of(s.certificates), accessLists: of(s.accessLists), settings: resourceDigest(s.settings) };
+  }
+
+  /** The snapshot was valid: the memo now holds its resources. */
+  commit(): void {
+    this.done();
   }
 }
 
@@ -95,7 +196,7 @@ export function validateSnapshot(s: Snapshot, field = "snapshot"): void {
  * normalized form by object, filled here, so a resource seen by an earlier call is not
  * normalized again (the checks across resources still run in full).
  */
-export function validateSnapshotContent(s: Snapshot, field = "snapshot", normalized?: WeakMap<object, unknown>): void {
+export function validateSnapshotContent(s: Snapshot, field = "snapshot", normalized?: NormalizedMemo): void {
   const memo = <T extends object>(normalize: (x: T, field: string) => T) => (x: T, at: string): T => {
     const known = normalized?.get(x) as T | undefined;
     if (known) return known;

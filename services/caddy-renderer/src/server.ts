@@ -1,5 +1,5 @@
 import { CaddyRendererService, type CaddyRendererServer, type RenderStatus } from "@cpm/proto";
-import { DEFAULT_SYNC_MAX_MESSAGE_BYTES, ValidationError, validateSnapshot, type Logger } from "@cpm/core";
+import { DEFAULT_SYNC_MAX_MESSAGE_BYTES, SnapshotCheckMemo, ValidationError, validateSnapshot, type Logger } from "@cpm/core";
 import { definePolicy, GrpcServer, snapshotReceiveLimit, type AsyncService, type Authenticate } from "@cpm/grpc-kit";
 import { versionAttributes, withSpan } from "@cpm/grpc-kit";
 import type { Reconciler } from "./reconciler.ts";
@@ -26,6 +26,8 @@ export const RENDERER_POLICY = definePolicy("cpm.render.v1.CaddyRenderer", {
 /** The CaddyRenderer gRPC API. Does not listen. */
 export function createServer(deps: RendererDeps): GrpcServer {
   const { reconciler } = deps;
+  // Resources of the last valid snapshot preloaded: an unchanged one is not normalized or hashed again.
+  const checked = new SnapshotCheckMemo();
   const impl: AsyncService<CaddyRendererServer> = {
     render: async (req) => {
       if (!req.snapshot) throw new ValidationError("snapshot", "is required");
@@ -35,7 +37,7 @@ export function createServer(deps: RendererDeps): GrpcServer {
     },
     loadSnapshot: async (req, ctx) => {
       if (!req.snapshot) throw new ValidationError("snapshot", "is required");
-      validateSnapshot(req.snapshot);
+      validateSnapshot(req.snapshot, "snapshot", checked);
       const snapshot = req.snapshot;
       const r = await withSpan("renderer.preload", { attributes: versionAttributes(snapshot.version, snapshot.contentSha256) }, async (span) => {
         const loaded = await reconciler.preflight(snapshot);

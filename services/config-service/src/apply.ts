@@ -1,5 +1,5 @@
 import type { Snapshot } from "@cpm/proto";
-import { failedPrecondition, validateSnapshot, ValidationError } from "@cpm/core";
+import { failedPrecondition, SnapshotCheckMemo, validateSnapshot, ValidationError } from "@cpm/core";
 import { versionAttributes, withSpan } from "@cpm/grpc-kit";
 import type { ConfigStore } from "./store.ts";
 
@@ -10,9 +10,14 @@ import type { ConfigStore } from "./store.ts";
  *   database was changed behind the service's back;
  * - a snapshot from another master (or the first one) is taken whatever its version.
  */
+/** Per store, the resources of the last valid snapshot applied: an unchanged one is not normalized or hashed again. */
+const checked = new WeakMap<ConfigStore, SnapshotCheckMemo>();
+
 export async function applySnapshot(store: ConfigStore, s: Snapshot | undefined): Promise<{ version: number; changed: boolean }> {
   if (!s) throw new ValidationError("snapshot", "is required");
-  validateSnapshot(s);
+  let memo = checked.get(store);
+  if (!memo) checked.set(store, (memo = new SnapshotCheckMemo()));
+  const digests = validateSnapshot(s, "snapshot", memo);
   return store.serialize(() => withSpan("config.apply", { attributes: versionAttributes(s.version, s.contentSha256) }, async (span) => {
     const info = await store.info();
     if (info.masterInstanceId === s.masterInstanceId) {
@@ -27,7 +32,7 @@ export async function applySnapshot(store: ConfigStore, s: Snapshot | undefined)
         }
       }
     }
-    await store.replaceAll(s);
+    await store.replaceAll(s, digests);
     span.setAttribute("cpm.apply.changed", true);
     return { version: s.version, changed: true };
   }));

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
-import { AccessList, Certificate, CertificateType, L4ProxyHost, ProxyHost, Settings } from "@cpm/proto";
+import { AccessList, Certificate, CertificateType, L4ProxyHost, ProxyHost, Settings, Snapshot } from "@cpm/proto";
 import { createLogger, snapshotContentHash } from "@cpm/core";
 import { unary } from "@cpm/grpc-kit";
+import { applySnapshot } from "./apply.ts";
 import { ConfigStore } from "./store.ts";
 import { ADMIN, expectStatus, startConfigService, type Harness } from "./test-support.ts";
 import { status } from "@cpm/grpc-kit";
@@ -21,6 +22,58 @@ function random(seed: number) {
   return { int: (n: number) => Math.floor(next() * n), pick: <T>(xs: T[]) => xs[Math.floor(next() * xs.length)] };
 }
 
+/** Random API writes of every kind against `h` (refusals, such as taken names, are part of the sequence). */
+function randomWriter(h: Harness, rnd: ReturnType<typeof random>) {
+  const c = h.config;
+  const call = <Req, Res>(m: (req: Req, ...rest: never[]) => unknown, req: Req) => unary<Req, Res>(m.bind(c) as never, req, ADMIN).catch(() => undefined); // refusals (taken names, in use) are part of the sequence
+  const ids = { hosts: [] as string[], l4: [] as string[], certs: [] as string[], acls: [] as string[] };
+  const maybe = (xs: string[]) => (xs.length && rnd.int(2) ? rnd.pick(xs)! : "");
+  const drop = (xs: string[], id: string) => xs.splice(xs.indexOf(id), 1);
+  const host = (i: number, id = "") =>
+    ProxyHost.fromPartial({ id, name: `h${i}`, domains: [`h${i}.test`, `x${rnd.int(40)}.test`], upstreams: [`10.0.0.${rnd.int(9) + 1}:80`], certificateId: maybe(ids.certs), accessListId: maybe(ids.acls), allowWebsocket: !!rnd.int(2) });
+  const l4 = (i: number, id = "") => L4ProxyHost.fromPartial({ id, name: `l${i}`, listenAddress: `:${6000 + rnd.int(30)}`, upstreams: [`10.0.1.${rnd.int(9) + 1}:5432`] });
+  const cert = (i: number, id = "") => Certificate.fromPartial({ id, name: `c${i}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames: [`c${rnd.int(50)}.test`] });
+  const acl = (i: number, id = "") => AccessList.fromPartial({ id, name: `a${i}`, allow: [`10.${rnd.int(200)}.0.0/16`] });
+
+  return async function step(): Promise<void> {
+    const i = rnd.int(25);
+    const drawn = rnd.int(16);
+    const op = drawn >= 13 ? 0 : drawn; // proxy hosts are created more often than the rest
+    if (op === 0) {
+      const r = await call(c.createProxyHost, { proxyHost: host(i) });
+      if (r) ids.hosts.push((r as { proxyHost: ProxyHost }).proxyHost.id);
+    } else if (op === 1 && ids.hosts.length) await call(c.updateProxyHost, { proxyHost: host(i, rnd.pick(ids.hosts)) });
+    else if (op === 2 && ids.hosts.length) {
+      const id = rnd.pick(ids.hosts)!;
+      if (await call(c.deleteProxyHost, { id })) drop(ids.hosts, id);
+    } else if (op === 3) {
+      const r = await call(c.createL4ProxyHost, { l4ProxyHost: l4(i) });
+      if (r) ids.l4.push((r as { l4ProxyHost: L4ProxyHost }).l4ProxyHost.id);
+    } else if (op === 4 && ids.l4.length) await call(c.updateL4ProxyHost, { l4ProxyHost: l4(i, rnd.pick(ids.l4)) });
+    else if (op === 5 && ids.l4.length) {
+      const id = rnd.pick(ids.l4)!;
+      if (await call(c.deleteL4ProxyHost, { id })) drop(ids.l4, id);
+    } else if (op === 6) {
+      const r = await call(c.createCertificate, { certificate: cert(i) });
+      if (r) ids.certs.push((r as { certificate: Certificate }).certificate.id);
+    } else if (op === 7 && ids.certs.length) await call(c.updateCertificate, { certificate: cert(i, rnd.pick(ids.certs)) });
+    else if (op === 8 && ids.certs.length) {
+      const id = rnd.pick(ids.certs)!;
+      if (await call(c.deleteCertificate, { id })) drop(ids.certs, id);
+    } else if (op === 9) {
+      const r = await call(c.createAccessList, { accessList: acl(i) });
+      if (r) ids.acls.push((r as { accessList: AccessList }).accessList.id);
+    } else if (op === 10 && ids.acls.length) await call(c.updateAccessList, { accessList: acl(i, rnd.pick(ids.acls)) });
+    else if (op === 11 && ids.acls.length) {
+      const id = rnd.pick(ids.acls)!;
+      if (await call(c.deleteAccessList, { id })) drop(ids.acls, id);
+    } else if (op === 12) {
+      const http = rnd.int(2) ? { hstsMaxAgeSeconds: rnd.int(1000) + 1 } : undefined;
+      await call(c.updateSettings, { settings: Settings.fromPartial({ general: { acmeEmail: `ops${rnd.int(5)}@example.com` }, http }) });
+    }
+  };
+}
+
 describe("the in-memory content", () => {
   let h: Harness;
   before(async () => {
@@ -36,54 +89,10 @@ describe("the in-memory content", () => {
   it("after random writes of every kind, equals a full recomputation from the database", async () => {
     const seed = Number(process.env.CPM_TEST_SEED ?? 20240501);
     const rnd = random(seed);
-    const c = h.config;
-    const call = <Req, Res>(m: (req: Req, ...rest: never[]) => unknown, req: Req) => unary<Req, Res>(m.bind(c) as never, req, ADMIN).catch(() => undefined); // refusals (taken names, in use) are part of the sequence
-    const ids = { hosts: [] as string[], l4: [] as string[], certs: [] as string[], acls: [] as string[] };
-    const maybe = (xs: string[]) => (xs.length && rnd.int(2) ? rnd.pick(xs)! : "");
-    const drop = (xs: string[], id: string) => xs.splice(xs.indexOf(id), 1);
-    const host = (i: number, id = "") =>
-      ProxyHost.fromPartial({ id, name: `h${i}`, domains: [`h${i}.test`, `x${rnd.int(40)}.test`], upstreams: [`10.0.0.${rnd.int(9) + 1}:80`], certificateId: maybe(ids.certs), accessListId: maybe(ids.acls), allowWebsocket: !!rnd.int(2) });
-    const l4 = (i: number, id = "") => L4ProxyHost.fromPartial({ id, name: `l${i}`, listenAddress: `:${6000 + rnd.int(30)}`, upstreams: [`10.0.1.${rnd.int(9) + 1}:5432`] });
-    const cert = (i: number, id = "") => Certificate.fromPartial({ id, name: `c${i}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames: [`c${rnd.int(50)}.test`] });
-    const acl = (i: number, id = "") => AccessList.fromPartial({ id, name: `a${i}`, allow: [`10.${rnd.int(200)}.0.0/16`] });
-
+    const write = randomWriter(h, rnd);
     let checked = 0;
     for (let step = 0; step < 160; step++) {
-      const i = rnd.int(25);
-      const drawn = rnd.int(16);
-      const op = drawn >= 13 ? 0 : drawn; // proxy hosts are created more often than the rest
-      if (op === 0) {
-        const r = await call(c.createProxyHost, { proxyHost: host(i) });
-        if (r) ids.hosts.push((r as { proxyHost: ProxyHost }).proxyHost.id);
-      } else if (op === 1 && ids.hosts.length) await call(c.updateProxyHost, { proxyHost: host(i, rnd.pick(ids.hosts)) });
-      else if (op === 2 && ids.hosts.length) {
-        const id = rnd.pick(ids.hosts)!;
-        if (await call(c.deleteProxyHost, { id })) drop(ids.hosts, id);
-      } else if (op === 3) {
-        const r = await call(c.createL4ProxyHost, { l4ProxyHost: l4(i) });
-        if (r) ids.l4.push((r as { l4ProxyHost: L4ProxyHost }).l4ProxyHost.id);
-      } else if (op === 4 && ids.l4.length) await call(c.updateL4ProxyHost, { l4ProxyHost: l4(i, rnd.pick(ids.l4)) });
-      else if (op === 5 && ids.l4.length) {
-        const id = rnd.pick(ids.l4)!;
-        if (await call(c.deleteL4ProxyHost, { id })) drop(ids.l4, id);
-      } else if (op === 6) {
-        const r = await call(c.createCertificate, { certificate: cert(i) });
-        if (r) ids.certs.push((r as { certificate: Certificate }).certificate.id);
-      } else if (op === 7 && ids.certs.length) await call(c.updateCertificate, { certificate: cert(i, rnd.pick(ids.certs)) });
-      else if (op === 8 && ids.certs.length) {
-        const id = rnd.pick(ids.certs)!;
-        if (await call(c.deleteCertificate, { id })) drop(ids.certs, id);
-      } else if (op === 9) {
-        const r = await call(c.createAccessList, { accessList: acl(i) });
-        if (r) ids.acls.push((r as { accessList: AccessList }).accessList.id);
-      } else if (op === 10 && ids.acls.length) await call(c.updateAccessList, { accessList: acl(i, rnd.pick(ids.acls)) });
-      else if (op === 11 && ids.acls.length) {
-        const id = rnd.pick(ids.acls)!;
-        if (await call(c.deleteAccessList, { id })) drop(ids.acls, id);
-      } else if (op === 12) {
-        const http = rnd.int(2) ? { hstsMaxAgeSeconds: rnd.int(1000) + 1 } : undefined;
-        await call(c.updateSettings, { settings: Settings.fromPartial({ general: { acmeEmail: `ops${rnd.int(5)}@example.com` }, http }) });
-      }
+      await write();
       if (step % 8 !== 7) continue;
       const live = await h.store.snapshot();
       const fresh = await fromDatabase();
@@ -95,6 +104,35 @@ describe("the in-memory content", () => {
     const final = await h.store.snapshot();
     assert.equal(checked, 20);
     assert.ok(final.proxyHosts.length > 0 && final.certificates.length > 0 && final.accessLists.length > 0 && final.l4ProxyHosts.length > 0, "every kind was written");
+  });
+
+  it("a slave applying the master's snapshots one by one keeps content equal to its database and to the master's", async () => {
+    const seed = Number(process.env.CPM_TEST_SEED ?? 20261126);
+    const rnd = random(seed);
+    const write = randomWriter(h, rnd);
+    const slave = await startConfigService();
+    try {
+      let changed = 0;
+      for (let step = 0; step < 120; step++) {
+        await write();
+        if (rnd.int(3) === 0) continue; // now and then several writes reach the slave as one snapshot
+        const master = await h.store.snapshot();
+        // As the slave's receiver gets it: decoded from the wire, no object shared with the master.
+        const r = await applySnapshot(slave.store, Snapshot.decode(Snapshot.encode(master).finish()));
+        if (r.changed) changed++;
+        const kept = await slave.store.snapshot();
+        const read = await new ConfigStore(slave.db, createLogger("test", "silent")).snapshot();
+        assert.equal(kept.contentSha256, master.contentSha256, `seed ${seed}, step ${step}: the slave's kept hash is the master's`);
+        assert.deepEqual(kept, read, `seed ${seed}, step ${step}: the slave's kept content equals its database`);
+        const { version, generatedAt, masterInstanceId, ...content } = kept;
+        const { version: mv, generatedAt: mg, masterInstanceId: mm, ...masterContent } = master;
+        assert.equal(version, mv);
+        assert.deepEqual(content, masterContent, `seed ${seed}, step ${step}: the slave holds the master's content`);
+      }
+      assert.ok(changed > 40, `most applies changed something (${changed})`);
+    } finally {
+      await slave.close();
+    }
   });
 
   it("notices a commit by another connection and reads the database again", async () => {

@@ -154,6 +154,21 @@ export class ContentIndex {
     return id === undefined ? undefined : this.kinds.proxyHosts.values.get(id);
   }
 
+  /** The digest of the stored resource of `kind` with this id; undefined when there is none. */
+  digest(kind: ResourceKind, id: string): string | undefined {
+    return this.kinds[kind].digests.get(id);
+  }
+
+  /** The ids of `kind`, sorted. */
+  ids(kind: ResourceKind): readonly string[] {
+    return this.kinds[kind].ids();
+  }
+
+  /** The digest of the settings as stored. */
+  settingsDigestOf(): string {
+    return this.settingsDigest;
+  }
+
   setSettings(s: Settings | undefined): void {
     this.settingsValue = storedSettings(s);
     this.settingsDigest = resourceDigest(this.settingsValue);

@@ -11,9 +11,9 @@ import {
   type Settings,
   type Snapshot,
 } from "@cpm/proto";
-import { canonicalJson, SNAPSHOT_SCHEMA_VERSION, type Logger } from "@cpm/core";
+import { contentDigests, RESOURCE_KINDS, resourceDigest, SNAPSHOT_SCHEMA_VERSION, type ContentDigests, type Logger, type ResourceKind } from "@cpm/core";
 import { traceCarrier, versionAttributes, withSpan, type TraceCarrier } from "@cpm/grpc-kit";
-import { ChangeSet, ContentIndex } from "./content-index.ts";
+import { ChangeSet, ContentIndex, storedSettings } from "./content-index.ts";
 import type { Db } from "./db.ts";
 
 /** A transaction client: what write callbacks get. */
@@ -137,11 +137,19 @@ export class ConfigStore {
    * statements; when the difference cannot be applied in place (a stale cache, names swapped
    * between two resources), everything is replaced instead.
    */
-  async replaceAll(s: Snapshot): Promise<void> {
+  async replaceAll(s: Snapshot, digests?: ContentDigests): Promise<void> {
     const now = new Date();
-    const current = await this.snapshot();
+    const index = (await this.freshIndex()) ?? (await this.load()).index;
+    const d = digests ?? contentDigests(s);
+    const diff: Difference = {
+      proxyHosts: difference(index, "proxyHosts", s.proxyHosts, d.proxyHosts),
+      l4ProxyHosts: difference(index, "l4ProxyHosts", s.l4ProxyHosts, d.l4ProxyHosts),
+      certificates: difference(index, "certificates", s.certificates, d.certificates),
+      accessLists: difference(index, "accessLists", s.accessLists, d.accessLists),
+      settings: resourceDigest(storedSettings(s.settings)) !== index.settingsDigestOf(),
+    };
     try {
-      await this.db.$transaction((tx) => applyDifference(tx, current, s, now));
+      await this.db.$transaction((tx) => applyDifference(tx, diff, s, now));
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code !== "P2002" && code !== "P2003" && code !== "P2025") throw err;
@@ -149,9 +157,19 @@ export class ConfigStore {
       await this.db.$transaction((tx) => replaceEveryRow(tx, s, now));
     }
     this.revision++;
-    // The stored rows are the snapshot's resources, so the snapshot's content is the new index.
+    // The stored rows are the snapshot's resources: the index takes what changed.
     const l = this.loaded ?? (await this.load());
-    l.index = ContentIndex.of(s);
+    if (l.index === index) {
+      for (const kind of RESOURCE_KINDS) {
+        for (const id of diff[kind].removed) index.remove(kind, id);
+        for (const x of [...diff[kind].changed, ...diff[kind].added]) index.put(kind, x as never);
+      }
+      if (diff.settings) index.setSettings(s.settings);
+    }
+    if (l.index.contentSha256() !== s.contentSha256) {
+      this.log.debug({ version: s.version }, "index rebuilt from the applied snapshot");
+      l.index = ContentIndex.of(s);
+    }
     l.info = { ...l.info, version: s.version, committedAt: now, masterInstanceId: s.masterInstanceId };
     this.emitCommit({ version: s.version, committedAt: now, contentSha256: l.index.contentSha256() });
   }
@@ -276,41 +294,44 @@ export async function sqliteDataVersion(db: Db): Promise<bigint | number | undef
   return rows[0]?.data_version;
 }
 
-const encode = (x: unknown) => canonicalJson(x);
+type KindDifference<T> = { removed: string[]; added: T[]; changed: T[] };
 
-/** Which resources a snapshot adds, changes and removes compared with the current content. */
-function difference<T extends { id: string }>(current: T[], next: T[]) {
-  const before = new Map(current.map((x) => [x.id, encode(x)]));
+/** What a slave's apply writes: per kind, the resources removed, added and changed; whether the settings changed. */
+type Difference = { [K in ResourceKind]: KindDifference<Snapshot[K][number]> } & { settings: boolean };
+
+/** Which resources a snapshot adds, changes and removes compared with the current content, by digest. */
+function difference<T extends { id: string }>(current: ContentIndex, kind: ResourceKind, next: T[], digests: ReadonlyMap<string, string>): KindDifference<T> {
   const keep = new Set(next.map((x) => x.id));
-  return {
-    removed: current.filter((x) => !keep.has(x.id)).map((x) => x.id),
-    added: next.filter((x) => !before.has(x.id)),
-    changed: next.filter((x) => before.has(x.id) && before.get(x.id) !== encode(x)),
-  };
+  const added: T[] = [];
+  const changed: T[] = [];
+  for (const x of next) {
+    const before = current.digest(kind, x.id);
+    if (before === undefined) added.push(x);
+    else if (before !== digests.get(x.id)) changed.push(x);
+  }
+  return { removed: current.ids(kind).filter((id) => !keep.has(id)), added, changed };
 }
 
-/** Writes only what differs; order respects references and unique domains. */
-async function applyDifference(tx: Tx, current: Snapshot, s: Snapshot, now: Date): Promise<void> {
-  const hosts = difference(current.proxyHosts, s.proxyHosts);
-  const l4 = difference(current.l4ProxyHosts, s.l4ProxyHosts);
-  const certs = difference(current.certificates, s.certificates);
-  const acls = difference(current.accessLists, s.accessLists);
+/** Writes only what differs (no statement for an empty list); order respects references and unique domains. */
+async function applyDifference(tx: Tx, diff: Difference, s: Snapshot, now: Date): Promise<void> {
+  const { proxyHosts: hosts, l4ProxyHosts: l4, certificates: certs, accessLists: acls } = diff;
   // Hosts first (they reference certificates and access lists); freed domains before new ones.
-  await tx.proxyHost.deleteMany({ where: { id: { in: hosts.removed } } });
-  await tx.l4ProxyHost.deleteMany({ where: { id: { in: l4.removed } } });
-  await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: { in: hosts.changed.map((h) => h.id) } } });
+  if (hosts.removed.length) await tx.proxyHost.deleteMany({ where: { id: { in: hosts.removed } } });
+  if (l4.removed.length) await tx.l4ProxyHost.deleteMany({ where: { id: { in: l4.removed } } });
+  if (hosts.changed.length) await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: { in: hosts.changed.map((h) => h.id) } } });
   for (const c of certs.changed) await tx.certificate.update({ where: { id: c.id }, data: { ...certificateRow(c, now), id: undefined } });
-  await tx.certificate.createMany({ data: certs.added.map((c) => certificateRow(c, now)) });
+  if (certs.added.length) await tx.certificate.createMany({ data: certs.added.map((c) => certificateRow(c, now)) });
   for (const a of acls.changed) await tx.accessList.update({ where: { id: a.id }, data: { ...accessListRow(a, now), id: undefined } });
-  await tx.accessList.createMany({ data: acls.added.map((a) => accessListRow(a, now)) });
+  if (acls.added.length) await tx.accessList.createMany({ data: acls.added.map((a) => accessListRow(a, now)) });
   for (const h of hosts.changed) await tx.proxyHost.update({ where: { id: h.id }, data: { ...proxyHostRow(h, now), id: undefined } });
-  await tx.proxyHost.createMany({ data: hosts.added.map((h) => proxyHostRow(h, now)) });
-  await tx.proxyHostDomain.createMany({ data: [...hosts.changed, ...hosts.added].flatMap((h) => h.domains.map((domain) => ({ domain, proxyHostId: h.id }))) });
+  if (hosts.added.length) await tx.proxyHost.createMany({ data: hosts.added.map((h) => proxyHostRow(h, now)) });
+  const domains = [...hosts.changed, ...hosts.added].flatMap((h) => h.domains.map((domain) => ({ domain, proxyHostId: h.id })));
+  if (domains.length) await tx.proxyHostDomain.createMany({ data: domains });
   for (const h of l4.changed) await tx.l4ProxyHost.update({ where: { id: h.id }, data: { ...l4Row(h, now), id: undefined } });
-  await tx.l4ProxyHost.createMany({ data: l4.added.map((h) => l4Row(h, now)) });
-  await tx.certificate.deleteMany({ where: { id: { in: certs.removed } } });
-  await tx.accessList.deleteMany({ where: { id: { in: acls.removed } } });
-  await writeSettings(tx, s.settings ?? { general: undefined, acme: undefined, http: undefined });
+  if (l4.added.length) await tx.l4ProxyHost.createMany({ data: l4.added.map((h) => l4Row(h, now)) });
+  if (certs.removed.length) await tx.certificate.deleteMany({ where: { id: { in: certs.removed } } });
+  if (acls.removed.length) await tx.accessList.deleteMany({ where: { id: { in: acls.removed } } });
+  if (diff.settings) await writeSettings(tx, s.settings ?? { general: undefined, acme: undefined, http: undefined });
   await tx.instance.update({ where: { id: 1 }, data: { version: s.version, versionCommittedAt: now, masterInstanceId: s.masterInstanceId } });
 }
 

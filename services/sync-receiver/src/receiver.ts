@@ -1,5 +1,5 @@
 import { NackCode, type Snapshot, type SyncResponse } from "@cpm/proto";
-import { validateSnapshot, ValidationError, type Logger } from "@cpm/core";
+import { SnapshotCheckMemo, validateSnapshot, ValidationError, type Logger } from "@cpm/core";
 import type { ConfigClient, RendererClient } from "@cpm/grpc-kit";
 import { status as Status } from "@grpc/grpc-js";
 import type { StatusStore } from "./status-store.ts";
@@ -58,6 +58,8 @@ function dependencyFailure(e: GrpcFailure): NackCode {
  */
 export class SnapshotApplier {
   private queue: Promise<unknown> = Promise.resolve();
+  /** Resources of the last valid snapshot: an unchanged one is not normalized or hashed again. */
+  private readonly checked = new SnapshotCheckMemo();
   readonly state: ReceiverState = { masterInstanceId: "", appliedVersion: 0, configSha256: "", lastSyncTime: undefined, lastError: "", lastErrorTime: undefined };
 
   constructor(
@@ -207,7 +209,7 @@ export class SnapshotApplier {
     if (unchanged) return unchanged;
     try {
       if (!snapshot) throw new ValidationError("snapshot", "is required");
-      validateSnapshot(snapshot);
+      validateSnapshot(snapshot, "snapshot", this.checked);
     } catch (err) {
       return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, (err as Error).message, false);
     }
