@@ -7,6 +7,7 @@ import { findBuiltCaddy } from "@cpm/core/caddy-build";
 import { caddyAdminBlock, CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig, type InstanceConfig } from "@cpm/core/env";
 import { caddyEnvironment } from "./caddy-env.ts";
 import { caddyRunArgs } from "./caddy-run.ts";
+import { nodeServiceArgs, nodeServiceEnv } from "./node-runtime.ts";
 import { Supervisor, type ProcessSpec } from "./supervisor.ts";
 
 /**
@@ -89,7 +90,7 @@ function main() {
   for (const s of services) {
     const entry = path.join(root, "services", s, "dist", "main.js");
     if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` first`);
-    procs.push({ name: s, command: process.execPath, args: () => [entry], env });
+    procs.push({ name: s, command: process.execPath, args: () => nodeServiceArgs(entry, env), env: nodeServiceEnv(env) });
   }
 
   const supervisor = new Supervisor(procs, { say, onStopped: (code) => process.exit(code) });
