@@ -84,13 +84,20 @@ class KindIndex<T extends { id: string }> {
   }
 }
 
+/** What a write may ask about the current content (checks in memory instead of queries). */
+export interface ContentView {
+  get<K extends ResourceKind>(kind: K, id: string): ResourceOf[K] | undefined;
+  proxyHostNamed(name: string): ProxyHost | undefined;
+  proxyHostServing(domain: string): ProxyHost | undefined;
+}
+
 /**
  * The synced configuration in memory: every resource as stored, its digest, and the content
  * hash over them (libs/core contentHashOfDigests). A write updates it one resource at a time;
  * the content hash is recomputed from the kept digests (no resource is re-encoded) and cached
  * until the next change.
  */
-export class ContentIndex {
+export class ContentIndex implements ContentView {
   private readonly kinds: { [K in ResourceKind]: KindIndex<ResourceOf[K]> } = {
     proxyHosts: new KindIndex(),
     l4ProxyHosts: new KindIndex(),
@@ -209,14 +216,23 @@ export class ContentIndex {
 /** What one write changes in the index; applied only once its transaction has committed. */
 export class ChangeSet {
   private readonly ops: ((idx: ContentIndex) => void)[] = [];
+  /** The resources it touched, last change per kind and id (null: removed), as stored. */
+  readonly touched: { [K in ResourceKind]: Map<string, ResourceOf[K] | null> } = {
+    proxyHosts: new Map(),
+    l4ProxyHosts: new Map(),
+    certificates: new Map(),
+    accessLists: new Map(),
+  };
 
   /** A created or replaced resource. */
   put<K extends ResourceKind>(kind: K, x: ResourceOf[K]): void {
     this.ops.push((idx) => idx.put(kind, x));
+    (this.touched[kind] as Map<string, ResourceOf[K] | null>).set(x.id, asStored(kind, x));
   }
 
   remove(kind: ResourceKind, id: string): void {
     this.ops.push((idx) => idx.remove(kind, id));
+    this.touched[kind].set(id, null);
   }
 
   settings(s: Settings): void {
@@ -225,5 +241,44 @@ export class ChangeSet {
 
   applyTo(idx: ContentIndex): void {
     for (const op of this.ops) op(idx);
+  }
+}
+
+/**
+ * The content as the next write of a group commit sees it: `base` (the committed index) with
+ * the changes of the writes before it in the same transaction, which `base` does not hold yet.
+ */
+export class PendingContent implements ContentView {
+  private readonly touched: { [K in ResourceKind]: Map<string, ResourceOf[K] | null> } = {
+    proxyHosts: new Map(),
+    l4ProxyHosts: new Map(),
+    certificates: new Map(),
+    accessLists: new Map(),
+  };
+
+  constructor(private readonly base: ContentIndex) {}
+
+  /** The next write sees `changes` too. */
+  add(changes: ChangeSet): void {
+    for (const kind of RESOURCE_KINDS) for (const [id, x] of changes.touched[kind]) (this.touched[kind] as Map<string, unknown>).set(id, x);
+  }
+
+  get<K extends ResourceKind>(kind: K, id: string): ResourceOf[K] | undefined {
+    const t = this.touched[kind] as Map<string, ResourceOf[K] | null>;
+    return t.has(id) ? (t.get(id) ?? undefined) : this.base.get(kind, id);
+  }
+
+  proxyHostNamed(name: string): ProxyHost | undefined {
+    return this.hostWhere((h) => h.name === name, this.base.proxyHostNamed(name));
+  }
+
+  proxyHostServing(domain: string): ProxyHost | undefined {
+    return this.hostWhere((h) => h.domains.includes(domain), this.base.proxyHostServing(domain));
+  }
+
+  /** A pending host that matches, else `committed` unless a pending change replaced or removed it. */
+  private hostWhere(matches: (h: ProxyHost) => boolean, committed: ProxyHost | undefined): ProxyHost | undefined {
+    for (const h of this.touched.proxyHosts.values()) if (h && matches(h)) return h;
+    return committed && !this.touched.proxyHosts.has(committed.id) ? committed : undefined;
   }
 }

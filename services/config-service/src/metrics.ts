@@ -57,7 +57,7 @@ export class ConfigMetrics {
   /** Follows `store`: counts its commits and reads its state when scraped. */
   observe(store: ConfigStore): void {
     this.store = store;
-    store.onCommit(() => this.commits.inc());
+    store.onCommit((c) => this.commits.inc(c.writes));
   }
 
   private async snapshot(): Promise<Snapshot | undefined> {

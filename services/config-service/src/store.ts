@@ -13,11 +13,20 @@ import {
 } from "@cpm/proto";
 import { contentDigests, RESOURCE_KINDS, resourceDigest, SNAPSHOT_SCHEMA_VERSION, type ContentDigests, type Logger, type ResourceKind } from "@cpm/core";
 import { traceCarrier, versionAttributes, withSpan, type TraceCarrier } from "@cpm/grpc-kit";
-import { ChangeSet, ContentIndex, storedSettings } from "./content-index.ts";
+import { ChangeSet, ContentIndex, PendingContent, storedSettings, type ContentView } from "./content-index.ts";
 import type { Db } from "./db.ts";
 
 /** A transaction client: what write callbacks get. */
 export type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
+
+/** One write's work inside its transaction (see ConfigStore.write). */
+export type WriteFn<T> = (tx: Tx, now: Date, changes: ChangeSet, current: ContentView | undefined) => Promise<T>;
+
+interface QueuedWrite<T> {
+  fn: WriteFn<T>;
+  resolve: (r: { result: T; version: number }) => void;
+  reject: (err: unknown) => void;
+}
 
 export interface Commit {
   version: number;
@@ -25,6 +34,8 @@ export interface Commit {
   contentSha256: string;
   /** Trace context of the span that committed this version (undefined when tracing is off). */
   traceContext: TraceCarrier | undefined;
+  /** How many writes this commit holds (a group commit: several, the last one's version); 1 otherwise. */
+  writes: number;
 }
 
 export interface InstanceInfo {
@@ -66,6 +77,8 @@ export class ConfigStore {
   private loading: Promise<Loaded> | undefined;
   private readonly dialect: "sqlite" | "postgresql";
   private lastCommit: Commit | undefined;
+  /** Writes waiting for the one committing now (SQLite group commit). */
+  private waiting: QueuedWrite<unknown>[] = [];
 
   constructor(
     readonly db: Db,
@@ -104,9 +117,41 @@ export class ConfigStore {
    * Nothing is written when `fn` throws. On SQLite `fn` also gets the current content
    * (`current`, read again first when another connection has committed), so it can check
    * names and references in memory instead of querying; on PostgreSQL it is undefined.
+   *
+   * Group commit (SQLite): writes that arrive while another is committing wait, then commit
+   * together in one transaction, each on its own version, each seeing the ones before it
+   * (PendingContent); watchers hear the group's last version. When any of them throws, the
+   * group is rolled back and each write runs again alone, so one refused write never takes
+   * others with it and each gets exactly the answer it would get alone.
    */
-  write<T>(fn: (tx: Tx, now: Date, changes: ChangeSet, current: ContentIndex | undefined) => Promise<T>): Promise<{ result: T; version: number }> {
-    return this.serialize(() => withSpan("config.commit", {}, async (span) => {
+  write<T>(fn: WriteFn<T>): Promise<{ result: T; version: number }> {
+    if (this.dialect !== "sqlite") return this.serialize(() => this.writeAlone(fn));
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ fn, resolve, reject } as QueuedWrite<unknown>);
+      if (this.waiting.length === 1) void this.serialize(() => this.commitWaiting());
+    });
+  }
+
+  /** Commits every write waiting now: alone when it is the only one, else as one group. */
+  private async commitWaiting(): Promise<void> {
+    const group = this.waiting.splice(0);
+    if (group.length === 1) {
+      const w = group[0]!;
+      await this.writeAlone(w.fn).then(w.resolve, w.reject);
+      return;
+    }
+    let done: { result: unknown; version: number }[];
+    try {
+      done = await this.writeGroup(group.map((w) => w.fn));
+    } catch {
+      for (const w of group) await this.writeAlone(w.fn).then(w.resolve, w.reject);
+      return;
+    }
+    group.forEach((w, i) => w.resolve(done[i]!));
+  }
+
+  private writeAlone<T>(fn: WriteFn<T>): Promise<{ result: T; version: number }> {
+    return withSpan("config.commit", {}, async (span) => {
       const now = new Date();
       const changes = new ChangeSet();
       const current = await this.freshIndex();
@@ -115,19 +160,49 @@ export class ConfigStore {
         const row = await tx.instance.update({ where: { id: 1 }, data: { version: { increment: 1 }, versionCommittedAt: now } });
         return { result, row };
       });
-      this.revision++;
-      const l = this.loaded;
-      if (l) {
-        changes.applyTo(l.index);
-        l.info = { instanceId: row.instanceId, version: row.version, committedAt: row.versionCommittedAt, masterInstanceId: row.masterInstanceId };
-        this.emitCommit({ version: row.version, committedAt: row.versionCommittedAt, contentSha256: l.index.contentSha256() });
-      } else {
-        const s = await this.snapshot();
-        this.emitCommit({ version: s.version, committedAt: s.generatedAt ?? now, contentSha256: s.contentSha256 });
-      }
+      await this.committed([changes], row);
       span.setAttributes(versionAttributes(row.version, this.lastCommit?.contentSha256 ?? ""));
       return { result, version: row.version };
-    }));
+    });
+  }
+
+  /** Several writes in one transaction (SQLite), each on its own version; throws when any of them does. */
+  private writeGroup(fns: WriteFn<unknown>[]): Promise<{ result: unknown; version: number }[]> {
+    return withSpan("config.commit", { attributes: { "cpm.commit.writes": fns.length } }, async (span) => {
+      const now = new Date();
+      const index = (await this.freshIndex())!;
+      const pending = new PendingContent(index);
+      const sets: ChangeSet[] = [];
+      const { results, row } = await this.db.$transaction(async (tx) => {
+        const results: unknown[] = [];
+        for (const fn of fns) {
+          const changes = new ChangeSet();
+          results.push(await fn(tx, now, changes, pending));
+          pending.add(changes);
+          sets.push(changes);
+        }
+        const row = await tx.instance.update({ where: { id: 1 }, data: { version: { increment: fns.length }, versionCommittedAt: now } });
+        return { results, row };
+      });
+      await this.committed(sets, row);
+      span.setAttributes(versionAttributes(row.version, this.lastCommit?.contentSha256 ?? ""));
+      const first = row.version - fns.length + 1;
+      return results.map((result, i) => ({ result, version: first + i }));
+    });
+  }
+
+  /** After a commit: the in-memory content takes `sets` in order, and watchers hear the new version. */
+  private async committed(sets: ChangeSet[], row: { instanceId: string; version: number; versionCommittedAt: Date; masterInstanceId: string }): Promise<void> {
+    this.revision++;
+    const l = this.loaded;
+    if (l) {
+      for (const changes of sets) changes.applyTo(l.index);
+      l.info = { instanceId: row.instanceId, version: row.version, committedAt: row.versionCommittedAt, masterInstanceId: row.masterInstanceId };
+      this.emitCommit({ version: row.version, committedAt: row.versionCommittedAt, contentSha256: l.index.contentSha256(), writes: sets.length });
+    } else {
+      const s = await this.snapshot();
+      this.emitCommit({ version: s.version, committedAt: s.generatedAt ?? row.versionCommittedAt, contentSha256: s.contentSha256, writes: sets.length });
+    }
   }
 
   /**
@@ -171,7 +246,7 @@ export class ConfigStore {
       l.index = ContentIndex.of(s);
     }
     l.info = { ...l.info, version: s.version, committedAt: now, masterInstanceId: s.masterInstanceId };
-    this.emitCommit({ version: s.version, committedAt: now, contentSha256: l.index.contentSha256() });
+    this.emitCommit({ version: s.version, committedAt: now, contentSha256: l.index.contentSha256(), writes: 1 });
   }
 
   private emitCommit(c: Omit<Commit, "traceContext">): void {

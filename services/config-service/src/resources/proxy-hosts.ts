@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { ProxyHost } from "@cpm/proto";
 import { alreadyExists, checkUpstreamsNotReserved, normalizeProxyHost, notFound, ValidationError, type ReservedAddress } from "@cpm/core";
-import type { ContentIndex } from "../content-index.ts";
+import type { ContentView } from "../content-index.ts";
 import { proxyHostRow, type ConfigStore, type Tx } from "../store.ts";
 
 const F = "proxy_host";
@@ -83,7 +83,7 @@ const domainRows = (h: ProxyHost) => h.domains.map((domain) => ({ domain, proxyH
  * Names, domains and references are unique or must exist: checked in the in-memory content
  * when the store has it (SQLite), else in the database. Its constraints have the last word.
  */
-async function checkConflicts(tx: Tx, h: ProxyHost, current: ContentIndex | undefined): Promise<void> {
+async function checkConflicts(tx: Tx, h: ProxyHost, current: ContentView | undefined): Promise<void> {
   if (current) {
     const sameName = current.proxyHostNamed(h.name);
     if (sameName && sameName.id !== h.id) throw nameTaken(h.name);
