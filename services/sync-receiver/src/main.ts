@@ -33,6 +33,7 @@ async function main() {
   // snapshot taken while config-service or the renderer still start would only be NACKed.
   // Bounded: after STARTUP_WAIT_MS it listens anyway, NACKs say which service is missing, and
   // each apply reads the version again.
+  log.debug("waiting for this slave's config-service and renderer before listening");
   await applier.load(STARTUP_WAIT_MS).catch((err: Error & { details?: string }) => {
     log.warn({ waitedMs: STARTUP_WAIT_MS, err: err.details ?? err.message }, "this slave's config-service or renderer is not answering yet; listening anyway (snapshots are NACKed until they do)");
   });
