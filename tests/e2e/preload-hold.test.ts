@@ -37,12 +37,17 @@ describe("a slave's preload survives a process killed before its commit: Caddy n
 
   /** One snapshot over a fresh TLS stream to the slave's receiver, as the master sends it. */
   async function push(s: Snapshot): Promise<SyncResponse> {
-    // As the master does: a retryable NACK (a service of the slave not reachable yet, e.g. its
-    // channel to a config-service that has just started) is sent again, at most 30 s long.
+    // As the master does: a receiver not listening yet (it opens its port once its
+    // config-service and renderer answer) and a retryable NACK (a service of the slave not
+    // reachable, e.g. its channel to a config-service that has just started) are tried again,
+    // at most 30 s long.
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const r = await slave.pushSnapshot(s, SYNC_TOKEN, pki.caCert);
-      if (!r.nack?.retryable || Date.now() > deadline) return r;
+      const r = await slave.pushSnapshot(s, SYNC_TOKEN, pki.caCert).catch((err: { code?: number }) => {
+        if (err.code !== 14 || Date.now() > deadline) throw err;
+        return undefined;
+      });
+      if (r && (!r.nack?.retryable || Date.now() > deadline)) return r;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }

@@ -194,16 +194,27 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
   });
 
   it("a slave that was down converges on restart without any periodic interval", async () => {
+    const nackedBefore = (await slaveStatus("slave1")).lastNackedVersion;
     await slave1.kill();
     const names = ["down-a", "down-b", "down-c"];
     let last = 0;
     for (const n of names) last = (await create(n, `${n}.sync.test`)).configVersion;
     await waitFor(async () => !(await slaveStatus("slave1")).connected, "master sees slave1 disconnected");
     assert.ok((await slaveStatus("slave1")).lastError !== "");
+    const logBefore = slave1.log().length;
     await slave1.restart();
     for (const n of names) await slave1.waitServes(`${n}.sync.test`, /upstream=U/);
     await waitAcked("slave1", last);
     assert.equal(await slave1.version(), last);
+    // The receiver listens only once its config-service and renderer answer: the master's
+    // first push after the restart is applied, not NACKed because a service was still starting.
+    const restarted = slave1.log().slice(logBefore);
+    const at = (msg: string) => restarted.indexOf(`"msg":"${msg}`);
+    assert.ok(at("config-service ready") >= 0 && at("caddy-renderer ready") >= 0 && at("sync-receiver ready") >= 0, "every service logged its start");
+    assert.ok(at("sync-receiver ready") > at("config-service ready"), "the receiver listens after config-service is up");
+    assert.ok(at("sync-receiver ready") > at("caddy-renderer ready"), "the receiver listens after the renderer is up");
+    assert.ok(!restarted.includes("NACK_CODE_UNAVAILABLE"), "no snapshot NACKed as UNAVAILABLE while the slave started");
+    assert.equal((await slaveStatus("slave1")).lastNackedVersion, nackedBefore, "the master got no NACK from the returning slave");
   });
 
   it("a slave whose Caddy refuses the config NACKs, keeps serving the old one, and the master shows why", async () => {

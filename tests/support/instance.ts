@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, existsSync, mkdtempSync, readFileSync } from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -147,6 +148,8 @@ export class Instance {
     this.dispatcher = new SyncDispatcherClient(addr(this.ports.dispatcher), credentials.createInsecure());
     await waitFor(async () => (await this.info()).instanceId, `${this.opts.name}: config-service up`, 60_000, 200);
     await this.waitInSync();
+    // A slave's receiver opens its port once its config-service and renderer answer.
+    if (this.opts.mode === "slave") await waitFor(() => accepts(this.ports.sync), `${this.opts.name}: sync receiver listening`, 30_000, 50);
   }
 
   info() {
@@ -250,6 +253,19 @@ export class Instance {
 /** Stops `inst` (when it was started) with SIGTERM and asserts the launcher exits cleanly (code 0). */
 export async function stopCleanly(inst: Instance | undefined): Promise<void> {
   assert.equal(await inst?.stop(), 0, "the launcher stops cleanly on SIGTERM");
+}
+
+/** Whether something accepts TCP connections on the loopback `port`. */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1");
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
+  });
 }
 
 export async function allocatePorts(): Promise<InstancePorts> {

@@ -73,7 +73,7 @@ describe("SlaveLink: a restarted receiver", () => {
       await until("the push to the restarted receiver", () => second.received.length === 1, 5_000);
       const after = Date.now() - back;
       assert.deepEqual(second.received, [2]);
-      assert.ok(after <= 1_200, `pushed ${after} ms after the receiver was reachable again`);
+      assert.ok(after <= 1_000, `pushed ${after} ms after the receiver was reachable again`);
     } finally {
       link.stop();
       second.stop();
@@ -153,10 +153,10 @@ describe("SlaveLink: one stream per slave, latest wins, one snapshot in flight",
   it("retries a retryable NACK by itself, after its backoff and not in a loop", async () => {
     const nackedAt = Date.now();
     slave.nack(1, NackCode.NACK_CODE_UNAVAILABLE, true);
-    await pause(400);
-    assert.deepEqual(slave.received, [1], "no resend before the first backoff (at least 500 ms)");
+    await pause(150);
+    assert.deepEqual(slave.received, [1], "no resend before the first backoff (at least 200 ms)");
     await until("retry after backoff", () => slave.received.length === 2, 5_000);
-    assert.ok(Date.now() - nackedAt >= 500, "resent only after the backoff");
+    assert.ok(Date.now() - nackedAt >= 200, "resent only after the backoff");
     slave.nack(1, NackCode.NACK_CODE_UNAVAILABLE, true);
     await pause(1_500);
     assert.ok(slave.received.length <= 3, `one resend per backoff, got ${slave.received.length} snapshots`);

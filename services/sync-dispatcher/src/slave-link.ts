@@ -5,6 +5,7 @@ import { connectivityState, makeGenericClientConstructor, type Client, type Clie
 import { endPush, startPush, type CommitTraces, type PushSpan } from "./push-trace.ts";
 import { NO_LINK_METRICS, type LinkMetrics } from "./metrics.ts";
 import { decideSend, type StateKey } from "./send-decision.ts";
+import { isConnectionRefused, nextReconnect, REFUSED_RETRY_MS, type StreamOutcome } from "./reconnect.ts";
 import { withTraceContext, type SnapshotCache } from "./snapshots.ts";
 
 /**
@@ -24,14 +25,12 @@ const SyncLinkClient = makeGenericClientConstructor(
   sync(metadata: Metadata): ClientDuplexStream<SyncRequest | Buffer, SyncResponse>;
 };
 
-const RECONNECT_BASE_MS = 250;
-const RECONNECT_MAX_MS = 1_000;
 /**
- * Resending a state the slave NACKed as retryable (one of its services down or busy): at
- * most a second apart, so a slave whose service is back converges within a second; one small
- * refused push a second costs the slave next to nothing.
+ * Resending a state the slave NACKed as retryable (one of its services down, starting or
+ * busy): first after a fifth of a second, then at most a second apart, so a slave whose
+ * service is back converges within a second; a refused push costs the slave next to nothing.
  */
-const RETRY_BASE_MS = 500;
+const RETRY_BASE_MS = 200;
 const RETRY_MAX_MS = 1_000;
 
 export interface MasterState {
@@ -49,9 +48,10 @@ export interface LinkOptions {
 
 /**
  * One slave: a long-lived bidirectional stream, at most one snapshot in flight, newest
- * state wins. Reconnects with jittered backoff bounded at a second (or as soon as the
- * channel is ready again) and pushes the current snapshot as soon as
- * the stream is up. What to send is decided by `decideSend`: a state the slave NACKed as not
+ * state wins. While the slave refuses connections it is tried again every REFUSED_RETRY_MS;
+ * after any other failure, with jittered backoff bounded at a second (reconnect.ts); either
+ * way as soon as the channel is ready again. Pushes the current snapshot as soon as the
+ * stream is up. What to send is decided by `decideSend`: a state the slave NACKed as not
  * retryable is not resent until the configuration changes or a push is forced; a retryable
  * one is resent after a jittered backoff that grows until the next ACK.
  */
@@ -85,24 +85,37 @@ export class SlaveLink {
     private readonly log: Logger,
     private readonly metrics: LinkMetrics = NO_LINK_METRICS,
   ) {
-    this.client = new SyncLinkClient(
-      target.address,
-      channelCredentials({ tls: target.tls, caFile: opts.caFile }),
-      clientOptions({ maxMessageBytes: opts.maxMessageBytes }),
-    );
+    this.client = this.newClient();
+  }
+
+  /**
+   * A channel that reconnects by itself every REFUSED_RETRY_MS while it cannot connect (the
+   * link's own loop decides how long to wait for it; see `run`).
+   */
+  private newClient(): InstanceType<typeof SyncLinkClient> {
+    return new SyncLinkClient(this.target.address, channelCredentials({ tls: this.target.tls, caFile: this.opts.caFile }), {
+      ...clientOptions({ maxMessageBytes: this.opts.maxMessageBytes }),
+      "grpc.initial_reconnect_backoff_ms": REFUSED_RETRY_MS,
+      "grpc.max_reconnect_backoff_ms": REFUSED_RETRY_MS,
+    });
   }
 
   /** Runs the connect/reconnect loop until `stop`. */
   async run(): Promise<void> {
-    let attempt = 0;
+    let failures = 0;
     while (!this.stopped.signal.aborted) {
-      const healthy = await this.connectOnce();
+      const outcome = await this.connectOnce();
       if (this.stopped.signal.aborted) break;
-      attempt = healthy ? 0 : attempt + 1;
-      // Bounded at a second: a restarted slave is pushed within about a second of being reachable.
-      const delay = backoffDelay(attempt, RECONNECT_BASE_MS, RECONNECT_MAX_MS);
-      this.log.debug({ delay }, "reconnecting");
-      await this.channelReadyOr(delay);
+      const next = nextReconnect(outcome, failures);
+      failures = next.failures;
+      if (outcome === "failed" && this.client.getChannel().getConnectivityState(false) !== connectivityState.READY) {
+        // Cannot connect for another reason than a refusal (a TLS handshake, say): the channel
+        // would try again every REFUSED_RETRY_MS by itself; a fresh one waits for the backoff.
+        this.client.close();
+        this.client = this.newClient();
+      }
+      this.log.debug({ delay: next.delayMs, outcome }, "reconnecting");
+      await this.channelReadyOr(next.delayMs);
     }
   }
 
@@ -125,8 +138,8 @@ export class SlaveLink {
     }
   }
 
-  /** One stream's life. Resolves when it ends; true if it ever got an answer. */
-  private connectOnce(): Promise<boolean> {
+  /** One stream's life. Resolves when it ends, with how it went. */
+  private connectOnce(): Promise<StreamOutcome> {
     return new Promise((resolve) => {
       let answered = false;
       const stream = this.client.sync(withBearer(this.target.token));
@@ -163,7 +176,7 @@ export class SlaveLink {
           if (wasConnected) this.log.warn({ reason: message }, "disconnected");
           else this.log.debug({ reason: message }, "cannot connect");
         }
-        resolve(answered);
+        resolve(answered ? "answered" : !wasConnected && isConnectionRefused(err) ? "refused" : "failed");
       };
       stream.on("error", (err: Error) => finish(err as Error & { code?: number }));
       stream.on("end", () => finish());

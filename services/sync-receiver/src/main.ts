@@ -8,7 +8,10 @@ import { SnapshotApplier } from "./receiver.ts";
 import { createServer } from "./server.ts";
 import { FileStatusStore } from "./status-store.ts";
 
-// config -> logger -> dependencies -> server -> listen -> signals
+/** How long the receiver waits at start for this slave's config-service and renderer before it listens anyway. */
+const STARTUP_WAIT_MS = 10_000;
+
+// config -> logger -> dependencies -> (wait for them, bounded) -> server -> listen -> signals
 async function main() {
   const cfg = loadConfig();
   if (cfg.mode !== "slave") throw new ConfigError("INSTANCE_MODE", `sync-receiver runs only on a slave (INSTANCE_MODE=slave), not "${cfg.mode}"`);
@@ -26,7 +29,14 @@ async function main() {
   const config = new ConfigClient(cfg.configAddr, cfg.internalToken);
   const renderer = new RendererClient(cfg.rendererAddr, cfg.internalToken);
   const applier = new SnapshotApplier(config, renderer, log, cfg.syncAckTimeoutSeconds * 1000, new FileStatusStore(path.join(cfg.dataDir, "sync-receiver-status.json")));
-  void applier.load().catch(() => undefined); // its services may still be starting; each apply reads the version again
+  // Listen only once this slave can apply: a master whose stream is up pushes at once, and a
+  // snapshot taken while config-service or the renderer still start would only be NACKed.
+  // Bounded: after STARTUP_WAIT_MS it listens anyway, NACKs say which service is missing, and
+  // each apply reads the version again.
+  log.debug("waiting for this slave's config-service and renderer before listening");
+  await applier.load(STARTUP_WAIT_MS).catch((err: Error & { details?: string }) => {
+    log.warn({ waitedMs: STARTUP_WAIT_MS, err: err.details ?? err.message }, "this slave's config-service or renderer is not answering yet; listening anyway (snapshots are NACKed until they do)");
+  });
   const metrics = receiverMetrics();
   metrics.observe(() => applier.state);
   const metricsServer = await startMetrics(cfg.metricsListen.receiver, METRICS_LISTEN_VARIABLES.receiver, log);

@@ -145,3 +145,23 @@ describe("SnapshotApplier: validate, preload, commit, confirm; NACKs say whether
     assert.deepEqual(renderer.preloaded, [2]);
   });
 });
+
+describe("SnapshotApplier.load: the receiver's wait for its own services at start", () => {
+  it("resolves once config-service answers, retrying while it does not", async () => {
+    const { applier, config } = fakes(3);
+    config.failInfo = grpcError(Status.UNAVAILABLE, "connect ECONNREFUSED");
+    let loaded = false;
+    const load = applier.load(5_000).then(() => (loaded = true));
+    await new Promise((r) => setTimeout(r, 250));
+    assert.equal(loaded, false, "not before config-service answers");
+    config.failInfo = undefined;
+    await load;
+    assert.equal(applier.state.appliedVersion, 3);
+  });
+
+  it("rejects with the last failure once its bound has passed", async () => {
+    const { applier, config } = fakes(3);
+    config.failInfo = grpcError(Status.UNAVAILABLE, "connect ECONNREFUSED");
+    await assert.rejects(applier.load(300), /ECONNREFUSED/);
+  });
+});

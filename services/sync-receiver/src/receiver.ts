@@ -19,8 +19,8 @@ export type ConfigPort = Pick<ConfigClient, "instanceInfo" | "applySnapshot">;
 /** What the applier needs from this slave's renderer. */
 export type RendererPort = Pick<RendererClient, "loadSnapshot" | "releasePreload" | "status" | "waitFor">;
 
-/** Between attempts to read the slave's state at start. */
-const LOAD_RETRY_MS = 500;
+/** Between attempts to read the slave's state at start: its services are local, a try costs nothing. */
+const LOAD_RETRY_MS = 100;
 
 /** The stream a snapshot came on ended before its turn: it was dropped, not applied. */
 export class StreamClosedError extends Error {
@@ -81,10 +81,11 @@ export class SnapshotApplier {
    * preload and commit: it is kept (Caddy does not move back a version); the master pushes
    * that version or a newer one as soon as its stream reconnects, and the renderer's hold
    * expires by itself otherwise. Until then the status reports no hash for the database's
-   * version. Retried while the slave's other services start, until the ACK timeout.
+   * version. Retried while the slave's other services start, for `timeoutMs` (by default the
+   * ACK timeout); rejects with the last failure after that.
    */
-  async load(): Promise<void> {
-    const giveUpAt = Date.now() + this.ackTimeoutMs;
+  async load(timeoutMs = this.ackTimeoutMs): Promise<void> {
+    const giveUpAt = Date.now() + timeoutMs;
     for (;;) {
       try {
         return await this.enqueue(() => this.loadOnce());
