@@ -12,7 +12,7 @@ import {
   type DeepPartial,
 } from "@cpm/proto";
 import { assertValidationError } from "./test-support.ts";
-import { contentDigests, SNAPSHOT_SCHEMA_VERSION, snapshotContentHash, SnapshotCheckMemo, validateSnapshot, validateSnapshotContent } from "./snapshot.ts";
+import { contentDigests, sameValue, SNAPSHOT_SCHEMA_VERSION, snapshotContentHash, SnapshotCheckMemo, validateSnapshot, validateSnapshotContent } from "./snapshot.ts";
 
 const host = (id: string, domains: string[], over: DeepPartial<ProxyHost> = {}) =>
   ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}:8080`], ...over });
@@ -321,5 +321,21 @@ describe("validateSnapshot with a SnapshotCheckMemo (resources unchanged since t
     assert.equal(memo.size(), size);
     validateSnapshot(sealedWire((s) => void s.proxyHosts.splice(0, 1)), "snapshot", memo);
     assert.equal(memo.size(), size - 1, "a resource absent from the last valid snapshot is forgotten");
+  });
+});
+
+describe("sameValue", () => {
+  test("equal decoded messages are the same; any difference in a member, element or type is not", () => {
+    const a = () => ({ id: "h1", domains: ["a.test", "b.test"], at: new Date(5), nested: { n: 1, flag: false }, raw: new Uint8Array([1, 2]) });
+    assert.ok(sameValue(a(), a()));
+    assert.ok(!sameValue(a(), { ...a(), domains: ["a.test"] }));
+    assert.ok(!sameValue(a(), { ...a(), domains: ["b.test", "a.test"] }), "order matters");
+    assert.ok(!sameValue(a(), { ...a(), at: new Date(6) }));
+    assert.ok(!sameValue(a(), { ...a(), nested: { n: 1, flag: true } }));
+    assert.ok(!sameValue(a(), { ...a(), raw: new Uint8Array([1, 3]) }));
+    assert.ok(!sameValue(a(), { ...a(), extra: undefined }), "a member present on one side only");
+    assert.ok(!sameValue({ n: 1 }, { n: "1" }));
+    assert.ok(!sameValue([1], { 0: 1 }));
+    assert.ok(!sameValue(null, {}));
   });
 });

@@ -1,4 +1,4 @@
-import { AccessList, Certificate, L4ProxyHost, ProxyHost, type Snapshot } from "@cpm/proto";
+import type { Snapshot } from "@cpm/proto";
 import { createHash } from "node:crypto";
 import { canonicalJson, sha256Hex } from "./canonical.ts";
 import { ValidationError } from "./errors.ts";
@@ -101,16 +101,9 @@ export interface NormalizedMemo {
   set(resource: object, normalized: unknown): void;
 }
 
-const ENCODERS: { [K in ResourceKind]: { encode(x: never): { finish(): Uint8Array } } } = {
-  proxyHosts: ProxyHost,
-  l4ProxyHosts: L4ProxyHost,
-  certificates: Certificate,
-  accessLists: AccessList,
-};
-
-/** What a memo knows of one resource it checked: its wire bytes, normalized form and digest. */
+/** What a memo knows of one resource it checked: the resource, its normalized form and digest. */
 interface Known {
-  bytes: Buffer;
+  value: object;
   normalized: unknown;
   digest: string | undefined;
 }
@@ -118,13 +111,37 @@ interface Known {
 const emptyKinds = (): Record<ResourceKind, Map<string, Known>> => ({ proxyHosts: new Map(), l4ProxyHosts: new Map(), certificates: new Map(), accessLists: new Map() });
 
 /**
+ * Deep equality of decoded messages (plain objects, arrays, strings, numbers, booleans, Dates,
+ * bytes). Equal values have equal canonical JSON, so equal digests and normalized forms; a
+ * member present but undefined on one side only counts as a difference (never the reverse).
+ */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (a instanceof Date || b instanceof Date) return a instanceof Date && b instanceof Date && a.getTime() === b.getTime();
+  if (a instanceof Uint8Array || b instanceof Uint8Array) return a instanceof Uint8Array && b instanceof Uint8Array && Buffer.compare(a, b) === 0;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameValue(a[i], b[i])) return false;
+    return true;
+  }
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) {
+    if (!Object.prototype.hasOwnProperty.call(b, k) || !sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  }
+  return true;
+}
+
+/**
  * What one process learned from the last snapshot it validated, so that the next one costs
- * the resources that changed: a resource with the same id whose protobuf encoding is the very
- * same bytes (equal bytes decode to equal values) reuses its normalized form and digest instead
- * of being normalized and hashed as canonical JSON again. The checks across resources (unique
- * names and domains, references, L4 listeners) and the content hash over the digests still
- * run in full. Holds one snapshot's resources: those absent from the last valid snapshot are
- * forgotten; a snapshot that fails validation changes nothing.
+ * the resources that changed: a resource with the same id and an equal value (sameValue)
+ * reuses its normalized form and digest instead of being normalized and hashed as canonical
+ * JSON again. The checks across resources (unique names and domains, references, L4
+ * listeners) and the content hash over the digests still run in full. Holds one snapshot's
+ * resources: those absent from the last valid snapshot are forgotten; a snapshot that fails
+ * validation changes nothing. Resources are kept by reference: callers never change a
+ * snapshot's resources (they are decoded messages, read only).
  */
 export class SnapshotCheckMemo {
   private known = emptyKinds();
@@ -136,10 +153,8 @@ export class SnapshotCheckMemo {
     for (const kind of RESOURCE_KINDS) {
       const known = this.known[kind];
       for (const x of s[kind] as { id: string }[]) {
-        const u8 = ENCODERS[kind].encode(x as never).finish();
-        const bytes = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
         const before = known.get(x.id);
-        const entry: Known = before && before.bytes.equals(bytes) ? { ...before, bytes } : { bytes, normalized: undefined, digest: undefined };
+        const entry: Known = before && sameValue(before.value, x) ? { ...before, value: x } : { value: x, normalized: undefined, digest: undefined };
         entries.set(x, entry);
         next[kind].set(x.id, entry);
       }
