@@ -1,5 +1,5 @@
 import { LoadBalancingPolicy, type ProxyHost, type Settings, type Snapshot } from "@cpm/proto";
-import { canonicalJson, checkUpstreamsNotReserved, parseUpstream, sha256Hex } from "@cpm/core";
+import { canonicalJson, checkUpstreamsNotReserved, parseUpstream, sha256Hex, type ReservedAddress } from "@cpm/core";
 import { accessListHandlers } from "./access.ts";
 import { DomainIndex } from "./domains.ts";
 import { renderLayer4 } from "./layer4.ts";
@@ -121,6 +121,27 @@ function groupBy(hosts: ProxyHost[], value: (h: ProxyHost) => Json[]): { hosts: 
   return [...groups.values()];
 }
 
+/** Per reserved set, the verdict on each list of upstreams already judged (undefined: none is reserved). */
+const verdicts = new WeakMap<readonly ReservedAddress[], Map<string, string | undefined>>();
+/** Bound on remembered upstream lists per reserved set: past it, the memory starts over. */
+const MAX_VERDICTS = 100_000;
+
+/** Why `upstreams` point at one of `reserved` (the error's message), or undefined; each distinct list is judged once. */
+function reservedVerdict(upstreams: readonly string[], reserved: readonly ReservedAddress[]): string | undefined {
+  let known = verdicts.get(reserved);
+  if (!known || known.size >= MAX_VERDICTS) verdicts.set(reserved, (known = new Map()));
+  const key = upstreams.join("\n");
+  if (known.has(key)) return known.get(key);
+  let verdict: string | undefined;
+  try {
+    checkUpstreamsNotReserved(upstreams, "upstreams", reserved);
+  } catch (e) {
+    verdict = (e as Error).message;
+  }
+  known.set(key, verdict);
+  return verdict;
+}
+
 /**
  * The snapshot without the enabled proxy hosts whose upstreams point at this instance's own
  * addresses (opts.reservedUpstreams), one warning each. Instance-local: a master's API refuses
@@ -132,10 +153,9 @@ function withoutReservedUpstreams(snapshot: Snapshot, opts: RenderOptions, warni
   const left = new Set<string>();
   for (const h of [...snapshot.proxyHosts].sort((a, b) => cmp(a.name, b.name))) {
     if (h.enabled === false) continue;
-    try {
-      checkUpstreamsNotReserved(h.upstreams, "upstreams", reserved);
-    } catch (e) {
-      warnings.push(`proxy host "${h.name}" not served: ${(e as Error).message}`);
+    const refused = reservedVerdict(h.upstreams, reserved);
+    if (refused !== undefined) {
+      warnings.push(`proxy host "${h.name}" not served: ${refused}`);
       left.add(h.id);
     }
   }
