@@ -15,7 +15,8 @@
  * - whole-instance memory of master and slave (sum over the launcher's process tree of VmRSS,
  *   and of private pages, as `npm run bench:rss` measures), the median of
  *   CPM_BENCH_RSS_SAMPLES (default 3) readings a second apart, taken CPM_BENCH_RSS_SETTLE_MS
- *   (default 2000) after the burst with the slave in sync;
+ *   (default 30000: at rest, as an operator sees it) after the burst with the slave in sync,
+ *   and the RSS of each process below the table;
  * - slave restart: CPM_BENCH_RESTARTS times (default 3) the slave is killed (SIGKILL to its
  *   process group), a host changes on the master (which keeps running), and the slave starts
  *   again on its data dir; measured from the slave's API being up, taken as its sync receiver
@@ -65,7 +66,7 @@ const TICKS = num("CPM_BENCH_TICKS", 30);
 const BURST = num("CPM_BENCH_BURST", 1000);
 const RESTARTS = num("CPM_BENCH_RESTARTS", 3);
 const RSS_SAMPLES = num("CPM_BENCH_RSS_SAMPLES", 3);
-const RSS_SETTLE_MS = num("CPM_BENCH_RSS_SETTLE_MS", 2000);
+const RSS_SETTLE_MS = num("CPM_BENCH_RSS_SETTLE_MS", 30_000);
 const FANOUT = num("CPM_BENCH_FANOUT", 20);
 const FANOUT_HOSTS = num("CPM_BENCH_FANOUT_HOSTS", 100);
 const FANOUT_CHANGES = num("CPM_BENCH_FANOUT_CHANGES", 10);
@@ -312,13 +313,19 @@ async function main() {
   line("ratio sync p99 / bare load median", (r) => ratio(r.syncP99 / r.loadMedian), "<= 2x");
   line(`burst of ${BURST} updates (${IN_FLIGHT} in flight): last write -> slave serves the final version; snapshots pushed`, (r) => burstCell(r.burst), "pushed <= 10% of writes");
   line(`slave restarted -> its Caddy serves a change made while it was down, from its receiver answering GetReceiverStatus, median / max of ${RESTARTS}`, (r) => `${ms(r.restartMedian)} / ${ms(r.restartMax)}`, "<= 1 s");
-  line("master instance memory (process tree), RSS / USS", (r) => memCell(r.masterMem), "");
-  line("slave instance memory (process tree), RSS / USS", (r) => memCell(r.slaveMem), "");
+  line(`master instance memory at rest (process tree, ${RSS_SETTLE_MS / 1000} s after the writes), RSS / USS`, (r) => memCell(r.masterMem), "RSS <= 300 MB at 1,000");
+  line(`slave instance memory at rest (process tree, ${RSS_SETTLE_MS / 1000} s after the writes), RSS / USS`, (r) => memCell(r.slaveMem), "RSS <= 300 MB at 1,000");
   line("snapshot bytes", (r) => `${(r.snapshotBytes / 1024).toFixed(1)} KiB`, "<= 160 KB");
   line("rendered Caddy config", (r) => `${(r.configBytes / 1024).toFixed(0)} KiB`);
   line("unchanged push -> slave's ACK, median / p99", (r) => `${ms(r.tickMedian)} / ${ms(r.tickP99)}`, "<= 5 ms");
   line("slave's Caddy reloaded by unchanged pushes", (r) => (r.reloaded ? "yes" : "no"), "no");
   line("snapshots sent to the slave (before the burst)", (r) => String(r.snapshotsSent));
+
+  const byProcess = (m: Row["masterMem"]) => (m ? [...m.rssByName].map(([name, kib]) => `${name} ${mib(kib)}`).join(", ") : "not run");
+  console.log("");
+  for (const r of rows) {
+    console.log(`memory by process at ${r.n.toLocaleString("en-US")} hosts (RSS): master: ${byProcess(r.masterMem)}; slave: ${byProcess(r.slaveMem)}`);
+  }
 
   if (fan) {
     console.log("");
