@@ -140,14 +140,20 @@ export class ConfigStore {
       await this.writeAlone(w.fn).then(w.resolve, w.reject);
       return;
     }
-    let done: { result: unknown; version: number }[];
+    let outcome: Awaited<ReturnType<typeof this.writeGroup>>;
     try {
-      done = await this.writeGroup(group.map((w) => w.fn));
-    } catch {
-      for (const w of group) await this.writeAlone(w.fn).then(w.resolve, w.reject);
+      outcome = await this.writeGroup(group.map((w) => w.fn));
+    } catch (err) {
+      // Not a refused write: the database or a watcher failed; every write of the group hears it.
+      for (const w of group) w.reject(err);
       return;
     }
-    group.forEach((w, i) => w.resolve(done[i]!));
+    if (outcome.committed) {
+      outcome.results.forEach((r, i) => group[i]!.resolve(r));
+      return;
+    }
+    // Nothing of the group was written: each write runs alone, in the order it came.
+    for (const w of group) await this.writeAlone(w.fn).then(w.resolve, w.reject);
   }
 
   private writeAlone<T>(fn: WriteFn<T>): Promise<{ result: T; version: number }> {
@@ -166,14 +172,18 @@ export class ConfigStore {
     });
   }
 
-  /** Several writes in one transaction (SQLite), each on its own version; throws when any of them does. */
-  private writeGroup(fns: WriteFn<unknown>[]): Promise<{ result: unknown; version: number }[]> {
+  /**
+   * Several writes in one transaction (SQLite), each on its own version. `committed: false`
+   * when any of them threw (or the transaction failed): then nothing was written. A failure
+   * after the commit (a watcher's) is thrown, never taken for a rollback.
+   */
+  private writeGroup(fns: WriteFn<unknown>[]): Promise<{ committed: true; results: { result: unknown; version: number }[] } | { committed: false }> {
     return withSpan("config.commit", { attributes: { "cpm.commit.writes": fns.length } }, async (span) => {
       const now = new Date();
       const index = (await this.freshIndex())!;
       const pending = new PendingContent(index);
       const sets: ChangeSet[] = [];
-      const { results, row } = await this.db.$transaction(async (tx) => {
+      const done = await this.db.$transaction(async (tx) => {
         const results: unknown[] = [];
         for (const fn of fns) {
           const changes = new ChangeSet();
@@ -183,11 +193,16 @@ export class ConfigStore {
         }
         const row = await tx.instance.update({ where: { id: 1 }, data: { version: { increment: fns.length }, versionCommittedAt: now } });
         return { results, row };
-      });
+      }).catch(() => undefined);
+      if (!done) {
+        span.setAttribute("cpm.commit.rolled_back", true);
+        return { committed: false as const };
+      }
+      const { results, row } = done;
       await this.committed(sets, row);
       span.setAttributes(versionAttributes(row.version, this.lastCommit?.contentSha256 ?? ""));
       const first = row.version - fns.length + 1;
-      return results.map((result, i) => ({ result, version: first + i }));
+      return { committed: true as const, results: results.map((result, i) => ({ result, version: first + i })) };
     });
   }
 
