@@ -1,8 +1,10 @@
-import { CaddyRendererClient, ConfigServiceClient, type RecordCertificateIssuanceRequest, type RenderStatus, type Snapshot } from "@cpm/proto";
+import { CaddyRendererClient, ConfigServiceClient, GetSnapshotRequest, WatchConfigRequest, type RecordCertificateIssuanceRequest, type RenderStatus, type Snapshot } from "@cpm/proto";
 import type { TraceCarrier } from "./tracing.ts";
+import { decodeNotice, readSnapshotFrame, type SnapshotFrame } from "./snapshot-frame.ts";
 import { backoffDelay, sleep, type Logger } from "@cpm/core";
 import type { ClientReadableStream } from "@grpc/grpc-js";
 import { channelCredentials, clientOptions, unary, withBearer } from "./client.ts";
+import { injectTraceContext } from "./tracing.ts";
 
 /** A committed version as config-service's WatchConfig announces it, with the trace context of its commit (empty when unknown). */
 export interface CommitNotice {
@@ -11,7 +13,13 @@ export interface CommitNotice {
   /** When that version was committed (config-service's clock). */
   committedAt?: Date;
   traceContext?: TraceCarrier;
+  /** The version's snapshot as a frame, when the watch asked for it (`withSnapshot`) and it was still current. */
+  snapshotFrame?: SnapshotFrame;
 }
+
+const GET_SNAPSHOT_PATH = "/cpm.config.v1.ConfigService/GetSnapshot";
+const WATCH_CONFIG_PATH = "/cpm.config.v1.ConfigService/WatchConfig";
+const asBuffer = (b: Buffer) => b;
 
 /** What another service of this instance needs from config-service's internal listener, with the internal token. */
 export class ConfigClient {
@@ -31,6 +39,22 @@ export class ConfigClient {
     return res.snapshot;
   }
 
+  /** The current snapshot as config-service encoded it (not decoded here: see SnapshotFrame). */
+  async getSnapshotFrame(deadlineMs = 30_000): Promise<SnapshotFrame> {
+    const frame = await new Promise<Buffer>((resolve, reject) => {
+      this.raw.makeUnaryRequest(
+        GET_SNAPSHOT_PATH,
+        (req: GetSnapshotRequest) => Buffer.from(GetSnapshotRequest.encode(req).finish()),
+        asBuffer,
+        {},
+        injectTraceContext(withBearer(this.internalToken)),
+        { deadline: Date.now() + deadlineMs },
+        (err, res) => (err ? reject(err) : resolve(res!)),
+      );
+    });
+    return readSnapshotFrame(frame, "GetSnapshot response");
+  }
+
   applySnapshot(snapshot: Snapshot, deadlineMs = 60_000) {
     return unary(this.raw.applySnapshot.bind(this.raw), { snapshot }, this.internalToken, deadlineMs);
   }
@@ -47,11 +71,19 @@ export class ConfigClient {
   /**
    * Follows committed versions for as long as `signal` is not aborted, reconnecting with
    * jittered backoff. `onCommit` gets the current version at once on every (re)connect.
+   * With `withSnapshot`, a notice of the then current version carries its snapshot frame.
    */
-  async watch(onCommit: (c: CommitNotice) => void, log: Logger, signal: AbortSignal): Promise<void> {
+  async watch(onCommit: (c: CommitNotice) => void, log: Logger, signal: AbortSignal, opts: { withSnapshot?: boolean } = {}): Promise<void> {
     let attempt = 0;
+    const request = WatchConfigRequest.fromPartial({ includeSnapshot: opts.withSnapshot ?? false });
     while (!signal.aborted) {
-      const stream: ClientReadableStream<CommitNotice> = this.raw.watchConfig({}, withBearer(this.internalToken));
+      const stream: ClientReadableStream<CommitNotice> = this.raw.makeServerStreamRequest(
+        WATCH_CONFIG_PATH,
+        (req: WatchConfigRequest) => Buffer.from(WatchConfigRequest.encode(req).finish()),
+        decodeNotice,
+        request,
+        withBearer(this.internalToken),
+      );
       const onAbort = () => stream.cancel();
       signal.addEventListener("abort", onAbort, { once: true });
       await new Promise<void>((resolve) => {

@@ -47,8 +47,8 @@ const api = (h: Harness) => ({
 });
 
 /** A WatchConfig stream with the admin token that records what arrives. */
-function watch(h: Harness) {
-  const stream = h.config.watchConfig({}, withBearer(ADMIN));
+function watch(h: Harness, includeSnapshot = false) {
+  const stream = h.config.watchConfig({ includeSnapshot }, withBearer(ADMIN));
   const seen: WatchConfigResponse[] = [];
   const waiters: (() => void)[] = [];
   let streamError: { code?: number; details?: string } | undefined;
@@ -392,8 +392,40 @@ describe("config-service (standalone)", () => {
       }
     });
 
+    it("with include_snapshot, carries each current version's snapshot: the bytes GetSnapshot serves", async () => {
+      await c.create(host("pre", ["pre.example.com"]));
+      const w = watch(h, true);
+      try {
+        await w.waitFor(1);
+        const w1 = await c.create(host("w1", ["w1.example.com"]));
+        await w.waitFor(2);
+        const [first, second] = w.seen;
+        assert.deepEqual([first!.version, second!.version], [w1.configVersion - 1, w1.configVersion]);
+        assert.equal(second!.snapshot?.version, w1.configVersion);
+        assert.equal(second!.snapshot?.contentSha256, second!.contentSha256);
+        assert.deepEqual(second!.snapshot!.proxyHosts.map((p) => p.name).sort(), ["pre", "w1"]);
+        assert.deepEqual(second!.snapshot, (await c.snapshot()).snapshot);
+        assert.equal(first!.snapshot?.version, first!.version);
+        assert.deepEqual(first!.snapshot!.proxyHosts.map((p) => p.name), ["pre"]);
+      } finally {
+        w.cancel();
+      }
+    });
+
+    it("without include_snapshot, sends notices only", async () => {
+      const w = watch(h);
+      try {
+        await w.waitFor(1);
+        await c.create(host("n1", ["n1.example.com"]));
+        await w.waitFor(2);
+        assert.deepEqual(w.seen.map((m) => m.snapshot), [undefined, undefined]);
+      } finally {
+        w.cancel();
+      }
+    });
+
     it("refuses a watch without a token", async () => {
-      const stream = h.config.watchConfig({}, withBearer(NONE));
+      const stream = h.config.watchConfig({ includeSnapshot: false }, withBearer(NONE));
       const err = await new Promise<{ code?: number }>((resolve) => {
         stream.on("data", () => resolve({ code: -1 }));
         stream.on("error", resolve);

@@ -10,6 +10,8 @@ import {
 import { DEFAULT_API_MAX_MESSAGE_BYTES, DEFAULT_SYNC_MAX_MESSAGE_BYTES, failedPrecondition, validateSnapshotContent, type InstanceMode, type InstancePort, type Logger, type ReservedAddress } from "@cpm/core";
 import {
   bearerToken,
+  encodeNoticeWithFrame,
+  encodeSnapshotFrame,
   GrpcServer,
   INTERNAL,
   methodName,
@@ -20,7 +22,7 @@ import {
   type Authenticate,
   type Caller,
 } from "@cpm/grpc-kit";
-import type { TraceContext } from "@cpm/proto";
+import type { GetSnapshotResponse, Snapshot, TraceContext, WatchConfigResponse } from "@cpm/proto";
 import { ACCOUNT_SERVICE_POLICY, CONFIG_SERVICE_POLICY, SYNCED_WRITES } from "./policy.ts";
 import { applySnapshot } from "./apply.ts";
 import { importConfig } from "./import.ts";
@@ -102,6 +104,22 @@ function refuseSyncedWritesOnSlave<S>(definition: ServiceDefinition, impl: Async
   return out as AsyncService<S>;
 }
 
+/** A method whose handler may answer with bytes already encoded (written as they are). */
+function servingBytes<D extends ServiceDefinition[string]>(def: D): D {
+  const serialize = def.responseSerialize;
+  return { ...def, responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : serialize(value)) };
+}
+
+/**
+ * ConfigService as config-service serves it: GetSnapshot and WatchConfig write a version's
+ * snapshot as the bytes encoded once for that version (see `snapshotFrame` in createServer).
+ */
+const CONFIG_SERVICE = {
+  ...ConfigServiceService,
+  getSnapshot: servingBytes(ConfigServiceService.getSnapshot),
+  watchConfig: servingBytes(ConfigServiceService.watchConfig),
+} satisfies ServiceDefinition;
+
 /** The listeners of an instance's config-service, with health and reflection. Does not listen. */
 export function createServer(deps: ConfigServiceDeps): ConfigServers {
   const { store, mode, log } = deps;
@@ -128,6 +146,19 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
     return s;
   };
 
+  // Encoded once per version and served as is to every asker (the renderer's GetSnapshot, the
+  // dispatcher's WatchConfig notice): the store keeps one Snapshot object per version.
+  const frames = new WeakMap<Snapshot, Buffer>();
+  const snapshotFrame = async () => {
+    const s = await consistentSnapshot();
+    let frame = frames.get(s);
+    if (!frame) {
+      frame = encodeSnapshotFrame(s);
+      frames.set(s, frame);
+    }
+    return { snapshot: s, frame };
+  };
+
   const config: AsyncService<ConfigServiceServer> = {
     ...certificateHandlers(store, mode),
     ...accessListHandlers(store),
@@ -144,20 +175,33 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
       return { proxyHost: result, configVersion: version };
     },
     deleteProxyHost: async (req) => ({ configVersion: (await hosts.delete(req.id)).version }),
-    getSnapshot: async () => ({ snapshot: await consistentSnapshot() }),
-    watchConfig: async (_req, ctx, call) => {
+    getSnapshot: async () => (await snapshotFrame()).frame as unknown as GetSnapshotResponse,
+    watchConfig: async (req, ctx, call) => {
       // Subscribe before reading the current state so no commit is missed; never send a
       // version older than one already sent (the initial read can race a commit).
       let last = { version: -1, sha: "" };
-      const send = (version: number, committedAt: Date | undefined, contentSha256: string, traceContext: TraceContext | undefined) => {
-        if (version < last.version || (version === last.version && contentSha256 === last.sha)) return;
-        last = { version, sha: contentSha256 };
-        call.write({ version, committedAt, contentSha256, traceContext });
+      const send = (notice: WatchConfigResponse, frame?: Buffer) => {
+        if (notice.version < last.version || (notice.version === last.version && notice.contentSha256 === last.sha)) return;
+        last = { version: notice.version, sha: notice.contentSha256 };
+        call.write(frame ? (encodeNoticeWithFrame(notice, frame) as unknown as WatchConfigResponse) : notice);
       };
-      const unsubscribe = store.onCommit((c) => send(c.version, c.committedAt, c.contentSha256, c.traceContext));
+      // With include_snapshot, a notice waits for its snapshot's encoding, in commit order, and
+      // only until the API reply has gone out (setImmediate); a version already superseded
+      // when its turn comes goes without one.
+      let queue = Promise.resolve();
+      const notify = (notice: WatchConfigResponse) => {
+        if (!req.includeSnapshot) return send(notice);
+        queue = queue.then(async () => {
+          await new Promise((resolve) => setImmediate(resolve));
+          const { snapshot, frame } = await snapshotFrame().catch(() => ({ snapshot: undefined, frame: undefined }));
+          const current = snapshot?.version === notice.version && snapshot.contentSha256 === notice.contentSha256;
+          send(notice, current ? frame : undefined);
+        });
+      };
+      const unsubscribe = store.onCommit((c) => notify({ version: c.version, committedAt: c.committedAt, contentSha256: c.contentSha256, traceContext: c.traceContext, snapshot: undefined }));
       try {
         const s = await store.snapshot();
-        send(s.version, s.generatedAt, s.contentSha256, store.traceContextOf(s.version, s.contentSha256));
+        notify({ version: s.version, committedAt: s.generatedAt, contentSha256: s.contentSha256, traceContext: store.traceContextOf(s.version, s.contentSha256), snapshot: undefined });
         await new Promise<void>((resolve) => (ctx.signal.aborted ? resolve() : ctx.signal.addEventListener("abort", () => resolve(), { once: true })));
       } finally {
         unsubscribe();
@@ -215,7 +259,7 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
     }),
   };
 
-  const guarded = refuseSyncedWritesOnSlave(ConfigServiceService, config, mode);
+  const guarded = refuseSyncedWritesOnSlave(CONFIG_SERVICE, config, mode);
   const has = (method: string, caller: Caller) => CONFIG_SERVICE_POLICY.methods[method]!.includes(caller);
   const api = new GrpcServer({
     log,
@@ -223,14 +267,14 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
     maxReceiveBytes: deps.apiMaxMessageBytes ?? DEFAULT_API_MAX_MESSAGE_BYTES,
     limitVariable: "CPM_API_MAX_MESSAGE_BYTES",
   })
-    .add(ConfigServiceService, pick(ConfigServiceService, guarded, (m) => CONFIG_SERVICE_POLICY.methods[m]!.some((c) => c !== "internal")), CONFIG_SERVICE_POLICY)
+    .add(CONFIG_SERVICE, pick(CONFIG_SERVICE, guarded, (m) => CONFIG_SERVICE_POLICY.methods[m]!.some((c) => c !== "internal")), CONFIG_SERVICE_POLICY)
     .add(AccountServiceService, account, ACCOUNT_SERVICE_POLICY);
   const internal = new GrpcServer({
     log: log.child({ listener: "internal" }),
     authenticate: sharedTokenAuthenticator(deps.internalToken, INTERNAL, "internal token (CPM_INTERNAL_TOKEN)"),
     maxReceiveBytes: snapshotReceiveLimit(deps.syncMaxMessageBytes ?? DEFAULT_SYNC_MAX_MESSAGE_BYTES),
     limitVariable: "CPM_SYNC_MAX_MESSAGE_BYTES",
-  }).add(ConfigServiceService, pick(ConfigServiceService, guarded, (m) => has(m, "internal")), CONFIG_SERVICE_POLICY);
+  }).add(CONFIG_SERVICE, pick(CONFIG_SERVICE, guarded, (m) => has(m, "internal")), CONFIG_SERVICE_POLICY);
   return {
     api,
     internal,
