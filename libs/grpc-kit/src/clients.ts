@@ -17,6 +17,9 @@ export interface CommitNotice {
   snapshotFrame?: SnapshotFrame;
 }
 
+/** HTTP/2 receive window of the internal ConfigClient: a snapshot of about 10,000 hosts. */
+const SNAPSHOT_FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
+
 const GET_SNAPSHOT_PATH = "/cpm.config.v1.ConfigService/GetSnapshot";
 const WATCH_CONFIG_PATH = "/cpm.config.v1.ConfigService/WatchConfig";
 const asBuffer = (b: Buffer) => b;
@@ -30,7 +33,12 @@ export class ConfigClient {
     private readonly internalToken: string | undefined,
     maxMessageBytes?: number,
   ) {
-    this.raw = new ConfigServiceClient(address, channelCredentials({}), clientOptions({ maxMessageBytes }));
+    this.raw = new ConfigServiceClient(address, channelCredentials({}), {
+      ...clientOptions({ maxMessageBytes }),
+      // Snapshots come whole from this machine: a window that holds one lets config-service
+      // write it at once instead of waiting for window updates (64 KiB by default).
+      "grpc-node.flow_control_window": SNAPSHOT_FLOW_CONTROL_WINDOW,
+    });
   }
 
   async getSnapshot(deadlineMs = 30_000): Promise<Snapshot> {

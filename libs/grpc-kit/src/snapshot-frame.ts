@@ -1,5 +1,5 @@
-import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-import { Certificate, GetSnapshotResponse, WatchConfigResponse, type Snapshot } from "@cpm/proto";
+import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { AccessList, Certificate, L4ProxyHost, ProxyHost, Settings, Snapshot, WatchConfigResponse } from "@cpm/proto";
 import type { CommitNotice } from "./clients.ts";
 
 /**
@@ -19,9 +19,33 @@ const SNAPSHOT_FIELD_1 = (1 << 3) | WireType.LengthDelimited;
 /** WatchConfigResponse.snapshot */
 const SNAPSHOT_FIELD_5 = (5 << 3) | WireType.LengthDelimited;
 
-/** Encodes a snapshot as a frame (config-service does this once per version). */
-export function encodeSnapshotFrame(snapshot: Snapshot): Buffer {
-  const b = GetSnapshotResponse.encode({ snapshot }).finish();
+
+const tag = (field: number) => (field << 3) | WireType.LengthDelimited;
+
+/**
+ * Encodes a snapshot as a frame (config-service does this once per version). The same bytes
+ * as `GetSnapshotResponse.encode({ snapshot })`. With `parts`, each resource's encoding is
+ * kept by object, so the next version (which shares every unchanged resource object) is
+ * mostly copied, not encoded: only for objects that are never changed once made.
+ */
+export function encodeSnapshotFrame(snapshot: Snapshot, parts?: WeakMap<object, Uint8Array>): Buffer {
+  const part = <T extends object>(m: T, encode: (m: T) => Uint8Array): Uint8Array => {
+    let b = parts?.get(m);
+    if (!b) {
+      b = encode(m);
+      parts?.set(m, b);
+    }
+    return b;
+  };
+  const w = new BinaryWriter();
+  // The scalar fields (1-5) as the generated encoder writes them, then the lists in field order.
+  Snapshot.encode({ ...snapshot, proxyHosts: [], l4ProxyHosts: [], certificates: [], accessLists: [], settings: undefined }, w);
+  for (const h of snapshot.proxyHosts) w.uint32(tag(10)).bytes(part(h, (x) => ProxyHost.encode(x).finish()));
+  for (const h of snapshot.l4ProxyHosts) w.uint32(tag(11)).bytes(part(h, (x) => L4ProxyHost.encode(x).finish()));
+  for (const c of snapshot.certificates) w.uint32(tag(12)).bytes(part(c, (x) => Certificate.encode(x).finish()));
+  for (const a of snapshot.accessLists) w.uint32(tag(13)).bytes(part(a, (x) => AccessList.encode(x).finish()));
+  if (snapshot.settings !== undefined) Settings.encode(snapshot.settings, w.uint32(tag(14)).fork()).join();
+  const b = new BinaryWriter().uint32(tag(1)).bytes(w.finish()).finish();
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 

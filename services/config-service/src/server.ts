@@ -147,13 +147,15 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
   };
 
   // Encoded once per version and served as is to every asker (the renderer's GetSnapshot, the
-  // dispatcher's WatchConfig notice): the store keeps one Snapshot object per version.
+  // dispatcher's WatchConfig notice): the store keeps one Snapshot object per version, and
+  // the resource objects it did not change, so their encodings are kept too (`parts`).
   const frames = new WeakMap<Snapshot, Buffer>();
+  const parts = new WeakMap<object, Uint8Array>();
   const snapshotFrame = async () => {
     const s = await consistentSnapshot();
     let frame = frames.get(s);
     if (!frame) {
-      frame = encodeSnapshotFrame(s);
+      frame = encodeSnapshotFrame(s, parts);
       frames.set(s, frame);
     }
     return { snapshot: s, frame };
