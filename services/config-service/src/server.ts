@@ -120,28 +120,35 @@ const CONFIG_SERVICE = {
   watchConfig: servingBytes(ConfigServiceService.watchConfig),
 } satisfies ServiceDefinition;
 
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
 /** The listeners of an instance's config-service, with health and reflection. Does not listen. */
 export function createServer(deps: ConfigServiceDeps): ConfigServers {
   const { store, mode, log } = deps;
   const hosts = new ProxyHosts(store, deps.reservedUpstreams);
 
   // A snapshot is checked (structure, every reference resolves) before it is served, once per
-  // content: the database's constraints should make this hold, and a master must never ship
-  // a configuration its slaves would refuse. Its content hash is not computed again: the store
-  // derives it from the digests of the very resources the snapshot carries. The store never
-  // changes a resource object once made, so one unchanged since the last check is not
-  // normalized again (the checks across resources run in full every time).
-  let checkedSha = "";
+  // reading of the content from the database: the database's constraints should make this
+  // hold, and a master must never ship a configuration its slaves would refuse. What changes
+  // afterwards comes from this store's writes, each validated against the whole content
+  // before it commits, so a commit is not checked again on its way to the slaves. Its content
+  // hash is not computed again either: the store derives it from the digests of the very
+  // resources the snapshot carries. The store never changes a resource object once made, so
+  // one unchanged since the last check is not normalized again.
+  let checkedRead = -1;
   const normalized = new WeakMap<object, unknown>();
   const consistentSnapshot = async () => {
+    const before = store.databaseReads;
     const s = await store.snapshot();
-    if (s.contentSha256 !== checkedSha && s.version > 0) {
+    const read = store.databaseReads;
+    if (read !== checkedRead && s.version > 0) {
       try {
         validateSnapshotContent(s, "snapshot", normalized);
       } catch (err) {
         throw failedPrecondition(`the stored configuration is inconsistent, refusing to serve it: ${(err as Error).message}`);
       }
-      checkedSha = s.contentSha256;
+      // Which read a snapshot built across a read comes from is not known: check the next one too.
+      if (before === read) checkedRead = read;
     }
     return s;
   };
@@ -149,6 +156,7 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
   // Encoded once per version and served as is to every asker (the renderer's GetSnapshot, the
   // dispatcher's WatchConfig notice): the store keeps one Snapshot object per version, and
   // the resource objects it did not change, so their encodings are kept too (`parts`).
+  let snapshotWatchers = 0;
   const frames = new WeakMap<Snapshot, Buffer>();
   const parts = new WeakMap<object, Uint8Array>();
   const snapshotFrame = async () => {
@@ -188,18 +196,25 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
         call.write(frame ? (encodeNoticeWithFrame(notice, frame) as unknown as WatchConfigResponse) : notice);
       };
       // With include_snapshot, a notice waits for its snapshot's encoding, in commit order, and
-      // only until the API reply has gone out (setImmediate); a version already superseded
-      // when its turn comes goes without one.
+      // only until the API reply has gone out; a version already superseded when its turn
+      // comes goes without one. While such a watcher (the dispatcher) is connected, the others
+      // (the renderer) hear of a commit one turn of the event loop after it: the push to the
+      // slaves starts before this machine's own reload competes with it for the CPU.
       let queue = Promise.resolve();
       const notify = (notice: WatchConfigResponse) => {
-        if (!req.includeSnapshot) return send(notice);
+        if (!req.includeSnapshot && snapshotWatchers === 0) return send(notice);
         queue = queue.then(async () => {
-          await new Promise((resolve) => setImmediate(resolve));
+          await nextTurn();
           const { snapshot, frame } = await snapshotFrame().catch(() => ({ snapshot: undefined, frame: undefined }));
+          if (!req.includeSnapshot) {
+            await nextTurn();
+            return send(notice);
+          }
           const current = snapshot?.version === notice.version && snapshot.contentSha256 === notice.contentSha256;
           send(notice, current ? frame : undefined);
         });
       };
+      if (req.includeSnapshot) snapshotWatchers++;
       const unsubscribe = store.onCommit((c) => notify({ version: c.version, committedAt: c.committedAt, contentSha256: c.contentSha256, traceContext: c.traceContext, snapshot: undefined }));
       try {
         const s = await store.snapshot();
@@ -207,6 +222,7 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
         await new Promise<void>((resolve) => (ctx.signal.aborted ? resolve() : ctx.signal.addEventListener("abort", () => resolve(), { once: true })));
       } finally {
         unsubscribe();
+        if (req.includeSnapshot) snapshotWatchers--;
       }
     },
     applySnapshot: async (req, ctx) => {

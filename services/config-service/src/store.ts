@@ -66,6 +66,7 @@ export class ConfigStore {
   private loading: Promise<Loaded> | undefined;
   private readonly dialect: "sqlite" | "postgresql";
   private lastCommit: Commit | undefined;
+  private reads = 0;
 
   constructor(
     readonly db: Db,
@@ -200,6 +201,15 @@ export class ConfigStore {
     }
   }
 
+  /**
+   * How many times the content was read from the database. Content that changed since only
+   * through this store's writes (each one validated against the whole content before it
+   * commits) needs no second check; content read again may hold changes made elsewhere.
+   */
+  get databaseReads(): number {
+    return this.reads;
+  }
+
   /** Forget the in-memory content (the database may have changed behind this process). */
   invalidate(): void {
     this.revision++;
@@ -239,6 +249,7 @@ export class ConfigStore {
       if (this.loading === loading) this.loading = undefined;
       if (revision === this.revision) {
         this.loaded = l;
+        this.reads++;
         return l;
       }
     }
