@@ -236,3 +236,36 @@ describe("SlaveLink: several slaves", () => {
     }
   });
 });
+
+describe("SlaveLink: a snapshot that came with its commit notice", () => {
+  it("is pushed without a GetSnapshot, as the bytes config-service encoded, certificates readable for the status", async () => {
+    const slave = new FakeSlave();
+    await slave.start();
+    let fetched = 0;
+    const fakeConfig = {
+      getSnapshotFrame: async () => {
+        fetched++;
+        throw new Error("not expected: the notice carried the snapshot");
+      },
+    } as unknown as ConfigClient;
+    const observed: number[] = [];
+    const cache = new SnapshotCache(fakeConfig, (s) => observed.push(s.certificates().length));
+    const snapshot = Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version: 5, contentSha256: "content-5", certificates: [{ id: "c", name: "cert" }] });
+    const frame = readSnapshotFrame(encodeSnapshotFrame(snapshot));
+    cache.put("5:content-5", frame);
+    const state: MasterState = { version: 5, contentSha256: "content-5" };
+    const target: SlaveTarget = { name: "s", url: `http://127.0.0.1:${slave.port}`, address: `127.0.0.1:${slave.port}`, tls: false, token: "t".repeat(20) };
+    const link = new SlaveLink(target, () => state, cache, { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 }, createLogger("test", "silent"));
+    try {
+      void link.run();
+      await until("the push", () => slave.received.length === 1);
+      assert.deepEqual(slave.received, [5]);
+      assert.equal(fetched, 0);
+      assert.deepEqual(observed, [1], "the certificates of the pushed version were observed once");
+      assert.equal((await cache.get("5:content-5")).frame, frame.frame, "the very bytes that arrived");
+    } finally {
+      link.stop();
+      slave.stop();
+    }
+  });
+});
