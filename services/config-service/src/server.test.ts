@@ -424,6 +424,26 @@ describe("config-service (standalone)", () => {
       }
     });
 
+    it("refuses include_snapshot to a viewer token (the snapshot holds private keys), not the notices", async () => {
+      const viewer = (await c.createToken("watcher", Role.ROLE_VIEWER)).secret;
+      const refused = h.config.watchConfig({ includeSnapshot: true }, withBearer(viewer));
+      const err = await new Promise<{ code?: number; details?: string }>((resolve) => {
+        refused.on("data", () => resolve({ code: -1 }));
+        refused.on("error", resolve);
+      });
+      assert.equal(err.code, status.PERMISSION_DENIED);
+      assert.match(err.details ?? "", /^include_snapshot: needs an admin token/);
+      const plain = h.config.watchConfig({ includeSnapshot: false }, withBearer(viewer));
+      const first = await new Promise<WatchConfigResponse>((resolve, reject) => {
+        plain.on("data", resolve);
+        plain.on("error", reject);
+      });
+      plain.cancel();
+      plain.on("error", () => undefined);
+      assert.equal(first.snapshot, undefined);
+      assert.equal(first.version, await c.version());
+    });
+
     it("refuses a watch without a token", async () => {
       const stream = h.config.watchConfig({ includeSnapshot: false }, withBearer(NONE));
       const err = await new Promise<{ code?: number }>((resolve) => {

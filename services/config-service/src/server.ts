@@ -9,12 +9,14 @@ import {
 } from "@cpm/proto";
 import { DEFAULT_API_MAX_MESSAGE_BYTES, DEFAULT_SYNC_MAX_MESSAGE_BYTES, failedPrecondition, validateSnapshotContent, type InstanceMode, type InstancePort, type Logger, type ReservedAddress } from "@cpm/core";
 import {
+  allows,
   bearerToken,
   encodeNoticeWithFrame,
   encodeSnapshotFrame,
   GrpcServer,
   INTERNAL,
   methodName,
+  permissionDenied,
   sharedTokenAuthenticator,
   snapshotReceiveLimit,
   unauthenticated,
@@ -22,7 +24,7 @@ import {
   type Authenticate,
   type Caller,
 } from "@cpm/grpc-kit";
-import type { GetSnapshotResponse, Snapshot, TraceContext, WatchConfigResponse } from "@cpm/proto";
+import type { GetSnapshotResponse, Snapshot, WatchConfigResponse } from "@cpm/proto";
 import { ACCOUNT_SERVICE_POLICY, CONFIG_SERVICE_POLICY, SYNCED_WRITES } from "./policy.ts";
 import { applySnapshot } from "./apply.ts";
 import { importConfig } from "./import.ts";
@@ -187,6 +189,10 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
     deleteProxyHost: async (req) => ({ configVersion: (await hosts.delete(req.id)).version }),
     getSnapshot: async () => (await snapshotFrame()).frame as unknown as GetSnapshotResponse,
     watchConfig: async (req, ctx, call) => {
+      // The snapshot holds private keys: only who may call GetSnapshot gets it with the notices.
+      if (req.includeSnapshot && !allows(CONFIG_SERVICE_POLICY.methods.GetSnapshot!, ctx.principal)) {
+        throw permissionDenied("include_snapshot: needs an admin token, as GetSnapshot does (the snapshot holds private keys)");
+      }
       // Subscribe before reading the current state so no commit is missed; never send a
       // version older than one already sent (the initial read can race a commit).
       let last = { version: -1, sha: "" };

@@ -290,7 +290,8 @@ export interface GetSnapshotResponse {
 export interface WatchConfigRequest {
   /**
    * Each notice of the current version carries that version's snapshot (for the sync
-   * dispatcher, which then needs no GetSnapshot round trip before it pushes).
+   * dispatcher, which then needs no GetSnapshot round trip before it pushes). Only for who
+   * may call GetSnapshot (the snapshot holds private keys): PERMISSION_DENIED otherwise.
    */
   includeSnapshot: boolean;
 }
