@@ -1,4 +1,4 @@
-import { CaddyRendererClient, ConfigServiceClient, GetSnapshotRequest, WatchConfigRequest, type RecordCertificateIssuanceRequest, type RenderStatus, type Snapshot } from "@cpm/proto";
+import { CaddyRendererClient, ConfigServiceClient, ConfigServiceService, WatchConfigRequest, type RecordCertificateIssuanceRequest, type RenderStatus, type Snapshot } from "@cpm/proto";
 import type { TraceCarrier } from "./tracing.ts";
 import { decodeNotice, readSnapshotFrame, type SnapshotFrame } from "./snapshot-frame.ts";
 import { backoffDelay, sleep, type Logger } from "@cpm/core";
@@ -20,8 +20,7 @@ export interface CommitNotice {
 /** HTTP/2 receive window of the internal ConfigClient: a snapshot of about 10,000 hosts. */
 const SNAPSHOT_FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
 
-const GET_SNAPSHOT_PATH = "/cpm.config.v1.ConfigService/GetSnapshot";
-const WATCH_CONFIG_PATH = "/cpm.config.v1.ConfigService/WatchConfig";
+const { getSnapshot: GET_SNAPSHOT, watchConfig: WATCH_CONFIG } = ConfigServiceService;
 const asBuffer = (b: Buffer) => b;
 
 /** What another service of this instance needs from config-service's internal listener, with the internal token. */
@@ -51,8 +50,8 @@ export class ConfigClient {
   async getSnapshotFrame(deadlineMs = 30_000): Promise<SnapshotFrame> {
     const frame = await new Promise<Buffer>((resolve, reject) => {
       this.raw.makeUnaryRequest(
-        GET_SNAPSHOT_PATH,
-        (req: GetSnapshotRequest) => Buffer.from(GetSnapshotRequest.encode(req).finish()),
+        GET_SNAPSHOT.path,
+        GET_SNAPSHOT.requestSerialize,
         asBuffer,
         {},
         injectTraceContext(withBearer(this.internalToken)),
@@ -86,8 +85,8 @@ export class ConfigClient {
     const request = WatchConfigRequest.fromPartial({ includeSnapshot: opts.withSnapshot ?? false });
     while (!signal.aborted) {
       const stream: ClientReadableStream<CommitNotice> = this.raw.makeServerStreamRequest(
-        WATCH_CONFIG_PATH,
-        (req: WatchConfigRequest) => Buffer.from(WatchConfigRequest.encode(req).finish()),
+        WATCH_CONFIG.path,
+        WATCH_CONFIG.requestSerialize,
         decodeNotice,
         request,
         withBearer(this.internalToken),

@@ -10,10 +10,12 @@ import {
   ProxyHost,
   Role,
   Snapshot,
+  SyncRequest,
   type WatchConfigResponse,
 } from "@cpm/proto";
 import { snapshotContentHash } from "@cpm/core";
-import { status, unary, withBearer } from "@cpm/grpc-kit";
+import { ConfigClient, status, unary, withBearer, type CommitNotice } from "@cpm/grpc-kit";
+import { createLogger } from "@cpm/core";
 import { ApiTokens } from "./tokens.ts";
 import { ADMIN, expectStatus, harnessForEachTest, INTERNAL, type Harness } from "./test-support.ts";
 
@@ -421,6 +423,33 @@ describe("config-service (standalone)", () => {
         assert.deepEqual(w.seen.map((m) => m.snapshot), [undefined, undefined]);
       } finally {
         w.cancel();
+      }
+    });
+
+    it("gives the dispatcher's client (internal token) each commit with its snapshot frame, the bytes of GetSnapshot", async () => {
+      await c.create(host("f0", ["f0.example.com"]));
+      const client = new ConfigClient(h.internalAddress, INTERNAL);
+      const stop = new AbortController();
+      const seen: CommitNotice[] = [];
+      void client.watch((n) => seen.push(n), createLogger("test", "silent"), stop.signal, { withSnapshot: true });
+      try {
+        const waitFor = async (n: number) => {
+          for (let i = 0; i < 500 && seen.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+          assert.ok(seen.length >= n, `${n} notices, got ${seen.length}`);
+        };
+        await waitFor(1);
+        const w1 = await c.create(host("f1", ["f1.example.com"]));
+        await waitFor(2);
+        const n = seen[1]!;
+        assert.equal(n.version, w1.configVersion);
+        assert.equal(n.snapshotFrame?.version, w1.configVersion);
+        assert.equal(n.snapshotFrame?.contentSha256, n.contentSha256);
+        const fetched = await client.getSnapshotFrame();
+        assert.deepEqual(fetched.frame, n.snapshotFrame!.frame, "one encoding, the same bytes for both");
+        assert.deepEqual(SyncRequest.decode(n.snapshotFrame!.frame).snapshot, (await c.snapshot()).snapshot);
+      } finally {
+        stop.abort();
+        client.close();
       }
     });
 
