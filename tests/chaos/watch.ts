@@ -55,7 +55,7 @@ export class ConfigWatch {
   constructor(apiPort: number, token: string) {
     this.client = new ConfigServiceClient(`127.0.0.1:${apiPort}`, credentials.createInsecure());
     this.follower = new Follower(
-      () => this.client.watchConfig({}, withBearer(token)) as ClientReadableStream<unknown>,
+      () => this.client.watchConfig({ includeSnapshot: false }, withBearer(token)) as ClientReadableStream<unknown>,
       (v) => {
         const r = v as { version: number; contentSha256: string };
         this.seen.push({ version: r.version, sha: r.contentSha256, at: Date.now() });

@@ -1,8 +1,10 @@
-import { CaddyRendererClient, ConfigServiceClient, type RecordCertificateIssuanceRequest, type RenderStatus, type Snapshot } from "@cpm/proto";
+import { CaddyRendererClient, ConfigServiceClient, ConfigServiceService, WatchConfigRequest, type RecordCertificateIssuanceRequest, type RenderStatus, type Snapshot } from "@cpm/proto";
 import type { TraceCarrier } from "./tracing.ts";
+import { decodeNotice, readSnapshotFrame, type SnapshotFrame } from "./snapshot-frame.ts";
 import { backoffDelay, sleep, type Logger } from "@cpm/core";
 import type { ClientReadableStream } from "@grpc/grpc-js";
 import { channelCredentials, clientOptions, unary, withBearer } from "./client.ts";
+import { injectTraceContext } from "./tracing.ts";
 
 /** A committed version as config-service's WatchConfig announces it, with the trace context of its commit (empty when unknown). */
 export interface CommitNotice {
@@ -11,7 +13,15 @@ export interface CommitNotice {
   /** When that version was committed (config-service's clock). */
   committedAt?: Date;
   traceContext?: TraceCarrier;
+  /** The version's snapshot as a frame, when the watch asked for it (`withSnapshot`) and it was still current. */
+  snapshotFrame?: SnapshotFrame;
 }
+
+/** HTTP/2 receive window of the internal ConfigClient: a snapshot of about 10,000 hosts. */
+const SNAPSHOT_FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
+
+const { getSnapshot: GET_SNAPSHOT, watchConfig: WATCH_CONFIG } = ConfigServiceService;
+const asBuffer = (b: Buffer) => b;
 
 /** What another service of this instance needs from config-service's internal listener, with the internal token. */
 export class ConfigClient {
@@ -22,13 +32,34 @@ export class ConfigClient {
     private readonly internalToken: string | undefined,
     maxMessageBytes?: number,
   ) {
-    this.raw = new ConfigServiceClient(address, channelCredentials({}), clientOptions({ maxMessageBytes }));
+    this.raw = new ConfigServiceClient(address, channelCredentials({}), {
+      ...clientOptions({ maxMessageBytes }),
+      // Snapshots come whole from this machine: a window that holds one lets config-service
+      // write it at once instead of waiting for window updates (64 KiB by default).
+      "grpc-node.flow_control_window": SNAPSHOT_FLOW_CONTROL_WINDOW,
+    });
   }
 
   async getSnapshot(deadlineMs = 30_000): Promise<Snapshot> {
     const res = await unary(this.raw.getSnapshot.bind(this.raw), {}, this.internalToken, deadlineMs);
     if (!res.snapshot) throw new Error("config-service returned no snapshot");
     return res.snapshot;
+  }
+
+  /** The current snapshot as config-service encoded it (not decoded here: see SnapshotFrame). */
+  async getSnapshotFrame(deadlineMs = 30_000): Promise<SnapshotFrame> {
+    const frame = await new Promise<Buffer>((resolve, reject) => {
+      this.raw.makeUnaryRequest(
+        GET_SNAPSHOT.path,
+        GET_SNAPSHOT.requestSerialize,
+        asBuffer,
+        {},
+        injectTraceContext(withBearer(this.internalToken)),
+        { deadline: Date.now() + deadlineMs },
+        (err, res) => (err ? reject(err) : resolve(res!)),
+      );
+    });
+    return readSnapshotFrame(frame, "GetSnapshot response");
   }
 
   applySnapshot(snapshot: Snapshot, deadlineMs = 60_000) {
@@ -47,11 +78,19 @@ export class ConfigClient {
   /**
    * Follows committed versions for as long as `signal` is not aborted, reconnecting with
    * jittered backoff. `onCommit` gets the current version at once on every (re)connect.
+   * With `withSnapshot`, a notice of the then current version carries its snapshot frame.
    */
-  async watch(onCommit: (c: CommitNotice) => void, log: Logger, signal: AbortSignal): Promise<void> {
+  async watch(onCommit: (c: CommitNotice) => void, log: Logger, signal: AbortSignal, opts: { withSnapshot?: boolean } = {}): Promise<void> {
     let attempt = 0;
+    const request = WatchConfigRequest.fromPartial({ includeSnapshot: opts.withSnapshot ?? false });
     while (!signal.aborted) {
-      const stream: ClientReadableStream<CommitNotice> = this.raw.watchConfig({}, withBearer(this.internalToken));
+      const stream: ClientReadableStream<CommitNotice> = this.raw.makeServerStreamRequest(
+        WATCH_CONFIG.path,
+        WATCH_CONFIG.requestSerialize,
+        decodeNotice,
+        request,
+        withBearer(this.internalToken),
+      );
       const onAbort = () => stream.cancel();
       signal.addEventListener("abort", onAbort, { once: true });
       await new Promise<void>((resolve) => {

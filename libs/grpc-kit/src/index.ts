@@ -8,3 +8,4 @@ export * from "./policy.ts";
 export * from "./interceptor.ts";
 export * from "./metrics.ts";
 export * from "./tracing.ts";
+export * from "./snapshot-frame.ts";

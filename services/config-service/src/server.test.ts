@@ -10,10 +10,12 @@ import {
   ProxyHost,
   Role,
   Snapshot,
+  SyncRequest,
   type WatchConfigResponse,
 } from "@cpm/proto";
 import { snapshotContentHash } from "@cpm/core";
-import { status, unary, withBearer } from "@cpm/grpc-kit";
+import { ConfigClient, status, unary, withBearer, type CommitNotice } from "@cpm/grpc-kit";
+import { createLogger } from "@cpm/core";
 import { ApiTokens } from "./tokens.ts";
 import { ADMIN, expectStatus, harnessForEachTest, INTERNAL, type Harness } from "./test-support.ts";
 
@@ -47,8 +49,8 @@ const api = (h: Harness) => ({
 });
 
 /** A WatchConfig stream with the admin token that records what arrives. */
-function watch(h: Harness) {
-  const stream = h.config.watchConfig({}, withBearer(ADMIN));
+function watch(h: Harness, includeSnapshot = false) {
+  const stream = h.config.watchConfig({ includeSnapshot }, withBearer(ADMIN));
   const seen: WatchConfigResponse[] = [];
   const waiters: (() => void)[] = [];
   let streamError: { code?: number; details?: string } | undefined;
@@ -392,8 +394,87 @@ describe("config-service (standalone)", () => {
       }
     });
 
+    it("with include_snapshot, carries each current version's snapshot: the bytes GetSnapshot serves", async () => {
+      await c.create(host("pre", ["pre.example.com"]));
+      const w = watch(h, true);
+      try {
+        await w.waitFor(1);
+        const w1 = await c.create(host("w1", ["w1.example.com"]));
+        await w.waitFor(2);
+        const [first, second] = w.seen;
+        assert.deepEqual([first!.version, second!.version], [w1.configVersion - 1, w1.configVersion]);
+        assert.equal(second!.snapshot?.version, w1.configVersion);
+        assert.equal(second!.snapshot?.contentSha256, second!.contentSha256);
+        assert.deepEqual(second!.snapshot!.proxyHosts.map((p) => p.name).sort(), ["pre", "w1"]);
+        assert.deepEqual(second!.snapshot, (await c.snapshot()).snapshot);
+        assert.equal(first!.snapshot?.version, first!.version);
+        assert.deepEqual(first!.snapshot!.proxyHosts.map((p) => p.name), ["pre"]);
+      } finally {
+        w.cancel();
+      }
+    });
+
+    it("without include_snapshot, sends notices only", async () => {
+      const w = watch(h);
+      try {
+        await w.waitFor(1);
+        await c.create(host("n1", ["n1.example.com"]));
+        await w.waitFor(2);
+        assert.deepEqual(w.seen.map((m) => m.snapshot), [undefined, undefined]);
+      } finally {
+        w.cancel();
+      }
+    });
+
+    it("gives the dispatcher's client (internal token) each commit with its snapshot frame, the bytes of GetSnapshot", async () => {
+      await c.create(host("f0", ["f0.example.com"]));
+      const client = new ConfigClient(h.internalAddress, INTERNAL);
+      const stop = new AbortController();
+      const seen: CommitNotice[] = [];
+      void client.watch((n) => seen.push(n), createLogger("test", "silent"), stop.signal, { withSnapshot: true });
+      try {
+        const waitFor = async (n: number) => {
+          for (let i = 0; i < 500 && seen.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+          assert.ok(seen.length >= n, `${n} notices, got ${seen.length}`);
+        };
+        await waitFor(1);
+        const w1 = await c.create(host("f1", ["f1.example.com"]));
+        await waitFor(2);
+        const n = seen[1]!;
+        assert.equal(n.version, w1.configVersion);
+        assert.equal(n.snapshotFrame?.version, w1.configVersion);
+        assert.equal(n.snapshotFrame?.contentSha256, n.contentSha256);
+        const fetched = await client.getSnapshotFrame();
+        assert.deepEqual(fetched.frame, n.snapshotFrame!.frame, "one encoding, the same bytes for both");
+        assert.deepEqual(SyncRequest.decode(n.snapshotFrame!.frame).snapshot, (await c.snapshot()).snapshot);
+      } finally {
+        stop.abort();
+        client.close();
+      }
+    });
+
+    it("refuses include_snapshot to a viewer token (the snapshot holds private keys), not the notices", async () => {
+      const viewer = (await c.createToken("watcher", Role.ROLE_VIEWER)).secret;
+      const refused = h.config.watchConfig({ includeSnapshot: true }, withBearer(viewer));
+      const err = await new Promise<{ code?: number; details?: string }>((resolve) => {
+        refused.on("data", () => resolve({ code: -1 }));
+        refused.on("error", resolve);
+      });
+      assert.equal(err.code, status.PERMISSION_DENIED);
+      assert.match(err.details ?? "", /^include_snapshot: needs an admin token/);
+      const plain = h.config.watchConfig({ includeSnapshot: false }, withBearer(viewer));
+      const first = await new Promise<WatchConfigResponse>((resolve, reject) => {
+        plain.on("data", resolve);
+        plain.on("error", reject);
+      });
+      plain.cancel();
+      plain.on("error", () => undefined);
+      assert.equal(first.snapshot, undefined);
+      assert.equal(first.version, await c.version());
+    });
+
     it("refuses a watch without a token", async () => {
-      const stream = h.config.watchConfig({}, withBearer(NONE));
+      const stream = h.config.watchConfig({ includeSnapshot: false }, withBearer(NONE));
       const err = await new Promise<{ code?: number }>((resolve) => {
         stream.on("data", () => resolve({ code: -1 }));
         stream.on("error", resolve);

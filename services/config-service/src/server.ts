@@ -9,10 +9,14 @@ import {
 } from "@cpm/proto";
 import { DEFAULT_API_MAX_MESSAGE_BYTES, DEFAULT_SYNC_MAX_MESSAGE_BYTES, failedPrecondition, validateSnapshotContent, type InstanceMode, type InstancePort, type Logger, type ReservedAddress } from "@cpm/core";
 import {
+  allows,
   bearerToken,
+  encodeNoticeWithFrame,
+  encodeSnapshotFrame,
   GrpcServer,
   INTERNAL,
   methodName,
+  permissionDenied,
   sharedTokenAuthenticator,
   snapshotReceiveLimit,
   unauthenticated,
@@ -20,7 +24,7 @@ import {
   type Authenticate,
   type Caller,
 } from "@cpm/grpc-kit";
-import type { TraceContext } from "@cpm/proto";
+import type { GetSnapshotResponse, Snapshot, WatchConfigResponse } from "@cpm/proto";
 import { ACCOUNT_SERVICE_POLICY, CONFIG_SERVICE_POLICY, SYNCED_WRITES } from "./policy.ts";
 import { applySnapshot } from "./apply.ts";
 import { importConfig } from "./import.ts";
@@ -102,30 +106,69 @@ function refuseSyncedWritesOnSlave<S>(definition: ServiceDefinition, impl: Async
   return out as AsyncService<S>;
 }
 
+/** A method whose handler may answer with bytes already encoded (written as they are). */
+function servingBytes<D extends ServiceDefinition[string]>(def: D): D {
+  const serialize = def.responseSerialize;
+  return { ...def, responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : serialize(value)) };
+}
+
+/**
+ * ConfigService as config-service serves it: GetSnapshot and WatchConfig write a version's
+ * snapshot as the bytes encoded once for that version (see `snapshotFrame` in createServer).
+ */
+const CONFIG_SERVICE = {
+  ...ConfigServiceService,
+  getSnapshot: servingBytes(ConfigServiceService.getSnapshot),
+  watchConfig: servingBytes(ConfigServiceService.watchConfig),
+} satisfies ServiceDefinition;
+
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
 /** The listeners of an instance's config-service, with health and reflection. Does not listen. */
 export function createServer(deps: ConfigServiceDeps): ConfigServers {
   const { store, mode, log } = deps;
   const hosts = new ProxyHosts(store, deps.reservedUpstreams);
 
   // A snapshot is checked (structure, every reference resolves) before it is served, once per
-  // content: the database's constraints should make this hold, and a master must never ship
-  // a configuration its slaves would refuse. Its content hash is not computed again: the store
-  // derives it from the digests of the very resources the snapshot carries. The store never
-  // changes a resource object once made, so one unchanged since the last check is not
-  // normalized again (the checks across resources run in full every time).
-  let checkedSha = "";
+  // reading of the content from the database: the database's constraints should make this
+  // hold, and a master must never ship a configuration its slaves would refuse. What changes
+  // afterwards comes from this store's writes, each validated against the whole content
+  // before it commits, so a commit is not checked again on its way to the slaves. Its content
+  // hash is not computed again either: the store derives it from the digests of the very
+  // resources the snapshot carries. The store never changes a resource object once made, so
+  // one unchanged since the last check is not normalized again.
+  let checkedRead = -1;
   const normalized = new WeakMap<object, unknown>();
   const consistentSnapshot = async () => {
+    const before = store.databaseReads;
     const s = await store.snapshot();
-    if (s.contentSha256 !== checkedSha && s.version > 0) {
+    const read = store.databaseReads;
+    if (read !== checkedRead && s.version > 0) {
       try {
         validateSnapshotContent(s, "snapshot", normalized);
       } catch (err) {
         throw failedPrecondition(`the stored configuration is inconsistent, refusing to serve it: ${(err as Error).message}`);
       }
-      checkedSha = s.contentSha256;
+      // Which read a snapshot built across a read comes from is not known: check the next one too.
+      if (before === read) checkedRead = read;
     }
     return s;
+  };
+
+  // Encoded once per version and served as is to every asker (the renderer's GetSnapshot, the
+  // dispatcher's WatchConfig notice): the store keeps one Snapshot object per version, and
+  // the resource objects it did not change, so their encodings are kept too (`parts`).
+  let snapshotWatchers = 0;
+  const frames = new WeakMap<Snapshot, Buffer>();
+  const parts = new WeakMap<object, Uint8Array>();
+  const snapshotFrame = async () => {
+    const s = await consistentSnapshot();
+    let frame = frames.get(s);
+    if (!frame) {
+      frame = encodeSnapshotFrame(s, parts);
+      frames.set(s, frame);
+    }
+    return { snapshot: s, frame };
   };
 
   const config: AsyncService<ConfigServiceServer> = {
@@ -144,23 +187,48 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
       return { proxyHost: result, configVersion: version };
     },
     deleteProxyHost: async (req) => ({ configVersion: (await hosts.delete(req.id)).version }),
-    getSnapshot: async () => ({ snapshot: await consistentSnapshot() }),
-    watchConfig: async (_req, ctx, call) => {
+    getSnapshot: async () => (await snapshotFrame()).frame as unknown as GetSnapshotResponse,
+    watchConfig: async (req, ctx, call) => {
+      // The snapshot holds private keys: only who may call GetSnapshot gets it with the notices.
+      if (req.includeSnapshot && !allows(CONFIG_SERVICE_POLICY.methods.GetSnapshot!, ctx.principal)) {
+        throw permissionDenied("include_snapshot: needs an admin token, as GetSnapshot does (the snapshot holds private keys)");
+      }
       // Subscribe before reading the current state so no commit is missed; never send a
       // version older than one already sent (the initial read can race a commit).
       let last = { version: -1, sha: "" };
-      const send = (version: number, committedAt: Date | undefined, contentSha256: string, traceContext: TraceContext | undefined) => {
-        if (version < last.version || (version === last.version && contentSha256 === last.sha)) return;
-        last = { version, sha: contentSha256 };
-        call.write({ version, committedAt, contentSha256, traceContext });
+      const send = (notice: WatchConfigResponse, frame?: Buffer) => {
+        if (notice.version < last.version || (notice.version === last.version && notice.contentSha256 === last.sha)) return;
+        last = { version: notice.version, sha: notice.contentSha256 };
+        call.write(frame ? (encodeNoticeWithFrame(notice, frame) as unknown as WatchConfigResponse) : notice);
       };
-      const unsubscribe = store.onCommit((c) => send(c.version, c.committedAt, c.contentSha256, c.traceContext));
+      // With include_snapshot, a notice waits for its snapshot's encoding, in commit order, and
+      // only until the API reply has gone out; a version already superseded when its turn
+      // comes goes without one. While such a watcher (the dispatcher) is connected, the others
+      // (the renderer) hear of a commit one turn of the event loop after it: the push to the
+      // slaves starts before this machine's own reload competes with it for the CPU.
+      let queue = Promise.resolve();
+      const notify = (notice: WatchConfigResponse) => {
+        if (!req.includeSnapshot && snapshotWatchers === 0) return send(notice);
+        queue = queue.then(async () => {
+          await nextTurn();
+          const { snapshot, frame } = await snapshotFrame().catch(() => ({ snapshot: undefined, frame: undefined }));
+          if (!req.includeSnapshot) {
+            await nextTurn();
+            return send(notice);
+          }
+          const current = snapshot?.version === notice.version && snapshot.contentSha256 === notice.contentSha256;
+          send(notice, current ? frame : undefined);
+        });
+      };
+      if (req.includeSnapshot) snapshotWatchers++;
+      const unsubscribe = store.onCommit((c) => notify({ version: c.version, committedAt: c.committedAt, contentSha256: c.contentSha256, traceContext: c.traceContext, snapshot: undefined }));
       try {
         const s = await store.snapshot();
-        send(s.version, s.generatedAt, s.contentSha256, store.traceContextOf(s.version, s.contentSha256));
+        notify({ version: s.version, committedAt: s.generatedAt, contentSha256: s.contentSha256, traceContext: store.traceContextOf(s.version, s.contentSha256), snapshot: undefined });
         await new Promise<void>((resolve) => (ctx.signal.aborted ? resolve() : ctx.signal.addEventListener("abort", () => resolve(), { once: true })));
       } finally {
         unsubscribe();
+        if (req.includeSnapshot) snapshotWatchers--;
       }
     },
     applySnapshot: async (req, ctx) => {
@@ -215,7 +283,7 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
     }),
   };
 
-  const guarded = refuseSyncedWritesOnSlave(ConfigServiceService, config, mode);
+  const guarded = refuseSyncedWritesOnSlave(CONFIG_SERVICE, config, mode);
   const has = (method: string, caller: Caller) => CONFIG_SERVICE_POLICY.methods[method]!.includes(caller);
   const api = new GrpcServer({
     log,
@@ -223,14 +291,14 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
     maxReceiveBytes: deps.apiMaxMessageBytes ?? DEFAULT_API_MAX_MESSAGE_BYTES,
     limitVariable: "CPM_API_MAX_MESSAGE_BYTES",
   })
-    .add(ConfigServiceService, pick(ConfigServiceService, guarded, (m) => CONFIG_SERVICE_POLICY.methods[m]!.some((c) => c !== "internal")), CONFIG_SERVICE_POLICY)
+    .add(CONFIG_SERVICE, pick(CONFIG_SERVICE, guarded, (m) => CONFIG_SERVICE_POLICY.methods[m]!.some((c) => c !== "internal")), CONFIG_SERVICE_POLICY)
     .add(AccountServiceService, account, ACCOUNT_SERVICE_POLICY);
   const internal = new GrpcServer({
     log: log.child({ listener: "internal" }),
     authenticate: sharedTokenAuthenticator(deps.internalToken, INTERNAL, "internal token (CPM_INTERNAL_TOKEN)"),
     maxReceiveBytes: snapshotReceiveLimit(deps.syncMaxMessageBytes ?? DEFAULT_SYNC_MAX_MESSAGE_BYTES),
     limitVariable: "CPM_SYNC_MAX_MESSAGE_BYTES",
-  }).add(ConfigServiceService, pick(ConfigServiceService, guarded, (m) => has(m, "internal")), CONFIG_SERVICE_POLICY);
+  }).add(CONFIG_SERVICE, pick(CONFIG_SERVICE, guarded, (m) => has(m, "internal")), CONFIG_SERVICE_POLICY);
   return {
     api,
     internal,

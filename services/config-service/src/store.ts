@@ -79,6 +79,7 @@ export class ConfigStore {
   private lastCommit: Commit | undefined;
   /** Writes waiting for the one committing now (SQLite group commit). */
   private waiting: QueuedWrite<unknown>[] = [];
+  private reads = 0;
 
   constructor(
     readonly db: Db,
@@ -308,6 +309,15 @@ export class ConfigStore {
     }
   }
 
+  /**
+   * How many times the content was read from the database. Content that changed since only
+   * through this store's writes (each one validated against the whole content before it
+   * commits) needs no second check; content read again may hold changes made elsewhere.
+   */
+  get databaseReads(): number {
+    return this.reads;
+  }
+
   /** Forget the in-memory content (the database may have changed behind this process). */
   invalidate(): void {
     this.revision++;
@@ -347,6 +357,7 @@ export class ConfigStore {
       if (this.loading === loading) this.loading = undefined;
       if (revision === this.revision) {
         this.loaded = l;
+        this.reads++;
         return l;
       }
     }

@@ -10,7 +10,7 @@ export class IssuedVersions {
   private readonly seen = new Map<string, { fingerprint: string; version: number }>();
 
   /** Notes the certificates of a snapshot the master committed. */
-  observe(snapshot: Snapshot): void {
+  observe(snapshot: Pick<Snapshot, "version" | "certificates">): void {
     for (const c of snapshot.certificates) {
       if (c.status === CertificateStatus.CERTIFICATE_STATUS_UNSPECIFIED || !c.fingerprintSha256) continue;
       const before = this.seen.get(c.id);

@@ -26,7 +26,7 @@ export class Dispatcher {
     private readonly log: Logger,
     private readonly metrics?: DispatcherMetrics,
   ) {
-    this.snapshots = new SnapshotCache(config, (s) => this.issuedVersions.observe(s));
+    this.snapshots = new SnapshotCache(config, (s) => this.issuedVersions.observe({ version: s.version, certificates: s.certificates() }));
     this.links = slaves.map((t) => new SlaveLink(t, () => this.state, this.snapshots, opts, log.child({ slave: t.name }), metrics?.link(t)));
     metrics?.observe(() => this.links.map((l) => ({ target: l.target, status: l.status() })));
   }
@@ -35,12 +35,15 @@ export class Dispatcher {
     void this.config.watch(
       (c) => {
         this.commits.record(c.version, c.traceContext);
+        if (c.snapshotFrame) this.snapshots.put(`${c.version}:${c.contentSha256}`, c.snapshotFrame);
         this.state = { version: c.version, contentSha256: c.contentSha256, commits: this.commits };
         this.metrics?.committed(c.version, c.committedAt);
         for (const l of this.links) l.notify();
       },
       this.log,
       this.stopWatching.signal,
+      // The notice brings the snapshot: the links push without a GetSnapshot round trip.
+      { withSnapshot: true },
     );
     void this.loadInstanceId();
     for (const l of this.links) void l.run();
@@ -79,7 +82,7 @@ export class Dispatcher {
     if (this.state.version > 0) {
       try {
         const snapshot = await this.snapshots.get(`${this.state.version}:${this.state.contentSha256}`);
-        certificates = certificateSyncStatus(snapshot, this.issuedVersions, slaves);
+        certificates = certificateSyncStatus({ certificates: snapshot.certificates() }, this.issuedVersions, slaves);
       } catch (err) {
         this.log.warn({ err: (err as Error).message }, "sync status: no snapshot for the certificates");
       }

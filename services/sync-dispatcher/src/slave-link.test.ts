@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, it } from "node:test";
 import { Metadata, Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
 import { NackCode, Snapshot, SyncReceiverService, SyncRequest, type SyncResponse } from "@cpm/proto";
 import { createLogger, type SlaveTarget } from "@cpm/core";
-import type { ConfigClient } from "@cpm/grpc-kit";
+import { encodeSnapshotFrame, readSnapshotFrame, type ConfigClient } from "@cpm/grpc-kit";
 import { SlaveLink, type MasterState } from "./slave-link.ts";
 import { SnapshotCache } from "./snapshots.ts";
 
@@ -53,7 +53,7 @@ describe("SlaveLink: a restarted receiver", () => {
     const port = first.port;
     let state: MasterState = { version: 1, contentSha256: "content-1" };
     const snapshotOf = (s: MasterState) => Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version: s.version, contentSha256: s.contentSha256 });
-    const fakeConfig = { getSnapshot: async () => snapshotOf(state) } as unknown as ConfigClient;
+    const fakeConfig = { getSnapshotFrame: async () => readSnapshotFrame(encodeSnapshotFrame(snapshotOf(state))) } as unknown as ConfigClient;
     const target: SlaveTarget = { name: "s", url: `http://127.0.0.1:${port}`, address: `127.0.0.1:${port}`, tls: false, token: "t".repeat(20) };
     const link = new SlaveLink(target, () => state, new SnapshotCache(fakeConfig), { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 }, createLogger("test", "silent"));
     void link.run();
@@ -107,7 +107,7 @@ describe("SlaveLink: one stream per slave, latest wins, one snapshot in flight",
     await slave.start();
     state = { version: 1, contentSha256: "content-1" };
     // Stands in for config-service: always answers with the current state's snapshot.
-    const fakeConfig = { getSnapshot: async () => snapshotOf(state) } as unknown as ConfigClient;
+    const fakeConfig = { getSnapshotFrame: async () => readSnapshotFrame(encodeSnapshotFrame(snapshotOf(state))) } as unknown as ConfigClient;
     const target: SlaveTarget = { name: "s", url: `http://127.0.0.1:${slave.port}`, address: `127.0.0.1:${slave.port}`, tls: false, token: "t".repeat(20) };
     link = new SlaveLink(target, () => state, new SnapshotCache(fakeConfig), { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 }, createLogger("test", "silent"));
     void link.run();
@@ -193,15 +193,15 @@ describe("SlaveLink: one stream per slave, latest wins, one snapshot in flight",
 });
 
 describe("SlaveLink: several slaves", () => {
-  it("get the same snapshot, fetched and encoded once per version", async () => {
+  it("get the same snapshot, fetched once per version and never encoded again", async () => {
     const slaves = [new FakeSlave(), new FakeSlave(), new FakeSlave()];
     for (const s of slaves) await s.start();
     let state: MasterState = { version: 1, contentSha256: "content-1" };
     let fetched = 0;
     const fakeConfig = {
-      getSnapshot: async () => {
+      getSnapshotFrame: async () => {
         fetched++;
-        return Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version: state.version, contentSha256: state.contentSha256 });
+        return readSnapshotFrame(encodeSnapshotFrame(Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version: state.version, contentSha256: state.contentSha256 })));
       },
     } as unknown as ConfigClient;
     const encode = SyncRequest.encode;
@@ -228,11 +228,44 @@ describe("SlaveLink: several slaves", () => {
         slaves.map(() => [1, 2]),
       );
       assert.equal(fetched, 2, "one GetSnapshot per version");
-      assert.equal(encoded, 2, "one encoding per version, whatever the number of slaves");
+      assert.equal(encoded, 0, "config-service's bytes are sent as they are, whatever the number of slaves");
     } finally {
       SyncRequest.encode = encode;
       for (const l of links) l.stop();
       for (const s of slaves) s.stop();
+    }
+  });
+});
+
+describe("SlaveLink: a snapshot that came with its commit notice", () => {
+  it("is pushed without a GetSnapshot, as the bytes config-service encoded, certificates readable for the status", async () => {
+    const slave = new FakeSlave();
+    await slave.start();
+    let fetched = 0;
+    const fakeConfig = {
+      getSnapshotFrame: async () => {
+        fetched++;
+        throw new Error("not expected: the notice carried the snapshot");
+      },
+    } as unknown as ConfigClient;
+    const observed: number[] = [];
+    const cache = new SnapshotCache(fakeConfig, (s) => observed.push(s.certificates().length));
+    const snapshot = Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version: 5, contentSha256: "content-5", certificates: [{ id: "c", name: "cert" }] });
+    const frame = readSnapshotFrame(encodeSnapshotFrame(snapshot));
+    cache.put("5:content-5", frame);
+    const state: MasterState = { version: 5, contentSha256: "content-5" };
+    const target: SlaveTarget = { name: "s", url: `http://127.0.0.1:${slave.port}`, address: `127.0.0.1:${slave.port}`, tls: false, token: "t".repeat(20) };
+    const link = new SlaveLink(target, () => state, cache, { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 }, createLogger("test", "silent"));
+    try {
+      void link.run();
+      await until("the push", () => slave.received.length === 1);
+      assert.deepEqual(slave.received, [5]);
+      assert.equal(fetched, 0);
+      assert.deepEqual(observed, [1], "the certificates of the pushed version were observed once");
+      assert.equal((await cache.get("5:content-5")).frame, frame.frame, "the very bytes that arrived");
+    } finally {
+      link.stop();
+      slave.stop();
     }
   });
 });

@@ -1,39 +1,54 @@
-import { SyncRequest, type Certificate, type Snapshot } from "@cpm/proto";
-import type { ConfigClient, TraceCarrier } from "@cpm/grpc-kit";
+import { SyncRequest, type Certificate } from "@cpm/proto";
+import { frameCertificates, type ConfigClient, type SnapshotFrame, type TraceCarrier } from "@cpm/grpc-kit";
 
 /**
- * One version's snapshot, encoded once as the SyncRequest every link writes: the same bytes
- * go to every slave; of the decoded message only the certificates are kept (for the
- * certificate status in GetSyncStatus).
+ * One version's snapshot as every link writes it: config-service's bytes, which are already
+ * a SyncRequest carrying the snapshot (see SnapshotFrame); the same bytes go to every slave,
+ * never decoded and encoded again here. Only the certificates are decoded, when asked for
+ * (for the certificate status in GetSyncStatus).
  */
 export interface EncodedSnapshot {
   version: number;
   contentSha256: string;
-  certificates: Certificate[];
   /** The serialized SyncRequest carrying the snapshot (written as is by SyncLinkClient). */
   frame: Buffer;
   bytes: number;
+  certificates(): Certificate[];
+}
+
+function encoded(f: SnapshotFrame): EncodedSnapshot {
+  let certificates: Certificate[] | undefined;
+  return { version: f.version, contentSha256: f.contentSha256, frame: f.frame, bytes: f.frame.length, certificates: () => (certificates ??= frameCertificates(f.frame)) };
 }
 
 /**
- * The newest snapshot, fetched and encoded once per committed change and shared by every
- * slave link, so N slaves cost one GetSnapshot and one encoding per version, not N.
+ * The newest snapshot, shared by every slave link: it comes with the WatchConfig notice of
+ * its version (`put`), or else from one GetSnapshot, so N slaves cost at most one fetch per
+ * version, not N.
  */
 export class SnapshotCache {
   private current: { key: string; value: Promise<EncodedSnapshot> } | undefined;
 
   constructor(
-    private readonly config: ConfigClient,
-    private readonly onFetched: (snapshot: Snapshot) => void = () => undefined,
+    private readonly config: Pick<ConfigClient, "getSnapshotFrame">,
+    private readonly onFetched: (snapshot: EncodedSnapshot) => void = () => undefined,
   ) {}
+
+  /** The snapshot of `key` (`version:contentSha256`) arrived with its notice. */
+  put(key: string, frame: SnapshotFrame): void {
+    const value = encoded(frame);
+    this.current = { key, value: Promise.resolve(value) };
+    // After the links have started their pushes (they only wait for microtasks).
+    setImmediate(() => this.onFetched(value));
+  }
 
   /** `key` identifies the committed state (version and content hash) the caller wants. */
   get(key: string): Promise<EncodedSnapshot> {
     if (this.current?.key === key) return this.current.value;
-    const value = this.config.getSnapshot().then((snapshot) => {
-      this.onFetched(snapshot);
-      const frame = Buffer.from(SyncRequest.encode({ snapshot, traceContext: undefined }).finish());
-      return { version: snapshot.version, contentSha256: snapshot.contentSha256, certificates: snapshot.certificates, frame, bytes: frame.length };
+    const value = this.config.getSnapshotFrame().then((f) => {
+      const s = encoded(f);
+      this.onFetched(s);
+      return s;
     });
     const entry = { key, value };
     this.current = entry;

@@ -288,6 +288,12 @@ export interface GetSnapshotResponse {
 }
 
 export interface WatchConfigRequest {
+  /**
+   * Each notice of the current version carries that version's snapshot (for the sync
+   * dispatcher, which then needs no GetSnapshot round trip before it pushes). Only for who
+   * may call GetSnapshot (the snapshot holds private keys): PERMISSION_DENIED otherwise.
+   */
+  includeSnapshot: boolean;
 }
 
 export interface WatchConfigResponse {
@@ -304,7 +310,14 @@ export interface WatchConfigResponse {
    * Of the commit that produced this version; absent when tracing is off or the version was
    * committed before this process started.
    */
-  traceContext: TraceContext | undefined;
+  traceContext:
+    | TraceContext
+    | undefined;
+  /**
+   * The snapshot of this version, when the request asked for it and this version was still
+   * the current one when the notice was sent; absent otherwise (GetSnapshot then serves it).
+   */
+  snapshot: Snapshot | undefined;
 }
 
 export interface ApplySnapshotRequest {
@@ -3816,11 +3829,14 @@ export const GetSnapshotResponse: MessageFns<GetSnapshotResponse> = {
 };
 
 function createBaseWatchConfigRequest(): WatchConfigRequest {
-  return {};
+  return { includeSnapshot: false };
 }
 
 export const WatchConfigRequest: MessageFns<WatchConfigRequest> = {
-  encode(_: WatchConfigRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: WatchConfigRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.includeSnapshot !== false) {
+      writer.uint32(8).bool(message.includeSnapshot);
+    }
     return writer;
   },
 
@@ -3837,6 +3853,14 @@ export const WatchConfigRequest: MessageFns<WatchConfigRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.includeSnapshot = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3849,26 +3873,36 @@ export const WatchConfigRequest: MessageFns<WatchConfigRequest> = {
     }
   },
 
-  fromJSON(_: any): WatchConfigRequest {
-    return {};
+  fromJSON(object: any): WatchConfigRequest {
+    return {
+      includeSnapshot: isSet(object.includeSnapshot)
+        ? globalThis.Boolean(object.includeSnapshot)
+        : isSet(object.include_snapshot)
+        ? globalThis.Boolean(object.include_snapshot)
+        : false,
+    };
   },
 
-  toJSON(_: WatchConfigRequest): unknown {
+  toJSON(message: WatchConfigRequest): unknown {
     const obj: any = {};
+    if (message.includeSnapshot !== false) {
+      obj.includeSnapshot = message.includeSnapshot;
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<WatchConfigRequest>, I>>(base?: I): WatchConfigRequest {
     return WatchConfigRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<WatchConfigRequest>, I>>(_: I): WatchConfigRequest {
+  fromPartial<I extends Exact<DeepPartial<WatchConfigRequest>, I>>(object: I): WatchConfigRequest {
     const message = createBaseWatchConfigRequest();
+    message.includeSnapshot = object.includeSnapshot ?? false;
     return message;
   },
 };
 
 function createBaseWatchConfigResponse(): WatchConfigResponse {
-  return { version: 0, committedAt: undefined, contentSha256: "", traceContext: undefined };
+  return { version: 0, committedAt: undefined, contentSha256: "", traceContext: undefined, snapshot: undefined };
 }
 
 export const WatchConfigResponse: MessageFns<WatchConfigResponse> = {
@@ -3884,6 +3918,9 @@ export const WatchConfigResponse: MessageFns<WatchConfigResponse> = {
     }
     if (message.traceContext !== undefined) {
       TraceContext.encode(message.traceContext, writer.uint32(34).fork()).join();
+    }
+    if (message.snapshot !== undefined) {
+      Snapshot.encode(message.snapshot, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3933,6 +3970,14 @@ export const WatchConfigResponse: MessageFns<WatchConfigResponse> = {
             message.traceContext = TraceContext.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.snapshot = Snapshot.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3963,6 +4008,7 @@ export const WatchConfigResponse: MessageFns<WatchConfigResponse> = {
         : isSet(object.trace_context)
         ? TraceContext.fromJSON(object.trace_context)
         : undefined,
+      snapshot: isSet(object.snapshot) ? Snapshot.fromJSON(object.snapshot) : undefined,
     };
   },
 
@@ -3980,6 +4026,9 @@ export const WatchConfigResponse: MessageFns<WatchConfigResponse> = {
     if (message.traceContext !== undefined) {
       obj.traceContext = TraceContext.toJSON(message.traceContext);
     }
+    if (message.snapshot !== undefined) {
+      obj.snapshot = Snapshot.toJSON(message.snapshot);
+    }
     return obj;
   },
 
@@ -3993,6 +4042,9 @@ export const WatchConfigResponse: MessageFns<WatchConfigResponse> = {
     message.contentSha256 = object.contentSha256 ?? "";
     message.traceContext = (object.traceContext !== undefined && object.traceContext !== null)
       ? TraceContext.fromPartial(object.traceContext)
+      : undefined;
+    message.snapshot = (object.snapshot !== undefined && object.snapshot !== null)
+      ? Snapshot.fromPartial(object.snapshot)
       : undefined;
     return message;
   },

@@ -1,0 +1,65 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { CertificateStatus, GetSnapshotResponse, Snapshot, SyncRequest, WatchConfigResponse } from "@cpm/proto";
+import { decodeNotice, encodeNoticeWithFrame, encodeSnapshotFrame, frameCertificates, readSnapshotFrame } from "./snapshot-frame.ts";
+
+const snapshot = (version: number, hostNames: string[]) =>
+  Snapshot.fromPartial({
+    schemaVersion: 1,
+    masterInstanceId: "m-1",
+    version,
+    generatedAt: new Date("2026-01-02T03:04:05Z"),
+    contentSha256: `${version}`.padStart(64, "a"),
+    proxyHosts: hostNames.map((n) => ({ id: `id-${n}`, name: n, domains: [`${n}.example.com`], upstreams: ["127.0.0.1:8080"] })),
+    l4ProxyHosts: [{ id: "l4", name: "tcp", listenAddress: ":7000", upstreams: ["127.0.0.1:7001"] }],
+    certificates: [{ id: "c1", name: "cert", domainNames: ["a.example.com"], status: CertificateStatus.CERTIFICATE_STATUS_ISSUED, fingerprintSha256: "ff" }],
+    accessLists: [{ id: "acl", name: "office" }],
+    settings: { general: { primaryDomain: "example.com", acmeEmail: "" }, acme: undefined, http: undefined },
+  });
+
+describe("snapshot frames", () => {
+  it("are the bytes of GetSnapshotResponse and SyncRequest, with or without kept resource encodings", () => {
+    const s = snapshot(7, ["a", "b"]);
+    const expected = Buffer.from(GetSnapshotResponse.encode({ snapshot: s }).finish());
+    assert.deepEqual(encodeSnapshotFrame(s), expected);
+    const parts = new WeakMap<object, Uint8Array>();
+    assert.deepEqual(encodeSnapshotFrame(s, parts), expected);
+    // The next version shares host "a": its kept encoding is reused, the result still exact.
+    const next = { ...s, version: 8, proxyHosts: [s.proxyHosts[0]!, snapshot(8, ["c"]).proxyHosts[0]!] };
+    assert.deepEqual(encodeSnapshotFrame(next, parts), Buffer.from(GetSnapshotResponse.encode({ snapshot: next }).finish()));
+    assert.deepEqual(SyncRequest.decode(encodeSnapshotFrame(next, parts)).snapshot, next);
+  });
+
+  it("give their version, content hash and certificates without a full decode", () => {
+    const s = snapshot(42, ["a"]);
+    const f = readSnapshotFrame(encodeSnapshotFrame(s));
+    assert.equal(f.version, 42);
+    assert.equal(f.contentSha256, s.contentSha256);
+    assert.deepEqual(frameCertificates(f.frame), s.certificates);
+  });
+
+  it("refuse bytes that are not a snapshot frame", () => {
+    assert.throws(() => readSnapshotFrame(Buffer.alloc(0), "GetSnapshot response"), /GetSnapshot response: empty/);
+    const notice = Buffer.from(WatchConfigResponse.encode(WatchConfigResponse.fromPartial({ version: 3 })).finish());
+    assert.throws(() => readSnapshotFrame(notice), /field 1 \(snapshot\) expected/);
+  });
+
+  it("ride in a WatchConfig notice and come out as the same frame", () => {
+    const s = snapshot(9, ["a", "b", "c"]);
+    const frame = encodeSnapshotFrame(s);
+    const notice = WatchConfigResponse.fromPartial({ version: 9, contentSha256: s.contentSha256, committedAt: new Date("2026-01-02T03:04:06Z"), traceContext: { traceparent: "00-abc-def-01", tracestate: "" } });
+    const bytes = encodeNoticeWithFrame(notice, frame);
+    // Any protobuf reader sees a notice with its snapshot.
+    assert.deepEqual(WatchConfigResponse.decode(bytes), { ...notice, snapshot: s });
+    const decoded = decodeNotice(bytes);
+    assert.equal(decoded.version, 9);
+    assert.equal(decoded.contentSha256, s.contentSha256);
+    assert.deepEqual(decoded.committedAt, notice.committedAt);
+    assert.deepEqual(decoded.traceContext, notice.traceContext);
+    assert.deepEqual(decoded.snapshotFrame, { version: 9, contentSha256: s.contentSha256, frame });
+    assert.equal(frame[0], 0x0a, "the sender's frame is left as it was");
+    const plain = decodeNotice(Buffer.from(WatchConfigResponse.encode(notice).finish()));
+    assert.equal(plain.snapshotFrame, undefined);
+    assert.equal(plain.version, 9);
+  });
+});
