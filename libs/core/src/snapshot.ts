@@ -42,15 +42,30 @@ const sortedIds = (m: ReadonlyMap<string, string>) => [...m.keys()].sort((a, b) 
  * `ids`, when given, supplies each kind's ids already sorted (a store's cached order).
  */
 export function contentHashOfDigests(d: ContentDigests, ids?: Partial<Record<ResourceKind, readonly string[]>>): string {
-  const h = createHash("sha256");
-  for (const kind of RESOURCE_KINDS) {
+  const text = (kind: ResourceKind) => {
     const digests = d[kind];
-    // One update per kind (same bytes as one per line, far fewer calls into the hash).
-    let text = `${kind}\n`;
-    for (const id of ids?.[kind] ?? sortedIds(digests)) text += `${JSON.stringify(id)} ${digests.get(id)}\n`;
-    h.update(text);
-  }
-  h.update(`settings ${d.settings}\n`);
+    let t = "";
+    for (const id of ids?.[kind] ?? sortedIds(digests)) t += digestLine(id, digests.get(id)!);
+    return t;
+  };
+  return contentHashOfLines({ proxyHosts: text("proxyHosts"), l4ProxyHosts: text("l4ProxyHosts"), certificates: text("certificates"), accessLists: text("accessLists") }, d.settings);
+}
+
+/** One resource's line in the content hash's input (see contentHashOfDigests). */
+export function digestLine(id: string, digest: string): string {
+  return `${JSON.stringify(id)} ${digest}\n`;
+}
+
+/**
+ * The content hash from each kind's lines already joined (digestLine of its resources, sorted
+ * by id) and the settings' digest: what contentHashOfDigests computes, for a store that keeps
+ * each resource's line and so need not build them again.
+ */
+export function contentHashOfLines(lines: Record<ResourceKind, string>, settingsDigest: string): string {
+  const h = createHash("sha256");
+  // One update per kind (same bytes as one per line, far fewer calls into the hash).
+  for (const kind of RESOURCE_KINDS) h.update(`${kind}\n${lines[kind]}`);
+  h.update(`settings ${settingsDigest}\n`);
   return h.digest("hex");
 }
 

@@ -22,31 +22,37 @@ const SNAPSHOT_FIELD_5 = (5 << 3) | WireType.LengthDelimited;
 
 const tag = (field: number) => (field << 3) | WireType.LengthDelimited;
 
+/** One length-delimited field as it appears in a message: tag, length, body. */
+function fieldBytes(t: number, body: Uint8Array): Uint8Array {
+  return new BinaryWriter().uint32(t).bytes(body).finish();
+}
+
 /**
  * Encodes a snapshot as a frame (config-service does this once per version). The same bytes
- * as `GetSnapshotResponse.encode({ snapshot })`. With `parts`, each resource's encoding is
- * kept by object, so the next version (which shares every unchanged resource object) is
- * mostly copied, not encoded: only for objects that are never changed once made.
+ * as `GetSnapshotResponse.encode({ snapshot })`. With `parts`, each resource's field (tag,
+ * length and encoding) is kept by object, so the next version (which shares every unchanged
+ * resource object) is one copy of the kept bytes, not an encoding: only for objects that are
+ * never changed once made.
  */
 export function encodeSnapshotFrame(snapshot: Snapshot, parts?: WeakMap<object, Uint8Array>): Buffer {
-  const part = <T extends object>(m: T, encode: (m: T) => Uint8Array): Uint8Array => {
+  const part = <T extends object>(m: T, field: number, encode: (m: T) => Uint8Array): Uint8Array => {
     let b = parts?.get(m);
     if (!b) {
-      b = encode(m);
+      b = fieldBytes(tag(field), encode(m));
       parts?.set(m, b);
     }
     return b;
   };
-  const w = new BinaryWriter();
   // The scalar fields (1-5) as the generated encoder writes them, then the lists in field order.
-  Snapshot.encode({ ...snapshot, proxyHosts: [], l4ProxyHosts: [], certificates: [], accessLists: [], settings: undefined }, w);
-  for (const h of snapshot.proxyHosts) w.uint32(tag(10)).bytes(part(h, (x) => ProxyHost.encode(x).finish()));
-  for (const h of snapshot.l4ProxyHosts) w.uint32(tag(11)).bytes(part(h, (x) => L4ProxyHost.encode(x).finish()));
-  for (const c of snapshot.certificates) w.uint32(tag(12)).bytes(part(c, (x) => Certificate.encode(x).finish()));
-  for (const a of snapshot.accessLists) w.uint32(tag(13)).bytes(part(a, (x) => AccessList.encode(x).finish()));
-  if (snapshot.settings !== undefined) Settings.encode(snapshot.settings, w.uint32(tag(14)).fork()).join();
-  const b = new BinaryWriter().uint32(tag(1)).bytes(w.finish()).finish();
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const chunks: Uint8Array[] = [Snapshot.encode({ ...snapshot, proxyHosts: [], l4ProxyHosts: [], certificates: [], accessLists: [], settings: undefined }).finish()];
+  for (const h of snapshot.proxyHosts) chunks.push(part(h, 10, (x) => ProxyHost.encode(x).finish()));
+  for (const h of snapshot.l4ProxyHosts) chunks.push(part(h, 11, (x) => L4ProxyHost.encode(x).finish()));
+  for (const c of snapshot.certificates) chunks.push(part(c, 12, (x) => Certificate.encode(x).finish()));
+  for (const a of snapshot.accessLists) chunks.push(part(a, 13, (x) => AccessList.encode(x).finish()));
+  if (snapshot.settings !== undefined) chunks.push(fieldBytes(tag(14), Settings.encode(snapshot.settings).finish()));
+  const length = chunks.reduce((n, c) => n + c.byteLength, 0);
+  const head = new BinaryWriter().uint32(tag(1)).uint32(length).finish();
+  return Buffer.concat([head, ...chunks], head.byteLength + length);
 }
 
 /** The Snapshot message inside a frame, without its tag and length. */

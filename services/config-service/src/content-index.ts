@@ -1,5 +1,5 @@
 import { AccessList, AcmeSettings, Certificate, GeneralSettings, HttpSettings, L4ProxyHost, ProxyHost, type Settings, type Snapshot } from "@cpm/proto";
-import { contentHashOfDigests, RESOURCE_KINDS, resourceDigest, type ResourceKind } from "@cpm/core";
+import { contentHashOfLines, digestLine, RESOURCE_KINDS, resourceDigest, type ResourceKind } from "@cpm/core";
 
 /** The synced content of a snapshot: what the index holds. */
 export type Content = Pick<Snapshot, ResourceKind | "settings">;
@@ -60,17 +60,33 @@ function sortedIndex(ids: readonly string[], id: string): number {
 class KindIndex<T extends { id: string }> {
   readonly values = new Map<string, T>();
   readonly digests = new Map<string, string>();
+  /** Each resource's line in the content hash's input (digestLine), and all of them joined in id order. */
+  private readonly lines = new Map<string, string>();
+  private joined: string | undefined;
   private order: string[] | undefined;
 
   put(x: T): void {
     if (!this.values.has(x.id) && this.order) this.order.splice(sortedIndex(this.order, x.id), 0, x.id);
     this.values.set(x.id, x);
-    this.digests.set(x.id, resourceDigest(x));
+    const digest = resourceDigest(x);
+    this.digests.set(x.id, digest);
+    this.lines.set(x.id, digestLine(x.id, digest));
+    this.joined = undefined;
   }
 
   remove(id: string): void {
     if (this.values.delete(id) && this.order) this.order.splice(sortedIndex(this.order, id), 1);
     this.digests.delete(id);
+    this.lines.delete(id);
+    this.joined = undefined;
+  }
+
+  /** The kind's part of the content hash's input; rebuilt from the kept lines after a change. */
+  text(): string {
+    this.joined ??= this.ids()
+      .map((id) => this.lines.get(id)!)
+      .join("");
+    return this.joined;
   }
 
   /** Ids sorted as the content hash and the snapshot list them; sorted once, then kept in order. */
@@ -94,8 +110,9 @@ export interface ContentView {
 /**
  * The synced configuration in memory: every resource as stored, its digest, and the content
  * hash over them (libs/core contentHashOfDigests). A write updates it one resource at a time;
- * the content hash is recomputed from the kept digests (no resource is re-encoded) and cached
- * until the next change.
+ * the content hash is recomputed from each resource's kept line (contentHashOfLines: no
+ * resource is re-encoded, no line built again, a kind nobody changed is not joined again) and
+ * cached until the next change.
  */
 export class ContentIndex implements ContentView {
   private readonly kinds: { [K in ResourceKind]: KindIndex<ResourceOf[K]> } = {
@@ -183,20 +200,10 @@ export class ContentIndex implements ContentView {
   }
 
   contentSha256(): string {
-    this.hash ??= contentHashOfDigests(
-      {
-        proxyHosts: this.kinds.proxyHosts.digests,
-        l4ProxyHosts: this.kinds.l4ProxyHosts.digests,
-        certificates: this.kinds.certificates.digests,
-        accessLists: this.kinds.accessLists.digests,
-        settings: this.settingsDigest,
-      },
-      {
-        proxyHosts: this.kinds.proxyHosts.ids(),
-        l4ProxyHosts: this.kinds.l4ProxyHosts.ids(),
-        certificates: this.kinds.certificates.ids(),
-        accessLists: this.kinds.accessLists.ids(),
-      },
+    const k = this.kinds;
+    this.hash ??= contentHashOfLines(
+      { proxyHosts: k.proxyHosts.text(), l4ProxyHosts: k.l4ProxyHosts.text(), certificates: k.certificates.text(), accessLists: k.accessLists.text() },
+      this.settingsDigest,
     );
     return this.hash;
   }
