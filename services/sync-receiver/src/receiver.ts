@@ -1,4 +1,4 @@
-import { NackCode, type Snapshot, type SyncResponse } from "@cpm/proto";
+import { NackCode, type RenderStatus, type Snapshot, type SyncResponse } from "@cpm/proto";
 import { SnapshotCheckMemo, validateSnapshot, ValidationError, type Logger } from "@cpm/core";
 import type { ConfigClient, RendererClient } from "@cpm/grpc-kit";
 import { status as Status } from "@grpc/grpc-js";
@@ -154,16 +154,10 @@ export class SnapshotApplier {
    * is answered at once with an ACK: no validation, no preload, no commit, no Caddy load.
    * Anything else returns undefined and takes the full path.
    */
-  private async unchanged(snapshot: Snapshot | undefined, contentSha256: string): Promise<SyncResponse | undefined> {
+  private unchanged(snapshot: Snapshot | undefined, contentSha256: string, status: RenderStatus | undefined): SyncResponse | undefined {
     if (!snapshot || !contentSha256 || snapshot.contentSha256 !== contentSha256) return undefined;
     if (snapshot.masterInstanceId !== this.state.masterInstanceId || snapshot.version !== this.state.appliedVersion) return undefined;
-    let status;
-    try {
-      status = await this.renderer.status();
-    } catch {
-      return undefined;
-    }
-    if (!status.inSync || status.appliedVersion !== snapshot.version) return undefined;
+    if (!status || !status.inSync || status.appliedVersion !== snapshot.version) return undefined;
     this.state.configSha256 = status.configSha256;
     this.state.lastSyncTime = new Date();
     this.state.lastError = "";
@@ -199,6 +193,13 @@ export class SnapshotApplier {
       this.log.warn({ version, code: NackCode[code], retryable, reason }, "snapshot refused (NACK)");
       return { ack: undefined, nack: { version, appliedVersion: this.state.appliedVersion, reason, code, retryable } };
     };
+    // The renderer's status is asked at the same time as the database's state: both steps below
+    // that need it (the unchanged short-cut, the preload check) read this one answer. Only this
+    // applier makes preloads, one at a time, so it cannot go stale in between.
+    const rendered = this.renderer.status().then(
+      (s) => s,
+      () => undefined,
+    );
     let contentSha256: string;
     try {
       contentSha256 = await this.refresh();
@@ -206,7 +207,7 @@ export class SnapshotApplier {
       const e = err as GrpcFailure;
       return nack(NackCode.NACK_CODE_UNAVAILABLE, `slave's config-service unavailable: ${e.details ?? e.message}`, true);
     }
-    const unchanged = await this.unchanged(snapshot, contentSha256);
+    const unchanged = this.unchanged(snapshot, contentSha256, await rendered);
     if (unchanged) return unchanged;
     try {
       if (!snapshot) throw new ValidationError("snapshot", "is required");
@@ -218,7 +219,7 @@ export class SnapshotApplier {
     if (sameMaster && version < this.state.appliedVersion) {
       return nack(NackCode.NACK_CODE_STALE_VERSION, `snapshot version ${version} is older than the applied version ${this.state.appliedVersion}`, false);
     }
-    const preloaded = sameMaster ? await this.preloadedVersion() : 0;
+    const preloaded = sameMaster ? this.preloadedVersion(await rendered) : 0;
     if (version < preloaded) {
       // A late snapshot (an old stream's, delivered after a stall) must not replace a newer
       // preload whose commit is still to come: Caddy would move back a version.
@@ -259,14 +260,9 @@ export class SnapshotApplier {
     }
   }
 
-  /** The version of a preload Caddy runs ahead of the database (held for its commit); 0: none, or unknown. */
-  private async preloadedVersion(): Promise<number> {
-    try {
-      const { appliedVersion } = await this.renderer.status();
-      return appliedVersion > this.state.appliedVersion ? appliedVersion : 0;
-    } catch {
-      return 0; // the renderer is down: the preload fails anyway
-    }
+  /** The version of a preload Caddy runs ahead of the database (held for its commit); 0: none, or unknown (the renderer did not answer: the preload fails anyway). */
+  private preloadedVersion(status: RenderStatus | undefined): number {
+    return status && status.appliedVersion > this.state.appliedVersion ? status.appliedVersion : 0;
   }
 
   /** The commit was refused: Caddy goes back to the database's version now, not when a hold expires. */
