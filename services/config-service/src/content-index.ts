@@ -220,34 +220,41 @@ export class ContentIndex implements ContentView {
   }
 }
 
-/** What one write changes in the index; applied only once its transaction has committed. */
+/** Per kind, the last change to each id: the resource, or null when it was removed. */
+type Touched = { [K in ResourceKind]: Map<string, ResourceOf[K] | null> };
+
+const noneTouched = (): Touched => ({ proxyHosts: new Map(), l4ProxyHosts: new Map(), certificates: new Map(), accessLists: new Map() });
+
+/**
+ * What one write changes in the index; applied only once its transaction has committed. The
+ * last change per id is what counts: the index's lookups (names, domains) come out the same in
+ * any order of ids.
+ */
 export class ChangeSet {
-  private readonly ops: ((idx: ContentIndex) => void)[] = [];
-  /** The resources it touched, last change per kind and id (null: removed), as stored. */
-  readonly touched: { [K in ResourceKind]: Map<string, ResourceOf[K] | null> } = {
-    proxyHosts: new Map(),
-    l4ProxyHosts: new Map(),
-    certificates: new Map(),
-    accessLists: new Map(),
-  };
+  readonly touched = noneTouched();
+  private settingsValue: Settings | undefined;
 
   /** A created or replaced resource. */
   put<K extends ResourceKind>(kind: K, x: ResourceOf[K]): void {
-    this.ops.push((idx) => idx.put(kind, x));
-    (this.touched[kind] as Map<string, ResourceOf[K] | null>).set(x.id, asStored(kind, x));
+    (this.touched[kind] as Map<string, ResourceOf[K] | null>).set(x.id, x);
   }
 
   remove(kind: ResourceKind, id: string): void {
-    this.ops.push((idx) => idx.remove(kind, id));
     this.touched[kind].set(id, null);
   }
 
   settings(s: Settings): void {
-    this.ops.push((idx) => idx.setSettings(s));
+    this.settingsValue = s;
   }
 
   applyTo(idx: ContentIndex): void {
-    for (const op of this.ops) op(idx);
+    for (const kind of RESOURCE_KINDS) {
+      for (const [id, x] of this.touched[kind]) {
+        if (x) idx.put(kind, x as never);
+        else idx.remove(kind, id);
+      }
+    }
+    if (this.settingsValue) idx.setSettings(this.settingsValue);
   }
 }
 
@@ -256,18 +263,15 @@ export class ChangeSet {
  * the changes of the writes before it in the same transaction, which `base` does not hold yet.
  */
 export class PendingContent implements ContentView {
-  private readonly touched: { [K in ResourceKind]: Map<string, ResourceOf[K] | null> } = {
-    proxyHosts: new Map(),
-    l4ProxyHosts: new Map(),
-    certificates: new Map(),
-    accessLists: new Map(),
-  };
+  private readonly touched = noneTouched();
 
   constructor(private readonly base: ContentIndex) {}
 
-  /** The next write sees `changes` too. */
+  /** The next write sees `changes` too, each resource as it will read back once stored. */
   add(changes: ChangeSet): void {
-    for (const kind of RESOURCE_KINDS) for (const [id, x] of changes.touched[kind]) (this.touched[kind] as Map<string, unknown>).set(id, x);
+    for (const kind of RESOURCE_KINDS) {
+      for (const [id, x] of changes.touched[kind]) (this.touched[kind] as Map<string, unknown>).set(id, x && asStored(kind, x as never));
+    }
   }
 
   get<K extends ResourceKind>(kind: K, id: string): ResourceOf[K] | undefined {

@@ -12,7 +12,7 @@ import {
   type Snapshot,
 } from "@cpm/proto";
 import { contentDigests, RESOURCE_KINDS, resourceDigest, SNAPSHOT_SCHEMA_VERSION, type ContentDigests, type Logger, type ResourceKind } from "@cpm/core";
-import { traceCarrier, versionAttributes, withSpan, type TraceCarrier } from "@cpm/grpc-kit";
+import { failSpan, traceCarrier, versionAttributes, withSpan, type TraceCarrier } from "@cpm/grpc-kit";
 import { ChangeSet, ContentIndex, PendingContent, storedSettings, type ContentView } from "./content-index.ts";
 import type { Db } from "./db.ts";
 
@@ -141,9 +141,9 @@ export class ConfigStore {
       await this.writeAlone(w.fn).then(w.resolve, w.reject);
       return;
     }
-    let outcome: Awaited<ReturnType<typeof this.writeGroup>>;
+    let outcome: Awaited<ReturnType<typeof this.commit>>;
     try {
-      outcome = await this.writeGroup(group.map((w) => w.fn));
+      outcome = await this.commit(group.map((w) => w.fn));
     } catch (err) {
       // Not a refused write: the database or a watcher failed; every write of the group hears it.
       for (const w of group) w.reject(err);
@@ -157,47 +157,41 @@ export class ConfigStore {
     for (const w of group) await this.writeAlone(w.fn).then(w.resolve, w.reject);
   }
 
-  private writeAlone<T>(fn: WriteFn<T>): Promise<{ result: T; version: number }> {
-    return withSpan("config.commit", {}, async (span) => {
-      const now = new Date();
-      const changes = new ChangeSet();
-      const current = await this.freshIndex();
-      const { result, row } = await this.db.$transaction(async (tx) => {
-        const result = await fn(tx, now, changes, current);
-        const row = await tx.instance.update({ where: { id: 1 }, data: { version: { increment: 1 }, versionCommittedAt: now } });
-        return { result, row };
-      });
-      await this.committed([changes], row);
-      span.setAttributes(versionAttributes(row.version, this.lastCommit?.contentSha256 ?? ""));
-      return { result, version: row.version };
-    });
+  private async writeAlone<T>(fn: WriteFn<T>): Promise<{ result: T; version: number }> {
+    const outcome = await this.commit([fn as WriteFn<unknown>]);
+    if (!outcome.committed) throw outcome.error;
+    return outcome.results[0] as { result: T; version: number };
   }
 
   /**
-   * Several writes in one transaction (SQLite), each on its own version. `committed: false`
-   * when any of them threw (or the transaction failed): then nothing was written. A failure
-   * after the commit (a watcher's) is thrown, never taken for a rollback.
+   * `fns` in one transaction, each on its own version, each seeing the changes of the ones
+   * before it. `committed: false` with the error when any of them threw (or the transaction
+   * failed): then nothing was written. A failure after the commit (a watcher's) is thrown,
+   * never taken for a rollback.
    */
-  private writeGroup(fns: WriteFn<unknown>[]): Promise<{ committed: true; results: { result: unknown; version: number }[] } | { committed: false }> {
+  private commit(fns: WriteFn<unknown>[]): Promise<{ committed: true; results: { result: unknown; version: number }[] } | { committed: false; error: unknown }> {
     return withSpan("config.commit", { attributes: { "cpm.commit.writes": fns.length } }, async (span) => {
       const now = new Date();
-      const index = (await this.freshIndex())!;
-      const pending = new PendingContent(index);
+      const index = await this.freshIndex();
+      const current = index && (fns.length > 1 ? new PendingContent(index) : index);
       const sets: ChangeSet[] = [];
-      const done = await this.db.$transaction(async (tx) => {
-        const results: unknown[] = [];
-        for (const fn of fns) {
-          const changes = new ChangeSet();
-          results.push(await fn(tx, now, changes, pending));
-          pending.add(changes);
-          sets.push(changes);
-        }
-        const row = await tx.instance.update({ where: { id: 1 }, data: { version: { increment: fns.length }, versionCommittedAt: now } });
-        return { results, row };
-      }).catch(() => undefined);
+      let error: unknown;
+      const done = await this.db
+        .$transaction(async (tx) => {
+          const results: unknown[] = [];
+          for (const fn of fns) {
+            const changes = new ChangeSet();
+            results.push(await fn(tx, now, changes, current));
+            if (current instanceof PendingContent) current.add(changes);
+            sets.push(changes);
+          }
+          const row = await tx.instance.update({ where: { id: 1 }, data: { version: { increment: fns.length }, versionCommittedAt: now } });
+          return { results, row };
+        })
+        .catch((err: unknown) => void (error = err));
       if (!done) {
-        span.setAttribute("cpm.commit.rolled_back", true);
-        return { committed: false as const };
+        failSpan(span, error);
+        return { committed: false as const, error };
       }
       const { results, row } = done;
       await this.committed(sets, row);
