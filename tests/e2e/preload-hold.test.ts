@@ -56,7 +56,7 @@ describe("a slave's preload survives a process killed before its commit: Caddy n
   async function preload(s: Snapshot): Promise<string> {
     const renderer = new RendererClient(`127.0.0.1:${slave.ports.renderer}`, INTERNAL_TOKEN);
     try {
-      return (await renderer.loadSnapshot(s, 30_000)).configSha256;
+      return (await renderer.loadSnapshot({ snapshot: s }, 30_000)).configSha256;
     } finally {
       renderer.close();
     }

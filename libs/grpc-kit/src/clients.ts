@@ -1,8 +1,9 @@
-import { CaddyRendererClient, ConfigServiceClient, ConfigServiceService, WatchConfigRequest, type RecordCertificateIssuanceRequest, type RenderStatus, type Snapshot } from "@cpm/proto";
+import { ApplySnapshotRequest, ApplySnapshotResponse, CaddyRendererClient, CaddyRendererService, ConfigServiceClient, ConfigServiceService, LoadSnapshotRequest, LoadSnapshotResponse, WatchConfigRequest, type RecordCertificateIssuanceRequest, type RenderStatus, type Snapshot } from "@cpm/proto";
 import type { TraceCarrier } from "./tracing.ts";
 import { decodeNotice, readSnapshotFrame, type SnapshotFrame } from "./snapshot-frame.ts";
+import { SnapshotDecoder, snapshotOfFrame } from "./snapshot-decoder.ts";
 import { backoffDelay, sleep, type Logger } from "@cpm/core";
-import type { ClientReadableStream } from "@grpc/grpc-js";
+import type { Client, ClientReadableStream } from "@grpc/grpc-js";
 import { channelCredentials, clientOptions, unary, withBearer } from "./client.ts";
 import { injectTraceContext } from "./tracing.ts";
 
@@ -20,12 +21,42 @@ export interface CommitNotice {
 /** HTTP/2 receive window of the internal ConfigClient: a snapshot of about 10,000 hosts. */
 const SNAPSHOT_FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
 
-const { getSnapshot: GET_SNAPSHOT, watchConfig: WATCH_CONFIG } = ConfigServiceService;
+const { getSnapshot: GET_SNAPSHOT, watchConfig: WATCH_CONFIG, applySnapshot: APPLY_SNAPSHOT } = ConfigServiceService;
+const { loadSnapshot: LOAD_SNAPSHOT } = CaddyRendererService;
 const asBuffer = (b: Buffer) => b;
+
+/**
+ * A request that carries a snapshot: the message, or a frame already encoded (a message whose
+ * field 1 is the snapshot, as a slave's receiver got it from its master), sent as it is.
+ */
+export type SnapshotPayload = { snapshot: Snapshot } | Buffer;
+
+interface SnapshotMethod<Res> {
+  path: string;
+  requestSerialize: (r: never) => Buffer;
+  responseDeserialize: (b: Buffer) => Res;
+}
+
+/** One unary call whose request is a SnapshotPayload; bearer, trace context and deadline as `unary`. */
+function sendSnapshot<Res>(client: Client, def: SnapshotMethod<Res>, payload: SnapshotPayload, token: string | undefined, deadlineMs: number): Promise<Res> {
+  const serialize = def.requestSerialize as (r: unknown) => Buffer;
+  return new Promise((resolve, reject) => {
+    client.makeUnaryRequest(
+      def.path,
+      (v: SnapshotPayload) => (Buffer.isBuffer(v) ? v : serialize(v)),
+      def.responseDeserialize,
+      payload,
+      injectTraceContext(withBearer(token)),
+      { deadline: Date.now() + deadlineMs },
+      (err, res) => (err ? reject(err) : resolve(res!)),
+    );
+  });
+}
 
 /** What another service of this instance needs from config-service's internal listener, with the internal token. */
 export class ConfigClient {
   readonly raw: ConfigServiceClient;
+  private readonly decoder = new SnapshotDecoder();
 
   constructor(
     address: string,
@@ -40,10 +71,10 @@ export class ConfigClient {
     });
   }
 
+  /** The current snapshot, decoded with this client's SnapshotDecoder (resources unchanged since the last call are the same objects). */
   async getSnapshot(deadlineMs = 30_000): Promise<Snapshot> {
-    const res = await unary(this.raw.getSnapshot.bind(this.raw), {}, this.internalToken, deadlineMs);
-    if (!res.snapshot) throw new Error("config-service returned no snapshot");
-    return res.snapshot;
+    const { frame } = await this.getSnapshotFrame(deadlineMs);
+    return this.decoder.decode(snapshotOfFrame(frame)!);
   }
 
   /** The current snapshot as config-service encoded it (not decoded here: see SnapshotFrame). */
@@ -62,8 +93,8 @@ export class ConfigClient {
     return readSnapshotFrame(frame, "GetSnapshot response");
   }
 
-  applySnapshot(snapshot: Snapshot, deadlineMs = 60_000) {
-    return unary(this.raw.applySnapshot.bind(this.raw), { snapshot }, this.internalToken, deadlineMs);
+  applySnapshot(payload: SnapshotPayload, deadlineMs = 60_000): Promise<ApplySnapshotResponse> {
+    return sendSnapshot(this.raw, APPLY_SNAPSHOT, payload, this.internalToken, deadlineMs);
   }
 
   /** Reports what this instance's Caddy obtained for a master-issued certificate (master or standalone). */
@@ -128,8 +159,8 @@ export class RendererClient {
     this.raw = new CaddyRendererClient(address, channelCredentials({}), clientOptions({ maxMessageBytes }));
   }
 
-  loadSnapshot(snapshot: Snapshot, deadlineMs = 60_000) {
-    return unary(this.raw.loadSnapshot.bind(this.raw), { snapshot }, this.internalToken, deadlineMs);
+  loadSnapshot(payload: SnapshotPayload, deadlineMs = 60_000): Promise<LoadSnapshotResponse> {
+    return sendSnapshot(this.raw, LOAD_SNAPSHOT, payload, this.internalToken, deadlineMs);
   }
 
   /** The preloaded `version` will not be committed: the renderer puts Caddy back on the database's version. */

@@ -9,3 +9,4 @@ export * from "./interceptor.ts";
 export * from "./metrics.ts";
 export * from "./tracing.ts";
 export * from "./snapshot-frame.ts";
+export * from "./snapshot-decoder.ts";

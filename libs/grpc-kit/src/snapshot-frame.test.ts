@@ -56,7 +56,7 @@ describe("snapshot frames", () => {
     assert.equal(decoded.contentSha256, s.contentSha256);
     assert.deepEqual(decoded.committedAt, notice.committedAt);
     assert.deepEqual(decoded.traceContext, notice.traceContext);
-    assert.deepEqual(decoded.snapshotFrame, { version: 9, contentSha256: s.contentSha256, frame });
+    assert.deepEqual(decoded.snapshotFrame, { version: 9, contentSha256: s.contentSha256, masterInstanceId: "m-1", frame });
     assert.equal(frame[0], 0x0a, "the sender's frame is left as it was");
     const plain = decodeNotice(Buffer.from(WatchConfigResponse.encode(notice).finish()));
     assert.equal(plain.snapshotFrame, undefined);

@@ -11,6 +11,7 @@ import type { CommitNotice } from "./clients.ts";
 export interface SnapshotFrame {
   version: number;
   contentSha256: string;
+  masterInstanceId: string;
   /** GetSnapshotResponse / SyncRequest bytes: tag of field 1, length, the Snapshot message. */
   frame: Buffer;
 }
@@ -74,13 +75,15 @@ export function readSnapshotFrame(frame: Buffer, what = "snapshot frame"): Snaps
   const r = new BinaryReader(snapshotBytes(frame, what));
   let version = 0;
   let contentSha256 = "";
+  let masterInstanceId = "";
   while (r.pos < r.len) {
     const [field, type] = r.tag();
     if (field === 3 && type === WireType.Varint) version = Number(r.int64());
     else if (field === 5 && type === WireType.LengthDelimited) contentSha256 = r.string();
+    else if (field === 2 && type === WireType.LengthDelimited) masterInstanceId = r.string();
     else r.skip(type, field);
   }
-  return { version, contentSha256, frame };
+  return { version, contentSha256, masterInstanceId, frame };
 }
 
 /** The certificates of a frame's snapshot (only those are decoded). */

@@ -1,6 +1,6 @@
 import { CaddyRendererService, type CaddyRendererServer, type RenderStatus } from "@cpm/proto";
 import { DEFAULT_SYNC_MAX_MESSAGE_BYTES, SnapshotCheckMemo, ValidationError, validateSnapshot, type Logger } from "@cpm/core";
-import { definePolicy, GrpcServer, snapshotReceiveLimit, type AsyncService, type Authenticate } from "@cpm/grpc-kit";
+import { decodingSnapshotsWith, definePolicy, GrpcServer, SnapshotDecoder, snapshotReceiveLimit, type AsyncService, type Authenticate } from "@cpm/grpc-kit";
 import { versionAttributes, withSpan } from "@cpm/grpc-kit";
 import type { Reconciler } from "./reconciler.ts";
 import { render, type RenderOptions } from "./render/index.ts";
@@ -28,6 +28,9 @@ export function createServer(deps: RendererDeps): GrpcServer {
   const { reconciler } = deps;
   // Resources of the last valid snapshot preloaded: an unchanged one is not normalized or hashed again.
   const checked = new SnapshotCheckMemo();
+  // A preload decodes only the resources whose bytes changed since the previous one: the others
+  // are the objects the memo above (and the render) already know.
+  const service = { ...CaddyRendererService, loadSnapshot: decodingSnapshotsWith(CaddyRendererService.loadSnapshot, new SnapshotDecoder()) };
   const impl: AsyncService<CaddyRendererServer> = {
     render: async (req) => {
       if (!req.snapshot) throw new ValidationError("snapshot", "is required");
@@ -68,5 +71,5 @@ export function createServer(deps: RendererDeps): GrpcServer {
     authenticate: deps.authenticate,
     maxReceiveBytes: snapshotReceiveLimit(deps.syncMaxMessageBytes ?? DEFAULT_SYNC_MAX_MESSAGE_BYTES),
     limitVariable: "CPM_SYNC_MAX_MESSAGE_BYTES",
-  }).add(CaddyRendererService, impl, RENDERER_POLICY);
+  }).add(service, impl, RENDERER_POLICY);
 }

@@ -11,6 +11,7 @@ import { DEFAULT_API_MAX_MESSAGE_BYTES, DEFAULT_SYNC_MAX_MESSAGE_BYTES, failedPr
 import {
   allows,
   bearerToken,
+  decodingSnapshotsWith,
   encodeNoticeWithFrame,
   encodeSnapshotFrame,
   GrpcServer,
@@ -18,6 +19,7 @@ import {
   methodName,
   permissionDenied,
   sharedTokenAuthenticator,
+  SnapshotDecoder,
   snapshotReceiveLimit,
   unauthenticated,
   type AsyncService,
@@ -115,11 +117,15 @@ function servingBytes<D extends ServiceDefinition[string]>(def: D): D {
 /**
  * ConfigService as config-service serves it: GetSnapshot and WatchConfig write a version's
  * snapshot as the bytes encoded once for that version (see `snapshotFrame` in createServer).
+ * ApplySnapshot (a slave's receiver, one snapshot after the other) decodes only the resources
+ * whose bytes changed since the previous one (SnapshotDecoder: a cache by bytes, so one per
+ * process serves every listener).
  */
 const CONFIG_SERVICE = {
   ...ConfigServiceService,
   getSnapshot: servingBytes(ConfigServiceService.getSnapshot),
   watchConfig: servingBytes(ConfigServiceService.watchConfig),
+  applySnapshot: decodingSnapshotsWith(ConfigServiceService.applySnapshot, new SnapshotDecoder()),
 } satisfies ServiceDefinition;
 
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve));

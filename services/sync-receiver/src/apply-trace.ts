@@ -1,4 +1,4 @@
-import { NackCode, type Snapshot, type SyncResponse } from "@cpm/proto";
+import { NackCode, type SyncResponse } from "@cpm/proto";
 import { failSpan, SpanKind, versionAttributes, withSpan } from "@cpm/grpc-kit";
 
 /**
@@ -6,7 +6,7 @@ import { failSpan, SpanKind, versionAttributes, withSpan } from "@cpm/grpc-kit";
  * active context); the preload (renderer) and commit (config-service) are its children
  * through the calls' metadata. Records the answer: ack, or nack with its code.
  */
-export function traceApply(snapshot: Snapshot | undefined, apply: () => Promise<SyncResponse>): Promise<SyncResponse> {
+export function traceApply(snapshot: { version: number; contentSha256: string } | undefined, apply: () => Promise<SyncResponse>): Promise<SyncResponse> {
   const attributes = versionAttributes(snapshot?.version ?? 0, snapshot?.contentSha256 ?? "");
   return withSpan("receiver.apply", { kind: SpanKind.CONSUMER, attributes }, async (span) => {
     const res = await apply();

@@ -1,6 +1,6 @@
 import { NackCode, type RenderStatus, type Snapshot, type SyncResponse } from "@cpm/proto";
 import { SnapshotCheckMemo, validateSnapshot, ValidationError, type Logger } from "@cpm/core";
-import type { ConfigClient, RendererClient } from "@cpm/grpc-kit";
+import { IncomingSnapshot, type ConfigClient, type RendererClient } from "@cpm/grpc-kit";
 import { status as Status } from "@grpc/grpc-js";
 import type { StatusStore } from "./status-store.ts";
 import { traceApply } from "./apply-trace.ts";
@@ -18,6 +18,11 @@ export interface ReceiverState {
 export type ConfigPort = Pick<ConfigClient, "instanceInfo" | "applySnapshot">;
 /** What the applier needs from this slave's renderer. */
 export type RendererPort = Pick<RendererClient, "loadSnapshot" | "releasePreload" | "status" | "waitFor">;
+
+/** A snapshot as the stream gave it (a frame read by its header), or a decoded one (tests, tools). */
+export type ReceivedSnapshot = IncomingSnapshot | Snapshot | undefined;
+
+const incoming = (s: ReceivedSnapshot): IncomingSnapshot | undefined => (s === undefined || s instanceof IncomingSnapshot ? s : IncomingSnapshot.of(s));
 
 /** Between attempts to read the slave's state at start: its services are local, a try costs nothing. */
 const LOAD_RETRY_MS = 100;
@@ -154,7 +159,7 @@ export class SnapshotApplier {
    * is answered at once with an ACK: no validation, no preload, no commit, no Caddy load.
    * Anything else returns undefined and takes the full path.
    */
-  private unchanged(snapshot: Snapshot | undefined, contentSha256: string, status: RenderStatus | undefined): SyncResponse | undefined {
+  private unchanged(snapshot: IncomingSnapshot | undefined, contentSha256: string, status: RenderStatus | undefined): SyncResponse | undefined {
     if (!snapshot || !contentSha256 || snapshot.contentSha256 !== contentSha256) return undefined;
     if (snapshot.masterInstanceId !== this.state.masterInstanceId || snapshot.version !== this.state.appliedVersion) return undefined;
     if (!status || !status.inSync || status.appliedVersion !== snapshot.version) return undefined;
@@ -169,7 +174,8 @@ export class SnapshotApplier {
    * Applies `snapshot` after the ones before it. When `signal` (the stream's) is aborted before
    * its turn, it is dropped unapplied and the promise rejects with StreamClosedError.
    */
-  apply(snapshot: Snapshot | undefined, signal?: AbortSignal): Promise<SyncResponse> {
+  apply(received: ReceivedSnapshot, signal?: AbortSignal): Promise<SyncResponse> {
+    const snapshot = incoming(received);
     return this.enqueue(() => {
       if (signal?.aborted) throw new StreamClosedError();
       return traceApply(snapshot, () => this.applyOne(snapshot));
@@ -177,14 +183,21 @@ export class SnapshotApplier {
   }
 
   /** The answer to a snapshot dropped unapplied because a newer one arrived on its stream. */
-  superseded(dropped: Snapshot | undefined, by: Snapshot | undefined): SyncResponse {
+  superseded(dropped: ReceivedSnapshot, by: ReceivedSnapshot): SyncResponse {
     const version = dropped?.version ?? 0;
     this.log.warn({ version, by: by?.version ?? 0 }, "snapshot superseded before it was applied (NACK)");
     const reason = `snapshot version ${version} was superseded by version ${by?.version ?? 0} on the same stream before it was applied`;
     return { ack: undefined, nack: { version, appliedVersion: this.state.appliedVersion, reason, code: NackCode.NACK_CODE_SUPERSEDED, retryable: false } };
   }
 
-  private async applyOne(snapshot: Snapshot | undefined): Promise<SyncResponse> {
+  /**
+   * `received`'s header (version, master, content hash) decides the unchanged short-cut
+   * without decoding anything; otherwise it is decoded once (resources unchanged since the
+   * previous snapshot are not decoded again, see SnapshotDecoder), validated, and its frame
+   * goes as it came to the renderer and to config-service.
+   */
+  private async applyOne(received: IncomingSnapshot | undefined): Promise<SyncResponse> {
+    const snapshot = received;
     const version = snapshot?.version ?? 0;
     const nack = (code: NackCode, reason: string, retryable: boolean): SyncResponse => {
       this.state.lastError = reason;
@@ -209,9 +222,11 @@ export class SnapshotApplier {
     }
     const unchanged = this.unchanged(snapshot, contentSha256, await rendered);
     if (unchanged) return unchanged;
+    let decoded: Snapshot;
     try {
       if (!snapshot) throw new ValidationError("snapshot", "is required");
-      validateSnapshot(snapshot, "snapshot", this.checked);
+      decoded = snapshot.snapshot();
+      validateSnapshot(decoded, "snapshot", this.checked);
     } catch (err) {
       return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, (err as Error).message, false);
     }
@@ -227,7 +242,7 @@ export class SnapshotApplier {
     }
     let configSha256: string;
     try {
-      configSha256 = (await this.renderer.loadSnapshot(snapshot, this.ackTimeoutMs)).configSha256;
+      configSha256 = (await this.renderer.loadSnapshot(snapshot.frame, this.ackTimeoutMs)).configSha256;
     } catch (err) {
       const e = err as GrpcFailure;
       if (e.code === Status.FAILED_PRECONDITION) return nack(NackCode.NACK_CODE_CADDY_REJECTED, e.details ?? e.message, false);
@@ -235,7 +250,7 @@ export class SnapshotApplier {
       return nack(dependencyFailure(e), `renderer: ${e.details ?? e.message}`, true);
     }
     try {
-      const r = await this.config.applySnapshot(snapshot, this.ackTimeoutMs);
+      const r = await this.config.applySnapshot(snapshot.frame, this.ackTimeoutMs);
       if (r.changed) this.log.info({ version }, "snapshot committed");
     } catch (err) {
       const e = err as GrpcFailure;
@@ -249,7 +264,7 @@ export class SnapshotApplier {
     try {
       const s = await this.renderer.waitFor((s) => s.appliedVersion === version && s.configSha256 === configSha256, this.ackTimeoutMs);
       this.state.appliedVersion = version;
-      this.state.masterInstanceId = snapshot.masterInstanceId;
+      this.state.masterInstanceId = decoded.masterInstanceId;
       this.state.configSha256 = s.configSha256;
       this.state.lastSyncTime = new Date();
       this.state.lastError = "";

@@ -1,6 +1,6 @@
-import { SyncReceiverService, type SyncReceiverServer, type SyncRequest } from "@cpm/proto";
+import { SyncReceiverService, type SyncReceiverServer } from "@cpm/proto";
 import type { Logger } from "@cpm/core";
-import { contextFromCarrier, definePolicy, GrpcServer, sharedTokenAuthenticator, type AsyncService } from "@cpm/grpc-kit";
+import { contextFromCarrier, definePolicy, GrpcServer, readSyncRequest, sharedTokenAuthenticator, SnapshotDecoder, type AsyncService, type IncomingSyncRequest } from "@cpm/grpc-kit";
 import { Metadata } from "@grpc/grpc-js";
 import type { ReceiverMetrics } from "./metrics.ts";
 import type { SnapshotApplier } from "./receiver.ts";
@@ -27,6 +27,10 @@ export const RECEIVER_POLICY = definePolicy("cpm.sync.v1.SyncReceiver", {
 
 /** The slave's SyncReceiver gRPC API. Does not listen. */
 export function createServer(deps: ReceiverDeps): GrpcServer {
+  // A SyncRequest is read by its header: the snapshot is decoded only when it must be applied
+  // (never for the unchanged periodic push), then only in the resources that changed.
+  const decoder = new SnapshotDecoder();
+  const service = { ...SyncReceiverService, sync: { ...SyncReceiverService.sync, requestDeserialize: (b: Buffer) => readSyncRequest(b, decoder) } };
   let connectedMasters = 0;
   const impl: AsyncService<SyncReceiverServer> = {
     sync: async (call, ctx) => {
@@ -45,7 +49,7 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
       );
       try {
         await new Promise<void>((resolve) => {
-          call.on("data", (req: SyncRequest) => {
+          call.on("data", (req: IncomingSyncRequest) => {
             deps.metrics?.receivedSnapshot();
             session.receive(req.snapshot, contextFromCarrier(req.traceContext));
           });
@@ -79,5 +83,5 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
     maxReceiveBytes: deps.maxMessageBytes,
     limitVariable: "CPM_SYNC_MAX_MESSAGE_BYTES",
     reflection: ["sync_master"],
-  }).add(SyncReceiverService, impl, RECEIVER_POLICY);
+  }).add(service as typeof SyncReceiverService, impl as AsyncService<SyncReceiverServer>, RECEIVER_POLICY);
 }

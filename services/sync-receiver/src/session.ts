@@ -1,7 +1,7 @@
-import type { Snapshot, SyncResponse } from "@cpm/proto";
+import type { SyncResponse } from "@cpm/proto";
 import type { Logger } from "@cpm/core";
 import { activeContext, runInContext, type Context } from "@cpm/grpc-kit";
-import { StreamClosedError, type SnapshotApplier } from "./receiver.ts";
+import { StreamClosedError, type ReceivedSnapshot, type SnapshotApplier } from "./receiver.ts";
 
 /**
  * One master's stream on the slave. Holds at most the snapshot being applied and the newest
@@ -11,7 +11,7 @@ import { StreamClosedError, type SnapshotApplier } from "./receiver.ts";
  */
 export class SyncSession {
   /** `trace`: the push's trace context, active while this snapshot is applied. */
-  private pending: { snapshot: Snapshot | undefined; trace: Context } | undefined;
+  private pending: { snapshot: ReceivedSnapshot; trace: Context } | undefined;
   private applying = false;
   private readonly closed = new AbortController();
 
@@ -22,7 +22,7 @@ export class SyncSession {
   ) {}
 
   /** A snapshot arrived on the stream; `trace` is its push's trace context (the active one by default). */
-  receive(snapshot: Snapshot | undefined, trace: Context = activeContext()): void {
+  receive(snapshot: ReceivedSnapshot, trace: Context = activeContext()): void {
     if (this.closed.signal.aborted) return;
     if (this.pending) this.reply(this.applier.superseded(this.pending.snapshot, snapshot));
     this.pending = { snapshot, trace };

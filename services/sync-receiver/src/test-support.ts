@@ -2,7 +2,11 @@
 import { GetInstanceInfoResponse, ProxyHost, RenderStatus, Snapshot, type SyncResponse } from "@cpm/proto";
 import { createLogger, snapshotContentHash, type Logger } from "@cpm/core";
 import { status as Status } from "@grpc/grpc-js";
+import { snapshotOfFrame, type SnapshotPayload } from "@cpm/grpc-kit";
 import { SnapshotApplier, type ConfigPort, type RendererPort } from "./receiver.ts";
+
+/** The snapshot a fake service was sent. */
+const sent = (p: SnapshotPayload): Snapshot => (Buffer.isBuffer(p) ? Snapshot.decode(snapshotOfFrame(p)!) : p.snapshot);
 import type { StatusStore } from "./status-store.ts";
 
 export const log: Logger = createLogger("test", "silent");
@@ -31,7 +35,8 @@ export class FakeRendererClient implements RendererPort {
   gate: Promise<void> | undefined;
   current = RenderStatus.fromPartial({ appliedVersion: 1, configSha256: "sha-1", inSync: true });
 
-  async loadSnapshot(snapshot: Snapshot) {
+  async loadSnapshot(payload: SnapshotPayload) {
+    const snapshot = sent(payload);
     await this.gate;
     if (this.failLoad) throw this.failLoad;
     this.preloaded.push(snapshot.version);
@@ -71,7 +76,8 @@ export class FakeConfigClient implements ConfigPort {
     if (this.failInfo) throw this.failInfo;
     return GetInstanceInfoResponse.fromPartial({ version: this.version, masterInstanceId: this.master, contentSha256: this.contentSha256 });
   }
-  async applySnapshot(snapshot: Snapshot) {
+  async applySnapshot(payload: SnapshotPayload) {
+    const snapshot = sent(payload);
     if (this.failApply) throw this.failApply;
     const changed = snapshot.version !== this.version || snapshot.masterInstanceId !== this.master;
     this.committed.push(snapshot.version);

@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ApplySnapshotRequest, CertificateStatus, LoadSnapshotRequest, ProxyHost, Snapshot, SyncRequest } from "@cpm/proto";
+import { ConfigServiceService } from "@cpm/proto";
+import { decodingSnapshotsWith, IncomingSnapshot, readSyncRequest, SnapshotDecoder, snapshotOfFrame } from "./snapshot-decoder.ts";
+import { encodeSnapshotFrame } from "./snapshot-frame.ts";
+
+const host = (n: string, upstream = "127.0.0.1:8080") => ProxyHost.fromPartial({ id: `id-${n}`, name: n, domains: [`${n}.example.com`], upstreams: [upstream] });
+
+const snapshot = (version: number, hosts: ProxyHost[], primaryDomain = "example.com") =>
+  Snapshot.fromPartial({
+    schemaVersion: 1,
+    masterInstanceId: "m-1",
+    version,
+    generatedAt: new Date("2026-01-02T03:04:05Z"),
+    contentSha256: `${version}`.padStart(64, "a"),
+    proxyHosts: hosts,
+    l4ProxyHosts: [{ id: "l4", name: "tcp", listenAddress: ":7000", upstreams: ["127.0.0.1:7001"] }],
+    certificates: [{ id: "c1", name: "cert", domainNames: ["a.example.com"], status: CertificateStatus.CERTIFICATE_STATUS_ISSUED, fingerprintSha256: "ff" }],
+    accessLists: [{ id: "acl", name: "office" }],
+    settings: { general: { primaryDomain, acmeEmail: "" }, acme: undefined, http: undefined },
+  });
+
+const bytesOf = (s: Snapshot) => Snapshot.encode(s).finish();
+
+/** A deterministic pseudo-random sequence (the test's failures reproduce). */
+function rng(seed: number) {
+  let x = seed;
+  return (n: number) => {
+    x = (x * 1103515245 + 12345) & 0x7fffffff;
+    return x % n;
+  };
+}
+
+describe("SnapshotDecoder", () => {
+  it("decodes what Snapshot.decode decodes, over random edits, and keeps the objects of resources whose bytes did not change", () => {
+    const decoder = new SnapshotDecoder();
+    const next = rng(7);
+    let hosts = Array.from({ length: 40 }, (_, i) => host(`h${i}`));
+    let previous: Snapshot | undefined;
+    for (let version = 1; version <= 200; version++) {
+      const op = next(4);
+      const i = next(hosts.length);
+      if (op === 0) hosts = [...hosts.slice(0, i), host(`n${version}`), ...hosts.slice(i)];
+      else if (op === 1 && hosts.length > 1) hosts = hosts.filter((_, j) => j !== i);
+      else if (op === 2) hosts = hosts.map((h, j) => (j === i ? { ...h, upstreams: [`127.0.0.1:${9000 + version}`] } : h));
+      const s = snapshot(version, hosts, next(10) === 0 ? `v${version}.example.com` : "example.com");
+      const decoded = decoder.decode(bytesOf(s));
+      assert.deepEqual(decoded, Snapshot.decode(bytesOf(s)), `version ${version}`);
+      if (previous) {
+        const before = new Map(previous.proxyHosts.map((h) => [h.id, h]));
+        for (const h of decoded.proxyHosts) {
+          const was = before.get(h.id);
+          const same = was !== undefined && Buffer.compare(ProxyHost.encode(was).finish(), ProxyHost.encode(h).finish()) === 0;
+          assert.equal(was === h, same, `version ${version}: host ${h.id} is the same object exactly when its bytes are the same`);
+        }
+        assert.equal(decoded.certificates[0], previous.certificates[0], "an unchanged certificate is the same object");
+        assert.equal(decoded.settings === previous.settings, decoded.settings!.general!.primaryDomain === previous.settings!.general!.primaryDomain);
+      }
+      previous = decoded;
+    }
+  });
+
+  it("keeps protobuf's meaning for odd but valid bytes: a resource twice, unknown fields, no settings", () => {
+    const decoder = new SnapshotDecoder();
+    const s = snapshot(3, [host("a"), host("a")]);
+    s.settings = undefined;
+    const unknownField = Buffer.from([0xf8, 0x01, 0x05]); // field 31, varint 5
+    const bytes = Buffer.concat([bytesOf(s), unknownField]);
+    assert.deepEqual(decoder.decode(bytes), Snapshot.decode(bytes));
+    assert.deepEqual(decoder.decode(new Uint8Array()), Snapshot.decode(new Uint8Array()));
+  });
+});
+
+describe("IncomingSnapshot", () => {
+  it("reads a SyncRequest's header and keeps its snapshot's bytes as a frame for the renderer and config-service", () => {
+    const s = snapshot(12, [host("a"), host("b")]);
+    const traceContext = { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", tracestate: "" };
+    const wire = Buffer.from(SyncRequest.encode({ snapshot: s, traceContext }).finish());
+    const req = readSyncRequest(wire, new SnapshotDecoder());
+    assert.deepEqual(req.traceContext, traceContext);
+    const incoming = req.snapshot!;
+    assert.equal(incoming.version, 12);
+    assert.equal(incoming.masterInstanceId, "m-1");
+    assert.equal(incoming.contentSha256, s.contentSha256);
+    assert.deepEqual(incoming.frame, encodeSnapshotFrame(s));
+    assert.deepEqual(LoadSnapshotRequest.decode(incoming.frame).snapshot, s);
+    assert.deepEqual(ApplySnapshotRequest.decode(incoming.frame).snapshot, s);
+    assert.deepEqual(incoming.snapshot(), s);
+    assert.equal(incoming.snapshot(), incoming.snapshot(), "decoded once");
+    assert.equal(readSyncRequest(Buffer.alloc(0)).snapshot, undefined);
+  });
+
+  it("of a decoded snapshot carries the same frame", () => {
+    const s = snapshot(5, [host("a")]);
+    const incoming = IncomingSnapshot.of(s);
+    assert.deepEqual(incoming.frame, encodeSnapshotFrame(s));
+    assert.equal(incoming.snapshot(), s);
+  });
+
+  it("a server method taking frames decodes the snapshot, or none for an empty request", () => {
+    const def = decodingSnapshotsWith(ConfigServiceService.applySnapshot, new SnapshotDecoder());
+    const s = snapshot(8, [host("a")]);
+    assert.deepEqual(def.requestDeserialize(Buffer.from(ApplySnapshotRequest.encode({ snapshot: s }).finish())), { snapshot: s });
+    assert.deepEqual(def.requestDeserialize(Buffer.alloc(0)), { snapshot: undefined });
+    assert.deepEqual(Buffer.from(snapshotOfFrame(encodeSnapshotFrame(s))!), Buffer.from(bytesOf(s)));
+  });
+});

@@ -1,0 +1,159 @@
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { AccessList, Certificate, L4ProxyHost, ProxyHost, Settings, Snapshot, TraceContext } from "@cpm/proto";
+import { encodeSnapshotFrame, readSnapshotFrame } from "./snapshot-frame.ts";
+
+/** The Snapshot fields that hold resources, with their decoders (snapshot.proto). */
+const RESOURCE_FIELDS = {
+  10: { list: "proxyHosts", codec: ProxyHost },
+  11: { list: "l4ProxyHosts", codec: L4ProxyHost },
+  12: { list: "certificates", codec: Certificate },
+  13: { list: "accessLists", codec: AccessList },
+} as const;
+type ResourceField = keyof typeof RESOURCE_FIELDS;
+const SETTINGS_FIELD = 14;
+
+const isResourceField = (f: number): f is ResourceField => f in RESOURCE_FIELDS;
+
+/**
+ * Decodes snapshots one after the other, each resource (and the settings) whose encoding is
+ * byte for byte one it decoded in the previous snapshot given the very object it decoded then.
+ * A version that changed one host of 1,000 decodes one host; the rest is a comparison of
+ * bytes. Everything downstream that keeps what it learned by object (SnapshotCheckMemo, the
+ * renderer's per-host memo, config-service's index) then finds the unchanged resources at
+ * once. The result equals `Snapshot.decode` of the same bytes. Decoded objects are shared
+ * between snapshots: callers never change them (they never did: decoded messages are read
+ * only throughout). Holds the previous snapshot's encoded resources (about its size).
+ */
+export class SnapshotDecoder {
+  private known = new Map<number, Map<string, object>>();
+
+  /** `bytes`: a Snapshot message (without a tag and length before it). */
+  decode(bytes: Uint8Array): Snapshot {
+    const r = new BinaryReader(bytes);
+    const head: Uint8Array[] = [];
+    const next = new Map<number, Map<string, object>>();
+    const lists: Record<ResourceField, object[]> = { 10: [], 11: [], 12: [], 13: [] };
+    let settings: Settings | undefined;
+    while (r.pos < r.len) {
+      const start = r.pos;
+      const [field, type] = r.tag();
+      if (type !== WireType.LengthDelimited || (!isResourceField(field) && field !== SETTINGS_FIELD)) {
+        r.skip(type, field);
+        head.push(bytes.subarray(start, r.pos));
+        continue;
+      }
+      const body = r.bytes();
+      const key = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("latin1");
+      let seen = next.get(field);
+      if (!seen) next.set(field, (seen = new Map()));
+      let value = seen.get(key) ?? this.known.get(field)?.get(key);
+      if (!value) value = isResourceField(field) ? RESOURCE_FIELDS[field].codec.decode(body) : Settings.decode(body);
+      seen.set(key, value);
+      if (isResourceField(field)) lists[field].push(value);
+      else settings = value as Settings; // a repeated singular field: the last one wins, as the generated decoder does
+    }
+    const s = Snapshot.decode(head.length === 1 ? head[0]! : Buffer.concat(head));
+    for (const f of Object.keys(RESOURCE_FIELDS).map(Number) as ResourceField[]) (s[RESOURCE_FIELDS[f].list] as object[]) = lists[f];
+    if (settings !== undefined) s.settings = settings;
+    this.known = next;
+    return s;
+  }
+}
+
+/** The Snapshot message of a frame (a message whose field 1 is the snapshot), or undefined when it has none. Other fields are skipped. */
+export function snapshotOfFrame(frame: Uint8Array): Uint8Array | undefined {
+  const r = new BinaryReader(frame);
+  let snapshot: Uint8Array | undefined;
+  while (r.pos < r.len) {
+    const [field, type] = r.tag();
+    if (field === 1 && type === WireType.LengthDelimited) snapshot = r.bytes();
+    else r.skip(type, field);
+  }
+  return snapshot;
+}
+
+/**
+ * A snapshot as it arrived: the frame's bytes (forwarded as they are to this instance's
+ * renderer and config-service: a LoadSnapshotRequest and an ApplySnapshotRequest are frames
+ * too), its header read without decoding the resources, the message decoded only when asked
+ * (once).
+ */
+export class IncomingSnapshot {
+  private decoded: Snapshot | undefined;
+
+  private constructor(
+    /** A message whose field 1 is the snapshot: tag, length, Snapshot. */
+    readonly frame: Buffer,
+    readonly version: number,
+    readonly masterInstanceId: string,
+    readonly contentSha256: string,
+    private readonly decoder: SnapshotDecoder | undefined,
+    decoded?: Snapshot,
+  ) {
+    this.decoded = decoded;
+  }
+
+  /** From a frame (field 1 of a SyncRequest, as sent); `decoder` keeps what the previous snapshot decoded. */
+  static fromFrame(frame: Buffer, decoder?: SnapshotDecoder): IncomingSnapshot {
+    const h = readSnapshotFrame(frame, "snapshot");
+    return new IncomingSnapshot(frame, h.version, h.masterInstanceId, h.contentSha256, decoder);
+  }
+
+  /** From a decoded message (its frame encoded here). */
+  static of(snapshot: Snapshot): IncomingSnapshot {
+    return new IncomingSnapshot(encodeSnapshotFrame(snapshot), snapshot.version, snapshot.masterInstanceId, snapshot.contentSha256, undefined, snapshot);
+  }
+
+  /** The decoded message; throws when the bytes are not a Snapshot. */
+  snapshot(): Snapshot {
+    if (!this.decoded) {
+      const bytes = snapshotOfFrame(this.frame)!;
+      this.decoded = this.decoder ? this.decoder.decode(bytes) : Snapshot.decode(bytes);
+    }
+    return this.decoded;
+  }
+}
+
+/** A SyncRequest with its snapshot kept as a frame (see IncomingSnapshot). */
+export interface IncomingSyncRequest {
+  snapshot: IncomingSnapshot | undefined;
+  traceContext: TraceContext | undefined;
+}
+
+/**
+ * A SyncRequest's bytes read without decoding its snapshot: the snapshot field is kept as
+ * the frame it is (tag, length, message), the trace context decoded. Throws on bytes that are
+ * not a SyncRequest.
+ */
+export function readSyncRequest(bytes: Buffer, decoder?: SnapshotDecoder): IncomingSyncRequest {
+  const r = new BinaryReader(bytes);
+  let frame: Buffer | undefined;
+  let traceContext: TraceContext | undefined;
+  while (r.pos < r.len) {
+    const start = r.pos;
+    const [field, type] = r.tag();
+    if (field === 1 && type === WireType.LengthDelimited) {
+      r.skip(type, field);
+      frame = bytes.subarray(start, r.pos);
+    } else if (field === 2 && type === WireType.LengthDelimited) {
+      traceContext = TraceContext.decode(r.bytes());
+    } else {
+      r.skip(type, field);
+    }
+  }
+  return { snapshot: frame && IncomingSnapshot.fromFrame(frame, decoder), traceContext };
+}
+
+/**
+ * A server method whose request is a frame (LoadSnapshotRequest, ApplySnapshotRequest: the
+ * snapshot is field 1 and their only field), its snapshot decoded with `decoder`.
+ */
+export function decodingSnapshotsWith<D extends { requestDeserialize: (b: Buffer) => unknown }>(def: D, decoder: SnapshotDecoder): D {
+  return {
+    ...def,
+    requestDeserialize: (b: Buffer) => {
+      const bytes = snapshotOfFrame(b);
+      return { snapshot: bytes && decoder.decode(bytes) };
+    },
+  };
+}
