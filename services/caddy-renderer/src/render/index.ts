@@ -1,4 +1,4 @@
-import { LoadBalancingPolicy, type ProxyHost, type Settings, type Snapshot } from "@cpm/proto";
+import { LoadBalancingPolicy, type AccessList, type ProxyHost, type Settings, type Snapshot } from "@cpm/proto";
 import { canonicalJson, checkUpstreamsNotReserved, parseUpstream, sha256Hex, type ReservedAddress } from "@cpm/core";
 import { accessListHandlers } from "./access.ts";
 import { DomainIndex } from "./domains.ts";
@@ -58,8 +58,12 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
   const https = tlsHosts.length > 0;
   // The redirect keeps a non-default HTTPS port, so ssl_forced works on any CPM_HTTPS_PORT.
   const httpsOrigin = `https://{http.request.host}${opts.httpsPort === 443 ? "" : `:${opts.httpsPort}`}`;
-  const classes = groupBy(served, (h) => classRoutes(h, https, httpsOrigin, accessListHandlers(h.accessListId ? acls.get(h.accessListId) : undefined), snapshot.settings));
-  const proxies = groupBy(served, (h) => [reverseProxy(h, snapshot.settings)]);
+  const settings = snapshot.settings;
+  const classes = groupBy(served, (h) => {
+    const acl = h.accessListId ? acls.get(h.accessListId) : undefined;
+    return keyed(h, "classes", [https, httpsOrigin, acl, settings], () => classRoutes(h, https, httpsOrigin, accessHandlers(acl), settings));
+  });
+  const proxies = groupBy(served, (h) => keyed(h, "proxy", [settings], () => [reverseProxy(h, settings)]));
   // Routes for disjoint sets of hosts: any order is right; sorted by first name to be deterministic.
   const listRoutes = (groups: { hosts: ProxyHost[]; value: Json[] }[], handle: (v: Json[]) => Json[]) =>
     groups
@@ -105,18 +109,49 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
+/** A rendered value with its grouping key: JSON.stringify of it (the code that builds values always adds keys in the same order). */
+interface Keyed {
+  key: string;
+  value: Json[];
+}
+
 /**
- * Hosts grouped by an equal rendered value, in first-seen order. Values are compared as
- * JSON.stringify gives them: the code that builds them always adds keys in the same order.
+ * What was rendered for a host object, per part, with what it depended on. Snapshots are
+ * decoded so that a resource whose bytes did not change is the very same object as before
+ * (SnapshotDecoder), so a render after a one-host change renders one host; the others are
+ * looked up here. Values are never changed once made (the render only reads them).
  */
-function groupBy(hosts: ProxyHost[], value: (h: ProxyHost) => Json[]): { hosts: ProxyHost[]; value: Json[] }[] {
+const rendered = new WeakMap<ProxyHost, Record<string, { deps: readonly unknown[]; keyed: Keyed }>>();
+
+/** `make()`'s value for host `h`, kept while `deps` (compared by identity) stay the same. */
+function keyed(h: ProxyHost, part: string, deps: readonly unknown[], make: () => Json[]): Keyed {
+  let parts = rendered.get(h);
+  if (!parts) rendered.set(h, (parts = {}));
+  const known = parts[part];
+  if (known && known.deps.length === deps.length && known.deps.every((d, i) => d === deps[i])) return known.keyed;
+  const value = make();
+  const k = { key: JSON.stringify(value), value };
+  parts[part] = { deps, keyed: k };
+  return k;
+}
+
+/** accessListHandlers, once per access list object. */
+const aclHandlers = new WeakMap<object, Json[]>();
+function accessHandlers(acl: AccessList | undefined): Json[] {
+  if (!acl) return [];
+  let v = aclHandlers.get(acl);
+  if (!v) aclHandlers.set(acl, (v = accessListHandlers(acl)));
+  return v;
+}
+
+/** Hosts grouped by an equal rendered value (equal keys), in first-seen order. */
+function groupBy(hosts: ProxyHost[], value: (h: ProxyHost) => Keyed): { hosts: ProxyHost[]; value: Json[] }[] {
   const groups = new Map<string, { hosts: ProxyHost[]; value: Json[] }>();
   for (const h of hosts) {
     const v = value(h);
-    const key = JSON.stringify(v);
-    const g = groups.get(key);
+    const g = groups.get(v.key);
     if (g) g.hosts.push(h);
-    else groups.set(key, { hosts: [h], value: v });
+    else groups.set(v.key, { hosts: [h], value: v.value });
   }
   return [...groups.values()];
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { LoadBalancingPolicy, Snapshot } from "@cpm/proto";
+import { AccessList, LoadBalancingPolicy, Snapshot } from "@cpm/proto";
 import { canonicalJson, sha256Hex } from "@cpm/core";
 import { render } from "./index.ts";
 import { assertCaddyAcceptsAll, cert, goldenConfigs, goldenTest, handlersFor, host, OPTS, proxyFor, shuffled, snapshot, type Json } from "./test-support.ts";
@@ -336,4 +336,43 @@ describe("caddy validate", () => {
   test("every golden config is accepted by caddy validate", (t) =>
     // Validate the exact bytes render produces (the golden files are checked against them above).
     assertCaddyAcceptsAll(t, "cpm-caddy-validate-", { ...goldenConfigs(CASES), "bind-address": () => render(CASES["ssl-forced"]!, BOUND).json }));
+});
+
+describe("render of snapshots that share resource objects (as decoded one after the other)", () => {
+  test("equals a render of fresh objects, over random edits of hosts, access lists and settings", () => {
+    let seed = 11;
+    const pick = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff), seed % n);
+    const acl = (id: string, allow: string) => AccessList.fromPartial({ id, name: id, allow: [allow] });
+    let hosts = Array.from({ length: 12 }, (_, i) => host(`h${i}`, [`h${i}.example.com`], { upstreams: [`10.0.0.${i % 3}:80`], accessListId: i % 4 === 0 ? "office" : "" }));
+    let acls = [acl("office", "10.1.0.0/16")];
+    let certs = [cert("c", ["h1.example.com"])];
+    let settings = snapshot().settings;
+    for (let step = 0; step < 120; step++) {
+      const i = pick(hosts.length);
+      switch (pick(6)) {
+        case 0:
+          hosts = hosts.map((h, j) => (j === i ? { ...h, upstreams: [`10.0.1.${step % 5}:80`] } : h));
+          break;
+        case 1:
+          hosts = hosts.map((h, j) => (j === i ? { ...h, sslForced: !h.sslForced, hstsEnabled: step % 2 === 0, certificateId: h.certificateId ? "" : "c" } : h));
+          break;
+        case 2:
+          acls = [acl("office", `10.${step % 7}.0.0/16`)];
+          break;
+        case 3:
+          settings = Snapshot.fromPartial({ settings: { http: { hstsMaxAgeSeconds: 100 + step, upstreamDialTimeoutSeconds: step % 3 } } }).settings;
+          break;
+        case 4:
+          hosts = hosts.map((h, j) => (j === i ? { ...h, allowWebsocket: !h.allowWebsocket, accessListId: h.accessListId ? "" : "office" } : h));
+          break;
+        default:
+          certs = step % 2 ? [] : [cert("c", ["h1.example.com"])];
+          hosts = certs.length ? hosts : hosts.map((h) => (h.certificateId ? { ...h, certificateId: "" } : h));
+      }
+      // The objects of the previous step, as SnapshotDecoder gives them; fromPartial would copy.
+      const s: Snapshot = { ...snapshot(), proxyHosts: hosts, accessLists: acls, certificates: certs, settings };
+      const fresh = structuredClone(s);
+      assert.equal(render(s, OPTS).json, render(fresh, OPTS).json, `step ${step}`);
+    }
+  });
 });
