@@ -249,8 +249,7 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
       return r;
     },
     getInstanceInfo: async () => {
-      await store.invalidateIfChangedElsewhere();
-      const [i, contentSha256] = await Promise.all([store.info(), store.contentSha256()]);
+      const { info: i, contentSha256 } = await store.state();
       return {
         mode: MODE[mode],
         instanceId: i.instanceId,

@@ -278,6 +278,18 @@ export class ConfigStore {
     return () => this.events.off("commit", listener);
   }
 
+  /**
+   * Who this instance is, its version and master, and the content hash: from memory when the
+   * content is loaded and nobody committed behind this process since (SQLite's data_version);
+   * read from the database otherwise (always on PostgreSQL). Every commit and apply of this
+   * store updates the in-memory info with the row it wrote.
+   */
+  async state(): Promise<{ info: InstanceInfo; contentSha256: string }> {
+    await this.invalidateIfChangedElsewhere();
+    const l = await this.load();
+    return { info: l.info, contentSha256: l.index.contentSha256() };
+  }
+
   /** The content hash of the current configuration (no snapshot is built). */
   async contentSha256(): Promise<string> {
     return (await this.load()).index.contentSha256();
