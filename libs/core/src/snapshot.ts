@@ -34,7 +34,7 @@ export interface ContentDigests {
   settings: string;
 }
 
-const sortedIds = (m: ReadonlyMap<string, string>) => [...m.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+const sortedIds = (m: ReadonlyMap<string, unknown>) => [...m.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 
 /**
  * The content hash from per-resource digests: sha256 over, for each kind in RESOURCE_KINDS,
@@ -103,7 +103,7 @@ export function validateSnapshot(s: Snapshot, field = "snapshot", memo?: Snapsho
   const check = memo?.begin(s);
   validateSnapshotContent(s, field, check);
   const digests = check ? check.digests(s) : contentDigests(s);
-  if (s.contentSha256 !== contentHashOfDigests(digests)) {
+  if (s.contentSha256 !== contentHashOfDigests(digests, check?.sortedIds())) {
     throw new ValidationError(`${field}.content_sha256`, "does not match the snapshot's content");
   }
   check?.commit();
@@ -160,21 +160,32 @@ export function sameValue(a: unknown, b: unknown): boolean {
  */
 export class SnapshotCheckMemo {
   private known = emptyKinds();
+  /** Each kind's ids in the content hash's order, as of the last valid snapshot. */
+  private sorted: Partial<Record<ResourceKind, readonly string[]>> = {};
 
   /** Starts checking `s` (see validateSnapshot); synchronous, so checks never interleave. */
   begin(s: Snapshot): SnapshotCheck {
     const entries = new Map<object, Known>();
     const next = emptyKinds();
+    // A kind whose ids are the ones of the last snapshot keeps their sorted order.
+    const sameIds: Partial<Record<ResourceKind, readonly string[]>> = {};
     for (const kind of RESOURCE_KINDS) {
       const known = this.known[kind];
+      let allKnown = true;
       for (const x of s[kind] as { id: string }[]) {
         const before = known.get(x.id);
+        if (!before) allKnown = false;
         const entry: Known = before && sameValue(before.value, x) ? { ...before, value: x } : { value: x, normalized: undefined, digest: undefined };
         entries.set(x, entry);
         next[kind].set(x.id, entry);
       }
+      const order = this.sorted[kind];
+      if (allKnown && order && next[kind].size === known.size && order.length === known.size && s[kind].length === known.size) sameIds[kind] = order;
     }
-    return new SnapshotCheck(entries, () => (this.known = next));
+    return new SnapshotCheck(entries, next, sameIds, (sorted) => {
+      this.known = next;
+      this.sorted = sorted;
+    });
   }
 
   /** How many resources it knows (for tests). */
@@ -185,10 +196,25 @@ export class SnapshotCheckMemo {
 
 /** One snapshot being checked against a SnapshotCheckMemo. */
 export class SnapshotCheck implements NormalizedMemo {
+  private ids: Partial<Record<ResourceKind, readonly string[]>> | undefined;
+
   constructor(
     private readonly entries: Map<object, Known>,
-    private readonly done: () => void,
+    /** The snapshot's resources by id, per kind. */
+    private readonly byId: Record<ResourceKind, ReadonlyMap<string, unknown>>,
+    private readonly sameIds: Partial<Record<ResourceKind, readonly string[]>>,
+    private readonly done: (sorted: Partial<Record<ResourceKind, readonly string[]>>) => void,
   ) {}
+
+  /** Each kind's ids sorted as the content hash orders them; the last snapshot's order when its ids are the same. */
+  sortedIds(): Partial<Record<ResourceKind, readonly string[]>> {
+    if (!this.ids) {
+      const ids: Partial<Record<ResourceKind, readonly string[]>> = {};
+      for (const kind of RESOURCE_KINDS) ids[kind] = this.sameIds[kind] ?? sortedIds(this.byId[kind]);
+      this.ids = ids;
+    }
+    return this.ids;
+  }
 
   get(resource: object): unknown {
     return this.entries.get(resource)?.normalized;
@@ -213,9 +239,9 @@ export class SnapshotCheck implements NormalizedMemo {
     return { proxyHosts: of(s.proxyHosts), l4ProxyHosts: of(s.l4ProxyHosts), certificates: of(s.certificates), accessLists: of(s.accessLists), settings: resourceDigest(s.settings) };
   }
 
-  /** The snapshot was valid: the memo now holds its resources. */
+  /** The snapshot was valid: the memo now holds its resources (and their order). */
   commit(): void {
-    this.done();
+    this.done(this.sortedIds());
   }
 }
 

@@ -25,13 +25,14 @@ const isResourceField = (f: number): f is ResourceField => f in RESOURCE_FIELDS;
  * only throughout). Holds the previous snapshot's encoded resources (about its size).
  */
 export class SnapshotDecoder {
-  private known = new Map<number, Map<string, object>>();
+  /** Per field, the previous snapshot's encodings and objects in wire order. */
+  private known = new Map<number, Decoded>();
 
   /** `bytes`: a Snapshot message (without a tag and length before it). */
   decode(bytes: Uint8Array): Snapshot {
     const r = new BinaryReader(bytes);
     const head: Uint8Array[] = [];
-    const next = new Map<number, Map<string, object>>();
+    const next = new Map<number, Decoded>();
     const lists: Record<ResourceField, object[]> = { 10: [], 11: [], 12: [], 13: [] };
     let settings: Settings | undefined;
     while (r.pos < r.len) {
@@ -43,12 +44,10 @@ export class SnapshotDecoder {
         continue;
       }
       const body = r.bytes();
-      const key = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("latin1");
-      let seen = next.get(field);
-      if (!seen) next.set(field, (seen = new Map()));
-      let value = seen.get(key) ?? this.known.get(field)?.get(key);
-      if (!value) value = isResourceField(field) ? RESOURCE_FIELDS[field].codec.decode(body) : Settings.decode(body);
-      seen.set(key, value);
+      let now = next.get(field);
+      if (!now) next.set(field, (now = new Decoded()));
+      const value = this.known.get(field)?.find(body, now.values.length) ?? (isResourceField(field) ? RESOURCE_FIELDS[field].codec.decode(body) : Settings.decode(body));
+      now.add(body, value);
       if (isResourceField(field)) lists[field].push(value);
       else settings = value as Settings; // a repeated singular field: the last one wins, as the generated decoder does
     }
@@ -59,6 +58,53 @@ export class SnapshotDecoder {
     return s;
   }
 }
+
+const latin1 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1");
+
+/** One field's decoded values of a snapshot, in wire order, with their encodings. */
+class Decoded {
+  readonly bytes: Uint8Array[] = [];
+  readonly values: object[] = [];
+  /** Where the next snapshot's resources stand against these: +1 after a removal, -1 after an insertion. */
+  private shift = 0;
+  private misses = 0;
+  private byBytes: Map<string, object> | undefined;
+
+  add(bytes: Uint8Array, value: object): void {
+    this.bytes.push(bytes);
+    this.values.push(value);
+  }
+
+  private at(i: number, bytes: Uint8Array): boolean {
+    const b = this.bytes[i];
+    return b !== undefined && b.byteLength === bytes.byteLength && Buffer.compare(b, bytes) === 0;
+  }
+
+  /**
+   * The value decoded from `bytes` if these encodings hold them. A snapshot after a change holds
+   * its other resources where they were, or one place further or back after an insertion or a
+   * removal: one comparison of bytes each. After more than a few misses in one snapshot (many
+   * insertions), a map by bytes answers instead.
+   */
+  find(bytes: Uint8Array, position: number): object | undefined {
+    if (this.byBytes) return this.byBytes.get(latin1(bytes));
+    const p = position + this.shift;
+    if (this.at(p, bytes)) return this.values[p];
+    for (const d of [1, -1]) {
+      if (this.at(p + d, bytes)) {
+        this.shift += d;
+        return this.values[p + d];
+      }
+    }
+    if (++this.misses <= MISSES_BEFORE_MAP) return undefined;
+    this.byBytes = new Map();
+    this.bytes.forEach((b, i) => this.byBytes!.set(latin1(b), this.values[i]!));
+    return this.byBytes.get(latin1(bytes));
+  }
+}
+
+/** Resources not found near their place before a map by bytes is built (changed ones miss too). */
+const MISSES_BEFORE_MAP = 8;
 
 /** The Snapshot message of a frame (a message whose field 1 is the snapshot), or undefined when it has none. Other fields are skipped. */
 export function snapshotOfFrame(frame: Uint8Array): Uint8Array | undefined {

@@ -1,5 +1,5 @@
 import { CaddyRendererService, type CaddyRendererServer, type RenderStatus } from "@cpm/proto";
-import { DEFAULT_SYNC_MAX_MESSAGE_BYTES, SnapshotCheckMemo, ValidationError, validateSnapshot, type Logger } from "@cpm/core";
+import { DEFAULT_SYNC_MAX_MESSAGE_BYTES, ValidationError, validateSnapshot, type Logger } from "@cpm/core";
 import { decodingSnapshotsWith, definePolicy, GrpcServer, SnapshotDecoder, snapshotReceiveLimit, type AsyncService, type Authenticate } from "@cpm/grpc-kit";
 import { versionAttributes, withSpan } from "@cpm/grpc-kit";
 import type { Reconciler } from "./reconciler.ts";
@@ -26,10 +26,8 @@ export const RENDERER_POLICY = definePolicy("cpm.render.v1.CaddyRenderer", {
 /** The CaddyRenderer gRPC API. Does not listen. */
 export function createServer(deps: RendererDeps): GrpcServer {
   const { reconciler } = deps;
-  // Resources of the last valid snapshot preloaded: an unchanged one is not normalized or hashed again.
-  const checked = new SnapshotCheckMemo();
   // A preload decodes only the resources whose bytes changed since the previous one: the others
-  // are the objects the memo above (and the render) already know.
+  // are the objects the render already knows.
   const service = { ...CaddyRendererService, loadSnapshot: decodingSnapshotsWith(CaddyRendererService.loadSnapshot, new SnapshotDecoder()) };
   const impl: AsyncService<CaddyRendererServer> = {
     render: async (req) => {
@@ -39,8 +37,10 @@ export function createServer(deps: RendererDeps): GrpcServer {
       return { caddyJson: r.json, configSha256: r.sha256, warnings: r.warnings };
     },
     loadSnapshot: async (req, ctx) => {
+      // Only the receiver of this instance may call this (internal token), and it sends the very
+      // bytes it decoded and validated (the slave's one check: structure, references, content
+      // hash); they are not checked again here. Caddy still refuses a config it cannot run.
       if (!req.snapshot) throw new ValidationError("snapshot", "is required");
-      validateSnapshot(req.snapshot, "snapshot", checked);
       const snapshot = req.snapshot;
       const r = await withSpan("renderer.preload", { attributes: versionAttributes(snapshot.version, snapshot.contentSha256) }, async (span) => {
         const loaded = await reconciler.preflight(snapshot);

@@ -19,14 +19,13 @@ export async function applySnapshot(store: ConfigStore, s: Snapshot | undefined)
   if (!memo) checked.set(store, (memo = new SnapshotCheckMemo()));
   const digests = validateSnapshot(s, "snapshot", memo);
   return store.serialize(() => withSpan("config.apply", { attributes: versionAttributes(s.version, s.contentSha256) }, async (span) => {
-    const info = await store.info();
+    const { info, contentSha256 } = await store.state();
     if (info.masterInstanceId === s.masterInstanceId) {
       if (s.version < info.version) {
         throw failedPrecondition(`snapshot version ${s.version} is older than the applied version ${info.version}`);
       }
       if (s.version === info.version) {
-        await store.invalidateIfChangedElsewhere();
-        if ((await store.contentSha256()) === s.contentSha256) {
+        if (contentSha256 === s.contentSha256) {
           span.setAttribute("cpm.apply.changed", false);
           return { version: info.version, changed: false };
         }

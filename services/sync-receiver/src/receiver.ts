@@ -65,6 +65,8 @@ export class SnapshotApplier {
   private queue: Promise<unknown> = Promise.resolve();
   /** Resources of the last valid snapshot: an unchanged one is not normalized or hashed again. */
   private readonly checked = new SnapshotCheckMemo();
+  /** The content hash of the last snapshot this receiver saw run (ACKed); a guess only, the database decides. */
+  private runningContentSha256 = "";
   readonly state: ReceiverState = { masterInstanceId: "", appliedVersion: 0, configSha256: "", lastSyncTime: undefined, lastError: "", lastErrorTime: undefined };
 
   constructor(
@@ -164,6 +166,7 @@ export class SnapshotApplier {
     if (snapshot.masterInstanceId !== this.state.masterInstanceId || snapshot.version !== this.state.appliedVersion) return undefined;
     if (!status || !status.inSync || status.appliedVersion !== snapshot.version) return undefined;
     this.state.configSha256 = status.configSha256;
+    this.runningContentSha256 = snapshot.contentSha256;
     this.state.lastSyncTime = new Date();
     this.state.lastError = "";
     this.log.debug({ version: snapshot.version }, "snapshot already applied and running (ACK, nothing to do)");
@@ -213,23 +216,23 @@ export class SnapshotApplier {
       (s) => s,
       () => undefined,
     );
-    let contentSha256: string;
-    try {
-      contentSha256 = await this.refresh();
-    } catch (err) {
-      const e = err as GrpcFailure;
-      return nack(NackCode.NACK_CODE_UNAVAILABLE, `slave's config-service unavailable: ${e.details ?? e.message}`, true);
-    }
+    const refreshed = this.refresh().then(
+      (contentSha256) => ({ contentSha256, failure: undefined }),
+      (failure: GrpcFailure) => ({ contentSha256: "", failure }),
+    );
+    // A snapshot that is not what this receiver last saw run is checked while the database's
+    // state is read (the two overlap); one that looks unchanged waits for that state first, and
+    // is not checked at all when it is.
+    const looksUnchanged = snapshot !== undefined && snapshot.version === this.state.appliedVersion && snapshot.masterInstanceId === this.state.masterInstanceId && snapshot.contentSha256 === this.runningContentSha256;
+    let checked = looksUnchanged ? undefined : this.check(snapshot);
+    const { contentSha256, failure } = await refreshed;
+    if (failure) return nack(NackCode.NACK_CODE_UNAVAILABLE, `slave's config-service unavailable: ${failure.details ?? failure.message}`, true);
     const unchanged = this.unchanged(snapshot, contentSha256, await rendered);
     if (unchanged) return unchanged;
-    let decoded: Snapshot;
-    try {
-      if (!snapshot) throw new ValidationError("snapshot", "is required");
-      decoded = snapshot.snapshot();
-      validateSnapshot(decoded, "snapshot", this.checked);
-    } catch (err) {
-      return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, (err as Error).message, false);
-    }
+    checked ??= this.check(snapshot);
+    if (!checked.ok) return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, checked.error, false);
+    const decoded = checked.snapshot;
+    if (!snapshot) throw new Error("unreachable: a missing snapshot never passes the check");
     const sameMaster = this.state.masterInstanceId === snapshot.masterInstanceId;
     if (sameMaster && version < this.state.appliedVersion) {
       return nack(NackCode.NACK_CODE_STALE_VERSION, `snapshot version ${version} is older than the applied version ${this.state.appliedVersion}`, false);
@@ -266,12 +269,25 @@ export class SnapshotApplier {
       this.state.appliedVersion = version;
       this.state.masterInstanceId = decoded.masterInstanceId;
       this.state.configSha256 = s.configSha256;
+      this.runningContentSha256 = decoded.contentSha256;
       this.state.lastSyncTime = new Date();
       this.state.lastError = "";
       this.persist();
       return { ack: { version, configSha256: s.configSha256 }, nack: undefined };
     } catch (err) {
       return nack(NackCode.NACK_CODE_UNAVAILABLE, `committed, but Caddy did not confirm: ${(err as Error).message}`, true);
+    }
+  }
+
+  /** Decodes and validates `snapshot` (the resources it already knows are neither decoded nor normalized again). */
+  private check(snapshot: IncomingSnapshot | undefined): { ok: true; snapshot: Snapshot } | { ok: false; error: string } {
+    try {
+      if (!snapshot) throw new ValidationError("snapshot", "is required");
+      const decoded = snapshot.snapshot();
+      validateSnapshot(decoded, "snapshot", this.checked);
+      return { ok: true, snapshot: decoded };
+    } catch (err) {
+      return { ok: false, error: (err as Error).message };
     }
   }
 
