@@ -26,7 +26,13 @@ class FakeCaddyAdmin implements CaddyAdminApi {
   readonly loads: number[] = [];
   refuse = false;
 
+  /** How long each load takes, and when each started (ms since the epoch). */
+  loadMs = 0;
+  readonly startedAt: number[] = [];
+
   async load(json: string): Promise<void> {
+    this.startedAt.push(Date.now());
+    if (this.loadMs > 0) await new Promise((r) => setTimeout(r, this.loadMs));
     if (this.refuse) throw new CaddyRejectedError(400, "refused by the fake");
     this.running = json;
     this.loads.push(this.version());
@@ -233,5 +239,41 @@ describe("Reconciler: a preload hold outlives a restart of the renderer", () => 
     await until("v2 held", () => second.status().appliedVersion === 2);
     await until("v1 back after the bound", () => caddy.version() === 1 && second.status().inSync, 2000);
     assert.equal(existsSync(store.file), false);
+  });
+});
+
+describe("Reconciler: loads under a stream of commits are paced", () => {
+  it("spends at most about half of the time loading, ends on the newest version, and loads an isolated change at once", async () => {
+    const caddy = new FakeCaddyAdmin();
+    caddy.loadMs = 40;
+    const source = new FakeSource(snap(1));
+    const reconciler = new Reconciler(source, caddy, OPTS, createLogger("test", "silent"), 60_000);
+    try {
+      reconciler.onCommit({ version: 1, contentSha256: snap(1).contentSha256 });
+      await until("v1 loaded", () => caddy.version() === 1);
+      // A commit every 3 ms for 800 ms: back-to-back loads would be about 20.
+      const streamStart = Date.now();
+      let v = 1;
+      while (Date.now() - streamStart < 800) {
+        v++;
+        source.db = snap(v);
+        reconciler.onCommit({ version: v, contentSha256: snap(v).contentSha256 });
+        await pause(3);
+      }
+      await until(`v${v} loaded`, () => caddy.version() === v && reconciler.status().inSync);
+      const during = caddy.startedAt.filter((t) => t >= streamStart).length;
+      assert.ok(during <= 13, `at most about one load per 80 ms (40 ms load + 40 ms pause), got ${during} in ${Date.now() - streamStart} ms`);
+      assert.ok(during >= 5, `loads still happen during the stream, got ${during}`);
+      // Quiet, then one change: no wait.
+      await pause(200);
+      v++;
+      source.db = snap(v);
+      const committedAt = Date.now();
+      reconciler.onCommit({ version: v, contentSha256: snap(v).contentSha256 });
+      await until(`v${v} loaded`, () => caddy.version() === v);
+      assert.ok(caddy.startedAt.at(-1)! - committedAt < 30, `an isolated change loads at once, it waited ${caddy.startedAt.at(-1)! - committedAt} ms`);
+    } finally {
+      reconciler.stop();
+    }
   });
 });

@@ -8,6 +8,18 @@ import { reconcileStep, type VersionedContent } from "./reconcile-step.ts";
 import { render, type RenderOptions } from "./render/index.ts";
 import { ensureTlsFiles } from "./render/tls.ts";
 
+/**
+ * Caddy reloads under a stream of changes: after a load that took D ms, the next one starts no
+ * sooner than LOAD_PACING x D ms after it ended, so Caddy spends at most half of the time
+ * loading (a reload rebuilds every server, route and TLS policy and takes the CPU its traffic
+ * needs) and the writes, the push to the slaves and the proxying keep the rest. A change after
+ * a quiet spell loads at once; one during a stream waits at most that long, and the versions
+ * committed meanwhile are loaded together (the newest). A preload (slave) is paced the same.
+ */
+const LOAD_PACING = 1;
+/** A load that hung for long (Caddy stuck, then back) does not hold the next one longer than this. */
+const MAX_PACING_MS = 1_000;
+
 export interface SnapshotSource {
   getSnapshot(): Promise<Snapshot>;
 }
@@ -59,6 +71,8 @@ export class Reconciler {
   private hold: (SavedHold & { timer: NodeJS.Timeout }) | undefined;
   /** A hold saved by the previous run of this renderer, not looked at yet. */
   private saved: SavedHold | undefined;
+  /** No load starts before this (ms since the epoch): see LOAD_PACING. */
+  private nextLoadAt = 0;
 
   /**
    * @param preloadHoldMs how long a preload is held without commit or release: a crash
@@ -180,6 +194,17 @@ export class Reconciler {
     });
   }
 
+  /**
+   * Waits until a load may start (see LOAD_PACING); true when it waited. An isolated change
+   * never waits: only one that follows a load closer than that load's own duration does.
+   */
+  private async pace(): Promise<boolean> {
+    const wait = this.nextLoadAt - Date.now();
+    if (wait <= 0) return false;
+    await new Promise((r) => setTimeout(r, wait));
+    return true;
+  }
+
   private async reconcile(): Promise<void> {
     if (!(await this.resumeSavedHold())) return;
     const step = reconcileStep({
@@ -190,6 +215,7 @@ export class Reconciler {
       hold: this.hold,
     });
     if (step === "none" || step === "keep-held") return;
+    if (step !== "bump-version" && (await this.pace())) return this.reconcile(); // newer commits may have come meanwhile
     // A re-apply of the version Caddy already had (a restart, drift) is not part of the commit's trace.
     const parent = contextFromCarrier(this.applied?.version !== this.desired.version ? this.desiredTrace : undefined);
     const attributes = { ...versionAttributes(this.desired.version, this.desired.contentSha256), "cpm.render.step": step };
@@ -273,7 +299,10 @@ export class Reconciler {
   /** POST /load; records reachability and errors, and retries later when Caddy is unreachable. */
   private async loadJson(version: number, json: string): Promise<void> {
     try {
+      const started = Date.now();
       await this.caddy.load(json);
+      const took = Math.min(Date.now() - started, MAX_PACING_MS);
+      this.nextLoadAt = Date.now() + took * LOAD_PACING;
       this.caddyReachable = true;
       this.caddyMatches = true;
       this.attempt = 0;
@@ -342,6 +371,7 @@ export class Reconciler {
   preflight(snapshot: Snapshot): Promise<{ configSha256: string; warnings: string[] }> {
     const run = this.busy.then(async () => {
       try {
+        await this.pace();
         await this.resumeSavedHold();
         const until = Date.now() + this.preloadHoldMs;
         const hold = (configSha256: string): SavedHold => ({ version: snapshot.version, contentSha256: snapshot.contentSha256, configSha256, until });
