@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
-import { PrismaBetterSQLite3 } from "@prisma/adapter-better-sqlite3";
+import { ConnectionKeepingSQLiteAdapter, keepConnectionOf } from "./sqlite-connection.ts";
 import { PrismaClient } from "./generated/prisma/client.ts";
 import { migrate, readMigrations, type SqlRunner } from "./migrate.ts";
 
@@ -42,7 +42,9 @@ export async function openDatabase(databaseUrl: string): Promise<{ db: Db; appli
     };
     const applied = await migrate(runner, "sqlite", readMigrations(path.join(prismaDir, "migrations")));
     raw.close();
-    const db = new PrismaClient({ adapter: new PrismaBetterSQLite3({ url: `file:${file}` }) });
+    const adapter = new ConnectionKeepingSQLiteAdapter({ url: `file:${file}` });
+    const db = new PrismaClient({ adapter });
+    keepConnectionOf(db, adapter);
     await db.$executeRawUnsafe("PRAGMA foreign_keys = ON");
     // WAL with synchronous=NORMAL: a commit is not fsynced; the WAL is at checkpoints. The
     // database stays consistent after a crash; a power loss can lose the last commits, and the

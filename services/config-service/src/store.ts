@@ -15,6 +15,7 @@ import { contentDigests, RESOURCE_KINDS, resourceDigest, SNAPSHOT_SCHEMA_VERSION
 import { failSpan, traceCarrier, versionAttributes, withSpan, type TraceCarrier } from "@cpm/grpc-kit";
 import { ChangeSet, ContentIndex, PendingContent, storedSettings, type ContentView } from "./content-index.ts";
 import type { Db } from "./db.ts";
+import { directDataVersion } from "./sqlite-connection.ts";
 
 /** A transaction client: what write callbacks get. */
 export type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
@@ -394,9 +395,12 @@ export class ConfigStore {
 
 /**
  * SQLite's `PRAGMA data_version` of `db`'s connection: it changes when another connection has
- * committed to the database file (not on this connection's own commits). One cheap query.
+ * committed to the database file (not on this connection's own commits). Asked of Prisma's
+ * connection directly when openDatabase kept it (microseconds), through Prisma otherwise.
  */
 export async function sqliteDataVersion(db: Db): Promise<bigint | number | undefined> {
+  const direct = directDataVersion(db);
+  if (direct !== undefined) return direct;
   const rows = await db.$queryRawUnsafe<{ data_version: bigint | number }[]>("PRAGMA data_version");
   return rows[0]?.data_version;
 }
