@@ -24,7 +24,8 @@
  *   its Caddy serves the change; median and max;
  * - the snapshot's size on the wire and the rendered config's size;
  * - the unchanged periodic push: the master's current snapshot sent again to the slave's
- *   receiver over one stream, CPM_BENCH_TICKS times (default 30), the time to its ACK, and
+ *   receiver over one stream, CPM_BENCH_TICKS times (default 30), encoded once as the
+ *   dispatcher does, the time to its ACK, and
  *   whether the slave's Caddy reloaded.
  * Then one fan-out table at CPM_BENCH_FANOUT_HOSTS hosts (default 100): a master with one slave,
  * then a master with CPM_BENCH_FANOUT slaves (default 20; 0 skips the table), started
@@ -38,7 +39,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { Snapshot, type SyncResponse } from "@cpm/proto";
+import { Snapshot, SyncReceiverService, SyncRequest, type SyncResponse } from "@cpm/proto";
 import { unary, withBearer } from "@cpm/grpc-kit";
 import { caddyAdminRequest } from "@cpm/core";
 import { Instance, projectCaddy } from "../support/instance.ts";
@@ -204,11 +205,13 @@ async function benchSize(n: number, pki: TestPki) {
 
 /**
  * Sends `s` (what the slave already runs) `count` times over one stream, as the master's
- * periodic push does, and returns the time from each send to its ACK.
+ * periodic push does: encoded once, the same bytes written each time (the dispatcher encodes a
+ * version once too), and returns the time from each send to its ACK.
  */
 async function unchangedPushes(slave: Instance, ca: string, s: Snapshot, count: number): Promise<number[]> {
   const client = slave.receiverClient(ca);
-  const call = client.sync(withBearer(SYNC_TOKEN));
+  const bytes = Buffer.from(SyncRequest.encode({ snapshot: s, traceContext: undefined }).finish());
+  const call = client.makeBidiStreamRequest(SyncReceiverService.sync.path, (b: Buffer) => b, SyncReceiverService.sync.responseDeserialize, withBearer(SYNC_TOKEN));
   let failed: Error | undefined;
   const answers: ((r: SyncResponse) => void)[] = [];
   call.on("data", (r: SyncResponse) => answers.shift()?.(r));
@@ -219,7 +222,7 @@ async function unchangedPushes(slave: Instance, ca: string, s: Snapshot, count: 
       const t0 = performance.now();
       const r = await new Promise<SyncResponse>((resolve) => {
         answers.push(resolve);
-        call.write({ snapshot: s, traceContext: undefined });
+        call.write(bytes);
       });
       if (failed) throw failed;
       if (!r.ack) throw new Error(`unchanged push refused: ${r.nack?.reason}`);
