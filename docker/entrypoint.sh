@@ -11,4 +11,4 @@ case " ${NODE_OPTIONS:-} " in
   *--max-semi-space-size*) ;;
   *) set -- --max-semi-space-size=2 "$@" ;;
 esac
-exec node --optimize-for-size "$@"
+exec node "$@"

@@ -10,16 +10,9 @@
  *   config-service at 1,000 hosts: about 106 MiB with both settings, 147-167 MiB with a
  *   4 MiB cap, 206 MiB with neither.
  *
- * - `--optimize-for-size`: V8 grows its old generation less eagerly between collections. A
- *   burst of writes left config-service's heap at about 90 MiB with 26 MiB live (RSS 173-181
- *   MiB at rest, 1,000 hosts); with the flag its heap stayed at 28 MiB (RSS 112-115 MiB) and
- *   the writes per second did not drop (273 and 249/s with it, 259 and 240/s without). These
- *   are control-plane processes: Caddy, which carries the traffic, is not a Node process.
- *
- * The first two are left alone when the operator set them (MALLOC_ARENA_MAX, or the flag in
- * NODE_OPTIONS); Node does not take `--optimize-for-size` from NODE_OPTIONS, so it is always on.
+ * Either is left alone when the operator set it (MALLOC_ARENA_MAX, or the flag in NODE_OPTIONS).
  */
-export const NODE_SERVICE_FLAGS = ["--max-semi-space-size=2", "--optimize-for-size"] as const;
+export const NODE_SERVICE_FLAGS = ["--max-semi-space-size=2"] as const;
 export const DEFAULT_MALLOC_ARENA_MAX = "2";
 
 /** The environment a Node service starts with: `env` plus the memory defaults it does not set. */
