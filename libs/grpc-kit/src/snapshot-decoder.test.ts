@@ -1,25 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ApplySnapshotRequest, CertificateStatus, LoadSnapshotRequest, ProxyHost, Snapshot, SyncRequest } from "@cpm/proto";
+import { ApplySnapshotRequest, LoadSnapshotRequest, ProxyHost, Snapshot, SyncRequest } from "@cpm/proto";
 import { ConfigServiceService } from "@cpm/proto";
 import { decodingSnapshotsWith, IncomingSnapshot, readSyncRequest, SnapshotDecoder, snapshotOfFrame } from "./snapshot-decoder.ts";
 import { encodeSnapshotFrame } from "./snapshot-frame.ts";
+import { sampleHost, sampleSnapshot } from "./snapshot-test-support.ts";
 
-const host = (n: string, upstream = "127.0.0.1:8080") => ProxyHost.fromPartial({ id: `id-${n}`, name: n, domains: [`${n}.example.com`], upstreams: [upstream] });
-
-const snapshot = (version: number, hosts: ProxyHost[], primaryDomain = "example.com") =>
-  Snapshot.fromPartial({
-    schemaVersion: 1,
-    masterInstanceId: "m-1",
-    version,
-    generatedAt: new Date("2026-01-02T03:04:05Z"),
-    contentSha256: `${version}`.padStart(64, "a"),
-    proxyHosts: hosts,
-    l4ProxyHosts: [{ id: "l4", name: "tcp", listenAddress: ":7000", upstreams: ["127.0.0.1:7001"] }],
-    certificates: [{ id: "c1", name: "cert", domainNames: ["a.example.com"], status: CertificateStatus.CERTIFICATE_STATUS_ISSUED, fingerprintSha256: "ff" }],
-    accessLists: [{ id: "acl", name: "office" }],
-    settings: { general: { primaryDomain, acmeEmail: "" }, acme: undefined, http: undefined },
-  });
+const host = sampleHost;
+const snapshot = sampleSnapshot;
 
 const bytesOf = (s: Snapshot) => Snapshot.encode(s).finish();
 

@@ -1,21 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { CertificateStatus, GetSnapshotResponse, Snapshot, SyncRequest, WatchConfigResponse } from "@cpm/proto";
+import { GetSnapshotResponse, SyncRequest, WatchConfigResponse } from "@cpm/proto";
 import { decodeNotice, encodeNoticeWithFrame, encodeSnapshotFrame, frameCertificates, readSnapshotFrame } from "./snapshot-frame.ts";
+import { sampleHost, sampleSnapshot } from "./snapshot-test-support.ts";
 
-const snapshot = (version: number, hostNames: string[]) =>
-  Snapshot.fromPartial({
-    schemaVersion: 1,
-    masterInstanceId: "m-1",
-    version,
-    generatedAt: new Date("2026-01-02T03:04:05Z"),
-    contentSha256: `${version}`.padStart(64, "a"),
-    proxyHosts: hostNames.map((n) => ({ id: `id-${n}`, name: n, domains: [`${n}.example.com`], upstreams: ["127.0.0.1:8080"] })),
-    l4ProxyHosts: [{ id: "l4", name: "tcp", listenAddress: ":7000", upstreams: ["127.0.0.1:7001"] }],
-    certificates: [{ id: "c1", name: "cert", domainNames: ["a.example.com"], status: CertificateStatus.CERTIFICATE_STATUS_ISSUED, fingerprintSha256: "ff" }],
-    accessLists: [{ id: "acl", name: "office" }],
-    settings: { general: { primaryDomain: "example.com", acmeEmail: "" }, acme: undefined, http: undefined },
-  });
+const snapshot = (version: number, hostNames: string[]) => sampleSnapshot(version, hostNames.map((n) => sampleHost(n)));
 
 describe("snapshot frames", () => {
   it("are the bytes of GetSnapshotResponse and SyncRequest, with or without kept resource encodings", () => {
