@@ -1,7 +1,7 @@
 import { ApplySnapshotRequest, ApplySnapshotResponse, CaddyRendererClient, CaddyRendererService, ConfigServiceClient, ConfigServiceService, LoadSnapshotRequest, LoadSnapshotResponse, WatchConfigRequest, type RecordCertificateIssuanceRequest, type RenderStatus, type Snapshot } from "@cpm/proto";
 import type { TraceCarrier } from "./tracing.ts";
 import { decodeNotice, readSnapshotFrame, type SnapshotFrame } from "./snapshot-frame.ts";
-import { SnapshotDecoder, snapshotOfFrame } from "./snapshot-decoder.ts";
+import { SnapshotDecoder } from "./snapshot-decoder.ts";
 import { backoffDelay, sleep, type Logger } from "@cpm/core";
 import type { Client, ClientReadableStream } from "@grpc/grpc-js";
 import { channelCredentials, clientOptions, unary, withBearer } from "./client.ts";
@@ -73,8 +73,7 @@ export class ConfigClient {
 
   /** The current snapshot, decoded with this client's SnapshotDecoder (resources unchanged since the last call are the same objects). */
   async getSnapshot(deadlineMs = 30_000): Promise<Snapshot> {
-    const { frame } = await this.getSnapshotFrame(deadlineMs);
-    return this.decoder.decode(snapshotOfFrame(frame)!);
+    return this.decoder.decode((await this.getSnapshotFrame(deadlineMs)).message);
   }
 
   /** The current snapshot as config-service encoded it (not decoded here: see SnapshotFrame). */

@@ -49,6 +49,13 @@ describe("SnapshotDecoder", () => {
     }
   });
 
+  it("is not misled by a caller that reorders the lists it was given", () => {
+    const decoder = new SnapshotDecoder();
+    const bytes = bytesOf(snapshot(1, [host("a"), host("b"), host("c")]));
+    decoder.decode(bytes).proxyHosts.reverse();
+    assert.deepEqual(decoder.decode(bytes), Snapshot.decode(bytes));
+  });
+
   it("keeps protobuf's meaning for odd but valid bytes: a resource twice, unknown fields, no settings", () => {
     const decoder = new SnapshotDecoder();
     const s = snapshot(3, [host("a"), host("a")]);

@@ -1,18 +1,9 @@
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-import { AccessList, Certificate, L4ProxyHost, ProxyHost, Settings, Snapshot, TraceContext } from "@cpm/proto";
-import { encodeSnapshotFrame, readSnapshotFrame } from "./snapshot-frame.ts";
+import { Settings, Snapshot, TraceContext } from "@cpm/proto";
+import { encodeSnapshotFrame, readSnapshotFrame, SNAPSHOT_RESOURCE_FIELDS, SNAPSHOT_SETTINGS_FIELD, type SnapshotFrame } from "./snapshot-frame.ts";
 
-/** The Snapshot fields that hold resources, with their decoders (snapshot.proto). */
-const RESOURCE_FIELDS = {
-  10: { list: "proxyHosts", codec: ProxyHost },
-  11: { list: "l4ProxyHosts", codec: L4ProxyHost },
-  12: { list: "certificates", codec: Certificate },
-  13: { list: "accessLists", codec: AccessList },
-} as const;
-type ResourceField = keyof typeof RESOURCE_FIELDS;
-const SETTINGS_FIELD = 14;
-
-const isResourceField = (f: number): f is ResourceField => f in RESOURCE_FIELDS;
+type ResourceField = (typeof SNAPSHOT_RESOURCE_FIELDS)[number];
+const RESOURCE_FIELDS = new Map<number, ResourceField>(SNAPSHOT_RESOURCE_FIELDS.map((f) => [f.field, f]));
 
 /**
  * Decodes snapshots one after the other, each resource (and the settings) whose encoding is
@@ -33,12 +24,12 @@ export class SnapshotDecoder {
     const r = new BinaryReader(bytes);
     const head: Uint8Array[] = [];
     const next = new Map<number, Decoded>();
-    const lists: Record<ResourceField, object[]> = { 10: [], 11: [], 12: [], 13: [] };
     let settings: Settings | undefined;
     while (r.pos < r.len) {
       const start = r.pos;
       const [field, type] = r.tag();
-      if (type !== WireType.LengthDelimited || (!isResourceField(field) && field !== SETTINGS_FIELD)) {
+      const resource = RESOURCE_FIELDS.get(field);
+      if (type !== WireType.LengthDelimited || (!resource && field !== SNAPSHOT_SETTINGS_FIELD)) {
         r.skip(type, field);
         head.push(bytes.subarray(start, r.pos));
         continue;
@@ -46,13 +37,14 @@ export class SnapshotDecoder {
       const body = r.bytes();
       let now = next.get(field);
       if (!now) next.set(field, (now = new Decoded()));
-      const value = this.known.get(field)?.find(body, now.values.length) ?? (isResourceField(field) ? RESOURCE_FIELDS[field].codec.decode(body) : Settings.decode(body));
+      const value = this.known.get(field)?.find(body, now.values.length) ?? (resource ? resource.codec.decode(body) : Settings.decode(body));
       now.add(body, value);
-      if (isResourceField(field)) lists[field].push(value);
-      else settings = value as Settings; // a repeated singular field: the last one wins, as the generated decoder does
+      // A repeated singular field (settings): the last one wins, as the generated decoder does.
+      if (!resource) settings = value as Settings;
     }
     const s = Snapshot.decode(head.length === 1 ? head[0]! : Buffer.concat(head));
-    for (const f of Object.keys(RESOURCE_FIELDS).map(Number) as ResourceField[]) (s[RESOURCE_FIELDS[f].list] as object[]) = lists[f];
+    // Copies: a caller may reorder its lists; the decoder's own order must stay the wire's.
+    for (const { field, list } of SNAPSHOT_RESOURCE_FIELDS) (s[list] as object[]) = [...(next.get(field)?.values ?? [])];
     if (settings !== undefined) s.settings = settings;
     this.known = next;
     return s;
@@ -128,11 +120,7 @@ export class IncomingSnapshot {
   private decoded: Snapshot | undefined;
 
   private constructor(
-    /** A message whose field 1 is the snapshot: tag, length, Snapshot. */
-    readonly frame: Buffer,
-    readonly version: number,
-    readonly masterInstanceId: string,
-    readonly contentSha256: string,
+    private readonly header: SnapshotFrame,
     private readonly decoder: SnapshotDecoder | undefined,
     decoded?: Snapshot,
   ) {
@@ -141,21 +129,31 @@ export class IncomingSnapshot {
 
   /** From a frame (field 1 of a SyncRequest, as sent); `decoder` keeps what the previous snapshot decoded. */
   static fromFrame(frame: Buffer, decoder?: SnapshotDecoder): IncomingSnapshot {
-    const h = readSnapshotFrame(frame, "snapshot");
-    return new IncomingSnapshot(frame, h.version, h.masterInstanceId, h.contentSha256, decoder);
+    return new IncomingSnapshot(readSnapshotFrame(frame, "snapshot"), decoder);
   }
 
   /** From a decoded message (its frame encoded here). */
   static of(snapshot: Snapshot): IncomingSnapshot {
-    return new IncomingSnapshot(encodeSnapshotFrame(snapshot), snapshot.version, snapshot.masterInstanceId, snapshot.contentSha256, undefined, snapshot);
+    return new IncomingSnapshot(readSnapshotFrame(encodeSnapshotFrame(snapshot)), undefined, snapshot);
+  }
+
+  /** A message whose field 1 is the snapshot: tag, length, Snapshot. */
+  get frame(): Buffer {
+    return this.header.frame;
+  }
+  get version(): number {
+    return this.header.version;
+  }
+  get masterInstanceId(): string {
+    return this.header.masterInstanceId;
+  }
+  get contentSha256(): string {
+    return this.header.contentSha256;
   }
 
   /** The decoded message; throws when the bytes are not a Snapshot. */
   snapshot(): Snapshot {
-    if (!this.decoded) {
-      const bytes = snapshotOfFrame(this.frame)!;
-      this.decoded = this.decoder ? this.decoder.decode(bytes) : Snapshot.decode(bytes);
-    }
+    this.decoded ??= this.decoder ? this.decoder.decode(this.header.message) : Snapshot.decode(this.header.message);
     return this.decoded;
   }
 }

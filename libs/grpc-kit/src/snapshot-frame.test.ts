@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { GetSnapshotResponse, SyncRequest, WatchConfigResponse } from "@cpm/proto";
+import { GetSnapshotResponse, Snapshot, SyncRequest, WatchConfigResponse } from "@cpm/proto";
 import { decodeNotice, encodeNoticeWithFrame, encodeSnapshotFrame, frameCertificates, readSnapshotFrame } from "./snapshot-frame.ts";
 import { sampleHost, sampleSnapshot } from "./snapshot-test-support.ts";
 
@@ -45,7 +45,9 @@ describe("snapshot frames", () => {
     assert.equal(decoded.contentSha256, s.contentSha256);
     assert.deepEqual(decoded.committedAt, notice.committedAt);
     assert.deepEqual(decoded.traceContext, notice.traceContext);
-    assert.deepEqual(decoded.snapshotFrame, { version: 9, contentSha256: s.contentSha256, masterInstanceId: "m-1", frame });
+    const { message, ...header } = decoded.snapshotFrame!;
+    assert.deepEqual(header, { version: 9, contentSha256: s.contentSha256, masterInstanceId: "m-1", frame });
+    assert.deepEqual(Snapshot.decode(message), s, "the snapshot's own bytes inside the frame");
     assert.equal(frame[0], 0x0a, "the sender's frame is left as it was");
     const plain = decodeNotice(Buffer.from(WatchConfigResponse.encode(notice).finish()));
     assert.equal(plain.snapshotFrame, undefined);

@@ -14,14 +14,29 @@ export interface SnapshotFrame {
   masterInstanceId: string;
   /** GetSnapshotResponse / SyncRequest bytes: tag of field 1, length, the Snapshot message. */
   frame: Buffer;
+  /** The Snapshot message inside `frame` (a view of the same bytes), for a decoder. */
+  message: Uint8Array;
 }
 
-const SNAPSHOT_FIELD_1 = (1 << 3) | WireType.LengthDelimited;
-/** WatchConfigResponse.snapshot */
-const SNAPSHOT_FIELD_5 = (5 << 3) | WireType.LengthDelimited;
-
+/**
+ * The Snapshot fields that hold resources, in field order, with their codecs (snapshot.proto):
+ * the one description of the message's layout that the encoder, the decoder and the
+ * certificates' reader share.
+ */
+export const SNAPSHOT_RESOURCE_FIELDS = [
+  { field: 10, list: "proxyHosts", codec: ProxyHost },
+  { field: 11, list: "l4ProxyHosts", codec: L4ProxyHost },
+  { field: 12, list: "certificates", codec: Certificate },
+  { field: 13, list: "accessLists", codec: AccessList },
+] as const;
+/** Snapshot.settings */
+export const SNAPSHOT_SETTINGS_FIELD = 14;
+const CERTIFICATES_FIELD = SNAPSHOT_RESOURCE_FIELDS[2].field;
 
 const tag = (field: number) => (field << 3) | WireType.LengthDelimited;
+const SNAPSHOT_FIELD_1 = tag(1);
+/** WatchConfigResponse.snapshot */
+const SNAPSHOT_FIELD_5 = tag(5);
 
 /** One length-delimited field as it appears in a message: tag, length, body. */
 function fieldBytes(t: number, body: Uint8Array): Uint8Array {
@@ -46,11 +61,11 @@ export function encodeSnapshotFrame(snapshot: Snapshot, parts?: WeakMap<object, 
   };
   // The scalar fields (1-5) as the generated encoder writes them, then the lists in field order.
   const chunks: Uint8Array[] = [Snapshot.encode({ ...snapshot, proxyHosts: [], l4ProxyHosts: [], certificates: [], accessLists: [], settings: undefined }).finish()];
-  for (const h of snapshot.proxyHosts) chunks.push(part(h, 10, (x) => ProxyHost.encode(x).finish()));
-  for (const h of snapshot.l4ProxyHosts) chunks.push(part(h, 11, (x) => L4ProxyHost.encode(x).finish()));
-  for (const c of snapshot.certificates) chunks.push(part(c, 12, (x) => Certificate.encode(x).finish()));
-  for (const a of snapshot.accessLists) chunks.push(part(a, 13, (x) => AccessList.encode(x).finish()));
-  if (snapshot.settings !== undefined) chunks.push(fieldBytes(tag(14), Settings.encode(snapshot.settings).finish()));
+  for (const { field, list, codec } of SNAPSHOT_RESOURCE_FIELDS) {
+    const encode = codec.encode as (m: object) => BinaryWriter;
+    for (const x of snapshot[list] as object[]) chunks.push(part(x, field, (m) => encode(m).finish()));
+  }
+  if (snapshot.settings !== undefined) chunks.push(fieldBytes(tag(SNAPSHOT_SETTINGS_FIELD), Settings.encode(snapshot.settings).finish()));
   const length = chunks.reduce((n, c) => n + c.byteLength, 0);
   const head = new BinaryWriter().uint32(tag(1)).uint32(length).finish();
   return Buffer.concat([head, ...chunks], head.byteLength + length);
@@ -72,7 +87,8 @@ function snapshotBytes(frame: Uint8Array, what: string): Uint8Array {
  * skipped), so a 1,000-host snapshot costs a few microseconds here, not a decode.
  */
 export function readSnapshotFrame(frame: Buffer, what = "snapshot frame"): SnapshotFrame {
-  const r = new BinaryReader(snapshotBytes(frame, what));
+  const message = snapshotBytes(frame, what);
+  const r = new BinaryReader(message);
   let version = 0;
   let contentSha256 = "";
   let masterInstanceId = "";
@@ -83,7 +99,7 @@ export function readSnapshotFrame(frame: Buffer, what = "snapshot frame"): Snaps
     else if (field === 2 && type === WireType.LengthDelimited) masterInstanceId = r.string();
     else r.skip(type, field);
   }
-  return { version, contentSha256, masterInstanceId, frame };
+  return { version, contentSha256, masterInstanceId, frame, message };
 }
 
 /** The certificates of a frame's snapshot (only those are decoded). */
@@ -92,7 +108,7 @@ export function frameCertificates(frame: Buffer): Certificate[] {
   const out: Certificate[] = [];
   while (r.pos < r.len) {
     const [field, type] = r.tag();
-    if (field === 12 && type === WireType.LengthDelimited) out.push(Certificate.decode(r.bytes()));
+    if (field === CERTIFICATES_FIELD && type === WireType.LengthDelimited) out.push(Certificate.decode(r.bytes()));
     else r.skip(type, field);
   }
   return out;

@@ -3,6 +3,9 @@ import { failedPrecondition, SnapshotCheckMemo, validateSnapshot, ValidationErro
 import { versionAttributes, withSpan } from "@cpm/grpc-kit";
 import type { ConfigStore } from "./store.ts";
 
+/** Per store, the resources of the last valid snapshot applied: an unchanged one is not normalized or hashed again. */
+const checked = new WeakMap<ConfigStore, SnapshotCheckMemo>();
+
 /**
  * Applies a master's snapshot on a slave, in one transaction.
  * - an older version of the same master is refused (FAILED_PRECONDITION);
@@ -10,9 +13,6 @@ import type { ConfigStore } from "./store.ts";
  *   database was changed behind the service's back;
  * - a snapshot from another master (or the first one) is taken whatever its version.
  */
-/** Per store, the resources of the last valid snapshot applied: an unchanged one is not normalized or hashed again. */
-const checked = new WeakMap<ConfigStore, SnapshotCheckMemo>();
-
 export async function applySnapshot(store: ConfigStore, s: Snapshot | undefined): Promise<{ version: number; changed: boolean }> {
   if (!s) throw new ValidationError("snapshot", "is required");
   let memo = checked.get(store);

@@ -35,41 +35,42 @@ function randomWriter(h: Harness, rnd: ReturnType<typeof random>) {
   const cert = (i: number, id = "") => Certificate.fromPartial({ id, name: `c${i}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames: [`c${rnd.int(50)}.test`] });
   const acl = (i: number, id = "") => AccessList.fromPartial({ id, name: `a${i}`, allow: [`10.${rnd.int(200)}.0.0/16`] });
 
+  /** Per kind: its ids, how one is made, and its create, update and delete calls. */
+  interface Kind<T extends { id: string }> {
+    ids: string[];
+    make: (i: number, id?: string) => T;
+    create: (x: T) => Promise<unknown>;
+    created: (r: unknown) => T;
+    update: (x: T) => Promise<unknown>;
+    remove: (id: string) => Promise<unknown>;
+  }
+  const kind = <T extends { id: string }>(k: Kind<T>) => k as unknown as Kind<{ id: string }>;
+  const kinds = [
+    kind({ ids: ids.hosts, make: host, create: (x) => call(c.createProxyHost, { proxyHost: x }), created: (r) => (r as { proxyHost: ProxyHost }).proxyHost, update: (x) => call(c.updateProxyHost, { proxyHost: x }), remove: (id) => call(c.deleteProxyHost, { id }) }),
+    kind({ ids: ids.l4, make: l4, create: (x) => call(c.createL4ProxyHost, { l4ProxyHost: x }), created: (r) => (r as { l4ProxyHost: L4ProxyHost }).l4ProxyHost, update: (x) => call(c.updateL4ProxyHost, { l4ProxyHost: x }), remove: (id) => call(c.deleteL4ProxyHost, { id }) }),
+    kind({ ids: ids.certs, make: cert, create: (x) => call(c.createCertificate, { certificate: x }), created: (r) => (r as { certificate: Certificate }).certificate, update: (x) => call(c.updateCertificate, { certificate: x }), remove: (id) => call(c.deleteCertificate, { id }) }),
+    kind({ ids: ids.acls, make: acl, create: (x) => call(c.createAccessList, { accessList: x }), created: (r) => (r as { accessList: AccessList }).accessList, update: (x) => call(c.updateAccessList, { accessList: x }), remove: (id) => call(c.deleteAccessList, { id }) }),
+  ];
+
   return async function step(): Promise<void> {
     const i = rnd.int(25);
     const drawn = rnd.int(16);
     const op = drawn >= 13 ? 0 : drawn; // proxy hosts are created more often than the rest
-    if (op === 0) {
-      const r = await call(c.createProxyHost, { proxyHost: host(i) });
-      if (r) ids.hosts.push((r as { proxyHost: ProxyHost }).proxyHost.id);
-    } else if (op === 1 && ids.hosts.length) await call(c.updateProxyHost, { proxyHost: host(i, rnd.pick(ids.hosts)) });
-    else if (op === 2 && ids.hosts.length) {
-      const id = rnd.pick(ids.hosts)!;
-      if (await call(c.deleteProxyHost, { id })) drop(ids.hosts, id);
-    } else if (op === 3) {
-      const r = await call(c.createL4ProxyHost, { l4ProxyHost: l4(i) });
-      if (r) ids.l4.push((r as { l4ProxyHost: L4ProxyHost }).l4ProxyHost.id);
-    } else if (op === 4 && ids.l4.length) await call(c.updateL4ProxyHost, { l4ProxyHost: l4(i, rnd.pick(ids.l4)) });
-    else if (op === 5 && ids.l4.length) {
-      const id = rnd.pick(ids.l4)!;
-      if (await call(c.deleteL4ProxyHost, { id })) drop(ids.l4, id);
-    } else if (op === 6) {
-      const r = await call(c.createCertificate, { certificate: cert(i) });
-      if (r) ids.certs.push((r as { certificate: Certificate }).certificate.id);
-    } else if (op === 7 && ids.certs.length) await call(c.updateCertificate, { certificate: cert(i, rnd.pick(ids.certs)) });
-    else if (op === 8 && ids.certs.length) {
-      const id = rnd.pick(ids.certs)!;
-      if (await call(c.deleteCertificate, { id })) drop(ids.certs, id);
-    } else if (op === 9) {
-      const r = await call(c.createAccessList, { accessList: acl(i) });
-      if (r) ids.acls.push((r as { accessList: AccessList }).accessList.id);
-    } else if (op === 10 && ids.acls.length) await call(c.updateAccessList, { accessList: acl(i, rnd.pick(ids.acls)) });
-    else if (op === 11 && ids.acls.length) {
-      const id = rnd.pick(ids.acls)!;
-      if (await call(c.deleteAccessList, { id })) drop(ids.acls, id);
-    } else if (op === 12) {
+    if (op === 12) {
       const http = rnd.int(2) ? { hstsMaxAgeSeconds: rnd.int(1000) + 1 } : undefined;
       await call(c.updateSettings, { settings: Settings.fromPartial({ general: { acmeEmail: `ops${rnd.int(5)}@example.com` }, http }) });
+      return;
+    }
+    const k = kinds[Math.floor(op / 3)]!;
+    const action = op % 3; // create, update, delete
+    if (action === 0) {
+      const r = await k.create(k.make(i));
+      if (r) k.ids.push(k.created(r).id);
+    } else if (action === 1 && k.ids.length) {
+      await k.update(k.make(i, rnd.pick(k.ids)));
+    } else if (action === 2 && k.ids.length) {
+      const id = rnd.pick(k.ids)!;
+      if (await k.remove(id)) drop(k.ids, id);
     }
   };
 }

@@ -2,7 +2,17 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { NackCode, RenderStatus } from "@cpm/proto";
 import { status as Status } from "@grpc/grpc-js";
+import { encodeSnapshotFrame, IncomingSnapshot, SnapshotDecoder } from "@cpm/grpc-kit";
 import { StreamClosedError } from "./receiver.ts";
+
+/** A real SnapshotDecoder that counts its decodes. */
+class CountingDecoder extends SnapshotDecoder {
+  decodes = 0;
+  override decode(bytes: Uint8Array) {
+    this.decodes++;
+    return super.decode(bytes);
+  }
+}
 import { fakes, gate, grpcError, nackOf, snap } from "./test-support.ts";
 
 describe("SnapshotApplier: validate, preload, commit, confirm; NACKs say whether a retry can help", () => {
@@ -61,6 +71,20 @@ describe("SnapshotApplier: validate, preload, commit, confirm; NACKs say whether
     renderer.current = { ...renderer.current, inSync: false };
     await applier.apply(snap(2));
     assert.deepEqual(renderer.preloaded, [2, 2, 2]);
+  });
+
+  it("decodes a snapshot it must apply once, and the unchanged push not at all; the renderer and config-service get the bytes that came", async () => {
+    const { applier, renderer } = fakes(1);
+    const decoder = new CountingDecoder();
+    const arrived = (v: number) => IncomingSnapshot.fromFrame(encodeSnapshotFrame(snap(v)), decoder);
+    const frame = arrived(2);
+    assert.equal((await applier.apply(frame)).ack?.version, 2);
+    assert.equal(decoder.decodes, 1);
+    assert.equal(renderer.frames[0], frame.frame, "forwarded as it came, not encoded again");
+    for (let i = 0; i < 3; i++) assert.equal((await applier.apply(arrived(2))).ack?.version, 2);
+    assert.equal(decoder.decodes, 1, "an unchanged push is answered from its header");
+    assert.equal((await applier.apply(arrived(3))).ack?.version, 3);
+    assert.equal(decoder.decodes, 2);
   });
 
   it("refuses an invalid snapshot naming the field, not retryable, before Caddy sees it", async () => {

@@ -161,8 +161,8 @@ export class SnapshotApplier {
    * is answered at once with an ACK: no validation, no preload, no commit, no Caddy load.
    * Anything else returns undefined and takes the full path.
    */
-  private unchanged(snapshot: IncomingSnapshot | undefined, contentSha256: string, status: RenderStatus | undefined): SyncResponse | undefined {
-    if (!snapshot || !contentSha256 || snapshot.contentSha256 !== contentSha256) return undefined;
+  private unchanged(snapshot: IncomingSnapshot, contentSha256: string, status: RenderStatus | undefined): SyncResponse | undefined {
+    if (!contentSha256 || snapshot.contentSha256 !== contentSha256) return undefined;
     if (snapshot.masterInstanceId !== this.state.masterInstanceId || snapshot.version !== this.state.appliedVersion) return undefined;
     if (!status || !status.inSync || status.appliedVersion !== snapshot.version) return undefined;
     this.state.configSha256 = status.configSha256;
@@ -199,8 +199,7 @@ export class SnapshotApplier {
    * previous snapshot are not decoded again, see SnapshotDecoder), validated, and its frame
    * goes as it came to the renderer and to config-service.
    */
-  private async applyOne(received: IncomingSnapshot | undefined): Promise<SyncResponse> {
-    const snapshot = received;
+  private async applyOne(snapshot: IncomingSnapshot | undefined): Promise<SyncResponse> {
     const version = snapshot?.version ?? 0;
     const nack = (code: NackCode, reason: string, retryable: boolean): SyncResponse => {
       this.state.lastError = reason;
@@ -209,6 +208,7 @@ export class SnapshotApplier {
       this.log.warn({ version, code: NackCode[code], retryable, reason }, "snapshot refused (NACK)");
       return { ack: undefined, nack: { version, appliedVersion: this.state.appliedVersion, reason, code, retryable } };
     };
+    if (!snapshot) return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, new ValidationError("snapshot", "is required").message, false);
     // The renderer's status is asked at the same time as the database's state: both steps below
     // that need it (the unchanged short-cut, the preload check) read this one answer. Only this
     // applier makes preloads, one at a time, so it cannot go stale in between.
@@ -223,16 +223,14 @@ export class SnapshotApplier {
     // A snapshot that is not what this receiver last saw run is checked while the database's
     // state is read (the two overlap); one that looks unchanged waits for that state first, and
     // is not checked at all when it is.
-    const looksUnchanged = snapshot !== undefined && snapshot.version === this.state.appliedVersion && snapshot.masterInstanceId === this.state.masterInstanceId && snapshot.contentSha256 === this.runningContentSha256;
-    let checked = looksUnchanged ? undefined : this.check(snapshot);
+    const looksUnchanged = snapshot.version === this.state.appliedVersion && snapshot.masterInstanceId === this.state.masterInstanceId && snapshot.contentSha256 === this.runningContentSha256;
+    let refusal = looksUnchanged ? undefined : this.check(snapshot);
     const { contentSha256, failure } = await refreshed;
     if (failure) return nack(NackCode.NACK_CODE_UNAVAILABLE, `slave's config-service unavailable: ${failure.details ?? failure.message}`, true);
     const unchanged = this.unchanged(snapshot, contentSha256, await rendered);
     if (unchanged) return unchanged;
-    checked ??= this.check(snapshot);
-    if (!checked.ok) return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, checked.error, false);
-    const decoded = checked.snapshot;
-    if (!snapshot) throw new Error("unreachable: a missing snapshot never passes the check");
+    if (looksUnchanged) refusal = this.check(snapshot);
+    if (refusal !== undefined) return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, refusal, false);
     const sameMaster = this.state.masterInstanceId === snapshot.masterInstanceId;
     if (sameMaster && version < this.state.appliedVersion) {
       return nack(NackCode.NACK_CODE_STALE_VERSION, `snapshot version ${version} is older than the applied version ${this.state.appliedVersion}`, false);
@@ -267,9 +265,9 @@ export class SnapshotApplier {
     try {
       const s = await this.renderer.waitFor((s) => s.appliedVersion === version && s.configSha256 === configSha256, this.ackTimeoutMs);
       this.state.appliedVersion = version;
-      this.state.masterInstanceId = decoded.masterInstanceId;
+      this.state.masterInstanceId = snapshot.masterInstanceId;
       this.state.configSha256 = s.configSha256;
-      this.runningContentSha256 = decoded.contentSha256;
+      this.runningContentSha256 = snapshot.contentSha256;
       this.state.lastSyncTime = new Date();
       this.state.lastError = "";
       this.persist();
@@ -279,15 +277,16 @@ export class SnapshotApplier {
     }
   }
 
-  /** Decodes and validates `snapshot` (the resources it already knows are neither decoded nor normalized again). */
-  private check(snapshot: IncomingSnapshot | undefined): { ok: true; snapshot: Snapshot } | { ok: false; error: string } {
+  /**
+   * Decodes and validates `snapshot` (the resources it already knows are neither decoded nor
+   * normalized again); the reason it is refused, or undefined when it is valid.
+   */
+  private check(snapshot: IncomingSnapshot): string | undefined {
     try {
-      if (!snapshot) throw new ValidationError("snapshot", "is required");
-      const decoded = snapshot.snapshot();
-      validateSnapshot(decoded, "snapshot", this.checked);
-      return { ok: true, snapshot: decoded };
+      validateSnapshot(snapshot.snapshot(), "snapshot", this.checked);
+      return undefined;
     } catch (err) {
-      return { ok: false, error: (err as Error).message };
+      return (err as Error).message;
     }
   }
 

@@ -35,7 +35,11 @@ export class FakeRendererClient implements RendererPort {
   gate: Promise<void> | undefined;
   current = RenderStatus.fromPartial({ appliedVersion: 1, configSha256: "sha-1", inSync: true });
 
+  /** The frames it was sent as they came (a payload that was a decoded message is not listed). */
+  readonly frames: Buffer[] = [];
+
   async loadSnapshot(payload: SnapshotPayload) {
+    if (Buffer.isBuffer(payload)) this.frames.push(payload);
     const snapshot = sent(payload);
     await this.gate;
     if (this.failLoad) throw this.failLoad;
