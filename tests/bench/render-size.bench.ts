@@ -9,6 +9,7 @@
 import { performance } from "node:perf_hooks";
 import { CertificateType, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
 import { render } from "@cpm/caddy-renderer";
+import { SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 
 const SIZES = (process.env.CPM_BENCH_SIZES ?? "100,1000,10000").split(",").map(Number);
 const OPTS = { httpPort: 80, httpsPort: 443, adminListen: "127.0.0.1:2019", layer4: false };
@@ -38,7 +39,7 @@ const SHAPES: Shape[] = [
 
 function snapshotOf(shape: Shape, n: number): Snapshot {
   return Snapshot.fromPartial({
-    schemaVersion: 1,
+    schemaVersion: SNAPSHOT_SCHEMA_VERSION,
     version: 1,
     proxyHosts: Array.from({ length: n }, (_, i) => ({ id: `h${i}`, name: `h${i}`, domains: [`h${i}.example.com`], enabled: true, ...shape.host(i) })),
     certificates: [{ id: WILDCARD, name: "wildcard", type: CertificateType.CERTIFICATE_TYPE_IMPORTED, domainNames: ["*.example.com"], certificatePem: PEM, privateKeyPem: KEY }],

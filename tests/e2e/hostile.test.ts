@@ -38,7 +38,7 @@ import {
   UpdateUserRequest,
   type SyncResponse,
 } from "@cpm/proto";
-import { snapshotContentHash } from "@cpm/core";
+import { snapshotContentHash, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import { channelCredentials, unary } from "@cpm/grpc-kit";
 import { Instance } from "../support/instance.ts";
 import { startUpstream, type TestServer } from "../support/net.ts";
@@ -142,7 +142,7 @@ describe("hostile input: nothing moves, nothing leaks", () => {
   }
 
   function snapshot(version: number, content: ReturnType<typeof baseContent>, over: Partial<Snapshot> = {}): Snapshot {
-    const s = Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: MASTER_ID, version, generatedAt: new Date(), ...content });
+    const s = Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: MASTER_ID, version, generatedAt: new Date(), ...content });
     return { ...s, contentSha256: snapshotContentHash(s), ...over };
   }
 

@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ProxyHost, Snapshot, type SyncResponse } from "@cpm/proto";
-import { caddyAdminRequest, canonicalJson, sha256Hex, snapshotContentHash } from "@cpm/core";
+import { caddyAdminRequest, canonicalJson, sha256Hex, snapshotContentHash, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import { ConfigClient, RendererClient } from "@cpm/grpc-kit";
 import { regressions, RenderWatch } from "../chaos/watch.ts";
 import { Instance } from "../support/instance.ts";
@@ -108,7 +108,7 @@ describe("a slave's preload survives a process killed before its commit: Caddy n
       env: { CPM_CADDY_BIND: "127.0.0.1", INSTANCE_SYNC_TOKEN: SYNC_TOKEN, CPM_SYNC_TLS_CERT: pki.cert, CPM_SYNC_TLS_KEY: pki.key, CPM_INTERNAL_TOKEN: INTERNAL_TOKEN },
     });
     const first = Snapshot.fromPartial({
-      schemaVersion: 1,
+      schemaVersion: SNAPSHOT_SCHEMA_VERSION,
       masterInstanceId: MASTER_ID,
       version: 1,
       proxyHosts: [ProxyHost.fromPartial({ id: "ph-1", name: "h", domains: ["v1.hold.test"], upstreams: [`127.0.0.1:${up.port}`], enabled: true })],

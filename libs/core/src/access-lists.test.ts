@@ -3,7 +3,7 @@ import { describe, test } from "node:test";
 import { AccessList, AccessListSatisfy, Settings, Snapshot, type DeepPartial } from "@cpm/proto";
 import { assertValidationError } from "./test-support.ts";
 import { normalizeAccessList, normalizeIpRange } from "./access-lists.ts";
-import { snapshotContentHash, validateSnapshot } from "./snapshot.ts";
+import { snapshotContentHash, validateSnapshot, SNAPSHOT_SCHEMA_VERSION } from "./snapshot.ts";
 
 /** A real bcrypt hash (cost 4) of "correct horse". */
 const HASH = "$2b$04$w8k8X9FJHDuWcgFriAIDRezjksZR5uWONuBu2QSZoSXcSMmL3Ce6e";
@@ -146,10 +146,10 @@ describe("normalizeAccessList (stored: database and snapshots)", () => {
       accessLists: [stored()],
       settings: Settings.fromPartial({}),
     };
-    const snap = Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version: 3, ...content, contentSha256: snapshotContentHash(content) });
+    const snap = Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version: 3, ...content, contentSha256: snapshotContentHash(content) });
     validateSnapshot(snap);
     const badContent = { ...content, accessLists: [stored(), stored({ id: "acl-2", name: "other", deny: ["10.0.0.300"] })] };
-    const bad = Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version: 3, ...badContent, contentSha256: snapshotContentHash(badContent) });
+    const bad = Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version: 3, ...badContent, contentSha256: snapshotContentHash(badContent) });
     assertValidationError(() => validateSnapshot(bad), "snapshot.access_lists[1].deny[0]");
   });
 });

@@ -8,7 +8,7 @@ import { after, describe, test } from "node:test";
 import { Certificate, CertificateType, Snapshot, type DeepPartial } from "@cpm/proto";
 import { certificateCovers as covers, isPrivateName, normalizeCertificate } from "./certificates.ts";
 import { assertValidationError, expectValidationError } from "./test-support.ts";
-import { snapshotContentHash, validateSnapshot } from "./snapshot.ts";
+import { snapshotContentHash, validateSnapshot, SNAPSHOT_SCHEMA_VERSION } from "./snapshot.ts";
 
 const MANAGED = CertificateType.CERTIFICATE_TYPE_MANAGED;
 const IMPORTED = CertificateType.CERTIFICATE_TYPE_IMPORTED;
@@ -293,7 +293,7 @@ describe("normalizeCertificate: bad input", () => {
 
 describe("snapshot validation with certificates", () => {
   const snap = (certificates: Certificate[]) => {
-    const s = Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version: 3 });
+    const s = Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version: 3 });
     s.certificates = certificates;
     s.contentSha256 = snapshotContentHash(s);
     return s;

@@ -137,7 +137,8 @@ describe("validateSnapshot", () => {
   });
 
   const bad: { name: string; edit: (s: Snapshot) => void; field: string; detail?: RegExp }[] = [
-    { name: "schema_version 2", edit: (s) => (s.schemaVersion = 2), field: "snapshot.schema_version", detail: /2 is not supported \(this build reads 1\)/ },
+    { name: "schema_version 1 (the format before chunk digests)", edit: (s) => (s.schemaVersion = 1), field: "snapshot.schema_version", detail: /1 is not supported \(this build reads 2\)/ },
+    { name: "schema_version 3", edit: (s) => (s.schemaVersion = 3), field: "snapshot.schema_version", detail: /3 is not supported \(this build reads 2\)/ },
     { name: "schema_version 0 (unset)", edit: (s) => (s.schemaVersion = 0), field: "snapshot.schema_version" },
     { name: "missing master id", edit: (s) => (s.masterInstanceId = ""), field: "snapshot.master_instance_id", detail: /is required/ },
     { name: "version 0", edit: (s) => (s.version = 0), field: "snapshot.version", detail: /must be positive/ },

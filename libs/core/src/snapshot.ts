@@ -1,5 +1,4 @@
 import type { Snapshot } from "@cpm/proto";
-import { createHash } from "node:crypto";
 import { canonicalJson, sha256Hex } from "./canonical.ts";
 import { ValidationError } from "./errors.ts";
 import { normalizeProxyHost as normalizeProxyHostOnce } from "./validation.ts";
@@ -8,8 +7,11 @@ import { normalizeCertificate as normalizeCertificateOnce } from "./certificates
 import { l4ListenerConflict, normalizeL4ProxyHost as normalizeL4ProxyHostOnce } from "./l4.ts";
 import { normalizeSettings } from "./settings.ts";
 
-/** The snapshot format this build reads and writes. */
-export const SNAPSHOT_SCHEMA_VERSION = 1;
+/**
+ * The snapshot format this build reads and writes. 2: the content hash is taken over chunk
+ * digests (contentHashOfDigests); a build that reads 1 refuses 2 by this number, and back.
+ */
+export const SNAPSHOT_SCHEMA_VERSION = 2;
 
 type Content = Pick<Snapshot, "proxyHosts" | "l4ProxyHosts" | "certificates" | "accessLists" | "settings">;
 
@@ -37,36 +39,63 @@ export interface ContentDigests {
 const sortedIds = (m: ReadonlyMap<string, unknown>) => [...m.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 
 /**
- * The content hash from per-resource digests: sha256 over, for each kind in RESOURCE_KINDS,
- * its name and its resources' `"id" digest` lines sorted by id, then the settings' digest.
- * `ids`, when given, supplies each kind's ids already sorted (a store's cached order).
+ * The content hash from per-resource digests. Each kind's resources, sorted by id, are cut into
+ * chunks: a chunk ends after a resource whose digest ends a chunk (endsChunk: 1 in 32, so a
+ * chunk holds about 32 resources, and where it ends depends on content alone, never on
+ * position). Each chunk's digest is the sha256 of its resources' lines (digestLine), and the
+ * content hash is the sha256 over, for each kind in RESOURCE_KINDS, its name and its chunks'
+ * digests, then the settings' digest (contentHashOfChunks). A store that keeps each chunk's
+ * digest hashes again only the chunks a write touched and the short list of chunk digests, so
+ * a write costs O(change), not O(hosts). `ids`, when given, supplies each kind's ids already
+ * sorted (a store's cached order).
  */
 export function contentHashOfDigests(d: ContentDigests, ids?: Partial<Record<ResourceKind, readonly string[]>>): string {
-  const text = (kind: ResourceKind) => {
+  const chunks = (kind: ResourceKind) => {
     const digests = d[kind];
-    let t = "";
-    for (const id of ids?.[kind] ?? sortedIds(digests)) t += digestLine(id, digests.get(id)!);
-    return t;
+    const out: string[] = [];
+    let lines = "";
+    for (const id of ids?.[kind] ?? sortedIds(digests)) {
+      const digest = digests.get(id)!;
+      lines += digestLine(id, digest);
+      if (endsChunk(digest)) {
+        out.push(sha256Hex(lines));
+        lines = "";
+      }
+    }
+    if (lines !== "") out.push(sha256Hex(lines));
+    return out;
   };
-  return contentHashOfLines({ proxyHosts: text("proxyHosts"), l4ProxyHosts: text("l4ProxyHosts"), certificates: text("certificates"), accessLists: text("accessLists") }, d.settings);
+  return contentHashOfChunks({ proxyHosts: chunks("proxyHosts"), l4ProxyHosts: chunks("l4ProxyHosts"), certificates: chunks("certificates"), accessLists: chunks("accessLists") }, d.settings);
 }
 
-/** One resource's line in the content hash's input (see contentHashOfDigests). */
+/** One resource's line in a chunk of the content hash's input (see contentHashOfDigests). */
 export function digestLine(id: string, digest: string): string {
   return `${JSON.stringify(id)} ${digest}\n`;
 }
 
 /**
- * The content hash from each kind's lines already joined (digestLine of its resources, sorted
- * by id) and the settings' digest: what contentHashOfDigests computes, for a store that keeps
- * each resource's line and so need not build them again.
+ * Whether the resource with this digest (hex sha256) is the last of its chunk in the content
+ * hash's input: its digest starts with a byte below 8, which 1 resource in 32 does.
  */
-export function contentHashOfLines(lines: Record<ResourceKind, string>, settingsDigest: string): string {
-  const h = createHash("sha256");
-  // One update per kind (same bytes as one per line, far fewer calls into the hash).
-  for (const kind of RESOURCE_KINDS) h.update(`${kind}\n${lines[kind]}`);
-  h.update(`settings ${settingsDigest}\n`);
-  return h.digest("hex");
+export function endsChunk(digest: string): boolean {
+  return digest.charCodeAt(0) === 48 /* "0" */ && digest.charCodeAt(1) < 56 /* "8" */;
+}
+
+/** The digest of one chunk of the content hash's input: sha256 of its lines, joined. */
+export const chunkDigest: (lines: string) => string = sha256Hex;
+
+/**
+ * The content hash from each kind's chunk digests, in id order, and the settings' digest:
+ * what contentHashOfDigests computes, for a store that keeps the chunk digests.
+ */
+export function contentHashOfChunks(chunks: Record<ResourceKind, readonly string[]>, settingsDigest: string): string {
+  let input = "";
+  for (const kind of RESOURCE_KINDS) {
+    input += `${kind}\n`;
+    for (const c of chunks[kind]) input += `${c}\n`;
+  }
+  input += `settings ${settingsDigest}\n`;
+  return sha256Hex(input);
 }
 
 /** Per-resource digests of a whole snapshot's content. */

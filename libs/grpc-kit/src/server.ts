@@ -134,15 +134,10 @@ export class GrpcServer {
     const baseLog = this.opts.log;
     const serverSignal = this.shutdownController.signal;
     const context = async (call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>) => {
-      const callAbort = new AbortController();
-      (call as ServerUnaryCall<unknown, unknown>).on("cancelled", () => callAbort.abort());
-      const peer = call.getPeer();
-      const log = baseLog.child({ method, peer });
       // Admitted by the access interceptor before the request was read; without it, nothing runs.
       const principal = principalOf(call.metadata);
       if (!principal) throw unauthenticated("the call was not authenticated");
-      const ctx: CallContext = { principal, log, metadata: call.metadata, signal: AbortSignal.any([callAbort.signal, serverSignal]), peer };
-      return ctx;
+      return new LazyCallContext(call, principal, method, baseLog, serverSignal) as CallContext;
     };
     if (!requestStream && !responseStream) {
       const h: handleUnaryCall<unknown, unknown> = (call, cb) => {
@@ -198,6 +193,49 @@ export class GrpcServer {
         resolve();
       });
     });
+  }
+}
+
+/**
+ * A call's context whose logger and abort signal are made when a handler first asks for them:
+ * most calls use neither, and a child logger (with its redaction) and a combined signal cost
+ * more than the rest of a small call's handling.
+ */
+class LazyCallContext {
+  private cancelled = false;
+  private abort: AbortController | undefined;
+  private combined: AbortSignal | undefined;
+  private child: Logger | undefined;
+  readonly metadata: Metadata;
+  readonly peer: string;
+
+  constructor(
+    call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>,
+    readonly principal: Principal,
+    private readonly method: string,
+    private readonly baseLog: Logger,
+    private readonly serverSignal: AbortSignal,
+  ) {
+    this.metadata = call.metadata;
+    this.peer = call.getPeer();
+    (call as ServerUnaryCall<unknown, unknown>).on("cancelled", () => {
+      this.cancelled = true;
+      this.abort?.abort();
+    });
+  }
+
+  get log(): Logger {
+    return (this.child ??= this.baseLog.child({ method: this.method, peer: this.peer }));
+  }
+
+  /** Aborted when the client cancels (before or after this is first read) or the server shuts down. */
+  get signal(): AbortSignal {
+    if (!this.combined) {
+      this.abort = new AbortController();
+      if (this.cancelled) this.abort.abort();
+      this.combined = AbortSignal.any([this.abort.signal, this.serverSignal]);
+    }
+    return this.combined;
   }
 }
 

@@ -1,5 +1,6 @@
 // Snapshots for this package's tests (snapshot frames and the decoder). Not exported from the package.
 import { CertificateStatus, ProxyHost, Snapshot } from "@cpm/proto";
+import { SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 
 /** Proxy host `n`: id `id-<n>`, domain `<n>.example.com`, one upstream. */
 export const sampleHost = (n: string, upstream = "127.0.0.1:8080") => ProxyHost.fromPartial({ id: `id-${n}`, name: n, domains: [`${n}.example.com`], upstreams: [upstream] });
@@ -7,7 +8,7 @@ export const sampleHost = (n: string, upstream = "127.0.0.1:8080") => ProxyHost.
 /** A snapshot at `version` with `hosts` and one resource of every other kind. */
 export const sampleSnapshot = (version: number, hosts: ProxyHost[], primaryDomain = "example.com") =>
   Snapshot.fromPartial({
-    schemaVersion: 1,
+    schemaVersion: SNAPSHOT_SCHEMA_VERSION,
     masterInstanceId: "m-1",
     version,
     generatedAt: new Date("2026-01-02T03:04:05Z"),

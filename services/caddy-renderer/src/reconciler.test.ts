@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, it } from "node:test";
 import { ProxyHost, Snapshot } from "@cpm/proto";
-import { canonicalJson, createLogger, sha256Hex } from "@cpm/core";
+import { canonicalJson, createLogger, sha256Hex, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import { CaddyRejectedError } from "./caddy.ts";
 import { Reconciler, type CaddyAdminApi, type SnapshotSource } from "./reconciler.ts";
 import { FilePreloadHoldStore } from "./reconciler-hold.ts";
@@ -13,7 +13,7 @@ import { OPTS } from "./render/test-support.ts";
 /** Version n serves the domain `v<n>.example.com`, so a loaded config tells its version. */
 const snap = (version: number) =>
   Snapshot.fromPartial({
-    schemaVersion: 1,
+    schemaVersion: SNAPSHOT_SCHEMA_VERSION,
     masterInstanceId: "m",
     version,
     contentSha256: `content-${version}`,

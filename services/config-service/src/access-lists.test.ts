@@ -5,7 +5,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import bcrypt from "bcryptjs";
 import { AccessList, AccessListSatisfy, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
-import { snapshotContentHash } from "@cpm/core";
+import { snapshotContentHash, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import { status, unary } from "@cpm/grpc-kit";
 import { settingsFromRows } from "./store.ts";
 import { ADMIN, expectStatus, harnessForEachTest, INTERNAL, type Harness } from "./test-support.ts";
@@ -262,7 +262,7 @@ describe("access lists (slave)", () => {
       updatedAt: new Date("2026-01-01T00:00:00.000Z"),
     });
     const content = { proxyHosts: [host], l4ProxyHosts: [], certificates: [], accessLists: [acl], settings: settingsFromRows([]) };
-    const snap = Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m1", version: 4, generatedAt: new Date(), ...content, contentSha256: snapshotContentHash(content) });
+    const snap = Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m1", version: 4, generatedAt: new Date(), ...content, contentSha256: snapshotContentHash(content) });
     assert.deepEqual(await c.apply(snap), { version: 4, changed: true });
 
     assertNoSecrets(await c.get(acl.id));
@@ -281,7 +281,7 @@ describe("access lists (slave)", () => {
   it("refuses a snapshot whose access list user has no hash, naming the field", async () => {
     const acl = AccessList.fromPartial({ id: "acl-x", name: "broken", users: [{ username: "alice", password: "clear-text-pw" }] });
     const content = { proxyHosts: [], l4ProxyHosts: [], certificates: [], accessLists: [acl], settings: settingsFromRows([]) };
-    const snap = Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m1", version: 2, generatedAt: new Date(), ...content, contentSha256: snapshotContentHash(content) });
+    const snap = Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m1", version: 2, generatedAt: new Date(), ...content, contentSha256: snapshotContentHash(content) });
     const msg = await expectStatus(c.apply(snap), status.INVALID_ARGUMENT);
     assert.ok(msg.startsWith("snapshot.access_lists[0].users[0].password"), msg);
     assert.equal(await c.version(), 0);

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { AccessList, Certificate, CertificateType, L4ProxyHost, ProxyHost, Settings, Snapshot } from "@cpm/proto";
-import { createLogger, snapshotContentHash } from "@cpm/core";
+import { createLogger, endsChunk, resourceDigest, snapshotContentHash } from "@cpm/core";
+import { ContentIndex } from "./content-index.ts";
 import { unary } from "@cpm/grpc-kit";
 import { applySnapshot } from "./apply.ts";
 import { ConfigStore } from "./store.ts";
@@ -179,5 +180,57 @@ describe("a write's checks in memory", () => {
     assert.match(domain, /proxy_host\.domains\[0\]: "taken\.elsewhere\.test" is already served by proxy host "elsewhere"/);
     const name = await expectStatus(create("elsewhere", "free.elsewhere.test"), status.ALREADY_EXISTS);
     assert.match(name, /proxy_host\.name: a proxy host named "elsewhere" already exists/);
+  });
+});
+
+describe("the kept content hash (chunk digests)", () => {
+  const hostNumbered = (n: number, upstream: number) =>
+    ProxyHost.fromPartial({ id: `id-${String(n).padStart(5, "0")}`, name: `h${n}`, domains: [`h${n}.test`], upstreams: [`10.0.${upstream % 250}.1:80`] });
+
+  it("equals a full recomputation after every step of random creates, updates and deletes over many chunks", () => {
+    const seed = Number(process.env.CPM_TEST_SEED ?? 20261126);
+    const rnd = random(seed);
+    const settings = Settings.fromPartial({});
+    const hosts = Array.from({ length: 600 }, (_, n) => hostNumbered(2 * n, n)); // even numbers: odd ones are inserted between them
+    const idx = ContentIndex.of({ proxyHosts: hosts, l4ProxyHosts: [], certificates: [], accessLists: [], settings });
+    const live = new Map(hosts.map((h) => [h.id, h]));
+    const endsOf = (h: ProxyHost) => endsChunk(resourceDigest(idx.get("proxyHosts", h.id) ?? h));
+    let chunkEndsMoved = 0;
+    assert.equal(idx.contentSha256(), snapshotContentHash(idx.content()));
+    assert.ok([...live.values()].filter(endsOf).length >= 8, "the hosts span several chunks");
+    for (let step = 0; step < 400; step++) {
+      const action = rnd.int(3);
+      const ids = [...live.keys()];
+      if (action === 0 || ids.length === 0) {
+        const h = hostNumbered(2 * rnd.int(700) + 1, rnd.int(1000));
+        chunkEndsMoved += Number(endsChunk(resourceDigest(h)));
+        idx.put("proxyHosts", h);
+        live.set(h.id, h);
+      } else if (action === 1) {
+        const old = live.get(rnd.pick(ids)!)!;
+        const h = ProxyHost.fromPartial({ ...old, upstreams: [`10.1.${rnd.int(250)}.1:80`] });
+        const was = endsOf(old);
+        idx.put("proxyHosts", h);
+        chunkEndsMoved += Number(was !== endsOf(h));
+        live.set(h.id, h);
+      } else {
+        const id = rnd.pick(ids)!;
+        chunkEndsMoved += Number(endsOf(live.get(id)!));
+        idx.remove("proxyHosts", id);
+        live.delete(id);
+      }
+      assert.equal(idx.contentSha256(), snapshotContentHash(idx.content()), `seed ${seed}, step ${step}`);
+    }
+    assert.ok(chunkEndsMoved >= 10, `chunk ends were added, moved and removed (${chunkEndsMoved} times)`);
+  });
+
+  it("a one-host change moves the hash, and changing it back restores it", () => {
+    const hosts = Array.from({ length: 200 }, (_, n) => hostNumbered(n, n));
+    const idx = ContentIndex.of({ proxyHosts: hosts, l4ProxyHosts: [], certificates: [], accessLists: [], settings: Settings.fromPartial({}) });
+    const before = idx.contentSha256();
+    idx.put("proxyHosts", ProxyHost.fromPartial({ ...hosts[117]!, upstreams: ["10.9.9.9:80"] }));
+    assert.notEqual(idx.contentSha256(), before);
+    idx.put("proxyHosts", hosts[117]!);
+    assert.equal(idx.contentSha256(), before);
   });
 });

@@ -1,5 +1,5 @@
 import { AccessList, AcmeSettings, Certificate, GeneralSettings, HttpSettings, L4ProxyHost, ProxyHost, type Settings, type Snapshot } from "@cpm/proto";
-import { contentHashOfLines, digestLine, RESOURCE_KINDS, resourceDigest, type ResourceKind } from "@cpm/core";
+import { chunkDigest, contentHashOfChunks, digestLine, endsChunk, RESOURCE_KINDS, resourceDigest, type ResourceKind } from "@cpm/core";
 
 /** The synced content of a snapshot: what the index holds. */
 export type Content = Pick<Snapshot, ResourceKind | "settings">;
@@ -57,36 +57,85 @@ function sortedIndex(ids: readonly string[], id: string): number {
   return lo;
 }
 
+/** The cache key of the last chunk of a kind when no resource ends it (see endsChunk). */
+const TAIL = Symbol("tail");
+
+/**
+ * One kind's resources with what the content hash needs of them, kept up to date one
+ * resource at a time: each resource's line, the ids in order, the ids that end a chunk
+ * (endsChunk) in order, and each chunk's digest until a write touches that chunk.
+ */
 class KindIndex<T extends { id: string }> {
   readonly values = new Map<string, T>();
   readonly digests = new Map<string, string>();
-  /** Each resource's line in the content hash's input (digestLine), and all of them joined in id order. */
+  /** Each resource's line in the content hash's input (digestLine). */
   private readonly lines = new Map<string, string>();
-  private joined: string | undefined;
   private order: string[] | undefined;
+  /** The ids whose digest ends a chunk, sorted. */
+  private readonly ends: string[] = [];
+  /** Chunk digests by the id that ends the chunk (TAIL for the chunk after the last such id). */
+  private readonly chunks = new Map<string | typeof TAIL, string>();
 
   put(x: T): void {
-    if (!this.values.has(x.id) && this.order) this.order.splice(sortedIndex(this.order, x.id), 0, x.id);
+    const before = this.digests.get(x.id);
+    this.forgetChunkOf(x.id);
+    if (before === undefined && this.order) this.order.splice(sortedIndex(this.order, x.id), 0, x.id);
     this.values.set(x.id, x);
     const digest = resourceDigest(x);
     this.digests.set(x.id, digest);
     this.lines.set(x.id, digestLine(x.id, digest));
-    this.joined = undefined;
+    this.setEnd(x.id, before !== undefined && endsChunk(before), endsChunk(digest));
+    this.forgetChunkOf(x.id);
   }
 
   remove(id: string): void {
-    if (this.values.delete(id) && this.order) this.order.splice(sortedIndex(this.order, id), 1);
+    const before = this.digests.get(id);
+    if (before === undefined) return;
+    this.forgetChunkOf(id);
+    this.values.delete(id);
+    if (this.order) this.order.splice(sortedIndex(this.order, id), 1);
     this.digests.delete(id);
     this.lines.delete(id);
-    this.joined = undefined;
+    this.setEnd(id, endsChunk(before), false);
+    this.forgetChunkOf(id);
   }
 
-  /** The kind's part of the content hash's input; rebuilt from the kept lines after a change. */
-  text(): string {
-    this.joined ??= this.ids()
-      .map((id) => this.lines.get(id)!)
-      .join("");
-    return this.joined;
+  private setEnd(id: string, was: boolean, is: boolean): void {
+    if (was === is) return;
+    const i = sortedIndex(this.ends, id);
+    if (is) this.ends.splice(i, 0, id);
+    else this.ends.splice(i, 1);
+  }
+
+  /**
+   * Forgets the digest of the chunk holding `id` (or where it would go). Called before a change
+   * and after it: when `id` starts ending a chunk, the chunk it was in before is the one after
+   * it now; when it stops, the chunk after it is the one holding it now; so every chunk whose
+   * lines change is forgotten.
+   */
+  private forgetChunkOf(id: string): void {
+    this.chunks.delete(this.ends[sortedIndex(this.ends, id)] ?? TAIL);
+  }
+
+  /** The kind's chunk digests in id order; only chunks a write touched are hashed again. */
+  chunkDigests(): string[] {
+    const order = this.ids();
+    const out: string[] = [];
+    let from = 0;
+    const chunk = (key: string | typeof TAIL, to: number) => {
+      let d = this.chunks.get(key);
+      if (d === undefined) {
+        let lines = "";
+        for (let j = from; j < to; j++) lines += this.lines.get(order[j]!)!;
+        d = chunkDigest(lines);
+        this.chunks.set(key, d);
+      }
+      out.push(d);
+      from = to;
+    };
+    for (const end of this.ends) chunk(end, sortedIndex(order, end) + 1);
+    if (from < order.length) chunk(TAIL, order.length);
+    return out;
   }
 
   /** Ids sorted as the content hash and the snapshot list them; sorted once, then kept in order. */
@@ -110,9 +159,9 @@ export interface ContentView {
 /**
  * The synced configuration in memory: every resource as stored, its digest, and the content
  * hash over them (libs/core contentHashOfDigests). A write updates it one resource at a time;
- * the content hash is recomputed from each resource's kept line (contentHashOfLines: no
- * resource is re-encoded, no line built again, a kind nobody changed is not joined again) and
- * cached until the next change.
+ * the content hash is recomputed from the kept chunk digests (contentHashOfChunks): only the
+ * chunks holding a changed resource are hashed again, from the resources' kept lines, and the
+ * hash is cached until the next change.
  */
 export class ContentIndex implements ContentView {
   private readonly kinds: { [K in ResourceKind]: KindIndex<ResourceOf[K]> } = {
@@ -201,8 +250,8 @@ export class ContentIndex implements ContentView {
 
   contentSha256(): string {
     const k = this.kinds;
-    this.hash ??= contentHashOfLines(
-      { proxyHosts: k.proxyHosts.text(), l4ProxyHosts: k.l4ProxyHosts.text(), certificates: k.certificates.text(), accessLists: k.accessLists.text() },
+    this.hash ??= contentHashOfChunks(
+      { proxyHosts: k.proxyHosts.chunkDigests(), l4ProxyHosts: k.l4ProxyHosts.chunkDigests(), certificates: k.certificates.chunkDigests(), accessLists: k.accessLists.chunkDigests() },
       this.settingsDigest,
     );
     return this.hash;

@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { L4ProxyHost, ProxyHost } from "@cpm/proto";
+import { Certificate, CertificateType, L4ProxyHost, ProxyHost } from "@cpm/proto";
 import { createLogger, DomainError } from "@cpm/core";
 import { l4ProxyHostHandlers } from "./resources/l4-proxy-hosts.ts";
 import { ProxyHosts } from "./resources/proxy-hosts.ts";
+import { Certificates } from "./resources/certificates.ts";
 import { ConfigStore, type Commit } from "./store.ts";
-import { startConfigService, type Harness } from "./test-support.ts";
+import { ADMIN, startConfigService, type Harness } from "./test-support.ts";
+import { unary } from "@cpm/grpc-kit";
 
 /** Writes issued in one go, as concurrent API calls arrive: they commit as one group (SQLite). */
 describe("group commit", () => {
@@ -87,4 +89,37 @@ describe("group commit", () => {
     assert.deepEqual(settled.map((s) => s.status), ["fulfilled", "rejected", "fulfilled"], "the second listener on :7101 is refused");
     assert.deepEqual(await h.store.snapshot(), await fromDatabase());
   });
+
+  it("a group mixing creates (their rows inserted at its end) with a delete commits as one, and equals the database", async () => {
+    const certs = new Certificates(h.store);
+    commits.length = 0;
+    const early = hosts.create(host("early", "early.group.test"));
+    const cert = certs.create(Certificate.fromPartial({ name: "group-cert", type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames: ["*.group.test"] }));
+    const [{ result: made }, { result: c }] = await Promise.all([early, cert]);
+    commits.length = 0;
+    const settled = await Promise.allSettled([
+      hosts.create({ ...host("on-cert", "on-cert.group.test"), certificateId: c.id }),
+      hosts.create(host("gone", "gone.group.test")),
+      hosts.delete(made.id),
+    ]);
+    assert.deepEqual(settled.map((s) => s.status), ["fulfilled", "fulfilled", "fulfilled"], settled.map((s) => (s.status === "rejected" ? String(s.reason) : "")).join(" "));
+    assert.deepEqual(commits.map((x) => x.writes), [3], "one commit of all three, none ran again alone");
+    const gone = (settled[1] as PromiseFulfilledResult<{ result: ProxyHost }>).value.result;
+    await hosts.delete(gone.id);
+    const live = await h.store.snapshot();
+    assert.deepEqual(live, await fromDatabase());
+    assert.deepEqual(live.proxyHosts.filter((x) => ["early", "on-cert", "gone"].includes(x.name)).map((x) => `${x.name} ${x.certificateId === c.id}`), ["on-cert true"]);
+  });
+
+  it("API calls that arrive together over gRPC commit as groups, not one by one", async () => {
+    commits.length = 0;
+    const made = await Promise.all(
+      Array.from({ length: 16 }, (_, i) => unary(h.config.createProxyHost.bind(h.config), { proxyHost: host(`grpc-${i}`, `grpc-${i}.group.test`) }, ADMIN)),
+    );
+    assert.equal(made.length, 16);
+    assert.equal(commits.reduce((n, c) => n + c.writes, 0), 16);
+    assert.ok(commits.length <= 4, `16 calls in ${commits.length} commits (${commits.map((c) => c.writes).join(", ")} writes)`);
+    assert.deepEqual(await h.store.snapshot(), await fromDatabase());
+  });
 });
+

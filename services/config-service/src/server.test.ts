@@ -13,7 +13,7 @@ import {
   SyncRequest,
   type WatchConfigResponse,
 } from "@cpm/proto";
-import { snapshotContentHash } from "@cpm/core";
+import { snapshotContentHash, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import { ConfigClient, status, unary, withBearer, type CommitNotice } from "@cpm/grpc-kit";
 import { createLogger } from "@cpm/core";
 import { ApiTokens } from "./tokens.ts";
@@ -330,7 +330,7 @@ describe("config-service (standalone)", () => {
       assert.ok(snap);
       assert.equal(snap.version, info.version);
       assert.equal(snap.version, 2);
-      assert.equal(snap.schemaVersion, 1);
+      assert.equal(snap.schemaVersion, SNAPSHOT_SCHEMA_VERSION);
       assert.equal(snap.masterInstanceId, info.instanceId);
       assert.equal(snap.contentSha256, snapshotContentHash(snap));
       assert.match(snap.contentSha256, /^[0-9a-f]{64}$/);
@@ -520,7 +520,7 @@ function masterSnapshot(version: number, hosts: ProxyHost[] = [masterHost()]): S
     settings: { general: GeneralSettings.fromPartial({}), acme: AcmeSettings.fromPartial({}), http: undefined },
   };
   return {
-    schemaVersion: 1,
+    schemaVersion: SNAPSHOT_SCHEMA_VERSION,
     masterInstanceId: "m1",
     version,
     generatedAt: new Date("2026-01-02T03:04:05.678Z"),

@@ -16,6 +16,10 @@ import { failSpan, traceCarrier, versionAttributes, withSpan, type TraceCarrier 
 import { ChangeSet, ContentIndex, PendingContent, storedSettings, type ContentView } from "./content-index.ts";
 import type { Db } from "./db.ts";
 import { directDataVersion } from "./sqlite-connection.ts";
+import { DeferredInserts, deferringTx } from "./deferred-inserts.ts";
+
+/** Resolves after the event loop has run the I/O callbacks that were ready (setImmediate). */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** A transaction client: what write callbacks get. */
 export type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
@@ -130,7 +134,10 @@ export class ConfigStore {
     if (this.dialect !== "sqlite") return this.serialize(() => this.writeAlone(fn));
     return new Promise((resolve, reject) => {
       this.waiting.push({ fn, resolve, reject } as QueuedWrite<unknown>);
-      if (this.waiting.length === 1) void this.serialize(() => this.commitWaiting());
+      // The group starts one turn of the event loop later, so the calls whose requests were read
+      // meanwhile join it: better-sqlite3 is synchronous and a commit never yields to the
+      // network by itself, so without this turn every group would hold one write.
+      if (this.waiting.length === 1) void this.serialize(() => nextTurn().then(() => this.commitWaiting()));
     });
   }
 
@@ -180,12 +187,16 @@ export class ConfigStore {
       const done = await this.db
         .$transaction(async (tx) => {
           const results: unknown[] = [];
+          // New rows from every write of the group go in together at the end (one statement per table).
+          const deferred = new DeferredInserts();
+          const writeTx = deferringTx(tx, deferred);
           for (const fn of fns) {
             const changes = new ChangeSet();
-            results.push(await fn(tx, now, changes, current));
+            results.push(await fn(writeTx, now, changes, current));
             if (current instanceof PendingContent) current.add(changes);
             sets.push(changes);
           }
+          await deferred.flush(tx);
           const row = await tx.instance.update({ where: { id: 1 }, data: { version: { increment: fns.length }, versionCommittedAt: now } });
           return { results, row };
         })

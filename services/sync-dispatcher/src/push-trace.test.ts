@@ -5,9 +5,10 @@ import { NackCode, Snapshot } from "@cpm/proto";
 import { initTracing, traceCarrier, withSpan, type Tracing } from "@cpm/grpc-kit";
 import { startOtlpReceiver, type OtlpReceiver } from "@cpm/grpc-kit/testing";
 import { CommitTraces, endPush, startPush } from "./push-trace.ts";
+import { SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 
 const target = { name: "edge-1", url: "https://10.0.0.7:50443", address: "10.0.0.7:50443", tls: true, token: "a-secret-sync-token-0123456789" };
-const snapshotAt = (version: number) => Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version, contentSha256: `${version}`.repeat(64).slice(0, 64) });
+const snapshotAt = (version: number) => Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version, contentSha256: `${version}`.repeat(64).slice(0, 64) });
 
 describe("push spans", () => {
   let receiver: OtlpReceiver;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { Metadata, Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
 import { NackCode, Snapshot, SyncReceiverService, SyncRequest, type SyncResponse } from "@cpm/proto";
-import { createLogger, type SlaveTarget } from "@cpm/core";
+import { createLogger, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import { encodeSnapshotFrame, readSnapshotFrame, type ConfigClient } from "@cpm/grpc-kit";
 import { SlaveLink, type MasterState } from "./slave-link.ts";
 import { SnapshotCache } from "./snapshots.ts";
@@ -52,7 +52,7 @@ describe("SlaveLink: a restarted receiver", () => {
     await first.start();
     const port = first.port;
     let state: MasterState = { version: 1, contentSha256: "content-1" };
-    const snapshotOf = (s: MasterState) => Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version: s.version, contentSha256: s.contentSha256 });
+    const snapshotOf = (s: MasterState) => Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version: s.version, contentSha256: s.contentSha256 });
     const fakeConfig = { getSnapshotFrame: async () => readSnapshotFrame(encodeSnapshotFrame(snapshotOf(state))) } as unknown as ConfigClient;
     const target: SlaveTarget = { name: "s", url: `http://127.0.0.1:${port}`, address: `127.0.0.1:${port}`, tls: false, token: "t".repeat(20) };
     const link = new SlaveLink(target, () => state, new SnapshotCache(fakeConfig), { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 }, createLogger("test", "silent"));
@@ -96,7 +96,7 @@ describe("SlaveLink: one stream per slave, latest wins, one snapshot in flight",
   let link: SlaveLink;
   let state: MasterState;
 
-  const snapshotOf = (s: MasterState) => Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version: s.version, contentSha256: s.contentSha256 });
+  const snapshotOf = (s: MasterState) => Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version: s.version, contentSha256: s.contentSha256 });
   const commit = (version: number) => {
     state = { version, contentSha256: `content-${version}` };
     link.notify();
@@ -201,7 +201,7 @@ describe("SlaveLink: several slaves", () => {
     const fakeConfig = {
       getSnapshotFrame: async () => {
         fetched++;
-        return readSnapshotFrame(encodeSnapshotFrame(Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version: state.version, contentSha256: state.contentSha256 })));
+        return readSnapshotFrame(encodeSnapshotFrame(Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version: state.version, contentSha256: state.contentSha256 })));
       },
     } as unknown as ConfigClient;
     const encode = SyncRequest.encode;
@@ -250,7 +250,7 @@ describe("SlaveLink: a snapshot that came with its commit notice", () => {
     } as unknown as ConfigClient;
     const observed: number[] = [];
     const cache = new SnapshotCache(fakeConfig, (s) => observed.push(s.certificates().length));
-    const snapshot = Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "m", version: 5, contentSha256: "content-5", certificates: [{ id: "c", name: "cert" }] });
+    const snapshot = Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version: 5, contentSha256: "content-5", certificates: [{ id: "c", name: "cert" }] });
     const frame = readSnapshotFrame(encodeSnapshotFrame(snapshot));
     cache.put("5:content-5", frame);
     const state: MasterState = { version: 5, contentSha256: "content-5" };

@@ -1,6 +1,6 @@
 // Fakes of the slave's config-service and renderer for the receiver's tests. Not exported.
 import { GetInstanceInfoResponse, ProxyHost, RenderStatus, Snapshot, type SyncResponse } from "@cpm/proto";
-import { createLogger, snapshotContentHash, type Logger } from "@cpm/core";
+import { createLogger, snapshotContentHash, type Logger, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import { status as Status } from "@grpc/grpc-js";
 import { snapshotOfFrame, type SnapshotPayload } from "@cpm/grpc-kit";
 import { SnapshotApplier, type ConfigPort, type RendererPort } from "./receiver.ts";
@@ -14,7 +14,7 @@ export const log: Logger = createLogger("test", "silent");
 /** A valid snapshot of `master` at `version` (one proxy host naming the version). */
 export function snap(version: number, master = "master-1"): Snapshot {
   const s = Snapshot.fromPartial({
-    schemaVersion: 1,
+    schemaVersion: SNAPSHOT_SCHEMA_VERSION,
     masterInstanceId: master,
     version,
     proxyHosts: [ProxyHost.fromPartial({ id: "h", name: "h", domains: [`v${version}.example.com`], upstreams: ["127.0.0.1:9000"] })],

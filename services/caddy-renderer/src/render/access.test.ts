@@ -4,6 +4,7 @@ import { AccessList, AccessListSatisfy, Certificate, ProxyHost, Snapshot, type D
 import { accessListHandlers } from "./access.ts";
 import { render } from "./index.ts";
 import { assertCaddyAcceptsAll, cert, goldenConfigs, goldenTest, handlersFor, OPTS, type Json } from "./test-support.ts";
+import { SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 
 // Real bcrypt hashes (cost 4) of "alice-password" and "bob-password".
 const ALICE = "$2b$04$uRl80ISibjka9zT2SoGU7OJcRPF4M35qu.Z9Bsu.jZQuSXO8zGXdG";
@@ -19,7 +20,7 @@ const users = [
 const host = (id: string, accessListId: string, over: DeepPartial<ProxyHost> = {}) =>
   ProxyHost.fromPartial({ id, name: `host ${id}`, domains: [`${id}.example.com`], upstreams: [`${id}.internal:8080`], accessListId, ...over });
 const snapshot = (accessLists: AccessList[], proxyHosts: ProxyHost[], certificates: Certificate[] = []) =>
-  Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "master-1", version: 1, accessLists, proxyHosts, certificates });
+  Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "master-1", version: 1, accessLists, proxyHosts, certificates });
 const one = (a: AccessList) => snapshot([a], [host("app", a.id)]);
 
 /** One golden case per shape of access list (see the semantics at the top of access.ts). */

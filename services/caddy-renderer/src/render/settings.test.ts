@@ -5,10 +5,11 @@ import { Settings, Snapshot, type DeepPartial } from "@cpm/proto";
 import { render } from "./index.ts";
 import { hstsValue, transportTimeouts } from "./settings.ts";
 import { assertCaddyAccepts, assertGolden, CADDY, cert, handlersFor, host, OPTS, pretty, proxyFor, withTempDir, type Json } from "./test-support.ts";
+import { SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 
 const withSettings = (http: DeepPartial<Settings["http"]> | undefined) =>
   Snapshot.fromPartial({
-    schemaVersion: 1,
+    schemaVersion: SNAPSHOT_SCHEMA_VERSION,
     masterInstanceId: "m",
     version: 1,
     proxyHosts: [

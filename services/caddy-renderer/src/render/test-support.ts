@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { test, type TestContext } from "node:test";
 import { Certificate, CertificateType, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
-import { findBuiltCaddy } from "@cpm/core";
+import { findBuiltCaddy, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import { render, type RenderOptions } from "./index.ts";
 
 export type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any -- walking rendered Caddy JSON
@@ -25,7 +25,7 @@ export const host = (id: string, domains: string[], over: DeepPartial<ProxyHost>
 export const cert = (id: string, domainNames: string[]) =>
   Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames, autoRenew: true });
 export const snapshot = (over: DeepPartial<Snapshot> = {}) =>
-  Snapshot.fromPartial({ schemaVersion: 1, masterInstanceId: "master-1", version: 1, ...over });
+  Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "master-1", version: 1, ...over });
 
 /** A self-signed certificate and key (PEM) for `sans`, e.g. "DNS:a.test", made by openssl in `dir`. */
 let selfSignedCount = 0;

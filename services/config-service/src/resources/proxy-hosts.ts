@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { ProxyHost } from "@cpm/proto";
 import { alreadyExists, checkUpstreamsNotReserved, normalizeProxyHost, notFound, ValidationError, type ReservedAddress } from "@cpm/core";
 import type { ContentView } from "../content-index.ts";
+import { insertRows } from "../deferred-inserts.ts";
 import { proxyHostRow, type ConfigStore, type Tx } from "../store.ts";
 
 const F = "proxy_host";
@@ -38,9 +39,9 @@ export class ProxyHosts {
     return this.store.write(async (tx, now, changes, current) => {
       const created: ProxyHost = { ...host, id: randomUUID(), createdAt: now, updatedAt: now };
       await checkConflicts(tx, created, current);
-      // createMany: no row is read back (the resource is already known).
-      await tx.proxyHost.createMany({ data: [proxyHostRow(created, now)] });
-      await tx.proxyHostDomain.createMany({ data: domainRows(created) });
+      // Inserted with the group's other new rows at the end of the transaction; nothing is read back.
+      await insertRows(tx, "proxyHost", [proxyHostRow(created, now)]);
+      await insertRows(tx, "proxyHostDomain", domainRows(created));
       changes.put("proxyHosts", created);
       return created;
     });
@@ -59,7 +60,7 @@ export class ProxyHosts {
       const sameDomains = current && sameList((existing as ProxyHost).domains, updated.domains);
       if (!sameDomains) await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: host.id } });
       await tx.proxyHost.updateMany({ where: { id: host.id }, data: { ...proxyHostRow(updated, now), id: undefined } });
-      if (!sameDomains) await tx.proxyHostDomain.createMany({ data: domainRows(updated) });
+      if (!sameDomains) await insertRows(tx, "proxyHostDomain", domainRows(updated));
       changes.put("proxyHosts", updated);
       return updated;
     });
