@@ -146,10 +146,16 @@ export class Instance {
     this.account = new AccountServiceClient(addr(this.ports.api), credentials.createInsecure());
     this.renderer = new CaddyRendererClient(addr(this.ports.renderer), credentials.createInsecure());
     this.dispatcher = new SyncDispatcherClient(addr(this.ports.dispatcher), credentials.createInsecure());
-    await waitFor(async () => (await this.info()).instanceId, `${this.opts.name}: config-service up`, 60_000, 200);
-    await this.waitInSync();
-    // A slave's receiver opens its port once its config-service and renderer answer.
-    if (this.opts.mode === "slave") await waitFor(() => accepts(this.ports.sync), `${this.opts.name}: sync receiver listening`, 30_000, 50);
+    try {
+      await waitFor(async () => (await this.info()).instanceId, `${this.opts.name}: config-service up`, 60_000, 200);
+      await this.waitInSync();
+      // A slave's receiver opens its port once its config-service and renderer answer.
+      if (this.opts.mode === "slave") await waitFor(() => accepts(this.ports.sync), `${this.opts.name}: sync receiver listening`, 30_000, 50);
+    } catch (e) {
+      // What the instance said is what explains a start that never came up.
+      const tail = this.log().split("\n").slice(-30).join("\n");
+      throw new Error(`${e instanceof Error ? e.message : String(e)}\n--- last lines of ${this.opts.name}'s log ---\n${tail}`, { cause: e });
+    }
   }
 
   info() {

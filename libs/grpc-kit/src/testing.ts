@@ -80,6 +80,9 @@ export interface ReceivedSpan {
   statusCode: number;
   /** The spans this one links to. */
   links: { traceId: string; spanId: string }[];
+  /** Start and end, milliseconds since the epoch (from the exporter's nanoseconds). */
+  startMs: number;
+  endMs: number;
 }
 
 /** A tiny OTLP/HTTP trace receiver (JSON encoding, `POST /v1/traces`), for tests that follow a trace across processes. */
@@ -101,6 +104,8 @@ function unwrapAttributes(list: OtlpAttribute[] | undefined): Record<string, str
   return out;
 }
 
+const nanosToMs = (n: string | number | undefined) => (n === undefined ? 0 : Number(BigInt(n) / 1000n) / 1000);
+
 /** Starts an OTLP/HTTP JSON receiver on a loopback port. Anything but JSON on /v1/traces is answered 415/404. */
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const { createServer } = await import("node:http");
@@ -112,13 +117,13 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       if (req.method !== "POST" || req.url !== "/v1/traces") return void res.writeHead(404).end();
       if (!String(req.headers["content-type"]).startsWith("application/json")) return void res.writeHead(415).end();
       const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
-        resourceSpans?: { resource?: { attributes?: OtlpAttribute[] }; scopeSpans?: { spans?: { traceId: string; spanId: string; parentSpanId?: string; name: string; attributes?: OtlpAttribute[]; status?: { code?: number }; links?: { traceId: string; spanId: string }[] }[] }[] }[];
+        resourceSpans?: { resource?: { attributes?: OtlpAttribute[] }; scopeSpans?: { spans?: { traceId: string; spanId: string; parentSpanId?: string; name: string; attributes?: OtlpAttribute[]; status?: { code?: number }; links?: { traceId: string; spanId: string }[]; startTimeUnixNano?: string | number; endTimeUnixNano?: string | number }[] }[] }[];
       };
       for (const rs of body.resourceSpans ?? []) {
         const resource = unwrapAttributes(rs.resource?.attributes);
         for (const ss of rs.scopeSpans ?? []) {
           for (const s of ss.spans ?? []) {
-            spans.push({ traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId ?? "", name: s.name, attributes: unwrapAttributes(s.attributes), resource, statusCode: s.status?.code ?? 0, links: (s.links ?? []).map((l) => ({ traceId: l.traceId, spanId: l.spanId })) });
+            spans.push({ traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId ?? "", name: s.name, attributes: unwrapAttributes(s.attributes), resource, statusCode: s.status?.code ?? 0, links: (s.links ?? []).map((l) => ({ traceId: l.traceId, spanId: l.spanId })), startMs: nanosToMs(s.startTimeUnixNano), endMs: nanosToMs(s.endTimeUnixNano) });
           }
         }
       }
