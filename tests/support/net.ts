@@ -1,16 +1,50 @@
 import http from "node:http";
 import net from "node:net";
+import { readFileSync } from "node:fs";
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Where freePort looks: below the kernel's ephemeral range (ip_local_port_range), which the
+ * source ports of outgoing connections come from. A port handed out for a service to bind a
+ * moment later could otherwise be taken meanwhile by any connection on the machine (the tests
+ * poll Caddy with a new connection every millisecond), and the service would fail to listen.
+ */
+function portRange(): { low: number; high: number } {
+  let ephemeralLow = 32768;
+  try {
+    ephemeralLow = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || ephemeralLow;
+  } catch {
+    /* not Linux: the usual default */
+  }
+  const high = Math.max(2048, ephemeralLow - 1);
+  return { low: Math.max(1024, high - 20_000), high };
+}
+
+const handedOut = new Set<number>();
+
+/** Whether a listener can bind `port` on 127.0.0.1 now. */
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
   });
+}
+
+/**
+ * A TCP port on 127.0.0.1 that was free a moment ago, outside the ephemeral range (see
+ * portRange), and not handed out before by this process.
+ */
+export async function freePort(): Promise<number> {
+  const { low, high } = portRange();
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low + 1));
+    if (handedOut.has(port)) continue;
+    if (await bindable(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port found between ${low} and ${high}`);
 }
 
 export interface HttpResult {
