@@ -242,6 +242,48 @@ describe("Reconciler: a preload hold outlives a restart of the renderer", () => 
   });
 });
 
+describe("Reconciler: a restarted renderer and the config Caddy resumed", () => {
+  const running: Reconciler[] = [];
+  afterEach(() => running.splice(0).forEach((r) => r.stop()));
+  const boot = (caddy: FakeCaddyAdmin, source: FakeSource) => {
+    const r = new Reconciler(source, caddy, OPTS, createLogger("test", "silent"), 20, 60_000);
+    running.push(r);
+    r.start();
+    r.onCommit({ version: source.db.version, contentSha256: source.db.contentSha256 });
+    return r;
+  };
+
+  it("does not load Caddy again when it already runs the database's config, and reports it in sync", async () => {
+    const caddy = new FakeCaddyAdmin();
+    const source = new FakeSource(snap(3));
+    const first = boot(caddy, source);
+    await until("v3 in Caddy", () => first.status().inSync && caddy.version() === 3);
+    first.stop();
+    running.length = 0;
+    caddy.loads.length = 0;
+    const second = boot(caddy, source);
+    await until("the restarted renderer in sync", () => second.status().inSync && second.status().appliedVersion === 3);
+    await pause(100); // periodic checks run meanwhile
+    assert.deepEqual(caddy.loads, [], "Caddy kept its config, not reloaded");
+    source.db = snap(4);
+    second.onCommit({ version: 4, contentSha256: "content-4" });
+    await until("v4 in Caddy", () => second.status().inSync && caddy.version() === 4);
+    assert.deepEqual(caddy.loads, [4], "the next change loads as usual");
+  });
+
+  it("loads the database's config when Caddy resumed another one", async () => {
+    const caddy = new FakeCaddyAdmin();
+    const first = boot(caddy, new FakeSource(snap(5)));
+    await until("v5 in Caddy", () => first.status().inSync && caddy.version() === 5);
+    first.stop();
+    running.length = 0;
+    caddy.loads.length = 0;
+    const second = boot(caddy, new FakeSource(snap(6)));
+    await until("v6 in Caddy", () => second.status().inSync && caddy.version() === 6);
+    assert.deepEqual(caddy.loads, [6]);
+  });
+});
+
 describe("Reconciler: loads under a stream of commits are paced", () => {
   it("spends at most about half of the time loading, ends on the newest version, and loads an isolated change at once", async () => {
     const caddy = new FakeCaddyAdmin();

@@ -283,6 +283,15 @@ export class Reconciler {
       this.emit();
       throw err;
     }
+    if (!this.applied && !beforeLoad && (await this.caddyRuns(r.sha256))) {
+      // The first apply since this renderer started, and Caddy runs this very config already (it
+      // resumes its last config after a restart): restarting the instance does not reload it.
+      this.caddyReachable = true;
+      this.caddyMatches = true;
+      this.markApplied(snapshot, r.sha256, r.json);
+      this.log.info({ version: snapshot.version, configSha256: r.sha256 }, "Caddy already runs this config; not loaded again");
+      return r.sha256;
+    }
     try {
       beforeLoad?.(r.sha256);
       await this.loadJson(snapshot.version, r.json);
@@ -294,6 +303,15 @@ export class Reconciler {
     this.markApplied(snapshot, r.sha256, r.json);
     this.log.info({ version: snapshot.version, configSha256: r.sha256 }, "Caddy config applied");
     return r.sha256;
+  }
+
+  /** Whether Caddy runs the config with this hash now (false when it cannot be asked). */
+  private async caddyRuns(configSha256: string): Promise<boolean> {
+    try {
+      return (await this.caddy.currentConfigHash()) === configSha256;
+    } catch {
+      return false;
+    }
   }
 
   /** POST /load; records reachability and errors, and retries later when Caddy is unreachable. */
