@@ -19,6 +19,8 @@ function portRange(): { low: number; high: number } {
   return { low: Math.max(1024, high - 20_000), high };
 }
 
+/** Read once: the kernel setting does not change while the tests run. */
+const PORT_RANGE = portRange();
 const handedOut = new Set<number>();
 
 /** Whether a listener can bind `port` on 127.0.0.1 now. */
@@ -35,7 +37,7 @@ function bindable(port: number): Promise<boolean> {
  * portRange), and not handed out before by this process.
  */
 export async function freePort(): Promise<number> {
-  const { low, high } = portRange();
+  const { low, high } = PORT_RANGE;
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = low + Math.floor(Math.random() * (high - low + 1));
     if (handedOut.has(port)) continue;

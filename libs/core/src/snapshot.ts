@@ -58,14 +58,19 @@ export function contentHashOfDigests(d: ContentDigests, ids?: Partial<Record<Res
       const digest = digests.get(id)!;
       lines += digestLine(id, digest);
       if (endsChunk(digest)) {
-        out.push(sha256Hex(lines));
+        out.push(chunkDigest(lines));
         lines = "";
       }
     }
-    if (lines !== "") out.push(sha256Hex(lines));
+    if (lines !== "") out.push(chunkDigest(lines));
     return out;
   };
   return contentHashOfChunks({ proxyHosts: chunks("proxyHosts"), l4ProxyHosts: chunks("l4ProxyHosts"), certificates: chunks("certificates"), accessLists: chunks("accessLists") }, d.settings);
+}
+
+/** The digest of one chunk of the content hash's input: sha256 of its lines, joined. */
+export function chunkDigest(lines: string): string {
+  return sha256Hex(lines);
 }
 
 /** One resource's line in a chunk of the content hash's input (see contentHashOfDigests). */
@@ -81,8 +86,6 @@ export function endsChunk(digest: string): boolean {
   return digest.charCodeAt(0) === 48 /* "0" */ && digest.charCodeAt(1) < 56 /* "8" */;
 }
 
-/** The digest of one chunk of the content hash's input: sha256 of its lines, joined. */
-export const chunkDigest: (lines: string) => string = sha256Hex;
 
 /**
  * The content hash from each kind's chunk digests, in id order, and the settings' digest:

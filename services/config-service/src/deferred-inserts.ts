@@ -1,11 +1,11 @@
 import type { Tx } from "./store.ts";
 
 /**
- * The tables whose new rows a write may leave for the end of its transaction, parents before
- * children: foreign keys are checked at each statement, so a parent created in the same
- * transaction is inserted first.
+ * The tables whose new rows a write may leave for the end of its transaction (a proxy host's
+ * create and its domains), parents before children: foreign keys are checked at each statement,
+ * so a parent created in the same transaction is inserted first.
  */
-const TABLES = ["certificate", "accessList", "proxyHost", "proxyHostDomain", "l4ProxyHost"] as const;
+const TABLES = ["proxyHost", "proxyHostDomain"] as const;
 export type DeferrableTable = (typeof TABLES)[number];
 type RowOf<T extends DeferrableTable> = NonNullable<Parameters<Tx[T]["createMany"]>[0]>["data"] extends infer D ? (D extends readonly (infer R)[] ? R : D) : never;
 type CreateMany = (args: { data: unknown[] }) => Promise<unknown>;

@@ -90,7 +90,7 @@ describe("group commit", () => {
     assert.deepEqual(await h.store.snapshot(), await fromDatabase());
   });
 
-  it("a group mixing creates (their rows inserted at its end) with a delete commits as one, and equals the database", async () => {
+  it("a group mixing creates with a delete commits as one, and equals the database", async () => {
     const certs = new Certificates(h.store);
     commits.length = 0;
     const early = hosts.create(host("early", "early.group.test"));
