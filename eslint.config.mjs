@@ -36,7 +36,8 @@ export default tseslint.config(
       "no-restricted-syntax": [
         "error",
         {
-          selector: "BinaryExpression[operator=/^[!=]==?$/][left.property.name='code'][right.type='Literal'][right.raw=/^[0-9]+$/]",
+          selector:
+            "BinaryExpression[operator=/^[!=]==?$/][left.property.name='code'][right.type='Literal'][right.raw=/^[0-9]+$/]",
           message: "Compare a gRPC code with its status.* name, not a number.",
         },
       ],

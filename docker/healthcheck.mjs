@@ -8,7 +8,8 @@ import grpc from "@grpc/grpc-js";
 const [variable = "CPM_API_LISTEN", fallback = "0.0.0.0:50051"] = process.argv.slice(2);
 const listen = process.env[variable] || fallback;
 const target = listen.replace(/^(0\.0\.0\.0|\[::\]|::)(?=:)/, "127.0.0.1");
-const tls = variable === "CPM_SYNC_LISTEN" && process.env.CPM_SYNC_TLS_CERT && process.env.INSTANCE_SYNC_ALLOW_HTTP !== "true";
+const tls =
+  variable === "CPM_SYNC_LISTEN" && process.env.CPM_SYNC_TLS_CERT && process.env.INSTANCE_SYNC_ALLOW_HTTP !== "true";
 const credentials = tls
   ? grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false, checkServerIdentity: () => undefined })
   : grpc.credentials.createInsecure();

@@ -41,7 +41,11 @@ export async function startInstance(opts: InstanceOptions): Promise<Instance> {
 
 /** A slave serving sync over TLS with the bench PKI's certificate. */
 export function startSlave(name: string, pki: TestPki): Promise<Instance> {
-  return startInstance({ name, mode: "slave", env: { ...quiet(), INSTANCE_SYNC_TOKEN: SYNC_TOKEN, CPM_SYNC_TLS_CERT: pki.cert, CPM_SYNC_TLS_KEY: pki.key } });
+  return startInstance({
+    name,
+    mode: "slave",
+    env: { ...quiet(), INSTANCE_SYNC_TOKEN: SYNC_TOKEN, CPM_SYNC_TLS_CERT: pki.cert, CPM_SYNC_TLS_KEY: pki.key },
+  });
 }
 
 /**
@@ -58,7 +62,9 @@ export async function startSlaves(prefix: string, count: number, pki: TestPki, b
       for (const [i, r] of started.entries()) {
         if (r.status === "fulfilled") slaves.push(r.value);
         else {
-          process.stderr.write(`  ${names[i]} did not start (${r.reason instanceof Error ? r.reason.message : r.reason}); once more alone\n`);
+          process.stderr.write(
+            `  ${names[i]} did not start (${r.reason instanceof Error ? r.reason.message : r.reason}); once more alone\n`,
+          );
           slaves.push(await startSlave(`${names[i]}-again`, pki));
         }
       }
@@ -72,8 +78,16 @@ export async function startSlaves(prefix: string, count: number, pki: TestPki, b
 
 /** A master pushing to `slaves` over TLS verified against the bench PKI's CA. */
 export function startMaster(name: string, slaves: Instance[], pki: TestPki): Promise<Instance> {
-  const targets = slaves.map((s, i) => ({ name: `s${i}`, url: `https://localhost:${s.ports.sync}`, token: SYNC_TOKEN }));
-  return startInstance({ name, mode: "master", env: { ...quiet(), CPM_SYNC_TLS_CA: pki.caCert, INSTANCE_SLAVES: JSON.stringify(targets) } });
+  const targets = slaves.map((s, i) => ({
+    name: `s${i}`,
+    url: `https://localhost:${s.ports.sync}`,
+    token: SYNC_TOKEN,
+  }));
+  return startInstance({
+    name,
+    mode: "master",
+    env: { ...quiet(), CPM_SYNC_TLS_CA: pki.caCert, INSTANCE_SLAVES: JSON.stringify(targets) },
+  });
 }
 
 /** Stops every instance (SIGTERM, SIGKILL after the helper's grace period), concurrently. */
@@ -93,13 +107,24 @@ export async function inParallel(count: number, inFlight: number, fn: (i: number
 }
 
 /** Creates `n` proxy hosts `h<i>.bench.test` -> `upstreamPort`, `inFlight` at a time; returns them and the rate. */
-export async function seed(master: Instance, n: number, upstreamPort: number, inFlight: number): Promise<{ hosts: ProxyHost[]; writesPerSecond: number }> {
+export async function seed(
+  master: Instance,
+  n: number,
+  upstreamPort: number,
+  inFlight: number,
+): Promise<{ hosts: ProxyHost[]; writesPerSecond: number }> {
   const hosts: ProxyHost[] = new Array(n);
   const t0 = performance.now();
   await inParallel(n, inFlight, async (i) => {
     const r = await unary(
       master.config.createProxyHost.bind(master.config),
-      { proxyHost: ProxyHost.fromPartial({ name: `h${i}`, domains: [`h${i}.bench.test`], upstreams: [`127.0.0.1:${upstreamPort}`] }) },
+      {
+        proxyHost: ProxyHost.fromPartial({
+          name: `h${i}`,
+          domains: [`h${i}.bench.test`],
+          upstreams: [`127.0.0.1:${upstreamPort}`],
+        }),
+      },
       master.adminToken,
     );
     hosts[i] = r.proxyHost!;
@@ -108,8 +133,16 @@ export async function seed(master: Instance, n: number, upstreamPort: number, in
 }
 
 /** Gives `host` the single domain `domain` on the master; resolves with the stored host and its version. */
-export async function setDomain(master: Instance, host: ProxyHost, domain: string): Promise<{ host: ProxyHost; version: number }> {
-  const r = await unary(master.config.updateProxyHost.bind(master.config), { proxyHost: { ...host, domains: [domain] } }, master.adminToken);
+export async function setDomain(
+  master: Instance,
+  host: ProxyHost,
+  domain: string,
+): Promise<{ host: ProxyHost; version: number }> {
+  const r = await unary(
+    master.config.updateProxyHost.bind(master.config),
+    { proxyHost: { ...host, domains: [domain] } },
+    master.adminToken,
+  );
   return { host: r.proxyHost!, version: r.configVersion };
 }
 
@@ -121,7 +154,12 @@ export async function slaveOn(slave: Instance, version: number): Promise<boolean
 }
 
 /** Waits until every slave holds the master's current version with its Caddy running it. */
-export async function waitSlavesOn(master: Instance, slaves: Instance[], what: string, timeoutMs = 300_000): Promise<number> {
+export async function waitSlavesOn(
+  master: Instance,
+  slaves: Instance[],
+  what: string,
+  timeoutMs = 300_000,
+): Promise<number> {
   const version = await master.version();
   await Promise.all(slaves.map((s) => waitFor(() => slaveOn(s, version), `${s.opts.name}: ${what}`, timeoutMs, 200)));
   return version;
@@ -142,7 +180,8 @@ export async function untilServed(slaves: Instance[], domain: string, timeoutMs 
     }
     pending = still;
     if (pending.length === 0) break;
-    if (performance.now() - t0 > timeoutMs) throw new Error(`${pending.map((s) => s.opts.name).join(", ")} not serving ${domain} after ${timeoutMs} ms`);
+    if (performance.now() - t0 > timeoutMs)
+      throw new Error(`${pending.map((s) => s.opts.name).join(", ")} not serving ${domain} after ${timeoutMs} ms`);
     await sleep(1);
   }
   return performance.now() - t0;
@@ -168,8 +207,16 @@ export interface BurstResult {
  * final version with its Caddy on it and serves the domain of the last write committed.
  * Needs more hosts than `inFlight`, so that one host never has two writes in flight.
  */
-export async function burst(master: Instance, slaves: Instance[], hosts: ProxyHost[], count: number, inFlight: number, tag: string): Promise<BurstResult> {
-  if (hosts.length <= inFlight) throw new Error(`a burst needs more hosts (${hosts.length}) than writes in flight (${inFlight})`);
+export async function burst(
+  master: Instance,
+  slaves: Instance[],
+  hosts: ProxyHost[],
+  count: number,
+  inFlight: number,
+  tag: string,
+): Promise<BurstResult> {
+  if (hosts.length <= inFlight)
+    throw new Error(`a burst needs more hosts (${hosts.length}) than writes in flight (${inFlight})`);
   const sentBefore = await snapshotsSent(master);
   let last = { version: 0, domain: "" };
   await inParallel(count, inFlight, async (i) => {
@@ -181,8 +228,13 @@ export async function burst(master: Instance, slaves: Instance[], hosts: ProxyHo
   });
   const t0 = performance.now();
   const final = await master.version();
-  if (final !== last.version) throw new Error(`the master is on version ${final} after the burst, its last write committed ${last.version}`);
-  await Promise.all(slaves.map((s) => waitFor(() => slaveOn(s, final), `${s.opts.name} on the burst's final version ${final}`, 300_000, 5)));
+  if (final !== last.version)
+    throw new Error(`the master is on version ${final} after the burst, its last write committed ${last.version}`);
+  await Promise.all(
+    slaves.map((s) =>
+      waitFor(() => slaveOn(s, final), `${s.opts.name} on the burst's final version ${final}`, 300_000, 5),
+    ),
+  );
   await untilServed(slaves, last.domain);
   const settleMs = performance.now() - t0;
   const sentAfter = await snapshotsSent(master);
@@ -198,7 +250,10 @@ async function receiverAnswers(slave: Instance, ca: string, timeoutMs: number): 
       await unary(client.getReceiverStatus.bind(client), {}, SYNC_TOKEN, 1000);
       return;
     } catch (e) {
-      if (performance.now() > deadline) throw new Error(`${slave.opts.name}: receiver not answering after ${timeoutMs} ms: ${e instanceof Error ? e.message : e}`);
+      if (performance.now() > deadline)
+        throw new Error(
+          `${slave.opts.name}: receiver not answering after ${timeoutMs} ms: ${e instanceof Error ? e.message : e}`,
+        );
     } finally {
       client.close();
     }
@@ -212,7 +267,13 @@ async function receiverAnswers(slave: Instance, ca: string, timeoutMs: number): 
  * receiver answering `GetReceiverStatus` (its API up: the earliest moment the master can push)
  * until its Caddy serves `domain`. Resolves once the slave's launch is complete too.
  */
-export async function restartUntilServed(master: Instance, slave: Instance, host: ProxyHost, domain: string, ca: string): Promise<{ ms: number; host: ProxyHost }> {
+export async function restartUntilServed(
+  master: Instance,
+  slave: Instance,
+  host: ProxyHost,
+  domain: string,
+  ca: string,
+): Promise<{ ms: number; host: ProxyHost }> {
   await slave.kill();
   const r = await setDomain(master, host, domain);
   const launched = slave.restart();

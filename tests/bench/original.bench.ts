@@ -46,7 +46,13 @@ const WILDCARD = "*.bench.test";
 /** The upstream's port inside each of the original's network namespaces. */
 const NS_UPSTREAM_PORT = 18080;
 /** The original's API defaults for a new proxy host, given to this project's hosts too so both render the same shape. */
-const ORIGINAL_HOST_DEFAULTS = { sslForced: true, hstsEnabled: true, hstsSubdomains: false, allowWebsocket: true, preserveHostHeader: true };
+const ORIGINAL_HOST_DEFAULTS = {
+  sslForced: true,
+  hstsEnabled: true,
+  hstsSubdomains: false,
+  allowWebsocket: true,
+  preserveHostHeader: true,
+};
 
 const ms = (x: number) => `${x.toFixed(0)} ms`;
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
@@ -73,7 +79,16 @@ async function stopChild(child: ChildProcess): Promise<void> {
 function httpsServes(ip: string, port: number, domain: string): Promise<boolean> {
   return new Promise((resolve) => {
     const req = https.request(
-      { host: ip, port, servername: domain, path: "/", headers: { Host: domain }, rejectUnauthorized: false, agent: false, timeout: 5000 },
+      {
+        host: ip,
+        port,
+        servername: domain,
+        path: "/",
+        headers: { Host: domain },
+        rejectUnauthorized: false,
+        agent: false,
+        timeout: 5000,
+      },
       (res) => {
         let body = "";
         res.setEncoding("utf8");
@@ -105,7 +120,9 @@ async function retarget(json: string, adminPort: number): Promise<string> {
     const moved = new Map<number, number>();
     const move = async (p: number) => moved.get(p) ?? moved.set(p, await freePort()).get(p)!;
     for (const server of Object.values(http.servers) as { listen?: string[] }[]) {
-      server.listen = await Promise.all((server.listen ?? []).map(async (a) => `:${await move(Number(a.split(":").pop()))}`));
+      server.listen = await Promise.all(
+        (server.listen ?? []).map(async (a) => `:${await move(Number(a.split(":").pop()))}`),
+      );
     }
     http.http_port = await move(http.http_port ?? 80);
     http.https_port = await move(http.https_port ?? 443);
@@ -119,9 +136,18 @@ async function bareLoads(json: string, count: number): Promise<number[]> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "cpm-bench-orig-bare-"));
   const cfg = path.join(dir, "initial.json");
   writeFileSync(cfg, JSON.stringify({ admin: { listen: `127.0.0.1:${admin}` } }));
-  const child = track(spawn(projectCaddy(), ["run", "--config", cfg], { stdio: "ignore", env: { ...process.env, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir } }));
+  const child = track(
+    spawn(projectCaddy(), ["run", "--config", cfg], {
+      stdio: "ignore",
+      env: { ...process.env, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir },
+    }),
+  );
   try {
-    await waitFor(async () => (await caddyAdminRequest(`http://127.0.0.1:${admin}/config/`).catch(() => undefined))?.status === 200, "bare caddy up", 15_000);
+    await waitFor(
+      async () => (await caddyAdminRequest(`http://127.0.0.1:${admin}/config/`).catch(() => undefined))?.status === 200,
+      "bare caddy up",
+      15_000,
+    );
     const variants = [await retarget(json, admin), await retarget(json, admin)];
     const loads: number[] = [];
     for (let i = 0; i < count; i++) {
@@ -150,12 +176,20 @@ async function benchThis(n: number, pem: { cert: string; key: string }): Promise
   const up = await startUpstream("cpm");
   const pki = makePki(mkdtempSync(path.join(os.tmpdir(), "cpm-bench-orig-pki-")));
   const quiet = { LOG_LEVEL: process.env.CPM_BENCH_LOG_LEVEL ?? "warn" };
-  const slave = await Instance.start({ name: `bench-orig-slave-${n}`, mode: "slave", env: { ...quiet, INSTANCE_SYNC_TOKEN: TOKEN, CPM_SYNC_TLS_CERT: pki.cert, CPM_SYNC_TLS_KEY: pki.key } });
+  const slave = await Instance.start({
+    name: `bench-orig-slave-${n}`,
+    mode: "slave",
+    env: { ...quiet, INSTANCE_SYNC_TOKEN: TOKEN, CPM_SYNC_TLS_CERT: pki.cert, CPM_SYNC_TLS_KEY: pki.key },
+  });
   instances.add(slave);
   const master = await Instance.start({
     name: `bench-orig-master-${n}`,
     mode: "master",
-    env: { ...quiet, CPM_SYNC_TLS_CA: pki.caCert, INSTANCE_SLAVES: JSON.stringify([{ name: "s", url: `https://localhost:${slave.ports.sync}`, token: TOKEN }]) },
+    env: {
+      ...quiet,
+      CPM_SYNC_TLS_CA: pki.caCert,
+      INSTANCE_SLAVES: JSON.stringify([{ name: "s", url: `https://localhost:${slave.ports.sync}`, token: TOKEN }]),
+    },
   }).catch(async (err) => {
     await slave.stop();
     throw err;
@@ -165,7 +199,14 @@ async function benchThis(n: number, pem: { cert: string; key: string }): Promise
     const cert = (
       await unary(
         master.config.createCertificate.bind(master.config),
-        { certificate: Certificate.fromPartial({ name: "wildcard", type: CertificateType.CERTIFICATE_TYPE_IMPORTED, certificatePem: pem.cert, privateKeyPem: pem.key }) },
+        {
+          certificate: Certificate.fromPartial({
+            name: "wildcard",
+            type: CertificateType.CERTIFICATE_TYPE_IMPORTED,
+            certificatePem: pem.cert,
+            privateKeyPem: pem.key,
+          }),
+        },
         master.adminToken,
       )
     ).certificate!;
@@ -177,7 +218,15 @@ async function benchThis(n: number, pem: { cert: string; key: string }): Promise
         for (let i = next++; i < n; i = next++) {
           const r = await unary(
             master.config.createProxyHost.bind(master.config),
-            { proxyHost: ProxyHost.fromPartial({ name: `h${i}`, domains: [`h${i}.bench.test`], upstreams: [`127.0.0.1:${up.port}`], certificateId: cert.id, ...ORIGINAL_HOST_DEFAULTS }) },
+            {
+              proxyHost: ProxyHost.fromPartial({
+                name: `h${i}`,
+                domains: [`h${i}.bench.test`],
+                upstreams: [`127.0.0.1:${up.port}`],
+                certificateId: cert.id,
+                ...ORIGINAL_HOST_DEFAULTS,
+              }),
+            },
             master.adminToken,
           );
           hosts[i] = r.proxyHost!;
@@ -186,7 +235,12 @@ async function benchThis(n: number, pem: { cert: string; key: string }): Promise
     );
     await untilServed("127.0.0.1", slave.ports.https, `h${n - 1}.bench.test`, SEED_TIMEOUT_MS);
     const seeded = await master.version();
-    await waitFor(async () => (await slave.version()) === seeded && (await slave.renderStatus()).inSync, "slave seeded", 600_000, 200);
+    await waitFor(
+      async () => (await slave.version()) === seeded && (await slave.renderStatus()).inSync,
+      "slave seeded",
+      600_000,
+      200,
+    );
 
     log(`this project: ${CHANGES} changes...`);
     const serve: number[] = [];
@@ -195,7 +249,11 @@ async function benchThis(n: number, pem: { cert: string; key: string }): Promise
       const h = hosts[i % n]!;
       const domain = `c${i}.bench.test`;
       const t0 = performance.now();
-      const r = await unary(master.config.updateProxyHost.bind(master.config), { proxyHost: { ...h, domains: [domain] } }, master.adminToken);
+      const r = await unary(
+        master.config.updateProxyHost.bind(master.config),
+        { proxyHost: { ...h, domains: [domain] } },
+        master.adminToken,
+      );
       write.push(performance.now() - t0);
       await untilServed("127.0.0.1", slave.ports.https, domain, 120_000);
       serve.push(performance.now() - t0);
@@ -246,7 +304,10 @@ function createNetns(tag: string, subnet: number): Netns {
     exec: (argv) => ["ip", "netns", "exec", name, ...argv],
     remove: () => {
       namespaces.delete(ns);
-      for (const args of [["link", "del", host], ["netns", "del", name]]) {
+      for (const args of [
+        ["link", "del", host],
+        ["netns", "del", name],
+      ]) {
         try {
           ipCmd(...args);
         } catch {
@@ -260,9 +321,15 @@ function createNetns(tag: string, subnet: number): Netns {
 }
 
 /** Spawns argv (argv[0] is the program), its output into `logFile`. */
-function spawnLogged(argv: string[], logFile: string, opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+function spawnLogged(
+  argv: string[],
+  logFile: string,
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): ChildProcess {
   const out = createWriteStream(logFile, { flags: "a" });
-  const child = track(spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] }));
+  const child = track(
+    spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] }),
+  );
   child.stdout!.pipe(out, { end: false });
   child.stderr!.pipe(out, { end: false });
   return child;
@@ -279,16 +346,28 @@ interface OriginalNode {
 
 const UPSTREAM_SCRIPT = `require("node:http").createServer((q, s) => s.end("upstream=original host=" + q.headers.host + "\\n")).listen(${NS_UPSTREAM_PORT}, "127.0.0.1")`;
 
-async function startOriginalNode(role: "master" | "slave", subnet: number, env: Record<string, string>): Promise<OriginalNode> {
+async function startOriginalNode(
+  role: "master" | "slave",
+  subnet: number,
+  env: Record<string, string>,
+): Promise<OriginalNode> {
   const dir = mkdtempSync(path.join(os.tmpdir(), `cpm-bench-orig-${role}-`));
   const ns = createNetns(role === "master" ? "m" : "s", subnet);
   const procs: ChildProcess[] = [];
   try {
     const caddyCfg = path.join(dir, "caddy-initial.json");
     writeFileSync(caddyCfg, JSON.stringify({ admin: { listen: "0.0.0.0:2019" } }));
-    procs.push(spawnLogged(ns.exec([projectCaddy(), "run", "--config", caddyCfg]), path.join(dir, "caddy.log"), { env: { ...process.env, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir } }));
+    procs.push(
+      spawnLogged(ns.exec([projectCaddy(), "run", "--config", caddyCfg]), path.join(dir, "caddy.log"), {
+        env: { ...process.env, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir },
+      }),
+    );
     procs.push(spawnLogged(ns.exec([process.execPath, "-e", UPSTREAM_SCRIPT]), path.join(dir, "upstream.log")));
-    await waitFor(async () => (await caddyAdminRequest(`http://${ns.ip}:2019/config/`).catch(() => undefined))?.status === 200, `original ${role}: Caddy up`, 30_000);
+    await waitFor(
+      async () => (await caddyAdminRequest(`http://${ns.ip}:2019/config/`).catch(() => undefined))?.status === 200,
+      `original ${role}: Caddy up`,
+      30_000,
+    );
     const port = await freePort();
     const db = path.join(dir, "cpm-original.db");
     const webEnv: NodeJS.ProcessEnv = {
@@ -313,7 +392,13 @@ async function startOriginalNode(role: "master" | "slave", subnet: number, env: 
       INSTANCE_SYNC_MAX_BYTES: String(1 << 30),
       ...env,
     };
-    procs.push(spawnLogged([BUN, "--bun", "node_modules/.bin/next", "start", "-p", String(port), "-H", "127.0.0.1"], path.join(dir, "web.log"), { cwd: ORIGINAL_DIR, env: webEnv }));
+    procs.push(
+      spawnLogged(
+        [BUN, "--bun", "node_modules/.bin/next", "start", "-p", String(port), "-H", "127.0.0.1"],
+        path.join(dir, "web.log"),
+        { cwd: ORIGINAL_DIR, env: webEnv },
+      ),
+    );
     await waitFor(
       async () => (await fetch(`http://127.0.0.1:${port}/api/health`).catch(() => undefined))?.status === 200,
       `original ${role}: web up (log ${path.join(dir, "web.log")})`,
@@ -342,15 +427,32 @@ async function originalApiToken(node: OriginalNode): Promise<string> {
   const raw = `bench-${randomBytes(24).toString("hex")}`;
   const db = new Database(node.db);
   try {
-    const admin = await waitFor(() => db.prepare("SELECT id FROM users WHERE role = 'admin' ORDER BY id LIMIT 1").get() as { id: number } | undefined, "original: admin user", 30_000, 200);
-    db.prepare("INSERT INTO api_tokens (name, tokenHash, createdBy, createdAt) VALUES (?, ?, ?, ?)").run("bench", createHash("sha256").update(raw).digest("hex"), admin.id, new Date().toISOString());
+    const admin = await waitFor(
+      () =>
+        db.prepare("SELECT id FROM users WHERE role = 'admin' ORDER BY id LIMIT 1").get() as { id: number } | undefined,
+      "original: admin user",
+      30_000,
+      200,
+    );
+    db.prepare("INSERT INTO api_tokens (name, tokenHash, createdBy, createdAt) VALUES (?, ?, ?, ?)").run(
+      "bench",
+      createHash("sha256").update(raw).digest("hex"),
+      admin.id,
+      new Date().toISOString(),
+    );
   } finally {
     db.close();
   }
   return raw;
 }
 
-async function originalApi<T>(node: OriginalNode, token: string, method: string, p: string, body?: unknown): Promise<T> {
+async function originalApi<T>(
+  node: OriginalNode,
+  token: string,
+  method: string,
+  p: string,
+  body?: unknown,
+): Promise<T> {
   const res = await fetch(`http://127.0.0.1:${node.port}${p}`, {
     method,
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
@@ -394,10 +496,14 @@ async function benchOriginal(n: number, pem: { cert: string; key: string }, subn
     const ids = [first.id];
     const db = new Database(master.db);
     try {
-      const cols = "upstreams, certificateId, accessListId, ownerUserId, sslForced, hstsEnabled, hstsSubdomains, allowWebsocket, preserveHostHeader, meta, enabled, createdAt, updatedAt, skipHttpsHostnameValidation";
-      const copy = db.prepare(`INSERT INTO proxy_hosts (name, domains, ${cols}) SELECT ?, ?, ${cols} FROM proxy_hosts WHERE id = ?`);
+      const cols =
+        "upstreams, certificateId, accessListId, ownerUserId, sslForced, hstsEnabled, hstsSubdomains, allowWebsocket, preserveHostHeader, meta, enabled, createdAt, updatedAt, skipHttpsHostnameValidation";
+      const copy = db.prepare(
+        `INSERT INTO proxy_hosts (name, domains, ${cols}) SELECT ?, ?, ${cols} FROM proxy_hosts WHERE id = ?`,
+      );
       db.transaction(() => {
-        for (let i = 1; i < n; i++) ids.push(Number(copy.run(`h${i}`, JSON.stringify([`h${i}.bench.test`]), first.id).lastInsertRowid));
+        for (let i = 1; i < n; i++)
+          ids.push(Number(copy.run(`h${i}`, JSON.stringify([`h${i}.bench.test`]), first.id).lastInsertRowid));
       })();
     } finally {
       db.close();
@@ -425,9 +531,12 @@ async function benchOriginal(n: number, pem: { cert: string; key: string }, subn
 }
 
 function preflight(): string | undefined {
-  if (!ORIGINAL_DIR) return "CPM_ORIGINAL_DIR is not set: point it at a built checkout of the original product (see README, Benchmarks)";
-  if (!existsSync(path.join(ORIGINAL_DIR, ".next", "BUILD_ID"))) return `CPM_ORIGINAL_DIR=${ORIGINAL_DIR} has no .next/BUILD_ID: build it first (\`bun --bun run build\`, see README)`;
-  if (process.getuid?.() !== 0) return "the original's Caddies run in network namespaces of their own (`ip netns`), which needs root";
+  if (!ORIGINAL_DIR)
+    return "CPM_ORIGINAL_DIR is not set: point it at a built checkout of the original product (see README, Benchmarks)";
+  if (!existsSync(path.join(ORIGINAL_DIR, ".next", "BUILD_ID")))
+    return `CPM_ORIGINAL_DIR=${ORIGINAL_DIR} has no .next/BUILD_ID: build it first (\`bun --bun run build\`, see README)`;
+  if (process.getuid?.() !== 0)
+    return "the original's Caddies run in network namespaces of their own (`ip netns`), which needs root";
   try {
     execFileSync(BUN, ["--version"], { stdio: "pipe" });
   } catch {
@@ -444,7 +553,9 @@ async function main() {
   }
   const certs: NamedCerts = makeNamedCerts(mkdtempSync(path.join(os.tmpdir(), "cpm-bench-orig-cert-")), [WILDCARD]);
   const pem = certs.certs[WILDCARD]!;
-  console.log(`bench:original: master + one slave each, real Caddies, ${CHANGES} changes per cell, hosts on one imported wildcard certificate`);
+  console.log(
+    `bench:original: master + one slave each, real Caddies, ${CHANGES} changes per cell, hosts on one imported wildcard certificate`,
+  );
   const rows: { n: number; cpm: Cell | Error; orig: Cell | Error }[] = [];
   let subnet = 100 + (process.pid % 50) * 2;
   // A side that fails at a size is reported in its cells; the other side and sizes still run.
@@ -461,11 +572,15 @@ async function main() {
     rows.push({ n, cpm, orig });
   }
   const failed = (c: Cell | Error): c is Error => c instanceof Error;
-  const cell = (c: Cell | Error, pick: (c: Cell) => number[]) => (failed(c) ? `failed: ${c.message.slice(0, 120)}` : `${ms(pct(pick(c), 50))} / ${ms(pct(pick(c), 99))}`);
-  const size = (c: Cell | Error, n: number) => (failed(c) ? "-" : `${(c.configBytes / 1024).toFixed(0)} KiB (${(c.configBytes / n).toFixed(0)} B/host)`);
+  const cell = (c: Cell | Error, pick: (c: Cell) => number[]) =>
+    failed(c) ? `failed: ${c.message.slice(0, 120)}` : `${ms(pct(pick(c), 50))} / ${ms(pct(pick(c), 99))}`;
+  const size = (c: Cell | Error, n: number) =>
+    failed(c) ? "-" : `${(c.configBytes / 1024).toFixed(0)} KiB (${(c.configBytes / n).toFixed(0)} B/host)`;
   const median = (c: Cell | Error, pick: (c: Cell) => number[]) => (failed(c) ? NaN : pct(pick(c), 50));
   console.log("");
-  console.log("| hosts | write -> slave's Caddy serves it, this project (median / p99) | same, original | ratio of medians (original / this) | API write returns, this / original (median) | rendered config, this | rendered config, original | bare `POST /load`, this (median / p99) | bare `POST /load`, original |");
+  console.log(
+    "| hosts | write -> slave's Caddy serves it, this project (median / p99) | same, original | ratio of medians (original / this) | API write returns, this / original (median) | rendered config, this | rendered config, original | bare `POST /load`, this (median / p99) | bare `POST /load`, original |",
+  );
   console.log("|---|---|---|---|---|---|---|---|---|");
   for (const { n, cpm, orig } of rows) {
     console.log(

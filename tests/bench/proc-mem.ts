@@ -51,7 +51,8 @@ export function processTree(root: number): ProcessMemory[] {
     // Private pages only: unlike Pss, independent of what else runs on the machine.
     const rollup = readProc(pid, "smaps_rollup") ?? "";
     const kib = (field: string) => Number(rollup.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))?.[1] ?? NaN);
-    if (rss) out.push({ pid, name: nameOf(pid), rssKiB: Number(rss[1]), ussKiB: kib("Private_Clean") + kib("Private_Dirty") });
+    if (rss)
+      out.push({ pid, name: nameOf(pid), rssKiB: Number(rss[1]), ussKiB: kib("Private_Clean") + kib("Private_Dirty") });
     for (const c of children.get(pid) ?? []) visit(c);
   };
   visit(root);
@@ -94,5 +95,10 @@ export async function measureTree(root: number, samples: number, intervalMs = 10
     }
   }
   const medians = (m: Map<string, number[]>) => new Map([...m].map(([n, vs]) => [n, median(vs)]));
-  return { totalRssKiB: median(totals), totalUssKiB: median(ussTotals), rssByName: medians(perName), ussByName: medians(ussPerName) };
+  return {
+    totalRssKiB: median(totals),
+    totalUssKiB: median(ussTotals),
+    rssByName: medians(perName),
+    ussByName: medians(ussPerName),
+  };
 }

@@ -27,13 +27,29 @@ interface Shape {
 
 const WILDCARD = "c-wildcard";
 const SHAPES: Shape[] = [
-  { name: "wildcard certificate, HTTPS forced, own upstream (API defaults otherwise)", host: (i) => ({ certificateId: WILDCARD, sslForced: true, upstreams: [upstream(i, false)] }) },
-  { name: "wildcard certificate, HTTP and HTTPS, own upstream", host: (i) => ({ certificateId: WILDCARD, upstreams: [upstream(i, false)] }) },
+  {
+    name: "wildcard certificate, HTTPS forced, own upstream (API defaults otherwise)",
+    host: (i) => ({ certificateId: WILDCARD, sslForced: true, upstreams: [upstream(i, false)] }),
+  },
+  {
+    name: "wildcard certificate, HTTP and HTTPS, own upstream",
+    host: (i) => ({ certificateId: WILDCARD, upstreams: [upstream(i, false)] }),
+  },
   { name: "no certificate, own upstream", host: (i) => ({ upstreams: [upstream(i, false)] }) },
-  { name: "no certificate, one upstream shared by all (npm run bench's hosts)", host: (i) => ({ upstreams: [upstream(i, true)] }) },
+  {
+    name: "no certificate, one upstream shared by all (npm run bench's hosts)",
+    host: (i) => ({ upstreams: [upstream(i, true)] }),
+  },
   {
     name: "wildcard certificate, HTTPS forced, HSTS, websockets, Host preserved, own upstream",
-    host: (i) => ({ certificateId: WILDCARD, sslForced: true, hstsEnabled: true, allowWebsocket: true, preserveHostHeader: true, upstreams: [upstream(i, false)] }),
+    host: (i) => ({
+      certificateId: WILDCARD,
+      sslForced: true,
+      hstsEnabled: true,
+      allowWebsocket: true,
+      preserveHostHeader: true,
+      upstreams: [upstream(i, false)],
+    }),
   },
 ];
 
@@ -41,8 +57,23 @@ function snapshotOf(shape: Shape, n: number): Snapshot {
   return Snapshot.fromPartial({
     schemaVersion: SNAPSHOT_SCHEMA_VERSION,
     version: 1,
-    proxyHosts: Array.from({ length: n }, (_, i) => ({ id: `h${i}`, name: `h${i}`, domains: [`h${i}.example.com`], enabled: true, ...shape.host(i) })),
-    certificates: [{ id: WILDCARD, name: "wildcard", type: CertificateType.CERTIFICATE_TYPE_IMPORTED, domainNames: ["*.example.com"], certificatePem: PEM, privateKeyPem: KEY }],
+    proxyHosts: Array.from({ length: n }, (_, i) => ({
+      id: `h${i}`,
+      name: `h${i}`,
+      domains: [`h${i}.example.com`],
+      enabled: true,
+      ...shape.host(i),
+    })),
+    certificates: [
+      {
+        id: WILDCARD,
+        name: "wildcard",
+        type: CertificateType.CERTIFICATE_TYPE_IMPORTED,
+        domainNames: ["*.example.com"],
+        certificatePem: PEM,
+        privateKeyPem: KEY,
+      },
+    ],
   });
 }
 
@@ -51,7 +82,9 @@ const base = (shape: Shape) => render(snapshotOf(shape, 0), OPTS).json.length;
 // Warm-up, so the first figure is not the JIT compiling the renderer.
 for (const shape of SHAPES) render(snapshotOf(shape, 1000), OPTS);
 
-console.log(`rendered Caddy config, bytes per proxy host (config minus the same config without hosts, divided by hosts)\n`);
+console.log(
+  `rendered Caddy config, bytes per proxy host (config minus the same config without hosts, divided by hosts)\n`,
+);
 console.log(`| host shape | ${SIZES.map((n) => `${n.toLocaleString("en-US")} hosts`).join(" | ")} |`);
 console.log(`|---|${SIZES.map(() => "---").join("|")}|`);
 for (const shape of SHAPES) {

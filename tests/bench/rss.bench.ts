@@ -24,7 +24,11 @@ const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 
 async function main() {
   console.log(`bench:rss — one master instance (no slaves), sum of VmRSS over launcher, services and Caddy`);
-  const inst = await Instance.start({ name: "bench-rss", mode: "master", env: { LOG_LEVEL: "warn", INSTANCE_SLAVES: "[]" } });
+  const inst = await Instance.start({
+    name: "bench-rss",
+    mode: "master",
+    env: { LOG_LEVEL: "warn", INSTANCE_SLAVES: "[]" },
+  });
   try {
     const root = inst.child!.pid!;
     process.stderr.write(`  idle: settling ${SETTLE_MS} ms...\n`);
@@ -35,7 +39,13 @@ async function main() {
     for (let i = 0; i < HOSTS; i++) {
       await unary(
         inst.config.createProxyHost.bind(inst.config),
-        { proxyHost: ProxyHost.fromPartial({ name: `h${i}`, domains: [`h${i}.bench.test`], upstreams: ["127.0.0.1:9"] }) },
+        {
+          proxyHost: ProxyHost.fromPartial({
+            name: `h${i}`,
+            domains: [`h${i}.bench.test`],
+            upstreams: ["127.0.0.1:9"],
+          }),
+        },
         inst.adminToken,
       );
     }
@@ -50,9 +60,13 @@ async function main() {
     console.log(`process         | idle RSS     | idle USS     | ${HOSTS} hosts RSS | ${HOSTS} hosts USS`);
     console.log("----------------|--------------|--------------|----------------|---------------");
     for (const n of names) {
-      console.log(`${n.padEnd(15)} | ${cell(idle.rssByName, n)} | ${cell(idle.ussByName, n)} | ${cell(loaded.rssByName, n).padStart(14)} | ${cell(loaded.ussByName, n).padStart(14)}`);
+      console.log(
+        `${n.padEnd(15)} | ${cell(idle.rssByName, n)} | ${cell(idle.ussByName, n)} | ${cell(loaded.rssByName, n).padStart(14)} | ${cell(loaded.ussByName, n).padStart(14)}`,
+      );
     }
-    console.log(`${"total".padEnd(15)} | ${mib(idle.totalRssKiB).padStart(12)} | ${mib(idle.totalUssKiB).padStart(12)} | ${mib(loaded.totalRssKiB).padStart(14)} | ${mib(loaded.totalUssKiB).padStart(14)}`);
+    console.log(
+      `${"total".padEnd(15)} | ${mib(idle.totalRssKiB).padStart(12)} | ${mib(idle.totalUssKiB).padStart(12)} | ${mib(loaded.totalRssKiB).padStart(14)} | ${mib(loaded.totalUssKiB).padStart(14)}`,
+    );
   } finally {
     await inst.stop();
   }

@@ -46,18 +46,33 @@ import { Instance, projectCaddy } from "../support/instance.ts";
 import { freePort, startUpstream } from "../support/net.ts";
 import { makePki, type TestPki } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
-import { burst, killInstancesOnSignal, restartUntilServed, seed, setDomain, startMaster, startSlave, startSlaves, stopAll, SYNC_TOKEN, untilServed, waitSlavesOn } from "./cluster.ts";
+import {
+  burst,
+  killInstancesOnSignal,
+  restartUntilServed,
+  seed,
+  setDomain,
+  startMaster,
+  startSlave,
+  startSlaves,
+  stopAll,
+  SYNC_TOKEN,
+  untilServed,
+  waitSlavesOn,
+} from "./cluster.ts";
 import { measureTree, mib } from "./proc-mem.ts";
 import { pct } from "./stats.ts";
 
 const num = (name: string, dflt: number) => {
   const v = Number(process.env[name] ?? dflt);
-  if (!Number.isInteger(v) || v < 0) throw new Error(`${name} must be a whole number >= 0, got ${JSON.stringify(process.env[name])}`);
+  if (!Number.isInteger(v) || v < 0)
+    throw new Error(`${name} must be a whole number >= 0, got ${JSON.stringify(process.env[name])}`);
   return v;
 };
 const SIZES = (process.env.CPM_BENCH_SIZES ?? "100,1000").split(",").map((s) => {
   const n = Number(s);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`CPM_BENCH_SIZES must list whole numbers >= 1, got ${JSON.stringify(s)}`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`CPM_BENCH_SIZES must list whole numbers >= 1, got ${JSON.stringify(s)}`);
   return n;
 });
 const CHANGES = num("CPM_BENCH_CHANGES", 30);
@@ -82,8 +97,15 @@ async function bareCaddy(): Promise<{ admin: number; stop: () => void }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "cpm-bench-caddy-"));
   const cfg = path.join(dir, "initial.json");
   writeFileSync(cfg, JSON.stringify({ admin: { listen: `127.0.0.1:${admin}` } }));
-  const child = spawn(projectCaddy(), ["run", "--config", cfg], { stdio: "ignore", env: { ...process.env, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir } });
-  await waitFor(async () => (await caddyAdminRequest(`http://127.0.0.1:${admin}/config/`)).status === 200, "bare caddy up", 15_000);
+  const child = spawn(projectCaddy(), ["run", "--config", cfg], {
+    stdio: "ignore",
+    env: { ...process.env, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir },
+  });
+  await waitFor(
+    async () => (await caddyAdminRequest(`http://127.0.0.1:${admin}/config/`)).status === 200,
+    "bare caddy up",
+    15_000,
+  );
   return { admin, stop: () => child.kill("SIGTERM") };
 }
 
@@ -102,7 +124,10 @@ async function bareLoads(json: string, count: number): Promise<number[]> {
     const loads: number[] = [];
     for (let i = 0; i < count; i++) {
       const t0 = performance.now();
-      const res = await caddyAdminRequest(`http://127.0.0.1:${bare.admin}/load`, { method: "POST", body: variants[i % 2] });
+      const res = await caddyAdminRequest(`http://127.0.0.1:${bare.admin}/load`, {
+        method: "POST",
+        body: variants[i % 2],
+      });
       if (res.status !== 200) throw new Error(`bare load failed: ${res.status}`);
       loads.push(performance.now() - t0);
     }
@@ -129,7 +154,11 @@ async function benchSize(n: number, pki: TestPki) {
     for (let i = 0; i < WRITES; i++) {
       const k = (i * 7) % n;
       const t0 = performance.now();
-      const r = await unary(master.config.updateProxyHost.bind(master.config), { proxyHost: { ...hosts[k]!, upstreams: [`127.0.0.1:${up.port}`, `127.0.0.2:${1000 + i}`] } }, master.adminToken);
+      const r = await unary(
+        master.config.updateProxyHost.bind(master.config),
+        { proxyHost: { ...hosts[k]!, upstreams: [`127.0.0.1:${up.port}`, `127.0.0.2:${1000 + i}`] } },
+        master.adminToken,
+      );
       writeLatencies.push(performance.now() - t0);
       hosts[k] = r.proxyHost!;
     }
@@ -146,16 +175,24 @@ async function benchSize(n: number, pki: TestPki) {
 
     const json = (await caddyAdminRequest(`http://127.0.0.1:${slave.ports.caddyAdmin}/config/`)).body;
     const loads = await bareLoads(json, Math.max(CHANGES, 1));
-    const sentBeforeBurst = (await unary(master.dispatcher.getSyncStatus.bind(master.dispatcher), {}, master.adminToken)).slaves[0]!.snapshotsSent;
+    const sentBeforeBurst = (
+      await unary(master.dispatcher.getSyncStatus.bind(master.dispatcher), {}, master.adminToken)
+    ).slaves[0]!.snapshotsSent;
 
     process.stderr.write(`  ${TICKS} unchanged pushes...\n`);
     const snapshot = (await unary(master.config.getSnapshot.bind(master.config), {}, master.adminToken)).snapshot!;
     const snapshotBytes = Snapshot.encode(snapshot).finish().length;
-    await waitFor(async () => (await slave.version()) === snapshot.version && (await slave.renderStatus()).inSync, "slave on the master's version", 60_000, 100);
+    await waitFor(
+      async () => (await slave.version()) === snapshot.version && (await slave.renderStatus()).inSync,
+      "slave on the master's version",
+      60_000,
+      100,
+    );
     const before = await slave.renderStatus();
     const ticks = await unchangedPushes(slave, pki.caCert, snapshot, TICKS);
     const after = await slave.renderStatus();
-    const reloaded = after.appliedAt?.getTime() !== before.appliedAt?.getTime() || after.configSha256 !== before.configSha256;
+    const reloaded =
+      after.appliedAt?.getTime() !== before.appliedAt?.getTime() || after.configSha256 !== before.configSha256;
 
     let burstResult: Awaited<ReturnType<typeof burst>> | undefined;
     if (BURST > 0) {
@@ -166,7 +203,10 @@ async function benchSize(n: number, pki: TestPki) {
     process.stderr.write(`  memory: settling ${RSS_SETTLE_MS} ms...\n`);
     await waitSlavesOn(master, [slave], "in sync before the memory readings");
     await sleep(RSS_SETTLE_MS);
-    const [masterMem, slaveMem] = RSS_SAMPLES > 0 ? await Promise.all([measureTree(master.child!.pid!, RSS_SAMPLES), measureTree(slave.child!.pid!, RSS_SAMPLES)]) : [];
+    const [masterMem, slaveMem] =
+      RSS_SAMPLES > 0
+        ? await Promise.all([measureTree(master.child!.pid!, RSS_SAMPLES), measureTree(slave.child!.pid!, RSS_SAMPLES)])
+        : [];
 
     process.stderr.write(`  ${RESTARTS} slave restarts...\n`);
     const restarts: number[] = [];
@@ -211,7 +251,12 @@ async function benchSize(n: number, pki: TestPki) {
 async function unchangedPushes(slave: Instance, ca: string, s: Snapshot, count: number): Promise<number[]> {
   const client = slave.receiverClient(ca);
   const bytes = Buffer.from(SyncRequest.encode({ snapshot: s, traceContext: undefined }).finish());
-  const call = client.makeBidiStreamRequest(SyncReceiverService.sync.path, (b: Buffer) => b, SyncReceiverService.sync.responseDeserialize, withBearer(SYNC_TOKEN));
+  const call = client.makeBidiStreamRequest(
+    SyncReceiverService.sync.path,
+    (b: Buffer) => b,
+    SyncReceiverService.sync.responseDeserialize,
+    withBearer(SYNC_TOKEN),
+  );
   let failed: Error | undefined;
   const answers: ((r: SyncResponse) => void)[] = [];
   call.on("data", (r: SyncResponse) => answers.shift()?.(r));
@@ -269,7 +314,10 @@ async function benchFanout(n: number, slaveCount: number, pki: TestPki, withBurs
 
 function machineLine(): string {
   const cpus = os.cpus();
-  const load = os.loadavg().map((l) => l.toFixed(2)).join(" ");
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
   return `machine: ${cpus[0]?.model ?? "unknown CPU"}, ${cpus.length} cores, Node ${process.version}, load average at start ${load}`;
 }
 
@@ -296,14 +344,18 @@ async function main() {
   }
 
   type Row = (typeof rows)[number];
-  const line = (label: string, cell: (r: Row) => string, goal = "") => console.log(`| ${label} | ${rows.map(cell).join(" | ")} | ${goal} |`);
+  const line = (label: string, cell: (r: Row) => string, goal = "") =>
+    console.log(`| ${label} | ${rows.map(cell).join(" | ")} | ${goal} |`);
   const sizeGoal = (byN: (n: number) => string | undefined) =>
     rows
       .map((r) => [r.n, byN(r.n)] as const)
       .filter(([, g]) => g)
       .map(([n, g]) => `${g} at ${n.toLocaleString("en-US")}`)
       .join(", ");
-  const burstCell = (b: Row["burst"]) => (b ? `${ms(b.settleMs)}; pushed ${b.pushed} of ${b.writes} (${((100 * b.pushed) / b.writes).toFixed(1)}%)` : "not run");
+  const burstCell = (b: Row["burst"]) =>
+    b
+      ? `${ms(b.settleMs)}; pushed ${b.pushed} of ${b.writes} (${((100 * b.pushed) / b.writes).toFixed(1)}%)`
+      : "not run";
   const memCell = (m: Row["masterMem"]) => (m ? `${mib(m.totalRssKiB)} / ${mib(m.totalUssKiB)}` : "not run");
   console.log("");
   console.log(`| | ${rows.map((r) => `${r.n.toLocaleString("en-US")} hosts`).join(" | ")} | goal |`);
@@ -312,31 +364,58 @@ async function main() {
   line("API write latency, median / p99", (r) => `${ms(r.writeMedian)} / ${ms(r.writeP99)}`, "median <= 10 ms");
   line("write -> slave's Caddy serves it, median / p99", (r) => `${ms(r.syncMedian)} / ${ms(r.syncP99)}`);
   line("bare `POST /load` of the same config, median / p99", (r) => `${ms(r.loadMedian)} / ${ms(r.loadP99)}`);
-  line("ratio of medians (sync / bare load)", (r) => ratio(r.syncMedian / r.loadMedian), sizeGoal((n) => (n === 100 ? "<= 2x" : n === 1000 ? "<= 1.3x" : undefined)));
+  line(
+    "ratio of medians (sync / bare load)",
+    (r) => ratio(r.syncMedian / r.loadMedian),
+    sizeGoal((n) => (n === 100 ? "<= 2x" : n === 1000 ? "<= 1.3x" : undefined)),
+  );
   line("ratio sync p99 / bare load median", (r) => ratio(r.syncP99 / r.loadMedian), "<= 2x");
-  line(`burst of ${BURST} updates (${IN_FLIGHT} in flight): last write -> slave serves the final version; snapshots pushed`, (r) => burstCell(r.burst), "pushed <= 10% of writes");
-  line(`slave restarted -> its Caddy serves a change made while it was down, from its receiver answering GetReceiverStatus, median / max of ${RESTARTS}`, (r) => `${ms(r.restartMedian)} / ${ms(r.restartMax)}`, "<= 1 s");
-  line(`master instance memory at rest (process tree, ${RSS_SETTLE_MS / 1000} s after the writes), RSS / USS`, (r) => memCell(r.masterMem), "RSS <= 300 MB at 1,000");
-  line(`slave instance memory at rest (process tree, ${RSS_SETTLE_MS / 1000} s after the writes), RSS / USS`, (r) => memCell(r.slaveMem), "RSS <= 300 MB at 1,000");
+  line(
+    `burst of ${BURST} updates (${IN_FLIGHT} in flight): last write -> slave serves the final version; snapshots pushed`,
+    (r) => burstCell(r.burst),
+    "pushed <= 10% of writes",
+  );
+  line(
+    `slave restarted -> its Caddy serves a change made while it was down, from its receiver answering GetReceiverStatus, median / max of ${RESTARTS}`,
+    (r) => `${ms(r.restartMedian)} / ${ms(r.restartMax)}`,
+    "<= 1 s",
+  );
+  line(
+    `master instance memory at rest (process tree, ${RSS_SETTLE_MS / 1000} s after the writes), RSS / USS`,
+    (r) => memCell(r.masterMem),
+    "RSS <= 300 MB at 1,000",
+  );
+  line(
+    `slave instance memory at rest (process tree, ${RSS_SETTLE_MS / 1000} s after the writes), RSS / USS`,
+    (r) => memCell(r.slaveMem),
+    "RSS <= 300 MB at 1,000",
+  );
   line("snapshot bytes", (r) => `${(r.snapshotBytes / 1024).toFixed(1)} KiB`, "<= 160 KB");
   line("rendered Caddy config", (r) => `${(r.configBytes / 1024).toFixed(0)} KiB`);
   line("unchanged push -> slave's ACK, median / p99", (r) => `${ms(r.tickMedian)} / ${ms(r.tickP99)}`, "<= 5 ms");
   line("slave's Caddy reloaded by unchanged pushes", (r) => (r.reloaded ? "yes" : "no"), "no");
   line("snapshots sent to the slave (before the burst)", (r) => String(r.snapshotsSent));
 
-  const byProcess = (m: Row["masterMem"]) => (m ? [...m.rssByName].map(([name, kib]) => `${name} ${mib(kib)}`).join(", ") : "not run");
+  const byProcess = (m: Row["masterMem"]) =>
+    m ? [...m.rssByName].map(([name, kib]) => `${name} ${mib(kib)}`).join(", ") : "not run";
   console.log("");
   for (const r of rows) {
-    console.log(`memory by process at ${r.n.toLocaleString("en-US")} hosts (RSS): master: ${byProcess(r.masterMem)}; slave: ${byProcess(r.slaveMem)}`);
+    console.log(
+      `memory by process at ${r.n.toLocaleString("en-US")} hosts (RSS): master: ${byProcess(r.masterMem)}; slave: ${byProcess(r.slaveMem)}`,
+    );
   }
 
   if (fan) {
     console.log("");
     console.log(`| fan-out at ${FANOUT_HOSTS.toLocaleString("en-US")} hosts | 1 slave | ${FANOUT} slaves | goal |`);
     console.log("|---|---|---|---|");
-    console.log(`| write -> every slave's Caddy serves it (the last one), median of ${FANOUT_CHANGES} | ${ms(fan.one.median)} | ${ms(fan.many.median)} | |`);
+    console.log(
+      `| write -> every slave's Caddy serves it (the last one), median of ${FANOUT_CHANGES} | ${ms(fan.one.median)} | ${ms(fan.many.median)} | |`,
+    );
     console.log(`| ratio ${FANOUT} slaves / 1 slave | | ${ratio(fan.many.median / fan.one.median)} | <= 1.5x |`);
-    console.log(`| burst of ${BURST} updates: last write -> every slave serves the final version; most snapshots pushed to one slave | | ${burstCell(fan.many.burst)} | pushed <= 10% of writes |`);
+    console.log(
+      `| burst of ${BURST} updates: last write -> every slave serves the final version; most snapshots pushed to one slave | | ${burstCell(fan.many.burst)} | pushed <= 10% of writes |`,
+    );
   }
 }
 

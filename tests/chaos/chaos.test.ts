@@ -69,7 +69,13 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
           name: `slave${i + 1}`,
           mode: "slave",
           ports: await allocatePorts(),
-          env: { ...common, INSTANCE_SYNC_TOKEN: token, CPM_SYNC_TLS_CERT: pki.cert, CPM_SYNC_TLS_KEY: pki.key, CPM_CADDY_LAYER4: "true" },
+          env: {
+            ...common,
+            INSTANCE_SYNC_TOKEN: token,
+            CPM_SYNC_TLS_CERT: pki.cert,
+            CPM_SYNC_TLS_KEY: pki.key,
+            CPM_CADDY_LAYER4: "true",
+          },
         }),
       );
       links.push(new TcpFaultInjector(slaves[i]!.ports.sync));
@@ -82,11 +88,18 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
         ...common,
         CPM_CADDY_LAYER4: "false",
         CPM_SYNC_TLS_CA: pki.caCert,
-        INSTANCE_SLAVES: JSON.stringify(slaves.map((s, i) => ({ name: s.opts.name, url: `https://localhost:${linkPorts[i]}`, token: TOKENS[i] }))),
+        INSTANCE_SLAVES: JSON.stringify(
+          slaves.map((s, i) => ({ name: s.opts.name, url: `https://localhost:${linkPorts[i]}`, token: TOKENS[i] })),
+        ),
       },
     });
     masterWatch = new ConfigWatch(master.ports.api, master.adminToken);
-    for (const s of slaves) watches.push({ name: s.opts.name, config: new ConfigWatch(s.ports.api, s.adminToken), render: new RenderWatch(s.ports.renderer, s.adminToken) });
+    for (const s of slaves)
+      watches.push({
+        name: s.opts.name,
+        config: new ConfigWatch(s.ports.api, s.adminToken),
+        render: new RenderWatch(s.ports.renderer, s.adminToken),
+      });
   });
 
   after(async () => {
@@ -159,7 +172,10 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
 
   /** Which process is not back or not answering ("" once every process of every instance runs and answers). */
   async function notBack(): Promise<string> {
-    for (const [inst, names] of [[master, MASTER_SERVICES], ...slaves.map((s) => [s, SLAVE_SERVICES] as const)] as const) {
+    for (const [inst, names] of [
+      [master, MASTER_SERVICES],
+      ...slaves.map((s) => [s, SLAVE_SERVICES] as const),
+    ] as const) {
       const kids = launcherChildren(inst.child!.pid!);
       const missing = names.filter((n) => !kids.has(n));
       if (missing.length) return `${inst.opts.name}: ${missing.join(", ")} not running`;
@@ -187,7 +203,10 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
   const syncStatus = () => unary(master.dispatcher.getSyncStatus.bind(master.dispatcher), {}, master.adminToken, 3000);
 
   async function receiverStatus(slave: Instance, token: string) {
-    const rc = new SyncReceiverClient(`localhost:${slave.ports.sync}`, channelCredentials({ tls: true, caFile: pki.caCert }));
+    const rc = new SyncReceiverClient(
+      `localhost:${slave.ports.sync}`,
+      channelCredentials({ tls: true, caFile: pki.caCert }),
+    );
     try {
       return await unary(rc.getReceiverStatus.bind(rc), {}, token, 3000);
     } finally {
@@ -195,7 +214,8 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
     }
   }
 
-  const snapshotOf = async (inst: Instance) => (await unary(inst.config.getSnapshot.bind(inst.config), {}, inst.adminToken, 5000)).snapshot!;
+  const snapshotOf = async (inst: Instance) =>
+    (await unary(inst.config.getSnapshot.bind(inst.config), {}, inst.adminToken, 5000)).snapshot!;
 
   /** Why the fleet has not converged on the master's version yet ("" once it has). */
   async function notConverged(): Promise<string> {
@@ -203,15 +223,21 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
     const st = await syncStatus();
     for (const s of slaves) {
       const link = st.slaves.find((x) => x.name === s.opts.name);
-      if (!link || link.ackedVersion !== m.version) return `${s.opts.name}: acked v${link?.ackedVersion}, master v${m.version}`;
-      if (link.lastError || link.consecutiveFailures) return `${s.opts.name}: error ${link.lastError} (${link.consecutiveFailures} failures)`;
+      if (!link || link.ackedVersion !== m.version)
+        return `${s.opts.name}: acked v${link?.ackedVersion}, master v${m.version}`;
+      if (link.lastError || link.consecutiveFailures)
+        return `${s.opts.name}: error ${link.lastError} (${link.consecutiveFailures} failures)`;
       const snap = await snapshotOf(s);
-      if (snap.version !== m.version || snap.contentSha256 !== m.contentSha256) return `${s.opts.name}: database v${snap.version} ${snap.contentSha256.slice(0, 8)}, master v${m.version} ${m.contentSha256.slice(0, 8)}`;
+      if (snap.version !== m.version || snap.contentSha256 !== m.contentSha256)
+        return `${s.opts.name}: database v${snap.version} ${snap.contentSha256.slice(0, 8)}, master v${m.version} ${m.contentSha256.slice(0, 8)}`;
       const r = await s.renderStatus();
-      if (!r.inSync || r.appliedVersion !== m.version) return `${s.opts.name}: Caddy on v${r.appliedVersion} (in sync: ${r.inSync})`;
-      if (r.configSha256 !== link.configSha256) return `${s.opts.name}: render hash ${r.configSha256.slice(0, 8)} != ack hash ${link.configSha256.slice(0, 8)}`;
+      if (!r.inSync || r.appliedVersion !== m.version)
+        return `${s.opts.name}: Caddy on v${r.appliedVersion} (in sync: ${r.inSync})`;
+      if (r.configSha256 !== link.configSha256)
+        return `${s.opts.name}: render hash ${r.configSha256.slice(0, 8)} != ack hash ${link.configSha256.slice(0, 8)}`;
       const caddy = await caddyConfigHash(s);
-      if (caddy !== r.configSha256) return `${s.opts.name}: Caddy runs ${caddy.slice(0, 8)}, renderer says ${r.configSha256.slice(0, 8)}`;
+      if (caddy !== r.configSha256)
+        return `${s.opts.name}: Caddy runs ${caddy.slice(0, 8)}, renderer says ${r.configSha256.slice(0, 8)}`;
     }
     return "";
   }
@@ -254,10 +280,13 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
           seenDown = workload.counts.indeterminate;
         }
         const op = workload.next();
-        const p = op.run().catch((e) => void failures.push(e)).finally(() => {
-          inFlight.delete(p);
-          lastWriteAt = Date.now();
-        });
+        const p = op
+          .run()
+          .catch((e) => void failures.push(e))
+          .finally(() => {
+            inFlight.delete(p);
+            lastWriteAt = Date.now();
+          });
         inFlight.add(p);
         done++;
       }
@@ -266,19 +295,33 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
     await Promise.all(inFlight);
     await faultRunning;
     const quietFrom = Math.max(lastRestoreAt, lastWriteAt);
-    assert.deepEqual([...new Set(failures.map(String))], [], "every write is acknowledged, refused by a conflict, or lost with its connection");
+    assert.deepEqual(
+      [...new Set(failures.map(String))],
+      [],
+      "every write is acknowledged, refused by a conflict, or lost with its connection",
+    );
 
     // Recovery: first every process is back, then the fleet converges within the budget.
     let down = "";
-    await waitFor(async () => (down = await notBack()) === "", "every killed process back and answering", 120_000, 50).catch((e) => {
+    await waitFor(
+      async () => (down = await notBack()) === "",
+      "every killed process back and answering",
+      120_000,
+      50,
+    ).catch((e) => {
       throw new Error(`${e}; last: ${down}`);
     });
     const bootedAt = Date.now();
     let why = "";
-    const convergedAt = await waitFor(async () => {
-      why = await notConverged().catch((e) => String(e));
-      return why === "" ? Date.now() : undefined;
-    }, "the fleet converged", 120_000, 50).catch((e) => {
+    const convergedAt = await waitFor(
+      async () => {
+        why = await notConverged().catch((e) => String(e));
+        return why === "" ? Date.now() : undefined;
+      },
+      "the fleet converged",
+      120_000,
+      50,
+    ).catch((e) => {
       throw new Error(`${e}; last: ${why}`);
     });
     const boot = bootedAt - quietFrom;
@@ -308,16 +351,19 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
         const got = actual.get(id);
         if (entry.shape === null && got) lost.push(`${kind} ${id}: deleted at v${entry.version}, still there`);
         if (entry.shape && !got) lost.push(`${kind} ${id}: written at v${entry.version}, missing`);
-        if (entry.shape && got && canonicalJson(got) !== canonicalJson(entry.shape)) lost.push(`${kind} ${id}: ${canonicalJson(got)} != v${entry.version} ${canonicalJson(entry.shape)}`);
+        if (entry.shape && got && canonicalJson(got) !== canonicalJson(entry.shape))
+          lost.push(`${kind} ${id}: ${canonicalJson(got)} != v${entry.version} ${canonicalJson(entry.shape)}`);
       }
       for (const [id, shape] of actual) {
-        if (!model.get(kind, id) && !model.uncertainNames.has(shape.name as string)) lost.push(`${kind} ${id} (${String(shape.name)}): never acknowledged`);
+        if (!model.get(kind, id) && !model.uncertainNames.has(shape.name as string))
+          lost.push(`${kind} ${id} (${String(shape.name)}): never acknowledged`);
       }
     }
     if (model.settings && !model.settingsUncertain) {
       checkedWrites++;
       const s = await unary(master.config.getSettings.bind(master.config), {}, master.adminToken);
-      if (canonicalJson(settingsShape(s.settings!)) !== canonicalJson(model.settings.shape)) lost.push(`settings: ${canonicalJson(settingsShape(s.settings!))} != ${canonicalJson(model.settings.shape)}`);
+      if (canonicalJson(settingsShape(s.settings!)) !== canonicalJson(model.settings.shape))
+        lost.push(`settings: ${canonicalJson(settingsShape(s.settings!))} != ${canonicalJson(model.settings.shape)}`);
     }
 
     // Versions: never back, and only versions the master committed (same content).
@@ -342,7 +388,8 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
           unverifiable++;
           continue;
         }
-        if (sha !== undefined ? sha !== s.sha : !model.ackedVersions.has(s.version)) foreign.push(`${w.name} database v${s.version} ${s.sha.slice(0, 8)}`);
+        if (sha !== undefined ? sha !== s.sha : !model.ackedVersions.has(s.version))
+          foreign.push(`${w.name} database v${s.version} ${s.sha.slice(0, 8)}`);
       }
       for (const s of w.render.seen) {
         if (s.version === 0) continue;
@@ -351,7 +398,8 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
           unverifiable++;
           continue;
         }
-        if (!committed.has(s.version) && !model.ackedVersions.has(s.version)) foreign.push(`${w.name} Caddy v${s.version}`);
+        if (!committed.has(s.version) && !model.ackedVersions.has(s.version))
+          foreign.push(`${w.name} Caddy v${s.version}`);
       }
     }
 

@@ -19,7 +19,10 @@ class Follower {
   private timer: NodeJS.Timeout | undefined;
   reconnects = 0;
 
-  constructor(private readonly open: () => ClientReadableStream<unknown>, private readonly onValue: (v: unknown) => void) {
+  constructor(
+    private readonly open: () => ClientReadableStream<unknown>,
+    private readonly onValue: (v: unknown) => void,
+  ) {
     this.connect();
   }
 

@@ -92,7 +92,8 @@ export class Model {
 /** Expected refusals of a well-formed write racing others: counted, not failures. */
 export function isConflict(e: unknown): boolean {
   const err = e as ServiceError;
-  if (err.code === status.ALREADY_EXISTS || err.code === status.FAILED_PRECONDITION || err.code === status.NOT_FOUND) return true;
+  if (err.code === status.ALREADY_EXISTS || err.code === status.FAILED_PRECONDITION || err.code === status.NOT_FOUND)
+    return true;
   // A reference to a certificate or access list deleted by a concurrent write.
   return err.code === status.INVALID_ARGUMENT && /certificate_id|access_list_id/.test(err.details ?? "");
 }
@@ -102,7 +103,13 @@ export function isIndeterminate(e: unknown): boolean {
   const code = (e as ServiceError).code;
   // A client closed with its instance (killed for a restart): the write was never sent.
   if (code === undefined && /shut down|closed/i.test(String(e))) return true;
-  return code === status.UNAVAILABLE || code === status.DEADLINE_EXCEEDED || code === status.CANCELLED || code === status.INTERNAL || code === status.UNKNOWN;
+  return (
+    code === status.UNAVAILABLE ||
+    code === status.DEADLINE_EXCEEDED ||
+    code === status.CANCELLED ||
+    code === status.INTERNAL ||
+    code === status.UNKNOWN
+  );
 }
 
 const DOMAINS = Array.from({ length: 40 }, (_, i) => `h${i}.chaos.test`);
@@ -178,7 +185,11 @@ export class Workload {
       enabled: r.chance(0.9),
       ...refs(),
     });
-    const l4Body = () => ({ listenAddress: `:${r.int(20000, 29999)}`, upstreams: [`127.0.0.1:${this.upstreamPort}`], enabled: r.chance(0.9) });
+    const l4Body = () => ({
+      listenAddress: `:${r.int(20000, 29999)}`,
+      upstreams: [`127.0.0.1:${this.upstreamPort}`],
+      enabled: r.chance(0.9),
+    });
     const aclBody = () => ({
       allow: r.chance(0.5) ? [`10.${r.int(0, 255)}.0.0/16`] : [],
       deny: r.chance(0.3) ? [`192.0.2.${r.int(1, 254)}`] : [],
@@ -191,7 +202,11 @@ export class Workload {
       const name = `host-${n}`;
       const body = hostBody();
       return this.op("createProxyHost", "proxyHost", undefined, name, async () => {
-        const res = await unary(c().createProxyHost.bind(c()), { proxyHost: ProxyHost.fromPartial({ name, ...body }) }, t);
+        const res = await unary(
+          c().createProxyHost.bind(c()),
+          { proxyHost: ProxyHost.fromPartial({ name, ...body }) },
+          t,
+        );
         return { id: res.proxyHost!.id, version: res.configVersion, shape: proxyHostShape(res.proxyHost!) };
       });
     }
@@ -199,7 +214,11 @@ export class Workload {
       const [id, shape] = r.pick(hosts);
       const body = hostBody();
       return this.op("updateProxyHost", "proxyHost", id, undefined, async () => {
-        const res = await unary(c().updateProxyHost.bind(c()), { proxyHost: ProxyHost.fromPartial({ id, name: shape.name as string, ...body }) }, t);
+        const res = await unary(
+          c().updateProxyHost.bind(c()),
+          { proxyHost: ProxyHost.fromPartial({ id, name: shape.name as string, ...body }) },
+          t,
+        );
         return { id, version: res.configVersion, shape: proxyHostShape(res.proxyHost!) };
       });
     }
@@ -221,14 +240,22 @@ export class Workload {
         }
         const body = l4Body();
         return this.op("updateL4ProxyHost", "l4Host", id, undefined, async () => {
-          const res = await unary(c().updateL4ProxyHost.bind(c()), { l4ProxyHost: L4ProxyHost.fromPartial({ id, name: shape.name as string, ...body }) }, t);
+          const res = await unary(
+            c().updateL4ProxyHost.bind(c()),
+            { l4ProxyHost: L4ProxyHost.fromPartial({ id, name: shape.name as string, ...body }) },
+            t,
+          );
           return { id, version: res.configVersion, shape: l4Shape(res.l4ProxyHost!) };
         });
       }
       const name = `l4-${n}`;
       const body = l4Body();
       return this.op("createL4ProxyHost", "l4Host", undefined, name, async () => {
-        const res = await unary(c().createL4ProxyHost.bind(c()), { l4ProxyHost: L4ProxyHost.fromPartial({ name, ...body }) }, t);
+        const res = await unary(
+          c().createL4ProxyHost.bind(c()),
+          { l4ProxyHost: L4ProxyHost.fromPartial({ name, ...body }) },
+          t,
+        );
         return { id: res.l4ProxyHost!.id, version: res.configVersion, shape: l4Shape(res.l4ProxyHost!) };
       });
     }
@@ -243,7 +270,17 @@ export class Workload {
       const name = `cert-${n}`;
       const domainNames = [`c${r.int(0, 9)}.chaos.internal`];
       return this.op("createCertificate", "certificate", undefined, name, async () => {
-        const res = await unary(c().createCertificate.bind(c()), { certificate: CertificateProto.fromPartial({ name, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames }) }, t);
+        const res = await unary(
+          c().createCertificate.bind(c()),
+          {
+            certificate: CertificateProto.fromPartial({
+              name,
+              type: CertificateType.CERTIFICATE_TYPE_MANAGED,
+              domainNames,
+            }),
+          },
+          t,
+        );
         return { id: res.certificate!.id, version: res.configVersion, shape: certificateShape(res.certificate!) };
       });
     }
@@ -260,7 +297,11 @@ export class Workload {
         // Users sent without a password keep their hash.
         const users = (shape.users as string[]).map((username) => ({ username }));
         return this.op("updateAccessList", "accessList", id, undefined, async () => {
-          const res = await unary(c().updateAccessList.bind(c()), { accessList: AccessList.fromPartial({ id, name: shape.name as string, users, ...body }) }, t);
+          const res = await unary(
+            c().updateAccessList.bind(c()),
+            { accessList: AccessList.fromPartial({ id, name: shape.name as string, users, ...body }) },
+            t,
+          );
           return { id, version: res.configVersion, shape: accessListShape(res.accessList!) };
         });
       }
@@ -268,11 +309,18 @@ export class Workload {
       const body = aclBody();
       const users = r.chance(0.3) ? [{ username: `u${n}`, password: "a long passphrase" }] : [];
       return this.op("createAccessList", "accessList", undefined, name, async () => {
-        const res = await unary(c().createAccessList.bind(c()), { accessList: AccessList.fromPartial({ name, users, ...body }) }, t);
+        const res = await unary(
+          c().createAccessList.bind(c()),
+          { accessList: AccessList.fromPartial({ name, users, ...body }) },
+          t,
+        );
         return { id: res.accessList!.id, version: res.configVersion, shape: accessListShape(res.accessList!) };
       });
     }
-    const settings = Settings.fromPartial({ general: { primaryDomain: `p${r.int(0, 99)}.chaos.test` }, http: { upstreamDialTimeoutSeconds: r.int(0, 30) } });
+    const settings = Settings.fromPartial({
+      general: { primaryDomain: `p${r.int(0, 99)}.chaos.test` },
+      http: { upstreamDialTimeoutSeconds: r.int(0, 30) },
+    });
     return {
       name: "updateSettings",
       run: async () => {

@@ -4,7 +4,15 @@ import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { ProxyHost } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
-import { composeCommand, dockerMissing, hostGateway, removeDir, removeStack, secretsDir, Stack } from "../support/compose.ts";
+import {
+  composeCommand,
+  dockerMissing,
+  hostGateway,
+  removeDir,
+  removeStack,
+  secretsDir,
+  Stack,
+} from "../support/compose.ts";
 import { ROOT } from "../support/instance.ts";
 import { startUpstream, type TestServer } from "../support/net.ts";
 
@@ -30,21 +38,49 @@ describe("docker compose: a standalone instance from docker-compose.yml", { skip
 
   it("reports every container healthy", async () => {
     const health = await stack!.waitHealthy();
-    assert.deepEqual(Object.keys(health).map((n) => n.replace(/^.*?(caddy-renderer|config-service|caddy).*$/, "$1")).sort(), ["caddy", "caddy-renderer", "config-service"]);
+    assert.deepEqual(
+      Object.keys(health)
+        .map((n) => n.replace(/^.*?(caddy-renderer|config-service|caddy).*$/, "$1"))
+        .sort(),
+      ["caddy", "caddy-renderer", "config-service"],
+    );
   });
 
   it("serves a proxy host created through the published gRPC port", async () => {
     const config = await stack!.config();
-    const r = await unary(config.createProxyHost.bind(config), { proxyHost: ProxyHost.fromPartial({ name: "app", domains: ["app.test"], upstreams: [`host.docker.internal:${upstream.port}`] }) }, stack!.adminToken);
+    const r = await unary(
+      config.createProxyHost.bind(config),
+      {
+        proxyHost: ProxyHost.fromPartial({
+          name: "app",
+          domains: ["app.test"],
+          upstreams: [`host.docker.internal:${upstream.port}`],
+        }),
+      },
+      stack!.adminToken,
+    );
     assert.equal(r.configVersion, 1);
     await stack!.waitServes("app.test", /upstream=A/);
     assert.equal((await stack!.waitServes("other.test", 404)).status, 404, "an unknown host gets 404");
   });
 
   it("has the cpm CLI on PATH in the image: it lists the host through the API", async () => {
-    const { stdout } = await run("docker", ["exec", "-e", `CPM_TOKEN=${stack!.adminToken}`, stack!.containerName("config-service"), "cpm", "proxy-host", "list", "-o", "json"]);
+    const { stdout } = await run("docker", [
+      "exec",
+      "-e",
+      `CPM_TOKEN=${stack!.adminToken}`,
+      stack!.containerName("config-service"),
+      "cpm",
+      "proxy-host",
+      "list",
+      "-o",
+      "json",
+    ]);
     const hosts = JSON.parse(stdout) as { name: string; domains: string[] }[];
-    assert.deepEqual(hosts.map((h) => [h.name, h.domains]), [["app", ["app.test"]]]);
+    assert.deepEqual(
+      hosts.map((h) => [h.name, h.domains]),
+      [["app", ["app.test"]]],
+    );
   });
 
   it("keeps its data across down and up (volumes)", async () => {
@@ -57,7 +93,12 @@ describe("docker compose: a standalone instance from docker-compose.yml", { skip
   });
 
   it("refuses to start a service without CPM_INTERNAL_TOKEN, naming it; down needs no secrets", async () => {
-    const failed = await run("docker", ["run", "--rm", "cpm-node:compose-test", "services/config-service/dist/main.js"]).then(
+    const failed = await run("docker", [
+      "run",
+      "--rm",
+      "cpm-node:compose-test",
+      "services/config-service/dist/main.js",
+    ]).then(
       () => assert.fail("the service started without CPM_INTERNAL_TOKEN"),
       (e: { stderr: string; code: number }) => e,
     );
@@ -65,7 +106,10 @@ describe("docker compose: a standalone instance from docker-compose.yml", { skip
     assert.match(failed.stderr, /CPM_INTERNAL_TOKEN: not set/);
     const { CPM_INTERNAL_TOKEN: _i, CPM_ADMIN_TOKEN: _a, INSTANCE_SYNC_TOKEN: _s, ...noSecrets } = process.env;
     const [cmd, ...args] = composeCommand();
-    const down = await run(cmd, [...args, "-p", `cpm-ct-nothing-${process.pid}`, "down"], { cwd: ROOT, env: noSecrets }).catch((e: Error) => e);
+    const down = await run(cmd, [...args, "-p", `cpm-ct-nothing-${process.pid}`, "down"], {
+      cwd: ROOT,
+      env: noSecrets,
+    }).catch((e: Error) => e);
     assert.ok(!(down instanceof Error), `down without secrets: ${down instanceof Error ? down.message : ""}`);
   });
 });

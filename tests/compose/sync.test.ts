@@ -56,12 +56,21 @@ describe("docker compose: a master and two slaves, each its own compose project,
       }),
     );
     const list = await Promise.all(
-      slaves.map(async (s, i) => ({ name: `edge-${i + 1}`, url: `https://${SLAVE_HOST}:${await s.port("sync-receiver", 50443)}`, token: tokens[i] })),
+      slaves.map(async (s, i) => ({
+        name: `edge-${i + 1}`,
+        url: `https://${SLAVE_HOST}:${await s.port("sync-receiver", 50443)}`,
+        token: tokens[i],
+      })),
     );
     master = await Stack.up({
       project: `cpm-ct-master-${process.pid}`,
       profile: "master",
-      env: { INSTANCE_MODE: "master", INSTANCE_SLAVES: JSON.stringify(list), CPM_SYNC_TLS_CA: "/secrets/ca.crt", CPM_SECRETS_DIR: masterSecrets },
+      env: {
+        INSTANCE_MODE: "master",
+        INSTANCE_SLAVES: JSON.stringify(list),
+        CPM_SYNC_TLS_CA: "/secrets/ca.crt",
+        CPM_SECRETS_DIR: masterSecrets,
+      },
     });
   });
   after(async () => {
@@ -79,30 +88,51 @@ describe("docker compose: a master and two slaves, each its own compose project,
   /** Both slaves acked `version` (the master's dispatcher says so). */
   const acked = async (version: number) => {
     const dispatcher = await master!.dispatcher();
-    return waitFor(async () => {
-      const st = await unary(dispatcher.getSyncStatus.bind(dispatcher), {}, master!.adminToken);
-      return st.slaves.length === 2 && st.slaves.every((s) => s.connected && s.ackedVersion >= version) ? st : undefined;
-    }, `both slaves acked v${version}`, 60_000, 500);
+    return waitFor(
+      async () => {
+        const st = await unary(dispatcher.getSyncStatus.bind(dispatcher), {}, master!.adminToken);
+        return st.slaves.length === 2 && st.slaves.every((s) => s.connected && s.ackedVersion >= version)
+          ? st
+          : undefined;
+      },
+      `both slaves acked v${version}`,
+      60_000,
+      500,
+    );
   };
   const echoes = (stack: Stack) =>
-    waitFor(async () => {
-      const port = await stack.port("caddy", 7000);
-      const { data } = await tcpExchange(port, "ping-l4", 7, 2000);
-      return data.toString() === "ping-l4";
-    }, `${stack.opts.project}: L4 :7000 echoes`, 60_000, 500);
+    waitFor(
+      async () => {
+        const port = await stack.port("caddy", 7000);
+        const { data } = await tcpExchange(port, "ping-l4", 7, 2000);
+        return data.toString() === "ping-l4";
+      },
+      `${stack.opts.project}: L4 :7000 echoes`,
+      60_000,
+      500,
+    );
 
   it("reports every container of the three instances healthy", async () => {
     for (const s of [master!, ...slaves]) {
       const health = await s.waitHealthy();
-      assert.equal(Object.keys(health).length, 4, `${s.opts.project}: caddy, config-service, caddy-renderer and the sync service`);
+      assert.equal(
+        Object.keys(health).length,
+        4,
+        `${s.opts.project}: caddy, config-service, caddy-renderer and the sync service`,
+      );
     }
   });
 
   it("serves a proxy host and an L4 host created on the master on both slaves' published ports", async () => {
     await createHost("site");
     const config = await master!.config();
-    const l4 = L4ProxyHost.fromPartial({ name: "echo", listenAddress: ":7000", upstreams: [`${SLAVE_HOST}:${echo.port}`] });
-    const v = (await unary(config.createL4ProxyHost.bind(config), { l4ProxyHost: l4 }, master!.adminToken)).configVersion;
+    const l4 = L4ProxyHost.fromPartial({
+      name: "echo",
+      listenAddress: ":7000",
+      upstreams: [`${SLAVE_HOST}:${echo.port}`],
+    });
+    const v = (await unary(config.createL4ProxyHost.bind(config), { l4ProxyHost: l4 }, master!.adminToken))
+      .configVersion;
     await acked(v);
     for (const s of slaves) {
       await s.waitServes("site.test", /upstream=S host=/);

@@ -19,7 +19,9 @@ const startEchoUpstream = () =>
     res.end(`upstream=acl host=${req.headers.host} authorization=${req.headers.authorization ?? "none"}\n`);
   });
 
-const basic = (user: string, password: string) => ({ Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}` });
+const basic = (user: string, password: string) => ({
+  Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`,
+});
 
 function assertNoSecrets(a: AccessList | undefined): void {
   assert.ok(a);
@@ -43,21 +45,41 @@ describe("access lists: API -> config-service -> renderer -> real Caddy", () => 
   });
 
   const createAcl = (a: DeepPartial<AccessList>) =>
-    unary(inst.config.createAccessList.bind(inst.config), { accessList: AccessList.fromPartial(a) }, inst.adminToken, 30_000);
+    unary(
+      inst.config.createAccessList.bind(inst.config),
+      { accessList: AccessList.fromPartial(a) },
+      inst.adminToken,
+      30_000,
+    );
   const updateAcl = (a: DeepPartial<AccessList>) =>
-    unary(inst.config.updateAccessList.bind(inst.config), { accessList: AccessList.fromPartial(a) }, inst.adminToken, 30_000);
-  const getAcl = async (id: string) => (await unary(inst.config.getAccessList.bind(inst.config), { id }, inst.adminToken)).accessList;
-  const listAcls = async () => (await unary(inst.config.listAccessLists.bind(inst.config), {}, inst.adminToken)).accessLists;
+    unary(
+      inst.config.updateAccessList.bind(inst.config),
+      { accessList: AccessList.fromPartial(a) },
+      inst.adminToken,
+      30_000,
+    );
+  const getAcl = async (id: string) =>
+    (await unary(inst.config.getAccessList.bind(inst.config), { id }, inst.adminToken)).accessList;
+  const listAcls = async () =>
+    (await unary(inst.config.listAccessLists.bind(inst.config), {}, inst.adminToken)).accessLists;
   const deleteAcl = (id: string) => unary(inst.config.deleteAccessList.bind(inst.config), { id }, inst.adminToken);
   const createHost = async (name: string, accessListId: string) =>
     (
       await unary(
         inst.config.createProxyHost.bind(inst.config),
-        { proxyHost: ProxyHost.fromPartial({ name, domains: [`${name}.test`], upstreams: [`127.0.0.1:${up.port}`], accessListId }) },
+        {
+          proxyHost: ProxyHost.fromPartial({
+            name,
+            domains: [`${name}.test`],
+            upstreams: [`127.0.0.1:${up.port}`],
+            accessListId,
+          }),
+        },
         inst.adminToken,
       )
     ).proxyHost!;
-  const updateHost = (h: ProxyHost) => unary(inst.config.updateProxyHost.bind(inst.config), { proxyHost: h }, inst.adminToken);
+  const updateHost = (h: ProxyHost) =>
+    unary(inst.config.updateProxyHost.bind(inst.config), { proxyHost: h }, inst.adminToken);
 
   /** After Caddy runs the current version: a request to `host` gets `code` (200 means the upstream answered). */
   async function expectHttp(host: string, code: number, headers: Record<string, string> = {}, what = "") {
@@ -120,7 +142,15 @@ describe("access lists: API -> config-service -> renderer -> real Caddy", () => 
 
   it("satisfy ANY vs ALL, with users and an allow list that does or does not hold 127.0.0.1", async () => {
     const users = [{ username: "alice", password: "alice-password" }];
-    const cases: { name: string; allow: string[]; deny?: string[]; satisfy: AccessListSatisfy; none: number; good: number; bad: number }[] = [
+    const cases: {
+      name: string;
+      allow: string[];
+      deny?: string[];
+      satisfy: AccessListSatisfy;
+      none: number;
+      good: number;
+      bad: number;
+    }[] = [
       // ANY: an allowed address passes without credentials; any other must authenticate.
       { name: "any-in", allow: ["127.0.0.1"], satisfy: ANY, none: 200, good: 200, bad: 200 },
       { name: "any-out", allow: ["10.0.0.0/8"], satisfy: ANY, none: 401, good: 200, bad: 401 },
@@ -133,7 +163,9 @@ describe("access lists: API -> config-service -> renderer -> real Caddy", () => 
     ];
     const ids = new Map<string, AccessList>();
     for (const tc of cases) {
-      const acl = (await createAcl({ name: `sat-${tc.name}`, users, allow: tc.allow, deny: tc.deny ?? [], satisfy: tc.satisfy })).accessList!;
+      const acl = (
+        await createAcl({ name: `sat-${tc.name}`, users, allow: tc.allow, deny: tc.deny ?? [], satisfy: tc.satisfy })
+      ).accessList!;
       ids.set(tc.name, acl);
       await createHost(tc.name, acl.id);
     }
@@ -156,7 +188,8 @@ describe("access lists: API -> config-service -> renderer -> real Caddy", () => 
   });
 
   it("updates change what Caddy enforces: passwords, users, pass_auth, removing every rule", async () => {
-    const acl = (await createAcl({ name: "changing", users: [{ username: "alice", password: "first-password" }] })).accessList!;
+    const acl = (await createAcl({ name: "changing", users: [{ username: "alice", password: "first-password" }] }))
+      .accessList!;
     await createHost("change", acl.id);
     await inst.waitInSync();
     await expectHttp("change", 200, basic("alice", "first-password"));
@@ -167,7 +200,13 @@ describe("access lists: API -> config-service -> renderer -> real Caddy", () => 
     await expectHttp("change", 200, basic("alice", "first-password"), "password kept");
 
     // A new password replaces the old one; a new user comes in.
-    await updateAcl({ ...acl, users: [{ username: "alice", password: "second-password" }, { username: "carol", password: "carol-password" }] });
+    await updateAcl({
+      ...acl,
+      users: [
+        { username: "alice", password: "second-password" },
+        { username: "carol", password: "carol-password" },
+      ],
+    });
     await inst.waitInSync();
     await expectHttp("change", 401, basic("alice", "first-password"), "old password");
     await expectHttp("change", 200, basic("alice", "second-password"), "new password");
@@ -183,7 +222,10 @@ describe("access lists: API -> config-service -> renderer -> real Caddy", () => 
     await updateAcl({ ...acl, users: [{ username: "carol" }], passAuth: true });
     await inst.waitInSync();
     const passed = await expectHttp("change", 200, basic("carol", "carol-password"));
-    assert.match(passed.body, new RegExp(`authorization=Basic ${Buffer.from("carol:carol-password").toString("base64")}`));
+    assert.match(
+      passed.body,
+      new RegExp(`authorization=Basic ${Buffer.from("carol:carol-password").toString("base64")}`),
+    );
 
     // No users and no addresses: the list gates nothing.
     await updateAcl({ ...acl, users: [] });
@@ -192,7 +234,8 @@ describe("access lists: API -> config-service -> renderer -> real Caddy", () => 
   });
 
   it("refuses to delete an access list in use (FAILED_PRECONDITION naming the host); deletes once detached", async () => {
-    const acl = (await createAcl({ name: "in-use", users: [{ username: "alice", password: "alice-password" }] })).accessList!;
+    const acl = (await createAcl({ name: "in-use", users: [{ username: "alice", password: "alice-password" }] }))
+      .accessList!;
     const host = await createHost("guarded", acl.id);
     await inst.waitInSync();
     await expectHttp("guarded", 401);
@@ -218,8 +261,16 @@ describe("access lists: API -> config-service -> renderer -> real Caddy", () => 
     const cases: [DeepPartial<AccessList>, status, string][] = [
       [{ name: "x", allow: ["10.0.0.0/8", "::1", "10.0.0.300"] }, status.INVALID_ARGUMENT, "access_list.allow[2]"],
       [{ name: "x", deny: ["not-an-ip"] }, status.INVALID_ARGUMENT, "access_list.deny[0]"],
-      [{ name: "x", users: [{ username: "a:b", password: "12345678" }] }, status.INVALID_ARGUMENT, "access_list.users[0].username"],
-      [{ name: "x", users: [{ username: "a", password: "short" }] }, status.INVALID_ARGUMENT, "access_list.users[0].password"],
+      [
+        { name: "x", users: [{ username: "a:b", password: "12345678" }] },
+        status.INVALID_ARGUMENT,
+        "access_list.users[0].username",
+      ],
+      [
+        { name: "x", users: [{ username: "a", password: "short" }] },
+        status.INVALID_ARGUMENT,
+        "access_list.users[0].password",
+      ],
       [{ name: "x", users: [{ username: "a" }] }, status.INVALID_ARGUMENT, "access_list.users[0].password"],
       [{ name: "" }, status.INVALID_ARGUMENT, "access_list.name"],
       [{ name: "taken" }, status.ALREADY_EXISTS, "access_list.name"],
@@ -231,7 +282,14 @@ describe("access lists: API -> config-service -> renderer -> real Caddy", () => 
     const missing = await expectStatus(
       unary(
         inst.config.createProxyHost.bind(inst.config),
-        { proxyHost: ProxyHost.fromPartial({ name: "dangling", domains: ["dangling.test"], upstreams: ["127.0.0.1:1"], accessListId: "no-such-list" }) },
+        {
+          proxyHost: ProxyHost.fromPartial({
+            name: "dangling",
+            domains: ["dangling.test"],
+            upstreams: ["127.0.0.1:1"],
+            accessListId: "no-such-list",
+          }),
+        },
         inst.adminToken,
       ),
       status.INVALID_ARGUMENT,

@@ -41,22 +41,38 @@ describe("a killed Caddy: the launcher restarts it with the last config it ran",
   });
 
   it("serves the hosts as soon as its admin API answers again, and logs to the data dir", async () => {
-    await unary(inst.config.createProxyHost.bind(inst.config), { proxyHost: ProxyHost.fromPartial({ name: "r", domains: ["r.test"], upstreams: [`127.0.0.1:${up.port}`] }) }, inst.adminToken);
+    await unary(
+      inst.config.createProxyHost.bind(inst.config),
+      { proxyHost: ProxyHost.fromPartial({ name: "r", domains: ["r.test"], upstreams: [`127.0.0.1:${up.port}`] }) },
+      inst.adminToken,
+    );
     await inst.waitServes("r.test", /upstream=A/);
     const pid = caddyPid(inst.child!.pid!);
     assert.ok(pid, "the launcher runs Caddy");
 
     process.kill(pid, "SIGKILL");
     const admin = `http://127.0.0.1:${inst.ports.caddyAdmin}/config/`;
-    const restarted = await waitFor(async () => {
-      const p = caddyPid(inst.child!.pid!);
-      return p !== undefined && p !== pid && (await caddyAdminRequest(admin, { method: "GET" })).status === 200 ? p : undefined;
-    }, "Caddy restarted, its admin API answering", 15_000, 10);
+    const restarted = await waitFor(
+      async () => {
+        const p = caddyPid(inst.child!.pid!);
+        return p !== undefined && p !== pid && (await caddyAdminRequest(admin, { method: "GET" })).status === 200
+          ? p
+          : undefined;
+      },
+      "Caddy restarted, its admin API answering",
+      15_000,
+      10,
+    );
     assert.notEqual(restarted, pid);
-    const r = await waitFor(async () => {
-      const res = await inst.get("r.test");
-      return res.status === 200 ? res : undefined;
-    }, "r.test served by the restarted Caddy", 1_000, 20);
+    const r = await waitFor(
+      async () => {
+        const res = await inst.get("r.test");
+        return res.status === 200 ? res : undefined;
+      },
+      "r.test served by the restarted Caddy",
+      1_000,
+      20,
+    );
     assert.match(r.body, /upstream=A/);
 
     // Caddy's own log is in its file under the data dir, not in the launcher's output.

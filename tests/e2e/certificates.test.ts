@@ -22,21 +22,45 @@ import { waitFor } from "../support/wait.ts";
 function selfSigned(dir: string, name: string, sans: string[]): { cert: string; key: string } {
   execFileSync(
     "openssl",
-    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.crt`, "-days", "2", "-subj", `/CN=${name}`, "-addext", `subjectAltName=${sans.join(",")}`],
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.crt`,
+      "-days",
+      "2",
+      "-subj",
+      `/CN=${name}`,
+      "-addext",
+      `subjectAltName=${sans.join(",")}`,
+    ],
     { cwd: dir, stdio: "pipe" },
   );
-  return { cert: readFileSync(path.join(dir, `${name}.crt`), "utf8"), key: readFileSync(path.join(dir, `${name}.key`), "utf8") };
+  return {
+    cert: readFileSync(path.join(dir, `${name}.crt`), "utf8"),
+    key: readFileSync(path.join(dir, `${name}.key`), "utf8"),
+  };
 }
 
 /** The certificate Caddy presents on a TLS handshake for `servername` (not verified). */
 function peerCertificate(port: number, servername: string): Promise<X509Certificate> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: "127.0.0.1", port, servername, rejectUnauthorized: false, timeout: 5000 }, () => {
-      const cert = socket.getPeerX509Certificate();
-      socket.end();
-      if (cert) resolve(cert);
-      else reject(new Error("no peer certificate"));
-    });
+    const socket = tls.connect(
+      { host: "127.0.0.1", port, servername, rejectUnauthorized: false, timeout: 5000 },
+      () => {
+        const cert = socket.getPeerX509Certificate();
+        socket.end();
+        if (cert) resolve(cert);
+        else reject(new Error("no peer certificate"));
+      },
+    );
     socket.on("timeout", () => socket.destroy(new Error("TLS handshake timed out")));
     socket.on("error", reject);
   });
@@ -46,7 +70,17 @@ function peerCertificate(port: number, servername: string): Promise<X509Certific
 function httpsGet(port: number, host: string, ca?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = https.request(
-      { host: "127.0.0.1", port, path: "/via-tls", servername: host, headers: { Host: host }, ca, rejectUnauthorized: !!ca, timeout: 5000, agent: false },
+      {
+        host: "127.0.0.1",
+        port,
+        path: "/via-tls",
+        servername: host,
+        headers: { Host: host },
+        ca,
+        rejectUnauthorized: !!ca,
+        timeout: 5000,
+        agent: false,
+      },
       (res) => {
         let body = "";
         res.setEncoding("utf8");
@@ -62,7 +96,9 @@ function httpsGet(port: number, host: string, ca?: string): Promise<{ status: nu
 
 const sha256Hex = (der: Buffer) => createHash("sha256").update(der).digest("hex");
 const samePrivateKey = (a: string, b: string) =>
-  createPrivateKey(a).export({ type: "pkcs8", format: "der" }).equals(createPrivateKey(b).export({ type: "pkcs8", format: "der" }));
+  createPrivateKey(a)
+    .export({ type: "pkcs8", format: "der" })
+    .equals(createPrivateKey(b).export({ type: "pkcs8", format: "der" }));
 
 describe("certificates: imported and managed, served by a real Caddy", () => {
   let inst: Instance;
@@ -86,7 +122,8 @@ describe("certificates: imported and managed, served by a real Caddy", () => {
 
   const createCert = (c: DeepPartial<Certificate>, token = inst.adminToken) =>
     unary(inst.config.createCertificate.bind(inst.config), { certificate: Certificate.fromPartial(c) }, token);
-  const createHost = (h: DeepPartial<ProxyHost>) => unary(inst.config.createProxyHost.bind(inst.config), { proxyHost: ProxyHost.fromPartial(h) }, inst.adminToken);
+  const createHost = (h: DeepPartial<ProxyHost>) =>
+    unary(inst.config.createProxyHost.bind(inst.config), { proxyHost: ProxyHost.fromPartial(h) }, inst.adminToken);
   const getCert = (id: string, includePrivateKey: boolean, token = inst.adminToken) =>
     unary(inst.config.getCertificate.bind(inst.config), { id, includePrivateKey }, token);
   const listCerts = (includePrivateKeys: boolean, token = inst.adminToken) =>
@@ -94,56 +131,107 @@ describe("certificates: imported and managed, served by a real Caddy", () => {
 
   it("an imported certificate is the one presented on the TLS handshake for its name", async () => {
     const v = await inst.version();
-    const created = await createCert({ name: "secure", type: CertificateType.CERTIFICATE_TYPE_IMPORTED, certificatePem: secure.cert, privateKeyPem: secure.key });
+    const created = await createCert({
+      name: "secure",
+      type: CertificateType.CERTIFICATE_TYPE_IMPORTED,
+      certificatePem: secure.cert,
+      privateKeyPem: secure.key,
+    });
     assert.equal(created.configVersion, v + 1);
     importedCert = created.certificate!;
     assert.deepEqual(importedCert.domainNames, ["secure.test", "www.secure.test"], "names filled from the SANs");
     const expected = sha256Hex(new X509Certificate(secure.cert).raw);
     assert.equal(importedCert.fingerprintSha256, expected);
 
-    secureHost = (await createHost({ name: "secure-host", domains: ["secure.test"], upstreams: [`127.0.0.1:${upstream.port}`], certificateId: importedCert.id, sslForced: true })).proxyHost!;
+    secureHost = (
+      await createHost({
+        name: "secure-host",
+        domains: ["secure.test"],
+        upstreams: [`127.0.0.1:${upstream.port}`],
+        certificateId: importedCert.id,
+        sslForced: true,
+      })
+    ).proxyHost!;
     await inst.waitInSync();
-    const peer = await waitFor(() => peerCertificate(inst.ports.https, "secure.test"), "TLS handshake for secure.test", 30_000, 200);
+    const peer = await waitFor(
+      () => peerCertificate(inst.ports.https, "secure.test"),
+      "TLS handshake for secure.test",
+      30_000,
+      200,
+    );
     assert.equal(sha256Hex(peer.raw), expected, "Caddy presents the imported certificate");
   });
 
   it("an HTTPS request with that SNI reaches the upstream (verified against the imported certificate)", async () => {
-    const r = await waitFor(async () => {
-      const x = await httpsGet(inst.ports.https, "secure.test", secure.cert);
-      return x.status === 200 ? x : undefined;
-    }, "HTTPS through Caddy", 30_000, 200);
+    const r = await waitFor(
+      async () => {
+        const x = await httpsGet(inst.ports.https, "secure.test", secure.cert);
+        return x.status === 200 ? x : undefined;
+      },
+      "HTTPS through Caddy",
+      30_000,
+      200,
+    );
     assert.match(r.body, /upstream=TLS/);
     assert.match(r.body, /path=\/via-tls/);
   });
 
   it("ssl_forced redirects plain HTTP to HTTPS with 308", async () => {
     const r = await inst.waitServes("secure.test", 308);
-    assert.equal(r.headers.location, `https://secure.test:${inst.ports.https}/`, "the redirect keeps the instance's HTTPS port");
+    assert.equal(
+      r.headers.location,
+      `https://secure.test:${inst.ports.https}/`,
+      "the redirect keeps the instance's HTTPS port",
+    );
   });
 
   it("a managed certificate for a private name comes from Caddy's internal CA", async () => {
-    const m = await createCert({ name: "internal", type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames: ["app.internal"] });
+    const m = await createCert({
+      name: "internal",
+      type: CertificateType.CERTIFICATE_TYPE_MANAGED,
+      domainNames: ["app.internal"],
+    });
     assert.equal(m.certificate!.certificatePem, "");
-    await createHost({ name: "internal-host", domains: ["app.internal"], upstreams: [`127.0.0.1:${upstream.port}`], certificateId: m.certificate!.id });
+    await createHost({
+      name: "internal-host",
+      domains: ["app.internal"],
+      upstreams: [`127.0.0.1:${upstream.port}`],
+      certificateId: m.certificate!.id,
+    });
     await inst.waitInSync();
-    const peer = await waitFor(() => peerCertificate(inst.ports.https, "app.internal"), "a certificate for app.internal", 60_000, 300);
+    const peer = await waitFor(
+      () => peerCertificate(inst.ports.https, "app.internal"),
+      "a certificate for app.internal",
+      60_000,
+      300,
+    );
     assert.match(peer.issuer, /Caddy Local Authority/, `issuer: ${peer.issuer}`);
     assert.match(peer.subjectAltName ?? "", /DNS:app\.internal/);
     const r = await httpsGet(inst.ports.https, "app.internal");
     assert.equal(r.status, 200);
     assert.match(r.body, /upstream=TLS/);
     // The imported certificate is still the one for its own name.
-    assert.equal(sha256Hex((await peerCertificate(inst.ports.https, "secure.test")).raw), importedCert.fingerprintSha256);
+    assert.equal(
+      sha256Hex((await peerCertificate(inst.ports.https, "secure.test")).raw),
+      importedCert.fingerprintSha256,
+    );
     // Caddy keeps the managed key: our database has none.
     assert.equal((await getCert(m.certificate!.id, true)).certificate!.privateKeyPem, "");
   });
 
   it("deleting a certificate in use fails with FAILED_PRECONDITION naming the host; nothing changes", async () => {
     const v = await inst.version();
-    const details = await expectStatus(unary(inst.config.deleteCertificate.bind(inst.config), { id: importedCert.id }, inst.adminToken), status.FAILED_PRECONDITION);
+    const details = await expectStatus(
+      unary(inst.config.deleteCertificate.bind(inst.config), { id: importedCert.id }, inst.adminToken),
+      status.FAILED_PRECONDITION,
+    );
     assert.match(details, /secure-host/);
     assert.equal(await inst.version(), v);
-    assert.equal(sha256Hex((await peerCertificate(inst.ports.https, "secure.test")).raw), importedCert.fingerprintSha256, "still served");
+    assert.equal(
+      sha256Hex((await peerCertificate(inst.ports.https, "secure.test")).raw),
+      importedCert.fingerprintSha256,
+      "still served",
+    );
   });
 
   it("Get and List omit the private key unless an admin asks; a viewer cannot ask", async () => {
@@ -154,7 +242,13 @@ describe("certificates: imported and managed, served by a real Caddy", () => {
     const listed = (await listCerts(true)).certificates.find((c) => c.id === importedCert.id)!;
     assert.ok(samePrivateKey(listed.privateKeyPem, secure.key));
 
-    const viewer = (await unary(inst.account.createApiToken.bind(inst.account), CreateApiTokenRequest.fromPartial({ name: "cert-reader", role: Role.ROLE_VIEWER }), inst.adminToken)).secret;
+    const viewer = (
+      await unary(
+        inst.account.createApiToken.bind(inst.account),
+        CreateApiTokenRequest.fromPartial({ name: "cert-reader", role: Role.ROLE_VIEWER }),
+        inst.adminToken,
+      )
+    ).secret;
     assert.equal((await getCert(importedCert.id, false, viewer)).certificate!.privateKeyPem, "");
     assert.ok((await listCerts(false, viewer)).certificates.length >= 2);
     await expectStatus(getCert(importedCert.id, true, viewer), status.PERMISSION_DENIED);
@@ -165,7 +259,12 @@ describe("certificates: imported and managed, served by a real Caddy", () => {
     const other = selfSigned(dir, "other.test", ["DNS:other.test"]);
     const v = await inst.version();
     const details = await expectStatus(
-      createCert({ name: "mismatch", type: CertificateType.CERTIFICATE_TYPE_IMPORTED, certificatePem: secure.cert, privateKeyPem: other.key }),
+      createCert({
+        name: "mismatch",
+        type: CertificateType.CERTIFICATE_TYPE_IMPORTED,
+        certificatePem: secure.cert,
+        privateKeyPem: other.key,
+      }),
       status.INVALID_ARGUMENT,
     );
     assert.ok(details.startsWith("certificate.private_key_pem: does not match the certificate"), details);
@@ -173,7 +272,11 @@ describe("certificates: imported and managed, served by a real Caddy", () => {
   });
 
   it("after the host lets go, the certificate can be deleted and Caddy stops presenting it", async () => {
-    await unary(inst.config.updateProxyHost.bind(inst.config), { proxyHost: { ...secureHost, certificateId: "", sslForced: false } }, inst.adminToken);
+    await unary(
+      inst.config.updateProxyHost.bind(inst.config),
+      { proxyHost: { ...secureHost, certificateId: "", sslForced: false } },
+      inst.adminToken,
+    );
     await unary(inst.config.deleteCertificate.bind(inst.config), { id: importedCert.id }, inst.adminToken);
     await inst.waitInSync();
     await inst.waitServes("secure.test", /upstream=TLS/);
@@ -188,7 +291,10 @@ describe("certificates: imported and managed, served by a real Caddy", () => {
   });
 
   it("never writes private keys to its logs", async () => {
-    const keyBody = secure.key.split("\n").filter((l) => l && !l.startsWith("-----")).join("");
+    const keyBody = secure.key
+      .split("\n")
+      .filter((l) => l && !l.startsWith("-----"))
+      .join("");
     const log = inst.log().replace(/\\n|\n/g, "");
     assert.ok(!log.includes(keyBody.slice(0, 40)), "the private key appears in the instance log");
     assert.ok(!/PRIVATE KEY-----/.test(inst.log()), "a PEM private key appears in the instance log");
@@ -206,11 +312,18 @@ describe("certificates reach a slave: the snapshot carries the imported key, the
     dir = mkdtempSync(path.join(tmpdir(), "cpm-e2e-certs-sync-"));
     const pki = makePki(dir);
     upstream = await startUpstream("SLAVE-TLS");
-    slave = await Instance.start({ name: "cert-slave", mode: "slave", env: { INSTANCE_SYNC_TOKEN: TOKEN, CPM_SYNC_TLS_CERT: pki.cert, CPM_SYNC_TLS_KEY: pki.key } });
+    slave = await Instance.start({
+      name: "cert-slave",
+      mode: "slave",
+      env: { INSTANCE_SYNC_TOKEN: TOKEN, CPM_SYNC_TLS_CERT: pki.cert, CPM_SYNC_TLS_KEY: pki.key },
+    });
     master = await Instance.start({
       name: "cert-master",
       mode: "master",
-      env: { INSTANCE_SLAVES: JSON.stringify([{ name: "s", url: `https://localhost:${slave.ports.sync}`, token: TOKEN }]), CPM_SYNC_TLS_CA: pki.caCert },
+      env: {
+        INSTANCE_SLAVES: JSON.stringify([{ name: "s", url: `https://localhost:${slave.ports.sync}`, token: TOKEN }]),
+        CPM_SYNC_TLS_CA: pki.caCert,
+      },
     });
   });
   after(async () => {
@@ -224,27 +337,56 @@ describe("certificates reach a slave: the snapshot carries the imported key, the
     const cert = (
       await unary(
         master.config.createCertificate.bind(master.config),
-        { certificate: Certificate.fromPartial({ name: "synced", type: CertificateType.CERTIFICATE_TYPE_IMPORTED, certificatePem: pem.cert, privateKeyPem: pem.key }) },
+        {
+          certificate: Certificate.fromPartial({
+            name: "synced",
+            type: CertificateType.CERTIFICATE_TYPE_IMPORTED,
+            certificatePem: pem.cert,
+            privateKeyPem: pem.key,
+          }),
+        },
         master.adminToken,
       )
     ).certificate!;
     const host = await unary(
       master.config.createProxyHost.bind(master.config),
-      { proxyHost: ProxyHost.fromPartial({ name: "synced-host", domains: ["synced.test"], upstreams: [`127.0.0.1:${upstream.port}`], certificateId: cert.id }) },
+      {
+        proxyHost: ProxyHost.fromPartial({
+          name: "synced-host",
+          domains: ["synced.test"],
+          upstreams: [`127.0.0.1:${upstream.port}`],
+          certificateId: cert.id,
+        }),
+      },
       master.adminToken,
     );
-    await waitFor(async () => (await slave.version()) >= host.configVersion, "the slave on the master's version", 60_000, 200);
+    await waitFor(
+      async () => (await slave.version()) >= host.configVersion,
+      "the slave on the master's version",
+      60_000,
+      200,
+    );
     await slave.waitInSync(60_000);
-    const peer = await waitFor(() => peerCertificate(slave.ports.https, "synced.test"), "the slave's TLS handshake for synced.test", 30_000, 200);
+    const peer = await waitFor(
+      () => peerCertificate(slave.ports.https, "synced.test"),
+      "the slave's TLS handshake for synced.test",
+      30_000,
+      200,
+    );
     assert.equal(sha256Hex(peer.raw), cert.fingerprintSha256);
     const r = await httpsGet(slave.ports.https, "synced.test", pem.cert);
     assert.match(r.body, /upstream=SLAVE-TLS/);
     // The slave stores the key (its Caddy needs it) and, like the master, hands it out only when an admin asks.
-    const onSlave = (id: string, includePrivateKey: boolean) => unary(slave.config.getCertificate.bind(slave.config), { id, includePrivateKey }, slave.adminToken);
+    const onSlave = (id: string, includePrivateKey: boolean) =>
+      unary(slave.config.getCertificate.bind(slave.config), { id, includePrivateKey }, slave.adminToken);
     assert.equal((await onSlave(cert.id, false)).certificate!.privateKeyPem, "");
     assert.ok(samePrivateKey((await onSlave(cert.id, true)).certificate!.privateKeyPem, pem.key));
     // Writes to synced resources are refused on the slave.
-    await expectStatus(unary(slave.config.deleteCertificate.bind(slave.config), { id: cert.id }, slave.adminToken), status.FAILED_PRECONDITION);
-    for (const i of [master, slave]) assert.ok(!/PRIVATE KEY-----/.test(i.log()), `${i.opts.name}: a PEM private key appears in the log`);
+    await expectStatus(
+      unary(slave.config.deleteCertificate.bind(slave.config), { id: cert.id }, slave.adminToken),
+      status.FAILED_PRECONDITION,
+    );
+    for (const i of [master, slave])
+      assert.ok(!/PRIVATE KEY-----/.test(i.log()), `${i.opts.name}: a PEM private key appears in the log`);
   });
 });

@@ -66,25 +66,44 @@ function l4Suite(title: string, start: (dir: string) => Promise<Setup>) {
       await waitFor(async () => (await s.server.version()) >= version, `${s.server.opts.name} on v${version}`, 30_000);
       const st = await s.server.waitInSync();
       assert.equal(st.lastError, "", `render status error: ${st.lastError}`);
-      assert.deepEqual(st.warnings.filter((w) => /L4/.test(w)), [], "every L4 host is served");
+      assert.deepEqual(
+        st.warnings.filter((w) => /L4/.test(w)),
+        [],
+        "every L4 host is served",
+      );
     };
     const create = async (h: DeepPartial<L4ProxyHost>) => {
-      const r = await unary(s.writer.config.createL4ProxyHost.bind(s.writer.config), { l4ProxyHost: L4ProxyHost.fromPartial(h) }, s.writer.adminToken);
+      const r = await unary(
+        s.writer.config.createL4ProxyHost.bind(s.writer.config),
+        { l4ProxyHost: L4ProxyHost.fromPartial(h) },
+        s.writer.adminToken,
+      );
       await served(r.configVersion);
       return r.l4ProxyHost!;
     };
     const remove = async (...hosts: L4ProxyHost[]) => {
       let v = 0;
-      for (const h of hosts) v = (await unary(s.writer.config.deleteL4ProxyHost.bind(s.writer.config), { id: h.id }, s.writer.adminToken)).configVersion;
+      for (const h of hosts)
+        v = (await unary(s.writer.config.deleteL4ProxyHost.bind(s.writer.config), { id: h.id }, s.writer.adminToken))
+          .configVersion;
       await served(v);
     };
     const refused = (port: number) => waitFor(() => tcpRefused(port), `port ${port} refused after delete`, 10_000);
 
     it("a TCP host carries bytes both ways to an echo server; deleting it closes the listener", async () => {
       const port = await freePort();
-      const h = await create({ name: "echo", listenAddress: `127.0.0.1:${port}`, upstreams: [`127.0.0.1:${echo.port}`] });
+      const h = await create({
+        name: "echo",
+        listenAddress: `127.0.0.1:${port}`,
+        upstreams: [`127.0.0.1:${echo.port}`],
+      });
       const payload = randomBytes(256 * 1024);
-      const { data } = await waitFor(() => tcpExchange(port, payload, payload.length), `echo through port ${port}`, 10_000, 200);
+      const { data } = await waitFor(
+        () => tcpExchange(port, payload, payload.length),
+        `echo through port ${port}`,
+        10_000,
+        200,
+      );
       assert.equal(data.length, payload.length);
       assert.ok(data.equals(payload), "the echo server's bytes come back unchanged");
       await remove(h);
@@ -93,31 +112,74 @@ function l4Suite(title: string, start: (dir: string) => Promise<Setup>) {
 
     it("TLS SNI routing sends two names to two upstreams, TLS passed through", async () => {
       const port = await freePort();
-      const a = await create({ name: "sni-a", listenAddress: `127.0.0.1:${port}`, matcher: L4Matcher.L4_MATCHER_TLS_SNI, matcherValues: ["a.l4.test"], upstreams: [`127.0.0.1:${tlsA.port}`] });
-      const b = await create({ name: "sni-b", listenAddress: `127.0.0.1:${port}`, matcher: L4Matcher.L4_MATCHER_TLS_SNI, matcherValues: ["b.l4.test"], upstreams: [`127.0.0.1:${tlsB.port}`] });
+      const a = await create({
+        name: "sni-a",
+        listenAddress: `127.0.0.1:${port}`,
+        matcher: L4Matcher.L4_MATCHER_TLS_SNI,
+        matcherValues: ["a.l4.test"],
+        upstreams: [`127.0.0.1:${tlsA.port}`],
+      });
+      const b = await create({
+        name: "sni-b",
+        listenAddress: `127.0.0.1:${port}`,
+        matcher: L4Matcher.L4_MATCHER_TLS_SNI,
+        matcherValues: ["b.l4.test"],
+        upstreams: [`127.0.0.1:${tlsB.port}`],
+      });
       // The handshake is verified against the test's CA: the upstream itself answered, not Caddy.
       const ra = await waitFor(() => tlsHello(port, "a.l4.test", named.caPem), "TLS a.l4.test", 10_000, 200);
       assert.deepEqual(ra, { data: "A", subject: "a.l4.test" });
       assert.deepEqual(await tlsHello(port, "b.l4.test", named.caPem), { data: "B", subject: "b.l4.test" });
-      await assert.rejects(tlsHello(port, "c.l4.test", named.caPem), /closed before the TLS handshake|ECONNRESET|socket disconnected/, "a name no host matches gets no upstream");
+      await assert.rejects(
+        tlsHello(port, "c.l4.test", named.caPem),
+        /closed before the TLS handshake|ECONNRESET|socket disconnected/,
+        "a name no host matches gets no upstream",
+      );
       await remove(a, b);
       assert.equal(await refused(port), true);
     });
 
     it("a UDP host answers through the UDP echo; deleting it stops the answers", async () => {
       const port = await freeUdpPort();
-      const h = await create({ name: "udp", protocol: L4Protocol.L4_PROTOCOL_UDP, listenAddress: `127.0.0.1:${port}`, upstreams: [`127.0.0.1:${udp.port}`] });
-      assert.equal(await waitFor(() => udpExchange(port, "ping-1"), `UDP answer on port ${port}`, 10_000, 200), "U:ping-1");
+      const h = await create({
+        name: "udp",
+        protocol: L4Protocol.L4_PROTOCOL_UDP,
+        listenAddress: `127.0.0.1:${port}`,
+        upstreams: [`127.0.0.1:${udp.port}`],
+      });
+      assert.equal(
+        await waitFor(() => udpExchange(port, "ping-1"), `UDP answer on port ${port}`, 10_000, 200),
+        "U:ping-1",
+      );
       assert.equal(await udpExchange(port, "ping-2"), "U:ping-2");
       await remove(h);
-      await waitFor(() => udpExchange(port, "after-delete").then(() => false, () => true), `no UDP answer on port ${port} after delete`, 10_000, 200);
+      await waitFor(
+        () =>
+          udpExchange(port, "after-delete").then(
+            () => false,
+            () => true,
+          ),
+        `no UDP answer on port ${port} after delete`,
+        10_000,
+        200,
+      );
     });
 
     it("the PROXY protocol header reaches the upstream with the client's address (v1, v2, and one received from downstream)", async () => {
       const [p1, p2, p3] = [await freePort(), await freePort(), await freePort()];
       const upstreams = [`127.0.0.1:${pp.port}`];
-      const v1 = await create({ name: "pp-v1", listenAddress: `127.0.0.1:${p1}`, upstreams, proxyProtocolVersion: ProxyProtocolVersion.PROXY_PROTOCOL_VERSION_V1 });
-      const v2 = await create({ name: "pp-v2", listenAddress: `127.0.0.1:${p2}`, upstreams, proxyProtocolVersion: ProxyProtocolVersion.PROXY_PROTOCOL_VERSION_V2 });
+      const v1 = await create({
+        name: "pp-v1",
+        listenAddress: `127.0.0.1:${p1}`,
+        upstreams,
+        proxyProtocolVersion: ProxyProtocolVersion.PROXY_PROTOCOL_VERSION_V1,
+      });
+      const v2 = await create({
+        name: "pp-v2",
+        listenAddress: `127.0.0.1:${p2}`,
+        upstreams,
+        proxyProtocolVersion: ProxyProtocolVersion.PROXY_PROTOCOL_VERSION_V2,
+      });
       const relay = await create({
         name: "pp-relay",
         listenAddress: `127.0.0.1:${p3}`,
@@ -157,7 +219,9 @@ l4Suite("L4 proxy hosts synced to a TLS slave and served by its Caddy (caddy-l4)
     name: "l4-sync-master",
     mode: "master",
     env: {
-      INSTANCE_SLAVES: JSON.stringify([{ name: "l4-slave", url: `https://localhost:${slave.ports.sync}`, token: SYNC_TOKEN }]),
+      INSTANCE_SLAVES: JSON.stringify([
+        { name: "l4-slave", url: `https://localhost:${slave.ports.sync}`, token: SYNC_TOKEN },
+      ]),
       CPM_SYNC_TLS_CA: pki.caCert,
       // The master's Caddy leaves the listeners to the slave's (see the top of this file).
       CPM_CADDY_LAYER4: "false",

@@ -68,7 +68,9 @@ describe("Prometheus metrics of a master and a TLS slave", () => {
       name: "metrics-master",
       mode: "master",
       env: {
-        INSTANCE_SLAVES: JSON.stringify([{ name: "edge-1", url: `https://localhost:${slave.ports.sync}`, token: TOKEN }]),
+        INSTANCE_SLAVES: JSON.stringify([
+          { name: "edge-1", url: `https://localhost:${slave.ports.sync}`, token: TOKEN },
+        ]),
         CPM_SYNC_TLS_CA: pki.caCert,
         CPM_CONFIG_METRICS_LISTEN: `127.0.0.1:${port.masterConfig}`,
         CPM_RENDERER_METRICS_LISTEN: `127.0.0.1:${port.masterRenderer}`,
@@ -83,23 +85,43 @@ describe("Prometheus metrics of a master and a TLS slave", () => {
   });
 
   const slaveLabels = () => `{slave="edge-1",address="localhost:${slave.ports.sync}"}`;
-  const ackedVersion = async () => (await Scrape.of(port.dispatcher)).value(`cpm_dispatcher_slave_acked_version${slaveLabels()}`);
+  const ackedVersion = async () =>
+    (await Scrape.of(port.dispatcher)).value(`cpm_dispatcher_slave_acked_version${slaveLabels()}`);
 
   it("after a write, every service's /metrics reports what happened, and promtool accepts each scrape", async (t) => {
     // A first write, acked, proves the dispatcher follows the master; the measured write is the next one.
     const first = await unary(
       master.config.createProxyHost.bind(master.config),
-      { proxyHost: ProxyHost.fromPartial({ name: "first", domains: ["first.metrics.test"], upstreams: [`127.0.0.1:${up.port}`] }) },
+      {
+        proxyHost: ProxyHost.fromPartial({
+          name: "first",
+          domains: ["first.metrics.test"],
+          upstreams: [`127.0.0.1:${up.port}`],
+        }),
+      },
       master.adminToken,
     );
-    await waitFor(async () => (await ackedVersion()) === first.configVersion, `the slave acked v${first.configVersion}`);
+    await waitFor(
+      async () => (await ackedVersion()) === first.configVersion,
+      `the slave acked v${first.configVersion}`,
+    );
     await master.waitInSync();
-    const before = { config: await Scrape.of(port.masterConfig), renderer: await Scrape.of(port.masterRenderer), dispatcher: await Scrape.of(port.dispatcher) };
+    const before = {
+      config: await Scrape.of(port.masterConfig),
+      renderer: await Scrape.of(port.masterRenderer),
+      dispatcher: await Scrape.of(port.dispatcher),
+    };
     const startedAt = Date.now();
 
     const created = await unary(
       master.config.createProxyHost.bind(master.config),
-      { proxyHost: ProxyHost.fromPartial({ name: "web", domains: ["web.metrics.test"], upstreams: [`127.0.0.1:${up.port}`] }) },
+      {
+        proxyHost: ProxyHost.fromPartial({
+          name: "web",
+          domains: ["web.metrics.test"],
+          upstreams: [`127.0.0.1:${up.port}`],
+        }),
+      },
       master.adminToken,
     );
     const v = created.configVersion;
@@ -110,10 +132,18 @@ describe("Prometheus metrics of a master and a TLS slave", () => {
     // config-service (master): the version, one more commit, the new host, the API call.
     const mc = await Scrape.of(port.masterConfig);
     assert.equal(mc.value("cpm_config_version"), v);
-    assert.equal(mc.value("cpm_config_commits_total") - before.config.value("cpm_config_commits_total"), 1, "one write is one commit");
+    assert.equal(
+      mc.value("cpm_config_commits_total") - before.config.value("cpm_config_commits_total"),
+      1,
+      "one write is one commit",
+    );
     assert.equal(mc.value('cpm_config_resources{kind="proxy_host"}'), 2);
-    assert.ok(mc.value("cpm_config_snapshot_bytes") > before.config.value("cpm_config_snapshot_bytes"), "the snapshot grew with the new host");
-    const createOk = '{grpc_service="cpm.config.v1.ConfigService",grpc_method="CreateProxyHost",grpc_type="unary",grpc_code="OK"}';
+    assert.ok(
+      mc.value("cpm_config_snapshot_bytes") > before.config.value("cpm_config_snapshot_bytes"),
+      "the snapshot grew with the new host",
+    );
+    const createOk =
+      '{grpc_service="cpm.config.v1.ConfigService",grpc_method="CreateProxyHost",grpc_type="unary",grpc_code="OK"}';
     assert.equal(mc.value(`cpm_grpc_server_handled_total${createOk}`), 2);
     assert.equal(mc.value(`cpm_grpc_server_handling_seconds_count${createOk}`), 2);
 
@@ -122,8 +152,15 @@ describe("Prometheus metrics of a master and a TLS slave", () => {
     assert.equal(mr.value("cpm_renderer_applied_version"), v);
     assert.equal(mr.value("cpm_renderer_in_sync"), 1);
     assert.equal(mr.value("cpm_renderer_caddy_reachable"), 1);
-    assert.ok(mr.value("cpm_renderer_caddy_loads_total") - before.renderer.value("cpm_renderer_caddy_loads_total") >= 1, "the write loaded Caddy");
-    assert.equal(mr.value("cpm_renderer_caddy_load_duration_seconds_count"), mr.value("cpm_renderer_caddy_loads_total"), "every load is timed");
+    assert.ok(
+      mr.value("cpm_renderer_caddy_loads_total") - before.renderer.value("cpm_renderer_caddy_loads_total") >= 1,
+      "the write loaded Caddy",
+    );
+    assert.equal(
+      mr.value("cpm_renderer_caddy_load_duration_seconds_count"),
+      mr.value("cpm_renderer_caddy_loads_total"),
+      "every load is timed",
+    );
     assert.equal(mr.value('cpm_renderer_caddy_load_failures_total{reason="rejected"}'), 0);
 
     // sync-dispatcher: the slave is connected, on v, not behind; pushes were answered by ACKs.
@@ -148,11 +185,21 @@ describe("Prometheus metrics of a master and a TLS slave", () => {
     const r = await Scrape.of(port.receiver);
     assert.equal(r.value("cpm_receiver_applied_version"), v);
     assert.ok(r.value("cpm_receiver_snapshots_received_total") >= 2, "both writes' snapshots arrived");
-    assert.equal(r.value("cpm_receiver_snapshots_applied_total"), acks, "each ACK the master counted left the receiver");
+    assert.equal(
+      r.value("cpm_receiver_snapshots_applied_total"),
+      acks,
+      "each ACK the master counted left the receiver",
+    );
     assert.equal(r.value('cpm_receiver_snapshots_refused_total{code="stale_version"}'), 0);
-    assert.ok(r.value("cpm_receiver_last_sync_timestamp_seconds") * 1000 >= startedAt - 1000, "the last sync is the write's");
+    assert.ok(
+      r.value("cpm_receiver_last_sync_timestamp_seconds") * 1000 >= startedAt - 1000,
+      "the last sync is the write's",
+    );
     const receiverSync = '{grpc_service="cpm.sync.v1.SyncReceiver",grpc_method="Sync",grpc_type="bidi_stream"';
-    assert.ok(!r.text.includes(`cpm_grpc_server_handled_total${receiverSync},grpc_code="UNAUTHENTICATED"}`), "the master's token was accepted");
+    assert.ok(
+      !r.text.includes(`cpm_grpc_server_handled_total${receiverSync},grpc_code="UNAUTHENTICATED"}`),
+      "the master's token was accepted",
+    );
     const sc = await Scrape.of(port.slaveConfig);
     assert.equal(sc.value("cpm_config_version"), v);
     assert.equal(sc.value('cpm_config_resources{kind="proxy_host"}'), 2);
@@ -160,10 +207,18 @@ describe("Prometheus metrics of a master and a TLS slave", () => {
     assert.equal(sr.value("cpm_renderer_applied_version"), v);
     assert.equal(sr.value("cpm_renderer_in_sync"), 1);
 
-    const scrapes = { "master config-service": mc, "master caddy-renderer": mr, "sync-dispatcher": d, "sync-receiver": r, "slave config-service": sc, "slave caddy-renderer": sr };
+    const scrapes = {
+      "master config-service": mc,
+      "master caddy-renderer": mr,
+      "sync-dispatcher": d,
+      "sync-receiver": r,
+      "slave config-service": sc,
+      "slave caddy-renderer": sr,
+    };
     for (const [name, scrape] of Object.entries(scrapes)) {
       // No secret and no user string in any label: the token, the admin token, the host name.
-      for (const secret of [TOKEN, master.adminToken, slave.adminToken, "web.metrics.test", "first.metrics.test"]) assert.ok(!scrape.text.includes(secret), `${name} does not expose "${secret}"`);
+      for (const secret of [TOKEN, master.adminToken, slave.adminToken, "web.metrics.test", "first.metrics.test"])
+        assert.ok(!scrape.text.includes(secret), `${name} does not expose "${secret}"`);
     }
     if (!PROMTOOL) {
       t.diagnostic("promtool is not installed (Debian package prometheus): the scrapes were not checked by it");
@@ -175,16 +230,23 @@ describe("Prometheus metrics of a master and a TLS slave", () => {
     }
   });
 
-  it("promtool check metrics is available to check the scrapes", { skip: PROMTOOL ? false : "promtool is not installed (apt-get install prometheus)" }, () => {
-    // Proves the check can fail: a counter without _total is refused.
-    const bad = promtoolCheck("# HELP cpm_bad a counter\n# TYPE cpm_bad counter\ncpm_bad 1\n");
-    assert.notEqual(bad.status, 0, "promtool refuses a badly named counter");
-  });
+  it(
+    "promtool check metrics is available to check the scrapes",
+    { skip: PROMTOOL ? false : "promtool is not installed (apt-get install prometheus)" },
+    () => {
+      // Proves the check can fail: a counter without _total is refused.
+      const bad = promtoolCheck("# HELP cpm_bad a counter\n# TYPE cpm_bad counter\ncpm_bad 1\n");
+      assert.notEqual(bad.status, 0, "promtool refuses a badly named counter");
+    },
+  );
 });
 
 describe("metrics listener addresses", () => {
   it("a bad address names its variable and stops the instance", async () => {
-    const r = await runLauncher({ CPM_RENDERER_METRICS_LISTEN: "not-an-address", CPM_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), "cpm-metrics-bad-")) });
+    const r = await runLauncher({
+      CPM_RENDERER_METRICS_LISTEN: "not-an-address",
+      CPM_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), "cpm-metrics-bad-")),
+    });
     assert.equal(r.code, CONFIG_ERROR_EXIT_CODE);
     assert.match(r.output, /CPM_RENDERER_METRICS_LISTEN: "not-an-address" is not a host:port address/);
   });
@@ -210,7 +272,12 @@ describe("metrics listener addresses", () => {
       const code = await new Promise<number | null>((r) => child.once("exit", r));
       clearTimeout(timer);
       assert.equal(code, 1);
-      assert.match(stderr, new RegExp(`caddy-renderer: cannot start: CPM_RENDERER_METRICS_LISTEN: cannot listen on 127\\.0\\.0\\.1:${taken}: .*EADDRINUSE`));
+      assert.match(
+        stderr,
+        new RegExp(
+          `caddy-renderer: cannot start: CPM_RENDERER_METRICS_LISTEN: cannot listen on 127\\.0\\.0\\.1:${taken}: .*EADDRINUSE`,
+        ),
+      );
     } finally {
       busy.close();
     }

@@ -31,7 +31,12 @@ describe("a slave's preload survives a process killed before its commit: Caddy n
   /** Version n serves `v<n>.hold.test`: the first one as the slave stored it, the domain changed. */
   let base: Snapshot;
   function snapshot(version: number): Snapshot {
-    const s = { ...base, version, generatedAt: new Date(), proxyHosts: base.proxyHosts.map((h) => ({ ...h, domains: [`v${version}.hold.test`] })) };
+    const s = {
+      ...base,
+      version,
+      generatedAt: new Date(),
+      proxyHosts: base.proxyHosts.map((h) => ({ ...h, domains: [`v${version}.hold.test`] })),
+    };
     return { ...s, contentSha256: snapshotContentHash(s) };
   }
 
@@ -71,29 +76,44 @@ describe("a slave's preload survives a process killed before its commit: Caddy n
   async function kill(service: ServiceName): Promise<void> {
     const pid = launcherChildren(slave.child!.pid!).get(service)!;
     process.kill(pid, "SIGKILL");
-    await waitFor(() => {
-      const now = launcherChildren(slave.child!.pid!).get(service);
-      return now !== undefined && now !== pid;
-    }, `${service} restarted`, 30_000, 50);
+    await waitFor(
+      () => {
+        const now = launcherChildren(slave.child!.pid!).get(service);
+        return now !== undefined && now !== pid;
+      },
+      `${service} restarted`,
+      30_000,
+      50,
+    );
   }
 
   /** The renderer's status once it has read the database's version and decided what Caddy runs. */
   const decided = (dbVersion: number) =>
-    waitFor(async () => {
-      const s = await slave.renderStatus().catch(() => undefined);
-      return s && s.desiredVersion === dbVersion && s.appliedVersion !== 0 && s.caddyReachable ? s : undefined;
-    }, `the renderer on the database's v${dbVersion}`, 30_000, 50);
+    waitFor(
+      async () => {
+        const s = await slave.renderStatus().catch(() => undefined);
+        return s && s.desiredVersion === dbVersion && s.appliedVersion !== 0 && s.caddyReachable ? s : undefined;
+      },
+      `the renderer on the database's v${dbVersion}`,
+      30_000,
+      50,
+    );
 
   /** The master's resend goes through and the slave is in sync on it. */
   async function commit(s: Snapshot, configSha256: string): Promise<void> {
     const r = await push(s);
     assert.deepEqual(r.ack, { version: s.version, configSha256 }, `ACK of v${s.version}: ${JSON.stringify(r.nack)}`);
     let last = "";
-    await waitFor(async () => {
-      const st = await slave.renderStatus();
-      last = JSON.stringify(st);
-      return st.inSync && st.appliedVersion === s.version && st.desiredVersion === s.version;
-    }, `Caddy in sync on v${s.version}`, 30_000, 50).catch((e) => {
+    await waitFor(
+      async () => {
+        const st = await slave.renderStatus();
+        last = JSON.stringify(st);
+        return st.inSync && st.appliedVersion === s.version && st.desiredVersion === s.version;
+      },
+      `Caddy in sync on v${s.version}`,
+      30_000,
+      50,
+    ).catch((e) => {
       throw new Error(`${e}; last status: ${last}`);
     });
     assert.equal(await caddyHash(), configSha256);
@@ -105,13 +125,27 @@ describe("a slave's preload survives a process killed before its commit: Caddy n
     slave = await Instance.start({
       name: "hold-slave",
       mode: "slave",
-      env: { CPM_CADDY_BIND: "127.0.0.1", INSTANCE_SYNC_TOKEN: SYNC_TOKEN, CPM_SYNC_TLS_CERT: pki.cert, CPM_SYNC_TLS_KEY: pki.key, CPM_INTERNAL_TOKEN: INTERNAL_TOKEN },
+      env: {
+        CPM_CADDY_BIND: "127.0.0.1",
+        INSTANCE_SYNC_TOKEN: SYNC_TOKEN,
+        CPM_SYNC_TLS_CERT: pki.cert,
+        CPM_SYNC_TLS_KEY: pki.key,
+        CPM_INTERNAL_TOKEN: INTERNAL_TOKEN,
+      },
     });
     const first = Snapshot.fromPartial({
       schemaVersion: SNAPSHOT_SCHEMA_VERSION,
       masterInstanceId: MASTER_ID,
       version: 1,
-      proxyHosts: [ProxyHost.fromPartial({ id: "ph-1", name: "h", domains: ["v1.hold.test"], upstreams: [`127.0.0.1:${up.port}`], enabled: true })],
+      proxyHosts: [
+        ProxyHost.fromPartial({
+          id: "ph-1",
+          name: "h",
+          domains: ["v1.hold.test"],
+          upstreams: [`127.0.0.1:${up.port}`],
+          enabled: true,
+        }),
+      ],
     });
     const r = await push({ ...first, contentSha256: snapshotContentHash(first) });
     assert.equal(r.ack?.version, 1, JSON.stringify(r.nack));
@@ -143,7 +177,11 @@ describe("a slave's preload survives a process killed before its commit: Caddy n
     await slave.kill();
     const relaunch = slave.restart(); // waits for Caddy in sync: only after the resend below
     const s = await decided(2);
-    assert.equal(s.appliedVersion, 3, "the restarted renderer reports the preload Caddy resumed, not the database's v2");
+    assert.equal(
+      s.appliedVersion,
+      3,
+      "the restarted renderer reports the preload Caddy resumed, not the database's v2",
+    );
     assert.equal(await caddyHash(), sha);
     await commit(v3, sha);
     await relaunch;
@@ -160,7 +198,15 @@ describe("a slave's preload survives a process killed before its commit: Caddy n
       const s = await decided(v - 1);
       assert.equal(s.appliedVersion, v, `${service}: Caddy stays on the preload`);
       assert.equal(await caddyHash(), sha);
-      await waitFor(() => push(next).then((r) => (r.ack ? true : undefined)).catch(() => undefined), `${service}: the resend of v${v} ACKed`, 30_000, 100);
+      await waitFor(
+        () =>
+          push(next)
+            .then((r) => (r.ack ? true : undefined))
+            .catch(() => undefined),
+        `${service}: the resend of v${v} ACKed`,
+        30_000,
+        100,
+      );
       await commit(next, sha);
     }
     assert.deepEqual(regressions(watch.seen), [], "Caddy's version never moved back");

@@ -35,7 +35,11 @@ describe("standalone instance: gRPC API -> config-service -> renderer -> real Ca
     const created = await create({ name: "app", domains: ["app.test"], upstreams: [`127.0.0.1:${a.port}`] });
     assert.equal(created.configVersion, before + 1);
     const r = await inst.waitServes("app.test", /upstream=A/);
-    assert.match(r.body, new RegExp(`host=127.0.0.1:${a.port}`), "without preserve_host_header the upstream sees its own address");
+    assert.match(
+      r.body,
+      new RegExp(`host=127.0.0.1:${a.port}`),
+      "without preserve_host_header the upstream sees its own address",
+    );
     assert.equal((await inst.get("other.test")).status, 404, "an unknown host gets 404");
 
     const updated = await unary(
@@ -47,7 +51,11 @@ describe("standalone instance: gRPC API -> config-service -> renderer -> real Ca
     const r2 = await inst.waitServes("app.test", /upstream=B/);
     assert.match(r2.body, /host=app\.test/, "preserve_host_header passes the client's Host through");
 
-    const del = await unary(inst.config.deleteProxyHost.bind(inst.config), { id: created.proxyHost!.id }, inst.adminToken);
+    const del = await unary(
+      inst.config.deleteProxyHost.bind(inst.config),
+      { id: created.proxyHost!.id },
+      inst.adminToken,
+    );
     assert.equal(del.configVersion, before + 3);
     await inst.waitServes("app.test", 404);
     const s = await inst.waitInSync();
@@ -60,7 +68,9 @@ describe("standalone instance: gRPC API -> config-service -> renderer -> real Ca
     const applied = (await inst.waitInSync()).configSha256;
 
     // Caddy stops (crash or operator); the launcher starts it again with an empty config.
-    await caddyAdminRequest(`http://127.0.0.1:${inst.ports.caddyAdmin}/stop`, { method: "POST" }).catch(() => undefined);
+    await caddyAdminRequest(`http://127.0.0.1:${inst.ports.caddyAdmin}/stop`, { method: "POST" }).catch(
+      () => undefined,
+    );
     await inst.waitServes("back.test", /upstream=A/, 30_000);
 
     // Someone loads another config straight into Caddy's admin API.
@@ -80,7 +90,10 @@ describe("standalone instance: gRPC API -> config-service -> renderer -> real Ca
       [{ name: "x", domains: ["ok.test"], upstreams: ["no-port"] }, "proxy_host.upstreams[0]"],
       [{ name: "", domains: ["ok.test"], upstreams: ["127.0.0.1:1"] }, "proxy_host.name"],
       [{ name: "x", domains: [], upstreams: ["127.0.0.1:1"] }, "proxy_host.domains"],
-      [{ name: "x", domains: ["ok.test"], upstreams: ["127.0.0.1:1"], certificateId: "missing" }, "proxy_host.certificate_id"],
+      [
+        { name: "x", domains: ["ok.test"], upstreams: ["127.0.0.1:1"], certificateId: "missing" },
+        "proxy_host.certificate_id",
+      ],
     ];
     for (const [host, field] of cases) {
       const details = await expectStatus(create(host), status.INVALID_ARGUMENT);
@@ -89,24 +102,43 @@ describe("standalone instance: gRPC API -> config-service -> renderer -> real Ca
     await create({ name: "taken", domains: ["taken.test"], upstreams: ["127.0.0.1:1"] });
     const v2 = await inst.version();
     assert.equal(v2, v + 1);
-    const dup = await expectStatus(create({ name: "other", domains: ["TAKEN.test"], upstreams: ["127.0.0.1:1"] }), status.ALREADY_EXISTS);
+    const dup = await expectStatus(
+      create({ name: "other", domains: ["TAKEN.test"], upstreams: ["127.0.0.1:1"] }),
+      status.ALREADY_EXISTS,
+    );
     assert.match(dup, /taken\.test/);
     assert.equal(await inst.version(), v2, "refused writes do not move the version");
   });
 
   it("refuses a missing or wrong token with UNAUTHENTICATED and writes nothing", async () => {
     const v = await inst.version();
-    await expectStatus(create({ name: "n", domains: ["n.test"], upstreams: ["127.0.0.1:1"] }, ""), status.UNAUTHENTICATED);
-    await expectStatus(create({ name: "n", domains: ["n.test"], upstreams: ["127.0.0.1:1"] }, "wrong-token-0123456789"), status.UNAUTHENTICATED);
-    await expectStatus(unary(inst.config.listProxyHosts.bind(inst.config), {}, "wrong-token-0123456789"), status.UNAUTHENTICATED);
-    await expectStatus(unary(inst.renderer.getRenderStatus.bind(inst.renderer), {}, "wrong-token-0123456789"), status.UNAUTHENTICATED);
+    await expectStatus(
+      create({ name: "n", domains: ["n.test"], upstreams: ["127.0.0.1:1"] }, ""),
+      status.UNAUTHENTICATED,
+    );
+    await expectStatus(
+      create({ name: "n", domains: ["n.test"], upstreams: ["127.0.0.1:1"] }, "wrong-token-0123456789"),
+      status.UNAUTHENTICATED,
+    );
+    await expectStatus(
+      unary(inst.config.listProxyHosts.bind(inst.config), {}, "wrong-token-0123456789"),
+      status.UNAUTHENTICATED,
+    );
+    await expectStatus(
+      unary(inst.renderer.getRenderStatus.bind(inst.renderer), {}, "wrong-token-0123456789"),
+      status.UNAUTHENTICATED,
+    );
     assert.equal(await inst.version(), v);
     assert.equal((await inst.get("n.test")).status, 404);
   });
 
   it("never writes tokens to its logs", async () => {
     // The services' logs are captured (so the check below sees what they wrote)...
-    const log = await waitFor(() => (/config-service ready/.test(inst.log()) && /caddy-renderer ready/.test(inst.log()) ? inst.log() : undefined), "service logs");
+    const log = await waitFor(
+      () =>
+        /config-service ready/.test(inst.log()) && /caddy-renderer ready/.test(inst.log()) ? inst.log() : undefined,
+      "service logs",
+    );
     // ...and hold neither the admin token nor the token the services use between themselves.
     const internal = readFileSync(path.join(inst.dataDir, "internal-token"), "utf8").trim();
     assert.ok(internal.length >= 16);

@@ -44,7 +44,11 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
       name: "slave2",
       mode: "slave",
       ports: ports2,
-      env: { ...slaveEnv(TOKEN2), CADDY_API_URL: `http://127.0.0.1:${proxyPort}`, CPM_CADDY_ADMIN_LISTEN: `127.0.0.1:${ports2.caddyAdmin}` },
+      env: {
+        ...slaveEnv(TOKEN2),
+        CADDY_API_URL: `http://127.0.0.1:${proxyPort}`,
+        CPM_CADDY_ADMIN_LISTEN: `127.0.0.1:${ports2.caddyAdmin}`,
+      },
     });
     master = await Instance.start({
       name: "master",
@@ -73,12 +77,17 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
     );
 
   const syncStatus = async () => unary(master.dispatcher.getSyncStatus.bind(master.dispatcher), {}, master.adminToken);
-  const slaveStatus = async (name: string): Promise<SlaveStatus> => (await syncStatus()).slaves.find((s) => s.name === name)!;
+  const slaveStatus = async (name: string): Promise<SlaveStatus> =>
+    (await syncStatus()).slaves.find((s) => s.name === name)!;
   const waitAcked = (name: string, version: number, timeoutMs = 30_000) =>
-    waitFor(async () => {
-      const s = await slaveStatus(name);
-      return s.ackedVersion === version ? s : undefined;
-    }, `${name} acked v${version}`, timeoutMs);
+    waitFor(
+      async () => {
+        const s = await slaveStatus(name);
+        return s.ackedVersion === version ? s : undefined;
+      },
+      `${name} acked v${version}`,
+      timeoutMs,
+    );
 
   it("create, update and delete on the master are served by both slaves' Caddy", async () => {
     const c = await create("web", "web.sync.test");
@@ -115,7 +124,13 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
   it("syncs every synced kind (hosts, L4 hosts, access lists, settings) to a real slave", async () => {
     const acl = await unary(
       master.config.createAccessList.bind(master.config),
-      { accessList: AccessList.fromPartial({ name: "office", allow: ["10.0.0.0/8"], users: [{ username: "ops", password: "a long passphrase" }] }) },
+      {
+        accessList: AccessList.fromPartial({
+          name: "office",
+          allow: ["10.0.0.0/8"],
+          users: [{ username: "ops", password: "a long passphrase" }],
+        }),
+      },
       master.adminToken,
     );
     await unary(
@@ -125,58 +140,102 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
     );
     await unary(
       master.config.updateSettings.bind(master.config),
-      { settings: Settings.fromPartial({ general: { primaryDomain: "example.com", acmeEmail: "ops@example.com" }, acme: {}, http: { upstreamDialTimeoutSeconds: 7 } }) },
+      {
+        settings: Settings.fromPartial({
+          general: { primaryDomain: "example.com", acmeEmail: "ops@example.com" },
+          acme: {},
+          http: { upstreamDialTimeoutSeconds: 7 },
+        }),
+      },
       master.adminToken,
     );
     const gated = await unary(
       master.config.createProxyHost.bind(master.config),
-      { proxyHost: ProxyHost.fromPartial({ name: "gated", domains: ["gated.sync.test"], upstreams: [`127.0.0.1:${up.port}`], accessListId: acl.accessList!.id }) },
+      {
+        proxyHost: ProxyHost.fromPartial({
+          name: "gated",
+          domains: ["gated.sync.test"],
+          upstreams: [`127.0.0.1:${up.port}`],
+          accessListId: acl.accessList!.id,
+        }),
+      },
       master.adminToken,
     );
     await waitAcked("slave1", gated.configVersion);
     const onSlave = async <T>(f: (c: typeof slave1.config) => Promise<T>) => f(slave1.config);
     const acls = await onSlave((c) => unary(c.listAccessLists.bind(c), {}, slave1.adminToken));
-    assert.deepEqual(acls.accessLists.map((a) => [a.name, a.allow, a.users.map((u) => u.username)]), [["office", ["10.0.0.0/8"], ["ops"]]]);
+    assert.deepEqual(
+      acls.accessLists.map((a) => [a.name, a.allow, a.users.map((u) => u.username)]),
+      [["office", ["10.0.0.0/8"], ["ops"]]],
+    );
     const l4 = await onSlave((c) => unary(c.listL4ProxyHosts.bind(c), {}, slave1.adminToken));
-    assert.deepEqual(l4.l4ProxyHosts.map((h) => [h.name, h.listenAddress]), [["pg", ":15432"]]);
+    assert.deepEqual(
+      l4.l4ProxyHosts.map((h) => [h.name, h.listenAddress]),
+      [["pg", ":15432"]],
+    );
     const settings = await onSlave((c) => unary(c.getSettings.bind(c), {}, slave1.adminToken));
     assert.equal(settings.settings!.general!.primaryDomain, "example.com");
     assert.equal(settings.settings!.http!.upstreamDialTimeoutSeconds, 7);
     // The slave's Caddy enforces the synced access list: 401 without credentials from 127.0.0.1.
     await slave1.waitServes("gated.sync.test", 401);
-    const ok = await slave1.get("gated.sync.test", "/", { Authorization: `Basic ${Buffer.from("ops:a long passphrase").toString("base64")}` });
+    const ok = await slave1.get("gated.sync.test", "/", {
+      Authorization: `Basic ${Buffer.from("ops:a long passphrase").toString("base64")}`,
+    });
     assert.equal(ok.status, 200);
     await unary(master.config.deleteProxyHost.bind(master.config), { id: gated.proxyHost!.id }, master.adminToken);
   });
 
   it("syncs configuration but never users or API tokens: each instance keeps its own", async () => {
     await create("keep", "keep.sync.test");
-    const minted = await unary(master.account.createApiToken.bind(master.account), { name: "ci-bot", role: Role.ROLE_ADMIN, expiresAt: undefined, userId: "" }, master.adminToken);
+    const minted = await unary(
+      master.account.createApiToken.bind(master.account),
+      { name: "ci-bot", role: Role.ROLE_ADMIN, expiresAt: undefined, userId: "" },
+      master.adminToken,
+    );
     await waitFor(async () => (await slave1.version()) === (await master.version()), "slave1 caught up");
     // The master's tokens do not open the slave's API, and the slave does not list them.
-    await expectStatus(unary(slave1.config.listProxyHosts.bind(slave1.config), {}, master.adminToken), status.UNAUTHENTICATED);
-    await expectStatus(unary(slave1.config.listProxyHosts.bind(slave1.config), {}, minted.secret), status.UNAUTHENTICATED);
+    await expectStatus(
+      unary(slave1.config.listProxyHosts.bind(slave1.config), {}, master.adminToken),
+      status.UNAUTHENTICATED,
+    );
+    await expectStatus(
+      unary(slave1.config.listProxyHosts.bind(slave1.config), {}, minted.secret),
+      status.UNAUTHENTICATED,
+    );
     const slaveTokens = await unary(slave1.account.listApiTokens.bind(slave1.account), {}, slave1.adminToken);
     assert.ok(!slaveTokens.apiTokens.some((t) => t.name === "ci-bot"));
     // The slave's own token reads the synced configuration; the snapshots are identical.
     const hosts = await unary(slave1.config.listProxyHosts.bind(slave1.config), {}, slave1.adminToken);
     assert.ok(hosts.proxyHosts.some((h) => h.name === "keep"));
-    const [ms, ss] = await Promise.all([master, slave1].map((i) => unary(i.config.getSnapshot.bind(i.config), {}, i.adminToken)));
+    const [ms, ss] = await Promise.all(
+      [master, slave1].map((i) => unary(i.config.getSnapshot.bind(i.config), {}, i.adminToken)),
+    );
     assert.equal(ss!.snapshot!.contentSha256, ms!.snapshot!.contentSha256);
     // The slave refuses writes to synced resources but manages its own tokens.
     const refused = await expectStatus(
-      unary(slave1.config.createProxyHost.bind(slave1.config), { proxyHost: ProxyHost.fromPartial({ name: "x", domains: ["x.test"], upstreams: ["127.0.0.1:1"] }) }, slave1.adminToken),
+      unary(
+        slave1.config.createProxyHost.bind(slave1.config),
+        { proxyHost: ProxyHost.fromPartial({ name: "x", domains: ["x.test"], upstreams: ["127.0.0.1:1"] }) },
+        slave1.adminToken,
+      ),
       status.FAILED_PRECONDITION,
     );
     assert.match(refused, /master/);
-    await unary(slave1.account.createApiToken.bind(slave1.account), { name: "slave-local", role: Role.ROLE_VIEWER, expiresAt: undefined, userId: "" }, slave1.adminToken);
+    await unary(
+      slave1.account.createApiToken.bind(slave1.account),
+      { name: "slave-local", role: Role.ROLE_VIEWER, expiresAt: undefined, userId: "" },
+      slave1.adminToken,
+    );
     const masterTokens = await unary(master.account.listApiTokens.bind(master.account), {}, master.adminToken);
     assert.ok(!masterTokens.apiTokens.some((t) => t.name === "slave-local"));
   });
 
   it("refuses a wrong or missing sync token with UNAUTHENTICATED and changes nothing", async () => {
     const before = await slave1.version();
-    const client = new SyncReceiverClient(`localhost:${slave1.ports.sync}`, channelCredentials({ tls: true, caFile: pki.caCert }));
+    const client = new SyncReceiverClient(
+      `localhost:${slave1.ports.sync}`,
+      channelCredentials({ tls: true, caFile: pki.caCert }),
+    );
     const snap = (await unary(master.config.getSnapshot.bind(master.config), {}, master.adminToken)).snapshot!;
     for (const token of ["wrong-token-wrong-token-wrong", ""]) {
       const code = await new Promise<number>((resolve) => {
@@ -210,11 +269,24 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
     // first push after the restart is applied, not NACKed because a service was still starting.
     const restarted = slave1.log().slice(logBefore);
     const at = (msg: string) => restarted.indexOf(`"msg":"${msg}`);
-    assert.ok(at("config-service ready") >= 0 && at("caddy-renderer ready") >= 0 && at("sync-receiver ready") >= 0, "every service logged its start");
-    assert.ok(at("sync-receiver ready") > at("config-service ready"), "the receiver listens after config-service is up");
+    assert.ok(
+      at("config-service ready") >= 0 && at("caddy-renderer ready") >= 0 && at("sync-receiver ready") >= 0,
+      "every service logged its start",
+    );
+    assert.ok(
+      at("sync-receiver ready") > at("config-service ready"),
+      "the receiver listens after config-service is up",
+    );
     assert.ok(at("sync-receiver ready") > at("caddy-renderer ready"), "the receiver listens after the renderer is up");
-    assert.ok(!restarted.includes("NACK_CODE_UNAVAILABLE"), "no snapshot NACKed as UNAVAILABLE while the slave started");
-    assert.equal((await slaveStatus("slave1")).lastNackedVersion, nackedBefore, "the master got no NACK from the returning slave");
+    assert.ok(
+      !restarted.includes("NACK_CODE_UNAVAILABLE"),
+      "no snapshot NACKed as UNAVAILABLE while the slave started",
+    );
+    assert.equal(
+      (await slaveStatus("slave1")).lastNackedVersion,
+      nackedBefore,
+      "the master got no NACK from the returning slave",
+    );
   });
 
   it("a slave whose Caddy refuses the config NACKs, keeps serving the old one, and the master shows why", async () => {
@@ -249,7 +321,9 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
 
   it("a burst of 200 writes ends with every slave on the final version, in far fewer snapshots", async () => {
     const sentBefore = await Promise.all(["slave1", "slave2"].map(async (n) => (await slaveStatus(n)).snapshotsSent));
-    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => create(`burst-${i}`, `burst-${i}.sync.test`)));
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => create(`burst-${i}`, `burst-${i}.sync.test`)),
+    );
     const final = Math.max(...results.map((r) => r.configVersion));
     assert.equal(final, await master.version());
     for (const [i, name] of ["slave1", "slave2"].entries()) {
@@ -266,7 +340,11 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
 
   it("bounds snapshot size on both ends with an error naming CPM_SYNC_MAX_MESSAGE_BYTES, without a retry loop", async () => {
     const plain = { INSTANCE_SYNC_ALLOW_HTTP: "true", INSTANCE_SYNC_TOKEN: TOKEN2 };
-    const small = await Instance.start({ name: "small-slave", mode: "slave", env: { ...plain, CPM_SYNC_MAX_MESSAGE_BYTES: String(64 * 1024) } });
+    const small = await Instance.start({
+      name: "small-slave",
+      mode: "slave",
+      env: { ...plain, CPM_SYNC_MAX_MESSAGE_BYTES: String(64 * 1024) },
+    });
     others.push(small);
     const big = await Instance.start({ name: "big-slave", mode: "slave", env: plain });
     others.push(big);
@@ -283,7 +361,10 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
       },
     });
     others.push(m);
-    const status = async (name: string) => (await unary(m.dispatcher.getSyncStatus.bind(m.dispatcher), {}, m.adminToken)).slaves.find((s) => s.name === name)!;
+    const status = async (name: string) =>
+      (await unary(m.dispatcher.getSyncStatus.bind(m.dispatcher), {}, m.adminToken)).slaves.find(
+        (s) => s.name === name,
+      )!;
     // Each host carries 100 long domain names (about 7 KB in the snapshot).
     const addHost = (i: number) =>
       unary(
@@ -321,16 +402,28 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
 
   it("refuses an http:// slave unless INSTANCE_SYNC_ALLOW_HTTP=true, and syncs over plaintext with it", async () => {
     const slaves = JSON.stringify([{ name: "plain", url: "http://127.0.0.1:1", token: TOKEN1 }]);
-    const refused = await runLauncher({ INSTANCE_MODE: "master", INSTANCE_SLAVES: slaves, CPM_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), "cpm-refused-")) });
+    const refused = await runLauncher({
+      INSTANCE_MODE: "master",
+      INSTANCE_SLAVES: slaves,
+      CPM_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), "cpm-refused-")),
+    });
     assert.notEqual(refused.code, 0);
     assert.match(refused.output, /INSTANCE_SLAVES\[0\]\.url/);
     assert.match(refused.output, /INSTANCE_SYNC_ALLOW_HTTP/);
-    const noTls = await runLauncher({ INSTANCE_MODE: "slave", INSTANCE_SYNC_TOKEN: TOKEN1, CPM_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), "cpm-refused-")) });
+    const noTls = await runLauncher({
+      INSTANCE_MODE: "slave",
+      INSTANCE_SYNC_TOKEN: TOKEN1,
+      CPM_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), "cpm-refused-")),
+    });
     assert.notEqual(noTls.code, 0);
     assert.match(noTls.output, /CPM_SYNC_TLS_CERT/);
 
     // With the flag on both sides, and a periodic interval that repairs a slave's database.
-    const plainSlave = await Instance.start({ name: "plain-slave", mode: "slave", env: { INSTANCE_SYNC_TOKEN: TOKEN1, INSTANCE_SYNC_ALLOW_HTTP: "true" } });
+    const plainSlave = await Instance.start({
+      name: "plain-slave",
+      mode: "slave",
+      env: { INSTANCE_SYNC_TOKEN: TOKEN1, INSTANCE_SYNC_ALLOW_HTTP: "true" },
+    });
     others.push(plainSlave);
     const plainMaster = await Instance.start({
       name: "plain-master",
@@ -338,13 +431,21 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
       env: {
         INSTANCE_SYNC_ALLOW_HTTP: "true",
         INSTANCE_SYNC_INTERVAL: "1",
-        INSTANCE_SLAVES: JSON.stringify([{ name: "plain", url: `http://127.0.0.1:${plainSlave.ports.sync}`, token: TOKEN1 }]),
+        INSTANCE_SLAVES: JSON.stringify([
+          { name: "plain", url: `http://127.0.0.1:${plainSlave.ports.sync}`, token: TOKEN1 },
+        ]),
       },
     });
     others.push(plainMaster);
     await unary(
       plainMaster.config.createProxyHost.bind(plainMaster.config),
-      { proxyHost: ProxyHost.fromPartial({ name: "plain", domains: ["plain.sync.test"], upstreams: [`127.0.0.1:${up.port}`] }) },
+      {
+        proxyHost: ProxyHost.fromPartial({
+          name: "plain",
+          domains: ["plain.sync.test"],
+          upstreams: [`127.0.0.1:${up.port}`],
+        }),
+      },
       plainMaster.adminToken,
     );
     await plainSlave.waitServes("plain.sync.test", /upstream=U/);
@@ -357,7 +458,11 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
     const removed = db.prepare(`DELETE FROM "ProxyHost"`).run().changes;
     db.close();
     assert.equal(removed, 1, "the slave's database was changed behind its back");
-    await waitFor(async () => (await list()).proxyHosts.length === 1, "the periodic push restores the slave's database", 15_000);
+    await waitFor(
+      async () => (await list()).proxyHosts.length === 1,
+      "the periodic push restores the slave's database",
+      15_000,
+    );
     await plainSlave.waitServes("plain.sync.test", /upstream=U/);
   });
 });

@@ -33,14 +33,21 @@ describe("tracing: one change followed from the master's commit to the slave's C
     slave = await Instance.start({
       name: "slave",
       mode: "slave",
-      env: { ...tracingEnv("slave"), INSTANCE_SYNC_TOKEN: TOKEN, CPM_SYNC_TLS_CERT: pki.cert, CPM_SYNC_TLS_KEY: pki.key },
+      env: {
+        ...tracingEnv("slave"),
+        INSTANCE_SYNC_TOKEN: TOKEN,
+        CPM_SYNC_TLS_CERT: pki.cert,
+        CPM_SYNC_TLS_KEY: pki.key,
+      },
     });
     master = await Instance.start({
       name: "master",
       mode: "master",
       env: {
         ...tracingEnv("master"),
-        INSTANCE_SLAVES: JSON.stringify([{ name: "slave", url: `https://localhost:${slave.ports.sync}`, token: TOKEN }]),
+        INSTANCE_SLAVES: JSON.stringify([
+          { name: "slave", url: `https://localhost:${slave.ports.sync}`, token: TOKEN },
+        ]),
         CPM_SYNC_TLS_CA: pki.caCert,
       },
     });
@@ -61,7 +68,11 @@ describe("tracing: one change followed from the master's commit to the slave's C
   /** The one span named `name` from `service` on `node` for `version`. */
   const spanOf = (node: string, service: string, name: string, version: number): ReceivedSpan | undefined =>
     receiver.spans.find(
-      (s) => s.resource["cpm.node"] === node && s.resource["service.name"] === service && s.name === name && s.attributes["cpm.config.version"] === version,
+      (s) =>
+        s.resource["cpm.node"] === node &&
+        s.resource["service.name"] === service &&
+        s.name === name &&
+        s.attributes["cpm.config.version"] === version,
     );
 
   it("the commit, the master's load, the push, the slave's apply, commit and Caddy load share one trace, each a child of the step before", async () => {
@@ -73,9 +84,10 @@ describe("tracing: one change followed from the master's commit to the slave's C
       master.adminToken,
     );
     const v = res.configVersion;
-    await waitFor(async () => (await acked() || undefined)?.version === v, `the slave acked v${v}`);
+    await waitFor(async () => ((await acked()) || undefined)?.version === v, `the slave acked v${v}`);
 
-    const find = (node: string, service: string, name: string) => waitFor(() => spanOf(node, service, name, v), `${node} ${service} span ${name} for v${v}`, 15_000);
+    const find = (node: string, service: string, name: string) =>
+      waitFor(() => spanOf(node, service, name, v), `${node} ${service} span ${name} for v${v}`, 15_000);
     const commit = await find("master", "config-service", "config.commit");
     const masterLoad = await find("master", "caddy-renderer", "renderer.load");
     const push = await find("master", "sync-dispatcher", "dispatcher.push");
@@ -84,12 +96,21 @@ describe("tracing: one change followed from the master's commit to the slave's C
     const slaveCommit = await find("slave", "config-service", "config.apply");
 
     const trace = commit.traceId;
-    for (const s of [masterLoad, push, apply, preload, slaveCommit]) assert.equal(s.traceId, trace, `${s.resource["cpm.node"]} ${s.name} is in the commit's trace`);
+    for (const s of [masterLoad, push, apply, preload, slaveCommit])
+      assert.equal(s.traceId, trace, `${s.resource["cpm.node"]} ${s.name} is in the commit's trace`);
     assert.equal(commit.parentSpanId, "", "the API write starts the trace");
     assert.equal(masterLoad.parentSpanId, commit.spanId, "the master's Caddy load follows its commit");
     assert.equal(push.parentSpanId, commit.spanId, "the push follows the commit of the version it carries");
-    assert.equal(apply.parentSpanId, push.spanId, "the slave's apply follows the push (trace context in the SyncRequest)");
-    assert.equal(preload.parentSpanId, apply.spanId, "the slave's Caddy load follows its apply (traceparent in the call's metadata)");
+    assert.equal(
+      apply.parentSpanId,
+      push.spanId,
+      "the slave's apply follows the push (trace context in the SyncRequest)",
+    );
+    assert.equal(
+      preload.parentSpanId,
+      apply.spanId,
+      "the slave's Caddy load follows its apply (traceparent in the call's metadata)",
+    );
     assert.equal(slaveCommit.parentSpanId, apply.spanId, "the slave's commit follows its apply");
 
     // What the spans say: the version everywhere, the outcome, the slave's address; never a host name or a token.
@@ -102,25 +123,39 @@ describe("tracing: one change followed from the master's commit to the slave's C
     assert.equal(slaveCommit.attributes["cpm.apply.changed"], true);
     assert.equal(commit.attributes["cpm.config.content_sha256"], preload.attributes["cpm.config.content_sha256"]);
     const inTrace = JSON.stringify(receiver.spans.filter((s) => s.traceId === trace));
-    for (const secret of [DOMAIN, TOKEN, master.adminToken]) assert.ok(!inTrace.includes(secret), `no span of the trace holds "${secret}"`);
+    for (const secret of [DOMAIN, TOKEN, master.adminToken])
+      assert.ok(!inTrace.includes(secret), `no span of the trace holds "${secret}"`);
   });
 
   it("a bad tracing variable stops a service at start with a message naming it", async () => {
     const run = (env: Record<string, string>) =>
       new Promise<{ code: number | null; stderr: string }>((resolve) => {
-        const base = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", INSTANCE_MODE: "master", INSTANCE_SLAVES: "[]" };
+        const base = {
+          PATH: process.env.PATH ?? "",
+          HOME: process.env.HOME ?? "/tmp",
+          INSTANCE_MODE: "master",
+          INSTANCE_SLAVES: "[]",
+        };
         const dataDir = mkdtempSync(path.join(os.tmpdir(), "cpm-tracing-env-"));
         const main = path.join(ROOT, "services/sync-dispatcher/dist/main.js");
-        const child = execFile(process.execPath, [main], { env: { ...base, CPM_DATA_DIR: dataDir, ...env }, timeout: 20_000 }, (_err, _out, stderr) => {
-          rmSync(dataDir, { recursive: true, force: true });
-          resolve({ code: child.exitCode, stderr });
-        });
+        const child = execFile(
+          process.execPath,
+          [main],
+          { env: { ...base, CPM_DATA_DIR: dataDir, ...env }, timeout: 20_000 },
+          (_err, _out, stderr) => {
+            rmSync(dataDir, { recursive: true, force: true });
+            resolve({ code: child.exitCode, stderr });
+          },
+        );
       });
     const exporter = await run({ OTEL_TRACES_EXPORTER: "jaeger" });
     assert.equal(exporter.code, 78);
     assert.match(exporter.stderr, /OTEL_TRACES_EXPORTER: "jaeger" is not one of otlp, console, none/);
     const endpoint = await run({ OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318" });
     assert.equal(endpoint.code, 78);
-    assert.match(endpoint.stderr, /OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318" is not an http:\/\/ or https:\/\/ URL/);
+    assert.match(
+      endpoint.stderr,
+      /OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318" is not an http:\/\/ or https:\/\/ URL/,
+    );
   });
 });

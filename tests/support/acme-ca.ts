@@ -40,10 +40,19 @@ export async function startAcmeCa(opts: { names: string[]; lifetime?: string; de
     admin: { listen: `127.0.0.1:${admin}` },
     apps: {
       pki: { certificate_authorities: { local: { install_trust: false } } },
-      tls: { certificates: { automate: ["127.0.0.1"] }, automation: { policies: [{ subjects: ["127.0.0.1"], issuers: [{ module: "internal" }] }] } },
+      tls: {
+        certificates: { automate: ["127.0.0.1"] },
+        automation: { policies: [{ subjects: ["127.0.0.1"], issuers: [{ module: "internal" }] }] },
+      },
       http: {
         servers: {
-          acme: { listen: [`127.0.0.1:${port}`], routes: [{ handle: [handler] }], logs: {}, tls_connection_policies: [{}], automatic_https: { disable: true } },
+          acme: {
+            listen: [`127.0.0.1:${port}`],
+            routes: [{ handle: [handler] }],
+            logs: {},
+            tls_connection_policies: [{}],
+            automatic_https: { disable: true },
+          },
         },
       },
     },
@@ -53,14 +62,38 @@ export async function startAcmeCa(opts: { names: string[]; lifetime?: string; de
   mkdirSync(path.join(dir, "data"), { recursive: true });
   const hostsFile = path.join(dir, "hosts");
   writeFileSync(hostsFile, `127.0.0.1 localhost\n::1 localhost\n${opts.names.map((n) => `127.0.0.1 ${n}\n`).join("")}`);
-  const probe = spawnSync("unshare", ["-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && getent hosts "$1"', hostsFile, opts.names[0] ?? "localhost"], { encoding: "utf8" });
-  if (probe.status !== 0) throw new Error(`cannot give the test CA its own /etc/hosts (unshare -m, mount --bind; needs root): ${(probe.stderr || probe.error?.message || "").trim()}`);
+  const probe = spawnSync(
+    "unshare",
+    ["-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && getent hosts "$1"', hostsFile, opts.names[0] ?? "localhost"],
+    { encoding: "utf8" },
+  );
+  if (probe.status !== 0)
+    throw new Error(
+      `cannot give the test CA its own /etc/hosts (unshare -m, mount --bind; needs root): ${(probe.stderr || probe.error?.message || "").trim()}`,
+    );
   const logFile = path.join(dir, "caddy.log");
   const out = createWriteStream(logFile);
-  const child: ChildProcess = spawn("unshare", ["-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$1" run --config "$2"', hostsFile, projectCaddy(), configFile], {
-    env: { PATH: process.env.PATH ?? "", HOME: dir, XDG_DATA_HOME: path.join(dir, "data"), XDG_CONFIG_HOME: path.join(dir, "config") },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child: ChildProcess = spawn(
+    "unshare",
+    [
+      "-m",
+      "sh",
+      "-c",
+      'mount --bind "$0" /etc/hosts && exec "$1" run --config "$2"',
+      hostsFile,
+      projectCaddy(),
+      configFile,
+    ],
+    {
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOME: dir,
+        XDG_DATA_HOME: path.join(dir, "data"),
+        XDG_CONFIG_HOME: path.join(dir, "config"),
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   child.stdout!.pipe(out, { end: false });
   child.stderr!.pipe(out, { end: false });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
@@ -73,14 +106,23 @@ export async function startAcmeCa(opts: { names: string[]; lifetime?: string; de
   const directoryUrl = `https://127.0.0.1:${port}/acme/local/directory`;
   let rootPem: string;
   try {
-    rootPem = await waitFor(() => {
-      try {
-        return readFileSync(rootFile, "utf8");
-      } catch {
-        return undefined;
-      }
-    }, "the test ACME CA's root certificate", 30_000);
-    await waitFor(async () => ((await fetchDirectory(directoryUrl, rootPem)) ? true : undefined), "the test ACME CA's directory", 30_000, 200);
+    rootPem = await waitFor(
+      () => {
+        try {
+          return readFileSync(rootFile, "utf8");
+        } catch {
+          return undefined;
+        }
+      },
+      "the test ACME CA's root certificate",
+      30_000,
+    );
+    await waitFor(
+      async () => ((await fetchDirectory(directoryUrl, rootPem)) ? true : undefined),
+      "the test ACME CA's directory",
+      30_000,
+      200,
+    );
   } catch (err) {
     // A CA that never came up must not outlive the test (its pipes would keep the process alive).
     await stop();

@@ -26,7 +26,9 @@ const TAG = "compose-test";
 
 function tryRun(cmd: string, args: string[]): string | undefined {
   try {
-    return execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"], timeout: 20_000 }).toString().trim();
+    return execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"], timeout: 20_000 })
+      .toString()
+      .trim();
   } catch {
     return undefined;
   }
@@ -47,7 +49,8 @@ export function composeCommand(): [string, ...string[]] {
 
 /** Why the compose tests cannot run on this machine; undefined when they can. */
 export function dockerMissing(): string | undefined {
-  if (!tryRun("docker", ["version", "--format", "{{.Server.Version}}"])) return "no Docker engine is reachable (`docker version` found no server)";
+  if (!tryRun("docker", ["version", "--format", "{{.Server.Version}}"]))
+    return "no Docker engine is reachable (`docker version` found no server)";
   if (!flavour) return "neither `docker compose` (v2) nor `docker-compose` (v1) is installed";
   return undefined;
 }
@@ -55,7 +58,10 @@ export function dockerMissing(): string | undefined {
 let images: Promise<void> | undefined;
 /** Builds the images once per process (scripts/build-images.sh; warm, it costs seconds). */
 export function buildImages(): Promise<void> {
-  images ??= run("bash", [path.join(ROOT, "scripts/build-images.sh")], { env: { ...process.env, CPM_IMAGE_TAG: TAG }, maxBuffer: 1 << 24 }).then(({ stderr }) => {
+  images ??= run("bash", [path.join(ROOT, "scripts/build-images.sh")], {
+    env: { ...process.env, CPM_IMAGE_TAG: TAG },
+    maxBuffer: 1 << 24,
+  }).then(({ stderr }) => {
     const summary = stderr.split("\n").filter((l) => /s, caddy|MB/.test(l));
     console.log(summary.join("\n"));
   });
@@ -65,7 +71,17 @@ export function buildImages(): Promise<void> {
 /** The host address containers reach as host.docker.internal (`host-gateway`), as Docker resolves it. */
 export async function hostGateway(): Promise<string> {
   await buildImages();
-  const { stdout } = await run("docker", ["run", "--rm", "--add-host", "cpm-host:host-gateway", "--entrypoint", "getent", `cpm-node:${TAG}`, "hosts", "cpm-host"]);
+  const { stdout } = await run("docker", [
+    "run",
+    "--rm",
+    "--add-host",
+    "cpm-host:host-gateway",
+    "--entrypoint",
+    "getent",
+    `cpm-node:${TAG}`,
+    "hosts",
+    "cpm-host",
+  ]);
   const ip = stdout.trim().split(/\s+/)[0];
   if (!ip) throw new Error("cannot tell which host address containers reach as host-gateway");
   return ip;
@@ -160,29 +176,55 @@ export class Stack {
 
   /** Health of every container of the project, by container name. */
   async health(): Promise<Record<string, string>> {
-    const { stdout } = await run("docker", ["ps", "-aq", "--filter", `label=com.docker.compose.project=${this.opts.project}`]);
+    const { stdout } = await run("docker", [
+      "ps",
+      "-aq",
+      "--filter",
+      `label=com.docker.compose.project=${this.opts.project}`,
+    ]);
     const ids = stdout.split("\n").filter(Boolean);
     if (!ids.length) return {};
-    const { stdout: out } = await run("docker", ["inspect", "--format", "{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}", ...ids]);
-    return Object.fromEntries(out.split("\n").filter(Boolean).map((l) => l.replace(/^\//, "").split(" ") as [string, string]));
+    const { stdout: out } = await run("docker", [
+      "inspect",
+      "--format",
+      "{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}",
+      ...ids,
+    ]);
+    return Object.fromEntries(
+      out
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => l.replace(/^\//, "").split(" ") as [string, string]),
+    );
   }
 
   /** Waits until every container of the project reports healthy. */
   async waitHealthy(timeoutMs = 120_000): Promise<Record<string, string>> {
-    return waitFor(async () => {
-      const h = await this.health();
-      return Object.keys(h).length && Object.values(h).every((s) => s === "healthy") ? h : undefined;
-    }, `${this.opts.project}: every container healthy`, timeoutMs, 1000);
+    return waitFor(
+      async () => {
+        const h = await this.health();
+        return Object.keys(h).length && Object.values(h).every((s) => s === "healthy") ? h : undefined;
+      },
+      `${this.opts.project}: every container healthy`,
+      timeoutMs,
+      1000,
+    );
   }
 
   async config(): Promise<ConfigServiceClient> {
-    const c = new ConfigServiceClient(`127.0.0.1:${await this.port("config-service", 50051)}`, credentials.createInsecure());
+    const c = new ConfigServiceClient(
+      `127.0.0.1:${await this.port("config-service", 50051)}`,
+      credentials.createInsecure(),
+    );
     this.clients.push(c);
     return c;
   }
 
   async dispatcher(): Promise<SyncDispatcherClient> {
-    const c = new SyncDispatcherClient(`127.0.0.1:${await this.port("sync-dispatcher", 50053)}`, credentials.createInsecure());
+    const c = new SyncDispatcherClient(
+      `127.0.0.1:${await this.port("sync-dispatcher", 50053)}`,
+      credentials.createInsecure(),
+    );
     this.clients.push(c);
     return c;
   }
@@ -195,10 +237,17 @@ export class Stack {
   /** Polls this instance's published HTTP port until `host` answers as expected. */
   async waitServes(host: string, expect: RegExp | number, timeoutMs = 60_000): Promise<HttpResult> {
     const port = await this.port("caddy", 80);
-    return waitFor(async () => {
-      const r = await httpGet(port, host);
-      return (typeof expect === "number" ? r.status === expect : r.status === 200 && expect.test(r.body)) ? r : undefined;
-    }, `${this.opts.project} serving ${host} (${expect})`, timeoutMs, 250);
+    return waitFor(
+      async () => {
+        const r = await httpGet(port, host);
+        return (typeof expect === "number" ? r.status === expect : r.status === 200 && expect.test(r.body))
+          ? r
+          : undefined;
+      },
+      `${this.opts.project} serving ${host} (${expect})`,
+      timeoutMs,
+      250,
+    );
   }
 
   /** Runs a docker CLI command on one of this project's containers (kill, start, ...). */
@@ -208,7 +257,12 @@ export class Stack {
 
   /** The last lines of a service's log (for failure messages). */
   async logs(service: string, lines = 40): Promise<string> {
-    const { stdout, stderr } = await run("docker", ["logs", "--tail", String(lines), this.containerName(service)]).catch(() => ({ stdout: "", stderr: "" }));
+    const { stdout, stderr } = await run("docker", [
+      "logs",
+      "--tail",
+      String(lines),
+      this.containerName(service),
+    ]).catch(() => ({ stdout: "", stderr: "" }));
     return stdout + stderr;
   }
 }

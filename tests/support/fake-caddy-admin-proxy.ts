@@ -25,10 +25,19 @@ export class FakeCaddyAdminProxy {
         res.end(JSON.stringify({ error: "loading config: injected fault: provisioning app http failed" }));
         return;
       }
-      const up = http.request({ host: "127.0.0.1", port: this.targetPort, path: req.url, method: req.method, headers: { ...req.headers, host: `127.0.0.1:${this.targetPort}` } }, (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
-      });
+      const up = http.request(
+        {
+          host: "127.0.0.1",
+          port: this.targetPort,
+          path: req.url,
+          method: req.method,
+          headers: { ...req.headers, host: `127.0.0.1:${this.targetPort}` },
+        },
+        (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        },
+      );
       up.on("error", () => {
         res.writeHead(502);
         res.end();

@@ -11,7 +11,11 @@ export async function expectStatus(p: Promise<unknown>, code: status): Promise<s
     await p;
   } catch (e) {
     const err = e as { code?: unknown; details?: string };
-    assert.equal(typeof err.code, "number", `expected ${status[code]}, got something that is not a gRPC error: ${String(e)}`);
+    assert.equal(
+      typeof err.code,
+      "number",
+      `expected ${status[code]}, got something that is not a gRPC error: ${String(e)}`,
+    );
     const got = err.code as status;
     assert.equal(got, code, `expected ${status[code]}, got ${status[got] ?? got}: ${err.details}`);
     return err.details ?? "";

@@ -30,7 +30,9 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 export function projectCaddy(): string {
   const bin = findBuiltCaddy();
   if (!bin) {
-    throw new Error(`the end-to-end tests need the project's Caddy with caddy-l4 (${builtCaddyPath() ?? ".cache/caddy/"}), which is not built: run \`${CADDY_BUILD_COMMAND}\` (needs Go)`);
+    throw new Error(
+      `the end-to-end tests need the project's Caddy with caddy-l4 (${builtCaddyPath() ?? ".cache/caddy/"}), which is not built: run \`${CADDY_BUILD_COMMAND}\` (needs Go)`,
+    );
   }
   return bin;
 }
@@ -150,11 +152,15 @@ export class Instance {
       await waitFor(async () => (await this.info()).instanceId, `${this.opts.name}: config-service up`, 60_000, 200);
       await this.waitInSync();
       // A slave's receiver opens its port once its config-service and renderer answer.
-      if (this.opts.mode === "slave") await waitFor(() => accepts(this.ports.sync), `${this.opts.name}: sync receiver listening`, 30_000, 50);
+      if (this.opts.mode === "slave")
+        await waitFor(() => accepts(this.ports.sync), `${this.opts.name}: sync receiver listening`, 30_000, 50);
     } catch (e) {
       // What the instance said is what explains a start that never came up.
       const tail = this.log().split("\n").slice(-30).join("\n");
-      throw new Error(`${e instanceof Error ? e.message : String(e)}\n--- last lines of ${this.opts.name}'s log ---\n${tail}`, { cause: e });
+      throw new Error(
+        `${e instanceof Error ? e.message : String(e)}\n--- last lines of ${this.opts.name}'s log ---\n${tail}`,
+        { cause: e },
+      );
     }
   }
 
@@ -173,10 +179,15 @@ export class Instance {
 
   /** Caddy runs the instance's current version. */
   async waitInSync(timeoutMs = 30_000): Promise<RenderStatus> {
-    return waitFor(async () => {
-      const s = await this.renderStatus();
-      return s.inSync && s.appliedVersion === (await this.version()) ? s : undefined;
-    }, `${this.opts.name}: Caddy in sync`, timeoutMs, 100);
+    return waitFor(
+      async () => {
+        const s = await this.renderStatus();
+        return s.inSync && s.appliedVersion === (await this.version()) ? s : undefined;
+      },
+      `${this.opts.name}: Caddy in sync`,
+      timeoutMs,
+      100,
+    );
   }
 
   /** An HTTP request through this instance's Caddy. */
@@ -189,7 +200,9 @@ export class Instance {
     return waitFor(
       async () => {
         const r = await this.get(host);
-        return (typeof expect === "number" ? r.status === expect : r.status === 200 && expect.test(r.body)) ? r : undefined;
+        return (typeof expect === "number" ? r.status === expect : r.status === 200 && expect.test(r.body))
+          ? r
+          : undefined;
       },
       `${this.opts.name} serving ${host} -> ${expect}`,
       timeoutMs,
@@ -288,7 +301,10 @@ export async function allocatePorts(): Promise<InstancePorts> {
 }
 
 /** Runs the launcher with an environment and returns its exit code and output (for start-up failures). */
-export function runLauncher(env: Record<string, string>, timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
+export function runLauncher(
+  env: Record<string, string>,
+  timeoutMs = 20_000,
+): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [launcherPath()], {
       cwd: ROOT,

@@ -30,7 +30,10 @@ async function listen(server: net.Server, host = "127.0.0.1"): Promise<L4Server>
 
 /** A TCP server that sends back every byte it receives. */
 export function startTcpEcho(host?: string): Promise<L4Server> {
-  return listen(net.createServer((s) => s.on("error", () => undefined).pipe(s)), host);
+  return listen(
+    net.createServer((s) => s.on("error", () => undefined).pipe(s)),
+    host,
+  );
 }
 
 /** A TLS server (certificate and key in PEM) that greets every client with `name` and closes. */
@@ -41,7 +44,9 @@ export function startTlsGreeter(name: string, cert: string, key: string): Promis
 /** A UDP server on 127.0.0.1 that answers each datagram with `name:` and the datagram. */
 export async function startUdpEcho(name: string): Promise<L4Server> {
   const sock = dgram.createSocket("udp4");
-  sock.on("message", (msg, rinfo) => sock.send(Buffer.concat([Buffer.from(`${name}:`), msg]), rinfo.port, rinfo.address));
+  sock.on("message", (msg, rinfo) =>
+    sock.send(Buffer.concat([Buffer.from(`${name}:`), msg]), rinfo.port, rinfo.address),
+  );
   await new Promise<void>((r) => sock.bind(0, "127.0.0.1", r));
   return { port: sock.address().port, close: () => new Promise<void>((r) => sock.close(() => r())) };
 }
@@ -77,7 +82,9 @@ export function parseProxyHeader(buf: Buffer): ProxyHeader | "incomplete" | unde
     if (proto !== "TCP4" && proto !== "TCP6") return undefined;
     return { version: 1, source: proto === "TCP6" ? `[${src}]:${sport}` : `${src}:${sport}` };
   }
-  if (buf.subarray(0, V2_SIGNATURE.length).equals(V2_SIGNATURE.subarray(0, Math.min(buf.length, V2_SIGNATURE.length)))) {
+  if (
+    buf.subarray(0, V2_SIGNATURE.length).equals(V2_SIGNATURE.subarray(0, Math.min(buf.length, V2_SIGNATURE.length)))
+  ) {
     if (buf.length < 16) return "incomplete";
     const len = buf.readUInt16BE(14);
     if (buf.length < 16 + len) return "incomplete";
@@ -116,7 +123,12 @@ export function startProxyProtocolReader(): Promise<L4Server> {
  * Connects to 127.0.0.1:`port`, writes `send`, and reads until `until` says the answer is
  * complete (a byte count, or a test of what arrived) or the peer closes.
  */
-export function tcpExchange(port: number, send: Buffer | string, until: number | ((data: Buffer) => boolean), timeoutMs = 5000): Promise<{ data: Buffer; localPort: number }> {
+export function tcpExchange(
+  port: number,
+  send: Buffer | string,
+  until: number | ((data: Buffer) => boolean),
+  timeoutMs = 5000,
+): Promise<{ data: Buffer; localPort: number }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let got = 0;
@@ -126,7 +138,9 @@ export function tcpExchange(port: number, send: Buffer | string, until: number |
       s.destroy();
       resolve({ data: Buffer.concat(chunks), localPort });
     };
-    s.setTimeout(timeoutMs, () => s.destroy(new Error(`no answer from port ${port} within ${timeoutMs} ms (got ${got} bytes)`)));
+    s.setTimeout(timeoutMs, () =>
+      s.destroy(new Error(`no answer from port ${port} within ${timeoutMs} ms (got ${got} bytes)`)),
+    );
     s.on("connect", () => {
       localPort = s.localPort!;
       s.write(send);
@@ -142,7 +156,12 @@ export function tcpExchange(port: number, send: Buffer | string, until: number |
 }
 
 /** A TLS handshake with `servername` on 127.0.0.1:`port`, verified against `ca` (PEM): what the server said and who it was. */
-export function tlsHello(port: number, servername: string, ca: string, timeoutMs = 5000): Promise<{ data: string; subject: string }> {
+export function tlsHello(
+  port: number,
+  servername: string,
+  ca: string,
+  timeoutMs = 5000,
+): Promise<{ data: string; subject: string }> {
   return new Promise((resolve, reject) => {
     let data = "";
     let secure = false;
@@ -171,7 +190,10 @@ export function udpExchange(port: number, payload: string, timeoutMs = 1000): Pr
       if (err) reject(err);
       else resolve(answer!);
     };
-    const timer = setTimeout(() => finish(new Error(`no UDP answer from port ${port} within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => finish(new Error(`no UDP answer from port ${port} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     sock.on("message", (msg) => finish(undefined, msg.toString()));
     sock.on("error", (e) => finish(e));
     sock.send(payload, port, "127.0.0.1");

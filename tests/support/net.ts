@@ -11,7 +11,8 @@ import { readFileSync } from "node:fs";
 function portRange(): { low: number; high: number } {
   let ephemeralLow = 32768;
   try {
-    ephemeralLow = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || ephemeralLow;
+    ephemeralLow =
+      Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || ephemeralLow;
   } catch {
     /* not Linux: the usual default */
   }
@@ -56,14 +57,22 @@ export interface HttpResult {
 }
 
 /** GET through Caddy with a given Host header (what a browser would send). */
-export function httpGet(port: number, host: string, path = "/", headers: Record<string, string> = {}): Promise<HttpResult> {
+export function httpGet(
+  port: number,
+  host: string,
+  path = "/",
+  headers: Record<string, string> = {},
+): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: "127.0.0.1", port, path, method: "GET", headers: { Host: host, ...headers }, timeout: 5000 }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
-    });
+    const req = http.request(
+      { host: "127.0.0.1", port, path, method: "GET", headers: { Host: host, ...headers }, timeout: 5000 },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (c) => (body += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      },
+    );
     req.on("timeout", () => req.destroy(new Error("timeout")));
     req.on("error", reject);
     req.end();

@@ -40,7 +40,9 @@ export function callRaw(
       call.on("end", () => done({ code: 0, details: "" }));
       return;
     }
-    client.makeUnaryRequest(path, ser, de, body, md, { deadline }, (err) => done(err ? { code: err.code, details: err.details } : { code: 0, details: "" }));
+    client.makeUnaryRequest(path, ser, de, body, md, { deadline }, (err) =>
+      done(err ? { code: err.code, details: err.details } : { code: 0, details: "" }),
+    );
   });
 }
 
@@ -114,11 +116,17 @@ export function sendAnnouncedMessage(
 }
 
 /** Sends `bytes` on a raw TCP (or TLS) connection and reports how the server reacted. */
-export function sendGarbage(port: number, bytes: Buffer, opts: { tls?: { ca: Buffer }; timeoutMs?: number } = {}): Promise<{ closed: boolean; reply: Buffer }> {
+export function sendGarbage(
+  port: number,
+  bytes: Buffer,
+  opts: { tls?: { ca: Buffer }; timeoutMs?: number } = {},
+): Promise<{ closed: boolean; reply: Buffer }> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     const socket: net.Socket = opts.tls
-      ? tls.connect({ host: "127.0.0.1", port, ca: opts.tls.ca, servername: "localhost", ALPNProtocols: ["h2"] }, () => socket.write(bytes))
+      ? tls.connect({ host: "127.0.0.1", port, ca: opts.tls.ca, servername: "localhost", ALPNProtocols: ["h2"] }, () =>
+          socket.write(bytes),
+        )
       : net.connect({ host: "127.0.0.1", port }, () => socket.write(bytes));
     let settled = false;
     const finish = (closed: boolean) => {

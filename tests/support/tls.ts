@@ -18,16 +18,82 @@ function openssl(args: string[], cwd: string) {
 /** Makes a CA and a server certificate for localhost/127.0.0.1 with openssl (real TLS, no mocks). */
 export function makePki(dir: string): TestPki {
   const ext = path.join(dir, "san.ext");
-  writeFileSync(ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n");
+  writeFileSync(
+    ext,
+    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+  );
   for (const ca of ["ca", "rogue-ca"]) {
-    openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${ca}.key`, "-out", `${ca}.crt`, "-days", "2", "-subj", `/CN=CPM test ${ca}`], dir);
+    openssl(
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        `${ca}.key`,
+        "-out",
+        `${ca}.crt`,
+        "-days",
+        "2",
+        "-subj",
+        `/CN=CPM test ${ca}`,
+      ],
+      dir,
+    );
   }
-  for (const [name, ca] of [["server", "ca"], ["rogue", "rogue-ca"]]) {
-    openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", "/CN=localhost"], dir);
-    openssl(["x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.crt`, "-CAkey", `${ca}.key`, "-CAcreateserial", "-out", `${name}.crt`, "-days", "2", "-extfile", ext], dir);
+  for (const [name, ca] of [
+    ["server", "ca"],
+    ["rogue", "rogue-ca"],
+  ]) {
+    openssl(
+      [
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        `${name}.key`,
+        "-out",
+        `${name}.csr`,
+        "-subj",
+        "/CN=localhost",
+      ],
+      dir,
+    );
+    openssl(
+      [
+        "x509",
+        "-req",
+        "-in",
+        `${name}.csr`,
+        "-CA",
+        `${ca}.crt`,
+        "-CAkey",
+        `${ca}.key`,
+        "-CAcreateserial",
+        "-out",
+        `${name}.crt`,
+        "-days",
+        "2",
+        "-extfile",
+        ext,
+      ],
+      dir,
+    );
   }
   const p = (f: string) => path.join(dir, f);
-  return { caCert: p("ca.crt"), cert: p("server.crt"), key: p("server.key"), rogueCert: p("rogue.crt"), rogueKey: p("rogue.key") };
+  return {
+    caCert: p("ca.crt"),
+    cert: p("server.crt"),
+    key: p("server.key"),
+    rogueCert: p("rogue.crt"),
+    rogueKey: p("rogue.key"),
+  };
 }
 
 export interface NamedCerts {
@@ -39,13 +105,73 @@ export interface NamedCerts {
 
 /** Makes a CA and one server certificate per DNS name, signed by it (openssl). */
 export function makeNamedCerts(dir: string, names: string[]): NamedCerts {
-  openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "named-ca.key", "-out", "named-ca.crt", "-days", "2", "-subj", "/CN=CPM test named CA"], dir);
+  openssl(
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      "named-ca.key",
+      "-out",
+      "named-ca.crt",
+      "-days",
+      "2",
+      "-subj",
+      "/CN=CPM test named CA",
+    ],
+    dir,
+  );
   const certs: NamedCerts["certs"] = {};
   for (const name of names) {
-    writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=DNS:${name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
-    openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`], dir);
-    openssl(["x509", "-req", "-in", `${name}.csr`, "-CA", "named-ca.crt", "-CAkey", "named-ca.key", "-CAcreateserial", "-out", `${name}.crt`, "-days", "2", "-extfile", `${name}.ext`], dir);
-    certs[name] = { cert: readFileSync(path.join(dir, `${name}.crt`), "utf8"), key: readFileSync(path.join(dir, `${name}.key`), "utf8") };
+    writeFileSync(
+      path.join(dir, `${name}.ext`),
+      `subjectAltName=DNS:${name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`,
+    );
+    openssl(
+      [
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        `${name}.key`,
+        "-out",
+        `${name}.csr`,
+        "-subj",
+        `/CN=${name}`,
+      ],
+      dir,
+    );
+    openssl(
+      [
+        "x509",
+        "-req",
+        "-in",
+        `${name}.csr`,
+        "-CA",
+        "named-ca.crt",
+        "-CAkey",
+        "named-ca.key",
+        "-CAcreateserial",
+        "-out",
+        `${name}.crt`,
+        "-days",
+        "2",
+        "-extfile",
+        `${name}.ext`,
+      ],
+      dir,
+    );
+    certs[name] = {
+      cert: readFileSync(path.join(dir, `${name}.crt`), "utf8"),
+      key: readFileSync(path.join(dir, `${name}.key`), "utf8"),
+    };
   }
   return { caPem: readFileSync(path.join(dir, "named-ca.crt"), "utf8"), certs };
 }

@@ -4,7 +4,12 @@ import type { Client, Metadata, CallOptions, ServiceError } from "@grpc/grpc-js"
 import { CliError, ExitCode } from "./exit-codes.ts";
 import type { Connection } from "./connection.ts";
 
-type Unary<Req, Res> = (req: Req, md: Metadata, options: Partial<CallOptions>, cb: (err: ServiceError | null, res: Res) => void) => unknown;
+type Unary<Req, Res> = (
+  req: Req,
+  md: Metadata,
+  options: Partial<CallOptions>,
+  cb: (err: ServiceError | null, res: Res) => void,
+) => unknown;
 
 /** The instance's gRPC clients, made on first use, with the connection's token on every call. */
 export class Api {
@@ -15,7 +20,10 @@ export class Api {
 
   constructor(readonly conn: Connection) {}
 
-  private make<C extends Client>(Ctor: new (address: string, creds: ReturnType<typeof channelCredentials>, options: object) => C, address: string): C {
+  private make<C extends Client>(
+    Ctor: new (address: string, creds: ReturnType<typeof channelCredentials>, options: object) => C,
+    address: string,
+  ): C {
     const c = new Ctor(address, channelCredentials({ tls: this.conn.tls, caFile: this.conn.ca }), clientOptions({}));
     this.clients.push(c);
     return c;

@@ -43,12 +43,66 @@ describe("cpm against config-service", () => {
     const site = selfSignedCertificate("site.test");
     const cert = file(site.cert, "pem");
     const key = file(site.key, "pem");
-    assert.equal((await cpm(h, ["certificate", "create", "--name", "site", "--type", "imported", "--cert-file", cert, "--key-file", key])).code, ExitCode.OK);
-    assert.equal((await cpm(h, ["access-list", "create", "--name", "office", "--allow", "203.0.113.0/24", "--user", "ops:a long passphrase"])).code, ExitCode.OK);
-    const created = await cpm(h, ["proxy-host", "create", "--name", "www", "--domain", "site.test", "--upstream", "10.0.0.5:8080", "--certificate", "site", "--access-list", "office", "--ssl-forced"]);
+    assert.equal(
+      (
+        await cpm(h, [
+          "certificate",
+          "create",
+          "--name",
+          "site",
+          "--type",
+          "imported",
+          "--cert-file",
+          cert,
+          "--key-file",
+          key,
+        ])
+      ).code,
+      ExitCode.OK,
+    );
+    assert.equal(
+      (
+        await cpm(h, [
+          "access-list",
+          "create",
+          "--name",
+          "office",
+          "--allow",
+          "203.0.113.0/24",
+          "--user",
+          "ops:a long passphrase",
+        ])
+      ).code,
+      ExitCode.OK,
+    );
+    const created = await cpm(h, [
+      "proxy-host",
+      "create",
+      "--name",
+      "www",
+      "--domain",
+      "site.test",
+      "--upstream",
+      "10.0.0.5:8080",
+      "--certificate",
+      "site",
+      "--access-list",
+      "office",
+      "--ssl-forced",
+    ]);
     assert.equal(created.code, ExitCode.OK, created.err);
     assert.match(created.out, /^created proxy host "www" \(id [0-9a-f-]+, version 3\)\n$/);
-    await cpm(h, ["proxy-host", "create", "--name", "api", "--domain", "api.example.com", "--upstream", "10.0.0.6:8080", "--no-enabled"]);
+    await cpm(h, [
+      "proxy-host",
+      "create",
+      "--name",
+      "api",
+      "--domain",
+      "api.example.com",
+      "--upstream",
+      "10.0.0.6:8080",
+      "--no-enabled",
+    ]);
 
     const table = await cpm(h, ["proxy-host", "list"]);
     assert.equal(
@@ -65,7 +119,15 @@ describe("cpm against config-service", () => {
       json.map(({ id: _id, ...rest }) => rest),
       [
         { name: "api", domains: ["api.example.com"], upstreams: ["10.0.0.6:8080"], enabled: false },
-        { name: "www", domains: ["site.test"], upstreams: ["10.0.0.5:8080"], certificate: "site", access_list: "office", ssl_forced: true, enabled: true },
+        {
+          name: "www",
+          domains: ["site.test"],
+          upstreams: ["10.0.0.5:8080"],
+          certificate: "site",
+          access_list: "office",
+          ssl_forced: true,
+          enabled: true,
+        },
       ],
     );
     const yaml = parse((await cpm(h, ["--output", "yaml", "proxy-host", "get", "www"])).out) as Record<string, unknown>;
@@ -84,9 +146,21 @@ describe("cpm against config-service", () => {
     const missing = await cpm(h, ["proxy-host", "get", "nope"]);
     assert.deepEqual([missing.code, missing.err], [ExitCode.NOT_FOUND, 'cpm: proxy host "nope" not found\n']);
 
-    const bad = await cpm(h, ["proxy-host", "create", "--name", "bad", "--domain", "exa mple.com", "--upstream", "10.0.0.1:80"]);
+    const bad = await cpm(h, [
+      "proxy-host",
+      "create",
+      "--name",
+      "bad",
+      "--domain",
+      "exa mple.com",
+      "--upstream",
+      "10.0.0.1:80",
+    ]);
     assert.equal(bad.code, ExitCode.INVALID);
-    assert.match(bad.err, /^cpm: proxy_host\.domains\[0\]: "exa mple\.com" is not a valid host name.*\(INVALID_ARGUMENT\)\n$/);
+    assert.match(
+      bad.err,
+      /^cpm: proxy_host\.domains\[0\]: "exa mple\.com" is not a valid host name.*\(INVALID_ARGUMENT\)\n$/,
+    );
 
     const badFile = await cpm(h, ["proxy-host", "create", "-f", file("name: x\ndomain: [a.example.com]\n")]);
     assert.equal(badFile.code, ExitCode.INVALID);
@@ -106,21 +180,44 @@ describe("cpm against config-service", () => {
     const home = path.join(tmp, "xdg");
     mkdirSync(path.join(home, "cpm"), { recursive: true });
     writeFileSync(path.join(home, "cpm", "config.yaml"), `api: ${h.apiAddress}\ntoken: ${ADMIN}\n`);
-    const r = await runCli(["proxy-host", "list", "-o", "json"], { stdout: () => {}, stderr: () => {}, env: { XDG_CONFIG_HOME: home } });
+    const r = await runCli(["proxy-host", "list", "-o", "json"], {
+      stdout: () => {},
+      stderr: () => {},
+      env: { XDG_CONFIG_HOME: home },
+    });
     assert.equal(r, ExitCode.OK);
-    const flagged = await runCli(["--token", "wrong-token-0123456789", "proxy-host", "list"], { stdout: () => {}, stderr: () => {}, env: { XDG_CONFIG_HOME: home } });
+    const flagged = await runCli(["--token", "wrong-token-0123456789", "proxy-host", "list"], {
+      stdout: () => {},
+      stderr: () => {},
+      env: { XDG_CONFIG_HOME: home },
+    });
     assert.equal(flagged, ExitCode.AUTH);
   });
 
   it("users and tokens: a token made by the CLI works and is refused once revoked", async () => {
     assert.equal((await cpm(h, ["user", "create", "alice", "--role", "viewer"])).code, ExitCode.OK);
-    const made = await cpm(h, ["token", "create", "alice-cli", "--role", "viewer", "--user", "alice", "--expires", "30d", "-o", "json"]);
+    const made = await cpm(h, [
+      "token",
+      "create",
+      "alice-cli",
+      "--role",
+      "viewer",
+      "--user",
+      "alice",
+      "--expires",
+      "30d",
+      "-o",
+      "json",
+    ]);
     assert.equal(made.code, ExitCode.OK, made.err);
     const secret = (JSON.parse(made.out) as { secret: string }).secret;
     assert.equal((await cpm(h, ["proxy-host", "list"], { CPM_TOKEN: secret })).code, ExitCode.OK);
     const write = await cpm(h, ["proxy-host", "delete", "www"], { CPM_TOKEN: secret });
     assert.deepEqual([write.code, /PERMISSION_DENIED/.test(write.err)], [ExitCode.AUTH, true]);
-    assert.match((await cpm(h, ["token", "list"])).out, /^NAME +ROLE +PREFIX +EXPIRES +REVOKED +ID\n(.*\n)*alice-cli +viewer /m);
+    assert.match(
+      (await cpm(h, ["token", "list"])).out,
+      /^NAME +ROLE +PREFIX +EXPIRES +REVOKED +ID\n(.*\n)*alice-cli +viewer /m,
+    );
     assert.equal((await cpm(h, ["token", "revoke", "alice-cli"])).code, ExitCode.OK);
     assert.equal((await cpm(h, ["proxy-host", "list"], { CPM_TOKEN: secret })).code, ExitCode.AUTH);
   });
@@ -128,9 +225,18 @@ describe("cpm against config-service", () => {
   it("the built binary exits with the documented code (a real process)", async () => {
     const main = path.join(path.dirname(fileURLToPath(import.meta.url)), "main.ts");
     const code = await new Promise<number>((resolve) => {
-      const p = execFile(process.execPath, ["--conditions=cpm-source", "--import", "tsx", main, "proxy-host", "get", "nope"], {
-        env: { ...process.env, CPM_API: h.apiAddress, CPM_TOKEN: ADMIN, XDG_CONFIG_HOME: path.join(tmp, "no-config") },
-      });
+      const p = execFile(
+        process.execPath,
+        ["--conditions=cpm-source", "--import", "tsx", main, "proxy-host", "get", "nope"],
+        {
+          env: {
+            ...process.env,
+            CPM_API: h.apiAddress,
+            CPM_TOKEN: ADMIN,
+            XDG_CONFIG_HOME: path.join(tmp, "no-config"),
+          },
+        },
+      );
       p.on("exit", (c) => resolve(c ?? -1));
     });
     assert.equal(code, ExitCode.NOT_FOUND);
@@ -149,30 +255,93 @@ describe("cpm export and import", () => {
     await target.close();
   });
 
-  const version = async (h: Harness) => (await cpm(h, ["proxy-host", "list"])).code === 0 && (await h.store.info()).version;
+  const version = async (h: Harness) =>
+    (await cpm(h, ["proxy-host", "list"])).code === 0 && (await h.store.info()).version;
 
   it("round trip: export, import into an empty instance in one version, export again gives the same bytes", async () => {
     const site = selfSignedCertificate("shop.test");
-    await cpm(source, ["certificate", "create", "--name", "shop", "--type", "imported", "--cert-file", file(site.cert, "pem"), "--key-file", file(site.key, "pem")]);
+    await cpm(source, [
+      "certificate",
+      "create",
+      "--name",
+      "shop",
+      "--type",
+      "imported",
+      "--cert-file",
+      file(site.cert, "pem"),
+      "--key-file",
+      file(site.key, "pem"),
+    ]);
     await cpm(source, ["certificate", "create", "--name", "internal", "--type", "managed", "--domain", "app.internal"]);
-    await cpm(source, ["access-list", "create", "--name", "office", "--allow", "203.0.113.0/24", "--deny", "203.0.113.7", "--user", "ops:a long passphrase", "--satisfy", "all"]);
-    await cpm(source, ["proxy-host", "create", "--name", "shop", "--domain", "shop.test", "--upstream", "10.0.0.5:8080", "--certificate", "shop", "--access-list", "office", "--hsts"]);
-    await cpm(source, ["proxy-host", "create", "--name", "app", "--domain", "app.internal", "--upstream", "https://10.0.0.6:8443", "--certificate", "internal", "--load-balancing", "least_conn"]);
+    await cpm(source, [
+      "access-list",
+      "create",
+      "--name",
+      "office",
+      "--allow",
+      "203.0.113.0/24",
+      "--deny",
+      "203.0.113.7",
+      "--user",
+      "ops:a long passphrase",
+      "--satisfy",
+      "all",
+    ]);
+    await cpm(source, [
+      "proxy-host",
+      "create",
+      "--name",
+      "shop",
+      "--domain",
+      "shop.test",
+      "--upstream",
+      "10.0.0.5:8080",
+      "--certificate",
+      "shop",
+      "--access-list",
+      "office",
+      "--hsts",
+    ]);
+    await cpm(source, [
+      "proxy-host",
+      "create",
+      "--name",
+      "app",
+      "--domain",
+      "app.internal",
+      "--upstream",
+      "https://10.0.0.6:8443",
+      "--certificate",
+      "internal",
+      "--load-balancing",
+      "least_conn",
+    ]);
     await cpm(source, ["l4-host", "create", "--name", "db", "--listen", ":5432", "--upstream", "10.0.0.7:5432"]);
-    await cpm(source, ["settings", "update", "-f", file("general:\n  acme_email: ops@example.com\nhttp:\n  upstream_dial_timeout_seconds: 5\n")]);
+    await cpm(source, [
+      "settings",
+      "update",
+      "-f",
+      file("general:\n  acme_email: ops@example.com\nhttp:\n  upstream_dial_timeout_seconds: 5\n"),
+    ]);
 
     const first = await cpm(source, ["export", "--include-private-keys"]);
     assert.equal(first.code, ExitCode.OK, first.err);
     const doc = parse(first.out) as Record<string, unknown>;
     assert.deepEqual(Object.keys(doc), ["settings", "certificates", "access_lists", "proxy_hosts", "l4_proxy_hosts"]);
-    assert.deepEqual((doc.proxy_hosts as { name: string }[]).map((x) => x.name), ["app", "shop"]);
+    assert.deepEqual(
+      (doc.proxy_hosts as { name: string }[]).map((x) => x.name),
+      ["app", "shop"],
+    );
     assert.doesNotMatch(first.out, /\bid:/);
     assert.match(first.out, /password_hash: \$2[aby]\$/);
 
     assert.equal(await version(target), 0);
     const imported = await cpm(target, ["import", file(first.out)]);
     assert.equal(imported.code, ExitCode.OK, imported.err);
-    assert.match(imported.out, /^\+ certificate internal\n\+ certificate shop\n\+ access_list office\n\+ proxy_host app\n\+ proxy_host shop\n\+ l4_proxy_host db\n~ settings\n7 changes committed as version 1\n$/);
+    assert.match(
+      imported.out,
+      /^\+ certificate internal\n\+ certificate shop\n\+ access_list office\n\+ proxy_host app\n\+ proxy_host shop\n\+ l4_proxy_host db\n~ settings\n7 changes committed as version 1\n$/,
+    );
     assert.equal(await version(target), 1);
 
     const second = await cpm(target, ["export", "--include-private-keys"]);
@@ -190,14 +359,22 @@ describe("cpm export and import", () => {
   });
 
   it("--dry-run prints added, changed and removed and writes nothing; a bad document names the field and writes nothing", async () => {
-    const doc = parse((await cpm(target, ["export"])).out) as { proxy_hosts: Record<string, unknown>[]; l4_proxy_hosts: unknown[] };
+    const doc = parse((await cpm(target, ["export"])).out) as {
+      proxy_hosts: Record<string, unknown>[];
+      l4_proxy_hosts: unknown[];
+    };
     doc.proxy_hosts[0]!.upstreams = ["10.0.0.99:8080"];
     doc.proxy_hosts.push({ name: "new", domains: ["new.example.com"], upstreams: ["10.0.0.8:80"] });
     doc.l4_proxy_hosts = [];
     const dry = await cpm(target, ["import", "--dry-run", file(JSON.stringify(doc), "json")]);
     assert.equal(dry.code, ExitCode.OK, dry.err);
-    assert.equal(dry.out, "+ proxy_host new\n~ proxy_host app\n- l4_proxy_host db\n3 changes; dry run, nothing written\n");
-    const asYaml = parse((await cpm(target, ["import", "--dry-run", "-o", "yaml", file(JSON.stringify(doc), "json")])).out) as Record<string, unknown>;
+    assert.equal(
+      dry.out,
+      "+ proxy_host new\n~ proxy_host app\n- l4_proxy_host db\n3 changes; dry run, nothing written\n",
+    );
+    const asYaml = parse(
+      (await cpm(target, ["import", "--dry-run", "-o", "yaml", file(JSON.stringify(doc), "json")])).out,
+    ) as Record<string, unknown>;
     assert.deepEqual(asYaml.proxy_hosts, { added: ["new"], changed: ["app"], removed: [] });
     assert.equal(asYaml.committed, false);
     assert.equal(await version(target), 1);
@@ -207,7 +384,10 @@ describe("cpm export and import", () => {
     assert.equal(bad.code, ExitCode.INVALID);
     assert.match(bad.err, /^cpm: config\.proxy_hosts\[1\]\.certificate_id: no certificate named "gone"/);
     const typo = await cpm(target, ["import", file("proxy_hosts:\n  - name: x\n    upstream: [a]\n")]);
-    assert.deepEqual([typo.code, typo.err.split(" (known")[0]], [ExitCode.INVALID, "cpm: config.proxy_hosts[0].upstream: unknown field"]);
+    assert.deepEqual(
+      [typo.code, typo.err.split(" (known")[0]],
+      [ExitCode.INVALID, "cpm: config.proxy_hosts[0].upstream: unknown field"],
+    );
     assert.equal(await version(target), 1);
   });
 });

@@ -45,9 +45,11 @@ function readConfigFile(file: string): Partial<Record<(typeof FILE_KEYS)[number]
     throw new CliError(ExitCode.USAGE, `${file}: ${(err as Error).message}`);
   }
   if (doc === null || doc === undefined) return {};
-  if (typeof doc !== "object" || Array.isArray(doc)) throw new CliError(ExitCode.USAGE, `${file}: expected a mapping of ${FILE_KEYS.join(", ")}`);
+  if (typeof doc !== "object" || Array.isArray(doc))
+    throw new CliError(ExitCode.USAGE, `${file}: expected a mapping of ${FILE_KEYS.join(", ")}`);
   for (const key of Object.keys(doc)) {
-    if (!(FILE_KEYS as readonly string[]).includes(key)) throw new CliError(ExitCode.USAGE, `${file}: ${key}: unknown key (known: ${FILE_KEYS.join(", ")})`);
+    if (!(FILE_KEYS as readonly string[]).includes(key))
+      throw new CliError(ExitCode.USAGE, `${file}: ${key}: unknown key (known: ${FILE_KEYS.join(", ")})`);
   }
   return doc as Record<string, unknown>;
 }
@@ -63,7 +65,8 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
     return v;
   };
   const fileTls = fromFile.tls;
-  if (fileTls !== undefined && typeof fileTls !== "boolean") throw new CliError(ExitCode.USAGE, `${file}: tls: expected true or false`);
+  if (fileTls !== undefined && typeof fileTls !== "boolean")
+    throw new CliError(ExitCode.USAGE, `${file}: tls: expected true or false`);
   const envTls = env.CPM_TLS === undefined ? undefined : ["1", "true", "yes"].includes(env.CPM_TLS.toLowerCase());
   const ca = flags.ca ?? (env.CPM_CA || undefined) ?? str("ca");
   return {

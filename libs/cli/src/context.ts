@@ -35,7 +35,9 @@ export class Ctx {
 
   get api(): Api {
     const g = this.globals;
-    this.apiInstance ??= new Api(resolveConnection({ api: g.api, dispatcher: g.dispatcher, token: g.token, tls: g.tls, ca: g.ca }, this.io.env));
+    this.apiInstance ??= new Api(
+      resolveConnection({ api: g.api, dispatcher: g.dispatcher, token: g.token, tls: g.tls, ca: g.ca }, this.io.env),
+    );
     return this.apiInstance;
   }
 
@@ -65,7 +67,10 @@ export function readDocumentFile(file: string): unknown {
   try {
     return parse(text);
   } catch (err) {
-    throw new CliError(ExitCode.INVALID, `${file}: does not parse as YAML or JSON: ${(err as Error).message.split("\n")[0]}`);
+    throw new CliError(
+      ExitCode.INVALID,
+      `${file}: does not parse as YAML or JSON: ${(err as Error).message.split("\n")[0]}`,
+    );
   }
 }
 

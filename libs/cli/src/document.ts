@@ -64,23 +64,68 @@ export function enumChoices(spec: { values: Enum; prefix: string }): string[] {
 
 function enumValue(spec: { values: Enum; prefix: string }, raw: unknown, field: string): number {
   const choices = enumChoices(spec);
-  if (typeof raw !== "string" || !choices.includes(raw.toLowerCase())) throw invalid(field, `${JSON.stringify(raw)} is not one of ${choices.join(", ")}`);
+  if (typeof raw !== "string" || !choices.includes(raw.toLowerCase()))
+    throw invalid(field, `${JSON.stringify(raw)} is not one of ${choices.join(", ")}`);
   return spec.values[spec.prefix + raw.toUpperCase()] as number;
 }
 
 export const PROXY_HOST_FIELDS: FieldSpec[] = [
   { key: "name", prop: "name", kind: "string", flag: "name", help: "unique name" },
-  { key: "domains", prop: "domains", kind: "strings", flag: "domain", help: "a domain it answers for (repeat for more)" },
-  { key: "upstreams", prop: "upstreams", kind: "strings", flag: "upstream", help: "host:port, optionally http:// or https:// (repeat for more)" },
-  { key: "certificate", prop: "certificateId", kind: "ref", ref: "certificate", flag: "certificate", help: 'certificate name ("" for none)' },
-  { key: "access_list", prop: "accessListId", kind: "ref", ref: "access_list", flag: "access-list", help: 'access list name ("" for none)' },
+  {
+    key: "domains",
+    prop: "domains",
+    kind: "strings",
+    flag: "domain",
+    help: "a domain it answers for (repeat for more)",
+  },
+  {
+    key: "upstreams",
+    prop: "upstreams",
+    kind: "strings",
+    flag: "upstream",
+    help: "host:port, optionally http:// or https:// (repeat for more)",
+  },
+  {
+    key: "certificate",
+    prop: "certificateId",
+    kind: "ref",
+    ref: "certificate",
+    flag: "certificate",
+    help: 'certificate name ("" for none)',
+  },
+  {
+    key: "access_list",
+    prop: "accessListId",
+    kind: "ref",
+    ref: "access_list",
+    flag: "access-list",
+    help: 'access list name ("" for none)',
+  },
   { key: "ssl_forced", prop: "sslForced", kind: "bool", flag: "ssl-forced", help: "redirect HTTP to HTTPS" },
   { key: "hsts_enabled", prop: "hstsEnabled", kind: "bool", flag: "hsts", help: "send Strict-Transport-Security" },
   { key: "hsts_subdomains", prop: "hstsSubdomains", kind: "bool", flag: "hsts-subdomains" },
   { key: "allow_websocket", prop: "allowWebsocket", kind: "bool", flag: "websocket", help: "allow WebSocket upgrades" },
-  { key: "preserve_host_header", prop: "preserveHostHeader", kind: "bool", flag: "preserve-host", help: "send the client's Host upstream" },
-  { key: "skip_https_hostname_validation", prop: "skipHttpsHostnameValidation", kind: "bool", flag: "insecure-upstream", help: "https upstreams: skip certificate checks" },
-  { key: "load_balancing", prop: "loadBalancing", kind: "enum", enum: e(LoadBalancingPolicy, "LOAD_BALANCING_POLICY_"), flag: "load-balancing" },
+  {
+    key: "preserve_host_header",
+    prop: "preserveHostHeader",
+    kind: "bool",
+    flag: "preserve-host",
+    help: "send the client's Host upstream",
+  },
+  {
+    key: "skip_https_hostname_validation",
+    prop: "skipHttpsHostnameValidation",
+    kind: "bool",
+    flag: "insecure-upstream",
+    help: "https upstreams: skip certificate checks",
+  },
+  {
+    key: "load_balancing",
+    prop: "loadBalancing",
+    kind: "enum",
+    enum: e(LoadBalancingPolicy, "LOAD_BALANCING_POLICY_"),
+    flag: "load-balancing",
+  },
   { key: "enabled", prop: "enabled", kind: "enabled", flag: "enabled" },
 ];
 
@@ -90,10 +135,29 @@ export const L4_PROXY_HOST_FIELDS: FieldSpec[] = [
   { key: "listen_address", prop: "listenAddress", kind: "string", flag: "listen", help: ":port or ip:port" },
   { key: "upstreams", prop: "upstreams", kind: "strings", flag: "upstream", help: "host:port (repeat for more)" },
   { key: "matcher", prop: "matcher", kind: "enum", enum: e(L4Matcher, "L4_MATCHER_"), flag: "matcher" },
-  { key: "matcher_values", prop: "matcherValues", kind: "strings", flag: "matcher-value", help: "server name for tls_sni / http_host (repeat for more)" },
+  {
+    key: "matcher_values",
+    prop: "matcherValues",
+    kind: "strings",
+    flag: "matcher-value",
+    help: "server name for tls_sni / http_host (repeat for more)",
+  },
   { key: "tls_termination", prop: "tlsTermination", kind: "bool", flag: "tls-termination" },
-  { key: "certificate", prop: "certificateId", kind: "ref", ref: "certificate", flag: "certificate", help: 'certificate name ("" for none)' },
-  { key: "proxy_protocol_version", prop: "proxyProtocolVersion", kind: "enum", enum: e(ProxyProtocolVersion, "PROXY_PROTOCOL_VERSION_"), flag: "proxy-protocol" },
+  {
+    key: "certificate",
+    prop: "certificateId",
+    kind: "ref",
+    ref: "certificate",
+    flag: "certificate",
+    help: 'certificate name ("" for none)',
+  },
+  {
+    key: "proxy_protocol_version",
+    prop: "proxyProtocolVersion",
+    kind: "enum",
+    enum: e(ProxyProtocolVersion, "PROXY_PROTOCOL_VERSION_"),
+    flag: "proxy-protocol",
+  },
   { key: "proxy_protocol_receive", prop: "proxyProtocolReceive", kind: "bool", flag: "proxy-protocol-receive" },
   { key: "enabled", prop: "enabled", kind: "enabled", flag: "enabled" },
 ];
@@ -101,24 +165,61 @@ export const L4_PROXY_HOST_FIELDS: FieldSpec[] = [
 export const CERTIFICATE_FIELDS: FieldSpec[] = [
   { key: "name", prop: "name", kind: "string", flag: "name", help: "unique name" },
   { key: "type", prop: "type", kind: "enum", enum: e(CertificateType, "CERTIFICATE_TYPE_"), flag: "type" },
-  { key: "domain_names", prop: "domainNames", kind: "strings", flag: "domain", help: "a name it covers (repeat for more)" },
+  {
+    key: "domain_names",
+    prop: "domainNames",
+    kind: "strings",
+    flag: "domain",
+    help: "a name it covers (repeat for more)",
+  },
   { key: "auto_renew", prop: "autoRenew", kind: "bool", flag: "auto-renew" },
   { key: "not_before", prop: "notBefore", kind: "time", readOnly: true },
   { key: "expires_at", prop: "expiresAt", kind: "time", readOnly: true },
   { key: "fingerprint_sha256", prop: "fingerprintSha256", kind: "string", readOnly: true },
   { key: "issuer", prop: "issuer", kind: "string", readOnly: true },
-  { key: "certificate_pem", prop: "certificatePem", kind: "text", flag: "cert", help: "imported: PEM chain, leaf first" },
-  { key: "private_key_pem", prop: "privateKeyPem", kind: "text", secret: true, flag: "key", help: "imported: PEM private key" },
+  {
+    key: "certificate_pem",
+    prop: "certificatePem",
+    kind: "text",
+    flag: "cert",
+    help: "imported: PEM chain, leaf first",
+  },
+  {
+    key: "private_key_pem",
+    prop: "privateKeyPem",
+    kind: "text",
+    secret: true,
+    flag: "key",
+    help: "imported: PEM private key",
+  },
 ];
 
 export const ACCESS_LIST_FIELDS: FieldSpec[] = [
   { key: "name", prop: "name", kind: "string", flag: "name", help: "unique name" },
   { key: "description", prop: "description", kind: "string", flag: "description" },
-  { key: "satisfy", prop: "satisfy", kind: "enum", enum: e(AccessListSatisfy, "ACCESS_LIST_SATISFY_"), flag: "satisfy" },
-  { key: "pass_auth", prop: "passAuth", kind: "bool", flag: "pass-auth", help: "forward the Authorization header upstream" },
+  {
+    key: "satisfy",
+    prop: "satisfy",
+    kind: "enum",
+    enum: e(AccessListSatisfy, "ACCESS_LIST_SATISFY_"),
+    flag: "satisfy",
+  },
+  {
+    key: "pass_auth",
+    prop: "passAuth",
+    kind: "bool",
+    flag: "pass-auth",
+    help: "forward the Authorization header upstream",
+  },
   { key: "allow", prop: "allow", kind: "strings", flag: "allow", help: "CIDR or IP allowed (repeat for more)" },
   { key: "deny", prop: "deny", kind: "strings", flag: "deny", help: "CIDR or IP denied (repeat for more)" },
-  { key: "users", prop: "users", kind: "users", flag: "user", help: "basic-auth user as name:password (repeat for more)" },
+  {
+    key: "users",
+    prop: "users",
+    kind: "users",
+    flag: "user",
+    help: "basic-auth user as name:password (repeat for more)",
+  },
 ];
 
 /** Resolves names to ids and back, per kind of reference. */
@@ -175,7 +276,9 @@ export function toDoc(fields: FieldSpec[], msg: object, refs: References, opts: 
         break;
       case "users":
         if ((v as BasicAuthUser[]).length) {
-          out[f.key] = (v as BasicAuthUser[]).map((u) => (u.passwordHash ? { username: u.username, password_hash: u.passwordHash } : { username: u.username }));
+          out[f.key] = (v as BasicAuthUser[]).map((u) =>
+            u.passwordHash ? { username: u.username, password_hash: u.passwordHash } : { username: u.username },
+          );
         }
         break;
     }
@@ -183,7 +286,8 @@ export function toDoc(fields: FieldSpec[], msg: object, refs: References, opts: 
   return out;
 }
 
-const isMapping = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
+const isMapping = (x: unknown): x is Record<string, unknown> =>
+  typeof x === "object" && x !== null && !Array.isArray(x);
 
 /**
  * Reads one resource from its document form into message properties, checking every key
@@ -234,13 +338,19 @@ export function fieldValue(f: FieldSpec, v: unknown, at: string, refs: Reference
       return v.map((u, i) => {
         const ua = `${at}[${i}]`;
         if (!isMapping(u)) throw invalid(ua, "expected a mapping of username, password or password_hash");
-        for (const k of Object.keys(u)) if (!["username", "password", "password_hash"].includes(k)) throw invalid(`${ua}.${k}`, "unknown field (known: username, password, password_hash)");
+        for (const k of Object.keys(u))
+          if (!["username", "password", "password_hash"].includes(k))
+            throw invalid(`${ua}.${k}`, "unknown field (known: username, password, password_hash)");
         const s = (k: string) => {
           if (u[k] === undefined || u[k] === null) return "";
           if (typeof u[k] !== "string") throw invalid(`${ua}.${k}`, "expected a string");
           return u[k] as string;
         };
-        return { username: s("username"), password: s("password"), passwordHash: s("password_hash") } satisfies BasicAuthUser;
+        return {
+          username: s("username"),
+          password: s("password"),
+          passwordHash: s("password_hash"),
+        } satisfies BasicAuthUser;
       });
   }
 }
@@ -295,7 +405,8 @@ export function settingsFromDoc(doc: unknown, field: string): Settings {
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(doc)) {
     const sec = SETTINGS_SECTIONS.find((s) => s.key === key);
-    if (!sec) throw invalid(`${field}.${key}`, `unknown section (known: ${SETTINGS_SECTIONS.map((s) => s.key).join(", ")})`);
+    if (!sec)
+      throw invalid(`${field}.${key}`, `unknown section (known: ${SETTINGS_SECTIONS.map((s) => s.key).join(", ")})`);
     out[sec.prop] = fromDoc(sec.fields, v ?? {}, `${field}.${key}`, BY_NAME);
   }
   return ConfigDocument.fromPartial({ settings: out as never }).settings!;
@@ -309,7 +420,8 @@ const KINDS = [
   { key: "l4_proxy_hosts", prop: "l4ProxyHosts", fields: L4_PROXY_HOST_FIELDS, message: L4ProxyHost },
 ] as const;
 
-const byName = <T extends { name: string }>(xs: T[]) => [...xs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+const byName = <T extends { name: string }>(xs: T[]) =>
+  [...xs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
 /**
  * The whole synced configuration of a snapshot as one document: settings, then each kind
@@ -332,7 +444,8 @@ export function importDocument(doc: unknown): ConfigDocument {
   if (!isMapping(doc)) throw invalid("config", `expected a mapping of settings, ${KINDS.map((k) => k.key).join(", ")}`);
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(doc)) {
-    if (key !== "settings" && !KINDS.some((k) => k.key === key)) throw invalid(`config.${key}`, `unknown section (known: settings, ${KINDS.map((k) => k.key).join(", ")})`);
+    if (key !== "settings" && !KINDS.some((k) => k.key === key))
+      throw invalid(`config.${key}`, `unknown section (known: settings, ${KINDS.map((k) => k.key).join(", ")})`);
   }
   for (const k of KINDS) {
     const xs = doc[k.key] ?? [];

@@ -1,5 +1,12 @@
 import { Command, CommanderError, Option } from "commander";
-import { certificateStatusToJSON, Role, type CertificateSyncStatus, type ImportConfigResponse, type ResourceDiff, type SlaveStatus } from "@cpm/proto";
+import {
+  certificateStatusToJSON,
+  Role,
+  type CertificateSyncStatus,
+  type ImportConfigResponse,
+  type ResourceDiff,
+  type SlaveStatus,
+} from "@cpm/proto";
 import { Ctx, readDocumentFile, type Io } from "./context.ts";
 import { exportDocument, importDocument, settingsFromDoc, settingsToDoc } from "./document.ts";
 import { CliError, describeFailure, ExitCode, invalid } from "./exit-codes.ts";
@@ -13,10 +20,17 @@ const roleName = (r: Role) => (r === Role.ROLE_ADMIN ? "admin" : r === Role.ROLE
 /** `cpm`'s command tree; `run` reports every failure and records its exit code. */
 export function buildProgram(io: Io, exit: { code: ExitCode }): Command {
   const program = new Command("cpm")
-    .description("Operate a Caddy Proxy Manager instance: resources, settings, accounts, sync status, export and import")
+    .description(
+      "Operate a Caddy Proxy Manager instance: resources, settings, accounts, sync status, export and import",
+    )
     .addOption(new Option("--api <host:port>", "config-service API (env CPM_API; default 127.0.0.1:50051)"))
     .addOption(new Option("--token <token>", "API token (env CPM_TOKEN)"))
-    .addOption(new Option("--dispatcher <host:port>", "the master's sync-dispatcher (env CPM_DISPATCHER; default 127.0.0.1:50053)"))
+    .addOption(
+      new Option(
+        "--dispatcher <host:port>",
+        "the master's sync-dispatcher (env CPM_DISPATCHER; default 127.0.0.1:50053)",
+      ),
+    )
     .option("--tls", "TLS to the API and the dispatcher (env CPM_TLS)")
     .option("--ca <file>", "CA bundle that verifies the server (env CPM_CA; implies --tls)")
     .addOption(new Option("-o, --output <format>", "output format").choices(OUTPUT_FORMATS).default("table"))
@@ -58,7 +72,9 @@ export function buildProgram(io: Io, exit: { code: ExitCode }): Command {
 
   program
     .command("import <file>")
-    .description("replace the whole synced configuration with a document from `cpm export` (- for stdin), in one committed version (admin)")
+    .description(
+      "replace the whole synced configuration with a document from `cpm export` (- for stdin), in one committed version (admin)",
+    )
     .option("--dry-run", "print what would change, write nothing")
     .action(async (file: string, opts: { dryRun?: boolean }, c: Command) =>
       run(c, async (ctx) => {
@@ -73,7 +89,8 @@ export function buildProgram(io: Io, exit: { code: ExitCode }): Command {
     .description("shell completion script: bash or zsh (e.g. source <(cpm completion bash))")
     .action(async (shell: string, _o, c: Command) =>
       run(c, async () => {
-        if (shell !== "bash" && shell !== "zsh") throw new CliError(ExitCode.USAGE, `completion: "${shell}" is not bash or zsh`);
+        if (shell !== "bash" && shell !== "zsh")
+          throw new CliError(ExitCode.USAGE, `completion: "${shell}" is not bash or zsh`);
         io.stdout(completionScript(program, shell));
       }),
     );
@@ -87,7 +104,11 @@ export function buildProgram(io: Io, exit: { code: ExitCode }): Command {
   return program;
 }
 
-function resourceCommandFor(kind: (typeof RESOURCE_KINDS)[number], io: Io, run: (cmd: Command, fn: (ctx: Ctx) => Promise<void>) => Promise<void>): Command {
+function resourceCommandFor(
+  kind: (typeof RESOURCE_KINDS)[number],
+  io: Io,
+  run: (cmd: Command, fn: (ctx: Ctx) => Promise<void>) => Promise<void>,
+): Command {
   // Each kind is a ResourceKind of its own message; the builder only needs their common part.
   return resourceCommand(kind as never, io, run);
 }
@@ -112,7 +133,10 @@ function settingsCommand(run: Run): Command {
       run(c, async (ctx) => {
         const settings = settingsFromDoc(readDocumentFile(opts.file), "settings");
         const r = await ctx.api.config((x) => x.updateSettings, { settings });
-        ctx.print({ ...settingsToDoc(r.settings), config_version: r.configVersion }, () => `settings updated (version ${r.configVersion})\n`);
+        ctx.print(
+          { ...settingsToDoc(r.settings), config_version: r.configVersion },
+          () => `settings updated (version ${r.configVersion})\n`,
+        );
       }),
     );
   return cmd;
@@ -126,32 +150,48 @@ const role = (raw: string) => {
 
 function userCommand(run: Run): Command {
   const cmd = new Command("user").description("users of this instance (never synced; admin)");
-  const userDoc = (u: { id: string; username: string; role: Role; disabled: boolean; createdAt?: Date | undefined }) => ({
+  const userDoc = (u: {
+    id: string;
+    username: string;
+    role: Role;
+    disabled: boolean;
+    createdAt?: Date | undefined;
+  }) => ({
     id: u.id,
     username: u.username,
     role: roleName(u.role),
     disabled: u.disabled,
     created_at: formatTime(u.createdAt),
   });
-  const users = async (ctx: Ctx) => (await ctx.api.account((x) => x.listUsers, {})).users.map((u) => ({ ...u, name: u.username }));
-  cmd
-    .command("list")
-    .action(async (_o, c: Command) =>
-      run(c, async (ctx) => {
-        const us = await users(ctx);
-        ctx.print(us.map(userDoc), () => formatTable(["USERNAME", "ROLE", "DISABLED", "ID"], us.map((u) => [u.username, roleName(u.role), u.disabled ? "yes" : "no", u.id])));
-      }),
-    );
+  const users = async (ctx: Ctx) =>
+    (await ctx.api.account((x) => x.listUsers, {})).users.map((u) => ({ ...u, name: u.username }));
+  cmd.command("list").action(async (_o, c: Command) =>
+    run(c, async (ctx) => {
+      const us = await users(ctx);
+      ctx.print(us.map(userDoc), () =>
+        formatTable(
+          ["USERNAME", "ROLE", "DISABLED", "ID"],
+          us.map((u) => [u.username, roleName(u.role), u.disabled ? "yes" : "no", u.id]),
+        ),
+      );
+    }),
+  );
   cmd
     .command("get <username-or-id>")
-    .action(async (who: string, _o, c: Command) => run(c, async (ctx) => ctx.print(userDoc(await findByNameOrId(await users(ctx), who, "user")))));
+    .action(async (who: string, _o, c: Command) =>
+      run(c, async (ctx) => ctx.print(userDoc(await findByNameOrId(await users(ctx), who, "user")))),
+    );
   cmd
     .command("create <username>")
     .addOption(new Option("--role <role>", "admin or viewer").choices(Object.keys(ROLES)).makeOptionMandatory())
     .option("--password <password>", "optional login password (12+ characters)")
     .action(async (username: string, opts: { role: string; password?: string }, c: Command) =>
       run(c, async (ctx) => {
-        const { user } = await ctx.api.account((x) => x.createUser, { username, role: role(opts.role), password: opts.password ?? "" });
+        const { user } = await ctx.api.account((x) => x.createUser, {
+          username,
+          role: role(opts.role),
+          password: opts.password ?? "",
+        });
         ctx.print(userDoc(user!), () => `created user "${user!.username}" (id ${user!.id})\n`);
       }),
     );
@@ -164,51 +204,73 @@ function userCommand(run: Run): Command {
     .action(async (who: string, opts: { role?: string; disabled?: boolean; password?: string }, c: Command) =>
       run(c, async (ctx) => {
         const u = await findByNameOrId(await users(ctx), who, "user");
-        const req = { id: u.id, role: opts.role ? role(opts.role) : u.role, disabled: opts.disabled ?? u.disabled, password: opts.password ?? "" };
+        const req = {
+          id: u.id,
+          role: opts.role ? role(opts.role) : u.role,
+          disabled: opts.disabled ?? u.disabled,
+          password: opts.password ?? "",
+        };
         const { user } = await ctx.api.account((x) => x.updateUser, req);
         ctx.print(userDoc(user!), () => `updated user "${user!.username}"\n`);
       }),
     );
-  cmd
-    .command("delete <username-or-id>")
-    .action(async (who: string, _o, c: Command) =>
-      run(c, async (ctx) => {
-        const u = await findByNameOrId(await users(ctx), who, "user");
-        await ctx.api.account((x) => x.deleteUser, { id: u.id });
-        ctx.print({ deleted: u.username, id: u.id }, () => `deleted user "${u.username}"\n`);
-      }),
-    );
+  cmd.command("delete <username-or-id>").action(async (who: string, _o, c: Command) =>
+    run(c, async (ctx) => {
+      const u = await findByNameOrId(await users(ctx), who, "user");
+      await ctx.api.account((x) => x.deleteUser, { id: u.id });
+      ctx.print({ deleted: u.username, id: u.id }, () => `deleted user "${u.username}"\n`);
+    }),
+  );
   return cmd;
 }
 
 /** "30d", "12h", "90m" from now, or an ISO 8601 instant. */
 export function parseExpiry(raw: string, now = new Date()): Date {
   const m = /^(\d+)([dhm])$/.exec(raw);
-  if (m) return new Date(now.getTime() + Number(m[1]) * { d: 86_400_000, h: 3_600_000, m: 60_000 }[m[2] as "d" | "h" | "m"]);
+  if (m)
+    return new Date(now.getTime() + Number(m[1]) * { d: 86_400_000, h: 3_600_000, m: 60_000 }[m[2] as "d" | "h" | "m"]);
   const d = new Date(raw);
-  if (Number.isNaN(d.getTime())) throw invalid("--expires", `"${raw}" is neither a duration (30d, 12h, 90m) nor an ISO 8601 time`);
+  if (Number.isNaN(d.getTime()))
+    throw invalid("--expires", `"${raw}" is neither a duration (30d, 12h, 90m) nor an ISO 8601 time`);
   return d;
 }
 
 function tokenCommand(run: Run): Command {
   const cmd = new Command("token").description("API tokens of this instance (never synced; admin)");
-  cmd
-    .command("list")
-    .action(async (_o, c: Command) =>
-      run(c, async (ctx) => {
-        const { apiTokens } = await ctx.api.account((x) => x.listApiTokens, {});
-        const doc = apiTokens.map((t) => ({ id: t.id, name: t.name, role: roleName(t.role), user_id: t.userId, prefix: t.prefix, expires_at: formatTime(t.expiresAt), revoked: t.revoked }));
-        ctx.print(doc, () =>
-          formatTable(
-            ["NAME", "ROLE", "PREFIX", "EXPIRES", "REVOKED", "ID"],
-            apiTokens.map((t) => [t.name, roleName(t.role), t.prefix || "-", formatTime(t.expiresAt), t.revoked ? "yes" : "no", t.id]),
-          ),
-        );
-      }),
-    );
+  cmd.command("list").action(async (_o, c: Command) =>
+    run(c, async (ctx) => {
+      const { apiTokens } = await ctx.api.account((x) => x.listApiTokens, {});
+      const doc = apiTokens.map((t) => ({
+        id: t.id,
+        name: t.name,
+        role: roleName(t.role),
+        user_id: t.userId,
+        prefix: t.prefix,
+        expires_at: formatTime(t.expiresAt),
+        revoked: t.revoked,
+      }));
+      ctx.print(doc, () =>
+        formatTable(
+          ["NAME", "ROLE", "PREFIX", "EXPIRES", "REVOKED", "ID"],
+          apiTokens.map((t) => [
+            t.name,
+            roleName(t.role),
+            t.prefix || "-",
+            formatTime(t.expiresAt),
+            t.revoked ? "yes" : "no",
+            t.id,
+          ]),
+        ),
+      );
+    }),
+  );
   cmd
     .command("create <name>")
-    .addOption(new Option("--role <role>", "admin or viewer (at most the user's)").choices(Object.keys(ROLES)).makeOptionMandatory())
+    .addOption(
+      new Option("--role <role>", "admin or viewer (at most the user's)")
+        .choices(Object.keys(ROLES))
+        .makeOptionMandatory(),
+    )
     .option("--user <username-or-id>", "the user it acts for (default: the caller's)")
     .option("--expires <when>", "30d, 12h, 90m or an ISO 8601 time (default: never)")
     .action(async (name: string, opts: { role: string; user?: string; expires?: string }, c: Command) =>
@@ -221,19 +283,20 @@ function tokenCommand(run: Run): Command {
         }
         const r = await ctx.api.account((x) => x.createApiToken, { name, role: role(opts.role), expiresAt, userId });
         // The secret is shown once, here; it is never stored or shown again.
-        ctx.print({ id: r.apiToken?.id, name, secret: r.secret }, () => `created token "${name}" (id ${r.apiToken?.id}); its secret, shown only now:\n${r.secret}\n`);
+        ctx.print(
+          { id: r.apiToken?.id, name, secret: r.secret },
+          () => `created token "${name}" (id ${r.apiToken?.id}); its secret, shown only now:\n${r.secret}\n`,
+        );
       }),
     );
-  cmd
-    .command("revoke <name-or-id>")
-    .action(async (who: string, _o, c: Command) =>
-      run(c, async (ctx) => {
-        const ts = (await ctx.api.account((x) => x.listApiTokens, {})).apiTokens.filter((t) => !t.revoked);
-        const t = await findByNameOrId(ts, who, "token");
-        await ctx.api.account((x) => x.revokeApiToken, { id: t.id });
-        ctx.print({ revoked: t.name, id: t.id }, () => `revoked token "${t.name}"\n`);
-      }),
-    );
+  cmd.command("revoke <name-or-id>").action(async (who: string, _o, c: Command) =>
+    run(c, async (ctx) => {
+      const ts = (await ctx.api.account((x) => x.listApiTokens, {})).apiTokens.filter((t) => !t.revoked);
+      const t = await findByNameOrId(ts, who, "token");
+      await ctx.api.account((x) => x.revokeApiToken, { id: t.id });
+      ctx.print({ revoked: t.name, id: t.id }, () => `revoked token "${t.name}"\n`);
+    }),
+  );
   return cmd;
 }
 
@@ -277,7 +340,9 @@ function syncCommand(io: Io, run: Run): Command {
   const cmd = new Command("sync").description("instance sync, from the master's dispatcher");
   cmd
     .command("status")
-    .description("one row per slave: connected, acked version, lag, last sync, last error; then one per master-issued certificate")
+    .description(
+      "one row per slave: connected, acked version, lag, last sync, last error; then one per master-issued certificate",
+    )
     .option("-w, --watch", "refresh in place until interrupted")
     .option("--interval <seconds>", "refresh interval with --watch", "2")
     .action(async (opts: { watch?: boolean; interval: string }, c: Command) =>
@@ -285,7 +350,7 @@ function syncCommand(io: Io, run: Run): Command {
         const interval = Number(opts.interval);
         if (!(interval > 0)) throw invalid("--interval", `"${opts.interval}" is not a positive number of seconds`);
         const sleep = io.sleep ?? ((ms: number) => new Promise<boolean>((r) => setTimeout(() => r(true), ms)));
-        for (let more = true; more; ) {
+        for (let more = true; more;) {
           const r = await ctx.api.dispatcher((x) => x.getSyncStatus, {});
           const doc = {
             master_instance_id: r.masterInstanceId,
@@ -311,7 +376,11 @@ function syncCommand(io: Io, run: Run): Command {
           };
           // In place: clear the screen and go home before each refresh.
           if (opts.watch && ctx.format === "table") io.stdout("\x1b[H\x1b[2J");
-          ctx.print(doc, () => `${opts.watch ? `${new Date().toISOString()}  every ${interval}s (Ctrl-C stops)\n` : ""}${r.slaves.length ? syncStatusTable(r.slaves) : "no slaves configured (INSTANCE_SLAVES)\n"}${r.certificates.length ? `\n${certificateStatusTable(r.certificates)}` : ""}`);
+          ctx.print(
+            doc,
+            () =>
+              `${opts.watch ? `${new Date().toISOString()}  every ${interval}s (Ctrl-C stops)\n` : ""}${r.slaves.length ? syncStatusTable(r.slaves) : "no slaves configured (INSTANCE_SLAVES)\n"}${r.certificates.length ? `\n${certificateStatusTable(r.certificates)}` : ""}`,
+          );
           more = opts.watch === true && (await sleep(interval * 1000));
         }
       }),
@@ -327,7 +396,11 @@ const DIFF_KINDS = [
 ] as const;
 
 function importReportDoc(r: ImportConfigResponse) {
-  const d = (x: ResourceDiff | undefined) => ({ added: x?.added ?? [], changed: x?.changed ?? [], removed: x?.removed ?? [] });
+  const d = (x: ResourceDiff | undefined) => ({
+    added: x?.added ?? [],
+    changed: x?.changed ?? [],
+    removed: x?.removed ?? [],
+  });
   return {
     certificates: d(r.certificates),
     access_lists: d(r.accessLists),
@@ -351,7 +424,12 @@ function importReportText(r: ImportConfigResponse, dryRun: boolean): string {
   if (r.settingsChanged) lines.push("~ settings");
   const n = lines.length;
   if (dryRun) lines.push(n ? `${n} change${n > 1 ? "s" : ""}; dry run, nothing written` : "no changes");
-  else lines.push(r.committed ? `${n} change${n > 1 ? "s" : ""} committed as version ${r.configVersion}` : `no changes; still version ${r.configVersion}`);
+  else
+    lines.push(
+      r.committed
+        ? `${n} change${n > 1 ? "s" : ""} committed as version ${r.configVersion}`
+        : `no changes; still version ${r.configVersion}`,
+    );
   return `${lines.join("\n")}\n`;
 }
 

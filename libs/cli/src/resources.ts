@@ -206,7 +206,12 @@ function addFieldOptions(cmd: Command, fields: FieldSpec[]): Command {
 }
 
 /** Message properties from the flags given on the command line. */
-function fromFlags(fields: FieldSpec[], opts: Record<string, unknown>, refs: References, prefix: string): Record<string, unknown> {
+function fromFlags(
+  fields: FieldSpec[],
+  opts: Record<string, unknown>,
+  refs: References,
+  prefix: string,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const f of fields) {
     if (!f.flag || f.readOnly) continue;
@@ -225,13 +230,21 @@ function fromFlags(fields: FieldSpec[], opts: Record<string, unknown>, refs: Ref
   return out;
 }
 
-function fromFile(kind: ResourceKind<Named>, file: string | undefined, refs: References): Record<string, unknown> | undefined {
+function fromFile(
+  kind: ResourceKind<Named>,
+  file: string | undefined,
+  refs: References,
+): Record<string, unknown> | undefined {
   if (!file) return undefined;
   return fromDoc(kind.fields, readDocumentFile(file), kind.field, refs);
 }
 
 /** `cpm <kind> list|get|create|update|delete`. */
-export function resourceCommand(kind: ResourceKind<Named>, io: Io, run: (cmd: Command, fn: (ctx: Ctx) => Promise<void>) => Promise<void>): Command {
+export function resourceCommand(
+  kind: ResourceKind<Named>,
+  io: Io,
+  run: (cmd: Command, fn: (ctx: Ctx) => Promise<void>) => Promise<void>,
+): Command {
   const cmd = new Command(kind.command).description(`${kind.noun}s of the instance`);
   const view = (x: Named, refs: References) => ({ id: x.id, ...toDoc(kind.fields, x, refs, { view: true }) });
 
@@ -244,7 +257,11 @@ export function resourceCommand(kind: ResourceKind<Named>, io: Io, run: (cmd: Co
         const refs = await loadReferences(ctx.api, kind.fields);
         ctx.print(
           items.map((x) => view(x, refs)),
-          () => ctx.table(kind.columns.map(([h]) => h), items.map((x) => kind.columns.map(([, get]) => get(x, refs)))),
+          () =>
+            ctx.table(
+              kind.columns.map(([h]) => h),
+              items.map((x) => kind.columns.map(([, get]) => get(x, refs))),
+            ),
         );
       }),
     );
@@ -259,17 +276,25 @@ export function resourceCommand(kind: ResourceKind<Named>, io: Io, run: (cmd: Co
       }),
     );
 
-  addFieldOptions(cmd.command("create").description(`create a ${kind.noun} from flags and/or -f file`), kind.fields).action(async (opts: Record<string, unknown>, c: Command) =>
+  addFieldOptions(
+    cmd.command("create").description(`create a ${kind.noun} from flags and/or -f file`),
+    kind.fields,
+  ).action(async (opts: Record<string, unknown>, c: Command) =>
     run(c, async (ctx) => {
       const refs = await loadReferences(ctx.api, kind.fields);
-      const props = { ...fromFile(kind, opts.file as string | undefined, refs), ...fromFlags(kind.fields, opts, refs, kind.field) };
+      const props = {
+        ...fromFile(kind, opts.file as string | undefined, refs),
+        ...fromFlags(kind.fields, opts, refs, kind.field),
+      };
       const { item, version } = await kind.create(ctx.api, kind.message.fromPartial(props));
       report(ctx, "created", kind, item, version, refs, view);
     }),
   );
 
   addFieldOptions(
-    cmd.command("update <name-or-id>").description(`change a ${kind.noun}: the flags given, or the whole resource from -f file`),
+    cmd
+      .command("update <name-or-id>")
+      .description(`change a ${kind.noun}: the flags given, or the whole resource from -f file`),
     kind.fields,
   ).action(async (nameOrId: string, opts: Record<string, unknown>, c: Command) =>
     run(c, async (ctx) => {
@@ -289,14 +314,28 @@ export function resourceCommand(kind: ResourceKind<Named>, io: Io, run: (cmd: Co
       run(c, async (ctx) => {
         const x = await findByNameOrId(await kind.list(ctx.api), nameOrId, kind.noun);
         const version = await kind.remove(ctx.api, x.id);
-        ctx.print({ deleted: x.name, id: x.id, config_version: version }, () => `deleted ${kind.noun} "${x.name}" (version ${version})\n`);
+        ctx.print(
+          { deleted: x.name, id: x.id, config_version: version },
+          () => `deleted ${kind.noun} "${x.name}" (version ${version})\n`,
+        );
       }),
     );
   void io;
   return cmd;
 }
 
-function report(ctx: Ctx, what: string, kind: ResourceKind<Named>, item: Named | undefined, version: number, refs: References, view: (x: Named, r: References) => object): void {
+function report(
+  ctx: Ctx,
+  what: string,
+  kind: ResourceKind<Named>,
+  item: Named | undefined,
+  version: number,
+  refs: References,
+  view: (x: Named, r: References) => object,
+): void {
   if (!item) throw new CliError(ExitCode.UNAVAILABLE, "the server answered without the resource");
-  ctx.print({ ...view(item, refs), config_version: version }, () => `${what} ${kind.noun} "${item.name}" (id ${item.id}, version ${version})\n`);
+  ctx.print(
+    { ...view(item, refs), config_version: version },
+    () => `${what} ${kind.noun} "${item.name}" (id ${item.id}, version ${version})\n`,
+  );
 }

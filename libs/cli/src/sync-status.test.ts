@@ -21,12 +21,63 @@ describe("cpm sync status", () => {
           masterInstanceId: "m-1",
           masterVersion: 42,
           slaves: [
-            { name: "edge-1", url: "https://edge-1:50443", connected: true, masterVersion: 42, ackedVersion: 42, configSha256: "ab", lastSyncTime: new Date("2026-01-02T03:04:05.678Z"), lastError: "", lastErrorTime: undefined, consecutiveFailures: 0, lag: 0, inFlightVersion: 0, lastNackedVersion: 0, snapshotsSent: 9 },
-            { name: "edge-2", url: "https://edge-2:50443", connected: false, masterVersion: 42, ackedVersion: 40, configSha256: "", lastSyncTime: undefined, lastError: "connect ECONNREFUSED", lastErrorTime: undefined, consecutiveFailures: 3, lag: 2, inFlightVersion: 0, lastNackedVersion: 0, snapshotsSent: 4 },
+            {
+              name: "edge-1",
+              url: "https://edge-1:50443",
+              connected: true,
+              masterVersion: 42,
+              ackedVersion: 42,
+              configSha256: "ab",
+              lastSyncTime: new Date("2026-01-02T03:04:05.678Z"),
+              lastError: "",
+              lastErrorTime: undefined,
+              consecutiveFailures: 0,
+              lag: 0,
+              inFlightVersion: 0,
+              lastNackedVersion: 0,
+              snapshotsSent: 9,
+            },
+            {
+              name: "edge-2",
+              url: "https://edge-2:50443",
+              connected: false,
+              masterVersion: 42,
+              ackedVersion: 40,
+              configSha256: "",
+              lastSyncTime: undefined,
+              lastError: "connect ECONNREFUSED",
+              lastErrorTime: undefined,
+              consecutiveFailures: 3,
+              lag: 2,
+              inFlightVersion: 0,
+              lastNackedVersion: 0,
+              snapshotsSent: 4,
+            },
           ],
           certificates: [
-            { certificateId: "c1", name: "shop", status: CertificateStatus.CERTIFICATE_STATUS_ISSUED, statusDetail: "", notAfter: new Date("2027-02-01T00:00:00Z"), fingerprintSha256: "ff", issuedVersion: 41, slaves: [{ slaveName: "edge-1", servesCurrent: true }, { slaveName: "edge-2", servesCurrent: false }] },
-            { certificateId: "c2", name: "blog", status: CertificateStatus.CERTIFICATE_STATUS_FAILED, statusDetail: "blog.example.com: HTTP 400 rejectedIdentifier", notAfter: undefined, fingerprintSha256: "", issuedVersion: 0, slaves: [] },
+            {
+              certificateId: "c1",
+              name: "shop",
+              status: CertificateStatus.CERTIFICATE_STATUS_ISSUED,
+              statusDetail: "",
+              notAfter: new Date("2027-02-01T00:00:00Z"),
+              fingerprintSha256: "ff",
+              issuedVersion: 41,
+              slaves: [
+                { slaveName: "edge-1", servesCurrent: true },
+                { slaveName: "edge-2", servesCurrent: false },
+              ],
+            },
+            {
+              certificateId: "c2",
+              name: "blog",
+              status: CertificateStatus.CERTIFICATE_STATUS_FAILED,
+              statusDetail: "blog.example.com: HTTP 400 rejectedIdentifier",
+              notAfter: undefined,
+              fingerprintSha256: "",
+              issuedVersion: 0,
+              slaves: [],
+            },
           ],
         });
       },
@@ -35,7 +86,11 @@ describe("cpm sync status", () => {
     server = new GrpcServer({
       log: createLogger("test", "silent"),
       authenticate: sharedTokenAuthenticator(TOKEN, { kind: "api_token", name: "t", role: "viewer" }, "token"),
-    }).add(SyncDispatcherService, impl, definePolicy("cpm.sync.v1.SyncDispatcher", { GetSyncStatus: ["viewer"], TriggerFullSync: ["admin"] }));
+    }).add(
+      SyncDispatcherService,
+      impl,
+      definePolicy("cpm.sync.v1.SyncDispatcher", { GetSyncStatus: ["viewer"], TriggerFullSync: ["admin"] }),
+    );
     address = `127.0.0.1:${await server.listen("127.0.0.1:0")}`;
   });
   after(async () => server.shutdown());
@@ -69,10 +124,28 @@ describe("cpm sync status", () => {
         "",
       ].join("\n"),
     );
-    const json = JSON.parse((await run(["sync", "status", "-o", "json"])).out) as { slaves: { name: string; lag: number }[] };
-    assert.deepEqual(json.slaves.map((s) => [s.name, s.lag]), [["edge-1", 0], ["edge-2", 2]]);
-    const certs = (JSON.parse((await run(["sync", "status", "-o", "json"])).out) as { certificates: { name: string; status: string; slaves_serving: string[] }[] }).certificates;
-    assert.deepEqual(certs.map((c) => [c.name, c.status, c.slaves_serving]), [["shop", "ISSUED", ["edge-1"]], ["blog", "FAILED", []]]);
+    const json = JSON.parse((await run(["sync", "status", "-o", "json"])).out) as {
+      slaves: { name: string; lag: number }[];
+    };
+    assert.deepEqual(
+      json.slaves.map((s) => [s.name, s.lag]),
+      [
+        ["edge-1", 0],
+        ["edge-2", 2],
+      ],
+    );
+    const certs = (
+      JSON.parse((await run(["sync", "status", "-o", "json"])).out) as {
+        certificates: { name: string; status: string; slaves_serving: string[] }[];
+      }
+    ).certificates;
+    assert.deepEqual(
+      certs.map((c) => [c.name, c.status, c.slaves_serving]),
+      [
+        ["shop", "ISSUED", ["edge-1"]],
+        ["blog", "FAILED", []],
+      ],
+    );
   });
 
   it("--watch refreshes in place until stopped", async () => {
@@ -85,7 +158,11 @@ describe("cpm sync status", () => {
 
   it("a dispatcher that is not there: exit 5", async () => {
     let err = "";
-    const code = await runCli(["--dispatcher", "127.0.0.1:1", "sync", "status"], { stdout: () => {}, stderr: (s) => (err += s), env: { CPM_TOKEN: TOKEN, XDG_CONFIG_HOME: "/nonexistent" } });
+    const code = await runCli(["--dispatcher", "127.0.0.1:1", "sync", "status"], {
+      stdout: () => {},
+      stderr: (s) => (err += s),
+      env: { CPM_TOKEN: TOKEN, XDG_CONFIG_HOME: "/nonexistent" },
+    });
     assert.equal(code, ExitCode.UNAVAILABLE, err);
   });
 });
@@ -93,9 +170,15 @@ describe("cpm sync status", () => {
 describe("cpm completion", () => {
   it("bash: completes commands at every level and their options", async () => {
     let out = "";
-    assert.equal(await runCli(["completion", "bash"], { stdout: (s) => (out += s), stderr: () => {}, env: {} }), ExitCode.OK);
+    assert.equal(
+      await runCli(["completion", "bash"], { stdout: (s) => (out += s), stderr: () => {}, env: {} }),
+      ExitCode.OK,
+    );
     assert.match(out, /complete -F _cpm_complete cpm/);
-    assert.match(out, /^ {4}""\) words="proxy-host l4-host certificate access-list settings user token sync export import completion /m);
+    assert.match(
+      out,
+      /^ {4}""\) words="proxy-host l4-host certificate access-list settings user token sync export import completion /m,
+    );
     assert.match(out, /^ {4}"proxy-host create"\) words="[^"]*--ssl-forced --no-ssl-forced/m);
   });
 

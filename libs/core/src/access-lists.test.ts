@@ -52,7 +52,8 @@ describe("normalizeIpRange", () => {
     ["fe80::1%eth0", /zone/],
   ];
   for (const [input, detail] of invalid) {
-    test(`invalid: ${JSON.stringify(input)}`, () => assertValidationError(() => normalizeIpRange(input, "f"), "f", detail));
+    test(`invalid: ${JSON.stringify(input)}`, () =>
+      assertValidationError(() => normalizeIpRange(input, "f"), "f", detail));
   }
 });
 
@@ -82,7 +83,10 @@ describe("normalizeAccessList (API input)", () => {
   });
 
   test("keeps ALL, and an empty list (gates nothing) is valid", () => {
-    assert.equal(norm(api({ satisfy: AccessListSatisfy.ACCESS_LIST_SATISFY_ALL })).satisfy, AccessListSatisfy.ACCESS_LIST_SATISFY_ALL);
+    assert.equal(
+      norm(api({ satisfy: AccessListSatisfy.ACCESS_LIST_SATISFY_ALL })).satisfy,
+      AccessListSatisfy.ACCESS_LIST_SATISFY_ALL,
+    );
     assert.deepEqual(norm(api()).users, []);
   });
 
@@ -95,24 +99,95 @@ describe("normalizeAccessList (API input)", () => {
   const bad: { name: string; input: DeepPartial<AccessList>; field: string; detail?: RegExp }[] = [
     { name: "blank name", input: { name: "  " }, field: "access_list.name" },
     { name: "long description", input: { description: "d".repeat(1001) }, field: "access_list.description" },
-    { name: "invalid third allow entry", input: { allow: ["10.0.0.0/8", "::1", "not-an-ip"] }, field: "access_list.allow[2]", detail: /not-an-ip/ },
+    {
+      name: "invalid third allow entry",
+      input: { allow: ["10.0.0.0/8", "::1", "not-an-ip"] },
+      field: "access_list.allow[2]",
+      detail: /not-an-ip/,
+    },
     { name: "invalid deny entry", input: { deny: ["1.2.3.4/40"] }, field: "access_list.deny[0]" },
-    { name: "duplicate allow entry after normalization", input: { allow: ["10.0.0.0/8", "10.9.9.9/8"] }, field: "access_list.allow[1]", detail: /twice/ },
-    { name: "empty username", input: { users: [{ username: "", password: "12345678" }] }, field: "access_list.users[0].username" },
-    { name: "username with a colon", input: { users: [{ username: "a", password: "12345678" }, { username: "b:c", password: "12345678" }] }, field: "access_list.users[1].username", detail: /":"/ },
-    { name: "username with a control character", input: { users: [{ username: "a\tb", password: "12345678" }] }, field: "access_list.users[0].username" },
-    { name: "username with surrounding space", input: { users: [{ username: " a", password: "12345678" }] }, field: "access_list.users[0].username" },
-    { name: "long username", input: { users: [{ username: "u".repeat(129), password: "12345678" }] }, field: "access_list.users[0].username" },
-    { name: "duplicate username", input: { users: [{ username: "a", password: "12345678" }, { username: "a", password: "87654321" }] }, field: "access_list.users[1].username", detail: /twice/ },
-    { name: "short password", input: { users: [{ username: "a", password: "1234567" }] }, field: "access_list.users[0].password", detail: /at least 8/ },
-    { name: "password over 72 bytes", input: { users: [{ username: "a", password: "x".repeat(73) }] }, field: "access_list.users[0].password", detail: /72 bytes/ },
-    { name: "password over 72 bytes of UTF-8", input: { users: [{ username: "a", password: "ä".repeat(37) }] }, field: "access_list.users[0].password", detail: /72 bytes/ },
-    { name: "password with a control character", input: { users: [{ username: "a", password: "1234\n5678" }] }, field: "access_list.users[0].password" },
-    { name: "client-supplied hash", input: { users: [{ username: "a", passwordHash: HASH }] }, field: "access_list.users[0].password_hash", detail: /server/ },
+    {
+      name: "duplicate allow entry after normalization",
+      input: { allow: ["10.0.0.0/8", "10.9.9.9/8"] },
+      field: "access_list.allow[1]",
+      detail: /twice/,
+    },
+    {
+      name: "empty username",
+      input: { users: [{ username: "", password: "12345678" }] },
+      field: "access_list.users[0].username",
+    },
+    {
+      name: "username with a colon",
+      input: {
+        users: [
+          { username: "a", password: "12345678" },
+          { username: "b:c", password: "12345678" },
+        ],
+      },
+      field: "access_list.users[1].username",
+      detail: /":"/,
+    },
+    {
+      name: "username with a control character",
+      input: { users: [{ username: "a\tb", password: "12345678" }] },
+      field: "access_list.users[0].username",
+    },
+    {
+      name: "username with surrounding space",
+      input: { users: [{ username: " a", password: "12345678" }] },
+      field: "access_list.users[0].username",
+    },
+    {
+      name: "long username",
+      input: { users: [{ username: "u".repeat(129), password: "12345678" }] },
+      field: "access_list.users[0].username",
+    },
+    {
+      name: "duplicate username",
+      input: {
+        users: [
+          { username: "a", password: "12345678" },
+          { username: "a", password: "87654321" },
+        ],
+      },
+      field: "access_list.users[1].username",
+      detail: /twice/,
+    },
+    {
+      name: "short password",
+      input: { users: [{ username: "a", password: "1234567" }] },
+      field: "access_list.users[0].password",
+      detail: /at least 8/,
+    },
+    {
+      name: "password over 72 bytes",
+      input: { users: [{ username: "a", password: "x".repeat(73) }] },
+      field: "access_list.users[0].password",
+      detail: /72 bytes/,
+    },
+    {
+      name: "password over 72 bytes of UTF-8",
+      input: { users: [{ username: "a", password: "ä".repeat(37) }] },
+      field: "access_list.users[0].password",
+      detail: /72 bytes/,
+    },
+    {
+      name: "password with a control character",
+      input: { users: [{ username: "a", password: "1234\n5678" }] },
+      field: "access_list.users[0].password",
+    },
+    {
+      name: "client-supplied hash",
+      input: { users: [{ username: "a", passwordHash: HASH }] },
+      field: "access_list.users[0].password_hash",
+      detail: /server/,
+    },
     { name: "unknown satisfy", input: { satisfy: 7 as AccessListSatisfy }, field: "access_list.satisfy" },
   ];
   for (const tc of bad) {
-    test(`refuses ${tc.name}: ${tc.field}`, () => assertValidationError(() => norm(api(tc.input)), tc.field, tc.detail));
+    test(`refuses ${tc.name}: ${tc.field}`, () =>
+      assertValidationError(() => norm(api(tc.input)), tc.field, tc.detail));
   }
 
   test("refuses too many addresses", () => {
@@ -129,8 +204,16 @@ describe("normalizeAccessList (stored: database and snapshots)", () => {
   });
 
   test("refuses a user without a hash, with a malformed hash, or with a clear-text password", () => {
-    assertValidationError(() => normalizeAccessList(stored({ users: [{ username: "a" }] }), "s"), "s.users[0].password_hash", /required/);
-    assertValidationError(() => normalizeAccessList(stored({ users: [{ username: "a", passwordHash: "plain" }] }), "s"), "s.users[0].password_hash", /bcrypt/);
+    assertValidationError(
+      () => normalizeAccessList(stored({ users: [{ username: "a" }] }), "s"),
+      "s.users[0].password_hash",
+      /required/,
+    );
+    assertValidationError(
+      () => normalizeAccessList(stored({ users: [{ username: "a", passwordHash: "plain" }] }), "s"),
+      "s.users[0].password_hash",
+      /bcrypt/,
+    );
     assertValidationError(
       () => normalizeAccessList(stored({ users: [{ username: "a", passwordHash: HASH, password: "12345678" }] }), "s"),
       "s.users[0].password",
@@ -146,10 +229,25 @@ describe("normalizeAccessList (stored: database and snapshots)", () => {
       accessLists: [stored()],
       settings: Settings.fromPartial({}),
     };
-    const snap = Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version: 3, ...content, contentSha256: snapshotContentHash(content) });
+    const snap = Snapshot.fromPartial({
+      schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+      masterInstanceId: "m",
+      version: 3,
+      ...content,
+      contentSha256: snapshotContentHash(content),
+    });
     validateSnapshot(snap);
-    const badContent = { ...content, accessLists: [stored(), stored({ id: "acl-2", name: "other", deny: ["10.0.0.300"] })] };
-    const bad = Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version: 3, ...badContent, contentSha256: snapshotContentHash(badContent) });
+    const badContent = {
+      ...content,
+      accessLists: [stored(), stored({ id: "acl-2", name: "other", deny: ["10.0.0.300"] })],
+    };
+    const bad = Snapshot.fromPartial({
+      schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+      masterInstanceId: "m",
+      version: 3,
+      ...badContent,
+      contentSha256: snapshotContentHash(badContent),
+    });
     assertValidationError(() => validateSnapshot(bad), "snapshot.access_lists[1].deny[0]");
   });
 });

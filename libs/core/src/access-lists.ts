@@ -55,7 +55,11 @@ export interface NormalizeAccessListOptions {
 }
 
 /** Checks one access list on its own and returns its normalized form. */
-export function normalizeAccessList(input: AccessList, field = "access_list", opts: NormalizeAccessListOptions = {}): AccessList {
+export function normalizeAccessList(
+  input: AccessList,
+  field = "access_list",
+  opts: NormalizeAccessListOptions = {},
+): AccessList {
   const source = opts.source ?? "stored";
   const id = checkOptionalId(input.id, `${field}.id`);
   const name = checkName(input.name, `${field}.name`);
@@ -78,7 +82,9 @@ export function normalizeAccessList(input: AccessList, field = "access_list", op
 
   checkEnum(input.satisfy, AccessListSatisfy, `${field}.satisfy`);
   const satisfy =
-    input.satisfy === AccessListSatisfy.ACCESS_LIST_SATISFY_UNSPECIFIED ? AccessListSatisfy.ACCESS_LIST_SATISFY_ANY : input.satisfy;
+    input.satisfy === AccessListSatisfy.ACCESS_LIST_SATISFY_UNSPECIFIED
+      ? AccessListSatisfy.ACCESS_LIST_SATISFY_ANY
+      : input.satisfy;
 
   return { ...input, id, name, description, users, allow, deny, satisfy, passAuth: input.passAuth === true };
 }
@@ -86,17 +92,25 @@ export function normalizeAccessList(input: AccessList, field = "access_list", op
 function normalizeUser(u: BasicAuthUser, at: string, source: "api" | "stored"): BasicAuthUser {
   const username = u.username ?? "";
   if (username === "") throw new ValidationError(`${at}.username`, "is required");
-  if (username.includes(":")) throw new ValidationError(`${at}.username`, `"${username}" contains ":" (basic auth splits user and password on it)`);
+  if (username.includes(":"))
+    throw new ValidationError(
+      `${at}.username`,
+      `"${username}" contains ":" (basic auth splits user and password on it)`,
+    );
   checkCaddyText(username, `${at}.username`);
-  if (username.trim() !== username) throw new ValidationError(`${at}.username`, `"${username}" starts or ends with white space`);
-  if ([...username].length > USERNAME_MAX_CHARS) throw new ValidationError(`${at}.username`, `is longer than ${USERNAME_MAX_CHARS} characters`);
+  if (username.trim() !== username)
+    throw new ValidationError(`${at}.username`, `"${username}" starts or ends with white space`);
+  if ([...username].length > USERNAME_MAX_CHARS)
+    throw new ValidationError(`${at}.username`, `is longer than ${USERNAME_MAX_CHARS} characters`);
   const password = u.password ?? "";
   const passwordHash = u.passwordHash ?? "";
   if (source === "api") {
-    if (passwordHash !== "") throw new ValidationError(`${at}.password_hash`, "is set by the server; send the clear-text password instead");
+    if (passwordHash !== "")
+      throw new ValidationError(`${at}.password_hash`, "is set by the server; send the clear-text password instead");
     if (password !== "") checkPassword(password, `${at}.password`);
   } else {
-    if (password !== "") throw new ValidationError(`${at}.password`, "a stored access list never holds a clear-text password");
+    if (password !== "")
+      throw new ValidationError(`${at}.password`, "a stored access list never holds a clear-text password");
     if (passwordHash === "") throw new ValidationError(`${at}.password_hash`, "is required");
     if (!BCRYPT_HASH.test(passwordHash)) throw new ValidationError(`${at}.password_hash`, "is not a bcrypt hash");
   }
@@ -105,7 +119,8 @@ function normalizeUser(u: BasicAuthUser, at: string, source: "api" | "stored"): 
 
 /** Password rules for a clear-text password sent by a client (see the top of this file). */
 export function checkPassword(password: string, field: string): void {
-  if ([...password].length < PASSWORD_MIN_CHARS) throw new ValidationError(field, `must be at least ${PASSWORD_MIN_CHARS} characters`);
+  if ([...password].length < PASSWORD_MIN_CHARS)
+    throw new ValidationError(field, `must be at least ${PASSWORD_MIN_CHARS} characters`);
   if (Buffer.byteLength(password, "utf8") > PASSWORD_MAX_BYTES) {
     throw new ValidationError(field, `must be at most ${PASSWORD_MAX_BYTES} bytes (UTF-8); bcrypt ignores the rest`);
   }
@@ -145,7 +160,13 @@ export function normalizeIpRange(raw: string, field: string): string {
     if (prefix > bits) throw bad(`has a prefix length above ${bits}`);
   }
   // IPv4-mapped IPv6 (::ffff:a.b.c.d): Caddy sees such clients as IPv4.
-  if (bytes.length === 16 && bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff && prefix >= 96) {
+  if (
+    bytes.length === 16 &&
+    bytes.slice(0, 10).every((b) => b === 0) &&
+    bytes[10] === 0xff &&
+    bytes[11] === 0xff &&
+    prefix >= 96
+  ) {
     bytes = bytes.slice(12);
     bits = 32;
     prefix -= 96;
@@ -194,7 +215,7 @@ function formatV6(bytes: number[]): string {
   const g = Array.from({ length: 8 }, (_, i) => (bytes[2 * i]! << 8) | bytes[2 * i + 1]!);
   let best = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i++;
       continue;

@@ -11,10 +11,16 @@ export interface CaddyAdminResponse {
  * cross-origin check and, without an Origin header, answers 403 "client is not allowed to
  * access from origin ''". Rejects when Caddy cannot be reached or does not answer in time.
  */
-export function caddyAdminRequest(url: string, opts: { method?: string; body?: string; timeoutMs?: number } = {}): Promise<CaddyAdminResponse> {
+export function caddyAdminRequest(
+  url: string,
+  opts: { method?: string; body?: string; timeoutMs?: number } = {},
+): Promise<CaddyAdminResponse> {
   const timeoutMs = opts.timeoutMs ?? 30_000;
   return new Promise((resolve, reject) => {
-    const headers: http.OutgoingHttpHeaders = opts.body === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(opts.body) };
+    const headers: http.OutgoingHttpHeaders =
+      opts.body === undefined
+        ? {}
+        : { "content-type": "application/json", "content-length": Buffer.byteLength(opts.body) };
     const req = http.request(url, { method: opts.method ?? "GET", headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));

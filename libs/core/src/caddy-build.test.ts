@@ -10,13 +10,18 @@ describe("the project's Caddy build pins", () => {
   after(() => rmSync(root, { recursive: true, force: true }));
 
   test("parses KEY=VALUE lines, ignoring comments", () => {
-    const pins = parseCaddyPins("# pinned\nCADDY_VERSION=v2.11.9\n\nCADDY_L4_VERSION=v0.1.2\r\nXCADDY_VERSION=v0.4.5\n");
+    const pins = parseCaddyPins(
+      "# pinned\nCADDY_VERSION=v2.11.9\n\nCADDY_L4_VERSION=v0.1.2\r\nXCADDY_VERSION=v0.4.5\n",
+    );
     assert.deepEqual(pins, { caddy: "v2.11.9", caddyL4: "v0.1.2", xcaddy: "v0.4.5" });
     assert.equal(builtCaddyRelPath(pins), path.join(".cache", "caddy", "v2.11.9-v0.1.2-v0.4.5", "caddy"));
   });
 
   test("a missing pin is named", () => {
-    assert.throws(() => parseCaddyPins("CADDY_VERSION=v2.11.9\nXCADDY_VERSION=v0.4.5\n"), /CADDY_L4_VERSION is not set/);
+    assert.throws(
+      () => parseCaddyPins("CADDY_VERSION=v2.11.9\nXCADDY_VERSION=v0.4.5\n"),
+      /CADDY_L4_VERSION is not set/,
+    );
   });
 
   test("this repository pins all three versions", () => {
@@ -28,7 +33,10 @@ describe("the project's Caddy build pins", () => {
   test("the built binary is found only once it exists and is executable", () => {
     assert.equal(builtCaddyPath(path.join(root, "nothing")), undefined, "no pins file: no built Caddy");
     mkdirSync(path.join(root, "scripts"));
-    writeFileSync(path.join(root, "scripts", "caddy-versions.env"), "CADDY_VERSION=v2.0.0\nCADDY_L4_VERSION=v0.0.1\nXCADDY_VERSION=v0.1.0\n");
+    writeFileSync(
+      path.join(root, "scripts", "caddy-versions.env"),
+      "CADDY_VERSION=v2.0.0\nCADDY_L4_VERSION=v0.0.1\nXCADDY_VERSION=v0.1.0\n",
+    );
     const bin = path.join(root, ".cache", "caddy", "v2.0.0-v0.0.1-v0.1.0", "caddy");
     assert.equal(builtCaddyPath(root), bin);
     assert.equal(findBuiltCaddy(root), undefined);

@@ -1,6 +1,12 @@
 import { createHash, createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from "node:crypto";
 import { isIP } from "node:net";
-import { CertificateIssuance, CertificateStatus, CertificateType, type Certificate, type IssuedCertificate } from "@cpm/proto";
+import {
+  CertificateIssuance,
+  CertificateStatus,
+  CertificateType,
+  type Certificate,
+  type IssuedCertificate,
+} from "@cpm/proto";
 import { ValidationError } from "./errors.ts";
 import { checkCaddyText, checkNoPlaceholder } from "./text.ts";
 import { checkHostName, checkName, checkOptionalId } from "./validation.ts";
@@ -80,10 +86,26 @@ export function isPrivateName(name: string): boolean {
   return n.endsWith(".home.arpa");
 }
 
-const PRIVATE_TLDS = new Set(["localhost", "test", "example", "invalid", "local", "internal", "lan", "home", "corp", "intranet", "private"]);
+const PRIVATE_TLDS = new Set([
+  "localhost",
+  "test",
+  "example",
+  "invalid",
+  "local",
+  "internal",
+  "lan",
+  "home",
+  "corp",
+  "intranet",
+  "private",
+]);
 
 /** Checks one certificate on its own and returns its normalized form. */
-export function normalizeCertificate(input: Certificate, field = "certificate", opts: NormalizeCertificateOptions = {}): Certificate {
+export function normalizeCertificate(
+  input: Certificate,
+  field = "certificate",
+  opts: NormalizeCertificateOptions = {},
+): Certificate {
   checkOptionalId(input.id, `${field}.id`);
   const name = checkName(input.name, `${field}.name`);
   const type = input.type;
@@ -95,7 +117,8 @@ export function normalizeCertificate(input: Certificate, field = "certificate", 
         : `${String(type)} is not a known value`,
     );
   }
-  if (input.domainNames.length > MAX_DOMAIN_NAMES) throw new ValidationError(`${field}.domain_names`, `at most ${MAX_DOMAIN_NAMES} names`);
+  if (input.domainNames.length > MAX_DOMAIN_NAMES)
+    throw new ValidationError(`${field}.domain_names`, `at most ${MAX_DOMAIN_NAMES} names`);
   const domainNames = input.domainNames.map((d, i) => canonicalName(checkHostName(d, `${field}.domain_names[${i}]`)));
   const dup = domainNames.findIndex((d, i) => domainNames.indexOf(d) !== i);
   if (dup >= 0) throw new ValidationError(`${field}.domain_names[${dup}]`, `"${domainNames[dup]}" is listed twice`);
@@ -110,7 +133,8 @@ export function normalizeCertificate(input: Certificate, field = "certificate", 
   };
 
   if (type === CertificateType.CERTIFICATE_TYPE_MANAGED) {
-    if (domainNames.length === 0) throw new ValidationError(`${field}.domain_names`, "at least one name is required for a managed certificate");
+    if (domainNames.length === 0)
+      throw new ValidationError(`${field}.domain_names`, "at least one name is required for a managed certificate");
     domainNames.forEach((d, i) => {
       if (d.startsWith("*.") && !isPrivateName(d)) {
         throw new ValidationError(
@@ -119,16 +143,37 @@ export function normalizeCertificate(input: Certificate, field = "certificate", 
         );
       }
     });
-    if (input.certificatePem.trim()) throw new ValidationError(`${field}.certificate_pem`, "must be empty for a managed certificate (Caddy obtains it)");
-    if (input.privateKeyPem.trim()) throw new ValidationError(`${field}.private_key_pem`, "must be empty for a managed certificate (Caddy keeps its keys)");
+    if (input.certificatePem.trim())
+      throw new ValidationError(
+        `${field}.certificate_pem`,
+        "must be empty for a managed certificate (Caddy obtains it)",
+      );
+    if (input.privateKeyPem.trim())
+      throw new ValidationError(
+        `${field}.private_key_pem`,
+        "must be empty for a managed certificate (Caddy keeps its keys)",
+      );
     const managed = { ...base, domainNames, certificatePem: "", privateKeyPem: "", autoRenew: true };
     if (input.issuance === CertificateIssuance.CERTIFICATE_ISSUANCE_EACH_NODE) {
-      return { ...managed, issuance: input.issuance, status: CertificateStatus.CERTIFICATE_STATUS_UNSPECIFIED, statusDetail: "", issued: [] };
+      return {
+        ...managed,
+        issuance: input.issuance,
+        status: CertificateStatus.CERTIFICATE_STATUS_UNSPECIFIED,
+        statusDetail: "",
+        issued: [],
+      };
     }
-    if (input.issuance !== CertificateIssuance.CERTIFICATE_ISSUANCE_MASTER && input.issuance !== CertificateIssuance.CERTIFICATE_ISSUANCE_UNSPECIFIED) {
+    if (
+      input.issuance !== CertificateIssuance.CERTIFICATE_ISSUANCE_MASTER &&
+      input.issuance !== CertificateIssuance.CERTIFICATE_ISSUANCE_UNSPECIFIED
+    ) {
       throw new ValidationError(`${field}.issuance`, `${String(input.issuance)} is not a known value`);
     }
-    return { ...managed, issuance: CertificateIssuance.CERTIFICATE_ISSUANCE_MASTER, ...normalizeIssuance(input, domainNames, field) };
+    return {
+      ...managed,
+      issuance: CertificateIssuance.CERTIFICATE_ISSUANCE_MASTER,
+      ...normalizeIssuance(input, domainNames, field),
+    };
   }
 
   // IMPORTED
@@ -137,7 +182,11 @@ export function normalizeCertificate(input: Certificate, field = "certificate", 
   const key = parseKey(input.privateKeyPem, `${field}.private_key_pem`);
   const leafSpki = leaf.publicKey.export({ type: "spki", format: "der" });
   const keySpki = createPublicKey(key).export({ type: "spki", format: "der" });
-  if (!leafSpki.equals(keySpki)) throw new ValidationError(`${field}.private_key_pem`, "does not match the certificate (the leaf's public key is another one)");
+  if (!leafSpki.equals(keySpki))
+    throw new ValidationError(
+      `${field}.private_key_pem`,
+      "does not match the certificate (the leaf's public key is another one)",
+    );
 
   const notBefore = new Date(leaf.validFrom);
   const expiresAt = new Date(leaf.validTo);
@@ -146,17 +195,26 @@ export function normalizeCertificate(input: Certificate, field = "certificate", 
       throw new ValidationError(`${field}.certificate_pem`, `the certificate expired on ${expiresAt.toISOString()}`);
     }
     if (notBefore.getTime() > opts.now.getTime()) {
-      throw new ValidationError(`${field}.certificate_pem`, `the certificate is not valid yet (valid from ${notBefore.toISOString()})`);
+      throw new ValidationError(
+        `${field}.certificate_pem`,
+        `the certificate is not valid yet (valid from ${notBefore.toISOString()})`,
+      );
     }
   }
 
   const sans = subjectAltNames(leaf);
   if (sans.length === 0) {
-    throw new ValidationError(`${field}.certificate_pem`, "the certificate has no DNS or IP subject alternative names (clients ignore the common name)");
+    throw new ValidationError(
+      `${field}.certificate_pem`,
+      "the certificate has no DNS or IP subject alternative names (clients ignore the common name)",
+    );
   }
   domainNames.forEach((d, i) => {
     if (!sans.some((san) => certificateCovers(san, d))) {
-      throw new ValidationError(`${field}.domain_names[${i}]`, `"${d}" is not covered by the certificate (it names ${sans.join(", ")})`);
+      throw new ValidationError(
+        `${field}.domain_names[${i}]`,
+        `"${d}" is not covered by the certificate (it names ${sans.join(", ")})`,
+      );
     }
   });
 
@@ -165,7 +223,10 @@ export function normalizeCertificate(input: Certificate, field = "certificate", 
   // (e.g. "_service.example") are left out.
   const filled = domainNames.length > 0 ? domainNames : sans.filter((n) => validHostName(n));
   if (filled.length === 0) {
-    throw new ValidationError(`${field}.domain_names`, `none of the certificate's names (${sans.join(", ")}) is a valid host name; list the names to serve`);
+    throw new ValidationError(
+      `${field}.domain_names`,
+      `none of the certificate's names (${sans.join(", ")}) is a valid host name; list the names to serve`,
+    );
   }
 
   return {
@@ -194,25 +255,43 @@ const KNOWN_STATUS = new Set([
 ]);
 
 /** Status and issued material of a master-issued certificate (see the rules above). */
-function normalizeIssuance(input: Certificate, domainNames: string[], field: string): Pick<Certificate, "status" | "statusDetail" | "issued" | "notBefore" | "expiresAt" | "fingerprintSha256" | "issuer"> {
-  if (!KNOWN_STATUS.has(input.status)) throw new ValidationError(`${field}.status`, `${String(input.status)} is not a known value`);
+function normalizeIssuance(
+  input: Certificate,
+  domainNames: string[],
+  field: string,
+): Pick<
+  Certificate,
+  "status" | "statusDetail" | "issued" | "notBefore" | "expiresAt" | "fingerprintSha256" | "issuer"
+> {
+  if (!KNOWN_STATUS.has(input.status))
+    throw new ValidationError(`${field}.status`, `${String(input.status)} is not a known value`);
   checkCaddyText(input.statusDetail, `${field}.status_detail`);
-  if (input.statusDetail.length > 2000) throw new ValidationError(`${field}.status_detail`, "is longer than 2000 characters");
+  if (input.statusDetail.length > 2000)
+    throw new ValidationError(`${field}.status_detail`, "is longer than 2000 characters");
   const seen = new Set<string>();
   let first: { leaf: X509Certificate; expiresAt: Date } | undefined;
   const issued = input.issued.map((e, i): IssuedCertificate => {
     const at = `${field}.issued[${i}]`;
     const name = canonicalName(e.domainName);
-    if (!domainNames.includes(name)) throw new ValidationError(`${at}.domain_name`, `"${e.domainName}" is not one of the certificate's domain names`);
+    if (!domainNames.includes(name))
+      throw new ValidationError(`${at}.domain_name`, `"${e.domainName}" is not one of the certificate's domain names`);
     if (seen.has(name)) throw new ValidationError(`${at}.domain_name`, `"${name}" is listed twice`);
     seen.add(name);
     const chain = parseChain(e.certificatePem, `${at}.certificate_pem`);
     const leaf = chain[0]!;
     const key = parseKey(e.privateKeyPem, `${at}.private_key_pem`);
-    if (!leaf.publicKey.export({ type: "spki", format: "der" }).equals(createPublicKey(key).export({ type: "spki", format: "der" }))) {
-      throw new ValidationError(`${at}.private_key_pem`, "does not match the certificate (the leaf's public key is another one)");
+    if (
+      !leaf.publicKey
+        .export({ type: "spki", format: "der" })
+        .equals(createPublicKey(key).export({ type: "spki", format: "der" }))
+    ) {
+      throw new ValidationError(
+        `${at}.private_key_pem`,
+        "does not match the certificate (the leaf's public key is another one)",
+      );
     }
-    if (!subjectAltNames(leaf).some((san) => certificateCovers(san, name))) throw new ValidationError(`${at}.certificate_pem`, `does not cover "${name}"`);
+    if (!subjectAltNames(leaf).some((san) => certificateCovers(san, name)))
+      throw new ValidationError(`${at}.certificate_pem`, `does not cover "${name}"`);
     const expiresAt = new Date(leaf.validTo);
     if (!first || expiresAt < first.expiresAt) first = { leaf, expiresAt };
     return {
@@ -275,13 +354,15 @@ function parseChain(pem: string, field: string): X509Certificate[] {
   checkNoPlaceholder(pem, field);
   if (pem.length > MAX_PEM_CHARS) throw new ValidationError(field, `is longer than ${MAX_PEM_CHARS} characters`);
   const blocks = pemBlocks(pem);
-  if (blocks.length === 0) throw new ValidationError(field, "holds no PEM block (expected PEM CERTIFICATE blocks, leaf first)");
+  if (blocks.length === 0)
+    throw new ValidationError(field, "holds no PEM block (expected PEM CERTIFICATE blocks, leaf first)");
   const other = blocks.find((b) => b.label !== "CERTIFICATE");
   if (other) {
     const hint = other.label.includes("PRIVATE KEY") ? "; the key belongs in private_key_pem" : "";
     throw new ValidationError(field, `holds a "${other.label}" block; only CERTIFICATE blocks are allowed${hint}`);
   }
-  if (blocks.length > MAX_CHAIN) throw new ValidationError(field, `holds ${blocks.length} certificates; at most ${MAX_CHAIN}`);
+  if (blocks.length > MAX_CHAIN)
+    throw new ValidationError(field, `holds ${blocks.length} certificates; at most ${MAX_CHAIN}`);
   const chain = blocks.map((b, i) => {
     try {
       return new X509Certificate(b.body);
@@ -291,7 +372,10 @@ function parseChain(pem: string, field: string): X509Certificate[] {
   });
   for (let i = 1; i < chain.length; i++) {
     if (!chain[i - 1]!.verify(chain[i]!.publicKey)) {
-      throw new ValidationError(field, `certificate ${i + 1} of the chain did not sign certificate ${i} (the chain must be the leaf first, then each issuer in order)`);
+      throw new ValidationError(
+        field,
+        `certificate ${i + 1} of the chain did not sign certificate ${i} (the chain must be the leaf first, then each issuer in order)`,
+      );
     }
   }
   return chain;
@@ -305,13 +389,16 @@ function parseKey(pem: string, field: string): KeyObject {
   checkNoPlaceholder(pem, field);
   if (pem.length > MAX_PEM_CHARS) throw new ValidationError(field, `is longer than ${MAX_PEM_CHARS} characters`);
   const blocks = pemBlocks(pem).filter((b) => b.label !== "EC PARAMETERS");
-  if (blocks.length === 0) throw new ValidationError(field, "holds no PEM private key (expected a PEM PRIVATE KEY block)");
+  if (blocks.length === 0)
+    throw new ValidationError(field, "holds no PEM private key (expected a PEM PRIVATE KEY block)");
   if (blocks.some((b) => b.label === "ENCRYPTED PRIVATE KEY") || /Proc-Type:\s*4,ENCRYPTED/.test(pem)) {
     throw new ValidationError(field, "is encrypted; provide the key without a passphrase");
   }
-  if (blocks.length > 1) throw new ValidationError(field, `holds ${blocks.length} PEM blocks; exactly one private key is expected`);
+  if (blocks.length > 1)
+    throw new ValidationError(field, `holds ${blocks.length} PEM blocks; exactly one private key is expected`);
   const block = blocks[0]!;
-  if (!KEY_LABELS.has(block.label)) throw new ValidationError(field, `holds a "${block.label}" block, not a private key`);
+  if (!KEY_LABELS.has(block.label))
+    throw new ValidationError(field, `holds a "${block.label}" block, not a private key`);
   let key: KeyObject;
   try {
     key = createPrivateKey({ key: block.body, format: "pem" });
@@ -325,7 +412,12 @@ function parseKey(pem: string, field: string): KeyObject {
     (t === "ec" && EC_CURVES.has(d?.namedCurve ?? "")) ||
     t === "ed25519";
   if (!ok) {
-    const what = t === "rsa" ? `an RSA key of ${d?.modulusLength} bits` : t === "ec" ? `an EC key on ${d?.namedCurve}` : `a ${t} key`;
+    const what =
+      t === "rsa"
+        ? `an RSA key of ${d?.modulusLength} bits`
+        : t === "ec"
+          ? `an EC key on ${d?.namedCurve}`
+          : `a ${t} key`;
     throw new ValidationError(field, `is ${what}; use RSA (2048 bits or more), ECDSA P-256/P-384/P-521 or Ed25519`);
   }
   return key;

@@ -150,7 +150,8 @@ function metricsListen(env: Env, taken: Record<string, string>): Record<MetricsS
     }
     const address = listenAddress(env, variable, "");
     const other = used.get(address);
-    if (other !== undefined && !address.endsWith(":0")) throw new ConfigError(variable, `"${address}" is already used by ${other}`);
+    if (other !== undefined && !address.endsWith(":0"))
+      throw new ConfigError(variable, `"${address}" is already used by ${other}`);
     used.set(address, variable);
     out[service] = address;
   }
@@ -170,7 +171,8 @@ export function dialable(listen: string): string {
 
 function parseSlaves(raw: string | undefined, allowHttp: boolean): SlaveTarget[] {
   const V = "INSTANCE_SLAVES";
-  if (raw === undefined) throw new ConfigError(V, "required when INSTANCE_MODE=master (a JSON array of {name, url, token})");
+  if (raw === undefined)
+    throw new ConfigError(V, "required when INSTANCE_MODE=master (a JSON array of {name, url, token})");
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
@@ -227,7 +229,8 @@ function bindAddress(env: Env, name: string): string | undefined {
   if (v === undefined) return undefined;
   const bare = v.startsWith("[") && v.endsWith("]") ? v.slice(1, -1) : v;
   const family = isIP(bare);
-  if (family === 0) throw new ConfigError(name, `"${v}" is not an IP address (e.g. 127.0.0.1 or ::1; unset: every interface)`);
+  if (family === 0)
+    throw new ConfigError(name, `"${v}" is not an IP address (e.g. 127.0.0.1 or ::1; unset: every interface)`);
   return family === 6 ? `[${bare.toLowerCase()}]` : bare;
 }
 
@@ -291,7 +294,8 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     throw new ConfigError("CADDY_API_URL", `"${caddyApiUrl}" is not an http(s) URL`);
   }
   const logLevel = str(env, "LOG_LEVEL") ?? "info";
-  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError("LOG_LEVEL", `"${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
+  if (!LOG_LEVELS.includes(logLevel))
+    throw new ConfigError("LOG_LEVEL", `"${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
 
   const apiListen = listenAddress(env, "CPM_API_LISTEN", "127.0.0.1:50051");
   const rendererListen = listenAddress(env, "CPM_RENDERER_LISTEN", "127.0.0.1:50052");
@@ -301,7 +305,10 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
   const syncTlsCert = readablePath(env, "CPM_SYNC_TLS_CERT");
   const syncTlsKey = readablePath(env, "CPM_SYNC_TLS_KEY");
   if ((syncTlsCert === undefined) !== (syncTlsKey === undefined)) {
-    throw new ConfigError(syncTlsCert ? "CPM_SYNC_TLS_KEY" : "CPM_SYNC_TLS_CERT", "set both CPM_SYNC_TLS_CERT and CPM_SYNC_TLS_KEY, or neither");
+    throw new ConfigError(
+      syncTlsCert ? "CPM_SYNC_TLS_KEY" : "CPM_SYNC_TLS_CERT",
+      "set both CPM_SYNC_TLS_CERT and CPM_SYNC_TLS_KEY, or neither",
+    );
   }
   if (mode === "slave" && syncTlsCert === undefined && !syncAllowHttp) {
     throw new ConfigError(
@@ -332,7 +339,13 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     httpsPort: int(env, "CPM_HTTPS_PORT", 443, 1, 65535),
     caddyBind: bindAddress(env, "CPM_CADDY_BIND"),
     apiListen,
-    apiMaxMessageBytes: int(env, "CPM_API_MAX_MESSAGE_BYTES", DEFAULT_API_MAX_MESSAGE_BYTES, 64 * 1024, 1024 * 1024 * 1024),
+    apiMaxMessageBytes: int(
+      env,
+      "CPM_API_MAX_MESSAGE_BYTES",
+      DEFAULT_API_MAX_MESSAGE_BYTES,
+      64 * 1024,
+      1024 * 1024 * 1024,
+    ),
     syncListen,
     syncTlsCert,
     syncTlsKey,
@@ -346,7 +359,13 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     apiAddr: str(env, "CPM_API_ADDR") ?? dialable(apiListen),
     rendererAddr: str(env, "CPM_RENDERER_ADDR") ?? dialable(rendererListen),
     internalToken,
-    syncMaxMessageBytes: int(env, "CPM_SYNC_MAX_MESSAGE_BYTES", DEFAULT_SYNC_MAX_MESSAGE_BYTES, 64 * 1024, 1024 * 1024 * 1024),
+    syncMaxMessageBytes: int(
+      env,
+      "CPM_SYNC_MAX_MESSAGE_BYTES",
+      DEFAULT_SYNC_MAX_MESSAGE_BYTES,
+      64 * 1024,
+      1024 * 1024 * 1024,
+    ),
     syncAckTimeoutSeconds: int(env, "CPM_SYNC_ACK_TIMEOUT", 60, 1, 3600),
     reconcileIntervalMs: int(env, "CPM_RECONCILE_INTERVAL_MS", 2000, 100, 3_600_000),
     caddyBin: str(env, "CPM_CADDY_BIN"),
@@ -370,9 +389,14 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
  * name than the one Caddy listens on (e.g. http://caddy:2019 in docker compose), that
  * name is allowed explicitly: Caddy refuses admin requests for hosts it does not know.
  */
-export function caddyAdminBlock(cfg: Pick<InstanceConfig, "caddyApiUrl" | "caddyAdminListen">): { listen: string; origins?: string[] } {
+export function caddyAdminBlock(cfg: Pick<InstanceConfig, "caddyApiUrl" | "caddyAdminListen">): {
+  listen: string;
+  origins?: string[];
+} {
   const reached = hostPort(cfg.caddyApiUrl);
-  return reached === cfg.caddyAdminListen ? { listen: cfg.caddyAdminListen } : { listen: cfg.caddyAdminListen, origins: [reached, cfg.caddyAdminListen] };
+  return reached === cfg.caddyAdminListen
+    ? { listen: cfg.caddyAdminListen }
+    : { listen: cfg.caddyAdminListen, origins: [reached, cfg.caddyAdminListen] };
 }
 
 /** Require a value a particular service needs; names the variable when it is missing. */

@@ -40,9 +40,14 @@ export function parseListenAddress(raw: string, field: string): { host: string; 
   checkCaddyText(raw, field);
   if (raw.includes("%")) throw new ValidationError(field, `"${raw}" has a zone id; zones are not supported`);
   const v = raw.trim();
-  if (/^[a-z0-9]+\//i.test(v)) throw new ValidationError(field, `"${raw}" must not name a network; set protocol instead`);
+  if (/^[a-z0-9]+\//i.test(v))
+    throw new ValidationError(field, `"${raw}" must not name a network; set protocol instead`);
   const m = /^(\[[^\]\s]*\]|[^\s:[\]]*):(\d{1,5})$/.exec(v);
-  if (!m) throw new ValidationError(field, `"${raw}" is not [host]:port or :port (e.g. ":5432", "127.0.0.1:5432", "[::1]:5432")`);
+  if (!m)
+    throw new ValidationError(
+      field,
+      `"${raw}" is not [host]:port or :port (e.g. ":5432", "127.0.0.1:5432", "[::1]:5432")`,
+    );
   const port = Number(m[2]);
   if (port < 1 || port > 65535) throw new ValidationError(field, `port ${port} is outside 1..65535`);
   let host = m[1]!.toLowerCase();
@@ -57,7 +62,10 @@ export function parseListenAddress(raw: string, field: string): { host: string; 
 const protocolName = (p: L4Protocol): "tcp" | "udp" => (p === L4Protocol.L4_PROTOCOL_UDP ? "udp" : "tcp");
 
 /** The listener of a host that passed `normalizeL4ProxyHost`. */
-export function l4Listener(h: Pick<L4ProxyHost, "protocol" | "listenAddress">, field = "l4_proxy_host.listen_address"): L4Listener {
+export function l4Listener(
+  h: Pick<L4ProxyHost, "protocol" | "listenAddress">,
+  field = "l4_proxy_host.listen_address",
+): L4Listener {
   const { host, port, address } = parseListenAddress(h.listenAddress, field);
   const protocol = protocolName(h.protocol);
   return { protocol, host, port, address, network: `${protocol}/${address}` };
@@ -67,7 +75,12 @@ const WILDCARD_HOSTS = new Set(["", "0.0.0.0", "[::]"]);
 
 /** Two different listeners that cannot both be bound: same protocol and port, one on every address. */
 export function listenersOverlap(a: L4Listener, b: L4Listener): boolean {
-  return a.protocol === b.protocol && a.port === b.port && a.host !== b.host && (WILDCARD_HOSTS.has(a.host) || WILDCARD_HOSTS.has(b.host));
+  return (
+    a.protocol === b.protocol &&
+    a.port === b.port &&
+    a.host !== b.host &&
+    (WILDCARD_HOSTS.has(a.host) || WILDCARD_HOSTS.has(b.host))
+  );
 }
 
 /** NONE and UNSPECIFIED both mean "no matcher". */
@@ -90,15 +103,19 @@ export function normalizeL4ProxyHost(input: L4ProxyHost, field = "l4_proxy_host"
   checkEnum(input.protocol, L4Protocol, `${field}.protocol`);
   checkEnum(input.matcher, L4Matcher, `${field}.matcher`);
   checkEnum(input.proxyProtocolVersion, ProxyProtocolVersion, `${field}.proxy_protocol_version`);
-  const protocol = input.protocol === L4Protocol.L4_PROTOCOL_UDP ? L4Protocol.L4_PROTOCOL_UDP : L4Protocol.L4_PROTOCOL_TCP;
+  const protocol =
+    input.protocol === L4Protocol.L4_PROTOCOL_UDP ? L4Protocol.L4_PROTOCOL_UDP : L4Protocol.L4_PROTOCOL_TCP;
   const udp = protocol === L4Protocol.L4_PROTOCOL_UDP;
   const listenAddress = parseListenAddress(input.listenAddress, `${field}.listen_address`).address;
 
-  if (input.upstreams.length === 0) throw new ValidationError(`${field}.upstreams`, "at least one upstream is required");
-  if (input.upstreams.length > MAX_L4_UPSTREAMS) throw new ValidationError(`${field}.upstreams`, `at most ${MAX_L4_UPSTREAMS} upstreams`);
+  if (input.upstreams.length === 0)
+    throw new ValidationError(`${field}.upstreams`, "at least one upstream is required");
+  if (input.upstreams.length > MAX_L4_UPSTREAMS)
+    throw new ValidationError(`${field}.upstreams`, `at most ${MAX_L4_UPSTREAMS} upstreams`);
   const upstreams = input.upstreams.map((u, i) => {
     const at = `${field}.upstreams[${i}]`;
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(u.trim())) throw new ValidationError(at, `"${u}" must be host:port without a scheme`);
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(u.trim()))
+      throw new ValidationError(at, `"${u}" must be host:port without a scheme`);
     return parseUpstream(u, at).dial;
   });
   const dupUp = upstreams.findIndex((u, i) => upstreams.indexOf(u) !== i);
@@ -108,32 +125,50 @@ export function normalizeL4ProxyHost(input: L4ProxyHost, field = "l4_proxy_host"
   const mName = MATCHER_NAME[matcher]!;
   let matcherValues: string[] = [];
   if (matcher === L4Matcher.L4_MATCHER_TLS_SNI || matcher === L4Matcher.L4_MATCHER_HTTP_HOST) {
-    if (udp) throw new ValidationError(`${field}.matcher`, `${mName} needs TCP (UDP listeners only take the NONE matcher)`);
+    if (udp)
+      throw new ValidationError(`${field}.matcher`, `${mName} needs TCP (UDP listeners only take the NONE matcher)`);
     if (input.matcherValues.length === 0) {
-      throw new ValidationError(`${field}.matcher_values`, `at least one host name is required for the ${mName} matcher`);
+      throw new ValidationError(
+        `${field}.matcher_values`,
+        `at least one host name is required for the ${mName} matcher`,
+      );
     }
     if (input.matcherValues.length > MAX_L4_MATCHER_VALUES) {
       throw new ValidationError(`${field}.matcher_values`, `at most ${MAX_L4_MATCHER_VALUES} values`);
     }
     matcherValues = input.matcherValues.map((v, i) => checkHostName(v, `${field}.matcher_values[${i}]`));
     const dup = matcherValues.findIndex((v, i) => matcherValues.indexOf(v) !== i);
-    if (dup >= 0) throw new ValidationError(`${field}.matcher_values[${dup}]`, `"${matcherValues[dup]}" is listed twice`);
+    if (dup >= 0)
+      throw new ValidationError(`${field}.matcher_values[${dup}]`, `"${matcherValues[dup]}" is listed twice`);
   } else if (input.matcherValues.length > 0) {
     throw new ValidationError(`${field}.matcher_values`, `must be empty for the ${mName} matcher`);
   }
   if (matcher === L4Matcher.L4_MATCHER_PROXY_PROTOCOL && udp) {
-    throw new ValidationError(`${field}.matcher`, "PROXY_PROTOCOL needs TCP (UDP listeners only take the NONE matcher)");
+    throw new ValidationError(
+      `${field}.matcher`,
+      "PROXY_PROTOCOL needs TCP (UDP listeners only take the NONE matcher)",
+    );
   }
 
   const certificateId = checkOptionalId(input.certificateId, `${field}.certificate_id`);
   if (input.tlsTermination) {
     if (udp) throw new ValidationError(`${field}.tls_termination`, "is not possible over UDP");
     if (matcher === L4Matcher.L4_MATCHER_HTTP_HOST) {
-      throw new ValidationError(`${field}.tls_termination`, "cannot be combined with the HTTP_HOST matcher (the Host header is inside TLS); use TLS_SNI");
+      throw new ValidationError(
+        `${field}.tls_termination`,
+        "cannot be combined with the HTTP_HOST matcher (the Host header is inside TLS); use TLS_SNI",
+      );
     }
-    if (!certificateId) throw new ValidationError(`${field}.certificate_id`, "is required with tls_termination (TLS is terminated with this certificate)");
+    if (!certificateId)
+      throw new ValidationError(
+        `${field}.certificate_id`,
+        "is required with tls_termination (TLS is terminated with this certificate)",
+      );
   } else if (certificateId) {
-    throw new ValidationError(`${field}.certificate_id`, "is only used with tls_termination; set tls_termination or clear certificate_id");
+    throw new ValidationError(
+      `${field}.certificate_id`,
+      "is only used with tls_termination; set tls_termination or clear certificate_id",
+    );
   }
 
   if (input.proxyProtocolReceive) {
@@ -169,7 +204,11 @@ export function normalizeL4ProxyHost(input: L4ProxyHost, field = "l4_proxy_host"
  * TLS_SNI or HTTP_HOST value once per listener; no listener on every address beside one on
  * a single address of the same port and protocol (they cannot both be bound).
  */
-export function l4ListenerConflict(h: L4ProxyHost, others: L4ProxyHost[], field = "l4_proxy_host"): [string, string] | undefined {
+export function l4ListenerConflict(
+  h: L4ProxyHost,
+  others: L4ProxyHost[],
+  field = "l4_proxy_host",
+): [string, string] | undefined {
   if (h.enabled === false) return undefined;
   const mine = l4Listener(h);
   const matcher = effectiveMatcher(h.matcher);
@@ -177,15 +216,24 @@ export function l4ListenerConflict(h: L4ProxyHost, others: L4ProxyHost[], field 
     if (o.id === h.id || o.enabled === false) continue;
     const theirs = l4Listener(o);
     if (listenersOverlap(mine, theirs)) {
-      return [`${field}.listen_address`, `${mine.network} overlaps ${theirs.network} of L4 proxy host "${o.name}" (same port, one on every address)`];
+      return [
+        `${field}.listen_address`,
+        `${mine.network} overlaps ${theirs.network} of L4 proxy host "${o.name}" (same port, one on every address)`,
+      ];
     }
     if (theirs.network !== mine.network || effectiveMatcher(o.matcher) !== matcher) continue;
     if (matcher === L4Matcher.L4_MATCHER_NONE || matcher === L4Matcher.L4_MATCHER_PROXY_PROTOCOL) {
-      return [`${field}.matcher`, `listener ${mine.network} already has a ${MATCHER_NAME[matcher]} host: "${o.name}" (use a matcher to share a listener)`];
+      return [
+        `${field}.matcher`,
+        `listener ${mine.network} already has a ${MATCHER_NAME[matcher]} host: "${o.name}" (use a matcher to share a listener)`,
+      ];
     }
     const i = h.matcherValues.findIndex((v) => o.matcherValues.includes(v));
     if (i >= 0) {
-      return [`${field}.matcher_values[${i}]`, `"${h.matcherValues[i]}" is already matched on listener ${mine.network} by L4 proxy host "${o.name}"`];
+      return [
+        `${field}.matcher_values[${i}]`,
+        `"${h.matcherValues[i]}" is already matched on listener ${mine.network} by L4 proxy host "${o.name}"`,
+      ];
     }
   }
   return undefined;
@@ -227,12 +275,22 @@ export function instancePorts(src: InstancePortSource): InstancePort[] {
   const admin = /^(?:tcp\/)?(\[[^\]]*\]|[^:/]*):(\d+)$/.exec(src.adminListen);
   if (admin) {
     const host = admin[1]!.toLowerCase();
-    r.push({ protocol: "tcp", host: WILDCARD_HOSTS.has(host) ? undefined : host === "localhost" ? "127.0.0.1" : host, port: Number(admin[2]), what: "admin API port" });
+    r.push({
+      protocol: "tcp",
+      host: WILDCARD_HOSTS.has(host) ? undefined : host === "localhost" ? "127.0.0.1" : host,
+      port: Number(admin[2]),
+      what: "admin API port",
+    });
   }
   return r;
 }
 
 /** The instance port `listener` would take, or undefined. */
 export function takesInstancePort(listener: L4Listener, ports: readonly InstancePort[]): InstancePort | undefined {
-  return ports.find((r) => r.protocol === listener.protocol && r.port === listener.port && (r.host === undefined || WILDCARD_HOSTS.has(listener.host) || r.host === listener.host));
+  return ports.find(
+    (r) =>
+      r.protocol === listener.protocol &&
+      r.port === listener.port &&
+      (r.host === undefined || WILDCARD_HOSTS.has(listener.host) || r.host === listener.host),
+  );
 }

@@ -23,13 +23,24 @@ export interface ReservedAddress {
 
 type ReservedSource = Pick<
   InstanceConfig,
-  "caddyApiUrl" | "caddyAdminListen" | "apiListen" | "configInternalListen" | "apiAddr" | "rendererListen" | "dispatcherListen" | "syncListen" | "configAddr" | "rendererAddr"
+  | "caddyApiUrl"
+  | "caddyAdminListen"
+  | "apiListen"
+  | "configInternalListen"
+  | "apiAddr"
+  | "rendererListen"
+  | "dispatcherListen"
+  | "syncListen"
+  | "configAddr"
+  | "rendererAddr"
 >;
 
 function split(hostPort: string, what: string): ReservedAddress | undefined {
   const i = hostPort.lastIndexOf(":");
   const port = Number(hostPort.slice(i + 1));
-  return i < 0 || !Number.isInteger(port) || port < 1 || port > 65535 ? undefined : { host: hostPort.slice(0, i), port, what };
+  return i < 0 || !Number.isInteger(port) || port < 1 || port > 65535
+    ? undefined
+    : { host: hostPort.slice(0, i), port, what };
 }
 
 /** The addresses of this instance's Caddy admin API and its CPM services, from its configuration. */
@@ -64,7 +75,15 @@ export function reservedAddresses(cfg: ReservedSource): ReservedAddress[] {
 function inetAton(s: string): string | undefined {
   const parts = s.split(".");
   if (parts.length > 4) return undefined;
-  const nums = parts.map((p) => (/^0x[0-9a-f]+$/.test(p) ? parseInt(p, 16) : /^0[0-7]*$/.test(p) ? parseInt(p, 8) : /^[1-9]\d*$/.test(p) ? Number(p) : NaN));
+  const nums = parts.map((p) =>
+    /^0x[0-9a-f]+$/.test(p)
+      ? parseInt(p, 16)
+      : /^0[0-7]*$/.test(p)
+        ? parseInt(p, 8)
+        : /^[1-9]\d*$/.test(p)
+          ? Number(p)
+          : NaN,
+  );
   if (nums.some((n) => !Number.isFinite(n))) return undefined;
   const last = nums.pop()!;
   if (nums.some((n) => n > 255) || last >= 2 ** (8 * (4 - nums.length))) return undefined;
@@ -74,7 +93,11 @@ function inetAton(s: string): string | undefined {
 
 /** Lower case, without brackets or a final dot; IP addresses canonical (IPv4-mapped IPv6 as IPv4). */
 function canonicalHost(raw: string): string {
-  const h = raw.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "");
+  const h = raw
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, "$1")
+    .replace(/\.$/, "");
   if (isIP(h)) {
     try {
       return normalizeIpRange(h, "host");
@@ -88,14 +111,25 @@ function canonicalHost(raw: string): string {
 /** Loopback (127.0.0.0/8, ::1, localhost, *.localhost) or unspecified (0.0.0.0, ::): this machine. */
 export function isThisMachine(host: string): boolean {
   const h = canonicalHost(host);
-  return h === "localhost" || h.endsWith(".localhost") || h.startsWith("127.") || h === "0.0.0.0" || h === "::1" || h === "::";
+  return (
+    h === "localhost" ||
+    h.endsWith(".localhost") ||
+    h.startsWith("127.") ||
+    h === "0.0.0.0" ||
+    h === "::1" ||
+    h === "::"
+  );
 }
 
 /**
  * The reserved address `host:port` points at, if any: same port, and the host is this machine
  * (loopback or unspecified) or the very host the reserved address names.
  */
-export function reservedUpstream(host: string, port: number, reserved: readonly ReservedAddress[]): ReservedAddress | undefined {
+export function reservedUpstream(
+  host: string,
+  port: number,
+  reserved: readonly ReservedAddress[],
+): ReservedAddress | undefined {
   const local = isThisMachine(host);
   const h = canonicalHost(host);
   return reserved.find((r) => r.port === port && (local || canonicalHost(r.host) === h));
@@ -105,7 +139,11 @@ export function reservedUpstream(host: string, port: number, reserved: readonly 
  * Refuses an upstream (host:port, optionally with a scheme) that points at a reserved address:
  * ValidationError naming `${field}[i]`.
  */
-export function checkUpstreamsNotReserved(upstreams: readonly string[], field: string, reserved: readonly ReservedAddress[]): void {
+export function checkUpstreamsNotReserved(
+  upstreams: readonly string[],
+  field: string,
+  reserved: readonly ReservedAddress[],
+): void {
   if (reserved.length === 0) return;
   upstreams.forEach((u, i) => {
     const at = `${field}[${i}]`;

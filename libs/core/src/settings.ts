@@ -21,12 +21,15 @@ function checkEmail(raw: string, field: string): string {
   checkCaddyText(raw, field);
   const v = raw.trim();
   const at = v.lastIndexOf("@");
-  if (at <= 0 || at === v.length - 1) throw new ValidationError(field, `"${raw}" is not an e-mail address (name@example.com)`);
+  if (at <= 0 || at === v.length - 1)
+    throw new ValidationError(field, `"${raw}" is not an e-mail address (name@example.com)`);
   const local = v.slice(0, at);
   const domain = v.slice(at + 1);
-  if (local.length > 64 || !EMAIL_LOCAL.test(local)) throw new ValidationError(field, `"${raw}" is not an e-mail address (name@example.com)`);
+  if (local.length > 64 || !EMAIL_LOCAL.test(local))
+    throw new ValidationError(field, `"${raw}" is not an e-mail address (name@example.com)`);
   // Single-label domains are fine (a private ACME CA's own network, e.g. pki@corp).
-  if (isIP(domain) || domain.startsWith("[")) throw new ValidationError(field, `"${raw}" needs a domain name after @, not an address`);
+  if (isIP(domain) || domain.startsWith("["))
+    throw new ValidationError(field, `"${raw}" needs a domain name after @, not an address`);
   let host: string;
   try {
     host = checkHostName(domain, field, { wildcard: false });
@@ -87,7 +90,8 @@ function checkPemCertificates(raw: string, field: string): string {
 
 function checkSeconds(value: number | undefined, max: number, field: string): void {
   if (value === undefined) return;
-  if (!Number.isInteger(value) || value < 0) throw new ValidationError(field, `${value} is not a whole number of seconds >= 0`);
+  if (!Number.isInteger(value) || value < 0)
+    throw new ValidationError(field, `${value} is not a whole number of seconds >= 0`);
   if (value > max) throw new ValidationError(field, `${value} is above the maximum of ${max} seconds`);
 }
 
@@ -97,7 +101,9 @@ export function normalizeSettings(input: Settings | undefined, field = "settings
   const a = input?.acme ?? AcmeSettings.fromPartial({});
   const h = input?.http ?? HttpSettings.fromPartial({});
   const general: GeneralSettings = {
-    primaryDomain: g.primaryDomain.trim() ? checkHostName(g.primaryDomain, `${field}.general.primary_domain`, { wildcard: false }) : "",
+    primaryDomain: g.primaryDomain.trim()
+      ? checkHostName(g.primaryDomain, `${field}.general.primary_domain`, { wildcard: false })
+      : "",
     acmeEmail: g.acmeEmail.trim() ? checkEmail(g.acmeEmail, `${field}.general.acme_email`) : "",
   };
   const acme: AcmeSettings = {
@@ -105,7 +111,11 @@ export function normalizeSettings(input: Settings | undefined, field = "settings
     caRootPem: a.caRootPem.trim() ? checkPemCertificates(a.caRootPem, `${field}.acme.ca_root_pem`) : "",
   };
   checkSeconds(h.hstsMaxAgeSeconds, MAX_HSTS_MAX_AGE_SECONDS, `${field}.http.hsts_max_age_seconds`);
-  checkSeconds(h.upstreamDialTimeoutSeconds, MAX_UPSTREAM_DIAL_TIMEOUT_SECONDS, `${field}.http.upstream_dial_timeout_seconds`);
+  checkSeconds(
+    h.upstreamDialTimeoutSeconds,
+    MAX_UPSTREAM_DIAL_TIMEOUT_SECONDS,
+    `${field}.http.upstream_dial_timeout_seconds`,
+  );
   checkSeconds(
     h.upstreamResponseHeaderTimeoutSeconds,
     MAX_UPSTREAM_RESPONSE_HEADER_TIMEOUT_SECONDS,

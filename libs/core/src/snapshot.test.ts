@@ -12,15 +12,31 @@ import {
   type DeepPartial,
 } from "@cpm/proto";
 import { assertValidationError } from "./test-support.ts";
-import { contentDigests, sameValue, SNAPSHOT_SCHEMA_VERSION, snapshotContentHash, SnapshotCheckMemo, validateSnapshot, validateSnapshotContent } from "./snapshot.ts";
+import {
+  contentDigests,
+  sameValue,
+  SNAPSHOT_SCHEMA_VERSION,
+  snapshotContentHash,
+  SnapshotCheckMemo,
+  validateSnapshot,
+  validateSnapshotContent,
+} from "./snapshot.ts";
 
 const host = (id: string, domains: string[], over: DeepPartial<ProxyHost> = {}) =>
   ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}:8080`], ...over });
 const cert = (id: string, over: DeepPartial<Certificate> = {}) =>
   // Managed: an imported one needs a real PEM chain and key (certificates.test.ts covers those).
-  Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames: ["example.com"], ...over });
-const acl = (id: string, over: DeepPartial<AccessList> = {}) => AccessList.fromPartial({ id, name: `acl ${id}`, allow: ["10.0.0.0/8"], ...over });
-const l4 = (id: string, over: DeepPartial<L4ProxyHost> = {}) => L4ProxyHost.fromPartial({ id, name: `l4 ${id}`, listenAddress: ":5432", upstreams: ["db:5432"], ...over });
+  Certificate.fromPartial({
+    id,
+    name: `cert ${id}`,
+    type: CertificateType.CERTIFICATE_TYPE_MANAGED,
+    domainNames: ["example.com"],
+    ...over,
+  });
+const acl = (id: string, over: DeepPartial<AccessList> = {}) =>
+  AccessList.fromPartial({ id, name: `acl ${id}`, allow: ["10.0.0.0/8"], ...over });
+const l4 = (id: string, over: DeepPartial<L4ProxyHost> = {}) =>
+  L4ProxyHost.fromPartial({ id, name: `l4 ${id}`, listenAddress: ":5432", upstreams: ["db:5432"], ...over });
 
 const HASH = `$2b$10$${"a".repeat(53)}`;
 
@@ -64,7 +80,10 @@ describe("snapshotContentHash", () => {
     b.accessLists.reverse();
     b.l4ProxyHosts = [l4("l0"), ...b.l4ProxyHosts];
     a.l4ProxyHosts = [...a.l4ProxyHosts, l4("l0")];
-    assert.notDeepEqual(a.proxyHosts.map((h) => h.id), b.proxyHosts.map((h) => h.id));
+    assert.notDeepEqual(
+      a.proxyHosts.map((h) => h.id),
+      b.proxyHosts.map((h) => h.id),
+    );
     assert.equal(snapshotContentHash(a), snapshotContentHash(b));
   });
 
@@ -79,7 +98,10 @@ describe("snapshotContentHash", () => {
     assert.equal(snapshotContentHash(a), snapshotContentHash(b));
     // Only the content fields matter: a bare Content object hashes the same.
     const { proxyHosts, l4ProxyHosts, certificates, accessLists, settings } = a;
-    assert.equal(snapshotContentHash({ proxyHosts, l4ProxyHosts, certificates, accessLists, settings }), snapshotContentHash(a));
+    assert.equal(
+      snapshotContentHash({ proxyHosts, l4ProxyHosts, certificates, accessLists, settings }),
+      snapshotContentHash(a),
+    );
   });
 
   const changes: [string, (s: Snapshot) => void][] = [
@@ -95,7 +117,10 @@ describe("snapshotContentHash", () => {
     ["a certificate's PEM", (s) => (s.certificates[0]!.certificatePem = "PEM other")],
     ["a certificate's private key", (s) => (s.certificates[1]!.privateKeyPem = "KEY other")],
     ["an access list rule", (s) => (s.accessLists[0]!.allow = ["192.168.0.0/16"])],
-    ["an access list user", (s) => (s.accessLists[0]!.users = [{ username: "u", passwordHash: "$2b$x", password: "" }])],
+    [
+      "an access list user",
+      (s) => (s.accessLists[0]!.users = [{ username: "u", passwordHash: "$2b$x", password: "" }]),
+    ],
     ["an L4 host", (s) => (s.l4ProxyHosts[0]!.listenAddress = ":6543")],
     ["settings", (s) => (s.settings!.general!.acmeEmail = "other@example.com")],
     ["settings removed", (s) => (s.settings = undefined)],
@@ -114,7 +139,10 @@ describe("snapshotContentHash", () => {
     s.proxyHosts.reverse();
     const ids = s.proxyHosts.map((h) => h.id);
     snapshotContentHash(s);
-    assert.deepEqual(s.proxyHosts.map((h) => h.id), ids);
+    assert.deepEqual(
+      s.proxyHosts.map((h) => h.id),
+      ids,
+    );
   });
 });
 
@@ -137,52 +165,206 @@ describe("validateSnapshot", () => {
   });
 
   const bad: { name: string; edit: (s: Snapshot) => void; field: string; detail?: RegExp }[] = [
-    { name: "schema_version 1 (the format before chunk digests)", edit: (s) => (s.schemaVersion = 1), field: "snapshot.schema_version", detail: /1 is not supported \(this build reads 2\)/ },
-    { name: "schema_version 3", edit: (s) => (s.schemaVersion = 3), field: "snapshot.schema_version", detail: /3 is not supported \(this build reads 2\)/ },
+    {
+      name: "schema_version 1 (the format before chunk digests)",
+      edit: (s) => (s.schemaVersion = 1),
+      field: "snapshot.schema_version",
+      detail: /1 is not supported \(this build reads 2\)/,
+    },
+    {
+      name: "schema_version 3",
+      edit: (s) => (s.schemaVersion = 3),
+      field: "snapshot.schema_version",
+      detail: /3 is not supported \(this build reads 2\)/,
+    },
     { name: "schema_version 0 (unset)", edit: (s) => (s.schemaVersion = 0), field: "snapshot.schema_version" },
-    { name: "missing master id", edit: (s) => (s.masterInstanceId = ""), field: "snapshot.master_instance_id", detail: /is required/ },
+    {
+      name: "missing master id",
+      edit: (s) => (s.masterInstanceId = ""),
+      field: "snapshot.master_instance_id",
+      detail: /is required/,
+    },
     { name: "version 0", edit: (s) => (s.version = 0), field: "snapshot.version", detail: /must be positive/ },
     { name: "negative version", edit: (s) => (s.version = -3), field: "snapshot.version", detail: /must be positive/ },
     { name: "NaN version", edit: (s) => (s.version = Number.NaN), field: "snapshot.version" },
-    { name: "duplicate proxy host id", edit: (s) => (s.proxyHosts[2]!.id = "h1"), field: "snapshot.proxy_hosts[2].id", detail: /"h1" appears twice/ },
-    { name: "missing proxy host id", edit: (s) => (s.proxyHosts[1]!.id = ""), field: "snapshot.proxy_hosts[1].id", detail: /is required/ },
-    { name: "duplicate certificate id", edit: (s) => s.certificates.push(cert("c1")), field: "snapshot.certificates[2].id", detail: /"c1" appears twice/ },
-    { name: "duplicate access list id", edit: (s) => (s.accessLists[1]!.id = "acl1"), field: "snapshot.access_lists[1].id", detail: /appears twice/ },
-    { name: "duplicate L4 host id", edit: (s) => s.l4ProxyHosts.push(l4("l1")), field: "snapshot.l4_proxy_hosts[1].id", detail: /appears twice/ },
-    { name: "invalid proxy host (bad domain)", edit: (s) => (s.proxyHosts[1]!.domains = ["ok.example.com", "not valid"]), field: "snapshot.proxy_hosts[1].domains[1]", detail: /not a valid host name/ },
-    { name: "invalid proxy host (bad upstream)", edit: (s) => (s.proxyHosts[0]!.upstreams = ["nope"]), field: "snapshot.proxy_hosts[0].upstreams[0]" },
-    { name: "a domain on two hosts", edit: (s) => s.proxyHosts[2]!.domains.push("a.example.com"), field: "snapshot.proxy_hosts[2].domains[1]", detail: /"a\.example\.com" is also served by proxy host "h1"/ },
-    { name: "a domain on two hosts, differing in case", edit: (s) => (s.proxyHosts[1]!.domains = ["A.Example.com"]), field: "snapshot.proxy_hosts[1].domains[0]", detail: /also served by proxy host "h1"/ },
-    { name: "a wildcard domain on two hosts", edit: (s) => s.proxyHosts[1]!.domains.push("*.a.example.com"), field: "snapshot.proxy_hosts[1].domains[1]", detail: /also served/ },
-    { name: "dangling certificate_id", edit: (s) => (s.proxyHosts[1]!.certificateId = "c-missing"), field: "snapshot.proxy_hosts[1].certificate_id", detail: /certificate "c-missing" is not in the snapshot/ },
-    { name: "certificate removed while still used", edit: (s) => s.certificates.splice(1, 1), field: "snapshot.proxy_hosts[2].certificate_id", detail: /"c2" is not in the snapshot/ },
-    { name: "dangling access_list_id", edit: (s) => (s.proxyHosts[0]!.accessListId = "acl-missing"), field: "snapshot.proxy_hosts[0].access_list_id", detail: /access list "acl-missing" is not in the snapshot/ },
-    { name: "dangling L4 certificate_id", edit: (s) => (s.l4ProxyHosts[0]!.certificateId = "c9"), field: "snapshot.l4_proxy_hosts[0].certificate_id", detail: /certificate "c9" is not in the snapshot/ },
+    {
+      name: "duplicate proxy host id",
+      edit: (s) => (s.proxyHosts[2]!.id = "h1"),
+      field: "snapshot.proxy_hosts[2].id",
+      detail: /"h1" appears twice/,
+    },
+    {
+      name: "missing proxy host id",
+      edit: (s) => (s.proxyHosts[1]!.id = ""),
+      field: "snapshot.proxy_hosts[1].id",
+      detail: /is required/,
+    },
+    {
+      name: "duplicate certificate id",
+      edit: (s) => s.certificates.push(cert("c1")),
+      field: "snapshot.certificates[2].id",
+      detail: /"c1" appears twice/,
+    },
+    {
+      name: "duplicate access list id",
+      edit: (s) => (s.accessLists[1]!.id = "acl1"),
+      field: "snapshot.access_lists[1].id",
+      detail: /appears twice/,
+    },
+    {
+      name: "duplicate L4 host id",
+      edit: (s) => s.l4ProxyHosts.push(l4("l1")),
+      field: "snapshot.l4_proxy_hosts[1].id",
+      detail: /appears twice/,
+    },
+    {
+      name: "invalid proxy host (bad domain)",
+      edit: (s) => (s.proxyHosts[1]!.domains = ["ok.example.com", "not valid"]),
+      field: "snapshot.proxy_hosts[1].domains[1]",
+      detail: /not a valid host name/,
+    },
+    {
+      name: "invalid proxy host (bad upstream)",
+      edit: (s) => (s.proxyHosts[0]!.upstreams = ["nope"]),
+      field: "snapshot.proxy_hosts[0].upstreams[0]",
+    },
+    {
+      name: "a domain on two hosts",
+      edit: (s) => s.proxyHosts[2]!.domains.push("a.example.com"),
+      field: "snapshot.proxy_hosts[2].domains[1]",
+      detail: /"a\.example\.com" is also served by proxy host "h1"/,
+    },
+    {
+      name: "a domain on two hosts, differing in case",
+      edit: (s) => (s.proxyHosts[1]!.domains = ["A.Example.com"]),
+      field: "snapshot.proxy_hosts[1].domains[0]",
+      detail: /also served by proxy host "h1"/,
+    },
+    {
+      name: "a wildcard domain on two hosts",
+      edit: (s) => s.proxyHosts[1]!.domains.push("*.a.example.com"),
+      field: "snapshot.proxy_hosts[1].domains[1]",
+      detail: /also served/,
+    },
+    {
+      name: "dangling certificate_id",
+      edit: (s) => (s.proxyHosts[1]!.certificateId = "c-missing"),
+      field: "snapshot.proxy_hosts[1].certificate_id",
+      detail: /certificate "c-missing" is not in the snapshot/,
+    },
+    {
+      name: "certificate removed while still used",
+      edit: (s) => s.certificates.splice(1, 1),
+      field: "snapshot.proxy_hosts[2].certificate_id",
+      detail: /"c2" is not in the snapshot/,
+    },
+    {
+      name: "dangling access_list_id",
+      edit: (s) => (s.proxyHosts[0]!.accessListId = "acl-missing"),
+      field: "snapshot.proxy_hosts[0].access_list_id",
+      detail: /access list "acl-missing" is not in the snapshot/,
+    },
+    {
+      name: "dangling L4 certificate_id",
+      edit: (s) => (s.l4ProxyHosts[0]!.certificateId = "c9"),
+      field: "snapshot.l4_proxy_hosts[0].certificate_id",
+      detail: /certificate "c9" is not in the snapshot/,
+    },
     // What the slave's database would refuse on commit (unique names; listeners), refused before anything is applied.
-    { name: "two proxy hosts with one name", edit: (s) => (s.proxyHosts[2]!.name = "host h1"), field: "snapshot.proxy_hosts[2].name", detail: /"host h1" is also the name of snapshot\.proxy_hosts\[0\]/ },
-    { name: "two proxy hosts with one name after trimming", edit: (s) => (s.proxyHosts[1]!.name = "  host h1 "), field: "snapshot.proxy_hosts[1].name", detail: /names are unique/ },
-    { name: "two certificates with one name", edit: (s) => (s.certificates[1]!.name = "cert c1"), field: "snapshot.certificates[1].name", detail: /"cert c1" is also the name of snapshot\.certificates\[0\]/ },
-    { name: "two access lists with one name", edit: (s) => (s.accessLists[1]!.name = "acl acl1"), field: "snapshot.access_lists[1].name", detail: /is also the name of snapshot\.access_lists\[0\]/ },
-    { name: "two L4 hosts with one name", edit: (s) => s.l4ProxyHosts.push(l4("l2", { name: "l4 l1", listenAddress: ":6000" })), field: "snapshot.l4_proxy_hosts[1].name", detail: /is also the name of snapshot\.l4_proxy_hosts\[0\]/ },
-    { name: "two L4 catch-all hosts on one listener", edit: (s) => s.l4ProxyHosts.push(l4("l2")), field: "snapshot.l4_proxy_hosts[1].matcher", detail: /listener tcp\/:5432 already has a NONE host: "l4 l1"/ },
-    { name: "L4 listeners that cannot both be bound", edit: (s) => s.l4ProxyHosts.push(l4("l2", { listenAddress: "127.0.0.1:5432" })), field: "snapshot.l4_proxy_hosts[1].listen_address", detail: /overlaps tcp\/:5432/ },
+    {
+      name: "two proxy hosts with one name",
+      edit: (s) => (s.proxyHosts[2]!.name = "host h1"),
+      field: "snapshot.proxy_hosts[2].name",
+      detail: /"host h1" is also the name of snapshot\.proxy_hosts\[0\]/,
+    },
+    {
+      name: "two proxy hosts with one name after trimming",
+      edit: (s) => (s.proxyHosts[1]!.name = "  host h1 "),
+      field: "snapshot.proxy_hosts[1].name",
+      detail: /names are unique/,
+    },
+    {
+      name: "two certificates with one name",
+      edit: (s) => (s.certificates[1]!.name = "cert c1"),
+      field: "snapshot.certificates[1].name",
+      detail: /"cert c1" is also the name of snapshot\.certificates\[0\]/,
+    },
+    {
+      name: "two access lists with one name",
+      edit: (s) => (s.accessLists[1]!.name = "acl acl1"),
+      field: "snapshot.access_lists[1].name",
+      detail: /is also the name of snapshot\.access_lists\[0\]/,
+    },
+    {
+      name: "two L4 hosts with one name",
+      edit: (s) => s.l4ProxyHosts.push(l4("l2", { name: "l4 l1", listenAddress: ":6000" })),
+      field: "snapshot.l4_proxy_hosts[1].name",
+      detail: /is also the name of snapshot\.l4_proxy_hosts\[0\]/,
+    },
+    {
+      name: "two L4 catch-all hosts on one listener",
+      edit: (s) => s.l4ProxyHosts.push(l4("l2")),
+      field: "snapshot.l4_proxy_hosts[1].matcher",
+      detail: /listener tcp\/:5432 already has a NONE host: "l4 l1"/,
+    },
+    {
+      name: "L4 listeners that cannot both be bound",
+      edit: (s) => s.l4ProxyHosts.push(l4("l2", { listenAddress: "127.0.0.1:5432" })),
+      field: "snapshot.l4_proxy_hosts[1].listen_address",
+      detail: /overlaps tcp\/:5432/,
+    },
     {
       name: "one TLS_SNI value twice on one listener",
       edit: (s) =>
         s.l4ProxyHosts.push(
           l4("l2", { listenAddress: ":443", matcher: L4Matcher.L4_MATCHER_TLS_SNI, matcherValues: ["db.example.com"] }),
-          l4("l3", { listenAddress: ":443", matcher: L4Matcher.L4_MATCHER_TLS_SNI, matcherValues: ["x.example.com", "db.example.com"] }),
+          l4("l3", {
+            listenAddress: ":443",
+            matcher: L4Matcher.L4_MATCHER_TLS_SNI,
+            matcherValues: ["x.example.com", "db.example.com"],
+          }),
         ),
       field: "snapshot.l4_proxy_hosts[2].matcher_values[1]",
       detail: /"db\.example\.com" is already matched on listener tcp\/:443 by L4 proxy host "l4 l2"/,
     },
     // Values Caddy would expand, and control characters, refused by the shared normalizers.
-    { name: "placeholder in a basic-auth username", edit: (s) => (s.accessLists[0]!.users = [{ username: "{env.CPM_ADMIN_TOKEN}", passwordHash: HASH, password: "" }]), field: "snapshot.access_lists[0].users[0].username", detail: /contains "\{" or "\}", which Caddy would read as a placeholder/ },
-    { name: "placeholder in the ACME e-mail", edit: (s) => (s.settings!.general!.acmeEmail = "{env.CPM_INTERNAL_TOKEN}@example.com"), field: "snapshot.settings.general.acme_email", detail: /placeholder/ },
-    { name: "placeholder in a certificate id", edit: (s) => (s.certificates[0]!.id = "{env.X}"), field: "snapshot.certificates[0].id", detail: /placeholder/ },
-    { name: "control character in a proxy host name", edit: (s) => (s.proxyHosts[0]!.name = "a\u001b[31m"), field: "snapshot.proxy_hosts[0].name", detail: /control character \(U\+001B\)/ },
-    { name: "zone id in a domain", edit: (s) => (s.proxyHosts[0]!.domains = ["fe80::1%eth0"]), field: "snapshot.proxy_hosts[0].domains[0]", detail: /zone/ },
-    { name: "zone id in an L4 listen address", edit: (s) => (s.l4ProxyHosts[0]!.listenAddress = "[fe80::1%eth0]:80"), field: "snapshot.l4_proxy_hosts[0].listen_address", detail: /zone/ },
+    {
+      name: "placeholder in a basic-auth username",
+      edit: (s) =>
+        (s.accessLists[0]!.users = [{ username: "{env.CPM_ADMIN_TOKEN}", passwordHash: HASH, password: "" }]),
+      field: "snapshot.access_lists[0].users[0].username",
+      detail: /contains "\{" or "\}", which Caddy would read as a placeholder/,
+    },
+    {
+      name: "placeholder in the ACME e-mail",
+      edit: (s) => (s.settings!.general!.acmeEmail = "{env.CPM_INTERNAL_TOKEN}@example.com"),
+      field: "snapshot.settings.general.acme_email",
+      detail: /placeholder/,
+    },
+    {
+      name: "placeholder in a certificate id",
+      edit: (s) => (s.certificates[0]!.id = "{env.X}"),
+      field: "snapshot.certificates[0].id",
+      detail: /placeholder/,
+    },
+    {
+      name: "control character in a proxy host name",
+      edit: (s) => (s.proxyHosts[0]!.name = "a\u001b[31m"),
+      field: "snapshot.proxy_hosts[0].name",
+      detail: /control character \(U\+001B\)/,
+    },
+    {
+      name: "zone id in a domain",
+      edit: (s) => (s.proxyHosts[0]!.domains = ["fe80::1%eth0"]),
+      field: "snapshot.proxy_hosts[0].domains[0]",
+      detail: /zone/,
+    },
+    {
+      name: "zone id in an L4 listen address",
+      edit: (s) => (s.l4ProxyHosts[0]!.listenAddress = "[fe80::1%eth0]:80"),
+      field: "snapshot.l4_proxy_hosts[0].listen_address",
+      detail: /zone/,
+    },
   ];
   for (const { name, edit, field, detail } of bad) {
     test(`${name} -> ${field}`, () => {
@@ -217,7 +399,11 @@ describe("validateSnapshot", () => {
   test("a disabled host still owns its domains", () => {
     // h3 is disabled; reusing its domain elsewhere is still a conflict.
     const s = sealed((x) => x.proxyHosts[1]!.domains.push("c.example.com"));
-    assertValidationError(() => validateSnapshot(s), "snapshot.proxy_hosts[2].domains[0]", /also served by proxy host "h2"/);
+    assertValidationError(
+      () => validateSnapshot(s),
+      "snapshot.proxy_hosts[2].domains[0]",
+      /also served by proxy host "h2"/,
+    );
   });
 });
 
@@ -229,14 +415,21 @@ describe("validateSnapshotContent with the normalized resources of earlier calls
     assert.ok(normalized.has(s.proxyHosts[0]!), "each resource's normalized form is kept");
     // The same host objects, one of them now next to a new host serving its domain.
     const next = { ...s, proxyHosts: [...s.proxyHosts, host("h4", ["b.example.com"])] };
-    assertValidationError(() => validateSnapshotContent(next, "snapshot", normalized), "snapshot.proxy_hosts[3].domains[0]", /also served by proxy host "h2"/);
+    assertValidationError(
+      () => validateSnapshotContent(next, "snapshot", normalized),
+      "snapshot.proxy_hosts[3].domains[0]",
+      /also served by proxy host "h2"/,
+    );
   });
 
   test("normalizes a resource it has not seen", () => {
     const normalized = new WeakMap<object, unknown>();
     validateSnapshotContent(content(), "snapshot", normalized);
     const bad = { ...content(), proxyHosts: [host("h9", ["not a host name"])] };
-    assertValidationError(() => validateSnapshotContent(bad, "snapshot", normalized), "snapshot.proxy_hosts[0].domains[0]");
+    assertValidationError(
+      () => validateSnapshotContent(bad, "snapshot", normalized),
+      "snapshot.proxy_hosts[0].domains[0]",
+    );
   });
 });
 
@@ -288,11 +481,19 @@ describe("validateSnapshot with a SnapshotCheckMemo (resources unchanged since t
       s.contentSha256 = snapshotContentHash(s);
       const arrived = wire(s);
       const digests = validateSnapshot(arrived, "snapshot", memo);
-      assert.deepEqual(digests, contentDigests(arrived), `seed ${seed}, step ${step}: the digests equal a full recomputation`);
+      assert.deepEqual(
+        digests,
+        contentDigests(arrived),
+        `seed ${seed}, step ${step}: the digests equal a full recomputation`,
+      );
       // What is refused without the memo is refused with it.
       const tampered = wire(s);
       tampered.proxyHosts[0] = { ...tampered.proxyHosts[0]!, upstreams: ["tampered:1"] };
-      assert.throws(() => validateSnapshot(tampered, "snapshot", memo), /content_sha256/, `seed ${seed}, step ${step}: a content hash that does not match is refused`);
+      assert.throws(
+        () => validateSnapshot(tampered, "snapshot", memo),
+        /content_sha256/,
+        `seed ${seed}, step ${step}: a content hash that does not match is refused`,
+      );
     }
   });
 
@@ -315,19 +516,32 @@ describe("validateSnapshot with a SnapshotCheckMemo (resources unchanged since t
     const first = sealedWire();
     validateSnapshot(first, "snapshot", memo);
     const size = memo.size();
-    assert.equal(size, first.proxyHosts.length + first.l4ProxyHosts.length + first.certificates.length + first.accessLists.length);
+    assert.equal(
+      size,
+      first.proxyHosts.length + first.l4ProxyHosts.length + first.certificates.length + first.accessLists.length,
+    );
     const wrong = sealedWire((s) => void s.proxyHosts.push(host("h9", ["z.example.com"])));
     wrong.contentSha256 = "0".repeat(64);
     assert.throws(() => validateSnapshot(wrong, "snapshot", memo), /content_sha256/);
     assert.equal(memo.size(), size);
-    validateSnapshot(sealedWire((s) => void s.proxyHosts.splice(0, 1)), "snapshot", memo);
+    validateSnapshot(
+      sealedWire((s) => void s.proxyHosts.splice(0, 1)),
+      "snapshot",
+      memo,
+    );
     assert.equal(memo.size(), size - 1, "a resource absent from the last valid snapshot is forgotten");
   });
 });
 
 describe("sameValue", () => {
   test("equal decoded messages are the same; any difference in a member, element or type is not", () => {
-    const a = () => ({ id: "h1", domains: ["a.test", "b.test"], at: new Date(5), nested: { n: 1, flag: false }, raw: new Uint8Array([1, 2]) });
+    const a = () => ({
+      id: "h1",
+      domains: ["a.test", "b.test"],
+      at: new Date(5),
+      nested: { n: 1, flag: false },
+      raw: new Uint8Array([1, 2]),
+    });
     assert.ok(sameValue(a(), a()));
     assert.ok(!sameValue(a(), { ...a(), domains: ["a.test"] }));
     assert.ok(!sameValue(a(), { ...a(), domains: ["b.test", "a.test"] }), "order matters");

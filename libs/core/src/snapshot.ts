@@ -49,7 +49,10 @@ const sortedIds = (m: ReadonlyMap<string, unknown>) => [...m.keys()].sort((a, b)
  * a write costs O(change), not O(hosts). `ids`, when given, supplies each kind's ids already
  * sorted (a store's cached order).
  */
-export function contentHashOfDigests(d: ContentDigests, ids?: Partial<Record<ResourceKind, readonly string[]>>): string {
+export function contentHashOfDigests(
+  d: ContentDigests,
+  ids?: Partial<Record<ResourceKind, readonly string[]>>,
+): string {
   const chunks = (kind: ResourceKind) => {
     const digests = d[kind];
     const out: string[] = [];
@@ -65,7 +68,15 @@ export function contentHashOfDigests(d: ContentDigests, ids?: Partial<Record<Res
     if (lines !== "") out.push(chunkDigest(lines));
     return out;
   };
-  return contentHashOfChunks({ proxyHosts: chunks("proxyHosts"), l4ProxyHosts: chunks("l4ProxyHosts"), certificates: chunks("certificates"), accessLists: chunks("accessLists") }, d.settings);
+  return contentHashOfChunks(
+    {
+      proxyHosts: chunks("proxyHosts"),
+      l4ProxyHosts: chunks("l4ProxyHosts"),
+      certificates: chunks("certificates"),
+      accessLists: chunks("accessLists"),
+    },
+    d.settings,
+  );
 }
 
 /** The digest of one chunk of the content hash's input: sha256 of its lines, joined. */
@@ -83,9 +94,8 @@ export function digestLine(id: string, digest: string): string {
  * hash's input: its digest starts with a byte below 8, which 1 resource in 32 does.
  */
 export function endsChunk(digest: string): boolean {
-  return digest.charCodeAt(0) === 48 /* "0" */ && digest.charCodeAt(1) < 56 /* "8" */;
+  return digest.charCodeAt(0) === 48 /* "0" */ && digest.charCodeAt(1) < 56; /* "8" */
 }
-
 
 /**
  * The content hash from each kind's chunk digests, in id order, and the settings' digest:
@@ -155,7 +165,12 @@ interface Known {
   digest: string | undefined;
 }
 
-const emptyKinds = (): Record<ResourceKind, Map<string, Known>> => ({ proxyHosts: new Map(), l4ProxyHosts: new Map(), certificates: new Map(), accessLists: new Map() });
+const emptyKinds = (): Record<ResourceKind, Map<string, Known>> => ({
+  proxyHosts: new Map(),
+  l4ProxyHosts: new Map(),
+  certificates: new Map(),
+  accessLists: new Map(),
+});
 
 /**
  * Deep equality of decoded messages (plain objects, arrays, strings, numbers, booleans, Dates,
@@ -165,8 +180,10 @@ const emptyKinds = (): Record<ResourceKind, Map<string, Known>> => ({ proxyHosts
 export function sameValue(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
-  if (a instanceof Date || b instanceof Date) return a instanceof Date && b instanceof Date && a.getTime() === b.getTime();
-  if (a instanceof Uint8Array || b instanceof Uint8Array) return a instanceof Uint8Array && b instanceof Uint8Array && Buffer.compare(a, b) === 0;
+  if (a instanceof Date || b instanceof Date)
+    return a instanceof Date && b instanceof Date && a.getTime() === b.getTime();
+  if (a instanceof Uint8Array || b instanceof Uint8Array)
+    return a instanceof Uint8Array && b instanceof Uint8Array && Buffer.compare(a, b) === 0;
   if (Array.isArray(a) || Array.isArray(b)) {
     if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
     for (let i = 0; i < a.length; i++) if (!sameValue(a[i], b[i])) return false;
@@ -175,7 +192,11 @@ export function sameValue(a: unknown, b: unknown): boolean {
   const ka = Object.keys(a);
   if (ka.length !== Object.keys(b).length) return false;
   for (const k of ka) {
-    if (!Object.prototype.hasOwnProperty.call(b, k) || !sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+    if (
+      !Object.prototype.hasOwnProperty.call(b, k) ||
+      !sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])
+    )
+      return false;
   }
   return true;
 }
@@ -207,12 +228,22 @@ export class SnapshotCheckMemo {
       for (const x of s[kind] as { id: string }[]) {
         const before = known.get(x.id);
         if (!before) allKnown = false;
-        const entry: Known = before && sameValue(before.value, x) ? { ...before, value: x } : { value: x, normalized: undefined, digest: undefined };
+        const entry: Known =
+          before && sameValue(before.value, x)
+            ? { ...before, value: x }
+            : { value: x, normalized: undefined, digest: undefined };
         entries.set(x, entry);
         next[kind].set(x.id, entry);
       }
       const order = this.sorted[kind];
-      if (allKnown && order && next[kind].size === known.size && order.length === known.size && s[kind].length === known.size) sameIds[kind] = order;
+      if (
+        allKnown &&
+        order &&
+        next[kind].size === known.size &&
+        order.length === known.size &&
+        s[kind].length === known.size
+      )
+        sameIds[kind] = order;
     }
     return new SnapshotCheck(entries, next, sameIds, (sorted) => {
       this.known = next;
@@ -268,7 +299,13 @@ export class SnapshotCheck implements NormalizedMemo {
           return [x.id, e.digest];
         }),
       );
-    return { proxyHosts: of(s.proxyHosts), l4ProxyHosts: of(s.l4ProxyHosts), certificates: of(s.certificates), accessLists: of(s.accessLists), settings: resourceDigest(s.settings) };
+    return {
+      proxyHosts: of(s.proxyHosts),
+      l4ProxyHosts: of(s.l4ProxyHosts),
+      certificates: of(s.certificates),
+      accessLists: of(s.accessLists),
+      settings: resourceDigest(s.settings),
+    };
   }
 
   /** The snapshot was valid: the memo now holds its resources (and their order). */
@@ -285,19 +322,24 @@ export class SnapshotCheck implements NormalizedMemo {
  * normalized again (the checks across resources still run in full).
  */
 export function validateSnapshotContent(s: Snapshot, field = "snapshot", normalized?: NormalizedMemo): void {
-  const memo = <T extends object>(normalize: (x: T, field: string) => T) => (x: T, at: string): T => {
-    const known = normalized?.get(x) as T | undefined;
-    if (known) return known;
-    const n = normalize(x, at);
-    normalized?.set(x, n);
-    return n;
-  };
+  const memo =
+    <T extends object>(normalize: (x: T, field: string) => T) =>
+    (x: T, at: string): T => {
+      const known = normalized?.get(x) as T | undefined;
+      if (known) return known;
+      const n = normalize(x, at);
+      normalized?.set(x, n);
+      return n;
+    };
   const normalizeCertificate = memo(normalizeCertificateOnce);
   const normalizeAccessList = memo(normalizeAccessListOnce);
   const normalizeL4ProxyHost = memo(normalizeL4ProxyHostOnce);
   const normalizeProxyHost = memo(normalizeProxyHostOnce);
   if (s.schemaVersion !== SNAPSHOT_SCHEMA_VERSION) {
-    throw new ValidationError(`${field}.schema_version`, `${s.schemaVersion} is not supported (this build reads ${SNAPSHOT_SCHEMA_VERSION})`);
+    throw new ValidationError(
+      `${field}.schema_version`,
+      `${s.schemaVersion} is not supported (this build reads ${SNAPSHOT_SCHEMA_VERSION})`,
+    );
   }
   if (!s.masterInstanceId) throw new ValidationError(`${field}.master_instance_id`, "is required");
   if (!(s.version > 0)) throw new ValidationError(`${field}.version`, "must be positive");
@@ -307,11 +349,11 @@ export function validateSnapshotContent(s: Snapshot, field = "snapshot", normali
   uniqueIds(s.proxyHosts, `${field}.proxy_hosts`);
   uniqueNames(
     s.certificates.map((c, i) => normalizeCertificate(c, `${field}.certificates[${i}]`)),
-    `${field}.certificates`
+    `${field}.certificates`,
   );
   uniqueNames(
     s.accessLists.map((a, i) => normalizeAccessList(a, `${field}.access_lists[${i}]`)),
-    `${field}.access_lists`
+    `${field}.access_lists`,
   );
   const l4 = s.l4ProxyHosts.map((h, i) => normalizeL4ProxyHost(h, `${field}.l4_proxy_hosts[${i}]`));
   uniqueNames(l4, `${field}.l4_proxy_hosts`);
@@ -328,7 +370,8 @@ export function validateSnapshotContent(s: Snapshot, field = "snapshot", normali
     const n = hosts[i]!;
     n.domains.forEach((d, j) => {
       const owner = domainOwner.get(d);
-      if (owner !== undefined) throw new ValidationError(`${at}.domains[${j}]`, `"${d}" is also served by proxy host "${owner}"`);
+      if (owner !== undefined)
+        throw new ValidationError(`${at}.domains[${j}]`, `"${d}" is also served by proxy host "${owner}"`);
       domainOwner.set(d, h.id);
     });
     if (h.certificateId && !certIds.has(h.certificateId)) {
@@ -340,7 +383,10 @@ export function validateSnapshotContent(s: Snapshot, field = "snapshot", normali
   });
   s.l4ProxyHosts.forEach((h, i) => {
     if (h.certificateId && !certIds.has(h.certificateId)) {
-      throw new ValidationError(`${field}.l4_proxy_hosts[${i}].certificate_id`, `certificate "${h.certificateId}" is not in the snapshot`);
+      throw new ValidationError(
+        `${field}.l4_proxy_hosts[${i}].certificate_id`,
+        `certificate "${h.certificateId}" is not in the snapshot`,
+      );
     }
   });
 }
@@ -350,7 +396,11 @@ function uniqueNames(xs: { name: string }[], field: string): void {
   const first = new Map<string, number>();
   xs.forEach((x, i) => {
     const j = first.get(x.name);
-    if (j !== undefined) throw new ValidationError(`${field}[${i}].name`, `"${x.name}" is also the name of ${field}[${j}] (names are unique)`);
+    if (j !== undefined)
+      throw new ValidationError(
+        `${field}[${i}].name`,
+        `"${x.name}" is also the name of ${field}[${j}] (names are unique)`,
+      );
     first.set(x.name, i);
   });
 }

@@ -17,16 +17,37 @@ const HASH = `$2b$10$${"a".repeat(53)}`;
 type Case = [field: string, withValue: (value: string) => unknown];
 
 const proxyHost = (over: Partial<ProxyHost>) => () =>
-  normalizeProxyHost(ProxyHost.fromPartial({ name: "site", domains: ["a.example.com"], upstreams: ["10.0.0.1:80"], ...over }));
+  normalizeProxyHost(
+    ProxyHost.fromPartial({ name: "site", domains: ["a.example.com"], upstreams: ["10.0.0.1:80"], ...over }),
+  );
 const l4Host = (over: Partial<L4ProxyHost>) => () =>
-  normalizeL4ProxyHost(L4ProxyHost.fromPartial({ name: "db", listenAddress: ":5432", upstreams: ["10.0.0.2:5432"], ...over }));
-const sniHost = (over: Partial<L4ProxyHost>) => l4Host({ listenAddress: ":443", matcher: L4Matcher.L4_MATCHER_TLS_SNI, matcherValues: ["db.example.com"], ...over });
+  normalizeL4ProxyHost(
+    L4ProxyHost.fromPartial({ name: "db", listenAddress: ":5432", upstreams: ["10.0.0.2:5432"], ...over }),
+  );
+const sniHost = (over: Partial<L4ProxyHost>) =>
+  l4Host({ listenAddress: ":443", matcher: L4Matcher.L4_MATCHER_TLS_SNI, matcherValues: ["db.example.com"], ...over });
 const certificate = (over: Partial<Certificate>) => () =>
-  normalizeCertificate(Certificate.fromPartial({ name: "c", type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames: ["a.example.com"], ...over }));
+  normalizeCertificate(
+    Certificate.fromPartial({
+      name: "c",
+      type: CertificateType.CERTIFICATE_TYPE_MANAGED,
+      domainNames: ["a.example.com"],
+      ...over,
+    }),
+  );
 const accessList = (over: Partial<AccessList>) => () =>
-  normalizeAccessList(AccessList.fromPartial({ name: "office", users: [{ username: "ops", passwordHash: HASH }], allow: ["10.0.0.0/8"], ...over }));
-const settings = (general: Partial<Settings["general"]>, acme: Partial<Settings["acme"]> = {}) => () =>
-  normalizeSettings(Settings.fromPartial({ general, acme }));
+  normalizeAccessList(
+    AccessList.fromPartial({
+      name: "office",
+      users: [{ username: "ops", passwordHash: HASH }],
+      allow: ["10.0.0.0/8"],
+      ...over,
+    }),
+  );
+const settings =
+  (general: Partial<Settings["general"]>, acme: Partial<Settings["acme"]> = {}) =>
+  () =>
+    normalizeSettings(Settings.fromPartial({ general, acme }));
 
 /** Every name, label and description: control characters are refused. */
 const LABELS: Case[] = [
@@ -35,7 +56,10 @@ const LABELS: Case[] = [
   ["certificate.name", (v) => certificate({ name: v })()],
   ["access_list.name", (v) => accessList({ name: v })()],
   ["access_list.description", (v) => accessList({ description: v })()],
-  ["access_list.users[0].username", (v) => accessList({ users: [{ username: v, passwordHash: HASH, password: "" }] })()],
+  [
+    "access_list.users[0].username",
+    (v) => accessList({ users: [{ username: v, passwordHash: HASH, password: "" }] })(),
+  ],
 ];
 
 /** Every address (host names, IPs, host:port, CIDRs): zone ids are refused. */
@@ -53,7 +77,10 @@ const ADDRESSES: [field: string, withValue: (value: string) => unknown, zoned: s
 
 /** Every free-form value the renderer writes into Caddy's config: placeholder braces are refused. */
 const CADDY_VALUES: Case[] = [
-  ["access_list.users[0].username", (v) => accessList({ users: [{ username: v, passwordHash: HASH, password: "" }] })()],
+  [
+    "access_list.users[0].username",
+    (v) => accessList({ users: [{ username: v, passwordHash: HASH, password: "" }] })(),
+  ],
   ["settings.general.acme_email", (v) => settings({ acmeEmail: `${v}@example.com` })()],
   ["settings.general.acme_email", (v) => settings({ acmeEmail: `ops@${v}.example.com` })()],
   ["settings.acme.ca_url", (v) => settings({}, { caUrl: `https://acme.example.com/${v}` })()],
@@ -95,21 +122,28 @@ describe("control characters in names and labels", () => {
   for (const [field, withValue] of LABELS) {
     test(`${field}: a plain value is accepted`, () => assert.doesNotThrow(() => withValue("Office web-1 (ops)")));
     for (const [what, c] of CONTROLS) {
-      test(`${field}: ${what} is refused`, () => assertValidationError(() => withValue(`a${c}b`), field, /control character \(U\+[0-9A-F]{4}\)/));
+      test(`${field}: ${what} is refused`, () =>
+        assertValidationError(() => withValue(`a${c}b`), field, /control character \(U\+[0-9A-F]{4}\)/));
     }
   }
 });
 
 describe("zone ids in addresses", () => {
   for (const [field, withValue, zoned] of ADDRESSES) {
-    test(`${field}: ${JSON.stringify(zoned)} is refused`, () => assertValidationError(() => withValue(zoned), field, /zone id/));
+    test(`${field}: ${JSON.stringify(zoned)} is refused`, () =>
+      assertValidationError(() => withValue(zoned), field, /zone id/));
   }
 });
 
 describe("placeholder braces in values Caddy reads", () => {
   for (const [field, withValue] of CADDY_VALUES) {
     for (const p of PLACEHOLDERS) {
-      test(`${field}: ${JSON.stringify(p)} is refused`, () => assertValidationError(() => withValue(p), field, /contains "\{" or "\}", which Caddy would read as a placeholder/));
+      test(`${field}: ${JSON.stringify(p)} is refused`, () =>
+        assertValidationError(
+          () => withValue(p),
+          field,
+          /contains "\{" or "\}", which Caddy would read as a placeholder/,
+        ));
     }
   }
 
@@ -123,15 +157,24 @@ describe("placeholder braces in values Caddy reads", () => {
   test("ca_url comes back without white space, braces or control characters", () => {
     const out = normalizeSettings(Settings.fromPartial({ acme: { caUrl: "  https://acme.example.com/dir?x=1  " } }));
     assert.equal(out.acme!.caUrl, "https://acme.example.com/dir?x=1");
-    for (const bad of ["https://acme.exa\nmple.com/dir", "https://acme.example.com/d ir", "https://acme.example.com/\tdir"]) {
-      assertValidationError(() => normalizeSettings(Settings.fromPartial({ acme: { caUrl: bad } })), "settings.acme.ca_url");
+    for (const bad of [
+      "https://acme.exa\nmple.com/dir",
+      "https://acme.example.com/d ir",
+      "https://acme.example.com/\tdir",
+    ]) {
+      assertValidationError(
+        () => normalizeSettings(Settings.fromPartial({ acme: { caUrl: bad } })),
+        "settings.acme.ca_url",
+      );
     }
   });
 });
 
 describe("text rule primitives", () => {
-  test("checkCaddyText accepts ordinary text, including non-ASCII", () => assert.doesNotThrow(() => checkCaddyText("Zoë ops-1 $%&", "f")));
-  test("checkNoControl allows braces (labels are never Caddy values)", () => assert.doesNotThrow(() => checkNoControl("team {a}", "f")));
+  test("checkCaddyText accepts ordinary text, including non-ASCII", () =>
+    assert.doesNotThrow(() => checkCaddyText("Zoë ops-1 $%&", "f")));
+  test("checkNoControl allows braces (labels are never Caddy values)", () =>
+    assert.doesNotThrow(() => checkNoControl("team {a}", "f")));
   test("checkId accepts UUIDs and refuses spaces and slashes", () => {
     assert.equal(checkId("3f2b8c1e-6a4d-4b8e-9f0a-1c2d3e4f5a6b", "f"), "3f2b8c1e-6a4d-4b8e-9f0a-1c2d3e4f5a6b");
     assertValidationError(() => checkId("a b", "f"), "f", /is not an id/);

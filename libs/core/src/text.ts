@@ -26,7 +26,8 @@ export function checkNoControl(raw: string, field: string): void {
 
 /** Refuses "{" and "}", which Caddy would read as a placeholder. */
 export function checkNoPlaceholder(raw: string, field: string): void {
-  if (PLACEHOLDER.test(raw)) throw new ValidationError(field, `contains "{" or "}", which Caddy would read as a placeholder`);
+  if (PLACEHOLDER.test(raw))
+    throw new ValidationError(field, `contains "{" or "}", which Caddy would read as a placeholder`);
 }
 
 /** A value written into Caddy's config: no placeholder braces, no control characters. */
@@ -44,6 +45,7 @@ const ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
  */
 export function checkId(raw: string, field: string): string {
   checkCaddyText(raw, field);
-  if (!ID.test(raw)) throw new ValidationError(field, `"${raw}" is not an id (letters, digits, ".", "_", ":" and "-", at most 128)`);
+  if (!ID.test(raw))
+    throw new ValidationError(field, `"${raw}" is not an id (letters, digits, ".", "_", ":" and "-", at most 128)`);
   return raw;
 }

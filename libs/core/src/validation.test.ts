@@ -93,7 +93,8 @@ describe("parseUpstream", () => {
     ["", "empty", /is not host:port/],
   ];
   for (const [input, why, detail] of invalid) {
-    test(`invalid (${why}): ${JSON.stringify(input)}`, () => assertValidationError(() => parseUpstream(input, "h.upstreams[2]"), "h.upstreams[2]", detail));
+    test(`invalid (${why}): ${JSON.stringify(input)}`, () =>
+      assertValidationError(() => parseUpstream(input, "h.upstreams[2]"), "h.upstreams[2]", detail));
   }
 });
 
@@ -120,30 +121,112 @@ describe("normalizeProxyHost", () => {
     { name: "blank name", over: { name: "   " }, field: "proxy_host.name", detail: /is required/ },
     { name: "name > 200 chars", over: { name: "n".repeat(201) }, field: "proxy_host.name", detail: /longer than 200/ },
     { name: "no domains", over: { domains: [] }, field: "proxy_host.domains", detail: /at least one domain/ },
-    { name: "101 domains", over: { domains: Array.from({ length: 101 }, (_, i) => `d${i}.example.com`) }, field: "proxy_host.domains", detail: /at most 100/ },
-    { name: "bad first domain", over: { domains: ["bad domain"] }, field: "proxy_host.domains[0]", detail: /"bad domain" is not a valid host name/ },
-    { name: "bad second domain", over: { domains: ["ok.example.com", "-bad.example.com"] }, field: "proxy_host.domains[1]", detail: /not a valid host name/ },
-    { name: "empty domain", over: { domains: ["ok.example.com", "x.example.com", ""] }, field: "proxy_host.domains[2]", detail: /must not be empty/ },
-    { name: "duplicate domain", over: { domains: ["a.example.com", "b.example.com", "a.example.com"] }, field: "proxy_host.domains[2]", detail: /"a\.example\.com" is listed twice/ },
-    { name: "duplicate domain differing only in case", over: { domains: ["A.example.com", "a.EXAMPLE.com"] }, field: "proxy_host.domains[1]", detail: /listed twice/ },
+    {
+      name: "101 domains",
+      over: { domains: Array.from({ length: 101 }, (_, i) => `d${i}.example.com`) },
+      field: "proxy_host.domains",
+      detail: /at most 100/,
+    },
+    {
+      name: "bad first domain",
+      over: { domains: ["bad domain"] },
+      field: "proxy_host.domains[0]",
+      detail: /"bad domain" is not a valid host name/,
+    },
+    {
+      name: "bad second domain",
+      over: { domains: ["ok.example.com", "-bad.example.com"] },
+      field: "proxy_host.domains[1]",
+      detail: /not a valid host name/,
+    },
+    {
+      name: "empty domain",
+      over: { domains: ["ok.example.com", "x.example.com", ""] },
+      field: "proxy_host.domains[2]",
+      detail: /must not be empty/,
+    },
+    {
+      name: "duplicate domain",
+      over: { domains: ["a.example.com", "b.example.com", "a.example.com"] },
+      field: "proxy_host.domains[2]",
+      detail: /"a\.example\.com" is listed twice/,
+    },
+    {
+      name: "duplicate domain differing only in case",
+      over: { domains: ["A.example.com", "a.EXAMPLE.com"] },
+      field: "proxy_host.domains[1]",
+      detail: /listed twice/,
+    },
     { name: "no upstreams", over: { upstreams: [] }, field: "proxy_host.upstreams", detail: /at least one upstream/ },
-    { name: "upstream without port", over: { upstreams: ["app"] }, field: "proxy_host.upstreams[0]", detail: /is not host:port/ },
-    { name: "second upstream port 0", over: { upstreams: ["a:1", "b:0"] }, field: "proxy_host.upstreams[1]", detail: /port 0/ },
-    { name: "mixed http:// and https:// upstreams", over: { upstreams: ["http://a:80", "https://b:443"] }, field: "proxy_host.upstreams", detail: /mixes http and https/ },
-    { name: "mixed implicit http and https upstreams", over: { upstreams: ["https://a:443", "b:80"] }, field: "proxy_host.upstreams", detail: /mixes http and https/ },
-    { name: "unknown load balancing policy", over: { loadBalancing: 42 as LoadBalancingPolicy }, field: "proxy_host.load_balancing", detail: /42 is not a known value/ },
-    { name: "UNRECOGNIZED load balancing policy", over: { loadBalancing: LoadBalancingPolicy.UNRECOGNIZED }, field: "proxy_host.load_balancing" },
-    { name: "ssl_forced without certificate_id", over: { sslForced: true }, field: "proxy_host.ssl_forced", detail: /needs certificate_id/ },
-    { name: "ssl_forced with a blank certificate_id", over: { sslForced: true, certificateId: "  " }, field: "proxy_host.ssl_forced", detail: /needs certificate_id/ },
-    { name: "hsts_enabled without certificate_id", over: { hstsEnabled: true }, field: "proxy_host.hsts_enabled", detail: /needs certificate_id/ },
-    { name: "hsts_subdomains without hsts_enabled", over: { certificateId: "c1", hstsSubdomains: true }, field: "proxy_host.hsts_subdomains", detail: /needs hsts_enabled/ },
+    {
+      name: "upstream without port",
+      over: { upstreams: ["app"] },
+      field: "proxy_host.upstreams[0]",
+      detail: /is not host:port/,
+    },
+    {
+      name: "second upstream port 0",
+      over: { upstreams: ["a:1", "b:0"] },
+      field: "proxy_host.upstreams[1]",
+      detail: /port 0/,
+    },
+    {
+      name: "mixed http:// and https:// upstreams",
+      over: { upstreams: ["http://a:80", "https://b:443"] },
+      field: "proxy_host.upstreams",
+      detail: /mixes http and https/,
+    },
+    {
+      name: "mixed implicit http and https upstreams",
+      over: { upstreams: ["https://a:443", "b:80"] },
+      field: "proxy_host.upstreams",
+      detail: /mixes http and https/,
+    },
+    {
+      name: "unknown load balancing policy",
+      over: { loadBalancing: 42 as LoadBalancingPolicy },
+      field: "proxy_host.load_balancing",
+      detail: /42 is not a known value/,
+    },
+    {
+      name: "UNRECOGNIZED load balancing policy",
+      over: { loadBalancing: LoadBalancingPolicy.UNRECOGNIZED },
+      field: "proxy_host.load_balancing",
+    },
+    {
+      name: "ssl_forced without certificate_id",
+      over: { sslForced: true },
+      field: "proxy_host.ssl_forced",
+      detail: /needs certificate_id/,
+    },
+    {
+      name: "ssl_forced with a blank certificate_id",
+      over: { sslForced: true, certificateId: "  " },
+      field: "proxy_host.ssl_forced",
+      detail: /needs certificate_id/,
+    },
+    {
+      name: "hsts_enabled without certificate_id",
+      over: { hstsEnabled: true },
+      field: "proxy_host.hsts_enabled",
+      detail: /needs certificate_id/,
+    },
+    {
+      name: "hsts_subdomains without hsts_enabled",
+      over: { certificateId: "c1", hstsSubdomains: true },
+      field: "proxy_host.hsts_subdomains",
+      detail: /needs hsts_enabled/,
+    },
   ];
   for (const { name, over, field, detail } of errors) {
     test(`${name} -> ${field}`, () => assertValidationError(() => normalizeProxyHost(host(over)), field, detail));
   }
 
   test("the field prefix is the caller's", () => {
-    assertValidationError(() => normalizeProxyHost(host({ domains: ["ok.com", "b a.com"] }), "snapshot.proxy_hosts[3]"), "snapshot.proxy_hosts[3].domains[1]");
+    assertValidationError(
+      () => normalizeProxyHost(host({ domains: ["ok.com", "b a.com"] }), "snapshot.proxy_hosts[3]"),
+      "snapshot.proxy_hosts[3].domains[1]",
+    );
   });
 
   test("normalized output: trimmed, lower-cased, canonical upstreams, other fields kept", () => {
@@ -175,8 +258,14 @@ describe("normalizeProxyHost", () => {
   });
 
   test("https upstreams keep their scheme; http:// is dropped", () => {
-    assert.deepEqual(normalizeProxyHost(host({ upstreams: ["https://A:443", "https://[::1]:8443"] })).upstreams, ["https://a:443", "https://[::1]:8443"]);
-    assert.deepEqual(normalizeProxyHost(host({ upstreams: ["http://a:80", "[::1]:81"] })).upstreams, ["a:80", "[::1]:81"]);
+    assert.deepEqual(normalizeProxyHost(host({ upstreams: ["https://A:443", "https://[::1]:8443"] })).upstreams, [
+      "https://a:443",
+      "https://[::1]:8443",
+    ]);
+    assert.deepEqual(normalizeProxyHost(host({ upstreams: ["http://a:80", "[::1]:81"] })).upstreams, [
+      "a:80",
+      "[::1]:81",
+    ]);
   });
 
   test("enabled defaults to true when unset, and false stays false", () => {
@@ -194,7 +283,9 @@ describe("normalizeProxyHost", () => {
   });
 
   test("ssl_forced and HSTS with subdomains are accepted with a certificate", () => {
-    const n = normalizeProxyHost(host({ certificateId: "c1", sslForced: true, hstsEnabled: true, hstsSubdomains: true }));
+    const n = normalizeProxyHost(
+      host({ certificateId: "c1", sslForced: true, hstsEnabled: true, hstsSubdomains: true }),
+    );
     assert.equal(n.sslForced, true);
     assert.equal(n.hstsSubdomains, true);
   });

@@ -84,16 +84,22 @@ export function normalizeProxyHost(input: ProxyHost, field = "proxy_host"): Prox
   const domains = input.domains.map((d, i) => checkHostName(d, `${field}.domains[${i}]`));
   const dup = domains.findIndex((d, i) => domains.indexOf(d) !== i);
   if (dup >= 0) throw new ValidationError(`${field}.domains[${dup}]`, `"${domains[dup]}" is listed twice`);
-  if (input.upstreams.length === 0) throw new ValidationError(`${field}.upstreams`, "at least one upstream is required");
+  if (input.upstreams.length === 0)
+    throw new ValidationError(`${field}.upstreams`, "at least one upstream is required");
   const upstreams = input.upstreams.map((u, i) => {
     const p = parseUpstream(u, `${field}.upstreams[${i}]`);
     return p.scheme === "https" ? `https://${p.dial}` : p.dial;
   });
   const schemes = new Set(upstreams.map((u) => u.startsWith("https://")));
-  if (schemes.size > 1) throw new ValidationError(`${field}.upstreams`, "mixes http and https upstreams; use one scheme per proxy host");
+  if (schemes.size > 1)
+    throw new ValidationError(`${field}.upstreams`, "mixes http and https upstreams; use one scheme per proxy host");
   checkEnum(input.loadBalancing, LoadBalancingPolicy, `${field}.load_balancing`);
   // HTTPS is served from the host's certificate, so forcing it (or HSTS) needs one.
-  if (input.sslForced && !certificateId) throw new ValidationError(`${field}.ssl_forced`, "needs certificate_id (HTTPS is served with the host's certificate)");
+  if (input.sslForced && !certificateId)
+    throw new ValidationError(
+      `${field}.ssl_forced`,
+      "needs certificate_id (HTTPS is served with the host's certificate)",
+    );
   if (input.hstsEnabled && !certificateId) throw new ValidationError(`${field}.hsts_enabled`, "needs certificate_id");
   if (input.hstsSubdomains && !input.hstsEnabled) {
     throw new ValidationError(`${field}.hsts_subdomains`, "needs hsts_enabled");

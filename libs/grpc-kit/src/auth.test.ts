@@ -44,7 +44,10 @@ describe("sharedTokenAuthenticator", () => {
     assert.equal(await auth(md("Bearer internal-token-0123456789")), INTERNAL);
   });
 
-  for (const [name, header] of [["a wrong token", "Bearer internal-token-0123456788"], ["no token", undefined]] as const) {
+  for (const [name, header] of [
+    ["a wrong token", "Bearer internal-token-0123456788"],
+    ["no token", undefined],
+  ] as const) {
     it(`refuses ${name} with UNAUTHENTICATED naming what was expected, never echoing the token`, async () => {
       const err = await auth(md(header)).then(
         () => assert.fail("admitted"),

@@ -24,7 +24,8 @@ export const SNAPSHOT_MESSAGE_MARGIN_BYTES = 1024 * 1024;
  * listener, the renderer): the largest snapshot a slave accepts (CPM_SYNC_MAX_MESSAGE_BYTES)
  * plus a margin, so nothing larger than what sync can carry is ever read.
  */
-export const snapshotReceiveLimit = (syncMaxMessageBytes: number): number => syncMaxMessageBytes + SNAPSHOT_MESSAGE_MARGIN_BYTES;
+export const snapshotReceiveLimit = (syncMaxMessageBytes: number): number =>
+  syncMaxMessageBytes + SNAPSHOT_MESSAGE_MARGIN_BYTES;
 
 export interface ChannelOptions {
   /** Use TLS; verify against `caFile` or the system roots. */
@@ -67,8 +68,15 @@ type UnaryMethod<Req, Res> = (
 ) => unknown;
 
 /** Promise form of a generated unary client method, with bearer metadata, the active trace context and a deadline. */
-export function unary<Req, Res>(method: UnaryMethod<Req, Res>, req: Req, token: string | undefined, deadlineMs = 10_000): Promise<Res> {
+export function unary<Req, Res>(
+  method: UnaryMethod<Req, Res>,
+  req: Req,
+  token: string | undefined,
+  deadlineMs = 10_000,
+): Promise<Res> {
   return new Promise((resolve, reject) => {
-    method(req, injectTraceContext(withBearer(token)), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
+    method(req, injectTraceContext(withBearer(token)), { deadline: Date.now() + deadlineMs }, (err, res) =>
+      err ? reject(err) : resolve(res),
+    );
   });
 }

@@ -1,4 +1,17 @@
-import { ApplySnapshotRequest, ApplySnapshotResponse, CaddyRendererClient, CaddyRendererService, ConfigServiceClient, ConfigServiceService, LoadSnapshotRequest, LoadSnapshotResponse, WatchConfigRequest, type RecordCertificateIssuanceRequest, type RenderStatus, type Snapshot } from "@cpm/proto";
+import {
+  ApplySnapshotRequest,
+  ApplySnapshotResponse,
+  CaddyRendererClient,
+  CaddyRendererService,
+  ConfigServiceClient,
+  ConfigServiceService,
+  LoadSnapshotRequest,
+  LoadSnapshotResponse,
+  WatchConfigRequest,
+  type RecordCertificateIssuanceRequest,
+  type RenderStatus,
+  type Snapshot,
+} from "@cpm/proto";
 import type { TraceCarrier } from "./tracing.ts";
 import { decodeNotice, readSnapshotFrame, type SnapshotFrame } from "./snapshot-frame.ts";
 import { SnapshotDecoder } from "./snapshot-decoder.ts";
@@ -38,7 +51,13 @@ interface SnapshotMethod<Res> {
 }
 
 /** One unary call whose request is a SnapshotPayload; bearer, trace context and deadline as `unary`. */
-function sendSnapshot<Res>(client: Client, def: SnapshotMethod<Res>, payload: SnapshotPayload, token: string | undefined, deadlineMs: number): Promise<Res> {
+function sendSnapshot<Res>(
+  client: Client,
+  def: SnapshotMethod<Res>,
+  payload: SnapshotPayload,
+  token: string | undefined,
+  deadlineMs: number,
+): Promise<Res> {
   const serialize = def.requestSerialize as (r: unknown) => Buffer;
   return new Promise((resolve, reject) => {
     client.makeUnaryRequest(
@@ -110,7 +129,12 @@ export class ConfigClient {
    * jittered backoff. `onCommit` gets the current version at once on every (re)connect.
    * With `withSnapshot`, a notice of the then current version carries its snapshot frame.
    */
-  async watch(onCommit: (c: CommitNotice) => void, log: Logger, signal: AbortSignal, opts: { withSnapshot?: boolean } = {}): Promise<void> {
+  async watch(
+    onCommit: (c: CommitNotice) => void,
+    log: Logger,
+    signal: AbortSignal,
+    opts: { withSnapshot?: boolean } = {},
+  ): Promise<void> {
     let attempt = 0;
     const request = WatchConfigRequest.fromPartial({ includeSnapshot: opts.withSnapshot ?? false });
     while (!signal.aborted) {
@@ -180,7 +204,11 @@ export class RendererClient {
       let last: RenderStatus | undefined;
       const timer = setTimeout(() => {
         stream.cancel();
-        reject(new Error(`renderer did not report the expected state within ${timeoutMs} ms${last?.lastError ? ` (last error: ${last.lastError})` : ""}`));
+        reject(
+          new Error(
+            `renderer did not report the expected state within ${timeoutMs} ms${last?.lastError ? ` (last error: ${last.lastError})` : ""}`,
+          ),
+        );
       }, timeoutMs);
       stream.on("data", (m: { status?: RenderStatus }) => {
         if (!m.status) return;

@@ -41,7 +41,8 @@ export function toServiceError(err: unknown, log: Logger): Partial<ServiceError>
     const target = (err as { meta?: { target?: unknown } }).meta?.target;
     return { code: status.ALREADY_EXISTS, details: `already exists${target ? ` (${String(target)})` : ""}` };
   }
-  if (prismaCode === "P2003") return { code: status.FAILED_PRECONDITION, details: "the resource is still referenced by another one" };
+  if (prismaCode === "P2003")
+    return { code: status.FAILED_PRECONDITION, details: "the resource is still referenced by another one" };
   if (isServiceError(err) && err.code === status.UNAVAILABLE) {
     return { code: status.UNAVAILABLE, details: "a dependency is unavailable, try again" };
   }

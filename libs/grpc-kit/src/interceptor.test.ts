@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Server, ServerCredentials, status } from "@grpc/grpc-js";
-import { GetSyncStatusResponse, SyncDispatcherClient, SyncDispatcherService, type SyncDispatcherServer } from "@cpm/proto";
+import {
+  GetSyncStatusResponse,
+  SyncDispatcherClient,
+  SyncDispatcherService,
+  type SyncDispatcherServer,
+} from "@cpm/proto";
 import { createLogger } from "@cpm/core";
 import { sharedTokenAuthenticator, type Principal } from "./auth.ts";
 import { channelCredentials, unary } from "./client.ts";
@@ -13,7 +18,10 @@ import { rawGrpcCall } from "./testing.ts";
 const log = createLogger("test", "silent");
 const TOKEN = "sync-token-0123456789abcdef";
 const MASTER: Principal = { kind: "sync_master", name: "master", role: "admin" };
-const POLICY = definePolicy("cpm.sync.v1.SyncDispatcher", { GetSyncStatus: ["sync_master"], TriggerFullSync: ["sync_master"] });
+const POLICY = definePolicy("cpm.sync.v1.SyncDispatcher", {
+  GetSyncStatus: ["sync_master"],
+  TriggerFullSync: ["sync_master"],
+});
 const LIMIT = 64 * 1024;
 const TRIGGER = "/cpm.sync.v1.SyncDispatcher/TriggerFullSync";
 
@@ -71,7 +79,10 @@ describe("GrpcServer access interceptor", () => {
 
   it("refuses a call without a token with UNAUTHENTICATED, and the handler never runs", async () => {
     seen.length = 0;
-    await assert.rejects(unary(client.triggerFullSync.bind(client), { slaveName: "" }, undefined), (e: { code: number }) => e.code === status.UNAUTHENTICATED);
+    await assert.rejects(
+      unary(client.triggerFullSync.bind(client), { slaveName: "" }, undefined),
+      (e: { code: number }) => e.code === status.UNAUTHENTICATED,
+    );
     assert.deepEqual(seen, []);
   });
 
@@ -83,10 +94,17 @@ describe("GrpcServer access interceptor", () => {
   });
 
   it("answers an authenticated oversized request with RESOURCE_EXHAUSTED naming the variable, from the frame header", async () => {
-    const r = await rawGrpcCall(address, TRIGGER, { token: TOKEN, announcedBytes: 70 * 1024 * 1024, sentBytes: 16 * 1024 });
+    const r = await rawGrpcCall(address, TRIGGER, {
+      token: TOKEN,
+      announcedBytes: 70 * 1024 * 1024,
+      sentBytes: 16 * 1024,
+    });
     assert.equal(r.code, status.RESOURCE_EXHAUSTED, r.details);
     assert.equal(r.requestEnded, false);
-    assert.equal(r.details, `request message of ${70 * 1024 * 1024} bytes is over the limit of ${LIMIT} bytes (CPM_SYNC_MAX_MESSAGE_BYTES)`);
+    assert.equal(
+      r.details,
+      `request message of ${70 * 1024 * 1024} bytes is over the limit of ${LIMIT} bytes (CPM_SYNC_MAX_MESSAGE_BYTES)`,
+    );
   });
 
   it("reads a message within the limit", async () => {
@@ -109,7 +127,10 @@ describe("GrpcServer access interceptor", () => {
 
   it("refuses at start-up a table that misses a method", () => {
     const partial = definePolicy("cpm.sync.v1.SyncDispatcher", { GetSyncStatus: ["viewer"] });
-    assert.throws(() => new GrpcServer({ log, authenticate: async () => MASTER }).add(SyncDispatcherService, {}, partial), /no entry for TriggerFullSync/);
+    assert.throws(
+      () => new GrpcServer({ log, authenticate: async () => MASTER }).add(SyncDispatcherService, {}, partial),
+      /no entry for TriggerFullSync/,
+    );
   });
 });
 
@@ -117,22 +138,33 @@ describe("accessInterceptor on a plain server", () => {
   it("fails closed: a method missing from the table is refused, even with a valid token", async () => {
     let ran = 0;
     const server = new Server({
-      interceptors: [accessInterceptor({ policies: new Map([["/cpm.sync.v1.SyncDispatcher/GetSyncStatus", ["public"]]]), authenticate: async () => MASTER, log })],
+      interceptors: [
+        accessInterceptor({
+          policies: new Map([["/cpm.sync.v1.SyncDispatcher/GetSyncStatus", ["public"]]]),
+          authenticate: async () => MASTER,
+          log,
+        }),
+      ],
     });
     server.addService(SyncDispatcherService, {
-      getSyncStatus: (_c: unknown, cb: (e: null, r: unknown) => void) => cb(null, GetSyncStatusResponse.fromPartial({})),
+      getSyncStatus: (_c: unknown, cb: (e: null, r: unknown) => void) =>
+        cb(null, GetSyncStatusResponse.fromPartial({})),
       triggerFullSync: (_c: unknown, cb: (e: null, r: unknown) => void) => {
         ran++;
         cb(null, { version: 1 });
       },
     });
-    const port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
     try {
       const r = await rawGrpcCall(`127.0.0.1:${port}`, TRIGGER, { token: TOKEN, announcedBytes: 0 });
       assert.equal(r.code, status.PERMISSION_DENIED);
       assert.equal(r.details, "TriggerFullSync has no access policy on this server");
       assert.equal(ran, 0);
-      const open = await rawGrpcCall(`127.0.0.1:${port}`, "/cpm.sync.v1.SyncDispatcher/GetSyncStatus", { announcedBytes: 0 });
+      const open = await rawGrpcCall(`127.0.0.1:${port}`, "/cpm.sync.v1.SyncDispatcher/GetSyncStatus", {
+        announcedBytes: 0,
+      });
       assert.equal(open.code, status.OK, open.details);
     } finally {
       server.forceShutdown();

@@ -46,7 +46,11 @@ export function accessInterceptor(opts: AccessInterceptorOptions): ServerInterce
               },
               (err) => {
                 const s = toServiceError(err, opts.log.child({ method: descriptor.path.slice(1) }));
-                call.sendStatus({ code: s.code ?? status.INTERNAL, details: s.details ?? "internal error", metadata: new Metadata() });
+                call.sendStatus({
+                  code: s.code ?? status.INTERNAL,
+                  details: s.details ?? "internal error",
+                  metadata: new Metadata(),
+                });
               },
             );
           },
@@ -73,7 +77,10 @@ async function admit(path: string, metadata: Metadata, opts: AccessInterceptorOp
  */
 function nameLimitInStatus(call: ServerInterceptingCallInterface, variable: string): void {
   const send = call.sendStatus.bind(call);
-  call.sendStatus = (s) => send(s.code === status.RESOURCE_EXHAUSTED && s.details ? { ...s, details: oversizeDetails(s.details, variable) } : s);
+  call.sendStatus = (s) =>
+    send(
+      s.code === status.RESOURCE_EXHAUSTED && s.details ? { ...s, details: oversizeDetails(s.details, variable) } : s,
+    );
 }
 
 /** grpc-js's text for a received message over the limit, rewritten to name `variable`; other texts unchanged. */

@@ -3,7 +3,12 @@ import { spawnSync } from "node:child_process";
 import { createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
-import { GetSyncStatusResponse, SyncDispatcherClient, SyncDispatcherService, type SyncDispatcherServer } from "@cpm/proto";
+import {
+  GetSyncStatusResponse,
+  SyncDispatcherClient,
+  SyncDispatcherService,
+  type SyncDispatcherServer,
+} from "@cpm/proto";
 import { createLogger, ValidationError } from "@cpm/core";
 import { Counter, Registry } from "prom-client";
 import { sharedTokenAuthenticator } from "./auth.ts";
@@ -14,7 +19,10 @@ import { GrpcServer, type AsyncService } from "./server.ts";
 
 const log = createLogger("test", "silent");
 const TOKEN = "metrics-test-token-0123456789";
-const POLICY = definePolicy("cpm.sync.v1.SyncDispatcher", { GetSyncStatus: ["sync_master"], TriggerFullSync: ["sync_master"] });
+const POLICY = definePolicy("cpm.sync.v1.SyncDispatcher", {
+  GetSyncStatus: ["sync_master"],
+  TriggerFullSync: ["sync_master"],
+});
 
 /** The value of one sample line of a Prometheus text exposition, or undefined when absent. */
 function sample(text: string, series: string): number | undefined {
@@ -40,11 +48,15 @@ describe("gRPC server metrics and the /metrics listener", () => {
         throw new ValidationError("slave_name", "no such slave");
       },
     };
-    server = new GrpcServer({ log, authenticate: sharedTokenAuthenticator(TOKEN, { kind: "sync_master", name: "master", role: "admin" }, "sync token"), metricsRegistry: registry }).add(
-      SyncDispatcherService,
-      impl,
-      POLICY,
-    );
+    server = new GrpcServer({
+      log,
+      authenticate: sharedTokenAuthenticator(
+        TOKEN,
+        { kind: "sync_master", name: "master", role: "admin" },
+        "sync token",
+      ),
+      metricsRegistry: registry,
+    }).add(SyncDispatcherService, impl, POLICY);
     const port = await server.listen("127.0.0.1:0");
     client = new SyncDispatcherClient(`127.0.0.1:${port}`, channelCredentials({}));
     metrics = await serveMetrics("127.0.0.1:0", { variable: "CPM_TEST_METRICS_LISTEN", registry });
@@ -58,9 +70,15 @@ describe("gRPC server metrics and the /metrics listener", () => {
 
   it("counts calls by method and status code, with a latency histogram", async () => {
     for (let i = 0; i < 2; i++) await unary(client.getSyncStatus.bind(client), {}, TOKEN);
-    await assert.rejects(unary(client.triggerFullSync.bind(client), { slaveName: "x" }, TOKEN), (e: { code: number }) => e.code === status.INVALID_ARGUMENT);
+    await assert.rejects(
+      unary(client.triggerFullSync.bind(client), { slaveName: "x" }, TOKEN),
+      (e: { code: number }) => e.code === status.INVALID_ARGUMENT,
+    );
     // Refused by the access interceptor before any handler runs: still counted.
-    await assert.rejects(unary(client.getSyncStatus.bind(client), {}, "wrong-token-0123456789"), (e: { code: number }) => e.code === status.UNAUTHENTICATED);
+    await assert.rejects(
+      unary(client.getSyncStatus.bind(client), {}, "wrong-token-0123456789"),
+      (e: { code: number }) => e.code === status.UNAUTHENTICATED,
+    );
 
     const { status: code, type, text } = await scrape(metrics.port);
     assert.equal(code, 200);
@@ -77,12 +95,21 @@ describe("gRPC server metrics and the /metrics listener", () => {
     assert.ok(sample(text, "process_cpu_user_seconds_total") !== undefined, "process metrics are served");
   });
 
-  it("serves what promtool check metrics accepts", { skip: spawnSync("promtool", ["--version"]).status === 0 ? false : "promtool is not installed (Debian package prometheus)" }, async () => {
-    const { text } = await scrape(metrics.port);
-    const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
-    assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
-    assert.ok(sample(text, "nodejs_active_handles_total") === undefined, "no gauge named like a counter");
-  });
+  it(
+    "serves what promtool check metrics accepts",
+    {
+      skip:
+        spawnSync("promtool", ["--version"]).status === 0
+          ? false
+          : "promtool is not installed (Debian package prometheus)",
+    },
+    async () => {
+      const { text } = await scrape(metrics.port);
+      const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
+      assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
+      assert.ok(sample(text, "nodejs_active_handles_total") === undefined, "no gauge named like a counter");
+    },
+  );
 
   it("serves nothing but /metrics", async () => {
     const r = await scrape(metrics.port, "/");
@@ -97,7 +124,10 @@ describe("gRPC server metrics and the /metrics listener", () => {
     await new Promise<void>((r) => busy.listen(0, "127.0.0.1", r));
     const port = (busy.address() as { port: number }).port;
     try {
-      await assert.rejects(serveMetrics(`127.0.0.1:${port}`, { variable: "CPM_RENDERER_METRICS_LISTEN", registry: new Registry() }), /^Error: CPM_RENDERER_METRICS_LISTEN: cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+      await assert.rejects(
+        serveMetrics(`127.0.0.1:${port}`, { variable: "CPM_RENDERER_METRICS_LISTEN", registry: new Registry() }),
+        /^Error: CPM_RENDERER_METRICS_LISTEN: cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/,
+      );
     } finally {
       busy.close();
     }

@@ -1,5 +1,10 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { status as Status, type ServerInterceptingCall, type ServerInterceptingCallInterface, type ServerInterceptor } from "@grpc/grpc-js";
+import {
+  status as Status,
+  type ServerInterceptingCall,
+  type ServerInterceptingCallInterface,
+  type ServerInterceptor,
+} from "@grpc/grpc-js";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "@cpm/core";
 import { NackCode } from "@cpm/proto";
@@ -91,7 +96,11 @@ export function grpcMetricsInterceptor(registry?: Registry): ServerInterceptor {
   return (descriptor, call) => {
     const path = descriptor.path.replace(/^\//, "");
     const slash = path.lastIndexOf("/");
-    const labels = { grpc_service: path.slice(0, slash), grpc_method: path.slice(slash + 1), grpc_type: callType(descriptor) };
+    const labels = {
+      grpc_service: path.slice(0, slash),
+      grpc_method: path.slice(slash + 1),
+      grpc_type: callType(descriptor),
+    };
     const started = performance.now();
     let recorded = false;
     const record = (code: number) => {
@@ -142,7 +151,11 @@ export interface ServeMetricsOptions {
 }
 
 const withDefaultMetrics = new WeakSet<Registry>();
-const NON_COUNTER_TOTALS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
+const NON_COUNTER_TOTALS = [
+  "nodejs_active_handles_total",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources_total",
+];
 
 /**
  * Serves `registry` (with Node's process metrics added) in Prometheus's text format at
@@ -182,7 +195,9 @@ export function serveMetrics(listen: string, opts: ServeMetricsOptions): Promise
 async function answer(registry: Registry, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? "/").split("?")[0];
   if (path !== "/metrics") {
-    res.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("not found: metrics are served at /metrics\n");
+    res
+      .writeHead(404, { "content-type": "text/plain; charset=utf-8" })
+      .end("not found: metrics are served at /metrics\n");
     return;
   }
   if (req.method !== "GET" && req.method !== "HEAD") {
@@ -193,7 +208,9 @@ async function answer(registry: Registry, req: IncomingMessage, res: ServerRespo
     const body = await registry.metrics();
     res.writeHead(200, { "content-type": registry.contentType }).end(req.method === "HEAD" ? undefined : body);
   } catch (err) {
-    res.writeHead(500, { "content-type": "text/plain; charset=utf-8" }).end(`cannot collect metrics: ${(err as Error).message}\n`);
+    res
+      .writeHead(500, { "content-type": "text/plain; charset=utf-8" })
+      .end(`cannot collect metrics: ${(err as Error).message}\n`);
   }
 }
 
@@ -201,7 +218,11 @@ async function answer(registry: Registry, req: IncomingMessage, res: ServerRespo
  * Starts the `/metrics` listener when `listen` is set (its variable is named when it cannot be
  * bound); does nothing otherwise. For a service's main.
  */
-export async function startMetrics(listen: string | undefined, variable: string, log: Logger): Promise<MetricsServer | undefined> {
+export async function startMetrics(
+  listen: string | undefined,
+  variable: string,
+  log: Logger,
+): Promise<MetricsServer | undefined> {
   if (listen === undefined) return undefined;
   const server = await serveMetrics(listen, { variable });
   log.info({ listen, port: server.port }, "metrics served at /metrics");
@@ -211,10 +232,14 @@ export async function startMetrics(listen: string | undefined, variable: string,
 /** A sync NACK code as a label value: the proto name without its prefix, lower case ("stale_version"). */
 export function nackCodeLabel(code: NackCode): string {
   const name = NackCode[code];
-  return typeof name === "string" && code !== NackCode.UNRECOGNIZED ? name.replace(/^NACK_CODE_/, "").toLowerCase() : "unrecognized";
+  return typeof name === "string" && code !== NackCode.UNRECOGNIZED
+    ? name.replace(/^NACK_CODE_/, "").toLowerCase()
+    : "unrecognized";
 }
 
 /** Every NACK code a slave can send, as label values (to start each series at 0). */
 export const NACK_CODE_LABELS: readonly string[] = Object.values(NackCode)
-  .filter((c): c is NackCode => typeof c === "number" && c !== NackCode.UNRECOGNIZED && c !== NackCode.NACK_CODE_UNSPECIFIED)
+  .filter(
+    (c): c is NackCode => typeof c === "number" && c !== NackCode.UNRECOGNIZED && c !== NackCode.NACK_CODE_UNSPECIFIED,
+  )
   .map(nackCodeLabel);

@@ -27,7 +27,8 @@ describe("allows", () => {
     ["sync_master", INTERNAL, false],
   ];
   for (const [caller, p, want] of table) {
-    it(`${caller} ${want ? "lets in" : "keeps out"} ${p.kind}/${p.role}`, () => assert.equal(allows([caller], p), want));
+    it(`${caller} ${want ? "lets in" : "keeps out"} ${p.kind}/${p.role}`, () =>
+      assert.equal(allows([caller], p), want));
   }
 });
 
@@ -43,15 +44,21 @@ describe("authorize", () => {
     return assert.fail("authorized");
   };
 
-  it("passes a caller the policy names", () => assert.doesNotThrow(() => authorize("/cpm.x.v1.Svc/DoIt", ["viewer", "internal"], INTERNAL)));
-  it("tells a viewer that an admin token is needed", () => assert.match(denied(["admin"], viewer), /^DoIt needs an admin token/));
-  it("tells the internal token it is only for the instance's services", () => assert.match(denied(["admin"], INTERNAL), /^DoIt is not an internal method/));
-  it("tells an API token that an internal method is internal", () => assert.match(denied(["internal"], admin), /^DoIt is internal to an instance/));
-  it("names who may call otherwise", () => assert.match(denied(["sync_master"], admin), /^DoIt may only be called with the sync token/));
+  it("passes a caller the policy names", () =>
+    assert.doesNotThrow(() => authorize("/cpm.x.v1.Svc/DoIt", ["viewer", "internal"], INTERNAL)));
+  it("tells a viewer that an admin token is needed", () =>
+    assert.match(denied(["admin"], viewer), /^DoIt needs an admin token/));
+  it("tells the internal token it is only for the instance's services", () =>
+    assert.match(denied(["admin"], INTERNAL), /^DoIt is not an internal method/));
+  it("tells an API token that an internal method is internal", () =>
+    assert.match(denied(["internal"], admin), /^DoIt is internal to an instance/));
+  it("names who may call otherwise", () =>
+    assert.match(denied(["sync_master"], admin), /^DoIt may only be called with the sync token/));
 });
 
 describe("policy tables", () => {
-  it("methodName takes the last path segment", () => assert.equal(methodName("/cpm.sync.v1.SyncDispatcher/GetSyncStatus"), "GetSyncStatus"));
+  it("methodName takes the last path segment", () =>
+    assert.equal(methodName("/cpm.sync.v1.SyncDispatcher/GetSyncStatus"), "GetSyncStatus"));
 
   it("a complete table has no gaps", () => {
     const p = definePolicy("cpm.sync.v1.SyncDispatcher", { GetSyncStatus: ["viewer"], TriggerFullSync: ["admin"] });
@@ -61,8 +68,14 @@ describe("policy tables", () => {
 
   it("names missing methods, misspelt ones and a wrong service", () => {
     const p = definePolicy("cpm.sync.v1.SyncDispatcher", { GetSyncStatus: ["viewer"], TriggerFullSnyc: ["admin"] });
-    assert.deepEqual(policyGaps(SyncDispatcherService, p), { missing: ["TriggerFullSync"], unknown: ["TriggerFullSnyc"] });
-    assert.throws(() => assertPolicyCovers(SyncDispatcherService, p), /no entry for TriggerFullSync; unknown TriggerFullSnyc/);
+    assert.deepEqual(policyGaps(SyncDispatcherService, p), {
+      missing: ["TriggerFullSync"],
+      unknown: ["TriggerFullSnyc"],
+    });
+    assert.throws(
+      () => assertPolicyCovers(SyncDispatcherService, p),
+      /no entry for TriggerFullSync; unknown TriggerFullSnyc/,
+    );
     const other = definePolicy("cpm.sync.v1.Other", { GetSyncStatus: ["viewer"], TriggerFullSync: ["admin"] });
     assert.throws(() => assertPolicyCovers(SyncDispatcherService, other), /unknown service cpm\.sync\.v1\.Other/);
   });

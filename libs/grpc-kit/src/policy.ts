@@ -51,25 +51,39 @@ export function allows(policy: MethodPolicy, p: Principal): boolean {
 export function authorize(path: string, policy: MethodPolicy, p: Principal): void {
   if (allows(policy, p)) return;
   const method = methodName(path);
-  if (p.kind === "api_token" && policy.includes("admin")) throw permissionDenied(`${method} needs an admin token (this token may only read)`);
-  if (p.kind === "internal") throw permissionDenied(`${method} is not an internal method: the internal token is only for the services of an instance`);
+  if (p.kind === "api_token" && policy.includes("admin"))
+    throw permissionDenied(`${method} needs an admin token (this token may only read)`);
+  if (p.kind === "internal")
+    throw permissionDenied(
+      `${method} is not an internal method: the internal token is only for the services of an instance`,
+    );
   if (policy.length === 1 && policy[0] === "internal") throw permissionDenied(`${method} is internal to an instance`);
   throw permissionDenied(`${method} may only be called with ${policy.map(describe).join(" or ")}`);
 }
 
 const describe = (c: Caller): string =>
-  ({ public: "no token", viewer: "an API token", admin: "an admin API token", internal: "the internal token", sync_master: "the sync token" })[c];
+  ({
+    public: "no token",
+    viewer: "an API token",
+    admin: "an admin API token",
+    internal: "the internal token",
+    sync_master: "the sync token",
+  })[c];
 
 /**
  * Where `policy` and `definition` disagree: methods without an entry (they would be
  * refused) and entries that name no method (a typo would leave the real one refused).
  */
-export function policyGaps(definition: ServiceDefinition, policy: ServicePolicy): { missing: string[]; unknown: string[] } {
+export function policyGaps(
+  definition: ServiceDefinition,
+  policy: ServicePolicy,
+): { missing: string[]; unknown: string[] } {
   const methods = Object.values(definition).map((d) => methodName(d.path));
   const services = new Set(Object.values(definition).map((d) => d.path.slice(1, d.path.lastIndexOf("/"))));
   const missing = methods.filter((m) => !Object.hasOwn(policy.methods, m));
   const unknown = Object.keys(policy.methods).filter((m) => !methods.includes(m));
-  if (services.size !== 1 || !services.has(policy.service)) unknown.push(`service ${policy.service} (definition: ${[...services].join(", ")})`);
+  if (services.size !== 1 || !services.has(policy.service))
+    unknown.push(`service ${policy.service} (definition: ${[...services].join(", ")})`);
   return { missing, unknown };
 }
 
@@ -77,6 +91,8 @@ export function policyGaps(definition: ServiceDefinition, policy: ServicePolicy)
 export function assertPolicyCovers(definition: ServiceDefinition, policy: ServicePolicy): void {
   const { missing, unknown } = policyGaps(definition, policy);
   if (missing.length || unknown.length) {
-    throw new Error(`access policy of ${policy.service}: ${[missing.length ? `no entry for ${missing.join(", ")}` : "", unknown.length ? `unknown ${unknown.join(", ")}` : ""].filter(Boolean).join("; ")}`);
+    throw new Error(
+      `access policy of ${policy.service}: ${[missing.length ? `no entry for ${missing.join(", ")}` : "", unknown.length ? `unknown ${unknown.join(", ")}` : ""].filter(Boolean).join("; ")}`,
+    );
   }
 }

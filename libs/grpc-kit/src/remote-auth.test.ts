@@ -24,15 +24,21 @@ describe("RemoteAuthenticator", () => {
     const unimplemented = (_c: unknown, cb: (e: { code: number }) => void) => cb({ code: status.UNIMPLEMENTED });
     server.addService(AccountServiceService, {
       ...Object.fromEntries(Object.keys(AccountServiceService).map((k) => [k, unimplemented])),
-      whoAmI: (call: { metadata: Metadata }, cb: (e: { code: number; details?: string } | null, r?: unknown) => void) => {
+      whoAmI: (
+        call: { metadata: Metadata },
+        cb: (e: { code: number; details?: string } | null, r?: unknown) => void,
+      ) => {
         lookups++;
         const token = String(call.metadata.get("authorization")[0] ?? "").replace(/^Bearer /, "");
         const role = valid.get(token);
-        if (role === undefined) return cb({ code: status.UNAUTHENTICATED, details: "invalid, expired or revoked token" });
+        if (role === undefined)
+          return cb({ code: status.UNAUTHENTICATED, details: "invalid, expired or revoked token" });
         cb(null, { tokenName: `name-of-${token}`, role, userId: "u1", username: "alice" });
       },
     });
-    const port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
     auth = new RemoteAuthenticator(`127.0.0.1:${port}`, "internal-token-0123456789");
   });
   after(() => {
@@ -42,14 +48,23 @@ describe("RemoteAuthenticator", () => {
 
   it("resolves an API token through config-service, with its role and user", async () => {
     valid.set("tok-admin", Role.ROLE_ADMIN);
-    assert.deepEqual(await auth.authenticate(md("tok-admin")), { kind: "api_token", name: "name-of-tok-admin", role: "admin", userId: "u1", username: "alice" });
+    assert.deepEqual(await auth.authenticate(md("tok-admin")), {
+      kind: "api_token",
+      name: "name-of-tok-admin",
+      role: "admin",
+      userId: "u1",
+      username: "alice",
+    });
   });
 
   it("refuses a revoked token on the very next call (nothing is cached)", async () => {
     valid.set("tok-viewer", Role.ROLE_VIEWER);
     assert.equal((await auth.authenticate(md("tok-viewer"))).role, "viewer");
     valid.delete("tok-viewer");
-    await assert.rejects(auth.authenticate(md("tok-viewer")), (e: DomainError) => e.kind === "unauthenticated" && /revoked/.test(e.message));
+    await assert.rejects(
+      auth.authenticate(md("tok-viewer")),
+      (e: DomainError) => e.kind === "unauthenticated" && /revoked/.test(e.message),
+    );
   });
 
   it("sees a demotion on the very next call", async () => {
@@ -62,7 +77,10 @@ describe("RemoteAuthenticator", () => {
   it("checks the internal token locally, and refuses a call without a token without asking", async () => {
     const before = lookups;
     assert.equal(await auth.authenticate(md("internal-token-0123456789")), INTERNAL);
-    await assert.rejects(auth.authenticate(md()), (e: DomainError) => e.kind === "unauthenticated" && /missing bearer token/.test(e.message));
+    await assert.rejects(
+      auth.authenticate(md()),
+      (e: DomainError) => e.kind === "unauthenticated" && /missing bearer token/.test(e.message),
+    );
     assert.equal(lookups, before);
   });
 });

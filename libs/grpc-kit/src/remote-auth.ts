@@ -34,7 +34,13 @@ export class RemoteAuthenticator {
   private async principalFor(token: string): Promise<Principal | undefined> {
     try {
       const r = await unary(this.accounts.whoAmI.bind(this.accounts), {}, token, 5_000);
-      return { kind: "api_token", name: r.tokenName, role: r.role === Role.ROLE_ADMIN ? "admin" : "viewer", userId: r.userId || undefined, username: r.username || undefined };
+      return {
+        kind: "api_token",
+        name: r.tokenName,
+        role: r.role === Role.ROLE_ADMIN ? "admin" : "viewer",
+        userId: r.userId || undefined,
+        username: r.username || undefined,
+      };
     } catch (e) {
       if ((e as { code?: number }).code === status.UNAUTHENTICATED) return undefined;
       throw e;

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Metadata } from "@grpc/grpc-js";
-import { GetSyncStatusResponse, SyncDispatcherClient, SyncDispatcherService, type SyncDispatcherServer } from "@cpm/proto";
+import {
+  GetSyncStatusResponse,
+  SyncDispatcherClient,
+  SyncDispatcherService,
+  type SyncDispatcherServer,
+} from "@cpm/proto";
 import { createLogger } from "@cpm/core";
 import { sharedTokenAuthenticator, type Principal } from "./auth.ts";
 import { channelCredentials } from "./client.ts";
@@ -10,7 +15,10 @@ import { GrpcServer, type AsyncService, type CallContext } from "./server.ts";
 
 const TOKEN = "sync-token-0123456789abcdef";
 const MASTER: Principal = { kind: "sync_master", name: "master", role: "admin" };
-const POLICY = definePolicy("cpm.sync.v1.SyncDispatcher", { GetSyncStatus: ["sync_master"], TriggerFullSync: ["sync_master"] });
+const POLICY = definePolicy("cpm.sync.v1.SyncDispatcher", {
+  GetSyncStatus: ["sync_master"],
+  TriggerFullSync: ["sync_master"],
+});
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("a call's context (logger and abort signal made on first use)", () => {
@@ -33,7 +41,10 @@ describe("a call's context (logger and abort signal made on first use)", () => {
         return { version: 1 };
       },
     };
-    server = new GrpcServer({ log: createLogger("test", "silent"), authenticate: sharedTokenAuthenticator(TOKEN, MASTER, "sync token") }).add(SyncDispatcherService, impl, POLICY);
+    server = new GrpcServer({
+      log: createLogger("test", "silent"),
+      authenticate: sharedTokenAuthenticator(TOKEN, MASTER, "sync token"),
+    }).add(SyncDispatcherService, impl, POLICY);
     client = new SyncDispatcherClient(`127.0.0.1:${await server.listen("127.0.0.1:0")}`, channelCredentials({}));
   });
   after(async () => {
@@ -69,7 +80,9 @@ describe("a call's context (logger and abort signal made on first use)", () => {
     const handlerRuns = new Promise<void>((r) => (arrived = r));
     const md = new Metadata();
     md.set("authorization", `Bearer ${TOKEN}`);
-    const answered = new Promise((resolve, reject) => client.triggerFullSync({ slaveName: "live" }, md, (err, res) => (err ? reject(err) : resolve(res))));
+    const answered = new Promise((resolve, reject) =>
+      client.triggerFullSync({ slaveName: "live" }, md, (err, res) => (err ? reject(err) : resolve(res))),
+    );
     await handlerRuns;
     const ctx = seen!.ctx;
     assert.equal(ctx.signal.aborted, false);

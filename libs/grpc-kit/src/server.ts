@@ -38,7 +38,11 @@ export interface CallContext {
 }
 
 export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
-export type ServerStreamHandler<Req, Res> = (req: Req, ctx: CallContext, call: ServerWritableStream<Req, Res>) => Promise<void>;
+export type ServerStreamHandler<Req, Res> = (
+  req: Req,
+  ctx: CallContext,
+  call: ServerWritableStream<Req, Res>,
+) => Promise<void>;
 export type BidiHandler<Req, Res> = (call: ServerDuplexStream<Req, Res>, ctx: CallContext) => Promise<void>;
 
 /** The async-function form of a generated grpc-js server interface. */
@@ -89,7 +93,12 @@ export class GrpcServer {
       interceptors: [
         // First: it sits on grpc-js's own call and so sees every status, even the access interceptor's.
         grpcMetricsInterceptor(opts.metricsRegistry),
-        accessInterceptor({ policies: this.policies, authenticate: opts.authenticate, log: opts.log, limitVariable: opts.limitVariable }),
+        accessInterceptor({
+          policies: this.policies,
+          authenticate: opts.authenticate,
+          log: opts.log,
+          limitVariable: opts.limitVariable,
+        }),
       ],
     });
     this.health.addToServer(this.registrar(["public"]));
@@ -133,7 +142,12 @@ export class GrpcServer {
   ): UntypedServiceImplementation[string] {
     const baseLog = this.opts.log;
     const serverSignal = this.shutdownController.signal;
-    const context = async (call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>) => {
+    const context = async (
+      call:
+        | ServerUnaryCall<unknown, unknown>
+        | ServerWritableStream<unknown, unknown>
+        | ServerDuplexStream<unknown, unknown>,
+    ) => {
       // Admitted by the access interceptor before the request was read; without it, nothing runs.
       const principal = principalOf(call.metadata);
       if (!principal) throw unauthenticated("the call was not authenticated");
@@ -174,7 +188,9 @@ export class GrpcServer {
   /** Binds and starts serving; returns the bound port (useful with port 0). */
   listen(address: string, credentials: ServerCredentials = ServerCredentials.createInsecure()): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(address, credentials, (err, port) => (err ? reject(new Error(`cannot listen on ${address}: ${err.message}`)) : resolve(port)));
+      this.server.bindAsync(address, credentials, (err, port) =>
+        err ? reject(new Error(`cannot listen on ${address}: ${err.message}`)) : resolve(port),
+      );
     });
   }
 
@@ -210,7 +226,8 @@ class LazyCallContext {
   readonly peer: string;
 
   constructor(
-    call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>,
+    call:
+      ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>,
     readonly principal: Principal,
     private readonly method: string,
     private readonly baseLog: Logger,
@@ -247,7 +264,9 @@ class LazyCallContext {
 function reflectionDefinition(): Record<string, { fileDescriptorProtos: Uint8Array[] }> {
   const file = createRequire(import.meta.url).resolve("@cpm/proto/descriptors.binpb");
   const set = (descriptor as unknown as DescriptorModule).FileDescriptorSet.decode(readFileSync(file));
-  const protos = set.file.map((f) => (descriptor as unknown as DescriptorModule).FileDescriptorProto.encode(f).finish());
+  const protos = set.file.map((f) =>
+    (descriptor as unknown as DescriptorModule).FileDescriptorProto.encode(f).finish(),
+  );
   return { descriptors: { fileDescriptorProtos: protos } };
 }
 

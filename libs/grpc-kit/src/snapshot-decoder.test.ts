@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ApplySnapshotRequest, LoadSnapshotRequest, ProxyHost, Snapshot, SyncRequest } from "@cpm/proto";
 import { ConfigServiceService } from "@cpm/proto";
-import { decodingSnapshotsWith, IncomingSnapshot, readSyncRequest, SnapshotDecoder, snapshotOfFrame } from "./snapshot-decoder.ts";
+import {
+  decodingSnapshotsWith,
+  IncomingSnapshot,
+  readSyncRequest,
+  SnapshotDecoder,
+  snapshotOfFrame,
+} from "./snapshot-decoder.ts";
 import { encodeSnapshotFrame } from "./snapshot-frame.ts";
 import { sampleHost, sampleSnapshot } from "./snapshot-test-support.ts";
 
@@ -31,7 +37,8 @@ describe("SnapshotDecoder", () => {
       const i = next(hosts.length);
       if (op === 0) hosts = [...hosts.slice(0, i), host(`n${version}`), ...hosts.slice(i)];
       else if (op === 1 && hosts.length > 1) hosts = hosts.filter((_, j) => j !== i);
-      else if (op === 2) hosts = hosts.map((h, j) => (j === i ? { ...h, upstreams: [`127.0.0.1:${9000 + version}`] } : h));
+      else if (op === 2)
+        hosts = hosts.map((h, j) => (j === i ? { ...h, upstreams: [`127.0.0.1:${9000 + version}`] } : h));
       const s = snapshot(version, hosts, next(10) === 0 ? `v${version}.example.com` : "example.com");
       const decoded = decoder.decode(bytesOf(s));
       assert.deepEqual(decoded, Snapshot.decode(bytesOf(s)), `version ${version}`);
@@ -39,11 +46,19 @@ describe("SnapshotDecoder", () => {
         const before = new Map(previous.proxyHosts.map((h) => [h.id, h]));
         for (const h of decoded.proxyHosts) {
           const was = before.get(h.id);
-          const same = was !== undefined && Buffer.compare(ProxyHost.encode(was).finish(), ProxyHost.encode(h).finish()) === 0;
-          assert.equal(was === h, same, `version ${version}: host ${h.id} is the same object exactly when its bytes are the same`);
+          const same =
+            was !== undefined && Buffer.compare(ProxyHost.encode(was).finish(), ProxyHost.encode(h).finish()) === 0;
+          assert.equal(
+            was === h,
+            same,
+            `version ${version}: host ${h.id} is the same object exactly when its bytes are the same`,
+          );
         }
         assert.equal(decoded.certificates[0], previous.certificates[0], "an unchanged certificate is the same object");
-        assert.equal(decoded.settings === previous.settings, decoded.settings!.general!.primaryDomain === previous.settings!.general!.primaryDomain);
+        assert.equal(
+          decoded.settings === previous.settings,
+          decoded.settings!.general!.primaryDomain === previous.settings!.general!.primaryDomain,
+        );
       }
       previous = decoded;
     }
@@ -96,7 +111,9 @@ describe("IncomingSnapshot", () => {
   it("a server method taking frames decodes the snapshot, or none for an empty request", () => {
     const def = decodingSnapshotsWith(ConfigServiceService.applySnapshot, new SnapshotDecoder());
     const s = snapshot(8, [host("a")]);
-    assert.deepEqual(def.requestDeserialize(Buffer.from(ApplySnapshotRequest.encode({ snapshot: s }).finish())), { snapshot: s });
+    assert.deepEqual(def.requestDeserialize(Buffer.from(ApplySnapshotRequest.encode({ snapshot: s }).finish())), {
+      snapshot: s,
+    });
     assert.deepEqual(def.requestDeserialize(Buffer.alloc(0)), { snapshot: undefined });
     assert.deepEqual(Buffer.from(snapshotOfFrame(encodeSnapshotFrame(s))!), Buffer.from(bytesOf(s)));
   });

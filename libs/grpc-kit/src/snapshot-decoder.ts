@@ -1,6 +1,12 @@
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { Settings, Snapshot, TraceContext } from "@cpm/proto";
-import { encodeSnapshotFrame, readSnapshotFrame, SNAPSHOT_RESOURCE_FIELDS, SNAPSHOT_SETTINGS_FIELD, type SnapshotFrame } from "./snapshot-frame.ts";
+import {
+  encodeSnapshotFrame,
+  readSnapshotFrame,
+  SNAPSHOT_RESOURCE_FIELDS,
+  SNAPSHOT_SETTINGS_FIELD,
+  type SnapshotFrame,
+} from "./snapshot-frame.ts";
 
 type ResourceField = (typeof SNAPSHOT_RESOURCE_FIELDS)[number];
 const RESOURCE_FIELDS = new Map<number, ResourceField>(SNAPSHOT_RESOURCE_FIELDS.map((f) => [f.field, f]));
@@ -37,14 +43,17 @@ export class SnapshotDecoder {
       const body = r.bytes();
       let now = next.get(field);
       if (!now) next.set(field, (now = new Decoded()));
-      const value = this.known.get(field)?.find(body, now.values.length) ?? (resource ? resource.codec.decode(body) : Settings.decode(body));
+      const value =
+        this.known.get(field)?.find(body, now.values.length) ??
+        (resource ? resource.codec.decode(body) : Settings.decode(body));
       now.add(body, value);
       // A repeated singular field (settings): the last one wins, as the generated decoder does.
       if (!resource) settings = value as Settings;
     }
     const s = Snapshot.decode(head.length === 1 ? head[0]! : Buffer.concat(head));
     // Copies: a caller may reorder its lists; the decoder's own order must stay the wire's.
-    for (const { field, list } of SNAPSHOT_RESOURCE_FIELDS) (s[list] as object[]) = [...(next.get(field)?.values ?? [])];
+    for (const { field, list } of SNAPSHOT_RESOURCE_FIELDS)
+      (s[list] as object[]) = [...(next.get(field)?.values ?? [])];
     if (settings !== undefined) s.settings = settings;
     this.known = next;
     return s;
@@ -192,7 +201,10 @@ export function readSyncRequest(bytes: Buffer, decoder?: SnapshotDecoder): Incom
  * A server method whose request is a frame (LoadSnapshotRequest, ApplySnapshotRequest: the
  * snapshot is field 1 and their only field), its snapshot decoded with `decoder`.
  */
-export function decodingSnapshotsWith<D extends { requestDeserialize: (b: Buffer) => unknown }>(def: D, decoder: SnapshotDecoder): D {
+export function decodingSnapshotsWith<D extends { requestDeserialize: (b: Buffer) => unknown }>(
+  def: D,
+  decoder: SnapshotDecoder,
+): D {
   return {
     ...def,
     requestDeserialize: (b: Buffer) => {

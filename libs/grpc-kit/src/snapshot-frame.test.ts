@@ -1,10 +1,20 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { GetSnapshotResponse, Snapshot, SyncRequest, WatchConfigResponse } from "@cpm/proto";
-import { decodeNotice, encodeNoticeWithFrame, encodeSnapshotFrame, frameCertificates, readSnapshotFrame } from "./snapshot-frame.ts";
+import {
+  decodeNotice,
+  encodeNoticeWithFrame,
+  encodeSnapshotFrame,
+  frameCertificates,
+  readSnapshotFrame,
+} from "./snapshot-frame.ts";
 import { sampleHost, sampleSnapshot } from "./snapshot-test-support.ts";
 
-const snapshot = (version: number, hostNames: string[]) => sampleSnapshot(version, hostNames.map((n) => sampleHost(n)));
+const snapshot = (version: number, hostNames: string[]) =>
+  sampleSnapshot(
+    version,
+    hostNames.map((n) => sampleHost(n)),
+  );
 
 describe("snapshot frames", () => {
   it("are the bytes of GetSnapshotResponse and SyncRequest, with or without kept resource encodings", () => {
@@ -15,7 +25,10 @@ describe("snapshot frames", () => {
     assert.deepEqual(encodeSnapshotFrame(s, parts), expected);
     // The next version shares host "a": its kept encoding is reused, the result still exact.
     const next = { ...s, version: 8, proxyHosts: [s.proxyHosts[0]!, snapshot(8, ["c"]).proxyHosts[0]!] };
-    assert.deepEqual(encodeSnapshotFrame(next, parts), Buffer.from(GetSnapshotResponse.encode({ snapshot: next }).finish()));
+    assert.deepEqual(
+      encodeSnapshotFrame(next, parts),
+      Buffer.from(GetSnapshotResponse.encode({ snapshot: next }).finish()),
+    );
     assert.deepEqual(SyncRequest.decode(encodeSnapshotFrame(next, parts)).snapshot, next);
   });
 
@@ -36,7 +49,12 @@ describe("snapshot frames", () => {
   it("ride in a WatchConfig notice and come out as the same frame", () => {
     const s = snapshot(9, ["a", "b", "c"]);
     const frame = encodeSnapshotFrame(s);
-    const notice = WatchConfigResponse.fromPartial({ version: 9, contentSha256: s.contentSha256, committedAt: new Date("2026-01-02T03:04:06Z"), traceContext: { traceparent: "00-abc-def-01", tracestate: "" } });
+    const notice = WatchConfigResponse.fromPartial({
+      version: 9,
+      contentSha256: s.contentSha256,
+      committedAt: new Date("2026-01-02T03:04:06Z"),
+      traceContext: { traceparent: "00-abc-def-01", tracestate: "" },
+    });
     const bytes = encodeNoticeWithFrame(notice, frame);
     // Any protobuf reader sees a notice with its snapshot.
     assert.deepEqual(WatchConfigResponse.decode(bytes), { ...notice, snapshot: s });

@@ -60,12 +60,22 @@ export function encodeSnapshotFrame(snapshot: Snapshot, parts?: WeakMap<object, 
     return b;
   };
   // The scalar fields (1-5) as the generated encoder writes them, then the lists in field order.
-  const chunks: Uint8Array[] = [Snapshot.encode({ ...snapshot, proxyHosts: [], l4ProxyHosts: [], certificates: [], accessLists: [], settings: undefined }).finish()];
+  const chunks: Uint8Array[] = [
+    Snapshot.encode({
+      ...snapshot,
+      proxyHosts: [],
+      l4ProxyHosts: [],
+      certificates: [],
+      accessLists: [],
+      settings: undefined,
+    }).finish(),
+  ];
   for (const { field, list, codec } of SNAPSHOT_RESOURCE_FIELDS) {
     const encode = codec.encode as (m: object) => BinaryWriter;
     for (const x of snapshot[list] as object[]) chunks.push(part(x, field, (m) => encode(m).finish()));
   }
-  if (snapshot.settings !== undefined) chunks.push(fieldBytes(tag(SNAPSHOT_SETTINGS_FIELD), Settings.encode(snapshot.settings).finish()));
+  if (snapshot.settings !== undefined)
+    chunks.push(fieldBytes(tag(SNAPSHOT_SETTINGS_FIELD), Settings.encode(snapshot.settings).finish()));
   const length = chunks.reduce((n, c) => n + c.byteLength, 0);
   const head = new BinaryWriter().uint32(tag(1)).uint32(length).finish();
   return Buffer.concat([head, ...chunks], head.byteLength + length);
@@ -144,5 +154,11 @@ export function decodeNotice(bytes: Buffer): CommitNotice {
     }
   }
   const n = WatchConfigResponse.decode(Buffer.concat(head));
-  return { version: n.version, contentSha256: n.contentSha256, committedAt: n.committedAt, traceContext: n.traceContext, snapshotFrame: frame && readSnapshotFrame(frame, "WatchConfig notice") };
+  return {
+    version: n.version,
+    contentSha256: n.contentSha256,
+    committedAt: n.committedAt,
+    traceContext: n.traceContext,
+    snapshotFrame: frame && readSnapshotFrame(frame, "WatchConfig notice"),
+  };
 }

@@ -38,7 +38,10 @@ export function rawGrpcCall(address: string, path: string, opts: RawCallOptions)
       session.close();
       fn();
     };
-    const timer = setTimeout(() => done(() => reject(new Error(`no gRPC status from ${path} within ${opts.timeoutMs ?? 5000} ms`))), opts.timeoutMs ?? 5000);
+    const timer = setTimeout(
+      () => done(() => reject(new Error(`no gRPC status from ${path} within ${opts.timeoutMs ?? 5000} ms`))),
+      opts.timeoutMs ?? 5000,
+    );
     session.on("error", (err) => done(() => reject(err)));
     const req = session.request({
       ":method": "POST",
@@ -51,7 +54,9 @@ export function rawGrpcCall(address: string, path: string, opts: RawCallOptions)
       const code = h["grpc-status"];
       if (code === undefined) return;
       const requestEnded = req.writableEnded;
-      done(() => resolve({ code: Number(code), details: decodeURIComponent(String(h["grpc-message"] ?? "")), requestEnded }));
+      done(() =>
+        resolve({ code: Number(code), details: decodeURIComponent(String(h["grpc-message"] ?? "")), requestEnded }),
+      );
     };
     req.on("response", onStatus);
     req.on("trailers", onStatus);
@@ -99,7 +104,12 @@ type OtlpAttribute = { key: string; value: OtlpValue };
 function unwrapAttributes(list: OtlpAttribute[] | undefined): Record<string, string | number | boolean> {
   const out: Record<string, string | number | boolean> = {};
   for (const { key, value } of list ?? []) {
-    out[key] = value.stringValue ?? (value.intValue !== undefined ? Number(value.intValue) : undefined) ?? value.boolValue ?? value.doubleValue ?? "";
+    out[key] =
+      value.stringValue ??
+      (value.intValue !== undefined ? Number(value.intValue) : undefined) ??
+      value.boolValue ??
+      value.doubleValue ??
+      "";
   }
   return out;
 }
@@ -117,13 +127,39 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       if (req.method !== "POST" || req.url !== "/v1/traces") return void res.writeHead(404).end();
       if (!String(req.headers["content-type"]).startsWith("application/json")) return void res.writeHead(415).end();
       const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
-        resourceSpans?: { resource?: { attributes?: OtlpAttribute[] }; scopeSpans?: { spans?: { traceId: string; spanId: string; parentSpanId?: string; name: string; attributes?: OtlpAttribute[]; status?: { code?: number }; links?: { traceId: string; spanId: string }[]; startTimeUnixNano?: string | number; endTimeUnixNano?: string | number }[] }[] }[];
+        resourceSpans?: {
+          resource?: { attributes?: OtlpAttribute[] };
+          scopeSpans?: {
+            spans?: {
+              traceId: string;
+              spanId: string;
+              parentSpanId?: string;
+              name: string;
+              attributes?: OtlpAttribute[];
+              status?: { code?: number };
+              links?: { traceId: string; spanId: string }[];
+              startTimeUnixNano?: string | number;
+              endTimeUnixNano?: string | number;
+            }[];
+          }[];
+        }[];
       };
       for (const rs of body.resourceSpans ?? []) {
         const resource = unwrapAttributes(rs.resource?.attributes);
         for (const ss of rs.scopeSpans ?? []) {
           for (const s of ss.spans ?? []) {
-            spans.push({ traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId ?? "", name: s.name, attributes: unwrapAttributes(s.attributes), resource, statusCode: s.status?.code ?? 0, links: (s.links ?? []).map((l) => ({ traceId: l.traceId, spanId: l.spanId })), startMs: nanosToMs(s.startTimeUnixNano), endMs: nanosToMs(s.endTimeUnixNano) });
+            spans.push({
+              traceId: s.traceId,
+              spanId: s.spanId,
+              parentSpanId: s.parentSpanId ?? "",
+              name: s.name,
+              attributes: unwrapAttributes(s.attributes),
+              resource,
+              statusCode: s.status?.code ?? 0,
+              links: (s.links ?? []).map((l) => ({ traceId: l.traceId, spanId: l.spanId })),
+              startMs: nanosToMs(s.startTimeUnixNano),
+              endMs: nanosToMs(s.endTimeUnixNano),
+            });
           }
         }
       }

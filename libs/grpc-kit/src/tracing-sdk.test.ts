@@ -8,7 +8,16 @@ import { channelCredentials, unary } from "./client.ts";
 import { definePolicy } from "./policy.ts";
 import { GrpcServer, type AsyncService } from "./server.ts";
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./testing.ts";
-import { contextFromCarrier, failSpan, initTracing, startSpan, spanCarrier, traceCarrier, withSpan, type Tracing } from "./tracing.ts";
+import {
+  contextFromCarrier,
+  failSpan,
+  initTracing,
+  startSpan,
+  spanCarrier,
+  traceCarrier,
+  withSpan,
+  type Tracing,
+} from "./tracing.ts";
 
 describe("tracing on: spans reach an OTLP/HTTP receiver, and gRPC calls carry the trace", () => {
   let receiver: OtlpReceiver;
@@ -32,7 +41,11 @@ describe("tracing on: spans reach an OTLP/HTTP receiver, and gRPC calls carry th
       GetRenderStatus: ["public"],
       WatchRenderStatus: ["public"],
     });
-    server = new GrpcServer({ log: createLogger("test", "silent"), authenticate: async () => ANONYMOUS }).add(CaddyRendererService, impl, policy);
+    server = new GrpcServer({ log: createLogger("test", "silent"), authenticate: async () => ANONYMOUS }).add(
+      CaddyRendererService,
+      impl,
+      policy,
+    );
     const port = await server.listen("127.0.0.1:0");
     client = new CaddyRendererClient(`127.0.0.1:${port}`, channelCredentials({}));
   });
@@ -51,12 +64,16 @@ describe("tracing on: spans reach an OTLP/HTTP receiver, and gRPC calls carry th
 
   it("links a handler's span to the caller's through the call's metadata, a carrier to its span, and exports them on shutdown", async () => {
     assert.equal(tracing.enabled, true);
-    await withSpan("caller", { attributes: { "cpm.config.version": 7 } }, () => unary(client.getRenderStatus.bind(client), {}, undefined));
+    await withSpan("caller", { attributes: { "cpm.config.version": 7 } }, () =>
+      unary(client.getRenderStatus.bind(client), {}, undefined),
+    );
 
     const push = startSpan("push");
     const carrier = spanCarrier(push);
     assert.match(carrier?.traceparent ?? "", /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
-    await withSpan("apply", { parent: contextFromCarrier(carrier) }, (span) => failSpan(span, Object.assign(new Error("example.com is refused"), { code: 9 })));
+    await withSpan("apply", { parent: contextFromCarrier(carrier) }, (span) =>
+      failSpan(span, Object.assign(new Error("example.com is refused"), { code: 9 })),
+    );
     push.end();
     assert.equal(traceCarrier(contextFromCarrier(undefined)), undefined);
 

@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Metadata } from "@grpc/grpc-js";
 import { ConfigError } from "@cpm/core";
-import { contextFromCarrier, initTracing, injectTraceContext, traceCarrier, tracingConfigFromEnv, withSpan } from "./tracing.ts";
+import {
+  contextFromCarrier,
+  initTracing,
+  injectTraceContext,
+  traceCarrier,
+  tracingConfigFromEnv,
+  withSpan,
+} from "./tracing.ts";
 
 describe("tracing configuration from the standard OpenTelemetry variables", () => {
   it("is off when nothing is configured", () => {
@@ -10,21 +17,38 @@ describe("tracing configuration from the standard OpenTelemetry variables", () =
   });
 
   it("exports with OTLP when an endpoint is set, or as OTEL_TRACES_EXPORTER names", () => {
-    assert.deepEqual(tracingConfigFromEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318" }).exporters, ["otlp"]);
-    assert.deepEqual(tracingConfigFromEnv({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "https://c.example/v1/traces" }).exporters, ["otlp"]);
+    assert.deepEqual(tracingConfigFromEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318" }).exporters, [
+      "otlp",
+    ]);
+    assert.deepEqual(
+      tracingConfigFromEnv({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "https://c.example/v1/traces" }).exporters,
+      ["otlp"],
+    );
     assert.deepEqual(tracingConfigFromEnv({ OTEL_TRACES_EXPORTER: "console" }).exporters, ["console"]);
-    assert.deepEqual(tracingConfigFromEnv({ OTEL_TRACES_EXPORTER: "otlp, console,otlp" }).exporters, ["otlp", "console"]);
+    assert.deepEqual(tracingConfigFromEnv({ OTEL_TRACES_EXPORTER: "otlp, console,otlp" }).exporters, [
+      "otlp",
+      "console",
+    ]);
   });
 
   it("is off with OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true, whatever else is set", () => {
-    assert.deepEqual(tracingConfigFromEnv({ OTEL_TRACES_EXPORTER: "none", OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318" }).exporters, []);
-    assert.deepEqual(tracingConfigFromEnv({ OTEL_SDK_DISABLED: "true", OTEL_TRACES_EXPORTER: "console" }).exporters, []);
+    assert.deepEqual(
+      tracingConfigFromEnv({ OTEL_TRACES_EXPORTER: "none", OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318" }).exporters,
+      [],
+    );
+    assert.deepEqual(
+      tracingConfigFromEnv({ OTEL_SDK_DISABLED: "true", OTEL_TRACES_EXPORTER: "console" }).exporters,
+      [],
+    );
   });
 
   it("names the variable of an unknown exporter or a malformed endpoint", () => {
     assert.throws(
       () => tracingConfigFromEnv({ OTEL_TRACES_EXPORTER: "jaeger" }),
-      (e: unknown) => e instanceof ConfigError && e.variable === "OTEL_TRACES_EXPORTER" && /"jaeger" is not one of otlp, console, none/.test(e.message),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        e.variable === "OTEL_TRACES_EXPORTER" &&
+        /"jaeger" is not one of otlp, console, none/.test(e.message),
     );
     assert.throws(
       () => tracingConfigFromEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318" }),
@@ -49,7 +73,10 @@ describe("tracing off (no SDK started)", () => {
       assert.equal(injectTraceContext(new Metadata()).get("traceparent").length, 0);
     });
     // A carrier from a traced peer is ignored without an SDK: nothing to join.
-    const ctx = contextFromCarrier({ traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", tracestate: "" });
+    const ctx = contextFromCarrier({
+      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      tracestate: "",
+    });
     assert.equal(traceCarrier(ctx), undefined);
     await tracing.shutdown();
   });
@@ -66,6 +93,8 @@ describe("tracing off (no SDK started)", () => {
     const bare = Number(t1 - t0) / n;
     const traced = Number(t2 - t1) / n;
     assert.ok(sink > 0);
-    console.log(`withSpan with tracing off: ${traced.toFixed(0)} ns per call, a bare awaited call ${bare.toFixed(0)} ns (${n} calls)`);
+    console.log(
+      `withSpan with tracing off: ${traced.toFixed(0)} ns per call, a bare awaited call ${bare.toFixed(0)} ns (${n} calls)`,
+    );
   });
 });

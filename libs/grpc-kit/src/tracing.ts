@@ -41,7 +41,8 @@ export function tracingConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Trac
   if ((env.OTEL_SDK_DISABLED ?? "").trim().toLowerCase() === "true") return { exporters: [] };
   for (const name of ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]) {
     const value = env[name]?.trim();
-    if (value && !/^https?:\/\/[^\s/]+/.test(value)) throw new ConfigError(name, `"${value}" is not an http:// or https:// URL`);
+    if (value && !/^https?:\/\/[^\s/]+/.test(value))
+      throw new ConfigError(name, `"${value}" is not an http:// or https:// URL`);
   }
   const raw = env.OTEL_TRACES_EXPORTER?.trim();
   if (!raw) {
@@ -50,7 +51,8 @@ export function tracingConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Trac
   }
   const names = raw.split(",").map((s) => s.trim().toLowerCase());
   const unknown = names.find((n) => !EXPORTERS.includes(n));
-  if (unknown !== undefined) throw new ConfigError("OTEL_TRACES_EXPORTER", `"${unknown}" is not one of ${EXPORTERS.join(", ")}`);
+  if (unknown !== undefined)
+    throw new ConfigError("OTEL_TRACES_EXPORTER", `"${unknown}" is not one of ${EXPORTERS.join(", ")}`);
   if (names.includes("none")) return { exporters: [] };
   return { exporters: [...new Set(names)] as TraceExporterName[] };
 }
@@ -66,7 +68,11 @@ export interface Tracing {
  * (see `tracingConfigFromEnv`); otherwise loads nothing and every span helper stays a no-op.
  * `service` becomes `service.name`; `OTEL_RESOURCE_ATTRIBUTES` adds resource attributes.
  */
-export async function initTracing(service: string, attributes: Attributes = {}, env: NodeJS.ProcessEnv = process.env): Promise<Tracing> {
+export async function initTracing(
+  service: string,
+  attributes: Attributes = {},
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Tracing> {
   const cfg = tracingConfigFromEnv(env);
   if (cfg.exporters.length === 0) return { enabled: false, shutdown: async () => undefined };
   // Loaded only when configured: an instance without tracing never pays for the SDK.
@@ -168,7 +174,11 @@ export function startSpan(name: string, opts: SpanOptions = {}): Span {
     const spanContext = trace.getSpanContext(contextFromCarrier(c));
     return spanContext ? [{ context: spanContext }] : [];
   });
-  return tracer().startSpan(name, { attributes: opts.attributes, kind: opts.kind, links }, opts.parent ?? context.active());
+  return tracer().startSpan(
+    name,
+    { attributes: opts.attributes, kind: opts.kind, links },
+    opts.parent ?? context.active(),
+  );
 }
 
 /**
@@ -176,16 +186,21 @@ export function startSpan(name: string, opts: SpanOptions = {}): Span {
  * as an error (with the exception's message) and is rethrown.
  */
 export async function withSpan<T>(name: string, opts: SpanOptions, fn: (span: Span) => Promise<T> | T): Promise<T> {
-  return tracer().startActiveSpan(name, { attributes: opts.attributes, kind: opts.kind }, opts.parent ?? context.active(), async (span) => {
-    try {
-      return await fn(span);
-    } catch (err) {
-      failSpan(span, err);
-      throw err;
-    } finally {
-      span.end();
-    }
-  });
+  return tracer().startActiveSpan(
+    name,
+    { attributes: opts.attributes, kind: opts.kind },
+    opts.parent ?? context.active(),
+    async (span) => {
+      try {
+        return await fn(span);
+      } catch (err) {
+        failSpan(span, err);
+        throw err;
+      } finally {
+        span.end();
+      }
+    },
+  );
 }
 
 /**

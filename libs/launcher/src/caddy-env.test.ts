@@ -30,7 +30,14 @@ describe("caddyEnvironment: Caddy gets PATH, HOME and its XDG dirs, nothing else
     const env = caddyEnvironment(parent, "/d/caddy");
     for (const name of Object.keys(env)) assert.doesNotMatch(name, /^(CPM_|INSTANCE_|DATABASE_URL|AWS_)/);
     const values = Object.values(env).join("\n");
-    for (const secret of ["internal-secret-token", "admin-secret-token", "sync-secret-token", "slave-secret-token", "pw@db"]) assert.ok(!values.includes(secret), `${secret} leaked`);
+    for (const secret of [
+      "internal-secret-token",
+      "admin-secret-token",
+      "sync-secret-token",
+      "slave-secret-token",
+      "pw@db",
+    ])
+      assert.ok(!values.includes(secret), `${secret} leaked`);
   });
 
   it("without HOME, points HOME at Caddy's own directory", () => {

@@ -21,7 +21,10 @@ describe("caddyRunArgs: resume the last config Caddy ran, when it keeps the admi
   };
 
   it("the autosave file is where Caddy writes it under the environment the launcher gives it", () => {
-    assert.equal(caddyAutosavePath("/d/caddy"), path.join(caddyEnvironment({}, "/d/caddy").XDG_CONFIG_HOME!, "caddy", "autosave.json"));
+    assert.equal(
+      caddyAutosavePath("/d/caddy"),
+      path.join(caddyEnvironment({}, "/d/caddy").XDG_CONFIG_HOME!, "caddy", "autosave.json"),
+    );
   });
 
   it("without a saved config: the initial config only", () => {
@@ -29,14 +32,29 @@ describe("caddyRunArgs: resume the last config Caddy ran, when it keeps the admi
   });
 
   it("with a saved config for the same admin API: --resume, the initial config as its fallback", () => {
-    assert.deepEqual(caddyRunArgs(caddyDir({ admin, apps: { http: {} } }), "/i.json", admin), ["run", "--config", "/i.json", "--resume"]);
+    assert.deepEqual(caddyRunArgs(caddyDir({ admin, apps: { http: {} } }), "/i.json", admin), [
+      "run",
+      "--config",
+      "/i.json",
+      "--resume",
+    ]);
     const withOrigins = { listen: "0.0.0.0:2019", origins: ["caddy:2019", "0.0.0.0:2019"] };
     assert.deepEqual(caddyRunArgs(caddyDir({ admin: withOrigins }), "/i.json", withOrigins).at(-1), "--resume");
   });
 
   it("a saved config with the admin API elsewhere, or unreadable, is not resumed", () => {
-    for (const saved of [{ admin: { listen: "127.0.0.1:2020" } }, { admin: { listen: "127.0.0.1:2019", origins: ["x:2019"] } }, {}, "not json", "null"]) {
-      assert.deepEqual(caddyRunArgs(caddyDir(saved), "/i.json", admin), ["run", "--config", "/i.json"], JSON.stringify(saved));
+    for (const saved of [
+      { admin: { listen: "127.0.0.1:2020" } },
+      { admin: { listen: "127.0.0.1:2019", origins: ["x:2019"] } },
+      {},
+      "not json",
+      "null",
+    ]) {
+      assert.deepEqual(
+        caddyRunArgs(caddyDir(saved), "/i.json", admin),
+        ["run", "--config", "/i.json"],
+        JSON.stringify(saved),
+      );
     }
   });
 });

@@ -30,5 +30,8 @@ function savedAdminMatches(file: string, admin: AdminBlock): boolean {
   } catch {
     return false; // none yet, or unreadable: start from the initial config
   }
-  return saved?.admin?.listen === admin.listen && JSON.stringify(saved.admin.origins ?? []) === JSON.stringify(admin.origins ?? []);
+  return (
+    saved?.admin?.listen === admin.listen &&
+    JSON.stringify(saved.admin.origins ?? []) === JSON.stringify(admin.origins ?? [])
+  );
 }

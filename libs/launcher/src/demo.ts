@@ -30,9 +30,54 @@ function pki(): { ca: string; cert: string; key: string } {
   mkdirSync(p, { recursive: true });
   const run = (args: string[]) => execFileSync("openssl", args, { cwd: p, stdio: "pipe" });
   writeFileSync(path.join(p, "san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
-  run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "825", "-subj", "/CN=CPM demo CA"]);
-  run(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "slave.key", "-out", "slave.csr", "-subj", "/CN=localhost"]);
-  run(["x509", "-req", "-in", "slave.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "slave.crt", "-days", "825", "-extfile", "san.ext"]);
+  run([
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.crt",
+    "-days",
+    "825",
+    "-subj",
+    "/CN=CPM demo CA",
+  ]);
+  run([
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    "slave.key",
+    "-out",
+    "slave.csr",
+    "-subj",
+    "/CN=localhost",
+  ]);
+  run([
+    "x509",
+    "-req",
+    "-in",
+    "slave.csr",
+    "-CA",
+    "ca.crt",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "slave.crt",
+    "-days",
+    "825",
+    "-extfile",
+    "san.ext",
+  ]);
   return out;
 }
 
@@ -92,7 +137,10 @@ async function main() {
   };
   const children: ChildProcess[] = [];
   for (const [name, env] of Object.entries(instances)) {
-    const child = spawn(process.execPath, [path.join(root, "libs/launcher/dist/main.js")], { env, stdio: ["ignore", "inherit", "inherit"] });
+    const child = spawn(process.execPath, [path.join(root, "libs/launcher/dist/main.js")], {
+      env,
+      stdio: ["ignore", "inherit", "inherit"],
+    });
     child.on("exit", (code) => {
       say(`${name} stopped (code ${code})`);
       for (const c of children) c.kill("SIGTERM");
@@ -102,7 +150,9 @@ async function main() {
     children.push(child);
   }
   // A tiny upstream for the example host.
-  const upstream = http.createServer((req, res) => res.end(`hello from the demo upstream (Host: ${req.headers.host})\n`)).listen(8090, "127.0.0.1");
+  const upstream = http
+    .createServer((req, res) => res.end(`hello from the demo upstream (Host: ${req.headers.host})\n`))
+    .listen(8090, "127.0.0.1");
   const stop = () => {
     upstream.close();
     children.forEach((c) => c.kill("SIGTERM"));
@@ -113,16 +163,23 @@ async function main() {
   const ports = [50051, 50061, 50443, 8080, 8081];
   const up = await Promise.all(ports.map((p) => listening(p, 120_000)));
   if (children.some((c) => c.exitCode !== null || c.signalCode !== null)) return;
-  if (up.includes(false)) say(`still waiting for ${ports.filter((_, i) => !up[i]).join(", ")}; the commands below may fail until then`);
+  if (up.includes(false))
+    say(`still waiting for ${ports.filter((_, i) => !up[i]).join(", ")}; the commands below may fail until then`);
   const call = (port: number, method: string, body: string) =>
     `npx buf curl --protocol grpc --http2-prior-knowledge -H 'authorization: Bearer ${adminToken}' -d '${body}' http://127.0.0.1:${port}/${method}`;
-  say(`master: API 127.0.0.1:50051, Caddy on :8080  |  slave: API 127.0.0.1:50061, Caddy on :8081, sync on :50443 (TLS)`);
+  say(
+    `master: API 127.0.0.1:50051, Caddy on :8080  |  slave: API 127.0.0.1:50061, Caddy on :8081, sync on :50443 (TLS)`,
+  );
   say(`admin token (both instances; tokens are per instance and never synced): ${adminToken}`);
   say("try, in another terminal:");
-  say(`  ${call(50051, "cpm.config.v1.ConfigService/CreateProxyHost", '{"proxy_host":{"name":"demo","domains":["demo.localhost"],"upstreams":["127.0.0.1:8090"]}}')}`);
+  say(
+    `  ${call(50051, "cpm.config.v1.ConfigService/CreateProxyHost", '{"proxy_host":{"name":"demo","domains":["demo.localhost"],"upstreams":["127.0.0.1:8090"]}}')}`,
+  );
   say(`  curl -si -H 'Host: demo.localhost' http://127.0.0.1:8081/ | head -1      # served by the slave`);
   say(`  ${call(50053, "cpm.sync.v1.SyncDispatcher/GetSyncStatus", "{}")}`);
-  say(`Caddy's logs: ${path.join(dir, "master", "caddy", "caddy.log")} and ${path.join(dir, "slave", "caddy", "caddy.log")}`);
+  say(
+    `Caddy's logs: ${path.join(dir, "master", "caddy", "caddy.log")} and ${path.join(dir, "slave", "caddy", "caddy.log")}`,
+  );
   say("Ctrl-C stops both.");
 }
 

@@ -85,18 +85,27 @@ function main() {
       stopLast: true,
     });
   } else {
-    say(`no caddy binary found (CPM_CADDY_BIN, npm run caddy:build, or PATH): expecting Caddy's admin API at ${cfg.caddyApiUrl}`);
+    say(
+      `no caddy binary found (CPM_CADDY_BIN, npm run caddy:build, or PATH): expecting Caddy's admin API at ${cfg.caddyApiUrl}`,
+    );
   }
   for (const s of services) {
     const entry = path.join(root, "services", s, "dist", "main.js");
     if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` first`);
-    procs.push({ name: s, command: process.execPath, args: () => nodeServiceArgs(entry, env), env: nodeServiceEnv(env) });
+    procs.push({
+      name: s,
+      command: process.execPath,
+      args: () => nodeServiceArgs(entry, env),
+      env: nodeServiceEnv(env),
+    });
   }
 
   const supervisor = new Supervisor(procs, { say, onStopped: (code) => process.exit(code) });
   process.on("SIGINT", () => void supervisor.stop(0));
   process.on("SIGTERM", () => void supervisor.stop(0));
-  say(`starting a ${cfg.mode} instance: ${procs.map((p) => p.name).join(", ")} (data in ${cfg.dataDir}${caddy ? `; Caddy's log: ${path.join(cfg.dataDir, "caddy", "caddy.log")}` : ""})`);
+  say(
+    `starting a ${cfg.mode} instance: ${procs.map((p) => p.name).join(", ")} (data in ${cfg.dataDir}${caddy ? `; Caddy's log: ${path.join(cfg.dataDir, "caddy", "caddy.log")}` : ""})`,
+  );
   supervisor.start();
 }
 

@@ -10,7 +10,12 @@ const MIN = 60 * S;
 function runs(...lives: [number, number | NodeJS.Signals][]): Run[] {
   let t = 0;
   return lives.map(([alive, how]) => {
-    const run: Run = { startedAt: t, endedAt: t + alive * S, code: typeof how === "number" ? how : null, signal: typeof how === "string" ? how : null };
+    const run: Run = {
+      startedAt: t,
+      endedAt: t + alive * S,
+      code: typeof how === "number" ? how : null,
+      signal: typeof how === "string" ? how : null,
+    };
     t = run.endedAt + S;
     return run;
   });
@@ -40,8 +45,12 @@ describe("decideRestart", () => {
   test("the backoff starts over after a healthy run, however many crashes came before", () => {
     const crashes: [number, number][] = Array.from({ length: 8 }, () => [10, 1]);
     assert.equal(delay(runs(...crashes)), 30_000);
-    assert.equal(delay(runs(...crashes, [5 * MIN / S, 1])), 500, "healthy for minutes, then died: back at the base delay");
-    assert.equal(delay(runs(...crashes, [5 * MIN / S, 1], [10, 1])), 1000);
+    assert.equal(
+      delay(runs(...crashes, [(5 * MIN) / S, 1])),
+      500,
+      "healthy for minutes, then died: back at the base delay",
+    );
+    assert.equal(delay(runs(...crashes, [(5 * MIN) / S, 1], [10, 1])), 1000);
   });
 
   test("a death during start-up is restarted, not fatal, up to the bounded number in a row", () => {
@@ -51,7 +60,10 @@ describe("decideRestart", () => {
       assert.ok(decideRestart(runs(...boot)).restart, `start-up death ${i} is restarted`);
     }
     boot.push([1, "SIGKILL"]);
-    assert.deepEqual(decideRestart(runs(...boot)), { restart: false, reason: "died during start-up 5 times in a row (last: signal SIGKILL)" });
+    assert.deepEqual(decideRestart(runs(...boot)), {
+      restart: false,
+      reason: "died during start-up 5 times in a row (last: signal SIGKILL)",
+    });
   });
 
   test("start-up deaths separated by a longer run do not add up", () => {

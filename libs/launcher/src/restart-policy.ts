@@ -44,7 +44,8 @@ export function describeExit(run: Pick<Run, "code" | "signal">): string {
 export function decideRestart(runs: readonly Run[], policy: RestartPolicy = DEFAULT_RESTART_POLICY): RestartDecision {
   const last = runs.at(-1);
   if (!last) throw new Error("decideRestart needs the run that just ended");
-  if (last.code === CONFIG_ERROR_EXIT_CODE) return { restart: false, reason: `configuration error (exit code ${CONFIG_ERROR_EXIT_CODE})` };
+  if (last.code === CONFIG_ERROR_EXIT_CODE)
+    return { restart: false, reason: `configuration error (exit code ${CONFIG_ERROR_EXIT_CODE})` };
   const duration = (r: Run) => r.endedAt - r.startedAt;
   const trailing = (short: (r: Run) => boolean) => {
     let n = 0;
@@ -53,7 +54,10 @@ export function decideRestart(runs: readonly Run[], policy: RestartPolicy = DEFA
   };
   const bootDeaths = trailing((r) => duration(r) < policy.bootMs);
   if (bootDeaths >= policy.maxBootDeaths) {
-    return { restart: false, reason: `died during start-up ${bootDeaths} times in a row (last: ${describeExit(last)})` };
+    return {
+      restart: false,
+      reason: `died during start-up ${bootDeaths} times in a row (last: ${describeExit(last)})`,
+    };
   }
   // Deaths in a row: the short runs at the end, plus the death of the healthy run before them.
   const short = trailing((r) => duration(r) < policy.healthyMs);

@@ -17,18 +17,29 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const node = (name: string, script: string, over: Partial<ProcessSpec> = {}): ProcessSpec => ({
   name,
   command: process.execPath,
-  args: () => ["-e", `require("fs").appendFileSync(${JSON.stringify(path.join(dir, `${name}.starts`))}, "x\\n"); ${script}`],
+  args: () => [
+    "-e",
+    `require("fs").appendFileSync(${JSON.stringify(path.join(dir, `${name}.starts`))}, "x\\n"); ${script}`,
+  ],
   env: {},
   ...over,
 });
-const starts = (name: string) => (existsSync(path.join(dir, `${name}.starts`)) ? readFileSync(path.join(dir, `${name}.starts`), "utf8").split("\n").length - 1 : 0);
+const starts = (name: string) =>
+  existsSync(path.join(dir, `${name}.starts`))
+    ? readFileSync(path.join(dir, `${name}.starts`), "utf8").split("\n").length - 1
+    : 0;
 const STAY_UP = "setInterval(() => {}, 1000);";
 
 function run(specs: ProcessSpec[]) {
   const said: string[] = [];
   let stopped!: (code: number) => void;
   const exit = new Promise<number>((r) => (stopped = r));
-  const sup = new Supervisor(specs, { say: (m) => said.push(m), onStopped: (c) => stopped(c), policy: FAST, stopTimeoutMs: 2_000 });
+  const sup = new Supervisor(specs, {
+    say: (m) => said.push(m),
+    onStopped: (c) => stopped(c),
+    policy: FAST,
+    stopTimeoutMs: 2_000,
+  });
   sup.start();
   return { sup, said, exit };
 }
@@ -44,14 +55,20 @@ const until = async (what: string, f: () => boolean, ms = 5_000) => {
 describe("Supervisor", () => {
   it("restarts a process that dies during start-up (crash, kill) instead of stopping the instance", async () => {
     // Dies at its first two starts (exit 1, then SIGKILL as an OOM kill would), then stays up.
-    const flaky = node("flaky", `const n = require("fs").readFileSync(${JSON.stringify(path.join(dir, "flaky.starts"))}, "utf8").length / 2;
-      if (n === 1) process.exit(1); if (n === 2) process.kill(process.pid, "SIGKILL"); ${STAY_UP}`);
+    const flaky = node(
+      "flaky",
+      `const n = require("fs").readFileSync(${JSON.stringify(path.join(dir, "flaky.starts"))}, "utf8").length / 2;
+      if (n === 1) process.exit(1); if (n === 2) process.kill(process.pid, "SIGKILL"); ${STAY_UP}`,
+    );
     const { sup, said, exit } = run([flaky, node("steady", STAY_UP)]);
     await until("the third start", () => starts("flaky") === 3);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(starts("flaky"), 3, "up after its third start");
     assert.equal(starts("steady"), 1, "the others are left alone");
-    assert.deepEqual(said, ["flaky exited (code 1); restarting in 20 ms", "flaky exited (signal SIGKILL); restarting in 40 ms"]);
+    assert.deepEqual(said, [
+      "flaky exited (code 1); restarting in 20 ms",
+      "flaky exited (signal SIGKILL); restarting in 40 ms",
+    ]);
     await sup.stop(0);
     assert.equal(await exit, 0);
   });
@@ -60,20 +77,34 @@ describe("Supervisor", () => {
     const { said, exit } = run([node("doomed", "process.exit(3)"), node("bystander", STAY_UP)]);
     assert.equal(await exit, 1);
     assert.equal(starts("doomed"), FAST.maxBootDeaths);
-    assert.equal(said.at(-1), `doomed exited (code 3): died during start-up ${FAST.maxBootDeaths} times in a row (last: code 3); stopping the instance`);
+    assert.equal(
+      said.at(-1),
+      `doomed exited (code 3): died during start-up ${FAST.maxBootDeaths} times in a row (last: code 3); stopping the instance`,
+    );
   });
 
   it("stops the instance at once when a process exits with the configuration-error code", async () => {
-    const { said, exit } = run([node("misconfigured", `console.error("bad variable"); process.exit(${CONFIG_ERROR_EXIT_CODE})`), node("other", STAY_UP)]);
+    const { said, exit } = run([
+      node("misconfigured", `console.error("bad variable"); process.exit(${CONFIG_ERROR_EXIT_CODE})`),
+      node("other", STAY_UP),
+    ]);
     assert.equal(await exit, 1);
     assert.equal(starts("misconfigured"), 1, "not restarted");
-    assert.deepEqual(said, [`misconfigured exited (code ${CONFIG_ERROR_EXIT_CODE}): configuration error (exit code ${CONFIG_ERROR_EXIT_CODE}); stopping the instance`]);
+    assert.deepEqual(said, [
+      `misconfigured exited (code ${CONFIG_ERROR_EXIT_CODE}): configuration error (exit code ${CONFIG_ERROR_EXIT_CODE}); stopping the instance`,
+    ]);
   });
 
   it("writes a process's output to its log file when it has one, and reads its arguments at every start", async () => {
     const logFile = path.join(dir, "logs", "chatty.log");
     let n = 0;
-    const chatty: ProcessSpec = { name: "chatty", command: process.execPath, args: () => ["-e", `console.log("out ${++n}"); console.error("err ${n}"); process.exit(${n === 1 ? 1 : 0})`], env: {}, logFile };
+    const chatty: ProcessSpec = {
+      name: "chatty",
+      command: process.execPath,
+      args: () => ["-e", `console.log("out ${++n}"); console.error("err ${n}"); process.exit(${n === 1 ? 1 : 0})`],
+      env: {},
+      logFile,
+    };
     const { sup } = run([{ ...chatty }]);
     await until("two runs logged", () => existsSync(logFile) && /err 2/.test(readFileSync(logFile, "utf8")));
     await sup.stop(0);

@@ -18,7 +18,8 @@ export function issuanceLogPath(storageDir: string): string {
 }
 
 /** The last step Caddy logged for one name. */
-export type NameActivity = { kind: "obtaining" } | { kind: "renewing" } | { kind: "failed"; error: string } | { kind: "obtained" };
+export type NameActivity =
+  { kind: "obtaining" } | { kind: "renewing" } | { kind: "failed"; error: string } | { kind: "obtained" };
 
 /** Loggers whose lines tell the state of an order (Caddy's names for them). */
 export const ISSUANCE_LOGGERS = ["tls.obtain", "tls.renew"] as const;
@@ -64,7 +65,11 @@ export function parseIssuanceLine(line: string): { name: string; activity: NameA
   const kind = KINDS[msg];
   if (!kind) return undefined;
   const name = identifier.toLowerCase();
-  if (kind === "failed") return { name, activity: { kind, error: sanitizeDetail(typeof error === "string" && error ? error : "the CA gave no reason") } };
+  if (kind === "failed")
+    return {
+      name,
+      activity: { kind, error: sanitizeDetail(typeof error === "string" && error ? error : "the CA gave no reason") },
+    };
   return { name, activity: { kind } };
 }
 
@@ -110,7 +115,11 @@ export class IssuanceLog {
         for (const line of lines) {
           const e = parseIssuanceLine(line);
           // A failure stands until Caddy obtains the certificate: its retries do not clear it.
-          if (e && (e.activity.kind === "obtained" || e.activity.kind === "failed" || this.last.get(e.name)?.kind !== "failed")) this.last.set(e.name, e.activity);
+          if (
+            e &&
+            (e.activity.kind === "obtained" || e.activity.kind === "failed" || this.last.get(e.name)?.kind !== "failed")
+          )
+            this.last.set(e.name, e.activity);
         }
       }
     } finally {

@@ -29,7 +29,11 @@ export interface Obtained {
 
 /** Caddy's file name for a name in its storage (certmagic's StorageKeys.Safe). */
 function storageName(name: string): string {
-  return name.toLowerCase().replace(/\*/g, "wildcard_").replace(/\.\./g, "").replace(/[^a-z0-9_@.\-[\]:]/g, "");
+  return name
+    .toLowerCase()
+    .replace(/\*/g, "wildcard_")
+    .replace(/\.\./g, "")
+    .replace(/[^a-z0-9_@.\-[\]:]/g, "");
 }
 
 /**
@@ -99,7 +103,12 @@ export function issuanceReport(
     const now = obtained.get(name);
     const before = recorded.get(name);
     if (now && (!before || !leafDer(before.certificatePem).equals(leafDer(now.certificatePem)))) {
-      issued.push({ domainName: name, certificatePem: now.certificatePem, privateKeyPem: now.privateKeyPem, notAfter: undefined });
+      issued.push({
+        domainName: name,
+        certificatePem: now.certificatePem,
+        privateKeyPem: now.privateKeyPem,
+        notAfter: undefined,
+      });
       changed = true;
     } else if (before) {
       issued.push(before);
@@ -129,7 +138,9 @@ export function issuanceReport(
 /** What the recorder needs from config-service (the internal client). */
 export interface IssuanceStore {
   getSnapshot(): Promise<Snapshot>;
-  recordCertificateIssuance(req: RecordCertificateIssuanceRequest): Promise<{ configVersion: number; changed: boolean }>;
+  recordCertificateIssuance(
+    req: RecordCertificateIssuanceRequest,
+  ): Promise<{ configVersion: number; changed: boolean }>;
 }
 
 /**
@@ -189,12 +200,23 @@ export class IssuanceRecorder {
         if (!report) continue;
         const r = await this.store.recordCertificateIssuance(report);
         if (r.changed) {
-          this.log.info({ certificate: cert.name, status: CertificateStatus[report.status], detail: report.statusDetail || undefined, names: report.issued.map((e) => e.domainName) }, "certificate issuance recorded");
+          this.log.info(
+            {
+              certificate: cert.name,
+              status: CertificateStatus[report.status],
+              detail: report.statusDetail || undefined,
+              names: report.issued.map((e) => e.domainName),
+            },
+            "certificate issuance recorded",
+          );
           this.desiredVersion = Math.max(this.desiredVersion, r.configVersion);
         }
       }
     } catch (err) {
-      this.log.warn({ err: (err as { details?: string }).details ?? (err as Error).message }, "cannot record certificate issuance");
+      this.log.warn(
+        { err: (err as { details?: string }).details ?? (err as Error).message },
+        "cannot record certificate issuance",
+      );
       this.snapshot = undefined;
     }
   }

@@ -1,5 +1,13 @@
 import path from "node:path";
-import { caddyAdminBlock, CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, loadConfig, METRICS_LISTEN_VARIABLES, reservedAddresses } from "@cpm/core";
+import {
+  caddyAdminBlock,
+  CONFIG_ERROR_EXIT_CODE,
+  ConfigError,
+  createLogger,
+  loadConfig,
+  METRICS_LISTEN_VARIABLES,
+  reservedAddresses,
+} from "@cpm/core";
 import { ConfigClient, initTracing, RemoteAuthenticator, startMetrics } from "@cpm/grpc-kit";
 import { CaddyAdmin } from "./caddy.ts";
 import { IssuanceRecorder } from "./issuance.ts";
@@ -19,18 +27,57 @@ async function main() {
   const caddy = new CaddyAdmin(cfg.caddyApiUrl);
   const layer4 = await probeLayer4({ configured: cfg.caddyHasLayer4, caddyBin: cfg.caddyBin });
   log.info({ layer4: layer4.layer4, reason: layer4.reason }, "layer4 (caddy-l4) support");
-  const renderOptions = { httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, bindAddress: cfg.caddyBind, adminListen: cfg.caddyAdminListen, adminOrigins: caddyAdminBlock(cfg).origins, layer4: layer4.layer4, tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls"), reservedUpstreams: reservedAddresses(cfg), servesMasterIssued: cfg.mode === "slave", masterHttpAddress: cfg.mode === "slave" ? cfg.masterHttpAddress : undefined, issuanceLogFile: cfg.mode === "slave" ? undefined : issuanceLogPath(cfg.caddyStorageDir) };
+  const renderOptions = {
+    httpPort: cfg.httpPort,
+    httpsPort: cfg.httpsPort,
+    bindAddress: cfg.caddyBind,
+    adminListen: cfg.caddyAdminListen,
+    adminOrigins: caddyAdminBlock(cfg).origins,
+    layer4: layer4.layer4,
+    tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls"),
+    reservedUpstreams: reservedAddresses(cfg),
+    servesMasterIssued: cfg.mode === "slave",
+    masterHttpAddress: cfg.mode === "slave" ? cfg.masterHttpAddress : undefined,
+    issuanceLogFile: cfg.mode === "slave" ? undefined : issuanceLogPath(cfg.caddyStorageDir),
+  };
   const metrics = rendererMetrics();
-  const reconciler = new Reconciler(config, metrics.instrument(caddy), renderOptions, log, cfg.reconcileIntervalMs, cfg.syncAckTimeoutSeconds * 1000, new FilePreloadHoldStore(path.join(cfg.dataDir, "caddy-renderer-preload.json")));
+  const reconciler = new Reconciler(
+    config,
+    metrics.instrument(caddy),
+    renderOptions,
+    log,
+    cfg.reconcileIntervalMs,
+    cfg.syncAckTimeoutSeconds * 1000,
+    new FilePreloadHoldStore(path.join(cfg.dataDir, "caddy-renderer-preload.json")),
+  );
   const auth = new RemoteAuthenticator(cfg.apiAddr, cfg.internalToken);
-  const server = createServer({ reconciler, renderOptions, authenticate: auth.authenticate, log, syncMaxMessageBytes: cfg.syncMaxMessageBytes });
+  const server = createServer({
+    reconciler,
+    renderOptions,
+    authenticate: auth.authenticate,
+    log,
+    syncMaxMessageBytes: cfg.syncMaxMessageBytes,
+  });
   metrics.observe(() => reconciler.status());
   const metricsServer = await startMetrics(cfg.metricsListen.renderer, METRICS_LISTEN_VARIABLES.renderer, log);
   const port = await server.listen(cfg.rendererListen);
-  log.info({ listen: cfg.rendererListen, port, caddy: cfg.caddyApiUrl, config: cfg.configAddr }, "caddy-renderer ready");
+  log.info(
+    { listen: cfg.rendererListen, port, caddy: cfg.caddyApiUrl, config: cfg.configAddr },
+    "caddy-renderer ready",
+  );
 
   // The master (or a standalone instance) records what its Caddy obtained for master-issued certificates.
-  const recorder = cfg.mode === "slave" ? undefined : new IssuanceRecorder(config, renderOptions, cfg.caddyStorageDir, log, 2000, new IssuanceLog(issuanceLogPath(cfg.caddyStorageDir)));
+  const recorder =
+    cfg.mode === "slave"
+      ? undefined
+      : new IssuanceRecorder(
+          config,
+          renderOptions,
+          cfg.caddyStorageDir,
+          log,
+          2000,
+          new IssuanceLog(issuanceLogPath(cfg.caddyStorageDir)),
+        );
   const stopWatching = new AbortController();
   reconciler.start();
   recorder?.start();

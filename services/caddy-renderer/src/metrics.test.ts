@@ -14,7 +14,12 @@ describe("renderer metrics", () => {
   it("counts and times every load, and failures by reason; the errors still reach the caller", async () => {
     const registry = new Registry();
     const m = new RendererMetrics(registry);
-    const outcomes: (Error | undefined)[] = [undefined, new CaddyRejectedError(400, "bad"), new CaddyUnreachableError(new Error("ECONNREFUSED")), undefined];
+    const outcomes: (Error | undefined)[] = [
+      undefined,
+      new CaddyRejectedError(400, "bad"),
+      new CaddyUnreachableError(new Error("ECONNREFUSED")),
+      undefined,
+    ];
     const caddy = m.instrument({
       load: async () => {
         const e = outcomes.shift();
@@ -28,7 +33,9 @@ describe("renderer metrics", () => {
     await assert.rejects(caddy.load("{}"), CaddyUnreachableError);
     await caddy.load("{}");
     assert.equal(await caddy.currentConfigHash(), "abc");
-    m.observe(() => RenderStatus.fromPartial({ appliedVersion: 12, desiredVersion: 13, caddyReachable: true, inSync: false }));
+    m.observe(() =>
+      RenderStatus.fromPartial({ appliedVersion: 12, desiredVersion: 13, caddyReachable: true, inSync: false }),
+    );
     const text = await registry.metrics();
     assert.equal(value(text, "cpm_renderer_caddy_loads_total"), 4);
     assert.equal(value(text, "cpm_renderer_caddy_load_duration_seconds_count"), 4);

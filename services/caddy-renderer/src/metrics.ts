@@ -22,23 +22,44 @@ export class RendererMetrics {
 
   constructor(registry: Registry) {
     const registers = [registry];
-    this.loads = new Counter({ name: "cpm_renderer_caddy_loads_total", help: "Configurations loaded into Caddy (POST /load), successful or not.", registers });
+    this.loads = new Counter({
+      name: "cpm_renderer_caddy_loads_total",
+      help: "Configurations loaded into Caddy (POST /load), successful or not.",
+      registers,
+    });
     this.failures = new Counter({
       name: "cpm_renderer_caddy_load_failures_total",
       help: "Loads into Caddy that failed, by reason: rejected (Caddy refused the config and keeps the last good one), unreachable, error.",
       labelNames: ["reason"],
       registers,
     });
-    this.duration = new Histogram({ name: "cpm_renderer_caddy_load_duration_seconds", help: "Duration of POST /load to Caddy.", buckets: LATENCY_BUCKETS, registers });
+    this.duration = new Histogram({
+      name: "cpm_renderer_caddy_load_duration_seconds",
+      help: "Duration of POST /load to Caddy.",
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
     const gauge = (name: string, help: string, read: (s: RenderStatus) => number) =>
       scrapedGauge(registry, name, help, () => {
         const s = this.status?.();
         return s && read(s);
       });
-    gauge("cpm_renderer_caddy_reachable", "1 when Caddy's admin API answered the last request, else 0.", (s) => Number(s.caddyReachable));
-    gauge("cpm_renderer_in_sync", "1 when Caddy runs the configuration's current version, else 0.", (s) => Number(s.inSync));
-    gauge("cpm_renderer_applied_version", "The configuration version Caddy runs (the last one loaded and confirmed).", (s) => s.appliedVersion);
-    gauge("cpm_renderer_desired_version", "The configuration version config-service announced last (what Caddy should run).", (s) => s.desiredVersion);
+    gauge("cpm_renderer_caddy_reachable", "1 when Caddy's admin API answered the last request, else 0.", (s) =>
+      Number(s.caddyReachable),
+    );
+    gauge("cpm_renderer_in_sync", "1 when Caddy runs the configuration's current version, else 0.", (s) =>
+      Number(s.inSync),
+    );
+    gauge(
+      "cpm_renderer_applied_version",
+      "The configuration version Caddy runs (the last one loaded and confirmed).",
+      (s) => s.appliedVersion,
+    );
+    gauge(
+      "cpm_renderer_desired_version",
+      "The configuration version config-service announced last (what Caddy should run).",
+      (s) => s.desiredVersion,
+    );
     for (const reason of ["rejected", "unreachable", "error"]) this.failures.inc({ reason }, 0);
   }
 

@@ -35,6 +35,7 @@ export function reconcileStep(v: ReconcileView): ReconcileStep {
   }
   if (v.rejectedContentSha256 === v.desired.contentSha256 && v.caddyMatches) return "none";
   const a = v.applied;
-  if (a && a.contentSha256 === v.desired.contentSha256 && v.caddyMatches) return a.version === v.desired.version ? "none" : "bump-version";
+  if (a && a.contentSha256 === v.desired.contentSha256 && v.caddyMatches)
+    return a.version === v.desired.version ? "none" : "bump-version";
   return "load-desired";
 }

@@ -23,7 +23,14 @@ export interface PreloadHoldStore {
 
 const isHold = (v: unknown): v is SavedHold => {
   const h = v as Partial<SavedHold> | null;
-  return typeof h === "object" && h !== null && Number.isSafeInteger(h.version) && typeof h.contentSha256 === "string" && typeof h.configSha256 === "string" && Number.isFinite(h.until);
+  return (
+    typeof h === "object" &&
+    h !== null &&
+    Number.isSafeInteger(h.version) &&
+    typeof h.contentSha256 === "string" &&
+    typeof h.configSha256 === "string" &&
+    Number.isFinite(h.until)
+  );
 };
 
 /** A PreloadHoldStore in one small JSON file, replaced atomically (write a temporary file, then rename). */

@@ -17,7 +17,14 @@ const snap = (version: number) =>
     masterInstanceId: "m",
     version,
     contentSha256: `content-${version}`,
-    proxyHosts: [ProxyHost.fromPartial({ id: "h", name: "h", domains: [`v${version}.example.com`], upstreams: ["127.0.0.1:9000"] })],
+    proxyHosts: [
+      ProxyHost.fromPartial({
+        id: "h",
+        name: "h",
+        domains: [`v${version}.example.com`],
+        upstreams: ["127.0.0.1:9000"],
+      }),
+    ],
   });
 
 /** FAKE Caddy admin API: keeps the running config in memory and records every load. */
@@ -202,7 +209,10 @@ describe("Reconciler: a preload hold outlives a restart of the renderer", () => 
     second.onCommit({ version: 2, contentSha256: "content-2" });
     await until("in sync on v2", () => second.status().inSync && second.status().appliedVersion === 2);
     assert.deepEqual(caddy.loads, [], "the commit only moves the version");
-    assert.ok(seen.every((v) => v === 0 || v === 2), `versions reported: ${seen.join(",")}`);
+    assert.ok(
+      seen.every((v) => v === 0 || v === 2),
+      `versions reported: ${seen.join(",")}`,
+    );
     assert.equal(existsSync(store.file), false, "the committed hold is no longer saved");
   });
 
@@ -304,7 +314,10 @@ describe("Reconciler: loads under a stream of commits are paced", () => {
       }
       await until(`v${v} loaded`, () => caddy.version() === v && reconciler.status().inSync);
       const during = caddy.startedAt.filter((t) => t >= streamStart).length;
-      assert.ok(during <= 13, `at most about one load per 80 ms (40 ms load + 40 ms pause), got ${during} in ${Date.now() - streamStart} ms`);
+      assert.ok(
+        during <= 13,
+        `at most about one load per 80 ms (40 ms load + 40 ms pause), got ${during} in ${Date.now() - streamStart} ms`,
+      );
       assert.ok(during >= 5, `loads still happen during the stream, got ${during}`);
       // Quiet, then one change: no wait.
       await pause(200);
@@ -313,7 +326,10 @@ describe("Reconciler: loads under a stream of commits are paced", () => {
       const committedAt = Date.now();
       reconciler.onCommit({ version: v, contentSha256: snap(v).contentSha256 });
       await until(`v${v} loaded`, () => caddy.version() === v);
-      assert.ok(caddy.startedAt.at(-1)! - committedAt < 30, `an isolated change loads at once, it waited ${caddy.startedAt.at(-1)! - committedAt} ms`);
+      assert.ok(
+        caddy.startedAt.at(-1)! - committedAt < 30,
+        `an isolated change loads at once, it waited ${caddy.startedAt.at(-1)! - committedAt} ms`,
+      );
     } finally {
       reconciler.stop();
     }

@@ -172,13 +172,22 @@ export class Reconciler {
       this.storeHold();
       return true;
     }
-    this.applied = { version: saved.version, contentSha256: saved.contentSha256, configSha256: saved.configSha256, json: running.json, at: new Date() };
+    this.applied = {
+      version: saved.version,
+      contentSha256: saved.contentSha256,
+      configSha256: saved.configSha256,
+      json: running.json,
+      at: new Date(),
+    };
     this.caddyReachable = true;
     this.caddyMatches = true;
     const left = saved.until - Date.now();
     if (left > 0 && !this.committed(saved)) {
       this.setHold(saved, left);
-      this.log.info({ version: saved.version, holdMs: left }, "Caddy runs a preload held before a restart; kept until commit, release or expiry");
+      this.log.info(
+        { version: saved.version, holdMs: left },
+        "Caddy runs a preload held before a restart; kept until commit, release or expiry",
+      );
     } else this.storeHold();
     this.emit();
     return true;
@@ -218,7 +227,10 @@ export class Reconciler {
     if (step !== "bump-version" && (await this.pace())) return this.reconcile(); // newer commits may have come meanwhile
     // A re-apply of the version Caddy already had (a restart, drift) is not part of the commit's trace.
     const parent = contextFromCarrier(this.applied?.version !== this.desired.version ? this.desiredTrace : undefined);
-    const attributes = { ...versionAttributes(this.desired.version, this.desired.contentSha256), "cpm.render.step": step };
+    const attributes = {
+      ...versionAttributes(this.desired.version, this.desired.contentSha256),
+      "cpm.render.step": step,
+    };
     await withSpan("renderer.load", { parent, attributes }, (span) => this.runStep(step, span));
   }
 
@@ -263,13 +275,20 @@ export class Reconciler {
       if (!(err instanceof CaddyRejectedError)) throw err;
       const without = render(snapshot, { ...this.opts, layer4RefusedBecause: err.message });
       if (without.sha256 === full.sha256) throw err;
-      this.log.warn({ version: snapshot.version, reason: err.message }, "Caddy refused the config; trying it without the layer4 app");
+      this.log.warn(
+        { version: snapshot.version, reason: err.message },
+        "Caddy refused the config; trying it without the layer4 app",
+      );
       this.rejected = undefined;
       return this.applyRendered(snapshot, without, beforeLoad);
     }
   }
 
-  private async applyRendered(snapshot: Snapshot, r: { json: string; sha256: string; warnings: string[] }, beforeLoad?: (configSha256: string) => void): Promise<string> {
+  private async applyRendered(
+    snapshot: Snapshot,
+    r: { json: string; sha256: string; warnings: string[] },
+    beforeLoad?: (configSha256: string) => void,
+  ): Promise<string> {
     this.warnings = r.warnings;
     if (this.applied?.configSha256 === r.sha256 && this.caddyMatches) {
       this.markApplied(snapshot, r.sha256, r.json);
@@ -289,14 +308,18 @@ export class Reconciler {
       this.caddyReachable = true;
       this.caddyMatches = true;
       this.markApplied(snapshot, r.sha256, r.json);
-      this.log.info({ version: snapshot.version, configSha256: r.sha256 }, "Caddy already runs this config; not loaded again");
+      this.log.info(
+        { version: snapshot.version, configSha256: r.sha256 },
+        "Caddy already runs this config; not loaded again",
+      );
       return r.sha256;
     }
     try {
       beforeLoad?.(r.sha256);
       await this.loadJson(snapshot.version, r.json);
     } catch (err) {
-      if (err instanceof CaddyRejectedError) this.rejected = { contentSha256: snapshot.contentSha256, version: snapshot.version };
+      if (err instanceof CaddyRejectedError)
+        this.rejected = { contentSha256: snapshot.contentSha256, version: snapshot.version };
       this.emit();
       throw err;
     }
@@ -340,7 +363,13 @@ export class Reconciler {
   }
 
   private markApplied(snapshot: Snapshot, configSha256: string, json: string): void {
-    this.applied = { version: snapshot.version, contentSha256: snapshot.contentSha256, configSha256, json, at: new Date() };
+    this.applied = {
+      version: snapshot.version,
+      contentSha256: snapshot.contentSha256,
+      configSha256,
+      json,
+      at: new Date(),
+    };
     if (this.rejected && this.rejected.contentSha256 !== snapshot.contentSha256) this.rejected = undefined;
     if (this.lastError && this.lastError.version <= snapshot.version && !this.rejected) this.lastError = undefined;
     this.emit();
@@ -365,7 +394,10 @@ export class Reconciler {
         this.emit();
       }
       if (!matches && this.applied) {
-        this.log.warn({ version: this.applied.version }, "Caddy is not running the applied config (restarted or changed); re-applying");
+        this.log.warn(
+          { version: this.applied.version },
+          "Caddy is not running the applied config (restarted or changed); re-applying",
+        );
         this.kick();
         return;
       }
@@ -377,7 +409,10 @@ export class Reconciler {
       }
       return;
     }
-    const behind = !this.applied || this.applied.version !== this.desired.version || this.applied.contentSha256 !== this.desired.contentSha256;
+    const behind =
+      !this.applied ||
+      this.applied.version !== this.desired.version ||
+      this.applied.contentSha256 !== this.desired.contentSha256;
     const refused = this.rejected?.contentSha256 === this.desired.contentSha256;
     if (behind && !refused) this.kick();
   }
@@ -392,7 +427,12 @@ export class Reconciler {
         await this.pace();
         await this.resumeSavedHold();
         const until = Date.now() + this.preloadHoldMs;
-        const hold = (configSha256: string): SavedHold => ({ version: snapshot.version, contentSha256: snapshot.contentSha256, configSha256, until });
+        const hold = (configSha256: string): SavedHold => ({
+          version: snapshot.version,
+          contentSha256: snapshot.contentSha256,
+          configSha256,
+          until,
+        });
         // Saved before Caddy gets it: a restart in between finds Caddy on it, or not.
         const sha = await this.apply(snapshot, (configSha256) => this.storeHold(hold(configSha256)));
         this.holdPreload(hold(sha));
@@ -428,7 +468,10 @@ export class Reconciler {
     const timer = setTimeout(() => {
       if (this.hold?.version !== version) return;
       this.endHold();
-      this.log.warn({ version, holdMs: this.preloadHoldMs }, "preloaded snapshot neither committed nor released in time; back to the database's version");
+      this.log.warn(
+        { version, holdMs: this.preloadHoldMs },
+        "preloaded snapshot neither committed nor released in time; back to the database's version",
+      );
       this.kick();
     }, ms);
     timer.unref();
@@ -448,7 +491,12 @@ export class Reconciler {
       lastErrorAt: this.lastError?.at,
       caddyReachable: this.caddyReachable,
       warnings: this.warnings,
-      inSync: !!a && a.version === this.desired.version && a.contentSha256 === this.desired.contentSha256 && this.caddyMatches && this.caddyReachable,
+      inSync:
+        !!a &&
+        a.version === this.desired.version &&
+        a.contentSha256 === this.desired.contentSha256 &&
+        this.caddyMatches &&
+        this.caddyReachable,
     };
   }
 

@@ -1,6 +1,14 @@
 import { CaddyRendererService, type CaddyRendererServer, type RenderStatus } from "@cpm/proto";
 import { DEFAULT_SYNC_MAX_MESSAGE_BYTES, ValidationError, validateSnapshot, type Logger } from "@cpm/core";
-import { decodingSnapshotsWith, definePolicy, GrpcServer, SnapshotDecoder, snapshotReceiveLimit, type AsyncService, type Authenticate } from "@cpm/grpc-kit";
+import {
+  decodingSnapshotsWith,
+  definePolicy,
+  GrpcServer,
+  SnapshotDecoder,
+  snapshotReceiveLimit,
+  type AsyncService,
+  type Authenticate,
+} from "@cpm/grpc-kit";
 import { versionAttributes, withSpan } from "@cpm/grpc-kit";
 import type { Reconciler } from "./reconciler.ts";
 import { render, type RenderOptions } from "./render/index.ts";
@@ -28,7 +36,10 @@ export function createServer(deps: RendererDeps): GrpcServer {
   const { reconciler } = deps;
   // A preload decodes only the resources whose bytes changed since the previous one: the others
   // are the objects the render already knows.
-  const service = { ...CaddyRendererService, loadSnapshot: decodingSnapshotsWith(CaddyRendererService.loadSnapshot, new SnapshotDecoder()) };
+  const service = {
+    ...CaddyRendererService,
+    loadSnapshot: decodingSnapshotsWith(CaddyRendererService.loadSnapshot, new SnapshotDecoder()),
+  };
   const impl: AsyncService<CaddyRendererServer> = {
     render: async (req) => {
       if (!req.snapshot) throw new ValidationError("snapshot", "is required");
@@ -42,11 +53,15 @@ export function createServer(deps: RendererDeps): GrpcServer {
       // hash); they are not checked again here. Caddy still refuses a config it cannot run.
       if (!req.snapshot) throw new ValidationError("snapshot", "is required");
       const snapshot = req.snapshot;
-      const r = await withSpan("renderer.preload", { attributes: versionAttributes(snapshot.version, snapshot.contentSha256) }, async (span) => {
-        const loaded = await reconciler.preflight(snapshot);
-        span.setAttribute("cpm.config.config_sha256", loaded.configSha256.slice(0, 12));
-        return loaded;
-      });
+      const r = await withSpan(
+        "renderer.preload",
+        { attributes: versionAttributes(snapshot.version, snapshot.contentSha256) },
+        async (span) => {
+          const loaded = await reconciler.preflight(snapshot);
+          span.setAttribute("cpm.config.config_sha256", loaded.configSha256.slice(0, 12));
+          return loaded;
+        },
+      );
       ctx.log.info({ version: req.snapshot.version }, "snapshot preloaded into Caddy");
       return r;
     },
@@ -60,7 +75,9 @@ export function createServer(deps: RendererDeps): GrpcServer {
       const off = reconciler.onStatus(send);
       try {
         send(reconciler.status());
-        await new Promise<void>((resolve) => (ctx.signal.aborted ? resolve() : ctx.signal.addEventListener("abort", () => resolve(), { once: true })));
+        await new Promise<void>((resolve) =>
+          ctx.signal.aborted ? resolve() : ctx.signal.addEventListener("abort", () => resolve(), { once: true }),
+        );
       } finally {
         off();
       }

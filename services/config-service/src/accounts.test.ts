@@ -16,31 +16,44 @@ describe("users and API tokens of an instance", () => {
     ({ account, config } = h);
   });
 
-  const createUser = (username: string, role: Role, password = "", token = ADMIN) => unary(account.createUser.bind(account), { username, role, password }, token);
+  const createUser = (username: string, role: Role, password = "", token = ADMIN) =>
+    unary(account.createUser.bind(account), { username, role, password }, token);
   const createToken = (name: string, role: Role, userId = "", token = ADMIN, expiresAt?: Date) =>
     unary(account.createApiToken.bind(account), { name, role, userId, expiresAt }, token);
   const listHosts = (token: string) => unary(config.listProxyHosts.bind(config), {}, token);
   const createHost = (token: string) =>
-    unary(config.createProxyHost.bind(config), { proxyHost: ProxyHost.fromPartial({ name: "h", domains: ["h.test"], upstreams: ["127.0.0.1:1"] }) }, token);
+    unary(
+      config.createProxyHost.bind(config),
+      { proxyHost: ProxyHost.fromPartial({ name: "h", domains: ["h.test"], upstreams: ["127.0.0.1:1"] }) },
+      token,
+    );
 
   it("bootstrap: the admin token belongs to the user 'admin'", async () => {
     const me = await unary(account.whoAmI.bind(account), {}, ADMIN);
     assert.equal(me.username, "admin");
     assert.equal(me.role, Role.ROLE_ADMIN);
     const users = (await unary(account.listUsers.bind(account), {}, ADMIN)).users;
-    assert.deepEqual(users.map((u) => [u.username, u.role, u.disabled]), [["admin", Role.ROLE_ADMIN, false]]);
+    assert.deepEqual(
+      users.map((u) => [u.username, u.role, u.disabled]),
+      [["admin", Role.ROLE_ADMIN, false]],
+    );
   });
 
   it("a viewer user's token reads but cannot write; its role cannot be raised above the user's", async () => {
     const viewer = (await createUser("alice", Role.ROLE_VIEWER, "correct horse battery")).user!;
-    assert.match(await expectStatus(createToken("alice-admin", Role.ROLE_ADMIN, viewer.id), status.INVALID_ARGUMENT), /^role: /);
+    assert.match(
+      await expectStatus(createToken("alice-admin", Role.ROLE_ADMIN, viewer.id), status.INVALID_ARGUMENT),
+      /^role: /,
+    );
     const t = await createToken("alice-read", Role.ROLE_VIEWER, viewer.id);
     assert.ok(t.secret.startsWith("cpm_"));
     await listHosts(t.secret);
     await expectStatus(createHost(t.secret), status.PERMISSION_DENIED);
     await expectStatus(unary(account.listUsers.bind(account), {}, t.secret), status.PERMISSION_DENIED);
     // The secret is shown once: the list has the prefix, not the secret.
-    const listed = (await unary(account.listApiTokens.bind(account), {}, ADMIN)).apiTokens.find((x) => x.id === t.apiToken!.id)!;
+    const listed = (await unary(account.listApiTokens.bind(account), {}, ADMIN)).apiTokens.find(
+      (x) => x.id === t.apiToken!.id,
+    )!;
     assert.equal(listed.prefix, t.secret.slice(0, 8));
     assert.ok(!JSON.stringify(listed).includes(t.secret));
   });
@@ -49,12 +62,24 @@ describe("users and API tokens of an instance", () => {
     const bob = (await createUser("bob", Role.ROLE_ADMIN)).user!;
     const t = await createToken("bob-cli", Role.ROLE_ADMIN, bob.id);
     await createHost(t.secret);
-    await unary(account.updateUser.bind(account), { id: bob.id, role: Role.ROLE_ADMIN, disabled: true, password: "" }, ADMIN);
+    await unary(
+      account.updateUser.bind(account),
+      { id: bob.id, role: Role.ROLE_ADMIN, disabled: true, password: "" },
+      ADMIN,
+    );
     await expectStatus(listHosts(t.secret), status.UNAUTHENTICATED);
-    await unary(account.updateUser.bind(account), { id: bob.id, role: Role.ROLE_ADMIN, disabled: false, password: "" }, ADMIN);
+    await unary(
+      account.updateUser.bind(account),
+      { id: bob.id, role: Role.ROLE_ADMIN, disabled: false, password: "" },
+      ADMIN,
+    );
     await listHosts(t.secret);
     // Demoting the user demotes its tokens.
-    await unary(account.updateUser.bind(account), { id: bob.id, role: Role.ROLE_VIEWER, disabled: false, password: "" }, ADMIN);
+    await unary(
+      account.updateUser.bind(account),
+      { id: bob.id, role: Role.ROLE_VIEWER, disabled: false, password: "" },
+      ADMIN,
+    );
     await expectStatus(createHost(t.secret), status.PERMISSION_DENIED);
     await unary(account.deleteUser.bind(account), { id: bob.id }, ADMIN);
     await expectStatus(listHosts(t.secret), status.UNAUTHENTICATED);
@@ -67,7 +92,13 @@ describe("users and API tokens of an instance", () => {
     await listHosts(t.secret);
     await new Promise((r) => setTimeout(r, 1600));
     await expectStatus(listHosts(t.secret), status.UNAUTHENTICATED);
-    assert.match(await expectStatus(createToken("past", Role.ROLE_VIEWER, "", ADMIN, new Date(Date.now() - 1000)), status.INVALID_ARGUMENT), /^expires_at: /);
+    assert.match(
+      await expectStatus(
+        createToken("past", Role.ROLE_VIEWER, "", ADMIN, new Date(Date.now() - 1000)),
+        status.INVALID_ARGUMENT,
+      ),
+      /^expires_at: /,
+    );
     const r = await createToken("revoke-me", Role.ROLE_VIEWER);
     await unary(account.revokeApiToken.bind(account), { id: r.apiToken!.id }, ADMIN);
     await expectStatus(listHosts(r.secret), status.UNAUTHENTICATED);
@@ -85,10 +116,21 @@ describe("users and API tokens of an instance", () => {
     ];
     for (const [p, c, re] of cases) assert.match(await expectStatus(p, c), re);
     const me = await unary(account.whoAmI.bind(account), {}, ADMIN);
-    await expectStatus(unary(account.updateUser.bind(account), { id: me.userId, role: Role.ROLE_VIEWER, disabled: false, password: "" }, ADMIN), status.FAILED_PRECONDITION);
+    await expectStatus(
+      unary(
+        account.updateUser.bind(account),
+        { id: me.userId, role: Role.ROLE_VIEWER, disabled: false, password: "" },
+        ADMIN,
+      ),
+      status.FAILED_PRECONDITION,
+    );
     await expectStatus(unary(account.deleteUser.bind(account), { id: me.userId }, ADMIN), status.FAILED_PRECONDITION);
     const users = (await unary(account.listUsers.bind(account), {}, ADMIN)).users;
-    assert.deepEqual(users.map((u) => u.username), ["admin"], "nothing was written by the refused calls");
+    assert.deepEqual(
+      users.map((u) => u.username),
+      ["admin"],
+      "nothing was written by the refused calls",
+    );
   });
 
   it("stores and lists no part of the bootstrap token (CPM_ADMIN_TOKEN)", async () => {
@@ -96,16 +138,25 @@ describe("users and API tokens of an instance", () => {
     const tokens = (await unary(account.listApiTokens.bind(account), {}, ADMIN)).apiTokens;
     const bootstrap = tokens.find((t) => t.name === "bootstrap")!;
     assert.equal(bootstrap.prefix, "");
-    assert.ok(tokens.find((t) => t.name === "cli")!.prefix.startsWith("cpm_"), "other tokens keep a prefix to be recognized by");
+    assert.ok(
+      tokens.find((t) => t.name === "cli")!.prefix.startsWith("cpm_"),
+      "other tokens keep a prefix to be recognized by",
+    );
     const rows = await h.db.apiToken.findMany({ where: { name: "bootstrap" } });
-    assert.deepEqual(rows.map((r) => r.prefix), [""]);
+    assert.deepEqual(
+      rows.map((r) => r.prefix),
+      [""],
+    );
     assert.ok(!JSON.stringify(rows).includes(ADMIN.slice(0, 6)));
   });
 
   it("a bootstrap token stored with a prefix by an older version loses it at the next start", async () => {
     await h.db.apiToken.updateMany({ where: { name: "bootstrap" }, data: { prefix: ADMIN.slice(0, 6) } });
     await h.tokens.ensure(ADMIN);
-    assert.deepEqual((await h.db.apiToken.findMany({ where: { name: "bootstrap" } })).map((r) => r.prefix), [""]);
+    assert.deepEqual(
+      (await h.db.apiToken.findMany({ where: { name: "bootstrap" } })).map((r) => r.prefix),
+      [""],
+    );
   });
 
   it("two concurrent demotions or deletions of the last two admins leave one enabled admin", async () => {
@@ -122,7 +173,10 @@ describe("users and API tokens of an instance", () => {
       const results = await Promise.allSettled([remove(adminId), remove(bob.id)]);
       assert.equal(results.filter((r) => r.status === "fulfilled").length, 1, JSON.stringify(results));
       const refused = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
-      assert.ok(refused.reason instanceof DomainError && refused.reason.kind === "failed_precondition", String(refused.reason));
+      assert.ok(
+        refused.reason instanceof DomainError && refused.reason.kind === "failed_precondition",
+        String(refused.reason),
+      );
       assert.equal(await h.db.user.count({ where: { role: "admin", disabled: false } }), 1);
     }
   });
@@ -135,7 +189,8 @@ describe("users and API tokens of an instance", () => {
       ["correct horse\u0000battery", /^password: must not contain control characters$/],
       ["correct\u0085horse battery", /^password: must not contain control characters$/],
     ];
-    for (const [password, re] of cases) assert.match(await expectStatus(createUser("carol", Role.ROLE_VIEWER, password), status.INVALID_ARGUMENT), re);
+    for (const [password, re] of cases)
+      assert.match(await expectStatus(createUser("carol", Role.ROLE_VIEWER, password), status.INVALID_ARGUMENT), re);
     assert.ok((await createUser("carol", Role.ROLE_VIEWER, "é".repeat(36))).user, "72 bytes are accepted");
     assert.ok((await createUser("dave", Role.ROLE_VIEWER, "a".repeat(72))).user);
   });

@@ -13,26 +13,31 @@ const checked = new WeakMap<ConfigStore, SnapshotCheckMemo>();
  *   database was changed behind the service's back;
  * - a snapshot from another master (or the first one) is taken whatever its version.
  */
-export async function applySnapshot(store: ConfigStore, s: Snapshot | undefined): Promise<{ version: number; changed: boolean }> {
+export async function applySnapshot(
+  store: ConfigStore,
+  s: Snapshot | undefined,
+): Promise<{ version: number; changed: boolean }> {
   if (!s) throw new ValidationError("snapshot", "is required");
   let memo = checked.get(store);
   if (!memo) checked.set(store, (memo = new SnapshotCheckMemo()));
   const digests = validateSnapshot(s, "snapshot", memo);
-  return store.serialize(() => withSpan("config.apply", { attributes: versionAttributes(s.version, s.contentSha256) }, async (span) => {
-    const { info, contentSha256 } = await store.state();
-    if (info.masterInstanceId === s.masterInstanceId) {
-      if (s.version < info.version) {
-        throw failedPrecondition(`snapshot version ${s.version} is older than the applied version ${info.version}`);
-      }
-      if (s.version === info.version) {
-        if (contentSha256 === s.contentSha256) {
-          span.setAttribute("cpm.apply.changed", false);
-          return { version: info.version, changed: false };
+  return store.serialize(() =>
+    withSpan("config.apply", { attributes: versionAttributes(s.version, s.contentSha256) }, async (span) => {
+      const { info, contentSha256 } = await store.state();
+      if (info.masterInstanceId === s.masterInstanceId) {
+        if (s.version < info.version) {
+          throw failedPrecondition(`snapshot version ${s.version} is older than the applied version ${info.version}`);
+        }
+        if (s.version === info.version) {
+          if (contentSha256 === s.contentSha256) {
+            span.setAttribute("cpm.apply.changed", false);
+            return { version: info.version, changed: false };
+          }
         }
       }
-    }
-    await store.replaceAll(s, digests);
-    span.setAttribute("cpm.apply.changed", true);
-    return { version: s.version, changed: true };
-  }));
+      await store.replaceAll(s, digests);
+      span.setAttribute("cpm.apply.changed", true);
+      return { version: s.version, changed: true };
+    }),
+  );
 }

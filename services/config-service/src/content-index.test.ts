@@ -26,15 +26,37 @@ function random(seed: number) {
 /** Random API writes of every kind against `h` (refusals, such as taken names, are part of the sequence). */
 function randomWriter(h: Harness, rnd: ReturnType<typeof random>) {
   const c = h.config;
-  const call = <Req, Res>(m: (req: Req, ...rest: never[]) => unknown, req: Req) => unary<Req, Res>(m.bind(c) as never, req, ADMIN).catch(() => undefined); // refusals (taken names, in use) are part of the sequence
+  const call = <Req, Res>(m: (req: Req, ...rest: never[]) => unknown, req: Req) =>
+    unary<Req, Res>(m.bind(c) as never, req, ADMIN).catch(() => undefined); // refusals (taken names, in use) are part of the sequence
   const ids = { hosts: [] as string[], l4: [] as string[], certs: [] as string[], acls: [] as string[] };
   const maybe = (xs: string[]) => (xs.length && rnd.int(2) ? rnd.pick(xs)! : "");
   const drop = (xs: string[], id: string) => xs.splice(xs.indexOf(id), 1);
   const host = (i: number, id = "") =>
-    ProxyHost.fromPartial({ id, name: `h${i}`, domains: [`h${i}.test`, `x${rnd.int(40)}.test`], upstreams: [`10.0.0.${rnd.int(9) + 1}:80`], certificateId: maybe(ids.certs), accessListId: maybe(ids.acls), allowWebsocket: !!rnd.int(2) });
-  const l4 = (i: number, id = "") => L4ProxyHost.fromPartial({ id, name: `l${i}`, listenAddress: `:${6000 + rnd.int(30)}`, upstreams: [`10.0.1.${rnd.int(9) + 1}:5432`] });
-  const cert = (i: number, id = "") => Certificate.fromPartial({ id, name: `c${i}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames: [`c${rnd.int(50)}.test`] });
-  const acl = (i: number, id = "") => AccessList.fromPartial({ id, name: `a${i}`, allow: [`10.${rnd.int(200)}.0.0/16`] });
+    ProxyHost.fromPartial({
+      id,
+      name: `h${i}`,
+      domains: [`h${i}.test`, `x${rnd.int(40)}.test`],
+      upstreams: [`10.0.0.${rnd.int(9) + 1}:80`],
+      certificateId: maybe(ids.certs),
+      accessListId: maybe(ids.acls),
+      allowWebsocket: !!rnd.int(2),
+    });
+  const l4 = (i: number, id = "") =>
+    L4ProxyHost.fromPartial({
+      id,
+      name: `l${i}`,
+      listenAddress: `:${6000 + rnd.int(30)}`,
+      upstreams: [`10.0.1.${rnd.int(9) + 1}:5432`],
+    });
+  const cert = (i: number, id = "") =>
+    Certificate.fromPartial({
+      id,
+      name: `c${i}`,
+      type: CertificateType.CERTIFICATE_TYPE_MANAGED,
+      domainNames: [`c${rnd.int(50)}.test`],
+    });
+  const acl = (i: number, id = "") =>
+    AccessList.fromPartial({ id, name: `a${i}`, allow: [`10.${rnd.int(200)}.0.0/16`] });
 
   /** Per kind: its ids, how one is made, and its create, update and delete calls. */
   interface Kind<T extends { id: string }> {
@@ -47,10 +69,38 @@ function randomWriter(h: Harness, rnd: ReturnType<typeof random>) {
   }
   const kind = <T extends { id: string }>(k: Kind<T>) => k as unknown as Kind<{ id: string }>;
   const kinds = [
-    kind({ ids: ids.hosts, make: host, create: (x) => call(c.createProxyHost, { proxyHost: x }), created: (r) => (r as { proxyHost: ProxyHost }).proxyHost, update: (x) => call(c.updateProxyHost, { proxyHost: x }), remove: (id) => call(c.deleteProxyHost, { id }) }),
-    kind({ ids: ids.l4, make: l4, create: (x) => call(c.createL4ProxyHost, { l4ProxyHost: x }), created: (r) => (r as { l4ProxyHost: L4ProxyHost }).l4ProxyHost, update: (x) => call(c.updateL4ProxyHost, { l4ProxyHost: x }), remove: (id) => call(c.deleteL4ProxyHost, { id }) }),
-    kind({ ids: ids.certs, make: cert, create: (x) => call(c.createCertificate, { certificate: x }), created: (r) => (r as { certificate: Certificate }).certificate, update: (x) => call(c.updateCertificate, { certificate: x }), remove: (id) => call(c.deleteCertificate, { id }) }),
-    kind({ ids: ids.acls, make: acl, create: (x) => call(c.createAccessList, { accessList: x }), created: (r) => (r as { accessList: AccessList }).accessList, update: (x) => call(c.updateAccessList, { accessList: x }), remove: (id) => call(c.deleteAccessList, { id }) }),
+    kind({
+      ids: ids.hosts,
+      make: host,
+      create: (x) => call(c.createProxyHost, { proxyHost: x }),
+      created: (r) => (r as { proxyHost: ProxyHost }).proxyHost,
+      update: (x) => call(c.updateProxyHost, { proxyHost: x }),
+      remove: (id) => call(c.deleteProxyHost, { id }),
+    }),
+    kind({
+      ids: ids.l4,
+      make: l4,
+      create: (x) => call(c.createL4ProxyHost, { l4ProxyHost: x }),
+      created: (r) => (r as { l4ProxyHost: L4ProxyHost }).l4ProxyHost,
+      update: (x) => call(c.updateL4ProxyHost, { l4ProxyHost: x }),
+      remove: (id) => call(c.deleteL4ProxyHost, { id }),
+    }),
+    kind({
+      ids: ids.certs,
+      make: cert,
+      create: (x) => call(c.createCertificate, { certificate: x }),
+      created: (r) => (r as { certificate: Certificate }).certificate,
+      update: (x) => call(c.updateCertificate, { certificate: x }),
+      remove: (id) => call(c.deleteCertificate, { id }),
+    }),
+    kind({
+      ids: ids.acls,
+      make: acl,
+      create: (x) => call(c.createAccessList, { accessList: x }),
+      created: (r) => (r as { accessList: AccessList }).accessList,
+      update: (x) => call(c.updateAccessList, { accessList: x }),
+      remove: (id) => call(c.deleteAccessList, { id }),
+    }),
   ];
 
   return async function step(): Promise<void> {
@@ -59,7 +109,9 @@ function randomWriter(h: Harness, rnd: ReturnType<typeof random>) {
     const op = drawn >= 13 ? 0 : drawn; // proxy hosts are created more often than the rest
     if (op === 12) {
       const http = rnd.int(2) ? { hstsMaxAgeSeconds: rnd.int(1000) + 1 } : undefined;
-      await call(c.updateSettings, { settings: Settings.fromPartial({ general: { acmeEmail: `ops${rnd.int(5)}@example.com` }, http }) });
+      await call(c.updateSettings, {
+        settings: Settings.fromPartial({ general: { acmeEmail: `ops${rnd.int(5)}@example.com` }, http }),
+      });
       return;
     }
     const k = kinds[Math.floor(op / 3)]!;
@@ -98,14 +150,32 @@ describe("the in-memory content", () => {
       if (step % 8 !== 7) continue;
       const live = await h.store.snapshot();
       const fresh = await fromDatabase();
-      assert.equal(live.contentSha256, snapshotContentHash(live), `seed ${seed}, step ${step}: the kept hash is the hash of the served content`);
-      assert.equal(live.contentSha256, fresh.contentSha256, `seed ${seed}, step ${step}: the kept hash equals a full recomputation`);
-      assert.deepEqual(live, fresh, `seed ${seed}, step ${step}: the served snapshot equals one read from the database`);
+      assert.equal(
+        live.contentSha256,
+        snapshotContentHash(live),
+        `seed ${seed}, step ${step}: the kept hash is the hash of the served content`,
+      );
+      assert.equal(
+        live.contentSha256,
+        fresh.contentSha256,
+        `seed ${seed}, step ${step}: the kept hash equals a full recomputation`,
+      );
+      assert.deepEqual(
+        live,
+        fresh,
+        `seed ${seed}, step ${step}: the served snapshot equals one read from the database`,
+      );
       checked++;
     }
     const final = await h.store.snapshot();
     assert.equal(checked, 20);
-    assert.ok(final.proxyHosts.length > 0 && final.certificates.length > 0 && final.accessLists.length > 0 && final.l4ProxyHosts.length > 0, "every kind was written");
+    assert.ok(
+      final.proxyHosts.length > 0 &&
+        final.certificates.length > 0 &&
+        final.accessLists.length > 0 &&
+        final.l4ProxyHosts.length > 0,
+      "every kind was written",
+    );
   });
 
   it("a slave applying the master's snapshots one by one keeps content equal to its database and to the master's", async () => {
@@ -124,7 +194,11 @@ describe("the in-memory content", () => {
         if (r.changed) changed++;
         const kept = await slave.store.snapshot();
         const read = await new ConfigStore(slave.db, createLogger("test", "silent")).snapshot();
-        assert.equal(kept.contentSha256, master.contentSha256, `seed ${seed}, step ${step}: the slave's kept hash is the master's`);
+        assert.equal(
+          kept.contentSha256,
+          master.contentSha256,
+          `seed ${seed}, step ${step}: the slave's kept hash is the master's`,
+        );
         assert.deepEqual(kept, read, `seed ${seed}, step ${step}: the slave's kept content equals its database`);
         const { version, generatedAt, masterInstanceId, ...content } = kept;
         const { version: mv, generatedAt: mg, masterInstanceId: mm, ...masterContent } = master;
@@ -164,11 +238,24 @@ describe("a write's checks in memory", () => {
 
   it("checks a write's names and domains against rows another process committed", async () => {
     const create = (name: string, domain: string) =>
-      unary(h.config.createProxyHost.bind(h.config), { proxyHost: ProxyHost.fromPartial({ name, domains: [domain], upstreams: ["10.0.0.1:80"] }) }, ADMIN);
+      unary(
+        h.config.createProxyHost.bind(h.config),
+        { proxyHost: ProxyHost.fromPartial({ name, domains: [domain], upstreams: ["10.0.0.1:80"] }) },
+        ADMIN,
+      );
     await create("seen-first", "first.elsewhere.test"); // the content is in memory now
     const { sqlitePath } = await import("./db.ts");
     const url = (await h.db.$queryRawUnsafe<{ file: string }[]>("PRAGMA database_list"))[0]!.file;
-    const data = JSON.stringify(ProxyHost.toJSON(ProxyHost.fromPartial({ id: "written-elsewhere", name: "elsewhere", domains: ["taken.elsewhere.test"], upstreams: ["10.0.0.2:80"] })));
+    const data = JSON.stringify(
+      ProxyHost.toJSON(
+        ProxyHost.fromPartial({
+          id: "written-elsewhere",
+          name: "elsewhere",
+          domains: ["taken.elsewhere.test"],
+          upstreams: ["10.0.0.2:80"],
+        }),
+      ),
+    );
     // Another process (two copies of SQLite in one process do not see each other's locks).
     const script = `
       const db = new (require("better-sqlite3"))(process.argv[1]);
@@ -177,7 +264,10 @@ describe("a write's checks in memory", () => {
       db.close();`;
     execFileSync(process.execPath, ["-e", script, sqlitePath(url), data], { cwd: import.meta.dirname });
     const domain = await expectStatus(create("another", "taken.elsewhere.test"), status.ALREADY_EXISTS);
-    assert.match(domain, /proxy_host\.domains\[0\]: "taken\.elsewhere\.test" is already served by proxy host "elsewhere"/);
+    assert.match(
+      domain,
+      /proxy_host\.domains\[0\]: "taken\.elsewhere\.test" is already served by proxy host "elsewhere"/,
+    );
     const name = await expectStatus(create("elsewhere", "free.elsewhere.test"), status.ALREADY_EXISTS);
     assert.match(name, /proxy_host\.name: a proxy host named "elsewhere" already exists/);
   });
@@ -185,7 +275,12 @@ describe("a write's checks in memory", () => {
 
 describe("the kept content hash (chunk digests)", () => {
   const hostNumbered = (n: number, upstream: number) =>
-    ProxyHost.fromPartial({ id: `id-${String(n).padStart(5, "0")}`, name: `h${n}`, domains: [`h${n}.test`], upstreams: [`10.0.${upstream % 250}.1:80`] });
+    ProxyHost.fromPartial({
+      id: `id-${String(n).padStart(5, "0")}`,
+      name: `h${n}`,
+      domains: [`h${n}.test`],
+      upstreams: [`10.0.${upstream % 250}.1:80`],
+    });
 
   it("equals a full recomputation after every step of random creates, updates and deletes over many chunks", () => {
     const seed = Number(process.env.CPM_TEST_SEED ?? 20261126);
@@ -226,7 +321,13 @@ describe("the kept content hash (chunk digests)", () => {
 
   it("a one-host change moves the hash, and changing it back restores it", () => {
     const hosts = Array.from({ length: 200 }, (_, n) => hostNumbered(n, n));
-    const idx = ContentIndex.of({ proxyHosts: hosts, l4ProxyHosts: [], certificates: [], accessLists: [], settings: Settings.fromPartial({}) });
+    const idx = ContentIndex.of({
+      proxyHosts: hosts,
+      l4ProxyHosts: [],
+      certificates: [],
+      accessLists: [],
+      settings: Settings.fromPartial({}),
+    });
     const before = idx.contentSha256();
     idx.put("proxyHosts", ProxyHost.fromPartial({ ...hosts[117]!, upstreams: ["10.9.9.9:80"] }));
     assert.notEqual(idx.contentSha256(), before);

@@ -1,5 +1,23 @@
-import { AccessList, AcmeSettings, Certificate, GeneralSettings, HttpSettings, L4ProxyHost, ProxyHost, type Settings, type Snapshot } from "@cpm/proto";
-import { chunkDigest, contentHashOfChunks, digestLine, endsChunk, RESOURCE_KINDS, resourceDigest, type ResourceKind } from "@cpm/core";
+import {
+  AccessList,
+  AcmeSettings,
+  Certificate,
+  GeneralSettings,
+  HttpSettings,
+  L4ProxyHost,
+  ProxyHost,
+  type Settings,
+  type Snapshot,
+} from "@cpm/proto";
+import {
+  chunkDigest,
+  contentHashOfChunks,
+  digestLine,
+  endsChunk,
+  RESOURCE_KINDS,
+  resourceDigest,
+  type ResourceKind,
+} from "@cpm/core";
 
 /** The synced content of a snapshot: what the index holds. */
 export type Content = Pick<Snapshot, ResourceKind | "settings">;
@@ -251,7 +269,12 @@ export class ContentIndex implements ContentView {
   contentSha256(): string {
     const k = this.kinds;
     this.hash ??= contentHashOfChunks(
-      { proxyHosts: k.proxyHosts.chunkDigests(), l4ProxyHosts: k.l4ProxyHosts.chunkDigests(), certificates: k.certificates.chunkDigests(), accessLists: k.accessLists.chunkDigests() },
+      {
+        proxyHosts: k.proxyHosts.chunkDigests(),
+        l4ProxyHosts: k.l4ProxyHosts.chunkDigests(),
+        certificates: k.certificates.chunkDigests(),
+        accessLists: k.accessLists.chunkDigests(),
+      },
       this.settingsDigest,
     );
     return this.hash;
@@ -272,7 +295,12 @@ export class ContentIndex implements ContentView {
 /** Per kind, the last change to each id: the resource, or null when it was removed. */
 type Touched = { [K in ResourceKind]: Map<string, ResourceOf[K] | null> };
 
-const noneTouched = (): Touched => ({ proxyHosts: new Map(), l4ProxyHosts: new Map(), certificates: new Map(), accessLists: new Map() });
+const noneTouched = (): Touched => ({
+  proxyHosts: new Map(),
+  l4ProxyHosts: new Map(),
+  certificates: new Map(),
+  accessLists: new Map(),
+});
 
 /**
  * What one write changes in the index; applied only once its transaction has committed. The
@@ -319,7 +347,8 @@ export class PendingContent implements ContentView {
   /** The next write sees `changes` too, each resource as it will read back once stored. */
   add(changes: ChangeSet): void {
     for (const kind of RESOURCE_KINDS) {
-      for (const [id, x] of changes.touched[kind]) (this.touched[kind] as Map<string, unknown>).set(id, x && asStored(kind, x as never));
+      for (const [id, x] of changes.touched[kind])
+        (this.touched[kind] as Map<string, unknown>).set(id, x && asStored(kind, x as never));
     }
   }
 

@@ -19,7 +19,9 @@ export function sqlitePath(url: string): string {
  * Opens the database named by DATABASE_URL, applies pending migrations, and returns
  * a Prisma client on the matching driver adapter.
  */
-export async function openDatabase(databaseUrl: string): Promise<{ db: Db; applied: string[]; dialect: "sqlite" | "postgresql" }> {
+export async function openDatabase(
+  databaseUrl: string,
+): Promise<{ db: Db; applied: string[]; dialect: "sqlite" | "postgresql" }> {
   if (databaseUrl.startsWith("file:")) {
     const file = sqlitePath(databaseUrl);
     mkdirSync(path.dirname(file), { recursive: true });
@@ -28,7 +30,10 @@ export async function openDatabase(databaseUrl: string): Promise<{ db: Db; appli
     raw.pragma("foreign_keys = ON");
     const runner: SqlRunner = {
       exec: async (sql) => void raw.exec(sql),
-      query: async (sql, params) => (/^\s*select/i.test(sql) ? (raw.prepare(sql).all(...params) as Record<string, unknown>[]) : (raw.prepare(sql).run(...params), [])),
+      query: async (sql, params) =>
+        /^\s*select/i.test(sql)
+          ? (raw.prepare(sql).all(...params) as Record<string, unknown>[])
+          : (raw.prepare(sql).run(...params), []),
       transaction: async (fn) => {
         raw.exec("BEGIN");
         try {
@@ -76,7 +81,11 @@ export async function openDatabase(databaseUrl: string): Promise<{ db: Db; appli
         }
       },
     };
-    const applied = await migrate(runner, "postgresql", readMigrations(path.join(prismaDir, "postgresql", "migrations")));
+    const applied = await migrate(
+      runner,
+      "postgresql",
+      readMigrations(path.join(prismaDir, "postgresql", "migrations")),
+    );
     // The PostgreSQL client is generated from the same model (prisma/postgresql/schema.prisma),
     // so its API is the SQLite client's; only the provider differs.
     const db = new PgPrismaClient({ adapter: new PrismaPg({ connectionString: databaseUrl }) }) as unknown as Db;

@@ -35,7 +35,16 @@ describe("deferred inserts (on a real SQLite transaction)", () => {
   });
   after(async () => h.close());
 
-  const row = (n: number) => proxyHostRow(ProxyHost.fromPartial({ id: `deferred-${n}`, name: `deferred-${n}`, domains: [`d${n}.test`], upstreams: ["10.0.0.1:80"] }), new Date());
+  const row = (n: number) =>
+    proxyHostRow(
+      ProxyHost.fromPartial({
+        id: `deferred-${n}`,
+        name: `deferred-${n}`,
+        domains: [`d${n}.test`],
+        upstreams: ["10.0.0.1:80"],
+      }),
+      new Date(),
+    );
 
   async function inRolledBackTransaction(fn: (tx: Tx) => Promise<void>): Promise<void> {
     await assert.rejects(

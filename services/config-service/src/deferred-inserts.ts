@@ -7,7 +7,11 @@ import type { Tx } from "./store.ts";
  */
 const TABLES = ["proxyHost", "proxyHostDomain"] as const;
 export type DeferrableTable = (typeof TABLES)[number];
-type RowOf<T extends DeferrableTable> = NonNullable<Parameters<Tx[T]["createMany"]>[0]>["data"] extends infer D ? (D extends readonly (infer R)[] ? R : D) : never;
+type RowOf<T extends DeferrableTable> = NonNullable<Parameters<Tx[T]["createMany"]>[0]>["data"] extends infer D
+  ? D extends readonly (infer R)[]
+    ? R
+    : D
+  : never;
 type CreateMany = (args: { data: unknown[] }) => Promise<unknown>;
 
 /**
@@ -44,7 +48,8 @@ const deferredOf = new WeakMap<object, DeferredInserts>();
  * so every statement sees every row written before it, as without deferring.
  */
 export function deferringTx(tx: Tx, deferred: DeferredInserts): Tx {
-  const sendingFirst = (f: (...args: unknown[]) => unknown, self: object) =>
+  const sendingFirst =
+    (f: (...args: unknown[]) => unknown, self: object) =>
     async (...args: unknown[]) => {
       await deferred.flush(tx);
       return f.apply(self, args);
@@ -73,7 +78,11 @@ export function deferringTx(tx: Tx, deferred: DeferredInserts): Tx {
 }
 
 /** Inserts `rows` into `table`: at the end of the transaction when `tx` defers (deferringTx), else now. */
-export async function insertRows<T extends DeferrableTable>(tx: Tx, table: T, rows: readonly RowOf<T>[]): Promise<void> {
+export async function insertRows<T extends DeferrableTable>(
+  tx: Tx,
+  table: T,
+  rows: readonly RowOf<T>[],
+): Promise<void> {
   if (rows.length === 0) return;
   const deferred = deferredOf.get(tx);
   if (deferred) deferred.add(table, rows);

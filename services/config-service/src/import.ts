@@ -29,7 +29,16 @@ import {
 } from "@cpm/core";
 import { BCRYPT_COST } from "./resources/access-lists.ts";
 import type { ChangeSet } from "./content-index.ts";
-import { accessListRow, certificateRow, l4Row, proxyHostRow, settingsFromRows, writeSettings, type ConfigStore, type Tx } from "./store.ts";
+import {
+  accessListRow,
+  certificateRow,
+  l4Row,
+  proxyHostRow,
+  settingsFromRows,
+  writeSettings,
+  type ConfigStore,
+  type Tx,
+} from "./store.ts";
 
 const F = "config";
 
@@ -125,7 +134,8 @@ async function hashClearPasswords(doc: ConfigDocument): Promise<ConfigDocument> 
         continue;
       }
       const at = `${F}.access_lists[${i}].users[${j}]`;
-      if (u.passwordHash) throw new ValidationError(`${at}.password`, "give either password or password_hash, not both");
+      if (u.passwordHash)
+        throw new ValidationError(`${at}.password`, "give either password or password_hash, not both");
       checkPassword(u.password, `${at}.password`);
       users.push({ username: u.username, password: "", passwordHash: await bcrypt.hash(u.password, BCRYPT_COST) });
     }
@@ -156,7 +166,11 @@ export function planImport(current: Content, doc: ConfigDocument, opts: PlanOpti
     const seen = new Map<string, number>();
     return xs.map((x, i) => {
       const j = seen.get(x.name);
-      if (j !== undefined) throw new ValidationError(`${F}.${kind}[${i}].name`, `"${x.name}" is also the name of ${F}.${kind}[${j}] (names are unique)`);
+      if (j !== undefined)
+        throw new ValidationError(
+          `${F}.${kind}[${i}].name`,
+          `"${x.name}" is also the name of ${F}.${kind}[${j}] (names are unique)`,
+        );
       seen.set(x.name, i);
       const s = byName.get(x.name);
       if (!s) return { ...x, id: newId(), createdAt: opts.now, updatedAt: opts.now };
@@ -171,7 +185,9 @@ export function planImport(current: Content, doc: ConfigDocument, opts: PlanOpti
       const at = `${F}.certificates[${i}]`;
       const s = storedCert.get(c.name.trim());
       const keepKey =
-        c.type === CertificateType.CERTIFICATE_TYPE_IMPORTED && s?.type === CertificateType.CERTIFICATE_TYPE_IMPORTED && !c.privateKeyPem.trim();
+        c.type === CertificateType.CERTIFICATE_TYPE_IMPORTED &&
+        s?.type === CertificateType.CERTIFICATE_TYPE_IMPORTED &&
+        !c.privateKeyPem.trim();
       const input = { ...c, id: "", privateKeyPem: keepKey ? s.privateKeyPem : c.privateKeyPem };
       const unclocked = normalizeCertificate(input, at);
       // A stored certificate imported again unchanged is not refused for having expired since.
@@ -189,7 +205,11 @@ export function planImport(current: Content, doc: ConfigDocument, opts: PlanOpti
       const users = a.users.map((u, j) => {
         if (u.passwordHash) return u;
         const kept = before?.users.find((b) => b.username === u.username);
-        if (!kept) throw new ValidationError(`${at}.users[${j}].password`, `is required for a new user ("${u.username}" has no password yet)`);
+        if (!kept)
+          throw new ValidationError(
+            `${at}.users[${j}].password`,
+            `is required for a new user ("${u.username}" has no password yet)`,
+          );
         return { ...u, passwordHash: kept.passwordHash };
       });
       return normalizeAccessList({ ...a, id: "", users }, at);
@@ -223,7 +243,8 @@ export function planImport(current: Content, doc: ConfigDocument, opts: PlanOpti
       checkUpstreamsNotReserved(host.upstreams, `${at}.upstreams`, opts.reserved);
       host.domains.forEach((d, j) => {
         const other = owner.get(d);
-        if (other !== undefined) throw new ValidationError(`${at}.domains[${j}]`, `"${d}" is also served by proxy host "${other}"`);
+        if (other !== undefined)
+          throw new ValidationError(`${at}.domains[${j}]`, `"${d}" is also served by proxy host "${other}"`);
         owner.set(d, host.name);
       });
       return host;
@@ -234,7 +255,10 @@ export function planImport(current: Content, doc: ConfigDocument, opts: PlanOpti
   const l4ProxyHosts = identify(
     doc.l4ProxyHosts.map((h, i) => {
       const at = `${F}.l4_proxy_hosts[${i}]`;
-      const host = normalizeL4ProxyHost({ ...h, id: "", certificateId: resolve(certId, h.certificateId, `${at}.certificate_id`, "certificate") }, at);
+      const host = normalizeL4ProxyHost(
+        { ...h, id: "", certificateId: resolve(certId, h.certificateId, `${at}.certificate_id`, "certificate") },
+        at,
+      );
       checkUpstreamsNotReserved(host.upstreams, `${at}.upstreams`, opts.reserved);
       return host;
     }),
@@ -245,7 +269,14 @@ export function planImport(current: Content, doc: ConfigDocument, opts: PlanOpti
 
   const next: Content = { proxyHosts, l4ProxyHosts, certificates, accessLists, settings };
   // What a slave checks on every snapshot (L4 listener conflicts, names, references).
-  const snapshot: Snapshot = { schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "import", version: 1, generatedAt: undefined, contentSha256: snapshotContentHash(next), ...next };
+  const snapshot: Snapshot = {
+    schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+    masterInstanceId: "import",
+    version: 1,
+    generatedAt: undefined,
+    contentSha256: snapshotContentHash(next),
+    ...next,
+  };
   validateSnapshot(snapshot, F);
 
   return {
@@ -284,7 +315,12 @@ function diff<T extends { id: string; name: string }>(current: T[], next: T[]): 
 }
 
 function hasChanges(p: ImportPlan): boolean {
-  return p.settingsChanged || [p.proxyHosts, p.l4ProxyHosts, p.certificates, p.accessLists].some((d) => d.added.length + d.changed.length + d.removed.length > 0);
+  return (
+    p.settingsChanged ||
+    [p.proxyHosts, p.l4ProxyHosts, p.certificates, p.accessLists].some(
+      (d) => d.added.length + d.changed.length + d.removed.length > 0,
+    )
+  );
 }
 
 /** Tells the store's in-memory content what the plan wrote (it reaches it once committed). */
@@ -308,16 +344,22 @@ async function applyPlan(tx: Tx, p: ImportPlan, now: Date): Promise<void> {
   await tx.proxyHost.deleteMany({ where: { id: { in: ids(p.proxyHosts.removed) } } });
   await tx.l4ProxyHost.deleteMany({ where: { id: { in: ids(p.l4ProxyHosts.removed) } } });
   await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: { in: ids(p.proxyHosts.changed) } } });
-  for (const c of p.certificates.changed) await tx.certificate.update({ where: { id: c.id }, data: { ...certificateRow(c, now), id: undefined } });
+  for (const c of p.certificates.changed)
+    await tx.certificate.update({ where: { id: c.id }, data: { ...certificateRow(c, now), id: undefined } });
   await tx.certificate.createMany({ data: p.certificates.added.map((c) => certificateRow(c, now)) });
-  for (const a of p.accessLists.changed) await tx.accessList.update({ where: { id: a.id }, data: { ...accessListRow(a, now), id: undefined } });
+  for (const a of p.accessLists.changed)
+    await tx.accessList.update({ where: { id: a.id }, data: { ...accessListRow(a, now), id: undefined } });
   await tx.accessList.createMany({ data: p.accessLists.added.map((a) => accessListRow(a, now)) });
-  for (const h of p.proxyHosts.changed) await tx.proxyHost.update({ where: { id: h.id }, data: { ...proxyHostRow(h, now), id: undefined } });
+  for (const h of p.proxyHosts.changed)
+    await tx.proxyHost.update({ where: { id: h.id }, data: { ...proxyHostRow(h, now), id: undefined } });
   await tx.proxyHost.createMany({ data: p.proxyHosts.added.map((h) => proxyHostRow(h, now)) });
   await tx.proxyHostDomain.createMany({
-    data: [...p.proxyHosts.changed, ...p.proxyHosts.added].flatMap((h) => h.domains.map((domain) => ({ domain, proxyHostId: h.id }))),
+    data: [...p.proxyHosts.changed, ...p.proxyHosts.added].flatMap((h) =>
+      h.domains.map((domain) => ({ domain, proxyHostId: h.id })),
+    ),
   });
-  for (const h of p.l4ProxyHosts.changed) await tx.l4ProxyHost.update({ where: { id: h.id }, data: { ...l4Row(h, now), id: undefined } });
+  for (const h of p.l4ProxyHosts.changed)
+    await tx.l4ProxyHost.update({ where: { id: h.id }, data: { ...l4Row(h, now), id: undefined } });
   await tx.l4ProxyHost.createMany({ data: p.l4ProxyHosts.added.map((h) => l4Row(h, now)) });
   await tx.certificate.deleteMany({ where: { id: { in: ids(p.certificates.removed) } } });
   await tx.accessList.deleteMany({ where: { id: { in: ids(p.accessLists.removed) } } });

@@ -21,7 +21,12 @@ import { certificateRow } from "./store.ts";
 import { ADMIN, expectStatus, harnessForEachTest, INTERNAL, startConfigService, type Harness } from "./test-support.ts";
 
 const { L4_PROTOCOL_TCP: TCP, L4_PROTOCOL_UDP: UDP } = L4Protocol;
-const { L4_MATCHER_NONE: NONE, L4_MATCHER_TLS_SNI: SNI, L4_MATCHER_HTTP_HOST: HOST, L4_MATCHER_PROXY_PROTOCOL: PP } = L4Matcher;
+const {
+  L4_MATCHER_NONE: NONE,
+  L4_MATCHER_TLS_SNI: SNI,
+  L4_MATCHER_HTTP_HOST: HOST,
+  L4_MATCHER_PROXY_PROTOCOL: PP,
+} = L4Matcher;
 
 const ROOT_PEM = `-----BEGIN CERTIFICATE-----
 MIIBkDCCATegAwIBAgIUTB03SXNh8wvKEGJrHyj0dT3OGigwCgYIKoZIzj0EAwIw
@@ -40,22 +45,39 @@ const l4 = (name: string, over: DeepPartial<L4ProxyHost> = {}) =>
   L4ProxyHost.fromPartial({ name, protocol: TCP, listenAddress: ":5432", upstreams: ["10.0.0.5:5432"], ...over });
 
 const api = (h: Harness) => ({
-  create: (host: L4ProxyHost | undefined, token = ADMIN) => unary(h.config.createL4ProxyHost.bind(h.config), { l4ProxyHost: host }, token),
+  create: (host: L4ProxyHost | undefined, token = ADMIN) =>
+    unary(h.config.createL4ProxyHost.bind(h.config), { l4ProxyHost: host }, token),
   get: (id: string, token = ADMIN) => unary(h.config.getL4ProxyHost.bind(h.config), { id }, token),
   list: async (token = ADMIN) => (await unary(h.config.listL4ProxyHosts.bind(h.config), {}, token)).l4ProxyHosts,
-  update: (host: L4ProxyHost | undefined, token = ADMIN) => unary(h.config.updateL4ProxyHost.bind(h.config), { l4ProxyHost: host }, token),
+  update: (host: L4ProxyHost | undefined, token = ADMIN) =>
+    unary(h.config.updateL4ProxyHost.bind(h.config), { l4ProxyHost: host }, token),
   delete: (id: string, token = ADMIN) => unary(h.config.deleteL4ProxyHost.bind(h.config), { id }, token),
   getSettings: async (token = ADMIN) => (await unary(h.config.getSettings.bind(h.config), {}, token)).settings!,
-  updateSettings: (settings: Settings | undefined, token = ADMIN) => unary(h.config.updateSettings.bind(h.config), { settings }, token),
+  updateSettings: (settings: Settings | undefined, token = ADMIN) =>
+    unary(h.config.updateSettings.bind(h.config), { settings }, token),
   snapshot: async () => (await unary(h.config.getSnapshot.bind(h.config), {}, ADMIN)).snapshot!,
-  apply: (snapshot: Parameters<ConfigServiceClient["applySnapshot"]>[0]["snapshot"]) => unary(h.internal.applySnapshot.bind(h.internal), { snapshot }, INTERNAL),
+  apply: (snapshot: Parameters<ConfigServiceClient["applySnapshot"]>[0]["snapshot"]) =>
+    unary(h.internal.applySnapshot.bind(h.internal), { snapshot }, INTERNAL),
   version: async () => (await unary(h.config.getInstanceInfo.bind(h.config), {}, ADMIN)).version,
-  viewer: async () => (await unary(h.account.createApiToken.bind(h.account), { name: "viewer", role: Role.ROLE_VIEWER, expiresAt: undefined, userId: "" }, ADMIN)).secret,
+  viewer: async () =>
+    (
+      await unary(
+        h.account.createApiToken.bind(h.account),
+        { name: "viewer", role: Role.ROLE_VIEWER, expiresAt: undefined, userId: "" },
+        ADMIN,
+      )
+    ).secret,
 });
 
 /** A certificate row straight in the database (certificate CRUD is another resource's API). */
 async function addCertificate(h: Harness, id: string): Promise<void> {
-  const c = Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames: ["db.example.com"], autoRenew: true });
+  const c = Certificate.fromPartial({
+    id,
+    name: `cert ${id}`,
+    type: CertificateType.CERTIFICATE_TYPE_MANAGED,
+    domainNames: ["db.example.com"],
+    autoRenew: true,
+  });
   await h.db.certificate.create({ data: certificateRow(c, new Date()) });
   h.store.invalidate();
 }
@@ -70,7 +92,9 @@ describe("L4 proxy hosts", () => {
 
   it("creates, gets, lists, updates and deletes, each write bumping the version by exactly one", async () => {
     const v0 = await c.version();
-    const created = await c.create(l4("postgres", { listenAddress: " :5432 ", upstreams: ["DB.internal:5432", "10.0.0.6:5432"] }));
+    const created = await c.create(
+      l4("postgres", { listenAddress: " :5432 ", upstreams: ["DB.internal:5432", "10.0.0.6:5432"] }),
+    );
     assert.equal(created.configVersion, v0 + 1);
     const p = created.l4ProxyHost!;
     assert.ok(p.id, "server assigns an id");
@@ -82,9 +106,20 @@ describe("L4 proxy hosts", () => {
     assert.ok(p.createdAt instanceof Date && p.updatedAt instanceof Date);
     assert.deepEqual((await c.get(p.id)).l4ProxyHost, p);
 
-    const dns = await c.create(l4("dns", { protocol: UDP, listenAddress: "127.0.0.1:53", upstreams: ["10.0.0.53:53"], proxyProtocolVersion: ProxyProtocolVersion.PROXY_PROTOCOL_VERSION_V2 }));
+    const dns = await c.create(
+      l4("dns", {
+        protocol: UDP,
+        listenAddress: "127.0.0.1:53",
+        upstreams: ["10.0.0.53:53"],
+        proxyProtocolVersion: ProxyProtocolVersion.PROXY_PROTOCOL_VERSION_V2,
+      }),
+    );
     assert.equal(dns.configVersion, v0 + 2);
-    assert.deepEqual((await c.list()).map((x) => x.name), ["dns", "postgres"], "listed by name");
+    assert.deepEqual(
+      (await c.list()).map((x) => x.name),
+      ["dns", "postgres"],
+      "listed by name",
+    );
 
     await new Promise((r) => setTimeout(r, 5));
     const updated = await c.update({ ...p, upstreams: ["10.0.0.7:5432"], proxyProtocolReceive: true });
@@ -98,7 +133,10 @@ describe("L4 proxy hosts", () => {
     const del = await c.delete(p.id);
     assert.equal(del.configVersion, v0 + 4);
     await expectStatus(c.get(p.id), status.NOT_FOUND);
-    assert.deepEqual((await c.list()).map((x) => x.name), ["dns"]);
+    assert.deepEqual(
+      (await c.list()).map((x) => x.name),
+      ["dns"],
+    );
 
     const snap = await c.snapshot();
     assert.equal(snap.version, v0 + 4);
@@ -128,16 +166,40 @@ describe("L4 proxy hosts", () => {
       ["second upstream bad", { upstreams: ["10.0.0.1:1", "10.0.0.2"] }, "l4_proxy_host.upstreams[1]"],
       ["upstream with a scheme", { upstreams: ["tcp://10.0.0.1:1"] }, "l4_proxy_host.upstreams[0]"],
       ["TLS_SNI without values", { matcher: SNI }, "l4_proxy_host.matcher_values"],
-      ["HTTP_HOST bad value", { matcher: HOST, matcherValues: ["ok.example.com", "not ok"] }, "l4_proxy_host.matcher_values[1]"],
+      [
+        "HTTP_HOST bad value",
+        { matcher: HOST, matcherValues: ["ok.example.com", "not ok"] },
+        "l4_proxy_host.matcher_values[1]",
+      ],
       ["NONE with values", { matcher: NONE, matcherValues: ["a.example.com"] }, "l4_proxy_host.matcher_values"],
       ["PROXY_PROTOCOL with values", { matcher: PP, matcherValues: ["a.example.com"] }, "l4_proxy_host.matcher_values"],
       ["UDP with TLS_SNI", { protocol: UDP, matcher: SNI, matcherValues: ["a.example.com"] }, "l4_proxy_host.matcher"],
-      ["UDP with HTTP_HOST", { protocol: UDP, matcher: HOST, matcherValues: ["a.example.com"] }, "l4_proxy_host.matcher"],
-      ["UDP with TLS termination", { protocol: UDP, tlsTermination: true, certificateId: "cert-1" }, "l4_proxy_host.tls_termination"],
-      ["UDP with PROXY v1", { protocol: UDP, proxyProtocolVersion: ProxyProtocolVersion.PROXY_PROTOCOL_VERSION_V1 }, "l4_proxy_host.proxy_protocol_version"],
+      [
+        "UDP with HTTP_HOST",
+        { protocol: UDP, matcher: HOST, matcherValues: ["a.example.com"] },
+        "l4_proxy_host.matcher",
+      ],
+      [
+        "UDP with TLS termination",
+        { protocol: UDP, tlsTermination: true, certificateId: "cert-1" },
+        "l4_proxy_host.tls_termination",
+      ],
+      [
+        "UDP with PROXY v1",
+        { protocol: UDP, proxyProtocolVersion: ProxyProtocolVersion.PROXY_PROTOCOL_VERSION_V1 },
+        "l4_proxy_host.proxy_protocol_version",
+      ],
       ["TLS termination without certificate", { tlsTermination: true }, "l4_proxy_host.certificate_id"],
-      ["TLS termination with an unknown certificate", { tlsTermination: true, certificateId: "missing" }, "l4_proxy_host.certificate_id"],
-      ["receive PROXY with TLS_SNI", { matcher: SNI, matcherValues: ["a.example.com"], proxyProtocolReceive: true }, "l4_proxy_host.proxy_protocol_receive"],
+      [
+        "TLS termination with an unknown certificate",
+        { tlsTermination: true, certificateId: "missing" },
+        "l4_proxy_host.certificate_id",
+      ],
+      [
+        "receive PROXY with TLS_SNI",
+        { matcher: SNI, matcherValues: ["a.example.com"], proxyProtocolReceive: true },
+        "l4_proxy_host.proxy_protocol_receive",
+      ],
       ["unknown protocol", { protocol: 9 as L4Protocol }, "l4_proxy_host.protocol"],
     ];
     for (const [name, over, field] of cases) {
@@ -153,7 +215,10 @@ describe("L4 proxy hosts", () => {
     it("on update too, and the stored host is unchanged", async () => {
       const { l4ProxyHost: p } = await c.create(l4("db"));
       const v = await c.version();
-      const details = await expectStatus(c.update({ ...p!, upstreams: ["10.0.0.1:5432", "nope"] }), status.INVALID_ARGUMENT);
+      const details = await expectStatus(
+        c.update({ ...p!, upstreams: ["10.0.0.1:5432", "nope"] }),
+        status.INVALID_ARGUMENT,
+      );
       assert.match(details, /^l4_proxy_host\.upstreams\[1\]: /);
       assert.equal(await c.version(), v);
       assert.deepEqual((await c.get(p!.id)).l4ProxyHost, p);
@@ -163,23 +228,58 @@ describe("L4 proxy hosts", () => {
   describe("rules between resources", () => {
     it("takes an existing certificate for TLS termination", async () => {
       await addCertificate(h, "cert-1");
-      const { l4ProxyHost: p } = await c.create(l4("tls-db", { matcher: SNI, matcherValues: ["db.example.com"], tlsTermination: true, certificateId: "cert-1" }));
+      const { l4ProxyHost: p } = await c.create(
+        l4("tls-db", {
+          matcher: SNI,
+          matcherValues: ["db.example.com"],
+          tlsTermination: true,
+          certificateId: "cert-1",
+        }),
+      );
       assert.equal(p!.certificateId, "cert-1");
       validateSnapshot(await c.snapshot());
     });
 
     const conflicts: [string, DeepPartial<L4ProxyHost>, DeepPartial<L4ProxyHost>, RegExp][] = [
-      ["the same name", { listenAddress: ":1000" }, { listenAddress: ":2000" }, /^l4_proxy_host\.name: an L4 proxy host named "taken" already exists/],
-      ["a second catch-all on a listener", {}, {}, /^l4_proxy_host\.matcher: listener tcp\/:5432 already has a NONE host: "taken"/],
-      ["an SNI name already matched on the listener", { matcher: SNI, matcherValues: ["a.example.com"] }, { matcher: SNI, matcherValues: ["b.example.com", "A.example.com"] }, /^l4_proxy_host\.matcher_values\[1\]: "a\.example\.com" is already matched on listener tcp\/:5432/],
-      ["a second PROXY_PROTOCOL host", { matcher: PP }, { matcher: PP }, /^l4_proxy_host\.matcher: listener tcp\/:5432 already has a PROXY_PROTOCOL host/],
-      ["a single address beside every address", { listenAddress: ":5432" }, { listenAddress: "127.0.0.1:5432", matcher: SNI, matcherValues: ["x.example.com"] }, /^l4_proxy_host\.listen_address: tcp\/127\.0\.0\.1:5432 overlaps tcp\/:5432/],
+      [
+        "the same name",
+        { listenAddress: ":1000" },
+        { listenAddress: ":2000" },
+        /^l4_proxy_host\.name: an L4 proxy host named "taken" already exists/,
+      ],
+      [
+        "a second catch-all on a listener",
+        {},
+        {},
+        /^l4_proxy_host\.matcher: listener tcp\/:5432 already has a NONE host: "taken"/,
+      ],
+      [
+        "an SNI name already matched on the listener",
+        { matcher: SNI, matcherValues: ["a.example.com"] },
+        { matcher: SNI, matcherValues: ["b.example.com", "A.example.com"] },
+        /^l4_proxy_host\.matcher_values\[1\]: "a\.example\.com" is already matched on listener tcp\/:5432/,
+      ],
+      [
+        "a second PROXY_PROTOCOL host",
+        { matcher: PP },
+        { matcher: PP },
+        /^l4_proxy_host\.matcher: listener tcp\/:5432 already has a PROXY_PROTOCOL host/,
+      ],
+      [
+        "a single address beside every address",
+        { listenAddress: ":5432" },
+        { listenAddress: "127.0.0.1:5432", matcher: SNI, matcherValues: ["x.example.com"] },
+        /^l4_proxy_host\.listen_address: tcp\/127\.0\.0\.1:5432 overlaps tcp\/:5432/,
+      ],
     ];
     for (const [name, first, second, message] of conflicts) {
       it(`refuses ${name} with ALREADY_EXISTS; nothing written`, async () => {
         await c.create(l4("taken", first));
         const v = await c.version();
-        const details = await expectStatus(c.create(l4(name === "the same name" ? "taken" : "second", second)), status.ALREADY_EXISTS);
+        const details = await expectStatus(
+          c.create(l4(name === "the same name" ? "taken" : "second", second)),
+          status.ALREADY_EXISTS,
+        );
         assert.match(details, message);
         assert.equal(await c.version(), v);
         assert.equal((await c.list()).length, 1);
@@ -268,7 +368,10 @@ describe("settings", () => {
     // Whole replacement: what is left out returns to its default.
     const r2 = await c.updateSettings(Settings.fromPartial({ general: { acmeEmail: "other@example.com" } }));
     assert.equal(r2.configVersion, v + 2);
-    assert.deepEqual(await c.getSettings(), { ...DEFAULTS, general: { primaryDomain: "", acmeEmail: "other@example.com" } });
+    assert.deepEqual(await c.getSettings(), {
+      ...DEFAULTS,
+      general: { primaryDomain: "", acmeEmail: "other@example.com" },
+    });
 
     // An explicit HSTS max-age of 0 survives the round trip.
     await c.updateSettings(Settings.fromPartial({ http: { hstsMaxAgeSeconds: 0 } }));
@@ -282,17 +385,32 @@ describe("settings", () => {
       ["bad primary domain", { general: { primaryDomain: "bad domain" } }, "settings.general.primary_domain"],
       ["plain http CA", { acme: { caUrl: "http://acme.example.com/dir" } }, "settings.acme.ca_url"],
       ["not a URL", { acme: { caUrl: "acme" } }, "settings.acme.ca_url"],
-      ["bad PEM", { acme: { caRootPem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----" } }, "settings.acme.ca_root_pem"],
+      [
+        "bad PEM",
+        { acme: { caRootPem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----" } },
+        "settings.acme.ca_root_pem",
+      ],
       ["HSTS too long", { http: { hstsMaxAgeSeconds: 63072001 } }, "settings.http.hsts_max_age_seconds"],
-      ["dial timeout too long", { http: { upstreamDialTimeoutSeconds: 100000 } }, "settings.http.upstream_dial_timeout_seconds"],
-      ["header timeout too long", { http: { upstreamResponseHeaderTimeoutSeconds: 3601 } }, "settings.http.upstream_response_header_timeout_seconds"],
+      [
+        "dial timeout too long",
+        { http: { upstreamDialTimeoutSeconds: 100000 } },
+        "settings.http.upstream_dial_timeout_seconds",
+      ],
+      [
+        "header timeout too long",
+        { http: { upstreamResponseHeaderTimeoutSeconds: 3601 } },
+        "settings.http.upstream_response_header_timeout_seconds",
+      ],
     ];
     for (const [name, s, field] of cases) {
       it(name, async () => {
         await c.updateSettings(Settings.fromPartial({ general: { acmeEmail: "keep@example.com" } }));
         const v = await c.version();
         const before = await c.getSettings();
-        const details = await expectStatus(c.updateSettings(s === undefined ? undefined : Settings.fromPartial(s)), status.INVALID_ARGUMENT);
+        const details = await expectStatus(
+          c.updateSettings(s === undefined ? undefined : Settings.fromPartial(s)),
+          status.INVALID_ARGUMENT,
+        );
         assert.ok(details.startsWith(`${field}: `), `"${details}" should start with "${field}: "`);
         assert.equal(await c.version(), v, "the version does not move");
         assert.deepEqual(await c.getSettings(), before);
@@ -304,7 +422,10 @@ describe("settings", () => {
     const viewer = await c.viewer();
     const v = await c.version();
     assert.deepEqual(await c.getSettings(viewer), DEFAULTS);
-    const details = await expectStatus(c.updateSettings(Settings.fromPartial({ general: { acmeEmail: "v@example.com" } }), viewer), status.PERMISSION_DENIED);
+    const details = await expectStatus(
+      c.updateSettings(Settings.fromPartial({ general: { acmeEmail: "v@example.com" } }), viewer),
+      status.PERMISSION_DENIED,
+    );
     assert.ok(details.length > 0);
     assert.equal(await c.version(), v);
     assert.deepEqual(await c.getSettings(), DEFAULTS);
@@ -320,15 +441,27 @@ describe("L4 hosts and settings on a slave", () => {
       const m = api(master);
       const s = api(slave);
       await addCertificate(master, "cert-1");
-      await m.create(l4("db", { tlsTermination: true, certificateId: "cert-1", proxyProtocolVersion: ProxyProtocolVersion.PROXY_PROTOCOL_VERSION_V2 }));
+      await m.create(
+        l4("db", {
+          tlsTermination: true,
+          certificateId: "cert-1",
+          proxyProtocolVersion: ProxyProtocolVersion.PROXY_PROTOCOL_VERSION_V2,
+        }),
+      );
       await m.create(l4("dns", { protocol: UDP, listenAddress: ":53" }));
-      await m.updateSettings(Settings.fromPartial({ general: { acmeEmail: "ops@example.com" }, http: { upstreamDialTimeoutSeconds: 4 } }));
+      await m.updateSettings(
+        Settings.fromPartial({ general: { acmeEmail: "ops@example.com" }, http: { upstreamDialTimeoutSeconds: 4 } }),
+      );
       const snap = await m.snapshot();
 
       const first = await s.apply(snap);
       assert.deepEqual(first, { version: snap.version, changed: true });
       const again = await s.apply(snap);
-      assert.deepEqual(again, { version: snap.version, changed: false }, "the stored content hashes the same as the master's");
+      assert.deepEqual(
+        again,
+        { version: snap.version, changed: false },
+        "the stored content hashes the same as the master's",
+      );
       const held = await s.snapshot();
       assert.equal(held.contentSha256, snap.contentSha256);
       assert.equal(held.contentSha256, snapshotContentHash(held));

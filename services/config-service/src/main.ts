@@ -1,4 +1,12 @@
-import { CONFIG_ERROR_EXIT_CODE, ConfigError, createLogger, instancePorts, loadConfig, METRICS_LISTEN_VARIABLES, reservedAddresses } from "@cpm/core";
+import {
+  CONFIG_ERROR_EXIT_CODE,
+  ConfigError,
+  createLogger,
+  instancePorts,
+  loadConfig,
+  METRICS_LISTEN_VARIABLES,
+  reservedAddresses,
+} from "@cpm/core";
 import { initTracing, startMetrics } from "@cpm/grpc-kit";
 import { openDatabase } from "./db.ts";
 import { configMetrics } from "./metrics.ts";
@@ -26,13 +34,30 @@ async function main() {
     internalToken: cfg.internalToken,
     log,
     reservedUpstreams: reservedAddresses(cfg),
-    ownPorts: instancePorts({ httpPort: cfg.httpPort, httpsPort: cfg.httpsPort, bindAddress: cfg.caddyBind, adminListen: cfg.caddyAdminListen }),
+    ownPorts: instancePorts({
+      httpPort: cfg.httpPort,
+      httpsPort: cfg.httpsPort,
+      bindAddress: cfg.caddyBind,
+      adminListen: cfg.caddyAdminListen,
+    }),
     apiMaxMessageBytes: cfg.apiMaxMessageBytes,
     syncMaxMessageBytes: cfg.syncMaxMessageBytes,
   });
   const internalPort = await server.internal.listen(cfg.configInternalListen);
   const port = await server.api.listen(cfg.apiListen);
-  log.info({ listen: cfg.apiListen, port, internalListen: cfg.configInternalListen, internalPort, mode: cfg.mode, instanceId: info.instanceId, version: info.version, dialect }, "config-service ready");
+  log.info(
+    {
+      listen: cfg.apiListen,
+      port,
+      internalListen: cfg.configInternalListen,
+      internalPort,
+      mode: cfg.mode,
+      instanceId: info.instanceId,
+      version: info.version,
+      dialect,
+    },
+    "config-service ready",
+  );
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -22,7 +22,11 @@ export class ConfigMetrics {
   private readonly sizes = new WeakMap<Snapshot, number>();
 
   constructor(registry: Registry) {
-    this.commits = new Counter({ name: "cpm_config_commits_total", help: "Configuration versions committed by this instance (API writes and, on a slave, applied snapshots).", registers: [registry] });
+    this.commits = new Counter({
+      name: "cpm_config_commits_total",
+      help: "Configuration versions committed by this instance (API writes and, on a slave, applied snapshots).",
+      registers: [registry],
+    });
     const metrics = this;
     new Gauge({
       name: "cpm_config_version",

@@ -46,9 +46,16 @@ const TABLE_SQL = {
 };
 
 /** Returns the names of the migrations it applied. Refuses a database whose applied migration was edited. */
-export async function migrate(db: SqlRunner, dialect: "sqlite" | "postgresql", migrations: Migration[]): Promise<string[]> {
+export async function migrate(
+  db: SqlRunner,
+  dialect: "sqlite" | "postgresql",
+  migrations: Migration[],
+): Promise<string[]> {
   await db.exec(TABLE_SQL[dialect]);
-  const rows = await db.query(`SELECT "migration_name", "checksum" FROM "_prisma_migrations" WHERE "finished_at" IS NOT NULL AND "rolled_back_at" IS NULL`, []);
+  const rows = await db.query(
+    `SELECT "migration_name", "checksum" FROM "_prisma_migrations" WHERE "finished_at" IS NOT NULL AND "rolled_back_at" IS NULL`,
+    [],
+  );
   const applied = new Map(rows.map((r) => [String(r.migration_name), String(r.checksum)]));
   const done: string[] = [];
   const p = dialect === "postgresql" ? (i: number) => `$${i}` : () => "?";

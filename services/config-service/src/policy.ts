@@ -54,7 +54,11 @@ export const ACCOUNT_SERVICE_POLICY = definePolicy("cpm.config.v1.AccountService
 
 /** Writes to synced resources: on a slave the master manages them, so they are refused there. */
 export const SYNCED_WRITES: ReadonlySet<string> = new Set([
-  ...["ProxyHost", "L4ProxyHost", "Certificate", "AccessList"].flatMap((kind) => [`Create${kind}`, `Update${kind}`, `Delete${kind}`]),
+  ...["ProxyHost", "L4ProxyHost", "Certificate", "AccessList"].flatMap((kind) => [
+    `Create${kind}`,
+    `Update${kind}`,
+    `Delete${kind}`,
+  ]),
   "UpdateSettings",
   "ImportConfig",
 ]);

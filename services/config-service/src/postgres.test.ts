@@ -17,109 +17,170 @@ const BASE = process.env.CPM_TEST_POSTGRES_URL;
 const ADMIN = "postgres-test-admin-token-0123456789";
 const INTERNAL = "postgres-test-internal-token-0123456789";
 
-describe("config-service on PostgreSQL", { skip: BASE ? false : "CPM_TEST_POSTGRES_URL is not set: no PostgreSQL server to test against" }, () => {
-  const dbName = `cpm_test_${process.pid}_${Date.now()}`;
-  let url: string;
-  let h: Harness | undefined;
-  let config: ConfigServiceClient;
-  let account: AccountServiceClient;
+describe(
+  "config-service on PostgreSQL",
+  { skip: BASE ? false : "CPM_TEST_POSTGRES_URL is not set: no PostgreSQL server to test against" },
+  () => {
+    const dbName = `cpm_test_${process.pid}_${Date.now()}`;
+    let url: string;
+    let h: Harness | undefined;
+    let config: ConfigServiceClient;
+    let account: AccountServiceClient;
 
-  const admin = async (sql: string) => {
-    const c = new pg.Client({ connectionString: BASE });
-    await c.connect();
-    try {
-      await c.query(sql);
-    } finally {
-      await c.end();
-    }
-  };
-
-  before(async () => {
-    await admin(`CREATE DATABASE "${dbName}"`);
-    const u = new URL(BASE!);
-    u.pathname = `/${dbName}`;
-    url = u.toString();
-  });
-
-  after(async () => {
-    await h?.close();
-    await admin(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
-  });
-
-  /** Starts the service on the test database; returns the migrations it applied. */
-  const start = async (mode: "standalone" | "slave") => {
-    h = await startConfigService({ mode, databaseUrl: url, adminToken: ADMIN, internalToken: INTERNAL });
-    ({ config, account } = h);
-    return h.applied;
-  };
-
-  const stop = () => h!.close();
-
-  it("migrates, bumps one version per write, enforces unique domains, and keeps users", async () => {
-    const applied = await start("standalone");
-    assert.ok(applied.length >= 2, `migrations applied: ${applied.join(", ")}`);
-    const create = (name: string, domain: string) =>
-      unary(config.createProxyHost.bind(config), { proxyHost: ProxyHost.fromPartial({ name, domains: [domain], upstreams: ["127.0.0.1:8080"] }) }, ADMIN);
-    const a = await create("a", "a.pg.test");
-    assert.equal(a.configVersion, 1);
-    assert.equal((await create("b", "b.pg.test")).configVersion, 2);
-    assert.match(await expectStatus(create("c", "A.pg.test"), status.ALREADY_EXISTS), /a\.pg\.test/);
-    await unary(config.deleteProxyHost.bind(config), { id: a.proxyHost!.id }, ADMIN);
-    const info = await unary(config.getInstanceInfo.bind(config), {}, ADMIN);
-    assert.equal(info.version, 3);
-    const snap = (await unary(config.getSnapshot.bind(config), {}, ADMIN)).snapshot!;
-    assert.deepEqual(snap.proxyHosts.map((h) => h.name), ["b"]);
-    const u = await unary(account.createUser.bind(account), { username: "pg-viewer", role: Role.ROLE_VIEWER, password: "" }, ADMIN);
-    assert.equal(u.user!.username, "pg-viewer");
-    await stop();
-    // A restart on the same database applies no migration twice and keeps the version.
-    assert.deepEqual(await start("standalone"), []);
-    assert.equal((await unary(config.getInstanceInfo.bind(config), {}, ADMIN)).version, 3);
-    await stop();
-  });
-
-  it("checks API tokens against the database on every call (nothing cached): revoke, demote and disable take effect at once", async () => {
-    await start("standalone");
-    const user = (await unary(account.createUser.bind(account), { username: "pg-ops", role: Role.ROLE_ADMIN, password: "" }, ADMIN)).user!;
-    const create = (name: string) => unary(account.createApiToken.bind(account), { name, role: Role.ROLE_ADMIN, expiresAt: undefined, userId: user.id }, ADMIN);
-    const write = (token: string, name: string) =>
-      unary(config.createProxyHost.bind(config), { proxyHost: ProxyHost.fromPartial({ name, domains: [`${name}.pg.test`], upstreams: ["127.0.0.1:9"] }) }, token);
-    const revoked = await create("pg-revoked");
-    const kept = await create("pg-kept");
-    await write(revoked.secret, "by-revoked");
-    await unary(account.revokeApiToken.bind(account), { id: revoked.apiToken!.id }, ADMIN);
-    await expectStatus(write(revoked.secret, "after-revoke"), status.UNAUTHENTICATED);
-    // A change made by another connection is seen as well.
-    const other = new pg.Client({ connectionString: url });
-    await other.connect();
-    try {
-      assert.equal((await other.query(`UPDATE "User" SET role = 'viewer' WHERE id = $1`, [user.id])).rowCount, 1);
-    } finally {
-      await other.end();
-    }
-    await expectStatus(write(kept.secret, "after-demote"), status.PERMISSION_DENIED);
-    await unary(account.updateUser.bind(account), { id: user.id, role: Role.ROLE_VIEWER, disabled: true, password: "" }, ADMIN);
-    await expectStatus(unary(config.listProxyHosts.bind(config), {}, kept.secret), status.UNAUTHENTICATED);
-    assert.deepEqual(tokenCacheOf(h!.db).size(), { tokens: 0, misses: 0 });
-    await stop();
-  });
-
-  it("applies a master's snapshot as a slave, idempotently, refusing older versions", async () => {
-    await start("slave");
-    const content = {
-      proxyHosts: [ProxyHost.fromPartial({ id: "h1", name: "from-master", domains: ["m.pg.test"], upstreams: ["127.0.0.1:9"], enabled: true })],
-      l4ProxyHosts: [],
-      certificates: [],
-      accessLists: [],
+    const admin = async (sql: string) => {
+      const c = new pg.Client({ connectionString: BASE });
+      await c.connect();
+      try {
+        await c.query(sql);
+      } finally {
+        await c.end();
+      }
     };
-    const base = (await unary(config.getSnapshot.bind(config), {}, ADMIN)).snapshot!;
-    const snapshot = { ...base, ...content, settings: base.settings, schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "master-pg", version: 10 };
-    snapshot.contentSha256 = snapshotContentHash(snapshot);
-    assert.deepEqual(await unary(h!.internal.applySnapshot.bind(h!.internal), { snapshot }, INTERNAL), { version: 10, changed: true });
-    assert.deepEqual(await unary(h!.internal.applySnapshot.bind(h!.internal), { snapshot }, INTERNAL), { version: 10, changed: false });
-    await expectStatus(unary(h!.internal.applySnapshot.bind(h!.internal), { snapshot: { ...snapshot, version: 9 } }, INTERNAL), status.FAILED_PRECONDITION);
-    const hosts = (await unary(config.listProxyHosts.bind(config), {}, ADMIN)).proxyHosts;
-    assert.deepEqual(hosts.map((h) => h.name), ["from-master"]);
-    await stop();
-  });
-});
+
+    before(async () => {
+      await admin(`CREATE DATABASE "${dbName}"`);
+      const u = new URL(BASE!);
+      u.pathname = `/${dbName}`;
+      url = u.toString();
+    });
+
+    after(async () => {
+      await h?.close();
+      await admin(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+    });
+
+    /** Starts the service on the test database; returns the migrations it applied. */
+    const start = async (mode: "standalone" | "slave") => {
+      h = await startConfigService({ mode, databaseUrl: url, adminToken: ADMIN, internalToken: INTERNAL });
+      ({ config, account } = h);
+      return h.applied;
+    };
+
+    const stop = () => h!.close();
+
+    it("migrates, bumps one version per write, enforces unique domains, and keeps users", async () => {
+      const applied = await start("standalone");
+      assert.ok(applied.length >= 2, `migrations applied: ${applied.join(", ")}`);
+      const create = (name: string, domain: string) =>
+        unary(
+          config.createProxyHost.bind(config),
+          { proxyHost: ProxyHost.fromPartial({ name, domains: [domain], upstreams: ["127.0.0.1:8080"] }) },
+          ADMIN,
+        );
+      const a = await create("a", "a.pg.test");
+      assert.equal(a.configVersion, 1);
+      assert.equal((await create("b", "b.pg.test")).configVersion, 2);
+      assert.match(await expectStatus(create("c", "A.pg.test"), status.ALREADY_EXISTS), /a\.pg\.test/);
+      await unary(config.deleteProxyHost.bind(config), { id: a.proxyHost!.id }, ADMIN);
+      const info = await unary(config.getInstanceInfo.bind(config), {}, ADMIN);
+      assert.equal(info.version, 3);
+      const snap = (await unary(config.getSnapshot.bind(config), {}, ADMIN)).snapshot!;
+      assert.deepEqual(
+        snap.proxyHosts.map((h) => h.name),
+        ["b"],
+      );
+      const u = await unary(
+        account.createUser.bind(account),
+        { username: "pg-viewer", role: Role.ROLE_VIEWER, password: "" },
+        ADMIN,
+      );
+      assert.equal(u.user!.username, "pg-viewer");
+      await stop();
+      // A restart on the same database applies no migration twice and keeps the version.
+      assert.deepEqual(await start("standalone"), []);
+      assert.equal((await unary(config.getInstanceInfo.bind(config), {}, ADMIN)).version, 3);
+      await stop();
+    });
+
+    it("checks API tokens against the database on every call (nothing cached): revoke, demote and disable take effect at once", async () => {
+      await start("standalone");
+      const user = (
+        await unary(
+          account.createUser.bind(account),
+          { username: "pg-ops", role: Role.ROLE_ADMIN, password: "" },
+          ADMIN,
+        )
+      ).user!;
+      const create = (name: string) =>
+        unary(
+          account.createApiToken.bind(account),
+          { name, role: Role.ROLE_ADMIN, expiresAt: undefined, userId: user.id },
+          ADMIN,
+        );
+      const write = (token: string, name: string) =>
+        unary(
+          config.createProxyHost.bind(config),
+          { proxyHost: ProxyHost.fromPartial({ name, domains: [`${name}.pg.test`], upstreams: ["127.0.0.1:9"] }) },
+          token,
+        );
+      const revoked = await create("pg-revoked");
+      const kept = await create("pg-kept");
+      await write(revoked.secret, "by-revoked");
+      await unary(account.revokeApiToken.bind(account), { id: revoked.apiToken!.id }, ADMIN);
+      await expectStatus(write(revoked.secret, "after-revoke"), status.UNAUTHENTICATED);
+      // A change made by another connection is seen as well.
+      const other = new pg.Client({ connectionString: url });
+      await other.connect();
+      try {
+        assert.equal((await other.query(`UPDATE "User" SET role = 'viewer' WHERE id = $1`, [user.id])).rowCount, 1);
+      } finally {
+        await other.end();
+      }
+      await expectStatus(write(kept.secret, "after-demote"), status.PERMISSION_DENIED);
+      await unary(
+        account.updateUser.bind(account),
+        { id: user.id, role: Role.ROLE_VIEWER, disabled: true, password: "" },
+        ADMIN,
+      );
+      await expectStatus(unary(config.listProxyHosts.bind(config), {}, kept.secret), status.UNAUTHENTICATED);
+      assert.deepEqual(tokenCacheOf(h!.db).size(), { tokens: 0, misses: 0 });
+      await stop();
+    });
+
+    it("applies a master's snapshot as a slave, idempotently, refusing older versions", async () => {
+      await start("slave");
+      const content = {
+        proxyHosts: [
+          ProxyHost.fromPartial({
+            id: "h1",
+            name: "from-master",
+            domains: ["m.pg.test"],
+            upstreams: ["127.0.0.1:9"],
+            enabled: true,
+          }),
+        ],
+        l4ProxyHosts: [],
+        certificates: [],
+        accessLists: [],
+      };
+      const base = (await unary(config.getSnapshot.bind(config), {}, ADMIN)).snapshot!;
+      const snapshot = {
+        ...base,
+        ...content,
+        settings: base.settings,
+        schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+        masterInstanceId: "master-pg",
+        version: 10,
+      };
+      snapshot.contentSha256 = snapshotContentHash(snapshot);
+      assert.deepEqual(await unary(h!.internal.applySnapshot.bind(h!.internal), { snapshot }, INTERNAL), {
+        version: 10,
+        changed: true,
+      });
+      assert.deepEqual(await unary(h!.internal.applySnapshot.bind(h!.internal), { snapshot }, INTERNAL), {
+        version: 10,
+        changed: false,
+      });
+      await expectStatus(
+        unary(h!.internal.applySnapshot.bind(h!.internal), { snapshot: { ...snapshot, version: 9 } }, INTERNAL),
+        status.FAILED_PRECONDITION,
+      );
+      const hosts = (await unary(config.listProxyHosts.bind(config), {}, ADMIN)).proxyHosts;
+      assert.deepEqual(
+        hosts.map((h) => h.name),
+        ["from-master"],
+      );
+      await stop();
+    });
+  },
+);

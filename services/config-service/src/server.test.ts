@@ -39,12 +39,14 @@ const api = (h: Harness) => ({
   apply: (snapshot: Snapshot | undefined, token: string = INTERNAL) =>
     unary(h.internal.applySnapshot.bind(h.internal), { snapshot }, token),
   /** ApplySnapshot on the public listener, as an API client would try it. */
-  applyPublic: (snapshot: Snapshot | undefined, token: string) => unary(h.config.applySnapshot.bind(h.config), { snapshot }, token),
+  applyPublic: (snapshot: Snapshot | undefined, token: string) =>
+    unary(h.config.applySnapshot.bind(h.config), { snapshot }, token),
   info: () => unary(h.config.getInstanceInfo.bind(h.config), {}, ADMIN),
   version: async () => (await unary(h.config.getInstanceInfo.bind(h.config), {}, ADMIN)).version,
   createToken: (name: string, role: Role, token: string = ADMIN) =>
     unary(h.account.createApiToken.bind(h.account), { name, role, expiresAt: undefined, userId: "" }, token),
-  listTokens: async (token: string = ADMIN) => (await unary(h.account.listApiTokens.bind(h.account), {}, token)).apiTokens,
+  listTokens: async (token: string = ADMIN) =>
+    (await unary(h.account.listApiTokens.bind(h.account), {}, token)).apiTokens,
   revokeToken: (id: string, token: string = ADMIN) => unary(h.account.revokeApiToken.bind(h.account), { id }, token),
 });
 
@@ -216,7 +218,10 @@ describe("config-service (standalone)", () => {
     it("refuses a domain served by another host (ALREADY_EXISTS naming the domain)", async () => {
       await c.create(host("first", ["shared.example.com"]));
       const v = await c.version();
-      const msg = await expectStatus(c.create(host("second", ["own.example.com", "shared.example.com"])), status.ALREADY_EXISTS);
+      const msg = await expectStatus(
+        c.create(host("second", ["own.example.com", "shared.example.com"])),
+        status.ALREADY_EXISTS,
+      );
       assert.ok(msg.startsWith("proxy_host.domains[1]: "), msg);
       assert.match(msg, /shared\.example\.com/);
       assert.match(msg, /"first"/);
@@ -251,7 +256,10 @@ describe("config-service (standalone)", () => {
       await c.create(host("a", ["a.example.com"]));
       const b = (await c.create(host("b", ["b.example.com"]))).proxyHost!;
       const v = await c.version();
-      const msg = await expectStatus(c.update({ ...b, domains: ["b.example.com", "A.EXAMPLE.COM"] }), status.ALREADY_EXISTS);
+      const msg = await expectStatus(
+        c.update({ ...b, domains: ["b.example.com", "A.EXAMPLE.COM"] }),
+        status.ALREADY_EXISTS,
+      );
       assert.match(msg, /a\.example\.com/);
       await expectStatus(c.update({ ...b, name: "a" }), status.ALREADY_EXISTS);
       assert.equal(await c.version(), v);
@@ -288,7 +296,10 @@ describe("config-service (standalone)", () => {
       assert.deepEqual(await c.list(secret), [existing]);
       assert.deepEqual((await c.get(existing.id, secret)).proxyHost, existing);
       const who = await unary(h.account.whoAmI.bind(h.account), {}, secret);
-      assert.deepEqual({ tokenName: who.tokenName, role: who.role, username: who.username }, { tokenName: "reader", role: Role.ROLE_VIEWER, username: "admin" });
+      assert.deepEqual(
+        { tokenName: who.tokenName, role: who.role, username: who.username },
+        { tokenName: "reader", role: Role.ROLE_VIEWER, username: "admin" },
+      );
 
       await expectStatus(c.create(host("viewer-made", ["viewer.example.com"]), secret), status.PERMISSION_DENIED);
       await expectStatus(c.update({ ...existing, name: "renamed" }, secret), status.PERMISSION_DENIED);
@@ -315,7 +326,10 @@ describe("config-service (standalone)", () => {
       assert.equal(tokens[0]!.role, Role.ROLE_ADMIN);
       assert.equal(tokens[0]!.revoked, false);
       const who = await unary(h.account.whoAmI.bind(h.account), {}, ADMIN);
-      assert.deepEqual({ tokenName: who.tokenName, role: who.role, username: who.username }, { tokenName: "bootstrap", role: Role.ROLE_ADMIN, username: "admin" });
+      assert.deepEqual(
+        { tokenName: who.tokenName, role: who.role, username: who.username },
+        { tokenName: "bootstrap", role: Role.ROLE_ADMIN, username: "admin" },
+      );
     });
   });
 
@@ -408,7 +422,10 @@ describe("config-service (standalone)", () => {
         assert.deepEqual(second!.snapshot!.proxyHosts.map((p) => p.name).sort(), ["pre", "w1"]);
         assert.deepEqual(second!.snapshot, (await c.snapshot()).snapshot);
         assert.equal(first!.snapshot?.version, first!.version);
-        assert.deepEqual(first!.snapshot!.proxyHosts.map((p) => p.name), ["pre"]);
+        assert.deepEqual(
+          first!.snapshot!.proxyHosts.map((p) => p.name),
+          ["pre"],
+        );
       } finally {
         w.cancel();
       }
@@ -420,7 +437,10 @@ describe("config-service (standalone)", () => {
         await w.waitFor(1);
         await c.create(host("n1", ["n1.example.com"]));
         await w.waitFor(2);
-        assert.deepEqual(w.seen.map((m) => m.snapshot), [undefined, undefined]);
+        assert.deepEqual(
+          w.seen.map((m) => m.snapshot),
+          [undefined, undefined],
+        );
       } finally {
         w.cancel();
       }
@@ -486,7 +506,9 @@ describe("config-service (standalone)", () => {
   describe("concurrency", () => {
     it("commits a burst of 20 concurrent creates as 20 consecutive versions", async () => {
       const start = await c.version();
-      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => c.create(host(`burst-${i}`, [`burst-${i}.example.com`]))));
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => c.create(host(`burst-${i}`, [`burst-${i}.example.com`]))),
+      );
       const versions = results.map((r) => r.configVersion).sort((x, y) => x - y);
       assert.equal(new Set(versions).size, 20, "versions are distinct");
       assert.deepEqual(
@@ -644,7 +666,10 @@ describe("config-service (slave)", () => {
       assert.equal((await c.snapshot()).snapshot!.contentSha256, v5.contentSha256);
       // ...and hears the repair: same version, the master's content hash.
       await w.waitFor(2);
-      assert.deepEqual(w.seen.map((m) => m.version), [5, 5]);
+      assert.deepEqual(
+        w.seen.map((m) => m.version),
+        [5, 5],
+      );
       assert.equal(w.seen[1]!.contentSha256, v5.contentSha256);
       assert.deepEqual(await c.apply(v5), { version: 5, changed: false });
     } finally {

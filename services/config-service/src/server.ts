@@ -7,7 +7,16 @@ import {
   type AccountServiceServer,
   type ConfigServiceServer,
 } from "@cpm/proto";
-import { DEFAULT_API_MAX_MESSAGE_BYTES, DEFAULT_SYNC_MAX_MESSAGE_BYTES, failedPrecondition, validateSnapshotContent, type InstanceMode, type InstancePort, type Logger, type ReservedAddress } from "@cpm/core";
+import {
+  DEFAULT_API_MAX_MESSAGE_BYTES,
+  DEFAULT_SYNC_MAX_MESSAGE_BYTES,
+  failedPrecondition,
+  validateSnapshotContent,
+  type InstanceMode,
+  type InstancePort,
+  type Logger,
+  type ReservedAddress,
+} from "@cpm/core";
 import {
   allows,
   bearerToken,
@@ -86,7 +95,11 @@ export function apiTokenAuthenticator(tokens: ApiTokens): Authenticate {
 }
 
 /** The handlers of `impl` whose .proto method name `keep` accepts. */
-function pick<S>(definition: ServiceDefinition, impl: AsyncService<S>, keep: (method: string) => boolean): AsyncService<S> {
+function pick<S>(
+  definition: ServiceDefinition,
+  impl: AsyncService<S>,
+  keep: (method: string) => boolean,
+): AsyncService<S> {
   const out: Record<string, unknown> = {};
   for (const [key, def] of Object.entries(definition)) {
     const h = (impl as Record<string, unknown>)[key];
@@ -96,7 +109,11 @@ function pick<S>(definition: ServiceDefinition, impl: AsyncService<S>, keep: (me
 }
 
 /** On a slave, refuses writes to synced resources before they run. */
-function refuseSyncedWritesOnSlave<S>(definition: ServiceDefinition, impl: AsyncService<S>, mode: InstanceMode): AsyncService<S> {
+function refuseSyncedWritesOnSlave<S>(
+  definition: ServiceDefinition,
+  impl: AsyncService<S>,
+  mode: InstanceMode,
+): AsyncService<S> {
   if (mode !== "slave") return impl;
   const out: Record<string, unknown> = { ...impl };
   for (const [key, def] of Object.entries(definition)) {
@@ -153,7 +170,9 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
       try {
         validateSnapshotContent(s, "snapshot", normalized);
       } catch (err) {
-        throw failedPrecondition(`the stored configuration is inconsistent, refusing to serve it: ${(err as Error).message}`);
+        throw failedPrecondition(
+          `the stored configuration is inconsistent, refusing to serve it: ${(err as Error).message}`,
+        );
       }
       // Which read a snapshot built across a read comes from is not known: check the next one too.
       if (before === read) checkedRead = read;
@@ -197,13 +216,16 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
     watchConfig: async (req, ctx, call) => {
       // The snapshot holds private keys: only who may call GetSnapshot gets it with the notices.
       if (req.includeSnapshot && !allows(CONFIG_SERVICE_POLICY.methods.GetSnapshot!, ctx.principal)) {
-        throw permissionDenied("include_snapshot: needs an admin token, as GetSnapshot does (the snapshot holds private keys)");
+        throw permissionDenied(
+          "include_snapshot: needs an admin token, as GetSnapshot does (the snapshot holds private keys)",
+        );
       }
       // Subscribe before reading the current state so no commit is missed; never send a
       // version older than one already sent (the initial read can race a commit).
       let last = { version: -1, sha: "" };
       const send = (notice: WatchConfigResponse, frame?: Buffer) => {
-        if (notice.version < last.version || (notice.version === last.version && notice.contentSha256 === last.sha)) return;
+        if (notice.version < last.version || (notice.version === last.version && notice.contentSha256 === last.sha))
+          return;
         last = { version: notice.version, sha: notice.contentSha256 };
         call.write(frame ? (encodeNoticeWithFrame(notice, frame) as unknown as WatchConfigResponse) : notice);
       };
@@ -227,11 +249,27 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
         });
       };
       if (req.includeSnapshot) snapshotWatchers++;
-      const unsubscribe = store.onCommit((c) => notify({ version: c.version, committedAt: c.committedAt, contentSha256: c.contentSha256, traceContext: c.traceContext, snapshot: undefined }));
+      const unsubscribe = store.onCommit((c) =>
+        notify({
+          version: c.version,
+          committedAt: c.committedAt,
+          contentSha256: c.contentSha256,
+          traceContext: c.traceContext,
+          snapshot: undefined,
+        }),
+      );
       try {
         const s = await store.snapshot();
-        notify({ version: s.version, committedAt: s.generatedAt, contentSha256: s.contentSha256, traceContext: store.traceContextOf(s.version, s.contentSha256), snapshot: undefined });
-        await new Promise<void>((resolve) => (ctx.signal.aborted ? resolve() : ctx.signal.addEventListener("abort", () => resolve(), { once: true })));
+        notify({
+          version: s.version,
+          committedAt: s.generatedAt,
+          contentSha256: s.contentSha256,
+          traceContext: store.traceContextOf(s.version, s.contentSha256),
+          snapshot: undefined,
+        });
+        await new Promise<void>((resolve) =>
+          ctx.signal.aborted ? resolve() : ctx.signal.addEventListener("abort", () => resolve(), { once: true }),
+        );
       } finally {
         unsubscribe();
         if (req.includeSnapshot) snapshotWatchers--;
@@ -266,13 +304,21 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
     createUser: async (req) => ({ user: await users.create(req.username, req.role, req.password) }),
     getUser: async (req) => ({ user: await users.get(req.id) }),
     listUsers: async () => ({ users: await users.list() }),
-    updateUser: async (req, ctx) => ({ user: await users.update(req.id, req.role, req.disabled, req.password, ctx.principal.userId) }),
+    updateUser: async (req, ctx) => ({
+      user: await users.update(req.id, req.role, req.disabled, req.password, ctx.principal.userId),
+    }),
     deleteUser: async (req, ctx) => {
       await users.delete(req.id, ctx.principal.userId);
       return {};
     },
     createApiToken: async (req, ctx) => {
-      const { token, secret } = await deps.tokens.create(req.name, req.role, req.expiresAt, req.userId.trim(), ctx.principal);
+      const { token, secret } = await deps.tokens.create(
+        req.name,
+        req.role,
+        req.expiresAt,
+        req.userId.trim(),
+        ctx.principal,
+      );
       return { apiToken: token, secret };
     },
     listApiTokens: async () => ({ apiTokens: await deps.tokens.list() }),
@@ -296,14 +342,22 @@ export function createServer(deps: ConfigServiceDeps): ConfigServers {
     maxReceiveBytes: deps.apiMaxMessageBytes ?? DEFAULT_API_MAX_MESSAGE_BYTES,
     limitVariable: "CPM_API_MAX_MESSAGE_BYTES",
   })
-    .add(CONFIG_SERVICE, pick(CONFIG_SERVICE, guarded, (m) => CONFIG_SERVICE_POLICY.methods[m]!.some((c) => c !== "internal")), CONFIG_SERVICE_POLICY)
+    .add(
+      CONFIG_SERVICE,
+      pick(CONFIG_SERVICE, guarded, (m) => CONFIG_SERVICE_POLICY.methods[m]!.some((c) => c !== "internal")),
+      CONFIG_SERVICE_POLICY,
+    )
     .add(AccountServiceService, account, ACCOUNT_SERVICE_POLICY);
   const internal = new GrpcServer({
     log: log.child({ listener: "internal" }),
     authenticate: sharedTokenAuthenticator(deps.internalToken, INTERNAL, "internal token (CPM_INTERNAL_TOKEN)"),
     maxReceiveBytes: snapshotReceiveLimit(deps.syncMaxMessageBytes ?? DEFAULT_SYNC_MAX_MESSAGE_BYTES),
     limitVariable: "CPM_SYNC_MAX_MESSAGE_BYTES",
-  }).add(CONFIG_SERVICE, pick(CONFIG_SERVICE, guarded, (m) => has(m, "internal")), CONFIG_SERVICE_POLICY);
+  }).add(
+    CONFIG_SERVICE,
+    pick(CONFIG_SERVICE, guarded, (m) => has(m, "internal")),
+    CONFIG_SERVICE_POLICY,
+  );
   return {
     api,
     internal,

@@ -11,7 +11,15 @@ import {
   type Settings,
   type Snapshot,
 } from "@cpm/proto";
-import { contentDigests, RESOURCE_KINDS, resourceDigest, SNAPSHOT_SCHEMA_VERSION, type ContentDigests, type Logger, type ResourceKind } from "@cpm/core";
+import {
+  contentDigests,
+  RESOURCE_KINDS,
+  resourceDigest,
+  SNAPSHOT_SCHEMA_VERSION,
+  type ContentDigests,
+  type Logger,
+  type ResourceKind,
+} from "@cpm/core";
 import { failSpan, traceCarrier, versionAttributes, withSpan, type TraceCarrier } from "@cpm/grpc-kit";
 import { ChangeSet, ContentIndex, PendingContent, storedSettings, type ContentView } from "./content-index.ts";
 import type { Db } from "./db.ts";
@@ -99,14 +107,21 @@ export class ConfigStore {
   async init(): Promise<InstanceInfo> {
     const existing = await this.db.instance.findUnique({ where: { id: 1 } });
     if (!existing) {
-      await this.db.instance.create({ data: { id: 1, instanceId: randomUUID(), version: 0, versionCommittedAt: new Date() } });
+      await this.db.instance.create({
+        data: { id: 1, instanceId: randomUUID(), version: 0, versionCommittedAt: new Date() },
+      });
     }
     return this.info();
   }
 
   async info(): Promise<InstanceInfo> {
     const row = await this.db.instance.findUniqueOrThrow({ where: { id: 1 } });
-    return { instanceId: row.instanceId, version: row.version, committedAt: row.versionCommittedAt, masterInstanceId: row.masterInstanceId };
+    return {
+      instanceId: row.instanceId,
+      version: row.version,
+      committedAt: row.versionCommittedAt,
+      masterInstanceId: row.masterInstanceId,
+    };
   }
 
   /** Runs `fn` after every earlier write has finished (one writer at a time). */
@@ -177,7 +192,11 @@ export class ConfigStore {
    * failed): then nothing was written. A failure after the commit (a watcher's) is thrown,
    * never taken for a rollback.
    */
-  private commit(fns: WriteFn<unknown>[]): Promise<{ committed: true; results: { result: unknown; version: number }[] } | { committed: false; error: unknown }> {
+  private commit(
+    fns: WriteFn<unknown>[],
+  ): Promise<
+    { committed: true; results: { result: unknown; version: number }[] } | { committed: false; error: unknown }
+  > {
     return withSpan("config.commit", { attributes: { "cpm.commit.writes": fns.length } }, async (span) => {
       const now = new Date();
       const index = await this.freshIndex();
@@ -197,7 +216,10 @@ export class ConfigStore {
             sets.push(changes);
           }
           await deferred.flush(tx);
-          const row = await tx.instance.update({ where: { id: 1 }, data: { version: { increment: fns.length }, versionCommittedAt: now } });
+          const row = await tx.instance.update({
+            where: { id: 1 },
+            data: { version: { increment: fns.length }, versionCommittedAt: now },
+          });
           return { results, row };
         })
         .catch((err: unknown) => void (error = err));
@@ -214,16 +236,34 @@ export class ConfigStore {
   }
 
   /** After a commit: the in-memory content takes `sets` in order, and watchers hear the new version. */
-  private async committed(sets: ChangeSet[], row: { instanceId: string; version: number; versionCommittedAt: Date; masterInstanceId: string }): Promise<void> {
+  private async committed(
+    sets: ChangeSet[],
+    row: { instanceId: string; version: number; versionCommittedAt: Date; masterInstanceId: string },
+  ): Promise<void> {
     this.revision++;
     const l = this.loaded;
     if (l) {
       for (const changes of sets) changes.applyTo(l.index);
-      l.info = { instanceId: row.instanceId, version: row.version, committedAt: row.versionCommittedAt, masterInstanceId: row.masterInstanceId };
-      this.emitCommit({ version: row.version, committedAt: row.versionCommittedAt, contentSha256: l.index.contentSha256(), writes: sets.length });
+      l.info = {
+        instanceId: row.instanceId,
+        version: row.version,
+        committedAt: row.versionCommittedAt,
+        masterInstanceId: row.masterInstanceId,
+      };
+      this.emitCommit({
+        version: row.version,
+        committedAt: row.versionCommittedAt,
+        contentSha256: l.index.contentSha256(),
+        writes: sets.length,
+      });
     } else {
       const s = await this.snapshot();
-      this.emitCommit({ version: s.version, committedAt: s.generatedAt ?? row.versionCommittedAt, contentSha256: s.contentSha256, writes: sets.length });
+      this.emitCommit({
+        version: s.version,
+        committedAt: s.generatedAt ?? row.versionCommittedAt,
+        contentSha256: s.contentSha256,
+        writes: sets.length,
+      });
     }
   }
 
@@ -399,7 +439,12 @@ export class ConfigStore {
       accessLists: acls.map((r) => AccessList.fromJSON(JSON.parse(r.data))),
       settings: settingsFromRows(settings),
     });
-    const info = { instanceId: inst.instanceId, version: inst.version, committedAt: inst.versionCommittedAt, masterInstanceId: inst.masterInstanceId };
+    const info = {
+      instanceId: inst.instanceId,
+      version: inst.version,
+      committedAt: inst.versionCommittedAt,
+      masterInstanceId: inst.masterInstanceId,
+    };
     return { index, info, dataVersion };
   }
 }
@@ -422,7 +467,12 @@ type KindDifference<T> = { removed: string[]; added: T[]; changed: T[] };
 type Difference = { [K in ResourceKind]: KindDifference<Snapshot[K][number]> } & { settings: boolean };
 
 /** Which resources a snapshot adds, changes and removes compared with the current content, by digest. */
-function difference<T extends { id: string }>(current: ContentIndex, kind: ResourceKind, next: T[], digests: ReadonlyMap<string, string>): KindDifference<T> {
+function difference<T extends { id: string }>(
+  current: ContentIndex,
+  kind: ResourceKind,
+  next: T[],
+  digests: ReadonlyMap<string, string>,
+): KindDifference<T> {
   const keep = new Set(next.map((x) => x.id));
   const added: T[] = [];
   const changed: T[] = [];
@@ -440,21 +490,31 @@ async function applyDifference(tx: Tx, diff: Difference, s: Snapshot, now: Date)
   // Hosts first (they reference certificates and access lists); freed domains before new ones.
   if (hosts.removed.length) await tx.proxyHost.deleteMany({ where: { id: { in: hosts.removed } } });
   if (l4.removed.length) await tx.l4ProxyHost.deleteMany({ where: { id: { in: l4.removed } } });
-  if (hosts.changed.length) await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: { in: hosts.changed.map((h) => h.id) } } });
-  for (const c of certs.changed) await tx.certificate.update({ where: { id: c.id }, data: { ...certificateRow(c, now), id: undefined } });
+  if (hosts.changed.length)
+    await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: { in: hosts.changed.map((h) => h.id) } } });
+  for (const c of certs.changed)
+    await tx.certificate.update({ where: { id: c.id }, data: { ...certificateRow(c, now), id: undefined } });
   if (certs.added.length) await tx.certificate.createMany({ data: certs.added.map((c) => certificateRow(c, now)) });
-  for (const a of acls.changed) await tx.accessList.update({ where: { id: a.id }, data: { ...accessListRow(a, now), id: undefined } });
+  for (const a of acls.changed)
+    await tx.accessList.update({ where: { id: a.id }, data: { ...accessListRow(a, now), id: undefined } });
   if (acls.added.length) await tx.accessList.createMany({ data: acls.added.map((a) => accessListRow(a, now)) });
-  for (const h of hosts.changed) await tx.proxyHost.update({ where: { id: h.id }, data: { ...proxyHostRow(h, now), id: undefined } });
+  for (const h of hosts.changed)
+    await tx.proxyHost.update({ where: { id: h.id }, data: { ...proxyHostRow(h, now), id: undefined } });
   if (hosts.added.length) await tx.proxyHost.createMany({ data: hosts.added.map((h) => proxyHostRow(h, now)) });
-  const domains = [...hosts.changed, ...hosts.added].flatMap((h) => h.domains.map((domain) => ({ domain, proxyHostId: h.id })));
+  const domains = [...hosts.changed, ...hosts.added].flatMap((h) =>
+    h.domains.map((domain) => ({ domain, proxyHostId: h.id })),
+  );
   if (domains.length) await tx.proxyHostDomain.createMany({ data: domains });
-  for (const h of l4.changed) await tx.l4ProxyHost.update({ where: { id: h.id }, data: { ...l4Row(h, now), id: undefined } });
+  for (const h of l4.changed)
+    await tx.l4ProxyHost.update({ where: { id: h.id }, data: { ...l4Row(h, now), id: undefined } });
   if (l4.added.length) await tx.l4ProxyHost.createMany({ data: l4.added.map((h) => l4Row(h, now)) });
   if (certs.removed.length) await tx.certificate.deleteMany({ where: { id: { in: certs.removed } } });
   if (acls.removed.length) await tx.accessList.deleteMany({ where: { id: { in: acls.removed } } });
   if (diff.settings) await writeSettings(tx, s.settings ?? { general: undefined, acme: undefined, http: undefined });
-  await tx.instance.update({ where: { id: 1 }, data: { version: s.version, versionCommittedAt: now, masterInstanceId: s.masterInstanceId } });
+  await tx.instance.update({
+    where: { id: 1 },
+    data: { version: s.version, versionCommittedAt: now, masterInstanceId: s.masterInstanceId },
+  });
 }
 
 async function replaceEveryRow(tx: Tx, s: Snapshot, now: Date): Promise<void> {
@@ -467,10 +527,15 @@ async function replaceEveryRow(tx: Tx, s: Snapshot, now: Date): Promise<void> {
   await tx.certificate.createMany({ data: s.certificates.map((c) => certificateRow(c, now)) });
   await tx.accessList.createMany({ data: s.accessLists.map((a) => accessListRow(a, now)) });
   await tx.proxyHost.createMany({ data: s.proxyHosts.map((h) => proxyHostRow(h, now)) });
-  await tx.proxyHostDomain.createMany({ data: s.proxyHosts.flatMap((h) => h.domains.map((domain) => ({ domain, proxyHostId: h.id }))) });
+  await tx.proxyHostDomain.createMany({
+    data: s.proxyHosts.flatMap((h) => h.domains.map((domain) => ({ domain, proxyHostId: h.id }))),
+  });
   await tx.l4ProxyHost.createMany({ data: s.l4ProxyHosts.map((h) => l4Row(h, now)) });
   await writeSettings(tx, s.settings ?? { general: undefined, acme: undefined, http: undefined });
-  await tx.instance.update({ where: { id: 1 }, data: { version: s.version, versionCommittedAt: now, masterInstanceId: s.masterInstanceId } });
+  await tx.instance.update({
+    where: { id: 1 },
+    data: { version: s.version, versionCommittedAt: now, masterInstanceId: s.masterInstanceId },
+  });
 }
 
 export function proxyHostRow(h: ProxyHost, now: Date) {
@@ -497,11 +562,23 @@ export function l4Row(h: L4ProxyHost, now: Date) {
 }
 
 export function certificateRow(c: Certificate, now: Date) {
-  return { id: c.id, name: c.name, data: JSON.stringify(Certificate.toJSON(c)), createdAt: c.createdAt ?? now, updatedAt: c.updatedAt ?? now };
+  return {
+    id: c.id,
+    name: c.name,
+    data: JSON.stringify(Certificate.toJSON(c)),
+    createdAt: c.createdAt ?? now,
+    updatedAt: c.updatedAt ?? now,
+  };
 }
 
 export function accessListRow(a: AccessList, now: Date) {
-  return { id: a.id, name: a.name, data: JSON.stringify(AccessList.toJSON(a)), createdAt: a.createdAt ?? now, updatedAt: a.updatedAt ?? now };
+  return {
+    id: a.id,
+    name: a.name,
+    data: JSON.stringify(AccessList.toJSON(a)),
+    createdAt: a.createdAt ?? now,
+    updatedAt: a.updatedAt ?? now,
+  };
 }
 
 export function settingsFromRows(rows: { key: string; value: string }[]): Settings {

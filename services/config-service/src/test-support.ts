@@ -69,7 +69,25 @@ export function selfSignedCertificate(name: string): { cert: string; key: string
   const base = path.join(tmp, `self-signed-${++dbCounter}`);
   execFileSync(
     "openssl",
-    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${base}.key`, "-out", `${base}.crt`, "-days", "30", "-subj", `/CN=${name}`, "-addext", `subjectAltName=DNS:${name}`],
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      `${base}.key`,
+      "-out",
+      `${base}.crt`,
+      "-days",
+      "30",
+      "-subj",
+      `/CN=${name}`,
+      "-addext",
+      `subjectAltName=DNS:${name}`,
+    ],
     { stdio: "pipe" },
   );
   return { cert: readFileSync(`${base}.crt`, "utf8"), key: readFileSync(`${base}.key`, "utf8") };
@@ -89,7 +107,9 @@ db.close();`;
  * connection here: two copies of SQLite in one process do not see each other's file locks.
  */
 export function sqliteInAnotherProcess(file: string, sql: string, ...params: string[]): number {
-  return Number(execFileSync(process.execPath, ["-e", RUN_SQL, BETTER_SQLITE3, file, sql, ...params], { encoding: "utf8" }));
+  return Number(
+    execFileSync(process.execPath, ["-e", RUN_SQL, BETTER_SQLITE3, file, sql, ...params], { encoding: "utf8" }),
+  );
 }
 
 /** Starts config-service on a database of its own (nothing is shared between harnesses unless `databaseUrl` is). */
@@ -102,7 +122,15 @@ export async function startConfigService(opts: StartOptions = {}): Promise<Harne
   await store.init();
   const tokens = new ApiTokens(db, { dialect });
   await tokens.ensure(adminToken);
-  const server = createServer({ store, tokens, mode: opts.mode ?? "standalone", internalToken, log, reservedUpstreams: opts.reservedUpstreams, apiMaxMessageBytes: opts.apiMaxMessageBytes });
+  const server = createServer({
+    store,
+    tokens,
+    mode: opts.mode ?? "standalone",
+    internalToken,
+    log,
+    reservedUpstreams: opts.reservedUpstreams,
+    apiMaxMessageBytes: opts.apiMaxMessageBytes,
+  });
   const address = `127.0.0.1:${await server.api.listen("127.0.0.1:0")}`;
   const internalAddress = `127.0.0.1:${await server.internal.listen("127.0.0.1:0")}`;
   const config = new ConfigServiceClient(address, channelCredentials({}));
@@ -154,7 +182,11 @@ export async function expectStatus(p: Promise<unknown>, code: status): Promise<s
     await p;
   } catch (e) {
     const err = e as { code?: unknown; details?: string };
-    assert.equal(typeof err.code, "number", `expected ${status[code]}, got something that is not a gRPC error: ${String(e)}`);
+    assert.equal(
+      typeof err.code,
+      "number",
+      `expected ${status[code]}, got something that is not a gRPC error: ${String(e)}`,
+    );
     const got = err.code as status;
     assert.equal(got, code, `expected ${status[code]}, got ${status[got] ?? got}: ${err.details}`);
     return err.details ?? "";

@@ -8,7 +8,14 @@ import { status } from "@grpc/grpc-js";
 import { ProxyHost, Role } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
 import { sqlitePath } from "./db.ts";
-import { ADMIN, expectStatus, freshSqliteUrl, sqliteInAnotherProcess, startConfigService, type Harness } from "./test-support.ts";
+import {
+  ADMIN,
+  expectStatus,
+  freshSqliteUrl,
+  sqliteInAnotherProcess,
+  startConfigService,
+  type Harness,
+} from "./test-support.ts";
 import { MAX_REMEMBERED_MISSES, tokenCacheOf } from "./token-cache.ts";
 import { ApiTokens } from "./tokens.ts";
 import { Users } from "./users.ts";
@@ -23,13 +30,20 @@ describe("the API token check (cached in memory on SQLite)", () => {
   });
   afterEach(() => h.close());
 
-  const createUser = async (username: string, role: Role) => (await unary(h.account.createUser.bind(h.account), { username, role, password: "" }, ADMIN)).user!;
-  const createToken = (name: string, role: Role, userId = "", expiresAt?: Date) => unary(h.account.createApiToken.bind(h.account), { name, role, userId, expiresAt }, ADMIN);
-  const updateUser = (id: string, role: Role, disabled: boolean) => unary(h.account.updateUser.bind(h.account), { id, role, disabled, password: "" }, ADMIN);
+  const createUser = async (username: string, role: Role) =>
+    (await unary(h.account.createUser.bind(h.account), { username, role, password: "" }, ADMIN)).user!;
+  const createToken = (name: string, role: Role, userId = "", expiresAt?: Date) =>
+    unary(h.account.createApiToken.bind(h.account), { name, role, userId, expiresAt }, ADMIN);
+  const updateUser = (id: string, role: Role, disabled: boolean) =>
+    unary(h.account.updateUser.bind(h.account), { id, role, disabled, password: "" }, ADMIN);
   const whoAmI = (token: string) => unary(h.account.whoAmI.bind(h.account), {}, token);
   const listHosts = (token: string) => unary(h.config.listProxyHosts.bind(h.config), {}, token);
   const createHost = (token: string, name: string) =>
-    unary(h.config.createProxyHost.bind(h.config), { proxyHost: ProxyHost.fromPartial({ name, domains: [`${name}.test`], upstreams: ["127.0.0.1:1"] }) }, token);
+    unary(
+      h.config.createProxyHost.bind(h.config),
+      { proxyHost: ProxyHost.fromPartial({ name, domains: [`${name}.test`], upstreams: ["127.0.0.1:1"] }) },
+      token,
+    );
   /** Runs `sql` on the instance's database file from another process, as an operator with sqlite3 would. */
   const elsewhere = (sql: string, ...params: string[]) => sqliteInAnotherProcess(file, sql, ...params);
   /** A time as the Prisma SQLite adapter stores it. */
@@ -91,7 +105,10 @@ describe("the API token check (cached in memory on SQLite)", () => {
   it("a token revoked by another connection to the database is refused on the next call", async () => {
     const t = await createToken("ops", Role.ROLE_ADMIN);
     await listHosts(t.secret);
-    assert.equal(elsewhere(`UPDATE "ApiToken" SET "revokedAt" = ? WHERE "id" = ?`, sqliteTime(new Date()), t.apiToken!.id), 1);
+    assert.equal(
+      elsewhere(`UPDATE "ApiToken" SET "revokedAt" = ? WHERE "id" = ?`, sqliteTime(new Date()), t.apiToken!.id),
+      1,
+    );
     await expectStatus(listHosts(t.secret), status.UNAUTHENTICATED);
   });
 
@@ -110,7 +127,15 @@ describe("the API token check (cached in memory on SQLite)", () => {
     await expectStatus(listHosts(secret), status.UNAUTHENTICATED);
     const adminId = (await whoAmI(ADMIN)).userId;
     const tokenHash = createHash("sha256").update(secret).digest("hex");
-    assert.equal(elsewhere(`INSERT INTO "ApiToken" ("id", "name", "tokenHash", "prefix", "role", "userId", "createdAt") VALUES ('t-ops', 'from-sqlite3', ?, '', 'viewer', ?, ?)`, tokenHash, adminId, sqliteTime(new Date())), 1);
+    assert.equal(
+      elsewhere(
+        `INSERT INTO "ApiToken" ("id", "name", "tokenHash", "prefix", "role", "userId", "createdAt") VALUES ('t-ops', 'from-sqlite3', ?, '', 'viewer', ?, ?)`,
+        tokenHash,
+        adminId,
+        sqliteTime(new Date()),
+      ),
+      1,
+    );
     assert.equal((await whoAmI(secret)).tokenName, "from-sqlite3");
   });
 
@@ -123,7 +148,8 @@ describe("the API token check (cached in memory on SQLite)", () => {
   });
 
   it("remembers a bounded number of unknown tokens", async () => {
-    for (let i = 0; i < MAX_REMEMBERED_MISSES * 3; i++) assert.equal(await h.tokens.authenticate(`cpm_unknown_${i}`), undefined);
+    for (let i = 0; i < MAX_REMEMBERED_MISSES * 3; i++)
+      assert.equal(await h.tokens.authenticate(`cpm_unknown_${i}`), undefined);
     assert.deepEqual(cached(), { tokens: 0, misses: MAX_REMEMBERED_MISSES });
     await listHosts(ADMIN);
     assert.deepEqual(cached(), { tokens: 1, misses: MAX_REMEMBERED_MISSES });

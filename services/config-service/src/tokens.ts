@@ -44,8 +44,17 @@ export class ApiTokens {
   private async ensureToken(tokenHash: string, name: string, userId: string): Promise<void> {
     const existing = await this.db.apiToken.findUnique({ where: { tokenHash } });
     if (existing) {
-      if (existing.revokedAt || existing.role !== "admin" || existing.userId !== userId || existing.expiresAt || existing.prefix) {
-        await this.db.apiToken.update({ where: { tokenHash }, data: { revokedAt: null, role: "admin", expiresAt: null, userId, prefix: "" } });
+      if (
+        existing.revokedAt ||
+        existing.role !== "admin" ||
+        existing.userId !== userId ||
+        existing.expiresAt ||
+        existing.prefix
+      ) {
+        await this.db.apiToken.update({
+          where: { tokenHash },
+          data: { revokedAt: null, role: "admin", expiresAt: null, userId, prefix: "" },
+        });
       }
       await this.db.user.update({ where: { id: userId }, data: { disabled: false, role: "admin" } });
       return;
@@ -67,23 +76,46 @@ export class ApiTokens {
     const row = await this.db.apiToken.findUnique({ where: { tokenHash }, include: { user: true } });
     if (!row) return undefined;
     const user = row.user && { role: row.user.role, disabled: row.user.disabled, username: row.user.username };
-    return { name: row.name, role: row.role, userId: row.userId, expiresAt: row.expiresAt?.getTime() ?? null, revoked: row.revokedAt !== null, user };
+    return {
+      name: row.name,
+      role: row.role,
+      userId: row.userId,
+      expiresAt: row.expiresAt?.getTime() ?? null,
+      revoked: row.revokedAt !== null,
+      user,
+    };
   }
 
-  async create(name: string, role: Role, expiresAt: Date | undefined, userId: string, caller: Principal): Promise<{ token: ApiToken; secret: string }> {
+  async create(
+    name: string,
+    role: Role,
+    expiresAt: Date | undefined,
+    userId: string,
+    caller: Principal,
+  ): Promise<{ token: ApiToken; secret: string }> {
     const n = checkName(name, "name");
     const r = roleName(role);
-    if (expiresAt && expiresAt.getTime() <= Date.now()) throw new ValidationError("expires_at", "must be in the future");
+    if (expiresAt && expiresAt.getTime() <= Date.now())
+      throw new ValidationError("expires_at", "must be in the future");
     const owner = userId || caller.userId;
     if (!owner) throw new ValidationError("user_id", "is required for this caller");
     const user = await this.db.user.findUnique({ where: { id: owner } });
     if (!user) throw new ValidationError("user_id", `user "${owner}" does not exist`);
     if (user.disabled) throw new ValidationError("user_id", `user "${user.username}" is disabled`);
-    if (r === "admin" && user.role !== "admin") throw new ValidationError("role", `exceeds the role of user "${user.username}" (viewer)`);
+    if (r === "admin" && user.role !== "admin")
+      throw new ValidationError("role", `exceeds the role of user "${user.username}" (viewer)`);
     const secret = `cpm_${randomBytes(32).toString("base64url")}`;
     const row = await this.cache.writing(() =>
       this.db.apiToken.create({
-        data: { id: randomUUID(), name: n, tokenHash: hash(secret), prefix: secret.slice(0, 8), role: r, expiresAt: expiresAt ?? null, userId: user.id },
+        data: {
+          id: randomUUID(),
+          name: n,
+          tokenHash: hash(secret),
+          prefix: secret.slice(0, 8),
+          role: r,
+          expiresAt: expiresAt ?? null,
+          userId: user.id,
+        },
       }),
     );
     return { token: toProto(row), secret };
@@ -101,7 +133,16 @@ export class ApiTokens {
   }
 }
 
-function toProto(r: { id: string; name: string; role: string; createdAt: Date; expiresAt: Date | null; revokedAt: Date | null; prefix: string; userId: string | null }): ApiToken {
+function toProto(r: {
+  id: string;
+  name: string;
+  role: string;
+  createdAt: Date;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+  prefix: string;
+  userId: string | null;
+}): ApiToken {
   return {
     id: r.id,
     name: r.name,

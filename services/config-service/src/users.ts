@@ -24,15 +24,27 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 async function hashPassword(password: string, field: string): Promise<string | null> {
   if (!password) return null;
-  if ([...password].length < MIN_PASSWORD) throw new ValidationError(field, `must be at least ${MIN_PASSWORD} characters`);
+  if ([...password].length < MIN_PASSWORD)
+    throw new ValidationError(field, `must be at least ${MIN_PASSWORD} characters`);
   const bytes = Buffer.byteLength(password, "utf8");
-  if (bytes > MAX_PASSWORD_BYTES) throw new ValidationError(field, `must be at most ${MAX_PASSWORD_BYTES} bytes in UTF-8 (bcrypt's limit), got ${bytes}`);
+  if (bytes > MAX_PASSWORD_BYTES)
+    throw new ValidationError(
+      field,
+      `must be at most ${MAX_PASSWORD_BYTES} bytes in UTF-8 (bcrypt's limit), got ${bytes}`,
+    );
   if (CONTROL.test(password)) throw new ValidationError(field, "must not contain control characters");
   return bcrypt.hash(password, 10);
 }
 
 type Row = { id: string; username: string; role: string; disabled: boolean; createdAt: Date; updatedAt: Date };
-const toProto = (r: Row): User => ({ id: r.id, username: r.username, role: roleProto(r.role), disabled: r.disabled, createdAt: r.createdAt, updatedAt: r.updatedAt });
+const toProto = (r: Row): User => ({
+  id: r.id,
+  username: r.username,
+  role: roleProto(r.role),
+  disabled: r.disabled,
+  createdAt: r.createdAt,
+  updatedAt: r.updatedAt,
+});
 
 /**
  * Users of this instance (never synced): admin users write, viewers only read. A user's
@@ -50,17 +62,29 @@ export class Users {
   async ensureAdmin(): Promise<string> {
     const existing = await this.db.user.findUnique({ where: { username: "admin" } });
     if (existing) return existing.id;
-    return (await this.tokenCache.writing(() => this.db.user.create({ data: { id: randomUUID(), username: "admin", role: "admin" } }))).id;
+    return (
+      await this.tokenCache.writing(() =>
+        this.db.user.create({ data: { id: randomUUID(), username: "admin", role: "admin" } }),
+      )
+    ).id;
   }
 
   async create(username: string, role: Role, password: string): Promise<User> {
     const u = username.trim();
-    if (!USERNAME.test(u)) throw new ValidationError("username", `"${username}" must be 3..64 letters, digits or . _ @ -`);
+    if (!USERNAME.test(u))
+      throw new ValidationError("username", `"${username}" must be 3..64 letters, digits or . _ @ -`);
     const r = roleName(role);
     const passwordHash = await hashPassword(password, "password");
-    if (await this.db.user.findUnique({ where: { username: u } })) throw alreadyExists(`username: a user named "${u}" already exists`);
+    if (await this.db.user.findUnique({ where: { username: u } }))
+      throw alreadyExists(`username: a user named "${u}" already exists`);
     const now = new Date();
-    return toProto(await this.tokenCache.writing(() => this.db.user.create({ data: { id: randomUUID(), username: u, role: r, passwordHash, createdAt: now, updatedAt: now } })));
+    return toProto(
+      await this.tokenCache.writing(() =>
+        this.db.user.create({
+          data: { id: randomUUID(), username: u, role: r, passwordHash, createdAt: now, updatedAt: now },
+        }),
+      ),
+    );
   }
 
   async get(id: string): Promise<User> {
@@ -74,7 +98,13 @@ export class Users {
     return (await this.db.user.findMany({ orderBy: { username: "asc" } })).map(toProto);
   }
 
-  async update(id: string, role: Role, disabled: boolean, password: string, callerUserId: string | undefined): Promise<User> {
+  async update(
+    id: string,
+    role: Role,
+    disabled: boolean,
+    password: string,
+    callerUserId: string | undefined,
+  ): Promise<User> {
     const current = await this.get(id);
     const r = roleName(role);
     if (id === callerUserId && (disabled || r !== "admin")) {
@@ -85,7 +115,10 @@ export class Users {
     const row = await this.tokenCache.writing(() =>
       this.db.$transaction(async (tx) => {
         if (removesAdmin) await keepOneAdmin(tx, id);
-        return tx.user.update({ where: { id }, data: { role: r, disabled, updatedAt: new Date(), ...(passwordHash ? { passwordHash } : {}) } });
+        return tx.user.update({
+          where: { id },
+          data: { role: r, disabled, updatedAt: new Date(), ...(passwordHash ? { passwordHash } : {}) },
+        });
       }),
     );
     return toProto(row);

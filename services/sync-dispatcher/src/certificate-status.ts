@@ -30,7 +30,11 @@ export class IssuedVersions {
  * GetSyncStatus's certificates (pure): every master-issued managed certificate of the
  * master's current snapshot (status is set only for those), with each slave's standing.
  */
-export function certificateSyncStatus(snapshot: Pick<Snapshot, "certificates">, versions: IssuedVersions, slaves: readonly { name: string; ackedVersion: number }[]): CertificateSyncStatus[] {
+export function certificateSyncStatus(
+  snapshot: Pick<Snapshot, "certificates">,
+  versions: IssuedVersions,
+  slaves: readonly { name: string; ackedVersion: number }[],
+): CertificateSyncStatus[] {
   return snapshot.certificates
     .filter((c) => c.status !== CertificateStatus.CERTIFICATE_STATUS_UNSPECIFIED)
     .map((c) => {
@@ -43,7 +47,10 @@ export function certificateSyncStatus(snapshot: Pick<Snapshot, "certificates">, 
         notAfter: c.expiresAt,
         fingerprintSha256: c.fingerprintSha256,
         issuedVersion,
-        slaves: slaves.map((s) => ({ slaveName: s.name, servesCurrent: issuedVersion > 0 && s.ackedVersion >= issuedVersion })),
+        slaves: slaves.map((s) => ({
+          slaveName: s.name,
+          servesCurrent: issuedVersion > 0 && s.ackedVersion >= issuedVersion,
+        })),
       };
     });
 }

@@ -26,8 +26,12 @@ export class Dispatcher {
     private readonly log: Logger,
     private readonly metrics?: DispatcherMetrics,
   ) {
-    this.snapshots = new SnapshotCache(config, (s) => this.issuedVersions.observe({ version: s.version, certificates: s.certificates() }));
-    this.links = slaves.map((t) => new SlaveLink(t, () => this.state, this.snapshots, opts, log.child({ slave: t.name }), metrics?.link(t)));
+    this.snapshots = new SnapshotCache(config, (s) =>
+      this.issuedVersions.observe({ version: s.version, certificates: s.certificates() }),
+    );
+    this.links = slaves.map(
+      (t) => new SlaveLink(t, () => this.state, this.snapshots, opts, log.child({ slave: t.name }), metrics?.link(t)),
+    );
     metrics?.observe(() => this.links.map((l) => ({ target: l.target, status: l.status() })));
   }
 
@@ -66,7 +70,8 @@ export class Dispatcher {
   /** Push the current snapshot to every slave (or the named one) now. */
   triggerFullSync(slaveName = ""): number {
     const targets = slaveName ? this.links.filter((l) => l.target.name === slaveName) : this.links;
-    if (slaveName && targets.length === 0) throw new ValidationError("slave_name", `no slave named "${slaveName}" in INSTANCE_SLAVES`);
+    if (slaveName && targets.length === 0)
+      throw new ValidationError("slave_name", `no slave named "${slaveName}" in INSTANCE_SLAVES`);
     for (const l of targets) l.forceSync();
     return this.state.version;
   }

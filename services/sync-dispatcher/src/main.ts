@@ -7,7 +7,11 @@ import { createServer } from "./server.ts";
 // config -> logger -> dependencies -> server -> listen -> signals
 async function main() {
   const cfg = loadConfig();
-  if (cfg.mode !== "master") throw new ConfigError("INSTANCE_MODE", `sync-dispatcher runs only on a master (INSTANCE_MODE=master), not "${cfg.mode}"`);
+  if (cfg.mode !== "master")
+    throw new ConfigError(
+      "INSTANCE_MODE",
+      `sync-dispatcher runs only on a master (INSTANCE_MODE=master), not "${cfg.mode}"`,
+    );
   const log = createLogger("sync-dispatcher", cfg.logLevel);
   const tracing = await initTracing("sync-dispatcher", { "cpm.instance.mode": cfg.mode });
   const config = new ConfigClient(cfg.configAddr, cfg.internalToken);
@@ -21,11 +25,21 @@ async function main() {
   );
   const metrics = await startMetrics(cfg.metricsListen.dispatcher, METRICS_LISTEN_VARIABLES.dispatcher, log);
   const auth = new RemoteAuthenticator(cfg.apiAddr, cfg.internalToken);
-  const server = createServer({ dispatcher, authenticate: auth.authenticate, log, maxMessageBytes: cfg.apiMaxMessageBytes });
+  const server = createServer({
+    dispatcher,
+    authenticate: auth.authenticate,
+    log,
+    maxMessageBytes: cfg.apiMaxMessageBytes,
+  });
   const port = await server.listen(cfg.dispatcherListen);
   dispatcher.start();
   log.info(
-    { listen: cfg.dispatcherListen, port, slaves: cfg.slaves.map((s) => ({ name: s.name, url: s.url })), intervalSeconds: cfg.syncIntervalSeconds },
+    {
+      listen: cfg.dispatcherListen,
+      port,
+      slaves: cfg.slaves.map((s) => ({ name: s.name, url: s.url })),
+      intervalSeconds: cfg.syncIntervalSeconds,
+    },
     "sync-dispatcher ready",
   );
 

@@ -5,7 +5,13 @@ import type { SlaveTarget } from "@cpm/core";
 import { Registry } from "@cpm/grpc-kit";
 import { DispatcherMetrics } from "./metrics.ts";
 
-const TARGET: SlaveTarget = { name: "edge-1", url: "https://edge-1.internal:50443", address: "edge-1.internal:50443", tls: true, token: "secret-sync-token-0123456789" };
+const TARGET: SlaveTarget = {
+  name: "edge-1",
+  url: "https://edge-1.internal:50443",
+  address: "edge-1.internal:50443",
+  tls: true,
+  token: "secret-sync-token-0123456789",
+};
 const LABELS = '{slave="edge-1",address="edge-1.internal:50443"}';
 
 function value(text: string, series: string): number | undefined {
@@ -18,7 +24,9 @@ describe("dispatcher metrics", () => {
     const registry = new Registry();
     const m = new DispatcherMetrics(registry);
     const link = m.link(TARGET);
-    m.observe(() => [{ target: TARGET, status: SlaveStatus.fromPartial({ connected: true, ackedVersion: 4, lag: 2 }) }]);
+    m.observe(() => [
+      { target: TARGET, status: SlaveStatus.fromPartial({ connected: true, ackedVersion: 4, lag: 2 }) },
+    ]);
     link.pushed(1000);
     link.pushed(500);
     link.acked(4);
@@ -27,8 +35,15 @@ describe("dispatcher metrics", () => {
     assert.equal(value(text, `cpm_dispatcher_pushes_total${LABELS}`), 2);
     assert.equal(value(text, `cpm_dispatcher_sent_bytes_total${LABELS}`), 1500);
     assert.equal(value(text, `cpm_dispatcher_acks_total${LABELS}`), 1);
-    assert.equal(value(text, `cpm_dispatcher_nacks_total{slave="edge-1",address="edge-1.internal:50443",code="caddy_rejected"}`), 1);
-    assert.equal(value(text, `cpm_dispatcher_nacks_total{slave="edge-1",address="edge-1.internal:50443",code="stale_version"}`), 0, "every code starts at 0");
+    assert.equal(
+      value(text, `cpm_dispatcher_nacks_total{slave="edge-1",address="edge-1.internal:50443",code="caddy_rejected"}`),
+      1,
+    );
+    assert.equal(
+      value(text, `cpm_dispatcher_nacks_total{slave="edge-1",address="edge-1.internal:50443",code="stale_version"}`),
+      0,
+      "every code starts at 0",
+    );
     assert.equal(value(text, `cpm_dispatcher_slave_connected${LABELS}`), 1);
     assert.equal(value(text, `cpm_dispatcher_slave_acked_version${LABELS}`), 4);
     assert.equal(value(text, `cpm_dispatcher_slave_lag_versions${LABELS}`), 2);

@@ -1,6 +1,15 @@
 import { NackCode, type SlaveStatus } from "@cpm/proto";
 import type { SlaveTarget } from "@cpm/core";
-import { Counter, Gauge, Histogram, metricSet, NACK_CODE_LABELS, nackCodeLabel, scrapedGauge, type Registry } from "@cpm/grpc-kit";
+import {
+  Counter,
+  Gauge,
+  Histogram,
+  metricSet,
+  NACK_CODE_LABELS,
+  nackCodeLabel,
+  scrapedGauge,
+  type Registry,
+} from "@cpm/grpc-kit";
 
 /** Per-slave labels: the name and address (host:port) from INSTANCE_SLAVES; never its URL or token. */
 const SLAVE_LABELS = ["slave", "address"] as const;
@@ -45,10 +54,30 @@ export class DispatcherMetrics {
   constructor(registry: Registry) {
     const registers = [registry];
     const labelNames = SLAVE_LABELS;
-    this.pushes = new Counter({ name: "cpm_dispatcher_pushes_total", help: "Snapshots pushed to the slave.", labelNames, registers });
-    this.bytes = new Counter({ name: "cpm_dispatcher_sent_bytes_total", help: "Bytes of snapshots pushed to the slave (encoded messages).", labelNames, registers });
-    this.acks = new Counter({ name: "cpm_dispatcher_acks_total", help: "ACKs received from the slave.", labelNames, registers });
-    this.nacks = new Counter({ name: "cpm_dispatcher_nacks_total", help: "NACKs received from the slave, by NACK code.", labelNames: [...labelNames, "code"], registers });
+    this.pushes = new Counter({
+      name: "cpm_dispatcher_pushes_total",
+      help: "Snapshots pushed to the slave.",
+      labelNames,
+      registers,
+    });
+    this.bytes = new Counter({
+      name: "cpm_dispatcher_sent_bytes_total",
+      help: "Bytes of snapshots pushed to the slave (encoded messages).",
+      labelNames,
+      registers,
+    });
+    this.acks = new Counter({
+      name: "cpm_dispatcher_acks_total",
+      help: "ACKs received from the slave.",
+      labelNames,
+      registers,
+    });
+    this.nacks = new Counter({
+      name: "cpm_dispatcher_nacks_total",
+      help: "NACKs received from the slave, by NACK code.",
+      labelNames: [...labelNames, "code"],
+      registers,
+    });
     this.propagation = new Histogram({
       name: "cpm_dispatcher_propagation_seconds",
       help: "From a version's commit on the master to the slave's first ACK of that version (versions committed while the dispatcher runs).",
@@ -68,10 +97,25 @@ export class DispatcherMetrics {
           for (const { target, status } of links()) this.set(slaveLabels(target), read(status));
         },
       });
-    perSlave("cpm_dispatcher_slave_connected", "1 while the sync stream to the slave is up, else 0.", (s) => Number(s.connected));
-    perSlave("cpm_dispatcher_slave_acked_version", "The last configuration version the slave ACKed (0: none since the dispatcher started).", (s) => s.ackedVersion);
-    perSlave("cpm_dispatcher_slave_lag_versions", "How many versions the slave is behind the master (master version - acked version).", (s) => s.lag);
-    scrapedGauge(registry, "cpm_dispatcher_master_version", "The master's configuration version, as the dispatcher last heard it from config-service.", () => this.masterVersion);
+    perSlave("cpm_dispatcher_slave_connected", "1 while the sync stream to the slave is up, else 0.", (s) =>
+      Number(s.connected),
+    );
+    perSlave(
+      "cpm_dispatcher_slave_acked_version",
+      "The last configuration version the slave ACKed (0: none since the dispatcher started).",
+      (s) => s.ackedVersion,
+    );
+    perSlave(
+      "cpm_dispatcher_slave_lag_versions",
+      "How many versions the slave is behind the master (master version - acked version).",
+      (s) => s.lag,
+    );
+    scrapedGauge(
+      registry,
+      "cpm_dispatcher_master_version",
+      "The master's configuration version, as the dispatcher last heard it from config-service.",
+      () => this.masterVersion,
+    );
   }
 
   /** Reads the links' status when scraped. */

@@ -7,8 +7,20 @@ import { startOtlpReceiver, type OtlpReceiver } from "@cpm/grpc-kit/testing";
 import { CommitTraces, endPush, startPush } from "./push-trace.ts";
 import { SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 
-const target = { name: "edge-1", url: "https://10.0.0.7:50443", address: "10.0.0.7:50443", tls: true, token: "a-secret-sync-token-0123456789" };
-const snapshotAt = (version: number) => Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version, contentSha256: `${version}`.repeat(64).slice(0, 64) });
+const target = {
+  name: "edge-1",
+  url: "https://10.0.0.7:50443",
+  address: "10.0.0.7:50443",
+  tls: true,
+  token: "a-secret-sync-token-0123456789",
+};
+const snapshotAt = (version: number) =>
+  Snapshot.fromPartial({
+    schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+    masterInstanceId: "m",
+    version,
+    contentSha256: `${version}`.repeat(64).slice(0, 64),
+  });
 
 describe("push spans", () => {
   let receiver: OtlpReceiver;
@@ -37,13 +49,27 @@ describe("push spans", () => {
 
   it("a push that coalesces versions is a child of the newest one's commit and links the others; it records the answer", async () => {
     const commits = new CommitTraces();
-    for (const v of [4, 5, 6]) await withSpan(`commit ${v}`, { attributes: { "cpm.config.version": v } }, () => commits.record(v, traceCarrier()));
+    for (const v of [4, 5, 6])
+      await withSpan(`commit ${v}`, { attributes: { "cpm.config.version": v } }, () =>
+        commits.record(v, traceCarrier()),
+      );
     // The slave acked v4; v5 and v6 were committed while a push was in flight: one push carries v6.
     const ack = startPush(snapshotAt(6), commits, target, 4);
     assert.match(ack.carrier?.traceparent ?? "", /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
     endPush(ack, { response: { ack: { version: 6, configSha256: "ab".repeat(32) }, nack: undefined } });
     const nack = startPush(snapshotAt(7), commits, target, 6);
-    endPush(nack, { response: { ack: undefined, nack: { version: 7, appliedVersion: 6, reason: "proxy_hosts[0]: secret.example.com refused", code: NackCode.NACK_CODE_CADDY_REJECTED, retryable: false } } });
+    endPush(nack, {
+      response: {
+        ack: undefined,
+        nack: {
+          version: 7,
+          appliedVersion: 6,
+          reason: "proxy_hosts[0]: secret.example.com refused",
+          code: NackCode.NACK_CODE_CADDY_REJECTED,
+          retryable: false,
+        },
+      },
+    });
     await tracing.shutdown();
 
     const named = (name: string) => receiver.spans.filter((s) => s.name === name);
@@ -63,6 +89,7 @@ describe("push spans", () => {
     assert.equal(p7.attributes["error.type"], "NACK_CADDY_REJECTED");
     assert.equal(p7.statusCode, 2);
     const all = JSON.stringify(receiver.spans);
-    for (const secret of ["secret.example.com", target.token]) assert.ok(!all.includes(secret), `no span holds "${secret}"`);
+    for (const secret of ["secret.example.com", target.token])
+      assert.ok(!all.includes(secret), `no span holds "${secret}"`);
   });
 });

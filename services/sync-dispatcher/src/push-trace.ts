@@ -1,6 +1,15 @@
 import { NackCode, type Snapshot, type SyncResponse } from "@cpm/proto";
 import type { SlaveTarget } from "@cpm/core";
-import { contextFromCarrier, failSpan, spanCarrier, SpanKind, startSpan, versionAttributes, type Span, type TraceCarrier } from "@cpm/grpc-kit";
+import {
+  contextFromCarrier,
+  failSpan,
+  spanCarrier,
+  SpanKind,
+  startSpan,
+  versionAttributes,
+  type Span,
+  type TraceCarrier,
+} from "@cpm/grpc-kit";
 
 /** The span of one snapshot sent to one slave, open until its ACK/NACK or the stream's end. */
 export interface PushSpan {
@@ -41,7 +50,12 @@ export class CommitTraces {
  * Attributes: the version, a content hash prefix, the slave's name and address, the version
  * it acked before.
  */
-export function startPush(snapshot: Pick<Snapshot, "version" | "contentSha256">, commits: CommitTraces | undefined, target: SlaveTarget, ackedVersion: number): PushSpan {
+export function startPush(
+  snapshot: Pick<Snapshot, "version" | "contentSha256">,
+  commits: CommitTraces | undefined,
+  target: SlaveTarget,
+  ackedVersion: number,
+): PushSpan {
   const span = startSpan("dispatcher.push", {
     kind: SpanKind.PRODUCER,
     parent: contextFromCarrier(commits?.get(snapshot.version)),
@@ -61,11 +75,18 @@ export function endPush(p: PushSpan, outcome: { response: SyncResponse } | { err
   if ("error" in outcome) {
     failSpan(p.span, outcome.error);
   } else if (outcome.response.ack) {
-    p.span.setAttributes({ "cpm.sync.result": "ack", "cpm.config.config_sha256": outcome.response.ack.configSha256.slice(0, 12) });
+    p.span.setAttributes({
+      "cpm.sync.result": "ack",
+      "cpm.config.config_sha256": outcome.response.ack.configSha256.slice(0, 12),
+    });
   } else if (outcome.response.nack) {
     const { nack } = outcome.response;
     const code = NackCode[nack.code] ?? String(nack.code);
-    p.span.setAttributes({ "cpm.sync.result": "nack", "cpm.sync.nack_code": code, "cpm.sync.retryable": nack.retryable });
+    p.span.setAttributes({
+      "cpm.sync.result": "nack",
+      "cpm.sync.nack_code": code,
+      "cpm.sync.retryable": nack.retryable,
+    });
     // The code only: a reason can quote the configuration (host names), which spans never carry.
     failSpan(p.span, { name: `NACK_${code.replace(/^NACK_CODE_/, "")}` });
   }

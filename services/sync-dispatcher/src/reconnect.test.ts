@@ -22,17 +22,34 @@ describe("reconnect: the wait before the next stream attempt", () => {
       failures = next.failures;
     }
     assert.equal(failures, 20);
-    assert.ok(delays.every((d) => d >= 250 && d <= RECONNECT_MAX_MS), `delays ${delays.join(", ")}`);
+    assert.ok(
+      delays.every((d) => d >= 250 && d <= RECONNECT_MAX_MS),
+      `delays ${delays.join(", ")}`,
+    );
     assert.equal(nextReconnect("refused", failures).failures, 20, "a refusal neither grows nor resets the count");
     assert.equal(nextReconnect("answered", failures).failures, 0, "an answered stream resets it");
     assert.ok(nextReconnect("answered", failures).delayMs <= 250);
   });
 
   it("tells a refused connection from other stream errors", () => {
-    const refused = { code: 14, details: "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:4443", message: "14 UNAVAILABLE: ..." };
+    const refused = {
+      code: 14,
+      details: "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:4443",
+      message: "14 UNAVAILABLE: ...",
+    };
     assert.equal(isConnectionRefused(refused), true);
-    assert.equal(isConnectionRefused({ code: 14, details: "Connection dropped", message: "14 UNAVAILABLE: Connection dropped" }), false);
-    assert.equal(isConnectionRefused({ code: 14, details: "No connection established. Last error: Error: self-signed certificate", message: "" }), false);
+    assert.equal(
+      isConnectionRefused({ code: 14, details: "Connection dropped", message: "14 UNAVAILABLE: Connection dropped" }),
+      false,
+    );
+    assert.equal(
+      isConnectionRefused({
+        code: 14,
+        details: "No connection established. Last error: Error: self-signed certificate",
+        message: "",
+      }),
+      false,
+    );
     assert.equal(isConnectionRefused({ code: 16, details: "ECONNREFUSED", message: "" }), false, "only UNAVAILABLE");
     assert.equal(isConnectionRefused(undefined), false);
   });

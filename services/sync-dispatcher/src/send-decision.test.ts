@@ -24,18 +24,29 @@ describe("decideSend: what a slave link sends, from its state alone", () => {
   it("sends nothing while disconnected, while a snapshot is in flight, or before the first commit", () => {
     assert.deepEqual(decideSend(idle({ connected: false })), { send: false, reason: "not-connected" });
     assert.deepEqual(decideSend(idle({ inFlight: true, force: true })), { send: false, reason: "in-flight" });
-    assert.deepEqual(decideSend(idle({ want: { version: 0, contentSha256: "" } })), { send: false, reason: "nothing-committed" });
+    assert.deepEqual(decideSend(idle({ want: { version: 0, contentSha256: "" } })), {
+      send: false,
+      reason: "nothing-committed",
+    });
   });
 
   it("does not resend an acked state unless forced", () => {
     assert.deepEqual(decideSend(idle({ acked: v5 })), { send: false, reason: "up-to-date" });
     assert.deepEqual(decideSend(idle({ acked: v5, force: true })), { send: true });
-    assert.deepEqual(decideSend(idle({ acked: { version: 5, contentSha256: "other" } })), { send: true }, "same version, new content (master restored)");
+    assert.deepEqual(
+      decideSend(idle({ acked: { version: 5, contentSha256: "other" } })),
+      { send: true },
+      "same version, new content (master restored)",
+    );
   });
 
   it("never resends a non-retryable NACKed state until it changes or a push is forced", () => {
     assert.deepEqual(decideSend(idle({ refused: v5 })), { send: false, reason: "refused" });
-    assert.deepEqual(decideSend(idle({ refused: v5, now: 10_000_000 })), { send: false, reason: "refused" }, "time alone never resends it");
+    assert.deepEqual(
+      decideSend(idle({ refused: v5, now: 10_000_000 })),
+      { send: false, reason: "refused" },
+      "time alone never resends it",
+    );
     assert.deepEqual(decideSend(idle({ refused: v5, want: { version: 6, contentSha256: "c6" } })), { send: true });
     assert.deepEqual(decideSend(idle({ refused: v5, force: true })), { send: true });
   });
@@ -45,7 +56,11 @@ describe("decideSend: what a slave link sends, from its state alone", () => {
     assert.deepEqual(decideSend(idle({ retry })), { send: false, reason: "backoff", retryInMs: 750 });
     assert.deepEqual(decideSend(idle({ retry, now: 1_749 })), { send: false, reason: "backoff", retryInMs: 1 });
     assert.deepEqual(decideSend(idle({ retry, now: 1_750 })), { send: true });
-    assert.deepEqual(decideSend(idle({ retry, want: { version: 6, contentSha256: "c6" } })), { send: true }, "a new state is not held back");
+    assert.deepEqual(
+      decideSend(idle({ retry, want: { version: 6, contentSha256: "c6" } })),
+      { send: true },
+      "a new state is not held back",
+    );
   });
 
   it("never sends a state known to be too large, even when forced", () => {

@@ -25,10 +25,14 @@ export interface LinkView {
 
 export type SendDecision =
   | { send: true }
-  | { send: false; reason: "not-connected" | "in-flight" | "nothing-committed" | "too-large" | "up-to-date" | "refused" }
+  | {
+      send: false;
+      reason: "not-connected" | "in-flight" | "nothing-committed" | "too-large" | "up-to-date" | "refused";
+    }
   | { send: false; reason: "backoff"; retryInMs: number };
 
-const same = (a: StateKey | undefined, b: StateKey) => a !== undefined && a.version === b.version && a.contentSha256 === b.contentSha256;
+const same = (a: StateKey | undefined, b: StateKey) =>
+  a !== undefined && a.version === b.version && a.contentSha256 === b.contentSha256;
 
 /**
  * Whether a link sends the master's current state now. Pure: the link does the sending and
@@ -44,6 +48,7 @@ export function decideSend(v: LinkView): SendDecision {
   if (v.force) return { send: true };
   if (same(v.acked, v.want)) return { send: false, reason: "up-to-date" };
   if (same(v.refused, v.want)) return { send: false, reason: "refused" };
-  if (v.retry && same(v.retry, v.want) && v.now < v.retry.notBefore) return { send: false, reason: "backoff", retryInMs: v.retry.notBefore - v.now };
+  if (v.retry && same(v.retry, v.want) && v.now < v.retry.notBefore)
+    return { send: false, reason: "backoff", retryInMs: v.retry.notBefore - v.now };
   return { send: true };
 }

@@ -29,7 +29,9 @@ class FakeSlave {
       getReceiverStatus: (_c: unknown, cb: (e: null, r: object) => void) => cb(null, {}),
     });
     this.port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+      this.server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (e, p) =>
+        e ? reject(e) : resolve(p),
+      ),
     );
   }
 
@@ -38,7 +40,10 @@ class FakeSlave {
   }
 
   nack(version: number, code: NackCode, retryable = false) {
-    this.call!.write({ ack: undefined, nack: { version, appliedVersion: 1, reason: "refused by the fake", code, retryable } });
+    this.call!.write({
+      ack: undefined,
+      nack: { version, appliedVersion: 1, reason: "refused by the fake", code, retryable },
+    });
   }
 
   stop() {
@@ -52,10 +57,30 @@ describe("SlaveLink: a restarted receiver", () => {
     await first.start();
     const port = first.port;
     let state: MasterState = { version: 1, contentSha256: "content-1" };
-    const snapshotOf = (s: MasterState) => Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version: s.version, contentSha256: s.contentSha256 });
-    const fakeConfig = { getSnapshotFrame: async () => readSnapshotFrame(encodeSnapshotFrame(snapshotOf(state))) } as unknown as ConfigClient;
-    const target: SlaveTarget = { name: "s", url: `http://127.0.0.1:${port}`, address: `127.0.0.1:${port}`, tls: false, token: "t".repeat(20) };
-    const link = new SlaveLink(target, () => state, new SnapshotCache(fakeConfig), { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 }, createLogger("test", "silent"));
+    const snapshotOf = (s: MasterState) =>
+      Snapshot.fromPartial({
+        schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+        masterInstanceId: "m",
+        version: s.version,
+        contentSha256: s.contentSha256,
+      });
+    const fakeConfig = {
+      getSnapshotFrame: async () => readSnapshotFrame(encodeSnapshotFrame(snapshotOf(state))),
+    } as unknown as ConfigClient;
+    const target: SlaveTarget = {
+      name: "s",
+      url: `http://127.0.0.1:${port}`,
+      address: `127.0.0.1:${port}`,
+      tls: false,
+      token: "t".repeat(20),
+    };
+    const link = new SlaveLink(
+      target,
+      () => state,
+      new SnapshotCache(fakeConfig),
+      { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 },
+      createLogger("test", "silent"),
+    );
     void link.run();
     const second = new FakeSlave();
     try {
@@ -96,7 +121,13 @@ describe("SlaveLink: one stream per slave, latest wins, one snapshot in flight",
   let link: SlaveLink;
   let state: MasterState;
 
-  const snapshotOf = (s: MasterState) => Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version: s.version, contentSha256: s.contentSha256 });
+  const snapshotOf = (s: MasterState) =>
+    Snapshot.fromPartial({
+      schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+      masterInstanceId: "m",
+      version: s.version,
+      contentSha256: s.contentSha256,
+    });
   const commit = (version: number) => {
     state = { version, contentSha256: `content-${version}` };
     link.notify();
@@ -107,9 +138,23 @@ describe("SlaveLink: one stream per slave, latest wins, one snapshot in flight",
     await slave.start();
     state = { version: 1, contentSha256: "content-1" };
     // Stands in for config-service: always answers with the current state's snapshot.
-    const fakeConfig = { getSnapshotFrame: async () => readSnapshotFrame(encodeSnapshotFrame(snapshotOf(state))) } as unknown as ConfigClient;
-    const target: SlaveTarget = { name: "s", url: `http://127.0.0.1:${slave.port}`, address: `127.0.0.1:${slave.port}`, tls: false, token: "t".repeat(20) };
-    link = new SlaveLink(target, () => state, new SnapshotCache(fakeConfig), { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 }, createLogger("test", "silent"));
+    const fakeConfig = {
+      getSnapshotFrame: async () => readSnapshotFrame(encodeSnapshotFrame(snapshotOf(state))),
+    } as unknown as ConfigClient;
+    const target: SlaveTarget = {
+      name: "s",
+      url: `http://127.0.0.1:${slave.port}`,
+      address: `127.0.0.1:${slave.port}`,
+      tls: false,
+      token: "t".repeat(20),
+    };
+    link = new SlaveLink(
+      target,
+      () => state,
+      new SnapshotCache(fakeConfig),
+      { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 },
+      createLogger("test", "silent"),
+    );
     void link.run();
     await until("the first push on connect", () => slave.received.length === 1);
   });
@@ -201,7 +246,16 @@ describe("SlaveLink: several slaves", () => {
     const fakeConfig = {
       getSnapshotFrame: async () => {
         fetched++;
-        return readSnapshotFrame(encodeSnapshotFrame(Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version: state.version, contentSha256: state.contentSha256 })));
+        return readSnapshotFrame(
+          encodeSnapshotFrame(
+            Snapshot.fromPartial({
+              schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+              masterInstanceId: "m",
+              version: state.version,
+              contentSha256: state.contentSha256,
+            }),
+          ),
+        );
       },
     } as unknown as ConfigClient;
     const encode = SyncRequest.encode;
@@ -212,8 +266,20 @@ describe("SlaveLink: several slaves", () => {
     };
     const cache = new SnapshotCache(fakeConfig);
     const links = slaves.map((s, i) => {
-      const target: SlaveTarget = { name: `s${i}`, url: `http://127.0.0.1:${s.port}`, address: `127.0.0.1:${s.port}`, tls: false, token: "t".repeat(20) };
-      return new SlaveLink(target, () => state, cache, { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 }, createLogger("test", "silent"));
+      const target: SlaveTarget = {
+        name: `s${i}`,
+        url: `http://127.0.0.1:${s.port}`,
+        address: `127.0.0.1:${s.port}`,
+        tls: false,
+        token: "t".repeat(20),
+      };
+      return new SlaveLink(
+        target,
+        () => state,
+        cache,
+        { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 },
+        createLogger("test", "silent"),
+      );
     });
     try {
       for (const l of links) void l.run();
@@ -250,12 +316,30 @@ describe("SlaveLink: a snapshot that came with its commit notice", () => {
     } as unknown as ConfigClient;
     const observed: number[] = [];
     const cache = new SnapshotCache(fakeConfig, (s) => observed.push(s.certificates().length));
-    const snapshot = Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "m", version: 5, contentSha256: "content-5", certificates: [{ id: "c", name: "cert" }] });
+    const snapshot = Snapshot.fromPartial({
+      schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+      masterInstanceId: "m",
+      version: 5,
+      contentSha256: "content-5",
+      certificates: [{ id: "c", name: "cert" }],
+    });
     const frame = readSnapshotFrame(encodeSnapshotFrame(snapshot));
     cache.put("5:content-5", frame);
     const state: MasterState = { version: 5, contentSha256: "content-5" };
-    const target: SlaveTarget = { name: "s", url: `http://127.0.0.1:${slave.port}`, address: `127.0.0.1:${slave.port}`, tls: false, token: "t".repeat(20) };
-    const link = new SlaveLink(target, () => state, cache, { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 }, createLogger("test", "silent"));
+    const target: SlaveTarget = {
+      name: "s",
+      url: `http://127.0.0.1:${slave.port}`,
+      address: `127.0.0.1:${slave.port}`,
+      tls: false,
+      token: "t".repeat(20),
+    };
+    const link = new SlaveLink(
+      target,
+      () => state,
+      cache,
+      { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000 },
+      createLogger("test", "silent"),
+    );
     try {
       void link.run();
       await until("the push", () => slave.received.length === 1);

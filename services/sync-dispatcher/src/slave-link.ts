@@ -1,7 +1,13 @@
 import { NackCode, SyncReceiverService, SyncRequest, type SlaveStatus, type SyncResponse } from "@cpm/proto";
 import { backoffDelay, type Logger, type SlaveTarget } from "@cpm/core";
 import { channelCredentials, clientOptions, withBearer } from "@cpm/grpc-kit";
-import { connectivityState, makeGenericClientConstructor, type Client, type ClientDuplexStream, type Metadata } from "@grpc/grpc-js";
+import {
+  connectivityState,
+  makeGenericClientConstructor,
+  type Client,
+  type ClientDuplexStream,
+  type Metadata,
+} from "@grpc/grpc-js";
 import { endPush, startPush, type CommitTraces, type PushSpan } from "./push-trace.ts";
 import { NO_LINK_METRICS, type LinkMetrics } from "./metrics.ts";
 import { decideSend, type StateKey } from "./send-decision.ts";
@@ -17,7 +23,8 @@ const SyncLinkClient = makeGenericClientConstructor(
   {
     sync: {
       ...SyncReceiverService.sync,
-      requestSerialize: (value: SyncRequest | Buffer): Buffer => (Buffer.isBuffer(value) ? value : Buffer.from(SyncRequest.encode(value).finish())),
+      requestSerialize: (value: SyncRequest | Buffer): Buffer =>
+        Buffer.isBuffer(value) ? value : Buffer.from(SyncRequest.encode(value).finish()),
     },
   },
   "cpm.sync.v1.SyncReceiver",
@@ -93,11 +100,15 @@ export class SlaveLink {
    * link's own loop decides how long to wait for it; see `run`).
    */
   private newClient(): InstanceType<typeof SyncLinkClient> {
-    return new SyncLinkClient(this.target.address, channelCredentials({ tls: this.target.tls, caFile: this.opts.caFile }), {
-      ...clientOptions({ maxMessageBytes: this.opts.maxMessageBytes }),
-      "grpc.initial_reconnect_backoff_ms": REFUSED_RETRY_MS,
-      "grpc.max_reconnect_backoff_ms": REFUSED_RETRY_MS,
-    });
+    return new SyncLinkClient(
+      this.target.address,
+      channelCredentials({ tls: this.target.tls, caFile: this.opts.caFile }),
+      {
+        ...clientOptions({ maxMessageBytes: this.opts.maxMessageBytes }),
+        "grpc.initial_reconnect_backoff_ms": REFUSED_RETRY_MS,
+        "grpc.max_reconnect_backoff_ms": REFUSED_RETRY_MS,
+      },
+    );
   }
 
   /** Runs the connect/reconnect loop until `stop`. */
@@ -162,7 +173,8 @@ export class SlaveLink {
         this.connected = false;
         const sent = this.inFlight;
         if (sent) clearTimeout(sent.timer);
-        if (sent) endPush(sent.span, { error: err ?? Object.assign(new Error("stream closed"), { name: "StreamClosed" }) });
+        if (sent)
+          endPush(sent.span, { error: err ?? Object.assign(new Error("stream closed"), { name: "StreamClosed" }) });
         this.inFlight = undefined;
         if (sent && err?.code === 8) {
           // RESOURCE_EXHAUSTED: the slave's limit is below this snapshot.
@@ -210,14 +222,22 @@ export class SlaveLink {
       const { nack } = res;
       this.lastNackedVersion = nack.version;
       this.metrics.nacked(nack.code);
-      this.fail(`NACK v${nack.version} (${NackCode[nack.code] ?? nack.code}${nack.retryable ? ", retryable" : ""}): ${nack.reason}`);
+      this.fail(
+        `NACK v${nack.version} (${NackCode[nack.code] ?? nack.code}${nack.retryable ? ", retryable" : ""}): ${nack.reason}`,
+      );
       if (nack.retryable) {
         const delay = backoffDelay(this.retryAttempt++, RETRY_BASE_MS, RETRY_MAX_MS);
         this.retry = { ...key, notBefore: Date.now() + delay };
-        this.log.warn({ version: nack.version, appliedVersion: nack.appliedVersion, reason: nack.reason, retryInMs: delay }, "NACK (retryable); resending after backoff");
+        this.log.warn(
+          { version: nack.version, appliedVersion: nack.appliedVersion, reason: nack.reason, retryInMs: delay },
+          "NACK (retryable); resending after backoff",
+        );
       } else {
         this.refused = key;
-        this.log.warn({ version: nack.version, appliedVersion: nack.appliedVersion, reason: nack.reason }, "NACK; the slave keeps its last good configuration");
+        this.log.warn(
+          { version: nack.version, appliedVersion: nack.appliedVersion, reason: nack.reason },
+          "NACK; the slave keeps its last good configuration",
+        );
       }
     }
     void this.pump();
@@ -273,7 +293,9 @@ export class SlaveLink {
         this.tooLarge = { version: snapshot.version, contentSha256: snapshot.contentSha256 };
         this.refused = this.tooLarge;
         this.lastNackedVersion = snapshot.version;
-        this.fail(`snapshot v${snapshot.version} is ${bytes} bytes, over the limit of ${this.opts.maxMessageBytes} (CPM_SYNC_MAX_MESSAGE_BYTES)`);
+        this.fail(
+          `snapshot v${snapshot.version} is ${bytes} bytes, over the limit of ${this.opts.maxMessageBytes} (CPM_SYNC_MAX_MESSAGE_BYTES)`,
+        );
         this.log.error({ version: snapshot.version, bytes }, "snapshot too large to send");
         return;
       }
@@ -297,7 +319,8 @@ export class SlaveLink {
       this.pumping = false;
       // Something may have changed while the snapshot was being fetched (every exit path).
       const now = this.master();
-      if (!this.inFlight && (now.version !== want.version || now.contentSha256 !== want.contentSha256 || this.force)) void this.pump();
+      if (!this.inFlight && (now.version !== want.version || now.contentSha256 !== want.contentSha256 || this.force))
+        void this.pump();
     }
   }
 
@@ -329,9 +352,19 @@ export class SlaveLink {
 }
 
 function describeError(err: Error & { code?: number; details?: string }): string {
-  const names: Record<number, string> = { 1: "CANCELLED", 4: "DEADLINE_EXCEEDED", 8: "RESOURCE_EXHAUSTED", 14: "UNAVAILABLE", 16: "UNAUTHENTICATED", 7: "PERMISSION_DENIED", 13: "INTERNAL", 12: "UNIMPLEMENTED" };
+  const names: Record<number, string> = {
+    1: "CANCELLED",
+    4: "DEADLINE_EXCEEDED",
+    8: "RESOURCE_EXHAUSTED",
+    14: "UNAVAILABLE",
+    16: "UNAUTHENTICATED",
+    7: "PERMISSION_DENIED",
+    13: "INTERNAL",
+    12: "UNIMPLEMENTED",
+  };
   const name = err.code !== undefined ? (names[err.code] ?? `code ${err.code}`) : "error";
   if (err.code === 16) return `UNAUTHENTICATED: the slave refused the sync token (${err.details ?? err.message})`;
-  if (err.code === 8) return `RESOURCE_EXHAUSTED: the slave refused the snapshot as too large (${err.details ?? err.message}); raise CPM_SYNC_MAX_MESSAGE_BYTES on the slave`;
+  if (err.code === 8)
+    return `RESOURCE_EXHAUSTED: the slave refused the snapshot as too large (${err.details ?? err.message}); raise CPM_SYNC_MAX_MESSAGE_BYTES on the slave`;
   return `${name}: ${err.details ?? err.message}`;
 }

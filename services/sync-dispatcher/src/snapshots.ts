@@ -18,7 +18,13 @@ export interface EncodedSnapshot {
 
 function encoded(f: SnapshotFrame): EncodedSnapshot {
   let certificates: Certificate[] | undefined;
-  return { version: f.version, contentSha256: f.contentSha256, frame: f.frame, bytes: f.frame.length, certificates: () => (certificates ??= frameCertificates(f.frame)) };
+  return {
+    version: f.version,
+    contentSha256: f.contentSha256,
+    frame: f.frame,
+    bytes: f.frame.length,
+    certificates: () => (certificates ??= frameCertificates(f.frame)),
+  };
 }
 
 /**

@@ -6,7 +6,10 @@ import { failSpan, SpanKind, versionAttributes, withSpan } from "@cpm/grpc-kit";
  * active context); the preload (renderer) and commit (config-service) are its children
  * through the calls' metadata. Records the answer: ack, or nack with its code.
  */
-export function traceApply(snapshot: { version: number; contentSha256: string } | undefined, apply: () => Promise<SyncResponse>): Promise<SyncResponse> {
+export function traceApply(
+  snapshot: { version: number; contentSha256: string } | undefined,
+  apply: () => Promise<SyncResponse>,
+): Promise<SyncResponse> {
   const attributes = versionAttributes(snapshot?.version ?? 0, snapshot?.contentSha256 ?? "");
   return withSpan("receiver.apply", { kind: SpanKind.CONSUMER, attributes }, async (span) => {
     const res = await apply();
@@ -14,7 +17,11 @@ export function traceApply(snapshot: { version: number; contentSha256: string } 
       span.setAttributes({ "cpm.sync.result": "ack", "cpm.config.config_sha256": res.ack.configSha256.slice(0, 12) });
     } else if (res.nack) {
       const code = NackCode[res.nack.code] ?? String(res.nack.code);
-      span.setAttributes({ "cpm.sync.result": "nack", "cpm.sync.nack_code": code, "cpm.sync.retryable": res.nack.retryable });
+      span.setAttributes({
+        "cpm.sync.result": "nack",
+        "cpm.sync.nack_code": code,
+        "cpm.sync.retryable": res.nack.retryable,
+      });
       failSpan(span, { name: `NACK_${code.replace(/^NACK_CODE_/, "")}` });
     }
     return res;

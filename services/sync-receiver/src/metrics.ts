@@ -14,15 +14,38 @@ export class ReceiverMetrics {
 
   constructor(registry: Registry) {
     const registers = [registry];
-    this.received = new Counter({ name: "cpm_receiver_snapshots_received_total", help: "Snapshots received from the master.", registers });
-    this.applied = new Counter({ name: "cpm_receiver_snapshots_applied_total", help: "Snapshots answered with an ACK (applied and running in Caddy, or already running).", registers });
-    this.refused = new Counter({ name: "cpm_receiver_snapshots_refused_total", help: "Snapshots answered with a NACK, by NACK code.", labelNames: ["code"], registers });
-    for (const code of NACK_CODE_LABELS) this.refused.inc({ code }, 0);
-    scrapedGauge(registry, "cpm_receiver_applied_version", "The configuration version this slave has applied (as last read from its config-service).", () => this.state?.().appliedVersion);
-    scrapedGauge(registry, "cpm_receiver_last_sync_timestamp_seconds", "When the last snapshot was ACKed (Unix time, seconds); 0: never.", () => {
-      const s = this.state?.();
-      return s && (s.lastSyncTime ? s.lastSyncTime.getTime() / 1000 : 0);
+    this.received = new Counter({
+      name: "cpm_receiver_snapshots_received_total",
+      help: "Snapshots received from the master.",
+      registers,
     });
+    this.applied = new Counter({
+      name: "cpm_receiver_snapshots_applied_total",
+      help: "Snapshots answered with an ACK (applied and running in Caddy, or already running).",
+      registers,
+    });
+    this.refused = new Counter({
+      name: "cpm_receiver_snapshots_refused_total",
+      help: "Snapshots answered with a NACK, by NACK code.",
+      labelNames: ["code"],
+      registers,
+    });
+    for (const code of NACK_CODE_LABELS) this.refused.inc({ code }, 0);
+    scrapedGauge(
+      registry,
+      "cpm_receiver_applied_version",
+      "The configuration version this slave has applied (as last read from its config-service).",
+      () => this.state?.().appliedVersion,
+    );
+    scrapedGauge(
+      registry,
+      "cpm_receiver_last_sync_timestamp_seconds",
+      "When the last snapshot was ACKed (Unix time, seconds); 0: never.",
+      () => {
+        const s = this.state?.();
+        return s && (s.lastSyncTime ? s.lastSyncTime.getTime() / 1000 : 0);
+      },
+    );
   }
 
   /** Reads the applier's state when scraped. */

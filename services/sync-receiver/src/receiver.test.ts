@@ -46,7 +46,11 @@ describe("SnapshotApplier: validate, preload, commit, confirm; NACKs say whether
     assert.match(n.reason, /snapshot version 6 is older than the preloaded version 7 Caddy runs/);
     assert.deepEqual([renderer.preloaded, config.committed], [[], []]);
     assert.equal((await applier.apply(snap(7))).ack?.version, 7, "the preloaded version itself goes through");
-    assert.equal((await applier.apply(snap(6, "master-2"))).ack?.version, 6, "another master's is taken whatever its version");
+    assert.equal(
+      (await applier.apply(snap(6, "master-2"))).ack?.version,
+      6,
+      "another master's is taken whatever its version",
+    );
   });
 
   it("ACKs an equal version again (idempotent)", async () => {
@@ -65,7 +69,13 @@ describe("SnapshotApplier: validate, preload, commit, confirm; NACKs say whether
     // The database no longer holds that content (changed behind its back): the full path repairs it.
     config.contentSha256 = "tampered";
     assert.deepEqual(await applier.apply(snap(2)), { ack: { version: 2, configSha256: "sha-2" }, nack: undefined });
-    assert.deepEqual([renderer.preloaded, config.committed], [[2, 2], [2, 2]]);
+    assert.deepEqual(
+      [renderer.preloaded, config.committed],
+      [
+        [2, 2],
+        [2, 2],
+      ],
+    );
 
     // Caddy not in sync on that version: the full path as well.
     renderer.current = { ...renderer.current, inSync: false };
@@ -113,10 +123,30 @@ describe("SnapshotApplier: validate, preload, commit, confirm; NACKs say whether
 
   it("a commit that fails after the preload: refused, it releases it; the slave at fault, Caddy stays on the newer version for the retry", async () => {
     const cases = [
-      { err: grpcError(Status.INTERNAL, "disk I/O error"), code: NackCode.NACK_CODE_INTERNAL, retryable: true, released: [] },
-      { err: grpcError(Status.UNAVAILABLE, "connection refused"), code: NackCode.NACK_CODE_UNAVAILABLE, retryable: true, released: [] },
-      { err: grpcError(Status.DEADLINE_EXCEEDED, "deadline"), code: NackCode.NACK_CODE_UNAVAILABLE, retryable: true, released: [] },
-      { err: grpcError(Status.FAILED_PRECONDITION, "snapshot version 2 is older than the applied version 3"), code: NackCode.NACK_CODE_STALE_VERSION, retryable: false, released: [2] },
+      {
+        err: grpcError(Status.INTERNAL, "disk I/O error"),
+        code: NackCode.NACK_CODE_INTERNAL,
+        retryable: true,
+        released: [],
+      },
+      {
+        err: grpcError(Status.UNAVAILABLE, "connection refused"),
+        code: NackCode.NACK_CODE_UNAVAILABLE,
+        retryable: true,
+        released: [],
+      },
+      {
+        err: grpcError(Status.DEADLINE_EXCEEDED, "deadline"),
+        code: NackCode.NACK_CODE_UNAVAILABLE,
+        retryable: true,
+        released: [],
+      },
+      {
+        err: grpcError(Status.FAILED_PRECONDITION, "snapshot version 2 is older than the applied version 3"),
+        code: NackCode.NACK_CODE_STALE_VERSION,
+        retryable: false,
+        released: [2],
+      },
     ];
     for (const c of cases) {
       const { applier, config, renderer } = fakes(1);
@@ -126,7 +156,11 @@ describe("SnapshotApplier: validate, preload, commit, confirm; NACKs say whether
       assert.equal(n.retryable, c.retryable, c.err.message);
       assert.equal(n.appliedVersion, 1);
       assert.deepEqual(renderer.preloaded, [2]);
-      assert.deepEqual(renderer.released, c.released, c.released.length ? "Caddy goes back to the database's version now" : "Caddy never moves back a version");
+      assert.deepEqual(
+        renderer.released,
+        c.released,
+        c.released.length ? "Caddy goes back to the database's version now" : "Caddy never moves back a version",
+      );
     }
   });
 

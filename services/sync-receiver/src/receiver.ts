@@ -22,7 +22,8 @@ export type RendererPort = Pick<RendererClient, "loadSnapshot" | "releasePreload
 /** A snapshot as the stream gave it (a frame read by its header), or a decoded one (tests, tools). */
 export type ReceivedSnapshot = IncomingSnapshot | Snapshot | undefined;
 
-const incoming = (s: ReceivedSnapshot): IncomingSnapshot | undefined => (s === undefined || s instanceof IncomingSnapshot ? s : IncomingSnapshot.of(s));
+const incoming = (s: ReceivedSnapshot): IncomingSnapshot | undefined =>
+  s === undefined || s instanceof IncomingSnapshot ? s : IncomingSnapshot.of(s);
 
 /** Between attempts to read the slave's state at start: its services are local, a try costs nothing. */
 const LOAD_RETRY_MS = 100;
@@ -46,7 +47,8 @@ interface GrpcFailure {
  * so a retry can help. UNAVAILABLE when the service was down or timed out, INTERNAL otherwise.
  */
 function dependencyFailure(e: GrpcFailure): NackCode {
-  const unavailable = e.code === Status.UNAVAILABLE || e.code === Status.DEADLINE_EXCEEDED || e.code === Status.CANCELLED;
+  const unavailable =
+    e.code === Status.UNAVAILABLE || e.code === Status.DEADLINE_EXCEEDED || e.code === Status.CANCELLED;
   return unavailable ? NackCode.NACK_CODE_UNAVAILABLE : NackCode.NACK_CODE_INTERNAL;
 }
 
@@ -67,7 +69,14 @@ export class SnapshotApplier {
   private readonly checked = new SnapshotCheckMemo();
   /** The content hash of the last snapshot this receiver saw run (ACKed); a guess only, the database decides. */
   private runningContentSha256 = "";
-  readonly state: ReceiverState = { masterInstanceId: "", appliedVersion: 0, configSha256: "", lastSyncTime: undefined, lastError: "", lastErrorTime: undefined };
+  readonly state: ReceiverState = {
+    masterInstanceId: "",
+    appliedVersion: 0,
+    configSha256: "",
+    lastSyncTime: undefined,
+    lastError: "",
+    lastErrorTime: undefined,
+  };
 
   constructor(
     private readonly config: ConfigPort,
@@ -108,7 +117,10 @@ export class SnapshotApplier {
     const committed = this.state.appliedVersion;
     const rendered = await this.renderer.status();
     if (rendered.appliedVersion > committed) {
-      this.log.warn({ preloaded: rendered.appliedVersion, committed }, "Caddy runs a preload that was never committed; kept until the master sends it again");
+      this.log.warn(
+        { preloaded: rendered.appliedVersion, committed },
+        "Caddy runs a preload that was never committed; kept until the master sends it again",
+      );
     }
     this.state.configSha256 = rendered.appliedVersion === committed ? rendered.configSha256 : "";
   }
@@ -140,7 +152,11 @@ export class SnapshotApplier {
   private persist(): void {
     if (!this.store) return;
     try {
-      this.store.save({ lastSyncTime: this.state.lastSyncTime, lastError: this.state.lastError, lastErrorTime: this.state.lastErrorTime });
+      this.store.save({
+        lastSyncTime: this.state.lastSyncTime,
+        lastError: this.state.lastError,
+        lastErrorTime: this.state.lastErrorTime,
+      });
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, "cannot save the receiver's status; it is kept in memory");
     }
@@ -161,9 +177,14 @@ export class SnapshotApplier {
    * is answered at once with an ACK: no validation, no preload, no commit, no Caddy load.
    * Anything else returns undefined and takes the full path.
    */
-  private unchanged(snapshot: IncomingSnapshot, contentSha256: string, status: RenderStatus | undefined): SyncResponse | undefined {
+  private unchanged(
+    snapshot: IncomingSnapshot,
+    contentSha256: string,
+    status: RenderStatus | undefined,
+  ): SyncResponse | undefined {
     if (!contentSha256 || snapshot.contentSha256 !== contentSha256) return undefined;
-    if (snapshot.masterInstanceId !== this.state.masterInstanceId || snapshot.version !== this.state.appliedVersion) return undefined;
+    if (snapshot.masterInstanceId !== this.state.masterInstanceId || snapshot.version !== this.state.appliedVersion)
+      return undefined;
     if (!status || !status.inSync || status.appliedVersion !== snapshot.version) return undefined;
     this.state.configSha256 = status.configSha256;
     this.runningContentSha256 = snapshot.contentSha256;
@@ -190,7 +211,16 @@ export class SnapshotApplier {
     const version = dropped?.version ?? 0;
     this.log.warn({ version, by: by?.version ?? 0 }, "snapshot superseded before it was applied (NACK)");
     const reason = `snapshot version ${version} was superseded by version ${by?.version ?? 0} on the same stream before it was applied`;
-    return { ack: undefined, nack: { version, appliedVersion: this.state.appliedVersion, reason, code: NackCode.NACK_CODE_SUPERSEDED, retryable: false } };
+    return {
+      ack: undefined,
+      nack: {
+        version,
+        appliedVersion: this.state.appliedVersion,
+        reason,
+        code: NackCode.NACK_CODE_SUPERSEDED,
+        retryable: false,
+      },
+    };
   }
 
   /**
@@ -208,7 +238,8 @@ export class SnapshotApplier {
       this.log.warn({ version, code: NackCode[code], retryable, reason }, "snapshot refused (NACK)");
       return { ack: undefined, nack: { version, appliedVersion: this.state.appliedVersion, reason, code, retryable } };
     };
-    if (!snapshot) return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, new ValidationError("snapshot", "is required").message, false);
+    if (!snapshot)
+      return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, new ValidationError("snapshot", "is required").message, false);
     // The renderer's status is asked at the same time as the database's state: both steps below
     // that need it (the unchanged short-cut, the preload check) read this one answer. Only this
     // applier makes preloads, one at a time, so it cannot go stale in between.
@@ -223,31 +254,49 @@ export class SnapshotApplier {
     // A snapshot that is not what this receiver last saw run is checked while the database's
     // state is read (the two overlap); one that looks unchanged waits for that state first, and
     // is not checked at all when it is.
-    const looksUnchanged = snapshot.version === this.state.appliedVersion && snapshot.masterInstanceId === this.state.masterInstanceId && snapshot.contentSha256 === this.runningContentSha256;
+    const looksUnchanged =
+      snapshot.version === this.state.appliedVersion &&
+      snapshot.masterInstanceId === this.state.masterInstanceId &&
+      snapshot.contentSha256 === this.runningContentSha256;
     let refusal = looksUnchanged ? undefined : this.check(snapshot);
     const { contentSha256, failure } = await refreshed;
-    if (failure) return nack(NackCode.NACK_CODE_UNAVAILABLE, `slave's config-service unavailable: ${failure.details ?? failure.message}`, true);
+    if (failure)
+      return nack(
+        NackCode.NACK_CODE_UNAVAILABLE,
+        `slave's config-service unavailable: ${failure.details ?? failure.message}`,
+        true,
+      );
     const unchanged = this.unchanged(snapshot, contentSha256, await rendered);
     if (unchanged) return unchanged;
     if (looksUnchanged) refusal = this.check(snapshot);
     if (refusal !== undefined) return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, refusal, false);
     const sameMaster = this.state.masterInstanceId === snapshot.masterInstanceId;
     if (sameMaster && version < this.state.appliedVersion) {
-      return nack(NackCode.NACK_CODE_STALE_VERSION, `snapshot version ${version} is older than the applied version ${this.state.appliedVersion}`, false);
+      return nack(
+        NackCode.NACK_CODE_STALE_VERSION,
+        `snapshot version ${version} is older than the applied version ${this.state.appliedVersion}`,
+        false,
+      );
     }
     const preloaded = sameMaster ? this.preloadedVersion(await rendered) : 0;
     if (version < preloaded) {
       // A late snapshot (an old stream's, delivered after a stall) must not replace a newer
       // preload whose commit is still to come: Caddy would move back a version.
-      return nack(NackCode.NACK_CODE_STALE_VERSION, `snapshot version ${version} is older than the preloaded version ${preloaded} Caddy runs`, false);
+      return nack(
+        NackCode.NACK_CODE_STALE_VERSION,
+        `snapshot version ${version} is older than the preloaded version ${preloaded} Caddy runs`,
+        false,
+      );
     }
     let configSha256: string;
     try {
       configSha256 = (await this.renderer.loadSnapshot(snapshot.frame, this.ackTimeoutMs)).configSha256;
     } catch (err) {
       const e = err as GrpcFailure;
-      if (e.code === Status.FAILED_PRECONDITION) return nack(NackCode.NACK_CODE_CADDY_REJECTED, e.details ?? e.message, false);
-      if (e.code === Status.INVALID_ARGUMENT) return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, e.details ?? e.message, false);
+      if (e.code === Status.FAILED_PRECONDITION)
+        return nack(NackCode.NACK_CODE_CADDY_REJECTED, e.details ?? e.message, false);
+      if (e.code === Status.INVALID_ARGUMENT)
+        return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, e.details ?? e.message, false);
       return nack(dependencyFailure(e), `renderer: ${e.details ?? e.message}`, true);
     }
     try {
@@ -257,13 +306,22 @@ export class SnapshotApplier {
       const e = err as GrpcFailure;
       if (e.code === Status.FAILED_PRECONDITION || e.code === Status.INVALID_ARGUMENT) {
         await this.releasePreload(version);
-        return nack(e.code === Status.FAILED_PRECONDITION ? NackCode.NACK_CODE_STALE_VERSION : NackCode.NACK_CODE_INVALID_SNAPSHOT, e.details ?? e.message, false);
+        return nack(
+          e.code === Status.FAILED_PRECONDITION
+            ? NackCode.NACK_CODE_STALE_VERSION
+            : NackCode.NACK_CODE_INVALID_SNAPSHOT,
+          e.details ?? e.message,
+          false,
+        );
       }
       // The master retries this version (or sends a newer one): Caddy stays on it meanwhile.
       return nack(dependencyFailure(e), `config-service: ${e.details ?? e.message}`, true);
     }
     try {
-      const s = await this.renderer.waitFor((s) => s.appliedVersion === version && s.configSha256 === configSha256, this.ackTimeoutMs);
+      const s = await this.renderer.waitFor(
+        (s) => s.appliedVersion === version && s.configSha256 === configSha256,
+        this.ackTimeoutMs,
+      );
       this.state.appliedVersion = version;
       this.state.masterInstanceId = snapshot.masterInstanceId;
       this.state.configSha256 = s.configSha256;
@@ -273,7 +331,11 @@ export class SnapshotApplier {
       this.persist();
       return { ack: { version, configSha256: s.configSha256 }, nack: undefined };
     } catch (err) {
-      return nack(NackCode.NACK_CODE_UNAVAILABLE, `committed, but Caddy did not confirm: ${(err as Error).message}`, true);
+      return nack(
+        NackCode.NACK_CODE_UNAVAILABLE,
+        `committed, but Caddy did not confirm: ${(err as Error).message}`,
+        true,
+      );
     }
   }
 
@@ -301,7 +363,10 @@ export class SnapshotApplier {
       await this.renderer.releasePreload(version);
     } catch (err) {
       const e = err as GrpcFailure;
-      this.log.warn({ version, err: e.details ?? e.message }, "cannot release the preload; the renderer's hold expires by itself");
+      this.log.warn(
+        { version, err: e.details ?? e.message },
+        "cannot release the preload; the renderer's hold expires by itself",
+      );
     }
   }
 }

@@ -1,6 +1,15 @@
 import { SyncReceiverService, type SyncReceiverServer } from "@cpm/proto";
 import type { Logger } from "@cpm/core";
-import { contextFromCarrier, definePolicy, GrpcServer, readSyncRequest, sharedTokenAuthenticator, SnapshotDecoder, type AsyncService, type IncomingSyncRequest } from "@cpm/grpc-kit";
+import {
+  contextFromCarrier,
+  definePolicy,
+  GrpcServer,
+  readSyncRequest,
+  sharedTokenAuthenticator,
+  SnapshotDecoder,
+  type AsyncService,
+  type IncomingSyncRequest,
+} from "@cpm/grpc-kit";
 import { Metadata } from "@grpc/grpc-js";
 import type { ReceiverMetrics } from "./metrics.ts";
 import type { SnapshotApplier } from "./receiver.ts";
@@ -30,7 +39,10 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
   // A SyncRequest is read by its header: the snapshot is decoded only when it must be applied
   // (never for the unchanged periodic push), then only in the resources that changed.
   const decoder = new SnapshotDecoder();
-  const service = { ...SyncReceiverService, sync: { ...SyncReceiverService.sync, requestDeserialize: (b: Buffer) => readSyncRequest(b, decoder) } };
+  const service = {
+    ...SyncReceiverService,
+    sync: { ...SyncReceiverService.sync, requestDeserialize: (b: Buffer) => readSyncRequest(b, decoder) },
+  };
   let connectedMasters = 0;
   const impl: AsyncService<SyncReceiverServer> = {
     sync: async (call, ctx) => {
@@ -79,7 +91,11 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
   };
   return new GrpcServer({
     log: deps.log,
-    authenticate: sharedTokenAuthenticator(deps.syncToken, { kind: "sync_master", name: "master", role: "admin" }, "sync token"),
+    authenticate: sharedTokenAuthenticator(
+      deps.syncToken,
+      { kind: "sync_master", name: "master", role: "admin" },
+      "sync token",
+    ),
     maxReceiveBytes: deps.maxMessageBytes,
     limitVariable: "CPM_SYNC_MAX_MESSAGE_BYTES",
     reflection: ["sync_master"],

@@ -9,7 +9,10 @@ import { fakes, gate, log, snap } from "./test-support.ts";
 
 const settle = () => new Promise((r) => setTimeout(r, 20));
 /** The trace context a master's push would send with snapshot `v`. */
-const pushOf = (v: number) => ({ traceparent: `00-${"a".repeat(30)}${String(v).padStart(2, "0")}-${"b".repeat(14)}${String(v).padStart(2, "0")}-01`, tracestate: "" });
+const pushOf = (v: number) => ({
+  traceparent: `00-${"a".repeat(30)}${String(v).padStart(2, "0")}-${"b".repeat(14)}${String(v).padStart(2, "0")}-01`,
+  tracestate: "",
+});
 
 describe("SyncSession with tracing: each snapshot is applied in its own push's trace", () => {
   let receiver: OtlpReceiver;
@@ -34,12 +37,20 @@ describe("SyncSession with tracing: each snapshot is applied in its own push's t
     for (const v of [2, 3, 4]) session.receive(snap(v), contextFromCarrier(pushOf(v)));
     g.open();
     await settle();
-    assert.deepEqual(sent.map((r) => r.ack?.version ?? -(r.nack?.version ?? 0)), [-3, 2, 4]);
+    assert.deepEqual(
+      sent.map((r) => r.ack?.version ?? -(r.nack?.version ?? 0)),
+      [-3, 2, 4],
+    );
     await tracing.shutdown();
 
     const applies = receiver.spans.filter((s) => s.name === "receiver.apply");
     assert.deepEqual(
-      applies.map((s) => [s.attributes["cpm.config.version"], s.traceId, s.parentSpanId, s.attributes["cpm.sync.result"]]),
+      applies.map((s) => [
+        s.attributes["cpm.config.version"],
+        s.traceId,
+        s.parentSpanId,
+        s.attributes["cpm.sync.result"],
+      ]),
       [2, 4].map((v) => [v, pushOf(v).traceparent.slice(3, 35), pushOf(v).traceparent.slice(36, 52), "ack"]),
     );
   });

@@ -32,7 +32,8 @@ export class SyncSession {
   /** The stream ended or was cancelled. */
   close(): void {
     this.closed.abort();
-    if (this.pending) this.log.info({ version: this.pending.snapshot?.version ?? 0 }, "stream ended; pending snapshot dropped");
+    if (this.pending)
+      this.log.info({ version: this.pending.snapshot?.version ?? 0 }, "stream ended; pending snapshot dropped");
     this.pending = undefined;
   }
 

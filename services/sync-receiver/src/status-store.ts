@@ -28,13 +28,21 @@ export class FileStatusStore implements StatusStore {
       return undefined;
     }
     const date = (v: unknown) => (typeof v === "string" && !Number.isNaN(Date.parse(v)) ? new Date(v) : undefined);
-    return { lastSyncTime: date(raw?.lastSyncTime), lastError: typeof raw?.lastError === "string" ? raw.lastError : "", lastErrorTime: date(raw?.lastErrorTime) };
+    return {
+      lastSyncTime: date(raw?.lastSyncTime),
+      lastError: typeof raw?.lastError === "string" ? raw.lastError : "",
+      lastErrorTime: date(raw?.lastErrorTime),
+    };
   }
 
   save(status: DurableStatus): void {
     mkdirSync(path.dirname(this.file), { recursive: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify({ lastSyncTime: status.lastSyncTime?.toISOString(), lastError: status.lastError, lastErrorTime: status.lastErrorTime?.toISOString() })}\n`, { mode: 0o600 });
+    writeFileSync(
+      tmp,
+      `${JSON.stringify({ lastSyncTime: status.lastSyncTime?.toISOString(), lastError: status.lastError, lastErrorTime: status.lastErrorTime?.toISOString() })}\n`,
+      { mode: 0o600 },
+    );
     renameSync(tmp, this.file);
   }
 }

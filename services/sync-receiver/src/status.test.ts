@@ -76,7 +76,12 @@ describe("receiver status after a restart", () => {
   });
 
   it("a status that cannot be saved is kept in memory and the snapshot still applies", async () => {
-    const { applier } = fakes(1, { load: () => undefined, save: () => { throw new Error("read-only file system"); } });
+    const { applier } = fakes(1, {
+      load: () => undefined,
+      save: () => {
+        throw new Error("read-only file system");
+      },
+    });
     assert.ok((await applier.apply(snap(2))).ack);
     assert.ok(applier.state.lastSyncTime);
   });

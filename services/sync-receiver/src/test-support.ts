@@ -17,14 +17,22 @@ export function snap(version: number, master = "master-1"): Snapshot {
     schemaVersion: SNAPSHOT_SCHEMA_VERSION,
     masterInstanceId: master,
     version,
-    proxyHosts: [ProxyHost.fromPartial({ id: "h", name: "h", domains: [`v${version}.example.com`], upstreams: ["127.0.0.1:9000"] })],
+    proxyHosts: [
+      ProxyHost.fromPartial({
+        id: "h",
+        name: "h",
+        domains: [`v${version}.example.com`],
+        upstreams: ["127.0.0.1:9000"],
+      }),
+    ],
   });
   s.contentSha256 = snapshotContentHash(s);
   return s;
 }
 
 /** A gRPC failure as the clients reject with. */
-export const grpcError = (code: Status, details: string) => Object.assign(new Error(`${code} ${Status[code]}: ${details}`), { code, details });
+export const grpcError = (code: Status, details: string) =>
+  Object.assign(new Error(`${code} ${Status[code]}: ${details}`), { code, details });
 
 /** FAKE renderer: records preloads and releases; Caddy follows the fake config-service's commits. */
 export class FakeRendererClient implements RendererPort {
@@ -78,7 +86,11 @@ export class FakeConfigClient implements ConfigPort {
 
   async instanceInfo() {
     if (this.failInfo) throw this.failInfo;
-    return GetInstanceInfoResponse.fromPartial({ version: this.version, masterInstanceId: this.master, contentSha256: this.contentSha256 });
+    return GetInstanceInfoResponse.fromPartial({
+      version: this.version,
+      masterInstanceId: this.master,
+      contentSha256: this.contentSha256,
+    });
   }
   async applySnapshot(payload: SnapshotPayload) {
     const snapshot = sent(payload);
@@ -88,7 +100,11 @@ export class FakeConfigClient implements ConfigPort {
     this.version = snapshot.version;
     this.master = snapshot.masterInstanceId;
     this.contentSha256 = snapshot.contentSha256;
-    this.renderer.current = RenderStatus.fromPartial({ appliedVersion: snapshot.version, configSha256: `sha-${snapshot.version}`, inSync: true });
+    this.renderer.current = RenderStatus.fromPartial({
+      appliedVersion: snapshot.version,
+      configSha256: `sha-${snapshot.version}`,
+      inSync: true,
+    });
     return { version: snapshot.version, changed };
   }
 }

@@ -3,7 +3,15 @@ import { describe, test } from "node:test";
 import { AccessList, AccessListSatisfy, Certificate, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
 import { accessListHandlers } from "./access.ts";
 import { render } from "./index.ts";
-import { assertCaddyAcceptsAll, cert, goldenConfigs, goldenTest, handlersFor, OPTS, type Json } from "./test-support.ts";
+import {
+  assertCaddyAcceptsAll,
+  cert,
+  goldenConfigs,
+  goldenTest,
+  handlersFor,
+  OPTS,
+  type Json,
+} from "./test-support.ts";
 import { SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 
 // Real bcrypt hashes (cost 4) of "alice-password" and "bob-password".
@@ -12,15 +20,30 @@ const BOB = "$2b$04$/hfHZ1f3TcgNn7wLmkf9UuBUPWuY7jfJvvdG0N.M2tAtUwpjen77y";
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 const { ACCESS_LIST_SATISFY_ANY: ANY, ACCESS_LIST_SATISFY_ALL: ALL } = AccessListSatisfy;
 
-const acl = (id: string, over: DeepPartial<AccessList> = {}) => AccessList.fromPartial({ id, name: `acl ${id}`, satisfy: ANY, ...over });
+const acl = (id: string, over: DeepPartial<AccessList> = {}) =>
+  AccessList.fromPartial({ id, name: `acl ${id}`, satisfy: ANY, ...over });
 const users = [
   { username: "bob", passwordHash: BOB },
   { username: "alice", passwordHash: ALICE },
 ];
 const host = (id: string, accessListId: string, over: DeepPartial<ProxyHost> = {}) =>
-  ProxyHost.fromPartial({ id, name: `host ${id}`, domains: [`${id}.example.com`], upstreams: [`${id}.internal:8080`], accessListId, ...over });
+  ProxyHost.fromPartial({
+    id,
+    name: `host ${id}`,
+    domains: [`${id}.example.com`],
+    upstreams: [`${id}.internal:8080`],
+    accessListId,
+    ...over,
+  });
 const snapshot = (accessLists: AccessList[], proxyHosts: ProxyHost[], certificates: Certificate[] = []) =>
-  Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "master-1", version: 1, accessLists, proxyHosts, certificates });
+  Snapshot.fromPartial({
+    schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+    masterInstanceId: "master-1",
+    version: 1,
+    accessLists,
+    proxyHosts,
+    certificates,
+  });
 const one = (a: AccessList) => snapshot([a], [host("app", a.id)]);
 
 /** One golden case per shape of access list (see the semantics at the top of access.ts). */
@@ -33,11 +56,7 @@ const CASES: Record<string, Snapshot> = {
   "access-pass-auth": one(acl("pass", { users: [users[1]!], passAuth: true })),
   "access-shared": snapshot(
     [acl("shared", { users: [users[1]!], allow: ["127.0.0.1"] }), acl("unused", { deny: ["0.0.0.0/0"] })],
-    [
-      host("one", "shared"),
-      host("two", "shared", { allowWebsocket: true }),
-      host("open", ""),
-    ],
+    [host("one", "shared"), host("two", "shared", { allowWebsocket: true }), host("open", "")],
   ),
 };
 
@@ -104,11 +123,15 @@ describe("accessListHandlers: semantics", () => {
   });
 
   test("deny only: everything else passes", () => {
-    assert.deepEqual(gate(acl("d", { deny: ["192.0.2.0/24"] })), [{ match: inRanges(["192.0.2.0/24"]), handle: [FORBIDDEN] }]);
+    assert.deepEqual(gate(acl("d", { deny: ["192.0.2.0/24"] })), [
+      { match: inRanges(["192.0.2.0/24"]), handle: [FORBIDDEN] },
+    ]);
   });
 
   test("ANY with users and allow: allowed addresses pass, others must authenticate; deny still wins", () => {
-    const routes = gate(acl("any", { users: [users[1]!], allow: ["10.0.0.0/8"], deny: ["10.66.0.0/16"], satisfy: ANY }));
+    const routes = gate(
+      acl("any", { users: [users[1]!], allow: ["10.0.0.0/8"], deny: ["10.66.0.0/16"], satisfy: ANY }),
+    );
     assert.deepEqual(routes, [
       { match: inRanges(["10.66.0.0/16"]), handle: [FORBIDDEN] },
       { match: notIn(["10.0.0.0/8"]), handle: [auth([{ username: "alice", password: b64(ALICE) }])] },
@@ -126,7 +149,9 @@ describe("accessListHandlers: semantics", () => {
   });
 
   test("ALL with users and allow: outside allow gets 403 at once, inside must authenticate; deny wins", () => {
-    const routes = gate(acl("all", { users: [users[1]!], allow: ["10.0.0.0/8"], deny: ["10.66.0.0/16"], satisfy: ALL }));
+    const routes = gate(
+      acl("all", { users: [users[1]!], allow: ["10.0.0.0/8"], deny: ["10.66.0.0/16"], satisfy: ALL }),
+    );
     assert.deepEqual(routes, [
       { match: inRanges(["10.66.0.0/16"]), handle: [FORBIDDEN] },
       { match: notIn(["10.0.0.0/8"]), handle: [FORBIDDEN] },
@@ -138,19 +163,38 @@ describe("accessListHandlers: semantics", () => {
   test("the gate sits after the websocket refusal and right before reverse_proxy; hosts can share a list", () => {
     const s = CASES["access-shared"]!;
     const one = routeHandlers(s, "one.example.com");
-    assert.deepEqual(one.map((x: Json) => x.handler), ["subroute", "reverse_proxy"]);
+    assert.deepEqual(
+      one.map((x: Json) => x.handler),
+      ["subroute", "reverse_proxy"],
+    );
     assert.deepEqual(one[0], accessListHandlers(s.accessLists[0])[0]);
-    assert.deepEqual(routeHandlers(s, "one.example.com", "http", "websocket").map((x: Json) => x.status_code), [403], "the websocket refusal comes first");
+    assert.deepEqual(
+      routeHandlers(s, "one.example.com", "http", "websocket").map((x: Json) => x.status_code),
+      [403],
+      "the websocket refusal comes first",
+    );
     const two = routeHandlers(s, "two.example.com", "http", "websocket");
-    assert.deepEqual(two.map((x: Json) => x.handler), ["subroute", "reverse_proxy"], "websockets allowed: only the gate");
+    assert.deepEqual(
+      two.map((x: Json) => x.handler),
+      ["subroute", "reverse_proxy"],
+      "websockets allowed: only the gate",
+    );
     assert.deepEqual(two[0], accessListHandlers(s.accessLists[0])[0]);
-    assert.deepEqual(routeHandlers(s, "open.example.com").map((x: Json) => x.handler), ["reverse_proxy"], "a host without an access list is not gated");
+    assert.deepEqual(
+      routeHandlers(s, "open.example.com").map((x: Json) => x.handler),
+      ["reverse_proxy"],
+      "a host without an access list is not gated",
+    );
     assert.equal(render(s, OPTS).json.includes("0.0.0.0/0"), false, "an unused access list renders nothing");
   });
 
   test("a host with a certificate is gated on https too, and on http when not forced to https", () => {
     const a = acl("tls", { users: [users[1]!] });
-    const s = snapshot([a], [host("secure", "tls", { certificateId: "cert-1" })], [cert("cert-1", ["secure.example.com"])]);
+    const s = snapshot(
+      [a],
+      [host("secure", "tls", { certificateId: "cert-1" })],
+      [cert("cert-1", ["secure.example.com"])],
+    );
     const gateHandler = accessListHandlers(a)[0];
     for (const server of ["https", "http"] as const) {
       const hs = routeHandlers(s, "secure.example.com", server);
@@ -161,12 +205,21 @@ describe("accessListHandlers: semantics", () => {
 
   test("a host whose access list is missing from the snapshot is not gated by another list", () => {
     const s = snapshot([acl("other", { deny: ["0.0.0.0/0"] })], [host("app", "missing")]);
-    assert.deepEqual(routeHandlers(s, "app.example.com").map((x: Json) => x.handler), ["reverse_proxy"]);
+    assert.deepEqual(
+      routeHandlers(s, "app.example.com").map((x: Json) => x.handler),
+      ["reverse_proxy"],
+    );
   });
 
   test("deterministic: the order of users and addresses does not change the bytes", () => {
     const a = one(acl("x", { users, allow: ["10.0.0.0/8", "192.168.0.0/16", "::1"], deny: ["10.0.0.5", "10.0.0.6"] }));
-    const b = one(acl("x", { users: [...users].reverse(), allow: ["::1", "192.168.0.0/16", "10.0.0.0/8"], deny: ["10.0.0.6", "10.0.0.5"] }));
+    const b = one(
+      acl("x", {
+        users: [...users].reverse(),
+        allow: ["::1", "192.168.0.0/16", "10.0.0.0/8"],
+        deny: ["10.0.0.6", "10.0.0.5"],
+      }),
+    );
     assert.equal(render(a, OPTS).json, render(b, OPTS).json);
     assert.equal(render(a, OPTS).sha256, render(b, OPTS).sha256);
   });

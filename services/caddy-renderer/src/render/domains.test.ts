@@ -15,10 +15,23 @@ describe("DomainIndex", () => {
   });
 
   test("a set's matcher leaves out the exact names of other hosts under its wildcards", () => {
-    assert.deepEqual(index.matcher([wild]), { host: ["*.example.com", "example.com"], not: [{ host: ["b.example.com", "c.example.com"] }] });
-    assert.deepEqual(index.matcher([wild, other]), { host: ["*.example.com", "c.example.com", "example.com", "x.org"], not: [{ host: ["b.example.com"] }] });
-    assert.deepEqual(index.matcher([exact]), { host: ["*.b.example.com", "b.example.com"] }, "nothing of another host under *.b.example.com");
-    assert.deepEqual(index.matcher([other], { protocol: "http" }), { host: ["c.example.com", "x.org"], protocol: "http" });
+    assert.deepEqual(index.matcher([wild]), {
+      host: ["*.example.com", "example.com"],
+      not: [{ host: ["b.example.com", "c.example.com"] }],
+    });
+    assert.deepEqual(index.matcher([wild, other]), {
+      host: ["*.example.com", "c.example.com", "example.com", "x.org"],
+      not: [{ host: ["b.example.com"] }],
+    });
+    assert.deepEqual(
+      index.matcher([exact]),
+      { host: ["*.b.example.com", "b.example.com"] },
+      "nothing of another host under *.b.example.com",
+    );
+    assert.deepEqual(index.matcher([other], { protocol: "http" }), {
+      host: ["c.example.com", "x.org"],
+      protocol: "http",
+    });
   });
 
   test("a domain listed by two hosts stays with the first", () => {

@@ -52,7 +52,9 @@ export class DomainIndex {
   matcher(hosts: readonly ProxyHost[], extra: Json = {}): Json {
     const members = new Set(hosts);
     const domains = hosts.flatMap((h) => this.domainsOf(h)).sort(cmp);
-    const excluded = domains.flatMap((d) => (this.covered.get(d) ?? []).filter((e) => !members.has(this.owner.get(e)!))).sort(cmp);
+    const excluded = domains
+      .flatMap((d) => (this.covered.get(d) ?? []).filter((e) => !members.has(this.owner.get(e)!)))
+      .sort(cmp);
     return { host: domains, ...(excluded.length > 0 ? { not: [{ host: excluded }] } : {}), ...extra };
   }
 }

@@ -17,7 +17,6 @@ export interface Rendered {
   warnings: string[];
 }
 
-
 const LB: Record<LoadBalancingPolicy, string> = {
   [LoadBalancingPolicy.LOAD_BALANCING_POLICY_UNSPECIFIED]: "round_robin",
   [LoadBalancingPolicy.LOAD_BALANCING_POLICY_ROUND_ROBIN]: "round_robin",
@@ -28,7 +27,11 @@ const LB: Record<LoadBalancingPolicy, string> = {
   [LoadBalancingPolicy.UNRECOGNIZED]: "round_robin",
 };
 
-const NOT_FOUND: Json = { handler: "static_response", status_code: 404, body: "No proxy host is configured for this domain.\n" };
+const NOT_FOUND: Json = {
+  handler: "static_response",
+  status_code: 404,
+  body: "No proxy host is configured for this domain.\n",
+};
 const NOT_FOUND_ROUTE: Json = { handle: [NOT_FOUND] };
 
 /**
@@ -61,25 +64,35 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
   const settings = snapshot.settings;
   const classes = groupBy(served, (h) => {
     const acl = h.accessListId ? acls.get(h.accessListId) : undefined;
-    return keyed(h, "classes", [https, httpsOrigin, acl, settings], () => classRoutes(h, https, httpsOrigin, accessHandlers(acl), settings));
+    return keyed(h, "classes", [https, httpsOrigin, acl, settings], () =>
+      classRoutes(h, https, httpsOrigin, accessHandlers(acl), settings),
+    );
   });
   const proxies = groupBy(served, (h) => keyed(h, "proxy", [settings], () => [reverseProxy(h, settings)]));
   // Routes for disjoint sets of hosts: any order is right; sorted by first name to be deterministic.
   const listRoutes = (groups: { hosts: ProxyHost[]; value: Json[] }[], handle: (v: Json[]) => Json[]) =>
     groups
       .filter((g) => g.value.length > 0)
-      .map((g) => ({ first: index.domainsOf(g.hosts[0]!)[0]!, route: { match: [index.matcher(g.hosts)], handle: handle(g.value) } }))
+      .map((g) => ({
+        first: index.domainsOf(g.hosts[0]!)[0]!,
+        route: { match: [index.matcher(g.hosts)], handle: handle(g.value) },
+      }))
       .sort((a, b) => cmp(a.first, b.first))
       .map((r) => r.route);
   const server: Json = {
-    listen: [`${opts.bindAddress ?? ""}:${opts.httpPort}`, ...(https ? [`${opts.bindAddress ?? ""}:${opts.httpsPort}`] : [])],
+    listen: [
+      `${opts.bindAddress ?? ""}:${opts.httpPort}`,
+      ...(https ? [`${opts.bindAddress ?? ""}:${opts.httpsPort}`] : []),
+    ],
     routes: [
       // A challenge for a name the master orders goes to the master before any host route (ssl_forced redirects included).
       ...[challengeForwardRoute(snapshot, opts)].filter((r) => r !== undefined),
       // With TLS on, Caddy advertises HTTP/3 (Alt-Svc) on every response of the server, plain
       // HTTP included; a server of its own on the HTTP port never did. Removed at once (not
       // deferred), so an upstream's own Alt-Svc still goes through, as it did.
-      ...(https ? [{ match: [{ protocol: "http" }], handle: [{ handler: "headers", response: { delete: ["Alt-Svc"] } }] }] : []),
+      ...(https
+        ? [{ match: [{ protocol: "http" }], handle: [{ handler: "headers", response: { delete: ["Alt-Svc"] } }] }]
+        : []),
       ...listRoutes(classes, (routes) => [{ handler: "subroute", routes }]),
       // reverse_proxy never calls the next handler, so these routes need no `terminal`.
       ...listRoutes(proxies, (handlers) => handlers),
@@ -100,7 +113,9 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
   }
   const layer4 = renderLayer4(snapshot, opts, warnings);
   if (layer4) apps.layer4 = layer4;
-  const admin: Json = opts.adminOrigins?.length ? { listen: opts.adminListen, origins: opts.adminOrigins } : { listen: opts.adminListen };
+  const admin: Json = opts.adminOrigins?.length
+    ? { listen: opts.adminListen, origins: opts.adminOrigins }
+    : { listen: opts.adminListen };
   const config: Json = { admin, apps };
   if (opts.issuanceLogFile) config.logging = issuanceLogging(opts.issuanceLogFile);
   const json = canonicalJson(config);
@@ -204,14 +219,28 @@ function withoutReservedUpstreams(snapshot: Snapshot, opts: RenderOptions, warni
  * (set before anything answers, so refusals carry it too), websocket refusal, access list.
  * No route is terminal: in a subroute that would end the whole request, not the subroute.
  */
-function classRoutes(h: ProxyHost, https: boolean, httpsOrigin: string, access: Json[], settings: Settings | undefined): Json[] {
+function classRoutes(
+  h: ProxyHost,
+  https: boolean,
+  httpsOrigin: string,
+  access: Json[],
+  settings: Settings | undefined,
+): Json[] {
   const routes: Json[] = [];
   if (h.certificateId && h.sslForced) {
-    routes.push({ match: [{ protocol: "http" }], handle: [{ handler: "static_response", status_code: 308, headers: { Location: [`${httpsOrigin}{http.request.uri}`] } }] });
+    routes.push({
+      match: [{ protocol: "http" }],
+      handle: [
+        { handler: "static_response", status_code: 308, headers: { Location: [`${httpsOrigin}{http.request.uri}`] } },
+      ],
+    });
   }
   if (!h.certificateId && https) routes.push({ match: [{ protocol: "https" }], handle: [NOT_FOUND] });
   if (h.certificateId && h.hstsEnabled) {
-    routes.push({ match: [{ protocol: "https" }], handle: [{ handler: "headers", response: { set: { "Strict-Transport-Security": [hstsValue(h, settings)] } } }] });
+    routes.push({
+      match: [{ protocol: "https" }],
+      handle: [{ handler: "headers", response: { set: { "Strict-Transport-Security": [hstsValue(h, settings)] } } }],
+    });
   }
   if (!h.allowWebsocket) {
     // Websocket upgrades are refused unless the host allows them. Upgrade tokens are
@@ -219,7 +248,9 @@ function classRoutes(h: ProxyHost, https: boolean, httpsOrigin: string, access: 
     // header matcher compares exactly: match with (?i).
     routes.push({
       match: [{ header_regexp: { Upgrade: { pattern: "(?i)websocket" } } }],
-      handle: [{ handler: "static_response", status_code: 403, body: "Websocket upgrades are not allowed for this host.\n" }],
+      handle: [
+        { handler: "static_response", status_code: 403, body: "Websocket upgrades are not allowed for this host.\n" },
+      ],
     });
   }
   if (access.length > 0) routes.push({ handle: access });
@@ -238,8 +269,16 @@ function reverseProxy(h: ProxyHost, settings: Settings | undefined): Json {
   // Caddy passes the client's Host through by default; without preserve_host_header the
   // upstream sees its own address, as a plain HTTP client would send. With one upstream that
   // address is known here: the same value as the placeholder, in fewer bytes.
-  if (!h.preserveHostHeader) rp.headers = { request: { set: { Host: [ups.length === 1 ? ups[0]!.dial : "{http.reverse_proxy.upstream.hostport}"] } } };
+  if (!h.preserveHostHeader)
+    rp.headers = {
+      request: { set: { Host: [ups.length === 1 ? ups[0]!.dial : "{http.reverse_proxy.upstream.hostport}"] } },
+    };
   const timeouts = transportTimeouts(settings);
-  if (tls || timeouts) rp.transport = { protocol: "http", ...timeouts, ...(tls ? { tls: h.skipHttpsHostnameValidation ? { insecure_skip_verify: true } : {} } : {}) };
+  if (tls || timeouts)
+    rp.transport = {
+      protocol: "http",
+      ...timeouts,
+      ...(tls ? { tls: h.skipHttpsHostnameValidation ? { insecure_skip_verify: true } : {} } : {}),
+    };
   return rp;
 }

@@ -17,21 +17,53 @@ import {
 import { canonicalJson } from "@cpm/core";
 import { findCaddyBinary, listsLayer4, probeLayer4 } from "../probe.ts";
 import { render, type RenderOptions } from "./index.ts";
-import { assertCaddyAccepts, CADDY, caddyValidate, cert as managed, DEBIAN_CADDY, goldenTest, makeSelfSigned, OPTS as WITHOUT_L4, runCaddy, shuffled, snapshot, type Json } from "./test-support.ts";
+import {
+  assertCaddyAccepts,
+  CADDY,
+  caddyValidate,
+  cert as managed,
+  DEBIAN_CADDY,
+  goldenTest,
+  makeSelfSigned,
+  OPTS as WITHOUT_L4,
+  runCaddy,
+  shuffled,
+  snapshot,
+  type Json,
+} from "./test-support.ts";
 
 const WITH_L4: RenderOptions = { ...WITHOUT_L4, layer4: true };
 /** CPM_CADDY_BIND=127.0.0.1 */
 const BOUND_L4: RenderOptions = { ...WITH_L4, bindAddress: "127.0.0.1" };
 
 const { L4_PROTOCOL_UDP: UDP } = L4Protocol;
-const { L4_MATCHER_NONE: NONE, L4_MATCHER_TLS_SNI: SNI, L4_MATCHER_HTTP_HOST: HOST, L4_MATCHER_PROXY_PROTOCOL: PP } = L4Matcher;
+const {
+  L4_MATCHER_NONE: NONE,
+  L4_MATCHER_TLS_SNI: SNI,
+  L4_MATCHER_HTTP_HOST: HOST,
+  L4_MATCHER_PROXY_PROTOCOL: PP,
+} = L4Matcher;
 const { PROXY_PROTOCOL_VERSION_V1: V1, PROXY_PROTOCOL_VERSION_V2: V2 } = ProxyProtocolVersion;
 
 const l4 = (id: string, over: DeepPartial<L4ProxyHost> = {}) =>
-  L4ProxyHost.fromPartial({ id, name: `l4 ${id}`, listenAddress: ":5432", upstreams: [`${id}.internal:5432`], ...over });
-const web = (id: string, domains: string[]) => ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}.internal:8080`] });
+  L4ProxyHost.fromPartial({
+    id,
+    name: `l4 ${id}`,
+    listenAddress: ":5432",
+    upstreams: [`${id}.internal:5432`],
+    ...over,
+  });
+const web = (id: string, domains: string[]) =>
+  ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}.internal:8080`] });
 const imported = (id: string, domainNames: string[]) =>
-  Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_IMPORTED, domainNames, certificatePem: "PEM", privateKeyPem: "KEY" });
+  Certificate.fromPartial({
+    id,
+    name: `cert ${id}`,
+    type: CertificateType.CERTIFICATE_TYPE_IMPORTED,
+    domainNames,
+    certificatePem: "PEM",
+    privateKeyPem: "KEY",
+  });
 
 /** One golden case per feature, rendered with the layer4 module. */
 const WITH: Record<string, Snapshot> = {
@@ -63,14 +95,29 @@ const WITH: Record<string, Snapshot> = {
   "l4-tls-termination": snapshot({
     l4ProxyHosts: [
       l4("managed", { listenAddress: ":6380", tlsTermination: true, certificateId: "cert-managed" }),
-      l4("imported", { listenAddress: ":6381", matcher: SNI, matcherValues: ["imp.example.com"], tlsTermination: true, certificateId: "cert-imported", proxyProtocolVersion: V2 }),
+      l4("imported", {
+        listenAddress: ":6381",
+        matcher: SNI,
+        matcherValues: ["imp.example.com"],
+        tlsTermination: true,
+        certificateId: "cert-imported",
+        proxyProtocolVersion: V2,
+      }),
     ],
-    certificates: [managed("cert-managed", ["redis.example.com", "redis-2.example.com"]), imported("cert-imported", ["imp.example.com"])],
+    certificates: [
+      managed("cert-managed", ["redis.example.com", "redis-2.example.com"]),
+      imported("cert-imported", ["imp.example.com"]),
+    ],
   }),
   "l4-udp": snapshot({
     l4ProxyHosts: [
       l4("dns", { protocol: UDP, listenAddress: ":53", upstreams: ["10.0.0.53:53", "10.0.0.54:53"] }),
-      l4("syslog", { protocol: UDP, listenAddress: "[::1]:514", upstreams: ["[fd00::514]:514"], proxyProtocolVersion: V2 }),
+      l4("syslog", {
+        protocol: UDP,
+        listenAddress: "[::1]:514",
+        upstreams: ["[fd00::514]:514"],
+        proxyProtocolVersion: V2,
+      }),
       l4("dns-tcp", { listenAddress: ":53", upstreams: ["10.0.0.53:53"] }),
     ],
   }),
@@ -123,7 +170,11 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
     assert.deepEqual(Object.keys(s), ["l4-tcp-5432"]);
     assert.deepEqual(s["l4-tcp-5432"].listen, ["tcp/:5432"]);
     assert.deepEqual(s["l4-tcp-5432"].routes, [
-      { handle: [{ handler: "proxy", upstreams: [{ dial: ["tcp/pg-1.internal:5432"] }, { dial: ["tcp/pg-2.internal:5432"] }] }] },
+      {
+        handle: [
+          { handler: "proxy", upstreams: [{ dial: ["tcp/pg-1.internal:5432"] }, { dial: ["tcp/pg-2.internal:5432"] }] },
+        ],
+      },
     ]);
     assert.deepEqual(render(WITH["l4-none"]!, WITH_L4).warnings, []);
   });
@@ -135,18 +186,25 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
       [["db-a.example.com"], ["db-b.example.com"], ["*.x.a.example.com"], ["*.a.example.com"], "catch-all"],
     );
     assert.deepEqual(routes[0].handle[0].upstreams, [{ dial: ["tcp/db-a.internal:5432"] }]);
-    assert.deepEqual(routes[3].handle[0].upstreams, [{ dial: ["tcp/db-a.internal:5432"] }], "both name groups of db-a proxy to db-a");
+    assert.deepEqual(
+      routes[3].handle[0].upstreams,
+      [{ dial: ["tcp/db-a.internal:5432"] }],
+      "both name groups of db-a proxy to db-a",
+    );
     assert.deepEqual(routes[4].handle[0].upstreams, [{ dial: ["tcp/fallback.internal:5432"] }]);
     assert.equal(routes[4].match, undefined);
   });
 
   test("HTTP_HOST: the http matcher takes a list of matcher sets with host", () => {
     const routes = servers(WITH["l4-http-host"]!)["l4-tcp-8000"].routes;
-    assert.deepEqual(routes.map((r: Json) => r.match), [
-      [{ http: [{ host: ["one.example.com"] }] }],
-      [{ http: [{ host: ["two.example.com"] }] }],
-      [{ http: [{ host: ["*.two.example.com"] }] }],
-    ]);
+    assert.deepEqual(
+      routes.map((r: Json) => r.match),
+      [
+        [{ http: [{ host: ["one.example.com"] }] }],
+        [{ http: [{ host: ["two.example.com"] }] }],
+        [{ http: [{ host: ["*.two.example.com"] }] }],
+      ],
+    );
   });
 
   test("PROXY protocol: receive is a handler before the proxy; send is the proxy's version; the matcher comes before the catch-all", () => {
@@ -176,7 +234,9 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
     const i = s["l4-tcp-6381"].routes[0];
     assert.deepEqual(i.match, [{ tls: { sni: ["imp.example.com"] } }]);
     assert.deepEqual(handlers(i), ["tls", "proxy"]);
-    assert.deepEqual(i.handle[0].connection_policies, [{ certificate_selection: { any_tag: ["cpm-cert-cert-imported"] } }]);
+    assert.deepEqual(i.handle[0].connection_policies, [
+      { certificate_selection: { any_tag: ["cpm-cert-cert-imported"] } },
+    ]);
     assert.equal(i.handle[1].proxy_protocol, "v2");
     // The certificates reach the tls app (render/tls.ts) because layer4 uses them.
     const tls = cfg(WITH["l4-tls-termination"]!).apps.tls;
@@ -188,9 +248,16 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
   test("UDP: udp/ listen and dial; TCP on the same port is another server", () => {
     const s = servers(WITH["l4-udp"]!);
     assert.deepEqual(s["l4-udp-53"].listen, ["udp/:53"]);
-    assert.deepEqual(s["l4-udp-53"].routes[0].handle[0].upstreams, [{ dial: ["udp/10.0.0.53:53"] }, { dial: ["udp/10.0.0.54:53"] }]);
+    assert.deepEqual(s["l4-udp-53"].routes[0].handle[0].upstreams, [
+      { dial: ["udp/10.0.0.53:53"] },
+      { dial: ["udp/10.0.0.54:53"] },
+    ]);
     assert.deepEqual(s["l4-udp-[::1]-514"].listen, ["udp/[::1]:514"]);
-    assert.deepEqual(s["l4-udp-[::1]-514"].routes[0].handle[0], { handler: "proxy", upstreams: [{ dial: ["udp/[fd00::514]:514"] }], proxy_protocol: "v2" });
+    assert.deepEqual(s["l4-udp-[::1]-514"].routes[0].handle[0], {
+      handler: "proxy",
+      upstreams: [{ dial: ["udp/[fd00::514]:514"] }],
+      proxy_protocol: "v2",
+    });
     assert.deepEqual(s["l4-tcp-53"].listen, ["tcp/:53"]);
   });
 
@@ -221,7 +288,11 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
       'L4 proxy host "l4 on-http" not served: tcp/:8080 takes this instance\'s HTTP port (port 8080)',
       'L4 proxy host "l4 on-https" not served: tcp/10.0.0.1:8443 takes this instance\'s HTTPS port (port 8443)',
     ]);
-    assert.deepEqual(Object.keys(JSON.parse(r.json).apps.layer4.servers).sort(), ["l4-tcp-10.0.0.1-2019", "l4-tcp-5432", "l4-udp-8080"]);
+    assert.deepEqual(Object.keys(JSON.parse(r.json).apps.layer4.servers).sort(), [
+      "l4-tcp-10.0.0.1-2019",
+      "l4-tcp-5432",
+      "l4-udp-8080",
+    ]);
     // With every host taken, no layer4 app at all.
     const none = render(snapshot({ l4ProxyHosts: [l4("on-http", { listenAddress: ":8080" })] }), WITH_L4);
     assert.equal(JSON.parse(none.json).apps.layer4, undefined);
@@ -278,13 +349,23 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
 
   test("deterministic: shuffled host lists render the same bytes", () => {
     const all = snapshot({
-      l4ProxyHosts: Object.values(WITH).flatMap((s) => s.l4ProxyHosts).filter((h, i, xs) => xs.findIndex((x) => x.id === h.id) === i),
+      l4ProxyHosts: Object.values(WITH)
+        .flatMap((s) => s.l4ProxyHosts)
+        .filter((h, i, xs) => xs.findIndex((x) => x.id === h.id) === i),
       certificates: Object.values(WITH).flatMap((s) => s.certificates),
     });
     const base = render(all, WITH_L4);
-    assert.notDeepEqual(shuffled(all.l4ProxyHosts, 1).map((h) => h.id), all.l4ProxyHosts.map((h) => h.id), "shuffling reorders");
+    assert.notDeepEqual(
+      shuffled(all.l4ProxyHosts, 1).map((h) => h.id),
+      all.l4ProxyHosts.map((h) => h.id),
+      "shuffling reorders",
+    );
     for (let seed = 1; seed <= 10; seed++) {
-      const s = { ...all, l4ProxyHosts: shuffled(all.l4ProxyHosts, seed), certificates: shuffled(all.certificates, seed * 7) };
+      const s = {
+        ...all,
+        l4ProxyHosts: shuffled(all.l4ProxyHosts, seed),
+        certificates: shuffled(all.certificates, seed * 7),
+      };
       const r = render(s, WITH_L4);
       assert.equal(r.json, base.json, `seed ${seed}`);
       assert.deepEqual(r.warnings, base.warnings);
@@ -309,7 +390,11 @@ describe("layer4 rendering (Caddy without caddy-l4)", () => {
     const s = WITHOUT["l4-without-layer4"]!;
     const without = { ...s, l4ProxyHosts: [], certificates: [] };
     assert.equal(render(s, WITHOUT_L4).json, render(without, WITHOUT_L4).json);
-    assert.ok(cfg(s, WITHOUT_L4).apps.http.servers.http.routes.some((r: Json) => r.match?.[0]?.host?.includes("app.example.com")));
+    assert.ok(
+      cfg(s, WITHOUT_L4).apps.http.servers.http.routes.some((r: Json) =>
+        r.match?.[0]?.host?.includes("app.example.com"),
+      ),
+    );
   });
 });
 
@@ -318,25 +403,42 @@ describe("caddy validate", () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   test("Debian's Caddy (no layer4): the config with L4 hosts present is accepted", async (t) => {
-    if (!existsSync(DEBIAN_CADDY)) return t.skip(`${DEBIAN_CADDY} not found (apt-get install caddy): cannot check the fallback without layer4`);
-    if ((await probeLayer4({ configured: undefined, caddyBin: DEBIAN_CADDY })).layer4) return t.skip(`${DEBIAN_CADDY} has layer4: this test is about a Caddy without it`);
-    await assertCaddyAccepts(dir, "l4-without-layer4", render(WITHOUT["l4-without-layer4"]!, WITHOUT_L4).json, "the config", DEBIAN_CADDY);
+    if (!existsSync(DEBIAN_CADDY))
+      return t.skip(`${DEBIAN_CADDY} not found (apt-get install caddy): cannot check the fallback without layer4`);
+    if ((await probeLayer4({ configured: undefined, caddyBin: DEBIAN_CADDY })).layer4)
+      return t.skip(`${DEBIAN_CADDY} has layer4: this test is about a Caddy without it`);
+    await assertCaddyAccepts(
+      dir,
+      "l4-without-layer4",
+      render(WITHOUT["l4-without-layer4"]!, WITHOUT_L4).json,
+      "the config",
+      DEBIAN_CADDY,
+    );
   });
 
   test("why: Debian's Caddy refuses a config holding apps.layer4", async (t) => {
     if (!existsSync(DEBIAN_CADDY)) return t.skip(`${DEBIAN_CADDY} not found (apt-get install caddy)`);
-    if ((await probeLayer4({ configured: undefined, caddyBin: DEBIAN_CADDY })).layer4) return t.skip(`${DEBIAN_CADDY} has layer4`);
-    await assert.rejects(caddyValidate(dir, "l4-none", render(WITH["l4-none"]!, WITH_L4).json, DEBIAN_CADDY), (e: { stderr?: string }) => {
-      assert.match(e.stderr ?? "", /layer4/);
-      return true;
-    });
+    if ((await probeLayer4({ configured: undefined, caddyBin: DEBIAN_CADDY })).layer4)
+      return t.skip(`${DEBIAN_CADDY} has layer4`);
+    await assert.rejects(
+      caddyValidate(dir, "l4-none", render(WITH["l4-none"]!, WITH_L4).json, DEBIAN_CADDY),
+      (e: { stderr?: string }) => {
+        assert.match(e.stderr ?? "", /layer4/);
+        return true;
+      },
+    );
   });
 
   test("the project's Caddy with caddy-l4 accepts every layer4 golden case (imported certificates made real)", async (t) => {
-    if (!(await probeLayer4({ configured: undefined, caddyBin: CADDY })).layer4) return t.skip(`${CADDY} has no layer4 module: run npm run caddy:build`);
+    if (!(await probeLayer4({ configured: undefined, caddyBin: CADDY })).layer4)
+      return t.skip(`${CADDY} has no layer4 module: run npm run caddy:build`);
     const real = makeSelfSigned(dir, "imp.example.com", ["DNS:imp.example.com"]);
     for (const [name, snap] of Object.entries(WITH)) {
-      const certificates = snap.certificates.map((c) => (c.type === CertificateType.CERTIFICATE_TYPE_IMPORTED ? { ...c, certificatePem: real.cert, privateKeyPem: real.key } : c));
+      const certificates = snap.certificates.map((c) =>
+        c.type === CertificateType.CERTIFICATE_TYPE_IMPORTED
+          ? { ...c, certificatePem: real.cert, privateKeyPem: real.key }
+          : c,
+      );
       await assertCaddyAccepts(dir, name, render({ ...snap, certificates }, WITH_L4).json);
     }
     await assertCaddyAccepts(dir, "l4-bind-address", render(BOUND_EXAMPLE, BOUND_L4).json);
@@ -376,8 +478,21 @@ describe("layer4 probe", () => {
     const b = await probeLayer4({ configured: undefined, caddyBin: broken.bin });
     assert.equal(b.layer4, false);
     assert.match(b.reason, /failed/);
-    assert.equal((await probeLayer4({ configured: undefined, caddyBin: undefined, pathEnv: `${path.join(dir, "nothing")}:${has.dir}` })).layer4, true);
-    assert.equal((await probeLayer4({ configured: undefined, caddyBin: undefined, pathEnv: `${lacks.dir}:${has.dir}` })).layer4, false, "the first caddy on PATH");
+    assert.equal(
+      (
+        await probeLayer4({
+          configured: undefined,
+          caddyBin: undefined,
+          pathEnv: `${path.join(dir, "nothing")}:${has.dir}`,
+        })
+      ).layer4,
+      true,
+    );
+    assert.equal(
+      (await probeLayer4({ configured: undefined, caddyBin: undefined, pathEnv: `${lacks.dir}:${has.dir}` })).layer4,
+      false,
+      "the first caddy on PATH",
+    );
   });
 
   test("no binary found: assume no layer4", async () => {

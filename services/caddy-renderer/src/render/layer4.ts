@@ -1,5 +1,21 @@
-import { CertificateType, L4Matcher, ProxyProtocolVersion, type Certificate, type L4ProxyHost, type Snapshot } from "@cpm/proto";
-import { checkUpstreamsNotReserved, effectiveMatcher, instancePorts, l4Listener, l4ListenerConflict, normalizeL4ProxyHost, takesInstancePort, type L4Listener } from "@cpm/core";
+import {
+  CertificateType,
+  L4Matcher,
+  ProxyProtocolVersion,
+  type Certificate,
+  type L4ProxyHost,
+  type Snapshot,
+} from "@cpm/proto";
+import {
+  checkUpstreamsNotReserved,
+  effectiveMatcher,
+  instancePorts,
+  l4Listener,
+  l4ListenerConflict,
+  normalizeL4ProxyHost,
+  takesInstancePort,
+  type L4Listener,
+} from "@cpm/core";
 import { certificateTag } from "./tls.ts";
 import type { Json, RenderOptions } from "./types.ts";
 
@@ -35,7 +51,9 @@ export function renderLayer4(snapshot: Snapshot, opts: RenderOptions, warnings: 
     return undefined;
   }
   if (opts.layer4RefusedBecause !== undefined) {
-    warnings.push(`${plural(enabled.length, "L4 proxy host")} not served: Caddy refused them (${opts.layer4RefusedBecause}); the HTTP hosts are served`);
+    warnings.push(
+      `${plural(enabled.length, "L4 proxy host")} not served: Caddy refused them (${opts.layer4RefusedBecause}); the HTTP hosts are served`,
+    );
     return undefined;
   }
 
@@ -55,7 +73,9 @@ export function renderLayer4(snapshot: Snapshot, opts: RenderOptions, warnings: 
     const listener = l4Listener(h);
     const taken = takesInstancePort(listener, reserved);
     if (taken) {
-      warnings.push(`${label} not served: ${listener.network} takes this instance's ${taken.what} (port ${taken.port})`);
+      warnings.push(
+        `${label} not served: ${listener.network} takes this instance's ${taken.what} (port ${taken.port})`,
+      );
       continue;
     }
     try {
@@ -120,7 +140,8 @@ function nameGroups(names: string[]): { key: string; names: string[] }[] {
   if (exact.length) groups.push({ key: `0|${exact[0]}`, names: exact });
   const byDepth = new Map<number, string[]>();
   for (const w of wild) byDepth.set(w.split(".").length, [...(byDepth.get(w.split(".").length) ?? []), w]);
-  for (const [depth, ws] of byDepth) groups.push({ key: `1|${String(999 - depth).padStart(3, "0")}|${ws[0]}`, names: ws });
+  for (const [depth, ws] of byDepth)
+    groups.push({ key: `1|${String(999 - depth).padStart(3, "0")}|${ws[0]}`, names: ws });
   return groups;
 }
 
@@ -137,7 +158,11 @@ function tlsHandler(cert: Certificate | undefined): Json {
   return sni ? { handler: "tls", connection_policies: [{ default_sni: sni }] } : { handler: "tls" };
 }
 
-function hostRoutes(h: L4ProxyHost, listener: L4Listener, cert: Certificate | undefined): { key: string; route: Json }[] {
+function hostRoutes(
+  h: L4ProxyHost,
+  listener: L4Listener,
+  cert: Certificate | undefined,
+): { key: string; route: Json }[] {
   const handle: Json[] = [];
   if (h.proxyProtocolReceive) handle.push({ handler: "proxy_protocol" });
   if (h.tlsTermination) handle.push(tlsHandler(cert));
@@ -153,9 +178,15 @@ function hostRoutes(h: L4ProxyHost, listener: L4Listener, cert: Certificate | un
   const kind = KIND_ORDER[matcher] ?? "3";
   switch (matcher) {
     case L4Matcher.L4_MATCHER_TLS_SNI:
-      return nameGroups(h.matcherValues).map((g) => ({ key: `${kind}|${g.key}`, route: { match: [{ tls: { sni: g.names } }], handle } }));
+      return nameGroups(h.matcherValues).map((g) => ({
+        key: `${kind}|${g.key}`,
+        route: { match: [{ tls: { sni: g.names } }], handle },
+      }));
     case L4Matcher.L4_MATCHER_HTTP_HOST:
-      return nameGroups(h.matcherValues).map((g) => ({ key: `${kind}|${g.key}`, route: { match: [{ http: [{ host: g.names }] }], handle } }));
+      return nameGroups(h.matcherValues).map((g) => ({
+        key: `${kind}|${g.key}`,
+        route: { match: [{ http: [{ host: g.names }] }], handle },
+      }));
     case L4Matcher.L4_MATCHER_PROXY_PROTOCOL:
       return [{ key: `${kind}|`, route: { match: [{ proxy_protocol: {} }], handle } }];
     default:

@@ -46,9 +46,13 @@ function request(port: number, hostName: string, opts: { tls?: boolean; upgrade?
     const done = (res: http.IncomingMessage) => {
       let body = "";
       res.on("data", (c) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode!, body, location: res.headers.location, altSvc: res.headers["alt-svc"] }));
+      res.on("end", () =>
+        resolve({ status: res.statusCode!, body, location: res.headers.location, altSvc: res.headers["alt-svc"] }),
+      );
     };
-    const req = opts.tls ? https.request({ ...common, servername: hostName, rejectUnauthorized: false }, done) : http.request(common, done);
+    const req = opts.tls
+      ? https.request({ ...common, servername: hostName, rejectUnauthorized: false }, done)
+      : http.request(common, done);
     req.on("error", reject);
     req.end();
   });
@@ -73,13 +77,42 @@ describe("rendered HTTP layout in a real Caddy", { skip: existsSync(CADDY) ? fal
         host("twin2", ["twin2.test"], { upstreams: [`127.0.0.1:${c.port}`], preserveHostHeader: true }),
         host("twin3", ["twin3.test"], { upstreams: [`127.0.0.1:${c.port}`] }),
       ],
-      certificates: [Certificate.fromPartial({ id: "c", name: "wild", type: CertificateType.CERTIFICATE_TYPE_IMPORTED, domainNames: ["*.example.test"], certificatePem: wild.cert, privateKeyPem: wild.key })],
+      certificates: [
+        Certificate.fromPartial({
+          id: "c",
+          name: "wild",
+          type: CertificateType.CERTIFICATE_TYPE_IMPORTED,
+          domainNames: ["*.example.test"],
+          certificatePem: wild.cert,
+          privateKeyPem: wild.key,
+        }),
+      ],
     });
     const file = path.join(dir, "caddy.json");
-    writeFileSync(file, render(s, { httpPort: ports.http, httpsPort: ports.https, adminListen: `127.0.0.1:${ports.admin}`, layer4: false, bindAddress: "127.0.0.1" }).json);
-    caddy = spawn(CADDY, ["run", "--config", file], { stdio: "ignore", env: { ...process.env, HOME: dir, XDG_DATA_HOME: path.join(dir, "data"), XDG_CONFIG_HOME: path.join(dir, "config") } });
+    writeFileSync(
+      file,
+      render(s, {
+        httpPort: ports.http,
+        httpsPort: ports.https,
+        adminListen: `127.0.0.1:${ports.admin}`,
+        layer4: false,
+        bindAddress: "127.0.0.1",
+      }).json,
+    );
+    caddy = spawn(CADDY, ["run", "--config", file], {
+      stdio: "ignore",
+      env: {
+        ...process.env,
+        HOME: dir,
+        XDG_DATA_HOME: path.join(dir, "data"),
+        XDG_CONFIG_HOME: path.join(dir, "config"),
+      },
+    });
     for (let i = 0; ; i++) {
-      const up = await request(ports.http, "unknown.test").then(() => true, () => false);
+      const up = await request(ports.http, "unknown.test").then(
+        () => true,
+        () => false,
+      );
       if (up) break;
       assert.ok(i < 300, "Caddy did not come up");
       await new Promise((r) => setTimeout(r, 50));
@@ -114,7 +147,11 @@ describe("rendered HTTP layout in a real Caddy", { skip: existsSync(CADDY) ? fal
       assert.equal(r.status, 200, name);
       assert.match(r.body, /^upstream=C host=127\.0\.0\.1:\d+$/, name);
     }
-    assert.equal((await request(ports.http, "twin2.test")).body, "upstream=C host=twin2.test", "preserve_host_header keeps the client's Host");
+    assert.equal(
+      (await request(ports.http, "twin2.test")).body,
+      "upstream=C host=twin2.test",
+      "preserve_host_header keeps the client's Host",
+    );
     const ws = await request(ports.http, "TWIN.test", { upgrade: "WebSocket" });
     assert.equal(ws.status, 403);
     assert.equal(ws.body, "Websocket upgrades are not allowed for this host.\n");
@@ -129,7 +166,11 @@ describe("rendered HTTP layout in a real Caddy", { skip: existsSync(CADDY) ? fal
   test("unknown names get 404 on both ports; the HTTP port speaks no TLS", async () => {
     assert.equal((await request(ports.http, "unknown.test")).status, 404);
     assert.equal((await request(ports.https, "y.example.test", { tls: true })).status, 200);
-    assert.equal((await request(ports.https, "a.b.example.test", { tls: true })).status, 404, "a wildcard stands for one label");
+    assert.equal(
+      (await request(ports.https, "a.b.example.test", { tls: true })).status,
+      404,
+      "a wildcard stands for one label",
+    );
     await assert.rejects(request(ports.http, "x.example.test", { tls: true }));
   });
 });

@@ -44,11 +44,28 @@ function fixture(): Snapshot {
         sslForced: true,
         hstsEnabled: true,
       }),
-      host("h2", ["www.example.org"], { upstreams: ["10.0.0.2:80"], certificateId: "c-managed", accessListId: "acl-1" }),
+      host("h2", ["www.example.org"], {
+        upstreams: ["10.0.0.2:80"],
+        certificateId: "c-managed",
+        accessListId: "acl-1",
+      }),
     ],
     certificates: [
-      Certificate.fromPartial({ id: "c-imported", name: "site", type: CertificateType.CERTIFICATE_TYPE_IMPORTED, domainNames: ["secure.test", "*.secure.test"], certificatePem: site.cert, privateKeyPem: site.key }),
-      Certificate.fromPartial({ id: "c-managed", name: "www", type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames: ["www.example.org"], autoRenew: true }),
+      Certificate.fromPartial({
+        id: "c-imported",
+        name: "site",
+        type: CertificateType.CERTIFICATE_TYPE_IMPORTED,
+        domainNames: ["secure.test", "*.secure.test"],
+        certificatePem: site.cert,
+        privateKeyPem: site.key,
+      }),
+      Certificate.fromPartial({
+        id: "c-managed",
+        name: "www",
+        type: CertificateType.CERTIFICATE_TYPE_MANAGED,
+        domainNames: ["www.example.org"],
+        autoRenew: true,
+      }),
     ],
     accessLists: [
       AccessList.fromPartial({
@@ -183,12 +200,19 @@ describe("a placeholder in any string field never reaches Caddy", () => {
             refused = e;
           }
           if (refused !== undefined) {
-            assert.ok(refused instanceof ValidationError, `${payload} ${where} the value: not a ValidationError: ${String(refused)}`);
-            assert.ok(refused.message.startsWith(`${field}: `) || refused.message.startsWith(`${field}[`), `${payload} ${where} the value: ${refused.message}`);
+            assert.ok(
+              refused instanceof ValidationError,
+              `${payload} ${where} the value: not a ValidationError: ${String(refused)}`,
+            );
+            assert.ok(
+              refused.message.startsWith(`${field}: `) || refused.message.startsWith(`${field}[`),
+              `${payload} ${where} the value: ${refused.message}`,
+            );
             continue;
           }
           const json = render(s, RENDER).json;
-          for (const e of EXPANDED) assert.ok(!json.includes(e), `${payload} ${where} the value was accepted and rendered (${e})`);
+          for (const e of EXPANDED)
+            assert.ok(!json.includes(e), `${payload} ${where} the value was accepted and rendered (${e})`);
         }
       }
     });
@@ -200,9 +224,13 @@ describe("upstreams that point at this instance (judged by its own ports)", () =
   const opts: RenderOptions = { ...RENDER, reservedUpstreams: reserved };
 
   test("a proxy host with an upstream on Caddy's admin API is left out with a warning; the others are served", () => {
-    const s = snapshot({ proxyHosts: [host("a", ["a.test"], { upstreams: ["10.0.0.1:80", "localhost:2019"] }), host("b", ["b.test"])] });
+    const s = snapshot({
+      proxyHosts: [host("a", ["a.test"], { upstreams: ["10.0.0.1:80", "localhost:2019"] }), host("b", ["b.test"])],
+    });
     const r = render(s, opts);
-    assert.deepEqual(r.warnings, [`proxy host "host a" not served: upstreams[1]: "localhost:2019" points at this instance's Caddy admin API (CPM_CADDY_ADMIN_LISTEN); an upstream must not`]);
+    assert.deepEqual(r.warnings, [
+      `proxy host "host a" not served: upstreams[1]: "localhost:2019" points at this instance's Caddy admin API (CPM_CADDY_ADMIN_LISTEN); an upstream must not`,
+    ]);
     assert.ok(!r.json.includes("localhost:2019"));
     assert.ok(!r.json.includes('"a.test"'));
     assert.ok(r.json.includes('"b.test"'));
@@ -210,14 +238,23 @@ describe("upstreams that point at this instance (judged by its own ports)", () =
   });
 
   test("a disabled proxy host gets no warning", () => {
-    const r = render(snapshot({ proxyHosts: [host("a", ["a.test"], { upstreams: ["127.0.0.1:50051"], enabled: false })] }), opts);
+    const r = render(
+      snapshot({ proxyHosts: [host("a", ["a.test"], { upstreams: ["127.0.0.1:50051"], enabled: false })] }),
+      opts,
+    );
     assert.deepEqual(r.warnings, []);
   });
 
   test("an L4 host with an upstream on a CPM port is left out with a warning", () => {
-    const l4 = (id: string, listenAddress: string, upstreams: string[]) => L4ProxyHost.fromPartial({ id, name: `l4 ${id}`, listenAddress, upstreams });
-    const r = render(snapshot({ l4ProxyHosts: [l4("x", ":6000", ["[::1]:50443"]), l4("y", ":6001", ["10.0.0.1:6001"])] }), opts);
-    assert.deepEqual(r.warnings, [`L4 proxy host "l4 x" not served: upstreams[0]: "[::1]:50443" points at this instance's sync-receiver (CPM_SYNC_LISTEN); an upstream must not`]);
+    const l4 = (id: string, listenAddress: string, upstreams: string[]) =>
+      L4ProxyHost.fromPartial({ id, name: `l4 ${id}`, listenAddress, upstreams });
+    const r = render(
+      snapshot({ l4ProxyHosts: [l4("x", ":6000", ["[::1]:50443"]), l4("y", ":6001", ["10.0.0.1:6001"])] }),
+      opts,
+    );
+    assert.deepEqual(r.warnings, [
+      `L4 proxy host "l4 x" not served: upstreams[0]: "[::1]:50443" points at this instance's sync-receiver (CPM_SYNC_LISTEN); an upstream must not`,
+    ]);
     assert.deepEqual(Object.keys((JSON.parse(r.json) as Json).apps.layer4.servers), ["l4-tcp-6001"]);
   });
 });

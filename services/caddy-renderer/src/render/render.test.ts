@@ -3,11 +3,23 @@ import { describe, test } from "node:test";
 import { AccessList, LoadBalancingPolicy, Snapshot } from "@cpm/proto";
 import { canonicalJson, sha256Hex } from "@cpm/core";
 import { render } from "./index.ts";
-import { assertCaddyAcceptsAll, cert, goldenConfigs, goldenTest, handlersFor, host, OPTS, proxyFor, shuffled, snapshot, type Json } from "./test-support.ts";
+import {
+  assertCaddyAcceptsAll,
+  cert,
+  goldenConfigs,
+  goldenTest,
+  handlersFor,
+  host,
+  OPTS,
+  proxyFor,
+  shuffled,
+  snapshot,
+  type Json,
+} from "./test-support.ts";
 
 /** One golden case per feature. */
 const CASES: Record<string, Snapshot> = {
-  "basic": snapshot({ proxyHosts: [host("app", ["app.example.com"])] }),
+  basic: snapshot({ proxyHosts: [host("app", ["app.example.com"])] }),
   "domains-wildcards": snapshot({
     proxyHosts: [
       host("main", ["www.example.com", "*.example.com", "example.com", "*.dev.example.com", "*.a.dev.example.com"]),
@@ -16,12 +28,30 @@ const CASES: Record<string, Snapshot> = {
   }),
   "load-balancing": snapshot({
     proxyHosts: [
-      host("lb-unspecified", ["unspecified.example.com"], { upstreams: ["a:80", "b:80"], loadBalancing: LoadBalancingPolicy.LOAD_BALANCING_POLICY_UNSPECIFIED }),
-      host("lb-round-robin", ["round-robin.example.com"], { upstreams: ["a:80", "b:80"], loadBalancing: LoadBalancingPolicy.LOAD_BALANCING_POLICY_ROUND_ROBIN }),
-      host("lb-least-conn", ["least-conn.example.com"], { upstreams: ["a:80", "b:80"], loadBalancing: LoadBalancingPolicy.LOAD_BALANCING_POLICY_LEAST_CONN }),
-      host("lb-ip-hash", ["ip-hash.example.com"], { upstreams: ["a:80", "b:80"], loadBalancing: LoadBalancingPolicy.LOAD_BALANCING_POLICY_IP_HASH }),
-      host("lb-first", ["first.example.com"], { upstreams: ["primary:80", "backup:80"], loadBalancing: LoadBalancingPolicy.LOAD_BALANCING_POLICY_FIRST }),
-      host("lb-random", ["random.example.com"], { upstreams: ["a:80", "b:80"], loadBalancing: LoadBalancingPolicy.LOAD_BALANCING_POLICY_RANDOM }),
+      host("lb-unspecified", ["unspecified.example.com"], {
+        upstreams: ["a:80", "b:80"],
+        loadBalancing: LoadBalancingPolicy.LOAD_BALANCING_POLICY_UNSPECIFIED,
+      }),
+      host("lb-round-robin", ["round-robin.example.com"], {
+        upstreams: ["a:80", "b:80"],
+        loadBalancing: LoadBalancingPolicy.LOAD_BALANCING_POLICY_ROUND_ROBIN,
+      }),
+      host("lb-least-conn", ["least-conn.example.com"], {
+        upstreams: ["a:80", "b:80"],
+        loadBalancing: LoadBalancingPolicy.LOAD_BALANCING_POLICY_LEAST_CONN,
+      }),
+      host("lb-ip-hash", ["ip-hash.example.com"], {
+        upstreams: ["a:80", "b:80"],
+        loadBalancing: LoadBalancingPolicy.LOAD_BALANCING_POLICY_IP_HASH,
+      }),
+      host("lb-first", ["first.example.com"], {
+        upstreams: ["primary:80", "backup:80"],
+        loadBalancing: LoadBalancingPolicy.LOAD_BALANCING_POLICY_FIRST,
+      }),
+      host("lb-random", ["random.example.com"], {
+        upstreams: ["a:80", "b:80"],
+        loadBalancing: LoadBalancingPolicy.LOAD_BALANCING_POLICY_RANDOM,
+      }),
     ],
   }),
   "preserve-host-header": snapshot({
@@ -33,8 +63,14 @@ const CASES: Record<string, Snapshot> = {
   "https-upstream": snapshot({
     proxyHosts: [
       host("verify", ["verify.example.com"], { upstreams: ["https://secure.internal:8443"] }),
-      host("skip", ["skip.example.com"], { upstreams: ["https://10.0.0.5:8443", "https://[fd00::5]:8443"], skipHttpsHostnameValidation: true }),
-      host("plain", ["plain.example.com"], { upstreams: ["http://plain.internal:80"], skipHttpsHostnameValidation: true }),
+      host("skip", ["skip.example.com"], {
+        upstreams: ["https://10.0.0.5:8443", "https://[fd00::5]:8443"],
+        skipHttpsHostnameValidation: true,
+      }),
+      host("plain", ["plain.example.com"], {
+        upstreams: ["http://plain.internal:80"],
+        skipHttpsHostnameValidation: true,
+      }),
     ],
   }),
   "ssl-forced": snapshot({
@@ -44,14 +80,19 @@ const CASES: Record<string, Snapshot> = {
     ],
     certificates: [cert("cert-secure", ["secure.example.com"]), cert("cert-both", ["both.example.com"])],
   }),
-  "hsts": snapshot({
+  hsts: snapshot({
     proxyHosts: [
       host("hsts", ["hsts.example.com"], { certificateId: "cert-1", sslForced: true, hstsEnabled: true }),
-      host("hsts-sub", ["hsts-sub.example.com"], { certificateId: "cert-1", sslForced: true, hstsEnabled: true, hstsSubdomains: true }),
+      host("hsts-sub", ["hsts-sub.example.com"], {
+        certificateId: "cert-1",
+        sslForced: true,
+        hstsEnabled: true,
+        hstsSubdomains: true,
+      }),
     ],
     certificates: [cert("cert-1", ["hsts.example.com", "hsts-sub.example.com"])],
   }),
-  "websocket": snapshot({
+  websocket: snapshot({
     proxyHosts: [
       host("ws-denied", ["denied.example.com"], { allowWebsocket: false }),
       host("ws-allowed", ["allowed.example.com"], { allowWebsocket: true }),
@@ -65,16 +106,25 @@ const CASES: Record<string, Snapshot> = {
     ],
     certificates: [cert("cert-off", ["off.example.com"])],
   }),
-  "empty": snapshot(),
+  empty: snapshot(),
 };
 
 const config = (s: Snapshot, opts = OPTS): Json => JSON.parse(render(s, opts).json);
 
 /** The one HTTP server's routes, the trailing 404 fallback included. */
 const routes = (cfg: Json): Json[] => cfg.apps.http.servers.http.routes;
-const isNotFound = (r: Json) => r.match === undefined && r.handle?.[0]?.handler === "static_response" && r.handle[0].status_code === 404;
-const NOT_FOUND = { handler: "static_response", status_code: 404, body: "No proxy host is configured for this domain.\n" };
-const WS_REFUSED = { handler: "static_response", status_code: 403, body: "Websocket upgrades are not allowed for this host.\n" };
+const isNotFound = (r: Json) =>
+  r.match === undefined && r.handle?.[0]?.handler === "static_response" && r.handle[0].status_code === 404;
+const NOT_FOUND = {
+  handler: "static_response",
+  status_code: 404,
+  body: "No proxy host is configured for this domain.\n",
+};
+const WS_REFUSED = {
+  handler: "static_response",
+  status_code: 403,
+  body: "Websocket upgrades are not allowed for this host.\n",
+};
 const names = (hs: Json[]) => hs.map((h: Json) => h.handler);
 /** Plain HTTP on a server with TLS: Caddy's HTTP/3 advertisement is removed first. */
 const DROP_ALT_SVC = { handler: "headers", response: { delete: ["Alt-Svc"] } };
@@ -99,16 +149,32 @@ describe("render features", () => {
       assert.ok(isNotFound(routes(cfg).at(-1)), `${name}: the server ends with the 404 route`);
       assert.equal(routes(cfg).filter(isNotFound).length, 1, name);
       const tls = snap.proxyHosts.some((h) => h.enabled !== false && h.certificateId);
-      assert.deepEqual(cfg.apps.http.servers.http.listen, tls ? [":8080", ":8443"] : [":8080"], `${name}: the HTTPS port only with a certificate`);
-      assert.equal(Array.isArray(cfg.apps.http.servers.http.tls_connection_policies), tls, `${name}: TLS policies only with a certificate`);
+      assert.deepEqual(
+        cfg.apps.http.servers.http.listen,
+        tls ? [":8080", ":8443"] : [":8080"],
+        `${name}: the HTTPS port only with a certificate`,
+      );
+      assert.equal(
+        Array.isArray(cfg.apps.http.servers.http.tls_connection_policies),
+        tls,
+        `${name}: TLS policies only with a certificate`,
+      );
     }
   });
 
   test("unknown host names get 404 over HTTP and HTTPS", () => {
     for (const [name, snap] of Object.entries(CASES)) {
       const cfg = config(snap);
-      assert.deepEqual(handlersFor(cfg, { host: "unknown.example.net", https: true, upgrade: "websocket" }), [NOT_FOUND], name);
-      assert.deepEqual(handlersFor(cfg, { host: "unknown.example.net", upgrade: "websocket" }), tlsOn(cfg) ? [DROP_ALT_SVC, NOT_FOUND] : [NOT_FOUND], name);
+      assert.deepEqual(
+        handlersFor(cfg, { host: "unknown.example.net", https: true, upgrade: "websocket" }),
+        [NOT_FOUND],
+        name,
+      );
+      assert.deepEqual(
+        handlersFor(cfg, { host: "unknown.example.net", upgrade: "websocket" }),
+        tlsOn(cfg) ? [DROP_ALT_SVC, NOT_FOUND] : [NOT_FOUND],
+        name,
+      );
     }
   });
 
@@ -127,16 +193,22 @@ describe("render features", () => {
       // One upstream: the Host the placeholder would give, written out.
       headers: { request: { set: { Host: ["app.internal:8080"] } } },
     });
-    assert.deepEqual(names(handlersFor(cfg, { host: "APP.example.com" })), ["reverse_proxy"], "host names match whatever their case");
+    assert.deepEqual(
+      names(handlersFor(cfg, { host: "APP.example.com" })),
+      ["reverse_proxy"],
+      "host names match whatever their case",
+    );
     assert.deepEqual(handlersFor(cfg, { host: "app.example.com", upgrade: "websocket" }), [WS_REFUSED]);
   });
 
   test("domains: exact names win over wildcards; a wildcard stands for one label", () => {
     const cfg = config(CASES["domains-wildcards"]!);
     const upstream = (d: string) => proxyFor(cfg, d).upstreams[0].dial;
-    for (const d of ["example.com", "www.example.com", "x.example.com", "x.dev.example.com", "y.a.dev.example.com"]) assert.equal(upstream(d), "main.internal:8080", d);
+    for (const d of ["example.com", "www.example.com", "x.example.com", "x.dev.example.com", "y.a.dev.example.com"])
+      assert.equal(upstream(d), "main.internal:8080", d);
     for (const d of ["api.other.org", "x.other.org"]) assert.equal(upstream(d), "other.internal:8080", d);
-    for (const d of ["x.y.example.com", "other.org", "a.b.other.org"]) assert.deepEqual(handlersFor(cfg, { host: d }), [NOT_FOUND], d);
+    for (const d of ["x.y.example.com", "other.org", "a.b.other.org"])
+      assert.deepEqual(handlersFor(cfg, { host: d }), [NOT_FOUND], d);
   });
 
   test("an exact name of one host under another host's wildcard is served by its own host, whatever the grouping", () => {
@@ -149,19 +221,28 @@ describe("render features", () => {
     });
     const cfg = config(s);
     assert.equal(proxyFor(cfg, "b.example.com").upstreams[0].dial, "exact.internal:8080");
-    assert.deepEqual(names(handlersFor(cfg, { host: "b.example.com", upgrade: "websocket" })), ["reverse_proxy"], "b allows websockets, the wildcard does not");
+    assert.deepEqual(
+      names(handlersFor(cfg, { host: "b.example.com", upgrade: "websocket" })),
+      ["reverse_proxy"],
+      "b allows websockets, the wildcard does not",
+    );
     assert.deepEqual(handlersFor(cfg, { host: "x.example.com", upgrade: "websocket" }), [WS_REFUSED]);
     // "twin" proxies like "wild": one route lists both, and still leaves b.example.com out.
     const rp = routes(cfg).filter((r) => r.handle[0].handler === "reverse_proxy");
     assert.equal(rp.length, 2);
-    assert.deepEqual(rp.find((r) => r.match[0].host.includes("*.example.com")).match, [{ host: ["*.example.com", "c.example.com"], not: [{ host: ["b.example.com"] }] }]);
+    assert.deepEqual(rp.find((r) => r.match[0].host.includes("*.example.com")).match, [
+      { host: ["*.example.com", "c.example.com"], not: [{ host: ["b.example.com"] }] },
+    ]);
   });
 
   test("hosts that proxy the same way share one route", () => {
-    const s = snapshot({ proxyHosts: ["a", "b", "c"].map((id) => host(id, [`${id}.example.com`], { upstreams: ["shared.internal:80"] })) });
+    const s = snapshot({
+      proxyHosts: ["a", "b", "c"].map((id) => host(id, [`${id}.example.com`], { upstreams: ["shared.internal:80"] })),
+    });
     const cfg = config(s);
     assert.equal(routes(cfg).length, 3, "the websocket refusal, the proxy, the 404");
-    for (const id of ["a", "b", "c"]) assert.equal(proxyFor(cfg, `${id}.example.com`).upstreams[0].dial, "shared.internal:80");
+    for (const id of ["a", "b", "c"])
+      assert.equal(proxyFor(cfg, `${id}.example.com`).upstreams[0].dial, "shared.internal:80");
   });
 
   test("load balancing: each policy maps to Caddy's selection policy; upstream order is kept", () => {
@@ -174,17 +255,28 @@ describe("render features", () => {
       ["first.example.com", "first"],
       ["random.example.com", "random"],
     ];
-    for (const [d, policy] of want) assert.deepEqual(proxyFor(cfg, d).load_balancing, { selection_policy: { policy } }, d);
+    for (const [d, policy] of want)
+      assert.deepEqual(proxyFor(cfg, d).load_balancing, { selection_policy: { policy } }, d);
     assert.deepEqual(proxyFor(cfg, "first.example.com").upstreams, [{ dial: "primary:80" }, { dial: "backup:80" }]);
-    assert.equal(proxyFor(config(CASES.basic!), "app.example.com").load_balancing, undefined, "one upstream: any policy picks it");
+    assert.equal(
+      proxyFor(config(CASES.basic!), "app.example.com").load_balancing,
+      undefined,
+      "one upstream: any policy picks it",
+    );
   });
 
   test("preserve_host_header: off sets Host to the upstream, on passes the client's Host", () => {
     const cfg = config(CASES["preserve-host-header"]!);
     assert.equal(proxyFor(cfg, "preserve.example.com").headers, undefined);
-    assert.deepEqual(proxyFor(cfg, "rewrite.example.com").headers, { request: { set: { Host: ["rewrite.internal:8080"] } } });
+    assert.deepEqual(proxyFor(cfg, "rewrite.example.com").headers, {
+      request: { set: { Host: ["rewrite.internal:8080"] } },
+    });
     const multi = config(snapshot({ proxyHosts: [host("m", ["m.example.com"], { upstreams: ["a:80", "b:80"] })] }));
-    assert.deepEqual(proxyFor(multi, "m.example.com").headers, { request: { set: { Host: ["{http.reverse_proxy.upstream.hostport}"] } } }, "several upstreams: the chosen one's");
+    assert.deepEqual(
+      proxyFor(multi, "m.example.com").headers,
+      { request: { set: { Host: ["{http.reverse_proxy.upstream.hostport}"] } } },
+      "several upstreams: the chosen one's",
+    );
   });
 
   test("https upstreams: TLS transport, verification skipped only when asked", () => {
@@ -202,11 +294,18 @@ describe("render features", () => {
 
   test("ssl_forced: 308 to https over HTTP, proxied over HTTPS", () => {
     const cfg = config(CASES["ssl-forced"]!);
-    assert.ok(cfg.apps.http.servers.http.tls_connection_policies.length > 0, "hosts with a certificate get TLS on the HTTPS listener");
+    assert.ok(
+      cfg.apps.http.servers.http.tls_connection_policies.length > 0,
+      "hosts with a certificate get TLS on the HTTPS listener",
+    );
     for (const upgrade of [undefined, "websocket"]) {
       assert.deepEqual(handlersFor(cfg, { host: "secure.example.com", upgrade }), [
         DROP_ALT_SVC,
-        { handler: "static_response", status_code: 308, headers: { Location: ["https://{http.request.host}:8443{http.request.uri}"] } },
+        {
+          handler: "static_response",
+          status_code: 308,
+          headers: { Location: ["https://{http.request.host}:8443{http.request.uri}"] },
+        },
       ]);
     }
     assert.ok(proxyFor(cfg, "secure.example.com", true));
@@ -215,7 +314,9 @@ describe("render features", () => {
     assert.deepEqual(names(handlersFor(cfg, { host: "both.example.com", https: true })), ["reverse_proxy"]);
     // The default port needs none in the Location.
     const std = config(CASES["ssl-forced"]!, { ...OPTS, httpPort: 80, httpsPort: 443 });
-    assert.deepEqual(handlersFor(std, { host: "secure.example.com" })[1].headers.Location, ["https://{http.request.host}{http.request.uri}"]);
+    assert.deepEqual(handlersFor(std, { host: "secure.example.com" })[1].headers.Location, [
+      "https://{http.request.host}{http.request.uri}",
+    ]);
   });
 
   test("a host without a certificate answers HTTPS like an unknown host (404), when others have one", () => {
@@ -225,26 +326,39 @@ describe("render features", () => {
     });
     const cfg = config(s);
     assert.deepEqual(handlersFor(cfg, { host: "plain.example.com", https: true }), [NOT_FOUND]);
-    assert.deepEqual(names(handlersFor(cfg, { host: "plain.example.com" })), ["headers", "reverse_proxy"], "plain HTTP without the HTTP/3 advertisement");
+    assert.deepEqual(
+      names(handlersFor(cfg, { host: "plain.example.com" })),
+      ["headers", "reverse_proxy"],
+      "plain HTTP without the HTTP/3 advertisement",
+    );
     assert.ok(proxyFor(cfg, "plain.example.com"));
     assert.ok(proxyFor(cfg, "tls.example.com", true));
   });
 
   test("HSTS: header only over HTTPS, before anything answers; includeSubDomains only when asked", () => {
     const cfg = config(CASES.hsts!);
-    const sts = (d: string, https: boolean) => handlersFor(cfg, { host: d, https }).find((h) => h.handler === "headers")?.response?.set?.["Strict-Transport-Security"];
+    const sts = (d: string, https: boolean) =>
+      handlersFor(cfg, { host: d, https }).find((h) => h.handler === "headers")?.response?.set?.[
+        "Strict-Transport-Security"
+      ];
     assert.deepEqual(sts("hsts.example.com", true), ["max-age=31536000"]);
     assert.deepEqual(sts("hsts-sub.example.com", true), ["max-age=31536000; includeSubDomains"]);
     assert.deepEqual(names(handlersFor(cfg, { host: "hsts.example.com", https: true })), ["headers", "reverse_proxy"]);
-    assert.deepEqual(names(handlersFor(cfg, { host: "hsts.example.com", https: true, upgrade: "websocket" })), ["headers", "static_response"], "the refusal carries it too");
-    for (const d of ["hsts.example.com", "hsts-sub.example.com"]) assert.equal(sts(d, false), undefined, `${d}: no HSTS over plain http`);
+    assert.deepEqual(
+      names(handlersFor(cfg, { host: "hsts.example.com", https: true, upgrade: "websocket" })),
+      ["headers", "static_response"],
+      "the refusal carries it too",
+    );
+    for (const d of ["hsts.example.com", "hsts-sub.example.com"])
+      assert.equal(sts(d, false), undefined, `${d}: no HSTS over plain http`);
     const noHsts = config(CASES["ssl-forced"]!);
     assert.deepEqual(names(handlersFor(noHsts, { host: "secure.example.com", https: true })), ["reverse_proxy"]);
   });
 
   test("websockets: refused with 403 unless allowed, whatever the token's case", () => {
     const cfg = config(CASES.websocket!);
-    for (const upgrade of ["websocket", "WebSocket", "WEBSOCKET"]) assert.deepEqual(handlersFor(cfg, { host: "denied.example.com", upgrade }), [WS_REFUSED], upgrade);
+    for (const upgrade of ["websocket", "WebSocket", "WEBSOCKET"])
+      assert.deepEqual(handlersFor(cfg, { host: "denied.example.com", upgrade }), [WS_REFUSED], upgrade);
     assert.deepEqual(names(handlersFor(cfg, { host: "denied.example.com", upgrade: "h2c" })), ["reverse_proxy"]);
     assert.deepEqual(names(handlersFor(cfg, { host: "denied.example.com" })), ["reverse_proxy"]);
     assert.deepEqual(names(handlersFor(cfg, { host: "allowed.example.com", upgrade: "websocket" })), ["reverse_proxy"]);
@@ -319,8 +433,14 @@ describe("render determinism and options", () => {
   });
 
   test("a bind address goes into both listeners, with the ports; unset means every interface", () => {
-    assert.deepEqual(config(CASES["ssl-forced"]!, BOUND).apps.http.servers.http.listen, ["127.0.0.1:8080", "127.0.0.1:8443"]);
-    assert.deepEqual(config(CASES["ssl-forced"]!, { ...OPTS, bindAddress: "[::1]" }).apps.http.servers.http.listen, ["[::1]:8080", "[::1]:8443"]);
+    assert.deepEqual(config(CASES["ssl-forced"]!, BOUND).apps.http.servers.http.listen, [
+      "127.0.0.1:8080",
+      "127.0.0.1:8443",
+    ]);
+    assert.deepEqual(config(CASES["ssl-forced"]!, { ...OPTS, bindAddress: "[::1]" }).apps.http.servers.http.listen, [
+      "[::1]:8080",
+      "[::1]:8443",
+    ]);
     assert.deepEqual(config(CASES["ssl-forced"]!).apps.http.servers.http.listen, [":8080", ":8443"]);
   });
 
@@ -335,7 +455,10 @@ describe("render determinism and options", () => {
 describe("caddy validate", () => {
   test("every golden config is accepted by caddy validate", (t) =>
     // Validate the exact bytes render produces (the golden files are checked against them above).
-    assertCaddyAcceptsAll(t, "cpm-caddy-validate-", { ...goldenConfigs(CASES), "bind-address": () => render(CASES["ssl-forced"]!, BOUND).json }));
+    assertCaddyAcceptsAll(t, "cpm-caddy-validate-", {
+      ...goldenConfigs(CASES),
+      "bind-address": () => render(CASES["ssl-forced"]!, BOUND).json,
+    }));
 });
 
 describe("render of snapshots that share resource objects (as decoded one after the other)", () => {
@@ -343,7 +466,12 @@ describe("render of snapshots that share resource objects (as decoded one after 
     let seed = 11;
     const pick = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff), seed % n);
     const acl = (id: string, allow: string) => AccessList.fromPartial({ id, name: id, allow: [allow] });
-    let hosts = Array.from({ length: 12 }, (_, i) => host(`h${i}`, [`h${i}.example.com`], { upstreams: [`10.0.0.${i % 3}:80`], accessListId: i % 4 === 0 ? "office" : "" }));
+    let hosts = Array.from({ length: 12 }, (_, i) =>
+      host(`h${i}`, [`h${i}.example.com`], {
+        upstreams: [`10.0.0.${i % 3}:80`],
+        accessListId: i % 4 === 0 ? "office" : "",
+      }),
+    );
     let acls = [acl("office", "10.1.0.0/16")];
     let certs = [cert("c", ["h1.example.com"])];
     let settings = snapshot().settings;
@@ -354,16 +482,29 @@ describe("render of snapshots that share resource objects (as decoded one after 
           hosts = hosts.map((h, j) => (j === i ? { ...h, upstreams: [`10.0.1.${step % 5}:80`] } : h));
           break;
         case 1:
-          hosts = hosts.map((h, j) => (j === i ? { ...h, sslForced: !h.sslForced, hstsEnabled: step % 2 === 0, certificateId: h.certificateId ? "" : "c" } : h));
+          hosts = hosts.map((h, j) =>
+            j === i
+              ? {
+                  ...h,
+                  sslForced: !h.sslForced,
+                  hstsEnabled: step % 2 === 0,
+                  certificateId: h.certificateId ? "" : "c",
+                }
+              : h,
+          );
           break;
         case 2:
           acls = [acl("office", `10.${step % 7}.0.0/16`)];
           break;
         case 3:
-          settings = Snapshot.fromPartial({ settings: { http: { hstsMaxAgeSeconds: 100 + step, upstreamDialTimeoutSeconds: step % 3 } } }).settings;
+          settings = Snapshot.fromPartial({
+            settings: { http: { hstsMaxAgeSeconds: 100 + step, upstreamDialTimeoutSeconds: step % 3 } },
+          }).settings;
           break;
         case 4:
-          hosts = hosts.map((h, j) => (j === i ? { ...h, allowWebsocket: !h.allowWebsocket, accessListId: h.accessListId ? "" : "office" } : h));
+          hosts = hosts.map((h, j) =>
+            j === i ? { ...h, allowWebsocket: !h.allowWebsocket, accessListId: h.accessListId ? "" : "office" } : h,
+          );
           break;
         default:
           certs = step % 2 ? [] : [cert("c", ["h1.example.com"])];

@@ -23,7 +23,13 @@ export const host = (id: string, domains: string[], over: DeepPartial<ProxyHost>
   ProxyHost.fromPartial({ id, name: `host ${id}`, domains, upstreams: [`${id}.internal:8080`], ...over });
 /** A managed certificate (auto-renewed). */
 export const cert = (id: string, domainNames: string[]) =>
-  Certificate.fromPartial({ id, name: `cert ${id}`, type: CertificateType.CERTIFICATE_TYPE_MANAGED, domainNames, autoRenew: true });
+  Certificate.fromPartial({
+    id,
+    name: `cert ${id}`,
+    type: CertificateType.CERTIFICATE_TYPE_MANAGED,
+    domainNames,
+    autoRenew: true,
+  });
 export const snapshot = (over: DeepPartial<Snapshot> = {}) =>
   Snapshot.fromPartial({ schemaVersion: SNAPSHOT_SCHEMA_VERSION, masterInstanceId: "master-1", version: 1, ...over });
 
@@ -33,10 +39,31 @@ export function makeSelfSigned(dir: string, cn: string, sans: string[]): { cert:
   const id = ++selfSignedCount;
   execFileSync(
     "openssl",
-    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `k${id}.pem`, "-out", `c${id}.pem`, "-days", "5", "-subj", `/CN=${cn}`, "-addext", `subjectAltName=${sans.join(",")}`],
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      `k${id}.pem`,
+      "-out",
+      `c${id}.pem`,
+      "-days",
+      "5",
+      "-subj",
+      `/CN=${cn}`,
+      "-addext",
+      `subjectAltName=${sans.join(",")}`,
+    ],
     { cwd: dir, stdio: "pipe" },
   );
-  return { cert: readFileSync(path.join(dir, `c${id}.pem`), "utf8"), key: readFileSync(path.join(dir, `k${id}.pem`), "utf8") };
+  return {
+    cert: readFileSync(path.join(dir, `c${id}.pem`), "utf8"),
+    key: readFileSync(path.join(dir, `k${id}.pem`), "utf8"),
+  };
 }
 
 /** Deterministic shuffle (mulberry32), so a failure can be reproduced. */
@@ -88,9 +115,15 @@ export function goldenTest(name: string, json: () => string): void {
  * What `caddy validate` should see for each case: the golden file when it exists (checked
  * against render's exact bytes by the golden tests), else the config rendered with `opts`.
  */
-export const goldenConfigs = (cases: Record<string, Snapshot>, opts: RenderOptions = OPTS): Record<string, () => string | Buffer> =>
+export const goldenConfigs = (
+  cases: Record<string, Snapshot>,
+  opts: RenderOptions = OPTS,
+): Record<string, () => string | Buffer> =>
   Object.fromEntries(
-    Object.entries(cases).map(([name, snap]) => [name, () => (existsSync(goldenPath(name)) ? readFileSync(goldenPath(name)) : render(snap, opts).json)]),
+    Object.entries(cases).map(([name, snap]) => [
+      name,
+      () => (existsSync(goldenPath(name)) ? readFileSync(goldenPath(name)) : render(snap, opts).json),
+    ]),
   );
 
 // ---- caddy validate --------------------------------------------------------------------------
@@ -110,12 +143,23 @@ export async function caddyValidate(dir: string, name: string, config: string | 
   writeFileSync(file, config);
   return run(bin, ["validate", "--config", file], {
     timeout: 60_000,
-    env: { ...process.env, HOME: dir, XDG_DATA_HOME: path.join(dir, "data"), XDG_CONFIG_HOME: path.join(dir, "config") },
+    env: {
+      ...process.env,
+      HOME: dir,
+      XDG_DATA_HOME: path.join(dir, "data"),
+      XDG_CONFIG_HOME: path.join(dir, "config"),
+    },
   });
 }
 
 /** As caddyValidate, failing the test with Caddy's output when it rejects the config (`what` names it). */
-export async function assertCaddyAccepts(dir: string, name: string, config: string | Buffer, what = name, bin = CADDY): Promise<void> {
+export async function assertCaddyAccepts(
+  dir: string,
+  name: string,
+  config: string | Buffer,
+  what = name,
+  bin = CADDY,
+): Promise<void> {
   try {
     await caddyValidate(dir, name, config, bin);
   } catch (e) {
@@ -138,7 +182,11 @@ export async function withTempDir<T>(prefix: string, fn: (dir: string) => Promis
  * `caddy validate` on every config, one subtest each (skipped when there is no Caddy).
  * `configs` maps a name to a function giving the bytes to validate.
  */
-export async function assertCaddyAcceptsAll(t: TestContext, prefix: string, configs: Record<string, () => string | Buffer>): Promise<void> {
+export async function assertCaddyAcceptsAll(
+  t: TestContext,
+  prefix: string,
+  configs: Record<string, () => string | Buffer>,
+): Promise<void> {
   if (!existsSync(CADDY)) {
     t.skip("caddy binary not found");
     return;
@@ -184,11 +232,16 @@ function matchSet(set: Json, req: Req): boolean {
       case "header_regexp":
         return Object.entries(v).every(([h, m]: [string, Json]) => {
           assert.equal(h, "Upgrade", "only the Upgrade header is judged here");
-          const re = new RegExp(String(m.pattern).replace(/^\(\?i\)/, ""), String(m.pattern).startsWith("(?i)") ? "i" : "");
+          const re = new RegExp(
+            String(m.pattern).replace(/^\(\?i\)/, ""),
+            String(m.pattern).startsWith("(?i)") ? "i" : "",
+          );
           return req.upgrade !== undefined && re.test(req.upgrade);
         });
       case "path":
-        return v.some((p: string) => (p.endsWith("*") ? (req.path ?? "/").startsWith(p.slice(0, -1)) : (req.path ?? "/") === p));
+        return v.some((p: string) =>
+          p.endsWith("*") ? (req.path ?? "/").startsWith(p.slice(0, -1)) : (req.path ?? "/") === p,
+        );
       default:
         assert.fail(`matcher ${kind} is not judged by these tests`);
     }
@@ -197,7 +250,11 @@ function matchSet(set: Json, req: Req): boolean {
 
 /** An access list's gate (render/access.ts): judged by the access tests, listed here as one handler. */
 const isGate = (subroute: Json) =>
-  subroute.routes.some((r: Json) => /"remote_ip"|"authentication"/.test(JSON.stringify([r.match, r.handle.filter((h: Json) => h.handler !== "subroute")])));
+  subroute.routes.some((r: Json) =>
+    /"remote_ip"|"authentication"/.test(
+      JSON.stringify([r.match, r.handle.filter((h: Json) => h.handler !== "subroute")]),
+    ),
+  );
 
 const matches = (route: Json, req: Req) => route.match === undefined || route.match.some((s: Json) => matchSet(s, req));
 
@@ -231,6 +288,10 @@ export function handlersFor(cfg: Json, req: Req): Json[] {
 /** The reverse_proxy handler a request for `host` reaches (over HTTPS when `https`); fails when it gets none. */
 export function proxyFor(cfg: Json, host: string, https = false): Json {
   const hs = handlersFor(cfg, { host, https });
-  assert.equal(hs.at(-1)?.handler, "reverse_proxy", `${host} (${https ? "https" : "http"}) reaches no reverse_proxy: ${JSON.stringify(hs)}`);
+  assert.equal(
+    hs.at(-1)?.handler,
+    "reverse_proxy",
+    `${host} (${https ? "https" : "http"}) reaches no reverse_proxy: ${JSON.stringify(hs)}`,
+  );
   return hs.at(-1);
 }

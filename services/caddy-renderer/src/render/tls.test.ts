@@ -9,7 +9,16 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import { Certificate, CertificateIssuance, CertificateType, L4ProxyHost, Snapshot } from "@cpm/proto";
 import { render, type RenderOptions } from "./index.ts";
-import { assertCaddyAcceptsAll, assertGolden, cert, host, makeSelfSigned, OPTS as BASE_OPTS, snapshot, type Json } from "./test-support.ts";
+import {
+  assertCaddyAcceptsAll,
+  assertGolden,
+  cert,
+  host,
+  makeSelfSigned,
+  OPTS as BASE_OPTS,
+  snapshot,
+  type Json,
+} from "./test-support.ts";
 import { certificateTag, ensureTlsFiles } from "./tls.ts";
 
 const IMPORTED = CertificateType.CERTIFICATE_TYPE_IMPORTED;
@@ -27,33 +36,53 @@ const wide = selfSigned("wide", ["DNS:*.secure.test", "DNS:wide.test"]);
 const acmeRoot = selfSigned("Private ACME root", ["DNS:acme.internal"]).cert;
 
 const importedCert = (id: string, pem: { cert: string; key: string }, domainNames: string[]) =>
-  Certificate.fromPartial({ id, name: `cert ${id}`, type: IMPORTED, domainNames, certificatePem: pem.cert, privateKeyPem: pem.key });
+  Certificate.fromPartial({
+    id,
+    name: `cert ${id}`,
+    type: IMPORTED,
+    domainNames,
+    certificatePem: pem.cert,
+    privateKeyPem: pem.key,
+  });
 
 const CASES: Record<string, { snap: Snapshot; opts?: RenderOptions }> = {
   // Imported certificates pinned per host; exact names before wildcards, deeper wildcards first.
   "tls-imported": {
     snap: snapshot({
       proxyHosts: [
-        host("secure", ["secure.test", "*.secure.test", "*.a.secure.test"], { certificateId: "c-secure", sslForced: true }),
+        host("secure", ["secure.test", "*.secure.test", "*.a.secure.test"], {
+          certificateId: "c-secure",
+          sslForced: true,
+        }),
         host("wide", ["wide.test"], { certificateId: "c-wide" }),
         host("plain", ["plain.test"]),
       ],
-      certificates: [importedCert("c-secure", secure, ["secure.test", "*.secure.test", "*.a.secure.test"]), importedCert("c-wide", wide, ["*.secure.test", "wide.test"])],
+      certificates: [
+        importedCert("c-secure", secure, ["secure.test", "*.secure.test", "*.a.secure.test"]),
+        importedCert("c-wide", wide, ["*.secure.test", "wide.test"]),
+      ],
     }),
   },
   // Private names: Caddy's internal CA, and apps.pki never installs its root.
   "tls-managed-internal": {
     snap: snapshot({
-      proxyHosts: [host("intra", ["app.internal", "10.0.0.5", "*.svc.lan"], { certificateId: "c-intra", sslForced: true })],
+      proxyHosts: [
+        host("intra", ["app.internal", "10.0.0.5", "*.svc.lan"], { certificateId: "c-intra", sslForced: true }),
+      ],
       certificates: [cert("c-intra", ["app.internal", "10.0.0.5", "*.svc.lan"])],
     }),
   },
   // Public names: ACME with the directory and email from settings, on the standard ports.
   "tls-managed-acme": {
     snap: snapshot({
-      proxyHosts: [host("www", ["www.example.com", "example.com"], { certificateId: "c-www", sslForced: true, hstsEnabled: true })],
+      proxyHosts: [
+        host("www", ["www.example.com", "example.com"], { certificateId: "c-www", sslForced: true, hstsEnabled: true }),
+      ],
       certificates: [cert("c-www", ["example.com", "www.example.com"])],
-      settings: { general: { acmeEmail: "ops@example.com" }, acme: { caUrl: "https://acme-staging-v02.api.letsencrypt.org/directory" } },
+      settings: {
+        general: { acmeEmail: "ops@example.com" },
+        acme: { caUrl: "https://acme-staging-v02.api.letsencrypt.org/directory" },
+      },
     }),
     opts: { ...OPTS, httpPort: 80, httpsPort: 443 },
   },
@@ -82,7 +111,10 @@ const CASES: Record<string, { snap: Snapshot; opts?: RenderOptions }> = {
     snap: snapshot({
       proxyHosts: [host("intra", ["app.corp", "api.example.com"], { certificateId: "c-intra" })],
       certificates: [cert("c-intra", ["app.corp", "api.example.com"])],
-      settings: { general: { acmeEmail: "pki@corp" }, acme: { caUrl: "https://acme.internal/acme/acme/directory", caRootPem: acmeRoot } },
+      settings: {
+        general: { acmeEmail: "pki@corp" },
+        acme: { caUrl: "https://acme.internal/acme/acme/directory", caRootPem: acmeRoot },
+      },
     }),
   },
 };
@@ -125,32 +157,56 @@ describe("tls rendering", () => {
     ]);
     assert.equal(cfg.apps.tls.certificates.automate, undefined, "nothing is managed");
     assert.equal(cfg.apps.tls.automation, undefined);
-    assert.deepEqual(cfg.apps.pki, { certificate_authorities: { local: { install_trust: false } } }, "Caddy's internal CA never installs its root, even when it issues nothing");
-    assert.deepEqual(cfg.apps.http.servers.http.automatic_https, { disable: true }, "Caddy must not try ACME for imported names");
+    assert.deepEqual(
+      cfg.apps.pki,
+      { certificate_authorities: { local: { install_trust: false } } },
+      "Caddy's internal CA never installs its root, even when it issues nothing",
+    );
+    assert.deepEqual(
+      cfg.apps.http.servers.http.automatic_https,
+      { disable: true },
+      "Caddy must not try ACME for imported names",
+    );
     // One policy per certificate for exact names, then one per certificate for wildcards.
     assert.deepEqual(policies(cfg), [
       { match: { sni: ["secure.test"] }, certificate_selection: { any_tag: ["cpm-cert-c-secure"] } },
       { match: { sni: ["wide.test"] }, certificate_selection: { any_tag: ["cpm-cert-c-wide"] } },
-      { match: { sni: ["*.a.secure.test", "*.secure.test"] }, certificate_selection: { any_tag: ["cpm-cert-c-secure"] } },
+      {
+        match: { sni: ["*.a.secure.test", "*.secure.test"] },
+        certificate_selection: { any_tag: ["cpm-cert-c-secure"] },
+      },
       {},
     ]);
   });
 
   test("the only certificate Caddy holds is selected by the catch-all policy, no name listed", () => {
     const s = snapshot({
-      proxyHosts: [host("a", ["a.secure.test"], { certificateId: "c" }), host("b", ["b.secure.test"], { certificateId: "c" }), host("p", ["plain.test"])],
+      proxyHosts: [
+        host("a", ["a.secure.test"], { certificateId: "c" }),
+        host("b", ["b.secure.test"], { certificateId: "c" }),
+        host("p", ["plain.test"]),
+      ],
       certificates: [importedCert("c", secure, ["*.secure.test"])],
     });
     assert.deepEqual(policies(config(s)), [{ certificate_selection: { any_tag: ["cpm-cert-c"] } }]);
     // A managed certificate beside it: names are pinned again.
-    const two = snapshot({ ...s, proxyHosts: [...s.proxyHosts, host("m", ["m.internal"], { certificateId: "m" })], certificates: [...s.certificates, cert("m", ["m.internal"])] });
-    assert.deepEqual(policies(config(two)), [{ match: { sni: ["a.secure.test", "b.secure.test"] }, certificate_selection: { any_tag: ["cpm-cert-c"] } }, {}]);
+    const two = snapshot({
+      ...s,
+      proxyHosts: [...s.proxyHosts, host("m", ["m.internal"], { certificateId: "m" })],
+      certificates: [...s.certificates, cert("m", ["m.internal"])],
+    });
+    assert.deepEqual(policies(config(two)), [
+      { match: { sni: ["a.secure.test", "b.secure.test"] }, certificate_selection: { any_tag: ["cpm-cert-c"] } },
+      {},
+    ]);
   });
 
   test("managed private names: internal issuer, automate, pki without trust-store install", () => {
     const cfg = config(CASES["tls-managed-internal"]!.snap);
     assert.deepEqual(cfg.apps.tls.certificates, { automate: ["*.svc.lan", "10.0.0.5", "app.internal"] });
-    assert.deepEqual(cfg.apps.tls.automation.policies, [{ subjects: ["*.svc.lan", "10.0.0.5", "app.internal"], issuers: [{ module: "internal" }] }]);
+    assert.deepEqual(cfg.apps.tls.automation.policies, [
+      { subjects: ["*.svc.lan", "10.0.0.5", "app.internal"], issuers: [{ module: "internal" }] },
+    ]);
     assert.deepEqual(cfg.apps.pki, { certificate_authorities: { local: { install_trust: false } } });
     assert.deepEqual(policies(cfg), [{}], "managed certificates are picked by SNI");
   });
@@ -158,13 +214,27 @@ describe("tls rendering", () => {
   test("managed public names: ACME from settings (directory, email); challenge ports follow the instance's ports", () => {
     const std = config(CASES["tls-managed-acme"]!.snap, { ...OPTS, httpPort: 80, httpsPort: 443 });
     assert.deepEqual(std.apps.tls.automation.policies, [
-      { subjects: ["example.com", "www.example.com"], issuers: [{ module: "acme", ca: "https://acme-staging-v02.api.letsencrypt.org/directory", email: "ops@example.com" }] },
+      {
+        subjects: ["example.com", "www.example.com"],
+        issuers: [
+          { module: "acme", ca: "https://acme-staging-v02.api.letsencrypt.org/directory", email: "ops@example.com" },
+        ],
+      },
     ]);
     assert.deepEqual(std.apps.pki, { certificate_authorities: { local: { install_trust: false } } });
     const odd = config(CASES["tls-managed-acme"]!.snap);
-    assert.deepEqual(odd.apps.tls.automation.policies[0].issuers[0].challenges, { http: { alternate_port: 8080 }, "tls-alpn": { alternate_port: 8443 } });
+    assert.deepEqual(odd.apps.tls.automation.policies[0].issuers[0].challenges, {
+      http: { alternate_port: 8080 },
+      "tls-alpn": { alternate_port: 8443 },
+    });
     // No settings: Caddy's default CA, no email.
-    const bare = config(snapshot({ proxyHosts: CASES["tls-managed-acme"]!.snap.proxyHosts, certificates: CASES["tls-managed-acme"]!.snap.certificates }), { ...OPTS, httpPort: 80, httpsPort: 443 });
+    const bare = config(
+      snapshot({
+        proxyHosts: CASES["tls-managed-acme"]!.snap.proxyHosts,
+        certificates: CASES["tls-managed-acme"]!.snap.certificates,
+      }),
+      { ...OPTS, httpPort: 80, httpsPort: 443 },
+    );
     assert.deepEqual(bare.apps.tls.automation.policies[0].issuers, [{ module: "acme" }]);
   });
 
@@ -172,12 +242,19 @@ describe("tls rendering", () => {
     const r = render(CASES["tls-mixed"]!.snap, OPTS);
     const cfg = JSON.parse(r.json);
     assert.deepEqual(cfg.apps.tls.certificates.automate, ["nas.lan", "www.example.com"]);
-    assert.deepEqual(cfg.apps.tls.certificates.load_pem.map((c: Json) => c.tags[0]), ["cpm-cert-c-shop"]);
-    assert.deepEqual(cfg.apps.tls.automation.policies.map((p: Json) => [p.subjects, p.issuers[0].module]), [
-      [["nas.lan"], "internal"],
-      [["www.example.com"], "acme"],
-    ]);
-    for (const unused of ["off.example.com", "unused.example.com", "wide.test"]) assert.ok(!r.json.includes(unused), `${unused} is not rendered`);
+    assert.deepEqual(
+      cfg.apps.tls.certificates.load_pem.map((c: Json) => c.tags[0]),
+      ["cpm-cert-c-shop"],
+    );
+    assert.deepEqual(
+      cfg.apps.tls.automation.policies.map((p: Json) => [p.subjects, p.issuers[0].module]),
+      [
+        [["nas.lan"], "internal"],
+        [["www.example.com"], "acme"],
+      ],
+    );
+    for (const unused of ["off.example.com", "unused.example.com", "wide.test"])
+      assert.ok(!r.json.includes(unused), `${unused} is not rendered`);
     assert.ok(!r.json.includes(JSON.stringify(wide.key).slice(1, -1)), "an unused key is not sent to Caddy");
   });
 
@@ -192,7 +269,11 @@ describe("tls rendering", () => {
     const files: string[] = issuer[0].issuers[0].trusted_roots_pem_files;
     assert.equal(files.length, 1);
     assert.equal(path.dirname(files[0]!), dir);
-    assert.deepEqual(JSON.parse(r1.json).apps.pki, { certificate_authorities: { local: { install_trust: false } } }, "no trust-store install");
+    assert.deepEqual(
+      JSON.parse(r1.json).apps.pki,
+      { certificate_authorities: { local: { install_trust: false } } },
+      "no trust-store install",
+    );
     assert.equal(existsSync(dir), false, "render is pure: it writes nothing");
     ensureTlsFiles(snap, opts);
     assert.equal(readFileSync(files[0]!, "utf8"), `${acmeRoot.trim()}\n`);
@@ -202,38 +283,74 @@ describe("tls rendering", () => {
     assert.deepEqual(readdirSync(dir), [path.basename(files[0]!)], "one file, no leftovers");
     // A root without a directory URL is no private CA: private names stay with the internal CA.
     const noUrl = { ...snap, settings: { ...snap.settings!, acme: { caUrl: "", caRootPem: acmeRoot } } };
-    assert.deepEqual(JSON.parse(render(noUrl, opts).json).apps.tls.automation.policies.map((p: Json) => [p.subjects, p.issuers[0].module]), [
-      [["app.corp"], "internal"],
-      [["api.example.com"], "acme"],
-    ]);
+    assert.deepEqual(
+      JSON.parse(render(noUrl, opts).json).apps.tls.automation.policies.map((p: Json) => [
+        p.subjects,
+        p.issuers[0].module,
+      ]),
+      [
+        [["app.corp"], "internal"],
+        [["api.example.com"], "acme"],
+      ],
+    );
     // Another root, another file name.
-    const other = { ...snap, settings: { ...snap.settings!, acme: { ...snap.settings!.acme!, caRootPem: secure.cert } } };
-    assert.notEqual(JSON.parse(render(other, opts).json).apps.tls.automation.policies[0].issuers[0].trusted_roots_pem_files[0], files[0]);
+    const other = {
+      ...snap,
+      settings: { ...snap.settings!, acme: { ...snap.settings!.acme!, caRootPem: secure.cert } },
+    };
+    assert.notEqual(
+      JSON.parse(render(other, opts).json).apps.tls.automation.policies[0].issuers[0].trusted_roots_pem_files[0],
+      files[0],
+    );
     // Without a directory for TLS files: no root, and a warning says so.
     const noDir = render(CASES["tls-private-acme"]!.snap, { ...OPTS, tlsFilesDir: undefined });
     assert.equal(JSON.parse(noDir.json).apps.tls.automation.policies[0].issuers[0].trusted_roots_pem_files, undefined);
-    assert.ok(noDir.warnings.some((w) => w.includes("ca_root_pem")), noDir.warnings.join("; "));
+    assert.ok(
+      noDir.warnings.some((w) => w.includes("ca_root_pem")),
+      noDir.warnings.join("; "),
+    );
   });
 
   test("a host name its certificate does not cover gets a warning", () => {
     const s = snapshot({
-      proxyHosts: [host("h", ["secure.test", "other.test"], { certificateId: "c" }), host("m", ["m.internal", "x.internal"], { certificateId: "m" })],
+      proxyHosts: [
+        host("h", ["secure.test", "other.test"], { certificateId: "c" }),
+        host("m", ["m.internal", "x.internal"], { certificateId: "m" }),
+      ],
       certificates: [importedCert("c", secure, ["secure.test"]), cert("m", ["m.internal"])],
     });
     const w = render(s, OPTS).warnings;
-    assert.ok(w.some((x) => x.includes('"host h"') && x.includes("other.test")), w.join("; "));
-    assert.ok(w.some((x) => x.includes('"host m"') && x.includes("x.internal")), w.join("; "));
+    assert.ok(
+      w.some((x) => x.includes('"host h"') && x.includes("other.test")),
+      w.join("; "),
+    );
+    assert.ok(
+      w.some((x) => x.includes('"host m"') && x.includes("x.internal")),
+      w.join("; "),
+    );
     assert.equal(render(CASES["tls-imported"]!.snap, OPTS).warnings.length, 0);
   });
 
   test("L4 hosts that terminate TLS get their certificate loaded when Caddy has layer4", () => {
     const s = snapshot({
-      l4ProxyHosts: [L4ProxyHost.fromPartial({ id: "l4", name: "db", listenAddress: ":5432", upstreams: ["db:5432"], tlsTermination: true, certificateId: "c" })],
+      l4ProxyHosts: [
+        L4ProxyHost.fromPartial({
+          id: "l4",
+          name: "db",
+          listenAddress: ":5432",
+          upstreams: ["db:5432"],
+          tlsTermination: true,
+          certificateId: "c",
+        }),
+      ],
       certificates: [importedCert("c", secure, ["secure.test"])],
     });
     assert.equal(config(s).apps.tls, undefined, "without layer4 nothing uses it");
     const cfg = config(s, { ...OPTS, layer4: true });
-    assert.deepEqual(cfg.apps.tls.certificates.load_pem.map((c: Json) => c.tags), [["cpm-cert-c"]]);
+    assert.deepEqual(
+      cfg.apps.tls.certificates.load_pem.map((c: Json) => c.tags),
+      [["cpm-cert-c"]],
+    );
   });
 
   test("no used certificate, no tls app", () => {
@@ -247,7 +364,11 @@ describe("tls rendering", () => {
   test("list order does not matter", () => {
     const s = CASES["tls-mixed"]!.snap;
     const base = render(s, OPTS).json;
-    const rev = { ...s, proxyHosts: [...s.proxyHosts].reverse(), certificates: [...s.certificates].reverse().map((c) => ({ ...c, domainNames: [...c.domainNames].reverse() })) };
+    const rev = {
+      ...s,
+      proxyHosts: [...s.proxyHosts].reverse(),
+      certificates: [...s.certificates].reverse().map((c) => ({ ...c, domainNames: [...c.domainNames].reverse() })),
+    };
     assert.equal(render(rev, OPTS).json, base);
   });
 });
@@ -278,7 +399,10 @@ describe("master-issued certificates", () => {
     ...cert("c-a", ["a.example.com", "b.example.com"]),
     issued: [{ domainName: "a.example.com", certificatePem: obtained.cert, privateKeyPem: obtained.key }],
   });
-  const snap = snapshot({ certificates: [issued], proxyHosts: [host("h", ["a.example.com", "b.example.com"], { certificateId: "c-a" })] });
+  const snap = snapshot({
+    certificates: [issued],
+    proxyHosts: [host("h", ["a.example.com", "b.example.com"], { certificateId: "c-a" })],
+  });
   const SLAVE: RenderOptions = { ...BASE_OPTS, servesMasterIssued: true, masterHttpAddress: "10.0.0.1:80" };
 
   test("on the master (or standalone), Caddy orders them: automate with the ACME issuer", () => {
@@ -290,10 +414,15 @@ describe("master-issued certificates", () => {
   test("on a slave, the issued material is loaded and nothing is ordered; a name not issued yet is a warning", () => {
     const r = render(snap, SLAVE);
     const cfg = JSON.parse(r.json);
-    assert.deepEqual(cfg.apps.tls.certificates.load_pem, [{ certificate: obtained.cert, key: obtained.key, tags: [certificateTag("c-a")] }]);
+    assert.deepEqual(cfg.apps.tls.certificates.load_pem, [
+      { certificate: obtained.cert, key: obtained.key, tags: [certificateTag("c-a")] },
+    ]);
     assert.equal(cfg.apps.tls.certificates.automate, undefined);
     assert.equal(cfg.apps.tls.automation, undefined, "no issuer at all on the slave");
-    assert.ok(r.warnings.some((w) => w.includes("not issued by the master yet for b.example.com")), r.warnings.join("\n"));
+    assert.ok(
+      r.warnings.some((w) => w.includes("not issued by the master yet for b.example.com")),
+      r.warnings.join("\n"),
+    );
   });
 
   test("on a slave, HTTP-01 challenges go to the master's HTTP port, before any host route, even before the snapshot names them", () => {
@@ -302,7 +431,11 @@ describe("master-issued certificates", () => {
       handle: [{ handler: "reverse_proxy", upstreams: [{ dial: "10.0.0.1:80" }] }],
       terminal: true,
     };
-    assert.deepEqual(JSON.parse(render(snapshot({}), SLAVE).json).apps.http.servers.http.routes[0], route, "forwarded before the master's certificate reaches this slave");
+    assert.deepEqual(
+      JSON.parse(render(snapshot({}), SLAVE).json).apps.http.servers.http.routes[0],
+      route,
+      "forwarded before the master's certificate reaches this slave",
+    );
     const cfg = JSON.parse(render(snap, SLAVE).json);
     assert.deepEqual(cfg.apps.http.servers.http.routes[0], {
       match: [{ path: ["/.well-known/acme-challenge/*"], protocol: "http" }],
@@ -312,7 +445,10 @@ describe("master-issued certificates", () => {
   });
 
   test("EACH_NODE certificates are ordered by every node, slaves included", () => {
-    const each = snapshot({ ...snap, certificates: [{ ...issued, issuance: CertificateIssuance.CERTIFICATE_ISSUANCE_EACH_NODE, issued: [] }] });
+    const each = snapshot({
+      ...snap,
+      certificates: [{ ...issued, issuance: CertificateIssuance.CERTIFICATE_ISSUANCE_EACH_NODE, issued: [] }],
+    });
     const cfg = JSON.parse(render(each, SLAVE).json);
     assert.deepEqual(cfg.apps.tls.certificates.automate, ["a.example.com", "b.example.com"]);
     assert.equal(cfg.apps.tls.certificates.load_pem, undefined);

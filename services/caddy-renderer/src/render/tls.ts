@@ -57,7 +57,8 @@ function usedCertificates(snapshot: Snapshot, opts: RenderOptions): Certificate[
   const ids = new Set<string>();
   for (const h of snapshot.proxyHosts) if (h.enabled !== false && h.certificateId) ids.add(h.certificateId);
   if (opts.layer4) {
-    for (const h of snapshot.l4ProxyHosts) if (h.enabled !== false && h.tlsTermination && h.certificateId) ids.add(h.certificateId);
+    for (const h of snapshot.l4ProxyHosts)
+      if (h.enabled !== false && h.tlsTermination && h.certificateId) ids.add(h.certificateId);
   }
   return snapshot.certificates.filter((c) => ids.has(c.id)).sort((a, b) => cmp(a.id, b.id));
 }
@@ -67,7 +68,9 @@ function plan(snapshot: Snapshot, opts: RenderOptions): TlsPlan {
   const privateAcme = !!snapshot.settings?.acme?.caRootPem?.trim() && !!snapshot.settings?.acme?.caUrl?.trim();
   const fromMaster = opts.servesMasterIssued ? used.filter(isMasterIssued) : [];
   const names = new Set<string>();
-  for (const c of used) if (c.type === CertificateType.CERTIFICATE_TYPE_MANAGED && !fromMaster.includes(c)) c.domainNames.forEach((d) => names.add(d));
+  for (const c of used)
+    if (c.type === CertificateType.CERTIFICATE_TYPE_MANAGED && !fromMaster.includes(c))
+      c.domainNames.forEach((d) => names.add(d));
   const managed = new Map<string, "internal" | "acme">();
   for (const n of [...names].sort(cmp)) managed.set(n, !privateAcme && isPrivateName(n) ? "internal" : "acme");
   return { imported: used.filter((c) => c.type === CertificateType.CERTIFICATE_TYPE_IMPORTED), fromMaster, managed };
@@ -82,12 +85,18 @@ export function renderTls(snapshot: Snapshot, opts: RenderOptions, warnings: str
   const p = plan(snapshot, opts);
   const issued = p.fromMaster.flatMap((c) => {
     const missing = c.domainNames.filter((d) => !c.issued.some((e) => e.domainName === d));
-    if (missing.length > 0) warnings.push(`certificate "${c.name}": not issued by the master yet for ${missing.join(", ")}; HTTPS handshakes for ${missing.length > 1 ? "them" : "it"} will fail until it is`);
+    if (missing.length > 0)
+      warnings.push(
+        `certificate "${c.name}": not issued by the master yet for ${missing.join(", ")}; HTTPS handshakes for ${missing.length > 1 ? "them" : "it"} will fail until it is`,
+      );
     return c.issued.map((e) => ({ certificate: e.certificatePem, key: e.privateKeyPem, tags: [certificateTag(c.id)] }));
   });
   if (p.imported.length === 0 && p.managed.size === 0 && issued.length === 0) return undefined;
   const certificates: Json = {};
-  const loaded = [...p.imported.map((c) => ({ certificate: c.certificatePem, key: c.privateKeyPem, tags: [certificateTag(c.id)] })), ...issued];
+  const loaded = [
+    ...p.imported.map((c) => ({ certificate: c.certificatePem, key: c.privateKeyPem, tags: [certificateTag(c.id)] })),
+    ...issued,
+  ];
   if (loaded.length > 0) certificates.load_pem = loaded;
   const tls: Json = { certificates };
   if (p.managed.size > 0) {
@@ -105,7 +114,10 @@ export function renderTls(snapshot: Snapshot, opts: RenderOptions, warnings: str
 
 /** Obtained by the master and served by slaves from the snapshot (the default for managed certificates). */
 export function isMasterIssued(c: Certificate): boolean {
-  return c.type === CertificateType.CERTIFICATE_TYPE_MANAGED && c.issuance !== CertificateIssuance.CERTIFICATE_ISSUANCE_EACH_NODE;
+  return (
+    c.type === CertificateType.CERTIFICATE_TYPE_MANAGED &&
+    c.issuance !== CertificateIssuance.CERTIFICATE_ISSUANCE_EACH_NODE
+  );
 }
 
 /**
@@ -152,7 +164,10 @@ function acmeIssuer(snapshot: Snapshot, opts: RenderOptions, warnings: string[])
   if (email) issuer.email = email;
   if (root) {
     if (opts.tlsFilesDir) issuer.trusted_roots_pem_files = [tlsFile(opts.tlsFilesDir, "acme-ca-root", root).path];
-    else warnings.push("settings.acme.ca_root_pem is set, but this renderer has no directory for TLS files: the ACME CA's root is not trusted");
+    else
+      warnings.push(
+        "settings.acme.ca_root_pem is set, but this renderer has no directory for TLS files: the ACME CA's root is not trusted",
+      );
   }
   const challenges: Json = {};
   if (opts.httpPort !== 80) challenges.http = { alternate_port: opts.httpPort };
@@ -191,13 +206,17 @@ export function ensureTlsFiles(snapshot: Snapshot, opts: RenderOptions): void {
 /** A host name its certificate does not cover gets no certificate on the handshake: say so. */
 function hostCoverageWarnings(snapshot: Snapshot, warnings: string[]): void {
   const certs = new Map(snapshot.certificates.map((c) => [c.id, c]));
-  const hosts = [...snapshot.proxyHosts].filter((h) => h.enabled !== false && h.certificateId).sort((a, b) => cmp(a.name, b.name));
+  const hosts = [...snapshot.proxyHosts]
+    .filter((h) => h.enabled !== false && h.certificateId)
+    .sort((a, b) => cmp(a.name, b.name));
   for (const h of hosts) {
     const c = certs.get(h.certificateId);
     if (!c) continue;
     const missing = h.domains.filter((d) => !c.domainNames.some((n) => certificateCovers(n, d)));
     if (missing.length > 0) {
-      warnings.push(`proxy host "${h.name}": certificate "${c.name}" does not cover ${missing.join(", ")}; HTTPS handshakes for ${missing.length > 1 ? "them" : "it"} will fail`);
+      warnings.push(
+        `proxy host "${h.name}": certificate "${c.name}" does not cover ${missing.join(", ")}; HTTPS handshakes for ${missing.length > 1 ? "them" : "it"} will fail`,
+      );
     }
   }
 }
@@ -214,10 +233,17 @@ function hostCoverageWarnings(snapshot: Snapshot, warnings: string[]): void {
  * every handshake could only ever get it: the catch-all policy selects it by tag and no name
  * needs listing.
  */
-export function httpsConnectionPolicies(snapshot: Snapshot, opts: RenderOptions, hosts: ProxyHost[], index: DomainIndex): Json[] {
+export function httpsConnectionPolicies(
+  snapshot: Snapshot,
+  opts: RenderOptions,
+  hosts: ProxyHost[],
+  index: DomainIndex,
+): Json[] {
   const p = plan(snapshot, opts);
-  const only = p.imported.length === 1 && p.fromMaster.length === 0 && p.managed.size === 0 ? p.imported[0]! : undefined;
-  if (only && hosts.some((h) => h.certificateId === only.id)) return [{ certificate_selection: { any_tag: [certificateTag(only.id)] } }];
+  const only =
+    p.imported.length === 1 && p.fromMaster.length === 0 && p.managed.size === 0 ? p.imported[0]! : undefined;
+  if (only && hosts.some((h) => h.certificateId === only.id))
+    return [{ certificate_selection: { any_tag: [certificateTag(only.id)] } }];
   const certs = new Map(snapshot.certificates.map((c) => [c.id, c]));
   const names = new Map<string, { exact: string[]; wild: string[] }>();
   for (const h of hosts) {
@@ -228,7 +254,10 @@ export function httpsConnectionPolicies(snapshot: Snapshot, opts: RenderOptions,
     names.set(c.id, n);
   }
   const ids = [...names.keys()].sort(cmp);
-  const policy = (id: string, sni: string[]) => ({ match: { sni: sni.sort(cmp) }, certificate_selection: { any_tag: [certificateTag(id)] } });
+  const policy = (id: string, sni: string[]) => ({
+    match: { sni: sni.sort(cmp) },
+    certificate_selection: { any_tag: [certificateTag(id)] },
+  });
   return [
     ...ids.filter((id) => names.get(id)!.exact.length > 0).map((id) => policy(id, names.get(id)!.exact)),
     ...ids.filter((id) => names.get(id)!.wild.length > 0).map((id) => policy(id, names.get(id)!.wild)),

@@ -73,7 +73,11 @@ export class AccessLists {
       const users = hashed.map((u, i) => {
         if (u.passwordHash) return u;
         const kept = before.users.find((b) => b.username === u.username);
-        if (!kept?.passwordHash) throw new ValidationError(`${F}.users[${i}].password`, `is required for a new user ("${u.username}" has no password yet)`);
+        if (!kept?.passwordHash)
+          throw new ValidationError(
+            `${F}.users[${i}].password`,
+            `is required for a new user ("${u.username}" has no password yet)`,
+          );
         return { username: u.username, password: "", passwordHash: kept.passwordHash };
       });
       const updated = stored({ ...acl, users, createdAt: existing.createdAt, updatedAt: now });
@@ -90,8 +94,17 @@ export class AccessLists {
     return this.store.write(async (tx, _now, changes) => {
       const existing = await tx.accessList.findUnique({ where: { id } });
       if (!existing) throw notFound("access list", id);
-      const users = await tx.proxyHost.findMany({ where: { accessListId: id }, orderBy: { name: "asc" }, select: { name: true } });
-      const used = inUse("access list", existing.name, [{ kind: "proxy host", names: users.map((h) => h.name) }], "detach it first");
+      const users = await tx.proxyHost.findMany({
+        where: { accessListId: id },
+        orderBy: { name: "asc" },
+        select: { name: true },
+      });
+      const used = inUse(
+        "access list",
+        existing.name,
+        [{ kind: "proxy host", names: users.map((h) => h.name) }],
+        "detach it first",
+      );
       if (used) throw used;
       await tx.accessList.delete({ where: { id } });
       changes.remove("accessLists", id);
@@ -123,7 +136,11 @@ async function hashPasswords(users: BasicAuthUser[]): Promise<BasicAuthUser[]> {
   // One at a time: bcryptjs yields to the event loop between rounds, and a burst of
   // parallel hashes would only compete for the same CPU.
   for (const u of users) {
-    out.push({ username: u.username, password: "", passwordHash: u.password ? await bcrypt.hash(u.password, BCRYPT_COST) : "" });
+    out.push({
+      username: u.username,
+      password: "",
+      passwordHash: u.password ? await bcrypt.hash(u.password, BCRYPT_COST) : "",
+    });
   }
   return out;
 }

@@ -1,6 +1,21 @@
 import { randomUUID } from "node:crypto";
-import { Certificate, CertificateIssuance, CertificateStatus, CertificateType, type ConfigServiceServer, type RecordCertificateIssuanceRequest } from "@cpm/proto";
-import { alreadyExists, canonicalJson, failedPrecondition, normalizeCertificate, notFound, ValidationError, type InstanceMode } from "@cpm/core";
+import {
+  Certificate,
+  CertificateIssuance,
+  CertificateStatus,
+  CertificateType,
+  type ConfigServiceServer,
+  type RecordCertificateIssuanceRequest,
+} from "@cpm/proto";
+import {
+  alreadyExists,
+  canonicalJson,
+  failedPrecondition,
+  normalizeCertificate,
+  notFound,
+  ValidationError,
+  type InstanceMode,
+} from "@cpm/core";
 import { permissionDenied, type AsyncService, type CallContext } from "@cpm/grpc-kit";
 import { inUse } from "./in-use.ts";
 import { certificateRow, type ConfigStore, type Tx } from "../store.ts";
@@ -13,7 +28,8 @@ export function redactCertificate(c: Certificate): Certificate {
 }
 
 const isMasterIssued = (c: Certificate) =>
-  c.type === CertificateType.CERTIFICATE_TYPE_MANAGED && c.issuance !== CertificateIssuance.CERTIFICATE_ISSUANCE_EACH_NODE;
+  c.type === CertificateType.CERTIFICATE_TYPE_MANAGED &&
+  c.issuance !== CertificateIssuance.CERTIFICATE_ISSUANCE_EACH_NODE;
 
 const sameNames = (a: string[], b: string[]) => canonicalJson([...a].sort()) === canonicalJson([...b].sort());
 
@@ -22,9 +38,20 @@ const sameNames = (a: string[], b: string[]) => canonicalJson([...a].sort()) ===
  * master-issued certificate keeps what was issued while its names stay the same (slaves keep
  * serving it); new names, or a change of type or issuance, start over as PENDING.
  */
-function issuanceAfterWrite(input: Certificate, existing: Certificate | undefined): Pick<Certificate, "status" | "statusDetail" | "issued"> {
-  if (!isMasterIssued(input)) return { status: CertificateStatus.CERTIFICATE_STATUS_UNSPECIFIED, statusDetail: "", issued: [] };
-  if (existing && isMasterIssued(existing) && sameNames(existing.domainNames, input.domainNames.map((d) => d.toLowerCase()))) {
+function issuanceAfterWrite(
+  input: Certificate,
+  existing: Certificate | undefined,
+): Pick<Certificate, "status" | "statusDetail" | "issued"> {
+  if (!isMasterIssued(input))
+    return { status: CertificateStatus.CERTIFICATE_STATUS_UNSPECIFIED, statusDetail: "", issued: [] };
+  if (
+    existing &&
+    isMasterIssued(existing) &&
+    sameNames(
+      existing.domainNames,
+      input.domainNames.map((d) => d.toLowerCase()),
+    )
+  ) {
     return { status: existing.status, statusDetail: existing.statusDetail, issued: existing.issued };
   }
   return { status: CertificateStatus.CERTIFICATE_STATUS_PENDING, statusDetail: "", issued: [] };
@@ -85,11 +112,22 @@ export class Certificates {
         input.type === CertificateType.CERTIFICATE_TYPE_IMPORTED &&
         existing.type === CertificateType.CERTIFICATE_TYPE_IMPORTED &&
         !input.privateKeyPem.trim();
-      const cert = normalizeCertificate({ ...input, ...(keepKey ? { privateKeyPem: existing.privateKeyPem } : {}), ...issuanceAfterWrite(input, existing) }, F, { now });
+      const cert = normalizeCertificate(
+        {
+          ...input,
+          ...(keepKey ? { privateKeyPem: existing.privateKeyPem } : {}),
+          ...issuanceAfterWrite(input, existing),
+        },
+        F,
+        { now },
+      );
       const updated: Certificate = { ...cert, id: existing.id, createdAt: row.createdAt, updatedAt: now };
       await checkName(tx, updated);
       const data = certificateRow(updated, now);
-      await tx.certificate.update({ where: { id: updated.id }, data: { name: data.name, data: data.data, updatedAt: data.updatedAt } });
+      await tx.certificate.update({
+        where: { id: updated.id },
+        data: { name: data.name, data: data.data, updatedAt: data.updatedAt },
+      });
       changes.put("certificates", updated);
       return updated;
     });
@@ -104,9 +142,12 @@ export class Certificates {
     const check = (row: { data: string } | null): Certificate => {
       if (!row) throw notFound("certificate", req.certificateId);
       const existing = fromRow(row.data);
-      if (!isMasterIssued(existing)) throw failedPrecondition(`certificate "${existing.name}" is not a master-issued managed certificate`);
+      if (!isMasterIssued(existing))
+        throw failedPrecondition(`certificate "${existing.name}" is not a master-issued managed certificate`);
       if (!sameNames(existing.domainNames, req.domainNames)) {
-        throw failedPrecondition(`domain_names: the report is for ${req.domainNames.join(", ")}; certificate "${existing.name}" now names ${existing.domainNames.join(", ")}`);
+        throw failedPrecondition(
+          `domain_names: the report is for ${req.domainNames.join(", ")}; certificate "${existing.name}" now names ${existing.domainNames.join(", ")}`,
+        );
       }
       return existing;
     };
@@ -120,7 +161,10 @@ export class Certificates {
     const { version } = await this.store.write(async (tx, now, changes) => {
       const existing = check(await tx.certificate.findUnique({ where: { id: req.certificateId } }));
       const updated: Certificate = { ...next(existing), updatedAt: now };
-      await tx.certificate.update({ where: { id: updated.id }, data: { data: certificateRow(updated, now).data, updatedAt: now } });
+      await tx.certificate.update({
+        where: { id: updated.id },
+        data: { data: certificateRow(updated, now).data, updatedAt: now },
+      });
       changes.put("certificates", updated);
     });
     return { version, changed: true };
@@ -131,8 +175,16 @@ export class Certificates {
     return this.store.write(async (tx, _now, changes) => {
       const row = await tx.certificate.findUnique({ where: { id } });
       if (!row) throw notFound("certificate", id);
-      const hosts = await tx.proxyHost.findMany({ where: { certificateId: id }, select: { name: true }, orderBy: { name: "asc" } });
-      const l4 = await tx.l4ProxyHost.findMany({ where: { certificateId: id }, select: { name: true }, orderBy: { name: "asc" } });
+      const hosts = await tx.proxyHost.findMany({
+        where: { certificateId: id },
+        select: { name: true },
+        orderBy: { name: "asc" },
+      });
+      const l4 = await tx.l4ProxyHost.findMany({
+        where: { certificateId: id },
+        select: { name: true },
+        orderBy: { name: "asc" },
+      });
       const used = inUse(
         "certificate",
         row.name,
@@ -173,9 +225,14 @@ export function certificateHandlers(store: ConfigStore, mode: InstanceMode): Asy
     },
     deleteCertificate: async (req) => ({ configVersion: (await certs.delete(req.id)).version }),
     recordCertificateIssuance: async (req, ctx) => {
-      if (mode === "slave") throw failedPrecondition("RecordCertificateIssuance: on a slave the master issues certificates");
+      if (mode === "slave")
+        throw failedPrecondition("RecordCertificateIssuance: on a slave the master issues certificates");
       const r = await certs.recordIssuance(req);
-      if (r.changed) ctx.log.info({ certificate: req.certificateId, status: req.status, names: req.issued.map((e) => e.domainName) }, "certificate issuance recorded");
+      if (r.changed)
+        ctx.log.info(
+          { certificate: req.certificateId, status: req.status, names: req.issued.map((e) => e.domainName) },
+          "certificate issuance recorded",
+        );
       return { configVersion: r.version, changed: r.changed };
     },
   };

@@ -37,7 +37,9 @@ async function checkConflicts(tx: Tx, h: L4ProxyHost): Promise<void> {
   if (h.certificateId && !(await tx.certificate.findUnique({ where: { id: h.certificateId } }))) {
     throw new ValidationError(`${F}.certificate_id`, `certificate "${h.certificateId}" does not exist`);
   }
-  const others = (await tx.l4ProxyHost.findMany({ where: { NOT: { id: h.id } }, orderBy: { name: "asc" } })).map(fromRow);
+  const others = (await tx.l4ProxyHost.findMany({ where: { NOT: { id: h.id } }, orderBy: { name: "asc" } })).map(
+    fromRow,
+  );
   const conflict = l4ListenerConflict(h, others, F);
   if (conflict) throw alreadyExists(`${conflict[0]}: ${conflict[1]}`);
 }
@@ -58,7 +60,11 @@ export function l4ProxyHostHandlers(
     // A listener on this instance's own HTTP/HTTPS/admin port could never be served here.
     const listener = l4Listener(host, `${F}.listen_address`);
     const taken = host.enabled === false ? undefined : takesInstancePort(listener, ownPorts);
-    if (taken) throw new ValidationError(`${F}.listen_address`, `${listener.network} takes this instance's ${taken.what} (port ${taken.port})`);
+    if (taken)
+      throw new ValidationError(
+        `${F}.listen_address`,
+        `${listener.network} takes this instance's ${taken.what} (port ${taken.port})`,
+      );
     return host;
   };
   return {

@@ -1,6 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { ProxyHost } from "@cpm/proto";
-import { alreadyExists, checkUpstreamsNotReserved, normalizeProxyHost, notFound, ValidationError, type ReservedAddress } from "@cpm/core";
+import {
+  alreadyExists,
+  checkUpstreamsNotReserved,
+  normalizeProxyHost,
+  notFound,
+  ValidationError,
+  type ReservedAddress,
+} from "@cpm/core";
 import type { ContentView } from "../content-index.ts";
 import { insertRows } from "../deferred-inserts.ts";
 import { proxyHostRow, type ConfigStore, type Tx } from "../store.ts";
@@ -52,7 +59,9 @@ export class ProxyHosts {
     if (!input.id) throw new ValidationError(`${F}.id`, "is required");
     const host = this.normalize(input);
     return this.store.write(async (tx, now, changes, current) => {
-      const existing = current ? current.get("proxyHosts", host.id) : await tx.proxyHost.findUnique({ where: { id: host.id } });
+      const existing = current
+        ? current.get("proxyHosts", host.id)
+        : await tx.proxyHost.findUnique({ where: { id: host.id } });
       if (!existing) throw notFound("proxy host", host.id);
       const updated: ProxyHost = { ...host, createdAt: existing.createdAt, updatedAt: now };
       await checkConflicts(tx, updated, current);
@@ -98,16 +107,24 @@ async function checkConflicts(tx: Tx, h: ProxyHost, current: ContentView | undef
   }
   const sameName = await tx.proxyHost.findFirst({ where: { name: h.name, NOT: { id: h.id } } });
   if (sameName) throw nameTaken(h.name);
-  const taken = await tx.proxyHostDomain.findMany({ where: { domain: { in: h.domains }, NOT: { proxyHostId: h.id } }, include: { proxyHost: true } });
+  const taken = await tx.proxyHostDomain.findMany({
+    where: { domain: { in: h.domains }, NOT: { proxyHostId: h.id } },
+    include: { proxyHost: true },
+  });
   if (taken.length > 0) {
     const t = taken[0]!;
     throw domainTaken(h.domains.indexOf(t.domain), t.domain, t.proxyHost.name);
   }
-  if (h.certificateId && !(await tx.certificate.findUnique({ where: { id: h.certificateId } }))) throw missingCertificate(h.certificateId);
-  if (h.accessListId && !(await tx.accessList.findUnique({ where: { id: h.accessListId } }))) throw missingAccessList(h.accessListId);
+  if (h.certificateId && !(await tx.certificate.findUnique({ where: { id: h.certificateId } })))
+    throw missingCertificate(h.certificateId);
+  if (h.accessListId && !(await tx.accessList.findUnique({ where: { id: h.accessListId } })))
+    throw missingAccessList(h.accessListId);
 }
 
 const nameTaken = (name: string) => alreadyExists(`${F}.name: a proxy host named "${name}" already exists`);
-const domainTaken = (i: number, domain: string, owner: string) => alreadyExists(`${F}.domains[${i}]: "${domain}" is already served by proxy host "${owner}"`);
-const missingCertificate = (id: string) => new ValidationError(`${F}.certificate_id`, `certificate "${id}" does not exist`);
-const missingAccessList = (id: string) => new ValidationError(`${F}.access_list_id`, `access list "${id}" does not exist`);
+const domainTaken = (i: number, domain: string, owner: string) =>
+  alreadyExists(`${F}.domains[${i}]: "${domain}" is already served by proxy host "${owner}"`);
+const missingCertificate = (id: string) =>
+  new ValidationError(`${F}.certificate_id`, `certificate "${id}" does not exist`);
+const missingAccessList = (id: string) =>
+  new ValidationError(`${F}.access_list_id`, `access list "${id}" does not exist`);

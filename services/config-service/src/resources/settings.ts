@@ -28,7 +28,8 @@ export function settingsHandlers(store: ConfigStore): AsyncService<ConfigService
     },
 
     updateSettings: async (req) => {
-      if (!req.settings) throw new ValidationError("settings", "is required (UpdateSettings replaces the whole settings)");
+      if (!req.settings)
+        throw new ValidationError("settings", "is required (UpdateSettings replaces the whole settings)");
       const settings = normalizeSettings(req.settings, "settings");
       const { version } = await store.write(async (tx, _now, changes) => {
         await writeSettings(tx, settings);
