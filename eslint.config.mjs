@@ -26,7 +26,15 @@ export default tseslint.config(
     },
     linterOptions: { reportUnusedDisableDirectives: "error" },
     rules: {
-      "@typescript-eslint/no-floating-promises": "error",
+      // node:test's test() and describe() return promises that the runner itself awaits.
+      "@typescript-eslint/no-floating-promises": [
+        "error",
+        {
+          allowForKnownSafeCalls: [
+            { from: "package", package: "node:test", name: ["test", "it", "describe", "suite", "before", "after"] },
+          ],
+        },
+      ],
       "@typescript-eslint/no-unused-vars": [
         "error",
         // A leading underscore marks a parameter that an interface requires and this implementation ignores.
