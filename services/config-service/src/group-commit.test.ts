@@ -64,8 +64,8 @@ describe("group commit", () => {
     for (const s of [settled[1]!, settled[2]!]) {
       assert.ok(s.status === "rejected" && s.reason instanceof DomainError, "a refusal, not a failure");
     }
-    assert.match(String((settled[1] as PromiseRejectedResult).reason.message), /a\.dup\.test/);
-    assert.match(String((settled[2] as PromiseRejectedResult).reason.message), /dup-a/);
+    assert.match(String(((settled[1] as PromiseRejectedResult).reason as Error).message), /a\.dup\.test/);
+    assert.match(String(((settled[2] as PromiseRejectedResult).reason as Error).message), /dup-a/);
     const versions = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value.version] : []));
     assert.deepEqual(versions, [start + 1, start + 2], "versions only for what committed, in order");
     const live = await h.store.snapshot();

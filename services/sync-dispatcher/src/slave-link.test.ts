@@ -258,7 +258,7 @@ describe("SlaveLink: several slaves", () => {
         );
       },
     } as unknown as ConfigClient;
-    const encode = SyncRequest.encode;
+    const encode = SyncRequest.encode.bind(SyncRequest);
     let encoded = 0;
     SyncRequest.encode = (m, w) => {
       encoded++;
