@@ -3,7 +3,7 @@ import bcrypt from "bcryptjs";
 import { AccessList, type BasicAuthUser } from "@cpm/proto";
 import { alreadyExists, normalizeAccessList, notFound, ValidationError } from "@cpm/core";
 import { inUse } from "./in-use.ts";
-import type { Collection, CrudMethods, ConfigHandlers, ResourceDeps } from "./kind.ts";
+import type { Collection, ConfigHandlers, CrudMethods, ResourceDeps } from "./kind.ts";
 import { accessListRow, type ConfigStore, type Tx } from "../store.ts";
 
 const F = "access_list";

@@ -16,7 +16,7 @@ import {
 } from "@cpm/core";
 import { permissionDenied, type CallContext } from "@cpm/grpc-kit";
 import { inUse } from "./in-use.ts";
-import type { Collection, CrudMethods, ConfigHandlers, ResourceDeps } from "./kind.ts";
+import type { Collection, ConfigHandlers, CrudMethods, ResourceDeps } from "./kind.ts";
 import { certificateRow, type ConfigStore, type Tx } from "../store.ts";
 
 const F = "certificate";

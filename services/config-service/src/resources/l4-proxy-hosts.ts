@@ -13,7 +13,7 @@ import {
   type ReservedAddress,
 } from "@cpm/core";
 import { l4Row, type ConfigStore, type Tx } from "../store.ts";
-import type { Collection, CrudMethods, ConfigHandlers, ResourceDeps } from "./kind.ts";
+import type { Collection, ConfigHandlers, CrudMethods, ResourceDeps } from "./kind.ts";
 
 const F = "l4_proxy_host";
 

@@ -11,7 +11,7 @@ import {
 import type { ContentView } from "../content-index.ts";
 import { insertRows } from "../deferred-inserts.ts";
 import { proxyHostRow, type ConfigStore, type Tx } from "../store.ts";
-import type { Collection, CrudMethods, ConfigHandlers, ResourceDeps } from "./kind.ts";
+import type { Collection, ConfigHandlers, CrudMethods, ResourceDeps } from "./kind.ts";
 
 const F = "proxy_host";
 
