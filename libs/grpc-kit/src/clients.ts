@@ -1,11 +1,9 @@
 import {
-  ApplySnapshotRequest,
   ApplySnapshotResponse,
   CaddyRendererClient,
   CaddyRendererService,
   ConfigServiceClient,
   ConfigServiceService,
-  LoadSnapshotRequest,
   LoadSnapshotResponse,
   WatchConfigRequest,
   type RecordCertificateIssuanceRequest,
@@ -16,7 +14,7 @@ import type { TraceCarrier } from "./tracing.ts";
 import { decodeNotice, readSnapshotFrame, type SnapshotFrame } from "./snapshot-frame.ts";
 import { SnapshotDecoder } from "./snapshot-decoder.ts";
 import { backoffDelay, sleep, type Logger } from "@cpm/core";
-import type { Client, ClientReadableStream } from "@grpc/grpc-js";
+import { status, type Client, type ClientReadableStream } from "@grpc/grpc-js";
 import { channelCredentials, clientOptions, unary, withBearer } from "./client.ts";
 import { injectTraceContext } from "./tracing.ts";
 
@@ -219,8 +217,8 @@ export class RendererClient {
           resolve(m.status);
         }
       });
-      stream.on("error", (err: { code?: number }) => {
-        if (err.code === 1) return; // our own cancel
+      stream.on("error", (err: Error & { code?: number }) => {
+        if (err.code === status.CANCELLED) return; // our own cancel
         clearTimeout(timer);
         reject(err);
       });
