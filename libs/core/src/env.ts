@@ -188,7 +188,7 @@ function parseSlaves(raw: string | undefined, allowHttp: boolean): SlaveTarget[]
     }
     const e = entry as Record<string, unknown>;
     for (const field of ["name", "url", "token"]) {
-      if (typeof e[field] !== "string" || (e[field] as string).trim() === "") {
+      if (typeof e[field] !== "string" || e[field].trim() === "") {
         throw new ConfigError(`${at}.${field}`, "is required (a non-empty string)");
       }
     }
@@ -403,4 +403,18 @@ export function caddyAdminBlock(cfg: Pick<InstanceConfig, "caddyApiUrl" | "caddy
 export function required<T>(value: T | undefined, variable: string, why: string): T {
   if (value === undefined) throw new ConfigError(variable, `required ${why}`);
   return value;
+}
+
+export type LogFormat = "json" | "pretty";
+
+/**
+ * LOG_FORMAT: `json` (one JSON object a line), `pretty` (human-readable lines), or `auto`
+ * (default): pretty when stdout is a terminal, JSON otherwise. Read by the logger, and by the
+ * launcher, which decides from its own stdout and passes the result to the services it runs.
+ */
+export function logFormat(env: Env = process.env, stdoutIsTty = process.stdout.isTTY === true): LogFormat {
+  const value = str(env, "LOG_FORMAT") ?? "auto";
+  if (value === "json" || value === "pretty") return value;
+  if (value === "auto") return stdoutIsTty ? "pretty" : "json";
+  throw new ConfigError("LOG_FORMAT", `"${value}" is not one of auto, json, pretty`);
 }
