@@ -16,6 +16,7 @@ import { SnapshotDecoder } from "./snapshot-decoder.ts";
 import { backoffDelay, sleep, type Logger } from "@cpm/core";
 import { status, type Client, type ClientReadableStream } from "@grpc/grpc-js";
 import { channelCredentials, clientOptions, unary, withBearer } from "./client.ts";
+import { ConnectionLog } from "./connection-log.ts";
 import { injectTraceContext } from "./tracing.ts";
 
 /** A committed version as config-service's WatchConfig announces it, with the trace context of its commit (empty when unknown). */
@@ -76,7 +77,7 @@ export class ConfigClient {
   private readonly decoder = new SnapshotDecoder();
 
   constructor(
-    address: string,
+    private readonly address: string,
     private readonly internalToken: string | undefined,
     maxMessageBytes?: number,
   ) {
@@ -125,6 +126,7 @@ export class ConfigClient {
   /**
    * Follows committed versions for as long as `signal` is not aborted, reconnecting with
    * jittered backoff. `onCommit` gets the current version at once on every (re)connect.
+   * While config-service still starts, says once that it waits for it (see ConnectionLog).
    * With `withSnapshot`, a notice of the then current version carries its snapshot frame.
    */
   async watch(
@@ -134,6 +136,7 @@ export class ConfigClient {
     opts: { withSnapshot?: boolean } = {},
   ): Promise<void> {
     let attempt = 0;
+    const said = new ConnectionLog(log, `config-service at ${this.address}`, "config watch interrupted; reconnecting");
     const request = WatchConfigRequest.fromPartial({ includeSnapshot: opts.withSnapshot ?? false });
     while (!signal.aborted) {
       const stream: ClientReadableStream<CommitNotice> = this.raw.makeServerStreamRequest(
@@ -147,11 +150,12 @@ export class ConfigClient {
       signal.addEventListener("abort", onAbort, { once: true });
       await new Promise<void>((resolve) => {
         stream.on("data", (m: CommitNotice) => {
+          said.connected();
           attempt = 0;
           onCommit(m);
         });
         stream.on("error", (err: Error) => {
-          if (!signal.aborted) log.warn({ err: err.message }, "config watch interrupted; reconnecting");
+          if (!signal.aborted) said.failed(err.message);
           resolve();
         });
         stream.on("end", () => resolve());
