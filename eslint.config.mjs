@@ -48,13 +48,31 @@ export default tseslint.config(
       // the implementations of async ports here (authenticators, fakes of a client) rely on that.
       // Removing `async` to satisfy the rule would make those throw synchronously instead.
       "@typescript-eslint/require-await": "off",
-      // gRPC status codes by name (status.RESOURCE_EXHAUSTED), never by number.
+      // gRPC status codes by name (status.RESOURCE_EXHAUSTED), never by number: `err.code === 8`,
+      // `err?.code == 14`, `8 !== err.code`, and a number as the code of an error-shaped object
+      // (`{ code: 14, details }`, `Object.assign(new Error(), { code: 9 })`). A comparison with 0
+      // and a bare `{ code: 1 }` are left alone: that is how exit codes are checked and written.
       "no-restricted-syntax": [
         "error",
         {
           selector:
-            "BinaryExpression[operator=/^[!=]==?$/][left.property.name='code'][right.type='Literal'][right.raw=/^[0-9]+$/]",
+            "BinaryExpression[operator=/^[!=]==?$/]:matches([left.property.name='code'], [left.expression.property.name='code'])[right.type='Literal'][right.raw=/^[1-9][0-9]*$/]",
           message: "Compare a gRPC code with its status.* name, not a number.",
+        },
+        {
+          selector:
+            "BinaryExpression[operator=/^[!=]==?$/]:matches([right.property.name='code'], [right.expression.property.name='code'])[left.type='Literal'][left.raw=/^[1-9][0-9]*$/]",
+          message: "Compare a gRPC code with its status.* name, not a number.",
+        },
+        {
+          selector:
+            "ObjectExpression:has(> Property[key.name=/^(details|metadata)$/]) > Property[key.name='code'][value.type='Literal'][value.raw=/^[0-9]+$/]",
+          message: "Write a gRPC code as its status.* name, not a number.",
+        },
+        {
+          selector:
+            "CallExpression[callee.object.name='Object'][callee.property.name='assign'][arguments.0.type='NewExpression'] > ObjectExpression > Property[key.name='code'][value.type='Literal'][value.raw=/^[0-9]+$/]",
+          message: "Write a gRPC code as its status.* name, not a number.",
         },
       ],
     },

@@ -11,6 +11,7 @@ import { after, before, describe, it } from "node:test";
 import { ProxyHost, Snapshot, type SyncResponse } from "@cpm/proto";
 import { caddyAdminRequest, canonicalJson, sha256Hex, snapshotContentHash, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import { ConfigClient, RendererClient } from "@cpm/grpc-kit";
+import { status } from "@grpc/grpc-js";
 import { regressions, RenderWatch } from "../chaos/watch.ts";
 import { Instance } from "../support/instance.ts";
 import { startUpstream, type TestServer } from "../support/net.ts";
@@ -49,7 +50,7 @@ describe("a slave's preload survives a process killed before its commit: Caddy n
     const deadline = Date.now() + 30_000;
     for (;;) {
       const r = await slave.pushSnapshot(s, SYNC_TOKEN, pki.caCert).catch((err: { code?: number }) => {
-        if (err.code !== 14 || Date.now() > deadline) throw err;
+        if (err.code !== status.UNAVAILABLE || Date.now() > deadline) throw err;
         return undefined;
       });
       if (r && (!r.nack?.retryable || Date.now() > deadline)) return r;

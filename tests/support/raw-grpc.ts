@@ -1,7 +1,7 @@
 import http2 from "node:http2";
 import net from "node:net";
 import tls from "node:tls";
-import { Client, credentials, Metadata, type ChannelCredentials } from "@grpc/grpc-js";
+import { Client, credentials, Metadata, status, type ChannelCredentials } from "@grpc/grpc-js";
 
 /**
  * Raw clients for hostile tests: calls any method by path with bytes we choose, frames a
@@ -37,11 +37,11 @@ export function callRaw(
       // A stream that was admitted sends something (or stays open): cancel after the first message.
       call.on("data", () => call.cancel());
       call.on("error", (e: { code: number; details: string }) => done({ code: e.code, details: e.details }));
-      call.on("end", () => done({ code: 0, details: "" }));
+      call.on("end", () => done({ code: status.OK, details: "" }));
       return;
     }
     client.makeUnaryRequest(path, ser, de, body, md, { deadline }, (err) =>
-      done(err ? { code: err.code, details: err.details } : { code: 0, details: "" }),
+      done(err ? { code: err.code, details: err.details } : { code: status.OK, details: "" }),
     );
   });
 }

@@ -1029,3 +1029,17 @@ export function required<T>(value: T | undefined, variable: string, why: string)
   if (value === undefined) throw new ConfigError(variable, `required ${why}`);
   return value;
 }
+
+export type LogFormat = "json" | "pretty";
+
+/**
+ * LOG_FORMAT: `json` (one JSON object a line), `pretty` (human-readable lines), or `auto`
+ * (default): pretty when stdout is a terminal, JSON otherwise. Read by the logger, and by the
+ * launcher, which decides from its own stdout and passes the result to the services it runs.
+ */
+export function logFormat(env: Env = process.env, stdoutIsTty = process.stdout.isTTY === true): LogFormat {
+  const value = str(env, "LOG_FORMAT") ?? "auto";
+  if (value === "json" || value === "pretty") return value;
+  if (value === "auto") return stdoutIsTty ? "pretty" : "json";
+  throw new ConfigError("LOG_FORMAT", `"${value}" is not one of auto, json, pretty`);
+}

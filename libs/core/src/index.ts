@@ -4,6 +4,7 @@ export * from "./caddy-build.ts";
 export * from "./canonical.ts";
 export * from "./env.ts";
 export * from "./errors.ts";
+export * from "./lifecycle.ts";
 export * from "./logger.ts";
 export * from "./reserved.ts";
 export * from "./snapshot.ts";

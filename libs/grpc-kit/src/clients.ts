@@ -1,11 +1,9 @@
 import {
-  ApplySnapshotRequest,
   ApplySnapshotResponse,
   CaddyRendererClient,
   CaddyRendererService,
   ConfigServiceClient,
   ConfigServiceService,
-  LoadSnapshotRequest,
   LoadSnapshotResponse,
   WatchConfigRequest,
   type RecordCertificateIssuanceRequest,
@@ -16,8 +14,9 @@ import type { TraceCarrier } from "./tracing.ts";
 import { decodeNotice, readSnapshotFrame, type SnapshotFrame } from "./snapshot-frame.ts";
 import { SnapshotDecoder } from "./snapshot-decoder.ts";
 import { backoffDelay, sleep, type Logger } from "@cpm/core";
-import type { Client, ClientReadableStream } from "@grpc/grpc-js";
+import { status, type Client, type ClientReadableStream } from "@grpc/grpc-js";
 import { channelCredentials, clientOptions, unary, withBearer } from "./client.ts";
+import { ConnectionLog } from "./connection-log.ts";
 import { injectTraceContext } from "./tracing.ts";
 
 /** A committed version as config-service's WatchConfig announces it, with the trace context of its commit (empty when unknown). */
@@ -78,7 +77,7 @@ export class ConfigClient {
   private readonly decoder = new SnapshotDecoder();
 
   constructor(
-    address: string,
+    private readonly address: string,
     private readonly internalToken: string | undefined,
     maxMessageBytes?: number,
   ) {
@@ -127,6 +126,7 @@ export class ConfigClient {
   /**
    * Follows committed versions for as long as `signal` is not aborted, reconnecting with
    * jittered backoff. `onCommit` gets the current version at once on every (re)connect.
+   * While config-service still starts, says once that it waits for it (see ConnectionLog).
    * With `withSnapshot`, a notice of the then current version carries its snapshot frame.
    */
   async watch(
@@ -136,6 +136,7 @@ export class ConfigClient {
     opts: { withSnapshot?: boolean } = {},
   ): Promise<void> {
     let attempt = 0;
+    const said = new ConnectionLog(log, `config-service at ${this.address}`, "config watch interrupted; reconnecting");
     const request = WatchConfigRequest.fromPartial({ includeSnapshot: opts.withSnapshot ?? false });
     while (!signal.aborted) {
       const stream: ClientReadableStream<CommitNotice> = this.raw.makeServerStreamRequest(
@@ -149,11 +150,12 @@ export class ConfigClient {
       signal.addEventListener("abort", onAbort, { once: true });
       await new Promise<void>((resolve) => {
         stream.on("data", (m: CommitNotice) => {
+          said.connected();
           attempt = 0;
           onCommit(m);
         });
         stream.on("error", (err: Error) => {
-          if (!signal.aborted) log.warn({ err: err.message }, "config watch interrupted; reconnecting");
+          if (!signal.aborted) said.failed(err.message);
           resolve();
         });
         stream.on("end", () => resolve());
@@ -219,8 +221,8 @@ export class RendererClient {
           resolve(m.status);
         }
       });
-      stream.on("error", (err: { code?: number }) => {
-        if (err.code === 1) return; // our own cancel
+      stream.on("error", (err: Error & { code?: number }) => {
+        if (err.code === status.CANCELLED) return; // our own cancel
         clearTimeout(timer);
         reject(err);
       });

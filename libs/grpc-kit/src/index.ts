@@ -10,3 +10,4 @@ export * from "./metrics.ts";
 export * from "./tracing.ts";
 export * from "./snapshot-frame.ts";
 export * from "./snapshot-decoder.ts";
+export * from "./connection-log.ts";

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { CaddyRendererClient, CaddyRendererService, type CaddyRendererServer } from "@cpm/proto";
 import { createLogger } from "@cpm/core";
+import { status } from "@grpc/grpc-js";
 import { ANONYMOUS } from "./auth.ts";
 import { channelCredentials, unary } from "./client.ts";
 import { definePolicy } from "./policy.ts";
@@ -41,11 +42,10 @@ describe("tracing on: spans reach an OTLP/HTTP receiver, and gRPC calls carry th
       GetRenderStatus: ["public"],
       WatchRenderStatus: ["public"],
     });
-    server = new GrpcServer({ log: createLogger("test", "silent"), authenticate: async () => ANONYMOUS }).add(
-      CaddyRendererService,
-      impl,
-      policy,
-    );
+    server = new GrpcServer({
+      log: createLogger("test", "silent"),
+      authenticate: () => Promise.resolve(ANONYMOUS),
+    }).add(CaddyRendererService, impl, policy);
     const port = await server.listen("127.0.0.1:0");
     client = new CaddyRendererClient(`127.0.0.1:${port}`, channelCredentials({}));
   });
@@ -72,7 +72,7 @@ describe("tracing on: spans reach an OTLP/HTTP receiver, and gRPC calls carry th
     const carrier = spanCarrier(push);
     assert.match(carrier?.traceparent ?? "", /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
     await withSpan("apply", { parent: contextFromCarrier(carrier) }, (span) =>
-      failSpan(span, Object.assign(new Error("example.com is refused"), { code: 9 })),
+      failSpan(span, Object.assign(new Error("example.com is refused"), { code: status.FAILED_PRECONDITION })),
     );
     push.end();
     assert.equal(traceCarrier(contextFromCarrier(undefined)), undefined);

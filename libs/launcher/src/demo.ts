@@ -165,18 +165,15 @@ async function main() {
   if (children.some((c) => c.exitCode !== null || c.signalCode !== null)) return;
   if (up.includes(false))
     say(`still waiting for ${ports.filter((_, i) => !up[i]).join(", ")}; the commands below may fail until then`);
-  const call = (port: number, method: string, body: string) =>
-    `npx buf curl --protocol grpc --http2-prior-knowledge -H 'authorization: Bearer ${adminToken}' -d '${body}' http://127.0.0.1:${port}/${method}`;
   say(
     `master: API 127.0.0.1:50051, Caddy on :8080  |  slave: API 127.0.0.1:50061, Caddy on :8081, sync on :50443 (TLS)`,
   );
-  say(`admin token (both instances; tokens are per instance and never synced): ${adminToken}`);
-  say("try, in another terminal:");
-  say(
-    `  ${call(50051, "cpm.config.v1.ConfigService/CreateProxyHost", '{"proxy_host":{"name":"demo","domains":["demo.localhost"],"upstreams":["127.0.0.1:8090"]}}')}`,
-  );
+  say("try, in another terminal in this repository (`npx cpm --help` lists every command):");
+  say(`  export CPM_TOKEN=${adminToken}   # admin on both (tokens are per instance, never synced)`);
+  say(`  npx cpm proxy-host create --name demo --domain demo.localhost --upstream 127.0.0.1:8090   # on the master`);
   say(`  curl -si -H 'Host: demo.localhost' http://127.0.0.1:8081/ | head -1      # served by the slave`);
-  say(`  ${call(50053, "cpm.sync.v1.SyncDispatcher/GetSyncStatus", "{}")}`);
+  say(`  npx cpm sync status                                # the master's view of its slave`);
+  say(`  npx cpm --api 127.0.0.1:50061 proxy-host list      # the slave's copy`);
   say(
     `Caddy's logs: ${path.join(dir, "master", "caddy", "caddy.log")} and ${path.join(dir, "slave", "caddy", "caddy.log")}`,
   );

@@ -4,7 +4,14 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 // Only the parts of @cpm/core it needs (no proto, validation or logger): the launcher stays a small process.
 import { findBuiltCaddy } from "@cpm/core/caddy-build";
-import { caddyAdminBlock, CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig, type InstanceConfig } from "@cpm/core/env";
+import {
+  caddyAdminBlock,
+  CONFIG_ERROR_EXIT_CODE,
+  ConfigError,
+  loadConfig,
+  logFormat,
+  type InstanceConfig,
+} from "@cpm/core/env";
 import { caddyEnvironment } from "./caddy-env.ts";
 import { caddyRunArgs } from "./caddy-run.ts";
 import { nodeServiceArgs, nodeServiceEnv } from "./node-runtime.ts";
@@ -60,7 +67,13 @@ function internalToken(cfg: InstanceConfig): string {
 function main() {
   const cfg = loadConfig();
   mkdirSync(cfg.dataDir, { recursive: true });
-  const env: NodeJS.ProcessEnv = { ...process.env, CPM_INTERNAL_TOKEN: internalToken(cfg), CPM_DATA_DIR: cfg.dataDir };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    CPM_INTERNAL_TOKEN: internalToken(cfg),
+    CPM_DATA_DIR: cfg.dataDir,
+    // Decided from the launcher's stdout (a terminal or not), the one the operator looks at.
+    LOG_FORMAT: logFormat(process.env, process.stdout.isTTY === true),
+  };
   const services = ["config-service", "caddy-renderer"];
   if (cfg.mode === "master") services.push("sync-dispatcher");
   if (cfg.mode === "slave") services.push("sync-receiver");

@@ -53,6 +53,19 @@ const until = async (what: string, f: () => boolean, ms = 5_000) => {
 };
 
 describe("Supervisor", () => {
+  it("stops its processes together, not one after another", async () => {
+    // Each takes 400 ms to stop: one after another, three would take 1.2 s.
+    const slowStop = `process.on("SIGTERM", () => setTimeout(() => process.exit(0), 400)); ${STAY_UP}`;
+    const r = run([node("slow-a", slowStop), node("slow-b", slowStop), node("slow-c", slowStop)]);
+    await until("all started", () => starts("slow-a") + starts("slow-b") + starts("slow-c") === 3);
+    await new Promise((res) => setTimeout(res, 300)); // their SIGTERM handlers are installed
+    const t0 = Date.now();
+    void r.sup.stop(0);
+    assert.equal(await r.exit, 0);
+    const took = Date.now() - t0;
+    assert.ok(took < 1_000, `stopped in ${took} ms`);
+  });
+
   it("restarts a process that dies during start-up (crash, kill) instead of stopping the instance", async () => {
     // Dies at its first two starts (exit 1, then SIGKILL as an OOM kill would), then stays up.
     const flaky = node(

@@ -56,16 +56,19 @@ export class Supervisor {
     for (const p of this.procs) this.launch(p);
   }
 
-  /** Stops every process (SIGTERM, then SIGKILL after the timeout), then calls onStopped. */
+  /**
+   * Stops every process (SIGTERM, then SIGKILL after the timeout), all at once, then those
+   * marked stopLast; then calls onStopped. A process that already exited (Ctrl-C signals the
+   * whole process group) is not waited for.
+   */
   async stop(exitCode: number): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     for (const p of this.procs) clearTimeout(p.restartTimer);
     const alive = this.procs.filter((p) => p.child && p.child.exitCode === null && p.child.signalCode === null);
-    const order = [...alive.filter((p) => !p.spec.stopLast), ...alive.filter((p) => p.spec.stopLast)];
-    for (const p of order) {
-      await new Promise<void>((resolve) => {
-        const c = p.child!;
+    const stopOne = (c: ChildProcess) =>
+      new Promise<void>((resolve) => {
+        if (c.exitCode !== null || c.signalCode !== null) return resolve();
         const timer = setTimeout(() => c.kill("SIGKILL"), this.opts.stopTimeoutMs ?? 10_000);
         c.once("exit", () => {
           clearTimeout(timer);
@@ -73,7 +76,8 @@ export class Supervisor {
         });
         c.kill("SIGTERM");
       });
-    }
+    await Promise.all(alive.filter((p) => !p.spec.stopLast).map((p) => stopOne(p.child!)));
+    await Promise.all(alive.filter((p) => p.spec.stopLast).map((p) => stopOne(p.child!)));
     this.opts.onStopped(exitCode);
   }
 

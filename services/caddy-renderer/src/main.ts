@@ -1,13 +1,5 @@
 import path from "node:path";
-import {
-  caddyAdminBlock,
-  CONFIG_ERROR_EXIT_CODE,
-  ConfigError,
-  createLogger,
-  loadConfig,
-  METRICS_LISTEN_VARIABLES,
-  reservedAddresses,
-} from "@cpm/core";
+import { caddyAdminBlock, METRICS_LISTEN_VARIABLES, reservedAddresses, runServices, type Service } from "@cpm/core";
 import { ConfigClient, initTracing, RemoteAuthenticator, startMetrics } from "@cpm/grpc-kit";
 import { CaddyAdmin } from "./caddy.ts";
 import { IssuanceRecorder } from "./issuance.ts";
@@ -18,100 +10,90 @@ import { Reconciler } from "./reconciler.ts";
 import { FilePreloadHoldStore } from "./reconciler-hold.ts";
 import { createServer } from "./server.ts";
 
-// config -> logger -> dependencies -> server -> listen -> signals
-async function main() {
-  const cfg = loadConfig();
-  const log = createLogger("caddy-renderer", cfg.logLevel);
-  const tracing = await initTracing("caddy-renderer", { "cpm.instance.mode": cfg.mode });
-  const config = new ConfigClient(cfg.configAddr, cfg.internalToken);
-  const caddy = new CaddyAdmin(cfg.caddyApiUrl);
-  const layer4 = await probeLayer4({ configured: cfg.caddyHasLayer4, caddyBin: cfg.caddyBin });
-  log.info({ layer4: layer4.layer4, reason: layer4.reason }, "layer4 (caddy-l4) support");
-  const renderOptions = {
-    httpPort: cfg.httpPort,
-    httpsPort: cfg.httpsPort,
-    bindAddress: cfg.caddyBind,
-    adminListen: cfg.caddyAdminListen,
-    adminOrigins: caddyAdminBlock(cfg).origins,
-    layer4: layer4.layer4,
-    tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls"),
-    reservedUpstreams: reservedAddresses(cfg),
-    servesMasterIssued: cfg.mode === "slave",
-    masterHttpAddress: cfg.mode === "slave" ? cfg.masterHttpAddress : undefined,
-    issuanceLogFile: cfg.mode === "slave" ? undefined : issuanceLogPath(cfg.caddyStorageDir),
-  };
-  const metrics = rendererMetrics();
-  const reconciler = new Reconciler(
-    config,
-    metrics.instrument(caddy),
-    renderOptions,
-    log,
-    cfg.reconcileIntervalMs,
-    cfg.syncAckTimeoutSeconds * 1000,
-    new FilePreloadHoldStore(path.join(cfg.dataDir, "caddy-renderer-preload.json")),
-  );
-  const auth = new RemoteAuthenticator(cfg.apiAddr, cfg.internalToken);
-  const server = createServer({
-    reconciler,
-    renderOptions,
-    authenticate: auth.authenticate,
-    log,
-    syncMaxMessageBytes: cfg.syncMaxMessageBytes,
-  });
-  metrics.observe(() => reconciler.status());
-  const metricsServer = await startMetrics(cfg.metricsListen.renderer, METRICS_LISTEN_VARIABLES.renderer, log);
-  const port = await server.listen(cfg.rendererListen);
-  log.info(
-    { listen: cfg.rendererListen, port, caddy: cfg.caddyApiUrl, config: cfg.configAddr },
-    "caddy-renderer ready",
-  );
+// config -> dependencies -> server -> listen; signals, stop and exit codes: runServices.
+const caddyRenderer: Service = {
+  name: "caddy-renderer",
+  async start({ config: cfg, log }) {
+    const tracing = await initTracing("caddy-renderer", { "cpm.instance.mode": cfg.mode });
+    const config = new ConfigClient(cfg.configAddr, cfg.internalToken);
+    const caddy = new CaddyAdmin(cfg.caddyApiUrl);
+    const layer4 = await probeLayer4({ configured: cfg.caddyHasLayer4, caddyBin: cfg.caddyBin });
+    log.info({ layer4: layer4.layer4, reason: layer4.reason }, "layer4 (caddy-l4) support");
+    const renderOptions = {
+      httpPort: cfg.httpPort,
+      httpsPort: cfg.httpsPort,
+      bindAddress: cfg.caddyBind,
+      adminListen: cfg.caddyAdminListen,
+      adminOrigins: caddyAdminBlock(cfg).origins,
+      layer4: layer4.layer4,
+      tlsFilesDir: path.join(cfg.dataDir, "caddy", "tls"),
+      reservedUpstreams: reservedAddresses(cfg),
+      servesMasterIssued: cfg.mode === "slave",
+      masterHttpAddress: cfg.mode === "slave" ? cfg.masterHttpAddress : undefined,
+      issuanceLogFile: cfg.mode === "slave" ? undefined : issuanceLogPath(cfg.caddyStorageDir),
+    };
+    const metrics = rendererMetrics();
+    const reconciler = new Reconciler(
+      config,
+      metrics.instrument(caddy),
+      renderOptions,
+      log,
+      cfg.reconcileIntervalMs,
+      cfg.syncAckTimeoutSeconds * 1000,
+      new FilePreloadHoldStore(path.join(cfg.dataDir, "caddy-renderer-preload.json")),
+    );
+    const auth = new RemoteAuthenticator(cfg.apiAddr, cfg.internalToken);
+    const server = createServer({
+      reconciler,
+      renderOptions,
+      authenticate: auth.authenticate,
+      log,
+      syncMaxMessageBytes: cfg.syncMaxMessageBytes,
+    });
+    metrics.observe(() => reconciler.status());
+    const metricsServer = await startMetrics(cfg.metricsListen.renderer, METRICS_LISTEN_VARIABLES.renderer, log);
+    const port = await server.listen(cfg.rendererListen);
+    log.info(
+      { listen: cfg.rendererListen, port, caddy: cfg.caddyApiUrl, config: cfg.configAddr },
+      "caddy-renderer ready",
+    );
 
-  // The master (or a standalone instance) records what its Caddy obtained for master-issued certificates.
-  const recorder =
-    cfg.mode === "slave"
-      ? undefined
-      : new IssuanceRecorder(
-          config,
-          renderOptions,
-          cfg.caddyStorageDir,
-          log,
-          2000,
-          new IssuanceLog(issuanceLogPath(cfg.caddyStorageDir)),
-        );
-  const stopWatching = new AbortController();
-  reconciler.start();
-  recorder?.start();
-  void config.watch(
-    (c) => {
-      reconciler.onCommit(c);
-      recorder?.onCommit(c);
-    },
-    log,
-    stopWatching.signal,
-  );
+    // The master (or a standalone instance) records what its Caddy obtained for master-issued certificates.
+    const recorder =
+      cfg.mode === "slave"
+        ? undefined
+        : new IssuanceRecorder(
+            config,
+            renderOptions,
+            cfg.caddyStorageDir,
+            log,
+            2000,
+            new IssuanceLog(issuanceLogPath(cfg.caddyStorageDir)),
+          );
+    const stopWatching = new AbortController();
+    reconciler.start();
+    recorder?.start();
+    void config.watch(
+      (c) => {
+        reconciler.onCommit(c);
+        recorder?.onCommit(c);
+      },
+      log,
+      stopWatching.signal,
+    );
+    return {
+      async stop() {
+        stopWatching.abort();
+        reconciler.stop();
+        recorder?.stop();
+        await server.shutdown();
+        await metricsServer?.close();
+        config.close();
+        auth.close();
+        await tracing.shutdown();
+      },
+    };
+  },
+};
 
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, "shutting down");
-    stopWatching.abort();
-    reconciler.stop();
-    recorder?.stop();
-    await server.shutdown();
-    await metricsServer?.close();
-    config.close();
-    auth.close();
-    await tracing.shutdown();
-    log.flush();
-    process.exit(0);
-  };
-  process.on("SIGINT", () => void stop("SIGINT"));
-  process.on("SIGTERM", () => void stop("SIGTERM"));
-}
-
-main().catch((err) => {
-  if (err instanceof ConfigError) console.error(`caddy-renderer: configuration error: ${err.message}`);
-  else console.error(`caddy-renderer: cannot start: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(err instanceof ConfigError ? CONFIG_ERROR_EXIT_CODE : 1);
-});
+void runServices([caddyRenderer]);

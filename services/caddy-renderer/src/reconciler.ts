@@ -1,7 +1,14 @@
 import { EventEmitter } from "node:events";
 import type { RenderStatus, Snapshot } from "@cpm/proto";
 import { backoffDelay, DomainError, type Logger } from "@cpm/core";
-import { contextFromCarrier, versionAttributes, withSpan, type Span, type TraceCarrier } from "@cpm/grpc-kit";
+import {
+  ConnectionLog,
+  contextFromCarrier,
+  versionAttributes,
+  withSpan,
+  type Span,
+  type TraceCarrier,
+} from "@cpm/grpc-kit";
 import { CaddyRejectedError, CaddyUnreachableError, type CaddyAdmin } from "./caddy.ts";
 import type { PreloadHoldStore, SavedHold } from "./reconciler-hold.ts";
 import { reconcileStep, type VersionedContent } from "./reconcile-step.ts";
@@ -79,6 +86,9 @@ export class Reconciler {
    * fallback, set to the receiver's own commit deadline (CPM_SYNC_ACK_TIMEOUT).
    * @param holdStore keeps the hold across restarts; none: a restart forgets it.
    */
+  private readonly fetchLog: ConnectionLog;
+  private readonly caddyLog: ConnectionLog;
+
   constructor(
     private readonly source: SnapshotSource,
     private readonly caddy: CaddyAdminApi,
@@ -90,6 +100,10 @@ export class Reconciler {
   ) {
     this.events.setMaxListeners(0);
     this.saved = holdStore?.load();
+    // Retried at most a second apart: said once per start or outage, not per attempt. The
+    // config watch already says that it waits for config-service at start.
+    this.fetchLog = new ConnectionLog(log, "config-service's snapshot", "cannot fetch snapshot", false);
+    this.caddyLog = new ConnectionLog(log, "Caddy's admin API", "cannot reach Caddy; will retry");
   }
 
   start(): void {
@@ -251,9 +265,10 @@ export class Reconciler {
     let snapshot: Snapshot;
     try {
       snapshot = await this.source.getSnapshot();
+      this.fetchLog.connected();
     } catch (err) {
       const message = `cannot read the snapshot from config-service: ${(err as { details?: string }).details ?? (err as Error).message}`;
-      this.log.warn({ err: message }, "cannot fetch snapshot");
+      this.fetchLog.failed(message);
       this.lastError = { version: this.desired.version, message, at: new Date() };
       this.emit();
       this.scheduleRetry();
@@ -347,6 +362,7 @@ export class Reconciler {
       this.caddyReachable = true;
       this.caddyMatches = true;
       this.attempt = 0;
+      this.caddyLog.connected();
     } catch (err) {
       this.lastError = { version, message: (err as Error).message, at: new Date() };
       if (err instanceof CaddyRejectedError) {
@@ -354,7 +370,7 @@ export class Reconciler {
         this.log.error({ version, reason: err.message }, "Caddy refused the config; it keeps the last good one");
       } else {
         this.caddyReachable = false;
-        this.log.warn({ version, err: (err as Error).message }, "cannot reach Caddy; will retry");
+        this.caddyLog.failed(`version ${version}: ${(err as Error).message}`);
         this.scheduleRetry();
       }
       this.emit();

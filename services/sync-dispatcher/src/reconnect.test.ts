@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { status } from "@grpc/grpc-js";
 import { isConnectionRefused, nextReconnect, RECONNECT_MAX_MS, REFUSED_RETRY_MS } from "./reconnect.ts";
 
 describe("reconnect: the wait before the next stream attempt", () => {
@@ -33,24 +34,32 @@ describe("reconnect: the wait before the next stream attempt", () => {
 
   it("tells a refused connection from other stream errors", () => {
     const refused = {
-      code: 14,
+      code: status.UNAVAILABLE,
       details: "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:4443",
       message: "14 UNAVAILABLE: ...",
     };
     assert.equal(isConnectionRefused(refused), true);
     assert.equal(
-      isConnectionRefused({ code: 14, details: "Connection dropped", message: "14 UNAVAILABLE: Connection dropped" }),
+      isConnectionRefused({
+        code: status.UNAVAILABLE,
+        details: "Connection dropped",
+        message: "14 UNAVAILABLE: Connection dropped",
+      }),
       false,
     );
     assert.equal(
       isConnectionRefused({
-        code: 14,
+        code: status.UNAVAILABLE,
         details: "No connection established. Last error: Error: self-signed certificate",
         message: "",
       }),
       false,
     );
-    assert.equal(isConnectionRefused({ code: 16, details: "ECONNREFUSED", message: "" }), false, "only UNAVAILABLE");
+    assert.equal(
+      isConnectionRefused({ code: status.UNAUTHENTICATED, details: "ECONNREFUSED", message: "" }),
+      false,
+      "only UNAVAILABLE",
+    );
     assert.equal(isConnectionRefused(undefined), false);
   });
 });

@@ -1,4 +1,5 @@
 import { backoffDelay } from "@cpm/core";
+import { status } from "@grpc/grpc-js";
 
 /**
  * While a slave refuses connections (down, or restarting), the link tries again this often:
@@ -19,7 +20,7 @@ export type StreamOutcome = "answered" | "refused" | "failed";
 
 /** A stream error that means nothing listens on the slave's port (grpc-js keeps the socket error in the details). */
 export function isConnectionRefused(err: { code?: number; details?: string; message?: string } | undefined): boolean {
-  return err?.code === 14 && /ECONNREFUSED/.test(`${err.details ?? ""} ${err.message ?? ""}`);
+  return err?.code === status.UNAVAILABLE && /ECONNREFUSED/.test(`${err.details ?? ""} ${err.message ?? ""}`);
 }
 
 /**

@@ -7,6 +7,7 @@ import {
   type Client,
   type ClientDuplexStream,
   type Metadata,
+  status,
 } from "@grpc/grpc-js";
 import { endPush, startPush, type CommitTraces, type PushSpan } from "./push-trace.ts";
 import { NO_LINK_METRICS, type LinkMetrics } from "./metrics.ts";
@@ -176,8 +177,8 @@ export class SlaveLink {
         if (sent)
           endPush(sent.span, { error: err ?? Object.assign(new Error("stream closed"), { name: "StreamClosed" }) });
         this.inFlight = undefined;
-        if (sent && err?.code === 8) {
-          // RESOURCE_EXHAUSTED: the slave's limit is below this snapshot.
+        if (sent && err?.code === status.RESOURCE_EXHAUSTED) {
+          // The slave's limit is below this snapshot.
           this.tooLarge = { version: sent.version, contentSha256: sent.contentSha256 };
           this.refused = this.tooLarge;
           this.lastNackedVersion = sent.version;
@@ -352,19 +353,10 @@ export class SlaveLink {
 }
 
 function describeError(err: Error & { code?: number; details?: string }): string {
-  const names: Record<number, string> = {
-    1: "CANCELLED",
-    4: "DEADLINE_EXCEEDED",
-    8: "RESOURCE_EXHAUSTED",
-    14: "UNAVAILABLE",
-    16: "UNAUTHENTICATED",
-    7: "PERMISSION_DENIED",
-    13: "INTERNAL",
-    12: "UNIMPLEMENTED",
-  };
-  const name = err.code !== undefined ? (names[err.code] ?? `code ${err.code}`) : "error";
-  if (err.code === 16) return `UNAUTHENTICATED: the slave refused the sync token (${err.details ?? err.message})`;
-  if (err.code === 8)
+  const name = err.code !== undefined ? (status[err.code] ?? `code ${err.code}`) : "error";
+  if (err.code === status.UNAUTHENTICATED)
+    return `UNAUTHENTICATED: the slave refused the sync token (${err.details ?? err.message})`;
+  if (err.code === status.RESOURCE_EXHAUSTED)
     return `RESOURCE_EXHAUSTED: the slave refused the snapshot as too large (${err.details ?? err.message}); raise CPM_SYNC_MAX_MESSAGE_BYTES on the slave`;
   return `${name}: ${err.details ?? err.message}`;
 }
