@@ -20,21 +20,18 @@ import {
 import {
   allows,
   bearerToken,
-  decodingSnapshotsWith,
-  encodeNoticeWithFrame,
-  encodeSnapshotFrame,
   GrpcServer,
   INTERNAL,
   methodName,
   permissionDenied,
   sharedTokenAuthenticator,
-  SnapshotDecoder,
   snapshotReceiveLimit,
   unauthenticated,
   type AsyncService,
   type Authenticate,
   type Caller,
 } from "@cpm/grpc-kit";
+import { decodingSnapshotsWith, encodeNoticeWithFrame, encodeSnapshotFrame, SnapshotDecoder } from "@cpm/snapshot-wire";
 import type { GetSnapshotResponse, Snapshot, WatchConfigResponse } from "@cpm/proto";
 import { ACCOUNT_SERVICE_POLICY, CONFIG_SERVICE_POLICY, SYNCED_WRITES } from "./policy.ts";
 import { applySnapshot } from "./apply.ts";

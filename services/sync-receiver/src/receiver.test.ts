@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { NackCode, RenderStatus } from "@cpm/proto";
 import { status as Status } from "@grpc/grpc-js";
-import { encodeSnapshotFrame, IncomingSnapshot, SnapshotDecoder } from "@cpm/grpc-kit";
+import { encodeSnapshotFrame, IncomingSnapshot, SnapshotDecoder } from "@cpm/snapshot-wire";
 import { StreamClosedError } from "./receiver.ts";
 
 /** A real SnapshotDecoder that counts its decodes. */

@@ -2,7 +2,8 @@
 import { GetInstanceInfoResponse, ProxyHost, RenderStatus, Snapshot, type SyncResponse } from "@cpm/proto";
 import { createLogger, snapshotContentHash, type Logger, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import { status as Status } from "@grpc/grpc-js";
-import { snapshotOfFrame, type SnapshotPayload } from "@cpm/grpc-kit";
+import { type SnapshotPayload } from "@cpm/grpc-kit";
+import { snapshotOfFrame } from "@cpm/snapshot-wire";
 import { SnapshotApplier, type ConfigPort, type RendererPort } from "./receiver.ts";
 
 /** The snapshot a fake service was sent. */

@@ -1,6 +1,15 @@
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { AccessList, Certificate, L4ProxyHost, ProxyHost, Settings, Snapshot, WatchConfigResponse } from "@cpm/proto";
-import type { CommitNotice } from "./clients.ts";
+import {
+  AccessList,
+  Certificate,
+  L4ProxyHost,
+  ProxyHost,
+  Settings,
+  Snapshot,
+  WatchConfigResponse,
+  type MessageFns,
+  type TraceContext,
+} from "@cpm/proto";
 
 /**
  * A snapshot as bytes: the encoding of a message whose field 1 is the snapshot. That is both
@@ -16,6 +25,17 @@ export interface SnapshotFrame {
   frame: Buffer;
   /** The Snapshot message inside `frame` (a view of the same bytes), for a decoder. */
   message: Uint8Array;
+}
+
+/** A committed version as config-service's WatchConfig announces it, with the trace context of its commit (empty when unknown). */
+export interface CommitNotice {
+  version: number;
+  contentSha256: string;
+  /** When that version was committed (config-service's clock). */
+  committedAt?: Date;
+  traceContext?: TraceContext;
+  /** The version's snapshot as a frame, when the watch asked for it (`withSnapshot`) and it was still current. */
+  snapshotFrame?: SnapshotFrame;
 }
 
 /**
@@ -71,8 +91,8 @@ export function encodeSnapshotFrame(snapshot: Snapshot, parts?: WeakMap<object, 
     }).finish(),
   ];
   for (const { field, list, codec } of SNAPSHOT_RESOURCE_FIELDS) {
-    const encode = codec.encode as (m: object) => BinaryWriter;
-    for (const x of snapshot[list] as object[]) chunks.push(part(x, field, (m) => encode(m).finish()));
+    const fns = codec as MessageFns<object>;
+    for (const x of snapshot[list] as object[]) chunks.push(part(x, field, (m) => fns.encode(m).finish()));
   }
   if (snapshot.settings !== undefined)
     chunks.push(fieldBytes(tag(SNAPSHOT_SETTINGS_FIELD), Settings.encode(snapshot.settings).finish()));

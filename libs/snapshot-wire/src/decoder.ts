@@ -6,7 +6,7 @@ import {
   SNAPSHOT_RESOURCE_FIELDS,
   SNAPSHOT_SETTINGS_FIELD,
   type SnapshotFrame,
-} from "./snapshot-frame.ts";
+} from "./frame.ts";
 
 type ResourceField = (typeof SNAPSHOT_RESOURCE_FIELDS)[number];
 const RESOURCE_FIELDS = new Map<number, ResourceField>(SNAPSHOT_RESOURCE_FIELDS.map((f) => [f.field, f]));
