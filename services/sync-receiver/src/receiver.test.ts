@@ -180,9 +180,7 @@ describe("SnapshotApplier: validate, preload, commit, confirm; NACKs say whether
 
   it("committed but not confirmed by Caddy in time: retryable, no release", async () => {
     const { applier, renderer } = fakes(1);
-    renderer.waitFor = async () => {
-      throw new Error("renderer did not report the expected state within 50 ms");
-    };
+    renderer.waitFor = () => Promise.reject(new Error("renderer did not report the expected state within 50 ms"));
     const n = nackOf(await applier.apply(snap(2)));
     assert.deepEqual([n.code, n.retryable], [NackCode.NACK_CODE_UNAVAILABLE, true]);
     assert.match(n.reason, /^committed, but Caddy did not confirm/);

@@ -97,5 +97,5 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
     maxReceiveBytes: deps.maxMessageBytes,
     limitVariable: "CPM_SYNC_MAX_MESSAGE_BYTES",
     reflection: ["sync_master"],
-  }).add(service as typeof SyncReceiverService, impl as AsyncService<SyncReceiverServer>, RECEIVER_POLICY);
+  }).add(service, impl, RECEIVER_POLICY);
 }
