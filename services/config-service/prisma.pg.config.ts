@@ -8,5 +8,6 @@ export default defineConfig({
   engine: "js",
   schema: "prisma/postgresql/schema.prisma",
   migrations: { path: "prisma/postgresql/migrations" },
-  adapter: async () => new PrismaPg({ connectionString: process.env.DATABASE_URL ?? "postgresql://localhost/cpm" }),
+  adapter: () =>
+    Promise.resolve(new PrismaPg({ connectionString: process.env.DATABASE_URL ?? "postgresql://localhost/cpm" })),
 });

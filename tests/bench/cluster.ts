@@ -113,7 +113,7 @@ export async function seed(
   upstreamPort: number,
   inFlight: number,
 ): Promise<{ hosts: ProxyHost[]; writesPerSecond: number }> {
-  const hosts: ProxyHost[] = new Array(n);
+  const hosts = new Array<ProxyHost>(n);
   const t0 = performance.now();
   await inParallel(n, inFlight, async (i) => {
     const r = await unary(
@@ -252,7 +252,8 @@ async function receiverAnswers(slave: Instance, ca: string, timeoutMs: number): 
     } catch (e) {
       if (performance.now() > deadline)
         throw new Error(
-          `${slave.opts.name}: receiver not answering after ${timeoutMs} ms: ${e instanceof Error ? e.message : e}`,
+          `${slave.opts.name}: receiver not answering after ${timeoutMs} ms: ${e instanceof Error ? e.message : String(e)}`,
+          { cause: e },
         );
     } finally {
       client.close();

@@ -33,6 +33,7 @@ import { freePort, startUpstream } from "../support/net.ts";
 import { makeNamedCerts, makePki, type NamedCerts } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
 import { pct } from "./stats.ts";
+import { benchReport } from "./markdown.ts";
 
 const ORIGINAL_DIR = process.env.CPM_ORIGINAL_DIR;
 const BUN = process.env.CPM_ORIGINAL_BUN ?? "bun";
@@ -113,13 +114,19 @@ async function untilServed(ip: string, port: number, domain: string, timeoutMs =
 
 /** A Caddy config with its admin and listeners moved to fresh loopback ports, for a bare Caddy. */
 async function retarget(json: string, adminPort: number): Promise<string> {
-  const cfg = JSON.parse(json);
+  interface CaddyConfig {
+    admin?: { listen: string };
+    apps?: {
+      http?: { servers?: Record<string, { listen?: string[] }>; http_port?: number; https_port?: number };
+    };
+  }
+  const cfg = JSON.parse(json) as CaddyConfig;
   cfg.admin = { listen: `127.0.0.1:${adminPort}` };
   const http = cfg.apps?.http;
   if (http?.servers) {
     const moved = new Map<number, number>();
     const move = async (p: number) => moved.get(p) ?? moved.set(p, await freePort()).get(p)!;
-    for (const server of Object.values(http.servers) as { listen?: string[] }[]) {
+    for (const server of Object.values(http.servers)) {
       server.listen = await Promise.all(
         (server.listen ?? []).map(async (a) => `:${await move(Number(a.split(":").pop()))}`),
       );
@@ -211,7 +218,7 @@ async function benchThis(n: number, pem: { cert: string; key: string }): Promise
       )
     ).certificate!;
     log(`this project: seeding ${n} proxy hosts, ${IN_FLIGHT} in flight...`);
-    const hosts: ProxyHost[] = new Array(n);
+    const hosts = new Array<ProxyHost>(n);
     let next = 0;
     await Promise.all(
       Array.from({ length: IN_FLIGHT }, async () => {
@@ -553,8 +560,9 @@ async function main() {
   }
   const certs: NamedCerts = makeNamedCerts(mkdtempSync(path.join(os.tmpdir(), "cpm-bench-orig-cert-")), [WILDCARD]);
   const pem = certs.certs[WILDCARD]!;
-  console.log(
-    `bench:original: master + one slave each, real Caddies, ${CHANGES} changes per cell, hosts on one imported wildcard certificate`,
+  const report = benchReport("original", "sudo CPM_ORIGINAL_DIR=/srv/cpm-original npm run bench:original");
+  report.log(
+    `Setup: a master and one slave of each product, real Caddies, ${CHANGES} changes per cell, hosts on one imported wildcard certificate.`,
   );
   const rows: { n: number; cpm: Cell | Error; orig: Cell | Error }[] = [];
   let subnet = 100 + (process.pid % 50) * 2;
@@ -577,16 +585,17 @@ async function main() {
   const size = (c: Cell | Error, n: number) =>
     failed(c) ? "-" : `${(c.configBytes / 1024).toFixed(0)} KiB (${(c.configBytes / n).toFixed(0)} B/host)`;
   const median = (c: Cell | Error, pick: (c: Cell) => number[]) => (failed(c) ? NaN : pct(pick(c), 50));
-  console.log("");
-  console.log(
+  report.log();
+  report.log(
     "| hosts | write -> slave's Caddy serves it, this project (median / p99) | same, original | ratio of medians (original / this) | API write returns, this / original (median) | rendered config, this | rendered config, original | bare `POST /load`, this (median / p99) | bare `POST /load`, original |",
   );
-  console.log("|---|---|---|---|---|---|---|---|---|");
+  report.log("|---|---|---|---|---|---|---|---|---|");
   for (const { n, cpm, orig } of rows) {
-    console.log(
+    report.log(
       `| ${n.toLocaleString("en-US")} | ${cell(cpm, (c) => c.serve)} | ${cell(orig, (c) => c.serve)} | ${(median(orig, (c) => c.serve) / median(cpm, (c) => c.serve)).toFixed(2)}x | ${ms(median(cpm, (c) => c.write))} / ${ms(median(orig, (c) => c.write))} | ${size(cpm, n)} | ${size(orig, n)} | ${cell(cpm, (c) => c.loads)} | ${cell(orig, (c) => c.loads)} |`,
     );
   }
+  report.finish();
 }
 
 /** The original's rendered config always writes a log under /logs; removed again when this run made it. */

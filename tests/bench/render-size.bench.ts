@@ -10,6 +10,7 @@ import { performance } from "node:perf_hooks";
 import { CertificateType, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
 import { render } from "@cpm/caddy-renderer";
 import { SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
+import { benchReport } from "./markdown.ts";
 
 const SIZES = (process.env.CPM_BENCH_SIZES ?? "100,1000,10000").split(",").map(Number);
 const OPTS = { httpPort: 80, httpsPort: 443, adminListen: "127.0.0.1:2019", layer4: false };
@@ -82,11 +83,13 @@ const base = (shape: Shape) => render(snapshotOf(shape, 0), OPTS).json.length;
 // Warm-up, so the first figure is not the JIT compiling the renderer.
 for (const shape of SHAPES) render(snapshotOf(shape, 1000), OPTS);
 
-console.log(
-  `rendered Caddy config, bytes per proxy host (config minus the same config without hosts, divided by hosts)\n`,
+const report = benchReport("render", "npm run bench:render");
+report.log(
+  "Rendered Caddy config, bytes per proxy host (config minus the same config without hosts, divided by hosts); total size and render time in brackets.",
 );
-console.log(`| host shape | ${SIZES.map((n) => `${n.toLocaleString("en-US")} hosts`).join(" | ")} |`);
-console.log(`|---|${SIZES.map(() => "---").join("|")}|`);
+report.log();
+report.log(`| host shape | ${SIZES.map((n) => `${n.toLocaleString("en-US")} hosts`).join(" | ")} |`);
+report.log(`|---|${SIZES.map(() => "---").join("|")}|`);
 for (const shape of SHAPES) {
   const cells = SIZES.map((n) => {
     const s = snapshotOf(shape, n);
@@ -95,5 +98,6 @@ for (const shape of SHAPES) {
     const ms = performance.now() - t0;
     return `${((bytes - base(shape)) / n).toFixed(0)} B (${(bytes / 1024).toFixed(0)} KiB, ${ms.toFixed(0)} ms)`;
   });
-  console.log(`| ${shape.name} | ${cells.join(" | ")} |`);
+  report.log(`| ${shape.name} | ${cells.join(" | ")} |`);
 }
+report.finish();

@@ -15,6 +15,7 @@ import { ProxyHost } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
 import { Instance } from "../support/instance.ts";
 import { measureTree, mib } from "./proc-mem.ts";
+import { benchReport } from "./markdown.ts";
 
 const HOSTS = Number(process.env.CPM_BENCH_HOSTS ?? 1000);
 const SAMPLES = Number(process.env.CPM_BENCH_SAMPLES ?? 5);
@@ -23,7 +24,10 @@ const SETTLE_MS = Number(process.env.CPM_BENCH_SETTLE_MS ?? 10_000);
 const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 
 async function main() {
-  console.log(`bench:rss — one master instance (no slaves), sum of VmRSS over launcher, services and Caddy`);
+  const report = benchReport("rss", "npm run bench:rss");
+  report.log(
+    `One master instance (no slaves) started as \`npm start\` does: VmRSS and USS of the launcher, the services and Caddy, median of ${SAMPLES} samples after ${SETTLE_MS / 1000} s.`,
+  );
   const inst = await Instance.start({
     name: "bench-rss",
     mode: "master",
@@ -55,18 +59,19 @@ async function main() {
     const loaded = await measureTree(root, SAMPLES);
 
     const names = [...new Set([...idle.rssByName.keys(), ...loaded.rssByName.keys()])];
-    const cell = (m: Map<string, number>, n: string) => mib(m.get(n) ?? 0).padStart(12);
-    console.log("");
-    console.log(`process         | idle RSS     | idle USS     | ${HOSTS} hosts RSS | ${HOSTS} hosts USS`);
-    console.log("----------------|--------------|--------------|----------------|---------------");
+    const cell = (m: Map<string, number>, n: string) => mib(m.get(n) ?? 0);
+    report.log();
+    report.log(`| process | idle RSS | idle USS | ${HOSTS} hosts RSS | ${HOSTS} hosts USS |`);
+    report.log("|---|---|---|---|---|");
     for (const n of names) {
-      console.log(
-        `${n.padEnd(15)} | ${cell(idle.rssByName, n)} | ${cell(idle.ussByName, n)} | ${cell(loaded.rssByName, n).padStart(14)} | ${cell(loaded.ussByName, n).padStart(14)}`,
+      report.log(
+        `| ${n} | ${cell(idle.rssByName, n)} | ${cell(idle.ussByName, n)} | ${cell(loaded.rssByName, n)} | ${cell(loaded.ussByName, n)} |`,
       );
     }
-    console.log(
-      `${"total".padEnd(15)} | ${mib(idle.totalRssKiB).padStart(12)} | ${mib(idle.totalUssKiB).padStart(12)} | ${mib(loaded.totalRssKiB).padStart(14)} | ${mib(loaded.totalUssKiB).padStart(14)}`,
+    report.log(
+      `| **whole instance** | ${mib(idle.totalRssKiB)} | ${mib(idle.totalUssKiB)} | ${mib(loaded.totalRssKiB)} | ${mib(loaded.totalUssKiB)} |`,
     );
+    report.finish();
   } finally {
     await inst.stop();
   }

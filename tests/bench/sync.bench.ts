@@ -62,6 +62,7 @@ import {
 } from "./cluster.ts";
 import { measureTree, mib } from "./proc-mem.ts";
 import { pct } from "./stats.ts";
+import { benchReport, machineDescription } from "./markdown.ts";
 
 const num = (name: string, dflt: number) => {
   const v = Number(process.env[name] ?? dflt);
@@ -114,7 +115,10 @@ async function bareLoads(json: string, count: number): Promise<number[]> {
   const bare = await bareCaddy();
   try {
     const retarget = (s: string, port: number) => {
-      const cfg = JSON.parse(s);
+      const cfg = JSON.parse(s) as {
+        admin: { listen: string };
+        apps: { http: { servers: { http: { listen: string[] } }; http_port: number } };
+      };
       cfg.admin = { listen: `127.0.0.1:${bare.admin}` };
       cfg.apps.http.servers.http.listen = [`:${port}`];
       cfg.apps.http.http_port = port;
@@ -312,20 +316,12 @@ async function benchFanout(n: number, slaveCount: number, pki: TestPki, withBurs
   }
 }
 
-function machineLine(): string {
-  const cpus = os.cpus();
-  const load = os
-    .loadavg()
-    .map((l) => l.toFixed(2))
-    .join(" ");
-  return `machine: ${cpus[0]?.model ?? "unknown CPU"}, ${cpus.length} cores, Node ${process.version}, load average at start ${load}`;
-}
-
 async function main() {
   killInstancesOnSignal();
-  console.log(machineLine());
-  console.log(
-    `bench: master + one TLS slave with real Caddies per size; ${IN_FLIGHT} writes in flight while seeding and in bursts, ${WRITES} single writes, ${CHANGES} changes, ${TICKS} unchanged pushes, a burst of ${BURST}, ${RESTARTS} slave restarts per size` +
+  const report = benchReport("sync", "npm run bench");
+  console.log(`machine: ${machineDescription()}`);
+  report.log(
+    `Setup: a master and one TLS slave with real Caddies per size; ${IN_FLIGHT} writes in flight while seeding and in bursts, ${WRITES} single writes, ${CHANGES} changes, ${TICKS} unchanged pushes, a burst of ${BURST}, ${RESTARTS} slave restarts per size` +
       (FANOUT > 0 ? `; fan-out: ${FANOUT} slaves at ${FANOUT_HOSTS} hosts, ${FANOUT_CHANGES} changes` : ""),
   );
   const pki = makePki(mkdtempSync(path.join(os.tmpdir(), "cpm-bench-pki-")));
@@ -345,7 +341,7 @@ async function main() {
 
   type Row = (typeof rows)[number];
   const line = (label: string, cell: (r: Row) => string, goal = "") =>
-    console.log(`| ${label} | ${rows.map(cell).join(" | ")} | ${goal} |`);
+    report.log(`| ${label} | ${rows.map(cell).join(" | ")} | ${goal} |`);
   const sizeGoal = (byN: (n: number) => string | undefined) =>
     rows
       .map((r) => [r.n, byN(r.n)] as const)
@@ -357,9 +353,9 @@ async function main() {
       ? `${ms(b.settleMs)}; pushed ${b.pushed} of ${b.writes} (${((100 * b.pushed) / b.writes).toFixed(1)}%)`
       : "not run";
   const memCell = (m: Row["masterMem"]) => (m ? `${mib(m.totalRssKiB)} / ${mib(m.totalUssKiB)}` : "not run");
-  console.log("");
-  console.log(`| | ${rows.map((r) => `${r.n.toLocaleString("en-US")} hosts`).join(" | ")} | goal |`);
-  console.log(`|---|${rows.map(() => "---").join("|")}|---|`);
+  report.log();
+  report.log(`| | ${rows.map((r) => `${r.n.toLocaleString("en-US")} hosts`).join(" | ")} | goal |`);
+  report.log(`|---|${rows.map(() => "---").join("|")}|---|`);
   line(`writes/s, ${IN_FLIGHT} in flight (seeding)`, (r) => `${r.writesPerSecond.toFixed(0)}/s`, ">= 500/s");
   line("API write latency, median / p99", (r) => `${ms(r.writeMedian)} / ${ms(r.writeP99)}`, "median <= 10 ms");
   line("write -> slave's Caddy serves it, median / p99", (r) => `${ms(r.syncMedian)} / ${ms(r.syncP99)}`);
@@ -398,25 +394,26 @@ async function main() {
 
   const byProcess = (m: Row["masterMem"]) =>
     m ? [...m.rssByName].map(([name, kib]) => `${name} ${mib(kib)}`).join(", ") : "not run";
-  console.log("");
+  report.log();
   for (const r of rows) {
-    console.log(
-      `memory by process at ${r.n.toLocaleString("en-US")} hosts (RSS): master: ${byProcess(r.masterMem)}; slave: ${byProcess(r.slaveMem)}`,
+    report.log(
+      `- memory by process at ${r.n.toLocaleString("en-US")} hosts (RSS): master: ${byProcess(r.masterMem)}; slave: ${byProcess(r.slaveMem)}`,
     );
   }
 
   if (fan) {
-    console.log("");
-    console.log(`| fan-out at ${FANOUT_HOSTS.toLocaleString("en-US")} hosts | 1 slave | ${FANOUT} slaves | goal |`);
-    console.log("|---|---|---|---|");
-    console.log(
+    report.log();
+    report.log(`| fan-out at ${FANOUT_HOSTS.toLocaleString("en-US")} hosts | 1 slave | ${FANOUT} slaves | goal |`);
+    report.log("|---|---|---|---|");
+    report.log(
       `| write -> every slave's Caddy serves it (the last one), median of ${FANOUT_CHANGES} | ${ms(fan.one.median)} | ${ms(fan.many.median)} | |`,
     );
-    console.log(`| ratio ${FANOUT} slaves / 1 slave | | ${ratio(fan.many.median / fan.one.median)} | <= 1.5x |`);
-    console.log(
+    report.log(`| ratio ${FANOUT} slaves / 1 slave | | ${ratio(fan.many.median / fan.one.median)} | <= 1.5x |`);
+    report.log(
       `| burst of ${BURST} updates: last write -> every slave serves the final version; most snapshots pushed to one slave | | ${burstCell(fan.many.burst)} | pushed <= 10% of writes |`,
     );
   }
+  report.finish();
 }
 
 main().then(

@@ -251,7 +251,6 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
     const schedule = Array.from({ length: FAULTS }, () => Math.floor(faultRng.next() * OPS)).sort((a, b) => a - b);
     let done = 0;
     let nextFault = 0;
-    let faultRunning: Promise<void> = Promise.resolve();
     const failures: unknown[] = [];
     const inFlight = new Set<Promise<void>>();
     let lastWriteAt = 0;
@@ -264,7 +263,7 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
         nextFault++;
       }
     };
-    faultRunning = runFaults();
+    const faultRunning = runFaults();
 
     while (done < OPS) {
       // Hold new writes while faults lag behind, so that faults land amid writes.

@@ -58,7 +58,7 @@ export class ConfigWatch {
   constructor(apiPort: number, token: string) {
     this.client = new ConfigServiceClient(`127.0.0.1:${apiPort}`, credentials.createInsecure());
     this.follower = new Follower(
-      () => this.client.watchConfig({ includeSnapshot: false }, withBearer(token)) as ClientReadableStream<unknown>,
+      () => this.client.watchConfig({ includeSnapshot: false }, withBearer(token)),
       (v) => {
         const r = v as { version: number; contentSha256: string };
         this.seen.push({ version: r.version, sha: r.contentSha256, at: Date.now() });
@@ -81,7 +81,7 @@ export class RenderWatch {
   constructor(rendererPort: number, token: string) {
     this.client = new CaddyRendererClient(`127.0.0.1:${rendererPort}`, credentials.createInsecure());
     this.follower = new Follower(
-      () => this.client.watchRenderStatus({}, withBearer(token)) as ClientReadableStream<unknown>,
+      () => this.client.watchRenderStatus({}, withBearer(token)),
       (v) => {
         const s = (v as { status?: { appliedVersion: number; configSha256: string } }).status;
         if (s) this.seen.push({ version: s.appliedVersion, sha: s.configSha256, at: Date.now() });

@@ -63,7 +63,7 @@ export class Model {
 
   private table(kind: Kind) {
     let t = this.entries.get(kind);
-    if (!t) this.entries.set(kind, (t = new Map()));
+    if (!t) this.entries.set(kind, (t = new Map<string, Entry>()));
     return t;
   }
 
@@ -363,7 +363,7 @@ export class Workload {
             const code = status[(e as ServiceError).code];
             this.counts.conflicts[code] = (this.counts.conflicts[code] ?? 0) + 1;
           } else {
-            throw new Error(`${name}: ${(e as ServiceError).details ?? String(e)}`);
+            throw new Error(`${name}: ${(e as ServiceError).details ?? String(e)}`, { cause: e });
           }
         }
       },

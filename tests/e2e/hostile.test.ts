@@ -981,7 +981,7 @@ describe("hostile input: nothing moves, nothing leaks", () => {
       const results = await Promise.all([demote(ta, b.user!.id), demote(tb, a.user!.id)]);
       assert.ok(
         results.includes(status.FAILED_PRECONDITION) || results.includes(status.PERMISSION_DENIED),
-        `one demotion is refused: ${results}`,
+        `one demotion is refused: ${results.join(", ")}`,
       );
       const survivor = results[0] === "ok" ? ta : tb;
       const after = await unary(master.account.listUsers.bind(master.account), {}, survivor);

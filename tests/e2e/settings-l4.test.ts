@@ -27,7 +27,18 @@ import { Instance, stopCleanly } from "../support/instance.ts";
 import { freePort, serveHttp, startUpstream } from "../support/net.ts";
 import { waitFor } from "../support/wait.ts";
 
-type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any -- walking Caddy's running config
+/** The parts of Caddy's running config these tests read. */
+interface CaddyHandler {
+  handler: string;
+  transport?: unknown;
+}
+interface CaddyRoute {
+  match?: { host?: string[] }[];
+  handle: CaddyHandler[];
+}
+interface RunningConfig {
+  apps: { http: { servers: Record<string, { routes: CaddyRoute[] } | undefined> }; layer4?: unknown };
+}
 
 /** GET over HTTPS with SNI and Host `host` (unverified); the response headers matter here. */
 function httpsGet(port: number, host: string): Promise<{ status: number; headers: http.IncomingHttpHeaders }> {
@@ -88,14 +99,14 @@ function api(inst: Instance) {
       unary(inst.config.updateL4ProxyHost.bind(inst.config), { l4ProxyHost: h }, inst.adminToken),
     deleteL4: (id: string) => unary(inst.config.deleteL4ProxyHost.bind(inst.config), { id }, inst.adminToken),
     /** The config Caddy runs. */
-    running: async (): Promise<Json> => {
+    running: async (): Promise<RunningConfig> => {
       // Caddy restarts its admin endpoint on every load: a read that meets a load still in
       // progress (the renderer's, for a write just made) has its connection reset; read again.
       for (let attempt = 1; ; attempt++) {
         try {
           const res = await caddyAdminRequest(`http://127.0.0.1:${inst.ports.caddyAdmin}/config/`);
           assert.equal(res.status, 200);
-          return JSON.parse(res.body);
+          return JSON.parse(res.body) as RunningConfig;
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
           if (attempt >= 20 || (code !== "ECONNRESET" && code !== "ECONNREFUSED")) throw err;
@@ -139,12 +150,14 @@ describe("settings on a real Caddy", () => {
     (await unary(inst.config.getSettings.bind(inst.config), {}, inst.adminToken)).settings!;
   const running = () => api(inst).running();
   /** The reverse_proxy handler Caddy runs for `domain` (the route that proxies it; hosts proxied alike share one). */
-  const runningProxy = (cfg: Json, domain: string): Json => {
-    const route = cfg.apps.http.servers.http.routes.find(
-      (r: Json) => r.match?.[0]?.host?.includes(domain) && r.handle.some((h: Json) => h.handler === "reverse_proxy"),
+  const runningProxy = (cfg: RunningConfig, domain: string): CaddyHandler => {
+    const route = cfg.apps.http.servers.http?.routes.find(
+      (r) => r.match?.[0]?.host?.includes(domain) && r.handle.some((h) => h.handler === "reverse_proxy"),
     );
     assert.ok(route, `no route proxies ${domain} in Caddy's running config`);
-    return route.handle.find((h: Json) => h.handler === "reverse_proxy");
+    const proxy = route.handle.find((h) => h.handler === "reverse_proxy");
+    assert.ok(proxy);
+    return proxy;
   };
   const inSyncAt = (version: number) => api(inst).inSyncAt(version);
 

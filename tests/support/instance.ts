@@ -137,10 +137,10 @@ export class Instance {
       detached: true,
     });
     // Two sources into one file: neither may end it (the other could still write), it ends when both have.
-    child.stdout!.pipe(log, { end: false });
-    child.stderr!.pipe(log, { end: false });
+    child.stdout.pipe(log, { end: false });
+    child.stderr.pipe(log, { end: false });
     let open = 2;
-    for (const s of [child.stdout!, child.stderr!]) s.once("end", () => --open === 0 && log.end());
+    for (const s of [child.stdout, child.stderr]) s.once("end", () => --open === 0 && log.end());
     this.child = child;
     this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
     const addr = (port: number) => `127.0.0.1:${port}`;

@@ -78,7 +78,7 @@ export function sendAnnouncedMessage(
       resolve({ status, message, bytesWritten: written });
     };
     const timer = setTimeout(() => finish(-1, "timeout"), opts.timeoutMs ?? 15_000);
-    session.on("error", (e) => finish(-1, e.message));
+    session.on("error", (e: Error) => finish(-1, e.message));
     const headers: http2.OutgoingHttpHeaders = {
       ":method": "POST",
       ":path": path,

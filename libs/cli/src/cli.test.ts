@@ -256,7 +256,7 @@ describe("cpm export and import", () => {
   });
 
   const version = async (h: Harness) =>
-    (await cpm(h, ["proxy-host", "list"])).code === 0 && (await h.store.info()).version;
+    (await cpm(h, ["proxy-host", "list"])).code === ExitCode.OK && (await h.store.info()).version;
 
   it("round trip: export, import into an empty instance in one version, export again gives the same bytes", async () => {
     const site = selfSignedCertificate("shop.test");

@@ -51,7 +51,7 @@ function readConfigFile(file: string): Partial<Record<(typeof FILE_KEYS)[number]
     if (!(FILE_KEYS as readonly string[]).includes(key))
       throw new CliError(ExitCode.USAGE, `${file}: ${key}: unknown key (known: ${FILE_KEYS.join(", ")})`);
   }
-  return doc as Record<string, unknown>;
+  return doc;
 }
 
 /** Flags first, then CPM_API / CPM_DISPATCHER / CPM_TOKEN / CPM_TLS / CPM_CA, then the config file, then the defaults. */
@@ -74,7 +74,7 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
     dispatcher: flags.dispatcher ?? (env.CPM_DISPATCHER || undefined) ?? str("dispatcher") ?? DEFAULT_DISPATCHER,
     token: flags.token ?? (env.CPM_TOKEN || undefined) ?? str("token"),
     // A CA file implies TLS.
-    tls: flags.tls ?? envTls ?? (fileTls as boolean | undefined) ?? ca !== undefined,
+    tls: flags.tls ?? envTls ?? fileTls ?? ca !== undefined,
     ca,
     configFile: existsSync(file) ? file : undefined,
   };

@@ -9,11 +9,11 @@ import { parse } from "yaml";
 
 /** Where a run of `cpm` writes, and what it reads from its surroundings (tests pass their own). */
 export interface Io {
-  stdout(text: string): void;
-  stderr(text: string): void;
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
   env: NodeJS.ProcessEnv;
   /** For `--watch`: waits `ms`; resolving false ends the watch (default: waits, never ends it). */
-  sleep?(ms: number): Promise<boolean>;
+  sleep?: (ms: number) => Promise<boolean>;
 }
 
 /** What a command needs: the output format, the API (connected on first use), and output helpers. */

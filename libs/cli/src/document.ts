@@ -344,7 +344,7 @@ export function fieldValue(f: FieldSpec, v: unknown, at: string, refs: Reference
         const s = (k: string) => {
           if (u[k] === undefined || u[k] === null) return "";
           if (typeof u[k] !== "string") throw invalid(`${ua}.${k}`, "expected a string");
-          return u[k] as string;
+          return u[k];
         };
         return {
           username: s("username"),

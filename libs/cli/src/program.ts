@@ -63,7 +63,7 @@ export function buildProgram(io: Io, exit: { code: ExitCode }): Command {
     .option("--include-private-keys", "include imported certificates' private keys")
     .action(async (opts: { includePrivateKeys?: boolean }, c: Command) =>
       run(c, async (ctx) => {
-        const { snapshot } = await ctx.api.config((x) => x.getSnapshot, {}, 60_000);
+        const { snapshot } = await ctx.api.config("getSnapshot", {}, 60_000);
         if (!snapshot) throw new CliError(ExitCode.UNAVAILABLE, "the server answered without a snapshot");
         const doc = exportDocument(snapshot, { privateKeys: opts.includePrivateKeys === true });
         io.stdout(formatDocument(doc, ctx.format === "json" ? "json" : "yaml"));
@@ -79,7 +79,7 @@ export function buildProgram(io: Io, exit: { code: ExitCode }): Command {
     .action(async (file: string, opts: { dryRun?: boolean }, c: Command) =>
       run(c, async (ctx) => {
         const config = importDocument(readDocumentFile(file));
-        const r = await ctx.api.config((x) => x.importConfig, { config, dryRun: opts.dryRun === true }, 120_000);
+        const r = await ctx.api.config("importConfig", { config, dryRun: opts.dryRun === true }, 120_000);
         ctx.print(importReportDoc(r), () => importReportText(r, opts.dryRun === true));
       }),
     );
@@ -88,10 +88,11 @@ export function buildProgram(io: Io, exit: { code: ExitCode }): Command {
     .command("completion <shell>")
     .description("shell completion script: bash or zsh (e.g. source <(cpm completion bash))")
     .action(async (shell: string, _o, c: Command) =>
-      run(c, async () => {
+      run(c, () => {
         if (shell !== "bash" && shell !== "zsh")
           throw new CliError(ExitCode.USAGE, `completion: "${shell}" is not bash or zsh`);
         io.stdout(completionScript(program, shell));
+        return Promise.resolve();
       }),
     );
   // Commands built on their own (addCommand) do not inherit these: every level reports
@@ -121,7 +122,7 @@ function settingsCommand(run: Run): Command {
     .description("the settings, defaults filled")
     .action(async (_o, c: Command) =>
       run(c, async (ctx) => {
-        const { settings } = await ctx.api.config((x) => x.getSettings, {});
+        const { settings } = await ctx.api.config("getSettings", {});
         ctx.print(settingsToDoc(settings));
       }),
     );
@@ -132,7 +133,7 @@ function settingsCommand(run: Run): Command {
     .action(async (opts: { file: string }, c: Command) =>
       run(c, async (ctx) => {
         const settings = settingsFromDoc(readDocumentFile(opts.file), "settings");
-        const r = await ctx.api.config((x) => x.updateSettings, { settings });
+        const r = await ctx.api.config("updateSettings", { settings });
         ctx.print(
           { ...settingsToDoc(r.settings), config_version: r.configVersion },
           () => `settings updated (version ${r.configVersion})\n`,
@@ -164,7 +165,7 @@ function userCommand(run: Run): Command {
     created_at: formatTime(u.createdAt),
   });
   const users = async (ctx: Ctx) =>
-    (await ctx.api.account((x) => x.listUsers, {})).users.map((u) => ({ ...u, name: u.username }));
+    (await ctx.api.account("listUsers", {})).users.map((u) => ({ ...u, name: u.username }));
   cmd.command("list").action(async (_o, c: Command) =>
     run(c, async (ctx) => {
       const us = await users(ctx);
@@ -179,7 +180,7 @@ function userCommand(run: Run): Command {
   cmd
     .command("get <username-or-id>")
     .action(async (who: string, _o, c: Command) =>
-      run(c, async (ctx) => ctx.print(userDoc(await findByNameOrId(await users(ctx), who, "user")))),
+      run(c, async (ctx) => ctx.print(userDoc(findByNameOrId(await users(ctx), who, "user")))),
     );
   cmd
     .command("create <username>")
@@ -187,7 +188,7 @@ function userCommand(run: Run): Command {
     .option("--password <password>", "optional login password (12+ characters)")
     .action(async (username: string, opts: { role: string; password?: string }, c: Command) =>
       run(c, async (ctx) => {
-        const { user } = await ctx.api.account((x) => x.createUser, {
+        const { user } = await ctx.api.account("createUser", {
           username,
           role: role(opts.role),
           password: opts.password ?? "",
@@ -203,21 +204,21 @@ function userCommand(run: Run): Command {
     .option("--password <password>", "new password")
     .action(async (who: string, opts: { role?: string; disabled?: boolean; password?: string }, c: Command) =>
       run(c, async (ctx) => {
-        const u = await findByNameOrId(await users(ctx), who, "user");
+        const u = findByNameOrId(await users(ctx), who, "user");
         const req = {
           id: u.id,
           role: opts.role ? role(opts.role) : u.role,
           disabled: opts.disabled ?? u.disabled,
           password: opts.password ?? "",
         };
-        const { user } = await ctx.api.account((x) => x.updateUser, req);
+        const { user } = await ctx.api.account("updateUser", req);
         ctx.print(userDoc(user!), () => `updated user "${user!.username}"\n`);
       }),
     );
   cmd.command("delete <username-or-id>").action(async (who: string, _o, c: Command) =>
     run(c, async (ctx) => {
-      const u = await findByNameOrId(await users(ctx), who, "user");
-      await ctx.api.account((x) => x.deleteUser, { id: u.id });
+      const u = findByNameOrId(await users(ctx), who, "user");
+      await ctx.api.account("deleteUser", { id: u.id });
       ctx.print({ deleted: u.username, id: u.id }, () => `deleted user "${u.username}"\n`);
     }),
   );
@@ -239,7 +240,7 @@ function tokenCommand(run: Run): Command {
   const cmd = new Command("token").description("API tokens of this instance (never synced; admin)");
   cmd.command("list").action(async (_o, c: Command) =>
     run(c, async (ctx) => {
-      const { apiTokens } = await ctx.api.account((x) => x.listApiTokens, {});
+      const { apiTokens } = await ctx.api.account("listApiTokens", {});
       const doc = apiTokens.map((t) => ({
         id: t.id,
         name: t.name,
@@ -278,10 +279,10 @@ function tokenCommand(run: Run): Command {
         const expiresAt = opts.expires ? parseExpiry(opts.expires) : undefined;
         let userId = "";
         if (opts.user) {
-          const us = (await ctx.api.account((x) => x.listUsers, {})).users.map((u) => ({ ...u, name: u.username }));
-          userId = (await findByNameOrId(us, opts.user, "user")).id;
+          const us = (await ctx.api.account("listUsers", {})).users.map((u) => ({ ...u, name: u.username }));
+          userId = findByNameOrId(us, opts.user, "user").id;
         }
-        const r = await ctx.api.account((x) => x.createApiToken, { name, role: role(opts.role), expiresAt, userId });
+        const r = await ctx.api.account("createApiToken", { name, role: role(opts.role), expiresAt, userId });
         // The secret is shown once, here; it is never stored or shown again.
         ctx.print(
           { id: r.apiToken?.id, name, secret: r.secret },
@@ -291,9 +292,9 @@ function tokenCommand(run: Run): Command {
     );
   cmd.command("revoke <name-or-id>").action(async (who: string, _o, c: Command) =>
     run(c, async (ctx) => {
-      const ts = (await ctx.api.account((x) => x.listApiTokens, {})).apiTokens.filter((t) => !t.revoked);
-      const t = await findByNameOrId(ts, who, "token");
-      await ctx.api.account((x) => x.revokeApiToken, { id: t.id });
+      const ts = (await ctx.api.account("listApiTokens", {})).apiTokens.filter((t) => !t.revoked);
+      const t = findByNameOrId(ts, who, "token");
+      await ctx.api.account("revokeApiToken", { id: t.id });
       ctx.print({ revoked: t.name, id: t.id }, () => `revoked token "${t.name}"\n`);
     }),
   );
@@ -351,7 +352,7 @@ function syncCommand(io: Io, run: Run): Command {
         if (!(interval > 0)) throw invalid("--interval", `"${opts.interval}" is not a positive number of seconds`);
         const sleep = io.sleep ?? ((ms: number) => new Promise<boolean>((r) => setTimeout(() => r(true), ms)));
         for (let more = true; more;) {
-          const r = await ctx.api.dispatcher((x) => x.getSyncStatus, {});
+          const r = await ctx.api.dispatcher("getSyncStatus", {});
           const doc = {
             master_instance_id: r.masterInstanceId,
             slaves: r.slaves.map((s) => ({

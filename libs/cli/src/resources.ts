@@ -56,16 +56,16 @@ const PROXY_HOSTS: ResourceKind<ProxyHost> = {
     ["ACCESS LIST", (x, r) => ref(r, "access_list", x.accessListId)],
     ["ENABLED", enabled],
   ],
-  list: async (api) => (await api.config((c) => c.listProxyHosts, {})).proxyHosts,
+  list: async (api) => (await api.config("listProxyHosts", {})).proxyHosts,
   create: async (api, x) => {
-    const r = await api.config((c) => c.createProxyHost, { proxyHost: x });
+    const r = await api.config("createProxyHost", { proxyHost: x });
     return { item: r.proxyHost, version: r.configVersion };
   },
   update: async (api, x) => {
-    const r = await api.config((c) => c.updateProxyHost, { proxyHost: x });
+    const r = await api.config("updateProxyHost", { proxyHost: x });
     return { item: r.proxyHost, version: r.configVersion };
   },
-  remove: async (api, id) => (await api.config((c) => c.deleteProxyHost, { id })).configVersion,
+  remove: async (api, id) => (await api.config("deleteProxyHost", { id })).configVersion,
 };
 
 const L4_PROXY_HOSTS: ResourceKind<L4ProxyHost> = {
@@ -82,16 +82,16 @@ const L4_PROXY_HOSTS: ResourceKind<L4ProxyHost> = {
     ["UPSTREAMS", (x) => list(x.upstreams)],
     ["ENABLED", enabled],
   ],
-  list: async (api) => (await api.config((c) => c.listL4ProxyHosts, {})).l4ProxyHosts,
+  list: async (api) => (await api.config("listL4ProxyHosts", {})).l4ProxyHosts,
   create: async (api, x) => {
-    const r = await api.config((c) => c.createL4ProxyHost, { l4ProxyHost: x });
+    const r = await api.config("createL4ProxyHost", { l4ProxyHost: x });
     return { item: r.l4ProxyHost, version: r.configVersion };
   },
   update: async (api, x) => {
-    const r = await api.config((c) => c.updateL4ProxyHost, { l4ProxyHost: x });
+    const r = await api.config("updateL4ProxyHost", { l4ProxyHost: x });
     return { item: r.l4ProxyHost, version: r.configVersion };
   },
-  remove: async (api, id) => (await api.config((c) => c.deleteL4ProxyHost, { id })).configVersion,
+  remove: async (api, id) => (await api.config("deleteL4ProxyHost", { id })).configVersion,
 };
 
 const CERTIFICATES: ResourceKind<Certificate> = {
@@ -106,16 +106,16 @@ const CERTIFICATES: ResourceKind<Certificate> = {
     ["DOMAINS", (x) => list(x.domainNames)],
     ["EXPIRES", (x) => formatTime(x.expiresAt)],
   ],
-  list: async (api) => (await api.config((c) => c.listCertificates, { includePrivateKeys: false })).certificates,
+  list: async (api) => (await api.config("listCertificates", { includePrivateKeys: false })).certificates,
   create: async (api, x) => {
-    const r = await api.config((c) => c.createCertificate, { certificate: x });
+    const r = await api.config("createCertificate", { certificate: x });
     return { item: r.certificate, version: r.configVersion };
   },
   update: async (api, x) => {
-    const r = await api.config((c) => c.updateCertificate, { certificate: x });
+    const r = await api.config("updateCertificate", { certificate: x });
     return { item: r.certificate, version: r.configVersion };
   },
-  remove: async (api, id) => (await api.config((c) => c.deleteCertificate, { id })).configVersion,
+  remove: async (api, id) => (await api.config("deleteCertificate", { id })).configVersion,
 };
 
 const ACCESS_LISTS: ResourceKind<AccessList> = {
@@ -131,16 +131,16 @@ const ACCESS_LISTS: ResourceKind<AccessList> = {
     ["DENY", (x) => list(x.deny)],
     ["SATISFY", (x) => enumName(ACCESS_LIST_FIELDS[2]!.enum!, x.satisfy) ?? "any"],
   ],
-  list: async (api) => (await api.config((c) => c.listAccessLists, {})).accessLists,
+  list: async (api) => (await api.config("listAccessLists", {})).accessLists,
   create: async (api, x) => {
-    const r = await api.config((c) => c.createAccessList, { accessList: x });
+    const r = await api.config("createAccessList", { accessList: x });
     return { item: r.accessList, version: r.configVersion };
   },
   update: async (api, x) => {
-    const r = await api.config((c) => c.updateAccessList, { accessList: x });
+    const r = await api.config("updateAccessList", { accessList: x });
     return { item: r.accessList, version: r.configVersion };
   },
-  remove: async (api, id) => (await api.config((c) => c.deleteAccessList, { id })).configVersion,
+  remove: async (api, id) => (await api.config("deleteAccessList", { id })).configVersion,
 };
 
 export const RESOURCE_KINDS = [PROXY_HOSTS, L4_PROXY_HOSTS, CERTIFICATES, ACCESS_LISTS] as const;
@@ -164,7 +164,7 @@ async function loadReferences(api: Api, fields: FieldSpec[]): Promise<References
 }
 
 /** The resource named `nameOrId` (its name first, else its id); NOT_FOUND (exit 2) otherwise. */
-export async function findByNameOrId<T extends Named>(items: T[], nameOrId: string, noun: string): Promise<T> {
+export function findByNameOrId<T extends Named>(items: T[], nameOrId: string, noun: string): T {
   const hit = items.find((x) => x.name === nameOrId) ?? items.find((x) => x.id === nameOrId);
   if (!hit) throw new CliError(ExitCode.NOT_FOUND, `${noun} "${nameOrId}" not found`);
   return hit;
@@ -271,7 +271,7 @@ export function resourceCommand(
     .description(`one ${kind.noun}`)
     .action(async (nameOrId: string, _o, c: Command) =>
       run(c, async (ctx) => {
-        const x = await findByNameOrId(await kind.list(ctx.api), nameOrId, kind.noun);
+        const x = findByNameOrId(await kind.list(ctx.api), nameOrId, kind.noun);
         ctx.print(view(x, await loadReferences(ctx.api, kind.fields)));
       }),
     );
@@ -298,7 +298,7 @@ export function resourceCommand(
     kind.fields,
   ).action(async (nameOrId: string, opts: Record<string, unknown>, c: Command) =>
     run(c, async (ctx) => {
-      const existing = await findByNameOrId(await kind.list(ctx.api), nameOrId, kind.noun);
+      const existing = findByNameOrId(await kind.list(ctx.api), nameOrId, kind.noun);
       const refs = await loadReferences(ctx.api, kind.fields);
       const base = fromFile(kind, opts.file as string | undefined, refs) ?? existing;
       const props = { ...base, ...fromFlags(kind.fields, opts, refs, kind.field), id: existing.id };
@@ -312,7 +312,7 @@ export function resourceCommand(
     .description(`delete a ${kind.noun}`)
     .action(async (nameOrId: string, _o, c: Command) =>
       run(c, async (ctx) => {
-        const x = await findByNameOrId(await kind.list(ctx.api), nameOrId, kind.noun);
+        const x = findByNameOrId(await kind.list(ctx.api), nameOrId, kind.noun);
         const version = await kind.remove(ctx.api, x.id);
         ctx.print(
           { deleted: x.name, id: x.id, config_version: version },

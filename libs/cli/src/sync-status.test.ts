@@ -15,73 +15,75 @@ describe("cpm sync status", () => {
   let calls = 0;
   before(async () => {
     const impl: AsyncService<SyncDispatcherServer> = {
-      getSyncStatus: async () => {
+      getSyncStatus: () => {
         calls++;
-        return GetSyncStatusResponse.fromPartial({
-          masterInstanceId: "m-1",
-          masterVersion: 42,
-          slaves: [
-            {
-              name: "edge-1",
-              url: "https://edge-1:50443",
-              connected: true,
-              masterVersion: 42,
-              ackedVersion: 42,
-              configSha256: "ab",
-              lastSyncTime: new Date("2026-01-02T03:04:05.678Z"),
-              lastError: "",
-              lastErrorTime: undefined,
-              consecutiveFailures: 0,
-              lag: 0,
-              inFlightVersion: 0,
-              lastNackedVersion: 0,
-              snapshotsSent: 9,
-            },
-            {
-              name: "edge-2",
-              url: "https://edge-2:50443",
-              connected: false,
-              masterVersion: 42,
-              ackedVersion: 40,
-              configSha256: "",
-              lastSyncTime: undefined,
-              lastError: "connect ECONNREFUSED",
-              lastErrorTime: undefined,
-              consecutiveFailures: 3,
-              lag: 2,
-              inFlightVersion: 0,
-              lastNackedVersion: 0,
-              snapshotsSent: 4,
-            },
-          ],
-          certificates: [
-            {
-              certificateId: "c1",
-              name: "shop",
-              status: CertificateStatus.CERTIFICATE_STATUS_ISSUED,
-              statusDetail: "",
-              notAfter: new Date("2027-02-01T00:00:00Z"),
-              fingerprintSha256: "ff",
-              issuedVersion: 41,
-              slaves: [
-                { slaveName: "edge-1", servesCurrent: true },
-                { slaveName: "edge-2", servesCurrent: false },
-              ],
-            },
-            {
-              certificateId: "c2",
-              name: "blog",
-              status: CertificateStatus.CERTIFICATE_STATUS_FAILED,
-              statusDetail: "blog.example.com: HTTP 400 rejectedIdentifier",
-              notAfter: undefined,
-              fingerprintSha256: "",
-              issuedVersion: 0,
-              slaves: [],
-            },
-          ],
-        });
+        return Promise.resolve(
+          GetSyncStatusResponse.fromPartial({
+            masterInstanceId: "m-1",
+            masterVersion: 42,
+            slaves: [
+              {
+                name: "edge-1",
+                url: "https://edge-1:50443",
+                connected: true,
+                masterVersion: 42,
+                ackedVersion: 42,
+                configSha256: "ab",
+                lastSyncTime: new Date("2026-01-02T03:04:05.678Z"),
+                lastError: "",
+                lastErrorTime: undefined,
+                consecutiveFailures: 0,
+                lag: 0,
+                inFlightVersion: 0,
+                lastNackedVersion: 0,
+                snapshotsSent: 9,
+              },
+              {
+                name: "edge-2",
+                url: "https://edge-2:50443",
+                connected: false,
+                masterVersion: 42,
+                ackedVersion: 40,
+                configSha256: "",
+                lastSyncTime: undefined,
+                lastError: "connect ECONNREFUSED",
+                lastErrorTime: undefined,
+                consecutiveFailures: 3,
+                lag: 2,
+                inFlightVersion: 0,
+                lastNackedVersion: 0,
+                snapshotsSent: 4,
+              },
+            ],
+            certificates: [
+              {
+                certificateId: "c1",
+                name: "shop",
+                status: CertificateStatus.CERTIFICATE_STATUS_ISSUED,
+                statusDetail: "",
+                notAfter: new Date("2027-02-01T00:00:00Z"),
+                fingerprintSha256: "ff",
+                issuedVersion: 41,
+                slaves: [
+                  { slaveName: "edge-1", servesCurrent: true },
+                  { slaveName: "edge-2", servesCurrent: false },
+                ],
+              },
+              {
+                certificateId: "c2",
+                name: "blog",
+                status: CertificateStatus.CERTIFICATE_STATUS_FAILED,
+                statusDetail: "blog.example.com: HTTP 400 rejectedIdentifier",
+                notAfter: undefined,
+                fingerprintSha256: "",
+                issuedVersion: 0,
+                slaves: [],
+              },
+            ],
+          }),
+        );
       },
-      triggerFullSync: async () => ({ slaves: [] }) as never,
+      triggerFullSync: () => Promise.resolve({ slaves: [] } as never),
     };
     server = new GrpcServer({
       log: createLogger("test", "silent"),
@@ -103,7 +105,7 @@ describe("cpm sync status", () => {
       stdout: (s) => (out += s),
       stderr: (s) => (err += s),
       env: { CPM_DISPATCHER: address, CPM_TOKEN: TOKEN, XDG_CONFIG_HOME: "/nonexistent" },
-      sleep: async () => ++slept <= sleeps,
+      sleep: () => Promise.resolve(++slept <= sleeps),
     });
     return { code, out, err };
   };

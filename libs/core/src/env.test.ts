@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
-import { ConfigError, dialable, loadConfig, required } from "./env.ts";
+import { ConfigError, dialable, ENV_VARIABLES, envDefaultText, loadConfig, required, type EnvVariable } from "./env.ts";
 import { assertThrowsNaming } from "./test-support.ts";
 
 type Env = Record<string, string | undefined>;
@@ -753,6 +753,68 @@ describe("metrics listeners (CPM_*_METRICS_LISTEN)", () => {
       { CPM_CONFIG_METRICS_LISTEN: "127.0.0.1:9461", CPM_DISPATCHER_METRICS_LISTEN: "127.0.0.1:9461" },
       "CPM_DISPATCHER_METRICS_LISTEN",
       /already used by CPM_CONFIG_METRICS_LISTEN/,
+    );
+  });
+});
+
+describe("ENV_VARIABLES, the one description of the environment", () => {
+  /** The names loadConfig(env) reads, recorded through a proxy. */
+  function namesRead(env: Env): Set<string> {
+    const read = new Set<string>();
+    const proxy = new Proxy(env, {
+      get(target, key) {
+        if (typeof key === "string") read.add(key);
+        return target[key as string];
+      },
+    });
+    loadConfig(proxy);
+    return read;
+  }
+  const declared = ENV_VARIABLES as Record<string, EnvVariable>;
+  const parsed = Object.keys(declared).filter((n) => declared[n]!.kind !== "other");
+
+  test("loadConfig reads only declared variables, and every variable declared as parsed", () => {
+    const read = new Set([
+      ...namesRead({}),
+      ...namesRead(master([okSlave("edge-1")])),
+      ...namesRead({
+        INSTANCE_MODE: "slave",
+        INSTANCE_SYNC_TOKEN: TOKEN,
+        CPM_SYNC_TLS_CERT: CERT,
+        CPM_SYNC_TLS_KEY: KEY,
+      }),
+      ...namesRead({ CPM_CONFIG_METRICS_LISTEN: "127.0.0.1:9461", CPM_CADDY_LAYER4: "true" }),
+    ]);
+    const undeclared = [...read].filter((n) => declared[n] === undefined || declared[n].kind === "other");
+    assert.deepEqual(undeclared, [], "read by loadConfig but not declared as parsed in ENV_VARIABLES");
+    assert.deepEqual(
+      parsed.filter((n) => !read.has(n)),
+      [],
+      "declared as parsed but never read by loadConfig",
+    );
+  });
+
+  test("the declared defaults are loadConfig's defaults", () => {
+    const cfg = loadConfig({});
+    assert.equal(cfg.httpPort, ENV_VARIABLES.CPM_HTTP_PORT.default);
+    assert.equal(cfg.httpsPort, ENV_VARIABLES.CPM_HTTPS_PORT.default);
+    assert.equal(cfg.apiListen, ENV_VARIABLES.CPM_API_LISTEN.default);
+    assert.equal(cfg.syncListen, ENV_VARIABLES.CPM_SYNC_LISTEN.default);
+    assert.equal(cfg.syncAckTimeoutSeconds, ENV_VARIABLES.CPM_SYNC_ACK_TIMEOUT.default);
+    assert.equal(cfg.reconcileIntervalMs, ENV_VARIABLES.CPM_RECONCILE_INTERVAL_MS.default);
+    assert.equal(cfg.mode, ENV_VARIABLES.INSTANCE_MODE.default);
+    assert.equal(cfg.logLevel, ENV_VARIABLES.LOG_LEVEL.default);
+    assert.equal(cfg.caddyApiUrl, ENV_VARIABLES.CADDY_API_URL.default);
+    assert.equal(envDefaultText(ENV_VARIABLES.CPM_HTTP_PORT), "`80`");
+    assert.equal(envDefaultText(ENV_VARIABLES.CPM_CADDY_LAYER4), "probe");
+  });
+
+  test("an int variable's declared bounds are the ones loadConfig enforces", () => {
+    const { min, max } = ENV_VARIABLES.CPM_SYNC_ACK_TIMEOUT;
+    assertConfigError(
+      { CPM_SYNC_ACK_TIMEOUT: String(max + 1) },
+      "CPM_SYNC_ACK_TIMEOUT",
+      new RegExp(`outside ${min}\\.\\.${max}`),
     );
   });
 });

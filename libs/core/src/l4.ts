@@ -50,7 +50,7 @@ export function parseListenAddress(raw: string, field: string): { host: string; 
     );
   const port = Number(m[2]);
   if (port < 1 || port > 65535) throw new ValidationError(field, `port ${port} is outside 1..65535`);
-  let host = m[1]!.toLowerCase();
+  const host = m[1]!.toLowerCase();
   if (host.startsWith("[")) {
     if (isIP(host.slice(1, -1)) !== 6) throw new ValidationError(field, `"${raw}" has an invalid IPv6 address`);
   } else if (host !== "" && isIP(host) !== 4) {

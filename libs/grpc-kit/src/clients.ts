@@ -1,11 +1,9 @@
 import {
-  ApplySnapshotRequest,
   ApplySnapshotResponse,
   CaddyRendererClient,
   CaddyRendererService,
   ConfigServiceClient,
   ConfigServiceService,
-  LoadSnapshotRequest,
   LoadSnapshotResponse,
   WatchConfigRequest,
   type RecordCertificateIssuanceRequest,

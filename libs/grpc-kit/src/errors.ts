@@ -39,7 +39,7 @@ export function toServiceError(err: unknown, log: Logger): Partial<ServiceError>
   if (prismaCode === "P2025") return { code: status.NOT_FOUND, details: "not found" };
   if (prismaCode === "P2002") {
     const target = (err as { meta?: { target?: unknown } }).meta?.target;
-    return { code: status.ALREADY_EXISTS, details: `already exists${target ? ` (${String(target)})` : ""}` };
+    return { code: status.ALREADY_EXISTS, details: `already exists${target ? ` (${uniqueTarget(target)})` : ""}` };
   }
   if (prismaCode === "P2003")
     return { code: status.FAILED_PRECONDITION, details: "the resource is still referenced by another one" };
@@ -48,4 +48,10 @@ export function toServiceError(err: unknown, log: Logger): Partial<ServiceError>
   }
   log.error({ err }, "internal error");
   return { code: status.INTERNAL, details: "internal error", metadata: new Metadata() };
+}
+
+/** Prisma's P2002 target: the unique fields as a list, or the constraint's name. */
+function uniqueTarget(target: unknown): string {
+  if (Array.isArray(target)) return target.map(String).join(",");
+  return typeof target === "string" ? target : JSON.stringify(target);
 }

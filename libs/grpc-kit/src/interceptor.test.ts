@@ -81,7 +81,7 @@ describe("GrpcServer access interceptor", () => {
     seen.length = 0;
     await assert.rejects(
       unary(client.triggerFullSync.bind(client), { slaveName: "" }, undefined),
-      (e: { code: number }) => e.code === status.UNAUTHENTICATED,
+      (e: { code: status }) => e.code === status.UNAUTHENTICATED,
     );
     assert.deepEqual(seen, []);
   });

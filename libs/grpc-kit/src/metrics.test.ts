@@ -72,12 +72,12 @@ describe("gRPC server metrics and the /metrics listener", () => {
     for (let i = 0; i < 2; i++) await unary(client.getSyncStatus.bind(client), {}, TOKEN);
     await assert.rejects(
       unary(client.triggerFullSync.bind(client), { slaveName: "x" }, TOKEN),
-      (e: { code: number }) => e.code === status.INVALID_ARGUMENT,
+      (e: { code: status }) => e.code === status.INVALID_ARGUMENT,
     );
     // Refused by the access interceptor before any handler runs: still counted.
     await assert.rejects(
       unary(client.getSyncStatus.bind(client), {}, "wrong-token-0123456789"),
-      (e: { code: number }) => e.code === status.UNAUTHENTICATED,
+      (e: { code: status }) => e.code === status.UNAUTHENTICATED,
     );
 
     const { status: code, type, text } = await scrape(metrics.port);

@@ -42,7 +42,7 @@ export function rawGrpcCall(address: string, path: string, opts: RawCallOptions)
       () => done(() => reject(new Error(`no gRPC status from ${path} within ${opts.timeoutMs ?? 5000} ms`))),
       opts.timeoutMs ?? 5000,
     );
-    session.on("error", (err) => done(() => reject(err)));
+    session.on("error", (err: Error) => done(() => reject(err)));
     const req = session.request({
       ":method": "POST",
       ":path": path,

@@ -21,12 +21,12 @@ describe("renderer metrics", () => {
       undefined,
     ];
     const caddy = m.instrument({
-      load: async () => {
+      load: () => {
         const e = outcomes.shift();
-        if (e) throw e;
+        return e ? Promise.reject(e) : Promise.resolve();
       },
-      currentConfigHash: async () => "abc",
-      currentConfig: async () => ({ json: "{}", sha256: "abc" }),
+      currentConfigHash: () => Promise.resolve("abc"),
+      currentConfig: () => Promise.resolve({ json: "{}", sha256: "abc" }),
     });
     await caddy.load("{}");
     await assert.rejects(caddy.load("{}"), CaddyRejectedError);

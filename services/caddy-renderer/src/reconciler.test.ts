@@ -51,10 +51,10 @@ class FakeCaddyAdmin implements CaddyAdminApi {
     return (await this.currentConfig()).sha256;
   }
 
-  async currentConfig(): Promise<{ json: string; sha256: string }> {
-    if (this.unreachable) throw new Error("the fake is down");
-    if (this.running === undefined) return { json: "null", sha256: "" };
-    return { json: this.running, sha256: sha256Hex(canonicalJson(JSON.parse(this.running))) };
+  currentConfig(): Promise<{ json: string; sha256: string }> {
+    if (this.unreachable) return Promise.reject(new Error("the fake is down"));
+    if (this.running === undefined) return Promise.resolve({ json: "null", sha256: "" });
+    return Promise.resolve({ json: this.running, sha256: sha256Hex(canonicalJson(JSON.parse(this.running))) });
   }
 
   /** The version whose config runs now (0: none). */
@@ -66,8 +66,8 @@ class FakeCaddyAdmin implements CaddyAdminApi {
 /** FAKE config-service: serves the database's current snapshot. */
 class FakeSource implements SnapshotSource {
   constructor(public db: Snapshot) {}
-  async getSnapshot(): Promise<Snapshot> {
-    return this.db;
+  getSnapshot(): Promise<Snapshot> {
+    return Promise.resolve(this.db);
   }
 }
 

@@ -34,11 +34,12 @@ export function createServer(deps: RendererDeps): GrpcServer {
     loadSnapshot: decodingSnapshotsWith(CaddyRendererService.loadSnapshot, new SnapshotDecoder()),
   };
   const impl: AsyncService<CaddyRendererServer> = {
-    render: async (req) => {
+    // GrpcServer calls a handler inside a promise chain, so what it throws still answers the call.
+    render: (req) => {
       if (!req.snapshot) throw new ValidationError("snapshot", "is required");
       validateSnapshot(req.snapshot);
       const r = render(req.snapshot, deps.renderOptions);
-      return { caddyJson: r.json, configSha256: r.sha256, warnings: r.warnings };
+      return Promise.resolve({ caddyJson: r.json, configSha256: r.sha256, warnings: r.warnings });
     },
     loadSnapshot: async (req, ctx) => {
       // Only the receiver of this instance may call this (internal token), and it sends the very
@@ -58,11 +59,11 @@ export function createServer(deps: RendererDeps): GrpcServer {
       ctx.log.info({ version: req.snapshot.version }, "snapshot preloaded into Caddy");
       return r;
     },
-    releasePreload: async (req, ctx) => {
+    releasePreload: (req, ctx) => {
       if (reconciler.releasePreload(req.version)) ctx.log.info({ version: req.version }, "preload released");
-      return {};
+      return Promise.resolve({});
     },
-    getRenderStatus: async () => ({ status: reconciler.status() }),
+    getRenderStatus: () => Promise.resolve({ status: reconciler.status() }),
     watchRenderStatus: async (_req, ctx, call) => {
       const send = (status: RenderStatus) => call.write({ status });
       const off = reconciler.onStatus(send);

@@ -72,34 +72,34 @@ function randomWriter(h: Harness, rnd: ReturnType<typeof random>) {
     kind({
       ids: ids.hosts,
       make: host,
-      create: (x) => call(c.createProxyHost, { proxyHost: x }),
+      create: (x) => call(c.createProxyHost.bind(c), { proxyHost: x }),
       created: (r) => (r as { proxyHost: ProxyHost }).proxyHost,
-      update: (x) => call(c.updateProxyHost, { proxyHost: x }),
-      remove: (id) => call(c.deleteProxyHost, { id }),
+      update: (x) => call(c.updateProxyHost.bind(c), { proxyHost: x }),
+      remove: (id) => call(c.deleteProxyHost.bind(c), { id }),
     }),
     kind({
       ids: ids.l4,
       make: l4,
-      create: (x) => call(c.createL4ProxyHost, { l4ProxyHost: x }),
+      create: (x) => call(c.createL4ProxyHost.bind(c), { l4ProxyHost: x }),
       created: (r) => (r as { l4ProxyHost: L4ProxyHost }).l4ProxyHost,
-      update: (x) => call(c.updateL4ProxyHost, { l4ProxyHost: x }),
-      remove: (id) => call(c.deleteL4ProxyHost, { id }),
+      update: (x) => call(c.updateL4ProxyHost.bind(c), { l4ProxyHost: x }),
+      remove: (id) => call(c.deleteL4ProxyHost.bind(c), { id }),
     }),
     kind({
       ids: ids.certs,
       make: cert,
-      create: (x) => call(c.createCertificate, { certificate: x }),
+      create: (x) => call(c.createCertificate.bind(c), { certificate: x }),
       created: (r) => (r as { certificate: Certificate }).certificate,
-      update: (x) => call(c.updateCertificate, { certificate: x }),
-      remove: (id) => call(c.deleteCertificate, { id }),
+      update: (x) => call(c.updateCertificate.bind(c), { certificate: x }),
+      remove: (id) => call(c.deleteCertificate.bind(c), { id }),
     }),
     kind({
       ids: ids.acls,
       make: acl,
-      create: (x) => call(c.createAccessList, { accessList: x }),
+      create: (x) => call(c.createAccessList.bind(c), { accessList: x }),
       created: (r) => (r as { accessList: AccessList }).accessList,
-      update: (x) => call(c.updateAccessList, { accessList: x }),
-      remove: (id) => call(c.deleteAccessList, { id }),
+      update: (x) => call(c.updateAccessList.bind(c), { accessList: x }),
+      remove: (id) => call(c.deleteAccessList.bind(c), { id }),
     }),
   ];
 
@@ -109,7 +109,7 @@ function randomWriter(h: Harness, rnd: ReturnType<typeof random>) {
     const op = drawn >= 13 ? 0 : drawn; // proxy hosts are created more often than the rest
     if (op === 12) {
       const http = rnd.int(2) ? { hstsMaxAgeSeconds: rnd.int(1000) + 1 } : undefined;
-      await call(c.updateSettings, {
+      await call(c.updateSettings.bind(c), {
         settings: Settings.fromPartial({ general: { acmeEmail: `ops${rnd.int(5)}@example.com` }, http }),
       });
       return;
@@ -200,8 +200,8 @@ describe("the in-memory content", () => {
           `seed ${seed}, step ${step}: the slave's kept hash is the master's`,
         );
         assert.deepEqual(kept, read, `seed ${seed}, step ${step}: the slave's kept content equals its database`);
-        const { version, generatedAt, masterInstanceId, ...content } = kept;
-        const { version: mv, generatedAt: mg, masterInstanceId: mm, ...masterContent } = master;
+        const { version, generatedAt: _kg, masterInstanceId: _km, ...content } = kept;
+        const { version: mv, generatedAt: _mg, masterInstanceId: _mm, ...masterContent } = master;
         assert.equal(version, mv);
         assert.deepEqual(content, masterContent, `seed ${seed}, step ${step}: the slave holds the master's content`);
       }

@@ -198,7 +198,7 @@ export class ContentIndex implements ContentView {
   /** An index holding `c` (resources are taken as they read back from the database). */
   static of(c: Content): ContentIndex {
     const idx = new ContentIndex();
-    for (const kind of RESOURCE_KINDS) for (const x of c[kind]) idx.put(kind, x as never);
+    for (const kind of RESOURCE_KINDS) for (const x of c[kind]) idx.put(kind, x);
     idx.setSettings(c.settings);
     return idx;
   }
@@ -327,7 +327,7 @@ export class ChangeSet {
   applyTo(idx: ContentIndex): void {
     for (const kind of RESOURCE_KINDS) {
       for (const [id, x] of this.touched[kind]) {
-        if (x) idx.put(kind, x as never);
+        if (x) idx.put(kind, x);
         else idx.remove(kind, id);
       }
     }

@@ -69,7 +69,7 @@ export async function openDatabase(
   try {
     const runner: SqlRunner = {
       exec: async (sql) => void (await client.query(sql)),
-      query: async (sql, params) => (await client.query(sql, params)).rows,
+      query: async (sql, params) => (await client.query<Record<string, unknown>>(sql, params)).rows,
       transaction: async (fn) => {
         await client.query("BEGIN");
         try {

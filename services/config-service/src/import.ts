@@ -332,7 +332,7 @@ function recordPlan(changes: ChangeSet, p: ImportPlan): void {
     ["accessLists", p.accessLists],
   ] as const;
   for (const [kind, d] of kinds) {
-    for (const x of [...d.added, ...d.changed]) changes.put(kind, x as never);
+    for (const x of [...d.added, ...d.changed]) changes.put(kind, x);
     for (const x of d.removed) changes.remove(kind, x.id);
   }
   if (p.settingsChanged) changes.settings(p.next.settings);

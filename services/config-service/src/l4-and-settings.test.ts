@@ -127,7 +127,7 @@ describe("L4 proxy hosts", () => {
     assert.deepEqual(updated.l4ProxyHost!.upstreams, ["10.0.0.7:5432"]);
     assert.equal(updated.l4ProxyHost!.proxyProtocolReceive, true);
     assert.deepEqual(updated.l4ProxyHost!.createdAt, p.createdAt, "created_at is kept");
-    assert.ok(updated.l4ProxyHost!.updatedAt!.getTime() > p.updatedAt!.getTime());
+    assert.ok(updated.l4ProxyHost!.updatedAt!.getTime() > p.updatedAt.getTime());
     assert.deepEqual((await c.get(p.id)).l4ProxyHost, updated.l4ProxyHost);
 
     const del = await c.delete(p.id);

@@ -27,13 +27,15 @@ export class ConfigMetrics {
       help: "Configuration versions committed by this instance (API writes and, on a slave, applied snapshots).",
       registers: [registry],
     });
-    const metrics = this;
+    // prom-client calls collect() with the gauge as `this`; these reach the collector itself.
+    const snapshot = () => this.snapshot();
+    const size = (s: Snapshot) => this.size(s);
     new Gauge({
       name: "cpm_config_version",
       help: "The instance's current configuration version.",
       registers: [registry],
       async collect() {
-        const s = await metrics.snapshot();
+        const s = await snapshot();
         if (s) this.set(s.version);
       },
     });
@@ -43,7 +45,7 @@ export class ConfigMetrics {
       labelNames: ["kind"],
       registers: [registry],
       async collect() {
-        const s = await metrics.snapshot();
+        const s = await snapshot();
         if (s) for (const k of KINDS) this.set({ kind: KIND_LABEL[k] }, s[k].length);
       },
     });
@@ -52,8 +54,8 @@ export class ConfigMetrics {
       help: "Size of the current configuration as a snapshot message (what a sync push carries), in bytes.",
       registers: [registry],
       async collect() {
-        const s = await metrics.snapshot();
-        if (s) this.set(metrics.size(s));
+        const s = await snapshot();
+        if (s) this.set(size(s));
       },
     });
   }

@@ -15,7 +15,7 @@ import {
 } from "@cpm/proto";
 import { snapshotContentHash, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import { ConfigClient, status, unary, withBearer } from "@cpm/grpc-kit";
-import { type CommitNotice } from "@cpm/snapshot-wire";
+import type { CommitNotice } from "@cpm/snapshot-wire";
 import { createLogger } from "@cpm/core";
 import { ApiTokens } from "./tokens.ts";
 import { ADMIN, expectStatus, harnessForEachTest, INTERNAL, type Harness } from "./test-support.ts";
@@ -134,8 +134,8 @@ describe("config-service (standalone)", () => {
       assert.equal(updated.configVersion, v0 + 3);
       const u = updated.proxyHost!;
       assert.equal(u.id, h1.id, "update keeps the id");
-      assert.equal(u.createdAt?.getTime(), h1.createdAt!.getTime(), "update keeps created_at");
-      assert.ok(u.updatedAt!.getTime() > h1.createdAt!.getTime(), "update moves updated_at");
+      assert.equal(u.createdAt?.getTime(), h1.createdAt.getTime(), "update keeps created_at");
+      assert.ok(u.updatedAt!.getTime() > h1.createdAt.getTime(), "update moves updated_at");
       assert.equal(u.name, "app-renamed");
       assert.deepEqual(u.upstreams, ["10.0.0.2:9090", "10.0.0.3:9090"]);
       assert.deepEqual((await c.get(h1.id)).proxyHost, u);
@@ -291,7 +291,7 @@ describe("config-service (standalone)", () => {
       assert.ok(secret);
       assert.equal(apiToken?.role, Role.ROLE_VIEWER);
       assert.equal(apiToken?.revoked, false);
-      assert.ok(secret.startsWith(apiToken!.prefix));
+      assert.ok(secret.startsWith(apiToken.prefix));
       const v = await c.version();
 
       assert.deepEqual(await c.list(secret), [existing]);
@@ -310,11 +310,11 @@ describe("config-service (standalone)", () => {
       assert.equal(await c.version(), v);
       assert.deepEqual(await c.list(), [existing]);
 
-      await c.revokeToken(apiToken!.id);
+      await c.revokeToken(apiToken.id);
       await expectStatus(c.list(secret), status.UNAUTHENTICATED);
       await expectStatus(c.get(existing.id, secret), status.UNAUTHENTICATED);
       const listed = await c.listTokens();
-      assert.equal(listed.find((t) => t.id === apiToken!.id)?.revoked, true);
+      assert.equal(listed.find((t) => t.id === apiToken.id)?.revoked, true);
     });
 
     it("ensures the bootstrap admin token idempotently", async () => {
@@ -420,11 +420,11 @@ describe("config-service (standalone)", () => {
         assert.deepEqual([first!.version, second!.version], [w1.configVersion - 1, w1.configVersion]);
         assert.equal(second!.snapshot?.version, w1.configVersion);
         assert.equal(second!.snapshot?.contentSha256, second!.contentSha256);
-        assert.deepEqual(second!.snapshot!.proxyHosts.map((p) => p.name).sort(), ["pre", "w1"]);
+        assert.deepEqual(second!.snapshot.proxyHosts.map((p) => p.name).sort(), ["pre", "w1"]);
         assert.deepEqual(second!.snapshot, (await c.snapshot()).snapshot);
         assert.equal(first!.snapshot?.version, first!.version);
         assert.deepEqual(
-          first!.snapshot!.proxyHosts.map((p) => p.name),
+          first!.snapshot.proxyHosts.map((p) => p.name),
           ["pre"],
         );
       } finally {
@@ -466,8 +466,8 @@ describe("config-service (standalone)", () => {
         assert.equal(n.snapshotFrame?.version, w1.configVersion);
         assert.equal(n.snapshotFrame?.contentSha256, n.contentSha256);
         const fetched = await client.getSnapshotFrame();
-        assert.deepEqual(fetched.frame, n.snapshotFrame!.frame, "one encoding, the same bytes for both");
-        assert.deepEqual(SyncRequest.decode(n.snapshotFrame!.frame).snapshot, (await c.snapshot()).snapshot);
+        assert.deepEqual(fetched.frame, n.snapshotFrame.frame, "one encoding, the same bytes for both");
+        assert.deepEqual(SyncRequest.decode(n.snapshotFrame.frame).snapshot, (await c.snapshot()).snapshot);
       } finally {
         stop.abort();
         client.close();

@@ -181,7 +181,7 @@ export class ConfigStore {
   }
 
   private async writeAlone<T>(fn: WriteFn<T>): Promise<{ result: T; version: number }> {
-    const outcome = await this.commit([fn as WriteFn<unknown>]);
+    const outcome = await this.commit([fn]);
     if (!outcome.committed) throw outcome.error;
     return outcome.results[0] as { result: T; version: number };
   }
@@ -299,7 +299,7 @@ export class ConfigStore {
     if (l.index === index) {
       for (const kind of RESOURCE_KINDS) {
         for (const id of diff[kind].removed) index.remove(kind, id);
-        for (const x of [...diff[kind].changed, ...diff[kind].added]) index.put(kind, x as never);
+        for (const x of [...diff[kind].changed, ...diff[kind].added]) index.put(kind, x);
       }
       if (diff.settings) index.setSettings(s.settings);
     }

@@ -20,7 +20,7 @@ export const roleProto = (r: string): Role => (r === "admin" ? Role.ROLE_ADMIN :
 
 /** bcrypt reads only the first 72 bytes: a longer password would be cut without a word. */
 const MAX_PASSWORD_BYTES = 72;
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const CONTROL = /\p{Cc}/u;
 
 async function hashPassword(password: string, field: string): Promise<string | null> {
   if (!password) return null;

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, it } from "node:test";
 import { Metadata, Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
 import { NackCode, Snapshot, SyncReceiverService, SyncRequest, type SyncResponse } from "@cpm/proto";
 import { createLogger, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
-import { type ConfigClient } from "@cpm/grpc-kit";
+import type { ConfigClient } from "@cpm/grpc-kit";
 import { encodeSnapshotFrame, readSnapshotFrame } from "@cpm/snapshot-wire";
 import { SlaveLink, type MasterState } from "./slave-link.ts";
 import { SnapshotCache } from "./snapshots.ts";

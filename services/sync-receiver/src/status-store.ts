@@ -23,7 +23,7 @@ export class FileStatusStore implements StatusStore {
   load(): DurableStatus | undefined {
     let raw: { lastSyncTime?: unknown; lastError?: unknown; lastErrorTime?: unknown };
     try {
-      raw = JSON.parse(readFileSync(this.file, "utf8"));
+      raw = JSON.parse(readFileSync(this.file, "utf8")) as typeof raw;
     } catch {
       return undefined;
     }

@@ -10,7 +10,9 @@ import {
   goldenTest,
   handlersFor,
   OPTS,
-  type Json,
+  parseConfig,
+  type Handler,
+  type Route,
 } from "./test-support.ts";
 import { SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 
@@ -61,14 +63,14 @@ const CASES: Record<string, Snapshot> = {
 };
 
 /** What a request for `domain` runs (render/test-support.ts handlersFor), with an Upgrade header when `upgrade`. */
-const routeHandlers = (s: Snapshot, domain: string, server: "http" | "https" = "http", upgrade?: string): Json[] =>
-  handlersFor(JSON.parse(render(s, OPTS).json), { host: domain, https: server === "https", upgrade });
+const routeHandlers = (s: Snapshot, domain: string, server: "http" | "https" = "http", upgrade?: string): Handler[] =>
+  handlersFor(parseConfig(render(s, OPTS).json), { host: domain, https: server === "https", upgrade });
 /** The gate's subroute routes for a single access list. */
-const gate = (a: AccessList): Json[] => {
+const gate = (a: AccessList): Route[] => {
   const hs = accessListHandlers(a);
   assert.equal(hs.length, 1);
   assert.equal(hs[0]!.handler, "subroute");
-  return (hs[0] as Json).routes;
+  return (hs[0] as Handler).routes;
 };
 const FORBIDDEN = { handler: "static_response", status_code: 403, body: "Access denied.\n" };
 const notIn = (ranges: string[]) => [{ not: [{ remote_ip: { ranges } }] }];
@@ -102,7 +104,7 @@ describe("accessListHandlers: semantics", () => {
 
   test("Caddy 2.6 gets the bcrypt hash base64-encoded", () => {
     const routes = gate(acl("u", { users: [users[1]!] }));
-    const account = routes[0].handle[0].providers.http_basic.accounts[0];
+    const account = routes[0]!.handle[0]!.providers.http_basic.accounts[0]!;
     assert.equal(Buffer.from(account.password, "base64").toString(), ALICE);
     assert.match(Buffer.from(account.password, "base64").toString(), /^\$2b\$04\$/);
   });
@@ -110,7 +112,7 @@ describe("accessListHandlers: semantics", () => {
   test("pass_auth keeps the Authorization header", () => {
     const routes = gate(acl("p", { users, passAuth: true }));
     assert.equal(routes.length, 1);
-    assert.equal(routes[0].handle[0].handler, "authentication");
+    assert.equal(routes[0]!.handle[0]!.handler, "authentication");
   });
 
   test("addresses only: deny first (403), then anything outside allow (403); satisfy does not matter", () => {
@@ -164,24 +166,24 @@ describe("accessListHandlers: semantics", () => {
     const s = CASES["access-shared"]!;
     const one = routeHandlers(s, "one.example.com");
     assert.deepEqual(
-      one.map((x: Json) => x.handler),
+      one.map((x) => x.handler),
       ["subroute", "reverse_proxy"],
     );
     assert.deepEqual(one[0], accessListHandlers(s.accessLists[0])[0]);
     assert.deepEqual(
-      routeHandlers(s, "one.example.com", "http", "websocket").map((x: Json) => x.status_code),
+      routeHandlers(s, "one.example.com", "http", "websocket").map((x) => x.status_code),
       [403],
       "the websocket refusal comes first",
     );
     const two = routeHandlers(s, "two.example.com", "http", "websocket");
     assert.deepEqual(
-      two.map((x: Json) => x.handler),
+      two.map((x) => x.handler),
       ["subroute", "reverse_proxy"],
       "websockets allowed: only the gate",
     );
     assert.deepEqual(two[0], accessListHandlers(s.accessLists[0])[0]);
     assert.deepEqual(
-      routeHandlers(s, "open.example.com").map((x: Json) => x.handler),
+      routeHandlers(s, "open.example.com").map((x) => x.handler),
       ["reverse_proxy"],
       "a host without an access list is not gated",
     );
@@ -198,7 +200,7 @@ describe("accessListHandlers: semantics", () => {
     const gateHandler = accessListHandlers(a)[0];
     for (const server of ["https", "http"] as const) {
       const hs = routeHandlers(s, "secure.example.com", server);
-      assert.equal(hs.at(-1).handler, "reverse_proxy", server);
+      assert.equal(hs.at(-1)!.handler, "reverse_proxy", server);
       assert.deepEqual(hs.at(-2), gateHandler, `${server}: the gate is right before reverse_proxy`);
     }
   });
@@ -206,7 +208,7 @@ describe("accessListHandlers: semantics", () => {
   test("a host whose access list is missing from the snapshot is not gated by another list", () => {
     const s = snapshot([acl("other", { deny: ["0.0.0.0/0"] })], [host("app", "missing")]);
     assert.deepEqual(
-      routeHandlers(s, "app.example.com").map((x: Json) => x.handler),
+      routeHandlers(s, "app.example.com").map((x) => x.handler),
       ["reverse_proxy"],
     );
   });

@@ -179,7 +179,7 @@ const MAX_VERDICTS = 100_000;
 /** Why `upstreams` point at one of `reserved` (the error's message), or undefined; each distinct list is judged once. */
 function reservedVerdict(upstreams: readonly string[], reserved: readonly ReservedAddress[]): string | undefined {
   let known = verdicts.get(reserved);
-  if (!known || known.size >= MAX_VERDICTS) verdicts.set(reserved, (known = new Map()));
+  if (!known || known.size >= MAX_VERDICTS) verdicts.set(reserved, (known = new Map<string, string | undefined>()));
   const key = upstreams.join("\n");
   if (known.has(key)) return known.get(key);
   let verdict: string | undefined;

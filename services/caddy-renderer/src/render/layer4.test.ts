@@ -29,7 +29,10 @@ import {
   runCaddy,
   shuffled,
   snapshot,
-  type Json,
+  parseConfig,
+  type CaddyConfig,
+  type L4Route,
+  type L4Server,
 } from "./test-support.ts";
 
 const WITH_L4: RenderOptions = { ...WITHOUT_L4, layer4: true };
@@ -37,12 +40,7 @@ const WITH_L4: RenderOptions = { ...WITHOUT_L4, layer4: true };
 const BOUND_L4: RenderOptions = { ...WITH_L4, bindAddress: "127.0.0.1" };
 
 const { L4_PROTOCOL_UDP: UDP } = L4Protocol;
-const {
-  L4_MATCHER_NONE: NONE,
-  L4_MATCHER_TLS_SNI: SNI,
-  L4_MATCHER_HTTP_HOST: HOST,
-  L4_MATCHER_PROXY_PROTOCOL: PP,
-} = L4Matcher;
+const { L4_MATCHER_TLS_SNI: SNI, L4_MATCHER_HTTP_HOST: HOST, L4_MATCHER_PROXY_PROTOCOL: PP } = L4Matcher;
 const { PROXY_PROTOCOL_VERSION_V1: V1, PROXY_PROTOCOL_VERSION_V2: V2 } = ProxyProtocolVersion;
 
 const l4 = (id: string, over: DeepPartial<L4ProxyHost> = {}) =>
@@ -146,9 +144,9 @@ const BOUND_EXAMPLE = snapshot({
   ],
 });
 
-const cfg = (s: Snapshot, opts = WITH_L4): Json => JSON.parse(render(s, opts).json);
-const servers = (s: Snapshot, opts = WITH_L4): Json => cfg(s, opts).apps.layer4.servers;
-const handlers = (route: Json) => route.handle.map((h: Json) => h.handler);
+const cfg = (s: Snapshot, opts = WITH_L4): CaddyConfig => parseConfig(render(s, opts).json);
+const servers = (s: Snapshot, opts = WITH_L4): Record<string, L4Server> => cfg(s, opts).apps.layer4.servers;
+const handlers = (route: L4Route) => route.handle.map((h) => h.handler);
 
 describe("layer4 golden files", () => {
   for (const [name, snap] of Object.entries(WITH)) goldenTest(name, () => render(snap, WITH_L4).json);
@@ -160,7 +158,7 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
   test("no L4 hosts, or only disabled ones: no layer4 app and no warning", () => {
     for (const s of [snapshot(), snapshot({ l4ProxyHosts: [l4("off", { enabled: false })] })]) {
       const r = render(s, WITH_L4);
-      assert.equal(JSON.parse(r.json).apps.layer4, undefined);
+      assert.equal(parseConfig(r.json).apps.layer4, undefined);
       assert.deepEqual(r.warnings, []);
     }
   });
@@ -168,8 +166,8 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
   test("NONE: one server per listener, every upstream dialed over the listener's protocol", () => {
     const s = servers(WITH["l4-none"]!);
     assert.deepEqual(Object.keys(s), ["l4-tcp-5432"]);
-    assert.deepEqual(s["l4-tcp-5432"].listen, ["tcp/:5432"]);
-    assert.deepEqual(s["l4-tcp-5432"].routes, [
+    assert.deepEqual(s["l4-tcp-5432"]!.listen, ["tcp/:5432"]);
+    assert.deepEqual(s["l4-tcp-5432"]!.routes, [
       {
         handle: [
           { handler: "proxy", upstreams: [{ dial: ["tcp/pg-1.internal:5432"] }, { dial: ["tcp/pg-2.internal:5432"] }] },
@@ -180,25 +178,25 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
   });
 
   test("TLS_SNI: hosts share the listener; exact names, then wildcards deepest first, the catch-all last", () => {
-    const routes = servers(WITH["l4-tls-sni"]!)["l4-tcp-5432"].routes;
+    const routes = servers(WITH["l4-tls-sni"]!)["l4-tcp-5432"]!.routes;
     assert.deepEqual(
-      routes.map((r: Json) => r.match?.[0]?.tls?.sni ?? "catch-all"),
+      routes.map((r) => r.match?.[0]?.tls?.sni ?? "catch-all"),
       [["db-a.example.com"], ["db-b.example.com"], ["*.x.a.example.com"], ["*.a.example.com"], "catch-all"],
     );
-    assert.deepEqual(routes[0].handle[0].upstreams, [{ dial: ["tcp/db-a.internal:5432"] }]);
+    assert.deepEqual(routes[0]!.handle[0]!.upstreams, [{ dial: ["tcp/db-a.internal:5432"] }]);
     assert.deepEqual(
-      routes[3].handle[0].upstreams,
+      routes[3]!.handle[0]!.upstreams,
       [{ dial: ["tcp/db-a.internal:5432"] }],
       "both name groups of db-a proxy to db-a",
     );
-    assert.deepEqual(routes[4].handle[0].upstreams, [{ dial: ["tcp/fallback.internal:5432"] }]);
-    assert.equal(routes[4].match, undefined);
+    assert.deepEqual(routes[4]!.handle[0]!.upstreams, [{ dial: ["tcp/fallback.internal:5432"] }]);
+    assert.equal(routes[4]!.match, undefined);
   });
 
   test("HTTP_HOST: the http matcher takes a list of matcher sets with host", () => {
-    const routes = servers(WITH["l4-http-host"]!)["l4-tcp-8000"].routes;
+    const routes = servers(WITH["l4-http-host"]!)["l4-tcp-8000"]!.routes;
     assert.deepEqual(
-      routes.map((r: Json) => r.match),
+      routes.map((r) => r.match),
       [
         [{ http: [{ host: ["one.example.com"] }] }],
         [{ http: [{ host: ["two.example.com"] }] }],
@@ -210,34 +208,34 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
   test("PROXY protocol: receive is a handler before the proxy; send is the proxy's version; the matcher comes before the catch-all", () => {
     const s = servers(WITH["l4-proxy-protocol"]!);
     assert.deepEqual(Object.keys(s).sort(), ["l4-tcp-127.0.0.1-7000", "l4-tcp-127.0.0.1-7001", "l4-tcp-6379"]);
-    const shared = s["l4-tcp-6379"].routes;
-    assert.deepEqual(shared[0].match, [{ proxy_protocol: {} }]);
-    assert.deepEqual(handlers(shared[0]), ["proxy_protocol", "proxy"]);
-    assert.equal(shared[0].handle[1].proxy_protocol, undefined, "receiving does not mean sending");
-    assert.equal(shared[1].match, undefined);
-    assert.deepEqual(handlers(shared[1]), ["proxy"]);
-    assert.equal(shared[1].handle[0].proxy_protocol, "v1");
-    const both = s["l4-tcp-127.0.0.1-7000"];
+    const shared = s["l4-tcp-6379"]!.routes;
+    assert.deepEqual(shared[0]!.match, [{ proxy_protocol: {} }]);
+    assert.deepEqual(handlers(shared[0]!), ["proxy_protocol", "proxy"]);
+    assert.equal(shared[0]!.handle[1]!.proxy_protocol, undefined, "receiving does not mean sending");
+    assert.equal(shared[1]!.match, undefined);
+    assert.deepEqual(handlers(shared[1]!), ["proxy"]);
+    assert.equal(shared[1]!.handle[0]!.proxy_protocol, "v1");
+    const both = s["l4-tcp-127.0.0.1-7000"]!;
     assert.deepEqual(both.listen, ["tcp/127.0.0.1:7000"]);
-    assert.deepEqual(handlers(both.routes[0]), ["proxy_protocol", "proxy"]);
-    assert.equal(both.routes[0].handle[1].proxy_protocol, "v2");
-    const pass = s["l4-tcp-127.0.0.1-7001"].routes[0];
+    assert.deepEqual(handlers(both.routes[0]!), ["proxy_protocol", "proxy"]);
+    assert.equal(both.routes[0]!.handle[1]!.proxy_protocol, "v2");
+    const pass = s["l4-tcp-127.0.0.1-7001"]!.routes[0]!;
     assert.deepEqual(pass.match, [{ proxy_protocol: {} }]);
     assert.deepEqual(handlers(pass), ["proxy"], "without receive the header passes through to the upstream");
   });
 
   test("TLS termination: tls handler before the proxy; imported certificates pinned by tag, managed ones by SNI", () => {
     const s = servers(WITH["l4-tls-termination"]!);
-    const m = s["l4-tcp-6380"].routes[0];
+    const m = s["l4-tcp-6380"]!.routes[0]!;
     assert.deepEqual(handlers(m), ["tls", "proxy"]);
-    assert.deepEqual(m.handle[0].connection_policies, [{ default_sni: "redis.example.com" }]);
-    const i = s["l4-tcp-6381"].routes[0];
+    assert.deepEqual(m.handle[0]!.connection_policies, [{ default_sni: "redis.example.com" }]);
+    const i = s["l4-tcp-6381"]!.routes[0]!;
     assert.deepEqual(i.match, [{ tls: { sni: ["imp.example.com"] } }]);
     assert.deepEqual(handlers(i), ["tls", "proxy"]);
-    assert.deepEqual(i.handle[0].connection_policies, [
+    assert.deepEqual(i.handle[0]!.connection_policies, [
       { certificate_selection: { any_tag: ["cpm-cert-cert-imported"] } },
     ]);
-    assert.equal(i.handle[1].proxy_protocol, "v2");
+    assert.equal(i.handle[1]!.proxy_protocol, "v2");
     // The certificates reach the tls app (render/tls.ts) because layer4 uses them.
     const tls = cfg(WITH["l4-tls-termination"]!).apps.tls;
     assert.ok(tls, "the tls app is rendered for L4 certificates");
@@ -247,18 +245,18 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
 
   test("UDP: udp/ listen and dial; TCP on the same port is another server", () => {
     const s = servers(WITH["l4-udp"]!);
-    assert.deepEqual(s["l4-udp-53"].listen, ["udp/:53"]);
-    assert.deepEqual(s["l4-udp-53"].routes[0].handle[0].upstreams, [
+    assert.deepEqual(s["l4-udp-53"]!.listen, ["udp/:53"]);
+    assert.deepEqual(s["l4-udp-53"]!.routes[0]!.handle[0]!.upstreams, [
       { dial: ["udp/10.0.0.53:53"] },
       { dial: ["udp/10.0.0.54:53"] },
     ]);
-    assert.deepEqual(s["l4-udp-[::1]-514"].listen, ["udp/[::1]:514"]);
-    assert.deepEqual(s["l4-udp-[::1]-514"].routes[0].handle[0], {
+    assert.deepEqual(s["l4-udp-[::1]-514"]!.listen, ["udp/[::1]:514"]);
+    assert.deepEqual(s["l4-udp-[::1]-514"]!.routes[0]!.handle[0], {
       handler: "proxy",
       upstreams: [{ dial: ["udp/[fd00::514]:514"] }],
       proxy_protocol: "v2",
     });
-    assert.deepEqual(s["l4-tcp-53"].listen, ["tcp/:53"]);
+    assert.deepEqual(s["l4-tcp-53"]!.listen, ["tcp/:53"]);
   });
 
   test("the HTTP config is the same with or without L4 hosts", () => {
@@ -288,23 +286,23 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
       'L4 proxy host "l4 on-http" not served: tcp/:8080 takes this instance\'s HTTP port (port 8080)',
       'L4 proxy host "l4 on-https" not served: tcp/10.0.0.1:8443 takes this instance\'s HTTPS port (port 8443)',
     ]);
-    assert.deepEqual(Object.keys(JSON.parse(r.json).apps.layer4.servers).sort(), [
+    assert.deepEqual(Object.keys(parseConfig(r.json).apps.layer4.servers).sort(), [
       "l4-tcp-10.0.0.1-2019",
       "l4-tcp-5432",
       "l4-udp-8080",
     ]);
     // With every host taken, no layer4 app at all.
     const none = render(snapshot({ l4ProxyHosts: [l4("on-http", { listenAddress: ":8080" })] }), WITH_L4);
-    assert.equal(JSON.parse(none.json).apps.layer4, undefined);
+    assert.equal(parseConfig(none.json).apps.layer4, undefined);
     assert.equal(none.warnings.length, 1);
   });
 
   test("with a bind address, listeners written without one bind to it; those with one keep it", () => {
     const s = servers(BOUND_EXAMPLE, BOUND_L4);
-    assert.deepEqual(s["l4-tcp-5432"].listen, ["tcp/127.0.0.1:5432"]);
-    assert.deepEqual(s["l4-udp-53"].listen, ["udp/127.0.0.1:53"]);
-    assert.deepEqual(s["l4-tcp-10.0.0.1-6432"].listen, ["tcp/10.0.0.1:6432"]);
-    assert.deepEqual(servers(BOUND_EXAMPLE)["l4-tcp-5432"].listen, ["tcp/:5432"], "unset: every interface");
+    assert.deepEqual(s["l4-tcp-5432"]!.listen, ["tcp/127.0.0.1:5432"]);
+    assert.deepEqual(s["l4-udp-53"]!.listen, ["udp/127.0.0.1:53"]);
+    assert.deepEqual(s["l4-tcp-10.0.0.1-6432"]!.listen, ["tcp/10.0.0.1:6432"]);
+    assert.deepEqual(servers(BOUND_EXAMPLE)["l4-tcp-5432"]!.listen, ["tcp/:5432"], "unset: every interface");
   });
 
   test("with a bind address, the HTTP/HTTPS ports are taken on that address and on every address only", () => {
@@ -322,7 +320,7 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
       'L4 proxy host "l4 on-every-https" not served: tcp/0.0.0.0:8443 takes this instance\'s HTTPS port (port 8443)',
       'L4 proxy host "l4 on-http" not served: tcp/:8080 takes this instance\'s HTTP port (port 8080)',
     ]);
-    assert.deepEqual(Object.keys(JSON.parse(r.json).apps.layer4.servers), ["l4-tcp-10.0.0.1-8080"]);
+    assert.deepEqual(Object.keys(parseConfig(r.json).apps.layer4.servers), ["l4-tcp-10.0.0.1-8080"]);
   });
 
   test("hosts a snapshot should never hold are left out with a warning instead of breaking the config", () => {
@@ -342,9 +340,9 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
       'L4 proxy host "l4 c-overlap" not served: tcp/127.0.0.1:7000 overlaps tcp/:7000 of L4 proxy host "l4 a-first" (same port, one on every address)',
       'L4 proxy host "l4 no-cert" not served: its certificate "gone" is not in the configuration',
     ]);
-    const s4 = JSON.parse(r.json).apps.layer4.servers;
+    const s4 = parseConfig(r.json).apps.layer4.servers;
     assert.deepEqual(Object.keys(s4), ["l4-tcp-7000"]);
-    assert.deepEqual(s4["l4-tcp-7000"].routes[0].handle[0].upstreams, [{ dial: ["tcp/a-first.internal:5432"] }]);
+    assert.deepEqual(s4["l4-tcp-7000"]!.routes[0]!.handle[0]!.upstreams, [{ dial: ["tcp/a-first.internal:5432"] }]);
   });
 
   test("deterministic: shuffled host lists render the same bytes", () => {
@@ -377,7 +375,7 @@ describe("layer4 rendering (Caddy with caddy-l4)", () => {
 describe("layer4 rendering (Caddy without caddy-l4)", () => {
   test("the layer4 app is left out and one warning counts the enabled L4 hosts", () => {
     const r = render(WITHOUT["l4-without-layer4"]!, WITHOUT_L4);
-    const c = JSON.parse(r.json);
+    const c = parseConfig(r.json);
     assert.equal(c.apps.layer4, undefined);
     assert.ok(!r.json.includes("postgres.internal"), "no L4 host appears anywhere");
     assert.ok(!r.json.includes("l4.example.com"), "certificates only L4 hosts use are not managed");
@@ -391,9 +389,7 @@ describe("layer4 rendering (Caddy without caddy-l4)", () => {
     const without = { ...s, l4ProxyHosts: [], certificates: [] };
     assert.equal(render(s, WITHOUT_L4).json, render(without, WITHOUT_L4).json);
     assert.ok(
-      cfg(s, WITHOUT_L4).apps.http.servers.http.routes.some((r: Json) =>
-        r.match?.[0]?.host?.includes("app.example.com"),
-      ),
+      cfg(s, WITHOUT_L4).apps.http.servers.http.routes.some((r) => r.match?.[0]?.host?.includes("app.example.com")),
     );
   });
 });

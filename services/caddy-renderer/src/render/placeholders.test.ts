@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
+import { inspect } from "node:util";
 import {
   AccessList,
   AccessListSatisfy,
@@ -22,7 +23,7 @@ import {
 } from "@cpm/proto";
 import { loadConfig, reservedAddresses, snapshotContentHash, validateSnapshot, ValidationError } from "@cpm/core";
 import { render, type RenderOptions } from "./index.ts";
-import { host, makeSelfSigned as selfSigned, OPTS, snapshot, type Json } from "./test-support.ts";
+import { host, makeSelfSigned as selfSigned, OPTS, parseConfig, snapshot } from "./test-support.ts";
 
 const work = mkdtempSync(path.join(tmpdir(), "cpm-render-placeholders-test-"));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -132,8 +133,10 @@ const fieldPath = (at: Segment[]) =>
 
 function withValue(at: Segment[], edit: (old: string) => string): Snapshot {
   const s = fixture();
-  let parent: Json = s;
-  for (const p of at.slice(0, -1)) parent = parent[p];
+  // Walks the snapshot's own objects and arrays by the path stringFields found.
+  type Node = Record<Segment, unknown>;
+  let parent = s as unknown as Node;
+  for (const p of at.slice(0, -1)) parent = parent[p] as Node;
   const last = at[at.length - 1]!;
   parent[last] = edit(parent[last] as string);
   s.contentSha256 = snapshotContentHash(s);
@@ -156,10 +159,10 @@ describe("a placeholder in any string field never reaches Caddy", () => {
     s.contentSha256 = snapshotContentHash(s);
     validateSnapshot(s);
     const r = render(s, RENDER);
-    const cfg = JSON.parse(r.json) as Json;
+    const cfg = parseConfig(r.json);
     assert.deepEqual(r.warnings, []);
-    assert.ok(cfg.apps.tls.certificates.load_pem[0].certificate.includes("BEGIN CERTIFICATE"));
-    const issuer = cfg.apps.tls.automation.policies.find((p: Json) => p.issuers[0].module === "acme").issuers[0];
+    assert.ok(cfg.apps.tls.certificates.load_pem[0]!.certificate.includes("BEGIN CERTIFICATE"));
+    const issuer = cfg.apps.tls.automation.policies.find((p) => p.issuers[0]!.module === "acme")!.issuers[0]!;
     assert.equal(issuer.email, "ops@example.org");
     assert.equal(issuer.ca, "https://acme.internal/directory");
     assert.match(r.json, /"username":"ops"/);
@@ -202,7 +205,7 @@ describe("a placeholder in any string field never reaches Caddy", () => {
           if (refused !== undefined) {
             assert.ok(
               refused instanceof ValidationError,
-              `${payload} ${where} the value: not a ValidationError: ${String(refused)}`,
+              `${payload} ${where} the value: not a ValidationError: ${inspect(refused)}`,
             );
             assert.ok(
               refused.message.startsWith(`${field}: `) || refused.message.startsWith(`${field}[`),
@@ -255,6 +258,6 @@ describe("upstreams that point at this instance (judged by its own ports)", () =
     assert.deepEqual(r.warnings, [
       `L4 proxy host "l4 x" not served: upstreams[0]: "[::1]:50443" points at this instance's sync-receiver (CPM_SYNC_LISTEN); an upstream must not`,
     ]);
-    assert.deepEqual(Object.keys((JSON.parse(r.json) as Json).apps.layer4.servers), ["l4-tcp-6001"]);
+    assert.deepEqual(Object.keys(parseConfig(r.json).apps.layer4.servers), ["l4-tcp-6001"]);
   });
 });

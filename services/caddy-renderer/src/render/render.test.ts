@@ -14,7 +14,10 @@ import {
   proxyFor,
   shuffled,
   snapshot,
-  type Json,
+  parseConfig,
+  type CaddyConfig,
+  type Handler,
+  type Route,
 } from "./test-support.ts";
 
 /** One golden case per feature. */
@@ -109,11 +112,11 @@ const CASES: Record<string, Snapshot> = {
   empty: snapshot(),
 };
 
-const config = (s: Snapshot, opts = OPTS): Json => JSON.parse(render(s, opts).json);
+const config = (s: Snapshot, opts = OPTS): CaddyConfig => parseConfig(render(s, opts).json);
 
 /** The one HTTP server's routes, the trailing 404 fallback included. */
-const routes = (cfg: Json): Json[] => cfg.apps.http.servers.http.routes;
-const isNotFound = (r: Json) =>
+const routes = (cfg: CaddyConfig): Route[] => cfg.apps.http.servers.http.routes;
+const isNotFound = (r: Route) =>
   r.match === undefined && r.handle?.[0]?.handler === "static_response" && r.handle[0].status_code === 404;
 const NOT_FOUND = {
   handler: "static_response",
@@ -125,10 +128,10 @@ const WS_REFUSED = {
   status_code: 403,
   body: "Websocket upgrades are not allowed for this host.\n",
 };
-const names = (hs: Json[]) => hs.map((h: Json) => h.handler);
+const names = (hs: Handler[]) => hs.map((h) => h.handler);
 /** Plain HTTP on a server with TLS: Caddy's HTTP/3 advertisement is removed first. */
 const DROP_ALT_SVC = { handler: "headers", response: { delete: ["Alt-Svc"] } };
-const tlsOn = (cfg: Json) => cfg.apps.http.servers.http.listen.length > 1;
+const tlsOn = (cfg: CaddyConfig) => cfg.apps.http.servers.http.listen.length > 1;
 
 /** CPM_CADDY_BIND: the HTTP and HTTPS listeners bind one address. */
 const BOUND = { ...OPTS, bindAddress: "127.0.0.1" };
@@ -146,7 +149,7 @@ describe("render features", () => {
       assert.equal(cfg.apps.http.https_port, 8443, name);
       assert.deepEqual(Object.keys(cfg.apps.http.servers), ["http"], name);
       assert.deepEqual(cfg.apps.http.servers.http.automatic_https, { disable: true }, name);
-      assert.ok(isNotFound(routes(cfg).at(-1)), `${name}: the server ends with the 404 route`);
+      assert.ok(isNotFound(routes(cfg).at(-1)!), `${name}: the server ends with the 404 route`);
       assert.equal(routes(cfg).filter(isNotFound).length, 1, name);
       const tls = snap.proxyHosts.some((h) => h.enabled !== false && h.certificateId);
       assert.deepEqual(
@@ -203,7 +206,7 @@ describe("render features", () => {
 
   test("domains: exact names win over wildcards; a wildcard stands for one label", () => {
     const cfg = config(CASES["domains-wildcards"]!);
-    const upstream = (d: string) => proxyFor(cfg, d).upstreams[0].dial;
+    const upstream = (d: string) => proxyFor(cfg, d).upstreams[0]!.dial;
     for (const d of ["example.com", "www.example.com", "x.example.com", "x.dev.example.com", "y.a.dev.example.com"])
       assert.equal(upstream(d), "main.internal:8080", d);
     for (const d of ["api.other.org", "x.other.org"]) assert.equal(upstream(d), "other.internal:8080", d);
@@ -220,7 +223,7 @@ describe("render features", () => {
       ],
     });
     const cfg = config(s);
-    assert.equal(proxyFor(cfg, "b.example.com").upstreams[0].dial, "exact.internal:8080");
+    assert.equal(proxyFor(cfg, "b.example.com").upstreams[0]!.dial, "exact.internal:8080");
     assert.deepEqual(
       names(handlersFor(cfg, { host: "b.example.com", upgrade: "websocket" })),
       ["reverse_proxy"],
@@ -228,9 +231,9 @@ describe("render features", () => {
     );
     assert.deepEqual(handlersFor(cfg, { host: "x.example.com", upgrade: "websocket" }), [WS_REFUSED]);
     // "twin" proxies like "wild": one route lists both, and still leaves b.example.com out.
-    const rp = routes(cfg).filter((r) => r.handle[0].handler === "reverse_proxy");
+    const rp = routes(cfg).filter((r) => r.handle[0]!.handler === "reverse_proxy");
     assert.equal(rp.length, 2);
-    assert.deepEqual(rp.find((r) => r.match[0].host.includes("*.example.com")).match, [
+    assert.deepEqual(rp.find((r) => r.match[0]!.host.includes("*.example.com"))!.match, [
       { host: ["*.example.com", "c.example.com"], not: [{ host: ["b.example.com"] }] },
     ]);
   });
@@ -242,7 +245,7 @@ describe("render features", () => {
     const cfg = config(s);
     assert.equal(routes(cfg).length, 3, "the websocket refusal, the proxy, the 404");
     for (const id of ["a", "b", "c"])
-      assert.equal(proxyFor(cfg, `${id}.example.com`).upstreams[0].dial, "shared.internal:80");
+      assert.equal(proxyFor(cfg, `${id}.example.com`).upstreams[0]!.dial, "shared.internal:80");
   });
 
   test("load balancing: each policy maps to Caddy's selection policy; upstream order is kept", () => {
@@ -314,7 +317,7 @@ describe("render features", () => {
     assert.deepEqual(names(handlersFor(cfg, { host: "both.example.com", https: true })), ["reverse_proxy"]);
     // The default port needs none in the Location.
     const std = config(CASES["ssl-forced"]!, { ...OPTS, httpPort: 80, httpsPort: 443 });
-    assert.deepEqual(handlersFor(std, { host: "secure.example.com" })[1].headers.Location, [
+    assert.deepEqual(handlersFor(std, { host: "secure.example.com" })[1]!.headers.Location, [
       "https://{http.request.host}{http.request.uri}",
     ]);
   });

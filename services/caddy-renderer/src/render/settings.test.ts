@@ -15,7 +15,8 @@ import {
   pretty,
   proxyFor,
   withTempDir,
-  type Json,
+  parseConfig,
+  type CaddyConfig,
 } from "./test-support.ts";
 import { SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 
@@ -41,9 +42,9 @@ const withSettings = (http: DeepPartial<Settings["http"]> | undefined) =>
     settings: http === undefined ? undefined : { http },
   });
 
-const rp = (cfg: Json, server: "http" | "https", domain: string) => proxyFor(cfg, domain, server === "https");
-const sts = (cfg: Json, domain: string) =>
-  handlersFor(cfg, { host: domain, https: true }).find((h: Json) => h.handler === "headers")?.response.set[
+const rp = (cfg: CaddyConfig, server: "http" | "https", domain: string) => proxyFor(cfg, domain, server === "https");
+const sts = (cfg: CaddyConfig, domain: string) =>
+  handlersFor(cfg, { host: domain, https: true }).find((h) => h.handler === "headers")?.response.set[
     "Strict-Transport-Security"
   ];
 
@@ -85,13 +86,13 @@ describe("settings -> HTTP config", () => {
     const none = render(withSettings(undefined), OPTS).json;
     assert.equal(render(withSettings({}), OPTS).json, none);
     assert.equal(render(withSettings({ hstsMaxAgeSeconds: 31536000 }), OPTS).json, none);
-    const cfg = JSON.parse(none);
+    const cfg = parseConfig(none);
     assert.deepEqual(sts(cfg, "hsts.example.com"), ["max-age=31536000; includeSubDomains"]);
     assert.equal(rp(cfg, "http", "plain.example.com").transport, undefined);
   });
 
   test("HSTS max-age and upstream timeouts reach every host's reverse_proxy", () => {
-    const cfg = JSON.parse(
+    const cfg = parseConfig(
       render(
         withSettings({
           hstsMaxAgeSeconds: 86400,

@@ -12,8 +12,6 @@ import { Certificate, CertificateType, ProxyHost, Snapshot, type DeepPartial } f
 import { findBuiltCaddy, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import { render, type RenderOptions } from "./index.ts";
 
-export type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any -- walking rendered Caddy JSON
-
 /** Render options without layer4 (the ports tests use unless they say otherwise). */
 export const OPTS: RenderOptions = { httpPort: 8080, httpsPort: 8443, adminListen: "127.0.0.1:2019", layer4: false };
 
@@ -198,6 +196,109 @@ export async function assertCaddyAcceptsAll(
   });
 }
 
+// ---- the rendered Caddy JSON as these tests read it ----------------------------------------
+
+/** The members of a Caddy JSON object that the tests only compare (deepEqual, equal), never walk into. */
+interface Rest {
+  [member: string]: unknown;
+}
+
+/**
+ * A rendered Caddy config (parseConfig), typed as far as the tests walk into it. An object the
+ * tests walk through is typed as present: a test reading one the render left out fails when it
+ * runs, as it did when the tests read untyped JSON. Everything else is `unknown`, for comparing.
+ */
+export interface CaddyConfig extends Rest {
+  admin: { listen: string } & Rest;
+  apps: {
+    http: HttpApp;
+    tls: TlsApp;
+    layer4: { servers: Record<string, L4Server> };
+    pki: unknown;
+  };
+}
+
+export interface HttpApp extends Rest {
+  http_port: number;
+  https_port: number;
+  servers: { http: HttpServer };
+}
+
+export interface HttpServer extends Rest {
+  listen: string[];
+  routes: Route[];
+  tls_connection_policies: Rest[];
+}
+
+/** An HTTP route; `match` is absent on a route that matches every request. */
+export interface Route extends Rest {
+  match: MatcherSet[];
+  handle: Handler[];
+  terminal: boolean;
+}
+
+export interface MatcherSet extends Rest {
+  host: string[];
+  not: MatcherSet[];
+  protocol: string;
+  header_regexp: Record<string, { pattern: string }>;
+  path: string[];
+}
+
+/** An HTTP handler: the members of the handlers the tests walk into (subroute, reverse_proxy, headers, authentication). */
+export interface Handler extends Rest {
+  handler: string;
+  routes: Route[];
+  upstreams: ({ dial: string } & Rest)[];
+  headers: Rest;
+  response: { set: Record<string, string[]> } & Rest;
+  status_code: number;
+  providers: { http_basic: { accounts: { username: string; password: string }[] } & Rest };
+}
+
+export interface TlsApp extends Rest {
+  certificates: { load_pem: LoadedPem[]; automate: string[] };
+  automation: { policies: AutomationPolicy[] };
+}
+
+export interface LoadedPem extends Rest {
+  certificate: string;
+  key: string;
+  tags: string[];
+}
+
+export interface AutomationPolicy extends Rest {
+  subjects: string[];
+  issuers: Issuer[];
+}
+
+export interface Issuer extends Rest {
+  module: string;
+  email: string;
+  ca: string;
+  trusted_roots_pem_files: string[];
+}
+
+export interface L4Server extends Rest {
+  listen: string[];
+  routes: L4Route[];
+}
+
+export interface L4Route extends Rest {
+  match: ({ tls: { sni: string[] }; http: MatcherSet[] } & Rest)[];
+  handle: L4Handler[];
+}
+
+export interface L4Handler extends Rest {
+  handler: string;
+  upstreams: { dial: string[] }[];
+  proxy_protocol: string;
+  connection_policies: Rest[];
+}
+
+/** `render(...).json` read back as a Caddy config. */
+export const parseConfig = (json: string): CaddyConfig => JSON.parse(json) as CaddyConfig;
+
 // ---- reading a rendered HTTP config as Caddy would ------------------------------------------
 
 /** A request as the route matchers see it. */
@@ -220,17 +321,17 @@ export function hostMatches(patterns: string[], name: string): boolean {
 }
 
 /** One matcher set against `req`; a matcher these tests cannot judge (remote_ip) fails the test. */
-function matchSet(set: Json, req: Req): boolean {
-  return Object.entries(set).every(([kind, v]: [string, Json]) => {
+function matchSet(set: MatcherSet, req: Req): boolean {
+  return Object.keys(set).every((kind) => {
     switch (kind) {
       case "host":
-        return hostMatches(v, req.host);
+        return hostMatches(set.host, req.host);
       case "not":
-        return !v.some((s: Json) => matchSet(s, req));
+        return !set.not.some((s) => matchSet(s, req));
       case "protocol":
-        return v === (req.https ? "https" : "http");
+        return set.protocol === (req.https ? "https" : "http");
       case "header_regexp":
-        return Object.entries(v).every(([h, m]: [string, Json]) => {
+        return Object.entries(set.header_regexp).every(([h, m]) => {
           assert.equal(h, "Upgrade", "only the Upgrade header is judged here");
           const re = new RegExp(
             String(m.pattern).replace(/^\(\?i\)/, ""),
@@ -239,7 +340,7 @@ function matchSet(set: Json, req: Req): boolean {
           return req.upgrade !== undefined && re.test(req.upgrade);
         });
       case "path":
-        return v.some((p: string) =>
+        return set.path.some((p) =>
           p.endsWith("*") ? (req.path ?? "/").startsWith(p.slice(0, -1)) : (req.path ?? "/") === p,
         );
       default:
@@ -249,14 +350,12 @@ function matchSet(set: Json, req: Req): boolean {
 }
 
 /** An access list's gate (render/access.ts): judged by the access tests, listed here as one handler. */
-const isGate = (subroute: Json) =>
-  subroute.routes.some((r: Json) =>
-    /"remote_ip"|"authentication"/.test(
-      JSON.stringify([r.match, r.handle.filter((h: Json) => h.handler !== "subroute")]),
-    ),
+const isGate = (subroute: Handler) =>
+  subroute.routes.some((r) =>
+    /"remote_ip"|"authentication"/.test(JSON.stringify([r.match, r.handle.filter((h) => h.handler !== "subroute")])),
   );
 
-const matches = (route: Json, req: Req) => route.match === undefined || route.match.some((s: Json) => matchSet(s, req));
+const matches = (route: Route, req: Req) => route.match === undefined || route.match.some((s) => matchSet(s, req));
 
 /**
  * What the HTTP server runs for `req`, in order, as Caddy would: the handlers of each matching
@@ -264,9 +363,9 @@ const matches = (route: Json, req: Req) => route.match === undefined || route.ma
  * An access list's gate is listed as one handler, not opened (it asks for addresses and
  * credentials these tests do not model).
  */
-export function handlersFor(cfg: Json, req: Req): Json[] {
-  const out: Json[] = [];
-  const walk = (routes: Json[]): boolean => {
+export function handlersFor(cfg: CaddyConfig, req: Req): Handler[] {
+  const out: Handler[] = [];
+  const walk = (routes: Route[]): boolean => {
     for (const r of routes) {
       if (!matches(r, req)) continue;
       for (const h of r.handle) {
@@ -286,12 +385,12 @@ export function handlersFor(cfg: Json, req: Req): Json[] {
 }
 
 /** The reverse_proxy handler a request for `host` reaches (over HTTPS when `https`); fails when it gets none. */
-export function proxyFor(cfg: Json, host: string, https = false): Json {
+export function proxyFor(cfg: CaddyConfig, host: string, https = false): Handler {
   const hs = handlersFor(cfg, { host, https });
   assert.equal(
     hs.at(-1)?.handler,
     "reverse_proxy",
     `${host} (${https ? "https" : "http"}) reaches no reverse_proxy: ${JSON.stringify(hs)}`,
   );
-  return hs.at(-1);
+  return hs.at(-1)!;
 }

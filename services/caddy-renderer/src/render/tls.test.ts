@@ -17,7 +17,8 @@ import {
   makeSelfSigned,
   OPTS as BASE_OPTS,
   snapshot,
-  type Json,
+  parseConfig,
+  type CaddyConfig,
 } from "./test-support.ts";
 import { certificateTag, ensureTlsFiles } from "./tls.ts";
 
@@ -134,8 +135,8 @@ function stable(json: string): string {
   text = text.replace(/acme-ca-root-[0-9a-f]{32}\.pem/g, "acme-ca-root-<sha256>.pem");
   return text.split(TLS_DIR).join("<tlsFilesDir>");
 }
-const config = (s: Snapshot, opts = OPTS): Json => JSON.parse(render(s, opts).json);
-const policies = (cfg: Json): Json[] => cfg.apps.http.servers.http.tls_connection_policies;
+const config = (s: Snapshot, opts = OPTS): CaddyConfig => parseConfig(render(s, opts).json);
+const policies = (cfg: CaddyConfig) => cfg.apps.http.servers.http.tls_connection_policies;
 
 describe("tls golden files", () => {
   for (const [name, c] of Object.entries(CASES)) {
@@ -223,7 +224,7 @@ describe("tls rendering", () => {
     ]);
     assert.deepEqual(std.apps.pki, { certificate_authorities: { local: { install_trust: false } } });
     const odd = config(CASES["tls-managed-acme"]!.snap);
-    assert.deepEqual(odd.apps.tls.automation.policies[0].issuers[0].challenges, {
+    assert.deepEqual(odd.apps.tls.automation.policies[0]!.issuers[0]!.challenges, {
       http: { alternate_port: 8080 },
       "tls-alpn": { alternate_port: 8443 },
     });
@@ -235,19 +236,19 @@ describe("tls rendering", () => {
       }),
       { ...OPTS, httpPort: 80, httpsPort: 443 },
     );
-    assert.deepEqual(bare.apps.tls.automation.policies[0].issuers, [{ module: "acme" }]);
+    assert.deepEqual(bare.apps.tls.automation.policies[0]!.issuers, [{ module: "acme" }]);
   });
 
   test("mixed: one policy per issuer; only certificates of enabled hosts are loaded or obtained", () => {
     const r = render(CASES["tls-mixed"]!.snap, OPTS);
-    const cfg = JSON.parse(r.json);
+    const cfg = parseConfig(r.json);
     assert.deepEqual(cfg.apps.tls.certificates.automate, ["nas.lan", "www.example.com"]);
     assert.deepEqual(
-      cfg.apps.tls.certificates.load_pem.map((c: Json) => c.tags[0]),
+      cfg.apps.tls.certificates.load_pem.map((c) => c.tags[0]),
       ["cpm-cert-c-shop"],
     );
     assert.deepEqual(
-      cfg.apps.tls.automation.policies.map((p: Json) => [p.subjects, p.issuers[0].module]),
+      cfg.apps.tls.automation.policies.map((p) => [p.subjects, p.issuers[0]!.module]),
       [
         [["nas.lan"], "internal"],
         [["www.example.com"], "acme"],
@@ -263,14 +264,14 @@ describe("tls rendering", () => {
     const dir = path.join(work, "private-acme");
     const opts = { ...OPTS, tlsFilesDir: dir };
     const r1 = render(snap, opts);
-    const issuer = JSON.parse(r1.json).apps.tls.automation.policies;
+    const issuer = parseConfig(r1.json).apps.tls.automation.policies;
     assert.equal(issuer.length, 1);
-    assert.deepEqual(issuer[0].subjects, ["api.example.com", "app.corp"]);
-    const files: string[] = issuer[0].issuers[0].trusted_roots_pem_files;
+    assert.deepEqual(issuer[0]!.subjects, ["api.example.com", "app.corp"]);
+    const files: string[] = issuer[0]!.issuers[0]!.trusted_roots_pem_files;
     assert.equal(files.length, 1);
     assert.equal(path.dirname(files[0]!), dir);
     assert.deepEqual(
-      JSON.parse(r1.json).apps.pki,
+      parseConfig(r1.json).apps.pki,
       { certificate_authorities: { local: { install_trust: false } } },
       "no trust-store install",
     );
@@ -284,10 +285,7 @@ describe("tls rendering", () => {
     // A root without a directory URL is no private CA: private names stay with the internal CA.
     const noUrl = { ...snap, settings: { ...snap.settings!, acme: { caUrl: "", caRootPem: acmeRoot } } };
     assert.deepEqual(
-      JSON.parse(render(noUrl, opts).json).apps.tls.automation.policies.map((p: Json) => [
-        p.subjects,
-        p.issuers[0].module,
-      ]),
+      parseConfig(render(noUrl, opts).json).apps.tls.automation.policies.map((p) => [p.subjects, p.issuers[0]!.module]),
       [
         [["app.corp"], "internal"],
         [["api.example.com"], "acme"],
@@ -299,12 +297,15 @@ describe("tls rendering", () => {
       settings: { ...snap.settings!, acme: { ...snap.settings!.acme!, caRootPem: secure.cert } },
     };
     assert.notEqual(
-      JSON.parse(render(other, opts).json).apps.tls.automation.policies[0].issuers[0].trusted_roots_pem_files[0],
+      parseConfig(render(other, opts).json).apps.tls.automation.policies[0]!.issuers[0]!.trusted_roots_pem_files[0],
       files[0],
     );
     // Without a directory for TLS files: no root, and a warning says so.
     const noDir = render(CASES["tls-private-acme"]!.snap, { ...OPTS, tlsFilesDir: undefined });
-    assert.equal(JSON.parse(noDir.json).apps.tls.automation.policies[0].issuers[0].trusted_roots_pem_files, undefined);
+    assert.equal(
+      parseConfig(noDir.json).apps.tls.automation.policies[0]!.issuers[0]!.trusted_roots_pem_files,
+      undefined,
+    );
     assert.ok(
       noDir.warnings.some((w) => w.includes("ca_root_pem")),
       noDir.warnings.join("; "),
@@ -348,7 +349,7 @@ describe("tls rendering", () => {
     assert.equal(config(s).apps.tls, undefined, "without layer4 nothing uses it");
     const cfg = config(s, { ...OPTS, layer4: true });
     assert.deepEqual(
-      cfg.apps.tls.certificates.load_pem.map((c: Json) => c.tags),
+      cfg.apps.tls.certificates.load_pem.map((c) => c.tags),
       [["cpm-cert-c"]],
     );
   });
@@ -406,14 +407,14 @@ describe("master-issued certificates", () => {
   const SLAVE: RenderOptions = { ...BASE_OPTS, servesMasterIssued: true, masterHttpAddress: "10.0.0.1:80" };
 
   test("on the master (or standalone), Caddy orders them: automate with the ACME issuer", () => {
-    const cfg = JSON.parse(render(snap, BASE_OPTS).json);
+    const cfg = parseConfig(render(snap, BASE_OPTS).json);
     assert.deepEqual(cfg.apps.tls.certificates.automate, ["a.example.com", "b.example.com"]);
     assert.equal(cfg.apps.tls.certificates.load_pem, undefined, "the master never loads what its own Caddy manages");
   });
 
   test("on a slave, the issued material is loaded and nothing is ordered; a name not issued yet is a warning", () => {
     const r = render(snap, SLAVE);
-    const cfg = JSON.parse(r.json);
+    const cfg = parseConfig(r.json);
     assert.deepEqual(cfg.apps.tls.certificates.load_pem, [
       { certificate: obtained.cert, key: obtained.key, tags: [certificateTag("c-a")] },
     ]);
@@ -432,11 +433,11 @@ describe("master-issued certificates", () => {
       terminal: true,
     };
     assert.deepEqual(
-      JSON.parse(render(snapshot({}), SLAVE).json).apps.http.servers.http.routes[0],
+      parseConfig(render(snapshot({}), SLAVE).json).apps.http.servers.http.routes[0],
       route,
       "forwarded before the master's certificate reaches this slave",
     );
-    const cfg = JSON.parse(render(snap, SLAVE).json);
+    const cfg = parseConfig(render(snap, SLAVE).json);
     assert.deepEqual(cfg.apps.http.servers.http.routes[0], {
       match: [{ path: ["/.well-known/acme-challenge/*"], protocol: "http" }],
       handle: [{ handler: "reverse_proxy", upstreams: [{ dial: "10.0.0.1:80" }] }],
@@ -449,10 +450,10 @@ describe("master-issued certificates", () => {
       ...snap,
       certificates: [{ ...issued, issuance: CertificateIssuance.CERTIFICATE_ISSUANCE_EACH_NODE, issued: [] }],
     });
-    const cfg = JSON.parse(render(each, SLAVE).json);
+    const cfg = parseConfig(render(each, SLAVE).json);
     assert.deepEqual(cfg.apps.tls.certificates.automate, ["a.example.com", "b.example.com"]);
     assert.equal(cfg.apps.tls.certificates.load_pem, undefined);
     // Caddy answers the challenges it started itself before any route; the forward route only gets the others.
-    assert.deepEqual(cfg.apps.tls.automation.policies[0].subjects, ["a.example.com", "b.example.com"]);
+    assert.deepEqual(cfg.apps.tls.automation.policies[0]!.subjects, ["a.example.com", "b.example.com"]);
   });
 });

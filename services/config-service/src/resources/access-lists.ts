@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import bcrypt from "bcryptjs";
-import { AccessList, type BasicAuthUser, type ConfigServiceServer } from "@cpm/proto";
+import { AccessList, type BasicAuthUser } from "@cpm/proto";
 import { alreadyExists, normalizeAccessList, notFound, ValidationError } from "@cpm/core";
-import type { AsyncService } from "@cpm/grpc-kit";
 import { inUse } from "./in-use.ts";
+import type { Collection, ConfigHandlers, CrudMethods, ResourceDeps } from "./kind.ts";
 import { accessListRow, type ConfigStore, type Tx } from "../store.ts";
 
 const F = "access_list";
@@ -30,7 +30,7 @@ export function redactAccessList(a: AccessList): AccessList {
  * - Names are unique (ALREADY_EXISTS); deleting a list that proxy hosts use fails with
  *   FAILED_PRECONDITION naming those hosts.
  */
-export class AccessLists {
+export class AccessLists implements Collection<AccessList> {
   constructor(private readonly store: ConfigStore) {}
 
   async list(): Promise<AccessList[]> {
@@ -112,9 +112,9 @@ export class AccessLists {
   }
 }
 
-/** ConfigService handlers for this resource (CRUD with validation and referential checks). */
-export function accessListHandlers(store: ConfigStore): AsyncService<ConfigServiceServer> {
-  const acls = new AccessLists(store);
+/** ConfigService handlers for access lists: callers see the users by name only (redactAccessList). */
+export function accessListHandlers(deps: ResourceDeps): ConfigHandlers<CrudMethods<"AccessList">> {
+  const acls = new AccessLists(deps.store);
   return {
     createAccessList: async (req) => {
       const { result, version } = await acls.create(req.accessList);

@@ -4,7 +4,6 @@ import {
   CertificateIssuance,
   CertificateStatus,
   CertificateType,
-  type ConfigServiceServer,
   type RecordCertificateIssuanceRequest,
 } from "@cpm/proto";
 import {
@@ -14,10 +13,10 @@ import {
   normalizeCertificate,
   notFound,
   ValidationError,
-  type InstanceMode,
 } from "@cpm/core";
-import { permissionDenied, type AsyncService, type CallContext } from "@cpm/grpc-kit";
+import { permissionDenied, type CallContext } from "@cpm/grpc-kit";
 import { inUse } from "./in-use.ts";
+import type { Collection, ConfigHandlers, CrudMethods, ResourceDeps } from "./kind.ts";
 import { certificateRow, type ConfigStore, type Tx } from "../store.ts";
 
 const F = "certificate";
@@ -74,7 +73,7 @@ function issuanceAfterWrite(
  *   reference stays valid.
  * - Every check runs inside the write: anything refused writes nothing and leaves the version.
  */
-export class Certificates {
+export class Certificates implements Collection<Certificate> {
   constructor(private readonly store: ConfigStore) {}
 
   async list(): Promise<Certificate[]> {
@@ -201,9 +200,15 @@ export class Certificates {
   }
 }
 
-/** ConfigService handlers for this resource (CRUD with validation and referential checks). */
-export function certificateHandlers(store: ConfigStore, mode: InstanceMode): AsyncService<ConfigServiceServer> {
-  const certs = new Certificates(store);
+/**
+ * ConfigService handlers for certificates: callers see no private key unless an admin asks for
+ * it (redactCertificate); RecordCertificateIssuance takes the renderer's reports (not on a slave).
+ */
+export function certificateHandlers(
+  deps: ResourceDeps,
+): ConfigHandlers<CrudMethods<"Certificate"> | "recordCertificateIssuance"> {
+  const { mode } = deps;
+  const certs = new Certificates(deps.store);
   return {
     createCertificate: async (req) => {
       const { result, version } = await certs.create(req.certificate);

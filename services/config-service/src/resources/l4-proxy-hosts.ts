@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { L4ProxyHost, type ConfigServiceServer } from "@cpm/proto";
+import { L4ProxyHost } from "@cpm/proto";
 import {
   alreadyExists,
   checkUpstreamsNotReserved,
@@ -12,8 +12,8 @@ import {
   type InstancePort,
   type ReservedAddress,
 } from "@cpm/core";
-import type { AsyncService } from "@cpm/grpc-kit";
 import { l4Row, type ConfigStore, type Tx } from "../store.ts";
+import type { Collection, ConfigHandlers, CrudMethods, ResourceDeps } from "./kind.ts";
 
 const F = "l4_proxy_host";
 
@@ -45,79 +45,95 @@ async function checkConflicts(tx: Tx, h: L4ProxyHost): Promise<void> {
 }
 
 /**
- * ConfigService handlers for L4 proxy hosts (CRUD with validation and referential checks).
- * `reserved`: this instance's own addresses, which upstreams must not point at; `ownPorts`: the
- * ports its Caddy serves itself, which no L4 listener may take.
+ * L4 proxy host CRUD: validation, the rules between resources above, and this instance's own
+ * addresses and ports. `reserved`: this instance's own addresses, which upstreams must not point
+ * at; `ownPorts`: the ports its Caddy serves itself, which no L4 listener may take.
  */
-export function l4ProxyHostHandlers(
-  store: ConfigStore,
-  reserved: readonly ReservedAddress[] = [],
-  ownPorts: readonly InstancePort[] = [],
-): AsyncService<ConfigServiceServer> {
-  const normalize = (input: L4ProxyHost) => {
+export class L4ProxyHosts implements Collection<L4ProxyHost> {
+  constructor(
+    private readonly store: ConfigStore,
+    private readonly reserved: readonly ReservedAddress[] = [],
+    private readonly ownPorts: readonly InstancePort[] = [],
+  ) {}
+
+  private normalize(input: L4ProxyHost): L4ProxyHost {
     const host = normalizeL4ProxyHost(input, F);
-    checkUpstreamsNotReserved(host.upstreams, `${F}.upstreams`, reserved);
+    checkUpstreamsNotReserved(host.upstreams, `${F}.upstreams`, this.reserved);
     // A listener on this instance's own HTTP/HTTPS/admin port could never be served here.
     const listener = l4Listener(host, `${F}.listen_address`);
-    const taken = host.enabled === false ? undefined : takesInstancePort(listener, ownPorts);
+    const taken = host.enabled === false ? undefined : takesInstancePort(listener, this.ownPorts);
     if (taken)
       throw new ValidationError(
         `${F}.listen_address`,
         `${listener.network} takes this instance's ${taken.what} (port ${taken.port})`,
       );
     return host;
-  };
+  }
+
+  async list(): Promise<L4ProxyHost[]> {
+    const rows = await this.store.db.l4ProxyHost.findMany({ orderBy: { name: "asc" } });
+    return rows.map(fromRow);
+  }
+
+  async get(id: string): Promise<L4ProxyHost> {
+    if (!id) throw new ValidationError("id", "is required");
+    const row = await this.store.db.l4ProxyHost.findUnique({ where: { id } });
+    if (!row) throw notFound("L4 proxy host", id);
+    return fromRow(row);
+  }
+
+  create(input: L4ProxyHost | undefined) {
+    if (!input) throw new ValidationError(F, "is required");
+    const host = this.normalize(input);
+    return this.store.write(async (tx, now, changes) => {
+      const created: L4ProxyHost = { ...host, id: randomUUID(), createdAt: now, updatedAt: now };
+      await checkConflicts(tx, created);
+      await tx.l4ProxyHost.create({ data: l4Row(created, now) });
+      changes.put("l4ProxyHosts", created);
+      return created;
+    });
+  }
+
+  update(input: L4ProxyHost | undefined) {
+    if (!input) throw new ValidationError(F, "is required");
+    if (!input.id) throw new ValidationError(`${F}.id`, "is required");
+    const host = this.normalize(input);
+    return this.store.write(async (tx, now, changes) => {
+      const existing = await tx.l4ProxyHost.findUnique({ where: { id: host.id } });
+      if (!existing) throw notFound("L4 proxy host", host.id);
+      const updated: L4ProxyHost = { ...host, createdAt: existing.createdAt, updatedAt: now };
+      await checkConflicts(tx, updated);
+      await tx.l4ProxyHost.update({ where: { id: host.id }, data: { ...l4Row(updated, now), id: undefined } });
+      changes.put("l4ProxyHosts", updated);
+      return updated;
+    });
+  }
+
+  delete(id: string) {
+    if (!id) throw new ValidationError("id", "is required");
+    return this.store.write(async (tx, _now, changes) => {
+      const existing = await tx.l4ProxyHost.findUnique({ where: { id } });
+      if (!existing) throw notFound("L4 proxy host", id);
+      await tx.l4ProxyHost.delete({ where: { id } });
+      changes.remove("l4ProxyHosts", id);
+    });
+  }
+}
+
+/** ConfigService handlers for L4 proxy hosts: the stored host is what callers see. */
+export function l4ProxyHostHandlers(deps: ResourceDeps): ConfigHandlers<CrudMethods<"L4ProxyHost">> {
+  const hosts = new L4ProxyHosts(deps.store, deps.reservedUpstreams, deps.ownPorts);
   return {
-    listL4ProxyHosts: async () => {
-      const rows = await store.db.l4ProxyHost.findMany({ orderBy: { name: "asc" } });
-      return { l4ProxyHosts: rows.map(fromRow) };
-    },
-
-    getL4ProxyHost: async (req) => {
-      if (!req.id) throw new ValidationError("id", "is required");
-      const row = await store.db.l4ProxyHost.findUnique({ where: { id: req.id } });
-      if (!row) throw notFound("L4 proxy host", req.id);
-      return { l4ProxyHost: fromRow(row) };
-    },
-
     createL4ProxyHost: async (req) => {
-      if (!req.l4ProxyHost) throw new ValidationError(F, "is required");
-      const host = normalize(req.l4ProxyHost);
-      const { result, version } = await store.write(async (tx, now, changes) => {
-        const created: L4ProxyHost = { ...host, id: randomUUID(), createdAt: now, updatedAt: now };
-        await checkConflicts(tx, created);
-        await tx.l4ProxyHost.create({ data: l4Row(created, now) });
-        changes.put("l4ProxyHosts", created);
-        return created;
-      });
+      const { result, version } = await hosts.create(req.l4ProxyHost);
       return { l4ProxyHost: result, configVersion: version };
     },
-
+    getL4ProxyHost: async (req) => ({ l4ProxyHost: await hosts.get(req.id) }),
+    listL4ProxyHosts: async () => ({ l4ProxyHosts: await hosts.list() }),
     updateL4ProxyHost: async (req) => {
-      if (!req.l4ProxyHost) throw new ValidationError(F, "is required");
-      if (!req.l4ProxyHost.id) throw new ValidationError(`${F}.id`, "is required");
-      const host = normalize(req.l4ProxyHost);
-      const { result, version } = await store.write(async (tx, now, changes) => {
-        const existing = await tx.l4ProxyHost.findUnique({ where: { id: host.id } });
-        if (!existing) throw notFound("L4 proxy host", host.id);
-        const updated: L4ProxyHost = { ...host, createdAt: existing.createdAt, updatedAt: now };
-        await checkConflicts(tx, updated);
-        await tx.l4ProxyHost.update({ where: { id: host.id }, data: { ...l4Row(updated, now), id: undefined } });
-        changes.put("l4ProxyHosts", updated);
-        return updated;
-      });
+      const { result, version } = await hosts.update(req.l4ProxyHost);
       return { l4ProxyHost: result, configVersion: version };
     },
-
-    deleteL4ProxyHost: async (req) => {
-      if (!req.id) throw new ValidationError("id", "is required");
-      const { version } = await store.write(async (tx, _now, changes) => {
-        const existing = await tx.l4ProxyHost.findUnique({ where: { id: req.id } });
-        if (!existing) throw notFound("L4 proxy host", req.id);
-        await tx.l4ProxyHost.delete({ where: { id: req.id } });
-        changes.remove("l4ProxyHosts", req.id);
-      });
-      return { configVersion: version };
-    },
+    deleteL4ProxyHost: async (req) => ({ configVersion: (await hosts.delete(req.id)).version }),
   };
 }

@@ -11,11 +11,12 @@ import {
 import type { ContentView } from "../content-index.ts";
 import { insertRows } from "../deferred-inserts.ts";
 import { proxyHostRow, type ConfigStore, type Tx } from "../store.ts";
+import type { Collection, ConfigHandlers, CrudMethods, ResourceDeps } from "./kind.ts";
 
 const F = "proxy_host";
 
 /** Proxy host CRUD: validation, uniqueness of names and domains, references. */
-export class ProxyHosts {
+export class ProxyHosts implements Collection<ProxyHost> {
   /** `reserved`: this instance's own addresses, which upstreams must not point at. */
   constructor(
     private readonly store: ConfigStore,
@@ -84,6 +85,24 @@ export class ProxyHosts {
       changes.remove("proxyHosts", id);
     });
   }
+}
+
+/** ConfigService handlers for proxy hosts: the stored host is what callers see. */
+export function proxyHostHandlers(deps: ResourceDeps): ConfigHandlers<CrudMethods<"ProxyHost">> {
+  const hosts = new ProxyHosts(deps.store, deps.reservedUpstreams);
+  return {
+    createProxyHost: async (req) => {
+      const { result, version } = await hosts.create(req.proxyHost);
+      return { proxyHost: result, configVersion: version };
+    },
+    getProxyHost: async (req) => ({ proxyHost: await hosts.get(req.id) }),
+    listProxyHosts: async () => ({ proxyHosts: await hosts.list() }),
+    updateProxyHost: async (req) => {
+      const { result, version } = await hosts.update(req.proxyHost);
+      return { proxyHost: result, configVersion: version };
+    },
+    deleteProxyHost: async (req) => ({ configVersion: (await hosts.delete(req.id)).version }),
+  };
 }
 
 const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);

@@ -1,0 +1,165 @@
+import {
+  InstanceMode as ProtoMode,
+  type GetSnapshotResponse,
+  type Snapshot,
+  type WatchConfigResponse,
+} from "@cpm/proto";
+import { failedPrecondition, validateSnapshotContent, type InstanceMode } from "@cpm/core";
+import { allows, permissionDenied } from "@cpm/grpc-kit";
+import { encodeNoticeWithFrame, encodeSnapshotFrame } from "@cpm/snapshot-wire";
+import { applySnapshot } from "./apply.ts";
+import { importConfig } from "./import.ts";
+import { CONFIG_SERVICE_POLICY } from "./policy.ts";
+import type { ConfigHandlers, ResourceDeps } from "./resources/kind.ts";
+
+const MODE: Record<InstanceMode, ProtoMode> = {
+  standalone: ProtoMode.INSTANCE_MODE_STANDALONE,
+  master: ProtoMode.INSTANCE_MODE_MASTER,
+  slave: ProtoMode.INSTANCE_MODE_SLAVE,
+};
+
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
+/** The methods that read or replace the configuration as a whole, rather than one resource. */
+export type SnapshotMethods = "getSnapshot" | "watchConfig" | "applySnapshot" | "importConfig" | "getInstanceInfo";
+
+/**
+ * The configuration as a whole: GetSnapshot and WatchConfig (served as bytes encoded once per
+ * version, see service-definition.ts), ApplySnapshot (a slave's receiver), ImportConfig and
+ * GetInstanceInfo.
+ */
+export function snapshotHandlers(deps: ResourceDeps): ConfigHandlers<SnapshotMethods> {
+  const { store, mode } = deps;
+
+  // A snapshot is checked (structure, every reference resolves) before it is served, once per
+  // reading of the content from the database: the database's constraints should make this
+  // hold, and a master must never ship a configuration its slaves would refuse. What changes
+  // afterwards comes from this store's writes, each validated against the whole content
+  // before it commits, so a commit is not checked again on its way to the slaves. Its content
+  // hash is not computed again either: the store derives it from the digests of the very
+  // resources the snapshot carries. The store never changes a resource object once made, so
+  // one unchanged since the last check is not normalized again.
+  let checkedRead = -1;
+  const normalized = new WeakMap<object, unknown>();
+  const consistentSnapshot = async () => {
+    const before = store.databaseReads;
+    const s = await store.snapshot();
+    const read = store.databaseReads;
+    if (read !== checkedRead && s.version > 0) {
+      try {
+        validateSnapshotContent(s, "snapshot", normalized);
+      } catch (err) {
+        throw failedPrecondition(
+          `the stored configuration is inconsistent, refusing to serve it: ${(err as Error).message}`,
+        );
+      }
+      // Which read a snapshot built across a read comes from is not known: check the next one too.
+      if (before === read) checkedRead = read;
+    }
+    return s;
+  };
+
+  // Encoded once per version and served as is to every asker (the renderer's GetSnapshot, the
+  // dispatcher's WatchConfig notice): the store keeps one Snapshot object per version, and
+  // the resource objects it did not change, so their encodings are kept too (`parts`).
+  let snapshotWatchers = 0;
+  const frames = new WeakMap<Snapshot, Buffer>();
+  const parts = new WeakMap<object, Uint8Array>();
+  const snapshotFrame = async () => {
+    const s = await consistentSnapshot();
+    let frame = frames.get(s);
+    if (!frame) {
+      frame = encodeSnapshotFrame(s, parts);
+      frames.set(s, frame);
+    }
+    return { snapshot: s, frame };
+  };
+
+  return {
+    getSnapshot: async () => (await snapshotFrame()).frame as unknown as GetSnapshotResponse,
+    watchConfig: async (req, ctx, call) => {
+      // The snapshot holds private keys: only who may call GetSnapshot gets it with the notices.
+      if (req.includeSnapshot && !allows(CONFIG_SERVICE_POLICY.methods.GetSnapshot!, ctx.principal)) {
+        throw permissionDenied(
+          "include_snapshot: needs an admin token, as GetSnapshot does (the snapshot holds private keys)",
+        );
+      }
+      // Subscribe before reading the current state so no commit is missed; never send a
+      // version older than one already sent (the initial read can race a commit).
+      let last = { version: -1, sha: "" };
+      const send = (notice: WatchConfigResponse, frame?: Buffer) => {
+        if (notice.version < last.version || (notice.version === last.version && notice.contentSha256 === last.sha))
+          return;
+        last = { version: notice.version, sha: notice.contentSha256 };
+        call.write(frame ? (encodeNoticeWithFrame(notice, frame) as unknown as WatchConfigResponse) : notice);
+      };
+      // With include_snapshot, a notice waits for its snapshot's encoding, in commit order, and
+      // only until the API reply has gone out; a version already superseded when its turn
+      // comes goes without one. While such a watcher (the dispatcher) is connected, the others
+      // (the renderer) hear of a commit one turn of the event loop after it: the push to the
+      // slaves starts before this machine's own reload competes with it for the CPU.
+      let queue = Promise.resolve();
+      const notify = (notice: WatchConfigResponse) => {
+        if (!req.includeSnapshot && snapshotWatchers === 0) return send(notice);
+        queue = queue.then(async () => {
+          await nextTurn();
+          const { snapshot, frame } = await snapshotFrame().catch(() => ({ snapshot: undefined, frame: undefined }));
+          if (!req.includeSnapshot) {
+            await nextTurn();
+            return send(notice);
+          }
+          const current = snapshot?.version === notice.version && snapshot.contentSha256 === notice.contentSha256;
+          send(notice, current ? frame : undefined);
+        });
+      };
+      if (req.includeSnapshot) snapshotWatchers++;
+      const unsubscribe = store.onCommit((c) =>
+        notify({
+          version: c.version,
+          committedAt: c.committedAt,
+          contentSha256: c.contentSha256,
+          traceContext: c.traceContext,
+          snapshot: undefined,
+        }),
+      );
+      try {
+        const s = await store.snapshot();
+        notify({
+          version: s.version,
+          committedAt: s.generatedAt,
+          contentSha256: s.contentSha256,
+          traceContext: store.traceContextOf(s.version, s.contentSha256),
+          snapshot: undefined,
+        });
+        await new Promise<void>((resolve) =>
+          ctx.signal.aborted ? resolve() : ctx.signal.addEventListener("abort", () => resolve(), { once: true }),
+        );
+      } finally {
+        unsubscribe();
+        if (req.includeSnapshot) snapshotWatchers--;
+      }
+    },
+    applySnapshot: async (req, ctx) => {
+      if (mode !== "slave") throw failedPrecondition("ApplySnapshot is only accepted on a slave (INSTANCE_MODE=slave)");
+      const r = await applySnapshot(store, req.snapshot);
+      ctx.log.info({ version: r.version, changed: r.changed }, "snapshot applied");
+      return r;
+    },
+    importConfig: async (req, ctx) => {
+      const r = await importConfig(store, req.config, req.dryRun, deps.reservedUpstreams);
+      if (r.committed) ctx.log.info({ version: r.configVersion }, "configuration imported");
+      return r;
+    },
+    getInstanceInfo: async () => {
+      const { info: i, contentSha256 } = await store.state();
+      return {
+        mode: MODE[mode],
+        instanceId: i.instanceId,
+        version: i.version,
+        masterInstanceId: i.masterInstanceId,
+        versionCommittedAt: i.committedAt,
+        contentSha256,
+      };
+    },
+  };
+}
