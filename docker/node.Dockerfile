@@ -14,6 +14,7 @@ COPY libs/core/package.json libs/core/
 COPY libs/grpc-kit/package.json libs/grpc-kit/
 COPY libs/launcher/package.json libs/launcher/
 COPY libs/proto/package.json libs/proto/
+COPY libs/snapshot-wire/package.json libs/snapshot-wire/
 COPY services/caddy-renderer/package.json services/caddy-renderer/
 COPY services/config-service/package.json services/config-service/
 COPY services/sync-dispatcher/package.json services/sync-dispatcher/

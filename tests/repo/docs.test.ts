@@ -148,7 +148,7 @@ describe("docs/configuration.md", () => {
   });
 
   /** Variables of the system, not of the project. */
-  const SYSTEM = new Set(["PATH", "HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"]);
+  const SYSTEM = new Set(["PATH", "HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "NO_COLOR"]);
   const isTestFile = (f: string) => /\.test\.ts$|test-support\.ts$/.test(f);
 
   /** name -> files that read it, in libs/, services/, docker/ and docker-compose.yml. */

@@ -58,6 +58,8 @@ export interface InstanceConfig {
   readonly syncTlsCa: string | undefined;
   readonly adminToken: string | undefined;
   readonly logLevel: string;
+  /** How the logger writes: JSON lines, or pretty lines on a terminal (LOG_FORMAT). */
+  readonly logFormat: LogFormat;
   /** Internal wiring between the services of one instance. */
   readonly rendererListen: string;
   readonly dispatcherListen: string;
@@ -479,6 +481,14 @@ export const ENV_VARIABLES = {
     default: "info",
     meaning: "pino level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`",
     readBy: "every service",
+  },
+  LOG_FORMAT: {
+    group: "instance",
+    kind: "text",
+    default: "auto",
+    meaning:
+      "`json` (one JSON object a line), `pretty` (human-readable lines) or `auto`: pretty when stdout is a terminal; the launcher decides from its own stdout and passes the result to its services",
+    readBy: "every service, the launcher",
   },
   OTEL_TRACES_EXPORTER: {
     group: "tracing",
@@ -983,6 +993,7 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     syncTlsCa: readablePath(env, "CPM_SYNC_TLS_CA"),
     adminToken,
     logLevel,
+    logFormat: logFormat(env),
     rendererListen,
     dispatcherListen,
     configInternalListen,
@@ -1038,7 +1049,7 @@ export type LogFormat = "json" | "pretty";
  * launcher, which decides from its own stdout and passes the result to the services it runs.
  */
 export function logFormat(env: Env = process.env, stdoutIsTty = process.stdout.isTTY === true): LogFormat {
-  const value = str(env, "LOG_FORMAT") ?? "auto";
+  const value = text(env, "LOG_FORMAT");
   if (value === "json" || value === "pretty") return value;
   if (value === "auto") return stdoutIsTty ? "pretty" : "json";
   throw new ConfigError("LOG_FORMAT", `"${value}" is not one of auto, json, pretty`);

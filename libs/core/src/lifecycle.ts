@@ -1,5 +1,5 @@
 import { constants } from "node:os";
-import { CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig, type InstanceConfig } from "./env.ts";
+import { CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig, type InstanceConfig, type LogFormat } from "./env.ts";
 import { createLogger, type Logger } from "./logger.ts";
 
 /**
@@ -139,7 +139,7 @@ export interface RunOptions {
   stopDeadlineMs?: number;
   process?: ProcessPort;
   loadConfig?: () => InstanceConfig;
-  createLogger?: (service: string, level: string) => Logger;
+  createLogger?: (service: string, level: string, format: LogFormat) => Logger;
 }
 
 /**
@@ -223,7 +223,7 @@ export function runServices(services: readonly Service[], opts: RunOptions = {})
       const config = (opts.loadConfig ?? loadConfig)();
       for (const service of services) {
         failedName = service.name;
-        const log = (opts.createLogger ?? createLogger)(service.name, config.logLevel);
+        const log = (opts.createLogger ?? createLogger)(service.name, config.logLevel, config.logFormat);
         const running = await service.start({ config, log });
         started.push({ service, log, running });
       }

@@ -10,25 +10,18 @@ import {
   type RenderStatus,
   type Snapshot,
 } from "@cpm/proto";
-import type { TraceCarrier } from "./tracing.ts";
-import { decodeNotice, readSnapshotFrame, type SnapshotFrame } from "./snapshot-frame.ts";
-import { SnapshotDecoder } from "./snapshot-decoder.ts";
+import {
+  decodeNotice,
+  readSnapshotFrame,
+  SnapshotDecoder,
+  type CommitNotice,
+  type SnapshotFrame,
+} from "@cpm/snapshot-wire";
 import { backoffDelay, sleep, type Logger } from "@cpm/core";
 import { status, type Client, type ClientReadableStream } from "@grpc/grpc-js";
 import { channelCredentials, clientOptions, unary, withBearer } from "./client.ts";
 import { ConnectionLog } from "./connection-log.ts";
 import { injectTraceContext } from "./tracing.ts";
-
-/** A committed version as config-service's WatchConfig announces it, with the trace context of its commit (empty when unknown). */
-export interface CommitNotice {
-  version: number;
-  contentSha256: string;
-  /** When that version was committed (config-service's clock). */
-  committedAt?: Date;
-  traceContext?: TraceCarrier;
-  /** The version's snapshot as a frame, when the watch asked for it (`withSnapshot`) and it was still current. */
-  snapshotFrame?: SnapshotFrame;
-}
 
 /** HTTP/2 receive window of the internal ConfigClient: a snapshot of about 10,000 hosts. */
 const SNAPSHOT_FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;

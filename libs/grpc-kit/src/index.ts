@@ -8,6 +8,4 @@ export * from "./policy.ts";
 export * from "./interceptor.ts";
 export * from "./metrics.ts";
 export * from "./tracing.ts";
-export * from "./snapshot-frame.ts";
-export * from "./snapshot-decoder.ts";
 export * from "./connection-log.ts";

@@ -1,14 +1,7 @@
 import { CaddyRendererService, type CaddyRendererServer, type RenderStatus } from "@cpm/proto";
 import { DEFAULT_SYNC_MAX_MESSAGE_BYTES, ValidationError, validateSnapshot, type Logger } from "@cpm/core";
-import {
-  decodingSnapshotsWith,
-  definePolicy,
-  GrpcServer,
-  SnapshotDecoder,
-  snapshotReceiveLimit,
-  type AsyncService,
-  type Authenticate,
-} from "@cpm/grpc-kit";
+import { definePolicy, GrpcServer, snapshotReceiveLimit, type AsyncService, type Authenticate } from "@cpm/grpc-kit";
+import { decodingSnapshotsWith, SnapshotDecoder } from "@cpm/snapshot-wire";
 import { versionAttributes, withSpan } from "@cpm/grpc-kit";
 import type { Reconciler } from "./reconciler.ts";
 import { render, type RenderOptions } from "./render/index.ts";

@@ -14,7 +14,8 @@ import {
   type WatchConfigResponse,
 } from "@cpm/proto";
 import { snapshotContentHash, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
-import { ConfigClient, status, unary, withBearer, type CommitNotice } from "@cpm/grpc-kit";
+import { ConfigClient, status, unary, withBearer } from "@cpm/grpc-kit";
+import type { CommitNotice } from "@cpm/snapshot-wire";
 import { createLogger } from "@cpm/core";
 import { ApiTokens } from "./tokens.ts";
 import { ADMIN, expectStatus, harnessForEachTest, INTERNAL, type Harness } from "./test-support.ts";

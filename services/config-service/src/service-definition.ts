@@ -1,6 +1,6 @@
 import type { ServiceDefinition } from "@grpc/grpc-js";
 import { ConfigServiceService } from "@cpm/proto";
-import { decodingSnapshotsWith, SnapshotDecoder } from "@cpm/grpc-kit";
+import { decodingSnapshotsWith, SnapshotDecoder } from "@cpm/snapshot-wire";
 
 /** A method whose handler may answer with bytes already encoded (written as they are). */
 function servingBytes<D extends ServiceDefinition[string]>(def: D): D {

@@ -5,7 +5,8 @@ import {
   type WatchConfigResponse,
 } from "@cpm/proto";
 import { failedPrecondition, validateSnapshotContent, type InstanceMode } from "@cpm/core";
-import { allows, encodeNoticeWithFrame, encodeSnapshotFrame, permissionDenied } from "@cpm/grpc-kit";
+import { allows, permissionDenied } from "@cpm/grpc-kit";
+import { encodeNoticeWithFrame, encodeSnapshotFrame } from "@cpm/snapshot-wire";
 import { applySnapshot } from "./apply.ts";
 import { importConfig } from "./import.ts";
 import { CONFIG_SERVICE_POLICY } from "./policy.ts";

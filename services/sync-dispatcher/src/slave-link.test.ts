@@ -3,7 +3,8 @@ import { afterEach, beforeEach, describe, it } from "node:test";
 import { Metadata, Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
 import { NackCode, Snapshot, SyncReceiverService, SyncRequest, type SyncResponse } from "@cpm/proto";
 import { createLogger, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
-import { encodeSnapshotFrame, readSnapshotFrame, type ConfigClient } from "@cpm/grpc-kit";
+import type { ConfigClient } from "@cpm/grpc-kit";
+import { encodeSnapshotFrame, readSnapshotFrame } from "@cpm/snapshot-wire";
 import { SlaveLink, type MasterState } from "./slave-link.ts";
 import { SnapshotCache } from "./snapshots.ts";
 
@@ -65,7 +66,7 @@ describe("SlaveLink: a restarted receiver", () => {
         contentSha256: s.contentSha256,
       });
     const fakeConfig = {
-      getSnapshotFrame: async () => readSnapshotFrame(encodeSnapshotFrame(snapshotOf(state))),
+      getSnapshotFrame: () => Promise.resolve(readSnapshotFrame(encodeSnapshotFrame(snapshotOf(state)))),
     } as unknown as ConfigClient;
     const target: SlaveTarget = {
       name: "s",
@@ -139,7 +140,7 @@ describe("SlaveLink: one stream per slave, latest wins, one snapshot in flight",
     state = { version: 1, contentSha256: "content-1" };
     // Stands in for config-service: always answers with the current state's snapshot.
     const fakeConfig = {
-      getSnapshotFrame: async () => readSnapshotFrame(encodeSnapshotFrame(snapshotOf(state))),
+      getSnapshotFrame: () => Promise.resolve(readSnapshotFrame(encodeSnapshotFrame(snapshotOf(state)))),
     } as unknown as ConfigClient;
     const target: SlaveTarget = {
       name: "s",
@@ -244,16 +245,18 @@ describe("SlaveLink: several slaves", () => {
     let state: MasterState = { version: 1, contentSha256: "content-1" };
     let fetched = 0;
     const fakeConfig = {
-      getSnapshotFrame: async () => {
+      getSnapshotFrame: () => {
         fetched++;
-        return readSnapshotFrame(
-          encodeSnapshotFrame(
-            Snapshot.fromPartial({
-              schemaVersion: SNAPSHOT_SCHEMA_VERSION,
-              masterInstanceId: "m",
-              version: state.version,
-              contentSha256: state.contentSha256,
-            }),
+        return Promise.resolve(
+          readSnapshotFrame(
+            encodeSnapshotFrame(
+              Snapshot.fromPartial({
+                schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+                masterInstanceId: "m",
+                version: state.version,
+                contentSha256: state.contentSha256,
+              }),
+            ),
           ),
         );
       },
@@ -309,9 +312,9 @@ describe("SlaveLink: a snapshot that came with its commit notice", () => {
     await slave.start();
     let fetched = 0;
     const fakeConfig = {
-      getSnapshotFrame: async () => {
+      getSnapshotFrame: () => {
         fetched++;
-        throw new Error("not expected: the notice carried the snapshot");
+        return Promise.reject(new Error("not expected: the notice carried the snapshot"));
       },
     } as unknown as ConfigClient;
     const observed: number[] = [];

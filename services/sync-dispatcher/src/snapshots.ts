@@ -1,5 +1,6 @@
 import { SyncRequest, type Certificate } from "@cpm/proto";
-import { frameCertificates, type ConfigClient, type SnapshotFrame, type TraceCarrier } from "@cpm/grpc-kit";
+import { type ConfigClient, type TraceCarrier } from "@cpm/grpc-kit";
+import { frameCertificates, type SnapshotFrame } from "@cpm/snapshot-wire";
 
 /**
  * One version's snapshot as every link writes it: config-service's bytes, which are already

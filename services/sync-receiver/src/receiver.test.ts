@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { NackCode, RenderStatus } from "@cpm/proto";
 import { status as Status } from "@grpc/grpc-js";
-import { encodeSnapshotFrame, IncomingSnapshot, SnapshotDecoder } from "@cpm/grpc-kit";
+import { encodeSnapshotFrame, IncomingSnapshot, SnapshotDecoder } from "@cpm/snapshot-wire";
 import { StreamClosedError } from "./receiver.ts";
 
 /** A real SnapshotDecoder that counts its decodes. */
@@ -180,9 +180,7 @@ describe("SnapshotApplier: validate, preload, commit, confirm; NACKs say whether
 
   it("committed but not confirmed by Caddy in time: retryable, no release", async () => {
     const { applier, renderer } = fakes(1);
-    renderer.waitFor = async () => {
-      throw new Error("renderer did not report the expected state within 50 ms");
-    };
+    renderer.waitFor = () => Promise.reject(new Error("renderer did not report the expected state within 50 ms"));
     const n = nackOf(await applier.apply(snap(2)));
     assert.deepEqual([n.code, n.retryable], [NackCode.NACK_CODE_UNAVAILABLE, true]);
     assert.match(n.reason, /^committed, but Caddy did not confirm/);

@@ -1,6 +1,7 @@
 import { NackCode, type RenderStatus, type Snapshot, type SyncResponse } from "@cpm/proto";
 import { SnapshotCheckMemo, validateSnapshot, ValidationError, type Logger } from "@cpm/core";
-import { IncomingSnapshot, type ConfigClient, type RendererClient } from "@cpm/grpc-kit";
+import { type ConfigClient, type RendererClient } from "@cpm/grpc-kit";
+import { IncomingSnapshot } from "@cpm/snapshot-wire";
 import { status as Status } from "@grpc/grpc-js";
 import type { StatusStore } from "./status-store.ts";
 import { traceApply } from "./apply-trace.ts";

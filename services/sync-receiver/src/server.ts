@@ -4,12 +4,10 @@ import {
   contextFromCarrier,
   definePolicy,
   GrpcServer,
-  readSyncRequest,
   sharedTokenAuthenticator,
-  SnapshotDecoder,
   type AsyncService,
-  type IncomingSyncRequest,
 } from "@cpm/grpc-kit";
+import { readSyncRequest, SnapshotDecoder, type IncomingSyncRequest } from "@cpm/snapshot-wire";
 import { Metadata } from "@grpc/grpc-js";
 import type { ReceiverMetrics } from "./metrics.ts";
 import type { SnapshotApplier } from "./receiver.ts";

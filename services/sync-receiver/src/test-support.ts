@@ -2,7 +2,8 @@
 import { GetInstanceInfoResponse, ProxyHost, RenderStatus, Snapshot, type SyncResponse } from "@cpm/proto";
 import { createLogger, snapshotContentHash, type Logger, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import { status as Status } from "@grpc/grpc-js";
-import { snapshotOfFrame, type SnapshotPayload } from "@cpm/grpc-kit";
+import { type SnapshotPayload } from "@cpm/grpc-kit";
+import { snapshotOfFrame } from "@cpm/snapshot-wire";
 import { SnapshotApplier, type ConfigPort, type RendererPort } from "./receiver.ts";
 
 /** The snapshot a fake service was sent. */
@@ -57,16 +58,17 @@ export class FakeRendererClient implements RendererPort {
   /** What Caddy runs once a preload is released (the database's version); unset: unchanged. */
   afterRelease: RenderStatus | undefined;
 
-  async releasePreload(version: number): Promise<void> {
+  releasePreload(version: number): Promise<void> {
     this.released.push(version);
     if (this.afterRelease && this.current.appliedVersion === version) this.current = this.afterRelease;
+    return Promise.resolve();
   }
-  async status(): Promise<RenderStatus> {
-    return this.current;
+  status(): Promise<RenderStatus> {
+    return Promise.resolve(this.current);
   }
-  async waitFor(done: (s: RenderStatus) => boolean): Promise<RenderStatus> {
-    if (done(this.current)) return this.current;
-    throw new Error("renderer did not report the expected state within 50 ms");
+  waitFor(done: (s: RenderStatus) => boolean): Promise<RenderStatus> {
+    if (done(this.current)) return Promise.resolve(this.current);
+    return Promise.reject(new Error("renderer did not report the expected state within 50 ms"));
   }
 }
 
@@ -84,17 +86,19 @@ export class FakeConfigClient implements ConfigPort {
     public master = "master-1",
   ) {}
 
-  async instanceInfo() {
-    if (this.failInfo) throw this.failInfo;
-    return GetInstanceInfoResponse.fromPartial({
-      version: this.version,
-      masterInstanceId: this.master,
-      contentSha256: this.contentSha256,
-    });
+  instanceInfo(): Promise<GetInstanceInfoResponse> {
+    if (this.failInfo) return Promise.reject(this.failInfo);
+    return Promise.resolve(
+      GetInstanceInfoResponse.fromPartial({
+        version: this.version,
+        masterInstanceId: this.master,
+        contentSha256: this.contentSha256,
+      }),
+    );
   }
-  async applySnapshot(payload: SnapshotPayload) {
+  applySnapshot(payload: SnapshotPayload): Promise<{ version: number; changed: boolean }> {
     const snapshot = sent(payload);
-    if (this.failApply) throw this.failApply;
+    if (this.failApply) return Promise.reject(this.failApply);
     const changed = snapshot.version !== this.version || snapshot.masterInstanceId !== this.master;
     this.committed.push(snapshot.version);
     this.version = snapshot.version;
@@ -105,7 +109,7 @@ export class FakeConfigClient implements ConfigPort {
       configSha256: `sha-${snapshot.version}`,
       inSync: true,
     });
-    return { version: snapshot.version, changed };
+    return Promise.resolve({ version: snapshot.version, changed });
   }
 }
 

@@ -8,9 +8,9 @@ import {
   readSyncRequest,
   SnapshotDecoder,
   snapshotOfFrame,
-} from "./snapshot-decoder.ts";
-import { encodeSnapshotFrame } from "./snapshot-frame.ts";
-import { sampleHost, sampleSnapshot } from "./snapshot-test-support.ts";
+} from "./decoder.ts";
+import { encodeSnapshotFrame } from "./frame.ts";
+import { sampleHost, sampleSnapshot } from "./test-support.ts";
 
 const host = sampleHost;
 const snapshot = sampleSnapshot;

@@ -6,7 +6,8 @@ import {
   SNAPSHOT_RESOURCE_FIELDS,
   SNAPSHOT_SETTINGS_FIELD,
   type SnapshotFrame,
-} from "./snapshot-frame.ts";
+} from "./frame.ts";
+import { FRAME_SNAPSHOT_FIELD, SYNC_TRACE_CONTEXT_FIELD } from "./layout.ts";
 
 type ResourceField = (typeof SNAPSHOT_RESOURCE_FIELDS)[number];
 const RESOURCE_FIELDS = new Map<number, ResourceField>(SNAPSHOT_RESOURCE_FIELDS.map((f) => [f.field, f]));
@@ -107,13 +108,13 @@ class Decoded {
 /** Resources not found near their place before a map by bytes is built (changed ones miss too). */
 const MISSES_BEFORE_MAP = 8;
 
-/** The Snapshot message of a frame (a message whose field 1 is the snapshot), or undefined when it has none. Other fields are skipped. */
+/** The Snapshot message of a frame (a message whose snapshot field is FRAME_SNAPSHOT_FIELD), or undefined when it has none. Other fields are skipped. */
 export function snapshotOfFrame(frame: Uint8Array): Uint8Array | undefined {
   const r = new BinaryReader(frame);
   let snapshot: Uint8Array | undefined;
   while (r.pos < r.len) {
     const [field, type] = r.tag();
-    if (field === 1 && type === WireType.LengthDelimited) snapshot = r.bytes();
+    if (field === FRAME_SNAPSHOT_FIELD && type === WireType.LengthDelimited) snapshot = r.bytes();
     else r.skip(type, field);
   }
   return snapshot;
@@ -136,7 +137,7 @@ export class IncomingSnapshot {
     this.decoded = decoded;
   }
 
-  /** From a frame (field 1 of a SyncRequest, as sent); `decoder` keeps what the previous snapshot decoded. */
+  /** From a frame (the snapshot field of a SyncRequest, as sent); `decoder` keeps what the previous snapshot decoded. */
   static fromFrame(frame: Buffer, decoder?: SnapshotDecoder): IncomingSnapshot {
     return new IncomingSnapshot(readSnapshotFrame(frame, "snapshot"), decoder);
   }
@@ -146,7 +147,7 @@ export class IncomingSnapshot {
     return new IncomingSnapshot(readSnapshotFrame(encodeSnapshotFrame(snapshot)), undefined, snapshot);
   }
 
-  /** A message whose field 1 is the snapshot: tag, length, Snapshot. */
+  /** A message whose only field is the snapshot: tag, length, Snapshot. */
   get frame(): Buffer {
     return this.header.frame;
   }
@@ -185,10 +186,10 @@ export function readSyncRequest(bytes: Buffer, decoder?: SnapshotDecoder): Incom
   while (r.pos < r.len) {
     const start = r.pos;
     const [field, type] = r.tag();
-    if (field === 1 && type === WireType.LengthDelimited) {
+    if (field === FRAME_SNAPSHOT_FIELD && type === WireType.LengthDelimited) {
       r.skip(type, field);
       frame = bytes.subarray(start, r.pos);
-    } else if (field === 2 && type === WireType.LengthDelimited) {
+    } else if (field === SYNC_TRACE_CONTEXT_FIELD && type === WireType.LengthDelimited) {
       traceContext = TraceContext.decode(r.bytes());
     } else {
       r.skip(type, field);
@@ -199,7 +200,7 @@ export function readSyncRequest(bytes: Buffer, decoder?: SnapshotDecoder): Incom
 
 /**
  * A server method whose request is a frame (LoadSnapshotRequest, ApplySnapshotRequest: the
- * snapshot is field 1 and their only field), its snapshot decoded with `decoder`.
+ * snapshot is their only field, with the frame's number), its snapshot decoded with `decoder`.
  */
 export function decodingSnapshotsWith<D extends { requestDeserialize: (b: Buffer) => unknown }>(
   def: D,

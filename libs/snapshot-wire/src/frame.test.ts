@@ -7,8 +7,8 @@ import {
   encodeSnapshotFrame,
   frameCertificates,
   readSnapshotFrame,
-} from "./snapshot-frame.ts";
-import { sampleHost, sampleSnapshot } from "./snapshot-test-support.ts";
+} from "./frame.ts";
+import { sampleHost, sampleSnapshot } from "./test-support.ts";
 
 const snapshot = (version: number, hostNames: string[]) =>
   sampleSnapshot(

@@ -1,9 +1,19 @@
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { AccessList, Certificate, L4ProxyHost, ProxyHost, Settings, Snapshot, WatchConfigResponse } from "@cpm/proto";
-import type { CommitNotice } from "./clients.ts";
+import {
+  AccessList,
+  Certificate,
+  L4ProxyHost,
+  ProxyHost,
+  Settings,
+  Snapshot,
+  WatchConfigResponse,
+  type MessageFns,
+  type TraceContext,
+} from "@cpm/proto";
+import { FRAME_SNAPSHOT_FIELD, NOTICE_SNAPSHOT_FIELD, SNAPSHOT_FIELDS } from "./layout.ts";
 
 /**
- * A snapshot as bytes: the encoding of a message whose field 1 is the snapshot. That is both
+ * A snapshot as bytes: the encoding of a message whose only field is the snapshot. That is both
  * a GetSnapshotResponse and a SyncRequest without trace context, so config-service encodes a
  * version's snapshot once and the very same bytes go to every slave, never decoded and
  * encoded again on the way.
@@ -12,31 +22,42 @@ export interface SnapshotFrame {
   version: number;
   contentSha256: string;
   masterInstanceId: string;
-  /** GetSnapshotResponse / SyncRequest bytes: tag of field 1, length, the Snapshot message. */
+  /** GetSnapshotResponse / SyncRequest bytes: tag of the snapshot field, length, the Snapshot message. */
   frame: Buffer;
   /** The Snapshot message inside `frame` (a view of the same bytes), for a decoder. */
   message: Uint8Array;
 }
 
+/** A committed version as config-service's WatchConfig announces it, with the trace context of its commit (empty when unknown). */
+export interface CommitNotice {
+  version: number;
+  contentSha256: string;
+  /** When that version was committed (config-service's clock). */
+  committedAt?: Date;
+  traceContext?: TraceContext;
+  /** The version's snapshot as a frame, when the watch asked for it (`withSnapshot`) and it was still current. */
+  snapshotFrame?: SnapshotFrame;
+}
+
 /**
- * The Snapshot fields that hold resources, in field order, with their codecs (snapshot.proto):
- * the one description of the message's layout that the encoder, the decoder and the
- * certificates' reader share.
+ * The Snapshot fields that hold resources, in field order, with their codecs: the one
+ * description of the message's layout that the encoder, the decoder and the certificates'
+ * reader share. The numbers come from the descriptor set (layout.ts).
  */
 export const SNAPSHOT_RESOURCE_FIELDS = [
-  { field: 10, list: "proxyHosts", codec: ProxyHost },
-  { field: 11, list: "l4ProxyHosts", codec: L4ProxyHost },
-  { field: 12, list: "certificates", codec: Certificate },
-  { field: 13, list: "accessLists", codec: AccessList },
+  { field: SNAPSHOT_FIELDS.proxyHosts, list: "proxyHosts", codec: ProxyHost },
+  { field: SNAPSHOT_FIELDS.l4ProxyHosts, list: "l4ProxyHosts", codec: L4ProxyHost },
+  { field: SNAPSHOT_FIELDS.certificates, list: "certificates", codec: Certificate },
+  { field: SNAPSHOT_FIELDS.accessLists, list: "accessLists", codec: AccessList },
 ] as const;
 /** Snapshot.settings */
-export const SNAPSHOT_SETTINGS_FIELD = 14;
-const CERTIFICATES_FIELD = SNAPSHOT_RESOURCE_FIELDS[2].field;
+export const SNAPSHOT_SETTINGS_FIELD = SNAPSHOT_FIELDS.settings;
 
 const tag = (field: number) => (field << 3) | WireType.LengthDelimited;
-const SNAPSHOT_FIELD_1 = tag(1);
-/** WatchConfigResponse.snapshot */
-const SNAPSHOT_FIELD_5 = tag(5);
+/** The first byte of a frame: the tag of its snapshot field (one byte, layout.ts checks). */
+const FRAME_TAG = tag(FRAME_SNAPSHOT_FIELD);
+/** The same, of WatchConfigResponse.snapshot. */
+const NOTICE_TAG = tag(NOTICE_SNAPSHOT_FIELD);
 
 /** One length-delimited field as it appears in a message: tag, length, body. */
 function fieldBytes(t: number, body: Uint8Array): Uint8Array {
@@ -59,7 +80,7 @@ export function encodeSnapshotFrame(snapshot: Snapshot, parts?: WeakMap<object, 
     }
     return b;
   };
-  // The scalar fields (1-5) as the generated encoder writes them, then the lists in field order.
+  // The other fields (scalars, timestamp) as the generated encoder writes them, then the lists in field order.
   const chunks: Uint8Array[] = [
     Snapshot.encode({
       ...snapshot,
@@ -71,13 +92,13 @@ export function encodeSnapshotFrame(snapshot: Snapshot, parts?: WeakMap<object, 
     }).finish(),
   ];
   for (const { field, list, codec } of SNAPSHOT_RESOURCE_FIELDS) {
-    const encode = codec.encode as (m: object) => BinaryWriter;
-    for (const x of snapshot[list] as object[]) chunks.push(part(x, field, (m) => encode(m).finish()));
+    const fns = codec as MessageFns<object>;
+    for (const x of snapshot[list] as object[]) chunks.push(part(x, field, (m) => fns.encode(m).finish()));
   }
   if (snapshot.settings !== undefined)
     chunks.push(fieldBytes(tag(SNAPSHOT_SETTINGS_FIELD), Settings.encode(snapshot.settings).finish()));
   const length = chunks.reduce((n, c) => n + c.byteLength, 0);
-  const head = new BinaryWriter().uint32(tag(1)).uint32(length).finish();
+  const head = new BinaryWriter().uint32(FRAME_TAG).uint32(length).finish();
   return Buffer.concat([head, ...chunks], head.byteLength + length);
 }
 
@@ -86,7 +107,8 @@ function snapshotBytes(frame: Uint8Array, what: string): Uint8Array {
   const r = new BinaryReader(frame);
   if (r.len === 0) throw new Error(`${what}: empty (no snapshot)`);
   const [field, type] = r.tag();
-  if (field !== 1 || type !== WireType.LengthDelimited) throw new Error(`${what}: field 1 (snapshot) expected first`);
+  if (field !== FRAME_SNAPSHOT_FIELD || type !== WireType.LengthDelimited)
+    throw new Error(`${what}: field ${FRAME_SNAPSHOT_FIELD} (snapshot) expected first`);
   const bytes = r.bytes();
   if (r.pos !== r.len) throw new Error(`${what}: bytes after the snapshot`);
   return bytes;
@@ -104,9 +126,10 @@ export function readSnapshotFrame(frame: Buffer, what = "snapshot frame"): Snaps
   let masterInstanceId = "";
   while (r.pos < r.len) {
     const [field, type] = r.tag();
-    if (field === 3 && type === WireType.Varint) version = Number(r.int64());
-    else if (field === 5 && type === WireType.LengthDelimited) contentSha256 = r.string();
-    else if (field === 2 && type === WireType.LengthDelimited) masterInstanceId = r.string();
+    if (field === SNAPSHOT_FIELDS.version && type === WireType.Varint) version = Number(r.int64());
+    else if (field === SNAPSHOT_FIELDS.contentSha256 && type === WireType.LengthDelimited) contentSha256 = r.string();
+    else if (field === SNAPSHOT_FIELDS.masterInstanceId && type === WireType.LengthDelimited)
+      masterInstanceId = r.string();
     else r.skip(type, field);
   }
   return { version, contentSha256, masterInstanceId, frame, message };
@@ -118,7 +141,8 @@ export function frameCertificates(frame: Buffer): Certificate[] {
   const out: Certificate[] = [];
   while (r.pos < r.len) {
     const [field, type] = r.tag();
-    if (field === CERTIFICATES_FIELD && type === WireType.LengthDelimited) out.push(Certificate.decode(r.bytes()));
+    if (field === SNAPSHOT_FIELDS.certificates && type === WireType.LengthDelimited)
+      out.push(Certificate.decode(r.bytes()));
     else r.skip(type, field);
   }
   return out;
@@ -126,14 +150,14 @@ export function frameCertificates(frame: Buffer): Certificate[] {
 
 /**
  * A WatchConfig notice with a snapshot, from the notice's fields and the version's frame: the
- * frame's first byte (tag of field 1) becomes the tag of field 5, the rest is copied as is.
+ * frame's first byte (the tag of its snapshot field) becomes the tag of the notice's, the rest is copied as is.
  */
 export function encodeNoticeWithFrame(notice: WatchConfigResponse, frame: Buffer): Buffer {
   const head = WatchConfigResponse.encode({ ...notice, snapshot: undefined }).finish();
   const out = Buffer.allocUnsafe(head.length + frame.length);
   out.set(head, 0);
   frame.copy(out, head.length);
-  out[head.length] = SNAPSHOT_FIELD_5;
+  out[head.length] = NOTICE_TAG;
   return out;
 }
 
@@ -146,9 +170,9 @@ export function decodeNotice(bytes: Buffer): CommitNotice {
     const start = r.pos;
     const [field, type] = r.tag();
     r.skip(type, field);
-    if (field === 5 && type === WireType.LengthDelimited) {
+    if (field === NOTICE_SNAPSHOT_FIELD && type === WireType.LengthDelimited) {
       frame = Buffer.from(bytes.subarray(start, r.pos));
-      frame[0] = SNAPSHOT_FIELD_1;
+      frame[0] = FRAME_TAG;
     } else {
       head.push(bytes.subarray(start, r.pos));
     }

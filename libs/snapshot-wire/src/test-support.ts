@@ -1,6 +1,5 @@
 // Snapshots for this package's tests (snapshot frames and the decoder). Not exported from the package.
 import { CertificateStatus, ProxyHost, Snapshot } from "@cpm/proto";
-import { SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 
 /** Proxy host `n`: id `id-<n>`, domain `<n>.example.com`, one upstream. */
 export const sampleHost = (n: string, upstream = "127.0.0.1:8080") =>
@@ -9,7 +8,7 @@ export const sampleHost = (n: string, upstream = "127.0.0.1:8080") =>
 /** A snapshot at `version` with `hosts` and one resource of every other kind. */
 export const sampleSnapshot = (version: number, hosts: ProxyHost[], primaryDomain = "example.com") =>
   Snapshot.fromPartial({
-    schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+    schemaVersion: 2, // any value: the byte layout does not read it
     masterInstanceId: "m-1",
     version,
     generatedAt: new Date("2026-01-02T03:04:05Z"),
