@@ -26,7 +26,7 @@ export function caddyRunArgs(caddyDir: string, initialConfig: string, admin: Adm
 function savedAdminMatches(file: string, admin: AdminBlock): boolean {
   let saved: { admin?: { listen?: unknown; origins?: unknown } };
   try {
-    saved = JSON.parse(readFileSync(file, "utf8"));
+    saved = JSON.parse(readFileSync(file, "utf8")) as typeof saved;
   } catch {
     return false; // none yet, or unreadable: start from the initial config
   }

@@ -6,7 +6,8 @@ export interface Run {
   endedAt: number;
   /** Exit code, or null when a signal ended it. */
   code: number | null;
-  signal: NodeJS.Signals | string | null;
+  /** The signal's name (NodeJS.Signals, or any name a child reports). */
+  signal: string | null;
 }
 
 export interface RestartPolicy {
