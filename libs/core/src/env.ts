@@ -73,6 +73,7 @@ export interface InstanceConfig {
   readonly internalToken: string | undefined;
   readonly syncMaxMessageBytes: number;
   readonly syncAckTimeoutSeconds: number;
+  readonly syncConnectTimeoutMs: number;
   readonly reconcileIntervalMs: number;
   readonly caddyBin: string | undefined;
   readonly caddyHasLayer4: boolean | undefined;
@@ -420,6 +421,16 @@ export const ENV_VARIABLES = {
     meaning:
       "seconds the master waits for an ACK/NACK (and the slave for its Caddy) before giving up on a push; also how long a slave's renderer holds a preload",
     readBy: "sync-dispatcher (master), sync-receiver and caddy-renderer (slave)",
+  },
+  CPM_SYNC_CONNECT_TIMEOUT_MS: {
+    group: "instance",
+    kind: "int",
+    default: 2000,
+    min: 100,
+    max: 60_000,
+    meaning:
+      "milliseconds the master waits for a slave to open its sync stream before abandoning the attempt and its connection and connecting again on a fresh one (a healed network link is used within this bound, whatever the kernel's SYN retry schedule)",
+    readBy: "sync-dispatcher (master)",
   },
   CPM_RECONCILE_INTERVAL_MS: {
     group: "instance",
@@ -1003,6 +1014,7 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     internalToken,
     syncMaxMessageBytes: int(env, "CPM_SYNC_MAX_MESSAGE_BYTES"),
     syncAckTimeoutSeconds: int(env, "CPM_SYNC_ACK_TIMEOUT"),
+    syncConnectTimeoutMs: int(env, "CPM_SYNC_CONNECT_TIMEOUT_MS"),
     reconcileIntervalMs: int(env, "CPM_RECONCILE_INTERVAL_MS"),
     caddyBin: str(env, "CPM_CADDY_BIN"),
     caddyHasLayer4: optBool(env, "CPM_CADDY_LAYER4"),

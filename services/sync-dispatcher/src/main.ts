@@ -22,6 +22,7 @@ const syncDispatcher: Service = {
         caFile: cfg.syncTlsCa,
         maxMessageBytes: cfg.syncMaxMessageBytes,
         ackTimeoutMs: cfg.syncAckTimeoutSeconds * 1000,
+        connectTimeoutMs: cfg.syncConnectTimeoutMs,
       },
       cfg.syncIntervalSeconds,
       log,

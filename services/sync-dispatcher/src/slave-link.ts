@@ -1,6 +1,6 @@
 import { NackCode, SyncReceiverService, SyncRequest, type SlaveStatus, type SyncResponse } from "@cpm/proto";
 import { backoffDelay, type Logger, type SlaveTarget } from "@cpm/core";
-import { channelCredentials, clientOptions, withBearer } from "@cpm/grpc-kit";
+import { clientOptions, withBearer } from "@cpm/grpc-kit";
 import {
   connectivityState,
   makeGenericClientConstructor,
@@ -14,6 +14,7 @@ import { NO_LINK_METRICS, type LinkMetrics } from "./metrics.ts";
 import { decideSend, type StateKey } from "./send-decision.ts";
 import { isConnectionRefused, nextReconnect, REFUSED_RETRY_MS, type StreamOutcome } from "./reconnect.ts";
 import { withTraceContext, type SnapshotCache } from "./snapshots.ts";
+import { SlaveCredentials } from "./slave-credentials.ts";
 
 /**
  * The SyncReceiver client the links use: a request that is already a Buffer (a snapshot
@@ -52,6 +53,12 @@ export interface LinkOptions {
   caFile: string | undefined;
   maxMessageBytes: number;
   ackTimeoutMs: number;
+  /**
+   * How long an attempt may take to open its stream (CPM_SYNC_CONNECT_TIMEOUT_MS). grpc-js has
+   * no connect timeout: without this, a link whose packets were dropped is used again only at
+   * the kernel's next SYN retry (up to about a minute after the network healed).
+   */
+  connectTimeoutMs: number;
 }
 
 /**
@@ -65,6 +72,8 @@ export interface LinkOptions {
  */
 export class SlaveLink {
   private client: InstanceType<typeof SyncLinkClient>;
+  /** The current channel's credentials, which hold its connections (see SlaveCredentials). */
+  private credentials!: SlaveCredentials;
   private stream: ClientDuplexStream<SyncRequest | Buffer, SyncResponse> | undefined;
   private connected = false;
   private inFlight: { version: number; contentSha256: string; timer: NodeJS.Timeout; span: PushSpan } | undefined;
@@ -101,15 +110,16 @@ export class SlaveLink {
    * link's own loop decides how long to wait for it; see `run`).
    */
   private newClient(): InstanceType<typeof SyncLinkClient> {
-    return new SyncLinkClient(
-      this.target.address,
-      channelCredentials({ tls: this.target.tls, caFile: this.opts.caFile }),
-      {
-        ...clientOptions({ maxMessageBytes: this.opts.maxMessageBytes }),
-        "grpc.initial_reconnect_backoff_ms": REFUSED_RETRY_MS,
-        "grpc.max_reconnect_backoff_ms": REFUSED_RETRY_MS,
-      },
-    );
+    const host = new URL(this.target.url).hostname.replace(/^\[(.*)\]$/, "$1");
+    this.credentials = new SlaveCredentials(host, this.target.tls ? { caFile: this.opts.caFile } : undefined);
+    return new SyncLinkClient(this.target.address, this.credentials, {
+      ...clientOptions({ maxMessageBytes: this.opts.maxMessageBytes }),
+      "grpc.initial_reconnect_backoff_ms": REFUSED_RETRY_MS,
+      "grpc.max_reconnect_backoff_ms": REFUSED_RETRY_MS,
+      // A channel of its own, never one shared with an earlier client of the same slave: an
+      // attempt abandoned for its deadline takes its socket with it (see `run`).
+      "grpc.use_local_subchannel_pool": 1,
+    });
   }
 
   /** Runs the connect/reconnect loop until `stop`. */
@@ -120,9 +130,15 @@ export class SlaveLink {
       if (this.stopped.signal.aborted) break;
       const next = nextReconnect(outcome, failures);
       failures = next.failures;
-      if (outcome === "failed" && this.client.getChannel().getConnectivityState(false) !== connectivityState.READY) {
+      if (
+        outcome === "timeout" ||
+        (outcome === "failed" && this.client.getChannel().getConnectivityState(false) !== connectivityState.READY)
+      ) {
         // Cannot connect for another reason than a refusal (a TLS handshake, say): the channel
         // would try again every REFUSED_RETRY_MS by itself; a fresh one waits for the backoff.
+        // An attempt that got no answer within its deadline leaves its socket with its channel:
+        // the next one starts on a fresh socket (a fresh SYN), not on the kernel's retry.
+        this.credentials.destroyConnections();
         this.client.close();
         this.client = this.newClient();
       }
@@ -142,6 +158,7 @@ export class SlaveLink {
         const onAbort = () => resolve(false);
         this.stopped.signal.addEventListener("abort", onAbort, { once: true });
         channel.watchConnectivityState(state, deadline, (err) => {
+          // Removed whatever happened: the signal lives as long as the link, a wait does not.
           this.stopped.signal.removeEventListener("abort", onAbort);
           resolve(!err);
         });
@@ -154,9 +171,18 @@ export class SlaveLink {
   private connectOnce(): Promise<StreamOutcome> {
     return new Promise((resolve) => {
       let answered = false;
+      let timedOut = false;
       const stream = this.client.sync(withBearer(this.target.token));
       this.stream = stream;
+      // Both end with the attempt (`finish`): the signal lives as long as the link.
+      const onStop = () => stream.cancel();
+      this.stopped.signal.addEventListener("abort", onStop, { once: true });
+      const connectTimer = setTimeout(() => {
+        timedOut = true;
+        stream.cancel();
+      }, this.opts.connectTimeoutMs);
       stream.on("metadata", () => {
+        clearTimeout(connectTimer);
         this.connected = true;
         this.log.info("connected");
         // A slave that was away converges now, not at the next interval.
@@ -170,6 +196,8 @@ export class SlaveLink {
       const finish = (err?: Error & { code?: number; details?: string }) => {
         if (this.stream !== stream) return;
         this.stream = undefined;
+        clearTimeout(connectTimer);
+        this.stopped.signal.removeEventListener("abort", onStop);
         const wasConnected = this.connected;
         this.connected = false;
         const sent = this.inFlight;
@@ -184,16 +212,28 @@ export class SlaveLink {
           this.lastNackedVersion = sent.version;
         }
         if (!this.stopped.signal.aborted) {
-          const message = err ? describeError(err) : "stream closed by the slave";
+          const message = timedOut
+            ? `no answer from the slave within ${seconds(this.opts.connectTimeoutMs)}; connecting again`
+            : err
+              ? describeError(err)
+              : "stream closed by the slave";
           this.fail(message);
           if (wasConnected) this.log.warn({ reason: message }, "disconnected");
+          else if (timedOut) this.log.warn({ reason: message }, "cannot connect");
           else this.log.debug({ reason: message }, "cannot connect");
         }
-        resolve(answered ? "answered" : !wasConnected && isConnectionRefused(err) ? "refused" : "failed");
+        resolve(
+          answered
+            ? "answered"
+            : timedOut
+              ? "timeout"
+              : !wasConnected && isConnectionRefused(err)
+                ? "refused"
+                : "failed",
+        );
       };
       stream.on("error", (err: Error) => finish(err as Error & { code?: number }));
       stream.on("end", () => finish());
-      this.stopped.signal.addEventListener("abort", () => stream.cancel(), { once: true });
     });
   }
 
@@ -349,7 +389,13 @@ export class SlaveLink {
     clearTimeout(this.retryTimer);
     this.stopped.abort();
     this.client.close();
+    this.credentials.destroyConnections();
   }
+}
+
+/** `2000` -> "2 s", `1500` -> "1.5 s", `300` -> "0.3 s". */
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(2))} s`;
 }
 
 function describeError(err: Error & { code?: number; details?: string }): string {
