@@ -3,7 +3,7 @@ import { getEventListeners } from "node:events";
 import net from "node:net";
 import { describe, it } from "node:test";
 import { Metadata, Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
-import { Snapshot, SyncReceiverService, type SyncRequest, type SyncResponse } from "@cpm/proto";
+import { NackCode, Snapshot, SyncReceiverService, type SyncRequest, type SyncResponse } from "@cpm/proto";
 import { createLogger, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import type { ConfigClient } from "@cpm/grpc-kit";
 import { encodeSnapshotFrame, readSnapshotFrame } from "@cpm/snapshot-wire";
@@ -11,13 +11,20 @@ import { SlaveLink, type MasterState } from "./slave-link.ts";
 import { SnapshotCache } from "./snapshots.ts";
 
 /** A receiver that opens the stream and records the versions pushed to it. */
-async function receiver(port: number): Promise<{ received: number[]; server: Server }> {
+async function receiver(
+  port: number,
+  answer?: (version: number) => SyncResponse | undefined,
+): Promise<{ received: number[]; server: Server }> {
   const received: number[] = [];
   const server = new Server();
   server.addService(SyncReceiverService, {
     sync: (call: ServerDuplexStream<SyncRequest, SyncResponse>) => {
       call.sendMetadata(new Metadata());
-      call.on("data", (req: SyncRequest) => received.push(req.snapshot!.version));
+      call.on("data", (req: SyncRequest) => {
+        received.push(req.snapshot!.version);
+        const res = answer?.(req.snapshot!.version);
+        if (res) call.write(res);
+      });
       call.on("end", () => call.end());
     },
     getReceiverStatus: (_c: unknown, cb: (e: null, r: object) => void) => cb(null, {}),
@@ -174,6 +181,46 @@ describe("SlaveLink: attempts leave nothing behind", () => {
       timingOut.stop();
       silent.server.close();
       for (const s of silent.sockets) s.destroy();
+    }
+  });
+});
+
+describe("SlaveLink: consecutive failures", () => {
+  it("counts an outage once, however many attempts to connect it took, and every NACK", async () => {
+    const port = await freePort();
+    const link = linkTo(port, 2_000);
+    let slave: Awaited<ReturnType<typeof receiver>> | undefined;
+    try {
+      void link.run();
+      // Nothing listens yet: refused every 200 ms, about 5 attempts.
+      await pause(1_000);
+      assert.match(link.status().lastError, /ECONNREFUSED/);
+      assert.equal(link.status().consecutiveFailures, 1, "one outage");
+      let nacks = 0;
+      slave = await receiver(port, (version) =>
+        nacks++ < 3
+          ? {
+              ack: undefined,
+              nack: {
+                version,
+                appliedVersion: 0,
+                reason: "starting",
+                code: NackCode.NACK_CODE_UNAVAILABLE,
+                retryable: true,
+              },
+            }
+          : undefined,
+      );
+      const s = slave;
+      await until("the fourth push", () => s.received.length === 4, 10_000);
+      assert.equal(link.status().consecutiveFailures, 4, "the outage and three NACKs");
+      s.server.forceShutdown();
+      await until("disconnected", () => !link.status().connected);
+      await pause(1_000);
+      assert.equal(link.status().consecutiveFailures, 5, "the lost stream, and not each refused attempt after it");
+    } finally {
+      link.stop();
+      slave?.server.forceShutdown();
     }
   });
 });

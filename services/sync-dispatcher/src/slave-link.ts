@@ -90,7 +90,16 @@ export class SlaveLink {
   private tooLarge: StateKey | undefined;
   private force = false;
   private lastError: { message: string; at: Date } | undefined;
+  /**
+   * Failures since the last ACK, as the status shows them: a NACK, a broken stream, a snapshot
+   * that cannot be sent, and an outage, counted once however many attempts to connect it took.
+   * A slave that restarts is refused every REFUSED_RETRY_MS, and a cut link times out every
+   * CPM_SYNC_CONNECT_TIMEOUT_MS: counting each attempt would say more about the retry interval
+   * than about the slave (22 "failures" for a restart and 6 NACKs).
+   */
   private consecutiveFailures = 0;
+  /** The link is down: failed attempts to connect are not counted again until a stream opens. */
+  private outage = false;
   private snapshotsSent = 0;
   private stopped = new AbortController();
 
@@ -184,6 +193,7 @@ export class SlaveLink {
       stream.on("metadata", () => {
         clearTimeout(connectTimer);
         this.connected = true;
+        this.outage = false;
         this.log.info("connected");
         // A slave that was away converges now, not at the next interval.
         this.force = true;
@@ -217,7 +227,9 @@ export class SlaveLink {
             : err
               ? describeError(err)
               : "stream closed by the slave";
-          this.fail(message);
+          // A lost stream counts and starts an outage; failed attempts to connect count once per outage.
+          this.fail(message, { count: wasConnected || !this.outage });
+          this.outage = true;
           if (wasConnected) this.log.warn({ reason: message }, "disconnected");
           else if (timedOut) this.log.warn({ reason: message }, "cannot connect");
           else this.log.debug({ reason: message }, "cannot connect");
@@ -284,9 +296,9 @@ export class SlaveLink {
     void this.pump();
   }
 
-  private fail(message: string): void {
+  private fail(message: string, { count = true } = {}): void {
     this.lastError = { message, at: new Date() };
-    this.consecutiveFailures++;
+    if (count) this.consecutiveFailures++;
   }
 
   /** The configuration changed: push if nothing is in flight (else the ACK triggers it). */
