@@ -32,6 +32,10 @@ describe("reconnect: the wait before the next stream attempt", () => {
     assert.ok(nextReconnect("answered", failures).delayMs <= 250);
   });
 
+  it("tries again at once after an attempt that timed out (it already waited its deadline)", () => {
+    assert.deepEqual(nextReconnect("timeout", 7), { delayMs: 0, failures: 7 });
+  });
+
   it("tells a refused connection from other stream errors", () => {
     const refused = {
       code: status.UNAVAILABLE,
