@@ -68,6 +68,8 @@ describe("loadConfig defaults", () => {
     ["logLevel", "info"],
     ["syncMaxMessageBytes", 64 * 1024 * 1024],
     ["syncAckTimeoutSeconds", 60],
+    ["syncConnectTimeoutMs", 2000],
+    ["logFormat", "json"],
     ["reconcileIntervalMs", 2000],
     ["caddyBin", undefined],
     ["caddyHasLayer4", undefined],
