@@ -12,6 +12,7 @@ import {
   logFormat,
   type InstanceConfig,
 } from "@cpm/core/env";
+import { caddyPidFile, prepareCaddy } from "./caddy-adopt.ts";
 import { caddyEnvironment } from "./caddy-env.ts";
 import { caddyRunArgs } from "./caddy-run.ts";
 import { nodeServiceArgs, nodeServiceEnv } from "./node-runtime.ts";
@@ -64,7 +65,7 @@ function internalToken(cfg: InstanceConfig): string {
   return token;
 }
 
-function main() {
+async function main() {
   const cfg = loadConfig();
   mkdirSync(cfg.dataDir, { recursive: true });
   const env: NodeJS.ProcessEnv = {
@@ -88,6 +89,9 @@ function main() {
     const initial = path.join(caddyDir, "initial.json");
     const admin = caddyAdminBlock(cfg);
     // Only the admin API: the renderer loads the real config as soon as it is up.
+    const pidFile = caddyPidFile(caddyDir);
+    // A Caddy left serving by a launcher that was killed is adopted, or stopped (caddy-adopt.ts).
+    const adopt = await prepareCaddy({ bin: caddy, configFile: initial, pidFile, apiUrl: cfg.caddyApiUrl }, say);
     writeFileSync(initial, JSON.stringify({ admin }));
     procs.push({
       name: "caddy",
@@ -96,6 +100,10 @@ function main() {
       env: caddyEnvironment(process.env, caddyDir),
       logFile: path.join(caddyDir, "caddy.log"),
       stopLast: true,
+      // Outlives a killed launcher and keeps serving; the next start adopts it.
+      detached: true,
+      pidFile,
+      adopt,
     });
   } else {
     say(
@@ -122,10 +130,8 @@ function main() {
   supervisor.start();
 }
 
-try {
-  main();
-} catch (err) {
+main().catch((err: unknown) => {
   if (err instanceof ConfigError) say(`configuration error: ${err.message}`);
   else say(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(err instanceof ConfigError ? CONFIG_ERROR_EXIT_CODE : 1);
-}
+});

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { CONFIG_ERROR_EXIT_CODE } from "@cpm/core";
+import { pidAlive } from "./caddy-adopt.ts";
 import { DEFAULT_RESTART_POLICY } from "./restart-policy.ts";
 import { Supervisor, type ProcessSpec } from "./supervisor.ts";
 
@@ -124,5 +126,38 @@ describe("Supervisor", () => {
     const log = readFileSync(logFile, "utf8");
     assert.match(log, /out 1\nerr 1\n/);
     assert.match(log, /out 2\nerr 2\n/);
+  });
+
+  it("watches an adopted process, starts a new one when it dies, and stops it on stop; records the pid", async () => {
+    // Left running by an earlier launcher: not a child of this supervisor.
+    const orphan = spawn(process.execPath, ["-e", STAY_UP], { stdio: "ignore", detached: true });
+    await new Promise((r) => orphan.once("spawn", r));
+    const pidFile = path.join(dir, "adoptee.pid");
+    const { sup, said, exit } = run([node("adoptee", STAY_UP, { adopt: orphan.pid, pidFile, detached: true })]);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(starts("adoptee"), 0, "no second process while the adopted one runs");
+    process.kill(orphan.pid!, "SIGKILL");
+    await until("a new one started", () => starts("adoptee") === 1);
+    assert.match(said.join("\n"), /adoptee exited .*; restarting in 20 ms/);
+    await until("its pid recorded", () => existsSync(pidFile) && Number(readFileSync(pidFile, "utf8")) !== orphan.pid);
+    const successor = Number(readFileSync(pidFile, "utf8"));
+    assert.equal(pidAlive(successor), true);
+    await sup.stop(0);
+    assert.equal(await exit, 0);
+    assert.equal(pidAlive(successor), false, "stopped with the instance, though in its own session");
+    assert.equal(existsSync(pidFile), false, "the pid file is removed after a clean stop");
+  });
+
+  it("stops an adopted process that is still running", async () => {
+    const orphan = spawn(process.execPath, ["-e", STAY_UP], { stdio: "ignore", detached: true });
+    await new Promise((r) => orphan.once("spawn", r));
+    const { sup, exit } = run([node("adoptee2", STAY_UP, { adopt: orphan.pid })]);
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = Date.now();
+    await sup.stop(0);
+    assert.equal(await exit, 0);
+    assert.equal(pidAlive(orphan.pid!), false);
+    assert.ok(Date.now() - t0 < 1_000, `stopped in ${Date.now() - t0} ms`);
+    assert.equal(starts("adoptee2"), 0);
   });
 });

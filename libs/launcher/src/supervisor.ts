@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, mkdirSync, openSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { pidAlive } from "./caddy-adopt.ts";
 import { decideRestart, DEFAULT_RESTART_POLICY, describeExit, type RestartPolicy, type Run } from "./restart-policy.ts";
 
 /** One process the launcher keeps running. */
@@ -14,6 +15,60 @@ export interface ProcessSpec {
   logFile?: string;
   /** Stopped after the others (Caddy: nothing is left without its proxy mid-request). */
   stopLast?: boolean;
+  /**
+   * In its own session and process group, so it outlives a launcher that is killed (Caddy: the
+   * data plane keeps serving while the control plane is down). The launcher still stops it.
+   */
+  detached?: boolean;
+  /** Where its pid is written at every start (removed after a clean stop). */
+  pidFile?: string;
+  /** A pid left running by an earlier start to watch instead of starting a new process (caddy-adopt.ts). */
+  adopt?: number;
+}
+
+/** A running process: a child of the launcher, or one adopted from an earlier start. */
+interface Running {
+  readonly pid: number | undefined;
+  alive(): boolean;
+  kill(signal: NodeJS.Signals): void;
+  onExit(listener: (code: number | null, signal: string | null) => void): void;
+}
+
+function childRunning(child: ChildProcess): Running {
+  return {
+    pid: child.pid,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    kill: (signal) => void child.kill(signal),
+    onExit: (listener) => void child.once("exit", listener),
+  };
+}
+
+/** How often an adopted process, which is not the launcher's child, is looked at. */
+const ADOPTED_POLL_MS = 100;
+
+/** A process that is not the launcher's child: watched by polling its pid. */
+function adoptedRunning(pid: number): Running {
+  const listeners: ((code: number | null, signal: string | null) => void)[] = [];
+  let dead = false;
+  const timer = setInterval(() => {
+    if (pidAlive(pid)) return;
+    dead = true;
+    clearInterval(timer);
+    // Not its parent: how it ended is not known.
+    for (const l of listeners) l(null, null);
+  }, ADOPTED_POLL_MS);
+  return {
+    pid,
+    alive: () => !dead,
+    kill: (signal) => {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        /* gone already: the poll reports it */
+      }
+    },
+    onExit: (listener) => void listeners.push(listener),
+  };
 }
 
 export interface SupervisorOptions {
@@ -30,7 +85,7 @@ const MAX_RUNS_KEPT = 100;
 
 interface Supervised {
   spec: ProcessSpec;
-  child?: ChildProcess;
+  child?: Running;
   startedAt: number;
   runs: Run[];
   restartTimer?: NodeJS.Timeout;
@@ -65,12 +120,12 @@ export class Supervisor {
     if (this.stopping) return;
     this.stopping = true;
     for (const p of this.procs) clearTimeout(p.restartTimer);
-    const alive = this.procs.filter((p) => p.child && p.child.exitCode === null && p.child.signalCode === null);
-    const stopOne = (c: ChildProcess) =>
+    const alive = this.procs.filter((p) => p.child?.alive());
+    const stopOne = (c: Running) =>
       new Promise<void>((resolve) => {
-        if (c.exitCode !== null || c.signalCode !== null) return resolve();
+        if (!c.alive()) return resolve();
         const timer = setTimeout(() => c.kill("SIGKILL"), this.opts.stopTimeoutMs ?? 10_000);
-        c.once("exit", () => {
+        c.onExit(() => {
           clearTimeout(timer);
           resolve();
         });
@@ -78,22 +133,37 @@ export class Supervisor {
       });
     await Promise.all(alive.filter((p) => !p.spec.stopLast).map((p) => stopOne(p.child!)));
     await Promise.all(alive.filter((p) => p.spec.stopLast).map((p) => stopOne(p.child!)));
+    for (const p of this.procs) if (p.spec.pidFile) rmSync(p.spec.pidFile, { force: true });
     this.opts.onStopped(exitCode);
   }
 
   private launch(p: Supervised): void {
     const { spec } = p;
     p.startedAt = Date.now();
+    if (spec.adopt !== undefined && p.runs.length === 0) {
+      this.watch(p, adoptedRunning(spec.adopt));
+      return;
+    }
     let out: number | "inherit" = "inherit";
     if (spec.logFile) {
       mkdirSync(path.dirname(spec.logFile), { recursive: true });
       out = openSync(spec.logFile, "a");
     }
-    const child = spawn(spec.command, spec.args(), { env: spec.env, stdio: ["ignore", out, out] });
+    const child = spawn(spec.command, spec.args(), {
+      env: spec.env,
+      stdio: ["ignore", out, out],
+      detached: spec.detached === true,
+    });
     if (typeof out === "number") closeSync(out); // the child has its own copy
-    p.child = child;
     child.on("error", (err) => this.opts.say(`${spec.name}: ${err.message}`));
-    child.on("exit", (code, signal) => {
+    if (spec.pidFile && child.pid !== undefined) writeFileSync(spec.pidFile, `${child.pid}\n`);
+    this.watch(p, childRunning(child));
+  }
+
+  private watch(p: Supervised, child: Running): void {
+    const { spec } = p;
+    p.child = child;
+    child.onExit((code, signal) => {
       if (this.stopping) return;
       p.runs.push({ startedAt: p.startedAt, endedAt: Date.now(), code, signal });
       if (p.runs.length > MAX_RUNS_KEPT) p.runs.shift();
