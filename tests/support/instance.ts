@@ -255,12 +255,41 @@ export class Instance {
     return code;
   }
 
-  /** Abrupt death of the whole instance: SIGKILL to the launcher and every child (a crash, a pulled plug). */
+  /**
+   * Abrupt death of the whole instance: SIGKILL to the launcher and every child, Caddy included
+   * (a crash, a pulled plug). Caddy runs in its own session, so it is killed by its recorded pid.
+   */
   async kill(): Promise<void> {
+    const caddy = this.caddyPid();
+    await this.killControlPlane();
+    if (caddy === undefined) return;
+    try {
+      process.kill(caddy, "SIGKILL");
+    } catch {
+      /* gone already */
+    }
+    await waitFor(() => !alive(caddy), `${this.opts.name}: Caddy (pid ${caddy}) gone`, 5_000, 20);
+  }
+
+  /**
+   * SIGKILL to the launcher and its services (its process group; an OOM kill of Node), not to
+   * Caddy, which runs in its own session and keeps serving.
+   */
+  async killControlPlane(): Promise<void> {
     this.closeClients();
     if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) return;
     process.kill(-this.child.pid!, "SIGKILL");
     await this.exited;
+  }
+
+  /** The pid of this instance's Caddy as the launcher records it, when that process is alive. */
+  caddyPid(): number | undefined {
+    try {
+      const pid = Number(readFileSync(path.join(this.dataDir, "caddy", "caddy.pid"), "utf8").trim());
+      return pid > 0 && alive(pid) ? pid : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Starts again on the same data dir and ports. */
@@ -272,6 +301,17 @@ export class Instance {
 /** Stops `inst` (when it was started) with SIGTERM and asserts the launcher exits cleanly (code 0). */
 export async function stopCleanly(inst: Instance | undefined): Promise<void> {
   assert.equal(await inst?.stop(), 0, "the launcher stops cleanly on SIGTERM");
+}
+
+/** Whether `pid` is a live process (not a zombie). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
 }
 
 /** Whether something accepts TCP connections on the loopback `port`. */
