@@ -27,7 +27,8 @@ export interface ReceiverDeps {
 
 /**
  * The shortest interval between a master's pings this receiver accepts: the floor of
- * CPM_SYNC_KEEPALIVE_TIME_MS, so no master setting is answered with GOAWAY too_many_pings.
+ * CPM_SYNC_KEEPALIVE_TIME_MS, so no master setting is answered with GOAWAY too_many_pings
+ * (grpc-js 1.14 does not enforce it on a server; an HTTP/2 stack that does reads it here).
  */
 const MIN_MASTER_PING_INTERVAL_MS = 100;
 
