@@ -74,6 +74,12 @@ export interface InstanceConfig {
   readonly syncMaxMessageBytes: number;
   readonly syncAckTimeoutSeconds: number;
   readonly syncConnectTimeoutMs: number;
+  /** Master: how often the sync link pings a slave, and how long an unanswered ping may wait before the link is dropped. */
+  readonly syncKeepaliveTimeMs: number;
+  readonly syncKeepaliveTimeoutMs: number;
+  /** Slave: how often the sync receiver pings the master, and how long an unanswered ping may wait. */
+  readonly receiverKeepaliveTimeMs: number;
+  readonly receiverKeepaliveTimeoutMs: number;
   readonly reconcileIntervalMs: number;
   readonly caddyBin: string | undefined;
   readonly caddyHasLayer4: boolean | undefined;
@@ -431,6 +437,46 @@ export const ENV_VARIABLES = {
     meaning:
       "milliseconds the master waits for a slave to open its sync stream before abandoning the attempt and its connection and connecting again on a fresh one (a healed network link is used within this bound, whatever the kernel's SYN retry schedule)",
     readBy: "sync-dispatcher (master)",
+  },
+  CPM_SYNC_KEEPALIVE_TIME_MS: {
+    group: "instance",
+    kind: "int",
+    default: 10_000,
+    min: 100,
+    max: 600_000,
+    meaning:
+      "milliseconds between the HTTP/2 pings the master sends on each slave's sync link; with CPM_SYNC_KEEPALIVE_TIMEOUT_MS it bounds how long a silent link (packets dropped, no reset) goes unnoticed: their sum, 15 s by default",
+    readBy: "sync-dispatcher (master)",
+  },
+  CPM_SYNC_KEEPALIVE_TIMEOUT_MS: {
+    group: "instance",
+    kind: "int",
+    default: 5_000,
+    min: 100,
+    max: 600_000,
+    meaning:
+      'milliseconds the master waits for a slave to answer a ping before it drops the link (status: "no keepalive answer from the slave for N s") and connects again',
+    readBy: "sync-dispatcher (master)",
+  },
+  CPM_RECEIVER_KEEPALIVE_TIME_MS: {
+    group: "instance",
+    kind: "int",
+    default: 20_000,
+    min: 100,
+    max: 600_000,
+    meaning:
+      "milliseconds between the HTTP/2 pings a slave sends to its master on the sync stream; with CPM_RECEIVER_KEEPALIVE_TIMEOUT_MS it bounds how long the slave reports a silent link as connected: their sum, 30 s by default",
+    readBy: "sync-receiver (slave)",
+  },
+  CPM_RECEIVER_KEEPALIVE_TIMEOUT_MS: {
+    group: "instance",
+    kind: "int",
+    default: 10_000,
+    min: 100,
+    max: 600_000,
+    meaning:
+      'milliseconds a slave waits for its master to answer a ping before it drops the stream (receiver status: master not connected, "no keepalive answer from the master for N s")',
+    readBy: "sync-receiver (slave)",
   },
   CPM_RECONCILE_INTERVAL_MS: {
     group: "instance",
@@ -1015,6 +1061,10 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     syncMaxMessageBytes: int(env, "CPM_SYNC_MAX_MESSAGE_BYTES"),
     syncAckTimeoutSeconds: int(env, "CPM_SYNC_ACK_TIMEOUT"),
     syncConnectTimeoutMs: int(env, "CPM_SYNC_CONNECT_TIMEOUT_MS"),
+    syncKeepaliveTimeMs: int(env, "CPM_SYNC_KEEPALIVE_TIME_MS"),
+    syncKeepaliveTimeoutMs: int(env, "CPM_SYNC_KEEPALIVE_TIMEOUT_MS"),
+    receiverKeepaliveTimeMs: int(env, "CPM_RECEIVER_KEEPALIVE_TIME_MS"),
+    receiverKeepaliveTimeoutMs: int(env, "CPM_RECEIVER_KEEPALIVE_TIMEOUT_MS"),
     reconcileIntervalMs: int(env, "CPM_RECONCILE_INTERVAL_MS"),
     caddyBin: str(env, "CPM_CADDY_BIN"),
     caddyHasLayer4: optBool(env, "CPM_CADDY_LAYER4"),

@@ -68,6 +68,12 @@ export interface GrpcServerOptions {
   reflection?: MethodPolicy;
   /** Where calls are counted (cpm_grpc_server_*); the process's registry when unset. */
   metricsRegistry?: Registry;
+  /**
+   * HTTP/2 pings this server sends on every connection (every `timeMs`; a connection whose
+   * ping is not answered within `timeoutMs` is dropped with its calls), and the shortest
+   * interval it accepts between a client's pings. Unset: 30 s, 10 s and 5 s.
+   */
+  keepalive?: { timeMs: number; timeoutMs: number; minPingIntervalMs: number };
 }
 
 /**
@@ -86,10 +92,10 @@ export class GrpcServer {
     this.server = new Server({
       "grpc.max_receive_message_length": opts.maxReceiveBytes ?? INTERNAL_MAX_MESSAGE_BYTES,
       "grpc.max_send_message_length": INTERNAL_MAX_MESSAGE_BYTES,
-      "grpc.keepalive_time_ms": 30_000,
-      "grpc.keepalive_timeout_ms": 10_000,
+      "grpc.keepalive_time_ms": opts.keepalive?.timeMs ?? 30_000,
+      "grpc.keepalive_timeout_ms": opts.keepalive?.timeoutMs ?? 10_000,
       "grpc.keepalive_permit_without_calls": 1,
-      "grpc.http2.min_ping_interval_without_data_ms": 5_000,
+      "grpc.http2.min_ping_interval_without_data_ms": opts.keepalive?.minPingIntervalMs ?? 5_000,
       interceptors: [
         // First: it sits on grpc-js's own call and so sees every status, even the access interceptor's.
         grpcMetricsInterceptor(opts.metricsRegistry),

@@ -23,6 +23,7 @@ const syncDispatcher: Service = {
         maxMessageBytes: cfg.syncMaxMessageBytes,
         ackTimeoutMs: cfg.syncAckTimeoutSeconds * 1000,
         connectTimeoutMs: cfg.syncConnectTimeoutMs,
+        keepalive: { timeMs: cfg.syncKeepaliveTimeMs, timeoutMs: cfg.syncKeepaliveTimeoutMs },
       },
       cfg.syncIntervalSeconds,
       log,

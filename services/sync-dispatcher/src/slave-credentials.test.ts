@@ -86,7 +86,13 @@ function tlsLink(port: number, caFile: string): SlaveLink {
     target,
     () => state,
     new SnapshotCache(config),
-    { caFile, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000, connectTimeoutMs: 2_000 },
+    {
+      caFile,
+      maxMessageBytes: 1 << 20,
+      ackTimeoutMs: 30_000,
+      connectTimeoutMs: 2_000,
+      keepalive: { timeMs: 10_000, timeoutMs: 5_000 },
+    },
     createLogger("test", "silent"),
   );
 }

@@ -77,6 +77,44 @@ export class SlaveCredentials extends ChannelCredentials {
     };
   }
 
+  /**
+   * Samples the bytes this channel's connections read and write every `sampleMs` until
+   * `stop`, which tells how long nothing was read and whether anything was written since.
+   */
+  watchSilence(sampleMs: number): { stop(): { silentForMs: number; unansweredWrite: boolean } } {
+    const totals = () => {
+      let read = 0;
+      let written = 0;
+      for (const socket of this.connections) {
+        read += socket.bytesRead;
+        written += socket.bytesWritten;
+      }
+      return { read, written };
+    };
+    let last = totals();
+    let lastReadAt = Date.now();
+    let unansweredWrite = false;
+    const sample = () => {
+      const now = totals();
+      // A connection that closed drops out of the totals: only growth counts.
+      if (now.read > last.read) {
+        lastReadAt = Date.now();
+        unansweredWrite = false;
+      }
+      if (now.written > last.written && now.read <= last.read) unansweredWrite = true;
+      last = now;
+    };
+    const timer = setInterval(sample, sampleMs);
+    timer.unref();
+    return {
+      stop: () => {
+        clearInterval(timer);
+        sample();
+        return { silentForMs: Date.now() - lastReadAt, unansweredWrite };
+      },
+    };
+  }
+
   /** Ends every connection this channel still holds (the channel is being abandoned). */
   destroyConnections(): void {
     for (const socket of this.connections) socket.destroy();

@@ -92,7 +92,13 @@ function linkTo(port: number, connectTimeoutMs: number): SlaveLink {
     target,
     () => state,
     new SnapshotCache(config),
-    { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000, connectTimeoutMs },
+    {
+      caFile: undefined,
+      maxMessageBytes: 1 << 20,
+      ackTimeoutMs: 30_000,
+      connectTimeoutMs,
+      keepalive: { timeMs: 10_000, timeoutMs: 5_000 },
+    },
     createLogger("test", "silent"),
   );
 }

@@ -79,7 +79,13 @@ describe("SlaveLink: a restarted receiver", () => {
       target,
       () => state,
       new SnapshotCache(fakeConfig),
-      { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000, connectTimeoutMs: 2_000 },
+      {
+        caFile: undefined,
+        maxMessageBytes: 1 << 20,
+        ackTimeoutMs: 30_000,
+        connectTimeoutMs: 2_000,
+        keepalive: { timeMs: 10_000, timeoutMs: 5_000 },
+      },
       createLogger("test", "silent"),
     );
     void link.run();
@@ -153,7 +159,13 @@ describe("SlaveLink: one stream per slave, latest wins, one snapshot in flight",
       target,
       () => state,
       new SnapshotCache(fakeConfig),
-      { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000, connectTimeoutMs: 2_000 },
+      {
+        caFile: undefined,
+        maxMessageBytes: 1 << 20,
+        ackTimeoutMs: 30_000,
+        connectTimeoutMs: 2_000,
+        keepalive: { timeMs: 10_000, timeoutMs: 5_000 },
+      },
       createLogger("test", "silent"),
     );
     void link.run();
@@ -280,7 +292,13 @@ describe("SlaveLink: several slaves", () => {
         target,
         () => state,
         cache,
-        { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000, connectTimeoutMs: 2_000 },
+        {
+          caFile: undefined,
+          maxMessageBytes: 1 << 20,
+          ackTimeoutMs: 30_000,
+          connectTimeoutMs: 2_000,
+          keepalive: { timeMs: 10_000, timeoutMs: 5_000 },
+        },
         createLogger("test", "silent"),
       );
     });
@@ -340,7 +358,13 @@ describe("SlaveLink: a snapshot that came with its commit notice", () => {
       target,
       () => state,
       cache,
-      { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000, connectTimeoutMs: 2_000 },
+      {
+        caFile: undefined,
+        maxMessageBytes: 1 << 20,
+        ackTimeoutMs: 30_000,
+        connectTimeoutMs: 2_000,
+        keepalive: { timeMs: 10_000, timeoutMs: 5_000 },
+      },
       createLogger("test", "silent"),
     );
     try {

@@ -15,6 +15,7 @@ import { decideSend, type StateKey } from "./send-decision.ts";
 import { isConnectionRefused, nextReconnect, REFUSED_RETRY_MS, type StreamOutcome } from "./reconnect.ts";
 import { withTraceContext, type SnapshotCache } from "./snapshots.ts";
 import { SlaveCredentials } from "./slave-credentials.ts";
+import { describeStreamError, seconds, type LinkKeepalive } from "./link-loss.ts";
 
 /**
  * The SyncReceiver client the links use: a request that is already a Buffer (a snapshot
@@ -59,6 +60,8 @@ export interface LinkOptions {
    * the kernel's next SYN retry (up to about a minute after the network healed).
    */
   connectTimeoutMs: number;
+  /** HTTP/2 pings on the link (CPM_SYNC_KEEPALIVE_TIME_MS / _TIMEOUT_MS): how soon a silent link is dropped. */
+  keepalive: LinkKeepalive;
 }
 
 /**
@@ -128,6 +131,9 @@ export class SlaveLink {
       // A channel of its own, never one shared with an earlier client of the same slave: an
       // attempt abandoned for its deadline takes its socket with it (see `run`).
       "grpc.use_local_subchannel_pool": 1,
+      "grpc.keepalive_time_ms": this.opts.keepalive.timeMs,
+      "grpc.keepalive_timeout_ms": this.opts.keepalive.timeoutMs,
+      "grpc.keepalive_permit_without_calls": 1,
     });
   }
 
@@ -190,6 +196,9 @@ export class SlaveLink {
         timedOut = true;
         stream.cancel();
       }, this.opts.connectTimeoutMs);
+      // Watches the link's sockets while the stream lives: a dropped connection is named a
+      // keepalive timeout only when a ping went unanswered (see describeStreamError).
+      const watch = this.credentials.watchSilence(Math.min(1_000, Math.max(25, this.opts.keepalive.timeoutMs / 4)));
       stream.on("metadata", () => {
         clearTimeout(connectTimer);
         this.connected = true;
@@ -207,6 +216,7 @@ export class SlaveLink {
         if (this.stream !== stream) return;
         this.stream = undefined;
         clearTimeout(connectTimer);
+        const silence = watch.stop();
         this.stopped.signal.removeEventListener("abort", onStop);
         const wasConnected = this.connected;
         this.connected = false;
@@ -225,7 +235,7 @@ export class SlaveLink {
           const message = timedOut
             ? `no answer from the slave within ${seconds(this.opts.connectTimeoutMs)}; connecting again`
             : err
-              ? describeError(err)
+              ? describeStreamError(err, silence, this.opts.keepalive)
               : "stream closed by the slave";
           // A lost stream counts and starts an outage; failed attempts to connect count once per outage.
           this.fail(message, { count: wasConnected || !this.outage });
@@ -403,18 +413,4 @@ export class SlaveLink {
     this.client.close();
     this.credentials.destroyConnections();
   }
-}
-
-/** `2000` -> "2 s", `1500` -> "1.5 s", `300` -> "0.3 s". */
-function seconds(ms: number): string {
-  return `${Number((ms / 1000).toFixed(2))} s`;
-}
-
-function describeError(err: Error & { code?: number; details?: string }): string {
-  const name = err.code !== undefined ? (status[err.code] ?? `code ${err.code}`) : "error";
-  if (err.code === status.UNAUTHENTICATED)
-    return `UNAUTHENTICATED: the slave refused the sync token (${err.details ?? err.message})`;
-  if (err.code === status.RESOURCE_EXHAUSTED)
-    return `RESOURCE_EXHAUSTED: the slave refused the snapshot as too large (${err.details ?? err.message}); raise CPM_SYNC_MAX_MESSAGE_BYTES on the slave`;
-  return `${name}: ${err.details ?? err.message}`;
 }

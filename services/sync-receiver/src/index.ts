@@ -1,3 +1,4 @@
 export { createServer } from "./server.ts";
 export { SnapshotApplier } from "./receiver.ts";
 export { SyncSession } from "./session.ts";
+export { silentLinkBoundMs as receiverSilentLinkBoundMs } from "./master-link.ts";

@@ -60,7 +60,14 @@ const syncReceiver: Service = {
     const metrics = receiverMetrics();
     metrics.observe(() => applier.state);
     const metricsServer = await startMetrics(cfg.metricsListen.receiver, METRICS_LISTEN_VARIABLES.receiver, log);
-    const server = createServer({ applier, syncToken, log, maxMessageBytes: cfg.syncMaxMessageBytes, metrics });
+    const server = createServer({
+      applier,
+      syncToken,
+      log,
+      maxMessageBytes: cfg.syncMaxMessageBytes,
+      metrics,
+      keepalive: { timeMs: cfg.receiverKeepaliveTimeMs, timeoutMs: cfg.receiverKeepaliveTimeoutMs },
+    });
     const port = await server.listen(cfg.syncListen, credentials);
     log.info(
       { listen: cfg.syncListen, port, tls: !!cfg.syncTlsCert },

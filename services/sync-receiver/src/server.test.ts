@@ -18,6 +18,7 @@ describe("sync-receiver access", () => {
       syncToken: TOKEN,
       log: createLogger("test", "silent"),
       maxMessageBytes: 64 * 1024,
+      keepalive: { timeMs: 20_000, timeoutMs: 10_000 },
     });
     address = `127.0.0.1:${await server.listen("127.0.0.1:0")}`;
   });

@@ -11,6 +11,7 @@ import { readSyncRequest, SnapshotDecoder, type IncomingSyncRequest } from "@cpm
 import { Metadata } from "@grpc/grpc-js";
 import type { ReceiverMetrics } from "./metrics.ts";
 import type { SnapshotApplier } from "./receiver.ts";
+import { describeMasterLoss, rstCodeOf, type ReceiverKeepalive, type StreamEnd } from "./master-link.ts";
 import { SyncSession } from "./session.ts";
 
 export interface ReceiverDeps {
@@ -20,7 +21,16 @@ export interface ReceiverDeps {
   log: Logger;
   maxMessageBytes: number;
   metrics?: ReceiverMetrics;
+  /** HTTP/2 pings toward the master (CPM_RECEIVER_KEEPALIVE_*): how soon a silent link ends its stream. */
+  keepalive: ReceiverKeepalive;
 }
+
+/**
+ * The shortest interval between a master's pings this receiver accepts: the floor of
+ * CPM_SYNC_KEEPALIVE_TIME_MS, so no master setting is answered with GOAWAY too_many_pings
+ * (grpc-js 1.14 does not enforce it on a server; an HTTP/2 stack that does reads it here).
+ */
+const MIN_MASTER_PING_INTERVAL_MS = 100;
 
 /**
  * Who may call each SyncReceiver method: only the master, with this slave's sync token.
@@ -42,10 +52,14 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
     sync: { ...SyncReceiverService.sync, requestDeserialize: (b: Buffer) => readSyncRequest(b, decoder) },
   };
   let connectedMasters = 0;
+  /** Why the last master's stream ended, shown while no master is connected. */
+  let lastLoss: { message: string; at: Date } | undefined;
   const impl: AsyncService<SyncReceiverServer> = {
     sync: async (call, ctx) => {
       connectedMasters++;
+      lastLoss = undefined;
       ctx.log.info("master connected");
+      let end: StreamEnd = { how: "shutdown" };
       // Headers go out at once so the master knows the stream is up before any snapshot.
       call.sendMetadata(new Metadata());
       const session = new SyncSession(
@@ -63,15 +77,25 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
             deps.metrics?.receivedSnapshot();
             session.receive(req.snapshot, contextFromCarrier(req.traceContext));
           });
-          call.on("end", () => resolve());
+          call.on("end", () => {
+            end = { how: "ended" };
+            resolve();
+          });
           call.on("error", () => resolve());
+          // The stream has closed by then: its RST code says who ended it (see describeMasterLoss).
+          call.on("cancelled", () => {
+            end = { how: "cancelled", rstCode: rstCodeOf(call) };
+            resolve();
+          });
           if (ctx.signal.aborted) resolve();
           else ctx.signal.addEventListener("abort", () => resolve(), { once: true });
         });
       } finally {
         session.close();
         connectedMasters--;
-        ctx.log.info("master disconnected");
+        const reason = describeMasterLoss(end, deps.keepalive);
+        lastLoss = { message: reason, at: new Date() };
+        ctx.log.info({ reason }, "master disconnected");
       }
     },
     getReceiverStatus: async () => {
@@ -81,8 +105,10 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
         appliedVersion: s.appliedVersion,
         configSha256: s.configSha256,
         lastSyncTime: s.lastSyncTime,
-        lastError: s.lastError,
-        lastErrorTime: s.lastErrorTime,
+        // While no master is connected, why the last one's stream ended, unless an apply failed since.
+        ...(connectedMasters === 0 && lastLoss && !(s.lastErrorTime && s.lastErrorTime > lastLoss.at)
+          ? { lastError: lastLoss.message, lastErrorTime: lastLoss.at }
+          : { lastError: s.lastError, lastErrorTime: s.lastErrorTime }),
         masterConnected: connectedMasters > 0,
       };
     },
@@ -97,5 +123,10 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
     maxReceiveBytes: deps.maxMessageBytes,
     limitVariable: "CPM_SYNC_MAX_MESSAGE_BYTES",
     reflection: ["sync_master"],
+    keepalive: {
+      timeMs: deps.keepalive.timeMs,
+      timeoutMs: deps.keepalive.timeoutMs,
+      minPingIntervalMs: MIN_MASTER_PING_INTERVAL_MS,
+    },
   }).add(service, impl, RECEIVER_POLICY);
 }
