@@ -518,7 +518,7 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
     const finalVersion = await master.version();
     console.log(
       [
-        `chaos SEED=${SEED}: ${OPS} writes (${workload.counts.acked} acknowledged, conflicts ${JSON.stringify(workload.counts.conflicts)}, ${workload.counts.indeterminate} lost with their connection), final v${finalVersion}`,
+        `chaos SEED=${SEED}: ${OPS} writes (${workload.counts.acked} acknowledged, conflicts ${JSON.stringify(workload.counts.conflicts)}, ${workload.counts.indeterminate} lost with their connection; ${faultWrites.counts.acked} more acknowledged made during link faults), final v${finalVersion}`,
         `  ops: ${JSON.stringify(workload.ops)}`,
         `  faults (${Object.values(faults).reduce((a, b) => a + b, 0)}): ${JSON.stringify(faults)}`,
         `  invariant acknowledged writes kept: ${checkedWrites - lost.length}/${checkedWrites}`,
