@@ -55,8 +55,8 @@ export class ConfigWatch {
   private readonly client: ConfigServiceClient;
   private readonly follower: Follower;
 
-  constructor(apiPort: number, token: string) {
-    this.client = new ConfigServiceClient(`127.0.0.1:${apiPort}`, credentials.createInsecure());
+  constructor(apiPort: number, token: string, host = "127.0.0.1") {
+    this.client = new ConfigServiceClient(`${host}:${apiPort}`, credentials.createInsecure());
     this.follower = new Follower(
       () => this.client.watchConfig({ includeSnapshot: false }, withBearer(token)),
       (v) => {
@@ -78,8 +78,8 @@ export class RenderWatch {
   private readonly client: CaddyRendererClient;
   private readonly follower: Follower;
 
-  constructor(rendererPort: number, token: string) {
-    this.client = new CaddyRendererClient(`127.0.0.1:${rendererPort}`, credentials.createInsecure());
+  constructor(rendererPort: number, token: string, host = "127.0.0.1") {
+    this.client = new CaddyRendererClient(`${host}:${rendererPort}`, credentials.createInsecure());
     this.follower = new Follower(
       () => this.client.watchRenderStatus({}, withBearer(token)),
       (v) => {

@@ -161,6 +161,8 @@ export class Workload {
     private readonly client: () => ConfigServiceClient,
     private readonly token: string,
     private readonly upstreamPort: number,
+    /** Before every name this workload creates, so that two workloads on one model never pick the same. */
+    private readonly prefix = "",
   ) {}
 
   /** Picks the next operation now (so the choice sequence depends on the seed only) and returns it to run. */
@@ -199,7 +201,7 @@ export class Workload {
     const t = this.token;
 
     if (roll < 0.3 || hosts.length === 0) {
-      const name = `host-${n}`;
+      const name = `${this.prefix}host-${n}`;
       const body = hostBody();
       return this.op("createProxyHost", "proxyHost", undefined, name, async () => {
         const res = await unary(
@@ -248,7 +250,7 @@ export class Workload {
           return { id, version: res.configVersion, shape: l4Shape(res.l4ProxyHost!) };
         });
       }
-      const name = `l4-${n}`;
+      const name = `${this.prefix}l4-${n}`;
       const body = l4Body();
       return this.op("createL4ProxyHost", "l4Host", undefined, name, async () => {
         const res = await unary(
@@ -267,7 +269,7 @@ export class Workload {
           return { id, version: res.configVersion, shape: null };
         });
       }
-      const name = `cert-${n}`;
+      const name = `${this.prefix}cert-${n}`;
       const domainNames = [`c${r.int(0, 9)}.chaos.internal`];
       return this.op("createCertificate", "certificate", undefined, name, async () => {
         const res = await unary(
@@ -305,7 +307,7 @@ export class Workload {
           return { id, version: res.configVersion, shape: accessListShape(res.accessList!) };
         });
       }
-      const name = `acl-${n}`;
+      const name = `${this.prefix}acl-${n}`;
       const body = aclBody();
       const users = r.chance(0.3) ? [{ username: `u${n}`, password: "a long passphrase" }] : [];
       return this.op("createAccessList", "accessList", undefined, name, async () => {

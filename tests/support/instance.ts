@@ -63,6 +63,13 @@ export interface InstanceOptions {
   /** Reuse a data dir and ports (restart after kill). */
   dataDir?: string;
   ports?: InstancePorts;
+  /**
+   * Where the listeners others reach are (API, renderer, dispatcher, sync receiver, Caddy's admin
+   * API) and where the test's clients connect: 127.0.0.1 unless given (a network namespace's address).
+   */
+  host?: string;
+  /** A command prefix the launcher runs under (`ip netns exec <ns>`: it execs, the pid stays the launcher's). */
+  exec?: string[];
 }
 
 /**
@@ -105,18 +112,19 @@ export class Instance {
 
   get env(): Record<string, string> {
     const p = this.ports;
+    const h = this.host;
     return {
       PATH: process.env.PATH ?? "",
       HOME: process.env.HOME ?? "/tmp",
       INSTANCE_MODE: this.opts.mode ?? "standalone",
       CPM_DATA_DIR: this.dataDir,
       CPM_ADMIN_TOKEN: this.adminToken,
-      CPM_API_LISTEN: `127.0.0.1:${p.api}`,
+      CPM_API_LISTEN: `${h}:${p.api}`,
       CPM_CONFIG_INTERNAL_LISTEN: `127.0.0.1:${p.configInternal}`,
-      CPM_RENDERER_LISTEN: `127.0.0.1:${p.renderer}`,
-      CPM_DISPATCHER_LISTEN: `127.0.0.1:${p.dispatcher}`,
-      CPM_SYNC_LISTEN: `127.0.0.1:${p.sync}`,
-      CADDY_API_URL: `http://127.0.0.1:${p.caddyAdmin}`,
+      CPM_RENDERER_LISTEN: `${h}:${p.renderer}`,
+      CPM_DISPATCHER_LISTEN: `${h}:${p.dispatcher}`,
+      CPM_SYNC_LISTEN: `${h}:${p.sync}`,
+      CADDY_API_URL: `http://${h}:${p.caddyAdmin}`,
       CPM_HTTP_PORT: String(p.http),
       CPM_HTTPS_PORT: String(p.https),
       CPM_RECONCILE_INTERVAL_MS: "500",
@@ -126,10 +134,16 @@ export class Instance {
     };
   }
 
+  /** Where the test reaches this instance's listeners. */
+  get host(): string {
+    return this.opts.host ?? "127.0.0.1";
+  }
+
   /** Starts the launcher and waits until the API answers and Caddy runs the current version. */
   async launch(): Promise<void> {
     const log = createWriteStream(path.join(this.dataDir, "instance.log"), { flags: "a" });
-    const child = spawn(process.execPath, [launcherPath()], {
+    const [cmd = process.execPath, ...args] = [...(this.opts.exec ?? []), process.execPath, launcherPath()];
+    const child = spawn(cmd, args, {
       cwd: ROOT,
       env: this.env,
       stdio: ["ignore", "pipe", "pipe"],
@@ -143,7 +157,7 @@ export class Instance {
     for (const s of [child.stdout, child.stderr]) s.once("end", () => --open === 0 && log.end());
     this.child = child;
     this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
-    const addr = (port: number) => `127.0.0.1:${port}`;
+    const addr = (port: number) => `${this.host}:${port}`;
     this.config = new ConfigServiceClient(addr(this.ports.api), credentials.createInsecure());
     this.account = new AccountServiceClient(addr(this.ports.api), credentials.createInsecure());
     this.renderer = new CaddyRendererClient(addr(this.ports.renderer), credentials.createInsecure());
@@ -153,7 +167,12 @@ export class Instance {
       await this.waitInSync();
       // A slave's receiver opens its port once its config-service and renderer answer.
       if (this.opts.mode === "slave")
-        await waitFor(() => accepts(this.ports.sync), `${this.opts.name}: sync receiver listening`, 30_000, 50);
+        await waitFor(
+          () => accepts(this.host, this.ports.sync),
+          `${this.opts.name}: sync receiver listening`,
+          30_000,
+          50,
+        );
     } catch (e) {
       // What the instance said is what explains a start that never came up.
       const tail = this.log().split("\n").slice(-30).join("\n");
@@ -314,10 +333,10 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Whether something accepts TCP connections on the loopback `port`. */
-function accepts(port: number): Promise<boolean> {
+/** Whether something accepts TCP connections on `host`:`port`. */
+function accepts(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect(port, "127.0.0.1");
+    const socket = net.connect(port, host);
     const done = (ok: boolean) => {
       socket.destroy();
       resolve(ok);

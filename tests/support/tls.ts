@@ -15,12 +15,15 @@ function openssl(args: string[], cwd: string) {
   execFileSync("openssl", args, { cwd, stdio: "pipe" });
 }
 
-/** Makes a CA and a server certificate for localhost/127.0.0.1 with openssl (real TLS, no mocks). */
-export function makePki(dir: string): TestPki {
+/**
+ * Makes a CA and a server certificate for localhost/127.0.0.1 (and `extraIps`) with openssl (real
+ * TLS, no mocks).
+ */
+export function makePki(dir: string, extraIps: string[] = []): TestPki {
   const ext = path.join(dir, "san.ext");
   writeFileSync(
     ext,
-    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    `subjectAltName=${["DNS:localhost", "IP:127.0.0.1", ...extraIps.map((a) => `IP:${a}`)].join(",")}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n`,
   );
   for (const ca of ["ca", "rogue-ca"]) {
     openssl(
