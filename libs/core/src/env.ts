@@ -441,17 +441,17 @@ export const ENV_VARIABLES = {
   CPM_SYNC_KEEPALIVE_TIME_MS: {
     group: "instance",
     kind: "int",
-    default: 10_000,
+    default: 1_000,
     min: 100,
     max: 600_000,
     meaning:
-      "milliseconds between the HTTP/2 pings the master sends on each slave's sync link; with CPM_SYNC_KEEPALIVE_TIMEOUT_MS it bounds how long a silent link (packets dropped, no reset) goes unnoticed: their sum, 15 s by default",
+      "milliseconds between the HTTP/2 pings the master sends on each slave's sync link; with CPM_SYNC_KEEPALIVE_TIMEOUT_MS it bounds how long a silent link (packets dropped, no reset) goes unnoticed: their sum, 2 s by default (short, so a healed link is used at once rather than after TCP's next retransmission)",
     readBy: "sync-dispatcher (master)",
   },
   CPM_SYNC_KEEPALIVE_TIMEOUT_MS: {
     group: "instance",
     kind: "int",
-    default: 5_000,
+    default: 1_000,
     min: 100,
     max: 600_000,
     meaning:

@@ -7,7 +7,7 @@ import { describeStreamError, silentLinkBoundMs, type Silence } from "./link-los
 const cfg = loadConfig({});
 const DEFAULTS = { timeMs: cfg.syncKeepaliveTimeMs, timeoutMs: cfg.syncKeepaliveTimeoutMs };
 const err = (code: number, details: string) => Object.assign(new Error(details), { code, details });
-const KEEPALIVE = /^no keepalive answer from the slave for 15 s; the link is silent/;
+const KEEPALIVE = /^no keepalive answer from the slave for 2 s; the link is silent/;
 
 describe("describeStreamError", () => {
   const cases: Array<[string, Error & { code: number; details: string }, Silence | undefined, string | RegExp]> = [
