@@ -68,6 +68,8 @@ export interface InstanceOptions {
    * API) and where the test's clients connect: 127.0.0.1 unless given (a network namespace's address).
    */
   host?: string;
+  /** The admin API token (random unless given: nodes that split one instance share it). */
+  adminToken?: string;
   /** A command prefix the launcher runs under (`ip netns exec <ns>`: it execs, the pid stays the launcher's). */
   exec?: string[];
 }
@@ -78,7 +80,7 @@ export interface InstanceOptions {
  * a SQLite file in a temporary data dir, and ports of its own.
  */
 export class Instance {
-  readonly adminToken = `admin-${Math.random().toString(36).slice(2)}-token`;
+  readonly adminToken: string;
   child: ChildProcess | undefined;
   config!: ConfigServiceClient;
   account!: AccountServiceClient;
@@ -90,7 +92,9 @@ export class Instance {
     readonly opts: InstanceOptions,
     readonly ports: InstancePorts,
     readonly dataDir: string,
-  ) {}
+  ) {
+    this.adminToken = opts.adminToken ?? `admin-${Math.random().toString(36).slice(2)}-token`;
+  }
 
   static async start(opts: InstanceOptions): Promise<Instance> {
     const ports = opts.ports ?? (await allocatePorts());

@@ -76,6 +76,7 @@ describe("loadConfig defaults", () => {
     ["logFormat", "json"],
     ["reconcileIntervalMs", 2000],
     ["caddyBin", undefined],
+    ["target", ["caddy", "config-service", "caddy-renderer"]],
     ["caddyHasLayer4", undefined],
   ];
   for (const [key, want] of cases) {
@@ -607,6 +608,18 @@ describe("loadConfig rejects bad values, naming the variable", () => {
       env: { LOG_LEVEL: "verbose" },
       variable: "LOG_LEVEL",
       detail: /"verbose" is not one of fatal, error, warn, info, debug, trace, silent/,
+    },
+    {
+      name: "CPM_TARGET naming a module of another mode",
+      env: { CPM_TARGET: "config-service,sync-dispatcher" },
+      variable: "CPM_TARGET",
+      detail: /"sync-dispatcher" runs only with INSTANCE_MODE=master, not standalone/,
+    },
+    {
+      name: "CPM_TARGET naming no module",
+      env: { CPM_TARGET: "everything" },
+      variable: "CPM_TARGET",
+      detail: /"everything" is not a module/,
     },
     {
       name: "DATABASE_URL with an unsupported scheme",

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
+import { parseTarget, type ModuleName } from "./modules.ts";
 
 /** A bad environment: the message names the variable (and the entry, for INSTANCE_SLAVES). */
 export class ConfigError extends Error {
@@ -33,6 +34,8 @@ export interface SlaveTarget {
 
 export interface InstanceConfig {
   readonly mode: InstanceMode;
+  /** The modules this node runs (CPM_TARGET), in start order. */
+  readonly target: readonly ModuleName[];
   readonly syncToken: string | undefined;
   readonly slaves: readonly SlaveTarget[];
   readonly syncIntervalSeconds: number;
@@ -258,6 +261,14 @@ export const ENV_VARIABLES = {
       "where Caddy's admin API listens (kept in every rendered config); set it when Caddy is reached under another name, e.g. `0.0.0.0:2019` behind `http://caddy:2019`",
     readBy: "caddy-renderer",
     defaultText: "host:port of `CADDY_API_URL`",
+  },
+  CPM_TARGET: {
+    group: "instance",
+    kind: "text",
+    default: "all",
+    meaning:
+      "which modules this node runs: `all` (Caddy and every service of `INSTANCE_MODE`) or a comma-separated list of `caddy`, `config-service`, `caddy-renderer`, `sync-dispatcher`, `sync-receiver`; a module not in it is reached at its configured address",
+    readBy: "launcher, every service",
   },
   CPM_CADDY_BIN: {
     group: "instance",
@@ -1067,6 +1078,7 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     receiverKeepaliveTimeoutMs: int(env, "CPM_RECEIVER_KEEPALIVE_TIMEOUT_MS"),
     reconcileIntervalMs: int(env, "CPM_RECONCILE_INTERVAL_MS"),
     caddyBin: str(env, "CPM_CADDY_BIN"),
+    target: targetModules(env, mode),
     caddyHasLayer4: optBool(env, "CPM_CADDY_LAYER4"),
     caddyStorageDir: path.resolve(str(env, "CPM_CADDY_STORAGE_DIR") ?? path.join(dataDir, "caddy", "data", "caddy")),
     masterHttpAddress: masterHttpAddress(env, "CPM_MASTER_HTTP_URL"),
@@ -1115,4 +1127,10 @@ export function logFormat(env: Env = process.env, stdoutIsTty = process.stdout.i
   if (value === "json" || value === "pretty") return value;
   if (value === "auto") return stdoutIsTty ? "pretty" : "json";
   throw new ConfigError("LOG_FORMAT", `"${value}" is not one of auto, json, pretty`);
+}
+
+function targetModules(env: Env, mode: InstanceMode): readonly ModuleName[] {
+  const parsed = parseTarget(text(env, "CPM_TARGET"), mode);
+  if ("error" in parsed) throw new ConfigError("CPM_TARGET", parsed.error);
+  return Object.freeze(parsed.modules);
 }

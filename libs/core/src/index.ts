@@ -5,6 +5,7 @@ export * from "./canonical.ts";
 export * from "./env.ts";
 export * from "./errors.ts";
 export * from "./lifecycle.ts";
+export * from "./modules.ts";
 export * from "./logger.ts";
 export * from "./reserved.ts";
 export * from "./snapshot.ts";

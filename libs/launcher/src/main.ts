@@ -75,15 +75,15 @@ async function main() {
     // Decided from the launcher's stdout (a terminal or not), the one the operator looks at.
     LOG_FORMAT: logFormat(process.env, process.stdout.isTTY === true),
   };
-  const services = ["config-service", "caddy-renderer"];
-  if (cfg.mode === "master") services.push("sync-dispatcher");
-  if (cfg.mode === "slave") services.push("sync-receiver");
+  // CPM_TARGET: every module of the mode ("all", the default) or the ones named, in start order.
+  const services = cfg.target.filter((m) => m !== "caddy");
+  const runsCaddy = cfg.target.includes("caddy");
 
   const procs: ProcessSpec[] = [];
   const caddy = findCaddy(cfg);
   // The renderer probes this same binary for the layer4 module.
   if (caddy) env.CPM_CADDY_BIN = caddy;
-  if (caddy) {
+  if (caddy && runsCaddy) {
     const caddyDir = path.join(cfg.dataDir, "caddy");
     mkdirSync(caddyDir, { recursive: true });
     const initial = path.join(caddyDir, "initial.json");
@@ -105,6 +105,8 @@ async function main() {
       pidFile,
       adopt,
     });
+  } else if (!runsCaddy) {
+    say(`caddy is not in CPM_TARGET: expecting Caddy's admin API at ${cfg.caddyApiUrl}`);
   } else {
     say(
       `no caddy binary found (CPM_CADDY_BIN, npm run caddy:build, or PATH): expecting Caddy's admin API at ${cfg.caddyApiUrl}`,
@@ -117,7 +119,8 @@ async function main() {
       name: s,
       command: process.execPath,
       args: () => nodeServiceArgs(entry, env),
-      env: nodeServiceEnv(env),
+      // Each service process runs its own module only.
+      env: nodeServiceEnv({ ...env, CPM_TARGET: s }),
     });
   }
 
