@@ -2,38 +2,9 @@ import assert from "node:assert/strict";
 import { getEventListeners } from "node:events";
 import net from "node:net";
 import { describe, it } from "node:test";
-import { Metadata, Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
-import { NackCode, Snapshot, SyncReceiverService, type SyncRequest, type SyncResponse } from "@cpm/proto";
-import { createLogger, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
-import type { ConfigClient } from "@cpm/grpc-kit";
-import { encodeSnapshotFrame, readSnapshotFrame } from "@cpm/snapshot-wire";
-import { SlaveLink, type MasterState } from "./slave-link.ts";
-import { SnapshotCache } from "./snapshots.ts";
-
-/** A receiver that opens the stream and records the versions pushed to it. */
-async function receiver(
-  port: number,
-  answer?: (version: number) => SyncResponse | undefined,
-): Promise<{ received: number[]; server: Server }> {
-  const received: number[] = [];
-  const server = new Server();
-  server.addService(SyncReceiverService, {
-    sync: (call: ServerDuplexStream<SyncRequest, SyncResponse>) => {
-      call.sendMetadata(new Metadata());
-      call.on("data", (req: SyncRequest) => {
-        received.push(req.snapshot!.version);
-        const res = answer?.(req.snapshot!.version);
-        if (res) call.write(res);
-      });
-      call.on("end", () => call.end());
-    },
-    getReceiverStatus: (_c: unknown, cb: (e: null, r: object) => void) => cb(null, {}),
-  });
-  await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
-  );
-  return { received, server };
-}
+import { NackCode } from "@cpm/proto";
+import type { SlaveLink } from "./slave-link.ts";
+import { testLink, testReceiver, until } from "./test-support.ts";
 
 /** Accepts TCP connections and never writes a byte: the HTTP/2 (or TLS) handshake hangs, as across a cut link. */
 async function silentServer(): Promise<{ server: net.Server; port: number; sockets: net.Socket[]; closed: number }> {
@@ -68,59 +39,16 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function linkTo(port: number, connectTimeoutMs: number): SlaveLink {
-  const state: MasterState = { version: 1, contentSha256: "content-1" };
-  const frame = readSnapshotFrame(
-    encodeSnapshotFrame(
-      Snapshot.fromPartial({
-        schemaVersion: SNAPSHOT_SCHEMA_VERSION,
-        masterInstanceId: "m",
-        version: 1,
-        contentSha256: "content-1",
-      }),
-    ),
-  );
-  const config = { getSnapshotFrame: () => Promise.resolve(frame) } as unknown as ConfigClient;
-  const target: SlaveTarget = {
-    name: "s",
-    url: `http://127.0.0.1:${port}`,
-    address: `127.0.0.1:${port}`,
-    tls: false,
-    token: "t".repeat(20),
-  };
-  return new SlaveLink(
-    target,
-    () => state,
-    new SnapshotCache(config),
-    {
-      caFile: undefined,
-      maxMessageBytes: 1 << 20,
-      ackTimeoutMs: 30_000,
-      connectTimeoutMs,
-      keepalive: { timeMs: 10_000, timeoutMs: 5_000 },
-    },
-    createLogger("test", "silent"),
-  );
-}
-
 /** The link's stop signal, to count the listeners attempts leave on it. */
 const stopSignal = (link: SlaveLink): AbortSignal => (link as unknown as { stopped: AbortController }).stopped.signal;
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const until = async (what: string, f: () => boolean, ms = 5000) => {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await pause(10);
-  }
-};
-
 describe("SlaveLink: connecting with a deadline", () => {
   it("abandons an attempt that gets no answer within the bound, connects again on a fresh socket, and uses a receiver once one answers", async () => {
     const silent = await silentServer();
-    const link = linkTo(silent.port, 300);
-    let real: Awaited<ReturnType<typeof receiver>> | undefined;
+    const link = testLink(silent.port, { connectTimeoutMs: 300 });
+    let real: Awaited<ReturnType<typeof testReceiver>> | undefined;
     try {
       void link.run();
       await until("a first connection", () => silent.sockets.length >= 1);
@@ -138,7 +66,7 @@ describe("SlaveLink: connecting with a deadline", () => {
       for (const s of silent.sockets) s.destroy();
       await new Promise((r) => silent.server.close(r));
       const healed = Date.now();
-      real = await receiver(silent.port);
+      real = await testReceiver({ port: silent.port });
       const r = real;
       await until("the push to the receiver", () => r.received.length === 1, 3_000);
       const after = Date.now() - healed;
@@ -159,9 +87,9 @@ describe("SlaveLink: attempts leave nothing behind", () => {
     const onWarning = (w: Error) => warnings.push(w);
     process.on("warning", onWarning);
     // Refused attempts (nothing listens) every 200 ms, then attempts that time out every 100 ms.
-    const closed = linkTo(await freePort(), 100);
+    const closed = testLink(await freePort(), { connectTimeoutMs: 100 });
     const silent = await silentServer();
-    const timingOut = linkTo(silent.port, 100);
+    const timingOut = testLink(silent.port, { connectTimeoutMs: 100 });
     try {
       void closed.run();
       void timingOut.run();
@@ -194,8 +122,8 @@ describe("SlaveLink: attempts leave nothing behind", () => {
 describe("SlaveLink: consecutive failures", () => {
   it("counts an outage once, however many attempts to connect it took, and every NACK", async () => {
     const port = await freePort();
-    const link = linkTo(port, 2_000);
-    let slave: Awaited<ReturnType<typeof receiver>> | undefined;
+    const link = testLink(port, { connectTimeoutMs: 2_000 });
+    let slave: Awaited<ReturnType<typeof testReceiver>> | undefined;
     try {
       void link.run();
       // Nothing listens yet: refused every 200 ms, about 5 attempts.
@@ -203,20 +131,22 @@ describe("SlaveLink: consecutive failures", () => {
       assert.match(link.status().lastError, /ECONNREFUSED/);
       assert.equal(link.status().consecutiveFailures, 1, "one outage");
       let nacks = 0;
-      slave = await receiver(port, (version) =>
-        nacks++ < 3
-          ? {
-              ack: undefined,
-              nack: {
-                version,
-                appliedVersion: 0,
-                reason: "starting",
-                code: NackCode.NACK_CODE_UNAVAILABLE,
-                retryable: true,
-              },
-            }
-          : undefined,
-      );
+      slave = await testReceiver({
+        port,
+        answer: (version) =>
+          nacks++ < 3
+            ? {
+                ack: undefined,
+                nack: {
+                  version,
+                  appliedVersion: 0,
+                  reason: "starting",
+                  code: NackCode.NACK_CODE_UNAVAILABLE,
+                  retryable: true,
+                },
+              }
+            : undefined,
+      });
       const s = slave;
       await until("the fourth push", () => s.received.length === 4, 10_000);
       assert.equal(link.status().consecutiveFailures, 4, "the outage and three NACKs");

@@ -1,0 +1,92 @@
+import { Metadata, Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
+import { Snapshot, SyncReceiverService, type SyncRequest, type SyncResponse } from "@cpm/proto";
+import { createLogger, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
+import type { ConfigClient } from "@cpm/grpc-kit";
+import { encodeSnapshotFrame, readSnapshotFrame } from "@cpm/snapshot-wire";
+import { SlaveLink, type MasterState } from "./slave-link.ts";
+import { SnapshotCache } from "./snapshots.ts";
+
+/**
+ * A link to the receiver at 127.0.0.1:`port` whose master is at version 1 (one empty snapshot):
+ * over TLS checked against `caFile` when given, plaintext otherwise.
+ */
+export function testLink(port: number, opts: { caFile?: string; connectTimeoutMs?: number } = {}): SlaveLink {
+  const state: MasterState = { version: 1, contentSha256: "content-1" };
+  const frame = readSnapshotFrame(
+    encodeSnapshotFrame(
+      Snapshot.fromPartial({
+        schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+        masterInstanceId: "m",
+        version: 1,
+        contentSha256: "content-1",
+      }),
+    ),
+  );
+  const config = { getSnapshotFrame: () => Promise.resolve(frame) } as unknown as ConfigClient;
+  const tls = opts.caFile !== undefined;
+  const target: SlaveTarget = {
+    name: "s",
+    url: `${tls ? "https" : "http"}://127.0.0.1:${port}`,
+    address: `127.0.0.1:${port}`,
+    tls,
+    token: "t".repeat(20),
+  };
+  return new SlaveLink(
+    target,
+    () => state,
+    new SnapshotCache(config),
+    {
+      caFile: opts.caFile,
+      maxMessageBytes: 1 << 20,
+      ackTimeoutMs: 30_000,
+      connectTimeoutMs: opts.connectTimeoutMs ?? 2_000,
+      keepalive: { timeMs: 10_000, timeoutMs: 5_000 },
+    },
+    createLogger("test", "silent"),
+  );
+}
+
+/**
+ * A receiver on 127.0.0.1 (`port`, or one the system picks) that opens each stream and records
+ * the versions pushed to it; `answer` may reply to each; TLS with `tls`' certificate and key.
+ */
+export async function testReceiver(
+  opts: {
+    port?: number;
+    tls?: { cert: string; key: string };
+    answer?: (version: number) => SyncResponse | undefined;
+  } = {},
+): Promise<{ received: number[]; server: Server; port: number }> {
+  const received: number[] = [];
+  const server = new Server();
+  server.addService(SyncReceiverService, {
+    sync: (call: ServerDuplexStream<SyncRequest, SyncResponse>) => {
+      call.sendMetadata(new Metadata());
+      call.on("data", (req: SyncRequest) => {
+        received.push(req.snapshot!.version);
+        const res = opts.answer?.(req.snapshot!.version);
+        if (res) call.write(res);
+      });
+      call.on("end", () => call.end());
+    },
+    getReceiverStatus: (_c: unknown, cb: (e: null, r: object) => void) => cb(null, {}),
+  });
+  const credentials = opts.tls
+    ? ServerCredentials.createSsl(null, [
+        { private_key: Buffer.from(opts.tls.key), cert_chain: Buffer.from(opts.tls.cert) },
+      ])
+    : ServerCredentials.createInsecure();
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`127.0.0.1:${opts.port ?? 0}`, credentials, (e, p) => (e ? reject(e) : resolve(p))),
+  );
+  return { received, server, port };
+}
+
+/** Waits until `f()` holds, polling every 10 ms; fails naming `what` after `ms`. */
+export async function until(what: string, f: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
