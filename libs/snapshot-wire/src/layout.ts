@@ -1,76 +1,71 @@
-// The field numbers of the snapshot's byte layout, looked up by name in the descriptor set that
-// `npm run generate` builds from proto/ (libs/proto/descriptors.binpb), never written here by hand.
-// Read once per process, when this module loads; a field that is missing, changed its type, or
-// a message that gained a field the framing would drop, fails the load with the field's name.
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { createFileRegistry, fromBinary, ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
-import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
-
-/** Where the descriptor set is: resolved through @cpm/proto's exports, so from src/, dist/ and the image alike. */
-export const DESCRIPTOR_SET_PATH = createRequire(import.meta.url).resolve("@cpm/proto/descriptors.binpb");
-
-const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, readFileSync(DESCRIPTOR_SET_PATH)));
+// The field numbers of the snapshot's byte layout, taken from the generated code: each is read
+// from what the generated encoder writes for a message with that one field set, once per process
+// when this module loads (microseconds), never written here by hand. layout.test.ts holds them
+// against the descriptor set by name and type, and fails when a message gains a field the framing
+// would drop.
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import {
+  AccessList,
+  ApplySnapshotRequest,
+  Certificate,
+  GetSnapshotResponse,
+  L4ProxyHost,
+  LoadSnapshotRequest,
+  ProxyHost,
+  Settings,
+  Snapshot,
+  SyncRequest,
+  WatchConfigResponse,
+} from "@cpm/proto";
 
 class LayoutError extends Error {
   constructor(what: string) {
-    super(`snapshot wire layout (${DESCRIPTOR_SET_PATH}): ${what}`);
+    super(`snapshot wire layout: ${what}`);
   }
 }
 
-function message(typeName: string): DescMessage {
-  const m = registry.getMessage(typeName);
-  if (!m) throw new LayoutError(`message ${typeName} not found`);
-  return m;
+/** The number of the one field in `bytes` (a message encoded with one field set), which must have wire type `type`. */
+function fieldOf(what: string, bytes: Uint8Array, type: WireType): number {
+  const r = new BinaryReader(bytes);
+  if (r.len === 0) throw new LayoutError(`${what}: the generated encoder wrote nothing`);
+  const [field, wireType] = r.tag();
+  if (wireType !== type)
+    throw new LayoutError(`${what} has wire type ${WireType[wireType]}, the framing reads ${WireType[type]}`);
+  r.skip(wireType, field);
+  if (r.pos !== r.len) throw new LayoutError(`${what}: the generated encoder wrote more than that field`);
+  return field;
 }
 
-/** A field's type as the .proto spells it: `int64`, `cpm.config.v1.Settings`, `repeated cpm.config.v1.ProxyHost`. */
-export function protoType(f: DescField): string {
-  switch (f.fieldKind) {
-    case "scalar":
-      return ScalarType[f.scalar].toLowerCase();
-    case "enum":
-      return f.enum.typeName;
-    case "message":
-      return f.message.typeName;
-    case "list":
-      return `repeated ${f.listKind === "scalar" ? ScalarType[f.scalar].toLowerCase() : f.listKind === "enum" ? f.enum.typeName : f.message.typeName}`;
-    case "map":
-      return "map";
-  }
-}
-
-/** The number of `typeName`'s field `name` (the .proto's name), which must have the type `type`. */
-function field(typeName: string, name: string, type: string): number {
-  const f = message(typeName).fields.find((x) => x.name === name);
-  if (!f) throw new LayoutError(`${typeName}.${name} not found`);
-  if (protoType(f) !== type) throw new LayoutError(`${typeName}.${name} is ${protoType(f)}, the framing reads ${type}`);
-  return f.number;
-}
-
-/** Refuses a message with fields other than `names`: the framing reads those only and would drop the others. */
-function onlyFields(typeName: string, names: string[]): void {
-  const other = message(typeName).fields.filter((f) => !names.includes(f.name));
-  if (other.length > 0)
-    throw new LayoutError(
-      `${typeName} has ${other.map((f) => `${f.name} = ${f.number}`).join(", ")}, which the framing does not carry`,
-    );
-}
-
-const SNAPSHOT = "cpm.config.v1.Snapshot";
-/** cpm.config.v1.Snapshot as the descriptor set describes it (for tests that compare it with the framing). */
-export const SNAPSHOT_DESCRIPTOR = message(SNAPSHOT);
+const { LengthDelimited, Varint } = WireType;
+const empty = Snapshot.fromPartial({});
+const encodeSnapshot = (one: Partial<Snapshot>) => Snapshot.encode({ ...empty, ...one }).finish();
 
 /** The fields of cpm.config.v1.Snapshot the framing reads or writes itself (the others go through the generated code). */
 export const SNAPSHOT_FIELDS = {
-  masterInstanceId: field(SNAPSHOT, "master_instance_id", "string"),
-  version: field(SNAPSHOT, "version", "int64"),
-  contentSha256: field(SNAPSHOT, "content_sha256", "string"),
-  proxyHosts: field(SNAPSHOT, "proxy_hosts", "repeated cpm.config.v1.ProxyHost"),
-  l4ProxyHosts: field(SNAPSHOT, "l4_proxy_hosts", "repeated cpm.config.v1.L4ProxyHost"),
-  certificates: field(SNAPSHOT, "certificates", "repeated cpm.config.v1.Certificate"),
-  accessLists: field(SNAPSHOT, "access_lists", "repeated cpm.config.v1.AccessList"),
-  settings: field(SNAPSHOT, "settings", "cpm.config.v1.Settings"),
+  masterInstanceId: fieldOf("Snapshot.master_instance_id", encodeSnapshot({ masterInstanceId: "m" }), LengthDelimited),
+  version: fieldOf("Snapshot.version", encodeSnapshot({ version: 1 }), Varint),
+  contentSha256: fieldOf("Snapshot.content_sha256", encodeSnapshot({ contentSha256: "c" }), LengthDelimited),
+  proxyHosts: fieldOf(
+    "Snapshot.proxy_hosts",
+    encodeSnapshot({ proxyHosts: [ProxyHost.fromPartial({})] }),
+    LengthDelimited,
+  ),
+  l4ProxyHosts: fieldOf(
+    "Snapshot.l4_proxy_hosts",
+    encodeSnapshot({ l4ProxyHosts: [L4ProxyHost.fromPartial({})] }),
+    LengthDelimited,
+  ),
+  certificates: fieldOf(
+    "Snapshot.certificates",
+    encodeSnapshot({ certificates: [Certificate.fromPartial({})] }),
+    LengthDelimited,
+  ),
+  accessLists: fieldOf(
+    "Snapshot.access_lists",
+    encodeSnapshot({ accessLists: [AccessList.fromPartial({})] }),
+    LengthDelimited,
+  ),
+  settings: fieldOf("Snapshot.settings", encodeSnapshot({ settings: Settings.fromPartial({}) }), LengthDelimited),
 } as const;
 
 /**
@@ -78,31 +73,30 @@ export const SNAPSHOT_FIELDS = {
  * the snapshot and the trace context): config-service encodes a version's snapshot once and the
  * very same bytes are each of them, so their snapshot fields must share one number.
  */
-const FRAMES = [
-  "cpm.config.v1.GetSnapshotResponse",
-  "cpm.sync.v1.SyncRequest",
-  "cpm.render.v1.LoadSnapshotRequest",
-  "cpm.config.v1.ApplySnapshotRequest",
-];
-const frameFields = FRAMES.map((m) => field(m, "snapshot", SNAPSHOT));
-if (new Set(frameFields).size !== 1)
+const frameFields: [string, number][] = [
+  ["GetSnapshotResponse", GetSnapshotResponse.encode({ snapshot: empty }).finish()],
+  ["SyncRequest", SyncRequest.encode({ snapshot: empty, traceContext: undefined }).finish()],
+  ["LoadSnapshotRequest", LoadSnapshotRequest.encode({ snapshot: empty }).finish()],
+  ["ApplySnapshotRequest", ApplySnapshotRequest.encode({ snapshot: empty }).finish()],
+].map(([name, bytes]) => [name as string, fieldOf(`${name as string}.snapshot`, bytes as Uint8Array, LengthDelimited)]);
+if (new Set(frameFields.map(([, n]) => n)).size !== 1)
   throw new LayoutError(
-    `the snapshot fields of ${FRAMES.map((m, i) => `${m} (${frameFields[i]})`).join(", ")} differ: one frame cannot be all of them`,
+    `the snapshot fields of ${frameFields.map(([m, n]) => `${m} (${n})`).join(", ")} differ: one frame cannot be all of them`,
   );
 /** The snapshot's field in a frame: GetSnapshotResponse, SyncRequest, LoadSnapshotRequest, ApplySnapshotRequest. */
-export const FRAME_SNAPSHOT_FIELD = frameFields[0]!;
+export const FRAME_SNAPSHOT_FIELD = frameFields[0]![1];
 /** SyncRequest.trace_context */
-export const SYNC_TRACE_CONTEXT_FIELD = field("cpm.sync.v1.SyncRequest", "trace_context", "cpm.config.v1.TraceContext");
-onlyFields("cpm.config.v1.GetSnapshotResponse", ["snapshot"]);
-onlyFields("cpm.render.v1.LoadSnapshotRequest", ["snapshot"]);
-onlyFields("cpm.config.v1.ApplySnapshotRequest", ["snapshot"]);
-onlyFields("cpm.sync.v1.SyncRequest", ["snapshot", "trace_context"]);
-
-const NOTICE = "cpm.config.v1.WatchConfigResponse";
+export const SYNC_TRACE_CONTEXT_FIELD = fieldOf(
+  "SyncRequest.trace_context",
+  SyncRequest.encode({ snapshot: undefined, traceContext: { traceparent: "", tracestate: "" } }).finish(),
+  LengthDelimited,
+);
 /** WatchConfigResponse.snapshot: a notice carries its version's frame with this field's tag in place of the frame's. */
-export const NOTICE_SNAPSHOT_FIELD = field(NOTICE, "snapshot", SNAPSHOT);
-// decodeNotice hands these on (decoded by the generated code); a new field would be lost there.
-onlyFields(NOTICE, ["version", "committed_at", "content_sha256", "trace_context", "snapshot"]);
+export const NOTICE_SNAPSHOT_FIELD = fieldOf(
+  "WatchConfigResponse.snapshot",
+  WatchConfigResponse.encode(WatchConfigResponse.fromPartial({ snapshot: empty })).finish(),
+  LengthDelimited,
+);
 // A notice's frame is the frame with its first byte (the tag) replaced: both tags must be one byte.
 for (const [name, n] of [
   ["frame snapshot", FRAME_SNAPSHOT_FIELD],
