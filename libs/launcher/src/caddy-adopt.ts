@@ -1,6 +1,7 @@
 import { readFileSync, readlinkSync, realpathSync } from "node:fs";
-import http from "node:http";
 import path from "node:path";
+// Only the admin request of @cpm/core (no proto or validation): the launcher stays a small process.
+import { caddyAdminRequest } from "@cpm/core/caddy-admin-request";
 
 /**
  * Caddy outlives a killed launcher: it runs in its own session (`detached`), so a SIGKILL to
@@ -93,22 +94,9 @@ function safeRealpath(p: string): string {
   }
 }
 
-/** One request to Caddy's admin API (node:http, not fetch: see @cpm/core caddyAdminRequest). */
-export function adminRequest(url: string, method: string, timeoutMs = 1_000): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, agent: false }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.statusCode ?? 0));
-    });
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on("error", reject);
-    req.end();
-  });
-}
-
 export async function adminAnswers(apiUrl: string): Promise<boolean> {
   try {
-    return (await adminRequest(new URL("/config/", apiUrl).href, "GET")) === 200;
+    return (await caddyAdminRequest(new URL("/config/", apiUrl).href, { timeoutMs: 1_000 })).status === 200;
   } catch {
     return false;
   }
@@ -159,7 +147,9 @@ export async function prepareCaddy(t: CaddyTarget, say: (msg: string) => void): 
     say(
       `caddy: a Caddy that is not this launcher's answers at ${t.apiUrl}; stopping it (POST /stop) to start this one`,
     );
-    await adminRequest(new URL("/stop", t.apiUrl).href, "POST").catch(() => undefined);
+    await caddyAdminRequest(new URL("/stop", t.apiUrl).href, { method: "POST", timeoutMs: 1_000 }).catch(
+      () => undefined,
+    );
     if (!(await until(async () => !(await adminAnswers(t.apiUrl)), 5_000)))
       say(`caddy: ${t.apiUrl} still answers after POST /stop; starting anyway`);
   }
