@@ -10,7 +10,7 @@ import path from "node:path";
 import tls from "node:tls";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
-import { Certificate, CertificateType, CreateApiTokenRequest, ProxyHost, Role, type DeepPartial } from "@cpm/proto";
+import { Certificate, CertificateStatus, CertificateType, CreateApiTokenRequest, ProxyHost, Role, type DeepPartial } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
 import { expectStatus } from "../support/grpc.ts";
 import { Instance, stopCleanly } from "../support/instance.ts";
@@ -217,6 +217,18 @@ describe("certificates: imported and managed, served by a real Caddy", () => {
     );
     // Caddy keeps the managed key: our database has none.
     assert.equal((await getCert(m.certificate!.id, true)).certificate!.privateKeyPem, "");
+    // The issued chain is recorded in a commit of its own (a new version): wait for it, so the
+    // tests after this one start from a version that no background write moves.
+    await waitFor(
+      async () => {
+        const c = (await getCert(m.certificate!.id, false)).certificate!;
+        return c.status === CertificateStatus.CERTIFICATE_STATUS_ISSUED ? c : undefined;
+      },
+      "the managed certificate recorded as issued",
+      30_000,
+      100,
+    );
+    await inst.waitInSync();
   });
 
   it("deleting a certificate in use fails with FAILED_PRECONDITION naming the host; nothing changes", async () => {
