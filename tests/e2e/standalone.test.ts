@@ -1,4 +1,5 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -7,7 +8,8 @@ import { ProxyHost } from "@cpm/proto";
 import { caddyAdminRequest } from "@cpm/core";
 import { unary } from "@cpm/grpc-kit";
 import { expectStatus } from "../support/grpc.ts";
-import { Instance, stopCleanly } from "../support/instance.ts";
+import { Instance, SPLIT, stopCleanly } from "../support/instance.ts";
+import { launcherChildren } from "../support/procs.ts";
 import { startUpstream } from "../support/net.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -139,10 +141,34 @@ describe("standalone instance: gRPC API -> config-service -> renderer -> real Ca
         /config-service ready/.test(inst.log()) && /caddy-renderer ready/.test(inst.log()) ? inst.log() : undefined,
       "service logs",
     );
-    // ...and hold neither the admin token nor the token the services use between themselves.
+    // ...and hold neither the admin token nor the token the services use between themselves
+    // (split over processes; in one process there is none).
+    assert.ok(!log.includes(inst.adminToken), "the admin token appears in the log");
+    if (!inst.split) return;
     const internal = readFileSync(path.join(inst.dataDir, "internal-token"), "utf8").trim();
     assert.ok(internal.length >= 16);
-    assert.ok(!log.includes(inst.adminToken), "the admin token appears in the log");
     assert.ok(!log.includes(internal), "the internal token appears in the log");
   });
+
+  it("in one process: no internal token and nothing on the internal listener's port", { skip: SPLIT }, async () => {
+    assert.equal(existsSync(path.join(inst.dataDir, "internal-token")), false, "an internal token was made");
+    await assert.rejects(
+      connectOnce(inst.ports.configInternal),
+      /ECONNREFUSED/,
+      "something listens on CPM_CONFIG_INTERNAL_LISTEN",
+    );
+    // One Node process, whose only child is Caddy.
+    assert.deepEqual([...launcherChildren(inst.child!.pid!).keys()], ["caddy"]);
+  });
 });
+
+/** Resolves once a TCP connection to 127.0.0.1:`port` opens (and closes it); rejects with the socket's error. */
+function connectOnce(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1", () => {
+      socket.destroy();
+      resolve();
+    });
+    socket.on("error", reject);
+  });
+}

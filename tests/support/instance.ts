@@ -72,7 +72,16 @@ export interface InstanceOptions {
   adminToken?: string;
   /** A command prefix the launcher runs under (`ip netns exec <ns>`: it execs, the pid stays the launcher's). */
   exec?: string[];
+  /**
+   * Each service in a process of its own (CPM_SPLIT_PROCESSES=true) rather than one Node
+   * process: for tests that kill one service, and for the split run of the suite. Default:
+   * `SPLIT` (CPM_E2E_SPLIT).
+   */
+  split?: boolean;
 }
+
+/** The deployment shape the suite runs in: `npm run test:e2e:split` sets CPM_E2E_SPLIT=true. */
+export const SPLIT = process.env.CPM_E2E_SPLIT === "true";
 
 /**
  * One whole CPM instance as an operator runs it: `npm start`'s launcher with its own
@@ -134,8 +143,14 @@ export class Instance {
       CPM_RECONCILE_INTERVAL_MS: "500",
       LOG_LEVEL: process.env.CPM_TEST_LOG_LEVEL ?? "info",
       CPM_CADDY_BIN: this.opts.env?.CPM_CADDY_BIN ?? projectCaddy(),
+      CPM_SPLIT_PROCESSES: String(this.split),
       ...this.opts.env,
     };
+  }
+
+  /** Whether each service runs in a process of its own. */
+  get split(): boolean {
+    return this.opts.split ?? SPLIT;
   }
 
   /** Where the test reaches this instance's listeners. */

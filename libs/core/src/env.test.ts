@@ -77,6 +77,7 @@ describe("loadConfig defaults", () => {
     ["reconcileIntervalMs", 2000],
     ["caddyBin", undefined],
     ["target", ["caddy", "config-service", "caddy-renderer"]],
+    ["splitProcesses", false],
     ["caddyHasLayer4", undefined],
   ];
   for (const [key, want] of cases) {

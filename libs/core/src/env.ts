@@ -36,6 +36,8 @@ export interface InstanceConfig {
   readonly mode: InstanceMode;
   /** The modules this node runs (CPM_TARGET), in start order. */
   readonly target: readonly ModuleName[];
+  /** Each module in a process of its own (CPM_SPLIT_PROCESSES), rather than all in one. */
+  readonly splitProcesses: boolean;
   readonly syncToken: string | undefined;
   readonly slaves: readonly SlaveTarget[];
   readonly syncIntervalSeconds: number;
@@ -269,6 +271,14 @@ export const ENV_VARIABLES = {
     meaning:
       "which modules this node runs: `all` (Caddy and every service of `INSTANCE_MODE`) or a comma-separated list of `caddy`, `config-service`, `caddy-renderer`, `sync-dispatcher`, `sync-receiver`; a module not in it is reached at its configured address",
     readBy: "launcher, every service",
+  },
+  CPM_SPLIT_PROCESSES: {
+    group: "instance",
+    kind: "bool",
+    default: false,
+    meaning:
+      "`true`: the launcher runs each module of `CPM_TARGET` as a process of its own (the service-mesh shape on one host, talking gRPC with an internal token kept in the data dir); `false`: one Node process runs them all and they call each other in place",
+    readBy: "launcher",
   },
   CPM_CADDY_BIN: {
     group: "instance",
@@ -1079,6 +1089,7 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     reconcileIntervalMs: int(env, "CPM_RECONCILE_INTERVAL_MS"),
     caddyBin: str(env, "CPM_CADDY_BIN"),
     target: targetModules(env, mode),
+    splitProcesses: bool(env, "CPM_SPLIT_PROCESSES"),
     caddyHasLayer4: optBool(env, "CPM_CADDY_LAYER4"),
     caddyStorageDir: path.resolve(str(env, "CPM_CADDY_STORAGE_DIR") ?? path.join(dataDir, "caddy", "data", "caddy")),
     masterHttpAddress: masterHttpAddress(env, "CPM_MASTER_HTTP_URL"),

@@ -6,6 +6,7 @@ export * from "./env.ts";
 export * from "./errors.ts";
 export * from "./lifecycle.ts";
 export * from "./modules.ts";
+export * from "./ports.ts";
 export * from "./logger.ts";
 export * from "./reserved.ts";
 export * from "./snapshot.ts";

@@ -55,6 +55,20 @@ describe("the lifecycle's decisions", () => {
     ],
     ["then stops once started", "stop-pending", { type: "started" }, "stopping", { do: "stop" }],
     [
+      "a running service that gives up stops every service and exits 1",
+      "running",
+      { type: "failed", reason: "caddy: exited 5 times during start-up" },
+      "done",
+      { do: "abandon-start", code: 1, message: "caddy: exited 5 times during start-up" },
+    ],
+    [
+      "a service that gives up while the others stop changes nothing",
+      "stopping",
+      { type: "failed", reason: "caddy: gone" },
+      "stopping",
+      { do: "nothing" },
+    ],
+    [
       "or reports the failed start",
       "stop-pending",
       { type: "start-failed", error: badVariable },

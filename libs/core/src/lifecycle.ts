@@ -1,6 +1,7 @@
 import { constants } from "node:os";
 import { CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig, type InstanceConfig, type LogFormat } from "./env.ts";
 import { createLogger, type Logger } from "./logger.ts";
+import { PortRegistry } from "./ports.ts";
 
 /**
  * One lifecycle for every service: a service is a name and a `start` that returns something
@@ -22,6 +23,13 @@ export interface StartContext {
   readonly config: InstanceConfig;
   /** This service's logger (its name on every line, the configured level and format). */
   readonly log: Logger;
+  /** What the services of this process offer each other (see ports.ts); one registry per process. */
+  readonly ports: PortRegistry;
+  /**
+   * A service that can no longer run (Caddy that keeps dying, say) stops the whole process:
+   * every service is stopped and the process exits with 1, `reason` on stderr.
+   */
+  fail(reason: string): void;
 }
 
 export interface Running {
@@ -43,7 +51,9 @@ export type LifecycleEvent =
   | { type: "signal"; signal: NodeJS.Signals }
   | { type: "stopped" }
   | { type: "stop-failed"; error: unknown }
-  | { type: "deadline" };
+  | { type: "deadline" }
+  /** A running service gave up (StartContext.fail). */
+  | { type: "failed"; reason: string };
 
 export type LifecycleAction =
   | { do: "nothing" }
@@ -115,6 +125,10 @@ export function decide(
       break;
     case "deadline":
       return exit(1, `${name}: did not stop within ${deadlineMs} ms; exiting anyway`);
+    case "failed":
+      if (state === "starting" || state === "stop-pending" || state === "running")
+        return { next: "done", action: { do: "abandon-start", code: 1, message: event.reason } };
+      break;
   }
   return { next: state, action: { do: "nothing" } };
 }
@@ -152,6 +166,7 @@ export function runServices(services: readonly Service[], opts: RunOptions = {})
   const deadlineMs = opts.stopDeadlineMs ?? STOP_DEADLINE_MS;
   const processName = opts.name ?? services[0]?.name ?? "cpm";
   const started: { service: Service; log: Logger; running: Running }[] = [];
+  const ports = new PortRegistry();
   let state: LifecycleState = "starting";
   let failedName = processName;
   let deadline: NodeJS.Timeout | undefined;
@@ -221,10 +236,18 @@ export function runServices(services: readonly Service[], opts: RunOptions = {})
   void (async () => {
     try {
       const config = (opts.loadConfig ?? loadConfig)();
+      // One root logger per process (a pretty one is a worker thread); each service logs through a child with its name.
+      const root =
+        services.length === 1
+          ? undefined
+          : (opts.createLogger ?? createLogger)(processName, config.logLevel, config.logFormat);
       for (const service of services) {
         failedName = service.name;
-        const log = (opts.createLogger ?? createLogger)(service.name, config.logLevel, config.logFormat);
-        const running = await service.start({ config, log });
+        const log = root
+          ? root.child({ name: service.name })
+          : (opts.createLogger ?? createLogger)(service.name, config.logLevel, config.logFormat);
+        const fail = (reason: string) => dispatch({ type: "failed", reason: `${service.name}: ${reason}` });
+        const running = await service.start({ config, log, ports, fail });
         started.push({ service, log, running });
       }
     } catch (error) {

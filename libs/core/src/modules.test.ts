@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { InstanceMode } from "./env.ts";
-import { MODULE_NAMES, MODULES, parseTarget, startOrder } from "./modules.ts";
+import { MODULE_NAMES, MODULES, parseTarget, remoteCallers, startOrder, type ModuleName } from "./modules.ts";
 
 describe("parseTarget", () => {
   const cases: [string, InstanceMode, string[] | RegExp][] = [
@@ -51,4 +51,20 @@ describe("the module declarations", () => {
         for (const dep of MODULES[name].dependsOn)
           assert.ok(MODULES[dep].modes.includes(mode), `${name} (${mode}) depends on ${dep}`);
   });
+});
+
+describe("remoteCallers", () => {
+  const cases: [string, InstanceMode, string[], string[]][] = [
+    ["config-service", "master", ["caddy", "config-service", "caddy-renderer", "sync-dispatcher"], []],
+    ["config-service", "slave", ["caddy", "config-service", "caddy-renderer", "sync-receiver"], []],
+    ["config-service", "standalone", ["caddy", "config-service"], ["caddy-renderer"]],
+    ["config-service", "master", ["config-service", "caddy-renderer"], ["sync-dispatcher"]],
+    ["caddy-renderer", "slave", ["caddy-renderer"], ["sync-receiver"]],
+    ["caddy-renderer", "standalone", ["caddy-renderer"], []],
+    ["sync-receiver", "slave", ["sync-receiver"], []],
+  ];
+  for (const [module, mode, target, want] of cases)
+    it(`${module} in ${mode} with ${target.join(",")}: ${want.join(",") || "none"}`, () => {
+      assert.deepEqual(remoteCallers(module as ModuleName, target as ModuleName[], mode), want);
+    });
 });

@@ -74,3 +74,14 @@ export function parseTarget(value: string, mode: InstanceMode): { modules: Modul
   }
   return { modules: startOrder(names as ModuleName[]) };
 }
+
+/**
+ * The modules of `mode` that call `module` from another process, given this process's
+ * `target`: a module listens for its internal callers only when there are some (with
+ * CPM_TARGET=all there are none, and nothing internal listens).
+ */
+export function remoteCallers(module: ModuleName, target: readonly ModuleName[], mode: InstanceMode): ModuleName[] {
+  return MODULE_NAMES.filter(
+    (n) => MODULES[n].modes.includes(mode) && MODULES[n].dependsOn.includes(module) && !target.includes(n),
+  );
+}

@@ -12,6 +12,7 @@ import {
 } from "@cpm/proto";
 import {
   decodeNotice,
+  IncomingSnapshot,
   readSnapshotFrame,
   SnapshotDecoder,
   type CommitNotice,
@@ -21,6 +22,7 @@ import { backoffDelay, sleep, type Logger } from "@cpm/core";
 import { status, type Client, type ClientReadableStream } from "@grpc/grpc-js";
 import { channelCredentials, clientOptions, unary, withBearer } from "./client.ts";
 import { ConnectionLog } from "./connection-log.ts";
+import type { ConfigPort, RendererPort, SnapshotPayload } from "./ports.ts";
 import { injectTraceContext } from "./tracing.ts";
 
 /** HTTP/2 receive window of the internal ConfigClient: a snapshot of about 10,000 hosts. */
@@ -30,11 +32,6 @@ const { getSnapshot: GET_SNAPSHOT, watchConfig: WATCH_CONFIG, applySnapshot: APP
 const { loadSnapshot: LOAD_SNAPSHOT } = CaddyRendererService;
 const asBuffer = (b: Buffer) => b;
 
-/**
- * A request that carries a snapshot: the message, or a frame already encoded (a message whose
- * field 1 is the snapshot, as a slave's receiver got it from its master), sent as it is.
- */
-export type SnapshotPayload = { snapshot: Snapshot } | Buffer;
 
 interface SnapshotMethod<Res> {
   path: string;
@@ -54,7 +51,7 @@ function sendSnapshot<Res>(
   return new Promise((resolve, reject) => {
     client.makeUnaryRequest(
       def.path,
-      (v: SnapshotPayload) => (Buffer.isBuffer(v) ? v : serialize(v)),
+      (v: SnapshotPayload) => (v instanceof IncomingSnapshot ? v.frame : Buffer.isBuffer(v) ? v : serialize(v)),
       def.responseDeserialize,
       payload,
       injectTraceContext(withBearer(token)),
@@ -65,7 +62,7 @@ function sendSnapshot<Res>(
 }
 
 /** What another service of this instance needs from config-service's internal listener, with the internal token. */
-export class ConfigClient {
+export class ConfigClient implements ConfigPort {
   readonly raw: ConfigServiceClient;
   private readonly decoder = new SnapshotDecoder();
 
@@ -166,7 +163,7 @@ export class ConfigClient {
 }
 
 /** What the sync-receiver needs from the renderer of its instance. */
-export class RendererClient {
+export class RendererClient implements RendererPort {
   readonly raw: CaddyRendererClient;
 
   constructor(

@@ -9,3 +9,4 @@ export * from "./interceptor.ts";
 export * from "./metrics.ts";
 export * from "./tracing.ts";
 export * from "./connection-log.ts";
+export * from "./ports.ts";

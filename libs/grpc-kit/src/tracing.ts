@@ -63,16 +63,29 @@ export interface Tracing {
   shutdown(): Promise<void>;
 }
 
+/** The process's tracing, once started: a process has one tracer provider. */
+let started: Tracing | undefined;
+
 /**
  * Starts the OpenTelemetry SDK for one service when the environment configures an exporter
  * (see `tracingConfigFromEnv`); otherwise loads nothing and every span helper stays a no-op.
  * `service` becomes `service.name`; `OTEL_RESOURCE_ATTRIBUTES` adds resource attributes.
+ * A process has one provider: in a node that runs several services in one process, the
+ * first call (the node's, as `cpm`) starts it and the services' calls share it (their
+ * `shutdown` leaves it to its owner).
  */
 export async function initTracing(
   service: string,
   attributes: Attributes = {},
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Tracing> {
+  if (started) return { enabled: started.enabled, shutdown: async () => undefined };
+  const tracing = await startTracing(service, attributes, env);
+  if (tracing.enabled) started = tracing;
+  return tracing;
+}
+
+async function startTracing(service: string, attributes: Attributes, env: NodeJS.ProcessEnv): Promise<Tracing> {
   const cfg = tracingConfigFromEnv(env);
   if (cfg.exporters.length === 0) return { enabled: false, shutdown: async () => undefined };
   // Loaded only when configured: an instance without tracing never pays for the SDK.

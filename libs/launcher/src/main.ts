@@ -1,58 +1,26 @@
 import { randomBytes } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 // Only the parts of @cpm/core it needs (no proto, validation or logger): the launcher stays a small process.
-import { findBuiltCaddy } from "@cpm/core/caddy-build";
-import {
-  caddyAdminBlock,
-  CONFIG_ERROR_EXIT_CODE,
-  ConfigError,
-  loadConfig,
-  logFormat,
-  type InstanceConfig,
-} from "@cpm/core/env";
-import { caddyPidFile, prepareCaddy } from "./caddy-adopt.ts";
-import { caddyEnvironment } from "./caddy-env.ts";
-import { caddyRunArgs } from "./caddy-run.ts";
+import { CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig, logFormat, type InstanceConfig } from "@cpm/core/env";
+import type { ModuleName } from "@cpm/core";
+import { caddyProcess, findCaddy } from "./caddy-module.ts";
 import { nodeServiceArgs, nodeServiceEnv } from "./node-runtime.ts";
 import { Supervisor, type ProcessSpec } from "./supervisor.ts";
 
 /**
- * `npm start`: runs one whole instance of the configured mode, each service as its own
- * process (and Caddy, when a caddy binary is available), and stops them all on
- * SIGINT/SIGTERM. A process that dies is restarted with a backoff that starts over after a
- * healthy run; a configuration error, or repeated deaths during start-up, stop the
- * instance with a message naming the process (restart-policy.ts).
+ * `npm start`: runs the modules of CPM_TARGET (by default the whole instance of the configured
+ * mode). By default in this one Node process (one-process.ts), with Caddy as a child it
+ * supervises; with CPM_SPLIT_PROCESSES=true, each service as its own process, talking gRPC
+ * (below). Either way a process that dies is restarted with a backoff that starts over after
+ * a healthy run; a configuration error, or repeated deaths during start-up, stop the node
+ * with a message naming the process (restart-policy.ts).
  */
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 
 function say(msg: string) {
   process.stderr.write(`[cpm] ${msg}\n`);
-}
-
-function findCaddy(cfg: InstanceConfig): string | undefined {
-  if (cfg.caddyBin) {
-    try {
-      accessSync(cfg.caddyBin, constants.X_OK);
-      return cfg.caddyBin;
-    } catch {
-      throw new ConfigError("CPM_CADDY_BIN", `"${cfg.caddyBin}" is not an executable file`);
-    }
-  }
-  // The project's own build (npm run caddy:build) has caddy-l4; a caddy on PATH may not.
-  const built = findBuiltCaddy();
-  if (built) return built;
-  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
-    const p = path.join(dir, "caddy");
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      /* not here */
-    }
-  }
-  return undefined;
 }
 
 /** The token the services of this instance present to each other; kept in the data dir. */
@@ -68,6 +36,16 @@ function internalToken(cfg: InstanceConfig): string {
 async function main() {
   const cfg = loadConfig();
   mkdirSync(cfg.dataDir, { recursive: true });
+  const caddy = findCaddy(cfg);
+  if (!cfg.splitProcesses) {
+    const { runOneProcess } = await import("./one-process.ts");
+    return runOneProcess(cfg, caddy, say);
+  }
+  await runSplit(cfg, caddy);
+}
+
+/** CPM_SPLIT_PROCESSES=true: each service of the target in a process of its own, all supervised here. */
+async function runSplit(cfg: InstanceConfig, caddy: string | undefined) {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     CPM_INTERNAL_TOKEN: internalToken(cfg),
@@ -76,42 +54,18 @@ async function main() {
     LOG_FORMAT: logFormat(process.env, process.stdout.isTTY === true),
   };
   // CPM_TARGET: every module of the mode ("all", the default) or the ones named, in start order.
-  const services = cfg.target.filter((m) => m !== "caddy");
+  const services = cfg.target.filter((m): m is Exclude<ModuleName, "caddy"> => m !== "caddy");
   const runsCaddy = cfg.target.includes("caddy");
 
   const procs: ProcessSpec[] = [];
-  const caddy = findCaddy(cfg);
   // The renderer probes this same binary for the layer4 module.
   if (caddy) env.CPM_CADDY_BIN = caddy;
-  if (caddy && runsCaddy) {
-    const caddyDir = path.join(cfg.dataDir, "caddy");
-    mkdirSync(caddyDir, { recursive: true });
-    const initial = path.join(caddyDir, "initial.json");
-    const admin = caddyAdminBlock(cfg);
-    // Only the admin API: the renderer loads the real config as soon as it is up.
-    const pidFile = caddyPidFile(caddyDir);
-    // A Caddy left serving by a launcher that was killed is adopted, or stopped (caddy-adopt.ts).
-    const adopt = await prepareCaddy({ bin: caddy, configFile: initial, pidFile, apiUrl: cfg.caddyApiUrl }, say);
-    writeFileSync(initial, JSON.stringify({ admin }));
-    procs.push({
-      name: "caddy",
-      command: caddy,
-      args: () => caddyRunArgs(caddyDir, initial, admin),
-      env: caddyEnvironment(process.env, caddyDir),
-      logFile: path.join(caddyDir, "caddy.log"),
-      stopLast: true,
-      // Outlives a killed launcher and keeps serving; the next start adopts it.
-      detached: true,
-      pidFile,
-      adopt,
-    });
-  } else if (!runsCaddy) {
-    say(`caddy is not in CPM_TARGET: expecting Caddy's admin API at ${cfg.caddyApiUrl}`);
-  } else {
+  if (caddy && runsCaddy) procs.push(await caddyProcess(cfg, caddy, say));
+  else if (!runsCaddy) say(`caddy is not in CPM_TARGET: expecting Caddy's admin API at ${cfg.caddyApiUrl}`);
+  else
     say(
       `no caddy binary found (CPM_CADDY_BIN, npm run caddy:build, or PATH): expecting Caddy's admin API at ${cfg.caddyApiUrl}`,
     );
-  }
   for (const s of services) {
     const entry = path.join(root, "services", s, "dist", "main.js");
     if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` first`);

@@ -1,4 +1,4 @@
-import { CaddyRendererService, type CaddyRendererServer, type RenderStatus } from "@cpm/proto";
+import { CaddyRendererService, type CaddyRendererServer, type RenderStatus, type Snapshot } from "@cpm/proto";
 import { DEFAULT_SYNC_MAX_MESSAGE_BYTES, ValidationError, validateSnapshot, type Logger } from "@cpm/core";
 import { definePolicy, GrpcServer, snapshotReceiveLimit, type AsyncService, type Authenticate } from "@cpm/grpc-kit";
 import { decodingSnapshotsWith, SnapshotDecoder } from "@cpm/snapshot-wire";
@@ -24,6 +24,21 @@ export const RENDERER_POLICY = definePolicy("cpm.render.v1.CaddyRenderer", {
   WatchRenderStatus: ["viewer", "internal"],
 });
 
+/** A slave's preload of a snapshot not committed yet (LoadSnapshot), traced and logged. */
+export async function preload(reconciler: Reconciler, snapshot: Snapshot, log: Logger) {
+  const r = await withSpan(
+    "renderer.preload",
+    { attributes: versionAttributes(snapshot.version, snapshot.contentSha256) },
+    async (span) => {
+      const loaded = await reconciler.preflight(snapshot);
+      span.setAttribute("cpm.config.config_sha256", loaded.configSha256.slice(0, 12));
+      return loaded;
+    },
+  );
+  log.info({ version: snapshot.version }, "snapshot preloaded into Caddy");
+  return r;
+}
+
 /** The CaddyRenderer gRPC API. Does not listen. */
 export function createServer(deps: RendererDeps): GrpcServer {
   const { reconciler } = deps;
@@ -46,18 +61,7 @@ export function createServer(deps: RendererDeps): GrpcServer {
       // bytes it decoded and validated (the slave's one check: structure, references, content
       // hash); they are not checked again here. Caddy still refuses a config it cannot run.
       if (!req.snapshot) throw new ValidationError("snapshot", "is required");
-      const snapshot = req.snapshot;
-      const r = await withSpan(
-        "renderer.preload",
-        { attributes: versionAttributes(snapshot.version, snapshot.contentSha256) },
-        async (span) => {
-          const loaded = await reconciler.preflight(snapshot);
-          span.setAttribute("cpm.config.config_sha256", loaded.configSha256.slice(0, 12));
-          return loaded;
-        },
-      );
-      ctx.log.info({ version: req.snapshot.version }, "snapshot preloaded into Caddy");
-      return r;
+      return preload(reconciler, req.snapshot, ctx.log);
     },
     releasePreload: (req, ctx) => {
       if (reconciler.releasePreload(req.version)) ctx.log.info({ version: req.version }, "preload released");

@@ -2,3 +2,4 @@ export { createServer, type ConfigServers, type ConfigServiceDeps } from "./serv
 export { ConfigStore } from "./store.ts";
 export { ApiTokens } from "./tokens.ts";
 export { openDatabase } from "./db.ts";
+export { configService } from "./service.ts";

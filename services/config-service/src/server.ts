@@ -8,7 +8,8 @@ import type { ResourceDeps } from "./resources/kind.ts";
 import { l4ProxyHostHandlers } from "./resources/l4-proxy-hosts.ts";
 import { proxyHostHandlers } from "./resources/proxy-hosts.ts";
 import { settingsHandlers } from "./resources/settings.ts";
-import { snapshotHandlers } from "./snapshots.ts";
+import { LocalConfigPort } from "./local-port.ts";
+import { snapshotFeed, snapshotHandlers } from "./snapshots.ts";
 
 export type { ConfigServers } from "./listeners.ts";
 
@@ -23,14 +24,18 @@ export interface ConfigServiceDeps extends ResourceDeps, ListenerOptions {}
  * ConfigService is every resource kind's handlers (resources/) and the snapshot handlers
  * (snapshots.ts); AccountService is accounts.ts; listeners.ts puts them on the two listeners.
  */
-export function createServer(deps: ConfigServiceDeps): ConfigServers {
+export function createServer(deps: ConfigServiceDeps): ConfigServers & { local: LocalConfigPort } {
+  const feed = snapshotFeed(deps);
   const config: Required<AsyncService<ConfigServiceServer>> = {
     ...proxyHostHandlers(deps),
     ...l4ProxyHostHandlers(deps),
     ...certificateHandlers(deps),
     ...accessListHandlers(deps),
     ...settingsHandlers(deps),
-    ...snapshotHandlers(deps),
+    ...snapshotHandlers(deps, feed),
   };
-  return configListeners({ config, account: accountHandlers(deps.tokens) }, deps);
+  const servers = configListeners({ config, account: accountHandlers(deps.tokens) }, deps);
+  // What the other services of this process call in place of the internal listener.
+  const local = new LocalConfigPort(config, feed, deps.log.child({ caller: "in-process" }));
+  return { api: servers.api, internal: servers.internal, shutdown: () => servers.shutdown(), local };
 }

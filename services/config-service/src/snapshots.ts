@@ -23,13 +23,29 @@ const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 /** The methods that read or replace the configuration as a whole, rather than one resource. */
 export type SnapshotMethods = "getSnapshot" | "watchConfig" | "applySnapshot" | "importConfig" | "getInstanceInfo";
 
+/** A version as WatchConfig announces it, with its snapshot's frame when one was asked for and it is still current. */
+export type CommitSink = (notice: WatchConfigResponse, frame?: Buffer) => void;
+
 /**
- * The configuration as a whole: GetSnapshot and WatchConfig (served as bytes encoded once per
- * version, see service-definition.ts), ApplySnapshot (a slave's receiver), ImportConfig and
- * GetInstanceInfo.
+ * The current snapshot, checked and encoded once per version, and the commits as they happen:
+ * what GetSnapshot and WatchConfig serve over gRPC, and what the services of the same process
+ * read in place (local-port.ts).
  */
-export function snapshotHandlers(deps: ResourceDeps): ConfigHandlers<SnapshotMethods> {
-  const { store, mode } = deps;
+export interface SnapshotFeed {
+  /** The current snapshot (checked once per reading of the database). */
+  snapshot(): Promise<Snapshot>;
+  /** The same, and its frame (encoded once per version). */
+  snapshotFrame(): Promise<{ snapshot: Snapshot; frame: Buffer }>;
+  /**
+   * Calls `send` with the current version at once and with every commit after it, in order and
+   * never older than one already sent, until `signal` aborts. With `includeSnapshot`, each
+   * notice carries its snapshot's frame while it is current.
+   */
+  watch(includeSnapshot: boolean, signal: AbortSignal, send: CommitSink): Promise<void>;
+}
+
+export function snapshotFeed(deps: Pick<ResourceDeps, "store">): SnapshotFeed {
+  const { store } = deps;
 
   // A snapshot is checked (structure, every reference resolves) before it is served, once per
   // reading of the content from the database: the database's constraints should make this
@@ -75,8 +91,78 @@ export function snapshotHandlers(deps: ResourceDeps): ConfigHandlers<SnapshotMet
     return { snapshot: s, frame };
   };
 
+  const watch = async (includeSnapshot: boolean, signal: AbortSignal, sink: CommitSink) => {
+    // Subscribe before reading the current state so no commit is missed; never send a
+    // version older than one already sent (the initial read can race a commit).
+    let last = { version: -1, sha: "" };
+    const send = (notice: WatchConfigResponse, frame?: Buffer) => {
+      if (notice.version < last.version || (notice.version === last.version && notice.contentSha256 === last.sha))
+        return;
+      last = { version: notice.version, sha: notice.contentSha256 };
+      sink(notice, frame);
+    };
+    // With include_snapshot, a notice waits for its snapshot's encoding, in commit order, and
+    // only until the API reply has gone out; a version already superseded when its turn
+    // comes goes without one. While such a watcher (the dispatcher) is connected, the others
+    // (the renderer) hear of a commit one turn of the event loop after it: the push to the
+    // slaves starts before this machine's own reload competes with it for the CPU.
+    let queue = Promise.resolve();
+    const notify = (notice: WatchConfigResponse) => {
+      if (!includeSnapshot && snapshotWatchers === 0) return send(notice);
+      queue = queue.then(async () => {
+        await nextTurn();
+        const { snapshot, frame } = await snapshotFrame().catch(() => ({ snapshot: undefined, frame: undefined }));
+        if (!includeSnapshot) {
+          await nextTurn();
+          return send(notice);
+        }
+        const current = snapshot?.version === notice.version && snapshot.contentSha256 === notice.contentSha256;
+        send(notice, current ? frame : undefined);
+      });
+    };
+    if (includeSnapshot) snapshotWatchers++;
+    const unsubscribe = store.onCommit((c) =>
+      notify({
+        version: c.version,
+        committedAt: c.committedAt,
+        contentSha256: c.contentSha256,
+        traceContext: c.traceContext,
+        snapshot: undefined,
+      }),
+    );
+    try {
+      const s = await store.snapshot();
+      notify({
+        version: s.version,
+        committedAt: s.generatedAt,
+        contentSha256: s.contentSha256,
+        traceContext: store.traceContextOf(s.version, s.contentSha256),
+        snapshot: undefined,
+      });
+      await new Promise<void>((resolve) =>
+        signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true }),
+      );
+    } finally {
+      unsubscribe();
+      if (includeSnapshot) snapshotWatchers--;
+    }
+  };
+
+  return { snapshot: consistentSnapshot, snapshotFrame, watch };
+}
+
+/**
+ * The configuration as a whole: GetSnapshot and WatchConfig (served as bytes encoded once per
+ * version, see service-definition.ts), ApplySnapshot (a slave's receiver), ImportConfig and
+ * GetInstanceInfo.
+ */
+export function snapshotHandlers(
+  deps: ResourceDeps,
+  feed: SnapshotFeed = snapshotFeed(deps),
+): ConfigHandlers<SnapshotMethods> {
+  const { store, mode } = deps;
   return {
-    getSnapshot: async () => (await snapshotFrame()).frame as unknown as GetSnapshotResponse,
+    getSnapshot: async () => (await feed.snapshotFrame()).frame as unknown as GetSnapshotResponse,
     watchConfig: async (req, ctx, call) => {
       // The snapshot holds private keys: only who may call GetSnapshot gets it with the notices.
       if (req.includeSnapshot && !allows(CONFIG_SERVICE_POLICY.methods.GetSnapshot!, ctx.principal)) {
@@ -84,60 +170,9 @@ export function snapshotHandlers(deps: ResourceDeps): ConfigHandlers<SnapshotMet
           "include_snapshot: needs an admin token, as GetSnapshot does (the snapshot holds private keys)",
         );
       }
-      // Subscribe before reading the current state so no commit is missed; never send a
-      // version older than one already sent (the initial read can race a commit).
-      let last = { version: -1, sha: "" };
-      const send = (notice: WatchConfigResponse, frame?: Buffer) => {
-        if (notice.version < last.version || (notice.version === last.version && notice.contentSha256 === last.sha))
-          return;
-        last = { version: notice.version, sha: notice.contentSha256 };
-        call.write(frame ? (encodeNoticeWithFrame(notice, frame) as unknown as WatchConfigResponse) : notice);
-      };
-      // With include_snapshot, a notice waits for its snapshot's encoding, in commit order, and
-      // only until the API reply has gone out; a version already superseded when its turn
-      // comes goes without one. While such a watcher (the dispatcher) is connected, the others
-      // (the renderer) hear of a commit one turn of the event loop after it: the push to the
-      // slaves starts before this machine's own reload competes with it for the CPU.
-      let queue = Promise.resolve();
-      const notify = (notice: WatchConfigResponse) => {
-        if (!req.includeSnapshot && snapshotWatchers === 0) return send(notice);
-        queue = queue.then(async () => {
-          await nextTurn();
-          const { snapshot, frame } = await snapshotFrame().catch(() => ({ snapshot: undefined, frame: undefined }));
-          if (!req.includeSnapshot) {
-            await nextTurn();
-            return send(notice);
-          }
-          const current = snapshot?.version === notice.version && snapshot.contentSha256 === notice.contentSha256;
-          send(notice, current ? frame : undefined);
-        });
-      };
-      if (req.includeSnapshot) snapshotWatchers++;
-      const unsubscribe = store.onCommit((c) =>
-        notify({
-          version: c.version,
-          committedAt: c.committedAt,
-          contentSha256: c.contentSha256,
-          traceContext: c.traceContext,
-          snapshot: undefined,
-        }),
+      await feed.watch(req.includeSnapshot, ctx.signal, (notice, frame) =>
+        call.write(frame ? (encodeNoticeWithFrame(notice, frame) as unknown as WatchConfigResponse) : notice),
       );
-      try {
-        const s = await store.snapshot();
-        notify({
-          version: s.version,
-          committedAt: s.generatedAt,
-          contentSha256: s.contentSha256,
-          traceContext: store.traceContextOf(s.version, s.contentSha256),
-          snapshot: undefined,
-        });
-        await new Promise<void>((resolve) =>
-          ctx.signal.aborted ? resolve() : ctx.signal.addEventListener("abort", () => resolve(), { once: true }),
-        );
-      } finally {
-        unsubscribe();
-        if (req.includeSnapshot) snapshotWatchers--;
-      }
     },
     applySnapshot: async (req, ctx) => {
       if (mode !== "slave") throw failedPrecondition("ApplySnapshot is only accepted on a slave (INSTANCE_MODE=slave)");

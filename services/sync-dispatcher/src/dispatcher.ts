@@ -1,7 +1,7 @@
 import type { CertificateSyncStatus, GetSyncStatusResponse } from "@cpm/proto";
 import { certificateSyncStatus, IssuedVersions } from "./certificate-status.ts";
 import { backoffDelay, sleep, ValidationError, type Logger, type SlaveTarget } from "@cpm/core";
-import type { ConfigClient } from "@cpm/grpc-kit";
+import type { ConfigPort } from "@cpm/grpc-kit";
 import type { DispatcherMetrics } from "./metrics.ts";
 import { SlaveLink, type LinkOptions, type MasterState } from "./slave-link.ts";
 import { SnapshotCache } from "./snapshots.ts";
@@ -19,7 +19,7 @@ export class Dispatcher {
   private readonly issuedVersions = new IssuedVersions();
 
   constructor(
-    private readonly config: ConfigClient,
+    private readonly config: ConfigPort,
     slaves: readonly SlaveTarget[],
     opts: LinkOptions,
     private readonly intervalSeconds: number,

@@ -1,5 +1,5 @@
 import { SyncRequest, type Certificate } from "@cpm/proto";
-import { type ConfigClient, type TraceCarrier } from "@cpm/grpc-kit";
+import { type ConfigPort, type TraceCarrier } from "@cpm/grpc-kit";
 import { frameCertificates, type SnapshotFrame } from "@cpm/snapshot-wire";
 
 /**
@@ -37,7 +37,7 @@ export class SnapshotCache {
   private current: { key: string; value: Promise<EncodedSnapshot> } | undefined;
 
   constructor(
-    private readonly config: Pick<ConfigClient, "getSnapshotFrame">,
+    private readonly config: Pick<ConfigPort, "getSnapshotFrame">,
     private readonly onFetched: (snapshot: EncodedSnapshot) => void = () => undefined,
   ) {}
 

@@ -1,6 +1,6 @@
 import { NackCode, type RenderStatus, type Snapshot, type SyncResponse } from "@cpm/proto";
 import { SnapshotCheckMemo, validateSnapshot, ValidationError, type Logger } from "@cpm/core";
-import { type ConfigClient, type RendererClient } from "@cpm/grpc-kit";
+import type { ConfigPort as ConfigService, RendererPort as RendererService } from "@cpm/grpc-kit";
 import { IncomingSnapshot } from "@cpm/snapshot-wire";
 import { status as Status } from "@grpc/grpc-js";
 import type { StatusStore } from "./status-store.ts";
@@ -16,9 +16,9 @@ export interface ReceiverState {
 }
 
 /** What the applier needs from this slave's config-service. */
-export type ConfigPort = Pick<ConfigClient, "instanceInfo" | "applySnapshot">;
+export type ConfigPort = Pick<ConfigService, "instanceInfo" | "applySnapshot">;
 /** What the applier needs from this slave's renderer. */
-export type RendererPort = Pick<RendererClient, "loadSnapshot" | "releasePreload" | "status" | "waitFor">;
+export type RendererPort = Pick<RendererService, "loadSnapshot" | "releasePreload" | "status" | "waitFor">;
 
 /** A snapshot as the stream gave it (a frame read by its header), or a decoded one (tests, tools). */
 export type ReceivedSnapshot = IncomingSnapshot | Snapshot | undefined;
@@ -291,7 +291,7 @@ export class SnapshotApplier {
     }
     let configSha256: string;
     try {
-      configSha256 = (await this.renderer.loadSnapshot(snapshot.frame, this.ackTimeoutMs)).configSha256;
+      configSha256 = (await this.renderer.loadSnapshot(snapshot, this.ackTimeoutMs)).configSha256;
     } catch (err) {
       const e = err as GrpcFailure;
       if (e.code === Status.FAILED_PRECONDITION)
@@ -301,7 +301,7 @@ export class SnapshotApplier {
       return nack(dependencyFailure(e), `renderer: ${e.details ?? e.message}`, true);
     }
     try {
-      const r = await this.config.applySnapshot(snapshot.frame, this.ackTimeoutMs);
+      const r = await this.config.applySnapshot(snapshot, this.ackTimeoutMs);
       if (r.changed) this.log.info({ version }, "snapshot committed");
     } catch (err) {
       const e = err as GrpcFailure;

@@ -2,12 +2,11 @@
 import { GetInstanceInfoResponse, ProxyHost, RenderStatus, Snapshot, type SyncResponse } from "@cpm/proto";
 import { createLogger, snapshotContentHash, type Logger, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import { status as Status } from "@grpc/grpc-js";
-import { type SnapshotPayload } from "@cpm/grpc-kit";
-import { snapshotOfFrame } from "@cpm/snapshot-wire";
+import { payloadSnapshot, type SnapshotPayload } from "@cpm/grpc-kit";
 import { SnapshotApplier, type ConfigPort, type RendererPort } from "./receiver.ts";
 
 /** The snapshot a fake service was sent. */
-const sent = (p: SnapshotPayload): Snapshot => (Buffer.isBuffer(p) ? Snapshot.decode(snapshotOfFrame(p)!) : p.snapshot);
+const sent = payloadSnapshot;
 import type { StatusStore } from "./status-store.ts";
 
 export const log: Logger = createLogger("test", "silent");
