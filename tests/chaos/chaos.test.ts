@@ -107,6 +107,7 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
       slaves.push(
         await Instance.start({
           name: `slave${i + 1}`,
+          split: true,
           mode: "slave",
           ports: slavePorts[i],
           host: ns?.address,
@@ -128,6 +129,7 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
       namespaces[i] ? `https://${namespaces[i].address}:${slaves[i]!.ports.sync}` : `https://localhost:${linkPorts[i]}`;
     master = await Instance.start({
       name: "master",
+      split: true,
       mode: "master",
       env: {
         ...common,

@@ -74,6 +74,7 @@ describe("managed certificates from a real ACME CA: issued once by the master, s
     const masterPorts = await import("../support/instance.ts").then((m) => m.allocatePorts());
     slave = await Instance.start({
       name: "acme-slave",
+      split: true,
       mode: "slave",
       env: {
         INSTANCE_SYNC_TOKEN: TOKEN,

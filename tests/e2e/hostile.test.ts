@@ -40,7 +40,7 @@ import {
 } from "@cpm/proto";
 import { snapshotContentHash, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import { channelCredentials, unary } from "@cpm/grpc-kit";
-import { Instance } from "../support/instance.ts";
+import { Instance, SPLIT } from "../support/instance.ts";
 import { startUpstream, type TestServer } from "../support/net.ts";
 import { callRaw, sendAnnouncedMessage, sendGarbage } from "../support/raw-grpc.ts";
 import { makePki, type TestPki } from "../support/tls.ts";
@@ -82,8 +82,11 @@ describe("hostile input: nothing moves, nothing leaks", () => {
       }),
       Instance.start({ name: "master", mode: "master", env: { INSTANCE_SLAVES: "[]" } }),
     ]);
-    internalToken = readFileSync(path.join(standalone.dataDir, "internal-token"), "utf8").trim();
-    slaveInternalToken = readFileSync(path.join(slave.dataDir, "internal-token"), "utf8").trim();
+    // Split over processes, the services of an instance share a token; in one process there is none.
+    if (SPLIT) {
+      internalToken = readFileSync(path.join(standalone.dataDir, "internal-token"), "utf8").trim();
+      slaveInternalToken = readFileSync(path.join(slave.dataDir, "internal-token"), "utf8").trim();
+    }
     // Content to protect: a proxy host, and a viewer.
     seededHost = (
       await unary(
@@ -795,7 +798,7 @@ describe("hostile input: nothing moves, nothing leaks", () => {
       (m) => !/\/(GetSnapshot|WatchConfig|GetInstanceInfo|ApplySnapshot|RecordCertificateIssuance)$/.test(m.path),
     );
     for (const m of PUBLIC) {
-      it(`${m.path} with the internal token -> UNAUTHENTICATED`, async () => {
+      it(`${m.path} with the internal token -> UNAUTHENTICATED`, { skip: !SPLIT && "one process: no internal token, no internal listener" }, async () => {
         const r = await unmoved(standalone, () =>
           callRaw(api(standalone), m.path, Buffer.alloc(0), { token: internalToken, serverStream: m.responseStream }),
         );
@@ -804,7 +807,7 @@ describe("hostile input: nothing moves, nothing leaks", () => {
     }
 
     for (const m of PUBLIC) {
-      it(`${m.path} on the internal listener with the internal token -> refused`, async () => {
+      it(`${m.path} on the internal listener with the internal token -> refused`, { skip: !SPLIT && "one process: no internal token, no internal listener" }, async () => {
         const r = await unmoved(standalone, () =>
           callRaw(`127.0.0.1:${standalone.ports.configInternal}`, m.path, Buffer.alloc(0), {
             token: internalToken,
@@ -818,7 +821,7 @@ describe("hostile input: nothing moves, nothing leaks", () => {
       });
     }
 
-    it("the internal listener refuses API tokens, even the admin's", async () => {
+    it("the internal listener refuses API tokens, even the admin's", { skip: !SPLIT && "one process: no internal token, no internal listener" }, async () => {
       for (const p of [
         ConfigServiceService.getSnapshot.path,
         ConfigServiceService.applySnapshot.path,
@@ -831,6 +834,15 @@ describe("hostile input: nothing moves, nothing leaks", () => {
       }
     });
 
+    it("in one process, nothing listens on the internal listener's address", { skip: SPLIT }, async () => {
+      for (const inst of [standalone, slave, master]) {
+        const r = await callRaw(`127.0.0.1:${inst.ports.configInternal}`, ConfigServiceService.getInstanceInfo.path, Buffer.alloc(0), {
+          token: inst.adminToken,
+        });
+        assert.equal(r.code, status.UNAVAILABLE, `${inst.opts.name}: ${status[r.code]} ${r.details}`);
+      }
+    });
+
     it("an API token (even admin) cannot call the renderer's LoadSnapshot", async () => {
       const r = await unmoved(standalone, () =>
         callRaw(`127.0.0.1:${standalone.ports.renderer}`, CaddyRendererService.loadSnapshot.path, Buffer.alloc(0), {
@@ -840,7 +852,7 @@ describe("hostile input: nothing moves, nothing leaks", () => {
       assert.equal(r.code, status.PERMISSION_DENIED, r.details);
     });
 
-    it("one instance's internal token is worth nothing on another", async () => {
+    it("one instance's internal token is worth nothing on another", { skip: !SPLIT && "one process: no internal token, no internal listener" }, async () => {
       const r = await unmoved(slave, () =>
         callRaw(`127.0.0.1:${slave.ports.renderer}`, CaddyRendererService.loadSnapshot.path, Buffer.alloc(0), {
           token: internalToken,
@@ -1351,8 +1363,7 @@ describe("hostile input: nothing moves, nothing leaks", () => {
     it("no token or private key appears in any service's log", async () => {
       const secrets = [
         SYNC_TOKEN,
-        internalToken,
-        slaveInternalToken,
+        ...(SPLIT ? [internalToken, slaveInternalToken] : []),
         viewerToken,
         standalone.adminToken,
         slave.adminToken,

@@ -125,6 +125,7 @@ describe("a slave's preload survives a process killed before its commit: Caddy n
     up = await startUpstream("U");
     slave = await Instance.start({
       name: "hold-slave",
+      split: true,
       mode: "slave",
       env: {
         CPM_CADDY_BIND: "127.0.0.1",

@@ -47,8 +47,8 @@ describe("CPM_TARGET: which modules a node runs", () => {
 
     it("each launcher runs only its target's modules, and together they serve a change", async () => {
       const log = readFileSync(path.join(a.dataDir, "instance.log"), "utf8");
-      assert.match(log, /starting a standalone instance: caddy, config-service \(/);
-      assert.match(log, /starting a standalone instance: caddy-renderer \(/);
+      assert.match(log, /starting a standalone node (in one process|split over processes): caddy, config-service \(/);
+      assert.match(log, /starting a standalone node (in one process|split over processes): caddy-renderer \(/);
       const created = await unary(
         a.config.createProxyHost.bind(a.config),
         {

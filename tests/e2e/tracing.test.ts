@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { ProxyHost } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "@cpm/grpc-kit/testing";
-import { Instance, ROOT } from "../support/instance.ts";
+import { Instance, ROOT, SPLIT } from "../support/instance.ts";
 import { makePki, type TestPki } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -70,7 +70,8 @@ describe("tracing: one change followed from the master's commit to the slave's C
     receiver.spans.find(
       (s) =>
         s.resource["cpm.node"] === node &&
-        s.resource["service.name"] === service &&
+        // One process is one service to a tracing backend: `cpm`; split, each service names its spans.
+        s.resource["service.name"] === (SPLIT ? service : "cpm") &&
         s.name === name &&
         s.attributes["cpm.config.version"] === version,
     );

@@ -146,7 +146,7 @@ const options = (port: ProcessPort, stopDeadlineMs = 1_000) => ({
   process: port,
   stopDeadlineMs,
   loadConfig: () => loadConfig({}),
-  createLogger: (name: string) => createLogger(name, "silent"),
+  createLogger: (name: string | undefined) => createLogger(name, "silent"),
 });
 
 const tick = () => new Promise((r) => setImmediate(r));

@@ -23,6 +23,8 @@ export interface StartContext {
   readonly config: InstanceConfig;
   /** This service's logger (its name on every line, the configured level and format). */
   readonly log: Logger;
+  /** The names of the services this process runs (`runServices`' list): who calls whom in place. */
+  readonly inProcess: readonly string[];
   /** What the services of this process offer each other (see ports.ts); one registry per process. */
   readonly ports: PortRegistry;
   /**
@@ -153,7 +155,7 @@ export interface RunOptions {
   stopDeadlineMs?: number;
   process?: ProcessPort;
   loadConfig?: () => InstanceConfig;
-  createLogger?: (service: string, level: string, format: LogFormat) => Logger;
+  createLogger?: (service: string | undefined, level: string, format: LogFormat) => Logger;
 }
 
 /**
@@ -167,6 +169,7 @@ export function runServices(services: readonly Service[], opts: RunOptions = {})
   const processName = opts.name ?? services[0]?.name ?? "cpm";
   const started: { service: Service; log: Logger; running: Running }[] = [];
   const ports = new PortRegistry();
+  const inProcess = Object.freeze(services.map((s) => s.name));
   let state: LifecycleState = "starting";
   let failedName = processName;
   let deadline: NodeJS.Timeout | undefined;
@@ -240,14 +243,14 @@ export function runServices(services: readonly Service[], opts: RunOptions = {})
       const root =
         services.length === 1
           ? undefined
-          : (opts.createLogger ?? createLogger)(processName, config.logLevel, config.logFormat);
+          : (opts.createLogger ?? createLogger)(undefined, config.logLevel, config.logFormat);
       for (const service of services) {
         failedName = service.name;
         const log = root
           ? root.child({ name: service.name })
           : (opts.createLogger ?? createLogger)(service.name, config.logLevel, config.logFormat);
         const fail = (reason: string) => dispatch({ type: "failed", reason: `${service.name}: ${reason}` });
-        const running = await service.start({ config, log, ports, fail });
+        const running = await service.start({ config, log, ports, fail, inProcess });
         started.push({ service, log, running });
       }
     } catch (error) {

@@ -25,9 +25,10 @@ const REDACT: LoggerOptions["redact"] = {
  * second line of defence; code must still never pass tokens or keys to a logger.
  *
  * JSON lines, or on a terminal (LOG_FORMAT, see `logFormat`) pino's pretty transport:
- * one line per event, the time, the level and the service's name first.
+ * one line per event, the time, the level and the service's name first. `service` undefined:
+ * the root of a process that runs several services, each logging through a child that names it.
  */
-export function createLogger(service: string, level = "info", format: LogFormat = logFormat()): Logger {
+export function createLogger(service: string | undefined, level = "info", format: LogFormat = logFormat()): Logger {
   const options: LoggerOptions = { name: service, level, redact: REDACT };
   if (format === "json") return pino(options);
   return pino({

@@ -76,12 +76,12 @@ export function parseTarget(value: string, mode: InstanceMode): { modules: Modul
 }
 
 /**
- * The modules of `mode` that call `module` from another process, given this process's
- * `target`: a module listens for its internal callers only when there are some (with
- * CPM_TARGET=all there are none, and nothing internal listens).
+ * The modules of `mode` that call `module` from another process, given the modules `inProcess`
+ * (what this process runs): a module listens for its internal callers only when there are some
+ * (in a one-process node with CPM_TARGET=all there are none, and nothing internal listens).
  */
-export function remoteCallers(module: ModuleName, target: readonly ModuleName[], mode: InstanceMode): ModuleName[] {
+export function remoteCallers(module: ModuleName, inProcess: readonly string[], mode: InstanceMode): ModuleName[] {
   return MODULE_NAMES.filter(
-    (n) => MODULES[n].modes.includes(mode) && MODULES[n].dependsOn.includes(module) && !target.includes(n),
+    (n) => MODULES[n].modes.includes(mode) && MODULES[n].dependsOn.includes(module) && !inProcess.includes(n),
   );
 }

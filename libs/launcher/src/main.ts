@@ -82,7 +82,7 @@ async function runSplit(cfg: InstanceConfig, caddy: string | undefined) {
   process.on("SIGINT", () => void supervisor.stop(0));
   process.on("SIGTERM", () => void supervisor.stop(0));
   say(
-    `starting a ${cfg.mode} instance: ${procs.map((p) => p.name).join(", ")} (data in ${cfg.dataDir}${caddy ? `; Caddy's log: ${path.join(cfg.dataDir, "caddy", "caddy.log")}` : ""})`,
+    `starting a ${cfg.mode} node split over processes: ${procs.map((p) => p.name).join(", ")} (data in ${cfg.dataDir}${caddy ? `; Caddy's log: ${path.join(cfg.dataDir, "caddy", "caddy.log")}` : ""})`,
   );
   supervisor.start();
 }

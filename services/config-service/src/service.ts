@@ -14,7 +14,7 @@ import { ApiTokens } from "./tokens.ts";
  */
 export const configService: Service = {
   name: "config-service",
-  async start({ config: cfg, log, ports }) {
+  async start({ config: cfg, log, ports, inProcess }) {
     const tracing = await initTracing("config-service", { "cpm.instance.mode": cfg.mode });
     const { db, applied, dialect } = await openDatabase(cfg.databaseUrl);
     if (applied.length) log.info({ applied, dialect }, "database migrated");
@@ -42,7 +42,7 @@ export const configService: Service = {
     });
     ports.provide(CONFIG_PORT, server.local);
     ports.provide(API_TOKENS_PORT, apiTokenAuthenticator(tokens));
-    const internalCallers = remoteCallers("config-service", cfg.target, cfg.mode);
+    const internalCallers = remoteCallers("config-service", inProcess, cfg.mode);
     const internalPort = internalCallers.length ? await server.internal.listen(cfg.configInternalListen) : undefined;
     const port = await server.api.listen(cfg.apiListen);
     log.info(
