@@ -10,7 +10,15 @@ import path from "node:path";
 import tls from "node:tls";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
-import { Certificate, CertificateStatus, CertificateType, CreateApiTokenRequest, ProxyHost, Role, type DeepPartial } from "@cpm/proto";
+import {
+  Certificate,
+  CertificateStatus,
+  CertificateType,
+  CreateApiTokenRequest,
+  ProxyHost,
+  Role,
+  type DeepPartial,
+} from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
 import { expectStatus } from "../support/grpc.ts";
 import { Instance, stopCleanly } from "../support/instance.ts";

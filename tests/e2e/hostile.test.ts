@@ -798,47 +798,66 @@ describe("hostile input: nothing moves, nothing leaks", () => {
       (m) => !/\/(GetSnapshot|WatchConfig|GetInstanceInfo|ApplySnapshot|RecordCertificateIssuance)$/.test(m.path),
     );
     for (const m of PUBLIC) {
-      it(`${m.path} with the internal token -> UNAUTHENTICATED`, { skip: !SPLIT && "one process: no internal token, no internal listener" }, async () => {
-        const r = await unmoved(standalone, () =>
-          callRaw(api(standalone), m.path, Buffer.alloc(0), { token: internalToken, serverStream: m.responseStream }),
-        );
-        assert.equal(r.code, status.UNAUTHENTICATED, `${m.path}: ${status[r.code]} ${r.details}`);
-      });
+      it(
+        `${m.path} with the internal token -> UNAUTHENTICATED`,
+        { skip: !SPLIT && "one process: no internal token, no internal listener" },
+        async () => {
+          const r = await unmoved(standalone, () =>
+            callRaw(api(standalone), m.path, Buffer.alloc(0), { token: internalToken, serverStream: m.responseStream }),
+          );
+          assert.equal(r.code, status.UNAUTHENTICATED, `${m.path}: ${status[r.code]} ${r.details}`);
+        },
+      );
     }
 
     for (const m of PUBLIC) {
-      it(`${m.path} on the internal listener with the internal token -> refused`, { skip: !SPLIT && "one process: no internal token, no internal listener" }, async () => {
-        const r = await unmoved(standalone, () =>
-          callRaw(`127.0.0.1:${standalone.ports.configInternal}`, m.path, Buffer.alloc(0), {
-            token: internalToken,
-            serverStream: m.responseStream,
-          }),
-        );
-        assert.ok(
-          [status.UNIMPLEMENTED, status.PERMISSION_DENIED].includes(r.code),
-          `${m.path}: ${status[r.code]} ${r.details}`,
-        );
-      });
+      it(
+        `${m.path} on the internal listener with the internal token -> refused`,
+        { skip: !SPLIT && "one process: no internal token, no internal listener" },
+        async () => {
+          const r = await unmoved(standalone, () =>
+            callRaw(`127.0.0.1:${standalone.ports.configInternal}`, m.path, Buffer.alloc(0), {
+              token: internalToken,
+              serverStream: m.responseStream,
+            }),
+          );
+          assert.ok(
+            [status.UNIMPLEMENTED, status.PERMISSION_DENIED].includes(r.code),
+            `${m.path}: ${status[r.code]} ${r.details}`,
+          );
+        },
+      );
     }
 
-    it("the internal listener refuses API tokens, even the admin's", { skip: !SPLIT && "one process: no internal token, no internal listener" }, async () => {
-      for (const p of [
-        ConfigServiceService.getSnapshot.path,
-        ConfigServiceService.applySnapshot.path,
-        ConfigServiceService.getInstanceInfo.path,
-      ]) {
-        const r = await unmoved(standalone, () =>
-          callRaw(`127.0.0.1:${standalone.ports.configInternal}`, p, Buffer.alloc(0), { token: standalone.adminToken }),
-        );
-        assert.equal(r.code, status.UNAUTHENTICATED, `${p}: ${status[r.code]} ${r.details}`);
-      }
-    });
+    it(
+      "the internal listener refuses API tokens, even the admin's",
+      { skip: !SPLIT && "one process: no internal token, no internal listener" },
+      async () => {
+        for (const p of [
+          ConfigServiceService.getSnapshot.path,
+          ConfigServiceService.applySnapshot.path,
+          ConfigServiceService.getInstanceInfo.path,
+        ]) {
+          const r = await unmoved(standalone, () =>
+            callRaw(`127.0.0.1:${standalone.ports.configInternal}`, p, Buffer.alloc(0), {
+              token: standalone.adminToken,
+            }),
+          );
+          assert.equal(r.code, status.UNAUTHENTICATED, `${p}: ${status[r.code]} ${r.details}`);
+        }
+      },
+    );
 
     it("in one process, nothing listens on the internal listener's address", { skip: SPLIT }, async () => {
       for (const inst of [standalone, slave, master]) {
-        const r = await callRaw(`127.0.0.1:${inst.ports.configInternal}`, ConfigServiceService.getInstanceInfo.path, Buffer.alloc(0), {
-          token: inst.adminToken,
-        });
+        const r = await callRaw(
+          `127.0.0.1:${inst.ports.configInternal}`,
+          ConfigServiceService.getInstanceInfo.path,
+          Buffer.alloc(0),
+          {
+            token: inst.adminToken,
+          },
+        );
         assert.equal(r.code, status.UNAVAILABLE, `${inst.opts.name}: ${status[r.code]} ${r.details}`);
       }
     });
@@ -852,15 +871,19 @@ describe("hostile input: nothing moves, nothing leaks", () => {
       assert.equal(r.code, status.PERMISSION_DENIED, r.details);
     });
 
-    it("one instance's internal token is worth nothing on another", { skip: !SPLIT && "one process: no internal token, no internal listener" }, async () => {
-      const r = await unmoved(slave, () =>
-        callRaw(`127.0.0.1:${slave.ports.renderer}`, CaddyRendererService.loadSnapshot.path, Buffer.alloc(0), {
-          token: internalToken,
-        }),
-      );
-      assert.equal(r.code, status.UNAUTHENTICATED, r.details);
-      assert.notEqual(internalToken, slaveInternalToken);
-    });
+    it(
+      "one instance's internal token is worth nothing on another",
+      { skip: !SPLIT && "one process: no internal token, no internal listener" },
+      async () => {
+        const r = await unmoved(slave, () =>
+          callRaw(`127.0.0.1:${slave.ports.renderer}`, CaddyRendererService.loadSnapshot.path, Buffer.alloc(0), {
+            token: internalToken,
+          }),
+        );
+        assert.equal(r.code, status.UNAUTHENTICATED, r.details);
+        assert.notEqual(internalToken, slaveInternalToken);
+      },
+    );
 
     it("the sync receiver refuses a missing or wrong sync token, and an API token", async () => {
       for (const token of [undefined, "wrong-sync-token-0123456789", slave.adminToken]) {

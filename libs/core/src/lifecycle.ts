@@ -31,7 +31,7 @@ export interface StartContext {
    * A service that can no longer run (Caddy that keeps dying, say) stops the whole process:
    * every service is stopped and the process exits with 1, `reason` on stderr.
    */
-  fail(reason: string): void;
+  readonly fail: (reason: string) => void;
 }
 
 export interface Running {

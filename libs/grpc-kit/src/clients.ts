@@ -32,7 +32,6 @@ const { getSnapshot: GET_SNAPSHOT, watchConfig: WATCH_CONFIG, applySnapshot: APP
 const { loadSnapshot: LOAD_SNAPSHOT } = CaddyRendererService;
 const asBuffer = (b: Buffer) => b;
 
-
 interface SnapshotMethod<Res> {
   path: string;
   requestSerialize: (r: never) => Buffer;
