@@ -83,14 +83,15 @@ describe("SnapshotApplier: validate, preload, commit, confirm; NACKs say whether
     assert.deepEqual(renderer.preloaded, [2, 2, 2]);
   });
 
-  it("decodes a snapshot it must apply once, and the unchanged push not at all; the renderer and config-service get the bytes that came", async () => {
+  it("decodes a snapshot it must apply once, and the unchanged push not at all; the renderer and config-service get what came", async () => {
     const { applier, renderer } = fakes(1);
     const decoder = new CountingDecoder();
     const arrived = (v: number) => IncomingSnapshot.fromFrame(encodeSnapshotFrame(snap(v)), decoder);
     const frame = arrived(2);
     assert.equal((await applier.apply(frame)).ack?.version, 2);
     assert.equal(decoder.decodes, 1);
-    assert.equal(renderer.frames[0], frame.frame, "forwarded as it came, not encoded again");
+    // The IncomingSnapshot itself: its frame as it came over gRPC, its one decoding in process.
+    assert.equal(renderer.payloads[0], frame, "handed on as it came, not encoded again");
     for (let i = 0; i < 3; i++) assert.equal((await applier.apply(arrived(2))).ack?.version, 2);
     assert.equal(decoder.decodes, 1, "an unchanged push is answered from its header");
     assert.equal((await applier.apply(arrived(3))).ack?.version, 3);

@@ -43,11 +43,11 @@ export class FakeRendererClient implements RendererPort {
   gate: Promise<void> | undefined;
   current = RenderStatus.fromPartial({ appliedVersion: 1, configSha256: "sha-1", inSync: true });
 
-  /** The frames it was sent as they came (a payload that was a decoded message is not listed). */
-  readonly frames: Buffer[] = [];
+  /** The payloads it was sent, as they came. */
+  readonly payloads: SnapshotPayload[] = [];
 
   async loadSnapshot(payload: SnapshotPayload) {
-    if (Buffer.isBuffer(payload)) this.frames.push(payload);
+    this.payloads.push(payload);
     const snapshot = sent(payload);
     await this.gate;
     if (this.failLoad) throw this.failLoad;
