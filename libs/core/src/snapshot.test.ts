@@ -554,3 +554,27 @@ describe("sameValue", () => {
     assert.ok(!sameValue(null, {}));
   });
 });
+
+describe("validateSnapshot of an object already found valid", () => {
+  test("is not checked again: the digests of the first check come back (one check per object, per process)", () => {
+    const s = sealed();
+    const first = validateSnapshot(s, "snapshot", new SnapshotCheckMemo());
+    assert.equal(validateSnapshot(s), first);
+    assert.equal(validateSnapshot(s, "snapshot", new SnapshotCheckMemo()), first);
+  });
+
+  test("an equal but other object is checked on its own", () => {
+    const s = sealed();
+    const first = validateSnapshot(s);
+    const copy = structuredClone(s);
+    assert.notEqual(validateSnapshot(copy), first);
+    assert.deepEqual(validateSnapshot(copy), first);
+  });
+
+  test("an invalid object stays invalid on every call", () => {
+    const s = sealed();
+    s.contentSha256 = "0".repeat(64);
+    for (let i = 0; i < 2; i++)
+      assert.throws(() => validateSnapshot(s), /snapshot\.content_sha256: does not match/);
+  });
+});

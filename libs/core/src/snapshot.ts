@@ -142,6 +142,10 @@ export function snapshotContentHash(s: Content): string {
  * hashed again.
  */
 export function validateSnapshot(s: Snapshot, field = "snapshot", memo?: SnapshotCheckMemo): ContentDigests {
+  // The very object passed already (a one-process slave: the receiver checks it, then
+  // config-service commits it): checked once. Snapshot objects are never changed once made.
+  const known = VALIDATED.get(s);
+  if (known) return known;
   const check = memo?.begin(s);
   validateSnapshotContent(s, field, check);
   const digests = check ? check.digests(s) : contentDigests(s);
@@ -149,8 +153,12 @@ export function validateSnapshot(s: Snapshot, field = "snapshot", memo?: Snapsho
     throw new ValidationError(`${field}.content_sha256`, "does not match the snapshot's content");
   }
   check?.commit();
+  VALIDATED.set(s, digests);
   return digests;
 }
+
+/** The snapshot objects this process found valid, with their content digests. */
+const VALIDATED = new WeakMap<Snapshot, ContentDigests>();
 
 /** Where validateSnapshotContent keeps and finds each resource's normalized form, by object. */
 export interface NormalizedMemo {

@@ -1,9 +1,16 @@
-import { NackCode, type RenderStatus, type Snapshot, type SyncResponse } from "@cpm/proto";
-import { SnapshotCheckMemo, validateSnapshot, ValidationError, type Logger } from "@cpm/core";
+import { NackCode, type Snapshot, type SyncResponse } from "@cpm/proto";
+import { SnapshotCheckMemo, validateSnapshot, type Logger } from "@cpm/core";
 import type { ConfigPort as ConfigService, RendererPort as RendererService } from "@cpm/grpc-kit";
 import { IncomingSnapshot } from "@cpm/snapshot-wire";
-import { status as Status } from "@grpc/grpc-js";
 import type { StatusStore } from "./status-store.ts";
+import {
+  applyStep,
+  type ApplyAction,
+  type ApplyFacts,
+  type CallFailure,
+  type CheckResult,
+  type DatabaseFacts,
+} from "./apply-step.ts";
 import { traceApply } from "./apply-trace.ts";
 
 export interface ReceiverState {
@@ -43,14 +50,9 @@ interface GrpcFailure {
   message: string;
 }
 
-/**
- * How a failed call to a service of this slave is answered: the snapshot was not at fault,
- * so a retry can help. UNAVAILABLE when the service was down or timed out, INTERNAL otherwise.
- */
-function dependencyFailure(e: GrpcFailure): NackCode {
-  const unavailable =
-    e.code === Status.UNAVAILABLE || e.code === Status.DEADLINE_EXCEEDED || e.code === Status.CANCELLED;
-  return unavailable ? NackCode.NACK_CODE_UNAVAILABLE : NackCode.NACK_CODE_INTERNAL;
+/** A failed call to a service of this slave, as `applyStep` reads it. */
+function failureOf(e: GrpcFailure): CallFailure {
+  return { code: e.code, reason: e.details ?? e.message };
 }
 
 /**
@@ -172,30 +174,6 @@ export class SnapshotApplier {
   }
 
   /**
-   * A snapshot of what already runs (a periodic push with nothing changed): same master, same
-   * version, the content hash the slave's database holds (config-service reads the database
-   * again when it was changed behind its back), and the renderer in sync on that version. It
-   * is answered at once with an ACK: no validation, no preload, no commit, no Caddy load.
-   * Anything else returns undefined and takes the full path.
-   */
-  private unchanged(
-    snapshot: IncomingSnapshot,
-    contentSha256: string,
-    status: RenderStatus | undefined,
-  ): SyncResponse | undefined {
-    if (!contentSha256 || snapshot.contentSha256 !== contentSha256) return undefined;
-    if (snapshot.masterInstanceId !== this.state.masterInstanceId || snapshot.version !== this.state.appliedVersion)
-      return undefined;
-    if (!status || !status.inSync || status.appliedVersion !== snapshot.version) return undefined;
-    this.state.configSha256 = status.configSha256;
-    this.runningContentSha256 = snapshot.contentSha256;
-    this.state.lastSyncTime = new Date();
-    this.state.lastError = "";
-    this.log.debug({ version: snapshot.version }, "snapshot already applied and running (ACK, nothing to do)");
-    return { ack: { version: snapshot.version, configSha256: status.configSha256 }, nack: undefined };
-  }
-
-  /**
    * Applies `snapshot` after the ones before it. When `signal` (the stream's) is aborted before
    * its turn, it is dropped unapplied and the promise rejects with StreamClosedError.
    */
@@ -225,137 +203,143 @@ export class SnapshotApplier {
   }
 
   /**
-   * `received`'s header (version, master, content hash) decides the unchanged short-cut
-   * without decoding anything; otherwise it is decoded once (resources unchanged since the
-   * previous snapshot are not decoded again, see SnapshotDecoder), validated, and its frame
-   * goes as it came to the renderer and to config-service.
+   * Drives one snapshot through `applyStep` (apply-step.ts: every decision is there). Its header
+   * (version, master, content hash) decides the unchanged short-cut without decoding anything;
+   * otherwise it is decoded once (resources unchanged since the previous snapshot are not
+   * decoded again, see SnapshotDecoder), validated, and goes to the renderer and to
+   * config-service as it came (its frame over gRPC; in process, the very message decoded and
+   * validated here).
    */
   private async applyOne(snapshot: IncomingSnapshot | undefined): Promise<SyncResponse> {
-    const version = snapshot?.version ?? 0;
-    const nack = (code: NackCode, reason: string, retryable: boolean): SyncResponse => {
-      this.state.lastError = reason;
-      this.state.lastErrorTime = new Date();
-      this.persist();
-      this.log.warn({ version, code: NackCode[code], retryable, reason }, "snapshot refused (NACK)");
-      return { ack: undefined, nack: { version, appliedVersion: this.state.appliedVersion, reason, code, retryable } };
-    };
-    if (!snapshot)
-      return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, new ValidationError("snapshot", "is required").message, false);
-    // The renderer's status is asked at the same time as the database's state: both steps below
-    // that need it (the unchanged short-cut, the preload check) read this one answer. Only this
-    // applier makes preloads, one at a time, so it cannot go stale in between.
-    const rendered = this.renderer.status().then(
-      (s) => s,
-      () => undefined,
-    );
-    const refreshed = this.refresh().then(
-      (contentSha256) => ({ contentSha256, failure: undefined }),
-      (failure: GrpcFailure) => ({ contentSha256: "", failure }),
-    );
-    // A snapshot that is not what this receiver last saw run is checked while the database's
-    // state is read (the two overlap); one that looks unchanged waits for that state first, and
-    // is not checked at all when it is.
-    const looksUnchanged =
-      snapshot.version === this.state.appliedVersion &&
-      snapshot.masterInstanceId === this.state.masterInstanceId &&
-      snapshot.contentSha256 === this.runningContentSha256;
-    let refusal = looksUnchanged ? undefined : this.check(snapshot);
-    const { contentSha256, failure } = await refreshed;
-    if (failure)
-      return nack(
-        NackCode.NACK_CODE_UNAVAILABLE,
-        `slave's config-service unavailable: ${failure.details ?? failure.message}`,
-        true,
-      );
-    const unchanged = this.unchanged(snapshot, contentSha256, await rendered);
-    if (unchanged) return unchanged;
-    if (looksUnchanged) refusal = this.check(snapshot);
-    if (refusal !== undefined) return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, refusal, false);
-    const sameMaster = this.state.masterInstanceId === snapshot.masterInstanceId;
-    if (sameMaster && version < this.state.appliedVersion) {
-      return nack(
-        NackCode.NACK_CODE_STALE_VERSION,
-        `snapshot version ${version} is older than the applied version ${this.state.appliedVersion}`,
-        false,
-      );
+    if (!snapshot) {
+      const { action } = applyStep({ at: "received" }, { type: "missing" });
+      if (action.do === "nack") return this.answer(0, action);
+      throw new Error(`a missing snapshot must be refused, not ${action.do}`);
     }
-    const preloaded = sameMaster ? this.preloadedVersion(await rendered) : 0;
-    if (version < preloaded) {
-      // A late snapshot (an old stream's, delivered after a stall) must not replace a newer
-      // preload whose commit is still to come: Caddy would move back a version.
-      return nack(
-        NackCode.NACK_CODE_STALE_VERSION,
-        `snapshot version ${version} is older than the preloaded version ${preloaded} Caddy runs`,
-        false,
-      );
-    }
-    let configSha256: string;
-    try {
-      configSha256 = (await this.renderer.loadSnapshot(snapshot, this.ackTimeoutMs)).configSha256;
-    } catch (err) {
-      const e = err as GrpcFailure;
-      if (e.code === Status.FAILED_PRECONDITION)
-        return nack(NackCode.NACK_CODE_CADDY_REJECTED, e.details ?? e.message, false);
-      if (e.code === Status.INVALID_ARGUMENT)
-        return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, e.details ?? e.message, false);
-      return nack(dependencyFailure(e), `renderer: ${e.details ?? e.message}`, true);
-    }
-    try {
-      const r = await this.config.applySnapshot(snapshot, this.ackTimeoutMs);
-      if (r.changed) this.log.info({ version }, "snapshot committed");
-    } catch (err) {
-      const e = err as GrpcFailure;
-      if (e.code === Status.FAILED_PRECONDITION || e.code === Status.INVALID_ARGUMENT) {
-        await this.releasePreload(version);
-        return nack(
-          e.code === Status.FAILED_PRECONDITION
-            ? NackCode.NACK_CODE_STALE_VERSION
-            : NackCode.NACK_CODE_INVALID_SNAPSHOT,
-          e.details ?? e.message,
-          false,
-        );
+    let step = applyStep({ at: "received" }, { type: "assessed", facts: await this.assess(snapshot) });
+    for (;;) {
+      const { action } = step;
+      switch (action.do) {
+        case "ack":
+        case "nack":
+        case "invalid":
+          return this.answer(snapshot.version, action, snapshot);
+        case "check":
+          step = applyStep(step.next, { type: "checked", check: this.check(snapshot) });
+          break;
+        case "preload":
+          step = applyStep(
+            step.next,
+            await this.renderer.loadSnapshot(snapshot, this.ackTimeoutMs).then(
+              (r) => ({ type: "preloaded", configSha256: r.configSha256 }) as const,
+              (e: GrpcFailure) => ({ type: "preload-failed", failure: failureOf(e) }) as const,
+            ),
+          );
+          break;
+        case "commit":
+          step = applyStep(
+            step.next,
+            await this.config.applySnapshot(snapshot, this.ackTimeoutMs).then(
+              (r) => {
+                if (r.changed) this.log.info({ version: snapshot.version }, "snapshot committed");
+                return { type: "committed" } as const;
+              },
+              (e: GrpcFailure) => ({ type: "commit-failed", failure: failureOf(e) }) as const,
+            ),
+          );
+          break;
+        case "confirm":
+          step = applyStep(
+            step.next,
+            await this.renderer
+              .waitFor(
+                (s) => s.appliedVersion === action.version && s.configSha256 === action.configSha256,
+                this.ackTimeoutMs,
+              )
+              .then(
+                (s) => ({ type: "confirmed", configSha256: s.configSha256 }) as const,
+                (e: Error) => ({ type: "not-confirmed", reason: e.message }) as const,
+              ),
+          );
+          break;
       }
-      // The master retries this version (or sends a newer one): Caddy stays on it meanwhile.
-      return nack(dependencyFailure(e), `config-service: ${e.details ?? e.message}`, true);
-    }
-    try {
-      const s = await this.renderer.waitFor(
-        (s) => s.appliedVersion === version && s.configSha256 === configSha256,
-        this.ackTimeoutMs,
-      );
-      this.state.appliedVersion = version;
-      this.state.masterInstanceId = snapshot.masterInstanceId;
-      this.state.configSha256 = s.configSha256;
-      this.runningContentSha256 = snapshot.contentSha256;
-      this.state.lastSyncTime = new Date();
-      this.state.lastError = "";
-      this.persist();
-      return { ack: { version, configSha256: s.configSha256 }, nack: undefined };
-    } catch (err) {
-      return nack(
-        NackCode.NACK_CODE_UNAVAILABLE,
-        `committed, but Caddy did not confirm: ${(err as Error).message}`,
-        true,
-      );
     }
   }
 
   /**
-   * Decodes and validates `snapshot` (the resources it already knows are neither decoded nor
-   * normalized again); the reason it is refused, or undefined when it is valid.
+   * The facts a snapshot is decided on: the database's state and the renderer's status, read
+   * at the same time (only this applier makes preloads, one at a time, so the status cannot go
+   * stale in between). A snapshot that is not what this receiver last saw run is checked while
+   * they are read; one that looks unchanged is left unchecked (`applyStep` asks for the check
+   * only when it is not unchanged after all).
    */
-  private check(snapshot: IncomingSnapshot): string | undefined {
-    try {
-      validateSnapshot(snapshot.snapshot(), "snapshot", this.checked);
-      return undefined;
-    } catch (err) {
-      return (err as Error).message;
-    }
+  private async assess(snapshot: IncomingSnapshot): Promise<ApplyFacts> {
+    const rendered = this.renderer.status().then(
+      (s) => s,
+      () => undefined,
+    );
+    const database = this.refresh().then(
+      (contentSha256): DatabaseFacts => ({
+        version: this.state.appliedVersion,
+        masterInstanceId: this.state.masterInstanceId,
+        contentSha256,
+      }),
+      (e: GrpcFailure): DatabaseFacts => ({ unavailable: e.details ?? e.message }),
+    );
+    const looksUnchanged =
+      snapshot.version === this.state.appliedVersion &&
+      snapshot.masterInstanceId === this.state.masterInstanceId &&
+      snapshot.contentSha256 === this.runningContentSha256;
+    const check: CheckResult = looksUnchanged ? "unchecked" : this.check(snapshot);
+    return {
+      snapshot: {
+        version: snapshot.version,
+        masterInstanceId: snapshot.masterInstanceId,
+        contentSha256: snapshot.contentSha256,
+      },
+      database: await database,
+      rendered: await rendered,
+      check,
+    };
   }
 
-  /** The version of a preload Caddy runs ahead of the database (held for its commit); 0: none, or unknown (the renderer did not answer: the preload fails anyway). */
-  private preloadedVersion(status: RenderStatus | undefined): number {
-    return status && status.appliedVersion > this.state.appliedVersion ? status.appliedVersion : 0;
+  /** Answers the master, and keeps what the answer means: the last sync or the last error. */
+  private async answer(
+    version: number,
+    action: Extract<ApplyAction, { do: "ack" | "nack" | "invalid" }>,
+    snapshot?: IncomingSnapshot,
+  ): Promise<SyncResponse> {
+    if (action.do === "ack") {
+      this.state.appliedVersion = version;
+      if (snapshot) this.state.masterInstanceId = snapshot.masterInstanceId;
+      this.state.configSha256 = action.configSha256;
+      if (snapshot) this.runningContentSha256 = snapshot.contentSha256;
+      this.state.lastSyncTime = new Date();
+      this.state.lastError = "";
+      if (action.unchanged) this.log.debug({ version }, "snapshot already applied and running (ACK, nothing to do)");
+      else this.persist();
+      return { ack: { version, configSha256: action.configSha256 }, nack: undefined };
+    }
+    const { code, reason, retryable } =
+      action.do === "nack"
+        ? action
+        : { code: NackCode.NACK_CODE_INTERNAL, reason: `internal error: ${action.why}`, retryable: true };
+    if (action.do === "nack" && action.release) await this.releasePreload(version);
+    this.state.lastError = reason;
+    this.state.lastErrorTime = new Date();
+    this.persist();
+    this.log.warn({ version, code: NackCode[code], retryable, reason }, "snapshot refused (NACK)");
+    return { ack: undefined, nack: { version, appliedVersion: this.state.appliedVersion, reason, code, retryable } };
+  }
+
+  /** Decodes and validates `snapshot` (the resources it already knows are neither decoded nor normalized again). */
+  private check(snapshot: IncomingSnapshot): { valid: true } | { valid: false; reason: string } {
+    try {
+      validateSnapshot(snapshot.snapshot(), "snapshot", this.checked);
+      return { valid: true };
+    } catch (err) {
+      return { valid: false, reason: (err as Error).message };
+    }
   }
 
   /** The commit was refused: Caddy goes back to the database's version now, not when a hold expires. */
