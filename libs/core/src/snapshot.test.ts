@@ -574,7 +574,6 @@ describe("validateSnapshot of an object already found valid", () => {
   test("an invalid object stays invalid on every call", () => {
     const s = sealed();
     s.contentSha256 = "0".repeat(64);
-    for (let i = 0; i < 2; i++)
-      assert.throws(() => validateSnapshot(s), /snapshot\.content_sha256: does not match/);
+    for (let i = 0; i < 2; i++) assert.throws(() => validateSnapshot(s), /snapshot\.content_sha256: does not match/);
   });
 });
