@@ -60,7 +60,10 @@ describe("a call's context (logger and abort signal made on first use)", () => {
     const call = client.triggerFullSync({ slaveName }, md, () => {});
     await handlerRuns;
     call.cancel();
-    await sleep(200);
+    // Until the server has heard the cancel (its context's own flag, read without making the
+    // signal), at most 5 s: a fixed wait is too short on a loaded machine.
+    const heard = () => (seen!.ctx as unknown as { cancelled: boolean }).cancelled;
+    for (let waited = 0; !heard() && waited < 5_000; waited += 20) await sleep(20);
     return seen!.ctx;
   }
 
