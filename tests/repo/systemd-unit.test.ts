@@ -50,9 +50,12 @@ describe("the systemd unit in the docs", () => {
 
   test("runs the launcher of the checkout, whose source exists", () => {
     const exec = service.get("ExecStart") ?? "";
-    const m = /^(\S+) \/opt\/cpm\/(\S+)$/.exec(exec);
-    assert.ok(m, `ExecStart "${exec}" is <node> /opt/cpm/<entry>`);
-    assert.equal(m[2], "libs/launcher/dist/main.js");
+    const m = /^(\S+)((?: --\S+)*) \/opt\/cpm\/(\S+)$/.exec(exec);
+    assert.ok(m, `ExecStart "${exec}" is <node> [--flags] /opt/cpm/<entry>`);
+    assert.equal(m[3], "libs/launcher/dist/main.js");
+    // The memory defaults npm start applies (scripts/node.sh).
+    assert.equal(m[2], " --max-semi-space-size=2");
+    assert.match(unit, /^Environment=MALLOC_ARENA_MAX=2$/m);
     assert.ok(existsSync(path.join(ROOT, "libs/launcher/src/main.ts")));
   });
 

@@ -38,6 +38,9 @@ export function projectCaddy(): string {
 }
 
 /** The compiled launcher (`npm start`); `npm test` builds it before the end-to-end tests. */
+/** Runs node with the memory defaults `npm start` uses. */
+const NODE_SH = path.join(ROOT, "scripts", "node.sh");
+
 export function launcherPath(): string {
   const file = path.join(ROOT, "libs/launcher/dist/main.js");
   if (!existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\` before the end-to-end tests`);
@@ -144,6 +147,7 @@ export class Instance {
       LOG_LEVEL: process.env.CPM_TEST_LOG_LEVEL ?? "info",
       CPM_CADDY_BIN: this.opts.env?.CPM_CADDY_BIN ?? projectCaddy(),
       CPM_SPLIT_PROCESSES: String(this.split),
+      NODE: process.execPath,
       ...this.opts.env,
     };
   }
@@ -161,7 +165,8 @@ export class Instance {
   /** Starts the launcher and waits until the API answers and Caddy runs the current version. */
   async launch(): Promise<void> {
     const log = createWriteStream(path.join(this.dataDir, "instance.log"), { flags: "a" });
-    const [cmd = process.execPath, ...args] = [...(this.opts.exec ?? []), process.execPath, launcherPath()];
+    // As `npm start` runs it: node with the project's memory defaults (scripts/node.sh execs node).
+    const [cmd = "sh", ...args] = [...(this.opts.exec ?? []), "sh", NODE_SH, launcherPath()];
     const child = spawn(cmd, args, {
       cwd: ROOT,
       env: this.env,

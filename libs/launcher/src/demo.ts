@@ -137,8 +137,9 @@ async function main() {
   };
   const children: ChildProcess[] = [];
   for (const [name, env] of Object.entries(instances)) {
-    const child = spawn(process.execPath, [path.join(root, "libs/launcher/dist/main.js")], {
-      env,
+    // As `npm start` runs a node: with the memory defaults of scripts/node.sh.
+    const child = spawn("sh", [path.join(root, "scripts/node.sh"), path.join(root, "libs/launcher/dist/main.js")], {
+      env: { ...env, NODE: process.execPath },
       stdio: ["ignore", "inherit", "inherit"],
     });
     child.on("exit", (code) => {
