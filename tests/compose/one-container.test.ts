@@ -95,7 +95,7 @@ describe("docker compose: a standalone instance in one container (docker-compose
     assert.equal(procs.length, 2, `nothing else runs: ${described}`);
   });
 
-  it("is restarted by Docker when the Node process is killed, and serves the host again", async () => {
+  it("is restarted by Docker when the Node process is killed, and serves the host again", async (t) => {
     const version = await stack!.version();
     const pidBefore = Number(await stack!.inspect("{{.State.Pid}}", CONTAINER));
     const restartsBefore = Number(await stack!.inspect("{{.RestartCount}}", CONTAINER));
@@ -103,7 +103,13 @@ describe("docker compose: a standalone instance in one container (docker-compose
     // process), which `docker kill` or `docker stop` would not be (Docker does not restart a
     // container it stopped itself).
     const killedAt = Date.now();
-    process.kill(pidBefore, "SIGKILL");
+    try {
+      process.kill(pidBefore, "SIGKILL");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EPERM") throw e;
+      t.skip(`this user may not signal the container's main process (host pid ${pidBefore}); run as root`);
+      return;
+    }
     const state = await waitFor(
       async () => {
         const [status, pid, restarts] = (
