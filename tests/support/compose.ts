@@ -1,4 +1,5 @@
-// Compose stacks for the container tests: docker-compose.yml as a user runs it (images from
+// Compose stacks for the container tests: docker-compose.yml (one container per service) or
+// docker-compose.one.yml (the whole node in one container) as a user runs them (images from
 // scripts/build-images.sh), one compose project per instance, started through testcontainers.
 import { execFile, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -21,8 +22,11 @@ const tc = await import("testcontainers");
 
 const run = promisify(execFile);
 
-/** The image tag the tests build and run, so a user's `latest` images are left alone. */
-const TAG = "compose-test";
+/**
+ * The image tag the tests build and run, so a user's `latest` images are left alone
+ * (CPM_TEST_IMAGE_TAG: another, e.g. for two checkouts sharing one Docker engine).
+ */
+export const TAG = process.env.CPM_TEST_IMAGE_TAG || "compose-test";
 
 function tryRun(cmd: string, args: string[]): string | undefined {
   try {
@@ -98,15 +102,21 @@ export function secretsDir(files: Record<string, string> = {}): string {
   return dir;
 }
 
+/** The compose files: one container per service, or the whole node in one container (service `cpm`). */
+export type ComposeFile = "docker-compose.yml" | "docker-compose.one.yml";
+const ONE_CONTAINER_SERVICE = "cpm";
+
 export interface StackOptions {
   /** The compose project name: one instance per project. */
   project: string;
+  /** Default: docker-compose.yml. */
+  file?: ComposeFile;
   profile?: "master" | "slave";
   /** .env-style variables on top of the test defaults (random published ports on loopback). */
   env: Record<string, string>;
 }
 
-/** One instance (a compose project) started from docker-compose.yml. */
+/** One instance (a compose project) started from docker-compose.yml or docker-compose.one.yml. */
 export class Stack {
   readonly adminToken: string;
   private started?: Awaited<ReturnType<InstanceType<typeof tc.DockerComposeEnvironment>["up"]>>;
@@ -119,14 +129,25 @@ export class Stack {
     this.adminToken = env.CPM_ADMIN_TOKEN!;
   }
 
+  get file(): ComposeFile {
+    return this.opts.file ?? "docker-compose.yml";
+  }
+
+  /** The compose service that runs `service` (in the one-container file, `cpm` runs them all). */
+  private serviceOf(service: string): string {
+    return this.file === "docker-compose.one.yml" ? ONE_CONTAINER_SERVICE : service;
+  }
+
   /** Starts the project and waits until every container reports healthy. */
   static async up(opts: StackOptions): Promise<Stack> {
     await buildImages();
     const env: Record<string, string> = {
       CPM_NODE_IMAGE: `cpm-node:${TAG}`,
       CPM_CADDY_IMAGE: `cpm-caddy:${TAG}`,
+      CPM_NODE_ALL_IMAGE: `cpm-node-all:${TAG}`,
       CPM_ADMIN_TOKEN: token(),
-      CPM_INTERNAL_TOKEN: token(),
+      // Only the services of separate containers need one; the one-container node is started without.
+      ...(opts.file === "docker-compose.one.yml" ? {} : { CPM_INTERNAL_TOKEN: token() }),
       // "127.0.0.1:" publishes each port on a random loopback port.
       CPM_PUBLISH_HTTP: "127.0.0.1:",
       CPM_PUBLISH_HTTPS: "127.0.0.1:",
@@ -144,7 +165,7 @@ export class Stack {
 
   /** `up` of the same project again (same volumes), after `down`. */
   async start(): Promise<void> {
-    let compose = new tc.DockerComposeEnvironment(ROOT, "docker-compose.yml")
+    let compose = new tc.DockerComposeEnvironment(ROOT, this.file)
       .withProjectName(this.opts.project)
       .withEnvironment(this.env)
       .withDefaultWaitStrategy(tc.Wait.forHealthCheck())
@@ -161,9 +182,13 @@ export class Stack {
     this.started = undefined;
   }
 
-  /** The container of a service (compose v2 names it `<service>-1`, v1 `<project>_<service>_1`). */
+  /**
+   * The container that runs a service (compose v2 names it `<service>-1`, v1
+   * `<project>_<service>_1`); in the one-container file, the one container.
+   */
   containerName(service: string): string {
-    return flavour === "v1" ? `${this.opts.project}_${service}_1` : `${this.opts.project}-${service}-1`;
+    const s = this.serviceOf(service);
+    return flavour === "v1" ? `${this.opts.project}_${s}_1` : `${this.opts.project}-${s}-1`;
   }
 
   /** The host port a service's container port is published on. */
@@ -253,6 +278,12 @@ export class Stack {
   /** Runs a docker CLI command on one of this project's containers (kill, start, ...). */
   async docker(command: string, service: string): Promise<void> {
     await run("docker", [command, this.containerName(service)]);
+  }
+
+  /** `docker inspect --format <format>` of the container that runs a service, trimmed. */
+  async inspect(format: string, service: string): Promise<string> {
+    const { stdout } = await run("docker", ["inspect", "--format", format, this.containerName(service)]);
+    return stdout.trim();
   }
 
   /** The last lines of a service's log (for failure messages). */

@@ -143,7 +143,7 @@ export const ENV_GROUPS: readonly { readonly group: EnvGroup; readonly title: st
     group: "compose",
     title: "docker compose and images",
     intro:
-      "Read by `docker-compose.yml` and `scripts/build-images.sh`, not by the services; see [Deploy with docker compose](deploy-compose.md).",
+      "Read by `docker-compose.yml`, `docker-compose.one.yml` and `scripts/build-images.sh`, not by the services; see [Deploy with docker compose](deploy-compose.md).",
   },
 ];
 
@@ -681,7 +681,8 @@ export const ENV_VARIABLES = {
   COMPOSE_PROFILES: {
     group: "compose",
     kind: "other",
-    meaning: "the mode's profile: none (standalone), `master` (adds sync-dispatcher), `slave` (adds sync-receiver)",
+    meaning:
+      "`docker-compose.yml`: the mode's profile: none (standalone), `master` (adds sync-dispatcher), `slave` (adds sync-receiver); `docker-compose.one.yml` has none",
     readBy: "docker compose",
     defaultText: "none",
   },
@@ -749,6 +750,13 @@ export const ENV_VARIABLES = {
     readBy: "docker compose",
     defaultText: "`cpm-caddy:latest`",
   },
+  CPM_NODE_ALL_IMAGE: {
+    group: "compose",
+    kind: "other",
+    meaning: "the one-container variant's image (`docker-compose.one.yml`; built from the two above)",
+    readBy: "docker compose",
+    defaultText: "`cpm-node-all:latest`",
+  },
   CPM_NODE_BUILD_BASE: {
     group: "compose",
     kind: "other",
@@ -780,7 +788,7 @@ export const ENV_VARIABLES = {
   CPM_IMAGE_TAG: {
     group: "compose",
     kind: "other",
-    meaning: "tag `npm run images:build` gives both images",
+    meaning: "tag `npm run images:build` gives its images",
     readBy: "scripts/build-images.sh",
     defaultText: "`latest`",
   },
