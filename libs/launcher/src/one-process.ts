@@ -39,7 +39,12 @@ export async function runOneProcess(
   // The renderer probes the same binary for the layer4 module.
   if (caddy) process.env.CPM_CADDY_BIN = caddy;
   const modules: Service[] = [tracing];
-  for (const name of cfg.target) modules.push(name === "caddy" ? caddyModule(caddy, say) : await SERVICES[name]());
+  // A service's code is loaded when its turn to start comes: Caddy (first in start order) is up,
+  // serving its saved config, while the services still load.
+  for (const name of cfg.target)
+    modules.push(
+      name === "caddy" ? caddyModule(caddy, say) : { name, start: async (ctx) => (await SERVICES[name]()).start(ctx) },
+    );
   if (!cfg.target.includes("caddy"))
     say(`caddy is not in CPM_TARGET: expecting Caddy's admin API at ${cfg.caddyApiUrl}`);
   say(

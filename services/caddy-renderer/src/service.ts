@@ -1,6 +1,6 @@
 import path from "node:path";
 import { caddyAdminBlock, METRICS_LISTEN_VARIABLES, reservedAddresses, type Service } from "@cpm/core";
-import { authenticator, configPort, initTracing, RENDERER_PORT, startMetrics } from "@cpm/grpc-kit";
+import { authenticator, CONFIG_PORT, configPort, initTracing, RENDERER_PORT, startMetrics } from "@cpm/grpc-kit";
 import { CaddyAdmin } from "./caddy.ts";
 import { IssuanceRecorder } from "./issuance.ts";
 import { rendererMetrics } from "./metrics.ts";
@@ -61,7 +61,12 @@ export const caddyRenderer: Service = {
     const metricsServer = await startMetrics(cfg.metricsListen.renderer, METRICS_LISTEN_VARIABLES.renderer, log);
     const port = await server.listen(cfg.rendererListen);
     log.info(
-      { listen: cfg.rendererListen, port, caddy: cfg.caddyApiUrl, config: cfg.configAddr },
+      {
+        listen: cfg.rendererListen,
+        port,
+        caddy: cfg.caddyApiUrl,
+        config: ctx.ports.get(CONFIG_PORT) ? "in process" : cfg.configAddr,
+      },
       "caddy-renderer ready",
     );
 
