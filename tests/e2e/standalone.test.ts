@@ -8,7 +8,7 @@ import { ProxyHost } from "@cpm/proto";
 import { caddyAdminRequest } from "@cpm/core";
 import { unary } from "@cpm/grpc-kit";
 import { expectStatus } from "../support/grpc.ts";
-import { Instance, SPLIT, stopCleanly } from "../support/instance.ts";
+import { Instance, ROOT, SPLIT, stopCleanly } from "../support/instance.ts";
 import { launcherChildren } from "../support/procs.ts";
 import { startUpstream } from "../support/net.ts";
 import { waitFor } from "../support/wait.ts";
@@ -132,6 +132,15 @@ describe("standalone instance: gRPC API -> config-service -> renderer -> real Ca
     );
     assert.equal(await inst.version(), v);
     assert.equal((await inst.get("n.test")).status, 404);
+  });
+
+  it("reports its release (the root package.json's version) in GetInstanceInfo, and logs it at start", async () => {
+    const { version } = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { version: string };
+    assert.match(version, /^\d+\.\d+\.\d+/);
+    assert.equal((await inst.info()).release, version);
+    const log = await waitFor(() => (/caddy-renderer ready/.test(inst.log()) ? inst.log() : undefined), "service logs");
+    for (const service of ["config-service", "caddy-renderer"])
+      assert.ok(log.includes(`${service} ${version} starting`), `${service} logs its release at start`);
   });
 
   it("never writes tokens to its logs", async () => {

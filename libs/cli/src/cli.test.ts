@@ -3,7 +3,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -38,6 +38,15 @@ describe("cpm against config-service", () => {
     h = await startConfigService();
   });
   after(async () => h.close());
+
+  it("--version prints this release (the root package.json's version)", async () => {
+    const root = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
+      version: string;
+    };
+    const r = await cpm(h, ["--version"]);
+    assert.equal(r.code, ExitCode.OK);
+    assert.equal(r.out, `cpm ${root.version}\n`);
+  });
 
   it("creates resources from flags, lists them as a table, JSON and YAML, references by name", async () => {
     const site = selfSignedCertificate("site.test");

@@ -7,6 +7,7 @@ import {
   type ResourceDiff,
   type SlaveStatus,
 } from "@cpm/proto";
+import { RELEASE } from "@cpm/core/release";
 import { Ctx, readDocumentFile, type Io } from "./context.ts";
 import { exportDocument, importDocument, settingsFromDoc, settingsToDoc } from "./document.ts";
 import { CliError, describeFailure, ExitCode, invalid } from "./exit-codes.ts";
@@ -34,6 +35,7 @@ export function buildProgram(io: Io, exit: { code: ExitCode }): Command {
     .option("--tls", "TLS to the API and the dispatcher (env CPM_TLS)")
     .option("--ca <file>", "CA bundle that verifies the server (env CPM_CA; implies --tls)")
     .addOption(new Option("-o, --output <format>", "output format").choices(OUTPUT_FORMATS).default("table"))
+    .version(`cpm ${RELEASE}`, "-V, --version", "print the release of this cpm")
     .showHelpAfterError()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .exitOverride();

@@ -17,3 +17,4 @@ export * from "./access-lists.ts";
 export * from "./certificates.ts";
 export * from "./l4.ts";
 export * from "./settings.ts";
+export * from "./release.ts";

@@ -2,6 +2,7 @@ import { constants } from "node:os";
 import { CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig, type InstanceConfig, type LogFormat } from "./env.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { PortRegistry } from "./ports.ts";
+import { RELEASE } from "./release.ts";
 
 /**
  * One lifecycle for every service: a service is a name and a `start` that returns something
@@ -250,6 +251,7 @@ export function runServices(services: readonly Service[], opts: RunOptions = {})
           ? root.child({ name: service.name })
           : (opts.createLogger ?? createLogger)(service.name, config.logLevel, config.logFormat);
         const fail = (reason: string) => dispatch({ type: "failed", reason: `${service.name}: ${reason}` });
+        log.info({ release: RELEASE, mode: config.mode }, `${service.name} ${RELEASE} starting`);
         const running = await service.start({ config, log, ports, fail, inProcess });
         started.push({ service, log, running });
       }

@@ -4,7 +4,7 @@ import {
   type Snapshot,
   type WatchConfigResponse,
 } from "@cpm/proto";
-import { failedPrecondition, validateSnapshotContent, type InstanceMode } from "@cpm/core";
+import { failedPrecondition, RELEASE, validateSnapshotContent, type InstanceMode } from "@cpm/core";
 import { allows, permissionDenied } from "@cpm/grpc-kit";
 import { encodeNoticeWithFrame, encodeSnapshotFrame } from "@cpm/snapshot-wire";
 import { applySnapshot } from "./apply.ts";
@@ -194,6 +194,7 @@ export function snapshotHandlers(
         masterInstanceId: i.masterInstanceId,
         versionCommittedAt: i.committedAt,
         contentSha256,
+        release: RELEASE,
       };
     },
   };

@@ -348,6 +348,8 @@ export interface GetInstanceInfoResponse {
    * a database changed behind the service's back is read again first.
    */
   contentSha256: string;
+  /** The release this instance runs (semantic version, CHANGELOG.md). */
+  release: string;
 }
 
 /**
@@ -4264,6 +4266,7 @@ function createBaseGetInstanceInfoResponse(): GetInstanceInfoResponse {
     masterInstanceId: "",
     versionCommittedAt: undefined,
     contentSha256: "",
+    release: "",
   };
 }
 
@@ -4286,6 +4289,9 @@ export const GetInstanceInfoResponse: MessageFns<GetInstanceInfoResponse> = {
     }
     if (message.contentSha256 !== "") {
       writer.uint32(50).string(message.contentSha256);
+    }
+    if (message.release !== "") {
+      writer.uint32(58).string(message.release);
     }
     return writer;
   },
@@ -4351,6 +4357,14 @@ export const GetInstanceInfoResponse: MessageFns<GetInstanceInfoResponse> = {
             message.contentSha256 = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.release = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4387,6 +4401,7 @@ export const GetInstanceInfoResponse: MessageFns<GetInstanceInfoResponse> = {
         : isSet(object.content_sha256)
         ? globalThis.String(object.content_sha256)
         : "",
+      release: isSet(object.release) ? globalThis.String(object.release) : "",
     };
   },
 
@@ -4410,6 +4425,9 @@ export const GetInstanceInfoResponse: MessageFns<GetInstanceInfoResponse> = {
     if (message.contentSha256 !== "") {
       obj.contentSha256 = message.contentSha256;
     }
+    if (message.release !== "") {
+      obj.release = message.release;
+    }
     return obj;
   },
 
@@ -4424,6 +4442,7 @@ export const GetInstanceInfoResponse: MessageFns<GetInstanceInfoResponse> = {
     message.masterInstanceId = object.masterInstanceId ?? "";
     message.versionCommittedAt = object.versionCommittedAt ?? undefined;
     message.contentSha256 = object.contentSha256 ?? "";
+    message.release = object.release ?? "";
     return message;
   },
 };
