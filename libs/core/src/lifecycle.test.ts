@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { describe, it } from "node:test";
@@ -288,7 +289,10 @@ describe("a real process", () => {
       .split("\n")
       .map((l) => (JSON.parse(l) as { msg: string }).msg);
     // Both lines of the stop are there; their order on the pipe is pino's, not the lifecycle's.
-    assert.equal(messages[0], "example ready", r.out);
-    assert.deepEqual(messages.slice(1).sort(), ["example stopped", "shutting down"], r.out);
+    const { version } = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
+      version: string;
+    };
+    assert.deepEqual(messages.slice(0, 2), [`example ${version} starting`, "example ready"], r.out);
+    assert.deepEqual(messages.slice(2).sort(), ["example stopped", "shutting down"], r.out);
   });
 });
