@@ -15,12 +15,21 @@ export function sqlitePath(url: string): string {
   return path.resolve(url.replace(/^file:/, "").replace(/\?.*$/, ""));
 }
 
+export interface OpenOptions {
+  /**
+   * SQLite only: called with the text of every statement Prisma's connection runs (better-sqlite3's
+   * `verbose`), transaction statements included. For measuring (`npm run bench:write`); unset, nothing is traced.
+   */
+  onStatement?: (sql: string) => void;
+}
+
 /**
  * Opens the database named by DATABASE_URL, applies pending migrations, and returns
  * a Prisma client on the matching driver adapter.
  */
 export async function openDatabase(
   databaseUrl: string,
+  opts: OpenOptions = {},
 ): Promise<{ db: Db; applied: string[]; dialect: "sqlite" | "postgresql" }> {
   if (databaseUrl.startsWith("file:")) {
     const file = sqlitePath(databaseUrl);
@@ -47,7 +56,11 @@ export async function openDatabase(
     };
     const applied = await migrate(runner, "sqlite", readMigrations(path.join(prismaDir, "migrations")));
     raw.close();
-    const adapter = new ConnectionKeepingSQLiteAdapter({ url: `file:${file}` });
+    const onStatement = opts.onStatement;
+    const adapter = new ConnectionKeepingSQLiteAdapter({
+      url: `file:${file}`,
+      ...(onStatement && { verbose: (sql: unknown) => onStatement(String(sql)) }),
+    });
     const db = new PrismaClient({ adapter });
     keepConnectionOf(db, adapter);
     await db.$executeRawUnsafe("PRAGMA foreign_keys = ON");

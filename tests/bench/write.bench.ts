@@ -1,0 +1,274 @@
+/**
+ * npm run bench:write
+ *
+ * The API write path of one instance, per size in CPM_BENCH_SIZES (default 100, 1,000 and
+ * 10,000 proxy hosts), in two parts run one after the other (never at the same time: they share
+ * the cores):
+ * - a whole instance as an operator runs it (`npm start`'s launcher, one Node process unless
+ *   CPM_E2E_SPLIT=true, a real Caddy, a SQLite file), CPM_BENCH_MODE `standalone` (default) or
+ *   `master` (no slaves). Seeded with N hosts, CPM_BENCH_IN_FLIGHT (default 16) creates in
+ *   flight; then the API write latency, CPM_BENCH_WRITES (default 200) UpdateProxyHost calls one
+ *   at a time (median and p99); then writes per second, CPM_BENCH_CREATES (default 1000)
+ *   CreateProxyHost calls, CPM_BENCH_IN_FLIGHT in flight. Caddy runs the current version before
+ *   each part.
+ * - config-service alone in this process (the same handlers, store and token check behind its
+ *   gRPC API on a loopback port, no Caddy, no other service), seeded the same way: the same
+ *   writes, and the SQL statements each write runs on the database connection (better-sqlite3's
+ *   `verbose`: token check, content check, transaction and the writes themselves), one update at
+ *   a time, one create at a time (CPM_BENCH_SINGLE_CREATES, default 50) and creates in flight.
+ * Prints one table with the goals beside the figures, the Prisma version, and the statements of
+ * one update as SQLite ran them.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import os from "node:os";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import { AccountServiceClient, ConfigServiceClient, ProxyHost } from "@cpm/proto";
+import { channelCredentials, unary } from "@cpm/grpc-kit";
+import { createLogger } from "@cpm/core";
+import { ApiTokens, ConfigStore, createServer, openDatabase } from "@cpm/config-service";
+import { SPLIT } from "../support/instance.ts";
+import { inParallel, killInstancesOnSignal, seed, startInstance, stopAll } from "./cluster.ts";
+import { benchReport, machineDescription } from "./markdown.ts";
+import { pct } from "./stats.ts";
+
+const num = (name: string, dflt: number) => {
+  const v = Number(process.env[name] ?? dflt);
+  if (!Number.isInteger(v) || v < 1)
+    throw new Error(`${name} must be a whole number >= 1, got ${JSON.stringify(process.env[name])}`);
+  return v;
+};
+const SIZES = (process.env.CPM_BENCH_SIZES ?? "100,1000,10000").split(",").map((s) => {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`CPM_BENCH_SIZES must list whole numbers >= 1, got ${JSON.stringify(s)}`);
+  return n;
+});
+const WRITES = num("CPM_BENCH_WRITES", 200);
+const CREATES = num("CPM_BENCH_CREATES", 1000);
+const SINGLE_CREATES = num("CPM_BENCH_SINGLE_CREATES", 50);
+const IN_FLIGHT = num("CPM_BENCH_IN_FLIGHT", 16);
+const MODE = process.env.CPM_BENCH_MODE ?? "standalone";
+if (MODE !== "standalone" && MODE !== "master")
+  throw new Error(`CPM_BENCH_MODE must be standalone or master, got ${JSON.stringify(MODE)}`);
+
+const UPSTREAM = 9; // nothing is served: Caddy's config is what counts, not the traffic
+const ms = (x: number) => `${x.toFixed(1)} ms`;
+const perSecond = (count: number, t0: number) => count / ((performance.now() - t0) / 1000);
+
+/** The version of Prisma's client that config-service runs. */
+function prismaVersion(): string {
+  const require = createRequire(import.meta.resolve("@cpm/config-service"));
+  const manifest = require.resolve("@prisma/client/package.json");
+  return (JSON.parse(readFileSync(manifest, "utf8")) as { version: string }).version;
+}
+
+/** The calls a part makes: create and update one proxy host. */
+interface Api {
+  create(name: string): Promise<ProxyHost>;
+  update(host: ProxyHost, i: number): Promise<ProxyHost>;
+}
+
+const newHost = (name: string) =>
+  ProxyHost.fromPartial({ name, domains: [`${name}.bench.test`], upstreams: [`127.0.0.1:${UPSTREAM}`] });
+
+function api(config: ConfigServiceClient, token: string): Api {
+  return {
+    create: async (name) =>
+      (await unary(config.createProxyHost.bind(config), { proxyHost: newHost(name) }, token)).proxyHost!,
+    // Another upstream each time, the same domains: the write the bench's sync table also measures.
+    update: async (host, i) =>
+      (
+        await unary(
+          config.updateProxyHost.bind(config),
+          { proxyHost: { ...host, upstreams: [`127.0.0.1:${UPSTREAM}`, `127.0.0.2:${1000 + i}`] } },
+          token,
+        )
+      ).proxyHost!,
+  };
+}
+
+/** WRITES updates one at a time over `hosts` (changed in place); each one's latency, and `during(i)` around each. */
+async function updatesOneAtATime(
+  a: Api,
+  hosts: ProxyHost[],
+  around: { before?: () => void; after?: () => void } = {},
+): Promise<number[]> {
+  const latencies: number[] = [];
+  for (let i = 0; i < WRITES; i++) {
+    const k = (i * 7) % hosts.length;
+    around.before?.();
+    const t0 = performance.now();
+    hosts[k] = await a.update(hosts[k]!, i);
+    latencies.push(performance.now() - t0);
+    around.after?.();
+  }
+  return latencies;
+}
+
+/** CREATES creates, IN_FLIGHT at a time; writes per second. */
+async function createsInFlight(a: Api, prefix: string): Promise<number> {
+  const t0 = performance.now();
+  await inParallel(CREATES, IN_FLIGHT, async (i) => void (await a.create(`${prefix}${i}`)));
+  return perSecond(CREATES, t0);
+}
+
+interface InstanceResult {
+  seedPerSecond: number;
+  updates: number[];
+  createsPerSecond: number;
+}
+
+/** The whole instance at `n` hosts. */
+async function benchInstance(n: number): Promise<InstanceResult> {
+  const inst = await startInstance({
+    name: `bench-write-${n}`,
+    mode: MODE as "standalone" | "master",
+    env: { LOG_LEVEL: process.env.CPM_BENCH_LOG_LEVEL ?? "warn", ...(MODE === "master" && { INSTANCE_SLAVES: "[]" }) },
+  });
+  try {
+    process.stderr.write(`  instance: seeding ${n} proxy hosts, ${IN_FLIGHT} in flight...\n`);
+    const { hosts, writesPerSecond: seedPerSecond } = await seed(inst, n, UPSTREAM, IN_FLIGHT);
+    await inst.waitInSync(300_000);
+    process.stderr.write(`  instance: ${WRITES} updates one at a time...\n`);
+    const a = api(inst.config, inst.adminToken);
+    const updates = await updatesOneAtATime(a, hosts);
+    await inst.waitInSync(300_000);
+    process.stderr.write(`  instance: ${CREATES} creates, ${IN_FLIGHT} in flight...\n`);
+    const createsPerSecond = await createsInFlight(a, "w");
+    return { seedPerSecond, updates, createsPerSecond };
+  } finally {
+    await stopAll([inst]);
+  }
+}
+
+interface AloneResult {
+  updates: number[];
+  createsPerSecond: number;
+  /** SQL statements per write: an update alone, a create alone, a create among IN_FLIGHT. */
+  perUpdate: number;
+  perCreate: number;
+  perCreateInFlight: number;
+  /** The statements of the last update, in order. */
+  oneUpdate: string[];
+}
+
+const ADMIN = "bench-write-admin-token-0123456789";
+
+/** config-service alone in this process at `n` hosts, counting the statements on its connection. */
+async function benchAlone(n: number): Promise<AloneResult> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "cpm-bench-write-"));
+  let statements: string[] = [];
+  const { db, dialect } = await openDatabase(`file:${path.join(dir, "config.db")}`, {
+    onStatement: (sql) => statements.push(sql),
+  });
+  const log = createLogger("bench", "silent");
+  const store = new ConfigStore(db, log, { dialect });
+  await store.init();
+  const tokens = new ApiTokens(db, { dialect });
+  await tokens.ensure(ADMIN);
+  const server = createServer({ store, tokens, mode: "standalone", internalToken: undefined, log });
+  const address = `127.0.0.1:${await server.api.listen("127.0.0.1:0")}`;
+  const config = new ConfigServiceClient(address, channelCredentials({}));
+  const account = new AccountServiceClient(address, channelCredentials({}));
+  try {
+    const a = api(config, ADMIN);
+    process.stderr.write(`  config-service alone: seeding ${n} proxy hosts...\n`);
+    const hosts = new Array<ProxyHost>(n);
+    await inParallel(n, IN_FLIGHT, async (i) => void (hosts[i] = await a.create(`h${i}`)));
+    process.stderr.write(`  config-service alone: ${WRITES} updates one at a time...\n`);
+    statements = [];
+    let counted = 0;
+    let oneUpdate: string[] = [];
+    const updates = await updatesOneAtATime(a, hosts, {
+      before: () => (statements = []),
+      after: () => {
+        counted += statements.length;
+        oneUpdate = statements;
+      },
+    });
+    const perUpdate = counted / WRITES;
+    statements = [];
+    for (let i = 0; i < SINGLE_CREATES; i++) await a.create(`s${i}`);
+    const perCreate = statements.length / SINGLE_CREATES;
+    process.stderr.write(`  config-service alone: ${CREATES} creates, ${IN_FLIGHT} in flight...\n`);
+    statements = [];
+    const createsPerSecond = await createsInFlight(a, "w");
+    const perCreateInFlight = statements.length / CREATES;
+    return { updates, createsPerSecond, perUpdate, perCreate, perCreateInFlight, oneUpdate };
+  } finally {
+    config.close();
+    account.close();
+    await server.shutdown();
+    await db.$disconnect();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A statement as a line of the report: whitespace collapsed, bound values cut short. */
+function shape(sql: string): string {
+  const s = sql
+    .replace(/\s+/g, " ")
+    .replace(/\/\*\+\d+ bytes\*\//g, "")
+    .replace(/'[^']{12,}'/g, "'...'");
+  return s.length > 160 ? `${s.slice(0, 157)}...` : s;
+}
+
+async function main() {
+  killInstancesOnSignal();
+  const report = benchReport("write", "npm run bench:write");
+  console.log(`machine: ${machineDescription()}`);
+  report.log(
+    `Setup: one ${MODE} instance (${SPLIT ? "one process per service" : "one Node process"} and a real Caddy, SQLite) per size, then config-service alone in the bench's process; Prisma ${prismaVersion()}; ${IN_FLIGHT} creates in flight while seeding, ${WRITES} updates one at a time, ${CREATES} creates ${IN_FLIGHT} in flight, ${SINGLE_CREATES} creates one at a time (statements only).`,
+  );
+  const rows: { n: number; inst: InstanceResult; alone: AloneResult }[] = [];
+  for (const n of SIZES) {
+    process.stderr.write(`size ${n}:\n`);
+    const inst = await benchInstance(n);
+    const alone = await benchAlone(n);
+    rows.push({ n, inst, alone });
+  }
+
+  type Row = (typeof rows)[number];
+  const line = (label: string, cell: (r: Row) => string, goal = "") =>
+    report.log(`| ${label} | ${rows.map(cell).join(" | ")} | ${goal} |`);
+  const latency = (xs: number[]) => `${ms(pct(xs, 50))} / ${ms(pct(xs, 99))}`;
+  const count = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(2));
+  report.log();
+  report.log(`| | ${rows.map((r) => `${r.n.toLocaleString("en-US")} hosts`).join(" | ")} | goal |`);
+  report.log(`|---|${rows.map(() => "---").join("|")}|---|`);
+  line(
+    "API write latency (UpdateProxyHost one at a time), median / p99",
+    (r) => latency(r.inst.updates),
+    "median <= 5 ms",
+  );
+  line(
+    `writes/s, CreateProxyHost, ${IN_FLIGHT} in flight`,
+    (r) => `${r.inst.createsPerSecond.toFixed(0)}/s`,
+    ">= 1,000/s",
+  );
+  line(`writes/s while seeding 0 -> N hosts, ${IN_FLIGHT} in flight`, (r) => `${r.inst.seedPerSecond.toFixed(0)}/s`);
+  line("config-service alone: UpdateProxyHost one at a time, median / p99", (r) => latency(r.alone.updates));
+  line(
+    `config-service alone: writes/s, CreateProxyHost, ${IN_FLIGHT} in flight`,
+    (r) => `${r.alone.createsPerSecond.toFixed(0)}/s`,
+  );
+  line(
+    `SQL statements per write: update alone / create alone / create among ${IN_FLIGHT} in flight`,
+    (r) => `${count(r.alone.perUpdate)} / ${count(r.alone.perCreate)} / ${count(r.alone.perCreateInFlight)}`,
+  );
+  const last = rows[rows.length - 1];
+  if (last) {
+    report.log();
+    report.log(`The statements of one UpdateProxyHost at ${last.n.toLocaleString("en-US")} hosts, as SQLite ran them:`);
+    report.log();
+    for (const sql of last.alone.oneUpdate) report.log(`- \`\` ${shape(sql)} \`\``);
+  }
+  report.finish();
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
