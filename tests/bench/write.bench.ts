@@ -16,9 +16,12 @@
  *   writes, and the SQL statements each write runs on the database connection (better-sqlite3's
  *   `verbose`: token check, content check, transaction and the writes themselves), one update at
  *   a time, one create at a time (CPM_BENCH_SINGLE_CREATES, default 50) and creates in flight.
- * Prints one table with the goals beside the figures, the Prisma version, and the statements of
- * one update as SQLite ran them.
+ * Both parts also give the CPU time per write (the instance's Node processes from /proc, Caddy
+ * apart; this process for config-service alone, client included), which other work on the
+ * machine moves less than the wall-clock figures. Prints one table with the goals beside the
+ * figures, the Prisma version, and the statements of one update as SQLite ran them.
  */
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
@@ -31,6 +34,7 @@ import { ApiTokens, ConfigStore, createServer, openDatabase } from "@cpm/config-
 import { SPLIT } from "../support/instance.ts";
 import { inParallel, killInstancesOnSignal, seed, startInstance, stopAll } from "./cluster.ts";
 import { benchReport, machineDescription } from "./markdown.ts";
+import { processTree } from "./proc-mem.ts";
 import { pct } from "./stats.ts";
 
 const num = (name: string, dflt: number) => {
@@ -63,6 +67,40 @@ function prismaVersion(): string {
   const manifest = require.resolve("@prisma/client/package.json");
   return (JSON.parse(readFileSync(manifest, "utf8")) as { version: string }).version;
 }
+
+/** Clock ticks per second of /proc/<pid>/stat's times. */
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/**
+ * CPU time (user + system, ms) used so far by the Node processes of the tree under `root`, Caddy
+ * apart: what the instance's own code costs, less sensitive than wall time to other work on the cores.
+ */
+function nodeCpuMs(root: number): number {
+  let ticks = 0;
+  for (const p of processTree(root)) {
+    if (p.name === "caddy") continue;
+    try {
+      const stat = readFileSync(`/proc/${p.pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]); // utime and stime, fields 14 and 15
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return (ticks * 1000) / CLK_TCK;
+}
+
+/** CPU time (user + system, ms) of this process so far. */
+const ownCpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
 
 /** The calls a part makes: create and update one proxy host. */
 interface Api {
@@ -118,6 +156,9 @@ interface InstanceResult {
   seedPerSecond: number;
   updates: number[];
   createsPerSecond: number;
+  /** CPU ms of the instance's Node processes per update one at a time, and per create in flight. */
+  cpuPerUpdate: number;
+  cpuPerCreate: number;
 }
 
 /** The whole instance at `n` hosts. */
@@ -133,11 +174,17 @@ async function benchInstance(n: number): Promise<InstanceResult> {
     await inst.waitInSync(300_000);
     process.stderr.write(`  instance: ${WRITES} updates one at a time...\n`);
     const a = api(inst.config, inst.adminToken);
+    const pid = inst.child!.pid!;
+    let cpu = nodeCpuMs(pid);
     const updates = await updatesOneAtATime(a, hosts);
     await inst.waitInSync(300_000);
+    const cpuPerUpdate = (nodeCpuMs(pid) - cpu) / WRITES;
     process.stderr.write(`  instance: ${CREATES} creates, ${IN_FLIGHT} in flight...\n`);
+    cpu = nodeCpuMs(pid);
     const createsPerSecond = await createsInFlight(a, "w");
-    return { seedPerSecond, updates, createsPerSecond };
+    await inst.waitInSync(300_000);
+    const cpuPerCreate = (nodeCpuMs(pid) - cpu) / CREATES;
+    return { seedPerSecond, updates, createsPerSecond, cpuPerUpdate, cpuPerCreate };
   } finally {
     await stopAll([inst]);
   }
@@ -146,6 +193,9 @@ async function benchInstance(n: number): Promise<InstanceResult> {
 interface AloneResult {
   updates: number[];
   createsPerSecond: number;
+  /** CPU ms of this process (server and client) per update one at a time, and per create in flight. */
+  cpuPerUpdate: number;
+  cpuPerCreate: number;
   /** SQL statements per write: an update alone, a create alone, a create among IN_FLIGHT. */
   perUpdate: number;
   perCreate: number;
@@ -181,6 +231,7 @@ async function benchAlone(n: number): Promise<AloneResult> {
     statements = [];
     let counted = 0;
     let oneUpdate: string[] = [];
+    let cpu = ownCpuMs();
     const updates = await updatesOneAtATime(a, hosts, {
       before: () => (statements = []),
       after: () => {
@@ -188,15 +239,27 @@ async function benchAlone(n: number): Promise<AloneResult> {
         oneUpdate = statements;
       },
     });
+    const cpuPerUpdate = (ownCpuMs() - cpu) / WRITES;
     const perUpdate = counted / WRITES;
     statements = [];
     for (let i = 0; i < SINGLE_CREATES; i++) await a.create(`s${i}`);
     const perCreate = statements.length / SINGLE_CREATES;
     process.stderr.write(`  config-service alone: ${CREATES} creates, ${IN_FLIGHT} in flight...\n`);
     statements = [];
+    cpu = ownCpuMs();
     const createsPerSecond = await createsInFlight(a, "w");
+    const cpuPerCreate = (ownCpuMs() - cpu) / CREATES;
     const perCreateInFlight = statements.length / CREATES;
-    return { updates, createsPerSecond, perUpdate, perCreate, perCreateInFlight, oneUpdate };
+    return {
+      updates,
+      createsPerSecond,
+      cpuPerUpdate,
+      cpuPerCreate,
+      perUpdate,
+      perCreate,
+      perCreateInFlight,
+      oneUpdate,
+    };
   } finally {
     config.close();
     account.close();
@@ -248,11 +311,19 @@ async function main() {
     (r) => `${r.inst.createsPerSecond.toFixed(0)}/s`,
     ">= 1,000/s",
   );
+  line(
+    "instance's Node CPU per write: update one at a time / create in flight (Caddy apart)",
+    (r) => `${ms(r.inst.cpuPerUpdate)} / ${ms(r.inst.cpuPerCreate)}`,
+  );
   line(`writes/s while seeding 0 -> N hosts, ${IN_FLIGHT} in flight`, (r) => `${r.inst.seedPerSecond.toFixed(0)}/s`);
   line("config-service alone: UpdateProxyHost one at a time, median / p99", (r) => latency(r.alone.updates));
   line(
     `config-service alone: writes/s, CreateProxyHost, ${IN_FLIGHT} in flight`,
     (r) => `${r.alone.createsPerSecond.toFixed(0)}/s`,
+  );
+  line(
+    "config-service alone: CPU per write, update / create in flight (server and client)",
+    (r) => `${ms(r.alone.cpuPerUpdate)} / ${ms(r.alone.cpuPerCreate)}`,
   );
   line(
     `SQL statements per write: update alone / create alone / create among ${IN_FLIGHT} in flight`,
