@@ -48,34 +48,6 @@ export function startSlave(name: string, pki: TestPki): Promise<Instance> {
   });
 }
 
-/**
- * `count` slaves, started `batch` at a time (concurrently within a batch); a slave that fails to
- * start under load is tried once more on its own. On a second failure every started one is stopped.
- */
-export async function startSlaves(prefix: string, count: number, pki: TestPki, batch: number): Promise<Instance[]> {
-  const slaves: Instance[] = [];
-  try {
-    for (let first = 0; first < count; first += batch) {
-      const names = Array.from({ length: Math.min(batch, count - first) }, (_, i) => `${prefix}-${first + i}`);
-      process.stderr.write(`  starting slaves ${first}..${first + names.length - 1} of ${count}...\n`);
-      const started = await Promise.allSettled(names.map((n) => startSlave(n, pki)));
-      for (const [i, r] of started.entries()) {
-        if (r.status === "fulfilled") slaves.push(r.value);
-        else {
-          process.stderr.write(
-            `  ${names[i]} did not start (${r.reason instanceof Error ? r.reason.message : r.reason}); once more alone\n`,
-          );
-          slaves.push(await startSlave(`${names[i]}-again`, pki));
-        }
-      }
-    }
-  } catch (e) {
-    await stopAll(slaves);
-    throw e;
-  }
-  return slaves;
-}
-
 /** A master pushing to `slaves` over TLS verified against the bench PKI's CA. */
 export function startMaster(name: string, slaves: Instance[], pki: TestPki): Promise<Instance> {
   const targets = slaves.map((s, i) => ({

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 
 /** One process of a tree with its resident memory in KiB. */
@@ -101,4 +102,31 @@ export async function measureTree(root: number, samples: number, intervalMs = 10
     rssByName: medians(perName),
     ussByName: medians(ussPerName),
   };
+}
+
+/** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ, 100 on Linux). */
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/**
+ * CPU time (user + system, ms) that `root` and every process below it have used so far, from
+ * /proc/<pid>/stat; `exclude` names processes left out (see `nameOf`: `caddy`, ...). A process
+ * that exited is no longer counted.
+ */
+export function treeCpuMs(root: number, exclude: string[] = []): number {
+  let ticks = 0;
+  for (const p of processTree(root)) {
+    if (exclude.includes(p.name)) continue;
+    const stat = readProc(p.pid, "stat");
+    if (!stat) continue;
+    // After the command's closing parenthesis: state is field 3, utime 14 and stime 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return (ticks * 1000) / CLOCK_TICKS;
 }

@@ -27,11 +27,8 @@
  *   receiver over one stream, CPM_BENCH_TICKS times (default 30), encoded once as the
  *   dispatcher does, the time to its ACK, and
  *   whether the slave's Caddy reloaded.
- * Then one fan-out table at CPM_BENCH_FANOUT_HOSTS hosts (default 100): a master with one slave,
- * then a master with CPM_BENCH_FANOUT slaves (default 20; 0 skips the table), started
- * CPM_BENCH_FANOUT_BATCH at a time (default 5); the median over CPM_BENCH_FANOUT_CHANGES changes
- * (default 10) of write -> the last slave's Caddy serves it (every slave polled over HTTP), the
- * ratio, and the burst with every slave.
+ * Fan-out to many slaves is `npm run bench:fanout` (fanout.bench.ts): one master and simulated
+ * slaves, since a real slave per Caddy cannot run by the dozen on two cores.
  * CPM_BENCH_LOG_LEVEL (default warn) is the instances' LOG_LEVEL.
  */
 import { spawn } from "node:child_process";
@@ -54,7 +51,6 @@ import {
   setDomain,
   startMaster,
   startSlave,
-  startSlaves,
   stopAll,
   SYNC_TOKEN,
   untilServed,
@@ -84,10 +80,6 @@ const BURST = num("CPM_BENCH_BURST", 1000);
 const RESTARTS = num("CPM_BENCH_RESTARTS", 3);
 const RSS_SAMPLES = num("CPM_BENCH_RSS_SAMPLES", 3);
 const RSS_SETTLE_MS = num("CPM_BENCH_RSS_SETTLE_MS", 30_000);
-const FANOUT = num("CPM_BENCH_FANOUT", 20);
-const FANOUT_HOSTS = num("CPM_BENCH_FANOUT_HOSTS", 100);
-const FANOUT_CHANGES = num("CPM_BENCH_FANOUT_CHANGES", 10);
-const FANOUT_BATCH = Math.max(1, num("CPM_BENCH_FANOUT_BATCH", 5));
 
 const ms = (x: number) => `${x.toFixed(1)} ms`;
 const ratio = (x: number) => `${x.toFixed(2)}x`;
@@ -284,59 +276,18 @@ async function unchangedPushes(slave: Instance, ca: string, s: Snapshot, count: 
   return times;
 }
 
-/** A master with `slaveCount` slaves at `n` hosts: write -> every slave serves it, per change; and a burst when `withBurst`. */
-async function benchFanout(n: number, slaveCount: number, pki: TestPki, withBurst: boolean) {
-  const up = await startUpstream("bench");
-  const slaves = await startSlaves(`bench-fan${slaveCount}`, slaveCount, pki, FANOUT_BATCH);
-  const master = await startMaster(`bench-fan${slaveCount}-master`, slaves, pki).catch(async (e) => {
-    await stopAll(slaves);
-    throw e;
-  });
-  try {
-    process.stderr.write(`  seeding ${n} proxy hosts, ${slaveCount} slave(s)...\n`);
-    const { hosts } = await seed(master, n, up.port, IN_FLIGHT);
-    await waitSlavesOn(master, slaves, "seeded");
-    process.stderr.write(`  ${FANOUT_CHANGES} changes to ${slaveCount} slave(s)...\n`);
-    const times: number[] = [];
-    for (let i = 0; i < FANOUT_CHANGES; i++) {
-      const k = i % n;
-      const domain = `f${i}.bench.test`;
-      hosts[k] = (await setDomain(master, hosts[k]!, domain)).host;
-      times.push(await untilServed(slaves, domain));
-    }
-    let burstResult: Awaited<ReturnType<typeof burst>> | undefined;
-    if (withBurst && BURST > 0) {
-      process.stderr.write(`  burst of ${BURST} writes to ${slaveCount} slaves...\n`);
-      burstResult = await burst(master, slaves, hosts, BURST, IN_FLIGHT, `fan${slaveCount}`);
-    }
-    return { median: pct(times, 50), burst: burstResult };
-  } finally {
-    await stopAll([master, ...slaves]);
-    await up.close();
-  }
-}
-
 async function main() {
   killInstancesOnSignal();
   const report = benchReport("sync", "npm run bench");
   console.log(`machine: ${machineDescription()}`);
   report.log(
-    `Setup: a master and one TLS slave with real Caddies per size; ${IN_FLIGHT} writes in flight while seeding and in bursts, ${WRITES} single writes, ${CHANGES} changes, ${TICKS} unchanged pushes, a burst of ${BURST}, ${RESTARTS} slave restarts per size` +
-      (FANOUT > 0 ? `; fan-out: ${FANOUT} slaves at ${FANOUT_HOSTS} hosts, ${FANOUT_CHANGES} changes` : ""),
+    `Setup: a master and one TLS slave with real Caddies per size; ${IN_FLIGHT} writes in flight while seeding and in bursts, ${WRITES} single writes, ${CHANGES} changes, ${TICKS} unchanged pushes, a burst of ${BURST}, ${RESTARTS} slave restarts per size`,
   );
   const pki = makePki(mkdtempSync(path.join(os.tmpdir(), "cpm-bench-pki-")));
   const rows: Awaited<ReturnType<typeof benchSize>>[] = [];
   for (const n of SIZES) {
     process.stderr.write(`size ${n}:\n`);
     rows.push(await benchSize(n, pki));
-  }
-  let fan: { one: Awaited<ReturnType<typeof benchFanout>>; many: Awaited<ReturnType<typeof benchFanout>> } | undefined;
-  if (FANOUT > 0) {
-    process.stderr.write(`fan-out at ${FANOUT_HOSTS} hosts: 1 slave\n`);
-    const one = await benchFanout(FANOUT_HOSTS, 1, pki, false);
-    process.stderr.write(`fan-out at ${FANOUT_HOSTS} hosts: ${FANOUT} slaves\n`);
-    const many = await benchFanout(FANOUT_HOSTS, FANOUT, pki, true);
-    fan = { one, many };
   }
 
   type Row = (typeof rows)[number];
@@ -401,18 +352,6 @@ async function main() {
     );
   }
 
-  if (fan) {
-    report.log();
-    report.log(`| fan-out at ${FANOUT_HOSTS.toLocaleString("en-US")} hosts | 1 slave | ${FANOUT} slaves | goal |`);
-    report.log("|---|---|---|---|");
-    report.log(
-      `| write -> every slave's Caddy serves it (the last one), median of ${FANOUT_CHANGES} | ${ms(fan.one.median)} | ${ms(fan.many.median)} | |`,
-    );
-    report.log(`| ratio ${FANOUT} slaves / 1 slave | | ${ratio(fan.many.median / fan.one.median)} | <= 1.5x |`);
-    report.log(
-      `| burst of ${BURST} updates: last write -> every slave serves the final version; most snapshots pushed to one slave | | ${burstCell(fan.many.burst)} | pushed <= 10% of writes |`,
-    );
-  }
   report.finish();
 }
 
