@@ -23,6 +23,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { SyncReceiverService, type GetReceiverStatusResponse, type SyncResponse } from "@cpm/proto";
+import { handshakeHeaders } from "@cpm/core";
 
 /** What the decoding worker tells of a snapshot (no version: the request held none). */
 interface Decoded {
@@ -143,8 +144,8 @@ function sync(call: ServerDuplexStream<Buffer, SyncResponse>): void {
   const port = Number(call.getHost().split(":").pop());
   open++;
   opened++;
-  // Headers at once: the master counts the link as up when they arrive.
-  call.sendMetadata(new Metadata());
+  // Headers at once, with this release's handshake: the master counts the link as up when they arrive.
+  call.sendMetadata(handshake);
   let ended = false;
   call.on("data", (message: Buffer) => {
     const received = now();
@@ -153,7 +154,8 @@ function sync(call: ServerDuplexStream<Buffer, SyncResponse>): void {
       if (ended || s.version === undefined) return;
       snapshots++;
       hosts = s.hosts;
-      call.write({ ack: { version: s.version, configSha256: s.contentSha256 ?? "" }, nack: undefined });
+      const contentSha256 = s.contentSha256 ?? "";
+      call.write({ ack: { version: s.version, configSha256: contentSha256, contentSha256 }, nack: undefined });
       acked.set(port, Math.max(acked.get(port) ?? 0, s.version));
       if (watch && s.version >= watch.version && !watch.receivers.has(port)) {
         watch.receivers.add(port);
@@ -177,6 +179,9 @@ function sync(call: ServerDuplexStream<Buffer, SyncResponse>): void {
   call.on("error", closed);
 }
 
+const handshake = new Metadata();
+for (const [k, v] of Object.entries(handshakeHeaders())) handshake.set(k, v);
+
 const impl: UntypedServiceImplementation = {
   sync,
   getReceiverStatus: (_call: unknown, done: (err: null, res: GetReceiverStatusResponse) => void) =>
@@ -188,6 +193,7 @@ const impl: UntypedServiceImplementation = {
       lastError: "",
       lastErrorTime: undefined,
       masterConnected: open > 0,
+      masterRelease: "",
     }),
 };
 

@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ProxyHost } from "@cpm/proto";
-import { CONFIG_ERROR_EXIT_CODE } from "@cpm/core";
+import { CONFIG_ERROR_EXIT_CODE, RELEASE } from "@cpm/core";
 import { unary } from "@cpm/grpc-kit";
 import { Instance, ROOT, runLauncher } from "../support/instance.ts";
 import { freePort, startUpstream } from "../support/net.ts";
@@ -169,6 +169,9 @@ describe("Prometheus metrics of a master and a TLS slave", () => {
     assert.equal(d.value(`cpm_dispatcher_slave_connected${s}`), 1);
     assert.equal(d.value(`cpm_dispatcher_slave_acked_version${s}`), v);
     assert.equal(d.value(`cpm_dispatcher_slave_lag_versions${s}`), 0);
+    // The slave announced this release and reads the newest schema: compatible, sent schema 3.
+    assert.equal(d.value(`cpm_dispatcher_slave_incompatible${s}`), 0);
+    assert.equal(d.value(`cpm_dispatcher_slave_info${s.replace("}", `,release="${RELEASE}",schema_version="3"}`)}`), 1);
     assert.equal(d.value("cpm_dispatcher_master_version"), v);
     const pushes = d.value(`cpm_dispatcher_pushes_total${s}`);
     const acks = d.value(`cpm_dispatcher_acks_total${s}`);

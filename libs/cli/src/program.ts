@@ -1,6 +1,8 @@
 import { Command, CommanderError, Option } from "commander";
 import {
   certificateStatusToJSON,
+  Compatibility,
+  compatibilityIssueCodeToJSON,
   Role,
   type CertificateSyncStatus,
   type ImportConfigResponse,
@@ -303,13 +305,35 @@ function tokenCommand(run: Run): Command {
   return cmd;
 }
 
+/** A slave's compatibility as a word: ok, INCOMPATIBLE, or "-" before its stream first opened. */
+function compatibilityWord(s: SlaveStatus): string {
+  if (s.compatibility === Compatibility.COMPATIBILITY_OK) return "ok";
+  if (s.compatibility === Compatibility.COMPATIBILITY_INCOMPATIBLE) return "INCOMPATIBLE";
+  return "-";
+}
+
 /** One row per slave. */
 export function syncStatusTable(slaves: SlaveStatus[]): string {
   return formatTable(
-    ["SLAVE", "CONNECTED", "MASTER", "ACKED", "LAG", "LAST SYNC", "FAILURES", "LAST ERROR"],
+    [
+      "SLAVE",
+      "CONNECTED",
+      "RELEASE",
+      "SCHEMA",
+      "COMPAT",
+      "MASTER",
+      "ACKED",
+      "LAG",
+      "LAST SYNC",
+      "FAILURES",
+      "LAST ERROR",
+    ],
     slaves.map((s) => [
       s.name,
       s.connected ? "yes" : "no",
+      s.release || "-",
+      s.schemaVersion ? String(s.schemaVersion) : "-",
+      compatibilityWord(s),
       String(s.masterVersion),
       String(s.ackedVersion),
       String(s.lag),
@@ -367,6 +391,17 @@ function syncCommand(io: Io, run: Run): Command {
               last_sync_time: formatTime(s.lastSyncTime),
               last_error: s.lastError,
               consecutive_failures: s.consecutiveFailures,
+              release: s.release,
+              snapshot_schemas: s.snapshotSchemas,
+              capabilities: s.capabilities,
+              schema_version: s.schemaVersion,
+              compatibility: compatibilityWord(s),
+              compatibility_issues: s.compatibilityIssues.map((i) => ({
+                code: compatibilityIssueCodeToJSON(i.code).replace(/^COMPATIBILITY_ISSUE_CODE_/, ""),
+                capability: i.capability,
+                resources: i.resources,
+                message: i.message,
+              })),
             })),
             certificates: r.certificates.map((c) => ({
               name: c.name,

@@ -2,7 +2,14 @@
 // answers fixed per-slave statuses) and `cpm completion`.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { CertificateStatus, GetSyncStatusResponse, SyncDispatcherService, type SyncDispatcherServer } from "@cpm/proto";
+import {
+  CertificateStatus,
+  Compatibility,
+  CompatibilityIssueCode,
+  GetSyncStatusResponse,
+  SyncDispatcherService,
+  type SyncDispatcherServer,
+} from "@cpm/proto";
 import { createLogger } from "@cpm/core";
 import { definePolicy, GrpcServer, sharedTokenAuthenticator, type AsyncService } from "@cpm/grpc-kit";
 import { ExitCode, runCli } from "./index.ts";
@@ -37,6 +44,11 @@ describe("cpm sync status", () => {
                 inFlightVersion: 0,
                 lastNackedVersion: 0,
                 snapshotsSent: 9,
+                release: "0.2.0",
+                snapshotSchemas: [2, 3],
+                capabilities: ["proxy_host.compression"],
+                schemaVersion: 3,
+                compatibility: Compatibility.COMPATIBILITY_OK,
               },
               {
                 name: "edge-2",
@@ -53,7 +65,21 @@ describe("cpm sync status", () => {
                 inFlightVersion: 0,
                 lastNackedVersion: 0,
                 snapshotsSent: 4,
+                release: "0.1.0",
+                snapshotSchemas: [2],
+                schemaVersion: 2,
+                compatibility: Compatibility.COMPATIBILITY_INCOMPATIBLE,
+                compatibilityIssues: [
+                  {
+                    code: CompatibilityIssueCode.COMPATIBILITY_ISSUE_CODE_MISSING_CAPABILITY,
+                    capability: "proxy_host.compression",
+                    resources: ["proxy_host h1 (shop)"],
+                    message:
+                      "the slave (release 0.1.0) does not serve proxy_host.compression, used by proxy_host h1 (shop)",
+                  },
+                ],
               },
+              { name: "edge-3", url: "https://edge-3:50443", masterVersion: 42, lag: 42 },
             ],
             certificates: [
               {
@@ -116,9 +142,10 @@ describe("cpm sync status", () => {
     assert.equal(
       r.out,
       [
-        "SLAVE   CONNECTED  MASTER  ACKED  LAG  LAST SYNC             FAILURES  LAST ERROR",
-        "edge-1  yes        42      42     0    2026-01-02T03:04:05Z  0         -",
-        "edge-2  no         42      40     2    -                     3         connect ECONNREFUSED",
+        "SLAVE   CONNECTED  RELEASE  SCHEMA  COMPAT        MASTER  ACKED  LAG  LAST SYNC             FAILURES  LAST ERROR",
+        "edge-1  yes        0.2.0    3       ok            42      42     0    2026-01-02T03:04:05Z  0         -",
+        "edge-2  no         0.1.0    2       INCOMPATIBLE  42      40     2    -                     3         connect ECONNREFUSED",
+        "edge-3  no         -        -       -             42      0      42   -                     0         -",
         "",
         "CERTIFICATE  STATUS  NOT AFTER             SERVED BY  ERROR",
         "shop         ISSUED  2027-02-01T00:00:00Z  1/2        -",
@@ -127,13 +154,33 @@ describe("cpm sync status", () => {
       ].join("\n"),
     );
     const json = JSON.parse((await run(["sync", "status", "-o", "json"])).out) as {
-      slaves: { name: string; lag: number }[];
+      slaves: {
+        name: string;
+        lag: number;
+        release: string;
+        compatibility: string;
+        compatibility_issues: { code: string; capability: string; resources: string[] }[];
+      }[];
     };
     assert.deepEqual(
-      json.slaves.map((s) => [s.name, s.lag]),
+      json.slaves.map((s) => [s.name, s.lag, s.release, s.compatibility, s.compatibility_issues]),
       [
-        ["edge-1", 0],
-        ["edge-2", 2],
+        ["edge-1", 0, "0.2.0", "ok", []],
+        [
+          "edge-2",
+          2,
+          "0.1.0",
+          "INCOMPATIBLE",
+          [
+            {
+              code: "MISSING_CAPABILITY",
+              capability: "proxy_host.compression",
+              resources: ["proxy_host h1 (shop)"],
+              message: "the slave (release 0.1.0) does not serve proxy_host.compression, used by proxy_host h1 (shop)",
+            },
+          ],
+        ],
+        ["edge-3", 42, "", "-", []],
       ],
     );
     const certs = (

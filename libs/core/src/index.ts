@@ -18,3 +18,5 @@ export * from "./certificates.ts";
 export * from "./l4.ts";
 export * from "./settings.ts";
 export * from "./release.ts";
+export * from "./capabilities.ts";
+export * from "./compat.ts";

@@ -169,13 +169,22 @@ describe("validateSnapshot", () => {
       name: "schema_version 1 (the format before chunk digests)",
       edit: (s) => (s.schemaVersion = 1),
       field: "snapshot.schema_version",
-      detail: /1 is not supported \(this build reads 2\)/,
+      detail: /1 is not supported \(this build reads 2 and 3\)/,
     },
     {
-      name: "schema_version 3",
-      edit: (s) => (s.schemaVersion = 3),
+      name: "schema_version 4 (a newer release's)",
+      edit: (s) => (s.schemaVersion = 4),
       field: "snapshot.schema_version",
-      detail: /3 is not supported \(this build reads 2\)/,
+      detail: /4 is not supported \(this build reads 2 and 3\)/,
+    },
+    {
+      name: "schema_version 2 carrying a proxy host's compression (schema 3)",
+      edit: (s) => {
+        s.schemaVersion = 2;
+        s.proxyHosts[0]!.compression = true;
+      },
+      field: "snapshot.schema_version",
+      detail: /2 cannot carry proxy_host\.compression \(schema 3 or later\), used by proxy_host /,
     },
     { name: "schema_version 0 (unset)", edit: (s) => (s.schemaVersion = 0), field: "snapshot.schema_version" },
     {

@@ -6,12 +6,19 @@ import { normalizeAccessList as normalizeAccessListOnce } from "./access-lists.t
 import { normalizeCertificate as normalizeCertificateOnce } from "./certificates.ts";
 import { l4ListenerConflict, normalizeL4ProxyHost as normalizeL4ProxyHostOnce } from "./l4.ts";
 import { normalizeSettings } from "./settings.ts";
+import { capabilitiesBeyondSchema } from "./capabilities.ts";
 
 /**
- * The snapshot format this build reads and writes. 2: the content hash is taken over chunk
- * digests (contentHashOfDigests); a build that reads 1 refuses 2 by this number, and back.
+ * The snapshot format this build writes. 2: the content hash is taken over chunk digests
+ * (contentHashOfDigests); a build that reads 1 refuses 2 by this number, and back. 3: proxy
+ * hosts may carry `compression` (release 0.2.0). A feature a schema cannot carry is left at its
+ * default in that schema, so the content hash of a configuration that does not use it is the
+ * same in both: a master sends an older slave the older schema (see compat.ts).
  */
-export const SNAPSHOT_SCHEMA_VERSION = 2;
+export const SNAPSHOT_SCHEMA_VERSION = 3;
+
+/** The snapshot formats this build reads, oldest first: its own and the previous release's. */
+export const READABLE_SCHEMA_VERSIONS: readonly number[] = [2, SNAPSHOT_SCHEMA_VERSION];
 
 type Content = Pick<Snapshot, "proxyHosts" | "l4ProxyHosts" | "certificates" | "accessLists" | "settings">;
 
@@ -343,10 +350,17 @@ export function validateSnapshotContent(s: Snapshot, field = "snapshot", normali
   const normalizeAccessList = memo(normalizeAccessListOnce);
   const normalizeL4ProxyHost = memo(normalizeL4ProxyHostOnce);
   const normalizeProxyHost = memo(normalizeProxyHostOnce);
-  if (s.schemaVersion !== SNAPSHOT_SCHEMA_VERSION) {
+  if (!READABLE_SCHEMA_VERSIONS.includes(s.schemaVersion)) {
     throw new ValidationError(
       `${field}.schema_version`,
-      `${s.schemaVersion} is not supported (this build reads ${SNAPSHOT_SCHEMA_VERSION})`,
+      `${s.schemaVersion} is not supported (this build reads ${READABLE_SCHEMA_VERSIONS.join(" and ")})`,
+    );
+  }
+  const beyond = capabilitiesBeyondSchema(s)[0];
+  if (beyond) {
+    throw new ValidationError(
+      `${field}.schema_version`,
+      `${s.schemaVersion} cannot carry ${beyond.name} (schema ${beyond.schema} or later), used by ${beyond.usedBy(s)[0]}`,
     );
   }
   if (!s.masterInstanceId) throw new ValidationError(`${field}.master_instance_id`, "is required");

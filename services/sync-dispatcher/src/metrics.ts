@@ -1,4 +1,4 @@
-import { NackCode, type SlaveStatus } from "@cpm/proto";
+import { Compatibility, NackCode, type SlaveStatus } from "@cpm/proto";
 import type { SlaveTarget } from "@cpm/core";
 import {
   Counter,
@@ -110,6 +110,25 @@ export class DispatcherMetrics {
       "How many versions the slave is behind the master (master version - acked version).",
       (s) => s.lag,
     );
+    perSlave(
+      "cpm_dispatcher_slave_incompatible",
+      "1 while the slave cannot serve the master's configuration (status INCOMPATIBLE: it keeps its last good one), else 0.",
+      (s) => Number(s.compatibility === Compatibility.COMPATIBILITY_INCOMPATIBLE),
+    );
+    new Gauge({
+      name: "cpm_dispatcher_slave_info",
+      help: "1 per slave, labelled with the release it announced and the snapshot schema it is sent (empty and 0 before its stream first opened).",
+      labelNames: [...labelNames, "release", "schema_version"],
+      registers,
+      collect() {
+        this.reset();
+        for (const { target, status } of links())
+          this.set(
+            { ...slaveLabels(target), release: status.release, schema_version: String(status.schemaVersion) },
+            1,
+          );
+      },
+    });
     scrapedGauge(
       registry,
       "cpm_dispatcher_master_version",

@@ -56,7 +56,9 @@ describe("push spans", () => {
     // The slave acked v4; v5 and v6 were committed while a push was in flight: one push carries v6.
     const ack = startPush(snapshotAt(6), commits, target, 4);
     assert.match(ack.carrier?.traceparent ?? "", /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
-    endPush(ack, { response: { ack: { version: 6, configSha256: "ab".repeat(32) }, nack: undefined } });
+    endPush(ack, {
+      response: { ack: { version: 6, configSha256: "ab".repeat(32), contentSha256: "" }, nack: undefined },
+    });
     const nack = startPush(snapshotAt(7), commits, target, 6);
     endPush(nack, {
       response: {

@@ -10,6 +10,7 @@ const idle = (over: Partial<LinkView> = {}): LinkView => ({
   acked: undefined,
   refused: undefined,
   tooLarge: undefined,
+  incompatible: undefined,
   retry: undefined,
   force: false,
   now: 1_000,
@@ -66,5 +67,13 @@ describe("decideSend: what a slave link sends, from its state alone", () => {
   it("never sends a state known to be too large, even when forced", () => {
     assert.deepEqual(decideSend(idle({ tooLarge: v5, force: true })), { send: false, reason: "too-large" });
     assert.deepEqual(decideSend(idle({ tooLarge: v5, want: { version: 6, contentSha256: "c6" } })), { send: true });
+  });
+
+  it("never sends a state the slave cannot serve, even when forced, until it changes", () => {
+    assert.deepEqual(decideSend(idle({ incompatible: v5 })), { send: false, reason: "incompatible" });
+    assert.deepEqual(decideSend(idle({ incompatible: v5, force: true })), { send: false, reason: "incompatible" });
+    assert.deepEqual(decideSend(idle({ incompatible: v5, want: { version: 6, contentSha256: "c6" } })), {
+      send: true,
+    });
   });
 });

@@ -2,11 +2,17 @@ import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { Metadata, Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
 import { NackCode, Snapshot, SyncReceiverService, SyncRequest, type SyncResponse } from "@cpm/proto";
-import { createLogger, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
+import { createLogger, handshakeHeaders, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import type { ConfigClient } from "@cpm/grpc-kit";
 import { encodeSnapshotFrame, readSnapshotFrame } from "@cpm/snapshot-wire";
 import { SlaveLink, type MasterState } from "./slave-link.ts";
 import { SnapshotCache } from "./snapshots.ts";
+
+function handshakeMetadata(): Metadata {
+  const m = new Metadata();
+  for (const [k, v] of Object.entries(handshakeHeaders())) m.set(k, v);
+  return m;
+}
 
 /**
  * FAKE slave: a real gRPC SyncReceiver that records what it receives and answers only when
@@ -23,7 +29,8 @@ class FakeSlave {
     this.server.addService(SyncReceiverService, {
       sync: (call: ServerDuplexStream<SyncRequest, SyncResponse>) => {
         this.call = call;
-        call.sendMetadata(new Metadata()); // "connected", as the real receiver does
+        // "connected", with the handshake of this release, as the real receiver does.
+        call.sendMetadata(handshakeMetadata());
         call.on("data", (req: SyncRequest) => this.received.push(req.snapshot!.version));
         call.on("end", () => call.end());
       },
@@ -37,7 +44,7 @@ class FakeSlave {
   }
 
   ack(version: number) {
-    this.call!.write({ ack: { version, configSha256: `sha-${version}` }, nack: undefined });
+    this.call!.write({ ack: { version, configSha256: `sha-${version}`, contentSha256: "" }, nack: undefined });
   }
 
   nack(version: number, code: NackCode, retryable = false) {

@@ -1,5 +1,21 @@
-import { NackCode, SyncReceiverService, SyncRequest, type SlaveStatus, type SyncResponse } from "@cpm/proto";
-import { backoffDelay, type Logger, type SlaveTarget } from "@cpm/core";
+import {
+  Compatibility,
+  CompatibilityIssueCode,
+  NackCode,
+  SyncReceiverService,
+  SyncRequest,
+  type SlaveStatus,
+  type SyncResponse,
+} from "@cpm/proto";
+import {
+  backoffDelay,
+  handshakeHeaders,
+  peerFromHeaders,
+  type CompatibilityIssue,
+  type Logger,
+  type PeerInfo,
+  type SlaveTarget,
+} from "@cpm/core";
 import { clientOptions, withBearer } from "@cpm/grpc-kit";
 import {
   connectivityState,
@@ -104,6 +120,12 @@ export class SlaveLink {
   /** The link is down: failed attempts to connect are not counted again until a stream opens. */
   private outage = false;
   private snapshotsSent = 0;
+  /** What the slave announced when its stream last opened (undefined: not yet since start). */
+  private peer: PeerInfo | undefined;
+  /** The schema of the last snapshot planned for the slave. */
+  private schema = 0;
+  /** A state the slave cannot serve (see planSend): not sent until it changes or the slave reconnects. */
+  private incompatible: (StateKey & { issues: CompatibilityIssue[] }) | undefined;
   private stopped = new AbortController();
 
   constructor(
@@ -187,7 +209,9 @@ export class SlaveLink {
     return new Promise((resolve) => {
       let answered = false;
       let timedOut = false;
-      const stream = this.client.sync(withBearer(this.target.token));
+      const request = withBearer(this.target.token);
+      for (const [k, v] of Object.entries(handshakeHeaders())) request.set(k, v);
+      const stream = this.client.sync(request);
       this.stream = stream;
       // Both end with the attempt (`finish`): the signal lives as long as the link.
       const onStop = () => stream.cancel();
@@ -199,11 +223,21 @@ export class SlaveLink {
       // Watches the link's sockets while the stream lives: a dropped connection is named a
       // keepalive timeout only when a ping went unanswered (see describeStreamError).
       const watch = this.credentials.watchSilence(Math.min(1_000, Math.max(25, this.opts.keepalive.timeoutMs / 4)));
-      stream.on("metadata", () => {
+      stream.on("metadata", (headers: Metadata) => {
         clearTimeout(connectTimer);
         this.connected = true;
         this.outage = false;
-        this.log.info("connected");
+        // The slave's handshake: what it reads and serves decides what it is sent (a slave
+        // upgraded or rolled back in place announces anew; what it could not serve is tried again).
+        this.peer = peerFromHeaders((k) => {
+          const v = headers.get(k)[0];
+          return typeof v === "string" ? v : undefined;
+        });
+        this.incompatible = undefined;
+        this.log.info(
+          { release: this.peer.release, schemas: this.peer.schemas, capabilities: this.peer.capabilities },
+          "connected",
+        );
         // A slave that was away converges now, not at the next interval.
         this.force = true;
         void this.pump();
@@ -271,7 +305,15 @@ export class SlaveLink {
     endPush(sent.span, { response: res });
     this.inFlight = undefined;
     const key: StateKey = { version: sent.version, contentSha256: sent.contentSha256 };
-    if (res.ack) {
+    if (res.ack?.contentSha256 && res.ack.contentSha256 !== sent.contentSha256) {
+      // Not what was sent: never counted as this version applied. Sent again after a backoff.
+      this.fail(
+        `ACK v${res.ack.version} names content ${res.ack.contentSha256.slice(0, 12)}, but the snapshot sent had ${sent.contentSha256.slice(0, 12)}`,
+      );
+      const delay = backoffDelay(this.retryAttempt++, RETRY_BASE_MS, RETRY_MAX_MS);
+      this.retry = { ...key, notBefore: Date.now() + delay };
+      this.log.error({ version: res.ack.version, retryInMs: delay }, "ACK for other content than was sent; resending");
+    } else if (res.ack) {
       this.acked = { ...key, configSha256: res.ack.configSha256, at: new Date() };
       this.refused = undefined;
       this.retry = undefined;
@@ -335,6 +377,7 @@ export class SlaveLink {
       acked: this.acked,
       refused: this.refused,
       tooLarge: this.tooLarge,
+      incompatible: this.incompatible,
       retry: this.retry,
       force: this.force,
       now: Date.now(),
@@ -349,9 +392,23 @@ export class SlaveLink {
     this.pumping = true;
     try {
       const snapshot = await this.snapshots.get(`${want.version}:${want.contentSha256}`);
-      const { bytes } = snapshot;
-      if (!this.connected || !this.stream || this.inFlight) return;
+      if (!this.connected || !this.stream || this.inFlight || !this.peer) return;
+      const plan = snapshot.planFor(this.peer);
+      this.schema = plan.schema;
       this.force = false;
+      if (!plan.ok) {
+        // Sending it would serve something else there: the slave keeps its last good configuration.
+        this.incompatible = { version: snapshot.version, contentSha256: snapshot.contentSha256, issues: plan.issues };
+        this.fail(`INCOMPATIBLE at v${snapshot.version}: ${plan.issues.map((i) => i.message).join("; ")}`);
+        this.log.warn(
+          { version: snapshot.version, release: this.peer.release, issues: plan.issues.map((i) => i.message) },
+          "the slave cannot serve this configuration; not sent, it keeps its last good one",
+        );
+        return;
+      }
+      this.incompatible = undefined;
+      const frame = plan.frame;
+      const bytes = frame.length;
       if (bytes > this.opts.maxMessageBytes) {
         this.tooLarge = { version: snapshot.version, contentSha256: snapshot.contentSha256 };
         this.refused = this.tooLarge;
@@ -372,7 +429,7 @@ export class SlaveLink {
       const span = startPush(snapshot, this.master().commits, this.target, this.acked?.version ?? 0);
       this.inFlight = { version: snapshot.version, contentSha256: snapshot.contentSha256, timer, span };
       this.snapshotsSent++;
-      stream.write(withTraceContext(snapshot.frame, span.carrier));
+      stream.write(withTraceContext(frame, span.carrier));
       this.metrics.pushed(bytes);
       this.log.debug({ version: snapshot.version, bytes }, "snapshot sent");
     } catch (err) {
@@ -404,6 +461,21 @@ export class SlaveLink {
       inFlightVersion: this.inFlight?.version ?? 0,
       lastNackedVersion: this.lastNackedVersion,
       snapshotsSent: this.snapshotsSent,
+      release: this.peer?.release ?? "",
+      snapshotSchemas: this.peer?.schemas ?? [],
+      capabilities: this.peer?.capabilities ?? [],
+      schemaVersion: this.schema,
+      compatibility: !this.peer
+        ? Compatibility.COMPATIBILITY_UNSPECIFIED
+        : this.incompatible
+          ? Compatibility.COMPATIBILITY_INCOMPATIBLE
+          : Compatibility.COMPATIBILITY_OK,
+      compatibilityIssues: (this.incompatible?.issues ?? []).map((i) => ({
+        code: CompatibilityIssueCode[`COMPATIBILITY_ISSUE_CODE_${i.code}`],
+        capability: i.capability,
+        resources: i.resources,
+        message: i.message,
+      })),
     };
   }
 

@@ -1,4 +1,5 @@
-import { SyncRequest, type Certificate } from "@cpm/proto";
+import { SyncRequest, type Certificate, type Snapshot } from "@cpm/proto";
+import { knowsAllOf, planSend, SNAPSHOT_SCHEMA_VERSION, type CompatibilityIssue, type PeerInfo } from "@cpm/core";
 import { type ConfigPort, type TraceCarrier } from "@cpm/grpc-kit";
 import { frameCertificates, type SnapshotFrame } from "@cpm/snapshot-wire";
 
@@ -15,16 +16,45 @@ export interface EncodedSnapshot {
   frame: Buffer;
   bytes: number;
   certificates(): Certificate[];
+  /** What a slave that announced `peer` is sent of this version (see planSend in @cpm/core). */
+  planFor(peer: PeerInfo): LinkPlan;
 }
+
+/** One slave's push of a version: the bytes in the schema it reads, or why it gets none. */
+export type LinkPlan =
+  { ok: true; schema: number; frame: Buffer } | { ok: false; schema: number; issues: CompatibilityIssue[] };
 
 function encoded(f: SnapshotFrame): EncodedSnapshot {
   let certificates: Certificate[] | undefined;
+  // Decoded only for a slave of another release, once per version whatever the number of slaves.
+  let decoded: Snapshot | undefined;
+  const snapshot = () => (decoded ??= SyncRequest.decode(f.frame).snapshot!);
+  const frames = new Map<number, Buffer>([[SNAPSHOT_SCHEMA_VERSION, f.frame]]);
   return {
     version: f.version,
     contentSha256: f.contentSha256,
     frame: f.frame,
     bytes: f.frame.length,
     certificates: () => (certificates ??= frameCertificates(f.frame)),
+    planFor(peer) {
+      // A slave of this release or a newer one: the bytes as they are, nothing decoded.
+      if (knowsAllOf(peer)) return { ok: true, schema: SNAPSHOT_SCHEMA_VERSION, frame: f.frame };
+      const plan = planSend(peer, snapshot());
+      if (!plan.ok) return plan;
+      let frame = frames.get(plan.schema);
+      if (!frame) {
+        // The same content in the older schema: what it cannot carry is unused (planSend), so
+        // the content hash, and what the slave serves, are the same.
+        frame = Buffer.from(
+          SyncRequest.encode({
+            snapshot: { ...snapshot(), schemaVersion: plan.schema },
+            traceContext: undefined,
+          }).finish(),
+        );
+        frames.set(plan.schema, frame);
+      }
+      return { ok: true, schema: plan.schema, frame };
+    },
   };
 }
 

@@ -1,6 +1,6 @@
 import { Metadata, Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
 import { Snapshot, SyncReceiverService, type SyncRequest, type SyncResponse } from "@cpm/proto";
-import { createLogger, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
+import { createLogger, handshakeHeaders, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import type { ConfigClient } from "@cpm/grpc-kit";
 import { encodeSnapshotFrame, readSnapshotFrame } from "@cpm/snapshot-wire";
 import { SlaveLink, type MasterState } from "./slave-link.ts";
@@ -54,17 +54,25 @@ export async function testReceiver(
   opts: {
     port?: number;
     tls?: { cert: string; key: string };
-    answer?: (version: number) => SyncResponse | undefined;
+    answer?: (version: number, snapshot: Snapshot) => SyncResponse | undefined;
+    /** The handshake headers it answers a stream with: this release's by default, `{}` for release 0.1.0's silence. */
+    handshake?: Record<string, string>;
   } = {},
-): Promise<{ received: number[]; server: Server; port: number }> {
+): Promise<{ received: number[]; schemas: number[]; masterReleases: string[]; server: Server; port: number }> {
   const received: number[] = [];
+  const schemas: number[] = [];
+  const masterReleases: string[] = [];
   const server = new Server();
   server.addService(SyncReceiverService, {
     sync: (call: ServerDuplexStream<SyncRequest, SyncResponse>) => {
-      call.sendMetadata(new Metadata());
+      const headers = new Metadata();
+      for (const [k, v] of Object.entries(opts.handshake ?? handshakeHeaders())) headers.set(k, v);
+      call.sendMetadata(headers);
+      masterReleases.push(String(call.metadata.get("cpm-release")[0] ?? ""));
       call.on("data", (req: SyncRequest) => {
         received.push(req.snapshot!.version);
-        const res = opts.answer?.(req.snapshot!.version);
+        schemas.push(req.snapshot!.schemaVersion);
+        const res = opts.answer?.(req.snapshot!.version, req.snapshot!);
         if (res) call.write(res);
       });
       call.on("end", () => call.end());
@@ -79,7 +87,7 @@ export async function testReceiver(
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`127.0.0.1:${opts.port ?? 0}`, credentials, (e, p) => (e ? reject(e) : resolve(p))),
   );
-  return { received, server, port };
+  return { received, schemas, masterReleases, server, port };
 }
 
 /** Waits until `f()` holds, polling every 10 ms; fails naming `what` after `ms`. */

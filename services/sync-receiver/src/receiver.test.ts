@@ -19,7 +19,10 @@ describe("SnapshotApplier: validate, preload, commit, confirm; NACKs say whether
   it("applies a newer snapshot and ACKs its version and Caddy's config hash", async () => {
     const { applier, config, renderer } = fakes(1);
     const r = await applier.apply(snap(2));
-    assert.deepEqual(r, { ack: { version: 2, configSha256: "sha-2" }, nack: undefined });
+    assert.deepEqual(r, {
+      ack: { version: 2, configSha256: "sha-2", contentSha256: snap(2).contentSha256 },
+      nack: undefined,
+    });
     assert.deepEqual(renderer.preloaded, [2]);
     assert.deepEqual(config.committed, [2]);
     assert.equal(applier.state.appliedVersion, 2);
@@ -55,20 +58,32 @@ describe("SnapshotApplier: validate, preload, commit, confirm; NACKs say whether
 
   it("ACKs an equal version again (idempotent)", async () => {
     const { applier } = fakes(4);
-    assert.deepEqual(await applier.apply(snap(4)), { ack: { version: 4, configSha256: "sha-4" }, nack: undefined });
-    assert.deepEqual(await applier.apply(snap(4)), { ack: { version: 4, configSha256: "sha-4" }, nack: undefined });
+    assert.deepEqual(await applier.apply(snap(4)), {
+      ack: { version: 4, configSha256: "sha-4", contentSha256: snap(4).contentSha256 },
+      nack: undefined,
+    });
+    assert.deepEqual(await applier.apply(snap(4)), {
+      ack: { version: 4, configSha256: "sha-4", contentSha256: snap(4).contentSha256 },
+      nack: undefined,
+    });
   });
 
   it("answers a snapshot of what already runs at once: no preload, no commit, no Caddy load", async () => {
     const { applier, config, renderer } = fakes(1);
     await applier.apply(snap(2));
     assert.deepEqual([renderer.preloaded, config.committed], [[2], [2]]);
-    assert.deepEqual(await applier.apply(snap(2)), { ack: { version: 2, configSha256: "sha-2" }, nack: undefined });
+    assert.deepEqual(await applier.apply(snap(2)), {
+      ack: { version: 2, configSha256: "sha-2", contentSha256: snap(2).contentSha256 },
+      nack: undefined,
+    });
     assert.deepEqual([renderer.preloaded, config.committed], [[2], [2]], "the unchanged push touched nothing");
 
     // The database no longer holds that content (changed behind its back): the full path repairs it.
     config.contentSha256 = "tampered";
-    assert.deepEqual(await applier.apply(snap(2)), { ack: { version: 2, configSha256: "sha-2" }, nack: undefined });
+    assert.deepEqual(await applier.apply(snap(2)), {
+      ack: { version: 2, configSha256: "sha-2", contentSha256: snap(2).contentSha256 },
+      nack: undefined,
+    });
     assert.deepEqual(
       [renderer.preloaded, config.committed],
       [

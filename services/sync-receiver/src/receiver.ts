@@ -318,7 +318,9 @@ export class SnapshotApplier {
       this.state.lastError = "";
       if (action.unchanged) this.log.debug({ version }, "snapshot already applied and running (ACK, nothing to do)");
       else this.persist();
-      return { ack: { version, configSha256: action.configSha256 }, nack: undefined };
+      // The content hash of what was applied: the master checks it against what it sent.
+      const contentSha256 = snapshot?.contentSha256 ?? this.runningContentSha256;
+      return { ack: { version, configSha256: action.configSha256, contentSha256 }, nack: undefined };
     }
     const { code, reason, retryable } =
       action.do === "nack"

@@ -1,5 +1,5 @@
 import { SyncReceiverService, type SyncReceiverServer } from "@cpm/proto";
-import type { Logger } from "@cpm/core";
+import { handshakeHeaders, peerFromHeaders, SILENT_PEER, type Logger } from "@cpm/core";
 import {
   contextFromCarrier,
   definePolicy,
@@ -54,14 +54,25 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
   let connectedMasters = 0;
   /** Why the last master's stream ended, shown while no master is connected. */
   let lastLoss: { message: string; at: Date } | undefined;
+  /** What the last master announced ("" for a master that announces nothing: release 0.1.0). */
+  let masterRelease = "";
   const impl: AsyncService<SyncReceiverServer> = {
     sync: async (call, ctx) => {
       connectedMasters++;
       lastLoss = undefined;
       ctx.log.info("master connected");
       let end: StreamEnd = { how: "shutdown" };
-      // Headers go out at once so the master knows the stream is up before any snapshot.
-      call.sendMetadata(new Metadata());
+      // Headers go out at once so the master knows the stream is up, and what this slave
+      // reads and serves (the handshake, see compat.ts), before any snapshot.
+      const headers = new Metadata();
+      for (const [k, v] of Object.entries(handshakeHeaders())) headers.set(k, v);
+      call.sendMetadata(headers);
+      const master = peerFromHeaders((k) => {
+        const v = call.metadata.get(k)[0];
+        return typeof v === "string" ? v : undefined;
+      });
+      masterRelease = master === SILENT_PEER ? "" : master.release;
+      ctx.log.info({ masterRelease: master.release }, "master announced");
       const session = new SyncSession(
         deps.applier,
         (res) => {
@@ -110,6 +121,7 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
           ? { lastError: lastLoss.message, lastErrorTime: lastLoss.at }
           : { lastError: s.lastError, lastErrorTime: s.lastErrorTime }),
         masterConnected: connectedMasters > 0,
+        masterRelease,
       };
     },
   };

@@ -104,6 +104,92 @@ export function nackCodeToJSON(object: NackCode): string {
   }
 }
 
+export enum Compatibility {
+  /** COMPATIBILITY_UNSPECIFIED - Not known yet: the slave's stream has not opened since the master started. */
+  COMPATIBILITY_UNSPECIFIED = 0,
+  /** COMPATIBILITY_OK - The slave can serve the master's current configuration. */
+  COMPATIBILITY_OK = 1,
+  /**
+   * COMPATIBILITY_INCOMPATIBLE - The slave cannot serve the master's current configuration: it is not sent that version
+   * and keeps its last good configuration; the other slaves keep syncing.
+   */
+  COMPATIBILITY_INCOMPATIBLE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function compatibilityFromJSON(object: any): Compatibility {
+  switch (object) {
+    case 0:
+    case "COMPATIBILITY_UNSPECIFIED":
+      return Compatibility.COMPATIBILITY_UNSPECIFIED;
+    case 1:
+    case "COMPATIBILITY_OK":
+      return Compatibility.COMPATIBILITY_OK;
+    case 2:
+    case "COMPATIBILITY_INCOMPATIBLE":
+      return Compatibility.COMPATIBILITY_INCOMPATIBLE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Compatibility.UNRECOGNIZED;
+  }
+}
+
+export function compatibilityToJSON(object: Compatibility): string {
+  switch (object) {
+    case Compatibility.COMPATIBILITY_UNSPECIFIED:
+      return "COMPATIBILITY_UNSPECIFIED";
+    case Compatibility.COMPATIBILITY_OK:
+      return "COMPATIBILITY_OK";
+    case Compatibility.COMPATIBILITY_INCOMPATIBLE:
+      return "COMPATIBILITY_INCOMPATIBLE";
+    case Compatibility.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum CompatibilityIssueCode {
+  COMPATIBILITY_ISSUE_CODE_UNSPECIFIED = 0,
+  /** COMPATIBILITY_ISSUE_CODE_MISSING_CAPABILITY - The configuration uses a feature the slave's release does not serve. */
+  COMPATIBILITY_ISSUE_CODE_MISSING_CAPABILITY = 1,
+  /** COMPATIBILITY_ISSUE_CODE_NO_COMMON_SCHEMA - The slave reads no snapshot schema this master writes (more than one release apart). */
+  COMPATIBILITY_ISSUE_CODE_NO_COMMON_SCHEMA = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function compatibilityIssueCodeFromJSON(object: any): CompatibilityIssueCode {
+  switch (object) {
+    case 0:
+    case "COMPATIBILITY_ISSUE_CODE_UNSPECIFIED":
+      return CompatibilityIssueCode.COMPATIBILITY_ISSUE_CODE_UNSPECIFIED;
+    case 1:
+    case "COMPATIBILITY_ISSUE_CODE_MISSING_CAPABILITY":
+      return CompatibilityIssueCode.COMPATIBILITY_ISSUE_CODE_MISSING_CAPABILITY;
+    case 2:
+    case "COMPATIBILITY_ISSUE_CODE_NO_COMMON_SCHEMA":
+      return CompatibilityIssueCode.COMPATIBILITY_ISSUE_CODE_NO_COMMON_SCHEMA;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CompatibilityIssueCode.UNRECOGNIZED;
+  }
+}
+
+export function compatibilityIssueCodeToJSON(object: CompatibilityIssueCode): string {
+  switch (object) {
+    case CompatibilityIssueCode.COMPATIBILITY_ISSUE_CODE_UNSPECIFIED:
+      return "COMPATIBILITY_ISSUE_CODE_UNSPECIFIED";
+    case CompatibilityIssueCode.COMPATIBILITY_ISSUE_CODE_MISSING_CAPABILITY:
+      return "COMPATIBILITY_ISSUE_CODE_MISSING_CAPABILITY";
+    case CompatibilityIssueCode.COMPATIBILITY_ISSUE_CODE_NO_COMMON_SCHEMA:
+      return "COMPATIBILITY_ISSUE_CODE_NO_COMMON_SCHEMA";
+    case CompatibilityIssueCode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface SyncRequest {
   snapshot:
     | Snapshot
@@ -122,6 +208,11 @@ export interface Ack {
   version: number;
   /** Hex sha256 of the Caddy config the slave runs. */
   configSha256: string;
+  /**
+   * The content_sha256 of the snapshot the slave applied: the master checks it against what it
+   * sent that slave. Empty from a slave of release 0.1.0, whose ACK the master takes by version.
+   */
+  contentSha256: string;
 }
 
 /** The slave refused or failed to apply a snapshot and keeps its last good configuration. */
@@ -151,6 +242,8 @@ export interface GetReceiverStatusResponse {
   lastError: string;
   lastErrorTime: Date | undefined;
   masterConnected: boolean;
+  /** The release the connected (or last) master announced; empty for a master of release 0.1.0. */
+  masterRelease: string;
 }
 
 export interface SlaveStatus {
@@ -173,6 +266,30 @@ export interface SlaveStatus {
   lastNackedVersion: number;
   /** Snapshots sent since start. */
   snapshotsSent: number;
+  /**
+   * What the slave announced when its stream last opened (kept while it is away). A slave that
+   * announces nothing is release 0.1.0: it reads snapshot schema 2 and no capability.
+   */
+  release: string;
+  /** The snapshot schema versions the slave reads. */
+  snapshotSchemas: number[];
+  /** The named features the slave serves beyond what every release serves (see docs/operations.md). */
+  capabilities: string[];
+  /** The schema of the snapshots this master sends the slave (0 before its stream first opened). */
+  schemaVersion: number;
+  compatibility: Compatibility;
+  /** Why the slave is INCOMPATIBLE: what it lacks, and the resources that use it. */
+  compatibilityIssues: CompatibilityIssue[];
+}
+
+export interface CompatibilityIssue {
+  code: CompatibilityIssueCode;
+  /** The missing capability (MISSING_CAPABILITY). */
+  capability: string;
+  /** The resources that use it, as "proxy_host <id> (<name>)". */
+  resources: string[];
+  /** The whole issue in words. */
+  message: string;
 }
 
 export interface GetSyncStatusRequest {
@@ -404,7 +521,7 @@ export const SyncResponse: MessageFns<SyncResponse> = {
 };
 
 function createBaseAck(): Ack {
-  return { version: 0, configSha256: "" };
+  return { version: 0, configSha256: "", contentSha256: "" };
 }
 
 export const Ack: MessageFns<Ack> = {
@@ -414,6 +531,9 @@ export const Ack: MessageFns<Ack> = {
     }
     if (message.configSha256 !== "") {
       writer.uint32(18).string(message.configSha256);
+    }
+    if (message.contentSha256 !== "") {
+      writer.uint32(26).string(message.contentSha256);
     }
     return writer;
   },
@@ -447,6 +567,14 @@ export const Ack: MessageFns<Ack> = {
             message.configSha256 = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.contentSha256 = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -467,6 +595,11 @@ export const Ack: MessageFns<Ack> = {
         : isSet(object.config_sha256)
         ? globalThis.String(object.config_sha256)
         : "",
+      contentSha256: isSet(object.contentSha256)
+        ? globalThis.String(object.contentSha256)
+        : isSet(object.content_sha256)
+        ? globalThis.String(object.content_sha256)
+        : "",
     };
   },
 
@@ -478,6 +611,9 @@ export const Ack: MessageFns<Ack> = {
     if (message.configSha256 !== "") {
       obj.configSha256 = message.configSha256;
     }
+    if (message.contentSha256 !== "") {
+      obj.contentSha256 = message.contentSha256;
+    }
     return obj;
   },
 
@@ -488,6 +624,7 @@ export const Ack: MessageFns<Ack> = {
     const message = createBaseAck();
     message.version = object.version ?? 0;
     message.configSha256 = object.configSha256 ?? "";
+    message.contentSha256 = object.contentSha256 ?? "";
     return message;
   },
 };
@@ -690,6 +827,7 @@ function createBaseGetReceiverStatusResponse(): GetReceiverStatusResponse {
     lastError: "",
     lastErrorTime: undefined,
     masterConnected: false,
+    masterRelease: "",
   };
 }
 
@@ -715,6 +853,9 @@ export const GetReceiverStatusResponse: MessageFns<GetReceiverStatusResponse> = 
     }
     if (message.masterConnected !== false) {
       writer.uint32(56).bool(message.masterConnected);
+    }
+    if (message.masterRelease !== "") {
+      writer.uint32(66).string(message.masterRelease);
     }
     return writer;
   },
@@ -788,6 +929,14 @@ export const GetReceiverStatusResponse: MessageFns<GetReceiverStatusResponse> = 
             message.masterConnected = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.masterRelease = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -837,6 +986,11 @@ export const GetReceiverStatusResponse: MessageFns<GetReceiverStatusResponse> = 
         : isSet(object.master_connected)
         ? globalThis.Boolean(object.master_connected)
         : false,
+      masterRelease: isSet(object.masterRelease)
+        ? globalThis.String(object.masterRelease)
+        : isSet(object.master_release)
+        ? globalThis.String(object.master_release)
+        : "",
     };
   },
 
@@ -863,6 +1017,9 @@ export const GetReceiverStatusResponse: MessageFns<GetReceiverStatusResponse> = 
     if (message.masterConnected !== false) {
       obj.masterConnected = message.masterConnected;
     }
+    if (message.masterRelease !== "") {
+      obj.masterRelease = message.masterRelease;
+    }
     return obj;
   },
 
@@ -878,6 +1035,7 @@ export const GetReceiverStatusResponse: MessageFns<GetReceiverStatusResponse> = 
     message.lastError = object.lastError ?? "";
     message.lastErrorTime = object.lastErrorTime ?? undefined;
     message.masterConnected = object.masterConnected ?? false;
+    message.masterRelease = object.masterRelease ?? "";
     return message;
   },
 };
@@ -898,6 +1056,12 @@ function createBaseSlaveStatus(): SlaveStatus {
     inFlightVersion: 0,
     lastNackedVersion: 0,
     snapshotsSent: 0,
+    release: "",
+    snapshotSchemas: [],
+    capabilities: [],
+    schemaVersion: 0,
+    compatibility: 0,
+    compatibilityIssues: [],
   };
 }
 
@@ -944,6 +1108,28 @@ export const SlaveStatus: MessageFns<SlaveStatus> = {
     }
     if (message.snapshotsSent !== 0) {
       writer.uint32(112).uint64(message.snapshotsSent);
+    }
+    if (message.release !== "") {
+      writer.uint32(122).string(message.release);
+    }
+    if (message.snapshotSchemas.length !== 0) {
+      writer.uint32(130).fork();
+      for (const v of message.snapshotSchemas) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    for (const v of message.capabilities) {
+      writer.uint32(138).string(v!);
+    }
+    if (message.schemaVersion !== 0) {
+      writer.uint32(144).uint32(message.schemaVersion);
+    }
+    if (message.compatibility !== 0) {
+      writer.uint32(152).int32(message.compatibility);
+    }
+    for (const v of message.compatibilityIssues) {
+      CompatibilityIssue.encode(v!, writer.uint32(162).fork()).join();
     }
     return writer;
   },
@@ -1073,6 +1259,64 @@ export const SlaveStatus: MessageFns<SlaveStatus> = {
             message.snapshotsSent = longToNumber(reader.uint64());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.release = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag === 128) {
+              message.snapshotSchemas.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 130) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.snapshotSchemas.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.capabilities.push(reader.string());
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.schemaVersion = reader.uint32();
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.compatibility = reader.int32() as any;
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.compatibilityIssues.push(CompatibilityIssue.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1141,6 +1385,26 @@ export const SlaveStatus: MessageFns<SlaveStatus> = {
         : isSet(object.snapshots_sent)
         ? globalThis.Number(object.snapshots_sent)
         : 0,
+      release: isSet(object.release) ? globalThis.String(object.release) : "",
+      snapshotSchemas: globalThis.Array.isArray(object?.snapshotSchemas)
+        ? object.snapshotSchemas.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.snapshot_schemas)
+        ? object.snapshot_schemas.map((e: any) => globalThis.Number(e))
+        : [],
+      capabilities: globalThis.Array.isArray(object?.capabilities)
+        ? object.capabilities.map((e: any) => globalThis.String(e))
+        : [],
+      schemaVersion: isSet(object.schemaVersion)
+        ? globalThis.Number(object.schemaVersion)
+        : isSet(object.schema_version)
+        ? globalThis.Number(object.schema_version)
+        : 0,
+      compatibility: isSet(object.compatibility) ? compatibilityFromJSON(object.compatibility) : 0,
+      compatibilityIssues: globalThis.Array.isArray(object?.compatibilityIssues)
+        ? object.compatibilityIssues.map((e: any) => CompatibilityIssue.fromJSON(e))
+        : globalThis.Array.isArray(object?.compatibility_issues)
+        ? object.compatibility_issues.map((e: any) => CompatibilityIssue.fromJSON(e))
+        : [],
     };
   },
 
@@ -1188,6 +1452,24 @@ export const SlaveStatus: MessageFns<SlaveStatus> = {
     if (message.snapshotsSent !== 0) {
       obj.snapshotsSent = Math.round(message.snapshotsSent);
     }
+    if (message.release !== "") {
+      obj.release = message.release;
+    }
+    if (message.snapshotSchemas?.length) {
+      obj.snapshotSchemas = message.snapshotSchemas.map((e) => Math.round(e));
+    }
+    if (message.capabilities?.length) {
+      obj.capabilities = message.capabilities;
+    }
+    if (message.schemaVersion !== 0) {
+      obj.schemaVersion = Math.round(message.schemaVersion);
+    }
+    if (message.compatibility !== 0) {
+      obj.compatibility = compatibilityToJSON(message.compatibility);
+    }
+    if (message.compatibilityIssues?.length) {
+      obj.compatibilityIssues = message.compatibilityIssues.map((e) => CompatibilityIssue.toJSON(e));
+    }
     return obj;
   },
 
@@ -1210,6 +1492,131 @@ export const SlaveStatus: MessageFns<SlaveStatus> = {
     message.inFlightVersion = object.inFlightVersion ?? 0;
     message.lastNackedVersion = object.lastNackedVersion ?? 0;
     message.snapshotsSent = object.snapshotsSent ?? 0;
+    message.release = object.release ?? "";
+    message.snapshotSchemas = object.snapshotSchemas?.map((e) => e) || [];
+    message.capabilities = object.capabilities?.map((e) => e) || [];
+    message.schemaVersion = object.schemaVersion ?? 0;
+    message.compatibility = object.compatibility ?? 0;
+    message.compatibilityIssues = object.compatibilityIssues?.map((e) => CompatibilityIssue.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCompatibilityIssue(): CompatibilityIssue {
+  return { code: 0, capability: "", resources: [], message: "" };
+}
+
+export const CompatibilityIssue: MessageFns<CompatibilityIssue> = {
+  encode(message: CompatibilityIssue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).int32(message.code);
+    }
+    if (message.capability !== "") {
+      writer.uint32(18).string(message.capability);
+    }
+    for (const v of message.resources) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.message !== "") {
+      writer.uint32(34).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompatibilityIssue {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompatibilityIssue();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.capability = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.resources.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompatibilityIssue {
+    return {
+      code: isSet(object.code) ? compatibilityIssueCodeFromJSON(object.code) : 0,
+      capability: isSet(object.capability) ? globalThis.String(object.capability) : "",
+      resources: globalThis.Array.isArray(object?.resources)
+        ? object.resources.map((e: any) => globalThis.String(e))
+        : [],
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: CompatibilityIssue): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = compatibilityIssueCodeToJSON(message.code);
+    }
+    if (message.capability !== "") {
+      obj.capability = message.capability;
+    }
+    if (message.resources?.length) {
+      obj.resources = message.resources;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CompatibilityIssue>, I>>(base?: I): CompatibilityIssue {
+    return CompatibilityIssue.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CompatibilityIssue>, I>>(object: I): CompatibilityIssue {
+    const message = createBaseCompatibilityIssue();
+    message.code = object.code ?? 0;
+    message.capability = object.capability ?? "";
+    message.resources = object.resources?.map((e) => e) || [];
+    message.message = object.message ?? "";
     return message;
   },
 };
