@@ -1,13 +1,11 @@
 // Certificates end to end: gRPC API -> config-service -> renderer -> a real Caddy, checked on
 // real TLS handshakes. Test certificates are made with openssl at test time.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import https from "node:https";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import tls from "node:tls";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
 import {
@@ -23,56 +21,8 @@ import { unary } from "@cpm/grpc-kit";
 import { expectStatus } from "../support/grpc.ts";
 import { Instance, stopCleanly } from "../support/instance.ts";
 import { startUpstream } from "../support/net.ts";
-import { makePki } from "../support/tls.ts";
+import { makePki, peerCertificate, selfSigned } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
-
-/** A self-signed certificate for `sans` with its key (openssl, at test time). */
-function selfSigned(dir: string, name: string, sans: string[]): { cert: string; key: string } {
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.crt`,
-      "-days",
-      "2",
-      "-subj",
-      `/CN=${name}`,
-      "-addext",
-      `subjectAltName=${sans.join(",")}`,
-    ],
-    { cwd: dir, stdio: "pipe" },
-  );
-  return {
-    cert: readFileSync(path.join(dir, `${name}.crt`), "utf8"),
-    key: readFileSync(path.join(dir, `${name}.key`), "utf8"),
-  };
-}
-
-/** The certificate Caddy presents on a TLS handshake for `servername` (not verified). */
-function peerCertificate(port: number, servername: string): Promise<X509Certificate> {
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect(
-      { host: "127.0.0.1", port, servername, rejectUnauthorized: false, timeout: 5000 },
-      () => {
-        const cert = socket.getPeerX509Certificate();
-        socket.end();
-        if (cert) resolve(cert);
-        else reject(new Error("no peer certificate"));
-      },
-    );
-    socket.on("timeout", () => socket.destroy(new Error("TLS handshake timed out")));
-    socket.on("error", reject);
-  });
-}
 
 /** GET over HTTPS through Caddy with SNI and Host `host`; `ca` verifies the server (else unverified). */
 function httpsGet(port: number, host: string, ca?: string): Promise<{ status: number; body: string }> {

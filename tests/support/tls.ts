@@ -1,6 +1,8 @@
+import type { X509Certificate } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import tls from "node:tls";
 
 export interface TestPki {
   caCert: string;
@@ -177,4 +179,52 @@ export function makeNamedCerts(dir: string, names: string[]): NamedCerts {
     };
   }
   return { caPem: readFileSync(path.join(dir, "named-ca.crt"), "utf8"), certs };
+}
+
+/** A self-signed certificate for `sans` with its key (openssl, at test time). */
+export function selfSigned(dir: string, name: string, sans: string[]): { cert: string; key: string } {
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.crt`,
+      "-days",
+      "2",
+      "-subj",
+      `/CN=${name}`,
+      "-addext",
+      `subjectAltName=${sans.join(",")}`,
+    ],
+    { cwd: dir, stdio: "pipe" },
+  );
+  return {
+    cert: readFileSync(path.join(dir, `${name}.crt`), "utf8"),
+    key: readFileSync(path.join(dir, `${name}.key`), "utf8"),
+  };
+}
+
+/** The certificate Caddy presents on a TLS handshake for `servername` (not verified). */
+export function peerCertificate(port: number, servername: string): Promise<X509Certificate> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect(
+      { host: "127.0.0.1", port, servername, rejectUnauthorized: false, timeout: 5000 },
+      () => {
+        const cert = socket.getPeerX509Certificate();
+        socket.end();
+        if (cert) resolve(cert);
+        else reject(new Error("no peer certificate"));
+      },
+    );
+    socket.on("timeout", () => socket.destroy(new Error("TLS handshake timed out")));
+    socket.on("error", reject);
+  });
 }
