@@ -17,4 +17,5 @@ export * from "./access-lists.ts";
 export * from "./certificates.ts";
 export * from "./l4.ts";
 export * from "./settings.ts";
+export * from "./sign-in-limit.ts";
 export * from "./release.ts";
