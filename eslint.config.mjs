@@ -11,6 +11,7 @@ export default tseslint.config(
       ".cache/**",
       "libs/proto/src/gen/**",
       "services/config-service/src/generated/**",
+      "services/web-console/src/gen/**",
     ],
   },
   js.configs.recommended,

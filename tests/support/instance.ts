@@ -56,6 +56,8 @@ export interface InstancePorts {
   caddyAdmin: number;
   http: number;
   https: number;
+  /** The web console (CPM_CONSOLE_LISTEN). */
+  console: number;
 }
 
 export interface InstanceOptions {
@@ -140,6 +142,7 @@ export class Instance {
       CPM_RENDERER_LISTEN: `${h}:${p.renderer}`,
       CPM_DISPATCHER_LISTEN: `${h}:${p.dispatcher}`,
       CPM_SYNC_LISTEN: `${h}:${p.sync}`,
+      CPM_CONSOLE_LISTEN: `${h}:${p.console}`,
       CADDY_API_URL: `http://${h}:${p.caddyAdmin}`,
       CPM_HTTP_PORT: String(p.http),
       CPM_HTTPS_PORT: String(p.https),
@@ -380,6 +383,7 @@ export async function allocatePorts(): Promise<InstancePorts> {
     caddyAdmin: await freePort(),
     http: await freePort(),
     https: await freePort(),
+    console: await freePort(),
   };
 }
 

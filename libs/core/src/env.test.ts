@@ -55,6 +55,7 @@ describe("loadConfig defaults", () => {
     ["syncListen", "0.0.0.0:50443"],
     ["rendererListen", "127.0.0.1:50052"],
     ["dispatcherListen", "127.0.0.1:50053"],
+    ["consoleListen", "127.0.0.1:3000"],
     ["configInternalListen", "127.0.0.1:50054"],
     ["configAddr", "127.0.0.1:50054"],
     ["apiAddr", "127.0.0.1:50051"],
@@ -76,7 +77,7 @@ describe("loadConfig defaults", () => {
     ["logFormat", "json"],
     ["reconcileIntervalMs", 2000],
     ["caddyBin", undefined],
-    ["target", ["caddy", "config-service", "caddy-renderer"]],
+    ["target", ["caddy", "config-service", "caddy-renderer", "web-console"]],
     ["splitProcesses", false],
     ["caddyHasLayer4", undefined],
   ];

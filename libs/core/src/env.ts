@@ -68,6 +68,8 @@ export interface InstanceConfig {
   /** Internal wiring between the services of one instance. */
   readonly rendererListen: string;
   readonly dispatcherListen: string;
+  /** Where the web console serves the browser (CPM_CONSOLE_LISTEN). */
+  readonly consoleListen: string;
   /** config-service's listener for the other services of the instance (internal token only, snapshot-sized messages). */
   readonly configInternalListen: string;
   /** Where the other services reach config-service's internal listener. */
@@ -269,7 +271,7 @@ export const ENV_VARIABLES = {
     kind: "text",
     default: "all",
     meaning:
-      "which modules this node runs: `all` (Caddy and every service of `INSTANCE_MODE`) or a comma-separated list of `caddy`, `config-service`, `caddy-renderer`, `sync-dispatcher`, `sync-receiver`; a module not in it is reached at its configured address",
+      "which modules this node runs: `all` (Caddy and every service of `INSTANCE_MODE`) or a comma-separated list of `caddy`, `config-service`, `caddy-renderer`, `sync-dispatcher`, `sync-receiver`, `web-console`; a module not in it is reached at its configured address",
     readBy: "launcher, every service",
   },
   CPM_SPLIT_PROCESSES: {
@@ -361,6 +363,14 @@ export const ENV_VARIABLES = {
     default: "127.0.0.1:50053",
     meaning: "sync-dispatcher gRPC address",
     readBy: "sync-dispatcher (master)",
+  },
+  CPM_CONSOLE_LISTEN: {
+    group: "instance",
+    kind: "listen",
+    default: "127.0.0.1:3000",
+    meaning:
+      "where the web console serves its pages and the browser's API (plain HTTP: keep it on loopback, or put TLS in front; see docs/console.md)",
+    readBy: "web-console",
   },
   CPM_SYNC_LISTEN: {
     group: "instance",
@@ -1035,6 +1045,7 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
   const dispatcherListen = listenAddress(env, "CPM_DISPATCHER_LISTEN");
   const configInternalListen = listenAddress(env, "CPM_CONFIG_INTERNAL_LISTEN");
   const syncListen = listenAddress(env, "CPM_SYNC_LISTEN");
+  const consoleListen = listenAddress(env, "CPM_CONSOLE_LISTEN");
   const syncTlsCert = readablePath(env, "CPM_SYNC_TLS_CERT");
   const syncTlsKey = readablePath(env, "CPM_SYNC_TLS_KEY");
   if ((syncTlsCert === undefined) !== (syncTlsKey === undefined)) {
@@ -1082,6 +1093,7 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     logFormat: logFormat(env),
     rendererListen,
     dispatcherListen,
+    consoleListen,
     configInternalListen,
     configAddr: str(env, "CPM_CONFIG_ADDR") ?? dialable(configInternalListen),
     apiAddr: str(env, "CPM_API_ADDR") ?? dialable(apiListen),
@@ -1108,6 +1120,7 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
         CPM_DISPATCHER_LISTEN: dispatcherListen,
         CPM_CONFIG_INTERNAL_LISTEN: configInternalListen,
         CPM_SYNC_LISTEN: syncListen,
+        CPM_CONSOLE_LISTEN: consoleListen,
       }),
     ),
   });

@@ -17,6 +17,7 @@ export * from "./access-lists.ts";
 export * from "./certificates.ts";
 export * from "./l4.ts";
 export * from "./settings.ts";
+export * from "./sign-in-limit.ts";
 export * from "./release.ts";
 export * from "./capabilities.ts";
 export * from "./compat.ts";

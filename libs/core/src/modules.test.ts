@@ -5,10 +5,10 @@ import { MODULE_NAMES, MODULES, parseTarget, remoteCallers, startOrder, type Mod
 
 describe("parseTarget", () => {
   const cases: [string, InstanceMode, string[] | RegExp][] = [
-    ["all", "standalone", ["caddy", "config-service", "caddy-renderer"]],
-    ["all", "master", ["caddy", "config-service", "caddy-renderer", "sync-dispatcher"]],
-    ["all", "slave", ["caddy", "config-service", "caddy-renderer", "sync-receiver"]],
-    [" all ", "slave", ["caddy", "config-service", "caddy-renderer", "sync-receiver"]],
+    ["all", "standalone", ["caddy", "config-service", "caddy-renderer", "web-console"]],
+    ["all", "master", ["caddy", "config-service", "caddy-renderer", "sync-dispatcher", "web-console"]],
+    ["all", "slave", ["caddy", "config-service", "caddy-renderer", "sync-receiver", "web-console"]],
+    [" all ", "slave", ["caddy", "config-service", "caddy-renderer", "sync-receiver", "web-console"]],
     ["config-service", "master", ["config-service"]],
     ["sync-dispatcher, config-service", "master", ["config-service", "sync-dispatcher"]],
     ["caddy-renderer,caddy", "standalone", ["caddy", "caddy-renderer"]],

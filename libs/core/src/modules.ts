@@ -7,7 +7,14 @@ import type { InstanceMode } from "./env.ts";
  * this process's target reaches it at its configured address (CPM_CONFIG_ADDR, CPM_RENDERER_ADDR,
  * CADDY_API_URL).
  */
-export const MODULE_NAMES = ["caddy", "config-service", "caddy-renderer", "sync-dispatcher", "sync-receiver"] as const;
+export const MODULE_NAMES = [
+  "caddy",
+  "config-service",
+  "caddy-renderer",
+  "sync-dispatcher",
+  "sync-receiver",
+  "web-console",
+] as const;
 export type ModuleName = (typeof MODULE_NAMES)[number];
 
 export interface ModuleSpec {
@@ -37,6 +44,13 @@ export const MODULES: Readonly<Record<ModuleName, ModuleSpec>> = {
     modes: ["slave"],
     dependsOn: ["config-service", "caddy-renderer"],
     what: "receives, checks and applies the master's snapshots",
+  },
+  "web-console": {
+    modes: EVERY_MODE,
+    // It calls only the public APIs (config-service's, a master's dispatcher's) over gRPC with each
+    // browser's own token, never an internal listener; declared last, it starts last.
+    dependsOn: [],
+    what: "serves the browser console and forwards its calls to the public API with the caller's token",
   },
 };
 

@@ -10,6 +10,7 @@ const SERVICES: Record<Exclude<ModuleName, "caddy">, () => Promise<Service>> = {
   "caddy-renderer": async () => (await import("@cpm/caddy-renderer")).caddyRenderer,
   "sync-dispatcher": async () => (await import("@cpm/sync-dispatcher")).syncDispatcher,
   "sync-receiver": async () => (await import("@cpm/sync-receiver")).syncReceiver,
+  "web-console": async () => (await import("@cpm/web-console")).webConsole,
 };
 
 /**

@@ -28,6 +28,67 @@ describe("users and API tokens of an instance", () => {
       token,
     );
 
+  const signIn = (username: string, password: string, ttlSeconds = 0) =>
+    unary(account.signIn.bind(account), { username, password, ttlSeconds, client: "console" }, undefined);
+
+  it("sign-in: a user's password gives a token of its role with an expiry; sign-out revokes it", async () => {
+    await createUser("vera", Role.ROLE_VIEWER, "correct horse battery");
+    const before = Date.now();
+    const s = await signIn("vera", "correct horse battery", 600);
+    assert.equal(s.username, "vera");
+    assert.equal(s.apiToken!.role, Role.ROLE_VIEWER);
+    assert.equal(s.apiToken!.name, "console vera");
+    const expires = s.apiToken!.expiresAt!.getTime();
+    assert.ok(expires >= before + 599_000 && expires <= Date.now() + 600_000, String(s.apiToken!.expiresAt));
+    await listHosts(s.secret);
+    await expectStatus(createHost(s.secret), status.PERMISSION_DENIED);
+    await unary(account.signOut.bind(account), {}, s.secret);
+    await expectStatus(listHosts(s.secret), status.UNAUTHENTICATED);
+    await expectStatus(unary(account.signOut.bind(account), {}, undefined), status.UNAUTHENTICATED);
+  });
+
+  it("sign-in: refusals read alike, and a user's failures are limited", async () => {
+    const u = (await createUser("wanda", Role.ROLE_ADMIN, "correct horse battery")).user!;
+    await createUser("nopass", Role.ROLE_VIEWER);
+    for (const [name, password] of [
+      ["wanda", "wrong horse battery"],
+      ["nobody", "correct horse battery"],
+      ["nopass", ""],
+      ["nopass", "correct horse battery"],
+    ] as const)
+      assert.equal(
+        await expectStatus(signIn(name, password), status.UNAUTHENTICATED),
+        "wrong username or password",
+        `${name}/${password}`,
+      );
+    await expectStatus(signIn("wanda", "x", 8 * 24 * 3600), status.INVALID_ARGUMENT);
+    // One failure so far for wanda; four more reach the limit, and then even the right password is refused.
+    for (let i = 0; i < 4; i++) await expectStatus(signIn("wanda", "wrong horse battery"), status.UNAUTHENTICATED);
+    assert.match(
+      await expectStatus(signIn("wanda", "correct horse battery"), status.RESOURCE_EXHAUSTED),
+      /too many failed sign-ins for this user: try again in \d+ s/,
+    );
+    // Other users are not affected; a disabled user is refused like a wrong password.
+    await createUser("xena", Role.ROLE_VIEWER, "correct horse battery");
+    const x = await signIn("xena", "correct horse battery");
+    assert.equal(x.apiToken!.role, Role.ROLE_VIEWER);
+    await unary(
+      account.updateUser.bind(account),
+      { id: u.id, role: Role.ROLE_ADMIN, disabled: true, password: "" },
+      ADMIN,
+    );
+    const xenaId = x.apiToken!.userId;
+    await unary(
+      account.updateUser.bind(account),
+      { id: xenaId, role: Role.ROLE_VIEWER, disabled: true, password: "" },
+      ADMIN,
+    );
+    assert.equal(
+      await expectStatus(signIn("xena", "correct horse battery"), status.UNAUTHENTICATED),
+      "wrong username or password",
+    );
+  });
+
   it("bootstrap: the admin token belongs to the user 'admin'", async () => {
     const me = await unary(account.whoAmI.bind(account), {}, ADMIN);
     assert.equal(me.username, "admin");

@@ -30,6 +30,15 @@ describe("access tables", () => {
     ]);
     assert.ok(Object.values(ACCOUNT_SERVICE_POLICY.methods).every((callers) => !callers.includes("internal")));
   });
+
+  it("SignIn is the only method called without a token", () => {
+    const open = [CONFIG_SERVICE_POLICY, ACCOUNT_SERVICE_POLICY].flatMap((p) =>
+      Object.entries(p.methods)
+        .filter(([, callers]) => callers.includes("public"))
+        .map(([m]) => `${p.service}/${m}`),
+    );
+    assert.deepEqual(open, ["cpm.config.v1.AccountService/SignIn"]);
+  });
 });
 
 describe("config-service listeners", () => {

@@ -50,6 +50,10 @@ export const ACCOUNT_SERVICE_POLICY = definePolicy("cpm.config.v1.AccountService
   ListApiTokens: ["admin"],
   RevokeApiToken: ["admin"],
   WhoAmI: ["viewer"],
+  // A name and password for a session token: no token yet (failures limited per username).
+  SignIn: ["public"],
+  // Revokes the calling token only.
+  SignOut: ["viewer"],
 });
 
 /** Writes to synced resources: on a slave the master manages them, so they are refused there. */

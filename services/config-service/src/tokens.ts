@@ -125,6 +125,14 @@ export class ApiTokens {
     return (await this.db.apiToken.findMany({ orderBy: { createdAt: "asc" } })).map(toProto);
   }
 
+  /** Revokes the token whose secret is `secret` (a session's sign-out); unknown: NOT_FOUND. */
+  async revokeSecret(secret: string): Promise<void> {
+    const tokenHash = hash(secret);
+    const row = await this.db.apiToken.findUnique({ where: { tokenHash } });
+    if (!row) throw notFound("API token", "of this call");
+    await this.cache.writing(() => this.db.apiToken.update({ where: { tokenHash }, data: { revokedAt: new Date() } }));
+  }
+
   async revoke(id: string): Promise<void> {
     if (!id) throw new ValidationError("id", "is required");
     const row = await this.db.apiToken.findUnique({ where: { id } });

@@ -1,0 +1,4 @@
+import { runServices } from "@cpm/core";
+import { webConsole } from "./service.ts";
+
+void runServices([webConsole]);

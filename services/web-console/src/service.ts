@@ -1,0 +1,48 @@
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { dialable, type Service } from "@cpm/core";
+import { initTracing } from "@cpm/grpc-kit";
+import { ApiForwarder } from "./bridge.ts";
+import { createConsoleServer, loadAssets } from "./server.ts";
+
+/** The built app: dist/app beside the compiled server (src/ under tsx reads the same folder). */
+const APP_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../dist/app");
+
+/**
+ * The web console: serves the built app at CPM_CONSOLE_LISTEN and forwards the browser's
+ * calls (Connect protocol) to this instance's public gRPC API (CPM_API_ADDR) and, on a
+ * master, to the dispatcher (CPM_DISPATCHER_LISTEN), each with the caller's session token:
+ * the API's own authentication and roles decide every call, in one process or split.
+ */
+export const webConsole: Service = {
+  name: "web-console",
+  async start({ config: cfg, log }) {
+    const tracing = await initTracing("web-console", { "cpm.instance.mode": cfg.mode });
+    const assets = loadAssets(APP_DIR);
+    const config = new ApiForwarder(cfg.apiAddr);
+    const dispatcher = cfg.mode === "master" ? new ApiForwarder(dialable(cfg.dispatcherListen)) : undefined;
+    const server = createConsoleServer({ config, dispatcher, assets, log });
+    const [host, port] = splitHostPort(cfg.consoleListen);
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (err) => reject(new Error(`cannot listen on ${cfg.consoleListen}: ${err.message}`)));
+      server.listen(port, host, resolve);
+    });
+    const address = server.address();
+    const bound = typeof address === "object" && address ? address.port : port;
+    log.info({ listen: cfg.consoleListen, port: bound, api: cfg.apiAddr }, "web-console ready");
+    return {
+      async stop() {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        config.close();
+        dispatcher?.close();
+        await tracing.shutdown();
+      },
+    };
+  },
+};
+
+function splitHostPort(listen: string): [string, number] {
+  const i = listen.lastIndexOf(":");
+  return [listen.slice(0, i).replace(/^\[(.*)\]$/, "$1"), Number(listen.slice(i + 1))];
+}
