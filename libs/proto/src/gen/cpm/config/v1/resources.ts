@@ -422,7 +422,14 @@ export interface ProxyHost {
   /** Unset means enabled. */
   enabled?: boolean | undefined;
   createdAt: Date | undefined;
-  updatedAt: Date | undefined;
+  updatedAt:
+    | Date
+    | undefined;
+  /**
+   * Compress responses with zstd or gzip for clients that accept it (Accept-Encoding).
+   * Off by default.
+   */
+  compression: boolean;
 }
 
 /** A TCP or UDP listener proxied by Caddy's layer4 app. */
@@ -595,6 +602,7 @@ function createBaseProxyHost(): ProxyHost {
     enabled: undefined,
     createdAt: undefined,
     updatedAt: undefined,
+    compression: false,
   };
 }
 
@@ -647,6 +655,9 @@ export const ProxyHost: MessageFns<ProxyHost> = {
     }
     if (message.updatedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(130).fork()).join();
+    }
+    if (message.compression !== false) {
+      writer.uint32(136).bool(message.compression);
     }
     return writer;
   },
@@ -792,6 +803,14 @@ export const ProxyHost: MessageFns<ProxyHost> = {
             message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.compression = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -868,6 +887,7 @@ export const ProxyHost: MessageFns<ProxyHost> = {
         : isSet(object.updated_at)
         ? fromJsonTimestamp(object.updated_at)
         : undefined,
+      compression: isSet(object.compression) ? globalThis.Boolean(object.compression) : false,
     };
   },
 
@@ -921,6 +941,9 @@ export const ProxyHost: MessageFns<ProxyHost> = {
     if (message.updatedAt !== undefined) {
       obj.updatedAt = message.updatedAt.toISOString();
     }
+    if (message.compression !== false) {
+      obj.compression = message.compression;
+    }
     return obj;
   },
 
@@ -945,6 +968,7 @@ export const ProxyHost: MessageFns<ProxyHost> = {
     message.enabled = object.enabled ?? undefined;
     message.createdAt = object.createdAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
+    message.compression = object.compression ?? false;
     return message;
   },
 };
