@@ -146,6 +146,13 @@ describe("cpm against config-service", () => {
     assert.equal(updated.code, ExitCode.OK, updated.err);
     const www = parse((await cpm(h, ["proxy-host", "get", "www", "-o", "yaml"])).out) as Record<string, unknown>;
     assert.deepEqual([www.upstreams, www.ssl_forced, www.certificate], [["10.0.0.9:8080"], undefined, "site"]);
+
+    assert.equal((await cpm(h, ["proxy-host", "update", "www", "--compression"])).code, ExitCode.OK);
+    const compressed = await cpm(h, ["proxy-host", "get", "www"]);
+    assert.match(compressed.out, /^compression: true$/m);
+    assert.equal((await cpm(h, ["proxy-host", "update", "www", "--no-compression"])).code, ExitCode.OK);
+    const plain = parse((await cpm(h, ["proxy-host", "get", "www", "-o", "yaml"])).out) as Record<string, unknown>;
+    assert.deepEqual([plain.compression, plain.upstreams], [undefined, ["10.0.0.9:8080"]]);
   });
 
   it("exit codes: usage 1, not found 2, invalid argument 3 with the server's field-named message, auth 4, unavailable 5", async () => {
@@ -310,6 +317,7 @@ describe("cpm export and import", () => {
       "--access-list",
       "office",
       "--hsts",
+      "--compression",
     ]);
     await cpm(source, [
       "proxy-host",
@@ -342,6 +350,10 @@ describe("cpm export and import", () => {
       ["app", "shop"],
     );
     assert.doesNotMatch(first.out, /\bid:/);
+    assert.deepEqual(
+      (doc.proxy_hosts as { compression?: boolean }[]).map((x) => x.compression),
+      [undefined, true],
+    );
     assert.match(first.out, /password_hash: \$2[aby]\$/);
 
     assert.equal(await version(target), 0);

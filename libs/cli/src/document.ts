@@ -120,6 +120,13 @@ export const PROXY_HOST_FIELDS: FieldSpec[] = [
     help: "https upstreams: skip certificate checks",
   },
   {
+    key: "compression",
+    prop: "compression",
+    kind: "bool",
+    flag: "compression",
+    help: "compress responses (zstd, gzip) for clients that accept it",
+  },
+  {
     key: "load_balancing",
     prop: "loadBalancing",
     kind: "enum",

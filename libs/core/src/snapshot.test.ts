@@ -6,6 +6,7 @@ import {
   CertificateType,
   L4Matcher,
   L4ProxyHost,
+  LoadBalancingPolicy,
   ProxyHost,
   Settings,
   Snapshot,
@@ -109,6 +110,7 @@ describe("snapshotContentHash", () => {
     ["domain order inside a host", (s) => s.proxyHosts[0]!.domains.reverse()],
     ["an upstream", (s) => (s.proxyHosts[0]!.upstreams = ["h1:8081"])],
     ["a flag", (s) => (s.proxyHosts[1]!.allowWebsocket = true)],
+    ["compression", (s) => (s.proxyHosts[0]!.compression = true)],
     ["enabled", (s) => (s.proxyHosts[2]!.enabled = true)],
     ["load balancing", (s) => (s.proxyHosts[0]!.loadBalancing = 3)],
     ["a host id", (s) => (s.proxyHosts[0]!.id = "h1b")],
@@ -143,6 +145,54 @@ describe("snapshotContentHash", () => {
       s.proxyHosts.map((h) => h.id),
       ids,
     );
+  });
+});
+
+describe("snapshotContentHash across releases", () => {
+  // Proxy hosts as release 0.1.0 (commit a7c653b) hashed them: every ProxyHost field it knew,
+  // set and unset. HASH_0_1_0 is what that release's snapshotContentHash answered for them.
+  const hosts0_1_0 = () => [
+    host("h1", ["a.example.com", "*.a.example.com"], { certificateId: "c1", sslForced: true }),
+    host("h2", ["b.example.com"], { accessListId: "acl1" }),
+    host("h3", ["c.example.com"], { certificateId: "c2", accessListId: "acl2", enabled: false }),
+    host("h4", ["d.example.com"], {
+      upstreams: ["https://h4a:8443", "h4b:8080"],
+      certificateId: "c1",
+      sslForced: true,
+      hstsEnabled: true,
+      hstsSubdomains: true,
+      allowWebsocket: true,
+      preserveHostHeader: true,
+      skipHttpsHostnameValidation: true,
+      loadBalancing: LoadBalancingPolicy.LOAD_BALANCING_POLICY_LEAST_CONN,
+      enabled: true,
+      createdAt: new Date("2026-01-02T03:04:05Z"),
+      updatedAt: new Date("2026-02-03T04:05:06Z"),
+    }),
+  ];
+  const HASH_0_1_0 = "6b3bb2fa07f6e7a69df32d1a34a843a16376f731e1b545302c02864062531182";
+  const hashOf = (proxyHosts: ProxyHost[]) => snapshotContentHash(Snapshot.fromPartial({ proxyHosts }));
+
+  test("of hosts that do not compress is the hash release 0.1.0 gives them", () => {
+    const hosts = hosts0_1_0();
+    assert.ok(hosts.every((h) => h.compression === false));
+    assert.equal(hashOf(hosts), HASH_0_1_0);
+  });
+
+  test("of hosts decoded without the compression field (as 0.1.0 decodes them) is the same", () => {
+    const hosts = hosts0_1_0();
+    for (const h of hosts) delete (h as Partial<ProxyHost>).compression;
+    assert.ok(hosts.every((h) => !("compression" in h)));
+    assert.equal(hashOf(hosts), HASH_0_1_0);
+  });
+
+  test("changes when one host compresses, and the host object is left as it was", () => {
+    const hosts = hosts0_1_0();
+    hosts[3]!.compression = true;
+    assert.notEqual(hashOf(hosts), HASH_0_1_0);
+    assert.equal(hosts[3]!.compression, true);
+    hosts[3]!.compression = false;
+    assert.equal(hashOf(hosts), HASH_0_1_0);
   });
 });
 

@@ -26,9 +26,29 @@ type Content = Pick<Snapshot, "proxyHosts" | "l4ProxyHosts" | "certificates" | "
 export const RESOURCE_KINDS = ["proxyHosts", "l4ProxyHosts", "certificates", "accessLists"] as const;
 export type ResourceKind = (typeof RESOURCE_KINDS)[number];
 
-/** Hex sha256 of one resource (or of the settings): its canonical JSON. */
+/**
+ * Fields added to a resource after release 0.1.0, with the value that leaves them out of the
+ * resource's digest: a resource that does not use them (`compression: false`) hashes as 0.1.0
+ * hashes it, so master and slave of adjacent releases agree on the content hash of a
+ * configuration that only uses what both know. A field added later joins this table.
+ */
+const LATER_FIELDS_OFF: readonly (readonly [field: string, off: unknown])[] = [["compression", false]];
+
+/** Hex sha256 of one resource (or of the settings): its canonical JSON, less the later fields that are off. */
 export function resourceDigest(resource: unknown): string {
-  return sha256Hex(canonicalJson(resource ?? null));
+  return sha256Hex(canonicalJson(withoutLaterFieldsOff(resource ?? null)));
+}
+
+function withoutLaterFieldsOff(resource: unknown): unknown {
+  if (resource === null || typeof resource !== "object") return resource;
+  let out: Record<string, unknown> | undefined;
+  for (const [field, off] of LATER_FIELDS_OFF) {
+    if ((resource as Record<string, unknown>)[field] !== off) continue;
+    // canonicalJson drops undefined members.
+    out ??= { ...(resource as Record<string, unknown>) };
+    out[field] = undefined;
+  }
+  return out ?? resource;
 }
 
 /**

@@ -33,12 +33,13 @@ describe("SnapshotDecoder", () => {
     let hosts = Array.from({ length: 40 }, (_, i) => host(`h${i}`));
     let previous: Snapshot | undefined;
     for (let version = 1; version <= 200; version++) {
-      const op = next(4);
+      const op = next(5);
       const i = next(hosts.length);
       if (op === 0) hosts = [...hosts.slice(0, i), host(`n${version}`), ...hosts.slice(i)];
       else if (op === 1 && hosts.length > 1) hosts = hosts.filter((_, j) => j !== i);
       else if (op === 2)
         hosts = hosts.map((h, j) => (j === i ? { ...h, upstreams: [`127.0.0.1:${9000 + version}`] } : h));
+      else if (op === 3) hosts = hosts.map((h, j) => (j === i ? { ...h, compression: !h.compression } : h));
       const s = snapshot(version, hosts, next(10) === 0 ? `v${version}.example.com` : "example.com");
       const decoded = decoder.decode(bytesOf(s));
       assert.deepEqual(decoded, Snapshot.decode(bytesOf(s)), `version ${version}`);

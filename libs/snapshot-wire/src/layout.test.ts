@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
 import {
   AccessList,
   ApplySnapshotRequest,
@@ -8,6 +9,7 @@ import {
   GetSnapshotResponse,
   L4ProxyHost,
   LoadSnapshotRequest,
+  ProxyHost,
   Settings,
   Snapshot,
   SyncRequest,
@@ -78,9 +80,42 @@ describe("the layout's field numbers", () => {
   });
 });
 
+describe("ProxyHost.compression", () => {
+  const fieldsOf = (bytes: Uint8Array) => {
+    const r = new BinaryReader(bytes);
+    const out: number[] = [];
+    while (r.pos < r.len) {
+      const [field, type] = r.tag();
+      out.push(field);
+      r.skip(type, field);
+    }
+    return out;
+  };
+  const number = descriptorField(`${C}.ProxyHost`, "compression", "bool");
+
+  it("is not on the wire for a host that does not compress: its bytes are those of a release without the field", () => {
+    const off = sampleHost("a");
+    assert.equal(off.compression, false);
+    const bytes = ProxyHost.encode(off).finish();
+    assert.ok(!fieldsOf(bytes).includes(number), `field ${number} written for compression: false`);
+    assert.deepEqual(fieldsOf(bytes), [1, 2, 3, 4]);
+  });
+
+  it("is carried by a frame and by the decoder when on", () => {
+    const on = { ...sampleHost("a"), compression: true };
+    assert.ok(fieldsOf(ProxyHost.encode(on).finish()).includes(number));
+    const frame = encodeSnapshotFrame(Snapshot.fromPartial({ proxyHosts: [on] }));
+    const decoder = new SnapshotDecoder();
+    assert.equal(decoder.decode(readSnapshotFrame(frame).message).proxyHosts[0]!.compression, true);
+    // The same host turned off again is another encoding, so another object.
+    const offFrame = encodeSnapshotFrame(Snapshot.fromPartial({ proxyHosts: [{ ...on, compression: false }] }));
+    assert.equal(decoder.decode(readSnapshotFrame(offFrame).message).proxyHosts[0]!.compression, false);
+  });
+});
+
 /** Every resource kind, two of each (the kinds' table must cover SNAPSHOT_RESOURCE_FIELDS, checked below). */
 const KINDS: Record<(typeof SNAPSHOT_RESOURCE_FIELDS)[number]["list"] | "settings", Partial<Snapshot>> = {
-  proxyHosts: { proxyHosts: [sampleHost("a"), sampleHost("b", "127.0.0.1:9000")] },
+  proxyHosts: { proxyHosts: [sampleHost("a"), { ...sampleHost("b", "127.0.0.1:9000"), compression: true }] },
   l4ProxyHosts: {
     l4ProxyHosts: [
       L4ProxyHost.fromPartial({ id: "l4a", name: "pg", listenAddress: ":5432", upstreams: ["10.0.0.1:5432"] }),

@@ -545,6 +545,7 @@ export function proxyHostRow(h: ProxyHost, now: Date) {
     data: JSON.stringify(ProxyHost.toJSON(h)),
     certificateId: h.certificateId || null,
     accessListId: h.accessListId || null,
+    compression: h.compression,
     createdAt: h.createdAt ?? now,
     updatedAt: h.updatedAt ?? now,
   };

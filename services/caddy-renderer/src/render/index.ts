@@ -33,6 +33,12 @@ const NOT_FOUND: Json = {
   body: "No proxy host is configured for this domain.\n",
 };
 const NOT_FOUND_ROUTE: Json = { handle: [NOT_FOUND] };
+/**
+ * A compressing host's responses, for clients that accept it: zstd, else gzip. Caddy's defaults
+ * decide the rest: responses of 512 bytes or more, of compressible types (text, JSON, ...), not
+ * already encoded.
+ */
+const ENCODE: Json = { handler: "encode", encodings: { zstd: {}, gzip: {} }, prefer: ["zstd", "gzip"] };
 
 /**
  * Snapshot -> Caddy JSON. Pure and deterministic: the same snapshot and options give
@@ -46,7 +52,8 @@ const NOT_FOUND_ROUTE: Json = { handle: [NOT_FOUND] };
  * 2. one route per class of hosts that share the same handling before the proxy (HTTPS
  *    forced, HTTPS without a certificate, HSTS, websocket refusal, access list): a subroute
  *    that redirects, refuses or gates, or falls through to 3;
- * 3. one route per distinct reverse_proxy handler, listing every host that proxies that way;
+ * 3. one route per distinct reverse_proxy handler, listing every host that proxies that way
+ *    (with the encode handler before it for hosts that compress);
  * 4. 404 for any other host name.
  * Routes that list hosts never overlap (render/domains.ts), so hosts are grouped freely.
  */
@@ -68,7 +75,11 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
       classRoutes(h, https, httpsOrigin, accessHandlers(acl), settings),
     );
   });
-  const proxies = groupBy(served, (h) => keyed(h, "proxy", [settings], () => [reverseProxy(h, settings)]));
+  const proxies = groupBy(served, (h) =>
+    keyed(h, "proxy", [settings], () =>
+      h.compression ? [ENCODE, reverseProxy(h, settings)] : [reverseProxy(h, settings)],
+    ),
+  );
   // Routes for disjoint sets of hosts: any order is right; sorted by first name to be deterministic.
   const listRoutes = (groups: { hosts: ProxyHost[]; value: Json[] }[], handle: (v: Json[]) => Json[]) =>
     groups

@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
-import { AccessList, LoadBalancingPolicy, Snapshot } from "@cpm/proto";
+import { AccessList, LoadBalancingPolicy, Snapshot, type ProxyHost } from "@cpm/proto";
 import { canonicalJson, sha256Hex } from "@cpm/core";
 import { render } from "./index.ts";
 import {
   assertCaddyAcceptsAll,
   cert,
   goldenConfigs,
+  goldenPath,
   goldenTest,
   handlersFor,
   host,
@@ -15,6 +17,7 @@ import {
   shuffled,
   snapshot,
   parseConfig,
+  pretty,
   type CaddyConfig,
   type Handler,
   type Route,
@@ -100,6 +103,15 @@ const CASES: Record<string, Snapshot> = {
       host("ws-denied", ["denied.example.com"], { allowWebsocket: false }),
       host("ws-allowed", ["allowed.example.com"], { allowWebsocket: true }),
     ],
+  }),
+  compression: snapshot({
+    proxyHosts: [
+      host("zip-a", ["zip-a.example.com"], { compression: true, upstreams: ["shared.internal:8080"] }),
+      host("zip-b", ["zip-b.example.com"], { compression: true, upstreams: ["shared.internal:8080"] }),
+      host("unzipped", ["unzipped.example.com"], { compression: false, upstreams: ["shared.internal:8080"] }),
+      host("zip-tls", ["zip-tls.example.com"], { compression: true, certificateId: "cert-zip", sslForced: true }),
+    ],
+    certificates: [cert("cert-zip", ["zip-tls.example.com"])],
   }),
   "disabled-host": snapshot({
     proxyHosts: [
@@ -452,6 +464,44 @@ describe("render determinism and options", () => {
     const before = structuredClone(s);
     render(s, OPTS);
     assert.deepEqual(s, before);
+  });
+});
+
+describe("compression", () => {
+  const ENCODE = { handler: "encode", encodings: { zstd: {}, gzip: {} }, prefer: ["zstd", "gzip"] };
+
+  test("a compressing host's proxy comes after Caddy's encode handler (zstd, then gzip)", () => {
+    const cfg = config(CASES.compression!);
+    for (const [name, https] of [
+      ["zip-a.example.com", false],
+      ["zip-b.example.com", false],
+      ["zip-tls.example.com", true],
+    ] as const) {
+      const hs = handlersFor(cfg, { host: name, https });
+      assert.deepEqual(hs.slice(-2), [ENCODE, proxyFor(cfg, name, https)], name);
+    }
+    assert.ok(!names(handlersFor(cfg, { host: "unzipped.example.com" })).includes("encode"));
+    // The same proxy with and without compression: two routes, the compressing hosts in one.
+    const encoded = routes(cfg).filter((r) => r.handle[0]?.handler === "encode");
+    assert.equal(encoded.length, 2);
+  });
+
+  test("a configuration that compresses nowhere renders the bytes it rendered before compression existed", () => {
+    // The golden files of these cases were written before ProxyHost had a compression field.
+    for (const [name, snap] of Object.entries(CASES)) {
+      if (name === "compression") continue;
+      const off = { ...snap, proxyHosts: snap.proxyHosts.map((h) => ({ ...h, compression: false })) };
+      assert.equal(pretty(render(off, OPTS).json), readFileSync(goldenPath(name), "utf8"), name);
+      const without = {
+        ...snap,
+        proxyHosts: snap.proxyHosts.map((h) => {
+          const known: Partial<ProxyHost> = { ...h };
+          delete known.compression;
+          return known as ProxyHost;
+        }),
+      };
+      assert.equal(render(without, OPTS).json, render(off, OPTS).json, `${name}, hosts without the field`);
+    }
   });
 });
 

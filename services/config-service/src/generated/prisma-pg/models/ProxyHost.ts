@@ -30,6 +30,7 @@ export type ProxyHostMinAggregateOutputType = {
   data: string | null
   certificateId: string | null
   accessListId: string | null
+  compression: boolean | null
   createdAt: Date | null
   updatedAt: Date | null
 }
@@ -40,6 +41,7 @@ export type ProxyHostMaxAggregateOutputType = {
   data: string | null
   certificateId: string | null
   accessListId: string | null
+  compression: boolean | null
   createdAt: Date | null
   updatedAt: Date | null
 }
@@ -50,6 +52,7 @@ export type ProxyHostCountAggregateOutputType = {
   data: number
   certificateId: number
   accessListId: number
+  compression: number
   createdAt: number
   updatedAt: number
   _all: number
@@ -62,6 +65,7 @@ export type ProxyHostMinAggregateInputType = {
   data?: true
   certificateId?: true
   accessListId?: true
+  compression?: true
   createdAt?: true
   updatedAt?: true
 }
@@ -72,6 +76,7 @@ export type ProxyHostMaxAggregateInputType = {
   data?: true
   certificateId?: true
   accessListId?: true
+  compression?: true
   createdAt?: true
   updatedAt?: true
 }
@@ -82,6 +87,7 @@ export type ProxyHostCountAggregateInputType = {
   data?: true
   certificateId?: true
   accessListId?: true
+  compression?: true
   createdAt?: true
   updatedAt?: true
   _all?: true
@@ -165,6 +171,7 @@ export type ProxyHostGroupByOutputType = {
   data: string
   certificateId: string | null
   accessListId: string | null
+  compression: boolean
   createdAt: Date
   updatedAt: Date
   _count: ProxyHostCountAggregateOutputType | null
@@ -196,6 +203,7 @@ export type ProxyHostWhereInput = {
   data?: Prisma.StringFilter<"ProxyHost"> | string
   certificateId?: Prisma.StringNullableFilter<"ProxyHost"> | string | null
   accessListId?: Prisma.StringNullableFilter<"ProxyHost"> | string | null
+  compression?: Prisma.BoolFilter<"ProxyHost"> | boolean
   createdAt?: Prisma.DateTimeFilter<"ProxyHost"> | Date | string
   updatedAt?: Prisma.DateTimeFilter<"ProxyHost"> | Date | string
   certificate?: Prisma.XOR<Prisma.CertificateNullableScalarRelationFilter, Prisma.CertificateWhereInput> | null
@@ -209,6 +217,7 @@ export type ProxyHostOrderByWithRelationInput = {
   data?: Prisma.SortOrder
   certificateId?: Prisma.SortOrderInput | Prisma.SortOrder
   accessListId?: Prisma.SortOrderInput | Prisma.SortOrder
+  compression?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   updatedAt?: Prisma.SortOrder
   certificate?: Prisma.CertificateOrderByWithRelationInput
@@ -225,6 +234,7 @@ export type ProxyHostWhereUniqueInput = Prisma.AtLeast<{
   data?: Prisma.StringFilter<"ProxyHost"> | string
   certificateId?: Prisma.StringNullableFilter<"ProxyHost"> | string | null
   accessListId?: Prisma.StringNullableFilter<"ProxyHost"> | string | null
+  compression?: Prisma.BoolFilter<"ProxyHost"> | boolean
   createdAt?: Prisma.DateTimeFilter<"ProxyHost"> | Date | string
   updatedAt?: Prisma.DateTimeFilter<"ProxyHost"> | Date | string
   certificate?: Prisma.XOR<Prisma.CertificateNullableScalarRelationFilter, Prisma.CertificateWhereInput> | null
@@ -238,6 +248,7 @@ export type ProxyHostOrderByWithAggregationInput = {
   data?: Prisma.SortOrder
   certificateId?: Prisma.SortOrderInput | Prisma.SortOrder
   accessListId?: Prisma.SortOrderInput | Prisma.SortOrder
+  compression?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   updatedAt?: Prisma.SortOrder
   _count?: Prisma.ProxyHostCountOrderByAggregateInput
@@ -254,6 +265,7 @@ export type ProxyHostScalarWhereWithAggregatesInput = {
   data?: Prisma.StringWithAggregatesFilter<"ProxyHost"> | string
   certificateId?: Prisma.StringNullableWithAggregatesFilter<"ProxyHost"> | string | null
   accessListId?: Prisma.StringNullableWithAggregatesFilter<"ProxyHost"> | string | null
+  compression?: Prisma.BoolWithAggregatesFilter<"ProxyHost"> | boolean
   createdAt?: Prisma.DateTimeWithAggregatesFilter<"ProxyHost"> | Date | string
   updatedAt?: Prisma.DateTimeWithAggregatesFilter<"ProxyHost"> | Date | string
 }
@@ -262,6 +274,7 @@ export type ProxyHostCreateInput = {
   id: string
   name: string
   data: string
+  compression?: boolean
   createdAt: Date | string
   updatedAt: Date | string
   certificate?: Prisma.CertificateCreateNestedOneWithoutProxyHostsInput
@@ -275,6 +288,7 @@ export type ProxyHostUncheckedCreateInput = {
   data: string
   certificateId?: string | null
   accessListId?: string | null
+  compression?: boolean
   createdAt: Date | string
   updatedAt: Date | string
   domains?: Prisma.ProxyHostDomainUncheckedCreateNestedManyWithoutProxyHostInput
@@ -284,6 +298,7 @@ export type ProxyHostUpdateInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
   name?: Prisma.StringFieldUpdateOperationsInput | string
   data?: Prisma.StringFieldUpdateOperationsInput | string
+  compression?: Prisma.BoolFieldUpdateOperationsInput | boolean
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   certificate?: Prisma.CertificateUpdateOneWithoutProxyHostsNestedInput
@@ -297,6 +312,7 @@ export type ProxyHostUncheckedUpdateInput = {
   data?: Prisma.StringFieldUpdateOperationsInput | string
   certificateId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   accessListId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  compression?: Prisma.BoolFieldUpdateOperationsInput | boolean
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   domains?: Prisma.ProxyHostDomainUncheckedUpdateManyWithoutProxyHostNestedInput
@@ -308,6 +324,7 @@ export type ProxyHostCreateManyInput = {
   data: string
   certificateId?: string | null
   accessListId?: string | null
+  compression?: boolean
   createdAt: Date | string
   updatedAt: Date | string
 }
@@ -316,6 +333,7 @@ export type ProxyHostUpdateManyMutationInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
   name?: Prisma.StringFieldUpdateOperationsInput | string
   data?: Prisma.StringFieldUpdateOperationsInput | string
+  compression?: Prisma.BoolFieldUpdateOperationsInput | boolean
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
 }
@@ -326,6 +344,7 @@ export type ProxyHostUncheckedUpdateManyInput = {
   data?: Prisma.StringFieldUpdateOperationsInput | string
   certificateId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   accessListId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  compression?: Prisma.BoolFieldUpdateOperationsInput | boolean
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
 }
@@ -336,6 +355,7 @@ export type ProxyHostCountOrderByAggregateInput = {
   data?: Prisma.SortOrder
   certificateId?: Prisma.SortOrder
   accessListId?: Prisma.SortOrder
+  compression?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   updatedAt?: Prisma.SortOrder
 }
@@ -346,6 +366,7 @@ export type ProxyHostMaxOrderByAggregateInput = {
   data?: Prisma.SortOrder
   certificateId?: Prisma.SortOrder
   accessListId?: Prisma.SortOrder
+  compression?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   updatedAt?: Prisma.SortOrder
 }
@@ -356,6 +377,7 @@ export type ProxyHostMinOrderByAggregateInput = {
   data?: Prisma.SortOrder
   certificateId?: Prisma.SortOrder
   accessListId?: Prisma.SortOrder
+  compression?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   updatedAt?: Prisma.SortOrder
 }
@@ -373,6 +395,10 @@ export type ProxyHostListRelationFilter = {
 
 export type ProxyHostOrderByRelationAggregateInput = {
   _count?: Prisma.SortOrder
+}
+
+export type BoolFieldUpdateOperationsInput = {
+  set?: boolean
 }
 
 export type NullableStringFieldUpdateOperationsInput = {
@@ -481,6 +507,7 @@ export type ProxyHostCreateWithoutDomainsInput = {
   id: string
   name: string
   data: string
+  compression?: boolean
   createdAt: Date | string
   updatedAt: Date | string
   certificate?: Prisma.CertificateCreateNestedOneWithoutProxyHostsInput
@@ -493,6 +520,7 @@ export type ProxyHostUncheckedCreateWithoutDomainsInput = {
   data: string
   certificateId?: string | null
   accessListId?: string | null
+  compression?: boolean
   createdAt: Date | string
   updatedAt: Date | string
 }
@@ -517,6 +545,7 @@ export type ProxyHostUpdateWithoutDomainsInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
   name?: Prisma.StringFieldUpdateOperationsInput | string
   data?: Prisma.StringFieldUpdateOperationsInput | string
+  compression?: Prisma.BoolFieldUpdateOperationsInput | boolean
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   certificate?: Prisma.CertificateUpdateOneWithoutProxyHostsNestedInput
@@ -529,6 +558,7 @@ export type ProxyHostUncheckedUpdateWithoutDomainsInput = {
   data?: Prisma.StringFieldUpdateOperationsInput | string
   certificateId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   accessListId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  compression?: Prisma.BoolFieldUpdateOperationsInput | boolean
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
 }
@@ -537,6 +567,7 @@ export type ProxyHostCreateWithoutCertificateInput = {
   id: string
   name: string
   data: string
+  compression?: boolean
   createdAt: Date | string
   updatedAt: Date | string
   accessList?: Prisma.AccessListCreateNestedOneWithoutProxyHostsInput
@@ -548,6 +579,7 @@ export type ProxyHostUncheckedCreateWithoutCertificateInput = {
   name: string
   data: string
   accessListId?: string | null
+  compression?: boolean
   createdAt: Date | string
   updatedAt: Date | string
   domains?: Prisma.ProxyHostDomainUncheckedCreateNestedManyWithoutProxyHostInput
@@ -588,6 +620,7 @@ export type ProxyHostScalarWhereInput = {
   data?: Prisma.StringFilter<"ProxyHost"> | string
   certificateId?: Prisma.StringNullableFilter<"ProxyHost"> | string | null
   accessListId?: Prisma.StringNullableFilter<"ProxyHost"> | string | null
+  compression?: Prisma.BoolFilter<"ProxyHost"> | boolean
   createdAt?: Prisma.DateTimeFilter<"ProxyHost"> | Date | string
   updatedAt?: Prisma.DateTimeFilter<"ProxyHost"> | Date | string
 }
@@ -596,6 +629,7 @@ export type ProxyHostCreateWithoutAccessListInput = {
   id: string
   name: string
   data: string
+  compression?: boolean
   createdAt: Date | string
   updatedAt: Date | string
   certificate?: Prisma.CertificateCreateNestedOneWithoutProxyHostsInput
@@ -607,6 +641,7 @@ export type ProxyHostUncheckedCreateWithoutAccessListInput = {
   name: string
   data: string
   certificateId?: string | null
+  compression?: boolean
   createdAt: Date | string
   updatedAt: Date | string
   domains?: Prisma.ProxyHostDomainUncheckedCreateNestedManyWithoutProxyHostInput
@@ -643,6 +678,7 @@ export type ProxyHostCreateManyCertificateInput = {
   name: string
   data: string
   accessListId?: string | null
+  compression?: boolean
   createdAt: Date | string
   updatedAt: Date | string
 }
@@ -651,6 +687,7 @@ export type ProxyHostUpdateWithoutCertificateInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
   name?: Prisma.StringFieldUpdateOperationsInput | string
   data?: Prisma.StringFieldUpdateOperationsInput | string
+  compression?: Prisma.BoolFieldUpdateOperationsInput | boolean
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   accessList?: Prisma.AccessListUpdateOneWithoutProxyHostsNestedInput
@@ -662,6 +699,7 @@ export type ProxyHostUncheckedUpdateWithoutCertificateInput = {
   name?: Prisma.StringFieldUpdateOperationsInput | string
   data?: Prisma.StringFieldUpdateOperationsInput | string
   accessListId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  compression?: Prisma.BoolFieldUpdateOperationsInput | boolean
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   domains?: Prisma.ProxyHostDomainUncheckedUpdateManyWithoutProxyHostNestedInput
@@ -672,6 +710,7 @@ export type ProxyHostUncheckedUpdateManyWithoutCertificateInput = {
   name?: Prisma.StringFieldUpdateOperationsInput | string
   data?: Prisma.StringFieldUpdateOperationsInput | string
   accessListId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  compression?: Prisma.BoolFieldUpdateOperationsInput | boolean
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
 }
@@ -681,6 +720,7 @@ export type ProxyHostCreateManyAccessListInput = {
   name: string
   data: string
   certificateId?: string | null
+  compression?: boolean
   createdAt: Date | string
   updatedAt: Date | string
 }
@@ -689,6 +729,7 @@ export type ProxyHostUpdateWithoutAccessListInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
   name?: Prisma.StringFieldUpdateOperationsInput | string
   data?: Prisma.StringFieldUpdateOperationsInput | string
+  compression?: Prisma.BoolFieldUpdateOperationsInput | boolean
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   certificate?: Prisma.CertificateUpdateOneWithoutProxyHostsNestedInput
@@ -700,6 +741,7 @@ export type ProxyHostUncheckedUpdateWithoutAccessListInput = {
   name?: Prisma.StringFieldUpdateOperationsInput | string
   data?: Prisma.StringFieldUpdateOperationsInput | string
   certificateId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  compression?: Prisma.BoolFieldUpdateOperationsInput | boolean
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   domains?: Prisma.ProxyHostDomainUncheckedUpdateManyWithoutProxyHostNestedInput
@@ -710,6 +752,7 @@ export type ProxyHostUncheckedUpdateManyWithoutAccessListInput = {
   name?: Prisma.StringFieldUpdateOperationsInput | string
   data?: Prisma.StringFieldUpdateOperationsInput | string
   certificateId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  compression?: Prisma.BoolFieldUpdateOperationsInput | boolean
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
 }
@@ -751,6 +794,7 @@ export type ProxyHostSelect<ExtArgs extends runtime.Types.Extensions.InternalArg
   data?: boolean
   certificateId?: boolean
   accessListId?: boolean
+  compression?: boolean
   createdAt?: boolean
   updatedAt?: boolean
   certificate?: boolean | Prisma.ProxyHost$certificateArgs<ExtArgs>
@@ -765,6 +809,7 @@ export type ProxyHostSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Ext
   data?: boolean
   certificateId?: boolean
   accessListId?: boolean
+  compression?: boolean
   createdAt?: boolean
   updatedAt?: boolean
   certificate?: boolean | Prisma.ProxyHost$certificateArgs<ExtArgs>
@@ -777,6 +822,7 @@ export type ProxyHostSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Ext
   data?: boolean
   certificateId?: boolean
   accessListId?: boolean
+  compression?: boolean
   createdAt?: boolean
   updatedAt?: boolean
   certificate?: boolean | Prisma.ProxyHost$certificateArgs<ExtArgs>
@@ -789,11 +835,12 @@ export type ProxyHostSelectScalar = {
   data?: boolean
   certificateId?: boolean
   accessListId?: boolean
+  compression?: boolean
   createdAt?: boolean
   updatedAt?: boolean
 }
 
-export type ProxyHostOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "name" | "data" | "certificateId" | "accessListId" | "createdAt" | "updatedAt", ExtArgs["result"]["proxyHost"]>
+export type ProxyHostOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "name" | "data" | "certificateId" | "accessListId" | "compression" | "createdAt" | "updatedAt", ExtArgs["result"]["proxyHost"]>
 export type ProxyHostInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   certificate?: boolean | Prisma.ProxyHost$certificateArgs<ExtArgs>
   accessList?: boolean | Prisma.ProxyHost$accessListArgs<ExtArgs>
@@ -825,6 +872,10 @@ export type $ProxyHostPayload<ExtArgs extends runtime.Types.Extensions.InternalA
     data: string
     certificateId: string | null
     accessListId: string | null
+    /**
+     * Mirrors `data`'s compression: which hosts need a capability older releases lack.
+     */
+    compression: boolean
     createdAt: Date
     updatedAt: Date
   }, ExtArgs["result"]["proxyHost"]>
@@ -1258,6 +1309,7 @@ export interface ProxyHostFieldRefs {
   readonly data: Prisma.FieldRef<"ProxyHost", 'String'>
   readonly certificateId: Prisma.FieldRef<"ProxyHost", 'String'>
   readonly accessListId: Prisma.FieldRef<"ProxyHost", 'String'>
+  readonly compression: Prisma.FieldRef<"ProxyHost", 'Boolean'>
   readonly createdAt: Prisma.FieldRef<"ProxyHost", 'DateTime'>
   readonly updatedAt: Prisma.FieldRef<"ProxyHost", 'DateTime'>
 }

@@ -1137,6 +1137,7 @@ export const ProxyHostScalarFieldEnum = {
   data: 'data',
   certificateId: 'certificateId',
   accessListId: 'accessListId',
+  compression: 'compression',
   createdAt: 'createdAt',
   updatedAt: 'updatedAt'
 } as const

@@ -425,7 +425,10 @@ export interface ProxyHost {
   updatedAt:
     | Date
     | undefined;
-  /** Compress responses with zstd or gzip for clients that accept it. Off by default. */
+  /**
+   * Compress responses with zstd or gzip for clients that accept it (Accept-Encoding).
+   * Off by default.
+   */
   compression: boolean;
 }
 

@@ -122,7 +122,8 @@ export type ProxyHost = Message<"cpm.config.v1.ProxyHost"> & {
   updatedAt?: Timestamp | undefined;
 
   /**
-   * Compress responses with zstd or gzip for clients that accept it. Off by default.
+   * Compress responses with zstd or gzip for clients that accept it (Accept-Encoding).
+   * Off by default.
    *
    * @generated from field: bool compression = 17;
    */

@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "ProxyHost" ADD COLUMN     "compression" BOOLEAN NOT NULL DEFAULT false;
