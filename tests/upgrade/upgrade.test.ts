@@ -38,19 +38,18 @@ const POSTGRES = process.env.CPM_TEST_POSTGRES_URL;
 const FUTURE_MIGRATION = "20270101000000_newer_release_stand_in";
 const FUTURE_RELEASE = "99.0.0";
 
-/** This build's last migration for `engine` (with or without migrations added since the previous release). */
-function lastMigration(engine: "sqlite" | "postgresql"): string {
+/** This build's migrations for `engine` (with or without migrations added since the previous release). */
+function migrations(engine: "sqlite" | "postgresql"): string[] {
   const dir = path.join(
     ROOT,
     "services/config-service/prisma",
     ...(engine === "postgresql" ? ["postgresql"] : []),
     "migrations",
   );
-  const names = readdirSync(dir, { withFileTypes: true })
+  return readdirSync(dir, { withFileTypes: true })
     .filter((d) => d.isDirectory())
     .map((d) => d.name)
     .sort();
-  return names.at(-1)!;
 }
 
 /** This build's release (the root package.json's version). */
@@ -253,11 +252,14 @@ interface Engine {
   env: Record<string, string>;
   /** A fingerprint of everything the database holds. */
   fingerprint(): Promise<string>;
+  /** The names of the migrations applied to the database, sorted. */
+  applied(): Promise<string[]>;
   /** Inserts the stand-in row of a newer release's migration. */
   insertFutureMigration(): Promise<void>;
   drop(): Promise<void>;
 }
 
+const APPLIED_SQL = `SELECT "migration_name" AS "name" FROM "_prisma_migrations" WHERE "finished_at" IS NOT NULL ORDER BY "migration_name"`;
 const FUTURE_ROW_SQL = (p: (i: number) => string) =>
   `INSERT INTO "_prisma_migrations" ("id","checksum","finished_at","migration_name","logs","started_at","applied_steps_count") VALUES (${p(1)},${p(2)},${p(3)},${p(4)},${p(5)},${p(6)},1)`;
 const futureRowParams = () => {
@@ -275,6 +277,14 @@ function sqliteEngine(dataDir: string): Engine {
       const wal = `${file}-wal`;
       assert.ok(!existsSync(wal) || statSync(wal).size === 0, `${wal} holds no write`);
       return createHash("sha256").update(readFileSync(file)).digest("hex");
+    },
+    applied: async () => {
+      const db = new Database(file, { readonly: true });
+      try {
+        return (db.prepare(APPLIED_SQL).all() as { name: string }[]).map((r) => r.name).sort();
+      } finally {
+        db.close();
+      }
     },
     insertFutureMigration: async () => {
       const db = new Database(file);
@@ -334,6 +344,7 @@ async function postgresEngine(base: string): Promise<Engine> {
         }
         return hash.digest("hex");
       }),
+    applied: () => onDb(async (c) => (await c.query<{ name: string }>(APPLIED_SQL)).rows.map((r) => r.name).sort()),
     insertFutureMigration: () =>
       onDb(
         async (c) =>
@@ -412,6 +423,7 @@ function upgradeSuite(engineName: "sqlite" | "postgresql", skip: string | false)
       await servesWhatWasWritten(upgraded, written);
       await stopCleanly(upgraded);
       upgraded = undefined;
+      assert.deepEqual(await engine.applied(), migrations(engineName), "every migration of this build is applied");
     });
 
     it("the current build refuses a database of a newer release, exits non-zero and leaves it untouched", async () => {
@@ -421,7 +433,7 @@ function upgradeSuite(engineName: "sqlite" | "postgresql", skip: string | false)
       const inst = await Instance.prepare({ name: `refuses-${engineName}`, dataDir, adminToken, env: engine.env });
       // A build that (wrongly) starts is SIGKILLed after the timeout: its Caddy is taken down by its pid.
       const { code, output } = await runLauncher(inst.env, 60_000).finally(() => inst.kill());
-      const ours = lastMigration(engineName);
+      const ours = migrations(engineName).at(-1);
       const release = currentRelease();
       assert.ok(code !== 0 && code !== null, `the launcher exits non-zero (got ${code}):\n${output}`);
       assert.ok(
