@@ -27,22 +27,22 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
  * The Caddy the end-to-end tests run: the project's build with caddy-l4. Throws naming the
  * build command when it has not been built.
  */
-export function projectCaddy(): string {
-  const bin = findBuiltCaddy();
+export function projectCaddy(root = ROOT): string {
+  const bin = findBuiltCaddy(root);
   if (!bin) {
     throw new Error(
-      `the end-to-end tests need the project's Caddy with caddy-l4 (${builtCaddyPath() ?? ".cache/caddy/"}), which is not built: run \`${CADDY_BUILD_COMMAND}\` (needs Go)`,
+      `the end-to-end tests need the project's Caddy with caddy-l4 (${builtCaddyPath(root) ?? ".cache/caddy/"}), which is not built: run \`${CADDY_BUILD_COMMAND}\` (needs Go)`,
     );
   }
   return bin;
 }
 
-/** The compiled launcher (`npm start`); `npm test` builds it before the end-to-end tests. */
-/** Runs node with the memory defaults `npm start` uses. */
-const NODE_SH = path.join(ROOT, "scripts", "node.sh");
+/** Runs node with the memory defaults `npm start` uses (of the release in `root`). */
+const nodeSh = (root = ROOT) => path.join(root, "scripts", "node.sh");
 
-export function launcherPath(): string {
-  const file = path.join(ROOT, "libs/launcher/dist/main.js");
+/** The compiled launcher (`npm start`) of the release in `root`; `npm test` builds it before the end-to-end tests. */
+export function launcherPath(root = ROOT): string {
+  const file = path.join(root, "libs/launcher/dist/main.js");
   if (!existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\` before the end-to-end tests`);
   return file;
 }
@@ -83,6 +83,12 @@ export interface InstanceOptions {
    * `SPLIT` (CPM_E2E_SPLIT).
    */
   split?: boolean;
+  /**
+   * The tree of the release to run: its scripts/node.sh, launcher and Caddy (its
+   * `.cache/caddy/`). Default: this repository, the current build; `previousRelease()`
+   * (previous-release.ts) gives the previous release's, built from git.
+   */
+  root?: string;
 }
 
 /** The deployment shape the suite runs in: `npm run test:e2e:split` sets CPM_E2E_SPLIT=true. */
@@ -148,7 +154,7 @@ export class Instance {
       CPM_HTTPS_PORT: String(p.https),
       CPM_RECONCILE_INTERVAL_MS: "500",
       LOG_LEVEL: process.env.CPM_TEST_LOG_LEVEL ?? "info",
-      CPM_CADDY_BIN: this.opts.env?.CPM_CADDY_BIN ?? projectCaddy(),
+      CPM_CADDY_BIN: this.opts.env?.CPM_CADDY_BIN ?? projectCaddy(this.root),
       CPM_SPLIT_PROCESSES: String(this.split),
       NODE: process.execPath,
       ...this.opts.env,
@@ -160,6 +166,11 @@ export class Instance {
     return this.opts.split ?? SPLIT;
   }
 
+  /** The tree of the release this instance runs. */
+  get root(): string {
+    return this.opts.root ?? ROOT;
+  }
+
   /** Where the test reaches this instance's listeners. */
   get host(): string {
     return this.opts.host ?? "127.0.0.1";
@@ -169,9 +180,9 @@ export class Instance {
   async launch(): Promise<void> {
     const log = createWriteStream(path.join(this.dataDir, "instance.log"), { flags: "a" });
     // As `npm start` runs it: node with the project's memory defaults (scripts/node.sh execs node).
-    const [cmd = "sh", ...args] = [...(this.opts.exec ?? []), "sh", NODE_SH, launcherPath()];
+    const [cmd = "sh", ...args] = [...(this.opts.exec ?? []), "sh", nodeSh(this.root), launcherPath(this.root)];
     const child = spawn(cmd, args, {
-      cwd: ROOT,
+      cwd: this.root,
       env: this.env,
       stdio: ["ignore", "pipe", "pipe"],
       // Its own process group, so `kill()` can take down the launcher and every child at once.
@@ -387,14 +398,18 @@ export async function allocatePorts(): Promise<InstancePorts> {
   };
 }
 
-/** Runs the launcher with an environment and returns its exit code and output (for start-up failures). */
+/**
+ * Runs the launcher (of the release in `root`) with an environment and returns its exit code and
+ * output (for start-up failures).
+ */
 export function runLauncher(
   env: Record<string, string>,
   timeoutMs = 20_000,
+  root = ROOT,
 ): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [launcherPath()], {
-      cwd: ROOT,
+    const child = spawn(process.execPath, [launcherPath(root)], {
+      cwd: root,
       env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });

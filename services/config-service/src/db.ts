@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
+import { RELEASE } from "@cpm/core";
 import { ConnectionKeepingSQLiteAdapter, keepConnectionOf } from "./sqlite-connection.ts";
 import { PrismaClient } from "./generated/prisma/client.ts";
 import { migrate, readMigrations, type SqlRunner } from "./migrate.ts";
@@ -35,7 +36,6 @@ export async function openDatabase(
     const file = sqlitePath(databaseUrl);
     mkdirSync(path.dirname(file), { recursive: true });
     const raw = new Database(file);
-    raw.pragma("journal_mode = WAL");
     raw.pragma("foreign_keys = ON");
     const runner: SqlRunner = {
       exec: async (sql) => void raw.exec(sql),
@@ -54,8 +54,15 @@ export async function openDatabase(
         }
       },
     };
-    const applied = await migrate(runner, "sqlite", readMigrations(path.join(prismaDir, "migrations")));
-    raw.close();
+    let applied: string[];
+    try {
+      // migrate reads the applied migrations before it writes anything, the journal mode included:
+      // a database of a newer release is left as it was.
+      applied = await migrate(runner, "sqlite", readMigrations(path.join(prismaDir, "migrations")), RELEASE);
+      raw.pragma("journal_mode = WAL");
+    } finally {
+      raw.close();
+    }
     const onStatement = opts.onStatement;
     const adapter = new ConnectionKeepingSQLiteAdapter({
       url: `file:${file}`,
@@ -98,6 +105,7 @@ export async function openDatabase(
       runner,
       "postgresql",
       readMigrations(path.join(prismaDir, "postgresql", "migrations")),
+      RELEASE,
     );
     // The PostgreSQL client is generated from the same model (prisma/postgresql/schema.prisma),
     // so its API is the SQLite client's; only the provider differs.

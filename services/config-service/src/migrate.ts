@@ -45,32 +45,130 @@ const TABLE_SQL = {
     "started_at" TIMESTAMPTZ NOT NULL DEFAULT now(), "applied_steps_count" INTEGER NOT NULL DEFAULT 0)`,
 };
 
-/** Returns the names of the migrations it applied. Refuses a database whose applied migration was edited. */
+/** What a database's applied migrations mean for this build (`schemaCheck`). */
+export type SchemaCheck =
+  | { ok: true; pending: string[] }
+  /**
+   * The database holds migrations this build does not know: another release applied them, and
+   * this build must not start on it. `unknown` in their order; `newer` when the newest of them
+   * sorts after this build's last migration (a newer release wrote the database).
+   */
+  | { ok: false; unknown: string[]; newer: boolean };
+
+/**
+ * The decision a start makes from the names of the migrations applied to its database and the
+ * ones this build carries: which to apply, or that the database belongs to another release.
+ * Pure: `migrate` reads the names and carries it out.
+ */
+export function schemaCheck(applied: readonly string[], known: readonly string[]): SchemaCheck {
+  const knownSet = new Set(known);
+  const unknown = [...new Set(applied)].filter((n) => !knownSet.has(n)).sort();
+  if (unknown.length) {
+    const last = [...known].sort().at(-1);
+    return { ok: false, unknown, newer: last === undefined || unknown.at(-1)! > last };
+  }
+  const appliedSet = new Set(applied);
+  return { ok: true, pending: known.filter((n) => !appliedSet.has(n)) };
+}
+
+/**
+ * A database this build must not touch: it holds migrations of another (a newer) release.
+ * Thrown before anything is written to it.
+ */
+export class SchemaNewerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SchemaNewerError";
+  }
+}
+
+/** How a migration row records the release that applied it (Prisma's `logs` column, unused for applied migrations). */
+const APPLIED_BY = "applied by release ";
+
+/**
+ * The refusal's message: both schema versions (the database's newest migration and this build's
+ * last), this build's release, and the release to run when the database says which one wrote it.
+ */
+export function schemaRefusal(
+  check: Extract<SchemaCheck, { ok: false }>,
+  known: readonly string[],
+  release: string,
+  appliedBy: ReadonlyMap<string, string> = new Map(),
+): string {
+  const theirs = check.unknown.at(-1)!;
+  const ours = [...known].sort().at(-1) ?? "(none)";
+  const by = appliedBy.get(theirs);
+  const run = by ? `run release ${by} or later` : "run the release that wrote it or a later one";
+  return check.newer
+    ? `database schema ${theirs} is newer than this build's ${ours} (release ${release}): ${run}; the database was not changed`
+    : `database schema has migration ${theirs}, which this build (release ${release}, schema ${ours}) does not know: ${run}; the database was not changed`;
+}
+
+/** The applied migrations, read without creating or changing anything (no table yet: none). */
+async function readApplied(
+  db: SqlRunner,
+  dialect: "sqlite" | "postgresql",
+): Promise<{ name: string; checksum: string; logs: string | null }[]> {
+  const present =
+    dialect === "sqlite"
+      ? (await db.query(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_prisma_migrations'`, []))
+          .length > 0
+      : (await db.query(`SELECT to_regclass('"_prisma_migrations"') IS NOT NULL AS "present"`, []))[0]?.present ===
+        true;
+  if (!present) return [];
+  const rows = await db.query(
+    `SELECT "migration_name", "checksum", "logs" FROM "_prisma_migrations" WHERE "finished_at" IS NOT NULL AND "rolled_back_at" IS NULL`,
+    [],
+  );
+  return rows.map((r) => ({
+    name: String(r.migration_name),
+    checksum: String(r.checksum),
+    logs: typeof r.logs === "string" ? r.logs : null,
+  }));
+}
+
+/**
+ * Applies the migrations the database lacks, each in one transaction with its row in
+ * `_prisma_migrations` (recording `release`), and returns their names. Reads the applied ones
+ * first and writes nothing when the database holds a migration this build does not know
+ * (SchemaNewerError) or an applied migration was edited.
+ */
 export async function migrate(
   db: SqlRunner,
   dialect: "sqlite" | "postgresql",
   migrations: Migration[],
+  release: string,
 ): Promise<string[]> {
-  await db.exec(TABLE_SQL[dialect]);
-  const rows = await db.query(
-    `SELECT "migration_name", "checksum" FROM "_prisma_migrations" WHERE "finished_at" IS NOT NULL AND "rolled_back_at" IS NULL`,
-    [],
+  const rows = await readApplied(db, dialect);
+  const known = migrations.map((m) => m.name);
+  const check = schemaCheck(
+    rows.map((r) => r.name),
+    known,
   );
-  const applied = new Map(rows.map((r) => [String(r.migration_name), String(r.checksum)]));
-  const done: string[] = [];
-  const p = dialect === "postgresql" ? (i: number) => `$${i}` : () => "?";
+  if (!check.ok) {
+    const appliedBy = new Map<string, string>();
+    for (const r of rows)
+      if (r.logs?.startsWith(APPLIED_BY)) appliedBy.set(r.name, r.logs.slice(APPLIED_BY.length).trim());
+    throw new SchemaNewerError(schemaRefusal(check, known, release, appliedBy));
+  }
+  const sums = new Map(rows.map((r) => [r.name, r.checksum]));
   for (const m of migrations) {
-    const sum = applied.get(m.name);
-    if (sum !== undefined) {
-      if (sum !== m.checksum) throw new Error(`migration ${m.name} was changed after it was applied to this database`);
-      continue;
-    }
+    const sum = sums.get(m.name);
+    if (sum !== undefined && sum !== m.checksum)
+      throw new Error(`migration ${m.name} was changed after it was applied to this database`);
+  }
+  await db.exec(TABLE_SQL[dialect]);
+  const p = dialect === "postgresql" ? (i: number) => `$${i}` : () => "?";
+  const pending = new Set(check.pending);
+  const done: string[] = [];
+  for (const m of migrations) {
+    if (!pending.has(m.name)) continue;
     await db.transaction(async () => {
       await db.exec(m.sql);
       const now = new Date().toISOString();
       await db.query(
-        `INSERT INTO "_prisma_migrations" ("id","checksum","finished_at","migration_name","started_at","applied_steps_count") VALUES (${p(1)},${p(2)},${p(3)},${p(4)},${p(5)},1)`,
-        [randomUUID(), m.checksum, now, m.name, now],
+        `INSERT INTO "_prisma_migrations" ("id","checksum","finished_at","migration_name","logs","started_at","applied_steps_count") VALUES (${p(1)},${p(2)},${p(3)},${p(4)},${p(5)},${p(6)},1)`,
+        [randomUUID(), m.checksum, now, m.name, `${APPLIED_BY}${release}`, now],
       );
     });
     done.push(m.name);

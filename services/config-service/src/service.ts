@@ -1,7 +1,16 @@
-import { instancePorts, METRICS_LISTEN_VARIABLES, remoteCallers, reservedAddresses, type Service } from "@cpm/core";
+import path from "node:path";
+import {
+  ConfigError,
+  instancePorts,
+  METRICS_LISTEN_VARIABLES,
+  remoteCallers,
+  reservedAddresses,
+  type Service,
+} from "@cpm/core";
 import { API_TOKENS_PORT, CONFIG_PORT, initTracing, startMetrics } from "@cpm/grpc-kit";
 import { apiTokenAuthenticator } from "./authentication.ts";
 import { openDatabase } from "./db.ts";
+import { SchemaNewerError } from "./migrate.ts";
 import { configMetrics } from "./metrics.ts";
 import { createServer } from "./server.ts";
 import { ConfigStore } from "./store.ts";
@@ -16,7 +25,13 @@ export const configService: Service = {
   name: "config-service",
   async start({ config: cfg, log, ports, inProcess }) {
     const tracing = await initTracing("config-service", { "cpm.instance.mode": cfg.mode });
-    const { db, applied, dialect } = await openDatabase(cfg.databaseUrl);
+    const { db, applied, dialect } = await openDatabase(cfg.databaseUrl).catch((e: unknown) => {
+      // A database of a newer release: the operator runs that release on it (or this one on
+      // another database). A configuration error: the launcher stops at once, no restarts.
+      if (!(e instanceof SchemaNewerError)) throw e;
+      const byDataDir = cfg.databaseUrl === `file:${path.join(cfg.dataDir, "cpm.db")}`;
+      throw new ConfigError(byDataDir ? "CPM_DATA_DIR" : "DATABASE_URL", e.message);
+    });
     if (applied.length) log.info({ applied, dialect }, "database migrated");
     const store = new ConfigStore(db, log, { dialect });
     const info = await store.init();
