@@ -18,4 +18,4 @@ case " ${NODE_OPTIONS:-} " in
   *--max-semi-space-size*) ;;
   *) set -- --max-semi-space-size=2 "$@" ;;
 esac
-exec node "$@"
+exec node --liftoff-only "$@"

@@ -2,9 +2,15 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
-import { ProxyHost } from "@cpm/proto";
-import { unary } from "@cpm/grpc-kit";
-import { dockerMissing, hostGateway, removeDir, removeStack, secretsDir, Stack } from "../support/compose.ts";
+import {
+  dockerMissing,
+  hostGateway,
+  removeDir,
+  removeStack,
+  secretsDir,
+  servesProxyHostCreatedThroughApi,
+  Stack,
+} from "../support/compose.ts";
 import { startUpstream, type TestServer } from "../support/net.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -63,21 +69,7 @@ describe("docker compose: a standalone instance in one container (docker-compose
   });
 
   it("serves a proxy host created through the published gRPC port", async () => {
-    const config = await stack!.config();
-    const r = await unary(
-      config.createProxyHost.bind(config),
-      {
-        proxyHost: ProxyHost.fromPartial({
-          name: "app",
-          domains: ["app.test"],
-          upstreams: [`host.docker.internal:${upstream.port}`],
-        }),
-      },
-      stack!.adminToken,
-    );
-    assert.equal(r.configVersion, 1);
-    await stack!.waitServes("app.test", /upstream=A/);
-    assert.equal((await stack!.waitServes("other.test", 404)).status, 404, "an unknown host gets 404");
+    await servesProxyHostCreatedThroughApi(stack!, upstream.port);
   });
 
   it("runs exactly one Node process, the container's main process, and Caddy as its child", async () => {

@@ -2,8 +2,6 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
-import { ProxyHost } from "@cpm/proto";
-import { unary } from "@cpm/grpc-kit";
 import {
   composeCommand,
   dockerMissing,
@@ -11,6 +9,7 @@ import {
   removeDir,
   removeStack,
   secretsDir,
+  servesProxyHostCreatedThroughApi,
   Stack,
   TAG,
 } from "../support/compose.ts";
@@ -48,21 +47,7 @@ describe("docker compose: a standalone instance from docker-compose.yml", { skip
   });
 
   it("serves a proxy host created through the published gRPC port", async () => {
-    const config = await stack!.config();
-    const r = await unary(
-      config.createProxyHost.bind(config),
-      {
-        proxyHost: ProxyHost.fromPartial({
-          name: "app",
-          domains: ["app.test"],
-          upstreams: [`host.docker.internal:${upstream.port}`],
-        }),
-      },
-      stack!.adminToken,
-    );
-    assert.equal(r.configVersion, 1);
-    await stack!.waitServes("app.test", /upstream=A/);
-    assert.equal((await stack!.waitServes("other.test", 404)).status, 404, "an unknown host gets 404");
+    await servesProxyHostCreatedThroughApi(stack!, upstream.port);
   });
 
   it("has the cpm CLI on PATH in the image: it lists the host through the API", async () => {

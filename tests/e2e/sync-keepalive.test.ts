@@ -4,11 +4,11 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
-import { GetReceiverStatusRequest, Snapshot, SyncReceiverClient, type GetReceiverStatusResponse } from "@cpm/proto";
-import { createLogger, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
-import type { ConfigClient, GrpcServer } from "@cpm/grpc-kit";
-import { encodeSnapshotFrame, readSnapshotFrame } from "@cpm/snapshot-wire";
-import { SlaveLink, SnapshotCache, silentLinkBoundMs, type MasterState } from "@cpm/sync-dispatcher";
+import { GetReceiverStatusRequest, SyncReceiverClient, type GetReceiverStatusResponse } from "@cpm/proto";
+import { createLogger } from "@cpm/core";
+import type { GrpcServer } from "@cpm/grpc-kit";
+import { silentLinkBoundMs, type SlaveLink } from "@cpm/sync-dispatcher";
+import { testLink } from "@cpm/sync-dispatcher/testing";
 import { createServer, receiverSilentLinkBoundMs, type SnapshotApplier } from "@cpm/sync-receiver";
 import { TcpFaultInjector } from "../support/tcp-fault-injector.ts";
 
@@ -43,34 +43,9 @@ async function receiver(keepalive: {
   return { server, port: await server.listen("127.0.0.1:0") };
 }
 
-function link(port: number, keepalive: { timeMs: number; timeoutMs: number }): SlaveLink {
-  const state: MasterState = { version: 1, contentSha256: "content-1" };
-  const frame = readSnapshotFrame(
-    encodeSnapshotFrame(
-      Snapshot.fromPartial({
-        schemaVersion: SNAPSHOT_SCHEMA_VERSION,
-        masterInstanceId: "m",
-        version: 1,
-        contentSha256: "content-1",
-      }),
-    ),
-  );
-  const config = { getSnapshotFrame: () => Promise.resolve(frame) } as unknown as ConfigClient;
-  const target: SlaveTarget = {
-    name: "s",
-    url: `http://127.0.0.1:${port}`,
-    address: `127.0.0.1:${port}`,
-    tls: false,
-    token: TOKEN,
-  };
-  return new SlaveLink(
-    target,
-    () => state,
-    new SnapshotCache(config),
-    { caFile: undefined, maxMessageBytes: 1 << 20, ackTimeoutMs: 30_000, connectTimeoutMs: 2_000, keepalive },
-    log,
-  );
-}
+/** A master's link to the receiver on `port`, with `keepalive`'s HTTP/2 pings. */
+const link = (port: number, keepalive: { timeMs: number; timeoutMs: number }): SlaveLink =>
+  testLink(port, { token: TOKEN, keepalive });
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until(what: string, f: () => boolean | Promise<boolean>, ms: number): Promise<number> {

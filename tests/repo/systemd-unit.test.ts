@@ -54,7 +54,7 @@ describe("the systemd unit in the docs", () => {
     assert.ok(m, `ExecStart "${exec}" is <node> [--flags] /opt/cpm/<entry>`);
     assert.equal(m[3], "libs/launcher/dist/main.js");
     // The memory defaults npm start applies (scripts/node.sh).
-    assert.equal(m[2], " --max-semi-space-size=2");
+    assert.equal(m[2], " --liftoff-only --max-semi-space-size=2");
     assert.match(unit, /^Environment=MALLOC_ARENA_MAX=2$/m);
     assert.ok(existsSync(path.join(ROOT, "libs/launcher/src/main.ts")));
   });

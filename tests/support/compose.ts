@@ -1,6 +1,7 @@
 // Compose stacks for the container tests: docker-compose.yml (one container per service) or
 // docker-compose.one.yml (the whole node in one container) as a user runs them (images from
 // scripts/build-images.sh), one compose project per instance, started through testcontainers.
+import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -8,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { credentials } from "@grpc/grpc-js";
-import { ConfigServiceClient, SyncDispatcherClient } from "@cpm/proto";
+import { ConfigServiceClient, ProxyHost, SyncDispatcherClient } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
 import { ROOT } from "./instance.ts";
 import { httpGet, type HttpResult } from "./net.ts";
@@ -296,6 +297,29 @@ export class Stack {
     ]).catch(() => ({ stdout: "", stderr: "" }));
     return stdout + stderr;
   }
+}
+
+/**
+ * Creates the proxy host `app.test` through the stack's published gRPC port, to the host's
+ * upstream on `upstreamPort` (answering `upstream=A`), and checks that the stack's Caddy serves
+ * it and answers an unknown host with 404. The stack's first change: it becomes version 1.
+ */
+export async function servesProxyHostCreatedThroughApi(stack: Stack, upstreamPort: number): Promise<void> {
+  const config = await stack.config();
+  const r = await unary(
+    config.createProxyHost.bind(config),
+    {
+      proxyHost: ProxyHost.fromPartial({
+        name: "app",
+        domains: ["app.test"],
+        upstreams: [`host.docker.internal:${upstreamPort}`],
+      }),
+    },
+    stack.adminToken,
+  );
+  assert.equal(r.configVersion, 1);
+  await stack.waitServes("app.test", /upstream=A/);
+  assert.equal((await stack.waitServes("other.test", 404)).status, 404, "an unknown host gets 404");
 }
 
 /** Removes a stack and its volumes, ignoring a stack that is gone already. */

@@ -108,7 +108,7 @@ export class GrpcServer {
       ],
     });
     this.health.addToServer(this.registrar(["public"]));
-    new ReflectionService(reflectionDefinition() as never).addToServer(this.registrar(opts.reflection ?? ["public"]));
+    addReflection(this.registrar(opts.reflection ?? ["public"]));
   }
 
   /** The server as a library that adds its own services sees it: every method it adds gets `policy`. */
@@ -260,6 +260,59 @@ class LazyCallContext {
     }
     return this.combined;
   }
+}
+
+/**
+ * Adds server reflection (v1 and v1alpha) to `server`. What it answers from is built on the
+ * process's first reflection call and shared by every server of the process: decoded, the
+ * descriptor set with its source info is about 1 MiB per copy, and @grpc/reflection keeps two
+ * copies per server (one per version), 8 MiB in a master node of four servers that is never
+ * asked for reflection at all.
+ */
+function addReflection(server: Pick<Server, "addService">): void {
+  reflectionServices().forEach(({ definition, method }, i) =>
+    server.addService(definition, {
+      [method]: (stream: ServerDuplexStream<unknown, unknown>) => reflectionHandlers()[i]!(stream),
+    }),
+  );
+}
+
+type ReflectionHandler = (stream: ServerDuplexStream<unknown, unknown>) => void;
+
+/** One method of a reflection service (v1's or v1alpha's `ServerReflectionInfo`). */
+interface ReflectionMethod {
+  definition: ServiceDefinition;
+  method: string;
+}
+
+let reflectionMethods: ReflectionMethod[] | undefined;
+let reflectionImpl: ReflectionHandler[] | undefined;
+
+/** Every method a ReflectionService adds to a server, with the handler it adds, in its order. */
+function captureReflection(service: ReflectionService): (ReflectionMethod & { handler: ReflectionHandler })[] {
+  const found: (ReflectionMethod & { handler: ReflectionHandler })[] = [];
+  service.addToServer({
+    addService: (definition: ServiceDefinition, impl: UntypedServiceImplementation) => {
+      for (const [method, handler] of Object.entries(impl))
+        found.push({ definition, method, handler: handler as ReflectionHandler });
+    },
+  });
+  return found;
+}
+
+/** The reflection services' methods, from a ReflectionService that knows no file (cheap to build). */
+function reflectionServices(): ReflectionMethod[] {
+  reflectionMethods ??= captureReflection(new ReflectionService({})).map(({ definition, method }) => ({
+    definition,
+    method,
+  }));
+  return reflectionMethods;
+}
+
+/** The handlers that answer from the whole descriptor set, built on first use, in reflectionServices()'s order. */
+function reflectionHandlers(): ReflectionHandler[] {
+  reflectionImpl ??= captureReflection(new ReflectionService(reflectionDefinition() as never)).map((m) => m.handler);
+  return reflectionImpl;
 }
 
 /**

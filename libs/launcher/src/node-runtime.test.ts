@@ -9,11 +9,15 @@ describe("how a Node service is run", () => {
     assert.equal(nodeServiceEnv({ PATH: "/bin" }).PATH, "/bin");
   });
 
-  it("caps V8's young generation unless NODE_OPTIONS sets it; the entry comes last", () => {
-    assert.deepEqual(nodeServiceArgs("/app/main.js", {}), ["--max-semi-space-size=2", "/app/main.js"]);
+  it("caps V8's young generation unless NODE_OPTIONS sets it, runs WebAssembly on Liftoff only; the entry comes last", () => {
+    assert.deepEqual(nodeServiceArgs("/app/main.js", {}), [
+      "--liftoff-only",
+      "--max-semi-space-size=2",
+      "/app/main.js",
+    ]);
     assert.deepEqual(
       nodeServiceArgs("/app/main.js", { NODE_OPTIONS: "--max-semi-space-size=16 --enable-source-maps" }),
-      ["/app/main.js"],
+      ["--liftoff-only", "/app/main.js"],
     );
   });
 });

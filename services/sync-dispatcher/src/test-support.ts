@@ -3,14 +3,22 @@ import { Snapshot, SyncReceiverService, type SyncRequest, type SyncResponse } fr
 import { createLogger, handshakeHeaders, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
 import type { ConfigClient } from "@cpm/grpc-kit";
 import { encodeSnapshotFrame, readSnapshotFrame } from "@cpm/snapshot-wire";
+import type { LinkKeepalive } from "./link-loss.ts";
 import { SlaveLink, type MasterState } from "./slave-link.ts";
 import { SnapshotCache } from "./snapshots.ts";
 
+/** The keepalive of a testLink unless given: long enough that no test sees it unless it means to. */
+const TEST_KEEPALIVE: LinkKeepalive = { timeMs: 10_000, timeoutMs: 5_000 };
+
 /**
  * A link to the receiver at 127.0.0.1:`port` whose master is at version 1 (one empty snapshot):
- * over TLS checked against `caFile` when given, plaintext otherwise.
+ * over TLS checked against `caFile` when given, plaintext otherwise; presenting `token` as its
+ * sync token (20 `t`s unless given), with `keepalive`'s HTTP/2 pings.
  */
-export function testLink(port: number, opts: { caFile?: string; connectTimeoutMs?: number } = {}): SlaveLink {
+export function testLink(
+  port: number,
+  opts: { caFile?: string; connectTimeoutMs?: number; token?: string; keepalive?: LinkKeepalive } = {},
+): SlaveLink {
   const state: MasterState = { version: 1, contentSha256: "content-1" };
   const frame = readSnapshotFrame(
     encodeSnapshotFrame(
@@ -29,7 +37,7 @@ export function testLink(port: number, opts: { caFile?: string; connectTimeoutMs
     url: `${tls ? "https" : "http"}://127.0.0.1:${port}`,
     address: `127.0.0.1:${port}`,
     tls,
-    token: "t".repeat(20),
+    token: opts.token ?? "t".repeat(20),
   };
   return new SlaveLink(
     target,
@@ -40,7 +48,7 @@ export function testLink(port: number, opts: { caFile?: string; connectTimeoutMs
       maxMessageBytes: 1 << 20,
       ackTimeoutMs: 30_000,
       connectTimeoutMs: opts.connectTimeoutMs ?? 2_000,
-      keepalive: { timeMs: 10_000, timeoutMs: 5_000 },
+      keepalive: opts.keepalive ?? TEST_KEEPALIVE,
     },
     createLogger("test", "silent"),
   );

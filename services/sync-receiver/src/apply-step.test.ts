@@ -2,17 +2,17 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { NackCode } from "@cpm/proto";
 import { status as Status } from "@grpc/grpc-js";
-import { applyStep, type ApplyAction, type ApplyEvent, type ApplyFacts, type ApplyState } from "./apply-step.ts";
+import { applyStep, type ApplyAction, type ApplyEvent, type ApplyState, type AssessedFacts } from "./apply-step.ts";
 
 const M = "master-1";
 /** The slave's database on version 5 of master-1, Caddy in sync on it. */
-const base: ApplyFacts = {
+const base: AssessedFacts = {
   snapshot: { version: 6, masterInstanceId: M, contentSha256: "c6" },
   database: { version: 5, masterInstanceId: M, contentSha256: "c5" },
   rendered: { inSync: true, appliedVersion: 5, configSha256: "k5" },
   check: { valid: true },
 };
-const facts = (over: Partial<ApplyFacts>): ApplyFacts => ({ ...base, ...over });
+const facts = (over: Partial<AssessedFacts>): AssessedFacts => ({ ...base, ...over });
 const snapshot = (version: number, contentSha256 = `c${version}`, masterInstanceId = M) => ({
   version,
   masterInstanceId,
@@ -46,7 +46,7 @@ describe("applyStep: the slave's apply, state x event -> action", () => {
     [
       "the database cannot be read: retryable",
       { at: "received" },
-      { type: "assessed", facts: facts({ database: { unavailable: "connect ECONNREFUSED" } }) },
+      { type: "assessed", facts: { ...base, database: { unavailable: "connect ECONNREFUSED" } } },
       "done",
       "nack",
       nack(NackCode.NACK_CODE_UNAVAILABLE, "slave's config-service unavailable: connect ECONNREFUSED", true),

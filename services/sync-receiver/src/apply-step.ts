@@ -35,6 +35,11 @@ export interface ApplyFacts {
   check: CheckResult;
 }
 
+/** The facts once the database has answered: what every state after `received` carries. */
+export interface AssessedFacts extends ApplyFacts {
+  database: SnapshotHeader;
+}
+
 /** A call to a service of this slave that failed: its gRPC code (undefined: not a gRPC failure) and why. */
 export interface CallFailure {
   code: number | undefined;
@@ -43,10 +48,10 @@ export interface CallFailure {
 
 export type ApplyState =
   | { at: "received" }
-  | { at: "checking"; facts: ApplyFacts }
-  | { at: "preloading"; facts: ApplyFacts }
-  | { at: "committing"; facts: ApplyFacts; configSha256: string }
-  | { at: "confirming"; facts: ApplyFacts; configSha256: string }
+  | { at: "checking"; facts: AssessedFacts }
+  | { at: "preloading"; facts: AssessedFacts }
+  | { at: "committing"; facts: AssessedFacts; configSha256: string }
+  | { at: "confirming"; facts: AssessedFacts; configSha256: string }
   | { at: "done" };
 
 export type ApplyEvent =
@@ -106,12 +111,11 @@ export function isUnchanged(facts: ApplyFacts): boolean {
   );
 }
 
-/** What follows once the facts are known and the snapshot is not unchanged. */
-function afterCheck(facts: ApplyFacts): ApplyStep {
+/** What follows once the database has answered and the snapshot is not unchanged. */
+function afterCheck(facts: AssessedFacts): ApplyStep {
   const { snapshot: s, database: d, rendered: r, check } = facts;
   if (check === "unchecked") return { next: { at: "checking", facts }, action: { do: "check" } };
   if (!check.valid) return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, check.reason, false);
-  if ("unavailable" in d) return nack(NackCode.NACK_CODE_UNAVAILABLE, d.unavailable, true);
   const sameMaster = d.masterInstanceId === s.masterInstanceId;
   if (sameMaster && s.version < d.version)
     return nack(
@@ -143,13 +147,15 @@ export function applyStep(state: ApplyState, event: ApplyEvent): ApplyStep {
       return nack(NackCode.NACK_CODE_INVALID_SNAPSHOT, "snapshot: is required", false);
     case "assessed": {
       if (state.at !== "received") return invalid();
-      const { facts } = event;
-      if ("unavailable" in facts.database)
+      const { database } = event.facts;
+      if ("unavailable" in database)
         return nack(
           NackCode.NACK_CODE_UNAVAILABLE,
-          `slave's config-service unavailable: ${facts.database.unavailable}`,
+          `slave's config-service unavailable: ${database.unavailable}`,
           true,
         );
+      // The database answered: the states from here on carry that narrowed fact.
+      const facts: AssessedFacts = { ...event.facts, database };
       if (isUnchanged(facts))
         return {
           next: { at: "done" },
