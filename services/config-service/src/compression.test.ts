@@ -120,7 +120,7 @@ describe(`migration ${MIGRATION}`, () => {
       before.map((m) => m.name),
       ["20261125000000_init", "20261125020000_users"],
     );
-    await migrate(runner, "sqlite", before);
+    await migrate(runner, "sqlite", before, "0.1.0");
     // The row as release 0.1.0 writes it: the resource as proto JSON, without compression.
     const id = "33333333-3333-4333-8333-333333333333";
     const data = { id, name: "old", domains: ["old.example.com"], upstreams: ["10.0.0.1:8080"], enabled: true };
