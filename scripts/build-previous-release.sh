@@ -32,7 +32,26 @@ say "building release $PREVIOUS_RELEASE_VERSION ($commit) in $dir"
 git -C "$root" archive --format=tar "$commit" | tar -x -C "$dir"
 
 cd "$dir"
-npm ci --prefer-offline --no-audit --no-fund --loglevel=error >&2
+# Its dependencies without their install scripts, then each script run: a native module this
+# repository has already compiled at the same version is copied (compiling SQLite twice takes
+# minutes), any other is built as `npm ci` would build it.
+npm ci --prefer-offline --no-audit --no-fund --loglevel=error --ignore-scripts >&2
+rebuild=""
+version() { node -p "try { require('$1/package.json').version } catch { '' }"; }
+for pkg in $(node -e '
+  const lock = require("./package-lock.json").packages;
+  for (const [p, v] of Object.entries(lock)) if (p && v.hasInstallScript) console.log(p);
+'); do
+  if [ -f "$dir/$pkg/binding.gyp" ] && [ -d "$root/$pkg/build/Release" ] &&
+    [ "$(version "$dir/$pkg")" = "$(version "$root/$pkg")" ]; then
+    cp -a "$root/$pkg/build" "$dir/$pkg/"
+  else
+    name=${pkg##*node_modules/}
+    case " $rebuild " in *" $name "*) ;; *) rebuild="$rebuild $name" ;; esac
+  fi
+done
+# shellcheck disable=SC2086 # one argument per package
+[ -z "$rebuild" ] || npm rebuild --no-audit --no-fund --loglevel=error $rebuild >&2
 # What `npm run build:run` builds. --force and a cache of its own: this tree sits in this repository's
 # ignored .cache/, where turbo cannot hash its files from git, so no cached output may stand in for
 # a build (and none is written to the cache this repository's builds share).

@@ -56,6 +56,7 @@ describe("loadConfig defaults", () => {
     ["rendererListen", "127.0.0.1:50052"],
     ["dispatcherListen", "127.0.0.1:50053"],
     ["consoleListen", "127.0.0.1:3000"],
+    ["consoleListenIsDefault", true],
     ["configInternalListen", "127.0.0.1:50054"],
     ["configAddr", "127.0.0.1:50054"],
     ["apiAddr", "127.0.0.1:50051"],

@@ -70,6 +70,8 @@ export interface InstanceConfig {
   readonly dispatcherListen: string;
   /** Where the web console serves the browser (CPM_CONSOLE_LISTEN). */
   readonly consoleListen: string;
+  /** CPM_CONSOLE_LISTEN was not set: consoleListen is the default address. */
+  readonly consoleListenIsDefault: boolean;
   /** config-service's listener for the other services of the instance (internal token only, snapshot-sized messages). */
   readonly configInternalListen: string;
   /** Where the other services reach config-service's internal listener. */
@@ -1094,6 +1096,7 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     rendererListen,
     dispatcherListen,
     consoleListen,
+    consoleListenIsDefault: str(env, "CPM_CONSOLE_LISTEN") === undefined,
     configInternalListen,
     configAddr: str(env, "CPM_CONFIG_ADDR") ?? dialable(configInternalListen),
     apiAddr: str(env, "CPM_API_ADDR") ?? dialable(apiListen),

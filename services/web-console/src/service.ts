@@ -23,10 +23,25 @@ export const webConsole: Service = {
     const dispatcher = cfg.mode === "master" ? new ApiForwarder(dialable(cfg.dispatcherListen)) : undefined;
     const server = createConsoleServer({ config, dispatcher, assets, log });
     const [host, port] = splitHostPort(cfg.consoleListen);
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", (err) => reject(new Error(`cannot listen on ${cfg.consoleListen}: ${err.message}`)));
-      server.listen(port, host, resolve);
+    const busy = await new Promise<boolean>((resolve, reject) => {
+      server.once("error", (err: NodeJS.ErrnoException) => {
+        // Several nodes on one host (a master and a slave side by side, say) would otherwise fight
+        // over the default port: the first has the console, the others run without one and say
+        // so. An address the operator chose must be bound, or the node does not start.
+        if (err.code === "EADDRINUSE" && cfg.consoleListenIsDefault) resolve(true);
+        else reject(new Error(`cannot listen on ${cfg.consoleListen} (CPM_CONSOLE_LISTEN): ${err.message}`));
+      });
+      server.listen(port, host, () => resolve(false));
     });
+    if (busy) {
+      log.warn(
+        { listen: cfg.consoleListen },
+        "the console's default address is in use (another node on this host?): running without the console; set CPM_CONSOLE_LISTEN to serve it",
+      );
+      config.close();
+      dispatcher?.close();
+      return { stop: () => tracing.shutdown() };
+    }
     const address = server.address();
     const bound = typeof address === "object" && address ? address.port : port;
     log.info({ listen: cfg.consoleListen, port: bound, api: cfg.apiAddr }, "web-console ready");
