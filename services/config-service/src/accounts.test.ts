@@ -62,6 +62,18 @@ describe("users and API tokens of an instance", () => {
         `${name}/${password}`,
       );
     await expectStatus(signIn("wanda", "x", 8 * 24 * 3600), status.INVALID_ARGUMENT);
+    // A client label that is not a name is refused naming its field, before any password is checked.
+    assert.match(
+      await expectStatus(
+        unary(
+          account.signIn.bind(account),
+          { username: "vera", password: "correct horse battery", ttlSeconds: 0, client: "x\n{$evil}" },
+          undefined,
+        ),
+        status.INVALID_ARGUMENT,
+      ),
+      /client/,
+    );
     // One failure so far for wanda; four more reach the limit, and then even the right password is refused.
     for (let i = 0; i < 4; i++) await expectStatus(signIn("wanda", "wrong horse battery"), status.UNAUTHENTICATED);
     assert.match(

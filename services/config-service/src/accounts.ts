@@ -1,5 +1,5 @@
 import { Role, type AccountServiceServer, type SignInRequest, type SignInResponse } from "@cpm/proto";
-import { DomainError, SignInLimiter, USER_SIGN_IN_LIMIT, ValidationError } from "@cpm/core";
+import { checkName, DomainError, SignInLimiter, USER_SIGN_IN_LIMIT, ValidationError } from "@cpm/core";
 import { bearerToken, unauthenticated, type AsyncService } from "@cpm/grpc-kit";
 import type { ApiTokens } from "./tokens.ts";
 import { roleProto } from "./users.ts";
@@ -15,6 +15,8 @@ const MAX_SESSION_SECONDS = 7 * 24 * 3600;
 async function signIn(tokens: ApiTokens, limiter: SignInLimiter, req: SignInRequest): Promise<SignInResponse> {
   const ttl = req.ttlSeconds || DEFAULT_SESSION_SECONDS;
   if (ttl > MAX_SESSION_SECONDS) throw new ValidationError("ttl_seconds", `must be at most ${MAX_SESSION_SECONDS}`);
+  // Checked before the password: a bad label is refused naming its field, not as a token's name.
+  const client = checkName(req.client.trim() || "session", "client");
   const username = req.username.trim();
   if (!username || !req.password) throw unauthenticated("wrong username or password");
   const key = username.toLowerCase();
@@ -30,7 +32,6 @@ async function signIn(tokens: ApiTokens, limiter: SignInLimiter, req: SignInRequ
     throw unauthenticated("wrong username or password");
   }
   limiter.succeed(key);
-  const client = req.client.trim() || "session";
   const { token, secret } = await tokens.create(
     `${client} ${user.username}`,
     roleProto(user.role),
