@@ -21,6 +21,7 @@ COPY services/caddy-renderer/package.json services/caddy-renderer/
 COPY services/config-service/package.json services/config-service/
 COPY services/sync-dispatcher/package.json services/sync-dispatcher/
 COPY services/sync-receiver/package.json services/sync-receiver/
+COPY services/web-console/package.json services/web-console/
 COPY tests/package.json tests/
 # better-sqlite3 compiles here (g++, make, python3 in the build base) when no prebuilt fits.
 RUN npm ci
