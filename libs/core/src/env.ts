@@ -637,7 +637,7 @@ export const ENV_VARIABLES = {
     group: "runtime",
     kind: "other",
     meaning:
-      "Node options of every service; a `--max-semi-space-size` here replaces the services' default cap of V8's young generation (`--max-semi-space-size=2`, MiB)",
+      "Node options of every service; a `--max-semi-space-size` here replaces the services' default cap of V8's young generation (`--max-semi-space-size=2`, MiB). The services also run with `--liftoff-only` (WebAssembly, i.e. Prisma's query compiler, on V8's baseline compiler: about 17 MiB less resident), which NODE_OPTIONS cannot carry; `--no-liftoff-only` after it on node's command line turns it off",
     readBy: "launcher, images",
     defaultText: "none",
   },
