@@ -96,7 +96,7 @@ export class Form {
    */
   showError(err: unknown, prefix: string): boolean {
     const text = message(err);
-    const m = /^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*): /.exec(text);
+    const m = /^([a-z0-9_]+(?:\[\d+\])?(?:\.[a-z0-9_]+(?:\[\d+\])?)*): /.exec(text);
     if (!m) return false;
     let parts = m[1]!.replace(/\[\d+\]/g, "").split(".");
     if (parts[0] === prefix) parts = parts.slice(1);
@@ -282,7 +282,15 @@ export async function resourcePage<T>(
     const name = kind.name(x);
     return [
       kind.form && (kind.editable?.(x) ?? true)
-        ? h("button", { type: "button", "aria-label": `Edit ${name}`, onclick: () => void open(x) }, "Edit")
+        ? h(
+            "button",
+            {
+              type: "button",
+              "aria-label": `Edit ${name}`,
+              onclick: () => void open(x).catch((err: unknown) => failed(s, err)),
+            },
+            "Edit",
+          )
         : null,
       " ",
       kind.remove && (kind.remove.when?.(x) ?? true)
@@ -354,7 +362,15 @@ export async function resourcePage<T>(
       { class: "toolbar" },
       h("div", { class: "grow" }, field("Search", search).wrap),
       writable && kind.form
-        ? h("button", { type: "button", class: "primary", onclick: () => void open(undefined) }, `New ${kind.singular}`)
+        ? h(
+            "button",
+            {
+              type: "button",
+              class: "primary",
+              onclick: () => void open(undefined).catch((err: unknown) => failed(s, err)),
+            },
+            `New ${kind.singular}`,
+          )
         : null,
     ),
     h(

@@ -11,16 +11,14 @@ import { writesSynced, type Page } from "../shell.ts";
 
 /**
  * Basic-auth users as "name:password" lines; a line with a name alone keeps that user's stored
- * password (the API never returns passwords, only their hashes).
+ * password (the API never returns passwords nor their hashes).
  */
-function readUsers(text: string, old: AccessList | undefined) {
-  return lines(text.replace(/,/g, "\n")).map((line) => {
+function readUsers(text: string) {
+  return lines(text).map((line) => {
     const i = line.indexOf(":");
-    const username = i < 0 ? line : line.slice(0, i);
-    const kept = old?.users.find((u) => u.username === username);
     return i < 0
-      ? create(BasicAuthUserSchema, { username, passwordHash: kept?.passwordHash ?? "" })
-      : create(BasicAuthUserSchema, { username, password: line.slice(i + 1) });
+      ? create(BasicAuthUserSchema, { username: line })
+      : create(BasicAuthUserSchema, { username: line.slice(0, i), password: line.slice(i + 1) });
   });
 }
 
@@ -70,7 +68,7 @@ const kind: ResourceKind<AccessList> = {
         description: description.value,
         allow: allow(),
         deny: deny(),
-        users: readUsers(users.value, x),
+        users: readUsers(users.value),
         satisfy: satisfy(),
         passAuth: passAuth(),
       });

@@ -12,7 +12,7 @@ import { failed, layout, writesSynced, type Page, type Session } from "../shell.
 
 const seconds = (v: string) => (v.trim() === "" ? 0 : Number(v));
 
-async function open(s: Session): Promise<void> {
+async function open(s: Session, note = ""): Promise<void> {
   let current;
   try {
     current = (await config.getSettings({})).settings ?? create(SettingsSchema);
@@ -43,14 +43,13 @@ async function open(s: Session): Promise<void> {
     http?.upstreamResponseHeaderTimeoutSeconds ? String(http.upstreamResponseHeaderTimeoutSeconds) : "",
     { type: "number", hint: "Empty: none." },
   );
-  const saved = h("p", { class: "muted", role: "status" });
+  const saved = h("p", { class: "muted", role: "status" }, note);
   const form = formElement(s, f, {
     titleId: "settings-title",
     title: "Settings",
     submitLabel: "Save settings",
     prefix: "settings",
     submit: async () => {
-      saved.textContent = "";
       const settings = create(SettingsSchema, {
         general: create(GeneralSettingsSchema, { primaryDomain: primary.value, acmeEmail: email.value }),
         acme: create(AcmeSettingsSchema, { caUrl: caUrl.value, caRootPem: caRoot.value }),
@@ -62,9 +61,8 @@ async function open(s: Session): Promise<void> {
       });
       return config.updateSettings({ settings });
     },
-    done: (r) => {
-      saved.textContent = `Saved: version ${r.configVersion}.`;
-    },
+    // Drawn again, so the header shows the new version.
+    done: (r) => void open(s, `Saved: version ${r.configVersion}.`),
   });
   if (!writesSynced(s)) {
     // Read-only: every control disabled, no save button.
@@ -74,4 +72,4 @@ async function open(s: Session): Promise<void> {
   layout(s, "#/settings", form, saved);
 }
 
-export const settingsPage: Page = { route: "#/settings", title: "Settings", open };
+export const settingsPage: Page = { route: "#/settings", title: "Settings", open: (s) => open(s) };
