@@ -78,6 +78,18 @@ describe("web console in Chromium: sign-in, every page, fleet, roles, a slave", 
     await page.getByRole("heading", { name, exact: true }).waitFor();
   }
 
+  /** Presses Tab until the control named `name` has the focus (it is reachable by keyboard). */
+  async function tabTo(page: Page, name: string): Promise<void> {
+    for (let n = 0; n < 60; n++) {
+      await page.keyboard.press("Tab");
+      const focused = await page.evaluate(
+        () => document.activeElement?.getAttribute("aria-label") ?? document.activeElement?.textContent ?? "",
+      );
+      if (focused === name) return;
+    }
+    assert.fail(`${name} is not reachable with Tab`);
+  }
+
   const shot = (page: Page, name: string, fullPage = false) =>
     page.screenshot({ path: path.join(IMAGES, `console-${name}.png`), fullPage });
 
@@ -281,8 +293,11 @@ describe("web console in Chromium: sign-in, every page, fleet, roles, a slave", 
     const page = await signedIn(master, "alice");
     await visit(page, "Certificates");
     const pem = selfSigned(mkdtempSync(path.join(os.tmpdir(), "cpm-cert-")), "imported", ["DNS:imported.console.test"]);
-    await page.getByRole("button", { name: "New certificate" }).click();
-    await page.getByLabel("Name", { exact: true }).fill("imported");
+    // By keyboard: Tab to the button, Enter opens the form with the focus on its first field.
+    await tabTo(page, "New certificate");
+    await page.keyboard.press("Enter");
+    await page.keyboard.type("imported");
+    assert.equal(await page.getByLabel("Name", { exact: true }).inputValue(), "imported");
     await page.getByLabel("Type", { exact: true }).selectOption({ label: "imported (PEM below)" });
     await page.getByLabel("Certificate PEM", { exact: true }).fill(pem.cert);
     await page.getByLabel("Private key PEM", { exact: true }).fill(pem.key);

@@ -356,7 +356,7 @@ export async function resourcePage<T>(
     s,
     kind.route,
     h("h2", {}, kind.title),
-    kind.intro?.(s) ?? null,
+    kind.intro ? h("p", { class: "muted" }, kind.intro(s)) : null,
     h(
       "div",
       { class: "toolbar" },
