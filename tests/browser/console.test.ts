@@ -298,7 +298,12 @@ describe("web console in Chromium: sign-in, every page, fleet, roles, a slave", 
     await page.keyboard.press("Enter");
     await page.keyboard.type("imported");
     assert.equal(await page.getByLabel("Name", { exact: true }).inputValue(), "imported");
+    assert.ok(await page.getByLabel("Certificate PEM", { exact: true }).isHidden(), "no PEM for a managed one");
     await page.getByLabel("Type", { exact: true }).selectOption({ label: "imported (PEM below)" });
+    assert.ok(
+      await page.getByLabel("Domain names", { exact: true }).isHidden(),
+      "an imported one's names are its PEM's",
+    );
     await page.getByLabel("Certificate PEM", { exact: true }).fill(pem.cert);
     await page.getByLabel("Private key PEM", { exact: true }).fill(pem.key);
     await shot(page, "certificate-import");

@@ -20,6 +20,7 @@ export const lines = (v: string) =>
 export class Form {
   readonly body: Node[] = [];
   private readonly errors = new Map<string, { control: HTMLElement; error: HTMLElement }>();
+  private readonly wraps = new Map<string, HTMLElement>();
   private checkRow: HTMLElement | undefined;
 
   private add(
@@ -30,6 +31,7 @@ export class Form {
   ) {
     const f = field(label, control, hint);
     this.errors.set(key, { control, error: f.error });
+    this.wraps.set(key, f.wrap);
     this.body.push(f.wrap);
     this.checkRow = undefined;
   }
@@ -52,10 +54,16 @@ export class Form {
     return () => lines(area.value);
   }
 
-  select<E extends number>(key: string, label: string, options: [E, string][], value: E): () => E {
+  select<E extends number>(
+    key: string,
+    label: string,
+    options: [E, string][],
+    value: E,
+    onchange?: (value: E) => void,
+  ): () => E {
     const sel = h(
       "select",
-      {},
+      { onchange: onchange && (() => onchange(Number(sel.value) as E)) },
       ...options.map(([v, text]) => h("option", { value: String(v), selected: v === value }, text)),
     );
     this.add(key, label, sel);
@@ -77,8 +85,14 @@ export class Form {
       this.body.push(this.checkRow);
     }
     this.checkRow.append(h("label", {}, input, label));
+    this.wraps.set(key, this.checkRow);
     this.errors.set(key, { control: input, error: h("span") });
     return () => input.checked;
+  }
+
+  /** Shows or hides the fields of `keys` (fields that apply to one kind of resource only). */
+  showFields(keys: string[], visible: boolean) {
+    for (const k of keys) this.wraps.get(k)?.toggleAttribute("hidden", !visible);
   }
 
   note(...children: Child[]) {

@@ -61,8 +61,9 @@ const kind: ResourceKind<Certificate> = {
         [CertificateType.IMPORTED, "imported (PEM below)"],
       ],
       x?.type || CertificateType.MANAGED,
+      (t) => showFor(t),
     );
-    const domains = f.list("domain_names", "Domain names", x?.domainNames ?? [], "Managed: one per line.");
+    const domains = f.list("domain_names", "Domain names", x?.domainNames ?? [], "One per line.");
     const issuance = f.select(
       "issuance",
       "Issued by",
@@ -76,17 +77,24 @@ const kind: ResourceKind<Certificate> = {
       "certificate_pem",
       "Certificate PEM",
       x?.certificatePem ?? "",
-      "Imported: the leaf first, then its chain.",
+      "The leaf first, then its chain.",
       6,
     );
     const key = f.area(
       "private_key_pem",
       "Private key PEM",
       "",
-      x ? "Imported: leave empty to keep the stored key." : "Imported: the certificate's private key.",
+      x ? "Leave empty to keep the stored key." : "The certificate's private key.",
       6,
     );
     const autoRenew = f.check("auto_renew", "Renew automatically", x?.autoRenew ?? true);
+    // Only the fields of the chosen type are shown.
+    const showFor = (t: CertificateType) => {
+      const imported = t === CertificateType.IMPORTED;
+      f.showFields(["domain_names", "issuance", "auto_renew"], !imported);
+      f.showFields(["certificate_pem", "private_key_pem"], imported);
+    };
+    showFor(type());
     return () => {
       const msg: Certificate = x ? { ...x } : create(CertificateSchema);
       Object.assign(msg, {
