@@ -7,11 +7,11 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { ProxyHost, Role } from "@cpm/proto";
+import { AccessListSatisfy, CertificateType, L4Protocol, ProxyHost, Role } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
 import { Instance } from "../support/instance.ts";
-import { startUpstream } from "../support/net.ts";
-import { makePki, type TestPki } from "../support/tls.ts";
+import { freePort, startUpstream } from "../support/net.ts";
+import { makePki, selfSigned, type TestPki } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
 
 const CHROMIUM = process.env.CPM_CHROMIUM ?? "/usr/bin/chromium";
@@ -19,7 +19,7 @@ const IMAGES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..
 const SYNC_TOKEN = "console-slave-sync-token-0123456789";
 const PASSWORD = "correct horse battery staple";
 
-describe("web console in Chromium: sign-in, proxy hosts, fleet, roles, a slave", () => {
+describe("web console in Chromium: sign-in, every page, fleet, roles, a slave", () => {
   let pki: TestPki;
   let master: Instance;
   let slave: Instance;
@@ -71,6 +71,27 @@ describe("web console in Chromium: sign-in, proxy hosts, fleet, roles, a slave",
     await page.getByRole("heading", { name: "Proxy hosts" }).waitFor();
     return page;
   }
+
+  /** Opens a page from the menu and waits for its heading. */
+  async function visit(page: Page, name: string): Promise<void> {
+    await page.getByRole("navigation").getByRole("link", { name, exact: true }).click();
+    await page.getByRole("heading", { name, exact: true }).waitFor();
+  }
+
+  /** Presses Tab until the control named `name` has the focus (it is reachable by keyboard). */
+  async function tabTo(page: Page, name: string): Promise<void> {
+    for (let n = 0; n < 60; n++) {
+      await page.keyboard.press("Tab");
+      const focused = await page.evaluate(
+        () => document.activeElement?.getAttribute("aria-label") ?? document.activeElement?.textContent ?? "",
+      );
+      if (focused === name) return;
+    }
+    assert.fail(`${name} is not reachable with Tab`);
+  }
+
+  const shot = (page: Page, name: string, fullPage = false) =>
+    page.screenshot({ path: path.join(IMAGES, `console-${name}.png`), fullPage });
 
   it("serves the app with a strict Content-Security-Policy and nothing from elsewhere", async () => {
     const res = await fetch(consoleUrl(master));
@@ -168,7 +189,34 @@ describe("web console in Chromium: sign-in, proxy hosts, fleet, roles, a slave",
     const row = page.locator('tr[data-slave="edge-1"]');
     await row.getByText("connected", { exact: true }).waitFor({ timeout: 10_000 });
     await row.getByText(`${v} / ${v}`).waitFor({ timeout: 10_000 });
-    await page.screenshot({ path: path.join(IMAGES, "console-fleet.png") });
+    const release = (await slave.info()).release;
+    assert.ok(release, "the slave announces its release");
+    await row.locator('td[data-label="Release"]').getByText(release, { exact: true }).waitFor();
+    await row.locator('td[data-label="Compatibility"]').getByText("ok", { exact: true }).waitFor();
+    const status = await unary(master.dispatcher.getSyncStatus.bind(master.dispatcher), {}, master.adminToken);
+    const served = status.certificates.filter((c) =>
+      c.slaves.some((x) => x.slaveName === "edge-1" && x.servesCurrent),
+    ).length;
+    await row
+      .locator('td[data-label="Certificates served"]')
+      .getByText(`${served} of ${status.certificates.length}`, { exact: true })
+      .waitFor();
+    await page.close();
+  });
+
+  it("the fleet page shows a killed slave disconnected within 5 s, and connected again after its restart", async () => {
+    const page = await signedIn(master, "alice");
+    await page.getByRole("link", { name: "Fleet" }).click();
+    const row = page.locator('tr[data-slave="edge-1"]');
+    await row.getByText("connected", { exact: true }).waitFor({ timeout: 10_000 });
+    await slave.kill();
+    const killedAt = Date.now();
+    await row.getByText("disconnected", { exact: true }).waitFor({ timeout: 5_000 });
+    assert.ok(Date.now() - killedAt <= 5_000, `disconnected shown after ${Date.now() - killedAt} ms`);
+    await slave.restart();
+    await row.getByText("connected", { exact: true }).waitFor({ timeout: 30_000 });
+    const v = await master.version();
+    await row.getByText(`${v} / ${v}`).waitFor({ timeout: 30_000 });
     await page.close();
   });
 
@@ -205,6 +253,205 @@ describe("web console in Chromium: sign-in, proxy hosts, fleet, roles, a slave",
     await page.getByRole("cell", { name: "web.console.test" }).waitFor();
     assert.equal(await page.getByRole("button", { name: "New proxy host" }).count(), 0);
     await page.screenshot({ path: path.join(IMAGES, "console-slave-phone.png"), fullPage: true });
+    await page.close();
+  });
+  it("L4 hosts: the API's error beside the listen address, then one created and deleted through the page", async () => {
+    const page = await signedIn(master, "alice");
+    await visit(page, "L4 hosts");
+    const before = await master.version();
+    await page.getByRole("button", { name: "New L4 host" }).click();
+    await page.getByLabel("Name", { exact: true }).fill("db");
+    await page.getByLabel("Listen address", { exact: true }).fill("not an address");
+    await page.getByLabel("Upstreams", { exact: true }).fill(`127.0.0.1:${up.port}`);
+    await page.getByRole("button", { name: "Create" }).click();
+    const error = page.locator(
+      `#${await page.getByLabel("Listen address", { exact: true }).getAttribute("aria-describedby")}`,
+    );
+    await waitFor(async () => /\S/.test((await error.textContent()) ?? ""), "the field error", 10_000, 50);
+    assert.match((await error.textContent()) ?? "", /^l4_proxy_host\.listen_address: /);
+    assert.equal(await master.version(), before);
+    const port = await freePort();
+    await page.getByLabel("Listen address", { exact: true }).fill(`127.0.0.1:${port}`);
+    await page.getByRole("button", { name: "Create" }).click();
+    await page.locator('tr[data-name="db"]').getByText(`TCP 127.0.0.1:${port}`).waitFor();
+    await shot(page, "l4-hosts");
+    const hosts = await unary(master.config.listL4ProxyHosts.bind(master.config), {}, master.adminToken);
+    const db = hosts.l4ProxyHosts.find((x) => x.name === "db");
+    assert.ok(db, "the API lists the L4 host");
+    assert.equal(db.protocol, L4Protocol.L4_PROTOCOL_TCP);
+    assert.deepEqual(db.upstreams, [`127.0.0.1:${up.port}`]);
+    // Deleted through the page (the slave's Caddy would bind the same port).
+    page.once("dialog", (d) => void d.accept());
+    await page.getByRole("button", { name: "Delete db" }).click();
+    await page.getByText("No l4 hosts yet.").waitFor();
+    const after = await unary(master.config.listL4ProxyHosts.bind(master.config), {}, master.adminToken);
+    assert.equal(after.l4ProxyHosts.length, 0);
+    await page.close();
+  });
+
+  it("certificates: one imported from PEM text areas, a managed one with its status", async () => {
+    const page = await signedIn(master, "alice");
+    await visit(page, "Certificates");
+    const pem = selfSigned(mkdtempSync(path.join(os.tmpdir(), "cpm-cert-")), "imported", ["DNS:imported.console.test"]);
+    // By keyboard: Tab to the button, Enter opens the form with the focus on its first field.
+    await tabTo(page, "New certificate");
+    await page.keyboard.press("Enter");
+    await page.keyboard.type("imported");
+    assert.equal(await page.getByLabel("Name", { exact: true }).inputValue(), "imported");
+    assert.ok(await page.getByLabel("Certificate PEM", { exact: true }).isHidden(), "no PEM for a managed one");
+    await page.getByLabel("Type", { exact: true }).selectOption({ label: "imported (PEM below)" });
+    assert.ok(
+      await page.getByLabel("Domain names", { exact: true }).isHidden(),
+      "an imported one's names are its PEM's",
+    );
+    await page.getByLabel("Certificate PEM", { exact: true }).fill(pem.cert);
+    await page.getByLabel("Private key PEM", { exact: true }).fill(pem.key);
+    await shot(page, "certificate-import");
+    await page.getByRole("button", { name: "Create" }).click();
+    const row = page.locator('tr[data-name="imported"]');
+    await row.getByText("imported.console.test").waitFor();
+    assert.notEqual(await row.locator('td[data-label="Expires"]').textContent(), "not issued");
+    await page.getByRole("button", { name: "New certificate" }).click();
+    await page.getByLabel("Name", { exact: true }).fill("managed");
+    await page.getByLabel("Domain names", { exact: true }).fill("managed.console.test");
+    await page.getByRole("button", { name: "Create" }).click();
+    await page
+      .locator('tr[data-name="managed"] td[data-label="Status"]')
+      .getByText(/^(PENDING|ISSUED|RENEWING|FAILED)$/)
+      .waitFor();
+    await shot(page, "certificates");
+    const { certificates } = await unary(master.config.listCertificates.bind(master.config), {}, master.adminToken);
+    const imported = certificates.find((c) => c.name === "imported");
+    assert.equal(imported?.type, CertificateType.CERTIFICATE_TYPE_IMPORTED);
+    assert.deepEqual(imported?.domainNames, ["imported.console.test"]);
+    const managed = certificates.find((c) => c.name === "managed");
+    assert.equal(managed?.type, CertificateType.CERTIFICATE_TYPE_MANAGED);
+    assert.deepEqual(managed?.domainNames, ["managed.console.test"]);
+    await page.close();
+  });
+
+  it("access lists: one created through the page, and an edit keeps its user's password", async () => {
+    const page = await signedIn(master, "alice");
+    await visit(page, "Access lists");
+    await page.getByRole("button", { name: "New access list" }).click();
+    await page.getByLabel("Name", { exact: true }).fill("office");
+    await page.getByLabel("Allow", { exact: true }).fill("10.0.0.0/8");
+    await page.getByLabel("Basic-auth users", { exact: true }).fill("bob:a long enough password");
+    await page.getByLabel("Satisfy", { exact: true }).selectOption({ label: "all (an allowed address and a user)" });
+    await page.getByRole("button", { name: "Create" }).click();
+    await page.locator('tr[data-name="office"]').getByText("10.0.0.0/8").waitFor();
+    await shot(page, "access-lists");
+    const { accessLists } = await unary(master.config.listAccessLists.bind(master.config), {}, master.adminToken);
+    const office = accessLists.find((x) => x.name === "office");
+    assert.deepEqual(office?.allow, ["10.0.0.0/8"]);
+    assert.equal(office?.satisfy, AccessListSatisfy.ACCESS_LIST_SATISFY_ALL);
+    assert.deepEqual(
+      office?.users.map((u) => u.username),
+      ["bob"],
+    );
+    // An edit that names bob alone keeps his password (a user without one would be refused).
+    await page.getByRole("button", { name: "Edit office" }).click();
+    assert.equal(await page.getByLabel("Basic-auth users", { exact: true }).inputValue(), "bob");
+    await page.getByLabel("Description", { exact: true }).fill("the office network");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator('tr[data-name="office"]').getByText("the office network").waitFor();
+    const edited = await unary(master.config.getAccessList.bind(master.config), { id: office.id }, master.adminToken);
+    assert.equal(edited.accessList?.description, "the office network");
+    await page.close();
+  });
+
+  it("settings: saved through the page", async () => {
+    const page = await signedIn(master, "alice");
+    await visit(page, "Settings");
+    await page.getByLabel("ACME account email", { exact: true }).fill("ops@console.test");
+    await page.getByLabel("Upstream dial timeout (seconds)", { exact: true }).fill("7");
+    await page.getByRole("button", { name: "Save settings" }).click();
+    await page.getByText(/^Saved: version \d+\.$/).waitFor();
+    await shot(page, "settings", true);
+    const { settings } = await unary(master.config.getSettings.bind(master.config), {}, master.adminToken);
+    assert.equal(settings?.general?.acmeEmail, "ops@console.test");
+    assert.equal(settings?.http?.upstreamDialTimeoutSeconds, 7);
+    await page.close();
+  });
+
+  it("users and API tokens: a user created, a token created whose secret is shown once and works", async () => {
+    const page = await signedIn(master, "alice");
+    await visit(page, "Users");
+    await page.getByRole("button", { name: "New user" }).click();
+    await page.getByLabel("Username", { exact: true }).fill("carol");
+    await page.getByLabel("Role", { exact: true }).selectOption({ label: "viewer" });
+    await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
+    await page.getByRole("button", { name: "Create" }).click();
+    await page.locator('tr[data-name="carol"]').getByText("viewer").waitFor();
+    await shot(page, "users");
+    const { users } = await unary(master.account.listUsers.bind(master.account), {}, master.adminToken);
+    assert.equal(users.find((u) => u.username === "carol")?.role, Role.ROLE_VIEWER);
+
+    await visit(page, "API tokens");
+    await page.getByRole("button", { name: "New API token" }).click();
+    await page.getByLabel("Name", { exact: true }).fill("ci");
+    await page.getByLabel("Role", { exact: true }).selectOption({ label: "viewer" });
+    await page.getByRole("button", { name: "Create" }).click();
+    const secret = await page.getByLabel("Secret of ci").inputValue();
+    assert.ok(secret.length > 20, "the secret is shown");
+    await shot(page, "token-secret");
+    await page.getByRole("button", { name: "Close" }).click();
+    await page.locator('tr[data-name="ci"]').getByText("active").waitFor();
+    assert.equal(await page.getByText(secret).count(), 0, "the secret is not shown again");
+    const me = await unary(master.account.whoAmI.bind(master.account), {}, secret);
+    assert.equal(me.tokenName, "ci");
+    assert.equal(me.role, Role.ROLE_VIEWER);
+    await page.close();
+  });
+
+  it("a viewer reads every page it may see, with no control that writes", async () => {
+    const page = await signedIn(master, "victor");
+    for (const name of ["L4 hosts", "Certificates", "Access lists"]) {
+      await visit(page, name);
+      assert.equal(await page.getByRole("button", { name: /^New / }).count(), 0, name);
+      assert.equal(await page.getByRole("button", { name: /^(Edit|Delete) / }).count(), 0, name);
+    }
+    await page.locator('tr[data-name="office"]').waitFor();
+    await visit(page, "Settings");
+    assert.ok(await page.getByLabel("ACME account email", { exact: true }).isDisabled());
+    assert.equal(await page.getByRole("button", { name: "Save settings" }).count(), 0);
+    assert.equal(await page.getByRole("link", { name: "Users" }).count(), 0);
+    assert.equal(await page.getByRole("link", { name: "API tokens" }).count(), 0);
+    await page.close();
+  });
+
+  it("a slave: synced kinds read-only, its own users writable", async () => {
+    const page = await signedIn(slave, "sam");
+    await visit(page, "Access lists");
+    await page.locator('tr[data-name="office"]').waitFor({ timeout: 15_000 });
+    assert.equal(await page.getByRole("button", { name: "New access list" }).count(), 0);
+    await visit(page, "Certificates");
+    assert.equal(await page.getByRole("button", { name: "New certificate" }).count(), 0);
+    await visit(page, "Settings");
+    assert.ok(await page.getByLabel("ACME account email", { exact: true }).isDisabled());
+    await visit(page, "Users");
+    await page.getByRole("button", { name: "New user" }).click();
+    await page.getByLabel("Username", { exact: true }).fill("sue");
+    await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
+    await page.getByRole("button", { name: "Create" }).click();
+    await page.locator('tr[data-name="sue"]').waitFor();
+    const { users } = await unary(slave.account.listUsers.bind(slave.account), {}, slave.adminToken);
+    assert.ok(users.some((u) => u.username === "sue"));
+    await page.close();
+  });
+  it("the fleet page counts the master's issued certificates the slave serves", async () => {
+    const page = await signedIn(master, "alice");
+    await visit(page, "Fleet");
+    const status = await unary(master.dispatcher.getSyncStatus.bind(master.dispatcher), {}, master.adminToken);
+    assert.ok(status.certificates.length > 0, "the managed certificate is the master's to issue");
+    const served = status.certificates.filter((c) =>
+      c.slaves.some((x) => x.slaveName === "edge-1" && x.servesCurrent),
+    ).length;
+    await page
+      .locator('tr[data-slave="edge-1"] td[data-label="Certificates served"]')
+      .getByText(`${served} of ${status.certificates.length}`, { exact: true })
+      .waitFor();
+    await shot(page, "fleet");
     await page.close();
   });
 });

@@ -47,15 +47,3 @@ export function message(err: unknown): string {
 }
 
 export const isSignedOut = (err: unknown) => ConnectError.from(err).code === Code.Unauthenticated;
-
-/**
- * A field error in the API's words ("proxy_host.domains[0]: ..." or "domains: ...") as the
- * form field it names and the message; undefined when it names none.
- */
-export function fieldError(err: unknown, prefix: string): { field: string; text: string } | undefined {
-  const text = message(err);
-  const m = /^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*): (.*)$/s.exec(text);
-  if (!m) return undefined;
-  const path = m[1]!.startsWith(`${prefix}.`) ? m[1]!.slice(prefix.length + 1) : m[1]!;
-  return { field: path.split(/[.[]/)[0]!, text };
-}

@@ -1,6 +1,6 @@
 /** A small DOM builder: h("button", { class: "primary", onclick }, "Save"). */
 type Attrs = Record<string, string | number | boolean | undefined | ((e: Event) => void)>;
-type Child = Node | string | null | undefined | false;
+export type Child = Node | string | null | undefined | false;
 
 export function h<K extends keyof HTMLElementTagNameMap>(
   tag: K,
