@@ -103,7 +103,11 @@ describe("a slave's preload survives a process killed before its commit: Caddy n
   /** The master's resend goes through and the slave is in sync on it. */
   async function commit(s: Snapshot, configSha256: string): Promise<void> {
     const r = await push(s);
-    assert.deepEqual(r.ack, { version: s.version, configSha256 }, `ACK of v${s.version}: ${JSON.stringify(r.nack)}`);
+    assert.deepEqual(
+      r.ack,
+      { version: s.version, configSha256, contentSha256: s.contentSha256 },
+      `ACK of v${s.version}: ${JSON.stringify(r.nack)}`,
+    );
     let last = "";
     await waitFor(
       async () => {

@@ -27,7 +27,8 @@ async function receiver(keepalive: {
   timeoutMs: number;
 }): Promise<{ server: GrpcServer; port: number }> {
   const applier = {
-    apply: (s: { version: number }) => Promise.resolve({ ack: { version: s.version, configSha256: "sha" } }),
+    apply: (s: { version: number }) =>
+      Promise.resolve({ ack: { version: s.version, configSha256: "sha", contentSha256: "" } }),
     superseded: (s: { version: number }) => ({ nack: { version: s.version } }),
     status: () =>
       Promise.resolve({
