@@ -14,7 +14,6 @@ import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import {
-  Metadata,
   Server,
   ServerCredentials,
   status,
@@ -23,7 +22,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { SyncReceiverService, type GetReceiverStatusResponse, type SyncResponse } from "@cpm/proto";
-import { handshakeHeaders } from "@cpm/core";
+import { handshakeMetadata } from "@cpm/grpc-kit";
 
 /** What the decoding worker tells of a snapshot (no version: the request held none). */
 interface Decoded {
@@ -179,8 +178,7 @@ function sync(call: ServerDuplexStream<Buffer, SyncResponse>): void {
   call.on("error", closed);
 }
 
-const handshake = new Metadata();
-for (const [k, v] of Object.entries(handshakeHeaders())) handshake.set(k, v);
+const handshake = handshakeMetadata();
 
 const impl: UntypedServiceImplementation = {
   sync,

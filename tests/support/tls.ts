@@ -183,8 +183,7 @@ export function makeNamedCerts(dir: string, names: string[]): NamedCerts {
 
 /** A self-signed certificate for `sans` with its key (openssl, at test time). */
 export function selfSigned(dir: string, name: string, sans: string[]): { cert: string; key: string } {
-  execFileSync(
-    "openssl",
+  openssl(
     [
       "req",
       "-x509",
@@ -204,7 +203,7 @@ export function selfSigned(dir: string, name: string, sans: string[]): { cert: s
       "-addext",
       `subjectAltName=${sans.join(",")}`,
     ],
-    { cwd: dir, stdio: "pipe" },
+    dir,
   );
   return {
     cert: readFileSync(path.join(dir, `${name}.crt`), "utf8"),

@@ -25,6 +25,7 @@ import {
   Settings,
 } from "@cpm/proto";
 import { selfSignedCertificate } from "@cpm/config-service/testing";
+import { RELEASE } from "@cpm/core";
 import { unary } from "@cpm/grpc-kit";
 import { Instance, ROOT, runLauncher, stopCleanly } from "../support/instance.ts";
 import { startTcpEcho, tcpExchange, type L4Server } from "../support/l4.ts";
@@ -50,11 +51,6 @@ function migrations(engine: "sqlite" | "postgresql"): string[] {
     .filter((d) => d.isDirectory())
     .map((d) => d.name)
     .sort();
-}
-
-/** This build's release (the root package.json's version). */
-function currentRelease(): string {
-  return (JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { version: string }).version;
 }
 
 /** A message type of @cpm/proto as ts-proto generates it (the part used here). */
@@ -412,7 +408,7 @@ function upgradeSuite(engineName: "sqlite" | "postgresql", skip: string | false)
       previous = undefined;
 
       upgraded = await Instance.start({ name: `upgraded-${engineName}`, dataDir, adminToken, env: engine.env });
-      assert.equal((await upgraded.info()).release, currentRelease());
+      assert.equal((await upgraded.info()).release, RELEASE);
       const read = await answers(upgraded);
       for (const type of ANSWER_TYPES)
         assert.deepEqual(view(type, read[type]), view(type, wroteAnswers[type]), `${type} is unchanged by the upgrade`);
@@ -434,7 +430,7 @@ function upgradeSuite(engineName: "sqlite" | "postgresql", skip: string | false)
       // A build that (wrongly) starts is SIGKILLed after the timeout: its Caddy is taken down by its pid.
       const { code, output } = await runLauncher(inst.env, 60_000).finally(() => inst.kill());
       const ours = migrations(engineName).at(-1);
-      const release = currentRelease();
+      const release = RELEASE;
       assert.ok(code !== 0 && code !== null, `the launcher exits non-zero (got ${code}):\n${output}`);
       assert.ok(
         output.includes(

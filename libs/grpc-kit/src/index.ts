@@ -10,3 +10,4 @@ export * from "./metrics.ts";
 export * from "./tracing.ts";
 export * from "./connection-log.ts";
 export * from "./ports.ts";
+export * from "./handshake.ts";

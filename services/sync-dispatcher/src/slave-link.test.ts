@@ -1,18 +1,12 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { Metadata, Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
+import { Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
 import { NackCode, Snapshot, SyncReceiverService, SyncRequest, type SyncResponse } from "@cpm/proto";
-import { createLogger, handshakeHeaders, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
-import type { ConfigClient } from "@cpm/grpc-kit";
+import { createLogger, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
+import { handshakeMetadata, type ConfigClient } from "@cpm/grpc-kit";
 import { encodeSnapshotFrame, readSnapshotFrame } from "@cpm/snapshot-wire";
 import { SlaveLink, type MasterState } from "./slave-link.ts";
 import { SnapshotCache } from "./snapshots.ts";
-
-function handshakeMetadata(): Metadata {
-  const m = new Metadata();
-  for (const [k, v] of Object.entries(handshakeHeaders())) m.set(k, v);
-  return m;
-}
 
 /**
  * FAKE slave: a real gRPC SyncReceiver that records what it receives and answers only when

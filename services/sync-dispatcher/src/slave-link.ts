@@ -7,16 +7,8 @@ import {
   type SlaveStatus,
   type SyncResponse,
 } from "@cpm/proto";
-import {
-  backoffDelay,
-  handshakeHeaders,
-  peerFromHeaders,
-  type CompatibilityIssue,
-  type Logger,
-  type PeerInfo,
-  type SlaveTarget,
-} from "@cpm/core";
-import { clientOptions, withBearer } from "@cpm/grpc-kit";
+import { backoffDelay, type CompatibilityIssue, type Logger, type PeerInfo, type SlaveTarget } from "@cpm/core";
+import { clientOptions, handshakeMetadata, peerFromMetadata, withBearer } from "@cpm/grpc-kit";
 import {
   connectivityState,
   makeGenericClientConstructor,
@@ -209,9 +201,7 @@ export class SlaveLink {
     return new Promise((resolve) => {
       let answered = false;
       let timedOut = false;
-      const request = withBearer(this.target.token);
-      for (const [k, v] of Object.entries(handshakeHeaders())) request.set(k, v);
-      const stream = this.client.sync(request);
+      const stream = this.client.sync(handshakeMetadata(undefined, withBearer(this.target.token)));
       this.stream = stream;
       // Both end with the attempt (`finish`): the signal lives as long as the link.
       const onStop = () => stream.cancel();
@@ -229,10 +219,7 @@ export class SlaveLink {
         this.outage = false;
         // The slave's handshake: what it reads and serves decides what it is sent (a slave
         // upgraded or rolled back in place announces anew; what it could not serve is tried again).
-        this.peer = peerFromHeaders((k) => {
-          const v = headers.get(k)[0];
-          return typeof v === "string" ? v : undefined;
-        });
+        this.peer = peerFromMetadata(headers);
         this.incompatible = undefined;
         this.log.info(
           { release: this.peer.release, schemas: this.peer.schemas, capabilities: this.peer.capabilities },

@@ -1,7 +1,7 @@
-import { Metadata, Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
+import { Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
 import { Snapshot, SyncReceiverService, type SyncRequest, type SyncResponse } from "@cpm/proto";
-import { createLogger, handshakeHeaders, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
-import type { ConfigClient } from "@cpm/grpc-kit";
+import { createLogger, type SlaveTarget, SNAPSHOT_SCHEMA_VERSION } from "@cpm/core";
+import { handshakeMetadata, type ConfigClient } from "@cpm/grpc-kit";
 import { encodeSnapshotFrame, readSnapshotFrame } from "@cpm/snapshot-wire";
 import type { LinkKeepalive } from "./link-loss.ts";
 import { SlaveLink, type MasterState } from "./slave-link.ts";
@@ -73,9 +73,7 @@ export async function testReceiver(
   const server = new Server();
   server.addService(SyncReceiverService, {
     sync: (call: ServerDuplexStream<SyncRequest, SyncResponse>) => {
-      const headers = new Metadata();
-      for (const [k, v] of Object.entries(opts.handshake ?? handshakeHeaders())) headers.set(k, v);
-      call.sendMetadata(headers);
+      call.sendMetadata(handshakeMetadata(opts.handshake));
       masterReleases.push(String(call.metadata.get("cpm-release")[0] ?? ""));
       call.on("data", (req: SyncRequest) => {
         received.push(req.snapshot!.version);

@@ -1,14 +1,15 @@
 import { SyncReceiverService, type SyncReceiverServer } from "@cpm/proto";
-import { handshakeHeaders, peerFromHeaders, SILENT_PEER, type Logger } from "@cpm/core";
+import { SILENT_PEER, type Logger } from "@cpm/core";
 import {
   contextFromCarrier,
   definePolicy,
   GrpcServer,
+  handshakeMetadata,
+  peerFromMetadata,
   sharedTokenAuthenticator,
   type AsyncService,
 } from "@cpm/grpc-kit";
 import { readSyncRequest, SnapshotDecoder, type IncomingSyncRequest } from "@cpm/snapshot-wire";
-import { Metadata } from "@grpc/grpc-js";
 import type { ReceiverMetrics } from "./metrics.ts";
 import type { SnapshotApplier } from "./receiver.ts";
 import { describeMasterLoss, rstCodeOf, type ReceiverKeepalive, type StreamEnd } from "./master-link.ts";
@@ -64,13 +65,8 @@ export function createServer(deps: ReceiverDeps): GrpcServer {
       let end: StreamEnd = { how: "shutdown" };
       // Headers go out at once so the master knows the stream is up, and what this slave
       // reads and serves (the handshake, see compat.ts), before any snapshot.
-      const headers = new Metadata();
-      for (const [k, v] of Object.entries(handshakeHeaders())) headers.set(k, v);
-      call.sendMetadata(headers);
-      const master = peerFromHeaders((k) => {
-        const v = call.metadata.get(k)[0];
-        return typeof v === "string" ? v : undefined;
-      });
+      call.sendMetadata(handshakeMetadata());
+      const master = peerFromMetadata(call.metadata);
       masterRelease = master === SILENT_PEER ? "" : master.release;
       ctx.log.info({ masterRelease: master.release }, "master announced");
       const session = new SyncSession(
