@@ -7,6 +7,9 @@ import { SlaveLink, type LinkOptions, type MasterState } from "./slave-link.ts";
 import { SnapshotCache } from "./snapshots.ts";
 import { CommitTraces } from "./push-trace.ts";
 
+/** Links started per turn of the event loop when every slave is sent a new state (see eachLink). */
+export const PUSH_BATCH = 32;
+
 /** Master side of instance sync: follows config-service and drives one link per slave. */
 export class Dispatcher {
   private state: MasterState = { version: 0, contentSha256: "" };
@@ -42,7 +45,7 @@ export class Dispatcher {
         if (c.snapshotFrame) this.snapshots.put(`${c.version}:${c.contentSha256}`, c.snapshotFrame);
         this.state = { version: c.version, contentSha256: c.contentSha256, commits: this.commits };
         this.metrics?.committed(c.version, c.committedAt);
-        for (const l of this.links) l.notify();
+        this.eachLink((l) => l.notify());
       },
       this.log,
       this.stopWatching.signal,
@@ -72,7 +75,8 @@ export class Dispatcher {
     const targets = slaveName ? this.links.filter((l) => l.target.name === slaveName) : this.links;
     if (slaveName && targets.length === 0)
       throw new ValidationError("slave_name", `no slave named "${slaveName}" in INSTANCE_SLAVES`);
-    for (const l of targets) l.forceSync();
+    if (slaveName) for (const l of targets) l.forceSync();
+    else this.eachLink((l) => l.forceSync());
     return this.state.version;
   }
 
@@ -93,6 +97,24 @@ export class Dispatcher {
       }
     }
     return { masterInstanceId: this.instanceId, masterVersion: this.state.version, slaves, certificates };
+  }
+
+  /**
+   * Calls `f` for every link, PUSH_BATCH links per turn of the event loop. A push frames and
+   * encrypts the whole snapshot for its slave at once: a thousand links in one turn held the
+   * node's event loop for over a second, while its API waited and its links' keepalive pings
+   * went unanswered. Between batches the API, the ACKs and the pings are served, and the
+   * buffers a push holds at once are bounded by the batch, not by the number of slaves.
+   */
+  private eachLink(f: (link: SlaveLink) => void): void {
+    const links = this.links;
+    let i = 0;
+    const batch = () => {
+      if (this.stopWatching.signal.aborted) return;
+      for (const end = Math.min(i + PUSH_BATCH, links.length); i < end; i++) f(links[i]!);
+      if (i < links.length) setImmediate(batch);
+    };
+    batch();
   }
 
   stop(): void {

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { sharedSecureContext } from "./slave-credentials.ts";
 import { testLink, testReceiver, until } from "./test-support.ts";
 
 /** A self-signed receiver certificate (it is its own CA) for the given SANs, made with openssl. */
@@ -80,6 +81,27 @@ describe("SlaveLink over TLS to a slave named by its IP address", () => {
       assert.equal(link.status().connected, false);
       assert.deepEqual(slave.received, []);
       assert.match(link.status().lastError, /127\.0\.0\.1|altnames|certificate/i);
+    } finally {
+      link.stop();
+      slave.server.forceShutdown();
+    }
+  });
+
+  it("every link trusting the same CA shares one TLS context; a CA replaced in place is used from then on", async () => {
+    const a = certificate(dir, "ca-a", "IP:127.0.0.1");
+    const b = certificate(dir, "ca-b", "IP:127.0.0.1");
+    const caFile = path.join(dir, "ca.crt");
+    copyFileSync(a.certFile, caFile);
+    assert.equal(sharedSecureContext(caFile), sharedSecureContext(caFile), "one context for the same CA");
+    const first = sharedSecureContext(caFile);
+    // The operator rotates the CA file: the next link (or reconnection) trusts the new CA only.
+    copyFileSync(b.certFile, caFile);
+    assert.notEqual(sharedSecureContext(caFile), first);
+    const slave = await testReceiver({ tls: { cert: b.cert, key: b.key } });
+    const link = testLink(slave.port, { caFile });
+    try {
+      void link.run();
+      await until("the push over the rotated CA", () => slave.received.length === 1);
     } finally {
       link.stop();
       slave.server.forceShutdown();

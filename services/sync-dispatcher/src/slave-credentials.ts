@@ -5,6 +5,23 @@ import { CallCredentials, ChannelCredentials } from "@grpc/grpc-js";
 
 type SecureConnector = ReturnType<ChannelCredentials["_createSecureConnector"]>;
 
+let shared: { caFile: string | undefined; ca: Buffer | undefined; context: SecureContext } | undefined;
+
+/**
+ * One TLS context for every link that trusts the same CA: OpenSSL's context (its certificate
+ * store with the CA parsed) costs native memory and CPU to build, and a master with a thousand
+ * slaves would otherwise hold a thousand identical ones and build one per connection attempt.
+ * The CA file is read again on every call, so a rotated CA is used from the next connection on,
+ * as before, without a restart.
+ */
+export function sharedSecureContext(caFile: string | undefined): SecureContext {
+  const ca = caFile ? readFileSync(caFile) : undefined;
+  if (!shared || shared.caFile !== caFile || !(ca && shared.ca ? ca.equals(shared.ca) : ca === shared.ca)) {
+    shared = { caFile, ca, context: createSecureContext({ ca }) };
+  }
+  return shared.context;
+}
+
 /**
  * The credentials of one link's channel to a slave, in place of grpc-js's own:
  *
@@ -17,7 +34,7 @@ type SecureConnector = ReturnType<ChannelCredentials["_createSecureConnector"]>;
  *   grpc-js channel does not end a connection still in its TLS or HTTP/2 handshake.
  *
  * A new instance per channel (its `_equals` is identity): never a subchannel shared with
- * another channel.
+ * another channel. The TLS context is shared (see `sharedSecureContext`).
  */
 export class SlaveCredentials extends ChannelCredentials {
   private readonly connections = new Set<Socket>();
@@ -28,9 +45,7 @@ export class SlaveCredentials extends ChannelCredentials {
     tls: { caFile: string | undefined } | undefined,
   ) {
     super();
-    this.secureContext = tls
-      ? createSecureContext({ ca: tls.caFile ? readFileSync(tls.caFile) : undefined })
-      : undefined;
+    this.secureContext = tls ? sharedSecureContext(tls.caFile) : undefined;
   }
 
   _isSecure(): boolean {

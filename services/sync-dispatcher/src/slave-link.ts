@@ -145,6 +145,9 @@ export class SlaveLink {
       // A channel of its own, never one shared with an earlier client of the same slave: an
       // attempt abandoned for its deadline takes its socket with it (see `run`).
       "grpc.use_local_subchannel_pool": 1,
+      // No channelz: its trace of every channel, subchannel and socket event is kept per link
+      // (about a hundred objects each), and nothing here reads it.
+      "grpc.enable_channelz": 0,
       "grpc.keepalive_time_ms": this.opts.keepalive.timeMs,
       "grpc.keepalive_timeout_ms": this.opts.keepalive.timeoutMs,
       "grpc.keepalive_permit_without_calls": 1,
