@@ -40,16 +40,17 @@ export async function startInstance(opts: InstanceOptions): Promise<Instance> {
 }
 
 /** A slave serving sync over TLS with the bench PKI's certificate. */
-export function startSlave(name: string, pki: TestPki): Promise<Instance> {
+export function startSlave(name: string, pki: TestPki, { split = false } = {}): Promise<Instance> {
   return startInstance({
     name,
     mode: "slave",
+    split,
     env: { ...quiet(), INSTANCE_SYNC_TOKEN: SYNC_TOKEN, CPM_SYNC_TLS_CERT: pki.cert, CPM_SYNC_TLS_KEY: pki.key },
   });
 }
 
 /** A master pushing to `slaves` over TLS verified against the bench PKI's CA. */
-export function startMaster(name: string, slaves: Instance[], pki: TestPki): Promise<Instance> {
+export function startMaster(name: string, slaves: Instance[], pki: TestPki, { split = false } = {}): Promise<Instance> {
   const targets = slaves.map((s, i) => ({
     name: `s${i}`,
     url: `https://localhost:${s.ports.sync}`,
@@ -58,6 +59,7 @@ export function startMaster(name: string, slaves: Instance[], pki: TestPki): Pro
   return startInstance({
     name,
     mode: "master",
+    split,
     env: { ...quiet(), CPM_SYNC_TLS_CA: pki.caCert, INSTANCE_SLAVES: JSON.stringify(targets) },
   });
 }

@@ -72,6 +72,12 @@ const SIZES = (process.env.CPM_BENCH_SIZES ?? "100,1000").split(",").map((s) => 
     throw new Error(`CPM_BENCH_SIZES must list whole numbers >= 1, got ${JSON.stringify(s)}`);
   return n;
 });
+/** The node's shapes, each beside the other per size: one process (`all`) and one process per service. */
+const SHAPES = (process.env.CPM_BENCH_SHAPES ?? "all,split").split(",").map((s) => {
+  if (s !== "all" && s !== "split")
+    throw new Error(`CPM_BENCH_SHAPES must list "all" and/or "split", got ${JSON.stringify(s)}`);
+  return s;
+});
 const CHANGES = num("CPM_BENCH_CHANGES", 30);
 const WRITES = num("CPM_BENCH_WRITES", 200);
 const IN_FLIGHT = num("CPM_BENCH_IN_FLIGHT", 16);
@@ -133,10 +139,11 @@ async function bareLoads(json: string, count: number): Promise<number[]> {
   }
 }
 
-async function benchSize(n: number, pki: TestPki) {
+async function benchSize(n: number, shape: "all" | "split", pki: TestPki) {
   const up = await startUpstream("bench");
-  const slave = await startSlave(`bench-slave-${n}`, pki);
-  const master = await startMaster(`bench-master-${n}`, [slave], pki).catch(async (e) => {
+  const split = shape === "split";
+  const slave = await startSlave(`bench-slave-${n}-${shape}`, pki, { split });
+  const master = await startMaster(`bench-master-${n}-${shape}`, [slave], pki, { split }).catch(async (e) => {
     await slave.stop();
     throw e;
   });
@@ -214,6 +221,7 @@ async function benchSize(n: number, pki: TestPki) {
 
     return {
       n,
+      shape,
       writesPerSecond,
       writeMedian: pct(writeLatencies, 50),
       writeP99: pct(writeLatencies, 99),
@@ -281,31 +289,35 @@ async function main() {
   const report = benchReport("sync", "npm run bench");
   console.log(`machine: ${machineDescription()}`);
   report.log(
-    `Setup: a master and one TLS slave with real Caddies per size; ${IN_FLIGHT} writes in flight while seeding and in bursts, ${WRITES} single writes, ${CHANGES} changes, ${TICKS} unchanged pushes, a burst of ${BURST}, ${RESTARTS} slave restarts per size`,
+    `Setup: a master and one TLS slave with real Caddies per size; ${IN_FLIGHT} writes in flight while seeding and in bursts, ${WRITES} single writes, ${CHANGES} changes, ${TICKS} unchanged pushes, a burst of ${BURST}, ${RESTARTS} slave restarts per size; node shapes ${SHAPES.map((s) => (s === "all" ? "one process (CPM_TARGET=all)" : "split (one process per service)")).join(" and ")}, each pair of the same shape`,
   );
   const pki = makePki(mkdtempSync(path.join(os.tmpdir(), "cpm-bench-pki-")));
   const rows: Awaited<ReturnType<typeof benchSize>>[] = [];
   for (const n of SIZES) {
-    process.stderr.write(`size ${n}:\n`);
-    rows.push(await benchSize(n, pki));
+    for (const shape of SHAPES) {
+      process.stderr.write(`size ${n}, ${shape === "all" ? "one process" : "split"}:\n`);
+      rows.push(await benchSize(n, shape, pki));
+    }
   }
 
   type Row = (typeof rows)[number];
   const line = (label: string, cell: (r: Row) => string, goal = "") =>
     report.log(`| ${label} | ${rows.map(cell).join(" | ")} | ${goal} |`);
   const sizeGoal = (byN: (n: number) => string | undefined) =>
-    rows
-      .map((r) => [r.n, byN(r.n)] as const)
+    [...new Set(rows.map((r) => r.n))]
+      .map((n) => [n, byN(n)] as const)
       .filter(([, g]) => g)
       .map(([n, g]) => `${g} at ${n.toLocaleString("en-US")}`)
       .join(", ");
+  const column = (r: Row) =>
+    `${r.n.toLocaleString("en-US")} hosts${SHAPES.length > 1 ? (r.shape === "all" ? ", one process" : ", split") : ""}`;
   const burstCell = (b: Row["burst"]) =>
     b
       ? `${ms(b.settleMs)}; pushed ${b.pushed} of ${b.writes} (${((100 * b.pushed) / b.writes).toFixed(1)}%)`
       : "not run";
   const memCell = (m: Row["masterMem"]) => (m ? `${mib(m.totalRssKiB)} / ${mib(m.totalUssKiB)}` : "not run");
   report.log();
-  report.log(`| | ${rows.map((r) => `${r.n.toLocaleString("en-US")} hosts`).join(" | ")} | goal |`);
+  report.log(`| | ${rows.map(column).join(" | ")} | goal |`);
   report.log(`|---|${rows.map(() => "---").join("|")}|---|`);
   line(`writes/s, ${IN_FLIGHT} in flight (seeding)`, (r) => `${r.writesPerSecond.toFixed(0)}/s`, ">= 1,000/s");
   line("API write latency, median / p99", (r) => `${ms(r.writeMedian)} / ${ms(r.writeP99)}`, "median <= 5 ms");
@@ -348,7 +360,7 @@ async function main() {
   report.log();
   for (const r of rows) {
     report.log(
-      `- memory by process at ${r.n.toLocaleString("en-US")} hosts (RSS): master: ${byProcess(r.masterMem)}; slave: ${byProcess(r.slaveMem)}`,
+      `- memory by process at ${column(r)} (RSS): master: ${byProcess(r.masterMem)}; slave: ${byProcess(r.slaveMem)}`,
     );
   }
 
