@@ -36,7 +36,7 @@
  * `node --cpu-prof`. CPM_BENCH_LOG_LEVEL (default warn) is the masters' LOG_LEVEL.
  */
 import { fork, type ChildProcess } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -83,6 +83,18 @@ const KEEPALIVE_TIMEOUT_MS = num("CPM_BENCH_FANOUT_KEEPALIVE_TIMEOUT_MS", 20_000
 const MASTER_ENV = JSON.parse(process.env.CPM_BENCH_FANOUT_MASTER_ENV ?? "{}") as Record<string, string>;
 /** A directory: the master with the slaves runs under `node --cpu-prof` and writes its profile there when it stops. */
 const CPU_PROF = process.env.CPM_BENCH_FANOUT_CPU_PROF;
+
+/** A `node` that writes a CPU profile into `dir` when it exits: a script there, for scripts/node.sh's $NODE. */
+function profilingNode(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, "node-cpu-prof.sh");
+  writeFileSync(
+    file,
+    `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} --cpu-prof --cpu-prof-dir=${JSON.stringify(dir)} "$@"\n`,
+    { mode: 0o755 },
+  );
+  return file;
+}
 /** How long one change may take to reach every slave, and the seeded version to be ACKed. */
 const TIMEOUT_MS = 300_000;
 const IN_FLIGHT = 16;
@@ -252,13 +264,10 @@ async function runMaster(name: string, pki: TestPki, slaveCount: number): Promis
     name,
     mode: "master",
     split: false,
-    // The one Node process is the launcher's: the flag goes between node and its entry.
-    exec:
-      CPU_PROF && slaveCount > 0
-        ? ["/bin/sh", "-c", 'exec "$0" --cpu-prof --cpu-prof-dir="$CPM_BENCH_CPU_PROF_DIR" "$@"']
-        : undefined,
     env: {
-      ...(CPU_PROF ? { CPM_BENCH_CPU_PROF_DIR: path.resolve(CPU_PROF) } : {}),
+      // scripts/node.sh starts the node's one Node process with $NODE (--cpu-prof is not
+      // allowed in NODE_OPTIONS).
+      ...(CPU_PROF && slaveCount > 0 ? { NODE: profilingNode(path.resolve(CPU_PROF)) } : {}),
       LOG_LEVEL,
       CPM_SYNC_TLS_CA: pki.caCert,
       INSTANCE_SLAVES: slavesJson,
