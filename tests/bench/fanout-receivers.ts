@@ -2,9 +2,13 @@
  * Simulated slaves for `npm run bench:fanout`, all in this one process (forked by the bench,
  * messages over IPC): a SyncReceiver server on each port of 127.0.0.1 in CPM_BENCH_FANOUT_PORTS
  * (comma-separated), over TLS (CPM_BENCH_FANOUT_CERT / _KEY, signed by CPM_BENCH_FANOUT_CA), each taking the master's bearer token
- * CPM_BENCH_FANOUT_TOKEN. A receiver reads every snapshot whole and decodes it fully (what any
- * slave must do before it can apply it), then ACKs its version with the snapshot's content hash.
- * It applies nothing: its own apply is not the master's cost.
+ * CPM_BENCH_FANOUT_TOKEN. A receiver reads every snapshot whole, reads its version and content
+ * hash from it (the snapshot's header fields, its hosts skipped over) and ACKs that version with
+ * that hash. It neither decodes the rest nor applies it: a slave's decoding is part of its own
+ * apply, on a machine of its own, and not the master's cost; here it would share the master's two
+ * cores a thousand times over. One snapshot of each version (the first to arrive) is decoded
+ * whole, off this thread, to check what the master sent: a snapshot that does not decode, or
+ * whose content hash is not the one its header gave, ends the bench.
  *
  * To the bench: `{ type: "listening", ports }` once every port is bound (port i is slave i);
  * `{ type: "watching", version }` at once on `watch`, then `{ type: "all-acked", ... }` once every receiver has ACKed the version the bench asked to
@@ -23,6 +27,7 @@ import {
 } from "@grpc/grpc-js";
 import { SyncReceiverService, type GetReceiverStatusResponse, type SyncResponse } from "@cpm/proto";
 import { handshakeMetadata } from "@cpm/grpc-kit";
+import { readSnapshotFrame } from "@cpm/snapshot-wire";
 
 /** What the decoding worker tells of a snapshot (no version: the request held none). */
 interface Decoded {
@@ -55,7 +60,7 @@ export type FromReceivers =
       opened: number;
       snapshots: number;
       bytes: number;
-      /** Proxy hosts in the last snapshot decoded. */
+      /** Proxy hosts in the last snapshot decoded whole. */
       hosts: number;
       /** This process's CPU time since start (user + system), ms. */
       cpuMs: number;
@@ -90,11 +95,10 @@ function report(w: NonNullable<typeof watch>): void {
 }
 
 /**
- * Decoding runs in a worker thread, so that this thread, which holds every connection, answers
- * the master's HTTP/2 pings at once however many snapshots wait to be decoded: a thousand slaves
- * would each decode on a machine of their own. The worker decodes each SyncRequest it is given,
- * all of it, with the generated code as built (a worker does not get tsx, which runs this file),
- * and answers in the order it was given, with what an ACK needs.
+ * The check of one snapshot per version runs in a worker thread, so that this thread, which holds
+ * every connection, answers the master's HTTP/2 pings at once. The worker decodes each
+ * SyncRequest it is given, all of it, with the generated code as built (a worker does not get
+ * tsx, which runs this file), and answers in the order it was given.
  */
 const DECODER = `
 const { parentPort, workerData } = require("node:worker_threads");
@@ -129,12 +133,28 @@ function decodeOffThread(message: Buffer): Promise<Decoded> {
 }
 
 const service: ServiceDefinition = {
-  // The message as it came, whole: decoded in the worker.
+  // The message as it came, whole: its header read here, one per version decoded in the worker.
   sync: { ...SyncReceiverService.sync, requestDeserialize: (b: Buffer) => b },
   getReceiverStatus: SyncReceiverService.getReceiverStatus,
 };
 
-/** The receiver on `port`: one master stream at a time, each snapshot ACKed as soon as it is decoded. */
+/** The highest version whose snapshot was decoded whole and checked. */
+let checkedVersion = 0;
+
+/** Decodes `message` whole (off this thread) and checks it is the snapshot its header names. */
+function check(message: Buffer, header: { version: number; contentSha256: string }): void {
+  void decodeOffThread(message).then((s) => {
+    hosts = s.hosts;
+    if (s.version !== header.version || s.contentSha256 !== header.contentSha256) {
+      console.error(
+        `snapshot v${header.version}: decoded whole it is v${s.version} with content ${s.contentSha256}, its header said ${header.contentSha256}`,
+      );
+      process.exit(1);
+    }
+  });
+}
+
+/** The receiver on `port`: one master stream at a time, each snapshot ACKed as soon as it is read. */
 function sync(call: ServerDuplexStream<Buffer, SyncResponse>): void {
   if (call.metadata.get("authorization")[0] !== `Bearer ${token}`) {
     call.emit("error", { code: status.UNAUTHENTICATED, details: "bad sync token" });
@@ -149,21 +169,29 @@ function sync(call: ServerDuplexStream<Buffer, SyncResponse>): void {
   call.on("data", (message: Buffer) => {
     const received = now();
     bytes += message.length;
-    void decodeOffThread(message).then((s) => {
-      if (ended || s.version === undefined) return;
-      snapshots++;
-      hosts = s.hosts;
-      const contentSha256 = s.contentSha256 ?? "";
-      call.write({ ack: { version: s.version, configSha256: contentSha256, contentSha256 }, nack: undefined });
-      acked.set(port, Math.max(acked.get(port) ?? 0, s.version));
-      if (watch && s.version >= watch.version && !watch.receivers.has(port)) {
-        watch.receivers.add(port);
-        watch.firstReceivedAt = Math.min(watch.firstReceivedAt, received);
-        watch.lastReceivedAt = Math.max(watch.lastReceivedAt, received);
-        watch.lastAckAt = now();
-        if (watch.receivers.size === count) report(watch);
-      }
-    });
+    let s: { version: number; contentSha256: string };
+    try {
+      s = readSnapshotFrame(message, "snapshot");
+    } catch (err) {
+      console.error(`a message that is not a snapshot: ${(err as Error).message}`);
+      process.exit(1);
+    }
+    if (ended) return;
+    snapshots++;
+    if (s.version > checkedVersion) {
+      checkedVersion = s.version;
+      check(message, s);
+    }
+    const { version, contentSha256 } = s;
+    call.write({ ack: { version, configSha256: contentSha256, contentSha256 }, nack: undefined });
+    acked.set(port, Math.max(acked.get(port) ?? 0, version));
+    if (watch && version >= watch.version && !watch.receivers.has(port)) {
+      watch.receivers.add(port);
+      watch.firstReceivedAt = Math.min(watch.firstReceivedAt, received);
+      watch.lastReceivedAt = Math.max(watch.lastReceivedAt, received);
+      watch.lastAckAt = now();
+      if (watch.receivers.size === count) report(watch);
+    }
   });
   const closed = () => {
     if (ended) return;
