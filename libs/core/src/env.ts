@@ -744,6 +744,13 @@ export const ENV_VARIABLES = {
     readBy: "docker compose",
     defaultText: "`127.0.0.1:50053`",
   },
+  CPM_PUBLISH_CONSOLE: {
+    group: "compose",
+    kind: "other",
+    meaning: "the web console (plain HTTP: keep it on loopback, or put TLS in front)",
+    readBy: "docker compose",
+    defaultText: "`127.0.0.1:3000`",
+  },
   CPM_PUBLISH_SYNC: {
     group: "compose",
     kind: "other",
