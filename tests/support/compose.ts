@@ -351,7 +351,9 @@ export async function consoleCall(
     headers: { "content-type": "application/json", "connect-protocol-version": "1", cookie },
     body: JSON.stringify(body),
   });
-  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  // An unknown method is a 404 with no body.
+  const text = await res.text();
+  return { status: res.status, json: (text ? JSON.parse(text) : {}) as Record<string, unknown> };
 }
 
 /**
