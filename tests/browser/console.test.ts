@@ -106,6 +106,8 @@ describe("web console in Chromium: sign-in, every page, fleet, roles, a slave", 
   it("a wrong password is refused, and then limited even with the right one", async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     await page.goto(consoleUrl(master));
+    // The form is drawn by the app's script: a shot taken at load is a blank page.
+    await page.getByRole("button", { name: "Sign in" }).waitFor();
     await page.screenshot({ path: path.join(IMAGES, "console-sign-in.png") });
     const attempt = async (password: string) => {
       await page.getByLabel("Username").fill("mallory");
