@@ -5,10 +5,11 @@ import { mkdirSync, mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it, type TestContext } from "node:test";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { AccessListSatisfy, CertificateType, L4Protocol, ProxyHost, Role } from "@cpm/proto";
+import { AccessListSatisfy, CertificateStatus, CertificateType, L4Protocol, ProxyHost, Role } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
+import { startAcmeCa, type AcmeCa } from "../support/acme-ca.ts";
 import { Instance } from "../support/instance.ts";
 import { freePort, startUpstream } from "../support/net.ts";
 import { makePki, selfSigned, type TestPki } from "../support/tls.ts";
@@ -105,6 +106,8 @@ describe("web console in Chromium: sign-in, every page, fleet, roles, a slave", 
   it("a wrong password is refused, and then limited even with the right one", async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     await page.goto(consoleUrl(master));
+    // The form is drawn by the app's script: a shot taken at load is a blank page.
+    await page.getByRole("button", { name: "Sign in" }).waitFor();
     await page.screenshot({ path: path.join(IMAGES, "console-sign-in.png") });
     const attempt = async (password: string) => {
       await page.getByLabel("Username").fill("mallory");
@@ -457,5 +460,96 @@ describe("web console in Chromium: sign-in, every page, fleet, roles, a slave", 
       .waitFor();
     await shot(page, "fleet");
     await page.close();
+  });
+
+  it("a managed certificate for a name the CA refuses shows FAILED with the CA's error, on master and slave", async (t: TestContext) => {
+    // A real ACME CA (the project's Caddy as acme_server) that refuses the name at the order:
+    // no HTTP-01 challenge is reached, so port 80 is not needed here.
+    const NAME = "refused-console.localhost";
+    let ca: AcmeCa;
+    try {
+      ca = await startAcmeCa({ names: [NAME], deny: [NAME] });
+    } catch (e) {
+      return t.skip(`needs a mount namespace for the test CA: ${(e as Error).message}`);
+    }
+    try {
+      const { settings } = await unary(master.config.getSettings.bind(master.config), {}, master.adminToken);
+      await unary(
+        master.config.updateSettings.bind(master.config),
+        { settings: { ...settings!, acme: { ...settings!.acme!, caUrl: ca.directoryUrl, caRootPem: ca.rootPem } } },
+        master.adminToken,
+      );
+      const page = await signedIn(master, "alice");
+      await visit(page, "Certificates");
+      await page.getByRole("button", { name: "New certificate" }).click();
+      await page.getByLabel("Name", { exact: true }).fill("refused");
+      await page.getByLabel("Domain names", { exact: true }).fill(NAME);
+      await page.getByRole("button", { name: "Create" }).click();
+      await page.locator('tr[data-name="refused"]').waitFor();
+      // Caddy orders only the certificates a host uses.
+      const { certificates } = await unary(
+        master.config.listCertificates.bind(master.config),
+        { includePrivateKeys: false },
+        master.adminToken,
+      );
+      const cert = certificates.find((c) => c.name === "refused")!;
+      await unary(
+        master.config.createProxyHost.bind(master.config),
+        {
+          proxyHost: ProxyHost.fromPartial({
+            name: "refused",
+            domains: [NAME],
+            upstreams: [`127.0.0.1:${up.port}`],
+            certificateId: cert.id,
+          }),
+        },
+        master.adminToken,
+      );
+      const failed = await waitFor(
+        async () => {
+          const got = await unary(
+            master.config.getCertificate.bind(master.config),
+            { id: cert.id, includePrivateKey: false },
+            master.adminToken,
+          );
+          return got.certificate?.status === CertificateStatus.CERTIFICATE_STATUS_FAILED ? got.certificate : undefined;
+        },
+        "the master records the failed order",
+        120_000,
+        500,
+      );
+      assert.match(
+        failed.statusDetail,
+        /^refused-console\.localhost: .*urn:ietf:params:acme:error:rejectedIdentifier - The server will not issue certificates for the identifier$/,
+      );
+      /** The row's status cell shows FAILED and, as text, the CA's error as the API records it. */
+      const showsFailure = async (p: Page) => {
+        const cell = p.locator('tr[data-name="refused"] td[data-label="Status"]');
+        await waitFor(
+          async () => {
+            if ((await cell.getByText("FAILED", { exact: true }).count()) > 0) return true;
+            await p.reload();
+            await p.getByRole("heading", { name: "Certificates", exact: true }).waitFor();
+            return undefined;
+          },
+          "the certificates page shows FAILED",
+          30_000,
+          1000,
+        );
+        const error = cell.locator(".error");
+        assert.equal(await error.textContent(), failed.statusDetail, "the CA's error, word for word");
+        assert.equal(await error.evaluate((e) => e.children.length), 0, "shown as text, not markup");
+      };
+      await showsFailure(page);
+      await shot(page, "certificate-failed");
+      await page.close();
+      // The slave shows the master's record of it, read-only.
+      const onSlave = await signedIn(slave, "sam");
+      await visit(onSlave, "Certificates");
+      await showsFailure(onSlave);
+      await onSlave.close();
+    } finally {
+      await ca.stop();
+    }
   });
 });

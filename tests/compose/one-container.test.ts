@@ -3,6 +3,8 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import {
+  consoleCall,
+  consoleSignsIn,
   dockerMissing,
   hostGateway,
   removeDir,
@@ -70,6 +72,13 @@ describe("docker compose: a standalone instance in one container (docker-compose
 
   it("serves a proxy host created through the published gRPC port", async () => {
     await servesProxyHostCreatedThroughApi(stack!, upstream.port);
+  });
+
+  it("serves the web console on its published port: the page, sign-in, the API with the session", async () => {
+    const { url, cookie } = await consoleSignsIn(stack!);
+    const { status, json } = await consoleCall(url, cookie, "cpm.config.v1.ConfigService/GetInstanceInfo");
+    assert.equal(status, 200, JSON.stringify(json));
+    assert.equal(json.version, "1", "the version the API's change made");
   });
 
   it("runs exactly one Node process, the container's main process, and Caddy as its child", async () => {

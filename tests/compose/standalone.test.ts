@@ -4,6 +4,8 @@ import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import {
   composeCommand,
+  consoleCall,
+  consoleSignsIn,
   dockerMissing,
   hostGateway,
   removeDir,
@@ -40,14 +42,28 @@ describe("docker compose: a standalone instance from docker-compose.yml", { skip
     const health = await stack!.waitHealthy();
     assert.deepEqual(
       Object.keys(health)
-        .map((n) => n.replace(/^.*?(caddy-renderer|config-service|caddy).*$/, "$1"))
+        .map((n) => n.replace(/^.*?(caddy-renderer|config-service|web-console|caddy).*$/, "$1"))
         .sort(),
-      ["caddy", "caddy-renderer", "config-service"],
+      ["caddy", "caddy-renderer", "config-service", "web-console"],
     );
   });
 
   it("serves a proxy host created through the published gRPC port", async () => {
     await servesProxyHostCreatedThroughApi(stack!, upstream.port);
+  });
+
+  it("serves the web console on its published port: the page, sign-in, the API with the session", async () => {
+    const { url, cookie } = await consoleSignsIn(stack!);
+    const { status, json } = await consoleCall(url, cookie, "cpm.config.v1.ConfigService/ListProxyHosts");
+    assert.equal(status, 200, JSON.stringify(json));
+    const hosts = json.proxyHosts as { name: string }[];
+    assert.deepEqual(
+      hosts.map((h) => h.name),
+      ["app"],
+      "the console lists the host created through the API",
+    );
+    const noDispatcher = await consoleCall(url, cookie, "cpm.sync.v1.SyncDispatcher/GetSyncStatus");
+    assert.equal(noDispatcher.status, 404, "a standalone console has no fleet API");
   });
 
   it("has the cpm CLI on PATH in the image: it lists the host through the API", async () => {

@@ -5,7 +5,17 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { L4ProxyHost, ProxyHost } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
-import { dockerMissing, hostGateway, removeDir, removeStack, secretsDir, Stack, token } from "../support/compose.ts";
+import {
+  consoleCall,
+  consoleSignsIn,
+  dockerMissing,
+  hostGateway,
+  removeDir,
+  removeStack,
+  secretsDir,
+  Stack,
+  token,
+} from "../support/compose.ts";
 import { startTcpEcho, tcpExchange, type L4Server } from "../support/l4.ts";
 import { freePort, startUpstream, type TestServer } from "../support/net.ts";
 import { makeNamedCerts } from "../support/tls.ts";
@@ -117,8 +127,8 @@ describe("docker compose: a master and two slaves, each its own compose project,
       const health = await s.waitHealthy();
       assert.equal(
         Object.keys(health).length,
-        4,
-        `${s.opts.project}: caddy, config-service, caddy-renderer and the sync service`,
+        5,
+        `${s.opts.project}: caddy, config-service, caddy-renderer, the sync service and the web console`,
       );
     }
   });
@@ -138,6 +148,34 @@ describe("docker compose: a master and two slaves, each its own compose project,
       await s.waitServes("site.test", /upstream=S host=/);
       await echoes(s);
     }
+  });
+
+  it("serves each console on its published port; the master's shows the fleet from the dispatcher", async () => {
+    const { url, cookie } = await consoleSignsIn(master!);
+    const fleet = await waitFor(
+      async () => {
+        const r = await consoleCall(url, cookie, "cpm.sync.v1.SyncDispatcher/GetSyncStatus");
+        assert.equal(r.status, 200, JSON.stringify(r.json));
+        const list = (r.json.slaves ?? []) as { name: string; connected?: boolean }[];
+        return list.length === 2 && list.every((s) => s.connected) ? list : undefined;
+      },
+      "the master's console: both slaves connected (GetSyncStatus through the console)",
+      60_000,
+      500,
+    );
+    assert.deepEqual(fleet.map((s) => s.name).sort(), ["edge-1", "edge-2"]);
+    // A slave's console: its own users, the synced hosts read-only, no fleet.
+    const slave = await consoleSignsIn(slaves[0]!, "sam");
+    const hosts = await consoleCall(slave.url, slave.cookie, "cpm.config.v1.ConfigService/ListProxyHosts");
+    assert.equal(hosts.status, 200, JSON.stringify(hosts.json));
+    assert.ok(
+      (hosts.json.proxyHosts as { name: string }[]).some((h) => h.name === "site"),
+      "the slave's console lists the synced host",
+    );
+    const refused = await consoleCall(slave.url, slave.cookie, "cpm.config.v1.ConfigService/CreateProxyHost", {
+      proxyHost: { name: "local", domains: ["local.test"], upstreams: ["127.0.0.1:1"] },
+    });
+    assert.equal(refused.json.code, "failed_precondition", `a slave refuses a change: ${JSON.stringify(refused.json)}`);
   });
 
   it("a slave whose containers are killed and started again converges", async () => {

@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { credentials } from "@grpc/grpc-js";
-import { ConfigServiceClient, ProxyHost, SyncDispatcherClient } from "@cpm/proto";
+import { AccountServiceClient, ConfigServiceClient, ProxyHost, Role, SyncDispatcherClient } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
 import { ROOT } from "./instance.ts";
 import { httpGet, type HttpResult } from "./net.ts";
@@ -156,6 +156,7 @@ export class Stack {
       CPM_PUBLISH_API: "127.0.0.1:",
       CPM_PUBLISH_DISPATCHER: "127.0.0.1:",
       CPM_PUBLISH_SYNC: "127.0.0.1:",
+      CPM_PUBLISH_CONSOLE: "127.0.0.1:",
       LOG_LEVEL: "info",
       ...opts.env,
     };
@@ -246,6 +247,20 @@ export class Stack {
     return c;
   }
 
+  async account(): Promise<AccountServiceClient> {
+    const c = new AccountServiceClient(
+      `127.0.0.1:${await this.port("config-service", 50051)}`,
+      credentials.createInsecure(),
+    );
+    this.clients.push(c);
+    return c;
+  }
+
+  /** The web console's published address on the host (its own container, or the one-container node). */
+  async consoleUrl(): Promise<string> {
+    return `http://127.0.0.1:${await this.port("web-console", 3000)}`;
+  }
+
   async dispatcher(): Promise<SyncDispatcherClient> {
     const c = new SyncDispatcherClient(
       `127.0.0.1:${await this.port("sync-dispatcher", 50053)}`,
@@ -320,6 +335,66 @@ export async function servesProxyHostCreatedThroughApi(stack: Stack, upstreamPor
   assert.equal(r.configVersion, 1);
   await stack.waitServes("app.test", /upstream=A/);
   assert.equal((await stack.waitServes("other.test", 404)).status, 404, "an unknown host gets 404");
+}
+
+const CONSOLE_PASSWORD = "correct horse battery staple";
+
+/** A Connect (JSON) call through the console's published port, with the session cookie. */
+export async function consoleCall(
+  url: string,
+  cookie: string,
+  method: string,
+  body: unknown = {},
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${url}/api/${method}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "connect-protocol-version": "1", cookie },
+    body: JSON.stringify(body),
+  });
+  // An unknown method is a 404 with no body.
+  const text = await res.text();
+  return { status: res.status, json: (text ? JSON.parse(text) : {}) as Record<string, unknown> };
+}
+
+/**
+ * What a user of the published console sees: its page (200, with the strict
+ * Content-Security-Policy), a sign-in as a user created through the API (the session cookie is
+ * set), and a call through the console's API with that cookie (WhoAmI says who). Returns the
+ * console's address and the session cookie for further calls.
+ */
+export async function consoleSignsIn(stack: Stack, username = "alice"): Promise<{ url: string; cookie: string }> {
+  const url = await stack.consoleUrl();
+  const page = await fetch(`${url}/`);
+  assert.equal(page.status, 200, "the console's page over the published port");
+  assert.match(page.headers.get("content-security-policy") ?? "", /default-src 'none'/);
+  assert.match(await page.text(), /<script[^>]+src="\/app\.js"/);
+  const account = await stack.account();
+  await unary(
+    account.createUser.bind(account),
+    { username, role: Role.ROLE_ADMIN, password: CONSOLE_PASSWORD },
+    stack.adminToken,
+  );
+  const wrong = await fetch(`${url}/session`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username, password: "not the password" }),
+  });
+  assert.equal(wrong.status, 401, "a wrong password is refused");
+  const res = await fetch(`${url}/session`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username, password: CONSOLE_PASSWORD }),
+  });
+  assert.equal(res.status, 200, `sign-in through the published port: ${await res.clone().text()}`);
+  const set = res.headers.get("set-cookie") ?? "";
+  assert.match(set, /^cpm_session=[^;]+;.*HttpOnly; Secure; SameSite=Strict/);
+  const cookie = set.split(";")[0]!;
+  const me = await consoleCall(url, cookie, "cpm.config.v1.AccountService/WhoAmI");
+  assert.equal(me.status, 200, JSON.stringify(me.json));
+  assert.equal(me.json.username, username);
+  const anonymous = await consoleCall(url, "", "cpm.config.v1.AccountService/WhoAmI");
+  assert.equal(anonymous.status, 401, "without the cookie the console's API refuses");
+  return { url, cookie };
 }
 
 /** Removes a stack and its volumes, ignoring a stack that is gone already. */

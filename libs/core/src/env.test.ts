@@ -60,6 +60,7 @@ describe("loadConfig defaults", () => {
     ["configInternalListen", "127.0.0.1:50054"],
     ["configAddr", "127.0.0.1:50054"],
     ["apiAddr", "127.0.0.1:50051"],
+    ["dispatcherAddr", "127.0.0.1:50053"],
     ["apiMaxMessageBytes", 4 * 1024 * 1024],
     ["rendererAddr", "127.0.0.1:50052"],
     ["syncTlsCert", undefined],
@@ -202,6 +203,16 @@ describe("loadConfig accepted values", () => {
       name: "CPM_API_ADDR overrides the dialed address",
       env: { CPM_API_LISTEN: "0.0.0.0:6000", CPM_API_ADDR: "config:6000" },
       check: (c) => assert.equal(c.apiAddr, "config:6000"),
+    },
+    {
+      name: "CPM_DISPATCHER_LISTEN 0.0.0.0 is dialed on 127.0.0.1",
+      env: { CPM_DISPATCHER_LISTEN: "0.0.0.0:6003" },
+      check: (c) => assert.equal(c.dispatcherAddr, "127.0.0.1:6003"),
+    },
+    {
+      name: "CPM_DISPATCHER_ADDR overrides the dialed address",
+      env: { CPM_DISPATCHER_LISTEN: "0.0.0.0:6003", CPM_DISPATCHER_ADDR: "sync-dispatcher:6003" },
+      check: (c) => assert.equal(c.dispatcherAddr, "sync-dispatcher:6003"),
     },
     {
       name: "CPM_API_MAX_MESSAGE_BYTES is read",

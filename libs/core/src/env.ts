@@ -78,6 +78,8 @@ export interface InstanceConfig {
   readonly configAddr: string;
   /** Where the other services reach config-service's public API (to check API tokens). */
   readonly apiAddr: string;
+  /** Where the web console (or another client service) reaches the dispatcher's API. */
+  readonly dispatcherAddr: string;
   readonly rendererAddr: string;
   readonly internalToken: string | undefined;
   readonly syncMaxMessageBytes: number;
@@ -391,9 +393,17 @@ export const ENV_VARIABLES = {
   CPM_API_ADDR: {
     group: "instance",
     kind: "text",
-    meaning: "where the other services reach config-service's public API (to check API tokens)",
-    readBy: "caddy-renderer, sync-dispatcher",
+    meaning:
+      "where the other services reach config-service's public API (to check API tokens; the console forwards the browser's calls there)",
+    readBy: "caddy-renderer, sync-dispatcher, web-console",
     defaultText: "`CPM_API_LISTEN` (`0.0.0.0` → `127.0.0.1`)",
+  },
+  CPM_DISPATCHER_ADDR: {
+    group: "instance",
+    kind: "text",
+    meaning: "where the other services reach the dispatcher's API (the console's fleet page, on a master)",
+    readBy: "web-console (master)",
+    defaultText: "`CPM_DISPATCHER_LISTEN` (`0.0.0.0` → `127.0.0.1`)",
   },
   CPM_RENDERER_ADDR: {
     group: "instance",
@@ -733,6 +743,13 @@ export const ENV_VARIABLES = {
     meaning: "the dispatcher (master)",
     readBy: "docker compose",
     defaultText: "`127.0.0.1:50053`",
+  },
+  CPM_PUBLISH_CONSOLE: {
+    group: "compose",
+    kind: "other",
+    meaning: "the web console (plain HTTP: keep it on loopback, or put TLS in front)",
+    readBy: "docker compose",
+    defaultText: "`127.0.0.1:3000`",
   },
   CPM_PUBLISH_SYNC: {
     group: "compose",
@@ -1100,6 +1117,7 @@ export function loadConfig(env: Env = process.env): InstanceConfig {
     configInternalListen,
     configAddr: str(env, "CPM_CONFIG_ADDR") ?? dialable(configInternalListen),
     apiAddr: str(env, "CPM_API_ADDR") ?? dialable(apiListen),
+    dispatcherAddr: str(env, "CPM_DISPATCHER_ADDR") ?? dialable(dispatcherListen),
     rendererAddr: str(env, "CPM_RENDERER_ADDR") ?? dialable(rendererListen),
     internalToken,
     syncMaxMessageBytes: int(env, "CPM_SYNC_MAX_MESSAGE_BYTES"),

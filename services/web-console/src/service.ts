@@ -1,6 +1,6 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { dialable, type Service } from "@cpm/core";
+import type { Service } from "@cpm/core";
 import { initTracing } from "@cpm/grpc-kit";
 import { ApiForwarder } from "./bridge.ts";
 import { createConsoleServer, loadAssets } from "./server.ts";
@@ -11,7 +11,7 @@ const APP_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../d
 /**
  * The web console: serves the built app at CPM_CONSOLE_LISTEN and forwards the browser's
  * calls (Connect protocol) to this instance's public gRPC API (CPM_API_ADDR) and, on a
- * master, to the dispatcher (CPM_DISPATCHER_LISTEN), each with the caller's session token:
+ * master, to the dispatcher (CPM_DISPATCHER_ADDR), each with the caller's session token:
  * the API's own authentication and roles decide every call, in one process or split.
  */
 export const webConsole: Service = {
@@ -20,7 +20,7 @@ export const webConsole: Service = {
     const tracing = await initTracing("web-console", { "cpm.instance.mode": cfg.mode });
     const assets = loadAssets(APP_DIR);
     const config = new ApiForwarder(cfg.apiAddr);
-    const dispatcher = cfg.mode === "master" ? new ApiForwarder(dialable(cfg.dispatcherListen)) : undefined;
+    const dispatcher = cfg.mode === "master" ? new ApiForwarder(cfg.dispatcherAddr) : undefined;
     const server = createConsoleServer({ config, dispatcher, assets, log });
     const [host, port] = splitHostPort(cfg.consoleListen);
     const busy = await new Promise<boolean>((resolve, reject) => {
@@ -44,7 +44,10 @@ export const webConsole: Service = {
     }
     const address = server.address();
     const bound = typeof address === "object" && address ? address.port : port;
-    log.info({ listen: cfg.consoleListen, port: bound, api: cfg.apiAddr }, "web-console ready");
+    log.info(
+      { listen: cfg.consoleListen, port: bound, api: cfg.apiAddr, dispatcher: dispatcher?.address },
+      "web-console ready",
+    );
     return {
       async stop() {
         server.closeAllConnections();
