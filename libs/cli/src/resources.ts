@@ -56,7 +56,7 @@ const PROXY_HOSTS: ResourceKind<ProxyHost> = {
     ["ACCESS LIST", (x, r) => ref(r, "access_list", x.accessListId)],
     ["ENABLED", enabled],
   ],
-  list: async (api) => (await api.config("listProxyHosts", {})).proxyHosts,
+  list: async (api) => (await api.config("listProxyHosts", { pageSize: 0, pageToken: "", query: "" })).proxyHosts,
   create: async (api, x) => {
     const r = await api.config("createProxyHost", { proxyHost: x });
     return { item: r.proxyHost, version: r.configVersion };

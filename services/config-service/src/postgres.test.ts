@@ -132,7 +132,10 @@ describe(
         { id: user.id, role: Role.ROLE_VIEWER, disabled: true, password: "" },
         ADMIN,
       );
-      await expectStatus(unary(config.listProxyHosts.bind(config), {}, kept.secret), status.UNAUTHENTICATED);
+      await expectStatus(
+        unary(config.listProxyHosts.bind(config), { pageSize: 0, pageToken: "", query: "" }, kept.secret),
+        status.UNAUTHENTICATED,
+      );
       assert.deepEqual(tokenCacheOf(h!.db).size(), { tokens: 0, misses: 0 });
       await stop();
     });
@@ -175,7 +178,8 @@ describe(
         unary(h!.internal.applySnapshot.bind(h!.internal), { snapshot: { ...snapshot, version: 9 } }, INTERNAL),
         status.FAILED_PRECONDITION,
       );
-      const hosts = (await unary(config.listProxyHosts.bind(config), {}, ADMIN)).proxyHosts;
+      const hosts = (await unary(config.listProxyHosts.bind(config), { pageSize: 0, pageToken: "", query: "" }, ADMIN))
+        .proxyHosts;
       assert.deepEqual(
         hosts.map((h) => h.name),
         ["from-master"],
