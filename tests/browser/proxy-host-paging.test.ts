@@ -46,8 +46,16 @@ describe("web console in Chromium: the proxy hosts page pages and searches on th
     await inst?.stop();
   });
 
+  /** The ListProxyHosts requests the page sent (Connect's JSON bodies). */
+  const listCalls = new WeakMap<Page, unknown[]>();
+
   async function signedIn(): Promise<Page> {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const calls: unknown[] = [];
+    listCalls.set(page, calls);
+    page.on("request", (r) => {
+      if (r.url().endsWith("/cpm.config.v1.ConfigService/ListProxyHosts")) calls.push(r.postDataJSON());
+    });
     await page.goto(`http://127.0.0.1:${inst.ports.console}/`);
     await page.getByLabel("Username").fill("paula");
     await page.getByLabel("Password").fill(PASSWORD);
@@ -85,6 +93,10 @@ describe("web console in Chromium: the proxy hosts page pages and searches on th
     await prev.click();
     await page.getByText("Page 2 of 3").waitFor();
     assert.equal(await shownNames(page).then((x) => x[0]), nameOf(PAGE_SIZE));
+    // Every page was asked of the server, never the whole list.
+    const calls = listCalls.get(page)!;
+    assert.ok(calls.length >= 4, JSON.stringify(calls));
+    for (const c of calls) assert.equal((c as { pageSize?: number }).pageSize, PAGE_SIZE, JSON.stringify(c));
     await page.close();
   });
 

@@ -49,7 +49,7 @@ export function wholeList<T>(items: T[], texts: (x: T) => string[], pageSize: nu
 
 /** The server's pages: the page's token is the one the page before returned. */
 export function serverPages<T>(read: ServerPages<T>, pageSize: number): Source<T> {
-  return async (state) => {
+  const source: Source<T> = async (state) => {
     const query = state.query.trim();
     if (state.page >= state.tokens.length) state.page = state.tokens.length - 1;
     const [r, all] = await Promise.all([
@@ -57,10 +57,16 @@ export function serverPages<T>(read: ServerPages<T>, pageSize: number): Source<T
       // The count with no search, once, when the page opens on a search.
       query && state.total === undefined ? read({ query: "", pageToken: "", pageSize: 1 }) : undefined,
     ]);
+    // The page's hosts were deleted since (the last page, after a delete): show the one before.
+    if (r.items.length === 0 && state.page > 0) {
+      state.page--;
+      return source(state);
+    }
     state.tokens[state.page + 1] = r.nextPageToken;
     state.tokens.length = r.nextPageToken ? state.page + 2 : state.page + 1;
     if (!query) state.total = r.totalSize;
     else if (all) state.total = all.totalSize;
     return { rows: r.items, matching: r.totalSize, total: state.total ?? r.totalSize, hasNext: !!r.nextPageToken };
   };
+  return source;
 }
