@@ -362,20 +362,33 @@ export async function resourcePage<T>(
   };
   // The latest read wins: an answer to an earlier search or page that arrives late is dropped.
   let reads = 0;
-  const update = async () => {
+  /** Reads and shows the rows of `state`; false when the read failed (its error is shown). */
+  const update = async (): Promise<boolean> => {
     const n = ++reads;
-    prev.disabled = next.disabled = true;
     try {
       const r = await source(state);
-      if (n !== reads) return;
-      searchField.error.textContent = "";
-      render(r);
+      if (n === reads) {
+        searchField.error.textContent = "";
+        render(r);
+      }
+      return true;
     } catch (err) {
-      if (n !== reads) return;
-      if (isSignedOut(err)) return signInPage("Your session ended: sign in again.");
-      searchField.error.textContent = message(err);
-      prev.disabled = state.page === 0;
+      if (n !== reads) return false;
+      if (isSignedOut(err)) signInPage("Your session ended: sign in again.");
+      else searchField.error.textContent = message(err);
+      return false;
     }
+  };
+  // One page turn at a time; the buttons keep the focus (a disabled one would lose it).
+  let turning = false;
+  const turn = (by: number) => {
+    if (turning) return;
+    turning = true;
+    state.page += by;
+    void update().then((ok) => {
+      if (!ok) state.page -= by;
+      turning = false;
+    });
   };
   let typing: ReturnType<typeof setTimeout> | undefined;
   search.addEventListener("input", () => {
@@ -387,14 +400,8 @@ export async function resourcePage<T>(
     if (kind.pages) typing = setTimeout(() => void update(), 250);
     else void update();
   });
-  prev.addEventListener("click", () => {
-    state.page--;
-    void update();
-  });
-  next.addEventListener("click", () => {
-    state.page++;
-    void update();
-  });
+  prev.addEventListener("click", () => turn(-1));
+  next.addEventListener("click", () => turn(1));
   render(first);
   layout(
     s,
