@@ -445,7 +445,7 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
     const listAll = async (): Promise<Array<[Kind, Map<string, Shape>]>> => {
       const c = master.config;
       const t = master.adminToken;
-      const ph = await unary(c.listProxyHosts.bind(c), {}, t);
+      const ph = await unary(c.listProxyHosts.bind(c), { pageSize: 0, pageToken: "", query: "" }, t);
       const l4 = await unary(c.listL4ProxyHosts.bind(c), {}, t);
       const ce = await unary(c.listCertificates.bind(c), { includePrivateKeys: false }, t);
       const al = await unary(c.listAccessLists.bind(c), {}, t);

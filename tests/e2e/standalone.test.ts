@@ -112,6 +112,43 @@ describe("standalone instance: gRPC API -> config-service -> renderer -> real Ca
     assert.equal(await inst.version(), v2, "refused writes do not move the version");
   });
 
+  it("lists proxy hosts in pages with a search, and refuses a bad page token naming it", async () => {
+    const list = (pageSize: number, query: string, pageToken = "") =>
+      unary(inst.config.listProxyHosts.bind(inst.config), { pageSize, pageToken, query }, inst.adminToken);
+    const names: string[] = [];
+    for (let i = 0; i < 25; i++) {
+      const name = `page-${String(i).padStart(2, "0")}`;
+      await create({ name, domains: [`p${i}.paging.test`], upstreams: [`127.0.0.1:${a.port}`] });
+      names.push(name);
+    }
+    const seen: string[] = [];
+    const sizes: number[] = [];
+    let token = "";
+    do {
+      const r = await list(10, "PAGING.test", token);
+      assert.equal(r.totalSize, 25);
+      sizes.push(r.proxyHosts.length);
+      seen.push(...r.proxyHosts.map((x) => x.name));
+      token = r.nextPageToken;
+    } while (token);
+    assert.deepEqual(sizes, [10, 10, 5]);
+    assert.equal(new Set(seen).size, 25, "no host twice");
+    assert.deepEqual(seen, names);
+    const one = await list(10, "p17.paging.test");
+    assert.deepEqual(
+      one.proxyHosts.map((x) => x.name),
+      ["page-17"],
+    );
+    assert.equal(one.totalSize, 1);
+    const all = await list(0, "");
+    assert.ok(all.proxyHosts.length >= 25 && all.nextPageToken === "", "page_size 0 answers every host");
+    const bad = await expectStatus(list(10, "paging.test", "bm90IGEgdG9rZW4"), status.INVALID_ARGUMENT);
+    assert.match(bad, /^page_token: /);
+    const first = await list(10, "paging.test");
+    const other = await expectStatus(list(10, "page-1", first.nextPageToken), status.INVALID_ARGUMENT);
+    assert.match(other, /^page_token: /);
+  });
+
   it("refuses a missing or wrong token with UNAUTHENTICATED and writes nothing", async () => {
     const v = await inst.version();
     await expectStatus(
@@ -123,7 +160,11 @@ describe("standalone instance: gRPC API -> config-service -> renderer -> real Ca
       status.UNAUTHENTICATED,
     );
     await expectStatus(
-      unary(inst.config.listProxyHosts.bind(inst.config), {}, "wrong-token-0123456789"),
+      unary(
+        inst.config.listProxyHosts.bind(inst.config),
+        { pageSize: 0, pageToken: "", query: "" },
+        "wrong-token-0123456789",
+      ),
       status.UNAUTHENTICATED,
     );
     await expectStatus(

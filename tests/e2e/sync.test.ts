@@ -195,17 +195,25 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
     await waitFor(async () => (await slave1.version()) === (await master.version()), "slave1 caught up");
     // The master's tokens do not open the slave's API, and the slave does not list them.
     await expectStatus(
-      unary(slave1.config.listProxyHosts.bind(slave1.config), {}, master.adminToken),
+      unary(
+        slave1.config.listProxyHosts.bind(slave1.config),
+        { pageSize: 0, pageToken: "", query: "" },
+        master.adminToken,
+      ),
       status.UNAUTHENTICATED,
     );
     await expectStatus(
-      unary(slave1.config.listProxyHosts.bind(slave1.config), {}, minted.secret),
+      unary(slave1.config.listProxyHosts.bind(slave1.config), { pageSize: 0, pageToken: "", query: "" }, minted.secret),
       status.UNAUTHENTICATED,
     );
     const slaveTokens = await unary(slave1.account.listApiTokens.bind(slave1.account), {}, slave1.adminToken);
     assert.ok(!slaveTokens.apiTokens.some((t) => t.name === "ci-bot"));
     // The slave's own token reads the synced configuration; the snapshots are identical.
-    const hosts = await unary(slave1.config.listProxyHosts.bind(slave1.config), {}, slave1.adminToken);
+    const hosts = await unary(
+      slave1.config.listProxyHosts.bind(slave1.config),
+      { pageSize: 0, pageToken: "", query: "" },
+      slave1.adminToken,
+    );
     assert.ok(hosts.proxyHosts.some((h) => h.name === "keep"));
     const [ms, ss] = await Promise.all(
       [master, slave1].map((i) => unary(i.config.getSnapshot.bind(i.config), {}, i.adminToken)),
@@ -450,7 +458,12 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
     );
     await plainSlave.waitServes("plain.sync.test", /upstream=U/);
     // Caddy serves a snapshot from its preload, a moment before the slave commits it.
-    const list = () => unary(plainSlave.config.listProxyHosts.bind(plainSlave.config), {}, plainSlave.adminToken);
+    const list = () =>
+      unary(
+        plainSlave.config.listProxyHosts.bind(plainSlave.config),
+        { pageSize: 0, pageToken: "", query: "" },
+        plainSlave.adminToken,
+      );
     await waitFor(async () => (await list()).proxyHosts.length === 1, "the slave committed the snapshot", 15_000);
 
     // Someone edits the slave's database directly; the next periodic push restores it.

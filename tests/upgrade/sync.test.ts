@@ -389,7 +389,11 @@ describe("a previous-release master with a current slave, then the master upgrad
 
   it("the master upgraded in place keeps every row, and its slave converges after it", async () => {
     const version = await master.version();
-    const hosts = await unary(master.config.listProxyHosts.bind(master.config), {}, master.adminToken);
+    const hosts = await unary(
+      master.config.listProxyHosts.bind(master.config),
+      { pageSize: 0, pageToken: "", query: "" },
+      master.adminToken,
+    );
     await master.stop();
     master = await Instance.start({
       name: "master-upgraded",
@@ -400,7 +404,11 @@ describe("a previous-release master with a current slave, then the master upgrad
       env: masterEnv(),
     });
     assert.equal(await master.version(), version, "the version did not move");
-    const after = await unary(master.config.listProxyHosts.bind(master.config), {}, master.adminToken);
+    const after = await unary(
+      master.config.listProxyHosts.bind(master.config),
+      { pageSize: 0, pageToken: "", query: "" },
+      master.adminToken,
+    );
     assert.deepEqual(
       after.proxyHosts.map((h) => [h.id, h.name, h.domains, h.certificateId, h.accessListId]),
       hosts.proxyHosts.map((h) => [h.id, h.name, h.domains, h.certificateId, h.accessListId]),

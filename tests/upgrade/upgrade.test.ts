@@ -92,7 +92,7 @@ async function answers(inst: Instance) {
   const t = inst.adminToken;
   const { config: c, account: a } = inst;
   return {
-    ListProxyHostsResponse: await unary(c.listProxyHosts.bind(c), {}, t),
+    ListProxyHostsResponse: await unary(c.listProxyHosts.bind(c), { pageSize: 0, pageToken: "", query: "" }, t),
     ListL4ProxyHostsResponse: await unary(c.listL4ProxyHosts.bind(c), {}, t),
     ListCertificatesResponse: await unary(c.listCertificates.bind(c), { includePrivateKeys: true }, t),
     ListAccessListsResponse: await unary(c.listAccessLists.bind(c), {}, t),
@@ -415,7 +415,11 @@ function upgradeSuite(engineName: "sqlite" | "postgresql", skip: string | false)
       assert.equal(await upgraded.version(), written.version, "the configuration version did not move");
       const who = await unary(upgraded.account.whoAmI.bind(upgraded.account), {}, written.operatorToken);
       assert.equal(who.username, written.operatorUsername, "a token the previous release created authenticates");
-      await unary(upgraded.config.listProxyHosts.bind(upgraded.config), {}, written.operatorToken);
+      await unary(
+        upgraded.config.listProxyHosts.bind(upgraded.config),
+        { pageSize: 0, pageToken: "", query: "" },
+        written.operatorToken,
+      );
       await servesWhatWasWritten(upgraded, written);
       await stopCleanly(upgraded);
       upgraded = undefined;

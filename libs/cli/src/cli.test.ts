@@ -123,6 +123,17 @@ describe("cpm against config-service", () => {
         "",
       ].join("\n"),
     );
+    const searched = await cpm(h, ["proxy-host", "list", "--query", "API.example"]);
+    assert.deepEqual(
+      searched.out
+        .split("\n")
+        .slice(1, -1)
+        .map((l) => l.split(" ")[0]),
+      ["api"],
+    );
+    const tooLong = await cpm(h, ["proxy-host", "list", "--query", "x".repeat(201)]);
+    assert.equal(tooLong.code, ExitCode.INVALID);
+    assert.match(tooLong.err, /query: /);
     const json = JSON.parse((await cpm(h, ["proxy-host", "list", "-o", "json"])).out) as Record<string, unknown>[];
     assert.deepEqual(
       json.map(({ id: _id, ...rest }) => rest),

@@ -33,6 +33,8 @@ interface ResourceKind<T extends Named> {
   message: { fromPartial(x: object): T };
   columns: [string, (x: T, refs: References) => string][];
   list(api: Api): Promise<T[]>;
+  /** The server's search (`list --query`), where the kind has one. */
+  search?(api: Api, query: string): Promise<T[]>;
   create(api: Api, x: T): Promise<{ item: T | undefined; version: number }>;
   update(api: Api, x: T): Promise<{ item: T | undefined; version: number }>;
   remove(api: Api, id: string): Promise<number>;
@@ -56,7 +58,8 @@ const PROXY_HOSTS: ResourceKind<ProxyHost> = {
     ["ACCESS LIST", (x, r) => ref(r, "access_list", x.accessListId)],
     ["ENABLED", enabled],
   ],
-  list: async (api) => (await api.config("listProxyHosts", {})).proxyHosts,
+  list: async (api) => (await api.config("listProxyHosts", { pageSize: 0, pageToken: "", query: "" })).proxyHosts,
+  search: async (api, query) => (await api.config("listProxyHosts", { pageSize: 0, pageToken: "", query })).proxyHosts,
   create: async (api, x) => {
     const r = await api.config("createProxyHost", { proxyHost: x });
     return { item: r.proxyHost, version: r.configVersion };
@@ -248,23 +251,23 @@ export function resourceCommand(
   const cmd = new Command(kind.command).description(`${kind.noun}s of the instance`);
   const view = (x: Named, refs: References) => ({ id: x.id, ...toDoc(kind.fields, x, refs, { view: true }) });
 
-  cmd
-    .command("list")
-    .description(`list ${kind.noun}s, by name`)
-    .action(async (_o, c: Command) =>
-      run(c, async (ctx) => {
-        const items = [...(await kind.list(ctx.api))].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-        const refs = await loadReferences(ctx.api, kind.fields);
-        ctx.print(
-          items.map((x) => view(x, refs)),
-          () =>
-            ctx.table(
-              kind.columns.map(([h]) => h),
-              items.map((x) => kind.columns.map(([, get]) => get(x, refs))),
-            ),
-        );
-      }),
-    );
+  const list = cmd.command("list").description(`list ${kind.noun}s, by name`);
+  if (kind.search) list.option("--query <text>", "only those whose name or a domain contains <text>, ignoring case");
+  list.action(async (o: { query?: string }, c: Command) =>
+    run(c, async (ctx) => {
+      const found = o.query !== undefined && kind.search ? kind.search(ctx.api, o.query) : kind.list(ctx.api);
+      const items = [...(await found)].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      const refs = await loadReferences(ctx.api, kind.fields);
+      ctx.print(
+        items.map((x) => view(x, refs)),
+        () =>
+          ctx.table(
+            kind.columns.map(([h]) => h),
+            items.map((x) => kind.columns.map(([, get]) => get(x, refs))),
+          ),
+      );
+    }),
+  );
 
   cmd
     .command("get <name-or-id>")

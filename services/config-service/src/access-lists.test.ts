@@ -213,7 +213,9 @@ describe("access lists (standalone)", () => {
     assert.match(msg2, /"api"/);
     assert.doesNotMatch(msg2, /"web"/);
 
-    const hosts = (await unary(h.config.listProxyHosts.bind(h.config), {}, ADMIN)).proxyHosts;
+    const hosts = (
+      await unary(h.config.listProxyHosts.bind(h.config), { pageSize: 0, pageToken: "", query: "" }, ADMIN)
+    ).proxyHosts;
     await unary(h.config.deleteProxyHost.bind(h.config), { id: hosts.find((x) => x.name === "api")!.id }, ADMIN);
     const v2 = await c.version();
     const del = await c.delete(acl.id);

@@ -20,7 +20,8 @@ describe("users and API tokens of an instance", () => {
     unary(account.createUser.bind(account), { username, role, password }, token);
   const createToken = (name: string, role: Role, userId = "", token = ADMIN, expiresAt?: Date) =>
     unary(account.createApiToken.bind(account), { name, role, userId, expiresAt }, token);
-  const listHosts = (token: string) => unary(config.listProxyHosts.bind(config), {}, token);
+  const listHosts = (token: string) =>
+    unary(config.listProxyHosts.bind(config), { pageSize: 0, pageToken: "", query: "" }, token);
   const createHost = (token: string) =>
     unary(
       config.createProxyHost.bind(config),

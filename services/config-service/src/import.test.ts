@@ -69,7 +69,8 @@ describe("ImportConfig", () => {
   const call = (config: ConfigDocument, dryRun = false, token = ADMIN) =>
     unary(h.config.importConfig.bind(h.config), { config, dryRun }, token);
   const version = async () => (await unary(h.config.getInstanceInfo.bind(h.config), {}, ADMIN)).version;
-  const hosts = async () => (await unary(h.config.listProxyHosts.bind(h.config), {}, ADMIN)).proxyHosts;
+  const hosts = async () =>
+    (await unary(h.config.listProxyHosts.bind(h.config), { pageSize: 0, pageToken: "", query: "" }, ADMIN)).proxyHosts;
   const diffOf = (r: ImportConfigResponse) => ({
     proxyHosts: r.proxyHosts,
     l4ProxyHosts: r.l4ProxyHosts,

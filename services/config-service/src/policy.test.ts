@@ -68,13 +68,16 @@ describe("config-service listeners", () => {
 
   it("public API: the internal token is not accepted, not even for reads", async () => {
     await expectStatus(unary(h.config.getInstanceInfo.bind(h.config), {}, INTERNAL), status.UNAUTHENTICATED);
-    await expectStatus(unary(h.config.listProxyHosts.bind(h.config), {}, INTERNAL), status.UNAUTHENTICATED);
+    await expectStatus(
+      unary(h.config.listProxyHosts.bind(h.config), { pageSize: 0, pageToken: "", query: "" }, INTERNAL),
+      status.UNAUTHENTICATED,
+    );
   });
 
   it("internal listener: the internal token reads snapshots but never reaches resource CRUD or settings", async () => {
     assert.equal((await unary(h.internal.getSnapshot.bind(h.internal), {}, INTERNAL)).snapshot!.version, 0);
     const m1 = await expectStatus(
-      unary(h.internal.listProxyHosts.bind(h.internal), {}, INTERNAL),
+      unary(h.internal.listProxyHosts.bind(h.internal), { pageSize: 0, pageToken: "", query: "" }, INTERNAL),
       status.PERMISSION_DENIED,
     );
     assert.match(m1, /^ListProxyHosts is not an internal method/);

@@ -92,6 +92,43 @@ describe(
       await stop();
     });
 
+    it("lists proxy hosts in pages by name and searches names and domains ignoring case, wildcards plain", async () => {
+      await start("standalone");
+      const ids: string[] = [];
+      for (const [name, domain] of [
+        ["Shop", "shop.pg-list.test"],
+        ["api", "api.pg-list.test"],
+        ["50%_off", "sale.pg-list.test"],
+        ["Ärger", "aerger.pg-list.test"],
+      ] as const) {
+        const r = await unary(
+          config.createProxyHost.bind(config),
+          { proxyHost: ProxyHost.fromPartial({ name, domains: [domain], upstreams: ["127.0.0.1:8080"] }) },
+          ADMIN,
+        );
+        ids.push(r.proxyHost!.id);
+      }
+      const list = (pageSize: number, query: string, pageToken = "") =>
+        unary(config.listProxyHosts.bind(config), { pageSize, pageToken, query }, ADMIN);
+      const names = (r: { proxyHosts: ProxyHost[] }) => r.proxyHosts.map((x) => x.name).sort();
+      assert.deepEqual(names(await list(0, "SHOP")), ["Shop"]);
+      assert.deepEqual(names(await list(0, "äRGER")), ["Ärger"], "PostgreSQL folds every letter's case");
+      assert.deepEqual(names(await list(0, "%_")), ["50%_off"]);
+      assert.deepEqual(names(await list(0, "p_a")), []);
+      const seen: string[] = [];
+      let token = "";
+      do {
+        const r = await list(3, "pg-list", token);
+        assert.equal(r.totalSize, 4);
+        seen.push(...r.proxyHosts.map((x) => x.name));
+        token = r.nextPageToken;
+      } while (token);
+      assert.deepEqual([...seen].sort(), ["50%_off", "api", "Shop", "Ärger"].sort());
+      assert.match(await expectStatus(list(3, "", "bad"), status.INVALID_ARGUMENT), /^page_token: /);
+      for (const id of ids) await unary(config.deleteProxyHost.bind(config), { id }, ADMIN);
+      await stop();
+    });
+
     it("checks API tokens against the database on every call (nothing cached): revoke, demote and disable take effect at once", async () => {
       await start("standalone");
       const user = (
@@ -132,7 +169,10 @@ describe(
         { id: user.id, role: Role.ROLE_VIEWER, disabled: true, password: "" },
         ADMIN,
       );
-      await expectStatus(unary(config.listProxyHosts.bind(config), {}, kept.secret), status.UNAUTHENTICATED);
+      await expectStatus(
+        unary(config.listProxyHosts.bind(config), { pageSize: 0, pageToken: "", query: "" }, kept.secret),
+        status.UNAUTHENTICATED,
+      );
       assert.deepEqual(tokenCacheOf(h!.db).size(), { tokens: 0, misses: 0 });
       await stop();
     });
@@ -175,7 +215,8 @@ describe(
         unary(h!.internal.applySnapshot.bind(h!.internal), { snapshot: { ...snapshot, version: 9 } }, INTERNAL),
         status.FAILED_PRECONDITION,
       );
-      const hosts = (await unary(config.listProxyHosts.bind(config), {}, ADMIN)).proxyHosts;
+      const hosts = (await unary(config.listProxyHosts.bind(config), { pageSize: 0, pageToken: "", query: "" }, ADMIN))
+        .proxyHosts;
       assert.deepEqual(
         hosts.map((h) => h.name),
         ["from-master"],

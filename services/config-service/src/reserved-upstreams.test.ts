@@ -33,7 +33,11 @@ describe("upstreams pointing at this instance", () => {
     const msg = await expectStatus(createHost(["10.0.0.1:80", "localhost:2999"]), status.INVALID_ARGUMENT);
     assert.match(msg, /^proxy_host\.upstreams\[1\]: "localhost:2999" points at this instance's Caddy admin API/);
     assert.equal(await version(), before);
-    assert.equal((await unary(h.config.listProxyHosts.bind(h.config), {}, ADMIN)).proxyHosts.length, 0);
+    assert.equal(
+      (await unary(h.config.listProxyHosts.bind(h.config), { pageSize: 0, pageToken: "", query: "" }, ADMIN)).proxyHosts
+        .length,
+      0,
+    );
   });
 
   it("a proxy host update onto the config-service port is refused", async () => {

@@ -32,7 +32,8 @@ const api = (h: Harness) => ({
   create: (proxyHost: ProxyHost | undefined, token: string = ADMIN) =>
     unary(h.config.createProxyHost.bind(h.config), { proxyHost }, token),
   get: (id: string, token: string = ADMIN) => unary(h.config.getProxyHost.bind(h.config), { id }, token),
-  list: async (token: string = ADMIN) => (await unary(h.config.listProxyHosts.bind(h.config), {}, token)).proxyHosts,
+  list: async (token: string = ADMIN) =>
+    (await unary(h.config.listProxyHosts.bind(h.config), { pageSize: 0, pageToken: "", query: "" }, token)).proxyHosts,
   update: (proxyHost: ProxyHost | undefined, token: string = ADMIN) =>
     unary(h.config.updateProxyHost.bind(h.config), { proxyHost }, token),
   delete: (id: string, token: string = ADMIN) => unary(h.config.deleteProxyHost.bind(h.config), { id }, token),

@@ -88,7 +88,7 @@ export class ConfigStore {
   private revision = 0;
   private loaded: Loaded | undefined;
   private loading: Promise<Loaded> | undefined;
-  private readonly dialect: "sqlite" | "postgresql";
+  readonly dialect: "sqlite" | "postgresql";
   private lastCommit: Commit | undefined;
   /** Writes waiting for the one committing now (SQLite group commit). */
   private waiting: QueuedWrite<unknown>[] = [];

@@ -37,7 +37,8 @@ describe("the API token check (cached in memory on SQLite)", () => {
   const updateUser = (id: string, role: Role, disabled: boolean) =>
     unary(h.account.updateUser.bind(h.account), { id, role, disabled, password: "" }, ADMIN);
   const whoAmI = (token: string) => unary(h.account.whoAmI.bind(h.account), {}, token);
-  const listHosts = (token: string) => unary(h.config.listProxyHosts.bind(h.config), {}, token);
+  const listHosts = (token: string) =>
+    unary(h.config.listProxyHosts.bind(h.config), { pageSize: 0, pageToken: "", query: "" }, token);
   const createHost = (token: string, name: string) =>
     unary(
       h.config.createProxyHost.bind(h.config),

@@ -3,6 +3,7 @@
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { isSignedOut, message } from "./api.ts";
 import { field, h, show, type Child } from "./dom.ts";
+import { serverPages, wholeList, type ListState, type ServerPages, type Source } from "./list-source.ts";
 import { failed, layout, signInPage, type Session } from "./shell.ts";
 
 const PAGE_SIZE = 25;
@@ -234,10 +235,13 @@ export interface ResourceKind<T> {
   singular: string;
   /** The API's prefix on this kind's field errors ("l4_proxy_host"). */
   prefix: string;
-  load: () => Promise<T[]>;
+  /** The whole list, searched and paged in the browser; or `pages`. */
+  load?: () => Promise<T[]>;
+  /** The server's search and pages (the list is not read whole). */
+  pages?: ServerPages<T>;
   name: (x: T) => string;
   columns: Column<T>[];
-  /** The texts the search matches (default: the name). */
+  /** The texts the search matches with `load` (default: the name). */
   searchable?: (x: T) => string[];
   searchHint?: string;
   writable: (s: Session) => boolean;
@@ -253,11 +257,14 @@ export interface ResourceKind<T> {
 export async function resourcePage<T>(
   kind: ResourceKind<T>,
   s: Session,
-  state = { query: "", page: 0 },
+  state: ListState = { query: "", page: 0, tokens: [""] },
 ): Promise<void> {
-  let items: T[];
+  let source: Source<T>;
+  let first: Awaited<ReturnType<Source<T>>>;
   try {
-    items = await kind.load();
+    const texts = kind.searchable ?? ((x: T) => [kind.name(x)]);
+    source = kind.pages ? serverPages(kind.pages, PAGE_SIZE) : wholeList(await kind.load!(), texts, PAGE_SIZE);
+    first = await source(state);
   } catch (err) {
     return failed(s, err);
   }
@@ -284,12 +291,17 @@ export async function resourcePage<T>(
       failed(s, err);
     }
   };
-  const search = h("input", { type: "search", value: state.query, placeholder: kind.searchHint ?? "name" });
+  const search = h("input", {
+    type: "search",
+    value: state.query,
+    placeholder: kind.searchHint ?? "name",
+    maxlength: 200,
+  });
+  const searchField = field("Search", search);
   const tbody = h("tbody");
   const pageInfo = h("span", { "aria-live": "polite" });
   const prev = h("button", { type: "button" }, "Previous");
   const next = h("button", { type: "button" }, "Next");
-  const texts = kind.searchable ?? ((x: T) => [kind.name(x)]);
   const labels = [...kind.columns.map((c) => c.label), "Actions"];
   const actions = (x: T): Child[] => {
     if (!writable) return [h("span", { class: "muted" }, "read-only")];
@@ -321,12 +333,7 @@ export async function resourcePage<T>(
         : null,
     ];
   };
-  const render = () => {
-    const q = state.query.trim().toLowerCase();
-    const matching = q ? items.filter((x) => texts(x).some((v) => v.toLowerCase().includes(q))) : items;
-    const pages = Math.max(1, Math.ceil(matching.length / PAGE_SIZE));
-    state.page = Math.min(state.page, pages - 1);
-    const rows = matching.slice(state.page * PAGE_SIZE, (state.page + 1) * PAGE_SIZE);
+  const render = ({ rows, matching, total, hasNext }: Awaited<ReturnType<Source<T>>>) => {
     show(
       tbody,
       rows.length
@@ -344,28 +351,58 @@ export async function resourcePage<T>(
             h(
               "td",
               { colspan: labels.length, class: "muted" },
-              q ? `No ${kind.singular} matches.` : `No ${kind.title.toLowerCase()} yet.`,
+              state.query.trim() ? `No ${kind.singular} matches.` : `No ${kind.title.toLowerCase()} yet.`,
             ),
           ),
     );
-    pageInfo.textContent = `Page ${state.page + 1} of ${pages} · ${matching.length} of ${items.length} ${kind.title.toLowerCase()}`;
+    const pages = Math.max(1, Math.ceil(matching / PAGE_SIZE));
+    pageInfo.textContent = `Page ${state.page + 1} of ${pages} · ${matching} of ${total} ${kind.title.toLowerCase()}`;
     prev.disabled = state.page === 0;
-    next.disabled = state.page >= pages - 1;
+    next.disabled = !hasNext;
   };
+  // The latest read wins: an answer to an earlier search or page that arrives late is dropped.
+  let reads = 0;
+  /** Reads and shows the rows of `state`; false when the read failed (its error is shown). */
+  const update = async (): Promise<boolean> => {
+    const n = ++reads;
+    try {
+      const r = await source(state);
+      if (n === reads) {
+        searchField.error.textContent = "";
+        render(r);
+      }
+      return true;
+    } catch (err) {
+      if (n !== reads) return false;
+      if (isSignedOut(err)) signInPage("Your session ended: sign in again.");
+      else searchField.error.textContent = message(err);
+      return false;
+    }
+  };
+  // One page turn at a time; the buttons keep the focus (a disabled one would lose it).
+  let turning = false;
+  const turn = (by: number) => {
+    if (turning) return;
+    turning = true;
+    state.page += by;
+    void update().then((ok) => {
+      if (!ok) state.page -= by;
+      turning = false;
+    });
+  };
+  let typing: ReturnType<typeof setTimeout> | undefined;
   search.addEventListener("input", () => {
     state.query = search.value;
     state.page = 0;
-    render();
+    state.tokens = [""];
+    // The server is asked once typing pauses; a list held here is searched at once.
+    clearTimeout(typing);
+    if (kind.pages) typing = setTimeout(() => void update(), 250);
+    else void update();
   });
-  prev.addEventListener("click", () => {
-    state.page--;
-    render();
-  });
-  next.addEventListener("click", () => {
-    state.page++;
-    render();
-  });
-  render();
+  prev.addEventListener("click", () => turn(-1));
+  next.addEventListener("click", () => turn(1));
+  render(first);
   layout(
     s,
     kind.route,
@@ -374,7 +411,7 @@ export async function resourcePage<T>(
     h(
       "div",
       { class: "toolbar" },
-      h("div", { class: "grow" }, field("Search", search).wrap),
+      h("div", { class: "grow" }, searchField.wrap),
       writable && kind.form
         ? h(
             "button",

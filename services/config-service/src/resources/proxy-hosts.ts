@@ -11,9 +11,18 @@ import {
 import type { ContentView } from "../content-index.ts";
 import { insertRows } from "../deferred-inserts.ts";
 import { proxyHostRow, type ConfigStore, type Tx } from "../store.ts";
+import { countHosts, searchHosts } from "./proxy-host-search.ts";
+import { encodePageToken, pageRequest, type PageRequest } from "./paging.ts";
 import type { Collection, ConfigHandlers, CrudMethods, ResourceDeps } from "./kind.ts";
 
 const F = "proxy_host";
+
+/** A page of proxy hosts, the token of the next one ("" on the last) and how many match in all. */
+export interface HostPage {
+  hosts: ProxyHost[];
+  nextPageToken: string;
+  totalSize: number;
+}
 
 /** Proxy host CRUD: validation, uniqueness of names and domains, references. */
 export class ProxyHosts implements Collection<ProxyHost> {
@@ -30,8 +39,27 @@ export class ProxyHosts implements Collection<ProxyHost> {
   }
 
   async list(): Promise<ProxyHost[]> {
-    const rows = await this.store.db.proxyHost.findMany({ orderBy: { name: "asc" } });
-    return rows.map((r) => ProxyHost.fromJSON(JSON.parse(r.data)));
+    return (await this.page({ pageSize: 0, query: "", after: undefined })).hosts;
+  }
+
+  /**
+   * One page of the hosts whose name or a domain contains the query, by name: names are unique,
+   * so the order is stable and a page resumes after the last name of the one before (one
+   * indexed range read however far in). The filter runs in SQL (see searchHosts): only the
+   * page's rows are read and parsed.
+   */
+  async page(req: PageRequest): Promise<HostPage> {
+    const db = this.store.db;
+    const take = req.pageSize > 0 ? req.pageSize + 1 : undefined;
+    const rows = await searchHosts(db, req.query, req.after, take);
+    const more = take !== undefined && rows.length === take;
+    const page = more ? rows.slice(0, -1) : rows;
+    const whole = req.after === undefined && !more;
+    return {
+      hosts: page.map((r) => ProxyHost.fromJSON(JSON.parse(r.data))),
+      nextPageToken: more ? encodePageToken(page[page.length - 1]!.name, req.query) : "",
+      totalSize: whole ? rows.length : await countHosts(db, req.query),
+    };
   }
 
   async get(id: string): Promise<ProxyHost> {
@@ -96,7 +124,10 @@ export function proxyHostHandlers(deps: ResourceDeps): ConfigHandlers<CrudMethod
       return { proxyHost: result, configVersion: version };
     },
     getProxyHost: async (req) => ({ proxyHost: await hosts.get(req.id) }),
-    listProxyHosts: async () => ({ proxyHosts: await hosts.list() }),
+    listProxyHosts: async (req) => {
+      const { hosts: proxyHosts, nextPageToken, totalSize } = await hosts.page(pageRequest(req));
+      return { proxyHosts, nextPageToken, totalSize };
+    },
     updateProxyHost: async (req) => {
       const { result, version } = await hosts.update(req.proxyHost);
       return { proxyHost: result, configVersion: version };

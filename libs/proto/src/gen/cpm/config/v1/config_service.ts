@@ -104,11 +104,32 @@ export interface GetProxyHostResponse {
   proxyHost: ProxyHost | undefined;
 }
 
+/** Proxy hosts ordered by name (names are unique), optionally filtered and paged (AIP-158). */
 export interface ListProxyHostsRequest {
+  /**
+   * The most hosts to return. 0 (the default) returns every matching host in one response, as
+   * before paging existed; a value above 1000 is treated as 1000; a negative one is INVALID_ARGUMENT.
+   */
+  pageSize: number;
+  /**
+   * The next_page_token of the previous response, to read the page after it; empty for the first
+   * page. It is opaque and valid only with the same query: anything else is INVALID_ARGUMENT
+   * naming page_token.
+   */
+  pageToken: string;
+  /**
+   * When set, only hosts whose name or one of whose domains contains this text, ignoring case.
+   * At most 200 characters, no control characters (INVALID_ARGUMENT naming query otherwise).
+   */
+  query: string;
 }
 
 export interface ListProxyHostsResponse {
   proxyHosts: ProxyHost[];
+  /** Pass as page_token to read the next page; empty on the last page. */
+  nextPageToken: string;
+  /** How many hosts match the query (all pages). */
+  totalSize: number;
 }
 
 export interface UpdateProxyHostRequest {
@@ -738,11 +759,20 @@ export const GetProxyHostResponse: MessageFns<GetProxyHostResponse> = {
 };
 
 function createBaseListProxyHostsRequest(): ListProxyHostsRequest {
-  return {};
+  return { pageSize: 0, pageToken: "", query: "" };
 }
 
 export const ListProxyHostsRequest: MessageFns<ListProxyHostsRequest> = {
-  encode(_: ListProxyHostsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: ListProxyHostsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== 0) {
+      writer.uint32(8).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
+    if (message.query !== "") {
+      writer.uint32(26).string(message.query);
+    }
     return writer;
   },
 
@@ -759,6 +789,30 @@ export const ListProxyHostsRequest: MessageFns<ListProxyHostsRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.query = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -771,32 +825,62 @@ export const ListProxyHostsRequest: MessageFns<ListProxyHostsRequest> = {
     }
   },
 
-  fromJSON(_: any): ListProxyHostsRequest {
-    return {};
+  fromJSON(object: any): ListProxyHostsRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      query: isSet(object.query) ? globalThis.String(object.query) : "",
+    };
   },
 
-  toJSON(_: ListProxyHostsRequest): unknown {
+  toJSON(message: ListProxyHostsRequest): unknown {
     const obj: any = {};
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.query !== "") {
+      obj.query = message.query;
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<ListProxyHostsRequest>, I>>(base?: I): ListProxyHostsRequest {
     return ListProxyHostsRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<ListProxyHostsRequest>, I>>(_: I): ListProxyHostsRequest {
+  fromPartial<I extends Exact<DeepPartial<ListProxyHostsRequest>, I>>(object: I): ListProxyHostsRequest {
     const message = createBaseListProxyHostsRequest();
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.query = object.query ?? "";
     return message;
   },
 };
 
 function createBaseListProxyHostsResponse(): ListProxyHostsResponse {
-  return { proxyHosts: [] };
+  return { proxyHosts: [], nextPageToken: "", totalSize: 0 };
 }
 
 export const ListProxyHostsResponse: MessageFns<ListProxyHostsResponse> = {
   encode(message: ListProxyHostsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.proxyHosts) {
       ProxyHost.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    if (message.totalSize !== 0) {
+      writer.uint32(24).int32(message.totalSize);
     }
     return writer;
   },
@@ -822,6 +906,22 @@ export const ListProxyHostsResponse: MessageFns<ListProxyHostsResponse> = {
             message.proxyHosts.push(ProxyHost.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.totalSize = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -841,6 +941,16 @@ export const ListProxyHostsResponse: MessageFns<ListProxyHostsResponse> = {
         : globalThis.Array.isArray(object?.proxy_hosts)
         ? object.proxy_hosts.map((e: any) => ProxyHost.fromJSON(e))
         : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+      totalSize: isSet(object.totalSize)
+        ? globalThis.Number(object.totalSize)
+        : isSet(object.total_size)
+        ? globalThis.Number(object.total_size)
+        : 0,
     };
   },
 
@@ -848,6 +958,12 @@ export const ListProxyHostsResponse: MessageFns<ListProxyHostsResponse> = {
     const obj: any = {};
     if (message.proxyHosts?.length) {
       obj.proxyHosts = message.proxyHosts.map((e) => ProxyHost.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    if (message.totalSize !== 0) {
+      obj.totalSize = Math.round(message.totalSize);
     }
     return obj;
   },
@@ -858,6 +974,8 @@ export const ListProxyHostsResponse: MessageFns<ListProxyHostsResponse> = {
   fromPartial<I extends Exact<DeepPartial<ListProxyHostsResponse>, I>>(object: I): ListProxyHostsResponse {
     const message = createBaseListProxyHostsResponse();
     message.proxyHosts = object.proxyHosts?.map((e) => ProxyHost.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    message.totalSize = object.totalSize ?? 0;
     return message;
   },
 };
