@@ -14,9 +14,10 @@
  *   the whole list (what the page read before it paged on the server).
  */
 import { performance } from "node:perf_hooks";
-import { chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { Role } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
+import { CHROMIUM, consoleUrl, launchChromium, signIn } from "../support/browser.ts";
 import type { Instance } from "../support/instance.ts";
 import { killInstancesOnSignal, seed, startInstance, stopAll } from "./cluster.ts";
 import { benchReport, machineDescription } from "./markdown.ts";
@@ -29,7 +30,6 @@ const SIZES = (process.env.CPM_BENCH_SIZES ?? "100,10000").split(",").map((s) =>
 });
 const RUNS = Number(process.env.CPM_BENCH_RUNS ?? 5);
 if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`CPM_BENCH_RUNS must be a whole number >= 1`);
-const CHROMIUM = process.env.CPM_CHROMIUM ?? "/usr/bin/chromium";
 const PASSWORD = "bench console password 0123";
 const PAGE_SIZE = 25; // the console's
 const UPSTREAM = 9; // nothing is served: the list is what counts
@@ -56,7 +56,7 @@ interface Result {
 /** The page's "Page x of y · m of n proxy hosts" line, once it says `text`. */
 const pageInfo = (page: Page, text: string) => page.getByText(text, { exact: false }).first().waitFor();
 
-async function benchSize(n: number, browser: Awaited<ReturnType<typeof chromium.launch>>): Promise<Result> {
+async function benchSize(n: number, browser: Browser): Promise<Result> {
   const inst = await startInstance({
     name: `bench-console-${n}`,
     mode: "standalone",
@@ -73,11 +73,8 @@ async function benchSize(n: number, browser: Awaited<ReturnType<typeof chromium.
     );
     const server = await serverTimes(inst, n);
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    const url = `http://127.0.0.1:${inst.ports.console}/`;
-    await page.goto(url);
-    await page.getByLabel("Username").fill("bench");
-    await page.getByLabel("Password").fill(PASSWORD);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    const url = consoleUrl(inst);
+    await signIn(page, inst, "bench", PASSWORD);
     const pages = Math.ceil(n / PAGE_SIZE);
     const first = `Page 1 of ${pages} · ${n} of ${n} proxy hosts`;
     await pageInfo(page, first);
@@ -150,7 +147,7 @@ async function main() {
   report.log(
     `Setup: one standalone instance (one Node process, a real Caddy, SQLite) per size, seeded through the API; Chromium (${CHROMIUM}) signed in as an admin at 1280×800; pages of ${PAGE_SIZE}; medians of ${RUNS} runs.`,
   );
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  const browser = await launchChromium();
   const rows: Result[] = [];
   try {
     for (const n of SIZES) {

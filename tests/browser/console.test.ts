@@ -6,16 +6,16 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it, type TestContext } from "node:test";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { AccessListSatisfy, CertificateStatus, CertificateType, L4Protocol, ProxyHost, Role } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
 import { startAcmeCa, type AcmeCa } from "../support/acme-ca.ts";
+import { consoleUrl, launchChromium, signIn } from "../support/browser.ts";
 import { Instance } from "../support/instance.ts";
 import { freePort, startUpstream } from "../support/net.ts";
 import { makePki, selfSigned, type TestPki } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
 
-const CHROMIUM = process.env.CPM_CHROMIUM ?? "/usr/bin/chromium";
 const IMAGES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../docs/images");
 const SYNC_TOKEN = "console-slave-sync-token-0123456789";
 const PASSWORD = "correct horse battery staple";
@@ -27,7 +27,6 @@ describe("web console in Chromium: sign-in, every page, fleet, roles, a slave", 
   let browser: Browser;
   let up: Awaited<ReturnType<typeof startUpstream>>;
 
-  const consoleUrl = (i: Instance) => `http://127.0.0.1:${i.ports.console}/`;
   const createUser = (i: Instance, username: string, role: Role) =>
     unary(i.account.createUser.bind(i.account), { username, role, password: PASSWORD }, i.adminToken);
 
@@ -53,7 +52,7 @@ describe("web console in Chromium: sign-in, every page, fleet, roles, a slave", 
     await createUser(master, "victor", Role.ROLE_VIEWER);
     await createUser(master, "mallory", Role.ROLE_ADMIN);
     await createUser(slave, "sam", Role.ROLE_ADMIN);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+    browser = await launchChromium();
     mkdirSync(IMAGES, { recursive: true });
   });
 
@@ -65,10 +64,7 @@ describe("web console in Chromium: sign-in, every page, fleet, roles, a slave", 
 
   async function signedIn(i: Instance, username: string, viewport = { width: 1280, height: 800 }): Promise<Page> {
     const page = await browser.newPage({ viewport });
-    await page.goto(consoleUrl(i));
-    await page.getByLabel("Username").fill(username);
-    await page.getByLabel("Password").fill(PASSWORD);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    await signIn(page, i, username, PASSWORD);
     await page.getByRole("heading", { name: "Proxy hosts" }).waitFor();
     return page;
   }

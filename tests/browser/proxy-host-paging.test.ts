@@ -2,12 +2,12 @@
 // playwright-core: a standalone instance with 60 hosts created through the gRPC API.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { ProxyHost, Role } from "@cpm/proto";
 import { unary } from "@cpm/grpc-kit";
+import { launchChromium, signIn } from "../support/browser.ts";
 import { Instance } from "../support/instance.ts";
 
-const CHROMIUM = process.env.CPM_CHROMIUM ?? "/usr/bin/chromium";
 const PASSWORD = "correct horse battery staple";
 const HOSTS = 60;
 const PAGE_SIZE = 25;
@@ -38,7 +38,7 @@ describe("web console in Chromium: the proxy hosts page pages and searches on th
         inst.adminToken,
       );
     }
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+    browser = await launchChromium();
   });
 
   after(async () => {
@@ -56,10 +56,7 @@ describe("web console in Chromium: the proxy hosts page pages and searches on th
     page.on("request", (r) => {
       if (r.url().endsWith("/cpm.config.v1.ConfigService/ListProxyHosts")) calls.push(r.postDataJSON());
     });
-    await page.goto(`http://127.0.0.1:${inst.ports.console}/`);
-    await page.getByLabel("Username").fill("paula");
-    await page.getByLabel("Password").fill(PASSWORD);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    await signIn(page, inst, "paula", PASSWORD);
     await page.getByRole("heading", { name: "Proxy hosts" }).waitFor();
     return page;
   }

@@ -17,6 +17,31 @@ function openssl(args: string[], cwd: string) {
   execFileSync("openssl", args, { cwd, stdio: "pipe" });
 }
 
+/** `<name>.key` and the self-signed `<name>.crt` (P-256, two days) in `dir`, with openssl's `extra` arguments. */
+function selfSignedFiles(dir: string, name: string, subject: string, extra: string[] = []): void {
+  openssl(
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.crt`,
+      "-days",
+      "2",
+      "-subj",
+      subject,
+      ...extra,
+    ],
+    dir,
+  );
+}
+
 /**
  * Makes a CA and a server certificate for localhost/127.0.0.1 (and `extraIps`) with openssl (real
  * TLS, no mocks).
@@ -28,26 +53,7 @@ export function makePki(dir: string, extraIps: string[] = []): TestPki {
     `subjectAltName=${["DNS:localhost", "IP:127.0.0.1", ...extraIps.map((a) => `IP:${a}`)].join(",")}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n`,
   );
   for (const ca of ["ca", "rogue-ca"]) {
-    openssl(
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        `${ca}.key`,
-        "-out",
-        `${ca}.crt`,
-        "-days",
-        "2",
-        "-subj",
-        `/CN=CPM test ${ca}`,
-      ],
-      dir,
-    );
+    selfSignedFiles(dir, ca, `/CN=CPM test ${ca}`);
   }
   for (const [name, ca] of [
     ["server", "ca"],
@@ -110,26 +116,7 @@ export interface NamedCerts {
 
 /** Makes a CA and one server certificate per DNS name, signed by it (openssl). */
 export function makeNamedCerts(dir: string, names: string[]): NamedCerts {
-  openssl(
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      "named-ca.key",
-      "-out",
-      "named-ca.crt",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=CPM test named CA",
-    ],
-    dir,
-  );
+  selfSignedFiles(dir, "named-ca", "/CN=CPM test named CA");
   const certs: NamedCerts["certs"] = {};
   for (const name of names) {
     writeFileSync(
@@ -183,28 +170,7 @@ export function makeNamedCerts(dir: string, names: string[]): NamedCerts {
 
 /** A self-signed certificate for `sans` with its key (openssl, at test time). */
 export function selfSigned(dir: string, name: string, sans: string[]): { cert: string; key: string } {
-  openssl(
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.crt`,
-      "-days",
-      "2",
-      "-subj",
-      `/CN=${name}`,
-      "-addext",
-      `subjectAltName=${sans.join(",")}`,
-    ],
-    dir,
-  );
+  selfSignedFiles(dir, name, `/CN=${name}`, ["-addext", `subjectAltName=${sans.join(",")}`]);
   return {
     cert: readFileSync(path.join(dir, `${name}.crt`), "utf8"),
     key: readFileSync(path.join(dir, `${name}.key`), "utf8"),
