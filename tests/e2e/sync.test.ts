@@ -298,29 +298,37 @@ describe("instance sync: a master and two slaves over TLS, each with its own Cad
   });
 
   it("a slave whose Caddy refuses the config NACKs, keeps serving the old one, and the master shows why", async () => {
-    await create("before-fault", "before-fault.sync.test");
+    const before = await create("before-fault", "before-fault.sync.test");
+    // Caddy serves a snapshot before the slave's database commits it (preload, then commit):
+    // the good version is the one the master saw acknowledged, not a read racing that commit.
     await slave2.waitServes("before-fault.sync.test", /upstream=U/);
-    const goodVersion = await slave2.version();
-    fault.rejectLoads = true;
-    const bad = await create("during-fault", "during-fault.sync.test");
-    await slave1.waitServes("during-fault.sync.test", /upstream=U/);
-    const st = await waitFor(async () => {
-      const s = await slaveStatus("slave2");
-      return s.lastNackedVersion === bad.configVersion ? s : undefined;
-    }, "slave2 NACKs the version its Caddy refused");
-    assert.match(st.lastError, /injected fault/);
-    assert.equal(st.ackedVersion, goodVersion);
-    // Last good configuration: database and Caddy.
+    await waitAcked("slave2", before.configVersion);
+    const goodVersion = before.configVersion;
     assert.equal(await slave2.version(), goodVersion);
-    assert.equal((await slave2.get("during-fault.sync.test")).status, 404);
-    assert.match((await slave2.get("before-fault.sync.test")).body, /upstream=U/);
-    const sent = st.snapshotsSent;
-    const rejected = fault.rejected;
-    await new Promise((r) => setTimeout(r, 2000));
-    assert.equal((await slaveStatus("slave2")).snapshotsSent, sent, "a NACKed version is not resent in a loop");
-    assert.ok(fault.rejected <= rejected + 1, "no retry storm against Caddy");
-
-    fault.rejectLoads = false;
+    fault.rejectLoads = true;
+    let bad: { configVersion: number };
+    try {
+      bad = await create("during-fault", "during-fault.sync.test");
+      await slave1.waitServes("during-fault.sync.test", /upstream=U/);
+      const st = await waitFor(async () => {
+        const s = await slaveStatus("slave2");
+        return s.lastNackedVersion === bad.configVersion ? s : undefined;
+      }, "slave2 NACKs the version its Caddy refused");
+      assert.match(st.lastError, /injected fault/);
+      assert.equal(st.ackedVersion, goodVersion);
+      // Last good configuration: database and Caddy.
+      assert.equal(await slave2.version(), goodVersion);
+      assert.equal((await slave2.get("during-fault.sync.test")).status, 404);
+      assert.match((await slave2.get("before-fault.sync.test")).body, /upstream=U/);
+      const sent = st.snapshotsSent;
+      const rejected = fault.rejected;
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.equal((await slaveStatus("slave2")).snapshotsSent, sent, "a NACKed version is not resent in a loop");
+      assert.ok(fault.rejected <= rejected + 1, "no retry storm against Caddy");
+    } finally {
+      // A failed assertion above must not leave slave2's Caddy refusing the next tests' loads.
+      fault.rejectLoads = false;
+    }
     await unary(master.dispatcher.triggerFullSync.bind(master.dispatcher), { slaveName: "slave2" }, master.adminToken);
     await slave2.waitServes("during-fault.sync.test", /upstream=U/);
     const ok = await waitAcked("slave2", bad.configVersion);
