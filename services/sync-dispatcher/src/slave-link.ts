@@ -1,47 +1,14 @@
-import {
-  Compatibility,
-  CompatibilityIssueCode,
-  NackCode,
-  SyncReceiverService,
-  SyncRequest,
-  type SlaveStatus,
-  type SyncResponse,
-} from "@cpm/proto";
+import { Compatibility, CompatibilityIssueCode, NackCode, type SlaveStatus, type SyncResponse } from "@cpm/proto";
 import { backoffDelay, type CompatibilityIssue, type Logger, type PeerInfo, type SlaveTarget } from "@cpm/core";
-import { clientOptions, handshakeMetadata, peerFromMetadata, withBearer } from "@cpm/grpc-kit";
-import {
-  connectivityState,
-  makeGenericClientConstructor,
-  type Client,
-  type ClientDuplexStream,
-  type Metadata,
-  status,
-} from "@grpc/grpc-js";
+import { handshakeMetadata, peerFromMetadata, withBearer } from "@cpm/grpc-kit";
+import { status, type Metadata } from "@grpc/grpc-js";
 import { endPush, startPush, type CommitTraces, type PushSpan } from "./push-trace.ts";
 import { NO_LINK_METRICS, type LinkMetrics } from "./metrics.ts";
 import { decideSend, type StateKey } from "./send-decision.ts";
-import { isConnectionRefused, nextReconnect, REFUSED_RETRY_MS, type StreamOutcome } from "./reconnect.ts";
+import { isConnectionRefused, nextReconnect, type StreamOutcome } from "./reconnect.ts";
 import { withTraceContext, type SnapshotCache } from "./snapshots.ts";
-import { SlaveCredentials } from "./slave-credentials.ts";
+import { SlaveConnection, type StreamError, type SyncStream } from "./sync-stream.ts";
 import { describeStreamError, seconds, type LinkKeepalive } from "./link-loss.ts";
-
-/**
- * The SyncReceiver client the links use: a request that is already a Buffer (a snapshot
- * encoded once per version, see SnapshotCache) is written as is, so every slave gets the
- * same bytes without encoding them again.
- */
-const SyncLinkClient = makeGenericClientConstructor(
-  {
-    sync: {
-      ...SyncReceiverService.sync,
-      requestSerialize: (value: SyncRequest | Buffer): Buffer =>
-        Buffer.isBuffer(value) ? value : Buffer.from(SyncRequest.encode(value).finish()),
-    },
-  },
-  "cpm.sync.v1.SyncReceiver",
-) as unknown as new (...args: ConstructorParameters<typeof Client>) => Client & {
-  sync(metadata: Metadata): ClientDuplexStream<SyncRequest | Buffer, SyncResponse>;
-};
 
 /**
  * Resending a state the slave NACKed as retryable (one of its services down, starting or
@@ -82,10 +49,9 @@ export interface LinkOptions {
  * one is resent after a jittered backoff that grows until the next ACK.
  */
 export class SlaveLink {
-  private client: InstanceType<typeof SyncLinkClient>;
-  /** The current channel's credentials, which hold its connections (see SlaveCredentials). */
-  private credentials!: SlaveCredentials;
-  private stream: ClientDuplexStream<SyncRequest | Buffer, SyncResponse> | undefined;
+  /** The HTTP/2 connection the link's stream runs on (see SlaveConnection). */
+  private readonly connection: SlaveConnection;
+  private stream: SyncStream | undefined;
   private connected = false;
   private inFlight: { version: number; contentSha256: string; timer: NodeJS.Timeout; span: PushSpan } | undefined;
   private acked: (StateKey & { configSha256: string; at: Date }) | undefined;
@@ -128,75 +94,47 @@ export class SlaveLink {
     private readonly log: Logger,
     private readonly metrics: LinkMetrics = NO_LINK_METRICS,
   ) {
-    this.client = this.newClient();
+    this.connection = new SlaveConnection(
+      {
+        address: target.address,
+        host: new URL(target.url).hostname.replace(/^\[(.*)\]$/, "$1"),
+        tls: target.tls ? { caFile: opts.caFile } : undefined,
+      },
+      { maxMessageBytes: opts.maxMessageBytes, keepalive: opts.keepalive },
+    );
   }
 
   /**
-   * A channel that reconnects by itself every REFUSED_RETRY_MS while it cannot connect (the
-   * link's own loop decides how long to wait for it; see `run`).
+   * Runs the connect/reconnect loop until `stop`. Every attempt after a stream ended starts on
+   * a fresh connection (a fresh socket, a fresh SYN): what ended the last one (a restart, a cut
+   * link, a deadline) leaves nothing worth keeping.
    */
-  private newClient(): InstanceType<typeof SyncLinkClient> {
-    const host = new URL(this.target.url).hostname.replace(/^\[(.*)\]$/, "$1");
-    this.credentials = new SlaveCredentials(host, this.target.tls ? { caFile: this.opts.caFile } : undefined);
-    return new SyncLinkClient(this.target.address, this.credentials, {
-      ...clientOptions({ maxMessageBytes: this.opts.maxMessageBytes }),
-      "grpc.initial_reconnect_backoff_ms": REFUSED_RETRY_MS,
-      "grpc.max_reconnect_backoff_ms": REFUSED_RETRY_MS,
-      // A channel of its own, never one shared with an earlier client of the same slave: an
-      // attempt abandoned for its deadline takes its socket with it (see `run`).
-      "grpc.use_local_subchannel_pool": 1,
-      // No channelz: its trace of every channel, subchannel and socket event is kept per link
-      // (about a hundred objects each), and nothing here reads it.
-      "grpc.enable_channelz": 0,
-      "grpc.keepalive_time_ms": this.opts.keepalive.timeMs,
-      "grpc.keepalive_timeout_ms": this.opts.keepalive.timeoutMs,
-      "grpc.keepalive_permit_without_calls": 1,
-    });
-  }
-
-  /** Runs the connect/reconnect loop until `stop`. */
   async run(): Promise<void> {
     let failures = 0;
     while (!this.stopped.signal.aborted) {
       const outcome = await this.connectOnce();
+      this.connection.close();
       if (this.stopped.signal.aborted) break;
       const next = nextReconnect(outcome, failures);
       failures = next.failures;
-      if (
-        outcome === "timeout" ||
-        (outcome === "failed" && this.client.getChannel().getConnectivityState(false) !== connectivityState.READY)
-      ) {
-        // Cannot connect for another reason than a refusal (a TLS handshake, say): the channel
-        // would try again every REFUSED_RETRY_MS by itself; a fresh one waits for the backoff.
-        // An attempt that got no answer within its deadline leaves its socket with its channel:
-        // the next one starts on a fresh socket (a fresh SYN), not on the kernel's retry.
-        this.credentials.destroyConnections();
-        this.client.close();
-        this.client = this.newClient();
-      }
       this.log.debug({ delay: next.delayMs, outcome }, "reconnecting");
-      await this.channelReadyOr(next.delayMs);
+      await this.sleep(next.delayMs);
     }
   }
 
-  /** Waits `ms`, or less when the channel reconnects by itself before. */
-  private async channelReadyOr(ms: number): Promise<void> {
-    const channel = this.client.getChannel();
-    const deadline = Date.now() + ms;
-    while (!this.stopped.signal.aborted && Date.now() < deadline) {
-      const state = channel.getConnectivityState(false);
-      if (state === connectivityState.READY) return;
-      const changed = await new Promise<boolean>((resolve) => {
-        const onAbort = () => resolve(false);
-        this.stopped.signal.addEventListener("abort", onAbort, { once: true });
-        channel.watchConnectivityState(state, deadline, (err) => {
-          // Removed whatever happened: the signal lives as long as the link, a wait does not.
-          this.stopped.signal.removeEventListener("abort", onAbort);
-          resolve(!err);
-        });
-      });
-      if (!changed) return;
-    }
+  /** Waits `ms`, or less when the link is stopped. */
+  private sleep(ms: number): Promise<void> {
+    if (ms <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        // Removed whatever happened: the signal lives as long as the link, a wait does not.
+        this.stopped.signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.stopped.signal.addEventListener("abort", done, { once: true });
+    });
   }
 
   /** One stream's life. Resolves when it ends, with how it went. */
@@ -204,7 +142,7 @@ export class SlaveLink {
     return new Promise((resolve) => {
       let answered = false;
       let timedOut = false;
-      const stream = this.client.sync(handshakeMetadata(undefined, withBearer(this.target.token)));
+      const stream = this.connection.open(handshakeMetadata(undefined, withBearer(this.target.token)));
       this.stream = stream;
       // Both end with the attempt (`finish`): the signal lives as long as the link.
       const onStop = () => stream.cancel();
@@ -215,7 +153,7 @@ export class SlaveLink {
       }, this.opts.connectTimeoutMs);
       // Watches the link's sockets while the stream lives: a dropped connection is named a
       // keepalive timeout only when a ping went unanswered (see describeStreamError).
-      const watch = this.credentials.watchSilence(Math.min(1_000, Math.max(25, this.opts.keepalive.timeoutMs / 4)));
+      const watch = this.connection.watchSilence(Math.min(1_000, Math.max(25, this.opts.keepalive.timeoutMs / 4)));
       stream.on("metadata", (headers: Metadata) => {
         clearTimeout(connectTimer);
         this.connected = true;
@@ -236,7 +174,7 @@ export class SlaveLink {
         answered = true;
         this.onResponse(res);
       });
-      const finish = (err?: Error & { code?: number; details?: string }) => {
+      const finish = (err?: StreamError) => {
         if (this.stream !== stream) return;
         this.stream = undefined;
         clearTimeout(connectTimer);
@@ -278,7 +216,7 @@ export class SlaveLink {
                 : "failed",
         );
       };
-      stream.on("error", (err: Error) => finish(err as Error & { code?: number }));
+      stream.on("error", (err) => finish(err));
       stream.on("end", () => finish());
     });
   }
@@ -472,7 +410,6 @@ export class SlaveLink {
   stop(): void {
     clearTimeout(this.retryTimer);
     this.stopped.abort();
-    this.client.close();
-    this.credentials.destroyConnections();
+    this.connection.close();
   }
 }
