@@ -13,32 +13,15 @@ export interface LinkKeepalive {
  */
 export const silentLinkBoundMs = (k: LinkKeepalive): number => k.timeMs + k.timeoutMs;
 
-/**
- * What the link's sockets saw before the stream ended: how long nothing was read, and
- * whether something (a ping, a snapshot) was written after the last byte read.
- */
-export interface Silence {
-  silentForMs: number;
-  unansweredWrite: boolean;
-}
-
-type StreamError = Error & { code?: number; details?: string };
+type StreamError = Error & { code?: number; details?: string; keepalive?: boolean };
 
 /**
- * Why a stream to a slave ended, in the words of the status.
- *
- * grpc-js reports a connection its keepalive dropped as UNAVAILABLE "Connection dropped", the
- * same as one the slave closed. The sockets tell them apart: a keepalive drop follows a ping
- * written and not answered for `timeoutMs`, with nothing read since; a slave that closes its
- * connection had answered the last ping.
+ * Why a stream to a slave ended, in the words of the status. A connection its keepalive ended
+ * (a ping unanswered for `timeoutMs`; see SlaveConnection) is named as such, not as the
+ * "Connection dropped" of a slave that closed its connection.
  */
-export function describeStreamError(err: StreamError, silence: Silence | undefined, keepalive: LinkKeepalive): string {
-  if (
-    err.code === status.UNAVAILABLE &&
-    silence?.unansweredWrite &&
-    silence.silentForMs >= keepalive.timeoutMs &&
-    /connection dropped/i.test(err.details ?? err.message)
-  )
+export function describeStreamError(err: StreamError, keepalive: LinkKeepalive): string {
+  if (err.keepalive)
     return `no keepalive answer from the slave for ${seconds(silentLinkBoundMs(keepalive))}; the link is silent (CPM_SYNC_KEEPALIVE_TIME_MS + CPM_SYNC_KEEPALIVE_TIMEOUT_MS); connecting again`;
   const name = err.code !== undefined ? (status[err.code] ?? `code ${err.code}`) : "error";
   if (err.code === status.UNAUTHENTICATED)

@@ -151,9 +151,6 @@ export class SlaveLink {
         timedOut = true;
         stream.cancel();
       }, this.opts.connectTimeoutMs);
-      // Watches the link's sockets while the stream lives: a dropped connection is named a
-      // keepalive timeout only when a ping went unanswered (see describeStreamError).
-      const watch = this.connection.watchSilence(Math.min(1_000, Math.max(25, this.opts.keepalive.timeoutMs / 4)));
       stream.on("metadata", (headers: Metadata) => {
         clearTimeout(connectTimer);
         this.connected = true;
@@ -178,7 +175,6 @@ export class SlaveLink {
         if (this.stream !== stream) return;
         this.stream = undefined;
         clearTimeout(connectTimer);
-        const silence = watch.stop();
         this.stopped.signal.removeEventListener("abort", onStop);
         const wasConnected = this.connected;
         this.connected = false;
@@ -197,7 +193,7 @@ export class SlaveLink {
           const message = timedOut
             ? `no answer from the slave within ${seconds(this.opts.connectTimeoutMs)}; connecting again`
             : err
-              ? describeStreamError(err, silence, this.opts.keepalive)
+              ? describeStreamError(err, this.opts.keepalive)
               : "stream closed by the slave";
           // A lost stream counts and starts an outage; failed attempts to connect count once per outage.
           this.fail(message, { count: wasConnected || !this.outage });

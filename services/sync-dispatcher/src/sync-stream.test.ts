@@ -4,6 +4,7 @@ import { describe, it } from "node:test";
 import { Metadata, status } from "@grpc/grpc-js";
 import { Snapshot, SyncRequest, SyncResponse } from "@cpm/proto";
 import {
+  chunks,
   MessageReader,
   messagePrefix,
   SlaveConnection,
@@ -54,6 +55,34 @@ describe("MessageReader: gRPC's length-prefixed messages out of HTTP/2 DATA", ()
       (e: StreamError) => e.code === Number(status.INTERNAL),
     );
   });
+});
+
+describe("chunks: a message handed to the connection a piece at a time", () => {
+  const cases: [string, number, number, number[]][] = [
+    ["empty", 0, 4, []],
+    ["smaller than a chunk", 3, 4, [3]],
+    ["exactly one chunk", 4, 4, [4]],
+    ["a chunk and a rest", 5, 4, [4, 1]],
+    [
+      "a 104 KiB snapshot in 16 KiB chunks",
+      104 * 1024,
+      16 * 1024,
+      [...Array.from({ length: 6 }, () => 16 * 1024), 8 * 1024],
+    ],
+  ];
+  for (const [name, length, size, want] of cases)
+    it(name, () => {
+      const buffer = Buffer.alloc(length, 7);
+      const got = chunks(buffer, size);
+      assert.deepEqual(
+        got.map((c) => c.length),
+        want,
+      );
+      assert.ok(
+        got.every((c) => c.buffer === buffer.buffer),
+        "views of the message, not copies",
+      );
+    });
 });
 
 describe("the status of a Sync call's end", () => {
