@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { createLogger, type SlaveTarget } from "@cpm/core";
 import type { ConfigPort } from "@cpm/grpc-kit";
-import { Dispatcher, PUSH_BATCH } from "./dispatcher.ts";
+import { Dispatcher, PUSH_BATCH, writePieceBytes } from "./dispatcher.ts";
 
 const OPTS = {
   caFile: undefined,
@@ -22,6 +22,17 @@ function targets(n: number): SlaveTarget[] {
     token: "t".repeat(20),
   }));
 }
+
+describe("writePieceBytes: how much of a snapshot a link writes at a time", () => {
+  const cases: [number, number][] = [
+    [0, Infinity],
+    [1, Infinity],
+    [PUSH_BATCH, Infinity],
+    [PUSH_BATCH + 1, 16 * 1024],
+    [1000, 16 * 1024],
+  ];
+  for (const [links, want] of cases) it(`${links} slaves -> ${want}`, () => assert.equal(writePieceBytes(links), want));
+});
 
 describe("Dispatcher: every link is pushed to, a batch per turn of the event loop", () => {
   for (const slaves of [1, PUSH_BATCH, PUSH_BATCH + 1, 3 * PUSH_BATCH + 5]) {

@@ -37,6 +37,8 @@ export interface LinkOptions {
   connectTimeoutMs: number;
   /** HTTP/2 pings on the link (CPM_SYNC_KEEPALIVE_TIME_MS / _TIMEOUT_MS): how soon a silent link is dropped. */
   keepalive: LinkKeepalive;
+  /** How much of a snapshot is handed to the connection at a time (writePieceBytes); all of it when unset. */
+  pieceBytes?: number;
 }
 
 /**
@@ -100,7 +102,7 @@ export class SlaveLink {
         host: new URL(target.url).hostname.replace(/^\[(.*)\]$/, "$1"),
         tls: target.tls ? { caFile: opts.caFile } : undefined,
       },
-      { maxMessageBytes: opts.maxMessageBytes, keepalive: opts.keepalive },
+      { maxMessageBytes: opts.maxMessageBytes, keepalive: opts.keepalive, pieceBytes: opts.pieceBytes ?? Infinity },
     );
   }
 

@@ -130,40 +130,44 @@ describe("the status of a Sync call's end", () => {
 });
 
 describe("SlaveConnection against a grpc-js receiver", () => {
-  const connection = (port: number) =>
+  const connection = (port: number, pieceBytes = Infinity) =>
     new SlaveConnection(
       { address: `127.0.0.1:${port}`, host: "127.0.0.1", tls: undefined },
-      { maxMessageBytes: 1 << 20, keepalive: { timeMs: 10_000, timeoutMs: 5_000 } },
+      { maxMessageBytes: 1 << 20, keepalive: { timeMs: 10_000, timeoutMs: 5_000 }, pieceBytes },
     );
 
-  it("opens the call, reads the handshake and each answer, and ends with the server's status", async () => {
-    const slave = await testReceiver({
-      answer: (version) => SyncResponse.fromPartial({ ack: { version, contentSha256: "c", configSha256: "k" } }),
-      handshake: { "cpm-release": "9.9.9" },
+  for (const pieceBytes of [Infinity, 7])
+    it(`opens the call, reads the handshake and each answer, and ends with the server's status (pieces of ${pieceBytes} bytes)`, async () => {
+      const slave = await testReceiver({
+        answer: (version) => SyncResponse.fromPartial({ ack: { version, contentSha256: "c", configSha256: "k" } }),
+        handshake: { "cpm-release": "9.9.9" },
+      });
+      const c = connection(slave.port, pieceBytes);
+      try {
+        const stream = c.open(new Metadata());
+        const release = new Promise<string>((resolve) =>
+          stream.on("metadata", (md) => resolve(String(md.get("cpm-release")[0]))),
+        );
+        const ack = new Promise<number>((resolve) => stream.on("data", (r) => resolve(r.ack!.version)));
+        const frame = Buffer.from(
+          SyncRequest.encode({
+            snapshot: Snapshot.fromPartial({ version: 7, masterInstanceId: "m".repeat(100) }),
+            traceContext: undefined,
+          }).finish(),
+        );
+        stream.write(frame);
+        assert.equal(await release, "9.9.9");
+        assert.equal(await ack, 7);
+        assert.deepEqual(slave.received, [7]);
+        const ended = new Promise<StreamError>((resolve) => stream.on("error", resolve));
+        slave.server.forceShutdown();
+        const err = await ended;
+        assert.equal(err.code, status.UNAVAILABLE, err.message);
+      } finally {
+        c.close();
+        slave.server.forceShutdown();
+      }
     });
-    const c = connection(slave.port);
-    try {
-      const stream = c.open(new Metadata());
-      const release = new Promise<string>((resolve) =>
-        stream.on("metadata", (md) => resolve(String(md.get("cpm-release")[0]))),
-      );
-      const ack = new Promise<number>((resolve) => stream.on("data", (r) => resolve(r.ack!.version)));
-      const frame = Buffer.from(
-        SyncRequest.encode({ snapshot: Snapshot.fromPartial({ version: 7 }), traceContext: undefined }).finish(),
-      );
-      stream.write(frame);
-      assert.equal(await release, "9.9.9");
-      assert.equal(await ack, 7);
-      assert.deepEqual(slave.received, [7]);
-      const ended = new Promise<StreamError>((resolve) => stream.on("error", resolve));
-      slave.server.forceShutdown();
-      const err = await ended;
-      assert.equal(err.code, status.UNAVAILABLE, err.message);
-    } finally {
-      c.close();
-      slave.server.forceShutdown();
-    }
-  });
 
   it("names a refused connection UNAVAILABLE with ECONNREFUSED, once", async () => {
     const slave = await testReceiver();
