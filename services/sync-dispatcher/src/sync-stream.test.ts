@@ -169,6 +169,31 @@ describe("SlaveConnection against a grpc-js receiver", () => {
       }
     });
 
+  it("ends with the slave's RESOURCE_EXHAUSTED when it refuses a message before reading all of it", async () => {
+    const slave = await testReceiver({ maxReceiveBytes: 1024 });
+    const c = connection(slave.port);
+    try {
+      const stream = c.open(new Metadata());
+      const ended = new Promise<StreamError>((resolve) => stream.on("error", resolve));
+      // Over the slave's limit and over HTTP/2's initial window: the slave answers without
+      // reading the rest, so this side must not wait for the write to finish.
+      stream.write(
+        Buffer.from(
+          SyncRequest.encode({
+            snapshot: Snapshot.fromPartial({ version: 1, masterInstanceId: "m".repeat(512 * 1024) }),
+            traceContext: undefined,
+          }).finish(),
+        ),
+      );
+      const err = await ended;
+      assert.equal(err.code, status.RESOURCE_EXHAUSTED, err.message);
+      assert.deepEqual(slave.received, []);
+    } finally {
+      c.close();
+      slave.server.forceShutdown();
+    }
+  });
+
   it("names a refused connection UNAVAILABLE with ECONNREFUSED, once", async () => {
     const slave = await testReceiver();
     const port = slave.port;

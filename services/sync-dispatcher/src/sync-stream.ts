@@ -167,9 +167,20 @@ export class SyncStream extends EventEmitter<{
         );
       }
     });
+    // The call ends with the slave's status once it and every answer before it are read, even
+    // while this side is still writing: a slave that refuses a snapshot (too large, say) answers
+    // before it has read all of it, and reads no more, so the write would wait on flow control.
+    const settle = () => {
+      if (!this.trailers || !request.readableEnded) return;
+      const { code, details } = this.trailers;
+      this.finish(code === status.OK ? undefined : streamError(code, details));
+      if (!request.destroyed) request.close(h2.NGHTTP2_CANCEL);
+    };
     request.on("trailers", (headers: IncomingHttpHeaders) => {
       this.trailers = statusOfTrailers(headers) ?? { code: status.UNKNOWN, details: "no grpc-status in the trailers" };
+      settle();
     });
+    request.on("end", settle);
     // 'close' follows and says how the stream ended; this says why, when the connection failed.
     let requestError: (Error & { cause?: unknown }) | undefined;
     request.on("error", (err: Error) => {

@@ -65,12 +65,16 @@ export async function testReceiver(
     answer?: (version: number, snapshot: Snapshot) => SyncResponse | undefined;
     /** The handshake headers it answers a stream with: this release's by default, `{}` for release 0.1.0's silence. */
     handshake?: Record<string, string>;
+    /** The largest message it reads (grpc-js's default, 4 MiB, unless given). */
+    maxReceiveBytes?: number;
   } = {},
 ): Promise<{ received: number[]; schemas: number[]; masterReleases: string[]; server: Server; port: number }> {
   const received: number[] = [];
   const schemas: number[] = [];
   const masterReleases: string[] = [];
-  const server = new Server();
+  const server = new Server(
+    opts.maxReceiveBytes ? { "grpc.max_receive_message_length": opts.maxReceiveBytes } : undefined,
+  );
   server.addService(SyncReceiverService, {
     sync: (call: ServerDuplexStream<SyncRequest, SyncResponse>) => {
       call.sendMetadata(handshakeMetadata(opts.handshake));
