@@ -148,7 +148,7 @@ export class SyncStream extends EventEmitter<{
     request.on("response", (headers) => {
       const httpStatus = Number(headers[":status"]);
       if (httpStatus !== 200) {
-        this.fail(streamError(statusOfHttp(httpStatus), `Received HTTP status code ${httpStatus}`));
+        this.end(streamError(statusOfHttp(httpStatus), `Received HTTP status code ${httpStatus}`));
         return;
       }
       // A trailers-only response: the status comes with the headers, no handshake to read.
@@ -160,7 +160,7 @@ export class SyncStream extends EventEmitter<{
       try {
         for (const message of reader.push(chunk)) this.emit("data", SyncResponse.decode(message));
       } catch (err) {
-        this.fail(
+        this.end(
           (err as StreamError).code !== undefined
             ? (err as StreamError)
             : streamError(status.INTERNAL, `cannot decode the slave's answer: ${(err as Error).message}`),
@@ -171,10 +171,7 @@ export class SyncStream extends EventEmitter<{
     // while this side is still writing: a slave that refuses a snapshot (too large, say) answers
     // before it has read all of it, and reads no more, so the write would wait on flow control.
     const settle = () => {
-      if (!this.trailers || !request.readableEnded) return;
-      const { code, details } = this.trailers;
-      this.finish(code === status.OK ? undefined : streamError(code, details));
-      if (!request.destroyed) request.close(h2.NGHTTP2_CANCEL);
+      if (this.trailers && request.readableEnded) this.end(this.statusError());
     };
     request.on("trailers", (headers: IncomingHttpHeaders) => {
       this.trailers = statusOfTrailers(headers) ?? { code: status.UNKNOWN, details: "no grpc-status in the trailers" };
@@ -188,12 +185,11 @@ export class SyncStream extends EventEmitter<{
     });
     request.on("close", () => {
       if (this.trailers) {
-        const { code, details } = this.trailers;
-        this.finish(code === status.OK ? undefined : streamError(code, details));
+        this.end(this.statusError());
         return;
       }
       const cause = requestError?.cause instanceof Error ? requestError.cause : requestError;
-      this.finish(
+      this.end(
         this.connectionFailure() ??
           (cause && (cause as Error & { code?: string }).code !== "ERR_HTTP2_STREAM_ERROR"
             ? streamError(status.UNAVAILABLE, cause.message)
@@ -230,18 +226,20 @@ export class SyncStream extends EventEmitter<{
   }
 
   cancel(): void {
-    this.fail(streamError(status.CANCELLED, "Cancelled on client"));
+    this.end(streamError(status.CANCELLED, "Cancelled on client"));
   }
 
-  private fail(err: StreamError): void {
-    if (this.done) return;
-    this.finish(err);
-    if (!this.request.destroyed) this.request.close(h2.NGHTTP2_CANCEL);
+  /** The slave's status as an error; undefined when it is OK. */
+  private statusError(): StreamError | undefined {
+    const { code, details } = this.trailers!;
+    return code === status.OK ? undefined : streamError(code, details);
   }
 
-  private finish(err?: StreamError): void {
+  /** Ends the call once (`end`, or `error` with `err`), dropping whatever is still to be written. */
+  private end(err?: StreamError): void {
     if (this.done) return;
     this.done = true;
+    if (!this.request.destroyed) this.request.close(h2.NGHTTP2_CANCEL);
     // Never inside the caller's own call (cancel from a timer, a handler): as grpc-js does.
     process.nextTick(() => (err ? this.emit("error", err) : this.emit("end")));
   }
