@@ -9,18 +9,75 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(sortDeep(value));
 }
 
+/**
+ * The value with every object's keys in sorted order, Dates as ISO strings and undefined members
+ * dropped, for JSON.stringify. A plain object or array that is in that form already, all the way
+ * down, is returned as it is rather than copied: JSON.stringify then writes the very same bytes
+ * (it lists an object's keys as Object.keys does: integer keys ascending, then the others in
+ * insertion order, here sorted), and rendered configs and snapshots are mostly built in that
+ * order, so hashing them copies little. Anything else (other prototypes, a `toJSON`, a
+ * `__proto__` key, keys out of order) is copied as it always was.
+ */
 function sortDeep(value: unknown): unknown {
+  if (value === null || typeof value !== "object") return value;
   if (value instanceof Date) return value.toISOString();
-  if (Array.isArray(value)) return value.map(sortDeep);
-  if (value !== null && typeof value === "object") {
+  if (Array.isArray(value)) {
+    if (typeof (value as { toJSON?: unknown }).toJSON === "function") return value.map(sortDeep);
+    let copy: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const v: unknown = value[i];
+      const s = sortDeep(v);
+      if (copy) copy.push(s);
+      else if (s !== v) (copy = value.slice(0, i)).push(s);
+    }
+    return copy ?? value;
+  }
+  const keys = Object.keys(value);
+  const obj = value as Record<string, unknown>;
+  if (!inOrder(value, keys)) {
     const out: Record<string, unknown> = {};
-    for (const key of Object.keys(value).sort()) {
-      const v = (value as Record<string, unknown>)[key];
+    for (const key of keys.sort()) {
+      const v = obj[key];
       if (v !== undefined) out[key] = sortDeep(v);
     }
     return out;
   }
-  return value;
+  // In order: copied only from the first member that changes (the ones before it are kept as they are).
+  let copy: Record<string, unknown> | undefined;
+  for (let i = 0; i < keys.length; i++) {
+    const v = obj[keys[i]!];
+    if (v === undefined) continue;
+    const s = sortDeep(v);
+    if (copy) copy[keys[i]!] = s;
+    else if (s !== v) {
+      copy = {};
+      for (let j = 0; j < i; j++) if (obj[keys[j]!] !== undefined) copy[keys[j]!] = obj[keys[j]!];
+      copy[keys[i]!] = s;
+    }
+  }
+  return copy ?? value;
+}
+
+/** Whether JSON.stringify writes `value` (a non-array object, keys as Object.keys lists them) with its keys in sorted order. */
+function inOrder(value: object, keys: string[]): boolean {
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return false;
+  if (typeof (value as { toJSON?: unknown }).toJSON === "function") return false;
+  let first = 0;
+  while (first < keys.length && isIndex(keys[first]!)) first++; // Object.keys lists integer keys first, ascending
+  for (let i = first + 1; i < keys.length; i++) if (keys[i - 1]! > keys[i]!) return false;
+  return !keys.includes("__proto__");
+}
+
+/** An array index, which objects list first and in numeric order: a canonical whole number below 2^32 - 1. */
+function isIndex(key: string): boolean {
+  const c = key.charCodeAt(0);
+  if (c < 48 || c > 57 || key.length > 10 || (c === 48 && key.length > 1)) return false;
+  for (let i = 1; i < key.length; i++) {
+    const d = key.charCodeAt(i);
+    if (d < 48 || d > 57) return false;
+  }
+  return Number(key) <= 4294967294;
 }
 
 export function sha256Hex(data: string | Uint8Array): string {

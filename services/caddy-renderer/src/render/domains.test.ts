@@ -41,6 +41,20 @@ describe("DomainIndex", () => {
     assert.deepEqual(i.domainsOf(other), ["c.example.com", "x.org"]);
   });
 
+  test("a host's names are its own object's: a changed copy is matched by its new names", () => {
+    const before = host("h", ["b.org", "a.org", "a.org"]);
+    const after = { ...before, domains: ["c.org"] };
+    assert.deepEqual(new DomainIndex([before]).matcher([before]), { host: ["a.org", "b.org"] });
+    assert.deepEqual(new DomainIndex([after, other]).matcher([after, other]), {
+      host: ["c.example.com", "c.org", "x.org"],
+    });
+    assert.deepEqual(
+      new DomainIndex([before]).domainsOf(before),
+      ["a.org", "b.org"],
+      "the first object keeps its names",
+    );
+  });
+
   test("the matchers do not depend on the order of domains", () => {
     for (let seed = 1; seed <= 5; seed++) {
       const hs = [exact, other, wild].map((h) => ({ ...h, domains: shuffled(h.domains, seed) }));

@@ -28,9 +28,9 @@ const LB: Record<LoadBalancingPolicy, string> = {
 };
 
 const NOT_FOUND: Json = {
+  body: "No proxy host is configured for this domain.\n",
   handler: "static_response",
   status_code: 404,
-  body: "No proxy host is configured for this domain.\n",
 };
 const NOT_FOUND_ROUTE: Json = { handle: [NOT_FOUND] };
 /**
@@ -60,7 +60,7 @@ const ENCODE: Json = { handler: "encode", encodings: { zstd: {}, gzip: {} }, pre
 export function render(input: Snapshot, opts: RenderOptions): Rendered {
   const warnings: string[] = [];
   const snapshot = withoutReservedUpstreams(input, opts, warnings);
-  const hosts = snapshot.proxyHosts.filter((h) => h.enabled !== false).sort((a, b) => cmp(a.id, b.id));
+  const hosts = sortedById(snapshot.proxyHosts.filter((h) => h.enabled !== false));
   const index = new DomainIndex(hosts);
   const served = hosts.filter((h) => index.domainsOf(h).length > 0);
   const acls = new Map(snapshot.accessLists.map((a) => [a.id, a]));
@@ -69,16 +69,20 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
   // The redirect keeps a non-default HTTPS port, so ssl_forced works on any CPM_HTTPS_PORT.
   const httpsOrigin = `https://{http.request.host}${opts.httpsPort === 443 ? "" : `:${opts.httpsPort}`}`;
   const settings = snapshot.settings;
-  const classes = groupBy(served, (h) => {
-    const acl = h.accessListId ? acls.get(h.accessListId) : undefined;
-    return keyed(h, "classes", [https, httpsOrigin, acl, settings], () =>
-      classRoutes(h, https, httpsOrigin, accessHandlers(acl), settings),
-    );
-  });
-  const proxies = groupBy(served, (h) =>
-    keyed(h, "proxy", [settings], () =>
-      h.compression ? [ENCODE, reverseProxy(h, settings)] : [reverseProxy(h, settings)],
-    ),
+  const ctx = classContext(https, httpsOrigin, settings);
+  const classes = groupBy(
+    served,
+    "classes",
+    (h) => (h.accessListId ? acls.get(h.accessListId) : undefined),
+    ctx,
+    (h, acl) => classRoutes(h, https, httpsOrigin, accessHandlers(acl as AccessList | undefined), settings),
+  );
+  const proxies = groupBy(
+    served,
+    "proxy",
+    () => undefined,
+    settings,
+    (h) => (h.compression ? [ENCODE, reverseProxy(h, settings)] : [reverseProxy(h, settings)]),
   );
   // Routes for disjoint sets of hosts: any order is right; sorted by first name to be deterministic.
   const listRoutes = (groups: { hosts: ProxyHost[]; value: Json[] }[], handle: (v: Json[]) => Json[]) =>
@@ -86,7 +90,7 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
       .filter((g) => g.value.length > 0)
       .map((g) => ({
         first: index.domainsOf(g.hosts[0]!)[0]!,
-        route: { match: [index.matcher(g.hosts)], handle: handle(g.value) },
+        route: { handle: handle(g.value), match: [index.matcher(g.hosts)] },
       }))
       .sort((a, b) => cmp(a.first, b.first))
       .map((r) => r.route);
@@ -135,10 +139,42 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
+// The objects rendered for every host (routes, handlers) are written with their keys in sorted
+// order: the canonical JSON of the config then keeps them as they are rather than copying each
+// one (canonicalJson in @cpm/core); the bytes are the same either way.
+
+/** `hosts` (a fresh array) sorted by id: checked first, since a snapshot lists them in that order already. */
+function sortedById(hosts: ProxyHost[]): ProxyHost[] {
+  for (let i = 1; i < hosts.length; i++)
+    if (hosts[i - 1]!.id > hosts[i]!.id) return hosts.sort((a, b) => cmp(a.id, b.id));
+  return hosts;
+}
+
 /** A rendered value with its grouping key: JSON.stringify of it (the code that builds values always adds keys in the same order). */
 interface Keyed {
   key: string;
   value: Json[];
+}
+
+/** What a host's class routes depend on besides the host and its access list, one object while none of it changes. */
+interface ClassContext {
+  https: boolean;
+  httpsOrigin: string;
+  settings: Settings | undefined;
+}
+let lastContext: ClassContext | undefined;
+function classContext(https: boolean, httpsOrigin: string, settings: Settings | undefined): ClassContext {
+  const c = lastContext;
+  if (c?.https === https && c.httpsOrigin === httpsOrigin && c.settings === settings) return c;
+  return (lastContext = { https, httpsOrigin, settings });
+}
+
+type Part = "classes" | "proxy";
+/** A part rendered for a host, with the two values (compared by identity) it was rendered with. */
+interface Made {
+  context: unknown;
+  dep: unknown;
+  keyed: Keyed;
 }
 
 /**
@@ -147,19 +183,7 @@ interface Keyed {
  * (SnapshotDecoder), so a render after a one-host change renders one host; the others are
  * looked up here. Values are never changed once made (the render only reads them).
  */
-const rendered = new WeakMap<ProxyHost, Record<string, { deps: readonly unknown[]; keyed: Keyed }>>();
-
-/** `make()`'s value for host `h`, kept while `deps` (compared by identity) stay the same. */
-function keyed(h: ProxyHost, part: string, deps: readonly unknown[], make: () => Json[]): Keyed {
-  let parts = rendered.get(h);
-  if (!parts) rendered.set(h, (parts = {}));
-  const known = parts[part];
-  if (known && known.deps.length === deps.length && known.deps.every((d, i) => d === deps[i])) return known.keyed;
-  const value = make();
-  const k = { key: JSON.stringify(value), value };
-  parts[part] = { deps, keyed: k };
-  return k;
-}
+const rendered = new WeakMap<ProxyHost, Partial<Record<Part, Made>>>();
 
 /** accessListHandlers, once per access list object. */
 const aclHandlers = new WeakMap<object, Json[]>();
@@ -170,11 +194,29 @@ function accessHandlers(acl: AccessList | undefined): Json[] {
   return v;
 }
 
-/** Hosts grouped by an equal rendered value (equal keys), in first-seen order. */
-function groupBy(hosts: ProxyHost[], value: (h: ProxyHost) => Keyed): { hosts: ProxyHost[]; value: Json[] }[] {
+/**
+ * Hosts grouped by an equal rendered `part` (equal keys), in first-seen order: `make(h, dep)`'s
+ * value for each host, kept per host object while `context` and the host's `dep(h)` stay the
+ * same objects.
+ */
+function groupBy(
+  hosts: ProxyHost[],
+  part: Part,
+  dep: (h: ProxyHost) => unknown,
+  context: unknown,
+  make: (h: ProxyHost, dep: unknown) => Json[],
+): { hosts: ProxyHost[]; value: Json[] }[] {
   const groups = new Map<string, { hosts: ProxyHost[]; value: Json[] }>();
   for (const h of hosts) {
-    const v = value(h);
+    const d = dep(h);
+    let parts = rendered.get(h);
+    if (!parts) rendered.set(h, (parts = {}));
+    let made = parts[part];
+    if (!made || made.context !== context || made.dep !== d) {
+      const value = make(h, d);
+      made = parts[part] = { context, dep: d, keyed: { key: JSON.stringify(value), value } };
+    }
+    const v = made.keyed;
     const g = groups.get(v.key);
     if (g) g.hosts.push(h);
     else groups.set(v.key, { hosts: [h], value: v.value });
@@ -186,6 +228,17 @@ function groupBy(hosts: ProxyHost[], value: (h: ProxyHost) => Keyed): { hosts: P
 const verdicts = new WeakMap<readonly ReservedAddress[], Map<string, string | undefined>>();
 /** Bound on remembered upstream lists per reserved set: past it, the memory starts over. */
 const MAX_VERDICTS = 100_000;
+/** The verdict on a host object's upstreams, with the reserved set it was judged against. */
+const hostVerdicts = new WeakMap<ProxyHost, { reserved: readonly ReservedAddress[]; verdict: string | undefined }>();
+
+/** reservedVerdict of `h`'s upstreams, kept per host object (its upstreams never change). */
+function hostVerdict(h: ProxyHost, reserved: readonly ReservedAddress[]): string | undefined {
+  const known = hostVerdicts.get(h);
+  if (known?.reserved === reserved) return known.verdict;
+  const verdict = reservedVerdict(h.upstreams, reserved);
+  hostVerdicts.set(h, { reserved, verdict });
+  return verdict;
+}
 
 /** Why `upstreams` point at one of `reserved` (the error's message), or undefined; each distinct list is judged once. */
 function reservedVerdict(upstreams: readonly string[], reserved: readonly ReservedAddress[]): string | undefined {
@@ -211,16 +264,13 @@ function reservedVerdict(upstreams: readonly string[], reserved: readonly Reserv
 function withoutReservedUpstreams(snapshot: Snapshot, opts: RenderOptions, warnings: string[]): Snapshot {
   const reserved = opts.reservedUpstreams ?? [];
   if (reserved.length === 0) return snapshot;
-  const left = new Set<string>();
-  for (const h of [...snapshot.proxyHosts].sort((a, b) => cmp(a.name, b.name))) {
-    if (h.enabled === false) continue;
-    const refused = reservedVerdict(h.upstreams, reserved);
-    if (refused !== undefined) {
-      warnings.push(`proxy host "${h.name}" not served: ${refused}`);
-      left.add(h.id);
-    }
-  }
-  return left.size === 0 ? snapshot : { ...snapshot, proxyHosts: snapshot.proxyHosts.filter((h) => !left.has(h.id)) };
+  const refused = snapshot.proxyHosts.filter((h) => h.enabled !== false && hostVerdict(h, reserved) !== undefined);
+  if (refused.length === 0) return snapshot;
+  // Warnings in name order (a stable sort: equal names keep the snapshot's order).
+  for (const h of refused.sort((a, b) => cmp(a.name, b.name)))
+    warnings.push(`proxy host "${h.name}" not served: ${hostVerdict(h, reserved)!}`);
+  const left = new Set(refused.map((h) => h.id));
+  return { ...snapshot, proxyHosts: snapshot.proxyHosts.filter((h) => !left.has(h.id)) };
 }
 
 /**
@@ -240,17 +290,17 @@ function classRoutes(
   const routes: Json[] = [];
   if (h.certificateId && h.sslForced) {
     routes.push({
-      match: [{ protocol: "http" }],
       handle: [
-        { handler: "static_response", status_code: 308, headers: { Location: [`${httpsOrigin}{http.request.uri}`] } },
+        { handler: "static_response", headers: { Location: [`${httpsOrigin}{http.request.uri}`] }, status_code: 308 },
       ],
+      match: [{ protocol: "http" }],
     });
   }
-  if (!h.certificateId && https) routes.push({ match: [{ protocol: "https" }], handle: [NOT_FOUND] });
+  if (!h.certificateId && https) routes.push({ handle: [NOT_FOUND], match: [{ protocol: "https" }] });
   if (h.certificateId && h.hstsEnabled) {
     routes.push({
-      match: [{ protocol: "https" }],
       handle: [{ handler: "headers", response: { set: { "Strict-Transport-Security": [hstsValue(h, settings)] } } }],
+      match: [{ protocol: "https" }],
     });
   }
   if (!h.allowWebsocket) {
@@ -258,10 +308,10 @@ function classRoutes(
     // case-insensitive (RFC 9110, RFC 6455) and Caddy proxies any casing, while the plain
     // header matcher compares exactly: match with (?i).
     routes.push({
-      match: [{ header_regexp: { Upgrade: { pattern: "(?i)websocket" } } }],
       handle: [
-        { handler: "static_response", status_code: 403, body: "Websocket upgrades are not allowed for this host.\n" },
+        { body: "Websocket upgrades are not allowed for this host.\n", handler: "static_response", status_code: 403 },
       ],
+      match: [{ header_regexp: { Upgrade: { pattern: "(?i)websocket" } } }],
     });
   }
   if (access.length > 0) routes.push({ handle: access });
@@ -271,12 +321,7 @@ function classRoutes(
 function reverseProxy(h: ProxyHost, settings: Settings | undefined): Json {
   const ups = h.upstreams.map((u, i) => parseUpstream(u, `upstreams[${i}]`));
   const tls = ups.some((u) => u.scheme === "https");
-  const rp: Json = {
-    handler: "reverse_proxy",
-    upstreams: ups.map((u) => ({ dial: u.dial })),
-  };
-  // Every policy picks the only upstream when there is one (Caddy's default policy is random).
-  if (ups.length > 1) rp.load_balancing = { selection_policy: { policy: LB[h.loadBalancing] ?? "round_robin" } };
+  const rp: Json = { handler: "reverse_proxy" };
   // Caddy passes the client's Host through by default; without preserve_host_header the
   // upstream sees its own address, as a plain HTTP client would send. With one upstream that
   // address is known here: the same value as the placeholder, in fewer bytes.
@@ -284,6 +329,8 @@ function reverseProxy(h: ProxyHost, settings: Settings | undefined): Json {
     rp.headers = {
       request: { set: { Host: [ups.length === 1 ? ups[0]!.dial : "{http.reverse_proxy.upstream.hostport}"] } },
     };
+  // Every policy picks the only upstream when there is one (Caddy's default policy is random).
+  if (ups.length > 1) rp.load_balancing = { selection_policy: { policy: LB[h.loadBalancing] ?? "round_robin" } };
   const timeouts = transportTimeouts(settings);
   if (tls || timeouts)
     rp.transport = {
@@ -291,5 +338,6 @@ function reverseProxy(h: ProxyHost, settings: Settings | undefined): Json {
       ...timeouts,
       ...(tls ? { tls: h.skipHttpsHostnameValidation ? { insecure_skip_verify: true } : {} } : {}),
     };
+  rp.upstreams = ups.map((u) => ({ dial: u.dial }));
   return rp;
 }

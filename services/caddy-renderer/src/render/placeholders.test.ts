@@ -240,6 +240,28 @@ describe("upstreams that point at this instance (judged by its own ports)", () =
     assert.equal(render(s, RENDER).warnings.length, 0, "without reserved addresses the host is served");
   });
 
+  test("the same host objects are judged again against another instance's ports, warnings in name order", () => {
+    const s = snapshot({
+      proxyHosts: [
+        host("z", ["z.test"], { name: "zeta", upstreams: ["localhost:2019"] }),
+        host("a", ["a.test"], { name: "alpha", upstreams: ["127.0.0.1:2019"] }),
+        host("b", ["b.test"], { upstreams: ["localhost:9999"] }),
+      ],
+    });
+    assert.deepEqual(
+      render(s, opts).warnings.map((w) => w.slice(0, w.indexOf(":"))),
+      ['proxy host "alpha" not served', 'proxy host "zeta" not served'],
+    );
+    const elsewhere = reservedAddresses(loadConfig({ CPM_DATA_DIR: work, CADDY_API_URL: "http://127.0.0.1:9999" }));
+    const r = render(s, { ...RENDER, reservedUpstreams: elsewhere });
+    assert.deepEqual(
+      r.warnings.map((w) => w.slice(0, w.indexOf(":"))),
+      ['proxy host "host b" not served'],
+      "admin on 9999: host b is refused, the others are served",
+    );
+    assert.ok(r.json.includes('"a.test"') && r.json.includes('"z.test"') && !r.json.includes('"b.test"'));
+  });
+
   test("a disabled proxy host gets no warning", () => {
     const r = render(
       snapshot({ proxyHosts: [host("a", ["a.test"], { upstreams: ["127.0.0.1:50051"], enabled: false })] }),
