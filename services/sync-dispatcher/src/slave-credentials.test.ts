@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -92,8 +92,15 @@ describe("SlaveLink over TLS to a slave named by its IP address", () => {
     const b = certificate(dir, "ca-b", "IP:127.0.0.1");
     const caFile = path.join(dir, "ca.crt");
     copyFileSync(a.certFile, caFile);
+    const then = new Date(1_700_000_000_000);
+    utimesSync(caFile, then, then);
     assert.equal(sharedSecureContext(caFile), sharedSecureContext(caFile), "one context for the same CA");
     const first = sharedSecureContext(caFile);
+    // The file is looked at, not read, while it stays as it was: other bytes written under the
+    // same size and modification time are not noticed (nobody rotates a CA that way).
+    writeFileSync(caFile, "x".repeat(statSync(caFile).size));
+    utimesSync(caFile, then, then);
+    assert.equal(sharedSecureContext(caFile), first, "an unchanged file is not read again");
     // The operator rotates the CA file: the next link (or reconnection) trusts the new CA only.
     copyFileSync(b.certFile, caFile);
     assert.notEqual(sharedSecureContext(caFile), first);
