@@ -263,10 +263,14 @@ export class SnapshotCheckMemo {
       for (const x of s[kind] as { id: string }[]) {
         const before = known.get(x.id);
         if (!before) allKnown = false;
+        // The very object seen last time keeps its entry (what a memo adds to it is about that
+        // object alone, whether this snapshot turns out valid or not); an equal one gets a copy.
         const entry: Known =
-          before && sameValue(before.value, x)
-            ? { ...before, value: x }
-            : { value: x, normalized: undefined, digest: undefined };
+          before?.value === x
+            ? before
+            : before && sameValue(before.value, x)
+              ? { ...before, value: x }
+              : { value: x, normalized: undefined, digest: undefined };
         entries.set(x, entry);
         next[kind].set(x.id, entry);
       }
