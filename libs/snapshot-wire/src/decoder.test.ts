@@ -65,6 +65,21 @@ describe("SnapshotDecoder", () => {
     }
   });
 
+  it("primed with a snapshot of its own, gives that snapshot's objects for the resources whose bytes are the same", () => {
+    const own = Snapshot.decode(bytesOf(snapshot(5, [host("a"), host("b"), host("c")])));
+    const decoder = new SnapshotDecoder();
+    decoder.prime(own);
+    const changed = { ...own.proxyHosts[1]!, upstreams: ["127.0.0.1:9999"] };
+    const pushed = bytesOf({ ...own, version: 6, proxyHosts: [own.proxyHosts[0]!, changed, own.proxyHosts[2]!] });
+    const decoded = decoder.decode(pushed);
+    assert.deepEqual(decoded, Snapshot.decode(pushed));
+    assert.equal(decoded.proxyHosts[0], own.proxyHosts[0], "an unchanged host is the primed object");
+    assert.equal(decoded.proxyHosts[2], own.proxyHosts[2]);
+    assert.notEqual(decoded.proxyHosts[1], own.proxyHosts[1], "the changed host is decoded");
+    assert.equal(decoded.settings, own.settings);
+    assert.equal(decoded.certificates[0], own.certificates[0]);
+  });
+
   it("is not misled by a caller that reorders the lists it was given", () => {
     const decoder = new SnapshotDecoder();
     const bytes = bytesOf(snapshot(1, [host("a"), host("b"), host("c")]));

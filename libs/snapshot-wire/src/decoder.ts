@@ -1,5 +1,5 @@
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-import { Settings, Snapshot, TraceContext } from "@cpm/proto";
+import { Settings, Snapshot, TraceContext, type MessageFns } from "@cpm/proto";
 import {
   encodeSnapshotFrame,
   readSnapshotFrame,
@@ -58,6 +58,29 @@ export class SnapshotDecoder {
     if (settings !== undefined) s.settings = settings;
     this.known = next;
     return s;
+  }
+
+  /**
+   * Learns `s`'s resources as if it had decoded them last: a resource of the next snapshot
+   * whose encoding is byte for byte one of these is given that very object. For a receiver
+   * that starts with a snapshot of its own (its database's), so that the first snapshot after
+   * a restart decodes only what changed since. The resources are encoded here as a master
+   * encodes them; one whose bytes differ from the master's is decoded again, as without this.
+   */
+  prime(s: Snapshot): void {
+    const next = new Map<number, Decoded>();
+    for (const { field, list, codec } of SNAPSHOT_RESOURCE_FIELDS) {
+      const fns = codec as MessageFns<object>;
+      const known = new Decoded();
+      for (const x of s[list] as object[]) known.add(fns.encode(x).finish(), x);
+      next.set(field, known);
+    }
+    if (s.settings !== undefined) {
+      const known = new Decoded();
+      known.add(Settings.encode(s.settings).finish(), s.settings);
+      next.set(SNAPSHOT_SETTINGS_FIELD, known);
+    }
+    this.known = next;
   }
 }
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { NackCode, RenderStatus } from "@cpm/proto";
+import { NackCode, RenderStatus, Snapshot } from "@cpm/proto";
+import { SNAPSHOT_SCHEMA_VERSION, snapshotContentHash } from "@cpm/core";
 import { status as Status } from "@grpc/grpc-js";
 import { encodeSnapshotFrame, IncomingSnapshot, SnapshotDecoder } from "@cpm/snapshot-wire";
 import { StreamClosedError } from "./receiver.ts";
@@ -235,5 +236,51 @@ describe("SnapshotApplier.load: the receiver's wait for its own services at star
     const { applier, config } = fakes(3);
     config.failInfo = grpcError(Status.UNAVAILABLE, "connect ECONNREFUSED");
     await assert.rejects(applier.load(300), /ECONNREFUSED/);
+  });
+});
+
+describe("SnapshotApplier.prime: a restarted slave starts from its own snapshot", () => {
+  /** Version `v` of two hosts; host b's upstream port is `port`. */
+  const two = (v: number, port: number) => {
+    const s = Snapshot.fromPartial({
+      schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+      masterInstanceId: "master-1",
+      version: v,
+      proxyHosts: [
+        { id: "a", name: "a", domains: ["a.example.com"], upstreams: ["127.0.0.1:9000"] },
+        { id: "b", name: "b", domains: ["b.example.com"], upstreams: [`127.0.0.1:${port}`] },
+      ],
+    });
+    s.contentSha256 = snapshotContentHash(s);
+    return Snapshot.decode(Snapshot.encode(s).finish());
+  };
+
+  it("teaches the decoder its own snapshot: the next push's unchanged hosts are those objects, and it applies", async () => {
+    const { applier } = fakes(3);
+    await applier.load(1_000);
+    const own = two(3, 9001);
+    const decoder = new SnapshotDecoder();
+    await applier.prime(decoder, () => Promise.resolve(own));
+    const pushed = IncomingSnapshot.fromFrame(encodeSnapshotFrame(two(4, 9002)), decoder);
+    assert.equal((await applier.apply(pushed)).ack?.version, 4);
+    assert.equal(pushed.snapshot().proxyHosts[0], own.proxyHosts[0], "host a, unchanged: the slave's own object");
+    assert.notEqual(pushed.snapshot().proxyHosts[1], own.proxyHosts[1], "host b changed: decoded");
+  });
+
+  it("primes nothing on a slave that never applied a snapshot", async () => {
+    const { applier } = fakes(0);
+    await applier.load(1_000);
+    let asked = 0;
+    await applier.prime(new SnapshotDecoder(), () => (asked++, Promise.resolve(two(3, 9001))));
+    assert.equal(asked, 0);
+  });
+
+  it("a failure to read its own snapshot changes nothing: the next push is checked in full and applies", async () => {
+    const { applier } = fakes(3);
+    await applier.load(1_000);
+    const decoder = new SnapshotDecoder();
+    await applier.prime(decoder, () => Promise.reject(grpcError(Status.UNAVAILABLE, "connect ECONNREFUSED")));
+    const pushed = IncomingSnapshot.fromFrame(encodeSnapshotFrame(two(4, 9002)), decoder);
+    assert.equal((await applier.apply(pushed)).ack?.version, 4);
   });
 });

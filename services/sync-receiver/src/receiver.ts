@@ -115,6 +115,32 @@ export class SnapshotApplier {
     }
   }
 
+  /**
+   * At start, after `load`: this slave's own snapshot (its database's, from `own`) is checked
+   * with the memo and taught to `decoder`, so that the first snapshot after a restart is
+   * decoded and checked in what changed since, as every later one is. In one process its
+   * resources are the very objects config-service holds and the renderer rendered at its
+   * start, so that render is reused too. It costs the check of the whole content at start
+   * (about 0.4 s at 10,000 hosts) rather than at the first push. A slave that never applied a
+   * snapshot primes nothing; a failure is logged and changes nothing.
+   */
+  async prime(decoder: { prime(s: Snapshot): void }, own: () => Promise<Snapshot>): Promise<void> {
+    await this.enqueue(async () => {
+      if (this.state.appliedVersion === 0) return;
+      const s = await own();
+      // A copy of the snapshot object (its resources are the same objects): config-service may
+      // have checked that very object already, and a check of it would then not fill the memo.
+      validateSnapshot({ ...s }, "snapshot", this.checked);
+      decoder.prime(s);
+      this.log.debug({ version: s.version }, "primed with this slave's own snapshot");
+    }).catch((err: Error & { details?: string }) =>
+      this.log.info(
+        { err: err.details ?? err.message },
+        "cannot prime with this slave's own snapshot; the first push is checked in full",
+      ),
+    );
+  }
+
   private async loadOnce(): Promise<void> {
     await this.refresh();
     const committed = this.state.appliedVersion;

@@ -24,6 +24,8 @@ export interface ReceiverDeps {
   metrics?: ReceiverMetrics;
   /** HTTP/2 pings toward the master (CPM_RECEIVER_KEEPALIVE_*): how soon a silent link ends its stream. */
   keepalive: ReceiverKeepalive;
+  /** Decodes the snapshots of every stream; one the applier primed at start, or a new one. */
+  decoder?: SnapshotDecoder;
 }
 
 /**
@@ -47,7 +49,7 @@ export const RECEIVER_POLICY = definePolicy("cpm.sync.v1.SyncReceiver", {
 export function createServer(deps: ReceiverDeps): GrpcServer {
   // A SyncRequest is read by its header: the snapshot is decoded only when it must be applied
   // (never for the unchanged periodic push), then only in the resources that changed.
-  const decoder = new SnapshotDecoder();
+  const decoder = deps.decoder ?? new SnapshotDecoder();
   const service = {
     ...SyncReceiverService,
     sync: { ...SyncReceiverService.sync, requestDeserialize: (b: Buffer) => readSyncRequest(b, decoder) },

@@ -3,6 +3,7 @@ import path from "node:path";
 import { ServerCredentials } from "@grpc/grpc-js";
 import { ConfigError, METRICS_LISTEN_VARIABLES, required, type Service } from "@cpm/core";
 import { configPort, initTracing, rendererPort, startMetrics } from "@cpm/grpc-kit";
+import { SnapshotDecoder } from "@cpm/snapshot-wire";
 import { receiverMetrics } from "./metrics.ts";
 import { SnapshotApplier } from "./receiver.ts";
 import { createServer } from "./server.ts";
@@ -58,6 +59,8 @@ export const syncReceiver: Service = {
         "this slave's config-service or renderer is not answering yet; listening anyway (snapshots are NACKed until they do)",
       );
     });
+    const decoder = new SnapshotDecoder();
+    await applier.prime(decoder, () => config.getSnapshot(cfg.syncAckTimeoutSeconds * 1000));
     const metrics = receiverMetrics();
     metrics.observe(() => applier.state);
     const metricsServer = await startMetrics(cfg.metricsListen.receiver, METRICS_LISTEN_VARIABLES.receiver, log);
@@ -68,6 +71,7 @@ export const syncReceiver: Service = {
       maxMessageBytes: cfg.syncMaxMessageBytes,
       metrics,
       keepalive: { timeMs: cfg.receiverKeepaliveTimeMs, timeoutMs: cfg.receiverKeepaliveTimeoutMs },
+      decoder,
     });
     const port = await server.listen(cfg.syncListen, credentials);
     log.info(
