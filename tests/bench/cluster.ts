@@ -248,9 +248,10 @@ export async function restartUntilServed(
   host: ProxyHost,
   domain: string,
   ca: string,
-): Promise<{ ms: number; host: ProxyHost }> {
+): Promise<{ ms: number; fromStartMs: number; host: ProxyHost }> {
   await slave.kill();
   const r = await setDomain(master, host, domain);
+  const started = performance.now();
   const launched = slave.restart();
   launched.catch(() => undefined); // awaited below; a failure is reported there
   try {
@@ -258,7 +259,7 @@ export async function restartUntilServed(
     const t0 = performance.now();
     await untilServed([slave], domain);
     const ms = performance.now() - t0;
-    return { ms, host: r.host };
+    return { ms, fromStartMs: performance.now() - started, host: r.host };
   } finally {
     await launched;
   }
