@@ -264,12 +264,16 @@ function reservedVerdict(upstreams: readonly string[], reserved: readonly Reserv
 function withoutReservedUpstreams(snapshot: Snapshot, opts: RenderOptions, warnings: string[]): Snapshot {
   const reserved = opts.reservedUpstreams ?? [];
   if (reserved.length === 0) return snapshot;
-  const refused = snapshot.proxyHosts.filter((h) => h.enabled !== false && hostVerdict(h, reserved) !== undefined);
+  const refused: { h: ProxyHost; why: string }[] = [];
+  for (const h of snapshot.proxyHosts) {
+    const why = h.enabled === false ? undefined : hostVerdict(h, reserved);
+    if (why !== undefined) refused.push({ h, why });
+  }
   if (refused.length === 0) return snapshot;
   // Warnings in name order (a stable sort: equal names keep the snapshot's order).
-  for (const h of refused.sort((a, b) => cmp(a.name, b.name)))
-    warnings.push(`proxy host "${h.name}" not served: ${hostVerdict(h, reserved)!}`);
-  const left = new Set(refused.map((h) => h.id));
+  for (const { h, why } of refused.sort((a, b) => cmp(a.h.name, b.h.name)))
+    warnings.push(`proxy host "${h.name}" not served: ${why}`);
+  const left = new Set(refused.map((r) => r.h.id));
   return { ...snapshot, proxyHosts: snapshot.proxyHosts.filter((h) => !left.has(h.id)) };
 }
 
