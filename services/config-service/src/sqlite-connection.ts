@@ -20,11 +20,15 @@ export class ConnectionKeepingSQLiteAdapter extends PrismaBetterSQLite3 {
     return adapter;
   }
 
-  /** PRAGMA data_version of Prisma's connection; undefined when that connection is not at hand (not open yet, or closed). */
-  dataVersion(): bigint | number | undefined {
+  /** Prisma's connection while it is open; undefined when it is not at hand (not open yet, or closed). */
+  openConnection(): Database.Database | undefined {
     const c = this.connection;
-    if (!c?.open) return undefined;
-    return c.pragma("data_version", { simple: true }) as bigint | number;
+    return c?.open ? c : undefined;
+  }
+
+  /** PRAGMA data_version of Prisma's connection; undefined when that connection is not at hand. */
+  dataVersion(): bigint | number | undefined {
+    return this.openConnection()?.pragma("data_version", { simple: true }) as bigint | number | undefined;
   }
 }
 
@@ -42,4 +46,12 @@ export function keepConnectionOf(db: object, adapter: ConnectionKeepingSQLiteAda
 /** `db`'s PRAGMA data_version asked of its connection directly; undefined when it cannot be (ask through Prisma). */
 export function directDataVersion(db: object): bigint | number | undefined {
   return adapters.get(db)?.dataVersion();
+}
+
+/**
+ * `db`'s own better-sqlite3 connection, the one its transactions run on; undefined when it cannot
+ * be had (not SQLite, not connected yet, or closed): then callers go through Prisma.
+ */
+export function directConnection(db: object): Database.Database | undefined {
+  return adapters.get(db)?.openConnection();
 }

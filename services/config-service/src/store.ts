@@ -23,7 +23,8 @@ import {
 import { failSpan, traceCarrier, versionAttributes, withSpan, type TraceCarrier } from "@cpm/grpc-kit";
 import { ChangeSet, ContentIndex, PendingContent, storedSettings, type ContentView } from "./content-index.ts";
 import type { Db } from "./db.ts";
-import { directDataVersion } from "./sqlite-connection.ts";
+import { directConnection, directDataVersion } from "./sqlite-connection.ts";
+import { rowStatementsOn } from "./row-statements.ts";
 import { DeferredInserts, deferringTx } from "./deferred-inserts.ts";
 
 /** Resolves after the event loop has run the I/O callbacks that were ready (setImmediate). */
@@ -203,11 +204,15 @@ export class ConfigStore {
       const current = index && (fns.length > 1 ? new PendingContent(index) : index);
       const sets: ChangeSet[] = [];
       let error: unknown;
+      // SQLite: the commonest rows and the version are written by statements prepared on the
+      // transaction's own connection (row-statements.ts); everything else goes through Prisma.
+      const connection = this.dialect === "sqlite" ? directConnection(this.db) : undefined;
+      const direct = connection && rowStatementsOn(connection);
       const done = await this.db
         .$transaction(async (tx) => {
           const results: unknown[] = [];
           // New rows from every write of the group go in together at the end (one statement per table).
-          const deferred = new DeferredInserts();
+          const deferred = new DeferredInserts(direct);
           const writeTx = deferringTx(tx, deferred);
           for (const fn of fns) {
             const changes = new ChangeSet();
@@ -216,10 +221,12 @@ export class ConfigStore {
             sets.push(changes);
           }
           await deferred.flush(tx);
-          const row = await tx.instance.update({
-            where: { id: 1 },
-            data: { version: { increment: fns.length }, versionCommittedAt: now },
-          });
+          const row = direct
+            ? direct.bumpVersion(fns.length, now)
+            : await tx.instance.update({
+                where: { id: 1 },
+                data: { version: { increment: fns.length }, versionCommittedAt: now },
+              });
           return { results, row };
         })
         .catch((err: unknown) => void (error = err));

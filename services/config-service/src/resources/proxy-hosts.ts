@@ -9,7 +9,7 @@ import {
   type ReservedAddress,
 } from "@cpm/core";
 import type { ContentView } from "../content-index.ts";
-import { insertRows } from "../deferred-inserts.ts";
+import { insertRows, updateProxyHostRow } from "../deferred-inserts.ts";
 import { proxyHostRow, type ConfigStore, type Tx } from "../store.ts";
 import { countHosts, searchHosts } from "./proxy-host-search.ts";
 import { encodePageToken, pageRequest, type PageRequest } from "./paging.ts";
@@ -97,7 +97,7 @@ export class ProxyHosts implements Collection<ProxyHost> {
       // The domain rows are rewritten only when the domains change (known when `existing` is the stored resource).
       const sameDomains = current && sameList((existing as ProxyHost).domains, updated.domains);
       if (!sameDomains) await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: host.id } });
-      await tx.proxyHost.updateMany({ where: { id: host.id }, data: { ...proxyHostRow(updated, now), id: undefined } });
+      await updateProxyHostRow(tx, proxyHostRow(updated, now));
       if (!sameDomains) await insertRows(tx, "proxyHostDomain", domainRows(updated));
       changes.put("proxyHosts", updated);
       return updated;

@@ -1,0 +1,117 @@
+import type Database from "better-sqlite3";
+
+/**
+ * The statements of the write path's commonest writes (a proxy host created or updated, and the
+ * version bumped once per commit), prepared once and run on Prisma's own SQLite connection
+ * inside the transaction Prisma has opened on it. Prisma compiles every statement anew in
+ * WebAssembly (about half a millisecond each here); these run in microseconds. Values are
+ * encoded as Prisma's SQLite adapter encodes them (a date as ISO-8601 with `+00:00`, a boolean as
+ * 1 or 0), so Prisma reads back exactly what it would have written.
+ *
+ * Only ever called while that transaction is open (the store's commit): better-sqlite3 runs a
+ * statement synchronously, so it lands between the transaction's BEGIN and COMMIT like Prisma's
+ * own statements on the same connection. A constraint a statement breaks throws and rolls the
+ * transaction back, as Prisma's would.
+ */
+export interface RowStatements {
+  /** Inserts `rows` into `table`, in order. */
+  insert(table: DirectTable, rows: readonly Record<string, unknown>[]): void;
+  /** Rewrites every column of the proxy host row with `row.id`; the number of rows changed (0 or 1). */
+  updateProxyHost(row: Record<string, unknown>): number;
+  /** Adds `by` to the version, sets its commit time, and returns the instance row. */
+  bumpVersion(by: number, now: Date): InstanceRow;
+}
+
+export interface InstanceRow {
+  instanceId: string;
+  version: number;
+  versionCommittedAt: Date;
+  masterInstanceId: string;
+}
+
+/** The columns each table's rows are written with, in the order they are bound. */
+const COLUMNS = {
+  proxyHost: ["id", "name", "data", "certificateId", "accessListId", "compression", "createdAt", "updatedAt"],
+  proxyHostDomain: ["domain", "proxyHostId"],
+} as const;
+export type DirectTable = keyof typeof COLUMNS;
+
+/** The SQLite table of each Prisma model named above (the schema's model names). */
+const TABLE_NAMES: Record<DirectTable, string> = { proxyHost: "ProxyHost", proxyHostDomain: "ProxyHostDomain" };
+
+/** A value as Prisma's better-sqlite3 adapter binds it (its default `iso8601` timestamps). */
+export function sqliteValue(v: unknown): unknown {
+  if (v === undefined) return null;
+  if (v instanceof Date) return v.toISOString().replace("Z", "+00:00");
+  if (typeof v === "boolean") return v ? 1 : 0;
+  return v;
+}
+
+const quote = (name: string) => `"${name}"`;
+
+/** Rows one INSERT statement takes at most (8 columns each: far below SQLite's bound-variable limit). */
+const ROWS_PER_INSERT = 64;
+
+class PreparedRowStatements implements RowStatements {
+  /** Per table, the INSERT of k rows, prepared the first time k rows go in together. */
+  private readonly inserts = new Map<string, Database.Statement>();
+  private readonly update: Database.Statement;
+  private readonly bump: Database.Statement;
+
+  constructor(private readonly connection: Database.Database) {
+    const set = COLUMNS.proxyHost.filter((c) => c !== "id");
+    this.update = connection.prepare(
+      `UPDATE "ProxyHost" SET ${set.map((c) => `${quote(c)} = ?`).join(", ")} WHERE "id" = ?`,
+    );
+    // The adapter opens its connection with safe integers (BigInt); the version is an Int column.
+    this.bump = connection
+      .prepare(
+        `UPDATE "Instance" SET "version" = "version" + ?, "versionCommittedAt" = ? WHERE "id" = 1 ` +
+          `RETURNING "instanceId", "version", "versionCommittedAt", "masterInstanceId"`,
+      )
+      .safeIntegers(false);
+  }
+
+  private insertOf(table: DirectTable, k: number): Database.Statement {
+    const key = `${table}:${k}`;
+    let stmt = this.inserts.get(key);
+    if (!stmt) {
+      const columns = COLUMNS[table];
+      const tuple = `(${columns.map(() => "?").join(", ")})`;
+      stmt = this.connection.prepare(
+        `INSERT INTO ${quote(TABLE_NAMES[table])} (${columns.map(quote).join(", ")}) VALUES ${Array(k).fill(tuple).join(", ")}`,
+      );
+      this.inserts.set(key, stmt);
+    }
+    return stmt;
+  }
+
+  insert(table: DirectTable, rows: readonly Record<string, unknown>[]): void {
+    const columns = COLUMNS[table];
+    for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
+      const chunk = rows.slice(i, i + ROWS_PER_INSERT);
+      this.insertOf(table, chunk.length).run(chunk.flatMap((row) => columns.map((c) => sqliteValue(row[c]))));
+    }
+  }
+
+  updateProxyHost(row: Record<string, unknown>): number {
+    const values = COLUMNS.proxyHost.filter((c) => c !== "id").map((c) => sqliteValue(row[c]));
+    return this.update.run([...values, sqliteValue(row.id)]).changes;
+  }
+
+  bumpVersion(by: number, now: Date): InstanceRow {
+    const r = this.bump.get([by, sqliteValue(now)]) as
+      { instanceId: string; version: number; versionCommittedAt: string; masterInstanceId: string } | undefined;
+    if (!r) throw new Error("the instance row is missing");
+    return { ...r, versionCommittedAt: new Date(r.versionCommittedAt) };
+  }
+}
+
+const prepared = new WeakMap<Database.Database, RowStatements>();
+
+/** The statements prepared on `connection`, once per connection. */
+export function rowStatementsOn(connection: Database.Database): RowStatements {
+  let s = prepared.get(connection);
+  if (!s) prepared.set(connection, (s = new PreparedRowStatements(connection)));
+  return s;
+}
