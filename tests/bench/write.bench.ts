@@ -81,10 +81,10 @@ const CLK_TCK = (() => {
  * CPU time (user + system, ms) used so far by the Node processes of the tree under `root`, Caddy
  * apart: what the instance's own code costs, less sensitive than wall time to other work on the cores.
  */
-function nodeCpuMs(root: number): number {
+function nodeCpuMs(root: number, caddy = false): number {
   let ticks = 0;
   for (const p of processTree(root)) {
-    if (p.name === "caddy") continue;
+    if ((p.name === "caddy") !== caddy) continue;
     try {
       const stat = readFileSync(`/proc/${p.pid}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -95,6 +95,9 @@ function nodeCpuMs(root: number): number {
   }
   return (ticks * 1000) / CLK_TCK;
 }
+
+/** CPU time (user + system, ms) used so far by the Caddy of the tree under `root`. */
+const caddyCpuMs = (root: number) => nodeCpuMs(root, true);
 
 /** CPU time (user + system, ms) of this process so far. */
 const ownCpuMs = () => {
@@ -159,6 +162,9 @@ interface InstanceResult {
   /** CPU ms of the instance's Node processes per update one at a time, and per create in flight. */
   cpuPerUpdate: number;
   cpuPerCreate: number;
+  /** CPU ms per create in flight of the instance's Caddy (its loads) and of the bench's client. */
+  caddyCpuPerCreate: number;
+  clientCpuPerCreate: number;
 }
 
 /** The whole instance at `n` hosts. */
@@ -181,10 +187,21 @@ async function benchInstance(n: number): Promise<InstanceResult> {
     const cpuPerUpdate = (nodeCpuMs(pid) - cpu) / WRITES;
     process.stderr.write(`  instance: ${CREATES} creates, ${IN_FLIGHT} in flight...\n`);
     cpu = nodeCpuMs(pid);
+    const [caddy0, client0] = [caddyCpuMs(pid), ownCpuMs()];
     const createsPerSecond = await createsInFlight(a, "w");
+    const clientCpuPerCreate = (ownCpuMs() - client0) / CREATES;
     await inst.waitInSync(300_000);
     const cpuPerCreate = (nodeCpuMs(pid) - cpu) / CREATES;
-    return { seedPerSecond, updates, createsPerSecond, cpuPerUpdate, cpuPerCreate };
+    const caddyCpuPerCreate = (caddyCpuMs(pid) - caddy0) / CREATES;
+    return {
+      seedPerSecond,
+      updates,
+      createsPerSecond,
+      cpuPerUpdate,
+      cpuPerCreate,
+      caddyCpuPerCreate,
+      clientCpuPerCreate,
+    };
   } finally {
     await stopAll([inst]);
   }
@@ -314,6 +331,10 @@ async function main() {
   line(
     "instance's Node CPU per write: update one at a time / create in flight (Caddy apart)",
     (r) => `${ms(r.inst.cpuPerUpdate)} / ${ms(r.inst.cpuPerCreate)}`,
+  );
+  line(
+    `CPU per create in flight: instance's Node / its Caddy / the bench's client (${os.cpus().length} cores)`,
+    (r) => `${ms(r.inst.cpuPerCreate)} / ${ms(r.inst.caddyCpuPerCreate)} / ${ms(r.inst.clientCpuPerCreate)}`,
   );
   line(`writes/s while seeding 0 -> N hosts, ${IN_FLIGHT} in flight`, (r) => `${r.inst.seedPerSecond.toFixed(0)}/s`);
   line("config-service alone: UpdateProxyHost one at a time, median / p99", (r) => latency(r.alone.updates));

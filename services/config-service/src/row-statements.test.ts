@@ -3,10 +3,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ProxyHost } from "@cpm/proto";
-import { createLogger } from "@cpm/core";
+import { ProxyHost, Snapshot } from "@cpm/proto";
+import { createLogger, SNAPSHOT_SCHEMA_VERSION, snapshotContentHash } from "@cpm/core";
+import { applySnapshot } from "./apply.ts";
 import { openDatabase, type Db } from "./db.ts";
-import { rowStatementsOn, sqliteValue } from "./row-statements.ts";
+import { MissingRowError, refusedByStoredRows, rowStatementsOn, sqliteValue } from "./row-statements.ts";
 import { directConnection } from "./sqlite-connection.ts";
 import { ConfigStore, proxyHostRow } from "./store.ts";
 
@@ -26,6 +27,24 @@ describe("sqliteValue: a value bound as Prisma's SQLite adapter binds it", () =>
     ["a number", 7, 7],
   ];
   for (const [name, input, want] of cases) it(name, () => assert.deepEqual(sqliteValue(input), want));
+});
+
+describe("refusedByStoredRows: a write the stored rows refuse, by Prisma or by a prepared statement", () => {
+  const cases: [string, unknown, boolean][] = [
+    ["Prisma: unique constraint", { code: "P2002" }, true],
+    ["Prisma: foreign key constraint", { code: "P2003" }, true],
+    ["Prisma: record to update not found", { code: "P2025" }, true],
+    ["SQLite: unique constraint", { code: "SQLITE_CONSTRAINT_UNIQUE" }, true],
+    ["SQLite: primary key", { code: "SQLITE_CONSTRAINT_PRIMARYKEY" }, true],
+    ["SQLite: foreign key", { code: "SQLITE_CONSTRAINT_FOREIGNKEY" }, true],
+    ["a missing row", new MissingRowError("ProxyHost", "x"), true],
+    ["SQLite: database locked", { code: "SQLITE_BUSY" }, false],
+    ["Prisma: another error", { code: "P1001" }, false],
+    ["no code", new Error("boom"), false],
+    ["not an object", "P2002", false],
+    ["null", null, false],
+  ];
+  for (const [name, err, want] of cases) it(name, () => assert.equal(refusedByStoredRows(err), want));
 });
 
 describe("row statements on Prisma's own SQLite connection", () => {
@@ -154,6 +173,65 @@ describe("row statements on Prisma's own SQLite connection", () => {
       assert.equal((await traced.proxyHost.findUniqueOrThrow({ where: { id: "row-10" } })).name, "row-10");
     } finally {
       await traced.$disconnect();
+    }
+  });
+  it("carry a slave's apply: changed, added and removed hosts, and names swapped between two (every row replaced)", async () => {
+    const statements: string[] = [];
+    const { db: slave } = await openDatabase(`file:${path.join(dir, "slave.db")}`, {
+      onStatement: (sql) => statements.push(sql),
+    });
+    try {
+      const s = new ConfigStore(slave, createLogger("test", "silent"), { dialect: "sqlite" });
+      await s.init();
+      const master = "master-0001";
+      const snap = (version: number, hosts: ProxyHost[]) => {
+        const x = Snapshot.fromPartial({
+          schemaVersion: SNAPSHOT_SCHEMA_VERSION,
+          version,
+          masterInstanceId: master,
+          proxyHosts: hosts,
+        });
+        return { ...x, contentSha256: snapshotContentHash(x) };
+      };
+      const a = host(20, { createdAt: at, updatedAt: at });
+      const b = host(21, { createdAt: at, updatedAt: at });
+      const c = host(22, { createdAt: at, updatedAt: at });
+      const stored = async () => (await new ConfigStore(slave, createLogger("test", "silent")).snapshot()).proxyHosts;
+      const applied = async (x: Snapshot) => {
+        statements.length = 0;
+        await applySnapshot(s, x);
+        return statements
+          .filter((q) => /^\s*(INSERT|UPDATE|DELETE)/.test(q))
+          .map((q) => q.trim().split(/\s+/).slice(0, 3).join(" "));
+      };
+
+      assert.deepEqual(await applied(snap(1, [a, b])), [
+        'INSERT INTO "ProxyHost"',
+        'INSERT INTO "ProxyHostDomain"',
+        'UPDATE "Instance" SET',
+      ]);
+      const a2 = { ...a, upstreams: ["10.0.0.2:80"], domains: ["row20b.test"] };
+      assert.deepEqual(await applied(snap(2, [a2, c])), [
+        'DELETE FROM "ProxyHost"',
+        'DELETE FROM "ProxyHostDomain"',
+        'UPDATE "ProxyHost" SET',
+        'INSERT INTO "ProxyHost"',
+        'INSERT INTO "ProxyHostDomain"',
+        'UPDATE "Instance" SET',
+      ]);
+      assert.deepEqual(await stored(), [a2, c], "the database holds the snapshot's hosts");
+
+      // Swapped names cannot be written in place (the first update breaks the unique name):
+      // the prepared statement's constraint error sends the apply to replacing every row.
+      const swapped = [
+        { ...a2, name: c.name },
+        { ...c, name: a2.name },
+      ];
+      await applied(snap(3, swapped));
+      assert.deepEqual(await stored(), swapped);
+      assert.equal((await slave.instance.findUniqueOrThrow({ where: { id: 1 } })).version, 3);
+    } finally {
+      await slave.$disconnect();
     }
   });
 });

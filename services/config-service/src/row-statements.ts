@@ -18,8 +18,34 @@ export interface RowStatements {
   insert(table: DirectTable, rows: readonly Record<string, unknown>[]): void;
   /** Rewrites every column of the proxy host row with `row.id`; the number of rows changed (0 or 1). */
   updateProxyHost(row: Record<string, unknown>): number;
+  /** Deletes the proxy hosts `ids` (their domain rows go with them: ON DELETE CASCADE). */
+  deleteProxyHosts(ids: readonly string[]): void;
+  /** Deletes the domain rows of the proxy hosts `ids`. */
+  deleteDomainsOf(ids: readonly string[]): void;
   /** Adds `by` to the version, sets its commit time, and returns the instance row. */
   bumpVersion(by: number, now: Date): InstanceRow;
+  /** Sets the version, its commit time and the master (a slave's apply). */
+  setVersion(version: number, now: Date, masterInstanceId: string): void;
+}
+
+/** A row a write expected to change was not there (Prisma's P2025 on the same write). */
+export class MissingRowError extends Error {
+  constructor(table: string, id: string) {
+    super(`${table} ${JSON.stringify(id)} is not stored`);
+    this.name = "MissingRowError";
+  }
+}
+
+/**
+ * Whether `err` is a write refused by the rows as stored (a unique or foreign key constraint, a
+ * row missing), from Prisma (P2002, P2003, P2025) or from a prepared statement; a caller may then
+ * take another way (a slave's apply replaces every row instead).
+ */
+export function refusedByStoredRows(err: unknown): boolean {
+  if (err instanceof MissingRowError) return true;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== "string") return false;
+  return code === "P2002" || code === "P2003" || code === "P2025" || code.startsWith("SQLITE_CONSTRAINT");
 }
 
 export interface InstanceRow {
@@ -58,7 +84,16 @@ class PreparedRowStatements implements RowStatements {
   private readonly update: Database.Statement;
   private readonly bump: Database.Statement;
 
+  private readonly deleteHost: Database.Statement;
+  private readonly deleteDomains: Database.Statement;
+  private readonly set: Database.Statement;
+
   constructor(private readonly connection: Database.Database) {
+    this.deleteHost = connection.prepare(`DELETE FROM "ProxyHost" WHERE "id" = ?`);
+    this.deleteDomains = connection.prepare(`DELETE FROM "ProxyHostDomain" WHERE "proxyHostId" = ?`);
+    this.set = connection.prepare(
+      `UPDATE "Instance" SET "version" = ?, "versionCommittedAt" = ?, "masterInstanceId" = ? WHERE "id" = 1`,
+    );
     const set = COLUMNS.proxyHost.filter((c) => c !== "id");
     this.update = connection.prepare(
       `UPDATE "ProxyHost" SET ${set.map((c) => `${quote(c)} = ?`).join(", ")} WHERE "id" = ?`,
@@ -97,6 +132,19 @@ class PreparedRowStatements implements RowStatements {
   updateProxyHost(row: Record<string, unknown>): number {
     const values = COLUMNS.proxyHost.filter((c) => c !== "id").map((c) => sqliteValue(row[c]));
     return this.update.run([...values, sqliteValue(row.id)]).changes;
+  }
+
+  deleteProxyHosts(ids: readonly string[]): void {
+    for (const id of ids) this.deleteHost.run(id);
+  }
+
+  deleteDomainsOf(ids: readonly string[]): void {
+    for (const id of ids) this.deleteDomains.run(id);
+  }
+
+  setVersion(version: number, now: Date, masterInstanceId: string): void {
+    if (this.set.run(version, sqliteValue(now), masterInstanceId).changes !== 1)
+      throw new MissingRowError("Instance", "1");
   }
 
   bumpVersion(by: number, now: Date): InstanceRow {

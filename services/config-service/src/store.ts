@@ -24,7 +24,7 @@ import { failSpan, traceCarrier, versionAttributes, withSpan, type TraceCarrier 
 import { ChangeSet, ContentIndex, PendingContent, storedSettings, type ContentView } from "./content-index.ts";
 import type { Db } from "./db.ts";
 import { directConnection, directDataVersion } from "./sqlite-connection.ts";
-import { rowStatementsOn } from "./row-statements.ts";
+import { MissingRowError, refusedByStoredRows, rowStatementsOn, type RowStatements } from "./row-statements.ts";
 import { DeferredInserts, deferringTx } from "./deferred-inserts.ts";
 
 /** Resolves after the event loop has run the I/O callbacks that were ready (setImmediate). */
@@ -292,11 +292,13 @@ export class ConfigStore {
       accessLists: difference(index, "accessLists", s.accessLists, d.accessLists),
       settings: resourceDigest(storedSettings(s.settings)) !== index.settingsDigestOf(),
     };
+    const connection = this.dialect === "sqlite" ? directConnection(this.db) : undefined;
+    const direct = connection && rowStatementsOn(connection);
     try {
-      await this.db.$transaction((tx) => applyDifference(tx, diff, s, now));
+      await this.db.$transaction((tx) => applyDifference(tx, diff, s, now, direct));
     } catch (err) {
+      if (!refusedByStoredRows(err)) throw err;
       const code = (err as { code?: string }).code;
-      if (code !== "P2002" && code !== "P2003" && code !== "P2025") throw err;
       this.log.debug({ code }, "in-place apply not possible; replacing every row");
       await this.db.$transaction((tx) => replaceEveryRow(tx, s, now));
     }
@@ -491,37 +493,65 @@ function difference<T extends { id: string }>(
   return { removed: current.ids(kind).filter((id) => !keep.has(id)), added, changed };
 }
 
-/** Writes only what differs (no statement for an empty list); order respects references and unique domains. */
-async function applyDifference(tx: Tx, diff: Difference, s: Snapshot, now: Date): Promise<void> {
+/**
+ * Writes only what differs (no statement for an empty list); order respects references and
+ * unique domains. With `direct` (SQLite), proxy host rows and the version are written by the
+ * prepared statements; the rest through Prisma.
+ */
+async function applyDifference(
+  tx: Tx,
+  diff: Difference,
+  s: Snapshot,
+  now: Date,
+  direct: RowStatements | undefined,
+): Promise<void> {
   const { proxyHosts: hosts, l4ProxyHosts: l4, certificates: certs, accessLists: acls } = diff;
   // Hosts first (they reference certificates and access lists); freed domains before new ones.
-  if (hosts.removed.length) await tx.proxyHost.deleteMany({ where: { id: { in: hosts.removed } } });
+  if (hosts.removed.length) {
+    if (direct) direct.deleteProxyHosts(hosts.removed);
+    else await tx.proxyHost.deleteMany({ where: { id: { in: hosts.removed } } });
+  }
   if (l4.removed.length) await tx.l4ProxyHost.deleteMany({ where: { id: { in: l4.removed } } });
-  if (hosts.changed.length)
-    await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: { in: hosts.changed.map((h) => h.id) } } });
+  if (hosts.changed.length) {
+    const ids = hosts.changed.map((h) => h.id);
+    if (direct) direct.deleteDomainsOf(ids);
+    else await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: { in: ids } } });
+  }
   for (const c of certs.changed)
     await tx.certificate.update({ where: { id: c.id }, data: { ...certificateRow(c, now), id: undefined } });
   if (certs.added.length) await tx.certificate.createMany({ data: certs.added.map((c) => certificateRow(c, now)) });
   for (const a of acls.changed)
     await tx.accessList.update({ where: { id: a.id }, data: { ...accessListRow(a, now), id: undefined } });
   if (acls.added.length) await tx.accessList.createMany({ data: acls.added.map((a) => accessListRow(a, now)) });
-  for (const h of hosts.changed)
-    await tx.proxyHost.update({ where: { id: h.id }, data: { ...proxyHostRow(h, now), id: undefined } });
-  if (hosts.added.length) await tx.proxyHost.createMany({ data: hosts.added.map((h) => proxyHostRow(h, now)) });
+  for (const h of hosts.changed) {
+    const row = proxyHostRow(h, now);
+    if (!direct) await tx.proxyHost.update({ where: { id: h.id }, data: { ...row, id: undefined } });
+    else if (direct.updateProxyHost(row) !== 1) throw new MissingRowError("ProxyHost", h.id);
+  }
+  const added = hosts.added.map((h) => proxyHostRow(h, now));
+  if (added.length) {
+    if (direct) direct.insert("proxyHost", added);
+    else await tx.proxyHost.createMany({ data: added });
+  }
   const domains = [...hosts.changed, ...hosts.added].flatMap((h) =>
     h.domains.map((domain) => ({ domain, proxyHostId: h.id })),
   );
-  if (domains.length) await tx.proxyHostDomain.createMany({ data: domains });
+  if (domains.length) {
+    if (direct) direct.insert("proxyHostDomain", domains);
+    else await tx.proxyHostDomain.createMany({ data: domains });
+  }
   for (const h of l4.changed)
     await tx.l4ProxyHost.update({ where: { id: h.id }, data: { ...l4Row(h, now), id: undefined } });
   if (l4.added.length) await tx.l4ProxyHost.createMany({ data: l4.added.map((h) => l4Row(h, now)) });
   if (certs.removed.length) await tx.certificate.deleteMany({ where: { id: { in: certs.removed } } });
   if (acls.removed.length) await tx.accessList.deleteMany({ where: { id: { in: acls.removed } } });
   if (diff.settings) await writeSettings(tx, s.settings ?? { general: undefined, acme: undefined, http: undefined });
-  await tx.instance.update({
-    where: { id: 1 },
-    data: { version: s.version, versionCommittedAt: now, masterInstanceId: s.masterInstanceId },
-  });
+  if (direct) direct.setVersion(s.version, now, s.masterInstanceId);
+  else
+    await tx.instance.update({
+      where: { id: 1 },
+      data: { version: s.version, versionCommittedAt: now, masterInstanceId: s.masterInstanceId },
+    });
 }
 
 async function replaceEveryRow(tx: Tx, s: Snapshot, now: Date): Promise<void> {
