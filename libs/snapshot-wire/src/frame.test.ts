@@ -7,6 +7,7 @@ import {
   encodeSnapshotFrame,
   frameCertificates,
   readSnapshotFrame,
+  snapshotFrameOf,
 } from "./frame.ts";
 import { sampleHost, sampleSnapshot } from "./test-support.ts";
 
@@ -38,6 +39,17 @@ describe("snapshot frames", () => {
     assert.equal(f.version, 42);
     assert.equal(f.contentSha256, s.contentSha256);
     assert.deepEqual(frameCertificates(f.frame), s.certificates);
+  });
+
+  it("built from their own snapshot, say what reading them back says, the message included", () => {
+    for (const hosts of [[], ["a"], Array.from({ length: 300 }, (_, i) => `h${i}`)]) {
+      const s = { ...snapshot(1_000_000 + hosts.length, hosts), masterInstanceId: "m-7" };
+      const frame = encodeSnapshotFrame(s);
+      const built = snapshotFrameOf(s, frame);
+      assert.deepEqual(built, readSnapshotFrame(frame), `${hosts.length} hosts`);
+      assert.deepEqual(Snapshot.decode(built.message), s);
+      assert.equal(built.frame, frame, "the same bytes, not a copy");
+    }
   });
 
   it("refuse bytes that are not a snapshot frame", () => {

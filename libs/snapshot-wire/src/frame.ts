@@ -102,6 +102,24 @@ export function encodeSnapshotFrame(snapshot: Snapshot, parts?: WeakMap<object, 
   return Buffer.concat([head, ...chunks], head.byteLength + length);
 }
 
+/**
+ * `frame`, encoded from `snapshot` by encodeSnapshotFrame, with its header taken from that very
+ * snapshot instead of read back from the bytes: what a service of the same process gets, where
+ * readSnapshotFrame would walk every resource of the frame to find the fields after them.
+ */
+export function snapshotFrameOf(snapshot: Snapshot, frame: Buffer): SnapshotFrame {
+  const r = new BinaryReader(frame);
+  r.tag();
+  const length = r.uint32();
+  return {
+    version: snapshot.version,
+    contentSha256: snapshot.contentSha256,
+    masterInstanceId: snapshot.masterInstanceId,
+    frame,
+    message: frame.subarray(r.pos, r.pos + length),
+  };
+}
+
 /** The Snapshot message inside a frame, without its tag and length. */
 function snapshotBytes(frame: Uint8Array, what: string): Uint8Array {
   const r = new BinaryReader(frame);

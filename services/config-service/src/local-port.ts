@@ -8,7 +8,7 @@ import {
   type ConfigPort,
   type SnapshotPayload,
 } from "@cpm/grpc-kit";
-import { readSnapshotFrame, type CommitNotice } from "@cpm/snapshot-wire";
+import type { CommitNotice } from "@cpm/snapshot-wire";
 import type { SnapshotFeed } from "./snapshots.ts";
 
 /**
@@ -29,7 +29,7 @@ export class LocalConfigPort implements ConfigPort {
   }
 
   getSnapshotFrame() {
-    return callInProcess(this.log, async () => readSnapshotFrame((await this.feed.snapshotFrame()).frame));
+    return callInProcess(this.log, async () => (await this.feed.snapshotFrame()).encoded);
   }
 
   applySnapshot(payload: SnapshotPayload) {
@@ -60,7 +60,7 @@ export class LocalConfigPort implements ConfigPort {
             contentSha256: n.contentSha256,
             committedAt: n.committedAt,
             traceContext: n.traceContext,
-            snapshotFrame: frame ? readSnapshotFrame(frame) : undefined,
+            snapshotFrame: frame,
           }),
         );
       } catch (err) {

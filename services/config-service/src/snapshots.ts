@@ -6,7 +6,7 @@ import {
 } from "@cpm/proto";
 import { failedPrecondition, RELEASE, validateSnapshotContent, type InstanceMode } from "@cpm/core";
 import { allows, permissionDenied } from "@cpm/grpc-kit";
-import { encodeNoticeWithFrame, encodeSnapshotFrame } from "@cpm/snapshot-wire";
+import { encodeNoticeWithFrame, encodeSnapshotFrame, snapshotFrameOf, type SnapshotFrame } from "@cpm/snapshot-wire";
 import { applySnapshot } from "./apply.ts";
 import { importConfig } from "./import.ts";
 import { CONFIG_SERVICE_POLICY } from "./policy.ts";
@@ -24,7 +24,7 @@ const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 export type SnapshotMethods = "getSnapshot" | "watchConfig" | "applySnapshot" | "importConfig" | "getInstanceInfo";
 
 /** A version as WatchConfig announces it, with its snapshot's frame when one was asked for and it is still current. */
-export type CommitSink = (notice: WatchConfigResponse, frame?: Buffer) => void;
+export type CommitSink = (notice: WatchConfigResponse, encoded?: SnapshotFrame) => void;
 
 /**
  * The current snapshot, checked and encoded once per version, and the commits as they happen:
@@ -34,8 +34,8 @@ export type CommitSink = (notice: WatchConfigResponse, frame?: Buffer) => void;
 export interface SnapshotFeed {
   /** The current snapshot (checked once per reading of the database). */
   snapshot(): Promise<Snapshot>;
-  /** The same, and its frame (encoded once per version). */
-  snapshotFrame(): Promise<{ snapshot: Snapshot; frame: Buffer }>;
+  /** The same, and its frame (encoded once per version; its header from the snapshot, not read back). */
+  snapshotFrame(): Promise<{ snapshot: Snapshot; encoded: SnapshotFrame }>;
   /**
    * Calls `send` with the current version at once and with every commit after it, in order and
    * never older than one already sent, until `signal` aborts. With `includeSnapshot`, each
@@ -79,23 +79,23 @@ export function snapshotFeed(deps: Pick<ResourceDeps, "store">): SnapshotFeed {
   // dispatcher's WatchConfig notice): the store keeps one Snapshot object per version, and
   // the resource objects it did not change, so their encodings are kept too (`parts`).
   let snapshotWatchers = 0;
-  const frames = new WeakMap<Snapshot, Buffer>();
+  const frames = new WeakMap<Snapshot, SnapshotFrame>();
   const parts = new WeakMap<object, Uint8Array>();
   const snapshotFrame = async () => {
     const s = await consistentSnapshot();
-    let frame = frames.get(s);
-    if (!frame) {
-      frame = encodeSnapshotFrame(s, parts);
-      frames.set(s, frame);
+    let encoded = frames.get(s);
+    if (!encoded) {
+      encoded = snapshotFrameOf(s, encodeSnapshotFrame(s, parts));
+      frames.set(s, encoded);
     }
-    return { snapshot: s, frame };
+    return { snapshot: s, encoded };
   };
 
   const watch = async (includeSnapshot: boolean, signal: AbortSignal, sink: CommitSink) => {
     // Subscribe before reading the current state so no commit is missed; never send a
     // version older than one already sent (the initial read can race a commit).
     let last = { version: -1, sha: "" };
-    const send = (notice: WatchConfigResponse, frame?: Buffer) => {
+    const send = (notice: WatchConfigResponse, frame?: SnapshotFrame) => {
       if (notice.version < last.version || (notice.version === last.version && notice.contentSha256 === last.sha))
         return;
       last = { version: notice.version, sha: notice.contentSha256 };
@@ -111,7 +111,10 @@ export function snapshotFeed(deps: Pick<ResourceDeps, "store">): SnapshotFeed {
       if (!includeSnapshot && snapshotWatchers === 0) return send(notice);
       queue = queue.then(async () => {
         await nextTurn();
-        const { snapshot, frame } = await snapshotFrame().catch(() => ({ snapshot: undefined, frame: undefined }));
+        const { snapshot, encoded: frame } = await snapshotFrame().catch(() => ({
+          snapshot: undefined,
+          encoded: undefined,
+        }));
         if (!includeSnapshot) {
           await nextTurn();
           return send(notice);
@@ -162,7 +165,7 @@ export function snapshotHandlers(
 ): ConfigHandlers<SnapshotMethods> {
   const { store, mode } = deps;
   return {
-    getSnapshot: async () => (await feed.snapshotFrame()).frame as unknown as GetSnapshotResponse,
+    getSnapshot: async () => (await feed.snapshotFrame()).encoded.frame as unknown as GetSnapshotResponse,
     watchConfig: async (req, ctx, call) => {
       // The snapshot holds private keys: only who may call GetSnapshot gets it with the notices.
       if (req.includeSnapshot && !allows(CONFIG_SERVICE_POLICY.methods.GetSnapshot!, ctx.principal)) {
@@ -171,7 +174,7 @@ export function snapshotHandlers(
         );
       }
       await feed.watch(req.includeSnapshot, ctx.signal, (notice, frame) =>
-        call.write(frame ? (encodeNoticeWithFrame(notice, frame) as unknown as WatchConfigResponse) : notice),
+        call.write(frame ? (encodeNoticeWithFrame(notice, frame.frame) as unknown as WatchConfigResponse) : notice),
       );
     },
     applySnapshot: async (req, ctx) => {
