@@ -220,6 +220,11 @@ describe("row statements on Prisma's own SQLite connection", () => {
         'UPDATE "Instance" SET',
       ]);
       assert.deepEqual(await stored(), [a2, c], "the database holds the snapshot's hosts");
+      assert.deepEqual(
+        (await slave.proxyHostDomain.findMany({ orderBy: { domain: "asc" } })).map((d) => d.domain),
+        ["row20b.test", "row22.test"],
+        "the removed host's domain rows went with it, the changed host's were rewritten",
+      );
 
       // Swapped names cannot be written in place (the first update breaks the unique name):
       // the prepared statement's constraint error sends the apply to replacing every row.
