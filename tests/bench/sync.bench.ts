@@ -6,9 +6,11 @@
  * (TLS, each a whole instance with its own real Caddy), and one table with a goal per row:
  * - writes/s: the hosts are seeded with CPM_BENCH_IN_FLIGHT (default 16) creates in flight;
  * - API write latency: CPM_BENCH_WRITES (default 200) UpdateProxyHost calls one at a time;
- * - write -> the slave's Caddy serves it, over CPM_BENCH_CHANGES changes (default 30), next
- *   to the bare `POST /load` of the same rendered config into a separate Caddy, same run, and
- *   the ratios median / bare median and p99 / bare median;
+ * - write -> the slave's Caddy serves it, over CPM_BENCH_CHANGES changes (default 30), each
+ *   made once the one before was served and as long again has passed (isolated), next to the
+ *   bare `POST /load` of the same rendered config into a separate Caddy, same run, and the
+ *   ratios median / bare median and p99 / bare median; then as many changes back to back,
+ *   each as soon as the last is served (the renderers pace those loads);
  * - burst: CPM_BENCH_BURST (default 1000) updates of existing hosts, CPM_BENCH_IN_FLIGHT at a
  *   time; the time from the last write returning until the slave holds the final version with
  *   its Caddy on it and serves the last write's domain, and the snapshots pushed meanwhile;
@@ -168,13 +170,21 @@ async function benchSize(n: number, shape: "all" | "split", pki: TestPki) {
     }
     await waitSlavesOn(master, [slave], "caught up");
 
-    process.stderr.write(`  ${CHANGES} changes...\n`);
+    // Each change is made once the one before it has been served and as long again has passed:
+    // an isolated change, as an operator makes one. A change made as soon as the last one is
+    // served waits for the renderers' pacing (a load starts no sooner after the previous one
+    // than that one took, see LOAD_PACING in reconciler.ts): measured too, as its own row.
+    process.stderr.write(`  ${CHANGES} changes, then ${CHANGES} back to back...\n`);
     const latencies: number[] = [];
-    for (let i = 0; i < CHANGES; i++) {
+    const pacedLatencies: number[] = [];
+    for (let i = 0; i < 2 * CHANGES; i++) {
+      const isolated = i < CHANGES;
       const k = i % n;
       const domain = `c${i}.bench.test`;
       hosts[k] = (await setDomain(master, hosts[k]!, domain)).host;
-      latencies.push(await untilServed([slave], domain));
+      const took = await untilServed([slave], domain);
+      (isolated ? latencies : pacedLatencies).push(took);
+      if (isolated) await sleep(took);
     }
 
     const json = (await caddyAdminRequest(`http://127.0.0.1:${slave.ports.caddyAdmin}/config/`)).body;
@@ -234,6 +244,8 @@ async function benchSize(n: number, shape: "all" | "split", pki: TestPki) {
       reloaded,
       syncMedian: pct(latencies, 50),
       syncP99: pct(latencies, 99),
+      pacedMedian: pct(pacedLatencies, 50),
+      pacedP99: pct(pacedLatencies, 99),
       loadMedian: pct(loads, 50),
       loadP99: pct(loads, 99),
       configBytes: json.length,
@@ -327,6 +339,10 @@ async function main() {
   line(`writes/s, ${IN_FLIGHT} in flight (seeding)`, (r) => `${r.writesPerSecond.toFixed(0)}/s`, ">= 1,000/s");
   line("API write latency, median / p99", (r) => `${ms(r.writeMedian)} / ${ms(r.writeP99)}`, "median <= 5 ms");
   line("write -> slave's Caddy serves it, median / p99", (r) => `${ms(r.syncMedian)} / ${ms(r.syncP99)}`);
+  line(
+    "the same, each change made as soon as the last is served (loads paced), median / p99",
+    (r) => `${ms(r.pacedMedian)} / ${ms(r.pacedP99)}`,
+  );
   line("bare `POST /load` of the same config, median / p99", (r) => `${ms(r.loadMedian)} / ${ms(r.loadP99)}`);
   line(
     "ratio of medians (sync / bare load)",
