@@ -7,7 +7,8 @@ import { ProxyHost, Snapshot } from "@cpm/proto";
 import { createLogger, SNAPSHOT_SCHEMA_VERSION, snapshotContentHash } from "@cpm/core";
 import { applySnapshot } from "./apply.ts";
 import { openDatabase, type Db } from "./db.ts";
-import { MissingRowError, refusedByStoredRows, rowStatementsOn, sqliteValue } from "./row-statements.ts";
+import { Prisma } from "./generated/prisma/client.ts";
+import { COLUMNS, MissingRowError, refusedByStoredRows, rowStatementsOn, sqliteValue } from "./row-statements.ts";
 import { directConnection } from "./sqlite-connection.ts";
 import { ConfigStore, proxyHostRow } from "./store.ts";
 
@@ -27,6 +28,13 @@ describe("sqliteValue: a value bound as Prisma's SQLite adapter binds it", () =>
     ["a number", 7, 7],
   ];
   for (const [name, input, want] of cases) it(name, () => assert.deepEqual(sqliteValue(input), want));
+});
+
+describe("the prepared statements' columns", () => {
+  it("are every column of each model they write, so a new column cannot be left out", () => {
+    assert.deepEqual([...COLUMNS.proxyHost].sort(), Object.values(Prisma.ProxyHostScalarFieldEnum).sort());
+    assert.deepEqual([...COLUMNS.proxyHostDomain].sort(), Object.values(Prisma.ProxyHostDomainScalarFieldEnum).sort());
+  });
 });
 
 describe("refusedByStoredRows: a write the stored rows refuse, by Prisma or by a prepared statement", () => {

@@ -2,7 +2,8 @@ import type Database from "better-sqlite3";
 
 /**
  * The statements of the write path's commonest writes (a proxy host created or updated, and the
- * version bumped once per commit), prepared once and run on Prisma's own SQLite connection
+ * version bumped once per commit) and of a slave's apply of proxy hosts, prepared once and run
+ * on Prisma's own SQLite connection
  * inside the transaction Prisma has opened on it. Prisma compiles every statement anew in
  * WebAssembly (about half a millisecond each here); these run in microseconds. Values are
  * encoded as Prisma's SQLite adapter encodes them (a date as ISO-8601 with `+00:00`, a boolean as
@@ -55,8 +56,12 @@ export interface InstanceRow {
   masterInstanceId: string;
 }
 
-/** The columns each table's rows are written with, in the order they are bound. */
-const COLUMNS = {
+/**
+ * The columns each table's rows are written with, in the order they are bound: every column of
+ * the model (a test compares them with the schema's, so a migration that adds one fails it
+ * until it is written here too).
+ */
+export const COLUMNS = {
   proxyHost: ["id", "name", "data", "certificateId", "accessListId", "compression", "createdAt", "updatedAt"],
   proxyHostDomain: ["domain", "proxyHostId"],
 } as const;
