@@ -115,13 +115,13 @@ const CLOCK_TICKS = (() => {
 
 /**
  * CPU time (user + system, ms) that `root` and every process below it have used so far, from
- * /proc/<pid>/stat; `exclude` names processes left out (see `nameOf`: `caddy`, ...). A process
- * that exited is no longer counted.
+ * /proc/<pid>/stat; only the processes whose name `counts` (see `nameOf`: `caddy`, ...). A
+ * process that exited is no longer counted.
  */
-export function treeCpuMs(root: number, exclude: string[] = []): number {
+export function treeCpuMs(root: number, counts: (name: string) => boolean = () => true): number {
   let ticks = 0;
   for (const p of processTree(root)) {
-    if (exclude.includes(p.name)) continue;
+    if (!counts(p.name)) continue;
     const stat = readProc(p.pid, "stat");
     if (!stat) continue;
     // After the command's closing parenthesis: state is field 3, utime 14 and stime 15.

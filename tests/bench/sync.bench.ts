@@ -92,6 +92,9 @@ const RSS_SETTLE_MS = num("CPM_BENCH_RSS_SETTLE_MS", 30_000);
 
 const ms = (x: number) => `${x.toFixed(1)} ms`;
 const ratio = (x: number) => `${x.toFixed(2)}x`;
+/** Median and max of `xs`; NaN for none (a size run without restarts). */
+const medianMax = (xs: number[]) =>
+  xs.length ? { median: pct(xs, 50), max: Math.max(...xs) } : { median: NaN, max: NaN };
 const sleep = (t: number) => new Promise((res) => setTimeout(res, t));
 
 async function bareCaddy(): Promise<{ admin: number; stop: () => void }> {
@@ -253,10 +256,8 @@ async function benchSize(n: number, shape: "all" | "split", pki: TestPki) {
       burst: burstResult,
       masterMem,
       slaveMem,
-      restartMedian: restarts.length ? pct(restarts, 50) : NaN,
-      restartMax: restarts.length ? Math.max(...restarts) : NaN,
-      restartFromStartMedian: restartsFromStart.length ? pct(restartsFromStart, 50) : NaN,
-      restartFromStartMax: restartsFromStart.length ? Math.max(...restartsFromStart) : NaN,
+      restart: medianMax(restarts),
+      restartFromStart: medianMax(restartsFromStart),
     };
   } finally {
     await stopAll([master, slave]);
@@ -357,12 +358,12 @@ async function main() {
   );
   line(
     `slave restarted -> its Caddy serves a change made while it was down, from its receiver answering GetReceiverStatus, median / max of ${RESTARTS}`,
-    (r) => `${ms(r.restartMedian)} / ${ms(r.restartMax)}`,
+    (r) => `${ms(r.restart.median)} / ${ms(r.restart.max)}`,
     "<= 1 s",
   );
   line(
     `the same, from the slave's start (its process launched: start-up, then the above), median / max of ${RESTARTS}`,
-    (r) => `${ms(r.restartFromStartMedian)} / ${ms(r.restartFromStartMax)}`,
+    (r) => `${ms(r.restartFromStart.median)} / ${ms(r.restartFromStart.max)}`,
   );
   line(
     `master instance memory at rest (process tree, ${RSS_SETTLE_MS / 1000} s after the writes), RSS / USS`,

@@ -21,7 +21,6 @@
  * machine moves less than the wall-clock figures. Prints one table with the goals beside the
  * figures, the Prisma version, and the statements of one update as SQLite ran them.
  */
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
@@ -34,7 +33,7 @@ import { ApiTokens, ConfigStore, createServer, openDatabase } from "@cpm/config-
 import { SPLIT } from "../support/instance.ts";
 import { inParallel, killInstancesOnSignal, seed, startInstance, stopAll } from "./cluster.ts";
 import { benchReport, machineDescription } from "./markdown.ts";
-import { processTree } from "./proc-mem.ts";
+import { treeCpuMs } from "./proc-mem.ts";
 import { pct } from "./stats.ts";
 
 const num = (name: string, dflt: number) => {
@@ -68,36 +67,10 @@ function prismaVersion(): string {
   return (JSON.parse(readFileSync(manifest, "utf8")) as { version: string }).version;
 }
 
-/** Clock ticks per second of /proc/<pid>/stat's times. */
-const CLK_TCK = (() => {
-  try {
-    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-/**
- * CPU time (user + system, ms) used so far by the Node processes of the tree under `root`, Caddy
- * apart: what the instance's own code costs, less sensitive than wall time to other work on the cores.
- */
-function nodeCpuMs(root: number, caddy = false): number {
-  let ticks = 0;
-  for (const p of processTree(root)) {
-    if ((p.name === "caddy") !== caddy) continue;
-    try {
-      const stat = readFileSync(`/proc/${p.pid}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(fields[11]) + Number(fields[12]); // utime and stime, fields 14 and 15
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return (ticks * 1000) / CLK_TCK;
-}
-
-/** CPU time (user + system, ms) used so far by the Caddy of the tree under `root`. */
-const caddyCpuMs = (root: number) => nodeCpuMs(root, true);
+/** CPU time (ms) used so far by the instance's Node processes under `root`, Caddy apart: what its own code costs. */
+const nodeCpuMs = (root: number) => treeCpuMs(root, (name) => name !== "caddy");
+/** CPU time (ms) used so far by the instance's Caddy under `root` (its loads). */
+const caddyCpuMs = (root: number) => treeCpuMs(root, (name) => name === "caddy");
 
 /** CPU time (user + system, ms) of this process so far. */
 const ownCpuMs = () => {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ProxyHost } from "@cpm/proto";
 import { DeferredInserts, deferringTx, insertRows } from "./deferred-inserts.ts";
+import { prismaRowStatements } from "./row-statements.ts";
 import { proxyHostRow, type Tx } from "./store.ts";
 import { startConfigService, type Harness } from "./test-support.ts";
 
@@ -59,7 +60,7 @@ describe("deferred inserts (on a real SQLite transaction)", () => {
   it("rows of many writes go in with one statement per table, parents first, when the store flushes", async () => {
     await inRolledBackTransaction(async (tx) => {
       const calls: string[] = [];
-      const deferred = new DeferredInserts();
+      const deferred = new DeferredInserts(prismaRowStatements(recording(tx, calls)));
       const writes = deferringTx(recording(tx, calls), deferred);
       for (let n = 0; n < 16; n++) {
         await insertRows(writes, "proxyHost", [row(n)]);
@@ -67,7 +68,7 @@ describe("deferred inserts (on a real SQLite transaction)", () => {
       }
       assert.deepEqual(calls, [], "nothing sent before the flush");
       assert.equal(await tx.proxyHost.count({ where: { id: { startsWith: "deferred-" } } }), 0);
-      await deferred.flush(recording(tx, calls));
+      await deferred.flush();
       assert.deepEqual(calls, ["proxyHost.createMany", "proxyHostDomain.createMany"]);
       assert.equal(await tx.proxyHost.count({ where: { id: { startsWith: "deferred-" } } }), 16);
       assert.equal(await tx.proxyHostDomain.count({ where: { proxyHostId: { startsWith: "deferred-" } } }), 16);
@@ -76,13 +77,13 @@ describe("deferred inserts (on a real SQLite transaction)", () => {
 
   it("any other statement on the deferring client sends the waiting rows first, so it sees them", async () => {
     await inRolledBackTransaction(async (tx) => {
-      const deferred = new DeferredInserts();
+      const deferred = new DeferredInserts(prismaRowStatements(tx));
       const writes = deferringTx(tx, deferred);
       await insertRows(writes, "proxyHost", [row(100)]);
       assert.equal(await tx.proxyHost.findUnique({ where: { id: "deferred-100" } }), null, "still waiting");
       const seen = await writes.proxyHost.findUnique({ where: { id: "deferred-100" } });
       assert.equal(seen?.name, "deferred-100");
-      await deferred.flush(tx);
+      await deferred.flush();
       assert.equal(await tx.proxyHost.count({ where: { id: "deferred-100" } }), 1, "sent once");
     });
   });

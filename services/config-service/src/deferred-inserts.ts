@@ -1,4 +1,4 @@
-import type { RowStatements } from "./row-statements.ts";
+import { prismaRowStatements, type ProxyHostRow, type RowStatements } from "./row-statements.ts";
 import type { Tx } from "./store.ts";
 
 /**
@@ -13,18 +13,17 @@ type RowOf<T extends DeferrableTable> = NonNullable<Parameters<Tx[T]["createMany
     ? R
     : D
   : never;
-type CreateMany = (args: { data: unknown[] }) => Promise<unknown>;
 
 /**
  * New rows waiting for the end of a transaction, so a group commit of many creates inserts
  * them with one statement per table instead of one or two per write: Prisma compiles every
- * statement anew (about 0.7 ms for a one-row insert here, 2 ms for sixteen rows). With
- * `direct` (SQLite, its connection at hand) they go in by statements prepared once instead.
+ * statement anew (about 0.7 ms for a one-row insert here, 2 ms for sixteen rows). They go in
+ * through `statements`: prepared ones on SQLite (row-statements.ts), Prisma's elsewhere.
  */
 export class DeferredInserts {
   private readonly rows = new Map<DeferrableTable, unknown[]>();
 
-  constructor(readonly direct?: RowStatements) {}
+  constructor(readonly statements: RowStatements) {}
 
   add<T extends DeferrableTable>(table: T, rows: readonly RowOf<T>[]): void {
     const kept = this.rows.get(table);
@@ -33,14 +32,13 @@ export class DeferredInserts {
   }
 
   /** Inserts every waiting row, parents first; nothing waits afterwards. */
-  async flush(tx: Tx): Promise<void> {
+  async flush(): Promise<void> {
     if (this.rows.size === 0) return;
     for (const table of TABLES) {
       const rows = this.rows.get(table);
       if (!rows) continue;
       this.rows.delete(table);
-      if (this.direct) this.direct.insert(table, rows as Record<string, unknown>[]);
-      else await (tx[table] as unknown as { createMany: CreateMany }).createMany({ data: rows });
+      await this.statements.insert(table, rows as object[]);
     }
   }
 }
@@ -56,7 +54,7 @@ export function deferringTx(tx: Tx, deferred: DeferredInserts): Tx {
   const sendingFirst =
     (f: (...args: unknown[]) => unknown, self: object) =>
     async (...args: unknown[]) => {
-      await deferred.flush(tx);
+      await deferred.flush();
       return f.apply(self, args);
     };
   const delegates = new Map<PropertyKey, unknown>();
@@ -91,23 +89,17 @@ export async function insertRows<T extends DeferrableTable>(
   if (rows.length === 0) return;
   const deferred = deferredOf.get(tx);
   if (deferred) deferred.add(table, rows);
-  else await (tx[table] as unknown as { createMany: CreateMany }).createMany({ data: [...rows] });
+  else await prismaRowStatements(tx).insert(table, rows as readonly object[]);
 }
 
-type ProxyHostRow = RowOf<"proxyHost">;
-
 /**
- * Rewrites the stored proxy host `row.id` with `row`: by the prepared statement when `tx` is the
- * store's transaction on SQLite with its connection at hand (rows waiting before it go in
- * first), through Prisma otherwise. The number of rows changed.
+ * Rewrites the stored proxy host `row.id` with `row` (rows waiting on `tx` go in first), by the
+ * statements of the store's transaction when `tx` is its deferring client, through Prisma
+ * otherwise. The number of rows changed.
  */
 export async function updateProxyHostRow(tx: Tx, row: ProxyHostRow): Promise<number> {
   const deferred = deferredOf.get(tx);
-  const direct = deferred?.direct;
-  if (deferred && direct) {
-    await deferred.flush(tx);
-    return direct.updateProxyHost(row);
-  }
-  const { count } = await tx.proxyHost.updateMany({ where: { id: row.id }, data: { ...row, id: undefined } });
-  return count;
+  if (!deferred) return prismaRowStatements(tx).updateProxyHost(row);
+  await deferred.flush();
+  return deferred.statements.updateProxyHost(row);
 }

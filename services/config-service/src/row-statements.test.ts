@@ -8,14 +8,21 @@ import { createLogger, SNAPSHOT_SCHEMA_VERSION, snapshotContentHash } from "@cpm
 import { applySnapshot } from "./apply.ts";
 import { openDatabase, type Db } from "./db.ts";
 import { Prisma } from "./generated/prisma/client.ts";
-import { COLUMNS, MissingRowError, refusedByStoredRows, rowStatementsOn, sqliteValue } from "./row-statements.ts";
+import {
+  COLUMNS,
+  MissingRowError,
+  prismaRowStatements,
+  refusedByStoredRows,
+  rowStatementsOn,
+  sqliteValue,
+  type RowStatements,
+} from "./row-statements.ts";
 import { directConnection } from "./sqlite-connection.ts";
-import { ConfigStore, proxyHostRow } from "./store.ts";
+import { insertRows } from "./deferred-inserts.ts";
+import { ConfigStore, proxyHostRow, type Tx } from "./store.ts";
 
 const dir = mkdtempSync(path.join(tmpdir(), "cpm-row-statements-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-class RolledBack extends Error {}
 
 describe("sqliteValue: a value bound as Prisma's SQLite adapter binds it", () => {
   const cases: [string, unknown, unknown][] = [
@@ -55,162 +62,162 @@ describe("refusedByStoredRows: a write the stored rows refuse, by Prisma or by a
   for (const [name, err, want] of cases) it(name, () => assert.equal(refusedByStoredRows(err), want));
 });
 
-describe("row statements on Prisma's own SQLite connection", () => {
-  let db: Db;
-  let store: ConfigStore;
-  before(async () => {
-    ({ db } = await openDatabase(`file:${path.join(dir, "rows.db")}`));
-    store = new ConfigStore(db, createLogger("test", "silent"), { dialect: "sqlite" });
-    await store.init();
+const host = (n: number, over: Partial<ProxyHost> = {}) =>
+  ProxyHost.fromPartial({
+    id: `row-${n}`,
+    name: `row-${n}`,
+    domains: [`row${n}.test`],
+    upstreams: ["10.0.0.1:80"],
+    compression: n % 2 === 0,
+    ...over,
   });
-  after(async () => db.$disconnect());
+const at = new Date("2026-12-07T01:02:03.004Z");
 
-  const host = (n: number, over: Partial<ProxyHost> = {}) =>
-    ProxyHost.fromPartial({
-      id: `row-${n}`,
-      name: `row-${n}`,
-      domains: [`row${n}.test`],
-      upstreams: ["10.0.0.1:80"],
-      compression: n % 2 === 0,
-      ...over,
-    });
-  const at = new Date("2026-12-07T01:02:03.004Z");
-
-  it("writes rows that Prisma reads back exactly as it reads its own", async () => {
-    const conn = directConnection(db);
-    assert.ok(conn, "the connection is at hand on SQLite");
-    const rows = rowStatementsOn(conn);
-    await db.proxyHost.createMany({ data: [proxyHostRow(host(1), at)] });
-    await db.$transaction(async () => {
-      rows.insert("proxyHost", [proxyHostRow(host(2), at)]);
-      rows.insert("proxyHostDomain", [{ domain: "row2.test", proxyHostId: "row-2" }]);
-    });
-    assert.deepEqual(
-      await db.proxyHost.findUniqueOrThrow({ where: { id: "row-1" } }),
-      proxyHostRow(host(1), at),
-      "Prisma's own row reads back as given",
-    );
-    assert.deepEqual(
-      await db.proxyHost.findUniqueOrThrow({ where: { id: "row-2" } }),
-      proxyHostRow(host(2), at),
-      "so does the prepared statement's: dates, booleans and nulls included",
-    );
-    assert.deepEqual(await db.proxyHostDomain.findMany({ where: { proxyHostId: "row-2" } }), [
-      { domain: "row2.test", proxyHostId: "row-2" },
-    ]);
-
-    const many = Array.from({ length: 130 }, (_, i) => ({ domain: `many${i}.test`, proxyHostId: "row-2" }));
-    await db.$transaction(async () => rows.insert("proxyHostDomain", many));
-    assert.equal(
-      await db.proxyHostDomain.count({ where: { proxyHostId: "row-2" } }),
-      131,
-      "130 rows in three statements",
-    );
-
-    const later = new Date("2026-12-07T05:00:00.000Z");
-    const changed = proxyHostRow(host(1, { upstreams: ["10.0.0.9:81"], compression: true }), at);
-    await db.$transaction(async () => {
-      assert.equal(rows.updateProxyHost({ ...changed, updatedAt: later }), 1);
-      assert.equal(rows.updateProxyHost({ ...changed, id: "no-such-host" }), 0, "an unknown id changes nothing");
-    });
-    const updated = await db.proxyHost.findUniqueOrThrow({ where: { id: "row-1" } });
-    assert.deepEqual(updated, { ...changed, updatedAt: later });
+/** A store on a database file of its own, with the first words of every statement SQLite ran. */
+async function tracedStore(name: string) {
+  const statements: string[] = [];
+  const { db } = await openDatabase(`file:${path.join(dir, `${name}.db`)}`, {
+    onStatement: (sql) => statements.push(sql),
   });
+  const store = new ConfigStore(db, createLogger("test", "silent"), { dialect: "sqlite" });
+  await store.init();
+  return {
+    db,
+    store,
+    /** The writes SQLite ran since the last call, as their first three words. */
+    writes: () =>
+      statements
+        .splice(0)
+        .filter((q) => /^\s*(INSERT|UPDATE|DELETE)/.test(q))
+        .map((q) => q.trim().split(/\s+/).slice(0, 3).join(" ")),
+  };
+}
 
-  it("bumps the version as Prisma reads it, and a broken constraint rolls the whole transaction back", async () => {
-    const rows = rowStatementsOn(directConnection(db)!);
-    const before = await db.instance.findUniqueOrThrow({ where: { id: 1 } });
-    const at2 = new Date("2026-12-07T06:00:00.000Z");
-    const bumped = await db.$transaction(async () => rows.bumpVersion(3, at2));
-    assert.deepEqual(bumped, {
-      instanceId: before.instanceId,
-      version: before.version + 3,
-      versionCommittedAt: at2,
-      masterInstanceId: before.masterInstanceId,
+// One contract, two ways: each must write what Prisma reads back as its own rows.
+const ways: [string, (db: Db, tx: Tx) => RowStatements][] = [
+  ["prepared on Prisma's own SQLite connection", (db) => rowStatementsOn(directConnection(db)!)],
+  ["through Prisma on the transaction", (_db, tx) => prismaRowStatements(tx)],
+];
+for (const [way, statementsOf] of ways) {
+  describe(`row statements ${way}`, () => {
+    let db: Db;
+    before(async () => {
+      ({ db } = await tracedStore(`rows-${ways.findIndex(([w]) => w === way)}`));
+      assert.ok(directConnection(db), "the connection is at hand on SQLite");
     });
-    assert.deepEqual(await db.instance.findUniqueOrThrow({ where: { id: 1 } }), {
-      ...before,
-      version: before.version + 3,
-      versionCommittedAt: at2,
-    });
+    after(async () => db.$disconnect());
+    const inTransaction = <T>(fn: (rows: RowStatements) => Promise<T>) =>
+      db.$transaction((tx) => fn(statementsOf(db, tx)));
 
-    await assert.rejects(
-      db.$transaction(async () => {
-        rows.bumpVersion(1, new Date());
-        rows.insert("proxyHost", [proxyHostRow(host(3, { name: "row-1" }), at)]); // name taken
-      }),
-      /UNIQUE constraint failed: ProxyHost.name/,
-    );
-    await assert.rejects(
-      db.$transaction(async () => {
-        rows.insert("proxyHostDomain", [{ domain: "orphan.test", proxyHostId: "no-such-host" }]);
-        throw new RolledBack();
-      }),
-      /FOREIGN KEY constraint failed|RolledBack/,
-    );
-    assert.equal(
-      (await db.instance.findUniqueOrThrow({ where: { id: 1 } })).version,
-      before.version + 3,
-      "no bump kept",
-    );
-    assert.equal(await db.proxyHost.count({ where: { id: "row-3" } }), 0);
-    assert.equal(await db.proxyHostDomain.count({ where: { domain: "orphan.test" } }), 0);
-  });
-
-  it("carry the store's commit: a new row and the version bump, not Prisma's compiled statements", async () => {
-    const statements: string[] = [];
-    const { db: traced } = await openDatabase(`file:${path.join(dir, "traced.db")}`, {
-      onStatement: (sql) => statements.push(sql),
-    });
-    try {
-      const s = new ConfigStore(traced, createLogger("test", "silent"), { dialect: "sqlite" });
-      await s.init();
-      const row = proxyHostRow(host(10), at);
-      statements.length = 0;
-      const { version } = await s.write(async (tx) => {
-        const { insertRows } = await import("./deferred-inserts.ts");
-        await insertRows(tx, "proxyHost", [row]);
+    it("write rows that Prisma reads back exactly as given, dates, booleans and nulls included", async () => {
+      await inTransaction(async (rows) => {
+        await rows.insert("proxyHost", [proxyHostRow(host(1), at), proxyHostRow(host(2), at)]);
+        await rows.insert("proxyHostDomain", [{ domain: "row2.test", proxyHostId: "row-2" }]);
       });
-      const written = statements.filter((q) => /INSERT|UPDATE/.test(q));
-      assert.deepEqual(
-        written.map((q) => q.trim().split(/\s+/).slice(0, 3).join(" ")),
-        ['INSERT INTO "ProxyHost"', 'UPDATE "Instance" SET'],
-        "the prepared statements, not Prisma's compiled ones (which name `main`.`ProxyHost`)",
+      for (const n of [1, 2])
+        assert.deepEqual(
+          await db.proxyHost.findUniqueOrThrow({ where: { id: `row-${n}` } }),
+          proxyHostRow(host(n), at),
+        );
+      const many = Array.from({ length: 130 }, (_, i) => ({ domain: `many${i}.test`, proxyHostId: "row-2" }));
+      await inTransaction((rows) => rows.insert("proxyHostDomain", many));
+      assert.equal(await db.proxyHostDomain.count({ where: { proxyHostId: "row-2" } }), 131, "130 rows more");
+
+      const later = new Date("2026-12-07T05:00:00.000Z");
+      const changed = proxyHostRow(host(1, { upstreams: ["10.0.0.9:81"], compression: true }), at);
+      await inTransaction(async (rows) => {
+        assert.equal(await rows.updateProxyHost({ ...changed, updatedAt: later }), 1);
+        assert.equal(
+          await rows.updateProxyHost({ ...changed, id: "no-such-host" }),
+          0,
+          "an unknown id changes nothing",
+        );
+      });
+      assert.deepEqual(await db.proxyHost.findUniqueOrThrow({ where: { id: "row-1" } }), {
+        ...changed,
+        updatedAt: later,
+      });
+
+      await inTransaction(async (rows) => {
+        await rows.deleteDomainsOf(["row-1"]);
+        await rows.deleteProxyHosts(["row-2"]);
+      });
+      assert.deepEqual(await db.proxyHost.findMany({ select: { id: true } }), [{ id: "row-1" }]);
+      assert.equal(await db.proxyHostDomain.count(), 0, "row-1's domains deleted, row-2's gone with it");
+    });
+
+    it("bump and set the version as Prisma reads it; a broken constraint rolls the transaction back", async () => {
+      const before = await db.instance.findUniqueOrThrow({ where: { id: 1 } });
+      const at2 = new Date("2026-12-07T06:00:00.000Z");
+      const bumped = await inTransaction((rows) => rows.bumpVersion(3, at2));
+      const expected = { ...before, version: before.version + 3, versionCommittedAt: at2 };
+      const { id: _id, ...instanceRow } = expected;
+      assert.deepEqual(bumped, instanceRow);
+      assert.deepEqual(await db.instance.findUniqueOrThrow({ where: { id: 1 } }), expected);
+      await inTransaction((rows) => rows.setVersion(40, at2, "master-7"));
+      assert.deepEqual(await db.instance.findUniqueOrThrow({ where: { id: 1 } }), {
+        ...expected,
+        version: 40,
+        masterInstanceId: "master-7",
+      });
+
+      await assert.rejects(
+        inTransaction(async (rows) => {
+          await rows.bumpVersion(1, new Date());
+          await rows.insert("proxyHost", [proxyHostRow(host(3, { name: "row-1" }), at)]); // name taken
+        }),
+        (err) => refusedByStoredRows(err),
       );
-      assert.equal((await traced.instance.findUniqueOrThrow({ where: { id: 1 } })).version, version);
-      assert.equal((await traced.proxyHost.findUniqueOrThrow({ where: { id: "row-10" } })).name, "row-10");
+      await assert.rejects(
+        inTransaction((rows) =>
+          rows.insert("proxyHostDomain", [{ domain: "orphan.test", proxyHostId: "no-such-host" }]),
+        ),
+        (err) => refusedByStoredRows(err),
+      );
+      assert.equal((await db.instance.findUniqueOrThrow({ where: { id: 1 } })).version, 40, "no bump kept");
+      assert.equal(await db.proxyHost.count({ where: { id: "row-3" } }), 0);
+      assert.equal(await db.proxyHostDomain.count({ where: { domain: "orphan.test" } }), 0);
+    });
+  });
+}
+
+describe("the store on SQLite", () => {
+  it("commits a new row and the version bump by the prepared statements, not Prisma's compiled ones", async () => {
+    const { db, store, writes } = await tracedStore("commit");
+    try {
+      writes();
+      const { version } = await store.write((tx) => insertRows(tx, "proxyHost", [proxyHostRow(host(10), at)]));
+      // Prisma's compiled statements name `main`.`ProxyHost`.
+      assert.deepEqual(writes(), ['INSERT INTO "ProxyHost"', 'UPDATE "Instance" SET']);
+      assert.equal((await db.instance.findUniqueOrThrow({ where: { id: 1 } })).version, version);
+      assert.equal((await db.proxyHost.findUniqueOrThrow({ where: { id: "row-10" } })).name, "row-10");
     } finally {
-      await traced.$disconnect();
+      await db.$disconnect();
     }
   });
-  it("carry a slave's apply: changed, added and removed hosts, and names swapped between two (every row replaced)", async () => {
-    const statements: string[] = [];
-    const { db: slave } = await openDatabase(`file:${path.join(dir, "slave.db")}`, {
-      onStatement: (sql) => statements.push(sql),
-    });
+
+  it("applies a slave's snapshots by them: changed, added and removed hosts, and names swapped between two (every row replaced)", async () => {
+    const { db, store, writes } = await tracedStore("slave");
     try {
-      const s = new ConfigStore(slave, createLogger("test", "silent"), { dialect: "sqlite" });
-      await s.init();
-      const master = "master-0001";
       const snap = (version: number, hosts: ProxyHost[]) => {
         const x = Snapshot.fromPartial({
           schemaVersion: SNAPSHOT_SCHEMA_VERSION,
           version,
-          masterInstanceId: master,
+          masterInstanceId: "master-0001",
           proxyHosts: hosts,
         });
         return { ...x, contentSha256: snapshotContentHash(x) };
       };
-      const a = host(20, { createdAt: at, updatedAt: at });
-      const b = host(21, { createdAt: at, updatedAt: at });
-      const c = host(22, { createdAt: at, updatedAt: at });
-      const stored = async () => (await new ConfigStore(slave, createLogger("test", "silent")).snapshot()).proxyHosts;
+      const [a, b, c] = [20, 21, 22].map((n) => host(n, { createdAt: at, updatedAt: at })) as [
+        ProxyHost,
+        ProxyHost,
+        ProxyHost,
+      ];
+      const stored = async () => (await new ConfigStore(db, createLogger("test", "silent")).snapshot()).proxyHosts;
       const applied = async (x: Snapshot) => {
-        statements.length = 0;
-        await applySnapshot(s, x);
-        return statements
-          .filter((q) => /^\s*(INSERT|UPDATE|DELETE)/.test(q))
-          .map((q) => q.trim().split(/\s+/).slice(0, 3).join(" "));
+        writes();
+        await applySnapshot(store, x);
+        return writes();
       };
 
       assert.deepEqual(await applied(snap(1, [a, b])), [
@@ -229,7 +236,7 @@ describe("row statements on Prisma's own SQLite connection", () => {
       ]);
       assert.deepEqual(await stored(), [a2, c], "the database holds the snapshot's hosts");
       assert.deepEqual(
-        (await slave.proxyHostDomain.findMany({ orderBy: { domain: "asc" } })).map((d) => d.domain),
+        (await db.proxyHostDomain.findMany({ orderBy: { domain: "asc" } })).map((d) => d.domain),
         ["row20b.test", "row22.test"],
         "the removed host's domain rows went with it, the changed host's were rewritten",
       );
@@ -242,9 +249,9 @@ describe("row statements on Prisma's own SQLite connection", () => {
       ];
       await applied(snap(3, swapped));
       assert.deepEqual(await stored(), swapped);
-      assert.equal((await slave.instance.findUniqueOrThrow({ where: { id: 1 } })).version, 3);
+      assert.equal((await db.instance.findUniqueOrThrow({ where: { id: 1 } })).version, 3);
     } finally {
-      await slave.$disconnect();
+      await db.$disconnect();
     }
   });
 });

@@ -1,33 +1,35 @@
 import type Database from "better-sqlite3";
+import type { proxyHostRow, Tx } from "./store.ts";
 
 /**
- * The statements of the write path's commonest writes (a proxy host created or updated, and the
- * version bumped once per commit) and of a slave's apply of proxy hosts, prepared once and run
- * on Prisma's own SQLite connection
- * inside the transaction Prisma has opened on it. Prisma compiles every statement anew in
- * WebAssembly (about half a millisecond each here); these run in microseconds. Values are
- * encoded as Prisma's SQLite adapter encodes them (a date as ISO-8601 with `+00:00`, a boolean as
- * 1 or 0), so Prisma reads back exactly what it would have written.
- *
- * Only ever called while that transaction is open (the store's commit): better-sqlite3 runs a
- * statement synchronously, so it lands between the transaction's BEGIN and COMMIT like Prisma's
- * own statements on the same connection. A constraint a statement breaks throws and rolls the
- * transaction back, as Prisma's would.
+ * The rows the write path writes most: a proxy host's and its domains' (a write's create and
+ * update, a slave's apply), and the instance's version (every commit). Two ways, one contract:
+ * - on SQLite with Prisma's connection at hand (`rowStatementsOn`), statements prepared once and
+ *   run on that connection inside the transaction Prisma has opened on it. Prisma compiles every
+ *   statement anew in WebAssembly (about half a millisecond each here); these run in
+ *   microseconds, synchronously, so they land between the transaction's BEGIN and COMMIT like
+ *   Prisma's own. Values are bound as Prisma's SQLite adapter binds them (a date as ISO-8601 with
+ *   `+00:00`, a boolean as 1 or 0), so Prisma reads back exactly what it would have written;
+ * - elsewhere (PostgreSQL, or the connection not at hand), through Prisma on the transaction
+ *   (`prismaRowStatements`).
+ * A constraint a statement breaks throws and rolls the transaction back either way.
  */
 export interface RowStatements {
   /** Inserts `rows` into `table`, in order. */
-  insert(table: DirectTable, rows: readonly Record<string, unknown>[]): void;
+  insert(table: DirectTable, rows: readonly object[]): Promise<void>;
   /** Rewrites every column of the proxy host row with `row.id`; the number of rows changed (0 or 1). */
-  updateProxyHost(row: Record<string, unknown>): number;
+  updateProxyHost(row: ProxyHostRow): Promise<number>;
   /** Deletes the proxy hosts `ids` (their domain rows go with them: ON DELETE CASCADE). */
-  deleteProxyHosts(ids: readonly string[]): void;
+  deleteProxyHosts(ids: readonly string[]): Promise<void>;
   /** Deletes the domain rows of the proxy hosts `ids`. */
-  deleteDomainsOf(ids: readonly string[]): void;
+  deleteDomainsOf(ids: readonly string[]): Promise<void>;
   /** Adds `by` to the version, sets its commit time, and returns the instance row. */
-  bumpVersion(by: number, now: Date): InstanceRow;
+  bumpVersion(by: number, now: Date): Promise<InstanceRow>;
   /** Sets the version, its commit time and the master (a slave's apply). */
-  setVersion(version: number, now: Date, masterInstanceId: string): void;
+  setVersion(version: number, now: Date, masterInstanceId: string): Promise<void>;
 }
+
+export type ProxyHostRow = ReturnType<typeof proxyHostRow>;
 
 /** A row a write expected to change was not there (Prisma's P2025 on the same write). */
 export class MissingRowError extends Error {
@@ -82,27 +84,24 @@ const quote = (name: string) => `"${name}"`;
 
 /** Rows one INSERT statement takes at most (8 columns each: far below SQLite's bound-variable limit). */
 const ROWS_PER_INSERT = 64;
+/** The proxy host columns an update rewrites, in the order they are bound (its id comes last). */
+const PROXY_HOST_SET = COLUMNS.proxyHost.filter((c) => c !== "id");
 
 class PreparedRowStatements implements RowStatements {
   /** Per table, the INSERT of k rows, prepared the first time k rows go in together. */
   private readonly inserts = new Map<string, Database.Statement>();
   private readonly update: Database.Statement;
-  private readonly bump: Database.Statement;
-
   private readonly deleteHost: Database.Statement;
   private readonly deleteDomains: Database.Statement;
+  private readonly bump: Database.Statement;
   private readonly set: Database.Statement;
 
   constructor(private readonly connection: Database.Database) {
+    this.update = connection.prepare(
+      `UPDATE "ProxyHost" SET ${PROXY_HOST_SET.map((c) => `${quote(c)} = ?`).join(", ")} WHERE "id" = ?`,
+    );
     this.deleteHost = connection.prepare(`DELETE FROM "ProxyHost" WHERE "id" = ?`);
     this.deleteDomains = connection.prepare(`DELETE FROM "ProxyHostDomain" WHERE "proxyHostId" = ?`);
-    this.set = connection.prepare(
-      `UPDATE "Instance" SET "version" = ?, "versionCommittedAt" = ?, "masterInstanceId" = ? WHERE "id" = 1`,
-    );
-    const set = COLUMNS.proxyHost.filter((c) => c !== "id");
-    this.update = connection.prepare(
-      `UPDATE "ProxyHost" SET ${set.map((c) => `${quote(c)} = ?`).join(", ")} WHERE "id" = ?`,
-    );
     // The adapter opens its connection with safe integers (BigInt); the version is an Int column.
     this.bump = connection
       .prepare(
@@ -110,6 +109,9 @@ class PreparedRowStatements implements RowStatements {
           `RETURNING "instanceId", "version", "versionCommittedAt", "masterInstanceId"`,
       )
       .safeIntegers(false);
+    this.set = connection.prepare(
+      `UPDATE "Instance" SET "version" = ?, "versionCommittedAt" = ?, "masterInstanceId" = ? WHERE "id" = 1`,
+    );
   }
 
   private insertOf(table: DirectTable, k: number): Database.Statement {
@@ -126,38 +128,66 @@ class PreparedRowStatements implements RowStatements {
     return stmt;
   }
 
-  insert(table: DirectTable, rows: readonly Record<string, unknown>[]): void {
+  async insert(table: DirectTable, rows: readonly object[]): Promise<void> {
     const columns = COLUMNS[table];
     for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
       const chunk = rows.slice(i, i + ROWS_PER_INSERT);
-      this.insertOf(table, chunk.length).run(chunk.flatMap((row) => columns.map((c) => sqliteValue(row[c]))));
+      this.insertOf(table, chunk.length).run(
+        chunk.flatMap((row) => columns.map((c) => sqliteValue((row as Record<string, unknown>)[c]))),
+      );
     }
   }
 
-  updateProxyHost(row: Record<string, unknown>): number {
-    const values = COLUMNS.proxyHost.filter((c) => c !== "id").map((c) => sqliteValue(row[c]));
-    return this.update.run([...values, sqliteValue(row.id)]).changes;
+  async updateProxyHost(row: ProxyHostRow): Promise<number> {
+    return this.update.run([...PROXY_HOST_SET.map((c) => sqliteValue(row[c])), row.id]).changes;
   }
 
-  deleteProxyHosts(ids: readonly string[]): void {
+  async deleteProxyHosts(ids: readonly string[]): Promise<void> {
     for (const id of ids) this.deleteHost.run(id);
   }
 
-  deleteDomainsOf(ids: readonly string[]): void {
+  async deleteDomainsOf(ids: readonly string[]): Promise<void> {
     for (const id of ids) this.deleteDomains.run(id);
   }
 
-  setVersion(version: number, now: Date, masterInstanceId: string): void {
+  async bumpVersion(by: number, now: Date): Promise<InstanceRow> {
+    const r = this.bump.get([by, sqliteValue(now)]) as
+      { instanceId: string; version: number; versionCommittedAt: string; masterInstanceId: string } | undefined;
+    if (!r) throw new MissingRowError("Instance", "1");
+    return { ...r, versionCommittedAt: new Date(r.versionCommittedAt) };
+  }
+
+  async setVersion(version: number, now: Date, masterInstanceId: string): Promise<void> {
     if (this.set.run(version, sqliteValue(now), masterInstanceId).changes !== 1)
       throw new MissingRowError("Instance", "1");
   }
+}
 
-  bumpVersion(by: number, now: Date): InstanceRow {
-    const r = this.bump.get([by, sqliteValue(now)]) as
-      { instanceId: string; version: number; versionCommittedAt: string; masterInstanceId: string } | undefined;
-    if (!r) throw new Error("the instance row is missing");
-    return { ...r, versionCommittedAt: new Date(r.versionCommittedAt) };
-  }
+type CreateMany = (args: { data: unknown[] }) => Promise<unknown>;
+
+/** The same rows through Prisma on `tx` (PostgreSQL, or SQLite without its connection at hand). */
+export function prismaRowStatements(tx: Tx): RowStatements {
+  return {
+    insert: async (table, rows) =>
+      void (await (tx[table] as unknown as { createMany: CreateMany }).createMany({ data: [...rows] })),
+    updateProxyHost: async (row) =>
+      (await tx.proxyHost.updateMany({ where: { id: row.id }, data: { ...row, id: undefined } })).count,
+    deleteProxyHosts: async (ids) => void (await tx.proxyHost.deleteMany({ where: { id: { in: [...ids] } } })),
+    deleteDomainsOf: async (ids) =>
+      void (await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: { in: [...ids] } } })),
+    bumpVersion: async (by, now) => {
+      const { instanceId, version, versionCommittedAt, masterInstanceId } = await tx.instance.update({
+        where: { id: 1 },
+        data: { version: { increment: by }, versionCommittedAt: now },
+      });
+      return { instanceId, version, versionCommittedAt, masterInstanceId };
+    },
+    setVersion: async (version, now, masterInstanceId) =>
+      void (await tx.instance.update({
+        where: { id: 1 },
+        data: { version, versionCommittedAt: now, masterInstanceId },
+      })),
+  };
 }
 
 const prepared = new WeakMap<Database.Database, RowStatements>();
@@ -167,4 +197,12 @@ export function rowStatementsOn(connection: Database.Database): RowStatements {
   let s = prepared.get(connection);
   if (!s) prepared.set(connection, (s = new PreparedRowStatements(connection)));
   return s;
+}
+
+/**
+ * The row statements for `tx`, a transaction of `db`: prepared on SQLite's connection when it is
+ * at hand (`connection`, see sqlite-connection.ts), through Prisma on `tx` otherwise.
+ */
+export function rowStatementsFor(tx: Tx, connection: Database.Database | undefined): RowStatements {
+  return connection ? rowStatementsOn(connection) : prismaRowStatements(tx);
 }

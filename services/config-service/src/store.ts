@@ -24,7 +24,7 @@ import { failSpan, traceCarrier, versionAttributes, withSpan, type TraceCarrier 
 import { ChangeSet, ContentIndex, PendingContent, storedSettings, type ContentView } from "./content-index.ts";
 import type { Db } from "./db.ts";
 import { directConnection, directDataVersion } from "./sqlite-connection.ts";
-import { MissingRowError, refusedByStoredRows, rowStatementsOn, type RowStatements } from "./row-statements.ts";
+import { MissingRowError, refusedByStoredRows, rowStatementsFor, type RowStatements } from "./row-statements.ts";
 import { DeferredInserts, deferringTx } from "./deferred-inserts.ts";
 
 /** Resolves after the event loop has run the I/O callbacks that were ready (setImmediate). */
@@ -204,15 +204,12 @@ export class ConfigStore {
       const current = index && (fns.length > 1 ? new PendingContent(index) : index);
       const sets: ChangeSet[] = [];
       let error: unknown;
-      // SQLite: the commonest rows and the version are written by statements prepared on the
-      // transaction's own connection (row-statements.ts); everything else goes through Prisma.
-      const connection = this.dialect === "sqlite" ? directConnection(this.db) : undefined;
-      const direct = connection && rowStatementsOn(connection);
       const done = await this.db
         .$transaction(async (tx) => {
           const results: unknown[] = [];
+          const rows = this.rowStatements(tx);
           // New rows from every write of the group go in together at the end (one statement per table).
-          const deferred = new DeferredInserts(direct);
+          const deferred = new DeferredInserts(rows);
           const writeTx = deferringTx(tx, deferred);
           for (const fn of fns) {
             const changes = new ChangeSet();
@@ -220,13 +217,8 @@ export class ConfigStore {
             if (current instanceof PendingContent) current.add(changes);
             sets.push(changes);
           }
-          await deferred.flush(tx);
-          const row = direct
-            ? direct.bumpVersion(fns.length, now)
-            : await tx.instance.update({
-                where: { id: 1 },
-                data: { version: { increment: fns.length }, versionCommittedAt: now },
-              });
+          await deferred.flush();
+          const row = await rows.bumpVersion(fns.length, now);
           return { results, row };
         })
         .catch((err: unknown) => void (error = err));
@@ -292,10 +284,8 @@ export class ConfigStore {
       accessLists: difference(index, "accessLists", s.accessLists, d.accessLists),
       settings: resourceDigest(storedSettings(s.settings)) !== index.settingsDigestOf(),
     };
-    const connection = this.dialect === "sqlite" ? directConnection(this.db) : undefined;
-    const direct = connection && rowStatementsOn(connection);
     try {
-      await this.db.$transaction((tx) => applyDifference(tx, diff, s, now, direct));
+      await this.db.$transaction((tx) => applyDifference(tx, this.rowStatements(tx), diff, s, now));
     } catch (err) {
       if (!refusedByStoredRows(err)) throw err;
       const code = (err as { code?: string }).code;
@@ -318,6 +308,14 @@ export class ConfigStore {
     }
     l.info = { ...l.info, version: s.version, committedAt: now, masterInstanceId: s.masterInstanceId };
     this.emitCommit({ version: s.version, committedAt: now, contentSha256: l.index.contentSha256(), writes: 1 });
+  }
+
+  /**
+   * How `tx` writes the hot rows (row-statements.ts): by statements prepared on SQLite's own
+   * connection when it is at hand, through Prisma otherwise (PostgreSQL).
+   */
+  private rowStatements(tx: Tx): RowStatements {
+    return rowStatementsFor(tx, this.dialect === "sqlite" ? directConnection(this.db) : undefined);
   }
 
   private emitCommit(c: Omit<Commit, "traceContext">): void {
@@ -495,63 +493,38 @@ function difference<T extends { id: string }>(
 
 /**
  * Writes only what differs (no statement for an empty list); order respects references and
- * unique domains. With `direct` (SQLite), proxy host rows and the version are written by the
- * prepared statements; the rest through Prisma.
+ * unique domains. Proxy host rows and the version go through `rows`, the rest through Prisma.
  */
-async function applyDifference(
-  tx: Tx,
-  diff: Difference,
-  s: Snapshot,
-  now: Date,
-  direct: RowStatements | undefined,
-): Promise<void> {
+async function applyDifference(tx: Tx, rows: RowStatements, diff: Difference, s: Snapshot, now: Date): Promise<void> {
   const { proxyHosts: hosts, l4ProxyHosts: l4, certificates: certs, accessLists: acls } = diff;
   // Hosts first (they reference certificates and access lists); freed domains before new ones.
-  if (hosts.removed.length) {
-    if (direct) direct.deleteProxyHosts(hosts.removed);
-    else await tx.proxyHost.deleteMany({ where: { id: { in: hosts.removed } } });
-  }
+  if (hosts.removed.length) await rows.deleteProxyHosts(hosts.removed);
   if (l4.removed.length) await tx.l4ProxyHost.deleteMany({ where: { id: { in: l4.removed } } });
-  if (hosts.changed.length) {
-    const ids = hosts.changed.map((h) => h.id);
-    if (direct) direct.deleteDomainsOf(ids);
-    else await tx.proxyHostDomain.deleteMany({ where: { proxyHostId: { in: ids } } });
-  }
+  if (hosts.changed.length) await rows.deleteDomainsOf(hosts.changed.map((h) => h.id));
   for (const c of certs.changed)
     await tx.certificate.update({ where: { id: c.id }, data: { ...certificateRow(c, now), id: undefined } });
   if (certs.added.length) await tx.certificate.createMany({ data: certs.added.map((c) => certificateRow(c, now)) });
   for (const a of acls.changed)
     await tx.accessList.update({ where: { id: a.id }, data: { ...accessListRow(a, now), id: undefined } });
   if (acls.added.length) await tx.accessList.createMany({ data: acls.added.map((a) => accessListRow(a, now)) });
-  for (const h of hosts.changed) {
-    const row = proxyHostRow(h, now);
-    if (!direct) await tx.proxyHost.update({ where: { id: h.id }, data: { ...row, id: undefined } });
-    else if (direct.updateProxyHost(row) !== 1) throw new MissingRowError("ProxyHost", h.id);
-  }
-  const added = hosts.added.map((h) => proxyHostRow(h, now));
-  if (added.length) {
-    if (direct) direct.insert("proxyHost", added);
-    else await tx.proxyHost.createMany({ data: added });
-  }
+  for (const h of hosts.changed)
+    if ((await rows.updateProxyHost(proxyHostRow(h, now))) !== 1) throw new MissingRowError("ProxyHost", h.id);
+  if (hosts.added.length)
+    await rows.insert(
+      "proxyHost",
+      hosts.added.map((h) => proxyHostRow(h, now)),
+    );
   const domains = [...hosts.changed, ...hosts.added].flatMap((h) =>
     h.domains.map((domain) => ({ domain, proxyHostId: h.id })),
   );
-  if (domains.length) {
-    if (direct) direct.insert("proxyHostDomain", domains);
-    else await tx.proxyHostDomain.createMany({ data: domains });
-  }
+  if (domains.length) await rows.insert("proxyHostDomain", domains);
   for (const h of l4.changed)
     await tx.l4ProxyHost.update({ where: { id: h.id }, data: { ...l4Row(h, now), id: undefined } });
   if (l4.added.length) await tx.l4ProxyHost.createMany({ data: l4.added.map((h) => l4Row(h, now)) });
   if (certs.removed.length) await tx.certificate.deleteMany({ where: { id: { in: certs.removed } } });
   if (acls.removed.length) await tx.accessList.deleteMany({ where: { id: { in: acls.removed } } });
   if (diff.settings) await writeSettings(tx, s.settings ?? { general: undefined, acme: undefined, http: undefined });
-  if (direct) direct.setVersion(s.version, now, s.masterInstanceId);
-  else
-    await tx.instance.update({
-      where: { id: 1 },
-      data: { version: s.version, versionCommittedAt: now, masterInstanceId: s.masterInstanceId },
-    });
+  await rows.setVersion(s.version, now, s.masterInstanceId);
 }
 
 async function replaceEveryRow(tx: Tx, s: Snapshot, now: Date): Promise<void> {
