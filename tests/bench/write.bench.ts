@@ -145,7 +145,7 @@ async function benchInstance(n: number): Promise<InstanceResult> {
   const inst = await startInstance({
     name: `bench-write-${n}`,
     mode: MODE as "standalone" | "master",
-    env: { LOG_LEVEL: process.env.CPM_BENCH_LOG_LEVEL ?? "warn", ...(MODE === "master" && { INSTANCE_SLAVES: "[]" }) },
+    env: { ...(process.env.CPM_BENCH_NODE && { NODE: process.env.CPM_BENCH_NODE }), LOG_LEVEL: process.env.CPM_BENCH_LOG_LEVEL ?? "warn", ...(MODE === "master" && { INSTANCE_SLAVES: "[]" }) },
   });
   try {
     process.stderr.write(`  instance: seeding ${n} proxy hosts, ${IN_FLIGHT} in flight...\n`);

@@ -47,8 +47,10 @@ export interface ConfigPort {
   instanceInfo(): Promise<GetInstanceInfoResponse>;
   /**
    * Follows committed versions until `signal` aborts: `onCommit` gets the current version at
-   * once and every commit after it; with `withSnapshot`, a notice of the then current version
-   * carries its snapshot frame.
+   * once and every commit after it. `withSnapshot` is the dispatcher's: over gRPC a notice of
+   * the then current version carries its snapshot frame; in process no notice does (the frame
+   * is encoded when first asked, getSnapshotFrame), and the dispatcher hears of a commit before
+   * the other watchers.
    */
   watch(
     onCommit: (c: CommitNotice) => void,

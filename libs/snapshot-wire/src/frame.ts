@@ -35,7 +35,7 @@ export interface CommitNotice {
   /** When that version was committed (config-service's clock). */
   committedAt?: Date;
   traceContext?: TraceContext;
-  /** The version's snapshot as a frame, when the watch asked for it (`withSnapshot`) and it was still current. */
+  /** The version's snapshot as a frame, when a watch over gRPC asked for it (`withSnapshot`) and it was still current. */
   snapshotFrame?: SnapshotFrame;
 }
 

@@ -54,13 +54,15 @@ export class LocalConfigPort implements ConfigPort {
   ): Promise<void> {
     while (!signal.aborted) {
       try {
-        await this.feed.watch(opts.withSnapshot ?? false, signal, (n, frame) =>
+        // The dispatcher (withSnapshot) hears of a commit first, without its frame: a link that
+        // writes a version asks getSnapshotFrame, so a commit no link sends is never encoded.
+        const pushes = opts.withSnapshot ?? false;
+        await this.feed.watch({ frames: false, pushes }, signal, (n) =>
           onCommit({
             version: n.version,
             contentSha256: n.contentSha256,
             committedAt: n.committedAt,
             traceContext: n.traceContext,
-            snapshotFrame: frame,
           }),
         );
       } catch (err) {

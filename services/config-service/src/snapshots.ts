@@ -38,13 +38,34 @@ export interface SnapshotFeed {
   snapshotFrame(): Promise<{ snapshot: Snapshot; encoded: SnapshotFrame }>;
   /**
    * Calls `send` with the current version at once and with every commit after it, in order and
-   * never older than one already sent, until `signal` aborts. With `includeSnapshot`, each
-   * notice carries its snapshot's frame while it is current.
+   * never older than one already sent, until `signal` aborts (see WatchOptions).
    */
-  watch(includeSnapshot: boolean, signal: AbortSignal, send: CommitSink): Promise<void>;
+  watch(opts: WatchOptions, signal: AbortSignal, send: CommitSink): Promise<void>;
 }
 
-export function snapshotFeed(deps: Pick<ResourceDeps, "store">): SnapshotFeed {
+/** How a watcher hears of the commits. */
+export interface WatchOptions {
+  /**
+   * Each notice carries its snapshot's frame while it is current: what a dispatcher in another
+   * process pushes (WatchConfig's include_snapshot), encoded for every commit it is told of.
+   */
+  frames: boolean;
+  /**
+   * The watcher pushes to the slaves (the dispatcher, in this process or another): it hears of
+   * a commit once the API reply has gone out, and the other watchers (the renderer) a turn of
+   * the event loop after it, so the push starts before this machine's own reload competes with
+   * it for the CPU. In this process it asks for the frame (SnapshotFeed.snapshotFrame) when a
+   * link writes it: a commit that no link sends (no slave ready, or a newer commit first) is
+   * never encoded.
+   */
+  pushes: boolean;
+}
+
+export function snapshotFeed(
+  deps: Pick<ResourceDeps, "store">,
+  /** Encodes a snapshot's frame (tests count the calls). */
+  encode: typeof encodeSnapshotFrame = encodeSnapshotFrame,
+): SnapshotFeed {
   const { store } = deps;
 
   // A snapshot is checked (structure, every reference resolves) before it is served, once per
@@ -78,20 +99,20 @@ export function snapshotFeed(deps: Pick<ResourceDeps, "store">): SnapshotFeed {
   // Encoded once per version and served as is to every asker (the renderer's GetSnapshot, the
   // dispatcher's WatchConfig notice): the store keeps one Snapshot object per version, and
   // the resource objects it did not change, so their encodings are kept too (`parts`).
-  let snapshotWatchers = 0;
-  const frames = new WeakMap<Snapshot, SnapshotFrame>();
+  let pushers = 0;
+  const encodedFrames = new WeakMap<Snapshot, SnapshotFrame>();
   const parts = new WeakMap<object, Uint8Array>();
   const snapshotFrame = async () => {
     const s = await consistentSnapshot();
-    let encoded = frames.get(s);
+    let encoded = encodedFrames.get(s);
     if (!encoded) {
-      encoded = snapshotFrameOf(s, encodeSnapshotFrame(s, parts));
-      frames.set(s, encoded);
+      encoded = snapshotFrameOf(s, encode(s, parts));
+      encodedFrames.set(s, encoded);
     }
     return { snapshot: s, encoded };
   };
 
-  const watch = async (includeSnapshot: boolean, signal: AbortSignal, sink: CommitSink) => {
+  const watch = async ({ frames, pushes }: WatchOptions, signal: AbortSignal, sink: CommitSink) => {
     // Subscribe before reading the current state so no commit is missed; never send a
     // version older than one already sent (the initial read can race a commit).
     let last = { version: -1, sha: "" };
@@ -101,29 +122,27 @@ export function snapshotFeed(deps: Pick<ResourceDeps, "store">): SnapshotFeed {
       last = { version: notice.version, sha: notice.contentSha256 };
       sink(notice, frame);
     };
-    // With include_snapshot, a notice waits for its snapshot's encoding, in commit order, and
-    // only until the API reply has gone out; a version already superseded when its turn
-    // comes goes without one. While such a watcher (the dispatcher) is connected, the others
-    // (the renderer) hear of a commit one turn of the event loop after it: the push to the
-    // slaves starts before this machine's own reload competes with it for the CPU.
+    // A notice that waits (a pusher's, or any while a pusher watches) waits in commit order and
+    // only until the API reply has gone out; with frames, for its snapshot's encoding too, and
+    // a version already superseded when its turn comes goes without one.
     let queue = Promise.resolve();
     const notify = (notice: WatchConfigResponse) => {
-      if (!includeSnapshot && snapshotWatchers === 0) return send(notice);
+      if (!pushes && pushers === 0) return send(notice);
       queue = queue.then(async () => {
         await nextTurn();
+        if (!frames) {
+          if (!pushes) await nextTurn();
+          return send(notice);
+        }
         const { snapshot, encoded: frame } = await snapshotFrame().catch(() => ({
           snapshot: undefined,
           encoded: undefined,
         }));
-        if (!includeSnapshot) {
-          await nextTurn();
-          return send(notice);
-        }
         const current = snapshot?.version === notice.version && snapshot.contentSha256 === notice.contentSha256;
         send(notice, current ? frame : undefined);
       });
     };
-    if (includeSnapshot) snapshotWatchers++;
+    if (pushes) pushers++;
     const unsubscribe = store.onCommit((c) =>
       notify({
         version: c.version,
@@ -147,7 +166,7 @@ export function snapshotFeed(deps: Pick<ResourceDeps, "store">): SnapshotFeed {
       );
     } finally {
       unsubscribe();
-      if (includeSnapshot) snapshotWatchers--;
+      if (pushes) pushers--;
     }
   };
 
@@ -173,7 +192,9 @@ export function snapshotHandlers(
           "include_snapshot: needs an admin token, as GetSnapshot does (the snapshot holds private keys)",
         );
       }
-      await feed.watch(req.includeSnapshot, ctx.signal, (notice, frame) =>
+      // A watcher that asks for the snapshot is a dispatcher (only it may: see above).
+      const frames = req.includeSnapshot;
+      await feed.watch({ frames, pushes: frames }, ctx.signal, (notice, frame) =>
         call.write(frame ? (encodeNoticeWithFrame(notice, frame.frame) as unknown as WatchConfigResponse) : notice),
       );
     },
