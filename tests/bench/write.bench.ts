@@ -5,8 +5,8 @@
  * 10,000 proxy hosts), in two parts run one after the other (never at the same time: they share
  * the cores):
  * - a whole instance as an operator runs it (`npm start`'s launcher, one Node process unless
- *   CPM_E2E_SPLIT=true, a real Caddy, a SQLite file), CPM_BENCH_MODE `standalone` (default) or
- *   `master` (no slaves). Seeded with N hosts, CPM_BENCH_IN_FLIGHT (default 16) creates in
+ *   CPM_E2E_SPLIT=true, a real Caddy, a SQLite file), CPM_BENCH_MODE `master` (default: the
+ *   goal's shape, a master with no slaves, its dispatcher running) or `standalone`. Seeded with N hosts, CPM_BENCH_IN_FLIGHT (default 16) creates in
  *   flight; then the API write latency, CPM_BENCH_WRITES (default 200) UpdateProxyHost calls one
  *   at a time (median and p99); then writes per second, CPM_BENCH_CREATES (default 1000)
  *   CreateProxyHost calls, CPM_BENCH_IN_FLIGHT in flight. Caddy runs the current version before
@@ -52,7 +52,7 @@ const WRITES = num("CPM_BENCH_WRITES", 200);
 const CREATES = num("CPM_BENCH_CREATES", 1000);
 const SINGLE_CREATES = num("CPM_BENCH_SINGLE_CREATES", 50);
 const IN_FLIGHT = num("CPM_BENCH_IN_FLIGHT", 16);
-const MODE = process.env.CPM_BENCH_MODE ?? "standalone";
+const MODE = process.env.CPM_BENCH_MODE ?? "master";
 if (MODE !== "standalone" && MODE !== "master")
   throw new Error(`CPM_BENCH_MODE must be standalone or master, got ${JSON.stringify(MODE)}`);
 
