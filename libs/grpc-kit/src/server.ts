@@ -24,6 +24,7 @@ import { INTERNAL_MAX_MESSAGE_BYTES } from "./client.ts";
 import { toServiceError } from "./errors.ts";
 import { accessInterceptor, principalOf } from "./interceptor.ts";
 import { grpcMetricsInterceptor } from "./metrics.ts";
+import { receiveWindowBytes, widenReceiveWindow } from "./receive-window.ts";
 import { extractTraceContext, runInContext } from "./tracing.ts";
 import { assertPolicyCovers, methodName, type MethodPolicy, type ServicePolicy } from "./policy.ts";
 
@@ -107,6 +108,9 @@ export class GrpcServer {
         }),
       ],
     });
+    const window = receiveWindowBytes(opts.maxReceiveBytes ?? INTERNAL_MAX_MESSAGE_BYTES);
+    if (!widenReceiveWindow(this.server, window))
+      opts.log.warn("this grpc-js cannot widen its servers' HTTP/2 receive window; large messages arrive slower");
     this.health.addToServer(this.registrar(["public"]));
     addReflection(this.registrar(opts.reflection ?? ["public"]));
   }
