@@ -14,7 +14,10 @@ import {
 } from "@cpm/proto";
 import { assertValidationError } from "./test-support.ts";
 import {
+  ChunkDigestMemo,
   contentDigests,
+  contentHashOfDigests,
+  endsChunk,
   sameValue,
   SNAPSHOT_SCHEMA_VERSION,
   snapshotContentHash,
@@ -635,4 +638,45 @@ describe("validateSnapshot of an object already found valid", () => {
     s.contentSha256 = "0".repeat(64);
     for (let i = 0; i < 2; i++) assert.throws(() => validateSnapshot(s), /snapshot\.content_sha256: does not match/);
   });
+});
+
+describe("contentHashOfDigests with a ChunkDigestMemo", () => {
+  const hex = (n: number, prefix: string) => (prefix + n.toString(16).padStart(64, "a")).slice(0, 64);
+  // 200 resources; every 10th digest ends a chunk (starts "0", then a digit below 8).
+  const base = new Map(
+    Array.from({ length: 200 }, (_, i) => [`id${String(i).padStart(3, "0")}`, hex(i, i % 10 === 9 ? "01" : "f")]),
+  );
+  const digestsOf = (proxyHosts: Map<string, string>) => ({
+    proxyHosts,
+    l4ProxyHosts: new Map<string, string>(),
+    certificates: new Map<string, string>(),
+    accessLists: new Map<string, string>(),
+    settings: "s".repeat(64),
+  });
+  const edit = (f: (m: Map<string, string>) => void) => {
+    const m = new Map(base);
+    f(m);
+    return m;
+  };
+  const cases: [string, Map<string, string>, number][] = [
+    ["the same digests: no chunk hashed", base, 0],
+    ["one digest changed: its chunk only", edit((m) => m.set("id105", hex(1, "e"))), 1],
+    ["a digest that now ends a chunk: that chunk splits in two", edit((m) => m.set("id104", hex(2, "02"))), 2],
+    ["a resource added inside a chunk", edit((m) => m.set("id0505", hex(3, "e"))), 1],
+    ["a resource removed", edit((m) => m.delete("id150")), 1],
+  ];
+  for (const [name, changed, hashed] of cases) {
+    test(name, () => {
+      assert.ok(endsChunk(hex(9, "01")) && !endsChunk(hex(9, "f")), "the test's digests end chunks where meant");
+      const memo = new ChunkDigestMemo();
+      assert.equal(contentHashOfDigests(digestsOf(base), undefined, memo), contentHashOfDigests(digestsOf(base)));
+      const before = memo.hashed;
+      assert.equal(
+        contentHashOfDigests(digestsOf(changed), undefined, memo),
+        contentHashOfDigests(digestsOf(changed)),
+        "the same hash as without the memo",
+      );
+      assert.equal(memo.hashed - before, hashed, "chunks hashed again");
+    });
+  }
 });

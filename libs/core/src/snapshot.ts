@@ -79,23 +79,28 @@ const sortedIds = (m: ReadonlyMap<string, unknown>) => [...m.keys()].sort((a, b)
 export function contentHashOfDigests(
   d: ContentDigests,
   ids?: Partial<Record<ResourceKind, readonly string[]>>,
+  memo?: ChunkDigestMemo,
 ): string {
   const chunks = (kind: ResourceKind) => {
     const digests = d[kind];
     const out: string[] = [];
-    let lines = "";
+    let chunkIds: string[] = [];
+    let chunk: string[] = [];
+    const end = () => {
+      out.push(memo ? memo.digest(kind, chunkIds, chunk) : chunkDigestOf(chunkIds, chunk));
+      chunkIds = [];
+      chunk = [];
+    };
     for (const id of ids?.[kind] ?? sortedIds(digests)) {
       const digest = digests.get(id)!;
-      lines += digestLine(id, digest);
-      if (endsChunk(digest)) {
-        out.push(chunkDigest(lines));
-        lines = "";
-      }
+      chunkIds.push(id);
+      chunk.push(digest);
+      if (endsChunk(digest)) end();
     }
-    if (lines !== "") out.push(chunkDigest(lines));
+    if (chunkIds.length > 0) end();
     return out;
   };
-  return contentHashOfChunks(
+  const hash = contentHashOfChunks(
     {
       proxyHosts: chunks("proxyHosts"),
       l4ProxyHosts: chunks("l4ProxyHosts"),
@@ -104,6 +109,60 @@ export function contentHashOfDigests(
     },
     d.settings,
   );
+  memo?.done();
+  return hash;
+}
+
+/** The digest of the chunk of these resources (ids and their digests, in order). */
+function chunkDigestOf(ids: readonly string[], digests: readonly string[]): string {
+  let lines = "";
+  for (let i = 0; i < ids.length; i++) lines += digestLine(ids[i]!, digests[i]!);
+  return chunkDigest(lines);
+}
+
+interface Chunk {
+  ids: readonly string[];
+  digests: readonly string[];
+  digest: string;
+}
+
+const sameStrings = (a: readonly string[], b: readonly string[]) => {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+};
+
+/**
+ * The chunks of the last content hash computed with it (contentHashOfDigests), by kind and
+ * first id: a chunk of the same resources with the same digests is not hashed again, so a
+ * one-host change hashes one chunk (about 32 lines) and the list of chunk digests, not every
+ * line. A chunk's digest depends on its lines alone, so what is kept holds whether or not the
+ * snapshot it came from turned out valid.
+ */
+export class ChunkDigestMemo {
+  private last = new Map<string, Chunk>();
+  private next = new Map<string, Chunk>();
+  /** Chunks hashed, rather than reused, since this memo was made (for tests). */
+  hashed = 0;
+
+  digest(kind: ResourceKind, ids: readonly string[], digests: readonly string[]): string {
+    const key = `${kind}\n${ids[0]}`;
+    const before = this.last.get(key);
+    let digest: string;
+    if (before && sameStrings(before.ids, ids) && sameStrings(before.digests, digests)) digest = before.digest;
+    else {
+      digest = chunkDigestOf(ids, digests);
+      this.hashed++;
+    }
+    this.next.set(key, { ids, digests, digest });
+    return digest;
+  }
+
+  /** One content hash is complete: its chunks are the ones kept. */
+  done(): void {
+    this.last = this.next;
+    this.next = new Map();
+  }
 }
 
 /** The digest of one chunk of the content hash's input: sha256 of its lines, joined. */
@@ -176,7 +235,7 @@ export function validateSnapshot(s: Snapshot, field = "snapshot", memo?: Snapsho
   const check = memo?.begin(s);
   validateSnapshotContent(s, field, check);
   const digests = check ? check.digests(s) : contentDigests(s);
-  if (s.contentSha256 !== contentHashOfDigests(digests, check?.sortedIds())) {
+  if (s.contentSha256 !== contentHashOfDigests(digests, check?.sortedIds(), memo?.chunks)) {
     throw new ValidationError(`${field}.content_sha256`, "does not match the snapshot's content");
   }
   check?.commit();
@@ -247,6 +306,8 @@ export function sameValue(a: unknown, b: unknown): boolean {
  * snapshot's resources (they are decoded messages, read only).
  */
 export class SnapshotCheckMemo {
+  /** The content hash's chunks of the last snapshot checked. */
+  readonly chunks = new ChunkDigestMemo();
   private known = emptyKinds();
   /** Each kind's ids in the content hash's order, as of the last valid snapshot. */
   private sorted: Partial<Record<ResourceKind, readonly string[]>> = {};
@@ -361,19 +422,21 @@ export class SnapshotCheck implements NormalizedMemo {
  * normalized again (the checks across resources still run in full).
  */
 export function validateSnapshotContent(s: Snapshot, field = "snapshot", normalized?: NormalizedMemo): void {
+  // A resource's field path (`snapshot.proxy_hosts[3]`) is made only to normalize it or to name
+  // it in an error: a resource the memo knows costs a lookup, not a string.
   const memo =
-    <T extends object>(normalize: (x: T, field: string) => T) =>
-    (x: T, at: string): T => {
+    <T extends object>(normalize: (x: T, field: string) => T, kind: string) =>
+    (x: T, i: number): T => {
       const known = normalized?.get(x) as T | undefined;
       if (known) return known;
-      const n = normalize(x, at);
+      const n = normalize(x, `${field}.${kind}[${i}]`);
       normalized?.set(x, n);
       return n;
     };
-  const normalizeCertificate = memo(normalizeCertificateOnce);
-  const normalizeAccessList = memo(normalizeAccessListOnce);
-  const normalizeL4ProxyHost = memo(normalizeL4ProxyHostOnce);
-  const normalizeProxyHost = memo(normalizeProxyHostOnce);
+  const normalizeCertificate = memo(normalizeCertificateOnce, "certificates");
+  const normalizeAccessList = memo(normalizeAccessListOnce, "access_lists");
+  const normalizeL4ProxyHost = memo(normalizeL4ProxyHostOnce, "l4_proxy_hosts");
+  const normalizeProxyHost = memo(normalizeProxyHostOnce, "proxy_hosts");
   if (!READABLE_SCHEMA_VERSIONS.includes(s.schemaVersion)) {
     throw new ValidationError(
       `${field}.schema_version`,
@@ -393,38 +456,32 @@ export function validateSnapshotContent(s: Snapshot, field = "snapshot", normali
   const aclIds = uniqueIds(s.accessLists, `${field}.access_lists`);
   uniqueIds(s.l4ProxyHosts, `${field}.l4_proxy_hosts`);
   uniqueIds(s.proxyHosts, `${field}.proxy_hosts`);
-  uniqueNames(
-    s.certificates.map((c, i) => normalizeCertificate(c, `${field}.certificates[${i}]`)),
-    `${field}.certificates`,
-  );
-  uniqueNames(
-    s.accessLists.map((a, i) => normalizeAccessList(a, `${field}.access_lists[${i}]`)),
-    `${field}.access_lists`,
-  );
-  const l4 = s.l4ProxyHosts.map((h, i) => normalizeL4ProxyHost(h, `${field}.l4_proxy_hosts[${i}]`));
+  uniqueNames(s.certificates.map(normalizeCertificate), `${field}.certificates`);
+  uniqueNames(s.accessLists.map(normalizeAccessList), `${field}.access_lists`);
+  const l4 = s.l4ProxyHosts.map(normalizeL4ProxyHost);
   uniqueNames(l4, `${field}.l4_proxy_hosts`);
   l4.forEach((h, i) => {
     const conflict = l4ListenerConflict(h, l4.slice(0, i), `${field}.l4_proxy_hosts[${i}]`);
     if (conflict) throw new ValidationError(conflict[0], conflict[1]);
   });
   normalizeSettings(s.settings, `${field}.settings`);
-  const hosts = s.proxyHosts.map((h, i) => normalizeProxyHost(h, `${field}.proxy_hosts[${i}]`));
+  const hosts = s.proxyHosts.map(normalizeProxyHost);
   uniqueNames(hosts, `${field}.proxy_hosts`);
   const domainOwner = new Map<string, string>();
+  const at = (i: number) => `${field}.proxy_hosts[${i}]`;
   s.proxyHosts.forEach((h, i) => {
-    const at = `${field}.proxy_hosts[${i}]`;
     const n = hosts[i]!;
     n.domains.forEach((d, j) => {
       const owner = domainOwner.get(d);
       if (owner !== undefined)
-        throw new ValidationError(`${at}.domains[${j}]`, `"${d}" is also served by proxy host "${owner}"`);
+        throw new ValidationError(`${at(i)}.domains[${j}]`, `"${d}" is also served by proxy host "${owner}"`);
       domainOwner.set(d, h.id);
     });
     if (h.certificateId && !certIds.has(h.certificateId)) {
-      throw new ValidationError(`${at}.certificate_id`, `certificate "${h.certificateId}" is not in the snapshot`);
+      throw new ValidationError(`${at(i)}.certificate_id`, `certificate "${h.certificateId}" is not in the snapshot`);
     }
     if (h.accessListId && !aclIds.has(h.accessListId)) {
-      throw new ValidationError(`${at}.access_list_id`, `access list "${h.accessListId}" is not in the snapshot`);
+      throw new ValidationError(`${at(i)}.access_list_id`, `access list "${h.accessListId}" is not in the snapshot`);
     }
   });
   s.l4ProxyHosts.forEach((h, i) => {
