@@ -6,10 +6,11 @@
  * the cores):
  * - a whole instance as an operator runs it (`npm start`'s launcher, one Node process unless
  *   CPM_E2E_SPLIT=true, a real Caddy, a SQLite file), CPM_BENCH_MODE `master` (default: the
- *   goal's shape, a master with no slaves, its dispatcher running) or `standalone`. Seeded with N hosts, CPM_BENCH_IN_FLIGHT (default 16) creates in
- *   flight; then the API write latency, CPM_BENCH_WRITES (default 200) UpdateProxyHost calls one
- *   at a time (median and p99); then writes per second, CPM_BENCH_CREATES (default 1000)
- *   CreateProxyHost calls, CPM_BENCH_IN_FLIGHT in flight. Caddy runs the current version before
+ *   goal's shape, a master with no slaves, its dispatcher running) or `standalone`. Seeded with
+ *   N hosts, CPM_BENCH_IN_FLIGHT (default 16) creates in flight; then the API write latency,
+ *   CPM_BENCH_WRITES (default 200) UpdateProxyHost calls one at a time (median and p99); then
+ *   writes per second, CPM_BENCH_CREATES (default 1000) CreateProxyHost calls,
+ *   CPM_BENCH_IN_FLIGHT in flight. Caddy runs the current version before
  *   each part.
  * - config-service alone in this process (the same handlers, store and token check behind its
  *   gRPC API on a loopback port, no Caddy, no other service), seeded the same way: the same
@@ -145,7 +146,7 @@ async function benchInstance(n: number): Promise<InstanceResult> {
   const inst = await startInstance({
     name: `bench-write-${n}`,
     mode: MODE as "standalone" | "master",
-    env: { ...(process.env.CPM_BENCH_NODE && { NODE: process.env.CPM_BENCH_NODE }), LOG_LEVEL: process.env.CPM_BENCH_LOG_LEVEL ?? "warn", ...(MODE === "master" && { INSTANCE_SLAVES: "[]" }) },
+    env: { LOG_LEVEL: process.env.CPM_BENCH_LOG_LEVEL ?? "warn", ...(MODE === "master" && { INSTANCE_SLAVES: "[]" }) },
   });
   try {
     process.stderr.write(`  instance: seeding ${n} proxy hosts, ${IN_FLIGHT} in flight...\n`);
