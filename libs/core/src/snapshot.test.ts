@@ -16,6 +16,7 @@ import { assertValidationError } from "./test-support.ts";
 import {
   ChunkDigestMemo,
   contentDigests,
+  PATCH_CHECK_MAX_CHANGED,
   contentHashOfDigests,
   endsChunk,
   sameValue,
@@ -679,4 +680,173 @@ describe("contentHashOfDigests with a ChunkDigestMemo", () => {
       assert.equal(memo.hashed - before, hashed, "chunks hashed again");
     });
   }
+});
+
+describe("SnapshotCheckMemo.patchCheck: a few hosts changed in place, the rest the same objects", () => {
+  const wire = (s: Snapshot) => Snapshot.decode(Snapshot.encode(s).finish());
+  /** A memo that checked the sealed content in full, and that snapshot. */
+  const checked = () => {
+    const memo = new SnapshotCheckMemo();
+    const p = sealed();
+    validateSnapshot(p, "snapshot", memo);
+    return { memo, p };
+  };
+  /** `p`'s next version as a decoder hands it: new arrays, every resource `edit` leaves alone the same object. */
+  const next = (p: Snapshot, edit: (s: Snapshot) => void) => {
+    const s: Snapshot = {
+      ...p,
+      version: p.version + 1,
+      proxyHosts: [...p.proxyHosts],
+      l4ProxyHosts: [...p.l4ProxyHosts],
+      certificates: [...p.certificates],
+      accessLists: [...p.accessLists],
+    };
+    edit(s);
+    s.contentSha256 = snapshotContentHash(s);
+    return s;
+  };
+  const setHost = (i: number, over: Partial<ProxyHost>) => (s: Snapshot) => {
+    s.proxyHosts[i] = { ...s.proxyHosts[i]!, ...over };
+  };
+  const both =
+    (...edits: ((s: Snapshot) => void)[]) =>
+    (s: Snapshot) =>
+      edits.forEach((e) => e(s));
+  const refusal = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return undefined;
+  };
+
+  // [name, edit, how it is checked: patched, in full (valid), or refused]
+  const cases: [string, (s: Snapshot) => void, "patched" | "full" | "refused"][] = [
+    ["an upstream changed", setHost(1, { upstreams: ["other:8080"] }), "patched"],
+    ["a host serves another new domain", setHost(1, { domains: ["new.example.com"] }), "patched"],
+    [
+      "a domain moves from one host to another",
+      both(setHost(1, { domains: ["c.example.com"] }), setHost(2, { domains: ["d.example.com"] })),
+      "patched",
+    ],
+    [
+      "the settings changed",
+      (s) => (s.settings = Settings.fromPartial({ general: { primaryDomain: "p.example.com" } })),
+      "patched",
+    ],
+    ["a domain an unchanged host serves", setHost(1, { domains: ["a.example.com"] }), "refused"],
+    [
+      "two changed hosts take the same domain",
+      both(setHost(1, { domains: ["x.example.com"] }), setHost(2, { domains: ["x.example.com"] })),
+      "refused",
+    ],
+    ["a domain twice in one host", setHost(1, { domains: ["y.example.com", "y.example.com"] }), "refused"],
+    ["a domain that is not one", setHost(1, { domains: ["not a domain"] }), "refused"],
+    ["a certificate that is not in the snapshot", setHost(1, { certificateId: "c9" }), "refused"],
+    ["a host renamed", setHost(1, { name: "renamed" }), "full"],
+    ["a host renamed as another is named", setHost(1, { name: "host h1" }), "refused"],
+    ["an id changed", setHost(1, { id: "h9" }), "full"],
+    ["an id that another host has", setHost(1, { id: "h1" }), "refused"],
+    [
+      "a certificate changed",
+      (s) => (s.certificates[1] = { ...s.certificates[1]!, domainNames: ["x.example.com"] }),
+      "full",
+    ],
+    ["a host added", (s) => s.proxyHosts.push(host("h4", ["e.example.com"])), "full"],
+    ["a host removed", (s) => s.proxyHosts.pop(), "full"],
+    ["the version zero", both(setHost(1, { upstreams: ["z:1"] }), (s) => (s.version = 0)), "refused"],
+  ];
+  for (const [name, edit, how] of cases) {
+    test(`${name}: ${how}`, () => {
+      const { memo, p } = checked();
+      const s = next(p, edit);
+      const full = refusal(() => validateSnapshot(wire(s)));
+      const before = memo.patched;
+      const got = refusal(() => validateSnapshot(s, "snapshot", memo));
+      assert.equal(got, full, "refused exactly as a check without the memo refuses it");
+      if (how === "refused") assert.ok(got, "refused");
+      else {
+        assert.equal(got, undefined, "valid");
+        assert.deepEqual(
+          validateSnapshot(s, "snapshot", memo),
+          contentDigests(s),
+          "the digests of a full recomputation",
+        );
+      }
+      assert.equal(memo.patched - before, how === "patched" ? 1 : 0, "checked by a patch of the last check");
+    });
+  }
+
+  test("patches follow one another, each against the last valid snapshot", () => {
+    const { memo, p } = checked();
+    const a = next(p, setHost(1, { domains: ["n1.example.com"] }));
+    validateSnapshot(a, "snapshot", memo);
+    // Refused: the memo keeps `a` as the last valid snapshot.
+    assert.throws(() => validateSnapshot(next(a, setHost(2, { domains: ["n1.example.com"] })), "snapshot", memo));
+    const b = next(a, setHost(2, { domains: ["b.example.com"] })); // b.example.com was freed by `a`
+    validateSnapshot(b, "snapshot", memo);
+    const tampered = next(b, setHost(0, { upstreams: ["t:1"] }));
+    tampered.contentSha256 = b.contentSha256;
+    assert.throws(() => validateSnapshot(tampered, "snapshot", memo), /content_sha256/);
+    const c = next(b, setHost(0, { domains: ["n1.example.com"] }));
+    assert.throws(
+      () => validateSnapshot(c, "snapshot", memo),
+      /proxy_hosts\[1\]\.domains\[0\]: "n1\.example\.com" is also served by proxy host "h1"/,
+    );
+    assert.equal(memo.patched, 2);
+  });
+
+  test("after random edits, valid and not, it refuses exactly what a check without the memo refuses", () => {
+    const seed = Number(process.env.CPM_TEST_SEED ?? 20261207);
+    let a = seed >>> 0;
+    const rnd = () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = Math.imul(a ^ (a >>> 15), 1 | a);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    const pick = <T>(xs: readonly T[]) => xs[Math.floor(rnd() * xs.length)]!;
+    const domains = ["a.example.com", "b.example.com", "c.example.com", "p.example.com", "q.example.com", "bad domain"];
+    const { memo, p } = checked();
+    let base = p;
+    let valid = 0;
+    for (let step = 0; step < 400; step++) {
+      const edits = Array.from({ length: 1 + Math.floor(rnd() * 2) }, () => {
+        const i = Math.floor(rnd() * base.proxyHosts.length);
+        const r = rnd();
+        if (r < 0.3) return setHost(i, { upstreams: [`u${step}:80`] });
+        if (r < 0.6) return setHost(i, { domains: [pick(domains)] });
+        if (r < 0.7) return setHost(i, { name: pick(["host h1", "host h2", "host h3", `n${step}`]) });
+        if (r < 0.8) return setHost(i, { certificateId: pick(["c1", "c2", "c9", ""]) });
+        if (r < 0.9) return setHost(i, { accessListId: pick(["acl1", "acl2", "acl9", ""]) });
+        return (s: Snapshot) =>
+          (s.settings = Settings.fromPartial({ general: { primaryDomain: `s${step}.example.com` } }));
+      });
+      const s = next(base, both(...edits));
+      const full = refusal(() => validateSnapshot(wire(s)));
+      const got = refusal(() => validateSnapshot(s, "snapshot", memo));
+      assert.equal(got, full, `seed ${seed}, step ${step}: the same verdict`);
+      if (got === undefined) {
+        assert.deepEqual(
+          validateSnapshot(s, "snapshot", memo),
+          contentDigests(s),
+          `seed ${seed}, step ${step}: digests`,
+        );
+        base = s;
+        valid++;
+      }
+    }
+    assert.ok(valid > 50 && memo.patched > 50, `enough valid steps (${valid}) and patches (${memo.patched})`);
+  });
+
+  test(`more than ${PATCH_CHECK_MAX_CHANGED} changed hosts: checked in full`, () => {
+    const memo = new SnapshotCheckMemo();
+    const many = Array.from({ length: PATCH_CHECK_MAX_CHANGED + 1 }, (_, i) => host(`m${i}`, [`m${i}.example.com`]));
+    const p = sealed((s) => s.proxyHosts.push(...many));
+    validateSnapshot(p, "snapshot", memo);
+    const s = next(p, (x) => (x.proxyHosts = x.proxyHosts.map((h) => ({ ...h, upstreams: ["n:1"] }))));
+    assert.deepEqual(validateSnapshot(s, "snapshot", memo), contentDigests(s));
+    assert.equal(memo.patched, 0);
+  });
 });

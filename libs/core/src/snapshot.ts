@@ -232,16 +232,38 @@ export function validateSnapshot(s: Snapshot, field = "snapshot", memo?: Snapsho
   // config-service commits it): checked once. Snapshot objects are never changed once made.
   const known = VALIDATED.get(s);
   if (known) return known;
+  const patched = memo?.patchCheck(s, field);
+  if (patched) {
+    VALIDATED.set(s, patched);
+    return patched;
+  }
   const check = memo?.begin(s);
-  validateSnapshotContent(s, field, check);
+  const index = checkContent(s, field, check);
   const digests = check ? check.digests(s) : contentDigests(s);
   if (s.contentSha256 !== contentHashOfDigests(digests, check?.sortedIds(), memo?.chunks)) {
     throw new ValidationError(`${field}.content_sha256`, "does not match the snapshot's content");
   }
-  check?.commit();
+  check?.commit(s, index, digests);
   VALIDATED.set(s, digests);
   return digests;
 }
+
+/** Changed proxy hosts up to which SnapshotCheckMemo.patchCheck patches the last check rather than checking in full. */
+export const PATCH_CHECK_MAX_CHANGED = 64;
+
+/** The last valid snapshot a memo checked, with what its check found across resources. */
+interface LastValid {
+  snapshot: Snapshot;
+  index: ContentIndex;
+  digests: ContentDigests;
+  sorted: Partial<Record<ResourceKind, readonly string[]>>;
+}
+
+const sameItems = (a: readonly unknown[], b: readonly unknown[]) => {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+};
 
 /** The snapshot objects this process found valid, with their content digests. */
 const VALIDATED = new WeakMap<Snapshot, ContentDigests>();
@@ -311,6 +333,88 @@ export class SnapshotCheckMemo {
   private known = emptyKinds();
   /** Each kind's ids in the content hash's order, as of the last valid snapshot. */
   private sorted: Partial<Record<ResourceKind, readonly string[]>> = {};
+  private last: LastValid | undefined;
+  /** Snapshots found valid by patching the last check (for tests). */
+  patched = 0;
+
+  /**
+   * The check of `s` as a patch of the last valid snapshot's, when `s` is that snapshot with a
+   * few proxy hosts changed in place (the same objects everywhere else, as SnapshotDecoder hands
+   * them, the same ids, names and references that exist) and nothing else changed but the
+   * settings: the changed hosts are normalized, their domains checked against the last
+   * snapshot's owners, and the content hash computed from the kept digests. Then every check
+   * of the full pass holds for `s` because it held for the last snapshot. Returns its digests;
+   * undefined when it does not apply or finds anything wrong, and the full pass runs (and names
+   * the fault as it always does). Costs what changed, not what is: at 10,000 hosts the full pass
+   * took about 70 ms a change on this project's bench machine.
+   */
+  patchCheck(s: Snapshot, field: string): ContentDigests | undefined {
+    const last = this.last;
+    if (!last) return undefined;
+    const p = last.snapshot;
+    if (
+      !sameItems(s.certificates, p.certificates) ||
+      !sameItems(s.accessLists, p.accessLists) ||
+      !sameItems(s.l4ProxyHosts, p.l4ProxyHosts) ||
+      s.proxyHosts.length !== p.proxyHosts.length
+    )
+      return undefined;
+    const changed: number[] = [];
+    for (let i = 0; i < s.proxyHosts.length; i++) {
+      if (s.proxyHosts[i] === p.proxyHosts[i]) continue;
+      if (changed.length === PATCH_CHECK_MAX_CHANGED) return undefined;
+      changed.push(i);
+    }
+    const { index } = last;
+    const normalized = new Map<number, Snapshot["proxyHosts"][number]>();
+    /** The domains the changed hosts served, and the ones they serve now (domain -> host id). */
+    const freed = new Set<string>();
+    const claimed = new Map<string, string>();
+    try {
+      checkHeader(s, field);
+      normalizeSettings(s.settings, `${field}.settings`);
+      for (const i of changed) {
+        const h = s.proxyHosts[i]!;
+        const before = index.hosts[i]!;
+        if (h.id !== p.proxyHosts[i]!.id) return undefined;
+        const n = normalizeProxyHostOnce(h, `${field}.proxy_hosts[${i}]`);
+        if (n.name !== before.name) return undefined;
+        if (h.certificateId && !index.certIds.has(h.certificateId)) return undefined;
+        if (h.accessListId && !index.aclIds.has(h.accessListId)) return undefined;
+        for (const d of before.domains) freed.add(d);
+        normalized.set(i, n);
+      }
+    } catch {
+      return undefined;
+    }
+    for (const [i, n] of normalized) {
+      for (const d of n.domains) {
+        if (claimed.has(d)) return undefined;
+        if (index.domainOwner.has(d) && !freed.has(d)) return undefined;
+        claimed.set(d, s.proxyHosts[i]!.id);
+      }
+    }
+    const hostDigests = new Map(last.digests.proxyHosts);
+    for (const i of changed) hostDigests.set(s.proxyHosts[i]!.id, resourceDigest(s.proxyHosts[i]));
+    const digests: ContentDigests = {
+      ...last.digests,
+      proxyHosts: hostDigests,
+      settings: resourceDigest(s.settings),
+    };
+    if (s.contentSha256 !== contentHashOfDigests(digests, last.sorted, this.chunks)) return undefined;
+    // Valid: the kept state becomes this snapshot's.
+    for (const d of freed) index.domainOwner.delete(d);
+    for (const [d, id] of claimed) index.domainOwner.set(d, id);
+    const hosts = [...index.hosts];
+    for (const [i, n] of normalized) {
+      hosts[i] = n;
+      const x = s.proxyHosts[i]!;
+      this.known.proxyHosts.set(x.id, { value: x, normalized: n, digest: hostDigests.get(x.id) });
+    }
+    this.last = { snapshot: s, index: { ...index, hosts }, digests, sorted: last.sorted };
+    this.patched++;
+    return digests;
+  }
 
   /** Starts checking `s` (see validateSnapshot); synchronous, so checks never interleave. */
   begin(s: Snapshot): SnapshotCheck {
@@ -345,9 +449,10 @@ export class SnapshotCheckMemo {
       )
         sameIds[kind] = order;
     }
-    return new SnapshotCheck(entries, next, sameIds, (sorted) => {
+    return new SnapshotCheck(entries, next, sameIds, (sorted, valid, index, digests) => {
       this.known = next;
       this.sorted = sorted;
+      this.last = { snapshot: valid, index, digests, sorted };
     });
   }
 
@@ -366,7 +471,12 @@ export class SnapshotCheck implements NormalizedMemo {
     /** The snapshot's resources by id, per kind. */
     private readonly byId: Record<ResourceKind, ReadonlyMap<string, unknown>>,
     private readonly sameIds: Partial<Record<ResourceKind, readonly string[]>>,
-    private readonly done: (sorted: Partial<Record<ResourceKind, readonly string[]>>) => void,
+    private readonly done: (
+      sorted: Partial<Record<ResourceKind, readonly string[]>>,
+      valid: Snapshot,
+      index: ContentIndex,
+      digests: ContentDigests,
+    ) => void,
   ) {}
 
   /** Each kind's ids sorted as the content hash orders them; the last snapshot's order when its ids are the same. */
@@ -408,9 +518,9 @@ export class SnapshotCheck implements NormalizedMemo {
     };
   }
 
-  /** The snapshot was valid: the memo now holds its resources (and their order). */
-  commit(): void {
-    this.done(this.sortedIds());
+  /** `s` was valid: the memo now holds its resources (and their order), and what its check found. */
+  commit(s: Snapshot, index: ContentIndex, digests: ContentDigests): void {
+    this.done(this.sortedIds(), s, index, digests);
   }
 }
 
@@ -422,21 +532,21 @@ export class SnapshotCheck implements NormalizedMemo {
  * normalized again (the checks across resources still run in full).
  */
 export function validateSnapshotContent(s: Snapshot, field = "snapshot", normalized?: NormalizedMemo): void {
-  // A resource's field path (`snapshot.proxy_hosts[3]`) is made only to normalize it or to name
-  // it in an error: a resource the memo knows costs a lookup, not a string.
-  const memo =
-    <T extends object>(normalize: (x: T, field: string) => T, kind: string) =>
-    (x: T, i: number): T => {
-      const known = normalized?.get(x) as T | undefined;
-      if (known) return known;
-      const n = normalize(x, `${field}.${kind}[${i}]`);
-      normalized?.set(x, n);
-      return n;
-    };
-  const normalizeCertificate = memo(normalizeCertificateOnce, "certificates");
-  const normalizeAccessList = memo(normalizeAccessListOnce, "access_lists");
-  const normalizeL4ProxyHost = memo(normalizeL4ProxyHostOnce, "l4_proxy_hosts");
-  const normalizeProxyHost = memo(normalizeProxyHostOnce, "proxy_hosts");
+  checkContent(s, field, normalized);
+}
+
+/** What a check of a whole snapshot found across its resources (SnapshotCheckMemo patches it). */
+interface ContentIndex {
+  certIds: ReadonlySet<string>;
+  aclIds: ReadonlySet<string>;
+  /** Each proxy host normalized, in the snapshot's order. */
+  hosts: readonly Snapshot["proxyHosts"][number][];
+  /** The proxy host id that serves each domain. */
+  domainOwner: Map<string, string>;
+}
+
+/** The snapshot's own fields: schema (and what it can carry), master, version. */
+function checkHeader(s: Snapshot, field: string): void {
   if (!READABLE_SCHEMA_VERSIONS.includes(s.schemaVersion)) {
     throw new ValidationError(
       `${field}.schema_version`,
@@ -452,6 +562,26 @@ export function validateSnapshotContent(s: Snapshot, field = "snapshot", normali
   }
   if (!s.masterInstanceId) throw new ValidationError(`${field}.master_instance_id`, "is required");
   if (!(s.version > 0)) throw new ValidationError(`${field}.version`, "must be positive");
+}
+
+/** validateSnapshotContent, returning what it found across resources. */
+function checkContent(s: Snapshot, field: string, normalized?: NormalizedMemo): ContentIndex {
+  // A resource's field path (`snapshot.proxy_hosts[3]`) is made only to normalize it or to name
+  // it in an error: a resource the memo knows costs a lookup, not a string.
+  const memo =
+    <T extends object>(normalize: (x: T, field: string) => T, kind: string) =>
+    (x: T, i: number): T => {
+      const known = normalized?.get(x) as T | undefined;
+      if (known) return known;
+      const n = normalize(x, `${field}.${kind}[${i}]`);
+      normalized?.set(x, n);
+      return n;
+    };
+  const normalizeCertificate = memo(normalizeCertificateOnce, "certificates");
+  const normalizeAccessList = memo(normalizeAccessListOnce, "access_lists");
+  const normalizeL4ProxyHost = memo(normalizeL4ProxyHostOnce, "l4_proxy_hosts");
+  const normalizeProxyHost = memo(normalizeProxyHostOnce, "proxy_hosts");
+  checkHeader(s, field);
   const certIds = uniqueIds(s.certificates, `${field}.certificates`);
   const aclIds = uniqueIds(s.accessLists, `${field}.access_lists`);
   uniqueIds(s.l4ProxyHosts, `${field}.l4_proxy_hosts`);
@@ -492,6 +622,7 @@ export function validateSnapshotContent(s: Snapshot, field = "snapshot", normali
       );
     }
   });
+  return { certIds, aclIds, hosts, domainOwner };
 }
 
 /** Names are unique per kind (the database's unique constraints), compared as normalized. */
