@@ -10,8 +10,7 @@
  *   N hosts, CPM_BENCH_IN_FLIGHT (default 16) creates in flight; then the API write latency,
  *   CPM_BENCH_WRITES (default 200) UpdateProxyHost calls one at a time (median and p99); then
  *   writes per second, CPM_BENCH_CREATES (default 1000) CreateProxyHost calls,
- *   CPM_BENCH_IN_FLIGHT in flight. Caddy runs the current version before
- *   each part.
+ *   CPM_BENCH_IN_FLIGHT in flight. Caddy runs the current version before each part.
  * - config-service alone in this process (the same handlers, store and token check behind its
  *   gRPC API on a loopback port, no Caddy, no other service), seeded the same way: the same
  *   writes, and the SQL statements each write runs on the database connection (better-sqlite3's
@@ -132,18 +131,24 @@ async function createsInFlight(a: Api, prefix: string, count = CREATES): Promise
   return perSecond(count, t0);
 }
 
+/** An instance of CPM_BENCH_MODE as `npm start` runs it (a master with no slaves). */
+function startBenchInstance(name: string) {
+  return startInstance({
+    name,
+    mode: MODE as "standalone" | "master",
+    env: { LOG_LEVEL: process.env.CPM_BENCH_LOG_LEVEL ?? "warn", ...(MODE === "master" && { INSTANCE_SLAVES: "[]" }) },
+  });
+}
+
 /**
  * The bench's own client code run hot before anything is measured: WARMUP creates and WRITES
- * updates on an instance that is thrown away. Without it the first size paid for compiling the bench's gRPC
- * client (0.9 ms of the bench's CPU per create at 100 hosts against 0.3 ms at 1,000, on the same
- * two cores as the instance). Each measured instance still starts cold, as a node does.
+ * updates on an instance that is thrown away. Without it the first size paid for compiling the
+ * bench's gRPC client (0.9 ms of the bench's CPU per create at 100 hosts against 0.3 ms at
+ * 1,000, on the same two cores as the instance). Each measured instance still starts cold, as a
+ * node does.
  */
 async function warmUpClient(): Promise<void> {
-  const inst = await startInstance({
-    name: "bench-write-warm-up",
-    mode: MODE as "standalone" | "master",
-    env: { LOG_LEVEL: "warn", ...(MODE === "master" && { INSTANCE_SLAVES: "[]" }) },
-  });
+  const inst = await startBenchInstance("bench-write-warm-up");
   try {
     const { hosts } = await seed(inst, IN_FLIGHT, UPSTREAM, IN_FLIGHT);
     const a = api(inst.config, inst.adminToken);
@@ -168,11 +173,7 @@ interface InstanceResult {
 
 /** The whole instance at `n` hosts. */
 async function benchInstance(n: number): Promise<InstanceResult> {
-  const inst = await startInstance({
-    name: `bench-write-${n}`,
-    mode: MODE as "standalone" | "master",
-    env: { LOG_LEVEL: process.env.CPM_BENCH_LOG_LEVEL ?? "warn", ...(MODE === "master" && { INSTANCE_SLAVES: "[]" }) },
-  });
+  const inst = await startBenchInstance(`bench-write-${n}`);
   try {
     process.stderr.write(`  instance: seeding ${n} proxy hosts, ${IN_FLIGHT} in flight...\n`);
     const { hosts, writesPerSecond: seedPerSecond } = await seed(inst, n, UPSTREAM, IN_FLIGHT);

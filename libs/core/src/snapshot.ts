@@ -126,12 +126,6 @@ interface Chunk {
   digest: string;
 }
 
-const sameStrings = (a: readonly string[], b: readonly string[]) => {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-};
-
 /**
  * The chunks of the last content hash computed with it (contentHashOfDigests), by kind and
  * first id: a chunk of the same resources with the same digests is not hashed again, so a
@@ -149,7 +143,7 @@ export class ChunkDigestMemo {
     const key = `${kind}\n${ids[0]}`;
     const before = this.last.get(key);
     let digest: string;
-    if (before && sameStrings(before.ids, ids) && sameStrings(before.digests, digests)) digest = before.digest;
+    if (before && sameItems(before.ids, ids) && sameItems(before.digests, digests)) digest = before.digest;
     else {
       digest = chunkDigestOf(ids, digests);
       this.hashed++;
@@ -254,11 +248,12 @@ export const PATCH_CHECK_MAX_CHANGED = 64;
 /** The last valid snapshot a memo checked, with what its check found across resources. */
 interface LastValid {
   snapshot: Snapshot;
-  index: ContentIndex;
+  index: CheckIndex;
   digests: ContentDigests;
   sorted: Partial<Record<ResourceKind, readonly string[]>>;
 }
 
+/** Whether `a` and `b` hold the same items (===) in the same order. */
 const sameItems = (a: readonly unknown[], b: readonly unknown[]) => {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -331,8 +326,7 @@ export class SnapshotCheckMemo {
   /** The content hash's chunks of the last snapshot checked. */
   readonly chunks = new ChunkDigestMemo();
   private known = emptyKinds();
-  /** Each kind's ids in the content hash's order, as of the last valid snapshot. */
-  private sorted: Partial<Record<ResourceKind, readonly string[]>> = {};
+  /** The last valid snapshot, what its check found, and each kind's ids in the content hash's order. */
   private last: LastValid | undefined;
   /** Snapshots found valid by patching the last check (for tests). */
   patched = 0;
@@ -439,7 +433,7 @@ export class SnapshotCheckMemo {
         entries.set(x, entry);
         next[kind].set(x.id, entry);
       }
-      const order = this.sorted[kind];
+      const order = this.last?.sorted[kind];
       if (
         allKnown &&
         order &&
@@ -451,7 +445,6 @@ export class SnapshotCheckMemo {
     }
     return new SnapshotCheck(entries, next, sameIds, (sorted, valid, index, digests) => {
       this.known = next;
-      this.sorted = sorted;
       this.last = { snapshot: valid, index, digests, sorted };
     });
   }
@@ -474,7 +467,7 @@ export class SnapshotCheck implements NormalizedMemo {
     private readonly done: (
       sorted: Partial<Record<ResourceKind, readonly string[]>>,
       valid: Snapshot,
-      index: ContentIndex,
+      index: CheckIndex,
       digests: ContentDigests,
     ) => void,
   ) {}
@@ -519,7 +512,7 @@ export class SnapshotCheck implements NormalizedMemo {
   }
 
   /** `s` was valid: the memo now holds its resources (and their order), and what its check found. */
-  commit(s: Snapshot, index: ContentIndex, digests: ContentDigests): void {
+  commit(s: Snapshot, index: CheckIndex, digests: ContentDigests): void {
     this.done(this.sortedIds(), s, index, digests);
   }
 }
@@ -536,7 +529,7 @@ export function validateSnapshotContent(s: Snapshot, field = "snapshot", normali
 }
 
 /** What a check of a whole snapshot found across its resources (SnapshotCheckMemo patches it). */
-interface ContentIndex {
+interface CheckIndex {
   certIds: ReadonlySet<string>;
   aclIds: ReadonlySet<string>;
   /** Each proxy host normalized, in the snapshot's order. */
@@ -565,7 +558,7 @@ function checkHeader(s: Snapshot, field: string): void {
 }
 
 /** validateSnapshotContent, returning what it found across resources. */
-function checkContent(s: Snapshot, field: string, normalized?: NormalizedMemo): ContentIndex {
+function checkContent(s: Snapshot, field: string, normalized?: NormalizedMemo): CheckIndex {
   // A resource's field path (`snapshot.proxy_hosts[3]`) is made only to normalize it or to name
   // it in an error: a resource the memo knows costs a lookup, not a string.
   const memo =

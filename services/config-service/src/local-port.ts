@@ -56,8 +56,7 @@ export class LocalConfigPort implements ConfigPort {
       try {
         // The dispatcher (withSnapshot) hears of a commit first, without its frame: a link that
         // writes a version asks getSnapshotFrame, so a commit no link sends is never encoded.
-        const pushes = opts.withSnapshot ?? false;
-        await this.feed.watch({ frames: false, pushes }, signal, (n) =>
+        await this.feed.watch(opts.withSnapshot ? "pushes" : "follows", signal, (n) =>
           onCommit({
             version: n.version,
             contentSha256: n.contentSha256,

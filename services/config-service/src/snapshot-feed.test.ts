@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { ProxyHost, type WatchConfigResponse } from "@cpm/proto";
-import { encodeSnapshotFrame, type SnapshotFrame } from "@cpm/snapshot-wire";
+import { ProxyHost } from "@cpm/proto";
+import { createLogger } from "@cpm/core";
+import { encodeSnapshotFrame } from "@cpm/snapshot-wire";
+import { LocalConfigPort } from "./local-port.ts";
 import { ProxyHosts } from "./resources/proxy-hosts.ts";
-import { snapshotFeed, type WatchOptions } from "./snapshots.ts";
+import { snapshotFeed, type SnapshotFeed, type WatchRole } from "./snapshots.ts";
 import { startConfigService, type Harness } from "./test-support.ts";
 
 /** Who heard of a commit, in what order, and whether the notice carried a frame. */
@@ -13,10 +15,33 @@ interface Heard {
   frame: boolean;
 }
 
+/** A watcher: follows `feed` until `signal` aborts, telling `heard` of every notice. */
+type Watcher = (
+  feed: SnapshotFeed,
+  heard: (version: number, frame: boolean) => void,
+  signal: AbortSignal,
+) => Promise<void>;
+
+const log = createLogger("test", "silent");
 const host = (i: number) =>
   ProxyHost.fromPartial({ name: `f${i}`, domains: [`f${i}.feed.test`], upstreams: ["10.0.0.1:80"] });
 
-/** How the commits reach the watchers of one process: who hears first, and which commits are encoded. */
+/** config-service's port as the services of its process call it (only watch and getSnapshotFrame are used here). */
+const portOf = (feed: SnapshotFeed) => new LocalConfigPort({} as never, feed, log);
+
+/** The dispatcher (withSnapshot) or the renderer of this process, through the port. */
+const inProcess =
+  (withSnapshot: boolean): Watcher =>
+  (feed, heard, signal) =>
+    portOf(feed).watch((c) => heard(c.version, c.snapshotFrame !== undefined), log, signal, { withSnapshot });
+
+/** A watcher of WatchConfig in another process, with its role. */
+const overGrpc =
+  (role: WatchRole): Watcher =>
+  (feed, heard, signal) =>
+    feed.watch(role, signal, (n, frame) => heard(n.version, frame !== undefined));
+
+/** How the commits reach the watchers: who hears first, and which commits are encoded. */
 describe("snapshot feed", () => {
   let h: Harness;
   let hosts: ProxyHosts;
@@ -27,7 +52,7 @@ describe("snapshot feed", () => {
   after(async () => h.close());
 
   /** A feed whose encodings are counted, `watchers` following it, and `writes` writes made one after another. */
-  async function run(watchers: Record<string, WatchOptions>, writes: number) {
+  async function run(watchers: Record<string, Watcher>, writes: number) {
     let encodes = 0;
     const feed = snapshotFeed({ store: h.store }, (s, parts) => {
       encodes++;
@@ -35,10 +60,8 @@ describe("snapshot feed", () => {
     });
     const heard: Heard[] = [];
     const stop = new AbortController();
-    const watching = Object.entries(watchers).map(([who, opts]) =>
-      feed.watch(opts, stop.signal, (n: WatchConfigResponse, frame?: SnapshotFrame) =>
-        heard.push({ who, version: n.version, frame: frame !== undefined }),
-      ),
+    const watching = Object.entries(watchers).map(([who, watch]) =>
+      watch(feed, (version, frame) => heard.push({ who, version, frame }), stop.signal),
     );
     await new Promise((r) => setTimeout(r, 20));
     const first = (await h.store.info()).version + 1;
@@ -49,11 +72,8 @@ describe("snapshot feed", () => {
     return { feed, heard: heard.filter((x) => x.version >= first), encodes: () => encodes, first };
   }
 
-  it("a pusher in this process hears of each commit before the renderer, and nothing is encoded", async () => {
-    const { heard, encodes, first, feed } = await run(
-      { renderer: { frames: false, pushes: false }, dispatcher: { frames: false, pushes: true } },
-      5,
-    );
+  it("in one process the dispatcher hears of each commit before the renderer, and nothing is encoded until a link asks", async () => {
+    const { heard, encodes, first, feed } = await run({ renderer: inProcess(false), dispatcher: inProcess(true) }, 5);
     for (let v = first; v < first + 5; v++) {
       assert.deepEqual(
         heard.filter((x) => x.version === v).map((x) => x.who),
@@ -66,15 +86,16 @@ describe("snapshot feed", () => {
       "no notice carries a frame",
     );
     assert.equal(encodes(), 0, "no commit was encoded while no link asked for it");
-    const a = await feed.snapshotFrame();
-    const b = await feed.snapshotFrame();
-    assert.equal(a.encoded.version, first + 4, "the frame asked for is the current version's");
-    assert.equal(a.encoded, b.encoded, "encoded once per version");
+    const port = portOf(feed);
+    const a = await port.getSnapshotFrame();
+    const b = await port.getSnapshotFrame();
+    assert.equal(a.version, first + 4, "the frame a link asks for is the current version's");
+    assert.equal(a, b, "encoded once per version");
     assert.equal(encodes(), 1);
   });
 
   it("a dispatcher in another process gets each current version's frame with its notice", async () => {
-    const { heard, encodes, first } = await run({ dispatcher: { frames: true, pushes: true } }, 3);
+    const { heard, encodes, first } = await run({ dispatcher: overGrpc("pushes frames") }, 3);
     assert.deepEqual(
       heard.map((x) => [x.version, x.frame]),
       [
@@ -87,7 +108,7 @@ describe("snapshot feed", () => {
   });
 
   it("without a pusher, the renderer hears of a commit as it happens", async () => {
-    const { heard, encodes, first } = await run({ renderer: { frames: false, pushes: false } }, 2);
+    const { heard, encodes, first } = await run({ renderer: inProcess(false) }, 2);
     assert.deepEqual(
       heard.map((x) => x.version),
       [first, first + 1],

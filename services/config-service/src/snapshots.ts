@@ -38,28 +38,25 @@ export interface SnapshotFeed {
   snapshotFrame(): Promise<{ snapshot: Snapshot; encoded: SnapshotFrame }>;
   /**
    * Calls `send` with the current version at once and with every commit after it, in order and
-   * never older than one already sent, until `signal` aborts (see WatchOptions).
+   * never older than one already sent, until `signal` aborts (see WatchRole).
    */
-  watch(opts: WatchOptions, signal: AbortSignal, send: CommitSink): Promise<void>;
+  watch(role: WatchRole, signal: AbortSignal, send: CommitSink): Promise<void>;
 }
 
-/** How a watcher hears of the commits. */
-export interface WatchOptions {
-  /**
-   * Each notice carries its snapshot's frame while it is current: what a dispatcher in another
-   * process pushes (WatchConfig's include_snapshot), encoded for every commit it is told of.
-   */
-  frames: boolean;
-  /**
-   * The watcher pushes to the slaves (the dispatcher, in this process or another): it hears of
-   * a commit once the API reply has gone out, and the other watchers (the renderer) a turn of
-   * the event loop after it, so the push starts before this machine's own reload competes with
-   * it for the CPU. In this process it asks for the frame (SnapshotFeed.snapshotFrame) when a
-   * link writes it: a commit that no link sends (no slave ready, or a newer commit first) is
-   * never encoded.
-   */
-  pushes: boolean;
-}
+/**
+ * How a watcher hears of the commits:
+ * - `follows` (the renderer): each commit as it happens, or a turn of the event loop after the
+ *   pushers while one watches;
+ * - `pushes` (a dispatcher in this process): each commit once the API reply has gone out, ahead
+ *   of the followers, so the push starts before this machine's own reload competes with it for
+ *   the CPU; with no frame: a link asks for it (SnapshotFeed.snapshotFrame) when it writes a
+ *   version, so a commit that no link sends (no slave ready, or a newer commit first) is never
+ *   encoded;
+ * - `pushes frames` (a dispatcher in another process, WatchConfig's include_snapshot): the same,
+ *   each notice with its snapshot's frame while it is current (encoded for every commit it is
+ *   told of: the bytes must cross the socket).
+ */
+export type WatchRole = "follows" | "pushes" | "pushes frames";
 
 export function snapshotFeed(
   deps: Pick<ResourceDeps, "store">,
@@ -112,7 +109,8 @@ export function snapshotFeed(
     return { snapshot: s, encoded };
   };
 
-  const watch = async ({ frames, pushes }: WatchOptions, signal: AbortSignal, sink: CommitSink) => {
+  const watch = async (role: WatchRole, signal: AbortSignal, sink: CommitSink) => {
+    const pushes = role !== "follows";
     // Subscribe before reading the current state so no commit is missed; never send a
     // version older than one already sent (the initial read can race a commit).
     let last = { version: -1, sha: "" };
@@ -130,7 +128,7 @@ export function snapshotFeed(
       if (!pushes && pushers === 0) return send(notice);
       queue = queue.then(async () => {
         await nextTurn();
-        if (!frames) {
+        if (role !== "pushes frames") {
           if (!pushes) await nextTurn();
           return send(notice);
         }
@@ -193,8 +191,7 @@ export function snapshotHandlers(
         );
       }
       // A watcher that asks for the snapshot is a dispatcher (only it may: see above).
-      const frames = req.includeSnapshot;
-      await feed.watch({ frames, pushes: frames }, ctx.signal, (notice, frame) =>
+      await feed.watch(req.includeSnapshot ? "pushes frames" : "follows", ctx.signal, (notice, frame) =>
         call.write(frame ? (encodeNoticeWithFrame(notice, frame.frame) as unknown as WatchConfigResponse) : notice),
       );
     },
