@@ -10,7 +10,10 @@
  *   made once the one before was served and as long again has passed (isolated), next to the
  *   bare `POST /load` of the same rendered config into a separate Caddy, same run, and the
  *   ratios median / bare median and p99 / bare median; then as many changes back to back,
- *   each as soon as the last is served (the renderers pace those loads);
+ *   each as soon as the last is served (the renderers pace those loads); where the time goes:
+ *   the slave's own `POST /load`s during the isolated changes (mean, from its renderer's
+ *   metrics), and the bare load of the same config into two Caddies at the same moment, as the
+ *   master's and the slave's Caddies load each change on this one machine;
  * - burst: CPM_BENCH_BURST (default 1000) updates of existing hosts, CPM_BENCH_IN_FLIGHT at a
  *   time; the time from the last write returning until the slave holds the final version with
  *   its Caddy on it and serves the last write's domain, and the snapshots pushed meanwhile;
@@ -48,6 +51,7 @@ import { makePki, type TestPki } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
 import {
   burst,
+  caddyLoadSeconds,
   killInstancesOnSignal,
   restartUntilServed,
   seed,
@@ -114,41 +118,52 @@ async function bareCaddy(): Promise<{ admin: number; stop: () => void }> {
   return { admin, stop: () => child.kill("SIGTERM") };
 }
 
-/** Median and p99 of `count` bare `POST /load`s of the Caddy config `json` into a separate Caddy (two variants alternated, so no load is a no-op). */
-async function bareLoads(json: string, count: number): Promise<number[]> {
-  const bare = await bareCaddy();
+/**
+ * `count` rounds of bare `POST /load`s of the Caddy config `json` into `together` separate
+ * Caddies, all of a round at the same moment (two variants alternated, so no load is a no-op):
+ * every load's duration. Two together is what a change costs a master and a slave on one machine,
+ * whose Caddies load it at the same time.
+ */
+async function bareLoads(json: string, count: number, together = 1): Promise<number[]> {
+  const bares = await Promise.all(Array.from({ length: together }, () => bareCaddy()));
   try {
-    const retarget = (s: string, port: number) => {
+    const retarget = (s: string, admin: number, port: number) => {
       const cfg = JSON.parse(s) as {
         admin: { listen: string };
         apps: { http: { servers: { http: { listen: string[] } }; http_port: number } };
       };
-      cfg.admin = { listen: `127.0.0.1:${bare.admin}` };
+      cfg.admin = { listen: `127.0.0.1:${admin}` };
       cfg.apps.http.servers.http.listen = [`:${port}`];
       cfg.apps.http.http_port = port;
       return JSON.stringify(cfg);
     };
-    const variants = [retarget(json, await freePort()), retarget(json, await freePort())];
+    const variants = await Promise.all(
+      bares.map(async (b) => [retarget(json, b.admin, await freePort()), retarget(json, b.admin, await freePort())]),
+    );
     const loads: number[] = [];
     for (let i = 0; i < count; i++) {
-      const t0 = performance.now();
-      const res = await caddyAdminRequest(`http://127.0.0.1:${bare.admin}/load`, {
-        method: "POST",
-        body: variants[i % 2],
+      const round = bares.map(async (b, k) => {
+        const t0 = performance.now();
+        const res = await caddyAdminRequest(`http://127.0.0.1:${b.admin}/load`, {
+          method: "POST",
+          body: variants[k]![i % 2],
+        });
+        if (res.status !== 200) throw new Error(`bare load failed: ${res.status}`);
+        return performance.now() - t0;
       });
-      if (res.status !== 200) throw new Error(`bare load failed: ${res.status}`);
-      loads.push(performance.now() - t0);
+      loads.push(...(await Promise.all(round)));
     }
     return loads;
   } finally {
-    bare.stop();
+    for (const b of bares) b.stop();
   }
 }
 
 async function benchSize(n: number, shape: "all" | "split", pki: TestPki) {
   const up = await startUpstream("bench");
   const split = shape === "split";
-  const slave = await startSlave(`bench-slave-${n}-${shape}`, pki, { split });
+  const rendererMetricsPort = await freePort();
+  const slave = await startSlave(`bench-slave-${n}-${shape}`, pki, { split, rendererMetricsPort });
   const master = await startMaster(`bench-master-${n}-${shape}`, [slave], pki, { split }).catch(async (e) => {
     await slave.stop();
     throw e;
@@ -180,7 +195,13 @@ async function benchSize(n: number, shape: "all" | "split", pki: TestPki) {
     process.stderr.write(`  ${CHANGES} changes, then ${CHANGES} back to back...\n`);
     const latencies: number[] = [];
     const pacedLatencies: number[] = [];
+    const loadsBefore = await caddyLoadSeconds(rendererMetricsPort);
+    let slaveLoads = { sum: NaN, count: 0 };
     for (let i = 0; i < 2 * CHANGES; i++) {
+      if (i === CHANGES) {
+        const after = await caddyLoadSeconds(rendererMetricsPort);
+        slaveLoads = { sum: after.sum - loadsBefore.sum, count: after.count - loadsBefore.count };
+      }
       const isolated = i < CHANGES;
       const k = i % n;
       const domain = `c${i}.bench.test`;
@@ -192,6 +213,7 @@ async function benchSize(n: number, shape: "all" | "split", pki: TestPki) {
 
     const json = (await caddyAdminRequest(`http://127.0.0.1:${slave.ports.caddyAdmin}/config/`)).body;
     const loads = await bareLoads(json, Math.max(CHANGES, 1));
+    const pairedLoads = await bareLoads(json, Math.max(CHANGES, 1), 2);
     const sentBeforeBurst = (
       await unary(master.dispatcher.getSyncStatus.bind(master.dispatcher), {}, master.adminToken)
     ).slaves[0]!.snapshotsSent;
@@ -251,6 +273,8 @@ async function benchSize(n: number, shape: "all" | "split", pki: TestPki) {
       pacedP99: pct(pacedLatencies, 99),
       loadMedian: pct(loads, 50),
       loadP99: pct(loads, 99),
+      pairedLoadMedian: pct(pairedLoads, 50),
+      slaveLoadMean: slaveLoads.count > 0 ? (1000 * slaveLoads.sum) / slaveLoads.count : NaN,
       configBytes: json.length,
       snapshotsSent: Number(sentBeforeBurst),
       burst: burstResult,
@@ -351,6 +375,14 @@ async function main() {
     sizeGoal((n) => (n === 100 ? "<= 2x" : "<= 1.5x")),
   );
   line("ratio sync p99 / bare load median", (r) => ratio(r.syncP99 / r.loadMedian), "<= 2x");
+  line(
+    "of which the slave's own `POST /load` (its renderer's load duration, mean over the isolated changes); x bare",
+    (r) => `${ms(r.slaveLoadMean)}; ${ratio(r.slaveLoadMean / r.loadMedian)}`,
+  );
+  line("bare `POST /load` into two Caddies at the same moment (a master's and a slave's on one machine), median", (r) =>
+    ms(r.pairedLoadMedian),
+  );
+  line("ratio of medians (sync / two bare loads at once)", (r) => ratio(r.syncMedian / r.pairedLoadMedian));
   line(
     `burst of ${BURST} updates (${IN_FLIGHT} in flight): last write -> slave serves the final version; snapshots pushed`,
     (r) => burstCell(r.burst),
