@@ -10,6 +10,69 @@ export function canonicalJson(value: unknown): string {
 }
 
 /**
+ * The canonical JSON of the values marked with keepCanonical, once each is written (undefined
+ * until then). A kept value is never changed again, so its JSON never changes either.
+ */
+const keptJson = new WeakMap<object, string | undefined>();
+
+/**
+ * Marks `value` (an object or array) as never changed again: canonicalJsonReusing writes its
+ * JSON once and reuses it wherever the value appears, in this call and later ones.
+ */
+export function keepCanonical<T extends object>(value: T): T {
+  if (!keptJson.has(value)) keptJson.set(value, undefined);
+  return value;
+}
+
+/**
+ * canonicalJson, byte for byte, reusing the JSON of kept values (keepCanonical): for a large
+ * value that is mostly made of values kept from before (a rendered config after a change to a
+ * few hosts), only what is new is written. The path from the top down to the kept values is
+ * written here, member by member; anything else goes through canonicalJson's own way.
+ */
+export function canonicalJsonReusing(value: unknown): string {
+  if (value === null || typeof value !== "object") return JSON.stringify(value);
+  return writeReusing(value);
+}
+
+function writeReusing(value: object): string {
+  if (keptJson.has(value)) {
+    let s = keptJson.get(value);
+    if (s === undefined) keptJson.set(value, (s = JSON.stringify(sortDeep(value))));
+    return s;
+  }
+  if (Array.isArray(value)) {
+    if (typeof (value as { toJSON?: unknown }).toJSON === "function") return JSON.stringify(sortDeep(value));
+    let flat = true;
+    for (const v of value as unknown[])
+      if (v !== null && typeof v === "object") {
+        flat = false;
+        break;
+      }
+    if (flat) return JSON.stringify(value);
+    let out = "[";
+    for (let i = 0; i < value.length; i++) {
+      const v: unknown = value[i];
+      if (i > 0) out += ",";
+      out += v !== null && typeof v === "object" ? writeReusing(v) : (JSON.stringify(v) ?? "null");
+    }
+    return `${out}]`;
+  }
+  const keys = Object.keys(value);
+  if (!inOrder(value, keys)) return JSON.stringify(sortDeep(value));
+  const obj = value as Record<string, unknown>;
+  let out = "{";
+  for (const key of keys) {
+    const v = obj[key];
+    const s = v !== null && typeof v === "object" ? writeReusing(v) : JSON.stringify(v);
+    if (s === undefined) continue; // undefined, functions and symbols: no member, as JSON.stringify does
+    if (out.length > 1) out += ",";
+    out += `${JSON.stringify(key)}:${s}`;
+  }
+  return `${out}}`;
+}
+
+/**
  * The value with every object's keys in sorted order, Dates as ISO strings and undefined members
  * dropped, for JSON.stringify. A plain object or array that is in that form already, all the way
  * down, is returned as it is rather than copied: JSON.stringify then writes the very same bytes

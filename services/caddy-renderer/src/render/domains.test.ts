@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { coveringWildcard, DomainIndex } from "./domains.ts";
+import { coveringWildcard, DomainIndex, INDEX_PATCH_MAX_CHANGED } from "./domains.ts";
 import { host, shuffled } from "./test-support.ts";
 
 describe("DomainIndex", () => {
@@ -60,5 +60,50 @@ describe("DomainIndex", () => {
       const hs = [exact, other, wild].map((h) => ({ ...h, domains: shuffled(h.domains, seed) }));
       assert.deepEqual(new DomainIndex(hs).matcher([hs[2]!]), index.matcher([wild]));
     }
+  });
+});
+
+describe("DomainIndex.of: patched from the last index", () => {
+  const hosts = Array.from({ length: 100 }, (_, i) => host(`h${String(i).padStart(3, "0")}`, [`h${i}.test`]));
+  const renamed = (i: number, domains: string[]) => hosts.map((h, j) => (j === i ? { ...h, domains } : h));
+  const answers = (ix: DomainIndex, hs: typeof hosts) => ({
+    standAlone: ix.matchersStandAlone,
+    matcher: ix.matcher(hs),
+    own: hs.map((h) => ix.domainsOf(h)),
+  });
+
+  const cases: { name: string; after: typeof hosts; patched: boolean }[] = [
+    { name: "a host renamed", after: renamed(5, ["new.test", "www.new.test"]), patched: true },
+    {
+      name: "a name moved to another host",
+      after: renamed(7, ["h5.test", "h7.test"]).map((h, j) => (j === 5 ? { ...h, domains: [] } : h)),
+      patched: true,
+    },
+    { name: "a name another host keeps (listed twice)", after: renamed(7, ["h5.test"]), patched: false },
+    { name: "a wildcard", after: renamed(7, ["*.test"]), patched: false },
+    { name: "a host added", after: [...hosts, host("h999", ["z.test"])], patched: false },
+    {
+      name: `more than ${INDEX_PATCH_MAX_CHANGED} hosts changed`,
+      after: hosts.map((h, i) => (i <= INDEX_PATCH_MAX_CHANGED ? { ...h, domains: [`m${i}.test`] } : h)),
+      patched: false,
+    },
+  ];
+  for (const c of cases)
+    test(`${c.name}: ${c.patched ? "patched" : "built whole"}, the same answers as an index built whole`, () => {
+      const last = new DomainIndex(hosts);
+      const ix = DomainIndex.of(c.after, last);
+      assert.equal(ix.fromPatch, c.patched);
+      assert.deepEqual(answers(ix, c.after), answers(new DomainIndex(c.after), c.after));
+      // A patched index takes the last one's owners: the last is spent, never patched again.
+      if (c.patched) assert.equal(DomainIndex.of(c.after, last).fromPatch, false);
+    });
+
+  test("a group's host list patched: the same list as its matcher, and none when a wildcard covers a name", () => {
+    const after = renamed(5, ["a.test", "zz.test"]);
+    const ix = new DomainIndex(after);
+    const list = (new DomainIndex(hosts).matcher(hosts) as { host: string[] }).host;
+    assert.deepEqual(ix.patchedHostList(hosts, list, after), (ix.matcher(after) as { host: string[] }).host);
+    const wild = [...after, host("w", ["*.test"])];
+    assert.equal(new DomainIndex(wild).patchedHostList(hosts, list, wild), undefined);
   });
 });

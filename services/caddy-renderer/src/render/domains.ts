@@ -36,15 +36,75 @@ function domainsSorted(h: ProxyHost): readonly string[] {
   return d;
 }
 
+/** Hosts changed in place up to which DomainIndex.of patches the last index rather than building one. */
+export const INDEX_PATCH_MAX_CHANGED = 64;
+
 /** The enabled hosts' domains, who owns each, and which exact names each wildcard covers. */
 export class DomainIndex {
   private readonly owner = new Map<string, ProxyHost>();
   private readonly covered = new Map<string, string[]>();
   /** Whether two hosts list the same domain (never in a valid snapshot): each then answers for what it listed first. */
   private readonly shared: boolean = false;
+  /** The hosts indexed, as given. */
+  private readonly hosts: readonly ProxyHost[] = [];
 
-  /** `hosts` in a deterministic order: a domain listed twice (never in a valid snapshot) stays with its first host. */
-  constructor(hosts: readonly ProxyHost[]) {
+  /**
+   * The index of `hosts`, made from `last` (an index of an earlier list) when only a few hosts
+   * changed in place and neither list has a wildcard or a domain listed twice: then the owners
+   * of the changed hosts' domains are all that differs. Otherwise built whole; the same index
+   * either way. A patched `last` is spent (its owners move to the new index): never use it again.
+   */
+  static of(hosts: readonly ProxyHost[], last?: DomainIndex): DomainIndex {
+    return (last && last.patchedTo(hosts)) ?? new DomainIndex(hosts);
+  }
+
+  private patchedTo(hosts: readonly ProxyHost[]): DomainIndex | undefined {
+    const before = this.hosts;
+    if (this.spent || this.shared || this.covered.size > 0 || hosts.length !== before.length) return undefined;
+    const changed: number[] = [];
+    for (let i = 0; i < hosts.length; i++) {
+      if (hosts[i] === before[i]) continue;
+      if (changed.length === INDEX_PATCH_MAX_CHANGED) return undefined;
+      changed.push(i);
+    }
+    if (changed.length === 0) return this;
+    // Checked before anything moves: no wildcard, and no domain another host keeps or claims too.
+    const freed = new Set<string>();
+    for (const i of changed) for (const d of before[i]!.domains) freed.add(d);
+    const claimed = new Map<string, ProxyHost>();
+    for (const i of changed) {
+      const h = hosts[i]!;
+      for (const d of h.domains) {
+        if (d.startsWith("*.")) return undefined;
+        const other = claimed.get(d) ?? (freed.has(d) ? undefined : this.owner.get(d));
+        if (other !== undefined && other !== h) return undefined;
+        claimed.set(d, h);
+      }
+    }
+    const owner = this.owner;
+    for (const d of freed) owner.delete(d);
+    for (const [d, h] of claimed) owner.set(d, h);
+    this.spent = true;
+    return new DomainIndex(hosts, owner);
+  }
+
+  /** Whether DomainIndex.of moved this index's owners to a newer one. */
+  private spent = false;
+  /** Whether DomainIndex.of made it from the last index. */
+  readonly fromPatch: boolean;
+
+  /**
+   * `hosts` in a deterministic order: a domain listed twice (never in a valid snapshot) stays
+   * with its first host. `owner`: who owns each domain, known already (only DomainIndex.of
+   * passes it).
+   */
+  constructor(hosts: readonly ProxyHost[], owner?: Map<string, ProxyHost>) {
+    this.hosts = hosts;
+    this.fromPatch = owner !== undefined;
+    if (owner) {
+      this.owner = owner;
+      return;
+    }
     let wildcards = false;
     for (const h of hosts)
       for (const d of h.domains) {
@@ -64,6 +124,65 @@ export class DomainIndex {
       else this.covered.set(w, [d]);
     }
     for (const list of this.covered.values()) list.sort();
+  }
+
+  /**
+   * Whether a host's matcher depends on that host alone: no wildcard covers another host's name
+   * and no domain is listed twice. A route made for the same hosts in an earlier render is then
+   * still right.
+   */
+  get matchersStandAlone(): boolean {
+    return this.covered.size === 0 && !this.shared;
+  }
+
+  /**
+   * The `host` list of matcher(`after`) made from `list`, that of matcher(`before`), when the
+   * matchers stand alone and the two lists of hosts (each in id order) differ in a few hosts:
+   * their names are taken out of `list` and put in at their places, rather than every name of a
+   * large group sorted again. Undefined when that does not hold; the same list otherwise.
+   */
+  patchedHostList(
+    before: readonly ProxyHost[],
+    list: readonly string[],
+    after: readonly ProxyHost[],
+  ): string[] | undefined {
+    if (!this.matchersStandAlone || after.length < 2) return undefined;
+    const removed: ProxyHost[] = [];
+    const added: ProxyHost[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < before.length || j < after.length) {
+      const a = before[i];
+      const b = after[j];
+      if (a !== undefined && b !== undefined && a === b) {
+        i++;
+        j++;
+        continue;
+      }
+      if (removed.length + added.length >= 2 * INDEX_PATCH_MAX_CHANGED) return undefined;
+      if (b === undefined || (a !== undefined && a.id <= b.id)) {
+        removed.push(a!);
+        i++;
+      } else {
+        added.push(b);
+        j++;
+      }
+    }
+    if (!inIdOrder(before) || !inIdOrder(after)) return undefined;
+    const out = list.slice();
+    for (const h of removed)
+      for (const d of domainsSorted(h)) {
+        const at = sortedIndex(out, d);
+        if (out[at] !== d) return undefined;
+        out.splice(at, 1);
+      }
+    for (const h of added)
+      for (const d of domainsSorted(h)) {
+        const at = sortedIndex(out, d);
+        if (out[at] === d) return undefined;
+        out.splice(at, 0, d);
+      }
+    return out;
   }
 
   /** The domains `h` answers for (its own, without those another host listed first), sorted. Read-only. */
@@ -91,4 +210,22 @@ export class DomainIndex {
     }
     return { host: domains, ...(excluded.length > 0 ? { not: [{ host: excluded }] } : {}), ...extra };
   }
+}
+
+/** Whether the hosts' ids strictly increase (a group's hosts come in id order, each once). */
+function inIdOrder(hosts: readonly ProxyHost[]): boolean {
+  for (let i = 1; i < hosts.length; i++) if (!(hosts[i - 1]!.id < hosts[i]!.id)) return false;
+  return true;
+}
+
+/** Where `name` is, or belongs, in the sorted `names` (code-unit order): the first index whose name is not below it. */
+function sortedIndex(names: readonly string[], name: string): number {
+  let lo = 0;
+  let hi = names.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (names[mid]! < name) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

@@ -1,7 +1,14 @@
 import { LoadBalancingPolicy, type AccessList, type ProxyHost, type Settings, type Snapshot } from "@cpm/proto";
-import { canonicalJson, checkUpstreamsNotReserved, parseUpstream, sha256Hex, type ReservedAddress } from "@cpm/core";
+import {
+  canonicalJsonReusing,
+  checkUpstreamsNotReserved,
+  keepCanonical,
+  parseUpstream,
+  sha256Hex,
+  type ReservedAddress,
+} from "@cpm/core";
 import { accessListHandlers } from "./access.ts";
-import { DomainIndex } from "./domains.ts";
+import { RenderMemo, type Group, type Part } from "./memo.ts";
 import { renderLayer4 } from "./layer4.ts";
 import { hstsValue, transportTimeouts } from "./settings.ts";
 import { challengeForwardRoute, httpsConnectionPolicies, renderPki, renderTls } from "./tls.ts";
@@ -9,6 +16,7 @@ import { issuanceLogging } from "./issuance-log.ts";
 import type { Json, RenderOptions } from "./types.ts";
 
 export type { RenderOptions } from "./types.ts";
+export { RenderMemo } from "./memo.ts";
 
 export interface Rendered {
   /** Canonical JSON (sorted keys): the bytes sent to Caddy. */
@@ -32,13 +40,16 @@ const NOT_FOUND: Json = {
   handler: "static_response",
   status_code: 404,
 };
-const NOT_FOUND_ROUTE: Json = { handle: [NOT_FOUND] };
+const NOT_FOUND_ROUTE: Json = keepCanonical({ handle: [NOT_FOUND] });
 /**
  * A compressing host's responses, for clients that accept it: zstd, else gzip. Caddy's defaults
  * decide the rest: responses of 512 bytes or more, of compressible types (text, JSON, ...), not
  * already encoded.
  */
 const ENCODE: Json = { handler: "encode", encodings: { zstd: {}, gzip: {} }, prefer: ["zstd", "gzip"] };
+
+/** What renders in this process keep for the next one, unless a caller passes its own. */
+const MEMO = new RenderMemo();
 
 /**
  * Snapshot -> Caddy JSON. Pure and deterministic: the same snapshot and options give
@@ -56,28 +67,34 @@ const ENCODE: Json = { handler: "encode", encodings: { zstd: {}, gzip: {} }, pre
  *    (with the encode handler before it for hosts that compress);
  * 4. 404 for any other host name.
  * Routes that list hosts never overlap (render/domains.ts), so hosts are grouped freely.
+ *
+ * `memo` is what renders keep for the next one (render/memo.ts): one per process by default. It
+ * changes how much work a render does, never its bytes.
  */
-export function render(input: Snapshot, opts: RenderOptions): Rendered {
+export function render(input: Snapshot, opts: RenderOptions, memo: RenderMemo = MEMO): Rendered {
   const warnings: string[] = [];
   const snapshot = withoutReservedUpstreams(input, opts, warnings);
   const hosts = sortedById(snapshot.proxyHosts.filter((h) => h.enabled !== false));
-  const index = new DomainIndex(hosts);
-  const served = hosts.filter((h) => index.domainsOf(h).length > 0);
+  const index = memo.domainIndex(hosts);
+  const served = index.matchersStandAlone
+    ? hosts.filter((h) => h.domains.length > 0)
+    : hosts.filter((h) => index.domainsOf(h).length > 0);
   const acls = new Map(snapshot.accessLists.map((a) => [a.id, a]));
   const tlsHosts = served.filter((h) => h.certificateId);
   const https = tlsHosts.length > 0;
   // The redirect keeps a non-default HTTPS port, so ssl_forced works on any CPM_HTTPS_PORT.
   const httpsOrigin = `https://{http.request.host}${opts.httpsPort === 443 ? "" : `:${opts.httpsPort}`}`;
   const settings = snapshot.settings;
-  const ctx = classContext(https, httpsOrigin, settings);
-  const classes = groupBy(
+  const ctx = memo.classContext(https, httpsOrigin, settings);
+  memo.startRender(served.length);
+  const classes = memo.groupBy(
     served,
     "classes",
     (h) => (h.accessListId ? acls.get(h.accessListId) : undefined),
     ctx,
     (h, acl) => classRoutes(h, https, httpsOrigin, accessHandlers(acl as AccessList | undefined), settings),
   );
-  const proxies = groupBy(
+  const proxies = memo.groupBy(
     served,
     "proxy",
     () => undefined,
@@ -85,13 +102,10 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
     (h) => (h.compression ? [ENCODE, reverseProxy(h, settings)] : [reverseProxy(h, settings)]),
   );
   // Routes for disjoint sets of hosts: any order is right; sorted by first name to be deterministic.
-  const listRoutes = (groups: { hosts: ProxyHost[]; value: Json[] }[], handle: (v: Json[]) => Json[]) =>
+  const listRoutes = (part: Part, groups: Group[], handle: (v: Json[]) => Json[]) =>
     groups
-      .filter((g) => g.value.length > 0)
-      .map((g) => ({
-        first: index.domainsOf(g.hosts[0]!)[0]!,
-        route: { handle: handle(g.value), match: [index.matcher(g.hosts)] },
-      }))
+      .filter((g) => g.keyed.value.length > 0)
+      .map((g) => ({ first: index.domainsOf(g.hosts[0]!)[0]!, route: memo.groupRoute(part, g, index, handle) }))
       .sort((a, b) => cmp(a.first, b.first))
       .map((r) => r.route);
   const server: Json = {
@@ -108,9 +122,9 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
       ...(https
         ? [{ match: [{ protocol: "http" }], handle: [{ handler: "headers", response: { delete: ["Alt-Svc"] } }] }]
         : []),
-      ...listRoutes(classes, (routes) => [{ handler: "subroute", routes }]),
+      ...listRoutes("classes", classes, (routes) => [{ handler: "subroute", routes }]),
       // reverse_proxy never calls the next handler, so these routes need no `terminal`.
-      ...listRoutes(proxies, (handlers) => handlers),
+      ...listRoutes("proxy", proxies, (handlers) => handlers),
       NOT_FOUND_ROUTE,
     ],
     // Certificates are explicit (render/tls.ts: load_pem for imported ones, automate for
@@ -133,7 +147,7 @@ export function render(input: Snapshot, opts: RenderOptions): Rendered {
     : { listen: opts.adminListen };
   const config: Json = { admin, apps };
   if (opts.issuanceLogFile) config.logging = issuanceLogging(opts.issuanceLogFile);
-  const json = canonicalJson(config);
+  const json = canonicalJsonReusing(config);
   return { json, sha256: sha256Hex(json), warnings };
 }
 
@@ -150,41 +164,6 @@ function sortedById(hosts: ProxyHost[]): ProxyHost[] {
   return hosts;
 }
 
-/** A rendered value with its grouping key: JSON.stringify of it (the code that builds values always adds keys in the same order). */
-interface Keyed {
-  key: string;
-  value: Json[];
-}
-
-/** What a host's class routes depend on besides the host and its access list, one object while none of it changes. */
-interface ClassContext {
-  https: boolean;
-  httpsOrigin: string;
-  settings: Settings | undefined;
-}
-let lastContext: ClassContext | undefined;
-function classContext(https: boolean, httpsOrigin: string, settings: Settings | undefined): ClassContext {
-  const c = lastContext;
-  if (c?.https === https && c.httpsOrigin === httpsOrigin && c.settings === settings) return c;
-  return (lastContext = { https, httpsOrigin, settings });
-}
-
-type Part = "classes" | "proxy";
-/** A part rendered for a host, with the two values (compared by identity) it was rendered with. */
-interface Made {
-  context: unknown;
-  dep: unknown;
-  keyed: Keyed;
-}
-
-/**
- * What was rendered for a host object, per part, with what it depended on. Snapshots are
- * decoded so that a resource whose bytes did not change is the very same object as before
- * (SnapshotDecoder), so a render after a one-host change renders one host; the others are
- * looked up here. Values are never changed once made (the render only reads them).
- */
-const rendered = new WeakMap<ProxyHost, Partial<Record<Part, Made>>>();
-
 /** accessListHandlers, once per access list object. */
 const aclHandlers = new WeakMap<object, Json[]>();
 function accessHandlers(acl: AccessList | undefined): Json[] {
@@ -192,36 +171,6 @@ function accessHandlers(acl: AccessList | undefined): Json[] {
   let v = aclHandlers.get(acl);
   if (!v) aclHandlers.set(acl, (v = accessListHandlers(acl)));
   return v;
-}
-
-/**
- * Hosts grouped by an equal rendered `part` (equal keys), in first-seen order: `make(h, dep)`'s
- * value for each host, kept per host object while `context` and the host's `dep(h)` stay the
- * same objects.
- */
-function groupBy(
-  hosts: ProxyHost[],
-  part: Part,
-  dep: (h: ProxyHost) => unknown,
-  context: unknown,
-  make: (h: ProxyHost, dep: unknown) => Json[],
-): { hosts: ProxyHost[]; value: Json[] }[] {
-  const groups = new Map<string, { hosts: ProxyHost[]; value: Json[] }>();
-  for (const h of hosts) {
-    const d = dep(h);
-    let parts = rendered.get(h);
-    if (!parts) rendered.set(h, (parts = {}));
-    let made = parts[part];
-    if (!made || made.context !== context || made.dep !== d) {
-      const value = make(h, d);
-      made = parts[part] = { context, dep: d, keyed: { key: JSON.stringify(value), value } };
-    }
-    const v = made.keyed;
-    const g = groups.get(v.key);
-    if (g) g.hosts.push(h);
-    else groups.set(v.key, { hosts: [h], value: v.value });
-  }
-  return [...groups.values()];
 }
 
 /** Per reserved set, the verdict on each list of upstreams already judged (undefined: none is reserved). */

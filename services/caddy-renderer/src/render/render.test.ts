@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { AccessList, LoadBalancingPolicy, Snapshot, type ProxyHost } from "@cpm/proto";
 import { canonicalJson, sha256Hex } from "@cpm/core";
-import { render } from "./index.ts";
+import { render, RenderMemo } from "./index.ts";
 import {
   assertCaddyAcceptsAll,
   cert,
@@ -528,6 +528,7 @@ describe("render of snapshots that share resource objects (as decoded one after 
     let acls = [acl("office", "10.1.0.0/16")];
     let certs = [cert("c", ["h1.example.com"])];
     let settings = snapshot().settings;
+    const memo = new RenderMemo();
     for (let step = 0; step < 120; step++) {
       const i = pick(hosts.length);
       switch (pick(6)) {
@@ -565,8 +566,72 @@ describe("render of snapshots that share resource objects (as decoded one after 
       }
       // The objects of the previous step, as SnapshotDecoder gives them; fromPartial would copy.
       const s: Snapshot = { ...snapshot(), proxyHosts: hosts, accessLists: acls, certificates: certs, settings };
-      const fresh = structuredClone(s);
-      assert.equal(render(s, OPTS).json, render(fresh, OPTS).json, `step ${step}`);
+      assert.equal(render(s, OPTS, memo).json, render(structuredClone(s), OPTS, new RenderMemo()).json, `step ${step}`);
+    }
+  });
+
+  test("equals a render from nothing, over random edits of the domains, hosts and groups of 300 hosts", () => {
+    for (const wildcards of [false, true]) {
+      let seed = wildcards ? 5 : 3;
+      const pick = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff), seed % n);
+      const memo = new RenderMemo();
+      let next = 300;
+      let hosts = Array.from({ length: 300 }, (_, i) =>
+        host(`h${String(i).padStart(4, "0")}`, [`h${i}.example.com`], {
+          // Most hosts share one upstream (one large group), some have their own.
+          upstreams: [i % 10 === 0 ? `10.0.2.${i}:80` : "10.0.0.1:80"],
+          certificateId: i % 3 === 0 ? "c" : "",
+        }),
+      );
+      for (let step = 0; step < 400; step++) {
+        const i = pick(hosts.length);
+        const j = pick(hosts.length);
+        const edit = (k: number, over: Partial<ProxyHost>) =>
+          (hosts = hosts.map((h, x) => (x === k ? { ...h, ...over } : h)));
+        switch (pick(9)) {
+          case 0:
+            edit(i, { domains: [`n${step}.example.com`] });
+            break;
+          case 1:
+            edit(i, {
+              domains: [`n${step}.example.com`, `www.n${step}.example.com`, hosts[i]!.domains[0] ?? "x.test"],
+            });
+            break;
+          case 2: {
+            // Two hosts trade their names (each valid after the step).
+            const [a, b] = [hosts[i]!.domains, hosts[j]!.domains];
+            edit(i, { domains: b });
+            edit(j, { domains: a });
+            break;
+          }
+          case 3:
+            edit(i, { upstreams: [pick(2) ? "10.0.0.1:80" : `10.0.3.${step % 9}:80`] });
+            break;
+          case 4:
+            edit(i, { enabled: !hosts[i]!.enabled });
+            break;
+          case 5:
+            edit(i, { domains: [] });
+            break;
+          case 6:
+            if (pick(2)) hosts = [...hosts, host(`h${String(next++).padStart(4, "0")}`, [`new${step}.example.com`])];
+            else hosts = hosts.filter((_, x) => x !== i);
+            break;
+          case 7:
+            // A name another host lists too (an invalid snapshot, still rendered the same way).
+            edit(i, { domains: [hosts[j]!.domains[0] ?? "y.test"] });
+            break;
+          default:
+            edit(i, { domains: [wildcards && pick(2) ? `*.example.com` : `w${step}.example.com`], sslForced: true });
+        }
+        for (let k = 0; k < pick(3); k++) edit(pick(hosts.length), { compression: pick(2) === 0 });
+        const s: Snapshot = { ...snapshot(), proxyHosts: hosts, certificates: [cert("c", ["*.example.com"])] };
+        assert.equal(
+          render(s, OPTS, memo).json,
+          render(structuredClone(s), OPTS, new RenderMemo()).json,
+          `${wildcards ? "with" : "without"} wildcards, step ${step}`,
+        );
+      }
     }
   });
 });

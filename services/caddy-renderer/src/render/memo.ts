@@ -1,0 +1,152 @@
+import type { ProxyHost, Settings } from "@cpm/proto";
+import { keepCanonical } from "@cpm/core";
+import { DomainIndex } from "./domains.ts";
+import type { Json } from "./types.ts";
+
+/*
+ * What one render keeps for the next, so that a render after a change to a few hosts does work
+ * in proportion to that change, not to every host. Snapshots are decoded so that a resource
+ * whose bytes did not change is the very same object as before (SnapshotDecoder), and snapshot
+ * objects are never changed: everything here is kept per object identity, and what it keeps is
+ * never changed once made (renders only read it). Every shortcut gives the bytes a render from
+ * nothing gives (render.test.ts compares the two over random edits).
+ */
+
+/** The parts of a host's routes that hosts are grouped by (render/index.ts). */
+export type Part = "classes" | "proxy";
+
+/**
+ * A rendered value, one object per distinct value (its JSON; the code that builds values always
+ * adds keys in the same order): hosts are grouped by this object's identity, so a render does
+ * not compare long strings per host. Its value is kept for canonicalJsonReusing.
+ */
+export interface Keyed {
+  key: string;
+  value: Json[];
+}
+
+/** Hosts that render a part the same way: one route lists them all. */
+export interface Group {
+  keyed: Keyed;
+  /** In the order of the hosts given to groupBy (id order). */
+  hosts: ProxyHost[];
+}
+
+/** What a host's class routes depend on besides the host and its access list, one object while none of it changes. */
+export interface ClassContext {
+  https: boolean;
+  httpsOrigin: string;
+  settings: Settings | undefined;
+}
+
+/** A part rendered for a host, with the two values (compared by identity) it was rendered with. */
+interface Made {
+  context: unknown;
+  dep: unknown;
+  /** Which `interned` it was grouped under. */
+  generation: number;
+  keyed: Keyed;
+}
+
+/** A group's route, with the hosts and the host names it was made for. */
+interface MadeRoute {
+  hosts: readonly ProxyHost[];
+  hostList: readonly string[];
+  route: Json;
+}
+
+export class RenderMemo {
+  private context: ClassContext | undefined;
+  private index: DomainIndex | undefined;
+  /**
+   * The distinct rendered values by their JSON. It starts over (between renders, never during
+   * one: a render groups by the identity of what it holds) once it holds more than twice the
+   * values a render needs, so values no host renders any more do not pile up.
+   */
+  private interned = new Map<string, Keyed>();
+  private generation = 0;
+  /** What was rendered for a host object, per part. */
+  private readonly rendered = new WeakMap<ProxyHost, Partial<Record<Part, Made>>>();
+  /** The last route made for each value of a part. */
+  private readonly routes: Record<Part, WeakMap<Keyed, MadeRoute>> = { classes: new WeakMap(), proxy: new WeakMap() };
+
+  /** The class context: the last one while nothing in it changed. */
+  classContext(https: boolean, httpsOrigin: string, settings: Settings | undefined): ClassContext {
+    const c = this.context;
+    if (c?.https === https && c.httpsOrigin === httpsOrigin && c.settings === settings) return c;
+    return (this.context = { https, httpsOrigin, settings });
+  }
+
+  /** The domain index of `hosts` (id order), patched from the last render's when a few hosts changed. */
+  domainIndex(hosts: readonly ProxyHost[]): DomainIndex {
+    return (this.index = DomainIndex.of(hosts, this.index));
+  }
+
+  /** Called once per render before groupBy, with the number of hosts it groups. */
+  startRender(hosts: number): void {
+    if (this.interned.size <= 2 * (2 * hosts) + 1024) return;
+    this.interned = new Map();
+    this.generation++;
+  }
+
+  /**
+   * Hosts grouped by an equal rendered `part`, in first-seen order: `make(h, dep)`'s value for
+   * each host, kept per host object while `context` and the host's `dep(h)` stay the same objects.
+   */
+  groupBy(
+    hosts: readonly ProxyHost[],
+    part: Part,
+    dep: (h: ProxyHost) => unknown,
+    context: unknown,
+    make: (h: ProxyHost, dep: unknown) => Json[],
+  ): Group[] {
+    const groups = new Map<Keyed, Group>();
+    for (const h of hosts) {
+      const d = dep(h);
+      let parts = this.rendered.get(h);
+      if (!parts) this.rendered.set(h, (parts = {}));
+      let made = parts[part];
+      if (!made || made.context !== context || made.dep !== d)
+        made = parts[part] = { context, dep: d, generation: this.generation, keyed: this.intern(make(h, d)) };
+      else if (made.generation !== this.generation)
+        made = parts[part] = { ...made, generation: this.generation, keyed: this.intern(made.keyed.value) };
+      const g = groups.get(made.keyed);
+      if (g) g.hosts.push(h);
+      else groups.set(made.keyed, { keyed: made.keyed, hosts: [h] });
+    }
+    return [...groups.values()];
+  }
+
+  /**
+   * The route of group `g` of `part`: `handle(value)` for requests to its hosts. The last one
+   * made for that value is reused while it lists the same host objects, and its host list is
+   * patched when a few hosts joined or left, as long as the index says a matcher depends on
+   * its own hosts alone (no wildcard covers another host's name).
+   */
+  groupRoute(part: Part, g: Group, index: DomainIndex, handle: (v: Json[]) => Json[]): Json {
+    if (!index.matchersStandAlone)
+      return keepCanonical({ handle: handle(g.keyed.value), match: [index.matcher(g.hosts)] });
+    const last = this.routes[part].get(g.keyed);
+    if (last && sameHosts(last.hosts, g.hosts)) return last.route;
+    // A matcher that stands alone is its hosts' names and nothing else (DomainIndex.matcher).
+    const hostList =
+      (last && index.patchedHostList(last.hosts, last.hostList, g.hosts)) ??
+      (index.matcher(g.hosts) as { host: string[] }).host;
+    const route = keepCanonical({ handle: handle(g.keyed.value), match: [{ host: hostList }] });
+    this.routes[part].set(g.keyed, { hosts: g.hosts, hostList, route });
+    return route;
+  }
+
+  private intern(value: Json[]): Keyed {
+    const key = JSON.stringify(value);
+    let k = this.interned.get(key);
+    if (!k) this.interned.set(key, (k = { key, value: keepCanonical(value) }));
+    return k;
+  }
+}
+
+function sameHosts(a: readonly ProxyHost[], b: readonly ProxyHost[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
