@@ -1,5 +1,6 @@
 import type { Snapshot } from "@cpm/proto";
 import { canonicalJson, sha256Hex } from "./canonical.ts";
+import { PatchedMap } from "./patched-map.ts";
 import { ValidationError } from "./errors.ts";
 import { normalizeProxyHost as normalizeProxyHostOnce } from "./validation.ts";
 import { normalizeAccessList as normalizeAccessListOnce } from "./access-lists.ts";
@@ -388,11 +389,12 @@ export class SnapshotCheckMemo {
         claimed.set(d, s.proxyHosts[i]!.id);
       }
     }
-    const hostDigests = new Map(last.digests.proxyHosts);
+    const hostDigests = new Map<string, string>();
     for (const i of changed) hostDigests.set(s.proxyHosts[i]!.id, resourceDigest(s.proxyHosts[i]));
     const digests: ContentDigests = {
       ...last.digests,
-      proxyHosts: hostDigests,
+      // The last digests with the changed hosts' over them, not a copy of 10,000 entries.
+      proxyHosts: PatchedMap.of(last.digests.proxyHosts, hostDigests),
       settings: resourceDigest(s.settings),
     };
     if (s.contentSha256 !== contentHashOfDigests(digests, last.sorted, this.chunks)) return undefined;
