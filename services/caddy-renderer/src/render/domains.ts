@@ -1,4 +1,5 @@
 import type { ProxyHost } from "@cpm/proto";
+import { hostDiff } from "./host-diff.ts";
 import type { Json } from "./types.ts";
 
 /*
@@ -147,28 +148,9 @@ export class DomainIndex {
     after: readonly ProxyHost[],
   ): string[] | undefined {
     if (!this.matchersStandAlone || after.length < 2) return undefined;
-    const removed: ProxyHost[] = [];
-    const added: ProxyHost[] = [];
-    let i = 0;
-    let j = 0;
-    while (i < before.length || j < after.length) {
-      const a = before[i];
-      const b = after[j];
-      if (a !== undefined && b !== undefined && a === b) {
-        i++;
-        j++;
-        continue;
-      }
-      if (removed.length + added.length >= 2 * INDEX_PATCH_MAX_CHANGED) return undefined;
-      if (b === undefined || (a !== undefined && a.id <= b.id)) {
-        removed.push(a!);
-        i++;
-      } else {
-        added.push(b);
-        j++;
-      }
-    }
-    if (!inIdOrder(before) || !inIdOrder(after)) return undefined;
+    const diff = hostDiff(before, after, INDEX_PATCH_MAX_CHANGED);
+    if (!diff) return undefined;
+    const { removed, added } = diff;
     const out = list.slice();
     for (const h of removed)
       for (const d of domainsSorted(h)) {
@@ -210,12 +192,6 @@ export class DomainIndex {
     }
     return { host: domains, ...(excluded.length > 0 ? { not: [{ host: excluded }] } : {}), ...extra };
   }
-}
-
-/** Whether the hosts' ids strictly increase (a group's hosts come in id order, each once). */
-function inIdOrder(hosts: readonly ProxyHost[]): boolean {
-  for (let i = 1; i < hosts.length; i++) if (!(hosts[i - 1]!.id < hosts[i]!.id)) return false;
-  return true;
 }
 
 /** Where `name` is, or belongs, in the sorted `names` (code-unit order): the first index whose name is not below it. */

@@ -91,6 +91,7 @@ export function render(input: Snapshot, opts: RenderOptions, memo: RenderMemo = 
     served,
     "classes",
     (h) => (h.accessListId ? acls.get(h.accessListId) : undefined),
+    snapshot.accessLists,
     ctx,
     (h, acl) => classRoutes(h, https, httpsOrigin, accessHandlers(acl as AccessList | undefined), settings),
   );
@@ -98,6 +99,7 @@ export function render(input: Snapshot, opts: RenderOptions, memo: RenderMemo = 
     served,
     "proxy",
     () => undefined,
+    [],
     settings,
     (h) => (h.compression ? [ENCODE, reverseProxy(h, settings)] : [reverseProxy(h, settings)]),
   );

@@ -1,6 +1,7 @@
 import type { ProxyHost, Settings } from "@cpm/proto";
 import { keepCanonical } from "@cpm/core";
-import { DomainIndex } from "./domains.ts";
+import { DomainIndex, INDEX_PATCH_MAX_CHANGED } from "./domains.ts";
+import { hostDiff, idIndex } from "./host-diff.ts";
 import type { Json } from "./types.ts";
 
 /*
@@ -48,6 +49,16 @@ interface Made {
   keyed: Keyed;
 }
 
+/** The last grouping of a part: the hosts grouped, what every host's part depended on, the groups. */
+interface Grouping {
+  hosts: readonly ProxyHost[];
+  context: unknown;
+  /** The objects the hosts' `dep` picks from (the access lists), as a list. */
+  deps: readonly unknown[];
+  generation: number;
+  groups: Map<Keyed, Group>;
+}
+
 /** A group's route, with the hosts and the host names it was made for. */
 interface MadeRoute {
   hosts: readonly ProxyHost[];
@@ -67,6 +78,8 @@ export class RenderMemo {
   private generation = 0;
   /** What was rendered for a host object, per part. */
   private readonly rendered = new WeakMap<ProxyHost, Partial<Record<Part, Made>>>();
+  /** The last grouping of each part. */
+  private readonly groupings: Partial<Record<Part, Grouping>> = {};
   /** The last route made for each value of a part. */
   private readonly routes: Record<Part, WeakMap<Keyed, MadeRoute>> = { classes: new WeakMap(), proxy: new WeakMap() };
 
@@ -90,31 +103,94 @@ export class RenderMemo {
   }
 
   /**
-   * Hosts grouped by an equal rendered `part`, in first-seen order: `make(h, dep)`'s value for
-   * each host, kept per host object while `context` and the host's `dep(h)` stay the same objects.
+   * Hosts (id order) grouped by an equal rendered `part`, each group's hosts in id order:
+   * `make(h, dep)`'s value for each host, kept per host object while `context` and the host's
+   * `dep(h)` stay the same objects. `deps` lists every object `dep` may pick. When the hosts are
+   * the last grouping's with a few changed, and `context` and `deps` are the same, the last
+   * groups are patched: the hosts that left are taken out of theirs, those that joined put in
+   * theirs. The groups' order is not meaningful (routes are sorted by name).
    */
   groupBy(
     hosts: readonly ProxyHost[],
     part: Part,
     dep: (h: ProxyHost) => unknown,
+    deps: readonly unknown[],
     context: unknown,
     make: (h: ProxyHost, dep: unknown) => Json[],
   ): Group[] {
-    const groups = new Map<Keyed, Group>();
-    for (const h of hosts) {
-      const d = dep(h);
-      let parts = this.rendered.get(h);
-      if (!parts) this.rendered.set(h, (parts = {}));
-      let made = parts[part];
-      if (!made || made.context !== context || made.dep !== d)
-        made = parts[part] = { context, dep: d, generation: this.generation, keyed: this.intern(make(h, d)) };
-      else if (made.generation !== this.generation)
-        made = parts[part] = { ...made, generation: this.generation, keyed: this.intern(made.keyed.value) };
-      const g = groups.get(made.keyed);
-      if (g) g.hosts.push(h);
-      else groups.set(made.keyed, { keyed: made.keyed, hosts: [h] });
+    const last = this.groupings[part];
+    const patched =
+      last && last.context === context && last.generation === this.generation && sameItems(last.deps, deps)
+        ? this.patchGroups(last, hosts, part, dep, context, make)
+        : undefined;
+    let groups = patched;
+    if (!groups) {
+      groups = new Map<Keyed, Group>();
+      for (const h of hosts) {
+        const keyed = this.made(h, part, dep, context, make);
+        const g = groups.get(keyed);
+        if (g) g.hosts.push(h);
+        else groups.set(keyed, { keyed, hosts: [h] });
+      }
     }
+    this.groupings[part] = { hosts, context, deps, generation: this.generation, groups };
     return [...groups.values()];
+  }
+
+  /** The last grouping's groups with the hosts that changed moved; undefined when too many did. */
+  private patchGroups(
+    last: Grouping,
+    hosts: readonly ProxyHost[],
+    part: Part,
+    dep: (h: ProxyHost) => unknown,
+    context: unknown,
+    make: (h: ProxyHost, dep: unknown) => Json[],
+  ): Map<Keyed, Group> | undefined {
+    const diff = hostDiff(last.hosts, hosts, INDEX_PATCH_MAX_CHANGED);
+    if (!diff) return undefined;
+    const groups = new Map(last.groups);
+    /** Groups already copied by this patch (the last render's are never changed). */
+    const copied = new Set<Group>();
+    const own = (keyed: Keyed): Group => {
+      const g = groups.get(keyed);
+      if (g && copied.has(g)) return g;
+      const mine = { keyed, hosts: g ? [...g.hosts] : [] };
+      copied.add(mine);
+      groups.set(keyed, mine);
+      return mine;
+    };
+    for (const h of diff.removed) {
+      const keyed = this.rendered.get(h)?.[part]?.keyed;
+      const g = keyed && own(keyed);
+      const at = g ? g.hosts.indexOf(h) : -1;
+      if (!g || at < 0) return undefined;
+      g.hosts.splice(at, 1);
+      if (g.hosts.length === 0) groups.delete(g.keyed);
+    }
+    for (const h of diff.added) {
+      const g = own(this.made(h, part, dep, context, make));
+      g.hosts.splice(idIndex(g.hosts, h.id), 0, h);
+    }
+    return groups;
+  }
+
+  /** The interned value of `part` for `h`, made or kept. */
+  private made(
+    h: ProxyHost,
+    part: Part,
+    dep: (h: ProxyHost) => unknown,
+    context: unknown,
+    make: (h: ProxyHost, dep: unknown) => Json[],
+  ): Keyed {
+    const d = dep(h);
+    let parts = this.rendered.get(h);
+    if (!parts) this.rendered.set(h, (parts = {}));
+    let made = parts[part];
+    if (!made || made.context !== context || made.dep !== d)
+      made = parts[part] = { context, dep: d, generation: this.generation, keyed: this.intern(make(h, d)) };
+    else if (made.generation !== this.generation)
+      made = parts[part] = { ...made, generation: this.generation, keyed: this.intern(made.keyed.value) };
+    return made.keyed;
   }
 
   /**
@@ -143,6 +219,12 @@ export class RenderMemo {
     if (!k) this.interned.set(key, (k = { key, value: keepCanonical(value) }));
     return k;
   }
+}
+
+function sameItems(a: readonly unknown[], b: readonly unknown[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function sameHosts(a: readonly ProxyHost[], b: readonly ProxyHost[]): boolean {
