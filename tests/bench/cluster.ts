@@ -39,45 +39,14 @@ export async function startInstance(opts: InstanceOptions): Promise<Instance> {
   return inst;
 }
 
-/**
- * A slave serving sync over TLS with the bench PKI's certificate; with `rendererMetricsPort`, its
- * renderer's metrics listen there (see caddyLoadSeconds).
- */
-export function startSlave(
-  name: string,
-  pki: TestPki,
-  { split = false, rendererMetricsPort }: { split?: boolean; rendererMetricsPort?: number } = {},
-): Promise<Instance> {
+/** A slave serving sync over TLS with the bench PKI's certificate. */
+export function startSlave(name: string, pki: TestPki, { split = false } = {}): Promise<Instance> {
   return startInstance({
     name,
     mode: "slave",
     split,
-    env: {
-      ...quiet(),
-      INSTANCE_SYNC_TOKEN: SYNC_TOKEN,
-      CPM_SYNC_TLS_CERT: pki.cert,
-      CPM_SYNC_TLS_KEY: pki.key,
-      ...(rendererMetricsPort ? { CPM_RENDERER_METRICS_LISTEN: `127.0.0.1:${rendererMetricsPort}` } : {}),
-    },
+    env: { ...quiet(), INSTANCE_SYNC_TOKEN: SYNC_TOKEN, CPM_SYNC_TLS_CERT: pki.cert, CPM_SYNC_TLS_KEY: pki.key },
   });
-}
-
-/**
- * The total seconds and count of the `POST /load`s the renderer whose metrics listen on `port`
- * has made (cpm_renderer_caddy_load_duration_seconds): two readings give the mean load between them.
- */
-export async function caddyLoadSeconds(port: number): Promise<{ sum: number; count: number }> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
-  const text = await res.text();
-  const read = (name: string) => {
-    const line = text.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-    if (!line) throw new Error(`${name} not in the renderer's metrics`);
-    return Number(line.slice(line.lastIndexOf(" ") + 1));
-  };
-  return {
-    sum: read("cpm_renderer_caddy_load_duration_seconds_sum"),
-    count: read("cpm_renderer_caddy_load_duration_seconds_count"),
-  };
 }
 
 /** A master pushing to `slaves` over TLS verified against the bench PKI's CA. */

@@ -10,10 +10,9 @@
  *   made once the one before was served and as long again has passed (isolated), next to the
  *   bare `POST /load` of the same rendered config into a separate Caddy, same run, and the
  *   ratios median / bare median and p99 / bare median; then as many changes back to back,
- *   each as soon as the last is served (the renderers pace those loads); where the time goes:
- *   the slave's own `POST /load` of each isolated change (median, from its renderer's
- *   metrics read before and after it), and the bare load of the same config into two Caddies at the same moment, as the
- *   master's and the slave's Caddies load each change on this one machine;
+ *   each as soon as the last is served (the renderers pace those loads); and the bare load of
+ *   the same config into two Caddies at the same moment, as the master's and the slave's
+ *   Caddies load each change on this one machine, with the ratio against it;
  * - burst: CPM_BENCH_BURST (default 1000) updates of existing hosts, CPM_BENCH_IN_FLIGHT at a
  *   time; the time from the last write returning until the slave holds the final version with
  *   its Caddy on it and serves the last write's domain, and the snapshots pushed meanwhile;
@@ -51,7 +50,6 @@ import { makePki, type TestPki } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
 import {
   burst,
-  caddyLoadSeconds,
   killInstancesOnSignal,
   restartUntilServed,
   seed,
@@ -162,8 +160,7 @@ async function bareLoads(json: string, count: number, together = 1): Promise<num
 async function benchSize(n: number, shape: "all" | "split", pki: TestPki) {
   const up = await startUpstream("bench");
   const split = shape === "split";
-  const rendererMetricsPort = await freePort();
-  const slave = await startSlave(`bench-slave-${n}-${shape}`, pki, { split, rendererMetricsPort });
+  const slave = await startSlave(`bench-slave-${n}-${shape}`, pki, { split });
   const master = await startMaster(`bench-master-${n}-${shape}`, [slave], pki, { split }).catch(async (e) => {
     await slave.stop();
     throw e;
@@ -195,20 +192,14 @@ async function benchSize(n: number, shape: "all" | "split", pki: TestPki) {
     process.stderr.write(`  ${CHANGES} changes, then ${CHANGES} back to back...\n`);
     const latencies: number[] = [];
     const pacedLatencies: number[] = [];
-    /** The slave's own load of each isolated change (its renderer's metrics read around it). */
-    const slaveLoads: number[] = [];
     for (let i = 0; i < 2 * CHANGES; i++) {
       const isolated = i < CHANGES;
-      const before = isolated ? await caddyLoadSeconds(rendererMetricsPort) : undefined;
       const k = i % n;
       const domain = `c${i}.bench.test`;
       hosts[k] = (await setDomain(master, hosts[k]!, domain)).host;
       const took = await untilServed([slave], domain);
       (isolated ? latencies : pacedLatencies).push(took);
-      if (!before) continue;
-      await sleep(took);
-      const after = await caddyLoadSeconds(rendererMetricsPort);
-      if (after.count > before.count) slaveLoads.push((1000 * (after.sum - before.sum)) / (after.count - before.count));
+      if (isolated) await sleep(took);
     }
 
     const json = (await caddyAdminRequest(`http://127.0.0.1:${slave.ports.caddyAdmin}/config/`)).body;
@@ -274,7 +265,6 @@ async function benchSize(n: number, shape: "all" | "split", pki: TestPki) {
       loadMedian: pct(loads, 50),
       loadP99: pct(loads, 99),
       pairedLoadMedian: pct(pairedLoads, 50),
-      slaveLoadMedian: slaveLoads.length > 0 ? pct(slaveLoads, 50) : NaN,
       configBytes: json.length,
       snapshotsSent: Number(sentBeforeBurst),
       burst: burstResult,
@@ -375,10 +365,6 @@ async function main() {
     sizeGoal((n) => (n === 100 ? "<= 2x" : "<= 1.5x")),
   );
   line("ratio sync p99 / bare load median", (r) => ratio(r.syncP99 / r.loadMedian), "<= 2x");
-  line(
-    "of which the slave's own `POST /load` (its renderer's load duration, median over the isolated changes); x bare",
-    (r) => `${ms(r.slaveLoadMedian)}; ${ratio(r.slaveLoadMedian / r.loadMedian)}`,
-  );
   line("bare `POST /load` into two Caddies at the same moment (a master's and a slave's on one machine), median", (r) =>
     ms(r.pairedLoadMedian),
   );
