@@ -2,7 +2,10 @@
  * npm run bench:original (needs CPM_ORIGINAL_DIR, root and `ip` from iproute2; see README "Benchmarks")
  *
  * Side by side, in one run and one at a time, for each size in CPM_BENCH_SIZES (default 100 and
- * 1,000 proxy hosts, every host on one imported wildcard certificate):
+ * 1,000 proxy hosts, every host on one imported wildcard certificate) and each shape in
+ * CPM_BENCH_ORIGINAL_SHAPES (default all three: `shared`, every host on one upstream with HTTPS
+ * forced, where this project's grouping helps most; `own`, an upstream each with HTTPS forced;
+ * `own-plain`, an upstream each without, where it leads least):
  * - this project: master + TLS slave (`npm start`'s launcher, each with its own real Caddy);
  * - the original single-process product (a built checkout in CPM_ORIGINAL_DIR, run with Bun as its
  *   image does): master + slave, each with its own real Caddy, synced through its own path
@@ -38,6 +41,33 @@ import { benchReport } from "./markdown.ts";
 const ORIGINAL_DIR = process.env.CPM_ORIGINAL_DIR;
 const BUN = process.env.CPM_ORIGINAL_BUN ?? "bun";
 const SIZES = (process.env.CPM_BENCH_SIZES ?? "100,1000").split(",").map(Number);
+/** How the hosts are made: their upstreams shared or one each, HTTPS forced or not. */
+interface Shape {
+  name: string;
+  ownUpstream: boolean;
+  sslForced: boolean;
+}
+const ALL_SHAPES: Shape[] = [
+  { name: "shared", ownUpstream: false, sslForced: true },
+  { name: "own", ownUpstream: true, sslForced: true },
+  { name: "own-plain", ownUpstream: true, sslForced: false },
+];
+const SHAPES = (process.env.CPM_BENCH_ORIGINAL_SHAPES ?? ALL_SHAPES.map((x) => x.name).join(","))
+  .split(",")
+  .map((name) => {
+    const shape = ALL_SHAPES.find((x) => x.name === name.trim());
+    if (!shape)
+      throw new Error(
+        `CPM_BENCH_ORIGINAL_SHAPES: unknown shape ${JSON.stringify(name)} (${ALL_SHAPES.map((x) => x.name).join(", ")})`,
+      );
+    return shape;
+  });
+/**
+ * Host i's upstream address: one loopback address for every host, or one each (127.1.0.0/16,
+ * all on the loopback interface; the upstreams listen on every address).
+ */
+const upstreamHost = (shape: Shape, i: number) =>
+  shape.ownUpstream ? `127.1.${(i >> 8) & 255}.${i & 255}` : "127.0.0.1";
 const CHANGES = Number(process.env.CPM_BENCH_CHANGES ?? 30);
 const IN_FLIGHT = Number(process.env.CPM_BENCH_IN_FLIGHT ?? 16);
 /** How long the slave may take to serve the seeded hosts. */
@@ -178,9 +208,9 @@ interface Cell {
   loads: number[];
 }
 
-/** This project: master + TLS slave, an imported wildcard certificate, `n` hosts on it. */
-async function benchThis(n: number, pem: { cert: string; key: string }): Promise<Cell> {
-  const up = await startUpstream("cpm");
+/** This project: master + TLS slave, an imported wildcard certificate, `n` hosts of `shape` on it. */
+async function benchThis(n: number, shape: Shape, pem: { cert: string; key: string }): Promise<Cell> {
+  const up = await startUpstream("cpm", "0.0.0.0");
   const pki = makePki(mkdtempSync(path.join(os.tmpdir(), "cpm-bench-orig-pki-")));
   const quiet = { LOG_LEVEL: process.env.CPM_BENCH_LOG_LEVEL ?? "warn" };
   const slave = await Instance.start({
@@ -229,9 +259,10 @@ async function benchThis(n: number, pem: { cert: string; key: string }): Promise
               proxyHost: ProxyHost.fromPartial({
                 name: `h${i}`,
                 domains: [`h${i}.bench.test`],
-                upstreams: [`127.0.0.1:${up.port}`],
+                upstreams: [`${upstreamHost(shape, i)}:${up.port}`],
                 certificateId: cert.id,
                 ...ORIGINAL_HOST_DEFAULTS,
+                sslForced: shape.sslForced,
               }),
             },
             master.adminToken,
@@ -351,7 +382,7 @@ interface OriginalNode {
   stop(): Promise<void>;
 }
 
-const UPSTREAM_SCRIPT = `require("node:http").createServer((q, s) => s.end("upstream=original host=" + q.headers.host + "\\n")).listen(${NS_UPSTREAM_PORT}, "127.0.0.1")`;
+const UPSTREAM_SCRIPT = `require("node:http").createServer((q, s) => s.end("upstream=original host=" + q.headers.host + "\\n")).listen(${NS_UPSTREAM_PORT}, "0.0.0.0")`;
 
 async function startOriginalNode(
   role: "master" | "slave",
@@ -476,7 +507,12 @@ async function originalApi<T>(
  * Caddy and sync the slave once per host), then one `POST /api/v1/caddy/apply` loads them and
  * syncs the slave through its real path. The measured changes are `PUT /api/v1/proxy-hosts/:id`.
  */
-async function benchOriginal(n: number, pem: { cert: string; key: string }, subnet: number): Promise<Cell> {
+async function benchOriginal(
+  n: number,
+  shape: Shape,
+  pem: { cert: string; key: string },
+  subnet: number,
+): Promise<Cell> {
   const slave = await startOriginalNode("slave", subnet + 1, { INSTANCE_SYNC_TOKEN: TOKEN });
   let master: OriginalNode | undefined;
   try {
@@ -496,21 +532,26 @@ async function benchOriginal(n: number, pem: { cert: string; key: string }, subn
     const first = await originalApi<{ id: number }>(master, token, "POST", "/api/v1/proxy-hosts", {
       name: "h0",
       domains: ["h0.bench.test"],
-      upstreams: [`127.0.0.1:${NS_UPSTREAM_PORT}`],
+      upstreams: [`${upstreamHost(shape, 0)}:${NS_UPSTREAM_PORT}`],
       certificateId: cert.id,
+      sslForced: shape.sslForced,
     });
     log(`original: seeding ${n} proxy hosts...`);
     const ids = [first.id];
     const db = new Database(master.db);
     try {
       const cols =
-        "upstreams, certificateId, accessListId, ownerUserId, sslForced, hstsEnabled, hstsSubdomains, allowWebsocket, preserveHostHeader, meta, enabled, createdAt, updatedAt, skipHttpsHostnameValidation";
+        "certificateId, accessListId, ownerUserId, sslForced, hstsEnabled, hstsSubdomains, allowWebsocket, preserveHostHeader, meta, enabled, createdAt, updatedAt, skipHttpsHostnameValidation";
       const copy = db.prepare(
-        `INSERT INTO proxy_hosts (name, domains, ${cols}) SELECT ?, ?, ${cols} FROM proxy_hosts WHERE id = ?`,
+        `INSERT INTO proxy_hosts (name, domains, upstreams, ${cols}) SELECT ?, ?, ?, ${cols} FROM proxy_hosts WHERE id = ?`,
       );
       db.transaction(() => {
-        for (let i = 1; i < n; i++)
-          ids.push(Number(copy.run(`h${i}`, JSON.stringify([`h${i}.bench.test`]), first.id).lastInsertRowid));
+        for (let i = 1; i < n; i++) {
+          const upstreams = JSON.stringify([`${upstreamHost(shape, i)}:${NS_UPSTREAM_PORT}`]);
+          ids.push(
+            Number(copy.run(`h${i}`, JSON.stringify([`h${i}.bench.test`]), upstreams, first.id).lastInsertRowid),
+          );
+        }
       })();
     } finally {
       db.close();
@@ -537,6 +578,20 @@ async function benchOriginal(n: number, pem: { cert: string; key: string }, subn
   }
 }
 
+/** The original checkout's commit (and Bun's version), as far as git and Bun say. */
+function originalRevision(): string {
+  const run = (cmd: string, args: string[]) => {
+    try {
+      return execFileSync(cmd, args, { cwd: ORIGINAL_DIR, stdio: "pipe" }).toString().trim();
+    } catch {
+      return undefined;
+    }
+  };
+  const commit = run("git", ["rev-parse", "HEAD"]);
+  const date = run("git", ["log", "-1", "--format=%cs"]);
+  return `${commit ? `commit \`${commit}\`${date ? ` (${date})` : ""}` : "commit unknown (no git checkout)"}, run with Bun ${run(BUN, ["--version"]) ?? "?"}`;
+}
+
 function preflight(): string | undefined {
   if (!ORIGINAL_DIR)
     return "CPM_ORIGINAL_DIR is not set: point it at a built checkout of the original product (see README, Benchmarks)";
@@ -561,10 +616,12 @@ async function main() {
   const certs: NamedCerts = makeNamedCerts(mkdtempSync(path.join(os.tmpdir(), "cpm-bench-orig-cert-")), [WILDCARD]);
   const pem = certs.certs[WILDCARD]!;
   const report = benchReport("original", "sudo CPM_ORIGINAL_DIR=/srv/cpm-original npm run bench:original");
+  report.log(`The original: ${originalRevision()}.`);
+  report.log();
   report.log(
-    `Setup: a master and one slave of each product, real Caddies, ${CHANGES} changes per cell, hosts on one imported wildcard certificate.`,
+    `Setup: a master and one slave of each product, real Caddies, ${CHANGES} changes per cell, hosts on one imported wildcard certificate; shapes: \`shared\` every host on one upstream, HTTPS forced; \`own\` an upstream each, HTTPS forced; \`own-plain\` an upstream each, HTTPS not forced (HSTS, websockets and the client's Host as the original's API sets them by default, for both products).`,
   );
-  const rows: { n: number; cpm: Cell | Error; orig: Cell | Error }[] = [];
+  const rows: { n: number; shape: Shape; cpm: Cell | Error; orig: Cell | Error }[] = [];
   let subnet = 100 + (process.pid % 50) * 2;
   // A side that fails at a size is reported in its cells; the other side and sizes still run.
   const attempt = (run: () => Promise<Cell>) =>
@@ -572,13 +629,14 @@ async function main() {
       console.error(err);
       return err instanceof Error ? err : new Error(String(err));
     });
-  for (const n of SIZES) {
-    process.stderr.write(`size ${n}:\n`);
-    const cpm = await attempt(() => benchThis(n, pem));
-    const orig = await attempt(() => benchOriginal(n, pem, subnet));
-    subnet += 2;
-    rows.push({ n, cpm, orig });
-  }
+  for (const n of SIZES)
+    for (const shape of SHAPES) {
+      process.stderr.write(`size ${n}, shape ${shape.name}:\n`);
+      const cpm = await attempt(() => benchThis(n, shape, pem));
+      const orig = await attempt(() => benchOriginal(n, shape, pem, subnet));
+      subnet += 2;
+      rows.push({ n, shape, cpm, orig });
+    }
   const failed = (c: Cell | Error): c is Error => c instanceof Error;
   const cell = (c: Cell | Error, pick: (c: Cell) => number[]) =>
     failed(c) ? `failed: ${c.message.slice(0, 120)}` : `${ms(pct(pick(c), 50))} / ${ms(pct(pick(c), 99))}`;
@@ -587,12 +645,12 @@ async function main() {
   const median = (c: Cell | Error, pick: (c: Cell) => number[]) => (failed(c) ? NaN : pct(pick(c), 50));
   report.log();
   report.log(
-    "| hosts | write -> slave's Caddy serves it, this project (median / p99) | same, original | ratio of medians (original / this) | API write returns, this / original (median) | rendered config, this | rendered config, original | bare `POST /load`, this (median / p99) | bare `POST /load`, original |",
+    "| hosts | shape | write -> slave's Caddy serves it, this project (median / p99) | same, original | ratio of medians (original / this) | API write returns, this / original (median) | rendered config, this | rendered config, original | bare `POST /load`, this (median / p99) | bare `POST /load`, original |",
   );
-  report.log("|---|---|---|---|---|---|---|---|---|");
-  for (const { n, cpm, orig } of rows) {
+  report.log("|---|---|---|---|---|---|---|---|---|---|");
+  for (const { n, shape, cpm, orig } of rows) {
     report.log(
-      `| ${n.toLocaleString("en-US")} | ${cell(cpm, (c) => c.serve)} | ${cell(orig, (c) => c.serve)} | ${(median(orig, (c) => c.serve) / median(cpm, (c) => c.serve)).toFixed(2)}x | ${ms(median(cpm, (c) => c.write))} / ${ms(median(orig, (c) => c.write))} | ${size(cpm, n)} | ${size(orig, n)} | ${cell(cpm, (c) => c.loads)} | ${cell(orig, (c) => c.loads)} |`,
+      `| ${n.toLocaleString("en-US")} | ${shape.name} | ${cell(cpm, (c) => c.serve)} | ${cell(orig, (c) => c.serve)} | ${(median(orig, (c) => c.serve) / median(cpm, (c) => c.serve)).toFixed(2)}x | ${ms(median(cpm, (c) => c.write))} / ${ms(median(orig, (c) => c.write))} | ${size(cpm, n)} | ${size(orig, n)} | ${cell(cpm, (c) => c.loads)} | ${cell(orig, (c) => c.loads)} |`,
     );
   }
   report.finish();
