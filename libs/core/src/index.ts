@@ -10,6 +10,7 @@ export * from "./ports.ts";
 export * from "./logger.ts";
 export * from "./reserved.ts";
 export * from "./snapshot.ts";
+export * from "./lists.ts";
 export * from "./text.ts";
 export * from "./validation.ts";
 // Per-resource checks, used by the API and by snapshot validation alike.

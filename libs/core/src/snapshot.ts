@@ -1,5 +1,6 @@
 import type { Snapshot } from "@cpm/proto";
 import { canonicalJson, sha256Hex } from "./canonical.ts";
+import { sameItems } from "./lists.ts";
 import { PatchedMap } from "./patched-map.ts";
 import { ValidationError } from "./errors.ts";
 import { normalizeProxyHost as normalizeProxyHostOnce } from "./validation.ts";
@@ -253,13 +254,6 @@ interface LastValid {
   digests: ContentDigests;
   sorted: Partial<Record<ResourceKind, readonly string[]>>;
 }
-
-/** Whether `a` and `b` hold the same items (===) in the same order. */
-const sameItems = (a: readonly unknown[], b: readonly unknown[]) => {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-};
 
 /** The snapshot objects this process found valid, with their content digests. */
 const VALIDATED = new WeakMap<Snapshot, ContentDigests>();

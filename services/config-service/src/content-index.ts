@@ -16,6 +16,7 @@ import {
   endsChunk,
   RESOURCE_KINDS,
   resourceDigest,
+  sortedIndex,
   type ResourceKind,
 } from "@cpm/core";
 
@@ -62,18 +63,6 @@ export function storedSettings(s: Settings | undefined): Settings {
 }
 
 const byId = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-
-/** Where `id` is, or would go, in the sorted `ids`. */
-function sortedIndex(ids: readonly string[], id: string): number {
-  let lo = 0;
-  let hi = ids.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (ids[mid]! < id) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
 
 /** The cache key of the last chunk of a kind when no resource ends it (see endsChunk). */
 const TAIL = Symbol("tail");

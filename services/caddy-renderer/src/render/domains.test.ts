@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { coveringWildcard, DomainIndex, INDEX_PATCH_MAX_CHANGED } from "./domains.ts";
+import { coveringWildcard, DomainIndex } from "./domains.ts";
+import { MAX_PATCHED_HOSTS } from "./host-diff.ts";
 import { host, shuffled } from "./test-support.ts";
 
 describe("DomainIndex", () => {
@@ -68,6 +69,7 @@ describe("DomainIndex.of: patched from the last index", () => {
   const renamed = (i: number, domains: string[]) => hosts.map((h, j) => (j === i ? { ...h, domains } : h));
   const answers = (ix: DomainIndex, hs: typeof hosts) => ({
     standAlone: ix.matchersStandAlone,
+    serves: hs.map((h) => ix.serves(h)),
     matcher: ix.matcher(hs),
     own: hs.map((h) => ix.domainsOf(h)),
   });
@@ -81,10 +83,16 @@ describe("DomainIndex.of: patched from the last index", () => {
     },
     { name: "a name another host keeps (listed twice)", after: renamed(7, ["h5.test"]), patched: false },
     { name: "a wildcard", after: renamed(7, ["*.test"]), patched: false },
-    { name: "a host added", after: [...hosts, host("h999", ["z.test"])], patched: false },
+    { name: "a host added", after: [...hosts, host("h999", ["z.test"])], patched: true },
     {
-      name: `more than ${INDEX_PATCH_MAX_CHANGED} hosts changed`,
-      after: hosts.map((h, i) => (i <= INDEX_PATCH_MAX_CHANGED ? { ...h, domains: [`m${i}.test`] } : h)),
+      name: "a host removed, another taking its name",
+      after: renamed(9, ["h3.test"]).filter((_, i) => i !== 3),
+      patched: true,
+    },
+    { name: "hosts out of id order", after: [...hosts].reverse(), patched: false },
+    {
+      name: `more than ${MAX_PATCHED_HOSTS} hosts changed`,
+      after: hosts.map((h, i) => (i <= MAX_PATCHED_HOSTS ? { ...h, domains: [`m${i}.test`] } : h)),
       patched: false,
     },
   ];

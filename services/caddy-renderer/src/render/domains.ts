@@ -1,5 +1,6 @@
 import type { ProxyHost } from "@cpm/proto";
-import { hostDiff } from "./host-diff.ts";
+import { sortedIndex } from "@cpm/core";
+import { hostDiff, MAX_PATCHED_HOSTS } from "./host-diff.ts";
 import type { Json } from "./types.ts";
 
 /*
@@ -37,9 +38,6 @@ function domainsSorted(h: ProxyHost): readonly string[] {
   return d;
 }
 
-/** Hosts changed in place up to which DomainIndex.of patches the last index rather than building one. */
-export const INDEX_PATCH_MAX_CHANGED = 64;
-
 /** The enabled hosts' domains, who owns each, and which exact names each wildcard covers. */
 export class DomainIndex {
   private readonly owner = new Map<string, ProxyHost>();
@@ -50,31 +48,26 @@ export class DomainIndex {
   private readonly hosts: readonly ProxyHost[] = [];
 
   /**
-   * The index of `hosts`, made from `last` (an index of an earlier list) when only a few hosts
-   * changed in place and neither list has a wildcard or a domain listed twice: then the owners
-   * of the changed hosts' domains are all that differs. Otherwise built whole; the same index
-   * either way. A patched `last` is spent (its owners move to the new index): never use it again.
+   * The index of `hosts` (id order), made from `last` (an index of an earlier list) when a few
+   * hosts left, joined or changed in place (hostDiff) and neither list has a wildcard or a domain
+   * listed twice: then the owners of those hosts' domains are all that differs. Otherwise built
+   * whole; the same index either way. A patched `last` is spent (its owners move to the new
+   * index): never use it again.
    */
   static of(hosts: readonly ProxyHost[], last?: DomainIndex): DomainIndex {
     return (last && last.patchedTo(hosts)) ?? new DomainIndex(hosts);
   }
 
   private patchedTo(hosts: readonly ProxyHost[]): DomainIndex | undefined {
-    const before = this.hosts;
-    if (this.spent || this.shared || this.covered.size > 0 || hosts.length !== before.length) return undefined;
-    const changed: number[] = [];
-    for (let i = 0; i < hosts.length; i++) {
-      if (hosts[i] === before[i]) continue;
-      if (changed.length === INDEX_PATCH_MAX_CHANGED) return undefined;
-      changed.push(i);
-    }
-    if (changed.length === 0) return this;
+    if (this.spent || this.shared || this.covered.size > 0) return undefined;
+    const diff = hostDiff(this.hosts, hosts, MAX_PATCHED_HOSTS);
+    if (!diff) return undefined;
+    if (diff.removed.length === 0 && diff.added.length === 0) return this;
     // Checked before anything moves: no wildcard, and no domain another host keeps or claims too.
     const freed = new Set<string>();
-    for (const i of changed) for (const d of before[i]!.domains) freed.add(d);
+    for (const h of diff.removed) for (const d of h.domains) freed.add(d);
     const claimed = new Map<string, ProxyHost>();
-    for (const i of changed) {
-      const h = hosts[i]!;
+    for (const h of diff.added) {
       for (const d of h.domains) {
         if (d.startsWith("*.")) return undefined;
         const other = claimed.get(d) ?? (freed.has(d) ? undefined : this.owner.get(d));
@@ -148,7 +141,7 @@ export class DomainIndex {
     after: readonly ProxyHost[],
   ): string[] | undefined {
     if (!this.matchersStandAlone || after.length < 2) return undefined;
-    const diff = hostDiff(before, after, INDEX_PATCH_MAX_CHANGED);
+    const diff = hostDiff(before, after, MAX_PATCHED_HOSTS);
     if (!diff) return undefined;
     const { removed, added } = diff;
     const out = list.slice();
@@ -165,6 +158,11 @@ export class DomainIndex {
         out.splice(at, 0, d);
       }
     return out;
+  }
+
+  /** Whether `h` answers for any domain (one listed by another host first is not its own). */
+  serves(h: ProxyHost): boolean {
+    return this.shared ? this.domainsOf(h).length > 0 : h.domains.length > 0;
   }
 
   /** The domains `h` answers for (its own, without those another host listed first), sorted. Read-only. */
@@ -192,16 +190,4 @@ export class DomainIndex {
     }
     return { host: domains, ...(excluded.length > 0 ? { not: [{ host: excluded }] } : {}), ...extra };
   }
-}
-
-/** Where `name` is, or belongs, in the sorted `names` (code-unit order): the first index whose name is not below it. */
-function sortedIndex(names: readonly string[], name: string): number {
-  let lo = 0;
-  let hi = names.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (names[mid]! < name) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { hostDiff, idIndex } from "./host-diff.ts";
+import { hostDiff } from "./host-diff.ts";
 import { host } from "./test-support.ts";
 
 describe("hostDiff", () => {
@@ -32,12 +32,4 @@ describe("hostDiff", () => {
   ];
   for (const c of cases)
     test(c.name, () => assert.deepEqual(ids(hostDiff(c.before as never, c.after as never, c.max)), c.want));
-
-  test("idIndex: where an id is or belongs", () => {
-    const hs = [a!, c!];
-    assert.deepEqual(
-      ["0", "a", "b", "c", "d"].map((id) => idIndex(hs, id)),
-      [0, 0, 1, 1, 2],
-    );
-  });
 });

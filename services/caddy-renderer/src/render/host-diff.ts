@@ -1,5 +1,12 @@
 import type { ProxyHost } from "@cpm/proto";
 
+/**
+ * Hosts that may have changed (left, joined, or changed in place, which is both) between two
+ * renders for the memo to patch what it kept (the domain index, the groups, the routes' host
+ * lists) rather than make it again from every host.
+ */
+export const MAX_PATCHED_HOSTS = 64;
+
 /** What changed between two lists of hosts: the objects only the first has, and those only the second has. */
 export interface HostDiff {
   removed: ProxyHost[];
@@ -41,16 +48,4 @@ export function hostDiff(before: readonly ProxyHost[], after: readonly ProxyHost
 function inIdOrder(hosts: readonly ProxyHost[]): boolean {
   for (let i = 1; i < hosts.length; i++) if (!(hosts[i - 1]!.id < hosts[i]!.id)) return false;
   return true;
-}
-
-/** Where a host of id `id` is, or belongs, in `hosts` (id order): the first index whose id is not below it. */
-export function idIndex(hosts: readonly ProxyHost[], id: string): number {
-  let lo = 0;
-  let hi = hosts.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (hosts[mid]!.id < id) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

@@ -76,9 +76,7 @@ export function render(input: Snapshot, opts: RenderOptions, memo: RenderMemo = 
   const snapshot = withoutReservedUpstreams(input, opts, warnings);
   const hosts = sortedById(snapshot.proxyHosts.filter((h) => h.enabled !== false));
   const index = memo.domainIndex(hosts);
-  const served = index.matchersStandAlone
-    ? hosts.filter((h) => h.domains.length > 0)
-    : hosts.filter((h) => index.domainsOf(h).length > 0);
+  const served = hosts.filter((h) => index.serves(h));
   const acls = new Map(snapshot.accessLists.map((a) => [a.id, a]));
   const tlsHosts = served.filter((h) => h.certificateId);
   const https = tlsHosts.length > 0;

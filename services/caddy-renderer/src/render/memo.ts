@@ -1,7 +1,7 @@
 import type { ProxyHost, Settings } from "@cpm/proto";
-import { keepCanonical } from "@cpm/core";
-import { DomainIndex, INDEX_PATCH_MAX_CHANGED } from "./domains.ts";
-import { hostDiff, idIndex } from "./host-diff.ts";
+import { keepCanonical, sameItems, sortedIndex } from "@cpm/core";
+import { DomainIndex } from "./domains.ts";
+import { hostDiff, MAX_PATCHED_HOSTS } from "./host-diff.ts";
 import type { Json } from "./types.ts";
 
 /*
@@ -67,6 +67,8 @@ interface MadeRoute {
 }
 
 export class RenderMemo {
+  /** What renders took from the last one rather than making it again (for tests). */
+  readonly patches = { indexes: 0, groupings: 0, hostLists: 0, routesKept: 0 };
   private context: ClassContext | undefined;
   private index: DomainIndex | undefined;
   /**
@@ -92,7 +94,9 @@ export class RenderMemo {
 
   /** The domain index of `hosts` (id order), patched from the last render's when a few hosts changed. */
   domainIndex(hosts: readonly ProxyHost[]): DomainIndex {
-    return (this.index = DomainIndex.of(hosts, this.index));
+    this.index = DomainIndex.of(hosts, this.index);
+    if (this.index.fromPatch) this.patches.indexes++;
+    return this.index;
   }
 
   /** Called once per render before groupBy, with the number of hosts it groups. */
@@ -124,7 +128,8 @@ export class RenderMemo {
         ? this.patchGroups(last, hosts, part, dep, context, make)
         : undefined;
     let groups = patched;
-    if (!groups) {
+    if (groups) this.patches.groupings++;
+    else {
       groups = new Map<Keyed, Group>();
       for (const h of hosts) {
         const keyed = this.made(h, part, dep, context, make);
@@ -146,10 +151,12 @@ export class RenderMemo {
     context: unknown,
     make: (h: ProxyHost, dep: unknown) => Json[],
   ): Map<Keyed, Group> | undefined {
-    const diff = hostDiff(last.hosts, hosts, INDEX_PATCH_MAX_CHANGED);
+    const diff = hostDiff(last.hosts, hosts, MAX_PATCHED_HOSTS);
     if (!diff) return undefined;
-    const groups = new Map(last.groups);
-    /** Groups already copied by this patch (the last render's are never changed). */
+    // The last grouping's map is this one's now (groupBy replaces the grouping whatever this
+    // returns); its groups are copied before they change, as routes keep their host lists.
+    const groups = last.groups;
+    /** Groups already copied by this patch. */
     const copied = new Set<Group>();
     const own = (keyed: Keyed): Group => {
       const g = groups.get(keyed);
@@ -169,7 +176,11 @@ export class RenderMemo {
     }
     for (const h of diff.added) {
       const g = own(this.made(h, part, dep, context, make));
-      g.hosts.splice(idIndex(g.hosts, h.id), 0, h);
+      g.hosts.splice(
+        sortedIndex(g.hosts, h.id, (x) => x.id),
+        0,
+        h,
+      );
     }
     return groups;
   }
@@ -203,11 +214,14 @@ export class RenderMemo {
     if (!index.matchersStandAlone)
       return keepCanonical({ handle: handle(g.keyed.value), match: [index.matcher(g.hosts)] });
     const last = this.routes[part].get(g.keyed);
-    if (last && sameHosts(last.hosts, g.hosts)) return last.route;
+    if (last && sameItems(last.hosts, g.hosts)) {
+      this.patches.routesKept++;
+      return last.route;
+    }
     // A matcher that stands alone is its hosts' names and nothing else (DomainIndex.matcher).
-    const hostList =
-      (last && index.patchedHostList(last.hosts, last.hostList, g.hosts)) ??
-      (index.matcher(g.hosts) as { host: string[] }).host;
+    const patched = last && index.patchedHostList(last.hosts, last.hostList, g.hosts);
+    if (patched) this.patches.hostLists++;
+    const hostList = patched ?? (index.matcher(g.hosts) as { host: string[] }).host;
     const route = keepCanonical({ handle: handle(g.keyed.value), match: [{ host: hostList }] });
     this.routes[part].set(g.keyed, { hosts: g.hosts, hostList, route });
     return route;
@@ -219,16 +233,4 @@ export class RenderMemo {
     if (!k) this.interned.set(key, (k = { key, value: keepCanonical(value) }));
     return k;
   }
-}
-
-function sameItems(a: readonly unknown[], b: readonly unknown[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-function sameHosts(a: readonly ProxyHost[], b: readonly ProxyHost[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

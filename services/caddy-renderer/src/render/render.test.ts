@@ -570,6 +570,49 @@ describe("render of snapshots that share resource objects (as decoded one after 
     }
   });
 
+  test("a host changed, added or removed among 2,000 is rendered as a patch of the last render", () => {
+    const memo = new RenderMemo();
+    let hosts = Array.from({ length: 2000 }, (_, i) =>
+      host(`h${String(i).padStart(5, "0")}`, [`h${i}.example.com`], {
+        upstreams: [i % 5 === 0 ? `10.1.${i >> 8}.${i & 255}:80` : "10.0.0.1:80"],
+      }),
+    );
+    const rendered = () => {
+      const s: Snapshot = { ...snapshot(), proxyHosts: hosts };
+      const before = { ...memo.patches };
+      const json = render(s, OPTS, memo).json;
+      assert.equal(json, render(structuredClone(s), OPTS, new RenderMemo()).json, "the bytes of a render from nothing");
+      const p = memo.patches;
+      return {
+        indexes: p.indexes - before.indexes,
+        groupings: p.groupings - before.groupings,
+        hostLists: p.hostLists - before.hostLists,
+        routesKept: p.routesKept - before.routesKept,
+      };
+    };
+    assert.deepEqual(rendered(), { indexes: 0, groupings: 0, hostLists: 0, routesKept: 0 }, "the first render");
+    const edits: [string, () => void][] = [
+      [
+        "a host renamed",
+        () => (hosts = hosts.map((h, i) => (i === 7 ? { ...h, domains: ["renamed.example.com"] } : h))),
+      ],
+      [
+        "a host added",
+        () => (hosts = [...hosts, host("h99999", ["added.example.com"], { upstreams: ["10.0.0.1:80"] })]),
+      ],
+      ["a host removed", () => (hosts = hosts.filter((_, i) => i !== 11))],
+    ];
+    for (const [name, edit] of edits) {
+      edit();
+      const got = rendered();
+      // One index; both parts' groupings; the large groups' host lists patched; every other route kept.
+      assert.equal(got.indexes, 1, `${name}: the domain index patched`);
+      assert.equal(got.groupings, 2, `${name}: both groupings patched`);
+      assert.ok(got.hostLists >= 1, `${name}: a large group's host list patched`);
+      assert.ok(got.routesKept >= 390, `${name}: the routes of unchanged groups kept (${got.routesKept})`);
+    }
+  });
+
   test("equals a render from nothing, over random edits of the domains, hosts and groups of 300 hosts", () => {
     for (const wildcards of [false, true]) {
       let seed = wildcards ? 5 : 3;
