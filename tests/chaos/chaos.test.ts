@@ -183,11 +183,15 @@ describe(`chaos: seeded writes and faults on a master and two TLS slaves (SEED=$
   async function linkFault(slave: Instance, kind: string, ms: number, inflict: (ns: NetNs) => void): Promise<void> {
     const ns = namespaces[slaves.indexOf(slave)]!;
     count(`link ${kind}`);
-    const before = await master.version();
+    // The master's version once its API answers: a fault before this one may have killed its
+    // config-service, which its supervisor is still starting again (as the workload waits too).
+    const masterVersion = async () =>
+      (await waitFor(() => master.version().then((v) => ({ v })), "the master's API back", 120_000, 100)).v;
+    const before = await masterVersion();
     inflict(ns);
     await sleep(ms);
-    if ((await master.version()) === before) await writeOne();
-    const target = await master.version();
+    if ((await masterVersion()) === before) await writeOne();
+    const target = await masterVersion();
     ns.heal();
     const healAt = Date.now();
     restored();
