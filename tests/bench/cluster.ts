@@ -148,19 +148,36 @@ export async function waitSlavesOn(
  * Milliseconds from the call until the Caddy of every slave answers 200 for Host `domain`, polled
  * over HTTP one request at a time round-robin over the slaves not serving it yet.
  */
-export async function untilServed(slaves: Instance[], domain: string, timeoutMs = 120_000): Promise<number> {
+export function untilServed(slaves: Instance[], domain: string, timeoutMs = 120_000): Promise<number> {
+  return untilPortsServe(
+    slaves.map((s) => ({ name: s.opts.name, port: s.ports.http })),
+    domain,
+    timeoutMs,
+  );
+}
+
+/**
+ * Milliseconds from the call until every HTTP port answers 200 for Host `domain`: one request at
+ * a time round-robin over the ports not serving it yet, 1 ms apart. The bench's poller, for the
+ * slaves' Caddies and for bare ones alike.
+ */
+export async function untilPortsServe(
+  targets: { name: string; port: number }[],
+  domain: string,
+  timeoutMs = 120_000,
+): Promise<number> {
   const t0 = performance.now();
-  let pending = [...slaves];
+  let pending = [...targets];
   while (pending.length > 0) {
-    const still: Instance[] = [];
-    for (const s of pending) {
-      const r = await httpGet(s.ports.http, domain).catch(() => undefined);
-      if (r?.status !== 200) still.push(s);
+    const still: typeof pending = [];
+    for (const t of pending) {
+      const r = await httpGet(t.port, domain).catch(() => undefined);
+      if (r?.status !== 200) still.push(t);
     }
     pending = still;
     if (pending.length === 0) break;
     if (performance.now() - t0 > timeoutMs)
-      throw new Error(`${pending.map((s) => s.opts.name).join(", ")} not serving ${domain} after ${timeoutMs} ms`);
+      throw new Error(`${pending.map((t) => t.name).join(", ")} not serving ${domain} after ${timeoutMs} ms`);
     await sleep(1);
   }
   return performance.now() - t0;

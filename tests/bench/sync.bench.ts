@@ -12,7 +12,10 @@
  *   ratios median / bare median and p99 / bare median; then as many changes back to back,
  *   each as soon as the last is served (the renderers pace those loads); and the bare load of
  *   the same config into two Caddies at the same moment, as the master's and the slave's
- *   Caddies load each change on this one machine, with the ratio against it;
+ *   Caddies load each change on this one machine, with the ratio against it; and the floor of
+ *   write -> serve as this bench measures it: the same two loads with a host renamed, timed
+ *   from their start until the same poller that watches the slave sees the new name served
+ *   (no CPM in it), with the ratio against it;
  * - burst: CPM_BENCH_BURST (default 1000) updates of existing hosts, CPM_BENCH_IN_FLIGHT at a
  *   time; the time from the last write returning until the slave holds the final version with
  *   its Caddy on it and serves the last write's domain, and the snapshots pushed meanwhile;
@@ -58,6 +61,7 @@ import {
   startSlave,
   stopAll,
   SYNC_TOKEN,
+  untilPortsServe,
   untilServed,
   waitSlavesOn,
 } from "./cluster.ts";
@@ -116,45 +120,99 @@ async function bareCaddy(): Promise<{ admin: number; stop: () => void }> {
   return { admin, stop: () => child.kill("SIGTERM") };
 }
 
-/**
- * `count` rounds of bare `POST /load`s of the Caddy config `json` into `together` separate
- * Caddies, all of a round at the same moment (two variants alternated, so no load is a no-op):
- * every load's duration. Two together is what a change costs a master and a slave on one machine,
- * whose Caddies load it at the same time.
- */
-async function bareLoads(json: string, count: number, together = 1): Promise<number[]> {
+/** `together` bare Caddies, each with `json` retargeted to it: its admin port and an HTTP port of its own. */
+async function withBareCaddies<T>(
+  together: number,
+  fn: (bares: { admin: number; port: number; retarget: (json: string) => string }[]) => Promise<T>,
+): Promise<T> {
   const bares = await Promise.all(Array.from({ length: together }, () => bareCaddy()));
   try {
-    const retarget = (s: string, admin: number, port: number) => {
-      const cfg = JSON.parse(s) as {
-        admin: { listen: string };
-        apps: { http: { servers: { http: { listen: string[] } }; http_port: number } };
-      };
-      cfg.admin = { listen: `127.0.0.1:${admin}` };
-      cfg.apps.http.servers.http.listen = [`:${port}`];
-      cfg.apps.http.http_port = port;
-      return JSON.stringify(cfg);
-    };
-    const variants = await Promise.all(
-      bares.map(async (b) => [retarget(json, b.admin, await freePort()), retarget(json, b.admin, await freePort())]),
+    const targets = await Promise.all(
+      bares.map(async (b) => {
+        const port = await freePort();
+        const retarget = (s: string) => {
+          const cfg = JSON.parse(s) as {
+            admin: { listen: string };
+            apps: { http: { servers: { http: { listen: string[] } }; http_port: number } };
+          };
+          cfg.admin = { listen: `127.0.0.1:${b.admin}` };
+          cfg.apps.http.servers.http.listen = [`:${port}`];
+          cfg.apps.http.http_port = port;
+          return JSON.stringify(cfg);
+        };
+        return { admin: b.admin, port, retarget };
+      }),
     );
+    return await fn(targets);
+  } finally {
+    for (const b of bares) b.stop();
+  }
+}
+
+/** `json` with every occurrence of the string `from` (a host name) replaced by `to`. */
+function renamed(json: string, from: string, to: string): string {
+  const parts = json.split(JSON.stringify(from));
+  if (parts.length < 2) throw new Error(`${from} is not in the config`);
+  return parts.join(JSON.stringify(to));
+}
+
+async function bareLoad(admin: number, body: string): Promise<void> {
+  const res = await caddyAdminRequest(`http://127.0.0.1:${admin}/load`, { method: "POST", body });
+  if (res.status !== 200) throw new Error(`bare load failed: ${res.status}`);
+}
+
+/**
+ * `count` rounds of bare `POST /load`s of the Caddy config `json` into `together` separate
+ * Caddies, all of a round at the same moment (two variants alternated, `domain` renamed in
+ * every other one, so no load is a no-op): every load's duration. Two together is what a change
+ * costs a master and a slave on one machine, whose Caddies load it at the same time.
+ */
+async function bareLoads(json: string, domain: string, count: number, together = 1): Promise<number[]> {
+  return withBareCaddies(together, async (bares) => {
+    const variants = bares.map((b) => [b.retarget(json), b.retarget(renamed(json, domain, `bare.${domain}`))]);
     const loads: number[] = [];
     for (let i = 0; i < count; i++) {
       const round = bares.map(async (b, k) => {
         const t0 = performance.now();
-        const res = await caddyAdminRequest(`http://127.0.0.1:${b.admin}/load`, {
-          method: "POST",
-          body: variants[k]![i % 2],
-        });
-        if (res.status !== 200) throw new Error(`bare load failed: ${res.status}`);
+        await bareLoad(b.admin, variants[k]![i % 2]!);
         return performance.now() - t0;
       });
       loads.push(...(await Promise.all(round)));
     }
     return loads;
-  } finally {
-    for (const b of bares) b.stop();
-  }
+  });
+}
+
+/**
+ * The floor of write -> serve as this bench sees it: `count` rounds of a bare `POST /load` of
+ * `json` with `domain` renamed to a name no round used before, into `together` Caddies at the
+ * same moment, each timed from the loads' start until the bench's poller (untilPortsServe, as
+ * for the slave) gets 200 for the new name from the first Caddy. No CPM at all: what remains of
+ * write -> serve above it is the product's.
+ */
+async function bareServes(json: string, domain: string, count: number, together = 1): Promise<number[]> {
+  return withBareCaddies(together, async (bares) => {
+    const first = bares[0]!;
+    await Promise.all(bares.map((b) => bareLoad(b.admin, b.retarget(json))));
+    await untilPortsServe([{ name: "bare caddy", port: first.port }], domain);
+    const took: number[] = [];
+    let current = { json, domain };
+    for (let i = 0; i < count; i++) {
+      const next = {
+        json: renamed(current.json, current.domain, `floor${i}.${domain}`),
+        domain: `floor${i}.${domain}`,
+      };
+      const bodies = bares.map((b) => b.retarget(next.json));
+      const t0 = performance.now();
+      await Promise.all([
+        ...bares.map((b, k) => bareLoad(b.admin, bodies[k]!)),
+        untilPortsServe([{ name: "bare caddy", port: first.port }], next.domain),
+      ]);
+      took.push(performance.now() - t0);
+      current = next;
+    }
+    return took;
+  });
 }
 
 async function benchSize(n: number, shape: "all" | "split", pki: TestPki) {
@@ -203,8 +261,10 @@ async function benchSize(n: number, shape: "all" | "split", pki: TestPki) {
     }
 
     const json = (await caddyAdminRequest(`http://127.0.0.1:${slave.ports.caddyAdmin}/config/`)).body;
-    const loads = await bareLoads(json, Math.max(CHANGES, 1));
-    const pairedLoads = await bareLoads(json, Math.max(CHANGES, 1), 2);
+    const lastDomain = hosts[0]!.domains[0]!; // in the config the slave runs now
+    const loads = await bareLoads(json, lastDomain, Math.max(CHANGES, 1));
+    const pairedLoads = await bareLoads(json, lastDomain, Math.max(CHANGES, 1), 2);
+    const pairedServes = await bareServes(json, lastDomain, Math.max(CHANGES, 1), 2);
     const sentBeforeBurst = (
       await unary(master.dispatcher.getSyncStatus.bind(master.dispatcher), {}, master.adminToken)
     ).slaves[0]!.snapshotsSent;
@@ -265,6 +325,7 @@ async function benchSize(n: number, shape: "all" | "split", pki: TestPki) {
       loadMedian: pct(loads, 50),
       loadP99: pct(loads, 99),
       pairedLoadMedian: pct(pairedLoads, 50),
+      pairedServeMedian: pct(pairedServes, 50),
       configBytes: json.length,
       snapshotsSent: Number(sentBeforeBurst),
       burst: burstResult,
@@ -369,6 +430,11 @@ async function main() {
     ms(r.pairedLoadMedian),
   );
   line("ratio of medians (sync / two bare loads at once)", (r) => ratio(r.syncMedian / r.pairedLoadMedian));
+  line(
+    "the same two loads, from their start until the bench's poller sees the change served (no CPM: this bench's floor on this machine), median",
+    (r) => ms(r.pairedServeMedian),
+  );
+  line("ratio of medians (sync / that floor)", (r) => ratio(r.syncMedian / r.pairedServeMedian));
   line(
     `burst of ${BURST} updates (${IN_FLIGHT} in flight): last write -> slave serves the final version; snapshots pushed`,
     (r) => burstCell(r.burst),
