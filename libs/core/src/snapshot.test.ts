@@ -17,6 +17,7 @@ import {
   ChunkDigestMemo,
   contentDigests,
   PATCH_CHECK_MAX_CHANGED,
+  contentHashOfChunks,
   contentHashOfDigests,
   endsChunk,
   sameValue,
@@ -692,6 +693,111 @@ describe("contentHashOfDigests with a ChunkDigestMemo", () => {
       assert.equal(memo.hashed - before, hashed, "chunks hashed again");
     });
   }
+});
+
+describe("ChunkDigestMemo.patch: a few resources changed in place", () => {
+  const ids = Array.from({ length: 100 }, (_, i) => `id${String(i).padStart(3, "0")}`);
+  const ending = (n: number) => `07${n.toString(16).padStart(62, "a")}`;
+  const inner = (n: number) => `f${n.toString(16).padStart(63, "a")}`;
+  // Chunks end after id009, id019, ... id099: ten chunks of ten.
+  const base = new Map(ids.map((id, i) => [id, i % 10 === 9 ? ending(i) : inner(i)]));
+  const digestsOf = (proxyHosts: ReadonlyMap<string, string>): ContentDigests => ({
+    proxyHosts,
+    l4ProxyHosts: new Map(),
+    certificates: new Map(),
+    accessLists: new Map(),
+    settings: "s".repeat(64),
+  });
+  /** A memo whose last hash was of `base`, walked in `ids` order. */
+  const memoOf = () => {
+    const memo = new ChunkDigestMemo();
+    const was = digestsOf(base);
+    contentHashOfDigests(was, { proxyHosts: ids }, memo);
+    return { memo, was };
+  };
+  // [name, changes (id -> new digest), chunks hashed again]
+  const cases: [string, Record<string, string>, number][] = [
+    ["a digest inside a chunk", { id045: inner(1000) }, 1],
+    ["two digests in one chunk", { id041: inner(1001), id048: inner(1002) }, 1],
+    ["digests in two chunks", { id005: inner(1003), id095: inner(1004) }, 2],
+    ["the digest that ends a chunk, still ending it", { id049: ending(1005) }, 1],
+    ["a digest that no longer ends its chunk: it joins the next", { id049: inner(1006) }, 1],
+    ["a digest that now ends a chunk: it splits in two", { id044: ending(1007) }, 2],
+    ["the last resource no longer ends a chunk: the tail", { id099: inner(1008) }, 1],
+    ["the first resource", { id000: ending(1009) }, 2],
+    [
+      "every chunk end gone but one",
+      Object.fromEntries(ids.filter((_, i) => i % 10 === 9 && i < 90).map((id, i) => [id, inner(2000 + i)])),
+      1,
+    ],
+  ];
+  for (const [name, changes, hashed] of cases) {
+    test(name, () => {
+      const { memo, was } = memoOf();
+      const now = { ...was, proxyHosts: new Map([...base, ...Object.entries(changes)]) };
+      const before = memo.hashed;
+      const patch = memo.patch(now, was, { proxyHosts: Object.keys(changes) });
+      assert.ok(patch, "patched");
+      assert.equal(
+        contentHashOfChunks(patch.chunks, now.settings),
+        contentHashOfDigests(now),
+        "the hash of a walk over every id",
+      );
+      assert.equal(memo.hashed - before, hashed, "chunks hashed again");
+    });
+  }
+
+  test("random changes, one patch on another, give the hash of a walk over every id", () => {
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let round = 0; round < 200; round++) {
+      const size = random(150);
+      const order = Array.from({ length: size }, (_, i) => `r${String(i).padStart(3, "0")}`);
+      const digest = () => (random(4) === 0 ? ending(random(1e9)) : inner(random(1e9)));
+      let current = digestsOf(new Map(order.map((id) => [id, digest()])));
+      const memo = new ChunkDigestMemo();
+      contentHashOfDigests(current, { proxyHosts: order }, memo);
+      for (let step = 0; step < 4 && size > 0; step++) {
+        const changes = new Map(Array.from({ length: 1 + random(5) }, () => [order[random(size)]!, digest()] as const));
+        const now = { ...current, proxyHosts: new Map([...current.proxyHosts, ...changes]) };
+        const patch = memo.patch(now, current, { proxyHosts: [...changes.keys()] });
+        assert.ok(patch, `round ${round}, step ${step}: patched`);
+        assert.equal(
+          contentHashOfChunks(patch.chunks, now.settings),
+          contentHashOfDigests(now),
+          `round ${round}, step ${step}: ${size} resources, ${changes.size} changed`,
+        );
+        patch.adopt();
+        current = now;
+      }
+    }
+  });
+
+  test("refused when the last hash was not of those digests, or an id is not among them", () => {
+    const { memo, was } = memoOf();
+    const now = { ...was, proxyHosts: new Map([...base, ["id010", inner(1)]]) };
+    assert.equal(memo.patch(now, digestsOf(new Map(base)), { proxyHosts: ["id010"] }), undefined, "other digests");
+    assert.equal(
+      memo.patch({ ...now, certificates: new Map() }, was, { proxyHosts: ["id010"] }),
+      undefined,
+      "another kind's map",
+    );
+    assert.equal(memo.patch(now, was, { proxyHosts: ["id100"] }), undefined, "an id added");
+    assert.ok(memo.patch(now, was, { proxyHosts: ["id010"] }));
+  });
+
+  test("a patch not adopted leaves the memo on the last hash", () => {
+    const { memo, was } = memoOf();
+    const rejected = { ...was, proxyHosts: new Map([...base, ["id010", inner(1)]]) };
+    assert.ok(memo.patch(rejected, was, { proxyHosts: ["id010"] }));
+    const now = { ...was, proxyHosts: new Map([...base, ["id020", inner(2)]]) };
+    const patch = memo.patch(now, was, { proxyHosts: ["id020"] });
+    assert.ok(patch);
+    assert.equal(contentHashOfChunks(patch.chunks, now.settings), contentHashOfDigests(now));
+  });
 });
 
 describe("SnapshotCheckMemo.patchCheck: a few hosts changed in place, the rest the same objects", () => {

@@ -1,6 +1,6 @@
 import type { Snapshot } from "@cpm/proto";
 import { canonicalJson, sha256Hex } from "./canonical.ts";
-import { sameItems } from "./lists.ts";
+import { sameItems, sortedIndex } from "./lists.ts";
 import { PatchedMap } from "./patched-map.ts";
 import { ValidationError } from "./errors.ts";
 import { normalizeProxyHost as normalizeProxyHostOnce } from "./validation.ts";
@@ -85,21 +85,24 @@ export function contentHashOfDigests(
 ): string {
   const chunks = (kind: ResourceKind) => {
     const digests = d[kind];
+    const order = ids?.[kind] ?? sortedIds(digests);
+    memo?.begin(kind, order, digests);
     const out: string[] = [];
     let chunkIds: string[] = [];
     let chunk: string[] = [];
-    const end = () => {
-      out.push(memo ? memo.digest(kind, chunkIds, chunk) : chunkDigestOf(chunkIds, chunk));
+    const end = (at: number) => {
+      out.push(memo ? memo.digest(kind, chunkIds, chunk, at) : chunkDigestOf(chunkIds, chunk));
       chunkIds = [];
       chunk = [];
     };
-    for (const id of ids?.[kind] ?? sortedIds(digests)) {
+    for (let i = 0; i < order.length; i++) {
+      const id = order[i]!;
       const digest = digests.get(id)!;
       chunkIds.push(id);
       chunk.push(digest);
-      if (endsChunk(digest)) end();
+      if (endsChunk(digest)) end(i + 1);
     }
-    if (chunkIds.length > 0) end();
+    if (chunkIds.length > 0) end(order.length);
     return out;
   };
   const hash = contentHashOfChunks(
@@ -128,20 +131,45 @@ interface Chunk {
   digest: string;
 }
 
+/** How one kind's chunks lay over its sorted ids in the last content hash a memo computed. */
+interface KindLayout {
+  /** The ids in the content hash's order (the very array walked). */
+  ids: readonly string[];
+  /** The digests the hash was computed from (the very map). */
+  source: ReadonlyMap<string, string>;
+  /** Where each chunk ends in `ids` (exclusive), ascending; the last is `ids.length`. */
+  ends: number[];
+  /** Each chunk's digest. */
+  digests: string[];
+}
+
+/** Chunk layouts by kind. */
+type Layouts = Partial<Record<ResourceKind, KindLayout>>;
+
 /**
  * The chunks of the last content hash computed with it (contentHashOfDigests), by kind and
  * first id: a chunk of the same resources with the same digests is not hashed again, so a
  * one-host change hashes one chunk (about 32 lines) and the list of chunk digests, not every
  * line. A chunk's digest depends on its lines alone, so what is kept holds whether or not the
- * snapshot it came from turned out valid.
+ * snapshot it came from turned out valid. It also keeps where the chunks lay over each kind's
+ * ids, so that a change to a few resources in place finds their chunks without walking the
+ * rest (patch).
  */
 export class ChunkDigestMemo {
   private last = new Map<string, Chunk>();
   private next = new Map<string, Chunk>();
+  private layouts: Layouts = {};
+  private nextLayouts: Layouts = {};
   /** Chunks hashed, rather than reused, since this memo was made (for tests). */
   hashed = 0;
 
-  digest(kind: ResourceKind, ids: readonly string[], digests: readonly string[]): string {
+  /** A content hash starts walking `kind`: its ids in order, and their digests. */
+  begin(kind: ResourceKind, ids: readonly string[], source: ReadonlyMap<string, string>): void {
+    this.nextLayouts[kind] = { ids, source, ends: [], digests: [] };
+  }
+
+  /** The digest of the chunk of these resources, which ends at position `end` of the kind's ids. */
+  digest(kind: ResourceKind, ids: readonly string[], digests: readonly string[], end: number): string {
     const key = `${kind}\n${ids[0]}`;
     const before = this.last.get(key);
     let digest: string;
@@ -151,6 +179,9 @@ export class ChunkDigestMemo {
       this.hashed++;
     }
     this.next.set(key, { ids, digests, digest });
+    const layout = this.nextLayouts[kind];
+    layout?.ends.push(end);
+    layout?.digests.push(digest);
     return digest;
   }
 
@@ -158,7 +189,109 @@ export class ChunkDigestMemo {
   done(): void {
     this.last = this.next;
     this.next = new Map();
+    this.layouts = this.nextLayouts;
+    this.nextLayouts = {};
   }
+
+  /**
+   * The chunk digests of every kind for `d`, where `d` is the digests of the last content hash
+   * computed with this memo with only the resources `changed` (ids, per kind) given other
+   * digests in place: no id added or removed, the same ids arrays, every other kind's digests
+   * the very map they were. Only the chunks holding a
+   * changed resource are hashed again (with the chunk after one whose end moved); the rest is
+   * taken as it was, without walking the ids. Undefined when the last hash was not of those
+   * digests or those ids (the caller walks them all). `adopt` makes the result the memo's
+   * last hash, once the caller found it right.
+   */
+  patch(
+    d: ContentDigests,
+    was: ContentDigests,
+    changed: Partial<Record<ResourceKind, readonly string[]>>,
+  ): { chunks: Record<ResourceKind, readonly string[]>; adopt: () => void } | undefined {
+    const layouts: Layouts = {};
+    for (const kind of RESOURCE_KINDS) {
+      const layout = this.layouts[kind];
+      if (!layout || layout.source !== was[kind]) return undefined;
+      const ids = changed[kind];
+      if (!ids?.length) {
+        if (d[kind] !== was[kind]) return undefined; // not known to be unchanged
+        layouts[kind] = layout;
+        continue;
+      }
+      const patched = patchLayout(layout, d[kind], ids);
+      if (!patched) return undefined;
+      this.hashed += patched.hashed;
+      layouts[kind] = patched.layout;
+    }
+    const all = layouts as Record<ResourceKind, KindLayout>;
+    return {
+      chunks: {
+        proxyHosts: all.proxyHosts.digests,
+        l4ProxyHosts: all.l4ProxyHosts.digests,
+        certificates: all.certificates.digests,
+        accessLists: all.accessLists.digests,
+      },
+      adopt: () => {
+        this.layouts = layouts;
+      },
+    };
+  }
+}
+
+/**
+ * `layout` with the resources `changed` given the digests in `digests` (the same ids in the same
+ * order, read through `layout.ids`): each changed resource's chunk is cut again from its start
+ * until a chunk end that is also an old one, past every changed position met, after which the
+ * old chunks hold as they were (where a chunk ends depends on its last resource's digest
+ * alone). Undefined when an id is not among the layout's.
+ */
+function patchLayout(
+  layout: KindLayout,
+  digests: ReadonlyMap<string, string>,
+  changed: readonly string[],
+): { layout: KindLayout; hashed: number } | undefined {
+  const { ids, ends } = layout;
+  const positions: number[] = [];
+  for (const id of changed) {
+    const at = sortedIndex(ids, id);
+    if (ids[at] !== id) return undefined;
+    positions.push(at);
+  }
+  positions.sort((a, b) => a - b);
+  const next: KindLayout = { ids, source: digests, ends: [], digests: [] };
+  let hashed = 0;
+  let c = 0; // the old chunk looked at
+  let p = 0; // the next changed position not yet cut again
+  while (c < ends.length) {
+    const start = c === 0 ? 0 : ends[c - 1]!;
+    if (p >= positions.length || positions[p]! >= ends[c]!) {
+      next.ends.push(ends[c]!);
+      next.digests.push(layout.digests[c]!);
+      c++;
+      continue;
+    }
+    let chunkIds: string[] = [];
+    let chunk: string[] = [];
+    for (let q = start; q < ids.length; q++) {
+      while (p < positions.length && positions[p]! <= q) p++;
+      const id = ids[q]!;
+      const digest = digests.get(id);
+      if (digest === undefined) return undefined;
+      chunkIds.push(id);
+      chunk.push(digest);
+      if (!endsChunk(digest) && q < ids.length - 1) continue;
+      next.ends.push(q + 1);
+      next.digests.push(chunkDigestOf(chunkIds, chunk));
+      hashed++;
+      chunkIds = [];
+      chunk = [];
+      while (c < ends.length && ends[c]! < q + 1) c++;
+      // Back in step with the old chunks: the next one starts here, and no change lies before it.
+      if (ends[c] === q + 1 && (p >= positions.length || positions[p]! > q)) break;
+    }
+    c++;
+  }
+  return { layout: next, hashed };
 }
 
 /** The digest of one chunk of the content hash's input: sha256 of its lines, joined. */
@@ -391,7 +524,14 @@ export class SnapshotCheckMemo {
       proxyHosts: PatchedMap.of(last.digests.proxyHosts, hostDigests),
       settings: resourceDigest(s.settings),
     };
-    if (s.contentSha256 !== contentHashOfDigests(digests, last.sorted, this.chunks)) return undefined;
+    // The chunks of the changed hosts hashed again, the others kept (walking every id when the
+    // memo's last hash was not of the last valid snapshot's digests).
+    const patch = this.chunks.patch(digests, last.digests, { proxyHosts: [...hostDigests.keys()] });
+    const hash = patch
+      ? contentHashOfChunks(patch.chunks, digests.settings)
+      : contentHashOfDigests(digests, last.sorted, this.chunks);
+    if (s.contentSha256 !== hash) return undefined;
+    patch?.adopt();
     // Valid: the kept state becomes this snapshot's.
     for (const d of freed) index.domainOwner.delete(d);
     for (const [d, id] of claimed) index.domainOwner.set(d, id);
