@@ -480,7 +480,6 @@ function difference<T extends { id: string }>(
   next: T[],
   digests: ReadonlyMap<string, string>,
 ): KindDifference<T> {
-  const keep = new Set(next.map((x) => x.id));
   const added: T[] = [];
   const changed: T[] = [];
   for (const x of next) {
@@ -488,7 +487,12 @@ function difference<T extends { id: string }>(
     if (before === undefined) added.push(x);
     else if (before !== digests.get(x.id)) changed.push(x);
   }
-  return { removed: current.ids(kind).filter((id) => !keep.has(id)), added, changed };
+  // The snapshot's ids are unique (it was validated): when as many of them are known as there
+  // are current ids, every current id is among them and none is removed.
+  const ids = current.ids(kind);
+  if (next.length - added.length === ids.length) return { removed: [], added, changed };
+  const keep = new Set(next.map((x) => x.id));
+  return { removed: ids.filter((id) => !keep.has(id)), added, changed };
 }
 
 /**
