@@ -13,7 +13,7 @@
  * addresses as reserved upstreams (a node always has some).
  */
 import { performance } from "node:perf_hooks";
-import { CertificateType, ProxyHost, Snapshot, type DeepPartial } from "@cpm/proto";
+import { CertificateType, ProxyHost, Snapshot, type Certificate, type DeepPartial } from "@cpm/proto";
 import { render } from "@cpm/caddy-renderer";
 import { SNAPSHOT_SCHEMA_VERSION, loadConfig, reservedAddresses } from "@cpm/core";
 import { benchReport } from "./markdown.ts";
@@ -36,6 +36,8 @@ const upstream = (i: number, shared: boolean) => (shared ? "10.0.0.1:8080" : `10
 interface Shape {
   name: string;
   host: (i: number) => DeepPartial<ProxyHost>;
+  /** The certificates of `n` hosts (default: the one wildcard certificate). */
+  certificates?: (n: number) => DeepPartial<Certificate>[];
 }
 
 const WILDCARD = "c-wildcard";
@@ -64,6 +66,17 @@ const SHAPES: Shape[] = [
       upstreams: [upstream(i, false)],
     }),
   },
+  {
+    name: "a managed certificate each (its own name), HTTPS forced, own upstream",
+    host: (i) => ({ certificateId: `c${i}`, sslForced: true, upstreams: [upstream(i, false)] }),
+    certificates: (n) =>
+      Array.from({ length: n }, (_, i) => ({
+        id: `c${i}`,
+        name: `c${i}`,
+        type: CertificateType.CERTIFICATE_TYPE_MANAGED,
+        domainNames: [`h${i}.example.com`],
+      })),
+  },
 ];
 
 function snapshotOf(shape: Shape, n: number): Snapshot {
@@ -77,7 +90,7 @@ function snapshotOf(shape: Shape, n: number): Snapshot {
       enabled: true,
       ...shape.host(i),
     })),
-    certificates: [
+    certificates: shape.certificates?.(n) ?? [
       {
         id: WILDCARD,
         name: "wildcard",
@@ -138,7 +151,7 @@ report.log(
 report.log();
 report.log(`| host shape | ${SIZES.map((n) => `${n.toLocaleString("en-US")} hosts`).join(" | ")} |`);
 report.log(`|---|${SIZES.map(() => "---").join("|")}|`);
-for (const shape of [SHAPES[3]!, SHAPES[0]!]) {
+for (const shape of [SHAPES[3]!, SHAPES[0]!, SHAPES[5]!]) {
   const cells = SIZES.map((n) => {
     const t = changeRenders(shape, n);
     return `${pct(t, 50).toFixed(1)} ms / ${pct(t, 90).toFixed(1)} ms`;

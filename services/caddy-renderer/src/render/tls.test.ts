@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { Certificate, CertificateIssuance, CertificateType, L4ProxyHost, Snapshot } from "@cpm/proto";
-import { render, type RenderOptions } from "./index.ts";
+import { render, RenderMemo, type RenderOptions } from "./index.ts";
 import {
   assertCaddyAcceptsAll,
   assertGolden,
@@ -20,7 +20,7 @@ import {
   parseConfig,
   type CaddyConfig,
 } from "./test-support.ts";
-import { certificateTag, ensureTlsFiles } from "./tls.ts";
+import { certificateTag, ensureTlsFiles, renderTls } from "./tls.ts";
 
 const IMPORTED = CertificateType.CERTIFICATE_TYPE_IMPORTED;
 
@@ -455,5 +455,94 @@ describe("master-issued certificates", () => {
     assert.equal(cfg.apps.tls.certificates.load_pem, undefined);
     // Caddy answers the challenges it started itself before any route; the forward route only gets the others.
     assert.deepEqual(cfg.apps.tls.automation.policies[0]!.subjects, ["a.example.com", "b.example.com"]);
+  });
+});
+
+describe("renders one after another (the last plan, tls app and coverage kept)", () => {
+  const issuedCert = (id: string, names: string[], issuedFor: string[]) =>
+    Certificate.fromPartial({
+      ...cert(id, names),
+      issued: issuedFor.map((domainName) => ({
+        domainName,
+        certificatePem: `chain ${domainName}`,
+        privateKeyPem: "k",
+      })),
+    });
+
+  test("the same certificate objects give the same tls app object; a new one, a new app", () => {
+    const opts: RenderOptions = { ...OPTS };
+    const c = cert("c", ["a.example.com", "b.example.com"]);
+    const first = snapshot({ certificates: [c], proxyHosts: [host("a", ["a.example.com"], { certificateId: "c" })] });
+    const next = { ...first, proxyHosts: [...first.proxyHosts, host("x", ["x.example.com"], { certificateId: "c" })] };
+    const w1: string[] = [];
+    const w2: string[] = [];
+    const tls1 = renderTls(first, opts, w1);
+    const tls2 = renderTls(next, opts, w2);
+    assert.equal(tls2, tls1, "kept: the same certificates, the same settings");
+    assert.deepEqual(w1, []);
+    assert.deepEqual(w2, [
+      'proxy host "host x": certificate "cert c" does not cover x.example.com; HTTPS handshakes for it will fail',
+    ]);
+    const otherCa = {
+      ...next,
+      settings: Snapshot.fromPartial({ settings: { acme: { caUrl: "https://ca.example.net/dir" } } }).settings,
+    };
+    const tlsOtherCa = renderTls(otherCa, opts, []);
+    assert.notEqual(tlsOtherCa, tls1, "the same certificates under other ACME settings");
+    assert.deepEqual(tlsOtherCa, renderTls(structuredClone(otherCa), { ...opts }, []));
+    const changed = { ...next, certificates: [cert("c", ["a.example.com", "x.example.com"])] };
+    const tls3 = renderTls(changed, opts, []);
+    assert.notEqual(tls3, tls1);
+    assert.deepEqual(tls3, renderTls(structuredClone(changed), { ...opts }, []), "what a render from nothing gives");
+  });
+
+  test("random edits give the bytes and warnings of a render from nothing", () => {
+    let seed = 11;
+    const pick = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff), seed % n);
+    for (const base of [OPTS, { ...BASE_OPTS, servesMasterIssued: true, masterHttpAddress: "10.0.0.1:80" }]) {
+      const opts: RenderOptions = { ...base };
+      const names = (i: number) => [`h${i}.example.com`, `h${i}.test`];
+      let hosts = Array.from({ length: 10 }, (_, i) => host(`h${i}`, names(i), { certificateId: i % 2 ? "c1" : "" }));
+      let certs = [cert("c1", ["h1.example.com", "h1.test"]), issuedCert("c2", ["h2.example.com"], [])];
+      let settings = snapshot().settings;
+      const memo = new RenderMemo();
+      for (let step = 0; step < 150; step++) {
+        const i = pick(hosts.length);
+        switch (pick(5)) {
+          case 0: // a host moves to another certificate, or loses its own
+            hosts = hosts.map((h, j) => (j === i ? { ...h, certificateId: ["", "c1", "c2"][pick(3)]! } : h));
+            break;
+          case 1: // a host serves other names
+            hosts = hosts.map((h, j) => (j === i ? { ...h, domains: names(pick(20)) } : h));
+            break;
+          case 2: // a certificate covers other names, or the master issued some of them
+            certs = certs.map((c, j) =>
+              j === pick(2)
+                ? issuedCert(
+                    c.id,
+                    names(pick(10)).concat(pick(2) ? ["*.example.com"] : []),
+                    pick(2) ? [`h${i}.test`] : [],
+                  )
+                : c,
+            );
+            break;
+          case 3: // ACME settings
+            settings = Snapshot.fromPartial({
+              settings: {
+                acme: pick(3) ? { caUrl: `https://ca${step}.example.com/dir` } : {},
+                general: { acmeEmail: pick(2) ? "ops@example.com" : "" },
+              },
+            }).settings;
+            break;
+          default: // an unrelated change: the same certificates
+            hosts = hosts.map((h, j) => (j === i ? { ...h, upstreams: [`10.0.0.${step % 9}:80`] } : h));
+        }
+        const s: Snapshot = { ...snapshot(), proxyHosts: hosts, certificates: certs, settings };
+        const got = render(s, opts, memo);
+        const fresh = render(structuredClone(s), { ...base }, new RenderMemo());
+        assert.equal(got.json, fresh.json, `step ${step}: bytes`);
+        assert.deepEqual(got.warnings, fresh.warnings, `step ${step}: warnings`);
+      }
+    }
   });
 });

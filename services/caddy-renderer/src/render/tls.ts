@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { CertificateIssuance, CertificateType, type Certificate, type ProxyHost, type Snapshot } from "@cpm/proto";
-import { certificateCovers, isPrivateName, sha256Hex } from "@cpm/core";
+import { certificateCovers, isPrivateName, keepCanonical, sameItems, sha256Hex } from "@cpm/core";
 import type { DomainIndex } from "./domains.ts";
 import type { Json, RenderOptions } from "./types.ts";
 
@@ -63,9 +63,30 @@ function usedCertificates(snapshot: Snapshot, opts: RenderOptions): Certificate[
   return snapshot.certificates.filter((c) => ids.has(c.id)).sort((a, b) => cmp(a.id, b.id));
 }
 
+/** Per options object, the last plan made and what it was made from. */
+const plans = new WeakMap<RenderOptions, { used: Certificate[]; privateAcme: boolean; plan: TlsPlan }>();
+
+/**
+ * Which certificates are used and how each managed name is issued. The same certificate objects
+ * in use (SnapshotDecoder keeps an unchanged resource's object) under the same ACME settings give
+ * the very plan object of the last call: its sorted names are not sorted again.
+ */
 function plan(snapshot: Snapshot, opts: RenderOptions): TlsPlan {
+  const known = planned.get(snapshot);
+  if (known?.opts === opts) return known.plan;
+  const made = planFor(snapshot, opts);
+  planned.set(snapshot, { opts, plan: made });
+  return made;
+}
+
+/** The plan of a snapshot object already planned (a render asks twice: the tls app, the connection policies). */
+const planned = new WeakMap<Snapshot, { opts: RenderOptions; plan: TlsPlan }>();
+
+function planFor(snapshot: Snapshot, opts: RenderOptions): TlsPlan {
   const used = usedCertificates(snapshot, opts);
   const privateAcme = !!snapshot.settings?.acme?.caRootPem?.trim() && !!snapshot.settings?.acme?.caUrl?.trim();
+  const last = plans.get(opts);
+  if (last && last.privateAcme === privateAcme && sameItems(last.used, used)) return last.plan;
   const fromMaster = opts.servesMasterIssued ? used.filter(isMasterIssued) : [];
   const names = new Set<string>();
   for (const c of used)
@@ -73,8 +94,20 @@ function plan(snapshot: Snapshot, opts: RenderOptions): TlsPlan {
       c.domainNames.forEach((d) => names.add(d));
   const managed = new Map<string, "internal" | "acme">();
   for (const n of [...names].sort(cmp)) managed.set(n, !privateAcme && isPrivateName(n) ? "internal" : "acme");
-  return { imported: used.filter((c) => c.type === CertificateType.CERTIFICATE_TYPE_IMPORTED), fromMaster, managed };
+  const made = {
+    imported: used.filter((c) => c.type === CertificateType.CERTIFICATE_TYPE_IMPORTED),
+    fromMaster,
+    managed,
+  };
+  plans.set(opts, { used, privateAcme, plan: made });
+  return made;
 }
+
+/** Per options object, the last `tls` app rendered, with its plan, the ACME settings it used and its warnings. */
+const rendered = new WeakMap<
+  RenderOptions,
+  { plan: TlsPlan; acme: string; tls: Json | undefined; warnings: string[] }
+>();
 
 /**
  * The `tls` app: imported certificates (load_pem) and managed ones (automate, with automation
@@ -83,6 +116,21 @@ function plan(snapshot: Snapshot, opts: RenderOptions): TlsPlan {
  */
 export function renderTls(snapshot: Snapshot, opts: RenderOptions, warnings: string[]): Json | undefined {
   const p = plan(snapshot, opts);
+  const a = snapshot.settings?.acme;
+  const acme = JSON.stringify([a?.caUrl, a?.caRootPem, snapshot.settings?.general?.acmeEmail]);
+  let last = rendered.get(opts);
+  if (last?.plan !== p || last.acme !== acme) {
+    const own: string[] = [];
+    // Kept for the next render: written as JSON once (keepCanonical), never changed again.
+    const tls = tlsApp(snapshot, opts, p, own);
+    rendered.set(opts, (last = { plan: p, acme, tls: tls && keepCanonical(tls), warnings: own }));
+  }
+  warnings.push(...last.warnings);
+  hostCoverageWarnings(snapshot, warnings);
+  return last.tls;
+}
+
+function tlsApp(snapshot: Snapshot, opts: RenderOptions, p: TlsPlan, warnings: string[]): Json | undefined {
   const issued = p.fromMaster.flatMap((c) => {
     const missing = c.domainNames.filter((d) => !c.issued.some((e) => e.domainName === d));
     if (missing.length > 0)
@@ -108,7 +156,6 @@ export function renderTls(snapshot: Snapshot, opts: RenderOptions, warnings: str
     if (acme.length > 0) policies.push({ subjects: acme, issuers: [acmeIssuer(snapshot, opts, warnings)] });
     tls.automation = { policies };
   }
-  hostCoverageWarnings(snapshot, warnings);
   return tls;
 }
 
@@ -203,21 +250,44 @@ export function ensureTlsFiles(snapshot: Snapshot, opts: RenderOptions): void {
   renameSync(tmp, f.path);
 }
 
-/** A host name its certificate does not cover gets no certificate on the handshake: say so. */
+/** The last list of certificates looked up by id, and its map. */
+let lastCertificates: { list: readonly Certificate[]; byId: ReadonlyMap<string, Certificate> } | undefined;
+
+/** `list` by id; the map of the last call when it lists the same certificate objects (never changed once made). */
+function certificatesById(list: readonly Certificate[]): ReadonlyMap<string, Certificate> {
+  if (lastCertificates && sameItems(lastCertificates.list, list)) return lastCertificates.byId;
+  const byId = new Map(list.map((c) => [c.id, c]));
+  lastCertificates = { list, byId };
+  return byId;
+}
+
+/** Per host object, the certificate object it was last judged against and the names that one does not cover. */
+const coverage = new WeakMap<ProxyHost, { cert: Certificate; missing: readonly string[] }>();
+
+/**
+ * A host name its certificate does not cover gets no certificate on the handshake: say so, in
+ * host name order. Each host is judged once per certificate object (hosts and certificates are
+ * never changed once made), so a render does not match every name again.
+ */
 function hostCoverageWarnings(snapshot: Snapshot, warnings: string[]): void {
-  const certs = new Map(snapshot.certificates.map((c) => [c.id, c]));
-  const hosts = [...snapshot.proxyHosts]
-    .filter((h) => h.enabled !== false && h.certificateId)
-    .sort((a, b) => cmp(a.name, b.name));
-  for (const h of hosts) {
+  const certs = certificatesById(snapshot.certificates);
+  const uncovered: { h: ProxyHost; c: Certificate; missing: readonly string[] }[] = [];
+  for (const h of snapshot.proxyHosts) {
+    if (h.enabled === false || !h.certificateId) continue;
     const c = certs.get(h.certificateId);
     if (!c) continue;
-    const missing = h.domains.filter((d) => !c.domainNames.some((n) => certificateCovers(n, d)));
-    if (missing.length > 0) {
-      warnings.push(
-        `proxy host "${h.name}": certificate "${c.name}" does not cover ${missing.join(", ")}; HTTPS handshakes for ${missing.length > 1 ? "them" : "it"} will fail`,
-      );
+    let known = coverage.get(h);
+    if (known?.cert !== c) {
+      known = { cert: c, missing: h.domains.filter((d) => !c.domainNames.some((n) => certificateCovers(n, d))) };
+      coverage.set(h, known);
     }
+    if (known.missing.length > 0) uncovered.push({ h, c, missing: known.missing });
+  }
+  // A stable sort: hosts of the same name keep the snapshot's order.
+  for (const { h, c, missing } of uncovered.sort((a, b) => cmp(a.h.name, b.h.name))) {
+    warnings.push(
+      `proxy host "${h.name}": certificate "${c.name}" does not cover ${missing.join(", ")}; HTTPS handshakes for ${missing.length > 1 ? "them" : "it"} will fail`,
+    );
   }
 }
 
@@ -244,7 +314,7 @@ export function httpsConnectionPolicies(
     p.imported.length === 1 && p.fromMaster.length === 0 && p.managed.size === 0 ? p.imported[0]! : undefined;
   if (only && hosts.some((h) => h.certificateId === only.id))
     return [{ certificate_selection: { any_tag: [certificateTag(only.id)] } }];
-  const certs = new Map(snapshot.certificates.map((c) => [c.id, c]));
+  const certs = certificatesById(snapshot.certificates);
   const names = new Map<string, { exact: string[]; wild: string[] }>();
   for (const h of hosts) {
     const c = certs.get(h.certificateId);
