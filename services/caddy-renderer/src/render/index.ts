@@ -108,7 +108,15 @@ export function render(input: Snapshot, opts: RenderOptions, memo: RenderMemo = 
       .map((g) => ({ first: index.domainsOf(g.hosts[0]!)[0]!, route: memo.groupRoute(part, g, index, handle) }))
       .sort((a, b) => cmp(a.first, b.first))
       .map((r) => r.route);
+  // Every object here is built with its keys in sorted order, as canonical JSON writes them:
+  // canonicalJsonReusing then writes each kept part (a route, the tls app) once and reuses it;
+  // an object out of order would be copied sorted with all it holds, every render.
   const server: Json = {
+    // Certificates are explicit (render/tls.ts: load_pem for imported ones, automate for
+    // managed ones), and redirects are rendered per class of hosts (ssl_forced): automatic
+    // HTTPS would manage every host name on its own, so it is off, and TLS is on through the
+    // connection policies, which pin each imported certificate to its hosts' names.
+    automatic_https: { disable: true },
     listen: [
       `${opts.bindAddress ?? ""}:${opts.httpPort}`,
       ...(https ? [`${opts.bindAddress ?? ""}:${opts.httpsPort}`] : []),
@@ -120,28 +128,23 @@ export function render(input: Snapshot, opts: RenderOptions, memo: RenderMemo = 
       // HTTP included; a server of its own on the HTTP port never did. Removed at once (not
       // deferred), so an upstream's own Alt-Svc still goes through, as it did.
       ...(https
-        ? [{ match: [{ protocol: "http" }], handle: [{ handler: "headers", response: { delete: ["Alt-Svc"] } }] }]
+        ? [{ handle: [{ handler: "headers", response: { delete: ["Alt-Svc"] } }], match: [{ protocol: "http" }] }]
         : []),
       ...listRoutes("classes", classes, (routes) => [{ handler: "subroute", routes }]),
       // reverse_proxy never calls the next handler, so these routes need no `terminal`.
       ...listRoutes("proxy", proxies, (handlers) => handlers),
       NOT_FOUND_ROUTE,
     ],
-    // Certificates are explicit (render/tls.ts: load_pem for imported ones, automate for
-    // managed ones), and redirects are rendered per class of hosts (ssl_forced): automatic
-    // HTTPS would manage every host name on its own, so it is off, and TLS is on through the
-    // connection policies, which pin each imported certificate to its hosts' names.
-    automatic_https: { disable: true },
   };
   if (https) server.tls_connection_policies = httpsConnectionPolicies(snapshot, opts, tlsHosts, index);
   const apps: Json = { http: { http_port: opts.httpPort, https_port: opts.httpsPort, servers: { http: server } } };
   const tls = renderTls(snapshot, opts, warnings);
-  if (tls) {
-    apps.tls = tls;
-    apps.pki = renderPki();
-  }
   const layer4 = renderLayer4(snapshot, opts, warnings);
   if (layer4) apps.layer4 = layer4;
+  if (tls) {
+    apps.pki = renderPki();
+    apps.tls = tls;
+  }
   const admin: Json = opts.adminOrigins?.length
     ? { listen: opts.adminListen, origins: opts.adminOrigins }
     : { listen: opts.adminListen };

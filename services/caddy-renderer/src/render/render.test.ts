@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
-import { AccessList, LoadBalancingPolicy, Snapshot, type ProxyHost } from "@cpm/proto";
-import { canonicalJson, sha256Hex } from "@cpm/core";
+import { AccessList, CertificateIssuance, LoadBalancingPolicy, Snapshot, type ProxyHost } from "@cpm/proto";
+import { canonicalCopied, canonicalJson, sha256Hex } from "@cpm/core";
 import { render, RenderMemo } from "./index.ts";
 import {
   assertCaddyAcceptsAll,
@@ -610,6 +610,40 @@ describe("render of snapshots that share resource objects (as decoded one after 
       assert.equal(got.groupings, 2, `${name}: both groupings patched`);
       assert.ok(got.hostLists >= 1, `${name}: a large group's host list patched`);
       assert.ok(got.routesKept >= 390, `${name}: the routes of unchanged groups kept (${got.routesKept})`);
+    }
+  });
+
+  test("a one-host change is written from the kept JSON: nothing on the way to it is copied sorted", () => {
+    // Every shape of config object on the path to the kept parts: certificates (the tls and pki
+    // apps), HTTPS forced, layer4, a slave's challenge route, the Alt-Svc route.
+    const opts = { ...OPTS, layer4: true, servesMasterIssued: true, masterHttpAddress: "10.0.0.9:80" };
+    const memo = new RenderMemo();
+    let hosts = Array.from({ length: 2000 }, (_, i) =>
+      host(`h${String(i).padStart(5, "0")}`, [`h${i}.example.com`], {
+        upstreams: [i % 2 ? `10.1.${i >> 8}.${i & 255}:80` : "10.0.0.1:80"],
+        certificateId: i % 3 ? "c" : "",
+        sslForced: i % 3 === 1,
+      }),
+    );
+    const s = () =>
+      ({
+        ...snapshot({
+          l4ProxyHosts: [{ id: "l4", name: "db", listenAddress: ":5432", upstreams: ["db.internal:5432"] }],
+        }),
+        proxyHosts: hosts,
+        // Ordered by every node, this slave too: the tls app is there.
+        certificates: [
+          { ...cert("c", ["*.example.com"]), issuance: CertificateIssuance.CERTIFICATE_ISSUANCE_EACH_NODE },
+        ],
+      }) as Snapshot;
+    render(s(), opts, memo);
+    for (let step = 0; step < 3; step++) {
+      hosts = hosts.map((h, i) => (i === 7 * step ? { ...h, upstreams: [`10.2.0.${step}:80`] } : h));
+      const before = canonicalCopied.bytes;
+      const { json } = render(s(), opts, memo);
+      const copied = canonicalCopied.bytes - before;
+      assert.ok(json.includes(`10.2.0.${step}:80`) && json.includes('"automate"') && json.includes('"layer4"'));
+      assert.ok(copied < json.length / 100, `step ${step}: ${copied} of ${json.length} bytes copied sorted`);
     }
   });
 

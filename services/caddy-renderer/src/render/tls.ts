@@ -187,8 +187,8 @@ export function masterIssuedInUse(snapshot: Snapshot, opts: RenderOptions): Cert
 export function challengeForwardRoute(_snapshot: Snapshot, opts: RenderOptions): Json | undefined {
   if (!opts.servesMasterIssued || !opts.masterHttpAddress) return undefined;
   return {
-    match: [{ path: ["/.well-known/acme-challenge/*"], protocol: "http" }],
     handle: [{ handler: "reverse_proxy", upstreams: [{ dial: opts.masterHttpAddress }] }],
+    match: [{ path: ["/.well-known/acme-challenge/*"], protocol: "http" }],
     terminal: true,
   };
 }
