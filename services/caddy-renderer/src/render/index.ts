@@ -8,7 +8,7 @@ import {
   type ReservedAddress,
 } from "@cpm/core";
 import { accessListHandlers } from "./access.ts";
-import { RenderMemo, type Group, type Part } from "./memo.ts";
+import { RenderMemo, type Part } from "./memo.ts";
 import { renderLayer4 } from "./layer4.ts";
 import { hstsValue, transportTimeouts } from "./settings.ts";
 import { challengeForwardRoute, httpsConnectionPolicies, renderPki, renderTls } from "./tls.ts";
@@ -85,7 +85,8 @@ export function render(input: Snapshot, opts: RenderOptions, memo: RenderMemo = 
   const settings = snapshot.settings;
   const ctx = memo.classContext(https, httpsOrigin, settings);
   memo.startRender(served.length);
-  const classes = memo.groupBy(
+  // Hosts grouped by each part (their routes are listed below, memo.routesInOrder).
+  memo.groupBy(
     served,
     "classes",
     (h) => (h.accessListId ? acls.get(h.accessListId) : undefined),
@@ -93,7 +94,7 @@ export function render(input: Snapshot, opts: RenderOptions, memo: RenderMemo = 
     ctx,
     (h, acl) => classRoutes(h, https, httpsOrigin, accessHandlers(acl as AccessList | undefined), settings),
   );
-  const proxies = memo.groupBy(
+  memo.groupBy(
     served,
     "proxy",
     () => undefined,
@@ -102,12 +103,7 @@ export function render(input: Snapshot, opts: RenderOptions, memo: RenderMemo = 
     (h) => (h.compression ? [ENCODE, reverseProxy(h, settings)] : [reverseProxy(h, settings)]),
   );
   // Routes for disjoint sets of hosts: any order is right; sorted by first name to be deterministic.
-  const listRoutes = (part: Part, groups: Group[], handle: (v: Json[]) => Json[]) =>
-    groups
-      .filter((g) => g.keyed.value.length > 0)
-      .map((g) => ({ first: index.domainsOf(g.hosts[0]!)[0]!, route: memo.groupRoute(part, g, index, handle) }))
-      .sort((a, b) => cmp(a.first, b.first))
-      .map((r) => r.route);
+  const listRoutes = (part: Part, handle: (v: Json[]) => Json[]) => memo.routesInOrder(part, index, handle);
   // Every object here is built with its keys in sorted order, as canonical JSON writes them:
   // canonicalJsonReusing then writes each kept part (a route, the tls app) once and reuses it;
   // an object out of order would be copied sorted with all it holds, every render.
@@ -130,9 +126,9 @@ export function render(input: Snapshot, opts: RenderOptions, memo: RenderMemo = 
       ...(https
         ? [{ handle: [{ handler: "headers", response: { delete: ["Alt-Svc"] } }], match: [{ protocol: "http" }] }]
         : []),
-      ...listRoutes("classes", classes, (routes) => [{ handler: "subroute", routes }]),
+      ...listRoutes("classes", (routes) => [{ handler: "subroute", routes }]),
       // reverse_proxy never calls the next handler, so these routes need no `terminal`.
-      ...listRoutes("proxy", proxies, (handlers) => handlers),
+      ...listRoutes("proxy", (handlers) => handlers),
       NOT_FOUND_ROUTE,
     ],
   };

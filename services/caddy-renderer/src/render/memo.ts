@@ -57,6 +57,23 @@ interface Grouping {
   deps: readonly unknown[];
   generation: number;
   groups: Map<Keyed, Group>;
+  /** When patched from the grouping before it: that grouping, and the values whose group was copied, made or emptied. */
+  patchedFrom?: { grouping: Grouping; changed: ReadonlySet<Keyed> };
+}
+
+/** A group's route with the name it is listed by (its first host's first name). */
+interface RouteEntry {
+  first: string;
+  keyed: Keyed;
+  route: Json;
+}
+
+/** A part's routes in name order, as a render listed them, with the grouping they list. */
+interface RouteList {
+  grouping: Grouping;
+  /** Whether the index's matchers stood alone (routes were kept per value). */
+  standAlone: boolean;
+  entries: RouteEntry[];
 }
 
 /** A group's route, with the hosts and the host names it was made for. */
@@ -84,6 +101,8 @@ export class RenderMemo {
   private readonly groupings: Partial<Record<Part, Grouping>> = {};
   /** The last route made for each value of a part. */
   private readonly routes: Record<Part, WeakMap<Keyed, MadeRoute>> = { classes: new WeakMap(), proxy: new WeakMap() };
+  /** The last routes of each part in name order. */
+  private readonly lists: Partial<Record<Part, RouteList>> = {};
 
   /** The class context: the last one while nothing in it changed. */
   classContext(https: boolean, httpsOrigin: string, settings: Settings | undefined): ClassContext {
@@ -112,7 +131,7 @@ export class RenderMemo {
    * `dep(h)` stay the same objects. `deps` lists every object `dep` may pick. When the hosts are
    * the last grouping's with a few changed, and `context` and `deps` are the same, the last
    * groups are patched: the hosts that left are taken out of theirs, those that joined put in
-   * theirs. The groups' order is not meaningful (routes are sorted by name).
+   * theirs. The grouping is the part's until the next call; routesInOrder lists its routes.
    */
   groupBy(
     hosts: readonly ProxyHost[],
@@ -121,13 +140,13 @@ export class RenderMemo {
     deps: readonly unknown[],
     context: unknown,
     make: (h: ProxyHost, dep: unknown) => Json[],
-  ): Group[] {
+  ): void {
     const last = this.groupings[part];
     const patched =
       last && last.context === context && last.generation === this.generation && sameItems(last.deps, deps)
         ? this.patchGroups(last, hosts, part, dep, context, make)
         : undefined;
-    let groups = patched;
+    let groups = patched?.groups;
     if (groups) this.patches.groupings++;
     else {
       groups = new Map<Keyed, Group>();
@@ -138,8 +157,56 @@ export class RenderMemo {
         else groups.set(keyed, { keyed, hosts: [h] });
       }
     }
-    this.groupings[part] = { hosts, context, deps, generation: this.generation, groups };
-    return [...groups.values()];
+    this.groupings[part] = {
+      hosts,
+      context,
+      deps,
+      generation: this.generation,
+      groups,
+      patchedFrom: patched && last && { grouping: last, changed: patched.changed },
+    };
+  }
+
+  /**
+   * The routes of the groups of `part` (the grouping groupBy just made), ordered by their first
+   * names; a group whose value is empty has none. When that grouping was patched from the one
+   * the last list was made of, and the index's matchers stand alone (then and now), the last
+   * list is taken with the routes of the groups the patch changed taken out and put in again at
+   * their place, not every route sorted again; otherwise every group's route is listed and sorted.
+   */
+  routesInOrder(part: Part, index: DomainIndex, handle: (v: Json[]) => Json[]): Json[] {
+    const grouping = this.groupings[part];
+    if (!grouping) throw new Error(`routesInOrder(${part}) before groupBy(${part})`);
+    const entry = (g: Group): RouteEntry => ({
+      first: index.domainsOf(g.hosts[0]!)[0]!,
+      keyed: g.keyed,
+      route: this.groupRoute(part, g, index, handle),
+    });
+    const last = this.lists[part];
+    const from = grouping.patchedFrom;
+    const standAlone = index.matchersStandAlone;
+    let entries: RouteEntry[];
+    if (from && last?.grouping === from.grouping && last.standAlone && standAlone) {
+      entries = last.entries.filter((e) => !from.changed.has(e.keyed));
+      this.patches.routesKept += entries.length;
+      for (const keyed of from.changed) {
+        const g = grouping.groups.get(keyed);
+        if (!g || keyed.value.length === 0) continue;
+        const e = entry(g);
+        entries.splice(
+          sortedIndex(entries, e.first, (x) => x.first),
+          0,
+          e,
+        );
+      }
+    } else {
+      entries = [...grouping.groups.values()]
+        .filter((g) => g.keyed.value.length > 0)
+        .map(entry)
+        .sort((a, b) => (a.first < b.first ? -1 : a.first > b.first ? 1 : 0));
+    }
+    this.lists[part] = { grouping, standAlone, entries };
+    return entries.map((e) => e.route);
   }
 
   /** The last grouping's groups with the hosts that changed moved; undefined when too many did. */
@@ -150,7 +217,7 @@ export class RenderMemo {
     dep: (h: ProxyHost) => unknown,
     context: unknown,
     make: (h: ProxyHost, dep: unknown) => Json[],
-  ): Map<Keyed, Group> | undefined {
+  ): { groups: Map<Keyed, Group>; changed: Set<Keyed> } | undefined {
     const diff = hostDiff(last.hosts, hosts, MAX_PATCHED_HOSTS);
     if (!diff) return undefined;
     // The last grouping's map is this one's now (groupBy replaces the grouping whatever this
@@ -182,7 +249,7 @@ export class RenderMemo {
         h,
       );
     }
-    return groups;
+    return { groups, changed: new Set([...copied].map((g) => g.keyed)) };
   }
 
   /** The interned value of `part` for `h`, made or kept. */
