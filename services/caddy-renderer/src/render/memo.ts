@@ -57,8 +57,10 @@ interface Grouping {
   deps: readonly unknown[];
   generation: number;
   groups: Map<Keyed, Group>;
-  /** When patched from the grouping before it: that grouping, and the values whose group was copied, made or emptied. */
-  patchedFrom?: { grouping: Grouping; changed: ReadonlySet<Keyed> };
+  /** Counts the groupings made, so that one can name the grouping it was patched from without holding it. */
+  serial: number;
+  /** When patched from the grouping before it: that grouping's serial, and the values whose group was copied, made or emptied. */
+  patchedFrom?: { serial: number; changed: ReadonlySet<Keyed> };
 }
 
 /** A group's route with the name it is listed by (its first host's first name). */
@@ -70,7 +72,8 @@ interface RouteEntry {
 
 /** A part's routes in name order, as a render listed them, with the grouping they list. */
 interface RouteList {
-  grouping: Grouping;
+  /** The serial of the grouping it lists. */
+  serial: number;
   /** Whether the index's matchers stood alone (routes were kept per value). */
   standAlone: boolean;
   entries: RouteEntry[];
@@ -163,7 +166,8 @@ export class RenderMemo {
       deps,
       generation: this.generation,
       groups,
-      patchedFrom: patched && last && { grouping: last, changed: patched.changed },
+      serial: (last?.serial ?? 0) + 1,
+      patchedFrom: patched && last && { serial: last.serial, changed: patched.changed },
     };
   }
 
@@ -186,7 +190,7 @@ export class RenderMemo {
     const from = grouping.patchedFrom;
     const standAlone = index.matchersStandAlone;
     let entries: RouteEntry[];
-    if (from && last?.grouping === from.grouping && last.standAlone && standAlone) {
+    if (from && last?.serial === from.serial && last.standAlone && standAlone) {
       entries = last.entries.filter((e) => !from.changed.has(e.keyed));
       this.patches.routesKept += entries.length;
       for (const keyed of from.changed) {
@@ -205,7 +209,7 @@ export class RenderMemo {
         .map(entry)
         .sort((a, b) => (a.first < b.first ? -1 : a.first > b.first ? 1 : 0));
     }
-    this.lists[part] = { grouping, standAlone, entries };
+    this.lists[part] = { serial: grouping.serial, standAlone, entries };
     return entries.map((e) => e.route);
   }
 
