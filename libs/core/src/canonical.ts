@@ -25,12 +25,6 @@ export function keepCanonical<T extends object>(value: T): T {
 }
 
 /**
- * canonicalJson, byte for byte, reusing the JSON of kept values (keepCanonical): for a large
- * value that is mostly made of values kept from before (a rendered config after a change to a
- * few hosts), only what is new is written. The path from the top down to the kept values is
- * written here, member by member; anything else goes through canonicalJson's own way.
- */
-/**
  * Bytes canonicalJsonReusing wrote by copying a value sorted (an object out of key order, with
  * everything it holds), rather than member by member with the kept JSON of kept values; kept
  * values written the first time are not counted. For tests: a render of a small change that
@@ -38,6 +32,12 @@ export function keepCanonical<T extends object>(value: T): T {
  */
 export const canonicalCopied = { bytes: 0 };
 
+/**
+ * canonicalJson, byte for byte, reusing the JSON of kept values (keepCanonical): for a large
+ * value that is mostly made of values kept from before (a rendered config after a change to a
+ * few hosts), only what is new is written. The path from the top down to the kept values is
+ * written here, member by member; anything else goes through canonicalJson's own way.
+ */
 export function canonicalJsonReusing(value: unknown): string {
   if (value === null || typeof value !== "object") return JSON.stringify(value);
   return writeReusing(value);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { sameItems, sortedIndex } from "./lists.ts";
+import { compareCodeUnits, sameItems, sortedIndex } from "./lists.ts";
 
 describe("sameItems", () => {
   const o = {};
@@ -25,11 +25,27 @@ describe("sortedIndex", () => {
     assert.equal(sortedIndex([], "x"), 0);
   });
 
+  test("numbers", () => {
+    assert.deepEqual(
+      [0, 3, 4, 9, 10].map((k) => sortedIndex([3, 9], k, (n) => n)),
+      [0, 0, 1, 1, 2],
+    );
+  });
+
   test("by a key of each item", () => {
     const hosts = [{ id: "h1" }, { id: "h3" }];
     assert.deepEqual(
       ["h0", "h1", "h2", "h3", "h4"].map((id) => sortedIndex(hosts, id, (h) => h.id)),
       [0, 0, 1, 1, 2],
     );
+  });
+});
+
+describe("compareCodeUnits", () => {
+  test("sorts as `<` compares, which sortedIndex searches", () => {
+    const names = ["é", "b", "B", "a", "ab", "a"];
+    assert.deepEqual([...names].sort(compareCodeUnits), ["B", "a", "a", "ab", "b", "é"]);
+    const sorted = [...names].sort(compareCodeUnits);
+    for (const n of names) assert.equal(sorted[sortedIndex(sorted, n)], n);
   });
 });

@@ -5,15 +5,20 @@ export function sameItems(a: readonly unknown[], b: readonly unknown[]): boolean
   return true;
 }
 
+/** Strings in code-unit order (as `<` compares them), for sort: ids, names, domains. */
+export function compareCodeUnits(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /**
- * Where `key` is, or belongs, in `items` sorted by `keyOf` (code-unit order, as `<` compares
- * strings): the first index whose key is not below it. `keyOf` defaults to the item itself, for
- * a sorted list of strings.
+ * Where `key` is, or belongs, in `items` sorted by `keyOf` (strings in code-unit order, as `<`
+ * compares them, or numbers): the first index whose key is not below it. `keyOf` defaults to the
+ * item itself, for a sorted list of strings.
  */
-export function sortedIndex<T>(
+export function sortedIndex<T, K extends string | number = string>(
   items: readonly T[],
-  key: string,
-  keyOf: (item: T) => string = (item) => item as unknown as string,
+  key: K,
+  keyOf: (item: T) => K = (item) => item as unknown as K,
 ): number {
   let lo = 0;
   let hi = items.length;

@@ -913,6 +913,7 @@ describe("SnapshotCheckMemo.patchCheck: a few hosts changed in place, the rest t
       /proxy_hosts\[1\]\.domains\[0\]: "n1\.example\.com" is also served by proxy host "h1"/,
     );
     assert.equal(memo.patched, 2);
+    assert.equal(memo.chunks.patched, 2, "the content hash of each patched check patched, not walked");
   });
 
   test("after random edits, valid and not, it refuses exactly what a check without the memo refuses", () => {

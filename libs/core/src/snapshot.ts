@@ -1,6 +1,6 @@
 import type { Snapshot } from "@cpm/proto";
 import { canonicalJson, sha256Hex } from "./canonical.ts";
-import { sameItems, sortedIndex } from "./lists.ts";
+import { compareCodeUnits, sameItems, sortedIndex } from "./lists.ts";
 import { PatchedMap } from "./patched-map.ts";
 import { ValidationError } from "./errors.ts";
 import { normalizeProxyHost as normalizeProxyHostOnce } from "./validation.ts";
@@ -65,7 +65,7 @@ export interface ContentDigests {
   settings: string;
 }
 
-const sortedIds = (m: ReadonlyMap<string, unknown>) => [...m.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+const sortedIds = (m: ReadonlyMap<string, unknown>) => [...m.keys()].sort(compareCodeUnits);
 
 /**
  * The content hash from per-resource digests. Each kind's resources, sorted by id, are cut into
@@ -125,12 +125,6 @@ function chunkDigestOf(ids: readonly string[], digests: readonly string[]): stri
   return chunkDigest(lines);
 }
 
-interface Chunk {
-  ids: readonly string[];
-  digests: readonly string[];
-  digest: string;
-}
-
 /** How one kind's chunks lay over its sorted ids in the last content hash a memo computed. */
 interface KindLayout {
   /** The ids in the content hash's order (the very array walked). */
@@ -147,21 +141,20 @@ interface KindLayout {
 type Layouts = Partial<Record<ResourceKind, KindLayout>>;
 
 /**
- * The chunks of the last content hash computed with it (contentHashOfDigests), by kind and
- * first id: a chunk of the same resources with the same digests is not hashed again, so a
- * one-host change hashes one chunk (about 32 lines) and the list of chunk digests, not every
- * line. A chunk's digest depends on its lines alone, so what is kept holds whether or not the
- * snapshot it came from turned out valid. It also keeps where the chunks lay over each kind's
- * ids, so that a change to a few resources in place finds their chunks without walking the
- * rest (patch).
+ * Where the chunks of the last content hash computed with it (contentHashOfDigests) lay over
+ * each kind's ids, with their digests. A walk over every id reuses the digest of a chunk of the
+ * same resources with the same digests, so a one-host change hashes one chunk (about 32 lines)
+ * and the list of chunk digests, not every line; a change to a few resources in place finds
+ * their chunks without walking the rest (patch). A chunk's digest depends on its lines alone,
+ * so what is kept holds whether or not the snapshot it came from turned out valid.
  */
 export class ChunkDigestMemo {
-  private last = new Map<string, Chunk>();
-  private next = new Map<string, Chunk>();
   private layouts: Layouts = {};
   private nextLayouts: Layouts = {};
   /** Chunks hashed, rather than reused, since this memo was made (for tests). */
   hashed = 0;
+  /** Content hashes patched (patch) rather than walked, since this memo was made (for tests). */
+  patched = 0;
 
   /** A content hash starts walking `kind`: its ids in order, and their digests. */
   begin(kind: ResourceKind, ids: readonly string[], source: ReadonlyMap<string, string>): void {
@@ -170,25 +163,32 @@ export class ChunkDigestMemo {
 
   /** The digest of the chunk of these resources, which ends at position `end` of the kind's ids. */
   digest(kind: ResourceKind, ids: readonly string[], digests: readonly string[], end: number): string {
-    const key = `${kind}\n${ids[0]}`;
-    const before = this.last.get(key);
-    let digest: string;
-    if (before && sameItems(before.ids, ids) && sameItems(before.digests, digests)) digest = before.digest;
-    else {
+    let digest = this.kept(kind, ids, digests);
+    if (digest === undefined) {
       digest = chunkDigestOf(ids, digests);
       this.hashed++;
     }
-    this.next.set(key, { ids, digests, digest });
     const layout = this.nextLayouts[kind];
     layout?.ends.push(end);
     layout?.digests.push(digest);
     return digest;
   }
 
+  /** The digest the last content hash had for a chunk of exactly these resources and digests, if any. */
+  private kept(kind: ResourceKind, ids: readonly string[], digests: readonly string[]): string | undefined {
+    const l = this.layouts[kind];
+    const start = l ? sortedIndex(l.ids, ids[0]!) : -1;
+    if (!l || l.ids[start] !== ids[0]) return undefined;
+    // The chunk that starts at `start` follows the one that ends there.
+    const c = start === 0 ? 0 : sortedIndex(l.ends, start, (end) => end) + 1;
+    if ((start > 0 && l.ends[c - 1] !== start) || l.ends[c] !== start + ids.length) return undefined;
+    for (let i = 0; i < ids.length; i++)
+      if (l.ids[start + i] !== ids[i] || l.source.get(ids[i]!) !== digests[i]) return undefined;
+    return l.digests[c];
+  }
+
   /** One content hash is complete: its chunks are the ones kept. */
   done(): void {
-    this.last = this.next;
-    this.next = new Map();
     this.layouts = this.nextLayouts;
     this.nextLayouts = {};
   }
@@ -233,6 +233,7 @@ export class ChunkDigestMemo {
       },
       adopt: () => {
         this.layouts = layouts;
+        this.patched++;
       },
     };
   }

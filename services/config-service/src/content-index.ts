@@ -11,6 +11,7 @@ import {
 } from "@cpm/proto";
 import {
   chunkDigest,
+  compareCodeUnits,
   contentHashOfChunks,
   digestLine,
   endsChunk,
@@ -61,8 +62,6 @@ export function storedSettings(s: Settings | undefined): Settings {
     http: s?.http ? roundTrip(HttpSettings, s.http) : undefined,
   };
 }
-
-const byId = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** The cache key of the last chunk of a kind when no resource ends it (see endsChunk). */
 const TAIL = Symbol("tail");
@@ -147,7 +146,7 @@ class KindIndex<T extends { id: string }> {
 
   /** Ids sorted as the content hash and the snapshot list them; sorted once, then kept in order. */
   ids(): readonly string[] {
-    this.order ??= [...this.values.keys()].sort(byId);
+    this.order ??= [...this.values.keys()].sort(compareCodeUnits);
     return this.order;
   }
 

@@ -1,6 +1,7 @@
 import { LoadBalancingPolicy, type AccessList, type ProxyHost, type Settings, type Snapshot } from "@cpm/proto";
 import {
   canonicalJsonReusing,
+  compareCodeUnits,
   checkUpstreamsNotReserved,
   keepCanonical,
   parseUpstream,
@@ -8,7 +9,7 @@ import {
   type ReservedAddress,
 } from "@cpm/core";
 import { accessListHandlers } from "./access.ts";
-import { RenderMemo, type Part } from "./memo.ts";
+import { RenderMemo } from "./memo.ts";
 import { renderLayer4 } from "./layer4.ts";
 import { hstsValue, transportTimeouts } from "./settings.ts";
 import { challengeForwardRoute, httpsConnectionPolicies, renderPki, renderTls } from "./tls.ts";
@@ -102,8 +103,6 @@ export function render(input: Snapshot, opts: RenderOptions, memo: RenderMemo = 
     settings,
     (h) => (h.compression ? [ENCODE, reverseProxy(h, settings)] : [reverseProxy(h, settings)]),
   );
-  // Routes for disjoint sets of hosts: any order is right; sorted by first name to be deterministic.
-  const listRoutes = (part: Part, handle: (v: Json[]) => Json[]) => memo.routesInOrder(part, index, handle);
   // Every object here is built with its keys in sorted order, as canonical JSON writes them:
   // canonicalJsonReusing then writes each kept part (a route, the tls app) once and reuses it;
   // an object out of order would be copied sorted with all it holds, every render.
@@ -126,9 +125,10 @@ export function render(input: Snapshot, opts: RenderOptions, memo: RenderMemo = 
       ...(https
         ? [{ handle: [{ handler: "headers", response: { delete: ["Alt-Svc"] } }], match: [{ protocol: "http" }] }]
         : []),
-      ...listRoutes("classes", (routes) => [{ handler: "subroute", routes }]),
+      // Routes for disjoint sets of hosts: any order is right; by first name to be deterministic.
+      ...memo.routesInOrder("classes", index, (routes) => [{ handler: "subroute", routes }]),
       // reverse_proxy never calls the next handler, so these routes need no `terminal`.
-      ...listRoutes("proxy", (handlers) => handlers),
+      ...memo.routesInOrder("proxy", index, (handlers) => handlers),
       NOT_FOUND_ROUTE,
     ],
   };
@@ -150,8 +150,6 @@ export function render(input: Snapshot, opts: RenderOptions, memo: RenderMemo = 
   return { json, sha256: sha256Hex(json), warnings };
 }
 
-const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-
 // The objects rendered for every host (routes, handlers) are written with their keys in sorted
 // order: the canonical JSON of the config then keeps them as they are rather than copying each
 // one (canonicalJson in @cpm/core); the bytes are the same either way.
@@ -159,7 +157,7 @@ const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 /** `hosts` (a fresh array) sorted by id: checked first, since a snapshot lists them in that order already. */
 function sortedById(hosts: ProxyHost[]): ProxyHost[] {
   for (let i = 1; i < hosts.length; i++)
-    if (hosts[i - 1]!.id > hosts[i]!.id) return hosts.sort((a, b) => cmp(a.id, b.id));
+    if (hosts[i - 1]!.id > hosts[i]!.id) return hosts.sort((a, b) => compareCodeUnits(a.id, b.id));
   return hosts;
 }
 
@@ -219,7 +217,7 @@ function withoutReservedUpstreams(snapshot: Snapshot, opts: RenderOptions, warni
   }
   if (refused.length === 0) return snapshot;
   // Warnings in name order (a stable sort: equal names keep the snapshot's order).
-  for (const { h, why } of refused.sort((a, b) => cmp(a.h.name, b.h.name)))
+  for (const { h, why } of refused.sort((a, b) => compareCodeUnits(a.h.name, b.h.name)))
     warnings.push(`proxy host "${h.name}" not served: ${why}`);
   const left = new Set(refused.map((r) => r.h.id));
   return { ...snapshot, proxyHosts: snapshot.proxyHosts.filter((h) => !left.has(h.id)) };

@@ -8,6 +8,7 @@ import {
 } from "@cpm/proto";
 import {
   checkUpstreamsNotReserved,
+  compareCodeUnits,
   effectiveMatcher,
   instancePorts,
   l4Listener,
@@ -60,7 +61,7 @@ export function renderLayer4(snapshot: Snapshot, opts: RenderOptions, warnings: 
   const certs = new Map(snapshot.certificates.map((c) => [c.id, c]));
   const reserved = instancePorts(opts);
   const accepted: L4ProxyHost[] = [];
-  const byName = [...enabled].sort((a, b) => cmp(a.name, b.name) || cmp(a.id, b.id));
+  const byName = [...enabled].sort((a, b) => compareCodeUnits(a.name, b.name) || compareCodeUnits(a.id, b.id));
   for (const raw of byName) {
     const label = `L4 proxy host "${raw.name}"`;
     let h: L4ProxyHost;
@@ -105,9 +106,11 @@ export function renderLayer4(snapshot: Snapshot, opts: RenderOptions, warnings: 
     groups.set(listener.network, g);
   }
   const servers: Json = {};
-  for (const { listener, hosts } of [...groups.values()].sort((a, b) => cmp(a.listener.network, b.listener.network))) {
+  for (const { listener, hosts } of [...groups.values()].sort((a, b) =>
+    compareCodeUnits(a.listener.network, b.listener.network),
+  )) {
     const routes = hosts.flatMap((h) => hostRoutes(h, listener, certs.get(h.certificateId)));
-    routes.sort((a, b) => cmp(a.key, b.key));
+    routes.sort((a, b) => compareCodeUnits(a.key, b.key));
     servers[serverName(listener)] = { listen: [boundNetwork(listener, opts)], routes: routes.map((r) => r.route) };
   }
   return { servers };
@@ -117,8 +120,6 @@ export function renderLayer4(snapshot: Snapshot, opts: RenderOptions, warnings: 
 function boundNetwork(l: L4Listener, opts: RenderOptions): string {
   return l.host === "" && opts.bindAddress ? `${l.protocol}/${opts.bindAddress}:${l.port}` : l.network;
 }
-
-const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** "l4-tcp-5432" for every address, "l4-udp-127.0.0.1-53", "l4-tcp-[::1]-5432". */
 function serverName(l: L4Listener): string {

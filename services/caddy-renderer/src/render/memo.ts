@@ -1,5 +1,5 @@
 import type { ProxyHost, Settings } from "@cpm/proto";
-import { keepCanonical, sameItems, sortedIndex } from "@cpm/core";
+import { compareCodeUnits, keepCanonical, sameItems, sortedIndex } from "@cpm/core";
 import { DomainIndex } from "./domains.ts";
 import { hostDiff, MAX_PATCHED_HOSTS } from "./host-diff.ts";
 import type { Json } from "./types.ts";
@@ -207,7 +207,7 @@ export class RenderMemo {
       entries = [...grouping.groups.values()]
         .filter((g) => g.keyed.value.length > 0)
         .map(entry)
-        .sort((a, b) => (a.first < b.first ? -1 : a.first > b.first ? 1 : 0));
+        .sort((a, b) => compareCodeUnits(a.first, b.first));
     }
     this.lists[part] = { serial: grouping.serial, standAlone, entries };
     return entries.map((e) => e.route);

@@ -642,6 +642,7 @@ describe("render of snapshots that share resource objects (as decoded one after 
       const before = canonicalCopied.bytes;
       const { json } = render(s(), opts, memo);
       const copied = canonicalCopied.bytes - before;
+      assert.equal(json, render(structuredClone(s()), { ...opts }, new RenderMemo()).json, `step ${step}: bytes`);
       assert.ok(json.includes(`10.2.0.${step}:80`) && json.includes('"automate"') && json.includes('"layer4"'));
       assert.ok(copied < json.length / 100, `step ${step}: ${copied} of ${json.length} bytes copied sorted`);
     }

@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { CertificateIssuance, CertificateType, type Certificate, type ProxyHost, type Snapshot } from "@cpm/proto";
-import { certificateCovers, isPrivateName, keepCanonical, sameItems, sha256Hex } from "@cpm/core";
+import { certificateCovers, compareCodeUnits, isPrivateName, keepCanonical, sameItems, sha256Hex } from "@cpm/core";
 import type { DomainIndex } from "./domains.ts";
 import type { Json, RenderOptions } from "./types.ts";
 
@@ -60,46 +60,45 @@ function usedCertificates(snapshot: Snapshot, opts: RenderOptions): Certificate[
     for (const h of snapshot.l4ProxyHosts)
       if (h.enabled !== false && h.tlsTermination && h.certificateId) ids.add(h.certificateId);
   }
-  return snapshot.certificates.filter((c) => ids.has(c.id)).sort((a, b) => cmp(a.id, b.id));
+  return snapshot.certificates.filter((c) => ids.has(c.id)).sort((a, b) => compareCodeUnits(a.id, b.id));
 }
 
-/** Per options object, the last plan made and what it was made from. */
-const plans = new WeakMap<RenderOptions, { used: Certificate[]; privateAcme: boolean; plan: TlsPlan }>();
+/** Per options object, the last plan made, the snapshot it was last asked for and what it was made from. */
+const plans = new WeakMap<
+  RenderOptions,
+  { snapshot: Snapshot; used: Certificate[]; privateAcme: boolean; plan: TlsPlan }
+>();
 
 /**
- * Which certificates are used and how each managed name is issued. The same certificate objects
- * in use (SnapshotDecoder keeps an unchanged resource's object) under the same ACME settings give
- * the very plan object of the last call: its sorted names are not sorted again.
+ * Which certificates are used and how each managed name is issued. Asked again of the same
+ * snapshot (a render asks twice: the tls app, the connection policies), or of one with the same
+ * certificate objects in use (SnapshotDecoder keeps an unchanged resource's object) under the
+ * same ACME settings, it gives the very plan object of the last call: its sorted names are not
+ * sorted again.
  */
 function plan(snapshot: Snapshot, opts: RenderOptions): TlsPlan {
-  const known = planned.get(snapshot);
-  if (known?.opts === opts) return known.plan;
-  const made = planFor(snapshot, opts);
-  planned.set(snapshot, { opts, plan: made });
-  return made;
-}
-
-/** The plan of a snapshot object already planned (a render asks twice: the tls app, the connection policies). */
-const planned = new WeakMap<Snapshot, { opts: RenderOptions; plan: TlsPlan }>();
-
-function planFor(snapshot: Snapshot, opts: RenderOptions): TlsPlan {
+  const last = plans.get(opts);
+  if (last?.snapshot === snapshot) return last.plan;
   const used = usedCertificates(snapshot, opts);
   const privateAcme = !!snapshot.settings?.acme?.caRootPem?.trim() && !!snapshot.settings?.acme?.caUrl?.trim();
-  const last = plans.get(opts);
-  if (last && last.privateAcme === privateAcme && sameItems(last.used, used)) return last.plan;
+  if (last && last.privateAcme === privateAcme && sameItems(last.used, used)) {
+    last.snapshot = snapshot;
+    return last.plan;
+  }
   const fromMaster = opts.servesMasterIssued ? used.filter(isMasterIssued) : [];
   const names = new Set<string>();
   for (const c of used)
     if (c.type === CertificateType.CERTIFICATE_TYPE_MANAGED && !fromMaster.includes(c))
       c.domainNames.forEach((d) => names.add(d));
   const managed = new Map<string, "internal" | "acme">();
-  for (const n of [...names].sort(cmp)) managed.set(n, !privateAcme && isPrivateName(n) ? "internal" : "acme");
+  for (const n of [...names].sort(compareCodeUnits))
+    managed.set(n, !privateAcme && isPrivateName(n) ? "internal" : "acme");
   const made = {
     imported: used.filter((c) => c.type === CertificateType.CERTIFICATE_TYPE_IMPORTED),
     fromMaster,
     managed,
   };
-  plans.set(opts, { used, privateAcme, plan: made });
+  plans.set(opts, { snapshot, used, privateAcme, plan: made });
   return made;
 }
 
@@ -284,7 +283,7 @@ function hostCoverageWarnings(snapshot: Snapshot, warnings: string[]): void {
     if (known.missing.length > 0) uncovered.push({ h, c, missing: known.missing });
   }
   // A stable sort: hosts of the same name keep the snapshot's order.
-  for (const { h, c, missing } of uncovered.sort((a, b) => cmp(a.h.name, b.h.name))) {
+  for (const { h, c, missing } of uncovered.sort((a, b) => compareCodeUnits(a.h.name, b.h.name))) {
     warnings.push(
       `proxy host "${h.name}": certificate "${c.name}" does not cover ${missing.join(", ")}; HTTPS handshakes for ${missing.length > 1 ? "them" : "it"} will fail`,
     );
@@ -323,9 +322,9 @@ export function httpsConnectionPolicies(
     for (const d of index.domainsOf(h)) (d.startsWith("*.") ? n.wild : n.exact).push(d);
     names.set(c.id, n);
   }
-  const ids = [...names.keys()].sort(cmp);
+  const ids = [...names.keys()].sort(compareCodeUnits);
   const policy = (id: string, sni: string[]) => ({
-    match: { sni: sni.sort(cmp) },
+    match: { sni: sni.sort(compareCodeUnits) },
     certificate_selection: { any_tag: [certificateTag(id)] },
   });
   return [
@@ -334,5 +333,3 @@ export function httpsConnectionPolicies(
     {},
   ];
 }
-
-const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
